@@ -1,0 +1,635 @@
+//! Tests of the SQLite backend: the conformance suite, migrations, group commit (batching and
+//! per-request isolation), several stores on one file, and durability of acknowledged deliveries
+//! when the process is killed with SIGKILL mid-stream (the test re-executes this test binary in a
+//! child mode selected by an environment variable).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use hato_store::sqlite::{SCHEMA_VERSION, SqliteStore};
+use hato_store::{AccountId, Delivery, Store, StoreError, conformance};
+
+const HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA";
+
+fn delivery(n: u64, local: Vec<AccountId>, remote: Vec<String>) -> Delivery {
+    Delivery {
+        sender: format!("sender{n}@remote.test"),
+        data: message(n),
+        local,
+        remote,
+        received_at: 1_700_000_000 + n as i64,
+    }
+}
+
+fn message(n: u64) -> Vec<u8> {
+    let filler = "x".repeat(76);
+    let mut m = format!("Subject: test {n}\r\nX-N: {n}\r\n\r\n");
+    for _ in 0..40 {
+        m.push_str(&filler);
+        m.push_str("\r\n");
+    }
+    m.into_bytes()
+}
+
+fn local_copy(n: u64) -> Vec<u8> {
+    let mut v = format!("Return-Path: <sender{n}@remote.test>\r\n").into_bytes();
+    v.extend_from_slice(&message(n));
+    v
+}
+
+/// The `X-N` marker of a stored message.
+fn marker(blob: &[u8]) -> Option<u64> {
+    let text = std::str::from_utf8(blob).ok()?;
+    let start = text.find("\r\nX-N: ")? + 7;
+    let end = start + text[start..].find("\r\n")?;
+    text[start..end].parse().ok()
+}
+
+async fn inbox_id(store: &dyn Store, account: AccountId) -> i64 {
+    store
+        .mailboxes(account)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|m| m.name == "INBOX")
+        .unwrap()
+        .id
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conformance_suite() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("hato.db")).unwrap();
+    conformance::run_all(&store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_creates_parent_directories() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a/b/c/hato.db");
+    let store = SqliteStore::open(&path).unwrap();
+    assert_eq!(store.path(), path);
+    store.create_account("x@example.com", HASH).await.unwrap();
+    assert!(path.exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reopen_keeps_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("hato.db");
+    let (account, receipt) = {
+        let store = SqliteStore::open(&path).unwrap();
+        let account = store
+            .create_account("keep@example.com", HASH)
+            .await
+            .unwrap();
+        store
+            .add_alias("alias@example.com", "keep@example.com")
+            .await
+            .unwrap();
+        let receipt = store
+            .deliver(delivery(1, vec![account.id], vec!["r@remote.test".into()]))
+            .await
+            .unwrap();
+        (account, receipt)
+    };
+    let store = SqliteStore::open(&path).unwrap();
+    assert_eq!(store.commit_count(), 0);
+    assert_eq!(
+        store.account("keep@example.com").await.unwrap(),
+        Some(account.clone())
+    );
+    assert_eq!(
+        store.resolve("alias@example.com").await.unwrap(),
+        Some(account.id)
+    );
+    let entries = store
+        .messages(inbox_id(&store, account.id).await)
+        .await
+        .unwrap();
+    assert_eq!(entries.len(), 1);
+    assert_eq!(Some(entries[0].blob), receipt.local_blob);
+    assert_eq!(
+        store.blob(entries[0].blob).await.unwrap(),
+        Some(local_copy(1))
+    );
+    let queue = store.queue().await.unwrap();
+    assert_eq!(queue.len(), 1);
+    assert_eq!(store.blob(queue[0].blob).await.unwrap(), Some(message(1)));
+    // UID assignment continues where it was.
+    store
+        .deliver(delivery(2, vec![account.id], vec![]))
+        .await
+        .unwrap();
+    let entries = store
+        .messages(inbox_id(&store, account.id).await)
+        .await
+        .unwrap();
+    assert_eq!(
+        entries.iter().map(|e| e.uid).collect::<Vec<_>>(),
+        vec![1, 2]
+    );
+}
+
+#[test]
+fn future_schema_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("hato.db");
+    drop(SqliteStore::open(&path).unwrap());
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+            .unwrap();
+    }
+    match SqliteStore::open(&path) {
+        Err(StoreError::SchemaTooNew { found, supported }) => {
+            assert_eq!(found, SCHEMA_VERSION + 1);
+            assert_eq!(supported, SCHEMA_VERSION);
+        }
+        other => panic!("want SchemaTooNew, got {other:?}"),
+    }
+}
+
+#[test]
+fn garbage_file_is_an_error_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("hato.db");
+    std::fs::write(&path, vec![0x42u8; 8192]).unwrap();
+    match SqliteStore::open(&path) {
+        Err(StoreError::Backend(message)) => assert!(!message.is_empty()),
+        other => panic!("want Backend error, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_deliveries_all_land_with_unique_uids() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteStore::open(&dir.path().join("hato.db")).unwrap());
+    let a = store
+        .create_account("a@example.com", HASH)
+        .await
+        .unwrap()
+        .id;
+    let b = store
+        .create_account("b@example.com", HASH)
+        .await
+        .unwrap()
+        .id;
+    let commits_before = store.commit_count();
+
+    let mut tasks = Vec::new();
+    for n in 0..200u64 {
+        let store = Arc::clone(&store);
+        tasks.push(tokio::spawn(async move {
+            let remote = vec![format!("r{n}@remote.test")];
+            (n, store.deliver(delivery(n, vec![a, b], remote)).await)
+        }));
+    }
+    for task in tasks {
+        let (n, result) = task.await.unwrap();
+        result.unwrap_or_else(|e| panic!("delivery {n} failed: {e}"));
+    }
+    let commits = store.commit_count() - commits_before;
+    eprintln!("200 concurrent deliveries: {commits} commits");
+    assert!(
+        commits < 200,
+        "no group commit: {commits} commits for 200 deliveries"
+    );
+
+    for account in [a, b] {
+        let inbox = inbox_id(&*store, account).await;
+        let entries = store.messages(inbox).await.unwrap();
+        assert_eq!(
+            entries.iter().map(|e| e.uid).collect::<Vec<_>>(),
+            (1..=200).collect::<Vec<_>>()
+        );
+        let mut modseqs: Vec<u64> = entries.iter().map(|e| e.modseq).collect();
+        modseqs.dedup();
+        assert_eq!(
+            modseqs.len(),
+            200,
+            "modseqs must be distinct and increasing"
+        );
+        assert!(entries.windows(2).all(|w| w[0].modseq < w[1].modseq));
+        let mut seen = BTreeSet::new();
+        for e in &entries {
+            let data = store.blob(e.blob).await.unwrap().unwrap();
+            let n = marker(&data).unwrap();
+            assert_eq!(data, local_copy(n));
+            assert!(seen.insert(n));
+        }
+    }
+    assert_eq!(store.queue().await.unwrap().len(), 200);
+}
+
+/// Holds the database's write lock from a separate connection so that requests pile up in the
+/// writer's channel; released after `hold`.
+fn hold_write_lock(path: &Path, hold: Duration) -> std::thread::JoinHandle<()> {
+    let conn = rusqlite::Connection::open(path).unwrap();
+    conn.execute_batch("BEGIN IMMEDIATE").unwrap();
+    std::thread::spawn(move || {
+        std::thread::sleep(hold);
+        conn.execute_batch("COMMIT").unwrap();
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn group_commit_batches_waiting_requests() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("hato.db");
+    let store = Arc::new(SqliteStore::open(&path).unwrap());
+    let a = store
+        .create_account("a@example.com", HASH)
+        .await
+        .unwrap()
+        .id;
+    let before = store.commit_count();
+
+    let lock = hold_write_lock(&path, Duration::from_millis(500));
+    let mut tasks = Vec::new();
+    for n in 0..200u64 {
+        let store = Arc::clone(&store);
+        tasks.push(tokio::spawn(async move {
+            store.deliver(delivery(n, vec![a], vec![])).await
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap().unwrap();
+    }
+    lock.join().unwrap();
+    let commits = store.commit_count() - before;
+    // The first request may go alone; everything that queued behind the lock shares one commit
+    // (two if the queue exceeded MAX_BATCH or a request arrived late).
+    assert!(commits <= 4, "{commits} commits for 200 deliveries");
+    let entries = store.messages(inbox_id(&*store, a).await).await.unwrap();
+    assert_eq!(entries.len(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn failing_request_rolls_back_only_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("hato.db");
+    let store = Arc::new(SqliteStore::open(&path).unwrap());
+    let a = store
+        .create_account("a@example.com", HASH)
+        .await
+        .unwrap()
+        .id;
+    let before = store.commit_count();
+
+    let lock = hold_write_lock(&path, Duration::from_millis(500));
+    let mut tasks = Vec::new();
+    for n in 0..41u64 {
+        let store = Arc::clone(&store);
+        // Delivery 20 names a missing account after a valid one and has a remote recipient.
+        let local = if n == 20 { vec![a, 999_999] } else { vec![a] };
+        let remote = vec![format!("r{n}@remote.test")];
+        tasks.push(tokio::spawn(async move {
+            (n, store.deliver(delivery(n, local, remote)).await)
+        }));
+        tokio::task::yield_now().await;
+    }
+    for task in tasks {
+        let (n, result) = task.await.unwrap();
+        if n == 20 {
+            assert!(matches!(result, Err(StoreError::NotFound(_))), "{result:?}");
+        } else {
+            result.unwrap_or_else(|e| panic!("delivery {n} failed: {e}"));
+        }
+    }
+    lock.join().unwrap();
+    let commits = store.commit_count() - before;
+    assert!(commits <= 3, "the batch did not share a commit: {commits}");
+
+    let entries = store.messages(inbox_id(&*store, a).await).await.unwrap();
+    assert_eq!(entries.len(), 40);
+    assert_eq!(
+        entries.iter().map(|e| e.uid).collect::<Vec<_>>(),
+        (1..=40).collect::<Vec<_>>()
+    );
+    let mut markers = BTreeSet::new();
+    for e in &entries {
+        markers.insert(marker(&store.blob(e.blob).await.unwrap().unwrap()).unwrap());
+    }
+    assert!(!markers.contains(&20));
+    let queue = store.queue().await.unwrap();
+    assert_eq!(queue.len(), 40);
+    assert!(!queue.iter().any(|q| q.recipient == "r20@remote.test"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_stores_on_one_file_share_uid_space() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("hato.db");
+    let first = Arc::new(SqliteStore::open(&path).unwrap());
+    let second = Arc::new(SqliteStore::open(&path).unwrap());
+    let a = first
+        .create_account("a@example.com", HASH)
+        .await
+        .unwrap()
+        .id;
+    assert_eq!(second.resolve("A@example.com").await.unwrap(), Some(a));
+
+    let mut tasks = Vec::new();
+    for n in 0..100u64 {
+        let store = if n % 2 == 0 {
+            Arc::clone(&first)
+        } else {
+            Arc::clone(&second)
+        };
+        tasks.push(tokio::spawn(async move {
+            store.deliver(delivery(n, vec![a], vec![])).await
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap().unwrap();
+    }
+    let entries = first.messages(inbox_id(&*first, a).await).await.unwrap();
+    assert_eq!(
+        entries.iter().map(|e| e.uid).collect::<Vec<_>>(),
+        (1..=100).collect::<Vec<_>>()
+    );
+}
+
+/// Records an `ACK n local_blob queue_blob` line (libtest may prefix the first one).
+fn parse_ack(line: &str, acked: &mut BTreeMap<u64, (i64, i64)>) {
+    let Some(start) = line.find("ACK ") else {
+        return;
+    };
+    let fields: Vec<i64> = line[start + 4..]
+        .split_whitespace()
+        .map(|f| f.parse().unwrap())
+        .collect();
+    assert_eq!(fields.len(), 3, "bad line {line:?}");
+    acked.insert(fields[0] as u64, (fields[1], fields[2]));
+}
+
+/// Database path; its presence selects the child mode of [`kill9_child`].
+const CHILD_ENV: &str = "HATO_STORE_KILL9_CHILD_DB";
+/// First delivery number of the child (unique per round).
+const CHILD_BASE_ENV: &str = "HATO_STORE_KILL9_CHILD_BASE";
+
+/// Child mode of [`acknowledged_deliveries_survive_kill_9`]: delivers from 16 tasks at once and
+/// prints `ACK n local_blob queue_blob` for every acknowledged delivery. Does nothing in a
+/// normal test run.
+#[test]
+fn kill9_child() {
+    let Ok(path) = std::env::var(CHILD_ENV) else {
+        return;
+    };
+    let base: u64 = std::env::var(CHILD_BASE_ENV).unwrap().parse().unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async move {
+        let store = Arc::new(SqliteStore::open(Path::new(&path)).unwrap());
+        let a = store.resolve("a@kill.test").await.unwrap().unwrap();
+        let b = store.resolve("b@kill.test").await.unwrap().unwrap();
+        let next = Arc::new(AtomicU64::new(base));
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut tasks = Vec::new();
+        for _ in 0..16 {
+            let (store, next) = (Arc::clone(&store), Arc::clone(&next));
+            tasks.push(tokio::spawn(async move {
+                while Instant::now() < deadline {
+                    let n = next.fetch_add(1, Ordering::Relaxed);
+                    let remote = vec![format!("r{n}@remote.test")];
+                    let receipt = match store.deliver(delivery(n, vec![a, b], remote)).await {
+                        Ok(receipt) => receipt,
+                        Err(e) => {
+                            eprintln!("child: delivery {n} failed: {e}");
+                            std::process::exit(3);
+                        }
+                    };
+                    let line = format!(
+                        "ACK {n} {} {}\n",
+                        receipt.local_blob.unwrap(),
+                        receipt.queue_blob.unwrap()
+                    );
+                    let mut out = std::io::stdout().lock();
+                    if out
+                        .write_all(line.as_bytes())
+                        .and_then(|()| out.flush())
+                        .is_err()
+                    {
+                        std::process::exit(4);
+                    }
+                }
+            }));
+        }
+        for task in tasks {
+            task.await.unwrap();
+        }
+    });
+}
+
+/// Runs one child from delivery number `base`, SIGKILLs it mid-stream after a varying number of
+/// acknowledgements while `store` (this process) writes too, and returns what it acknowledged
+/// plus the accounts this process created meanwhile.
+fn run_and_kill_child(
+    path: &Path,
+    base: u64,
+    store: &SqliteStore,
+    runtime: &tokio::runtime::Runtime,
+) -> (BTreeMap<u64, (i64, i64)>, Vec<String>) {
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["kill9_child", "--exact", "--nocapture", "--test-threads=1"])
+        .env(CHILD_ENV, path)
+        .env(CHILD_BASE_ENV, base.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    // Drain the child's stdout at once on its own thread: a full pipe would stall the child in
+    // `write` with nothing in flight, and the kill would hit an idle process.
+    let stdout = child.stdout.take().unwrap();
+    let count = Arc::new(AtomicU64::new(0));
+    let reader = {
+        let count = Arc::clone(&count);
+        std::thread::spawn(move || {
+            let mut acked = BTreeMap::new();
+            for line in BufReader::new(stdout).lines() {
+                parse_ack(&line.unwrap(), &mut acked);
+                count.store(acked.len() as u64, Ordering::Relaxed);
+            }
+            acked
+        })
+    };
+
+    let kill_after = 200 + (u64::from(std::process::id()) * 7 + base) % 300;
+    let mut cli_accounts = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let acks = count.load(Ordering::Relaxed);
+        if acks >= kill_after {
+            break;
+        }
+        assert!(Instant::now() < deadline, "child too slow: {acks} acks");
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("child ended early: {status:?}");
+        }
+        // Write early in the round only: contention sends the child's writer into SQLite's
+        // busy back-off, and a kill during that sleep would find nothing in flight.
+        if acks >= 50 * (cli_accounts.len() as u64 + 1) && cli_accounts.len() < 2 {
+            let address = format!("cli{base}-{}@kill.test", cli_accounts.len());
+            runtime
+                .block_on(store.create_account(&address, HASH))
+                .unwrap();
+            cli_accounts.push(address);
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    child.kill().unwrap(); // SIGKILL
+    let status = child.wait().unwrap();
+    {
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(
+            status.signal(),
+            Some(9),
+            "child must die mid-stream: {status:?}"
+        );
+    }
+    // Everything the child wrote before dying was acknowledged.
+    (reader.join().unwrap(), cli_accounts)
+}
+
+/// Checks that every acknowledged delivery is complete in a freshly opened store and that every
+/// visible delivery is complete (in both INBOXes and the queue, with intact blobs) or absent.
+async fn verify_after_kill(
+    store: &SqliteStore,
+    accounts: [AccountId; 2],
+    acked: &BTreeMap<u64, (i64, i64)>,
+    cli_accounts: &[String],
+) {
+    for address in cli_accounts {
+        assert!(
+            store.account(address).await.unwrap().is_some(),
+            "{address} lost"
+        );
+    }
+    let mut per_account = Vec::new();
+    for account in accounts {
+        let mailbox = store
+            .mailboxes(account)
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|m| m.name == "INBOX")
+            .unwrap();
+        let entries = store.messages(mailbox.id).await.unwrap();
+        let mut found: BTreeMap<u64, i64> = BTreeMap::new();
+        for (i, e) in entries.iter().enumerate() {
+            assert_eq!(e.uid as usize, i + 1, "UIDs must be dense 1..");
+            let data = store
+                .blob(e.blob)
+                .await
+                .unwrap()
+                .expect("entry without blob");
+            let n = marker(&data).expect("unreadable blob");
+            assert_eq!(data, local_copy(n), "blob of delivery {n} is incomplete");
+            assert_eq!(e.size, data.len() as u64);
+            assert!(found.insert(n, e.blob).is_none(), "delivery {n} twice");
+        }
+        assert_eq!(mailbox.uidnext as usize, entries.len() + 1);
+        per_account.push(found);
+    }
+    let mut queued: BTreeMap<u64, i64> = BTreeMap::new();
+    for q in store.queue().await.unwrap() {
+        let n: u64 = q
+            .recipient
+            .trim_start_matches('r')
+            .trim_end_matches("@remote.test")
+            .parse()
+            .unwrap();
+        let data = store
+            .blob(q.blob)
+            .await
+            .unwrap()
+            .expect("queue entry without blob");
+        assert_eq!(
+            data,
+            message(n),
+            "queued blob of delivery {n} is incomplete"
+        );
+        assert!(
+            queued.insert(n, q.blob).is_none(),
+            "delivery {n} queued twice"
+        );
+    }
+    // Nothing half-visible: each delivery is in both INBOXes and the queue, or nowhere.
+    let keys = |m: &BTreeMap<u64, i64>| m.keys().copied().collect::<Vec<_>>();
+    assert_eq!(keys(&per_account[0]), keys(&per_account[1]));
+    assert_eq!(keys(&per_account[0]), keys(&queued));
+    // Every acknowledged delivery is there, with the blobs its receipt named.
+    for (n, (local_blob, queue_blob)) in acked {
+        assert_eq!(
+            per_account[0].get(n),
+            Some(local_blob),
+            "acknowledged delivery {n} lost"
+        );
+        assert_eq!(
+            per_account[1].get(n),
+            Some(local_blob),
+            "acknowledged delivery {n} lost"
+        );
+        assert_eq!(
+            queued.get(n),
+            Some(queue_blob),
+            "acknowledged delivery {n} lost"
+        );
+    }
+    eprintln!(
+        "kill -9: {} acknowledged, {} committed deliveries found",
+        acked.len(),
+        per_account[0].len()
+    );
+}
+
+#[test]
+fn acknowledged_deliveries_survive_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("hato.db");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let setup = SqliteStore::open(&path).unwrap();
+    let accounts = runtime.block_on(async {
+        let a = setup.create_account("a@kill.test", HASH).await.unwrap().id;
+        let b = setup.create_account("b@kill.test", HASH).await.unwrap().id;
+        [a, b]
+    });
+    drop(setup);
+
+    let mut acked = BTreeMap::new();
+    let mut cli_accounts = Vec::new();
+    // Several rounds: each kill lands at a different point of the commit cycle, and each round
+    // starts from the database the previous kill left behind.
+    for round in 0..5u64 {
+        // This process keeps its own store open and writes while the child delivers (like the
+        // CLI next to the server).
+        let store = SqliteStore::open(&path).unwrap();
+        let (round_acked, round_accounts) =
+            run_and_kill_child(&path, round * 1_000_000, &store, &runtime);
+        drop(store);
+        acked.extend(round_acked);
+        cli_accounts.extend(round_accounts);
+
+        let store = SqliteStore::open(&path).unwrap();
+        runtime.block_on(verify_after_kill(&store, accounts, &acked, &cli_accounts));
+    }
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let check: String = conn
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(check, "ok");
+}

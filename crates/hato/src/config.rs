@@ -1,0 +1,408 @@
+//! The configuration file (TOML) and the zero-configuration default.
+//!
+//! Parsing rejects unknown keys and wrong types; [`Config::validate`] checks what parsing cannot
+//! (names, duplicate binds, limits). Every error names the key and says what to do.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// EHLO name, Received headers, certificate name check.
+    #[serde(default = "default_hostname")]
+    pub hostname: String,
+    /// Where the store and generated certificates live.
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    /// Domains hato is the final destination for. Empty: just `hostname`.
+    #[serde(default)]
+    pub domains: Vec<String>,
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
+    #[serde(default)]
+    pub limits: Limits,
+    #[serde(default)]
+    pub auth: AuthConfig,
+    #[serde(default, rename = "listener")]
+    pub listeners: Vec<Listener>,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificate chain (leaf first).
+    pub cert: Option<PathBuf>,
+    /// PEM private key for `cert`.
+    pub key: Option<PathBuf>,
+    /// More certificates, chosen by SNI.
+    #[serde(default)]
+    pub certificate: Vec<CertificateEntry>,
+    /// Seconds between checks of the certificate files for changes (0: only on SIGHUP).
+    #[serde(default = "default_reload_check")]
+    pub reload_check_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CertificateEntry {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    /// Port 25: mail for local domains from anyone; never relays.
+    Smtp,
+    /// Ports 587/465: AUTH required, may send anywhere.
+    Submission,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TlsMode {
+    /// Plaintext only (no STARTTLS). AUTH is then impossible.
+    None,
+    /// STARTTLS offered (RFC 3207).
+    Starttls,
+    /// TLS from the first byte (RFC 8314).
+    Implicit,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BareLineEndings {
+    Reject,
+    Normalize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Listener {
+    pub protocol: Protocol,
+    pub bind: SocketAddr,
+    #[serde(default = "default_tls_mode")]
+    pub tls: TlsMode,
+    /// Refuse MAIL/RCPT/DATA/AUTH before STARTTLS. Default: true for submission, false for smtp.
+    pub require_tls: Option<bool>,
+    /// What to do with bare CR or LF in DATA.
+    #[serde(default = "default_bare")]
+    pub bare_line_endings: BareLineEndings,
+    /// Milliseconds to wait before the greeting; a client that talks first is rejected.
+    /// Default: 500 on smtp listeners, 0 on submission.
+    pub greeting_delay_ms: Option<u64>,
+}
+
+impl Listener {
+    pub fn require_tls(&self) -> bool {
+        match self.tls {
+            TlsMode::Implicit => true,
+            TlsMode::None => false,
+            TlsMode::Starttls => self
+                .require_tls
+                .unwrap_or(self.protocol == Protocol::Submission),
+        }
+    }
+
+    pub fn greeting_delay_ms(&self) -> u64 {
+        self.greeting_delay_ms.unwrap_or(match self.protocol {
+            Protocol::Smtp => 500,
+            Protocol::Submission => 0,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    pub max_message_size: usize,
+    pub max_recipients: usize,
+    pub max_errors: u32,
+    pub max_connections: usize,
+    pub max_connections_per_ip: usize,
+    /// Seconds to wait for a command (RFC 5321 4.5.3.2: at least 5 minutes).
+    pub command_timeout_secs: u64,
+    /// Seconds to wait for a command on submission before AUTH succeeded.
+    pub unauthenticated_timeout_secs: u64,
+    /// Seconds to wait for each chunk of message data (RFC 5321 4.5.3.2.6: 10 minutes for the end).
+    pub data_timeout_secs: u64,
+    pub max_command_line: usize,
+    pub max_text_line: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_message_size: 25 * 1024 * 1024,
+            max_recipients: 100,
+            max_errors: 10,
+            max_connections: 1000,
+            max_connections_per_ip: 20,
+            command_timeout_secs: 300,
+            unauthenticated_timeout_secs: 60,
+            data_timeout_secs: 300,
+            max_command_line: 512,
+            max_text_line: 1000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// Delay before answering a failed AUTH, milliseconds.
+    pub failure_delay_ms: u64,
+    /// Failed AUTHs per client IP within `failure_window_secs` before further attempts are refused.
+    pub max_failures_per_ip: u32,
+    /// Failed AUTHs per account within `failure_window_secs` before further attempts are refused.
+    pub max_failures_per_account: u32,
+    pub failure_window_secs: u64,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            failure_delay_ms: 1000,
+            max_failures_per_ip: 10,
+            max_failures_per_account: 10,
+            failure_window_secs: 900,
+        }
+    }
+}
+
+fn default_hostname() -> String {
+    "localhost".into()
+}
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("./hato-data")
+}
+fn default_tls_mode() -> TlsMode {
+    TlsMode::Starttls
+}
+fn default_bare() -> BareLineEndings {
+    BareLineEndings::Reject
+}
+fn default_reload_check() -> u64 {
+    10
+}
+
+/// The listeners of `hato serve` without a configuration file.
+pub const DEFAULT_LISTENERS: &str = r#"
+[[listener]]
+protocol = "smtp"
+bind = "127.0.0.1:2525"
+tls = "starttls"
+[[listener]]
+protocol = "submission"
+bind = "127.0.0.1:5587"
+tls = "starttls"
+[[listener]]
+protocol = "submission"
+bind = "127.0.0.1:5465"
+tls = "implicit"
+"#;
+
+impl Config {
+    /// The zero-configuration instance: localhost, ./hato-data, the three default listeners.
+    pub fn default_instance() -> Config {
+        Config::parse(DEFAULT_LISTENERS, Path::new("(built-in defaults)"))
+            .expect("built-in defaults parse")
+    }
+
+    pub fn load(path: &Path) -> anyhow::Result<Config> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            anyhow::anyhow!("cannot read the configuration file {}: {e}", path.display())
+        })?;
+        Config::parse(&text, path)
+    }
+
+    pub fn parse(text: &str, path: &Path) -> anyhow::Result<Config> {
+        let config: Config = toml::from_str(text).map_err(|e| {
+            // toml's message names the key and the line; keep it on one line.
+            let msg = e.message().trim().to_string();
+            let place = e
+                .span()
+                .map(|s| {
+                    let line = text[..s.start.min(text.len())].matches('\n').count() + 1;
+                    format!(" (line {line})")
+                })
+                .unwrap_or_default();
+            anyhow::anyhow!("{}{place}: {msg}", path.display())
+        })?;
+        config.validate(path)?;
+        Ok(config)
+    }
+
+    fn validate(&self, path: &Path) -> anyhow::Result<()> {
+        let err = |key: &str, msg: String| anyhow::anyhow!("{}: `{key}`: {msg}", path.display());
+        if !is_domain(&self.hostname) {
+            return Err(err(
+                "hostname",
+                format!(
+                    "{:?} is not a valid host name (e.g. \"mail.example.com\")",
+                    self.hostname
+                ),
+            ));
+        }
+        for d in &self.domains {
+            if !is_domain(d) {
+                return Err(err(
+                    "domains",
+                    format!("{d:?} is not a valid domain (e.g. \"example.com\")"),
+                ));
+            }
+        }
+        if self.listeners.is_empty() {
+            return Err(err(
+                "listener",
+                "no [[listener]] configured: add at least one (see README)".into(),
+            ));
+        }
+        for (i, l) in self.listeners.iter().enumerate() {
+            if self.listeners[..i].iter().any(|o| o.bind == l.bind) {
+                return Err(err(
+                    "listener.bind",
+                    format!("{} is used by two listeners", l.bind),
+                ));
+            }
+            if l.tls != TlsMode::Starttls && l.require_tls.is_some() {
+                return Err(err(
+                    "listener.require_tls",
+                    format!(
+                        "only meaningful with tls = \"starttls\" (listener {})",
+                        l.bind
+                    ),
+                ));
+            }
+        }
+        if let Some(tls) = &self.tls
+            && tls.cert.is_some() != tls.key.is_some()
+        {
+            return Err(err(
+                "tls",
+                "set both `cert` and `key`, or neither".into(),
+            ));
+        }
+        let l = &self.limits;
+        if l.max_command_line < 512 {
+            return Err(err(
+                "limits.max_command_line",
+                "must be at least 512 (RFC 5321 4.5.3.1.4)".into(),
+            ));
+        }
+        if l.max_text_line < 1000 {
+            return Err(err(
+                "limits.max_text_line",
+                "must be at least 1000 (RFC 5321 4.5.3.1.6)".into(),
+            ));
+        }
+        if l.max_recipients == 0 || l.max_message_size == 0 || l.max_connections == 0 {
+            return Err(err(
+                "limits",
+                "max_recipients, max_message_size and max_connections must be positive".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Local domains, lower-case; `hostname` when none are configured.
+    pub fn local_domains(&self) -> Vec<String> {
+        if self.domains.is_empty() {
+            vec![self.hostname.to_ascii_lowercase()]
+        } else {
+            self.domains.iter().map(|d| d.to_ascii_lowercase()).collect()
+        }
+    }
+
+    pub fn db_path(&self) -> PathBuf {
+        self.data_dir.join("hato.db")
+    }
+}
+
+fn is_domain(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 253
+        && s.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &str) -> anyhow::Result<Config> {
+        Config::parse(s, Path::new("hato.toml"))
+    }
+
+    #[test]
+    fn default_instance_is_valid() {
+        let c = Config::default_instance();
+        assert_eq!(c.listeners.len(), 3);
+        assert!(c.listeners[1].require_tls());
+        assert!(!c.listeners[0].require_tls());
+        assert_eq!(c.local_domains(), vec!["localhost"]);
+    }
+
+    #[test]
+    fn full_example_parses() {
+        let c = parse(
+            r#"
+hostname = "mail.example.com"
+data_dir = "/var/lib/hato"
+domains = ["example.com"]
+[tls]
+cert = "/etc/hato/fullchain.pem"
+key = "/etc/hato/privkey.pem"
+[[listener]]
+protocol = "smtp"
+bind = "0.0.0.0:25"
+tls = "starttls"
+require_tls = false
+[[listener]]
+protocol = "submission"
+bind = "0.0.0.0:587"
+tls = "starttls"
+require_tls = true
+[[listener]]
+protocol = "submission"
+bind = "0.0.0.0:465"
+tls = "implicit"
+"#,
+        )
+        .unwrap();
+        assert_eq!(c.listeners[2].tls, TlsMode::Implicit);
+        assert_eq!(c.local_domains(), vec!["example.com"]);
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let e = parse("hostnam = \"x\"\n").unwrap_err().to_string();
+        assert!(e.contains("hostnam") && e.contains("line 1"), "{e}");
+        let e = parse("[limits]\nmax_recipients = \"many\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("line 2"), "{e}");
+        let e = parse("hostname = \"bad host\"\n[[listener]]\nprotocol=\"smtp\"\nbind=\"127.0.0.1:1\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("`hostname`"), "{e}");
+        let e = parse("hostname = \"a.example\"\n").unwrap_err().to_string();
+        assert!(e.contains("listener"), "{e}");
+        let e = parse("[[listener]]\nprotocol=\"imap\"\nbind=\"127.0.0.1:1\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("imap"), "{e}");
+        let e = parse("[tls]\ncert=\"/x\"\n[[listener]]\nprotocol=\"smtp\"\nbind=\"127.0.0.1:1\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("`tls`"), "{e}");
+    }
+}

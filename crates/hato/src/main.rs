@@ -1,0 +1,330 @@
+//! hato: the mail server binary — command line, configuration, logging, and start-up.
+//!
+//! `hato serve` runs the server (see `server`); `hato user ...` and `hato alias ...` manage
+//! accounts in the same data directory, also while the server runs.
+
+mod config;
+mod policy;
+mod server;
+
+use std::io::{IsTerminal, Read};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use hato_store::Store;
+use hato_store::sqlite::SqliteStore;
+
+use config::Config;
+
+#[derive(Parser)]
+#[command(
+    name = "hato",
+    version,
+    about = "A mail server that makes secure mail the default",
+    long_about = "A mail server that makes secure mail the default.\n\n\
+Without --config, `hato serve` starts a self-contained development instance on 127.0.0.1 \
+(SMTP 2525, submission 5587 with STARTTLS, submissions 5465 with implicit TLS), a self-signed \
+certificate and the store in ./hato-data."
+)]
+struct Cli {
+    /// Configuration file (TOML). Without it, the built-in development defaults are used.
+    #[arg(long, short = 'c', global = true, env = "HATO_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Log format on standard error.
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the mail server.
+    Serve,
+    /// Check the configuration and certificates, then exit.
+    CheckConfig,
+    /// Manage accounts.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+    /// Manage aliases (extra addresses that deliver to an account).
+    Alias {
+        #[command(subcommand)]
+        command: AliasCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Create an account (with INBOX, Sent, Drafts, Trash, Junk, Archive).
+    Add {
+        /// The account's address, e.g. alice@example.com; also its login name.
+        address: String,
+        /// Read the password from standard input instead of prompting.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// List accounts.
+    List,
+    /// Delete an account and all its mail.
+    Del { address: String },
+    /// Change an account's password.
+    Passwd {
+        address: String,
+        /// Read the password from standard input instead of prompting.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum AliasCommand {
+    /// Deliver mail for ALIAS to the account TARGET; TARGET may also send as ALIAS.
+    Add { alias: String, target: String },
+    /// Remove an alias.
+    Del { alias: String },
+    /// List aliases.
+    List,
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("hato: cannot start the runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("hato: error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("HATO_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn load_config(path: Option<&Path>) -> anyhow::Result<Config> {
+    match path {
+        Some(p) => Config::load(p),
+        None => Ok(Config::default_instance()),
+    }
+}
+
+async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+    std::fs::create_dir_all(&config.data_dir).with_context(|| {
+        format!(
+            "cannot create data_dir {}: check `data_dir` and permissions",
+            config.data_dir.display()
+        )
+    })?;
+    let path = config.db_path();
+    let store = SqliteStore::open(&path)
+        .with_context(|| format!("cannot open the store {}", path.display()))?;
+    Ok(Arc::new(store))
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let config = load_config(cli.config.as_deref())?;
+    match cli.command {
+        Command::Serve => serve(config, cli.config.as_deref()).await,
+        Command::CheckConfig => {
+            let tls = setup_tls(&config)?;
+            println!(
+                "configuration OK: {} listener(s); TLS: {}",
+                config.listeners.len(),
+                tls.map(|t| t.1).unwrap_or_else(|| "none".into())
+            );
+            Ok(())
+        }
+        Command::User { command } => user_command(&config, command).await,
+        Command::Alias { command } => alias_command(&config, command).await,
+    }
+}
+
+/// Loads the configured certificates, or generates the development certificate.
+fn setup_tls(config: &Config) -> anyhow::Result<Option<(Arc<hato_tls::CertResolver>, String)>> {
+    if config
+        .listeners
+        .iter()
+        .all(|l| l.tls == config::TlsMode::None)
+    {
+        return Ok(None);
+    }
+    let mut paths = Vec::new();
+    if let Some(tls) = &config.tls {
+        if let (Some(cert), Some(key)) = (&tls.cert, &tls.key) {
+            paths.push(hato_tls::CertPaths {
+                cert: cert.clone(),
+                key: key.clone(),
+            });
+        }
+        for c in &tls.certificate {
+            paths.push(hato_tls::CertPaths {
+                cert: c.cert.clone(),
+                key: c.key.clone(),
+            });
+        }
+    }
+    let summary;
+    if paths.is_empty() {
+        let dir = config.data_dir.join("tls");
+        let (p, created) = hato_tls::ensure_self_signed(&dir, &config.hostname)
+            .context("cannot create the development certificate")?;
+        tracing::warn!(
+            cert = %p.cert.display(),
+            created,
+            "USING A SELF-SIGNED DEVELOPMENT CERTIFICATE: clients will warn and other servers will not trust it; \
+             set [tls] cert and key for production"
+        );
+        summary = format!(
+            "self-signed DEVELOPMENT certificate {} (not for production: set [tls] cert/key)",
+            p.cert.display()
+        );
+        paths.push(p);
+    } else {
+        summary = paths
+            .iter()
+            .map(|p| p.cert.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ");
+    }
+    let (resolver, warnings) = hato_tls::CertResolver::load(paths, &config.hostname)
+        .map_err(|e| anyhow::anyhow!("[tls]: {e}"))?;
+    for w in warnings {
+        tracing::warn!("{w}");
+    }
+    Ok(Some((Arc::new(resolver), summary)))
+}
+
+async fn serve(config: Config, config_path: Option<&Path>) -> anyhow::Result<()> {
+    let tls = setup_tls(&config)?;
+    let store = open_store(&config).await?;
+    let server = server::Server::bind(config, store, tls).await?;
+    println!("{}", server.summary(config_path));
+    server.run().await
+}
+
+fn read_password(prompt_for: &str, from_stdin: bool) -> anyhow::Result<String> {
+    let password = if from_stdin || !std::io::stdin().is_terminal() {
+        let mut s = String::new();
+        std::io::stdin()
+            .read_to_string(&mut s)
+            .context("cannot read the password from standard input")?;
+        s.trim_end_matches(['\r', '\n']).to_owned()
+    } else {
+        let first = rpassword::prompt_password(format!("Password for {prompt_for}: "))?;
+        let again = rpassword::prompt_password("Again: ")?;
+        anyhow::ensure!(first == again, "the passwords differ");
+        first
+    };
+    anyhow::ensure!(!password.is_empty(), "the password is empty");
+    Ok(password)
+}
+
+fn checked_address(config: &Config, address: &str) -> anyhow::Result<String> {
+    let normalized = policy::normalize_address(address)
+        .filter(|a| hato_smtp::Address::parse(a).is_ok())
+        .ok_or_else(|| anyhow::anyhow!("{address:?} is not a valid address (like alice@example.com)"))?;
+    let domain = normalized.rsplit_once('@').map(|x| x.1).unwrap_or_default();
+    if !config.local_domains().iter().any(|d| d == domain) {
+        eprintln!(
+            "warning: {domain} is not one of the local domains ({}): mail to this address will not be accepted; add it to `domains`",
+            config.local_domains().join(", ")
+        );
+    }
+    Ok(normalized)
+}
+
+async fn user_command(config: &Config, cmd: UserCommand) -> anyhow::Result<()> {
+    let store = open_store(config).await?;
+    match cmd {
+        UserCommand::Add {
+            address,
+            password_stdin,
+        } => {
+            let address = checked_address(config, &address)?;
+            let password = read_password(&address, password_stdin)?;
+            let hash = policy::hash_password(&password)?;
+            store.create_account(&address, &hash).await?;
+            println!("created {address}");
+        }
+        UserCommand::List => {
+            for a in store.list_accounts().await? {
+                println!("{}", a.address);
+            }
+        }
+        UserCommand::Del { address } => {
+            let address = policy::normalize_address(&address).unwrap_or(address);
+            anyhow::ensure!(
+                store.delete_account(&address).await?,
+                "no account {address}"
+            );
+            println!("deleted {address}");
+        }
+        UserCommand::Passwd {
+            address,
+            password_stdin,
+        } => {
+            let address = policy::normalize_address(&address).unwrap_or(address);
+            anyhow::ensure!(
+                store.account(&address).await?.is_some(),
+                "no account {address}"
+            );
+            let password = read_password(&address, password_stdin)?;
+            let hash = policy::hash_password(&password)?;
+            store.set_password(&address, &hash).await?;
+            println!("password changed for {address}");
+        }
+    }
+    Ok(())
+}
+
+async fn alias_command(config: &Config, cmd: AliasCommand) -> anyhow::Result<()> {
+    let store = open_store(config).await?;
+    match cmd {
+        AliasCommand::Add { alias, target } => {
+            let alias = checked_address(config, &alias)?;
+            let target = policy::normalize_address(&target).unwrap_or(target);
+            store.add_alias(&alias, &target).await?;
+            println!("{alias} -> {target}");
+        }
+        AliasCommand::Del { alias } => {
+            let alias = policy::normalize_address(&alias).unwrap_or(alias);
+            anyhow::ensure!(store.remove_alias(&alias).await?, "no alias {alias}");
+            println!("removed {alias}");
+        }
+        AliasCommand::List => {
+            for a in store.list_aliases().await? {
+                println!("{} -> {}", a.address, a.target);
+            }
+        }
+    }
+    Ok(())
+}

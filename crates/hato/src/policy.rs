@@ -1,0 +1,259 @@
+//! Decisions the SMTP session asks for: who may authenticate (RFC 4954, with brute-force
+//! throttling), which sender an authenticated user may use, and where each recipient goes
+//! (local mailbox, outbound queue, or refused: hato is never an open relay).
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+use hato_smtp::{Address, AuthVerdict, Reply};
+use hato_store::{AccountId, Store};
+
+use crate::config::AuthConfig;
+
+/// Hashes a password as an argon2id PHC string.
+pub fn hash_password(password: &str) -> anyhow::Result<String> {
+    argon2::Argon2::default()
+        .hash_password(password.as_bytes())
+        .map(|h| h.to_string())
+        .map_err(|e| anyhow::anyhow!("cannot hash the password: {e}"))
+}
+
+fn verify_password(password: &str, phc: &str) -> bool {
+    argon2::Argon2::default()
+        .verify_password(password.as_bytes(), phc)
+        .is_ok()
+}
+
+/// Normalises an address for lookups: lower-case, domain as IDNA A-labels.
+pub fn normalize_address(addr: &str) -> Option<String> {
+    let (local, domain) = addr.rsplit_once('@')?;
+    let domain = normalize_domain(domain)?;
+    Some(format!("{}@{domain}", local.to_lowercase()))
+}
+
+pub fn normalize_domain(domain: &str) -> Option<String> {
+    if domain.starts_with('[') {
+        return Some(domain.to_ascii_lowercase());
+    }
+    idna::domain_to_ascii(domain).ok().filter(|d| !d.is_empty())
+}
+
+/// Where an accepted recipient goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    Local(AccountId),
+    Remote,
+}
+
+/// Failed-login bookkeeping per key within a sliding window.
+#[derive(Default)]
+struct Failures {
+    map: HashMap<String, (u32, Instant)>,
+}
+
+impl Failures {
+    fn count(&mut self, key: &str, window: Duration) -> u32 {
+        match self.map.get(key) {
+            Some((n, since)) if since.elapsed() < window => *n,
+            Some(_) => {
+                self.map.remove(key);
+                0
+            }
+            None => 0,
+        }
+    }
+
+    fn add(&mut self, key: &str, window: Duration) {
+        let now = Instant::now();
+        let e = self.map.entry(key.to_owned()).or_insert((0, now));
+        if e.1.elapsed() >= window {
+            *e = (0, now);
+        }
+        e.0 += 1;
+        // Bound memory under a spray of distinct keys: forget expired entries.
+        if self.map.len() > 100_000 {
+            self.map.retain(|_, (_, t)| t.elapsed() < window);
+        }
+    }
+}
+
+pub struct Policy {
+    store: Arc<dyn Store>,
+    local_domains: Vec<String>,
+    auth: AuthConfig,
+    failures: Mutex<Failures>,
+    /// A valid hash to verify against for unknown users, so timing does not reveal which exist.
+    dummy_hash: String,
+}
+
+impl Policy {
+    pub fn new(
+        store: Arc<dyn Store>,
+        local_domains: Vec<String>,
+        auth: AuthConfig,
+    ) -> anyhow::Result<Policy> {
+        Ok(Policy {
+            store,
+            local_domains,
+            auth,
+            failures: Mutex::new(Failures::default()),
+            dummy_hash: hash_password("hato-dummy-password")?,
+        })
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    pub fn is_local_domain(&self, domain: &str) -> bool {
+        normalize_domain(domain).is_some_and(|d| self.local_domains.contains(&d))
+    }
+
+    fn window(&self) -> Duration {
+        Duration::from_secs(self.auth.failure_window_secs)
+    }
+
+    /// Checks credentials. Returns the verdict and the account on success.
+    pub async fn authenticate(
+        &self,
+        ip: IpAddr,
+        authzid: Option<&str>,
+        username: &str,
+        password: &str,
+    ) -> (AuthVerdict, Option<hato_store::Account>) {
+        let user = normalize_address(username).unwrap_or_else(|| username.to_lowercase());
+        let ip_key = format!("ip:{ip}");
+        let user_key = format!("user:{user}");
+        {
+            let mut f = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+            let w = self.window();
+            if f.count(&ip_key, w) >= self.auth.max_failures_per_ip
+                || f.count(&user_key, w) >= self.auth.max_failures_per_account
+            {
+                return (AuthVerdict::Throttled, None);
+            }
+        }
+        let account = self.store.account(&user).await.ok().flatten();
+        // An authorization identity other than the user itself is not supported.
+        let authz_ok = authzid
+            .filter(|z| !z.is_empty())
+            .is_none_or(|z| normalize_address(z).as_deref() == Some(user.as_str()));
+        let hash = account
+            .as_ref()
+            .map(|a| a.password_hash.clone())
+            .unwrap_or_else(|| self.dummy_hash.clone());
+        let pw = password.to_owned();
+        let ok = tokio::task::spawn_blocking(move || verify_password(&pw, &hash))
+            .await
+            .unwrap_or(false);
+        if ok && authz_ok && let Some(account) = account {
+            return (AuthVerdict::Ok, Some(account));
+        }
+        {
+            let mut f = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+            let w = self.window();
+            f.add(&ip_key, w);
+            f.add(&user_key, w);
+        }
+        tokio::time::sleep(Duration::from_millis(self.auth.failure_delay_ms)).await;
+        (AuthVerdict::Failed, None)
+    }
+
+    /// Submission: the authenticated account may use its own address and its aliases only.
+    pub async fn check_sender(
+        &self,
+        account: Option<AccountId>,
+        sender: Option<&Address>,
+    ) -> Result<(), Reply> {
+        let Some(account) = account else {
+            return Err(Reply::new(530, (5, 7, 0), "Authentication required"));
+        };
+        let Some(sender) = sender else {
+            return Err(Reply::new(
+                553,
+                (5, 7, 1),
+                "The null sender is not allowed on submission",
+            ));
+        };
+        let owned = match normalize_address(&format!("{}@{}", sender.local_part(), sender.domain()))
+        {
+            Some(a) => self.store.resolve(&a).await.map_err(temp_failure)?,
+            None => None,
+        };
+        if owned == Some(account) {
+            Ok(())
+        } else {
+            Err(Reply::new(
+                553,
+                (5, 7, 1),
+                format!("Sender address <{sender}> is not owned by the authenticated user"),
+            ))
+        }
+    }
+
+    /// Where a recipient goes. `may_relay`: the client authenticated on submission.
+    pub async fn check_recipient(
+        &self,
+        rcpt: &Address,
+        may_relay: bool,
+    ) -> Result<Target, Reply> {
+        let local = !rcpt.is_domain_literal() && self.is_local_domain(rcpt.domain());
+        if local {
+            let addr = normalize_address(&format!("{}@{}", rcpt.local_part(), rcpt.domain()));
+            let found = match addr {
+                Some(a) => self.store.resolve(&a).await.map_err(temp_failure)?,
+                None => None,
+            };
+            return match found {
+                Some(id) => Ok(Target::Local(id)),
+                None => Err(Reply::new(
+                    550,
+                    (5, 1, 1),
+                    format!("<{rcpt}>: Recipient address rejected: User unknown"),
+                )),
+            };
+        }
+        if may_relay {
+            return Ok(Target::Remote);
+        }
+        Err(Reply::new(
+            554,
+            (5, 7, 1),
+            format!("<{rcpt}>: Relay access denied"),
+        ))
+    }
+}
+
+fn temp_failure(e: hato_store::StoreError) -> Reply {
+    tracing::error!(error = %e, "store lookup failed");
+    Reply::new(451, (4, 3, 0), "Temporary lookup failure, try again later")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalizes_idn_and_case() {
+        assert_eq!(
+            normalize_address("Alice@EXAMPLE.com").as_deref(),
+            Some("alice@example.com")
+        );
+        assert_eq!(
+            normalize_address("bob@bücher.example").as_deref(),
+            Some("bob@xn--bcher-kva.example")
+        );
+        assert_eq!(normalize_domain("BÜCHER.example").as_deref(), Some("xn--bcher-kva.example"));
+    }
+
+    #[test]
+    fn hashes_are_argon2id_phc() {
+        let h = hash_password("s3cret").unwrap();
+        assert!(h.starts_with("$argon2id$"), "{h}");
+        assert!(verify_password("s3cret", &h));
+        assert!(!verify_password("wrong", &h));
+    }
+}
