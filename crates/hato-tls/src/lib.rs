@@ -352,10 +352,16 @@ pub fn session_facts(conn: &rustls::ServerConnection) -> SessionFacts {
     let cipher = conn
         .negotiated_cipher_suite()
         .map(|s| {
-            s.suite()
+            let name = s
+                .suite()
                 .as_str()
                 .map(str::to_owned)
-                .unwrap_or_else(|| format!("{:?}", s.suite()))
+                .unwrap_or_else(|| format!("{:?}", s.suite()));
+            // rustls says TLS13_AES_256_GCM_SHA384; the IANA name (RFC 8446 B.4) is TLS_AES_256_GCM_SHA384.
+            match name.strip_prefix("TLS13_") {
+                Some(rest) => format!("TLS_{rest}"),
+                None => name,
+            }
         })
         .unwrap_or_else(|| "unknown".to_owned());
     SessionFacts {

@@ -281,10 +281,7 @@ impl Config {
         if let Some(tls) = &self.tls
             && tls.cert.is_some() != tls.key.is_some()
         {
-            return Err(err(
-                "tls",
-                "set both `cert` and `key`, or neither".into(),
-            ));
+            return Err(err("tls", "set both `cert` and `key`, or neither".into()));
         }
         let l = &self.limits;
         if l.max_command_line < 512 {
@@ -313,7 +310,10 @@ impl Config {
         if self.domains.is_empty() {
             vec![self.hostname.to_ascii_lowercase()]
         } else {
-            self.domains.iter().map(|d| d.to_ascii_lowercase()).collect()
+            self.domains
+                .iter()
+                .map(|d| d.to_ascii_lowercase())
+                .collect()
         }
     }
 
@@ -390,9 +390,11 @@ tls = "implicit"
             .unwrap_err()
             .to_string();
         assert!(e.contains("line 2"), "{e}");
-        let e = parse("hostname = \"bad host\"\n[[listener]]\nprotocol=\"smtp\"\nbind=\"127.0.0.1:1\"\n")
-            .unwrap_err()
-            .to_string();
+        let e = parse(
+            "hostname = \"bad host\"\n[[listener]]\nprotocol=\"smtp\"\nbind=\"127.0.0.1:1\"\n",
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("`hostname`"), "{e}");
         let e = parse("hostname = \"a.example\"\n").unwrap_err().to_string();
         assert!(e.contains("listener"), "{e}");
@@ -400,9 +402,10 @@ tls = "implicit"
             .unwrap_err()
             .to_string();
         assert!(e.contains("imap"), "{e}");
-        let e = parse("[tls]\ncert=\"/x\"\n[[listener]]\nprotocol=\"smtp\"\nbind=\"127.0.0.1:1\"\n")
-            .unwrap_err()
-            .to_string();
+        let e =
+            parse("[tls]\ncert=\"/x\"\n[[listener]]\nprotocol=\"smtp\"\nbind=\"127.0.0.1:1\"\n")
+                .unwrap_err()
+                .to_string();
         assert!(e.contains("`tls`"), "{e}");
     }
 }

@@ -30,7 +30,13 @@ certificate and the store in ./hato-data."
 )]
 struct Cli {
     /// Configuration file (TOML). Without it, the built-in development defaults are used.
-    #[arg(long, short = 'c', global = true, env = "HATO_CONFIG", value_name = "FILE")]
+    #[arg(
+        long,
+        short = 'c',
+        global = true,
+        env = "HATO_CONFIG",
+        value_name = "FILE"
+    )]
     config: Option<PathBuf>,
     /// Log format on standard error.
     #[arg(long, global = true, value_enum, default_value = "text")]
@@ -123,7 +129,8 @@ fn init_logging(format: LogFormat) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
@@ -251,7 +258,9 @@ fn read_password(prompt_for: &str, from_stdin: bool) -> anyhow::Result<String> {
 fn checked_address(config: &Config, address: &str) -> anyhow::Result<String> {
     let normalized = policy::normalize_address(address)
         .filter(|a| hato_smtp::Address::parse(a).is_ok())
-        .ok_or_else(|| anyhow::anyhow!("{address:?} is not a valid address (like alice@example.com)"))?;
+        .ok_or_else(|| {
+            anyhow::anyhow!("{address:?} is not a valid address (like alice@example.com)")
+        })?;
     let domain = normalized.rsplit_once('@').map(|x| x.1).unwrap_or_default();
     if !config.local_domains().iter().any(|d| d == domain) {
         eprintln!(

@@ -80,8 +80,60 @@ impl Failures {
     }
 }
 
+/// Recently verified credentials, so a client that logs in on every connection (phones, printers,
+/// load) does not cost an argon2 computation each time (Dovecot's auth cache does the same). An entry
+/// holds an HMAC of the password under a key that lives only in this process, and the PHC string it
+/// was verified against: a password change (new PHC string) invalidates it.
+struct VerifiedCache {
+    key: ring::hmac::Key,
+    entries: HashMap<String, (ring::hmac::Tag, String, Instant)>,
+}
+
+const VERIFIED_TTL: Duration = Duration::from_secs(300);
+const VERIFIED_MAX: usize = 10_000;
+
+impl VerifiedCache {
+    fn new() -> anyhow::Result<VerifiedCache> {
+        let rng = ring::rand::SystemRandom::new();
+        let key = ring::hmac::Key::generate(ring::hmac::HMAC_SHA256, &rng)
+            .map_err(|_| anyhow::anyhow!("no system randomness"))?;
+        Ok(VerifiedCache {
+            key,
+            entries: HashMap::new(),
+        })
+    }
+
+    fn message(user: &str, password: &str) -> Vec<u8> {
+        [user.as_bytes(), &[0], password.as_bytes()].concat()
+    }
+
+    fn hit(&self, user: &str, password: &str, phc: &str) -> bool {
+        match self.entries.get(user) {
+            Some((tag, hash, at)) if hash == phc && at.elapsed() < VERIFIED_TTL => {
+                // verify() compares in constant time.
+                ring::hmac::verify(&self.key, &Self::message(user, password), tag.as_ref()).is_ok()
+            }
+            _ => false,
+        }
+    }
+
+    fn insert(&mut self, user: &str, password: &str, phc: &str) {
+        if self.entries.len() >= VERIFIED_MAX {
+            self.entries
+                .retain(|_, (_, _, at)| at.elapsed() < VERIFIED_TTL);
+            if self.entries.len() >= VERIFIED_MAX {
+                self.entries.clear();
+            }
+        }
+        let tag = ring::hmac::sign(&self.key, &Self::message(user, password));
+        self.entries
+            .insert(user.to_owned(), (tag, phc.to_owned(), Instant::now()));
+    }
+}
+
 pub struct Policy {
     store: Arc<dyn Store>,
+    verified: Mutex<VerifiedCache>,
     local_domains: Vec<String>,
     auth: AuthConfig,
     failures: Mutex<Failures>,
@@ -100,6 +152,7 @@ impl Policy {
             local_domains,
             auth,
             failures: Mutex::new(Failures::default()),
+            verified: Mutex::new(VerifiedCache::new()?),
             dummy_hash: hash_password("hato-dummy-password")?,
         })
     }
@@ -145,11 +198,29 @@ impl Policy {
             .as_ref()
             .map(|a| a.password_hash.clone())
             .unwrap_or_else(|| self.dummy_hash.clone());
-        let pw = password.to_owned();
-        let ok = tokio::task::spawn_blocking(move || verify_password(&pw, &hash))
-            .await
-            .unwrap_or(false);
-        if ok && authz_ok && let Some(account) = account {
+        let cached = account.is_some()
+            && self
+                .verified
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .hit(&user, password, &hash);
+        let ok = cached || {
+            let (pw, h) = (password.to_owned(), hash.clone());
+            let ok = tokio::task::spawn_blocking(move || verify_password(&pw, &h))
+                .await
+                .unwrap_or(false);
+            if ok && account.is_some() {
+                self.verified
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(&user, password, &hash);
+            }
+            ok
+        };
+        if ok
+            && authz_ok
+            && let Some(account) = account
+        {
             return (AuthVerdict::Ok, Some(account));
         }
         {
@@ -195,11 +266,7 @@ impl Policy {
     }
 
     /// Where a recipient goes. `may_relay`: the client authenticated on submission.
-    pub async fn check_recipient(
-        &self,
-        rcpt: &Address,
-        may_relay: bool,
-    ) -> Result<Target, Reply> {
+    pub async fn check_recipient(&self, rcpt: &Address, may_relay: bool) -> Result<Target, Reply> {
         let local = !rcpt.is_domain_literal() && self.is_local_domain(rcpt.domain());
         if local {
             let addr = normalize_address(&format!("{}@{}", rcpt.local_part(), rcpt.domain()));
@@ -246,7 +313,10 @@ mod tests {
             normalize_address("bob@bücher.example").as_deref(),
             Some("bob@xn--bcher-kva.example")
         );
-        assert_eq!(normalize_domain("BÜCHER.example").as_deref(), Some("xn--bcher-kva.example"));
+        assert_eq!(
+            normalize_domain("BÜCHER.example").as_deref(),
+            Some("xn--bcher-kva.example")
+        );
     }
 
     #[test]

@@ -145,7 +145,10 @@ impl Server {
                 Protocol::Submission => "submission",
             };
             let head = if i == 0 { "listeners" } else { "" };
-            s += &format!("  {head:<10} {proto:<11} {:<22} {what}\n", l.bind.to_string());
+            s += &format!(
+                "  {head:<10} {proto:<11} {:<22} {what}\n",
+                l.bind.to_string()
+            );
         }
         let cfg = config_path
             .map(|p| format!(" --config {}", p.display()))
@@ -153,10 +156,6 @@ impl Server {
         let domain = self.config.local_domains()[0].clone();
         s += &format!("  add a user: hato{cfg} user add you@{domain}\n");
         s
-    }
-
-    pub fn local_addrs(&self) -> Vec<SocketAddr> {
-        self.listeners.iter().map(|(_, l)| l.bind).collect()
     }
 
     /// Serves until SIGINT/SIGTERM, then lets running sessions finish (up to 10 s).
@@ -263,7 +262,9 @@ async fn reload_certificates(resolver: Arc<CertResolver>, check_secs: u64) {
                     warn!("{w}");
                 }
             }
-            Ok(Err(e)) => error!(reason, error = %e, "certificate reload failed; still serving the previous certificates"),
+            Ok(Err(e)) => {
+                error!(reason, error = %e, "certificate reload failed; still serving the previous certificates")
+            }
             Err(e) => error!(error = %e, "certificate reload task failed"),
         }
     }
@@ -378,7 +379,10 @@ async fn connection(
     };
     let result = match ctx.tls {
         TlsMode::Implicit => {
-            let acceptor = shared.acceptor.clone().expect("TLS listener has an acceptor");
+            let acceptor = shared
+                .acceptor
+                .clone()
+                .expect("TLS listener has an acceptor");
             match handshake(&acceptor, stream).await {
                 Ok((tls, info)) => {
                     let session = Session::new(ctx.smtp.clone(), smtp_peer, Some(info));
@@ -410,7 +414,10 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 async fn handshake(
     acceptor: &TlsAcceptor,
     stream: TcpStream,
-) -> anyhow::Result<(tokio_rustls::server::TlsStream<TcpStream>, hato_smtp::TlsInfo)> {
+) -> anyhow::Result<(
+    tokio_rustls::server::TlsStream<TcpStream>,
+    hato_smtp::TlsInfo,
+)> {
     let tls = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream))
         .await
         .context("TLS handshake timed out")?
@@ -520,8 +527,7 @@ impl Conn<'_> {
                     write_out(io, s.output()).await?;
                     let timeout = if s.in_data() {
                         self.shared.data_timeout
-                    } else if self.ctx.protocol == Protocol::Submission && s.auth_user().is_none()
-                    {
+                    } else if self.ctx.protocol == Protocol::Submission && s.auth_user().is_none() {
                         self.shared.unauthenticated_timeout
                     } else {
                         self.shared.command_timeout
@@ -556,12 +562,7 @@ impl Conn<'_> {
                     let (verdict, account) = self
                         .shared
                         .policy
-                        .authenticate(
-                            self.ip,
-                            authzid.as_deref(),
-                            &username,
-                            &password,
-                        )
+                        .authenticate(self.ip, authzid.as_deref(), &username, &password)
                         .await;
                     match (&verdict, &account) {
                         (hato_smtp::AuthVerdict::Ok, Some(a)) => {
@@ -646,7 +647,11 @@ impl Conn<'_> {
         }
         self.targets.clear();
         let delivery = Delivery {
-            sender: env.sender.as_ref().map(|a| a.to_string()).unwrap_or_default(),
+            sender: env
+                .sender
+                .as_ref()
+                .map(|a| a.to_string())
+                .unwrap_or_default(),
             data,
             local,
             remote,

@@ -1,0 +1,1984 @@
+//! Transcript tests: `feed -> poll -> output` for every rule of the session.
+
+use super::*;
+
+// ------------------------------------------------------------------------------------
+// Harness
+
+type SenderFn = Box<dyn FnMut(&Option<Address>) -> Result<(), Reply>>;
+type RecipientFn = Box<dyn FnMut(&Address) -> Result<(), Reply>>;
+type AuthFn = Box<dyn FnMut(&Option<String>, &str, &str) -> AuthVerdict>;
+type DeliverFn = Box<dyn FnMut(&Envelope) -> Result<String, Reply>>;
+
+/// A fake driver answering decisions with configurable closures.
+struct Driver {
+    s: Session,
+    /// Every decision action seen, in order.
+    actions: Vec<Action>,
+    delivered: Vec<Envelope>,
+    /// The terminal action of the last `send` (NeedInput/StartTls/Close).
+    last: Action,
+    sender: SenderFn,
+    recipient: RecipientFn,
+    auth: AuthFn,
+    deliver: DeliverFn,
+    next_id: u32,
+}
+
+fn peer() -> Peer {
+    Peer {
+        ip: "192.0.2.1".parse().unwrap(),
+        port: 40000,
+        reverse_name: Some("client.example".into()),
+    }
+}
+
+fn tls_info() -> TlsInfo {
+    TlsInfo {
+        version: "TLSv1.3".into(),
+        cipher: "TLS_AES_256_GCM_SHA384".into(),
+        sni: Some("mx.example".into()),
+    }
+}
+
+fn mx() -> Config {
+    Config {
+        hostname: "mx.example".into(),
+        ..Config::default()
+    }
+}
+
+fn mx_starttls() -> Config {
+    Config {
+        starttls: true,
+        ..mx()
+    }
+}
+
+fn submission() -> Config {
+    Config {
+        mode: Mode::Submission,
+        starttls: true,
+        require_tls: true,
+        ..mx()
+    }
+}
+
+impl Driver {
+    fn new(cfg: Config) -> Driver {
+        Driver::with_tls(cfg, None)
+    }
+
+    fn with_tls(cfg: Config, tls: Option<TlsInfo>) -> Driver {
+        let mut s = Session::new(Arc::new(cfg), peer(), tls);
+        s.greet();
+        let greeting = String::from_utf8(s.output()).unwrap();
+        assert_eq!(greeting, "220 mx.example ESMTP hato\r\n");
+        Driver {
+            s,
+            actions: Vec::new(),
+            delivered: Vec::new(),
+            last: Action::NeedInput,
+            sender: Box::new(|_| Ok(())),
+            recipient: Box::new(|_| Ok(())),
+            auth: Box::new(|_, u, p| {
+                if u == "alice" && p == "secret" {
+                    AuthVerdict::Ok
+                } else {
+                    AuthVerdict::Failed
+                }
+            }),
+            deliver: Box::new(|_| Ok(String::new())),
+            next_id: 0,
+        }
+    }
+
+    /// Feeds `input`, then polls (answering decisions) until NeedInput/StartTls/Close.
+    /// Returns all output produced.
+    fn send(&mut self, input: impl AsRef<[u8]>) -> String {
+        self.s.feed(input.as_ref());
+        self.run()
+    }
+
+    fn run(&mut self) -> String {
+        let mut out = Vec::new();
+        for _ in 0..100_000 {
+            let a = self.s.poll();
+            match &a {
+                Action::NeedInput | Action::StartTls | Action::Close => {
+                    out.extend(self.s.output());
+                    self.last = a;
+                    return String::from_utf8(out).expect("replies are UTF-8");
+                }
+                Action::Authenticate {
+                    authzid,
+                    username,
+                    password,
+                } => {
+                    let v = (self.auth)(authzid, username, password);
+                    self.actions.push(a.clone());
+                    self.s.auth_result(v);
+                }
+                Action::CheckSender { address } => {
+                    let r = (self.sender)(address);
+                    self.actions.push(a.clone());
+                    self.s.sender_result(r);
+                }
+                Action::CheckRecipient { address } => {
+                    let r = (self.recipient)(address);
+                    self.actions.push(a.clone());
+                    self.s.recipient_result(r);
+                }
+                Action::Deliver(env) => {
+                    let r = (self.deliver)(env).map(|id| {
+                        self.next_id += 1;
+                        if id.is_empty() {
+                            format!("Q{}", self.next_id)
+                        } else {
+                            id
+                        }
+                    });
+                    self.delivered.push((**env).clone());
+                    self.actions.push(a.clone());
+                    self.s.delivery_result(r);
+                }
+            }
+        }
+        panic!("session did not settle");
+    }
+
+    fn starttls(&mut self) {
+        assert_eq!(
+            self.send("STARTTLS\r\n"),
+            "220 2.0.0 Ready to start TLS\r\n"
+        );
+        assert_eq!(self.last, Action::StartTls);
+        self.s.tls_established(tls_info());
+    }
+
+    /// Submission: STARTTLS, EHLO, AUTH as alice.
+    fn login(&mut self) {
+        self.starttls();
+        self.send("EHLO c\r\n");
+        assert_eq!(
+            self.send(format!("AUTH PLAIN {}\r\n", b64(b"\0alice\0secret"))),
+            "235 2.7.0 Authentication successful\r\n"
+        );
+    }
+
+    fn closed(&self) -> bool {
+        self.last == Action::Close
+    }
+}
+
+fn b64(data: &[u8]) -> String {
+    BASE64.encode(data)
+}
+
+/// The reply codes of a transcript, one per reply (last line of multi-line replies).
+fn codes(out: &str) -> Vec<String> {
+    out.split("\r\n")
+        .filter(|l| l.len() >= 4 && l.as_bytes()[3] == b' ')
+        .map(|l| l.split(' ').take(2).collect::<Vec<_>>().join(" "))
+        .collect()
+}
+
+fn transaction(d: &mut Driver) {
+    assert_eq!(
+        codes(&d.send("MAIL FROM:<bob@client.example>\r\nRCPT TO:<alice@mx.example>\r\n")),
+        ["250 2.1.0", "250 2.1.5"]
+    );
+}
+
+// ------------------------------------------------------------------------------------
+// Greeting, early talkers, basic commands
+
+#[test]
+fn greeting_and_quit() {
+    let mut d = Driver::new(mx());
+    assert_eq!(d.send("QUIT\r\n"), "221 2.0.0 mx.example Bye\r\n");
+    assert!(d.closed());
+    // Nothing is processed after QUIT.
+    assert_eq!(d.send("NOOP\r\n"), "");
+    assert!(d.closed());
+}
+
+#[test]
+fn early_talker_rejected() {
+    let mut s = Session::new(Arc::new(mx()), peer(), None);
+    s.feed(b"EHLO x\r\nMAIL FROM:<a@b>\r\n");
+    s.greet();
+    assert_eq!(s.poll(), Action::Close);
+    let out = String::from_utf8(s.output()).unwrap();
+    assert!(
+        out.starts_with("554 5.5.1 mx.example Error: early talker"),
+        "{out}"
+    );
+    assert_eq!(out.matches("\r\n").count(), 1, "nothing executed");
+    assert_eq!(s.poll(), Action::Close);
+    assert!(s.output().is_empty());
+}
+
+#[test]
+fn early_talker_poll_without_greet() {
+    let mut s = Session::new(Arc::new(mx()), peer(), None);
+    s.feed(b"x");
+    assert_eq!(s.poll(), Action::Close);
+    let out = String::from_utf8(s.output()).unwrap();
+    assert!(out.starts_with("554 5.5.1 "), "{out}");
+}
+
+#[test]
+fn early_talking_allowed_when_configured() {
+    let cfg = Config {
+        reject_early_talkers: false,
+        ..mx()
+    };
+    let mut s = Session::new(Arc::new(cfg), peer(), None);
+    s.feed(b"NOOP\r\n");
+    s.greet();
+    assert_eq!(s.poll(), Action::NeedInput);
+    assert_eq!(s.output(), b"220 mx.example ESMTP hato\r\n250 2.0.0 Ok\r\n");
+}
+
+#[test]
+fn empty_feed_before_greeting_is_not_early_talking() {
+    let mut s = Session::new(Arc::new(mx()), peer(), None);
+    s.feed(b"");
+    s.greet();
+    assert_eq!(s.poll(), Action::NeedInput);
+    assert_eq!(s.output(), b"220 mx.example ESMTP hato\r\n");
+}
+
+#[test]
+fn poll_greets_implicitly() {
+    let mut s = Session::new(Arc::new(mx()), peer(), None);
+    assert_eq!(s.poll(), Action::NeedInput);
+    assert_eq!(s.output(), b"220 mx.example ESMTP hato\r\n");
+    s.greet(); // idempotent
+    assert!(s.output().is_empty());
+}
+
+#[test]
+fn ehlo_keywords_mx_plain() {
+    let mut d = Driver::new(mx_starttls());
+    assert_eq!(
+        d.send("EHLO client.example\r\n"),
+        "250-mx.example\r\n250-PIPELINING\r\n250-SIZE 26214400\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n250-ENHANCEDSTATUSCODES\r\n250-CHUNKING\r\n250 STARTTLS\r\n"
+    );
+    // No STARTTLS when not configured, never AUTH on MX.
+    let mut d = Driver::new(mx());
+    let out = d.send("ehlo client.example\r\n");
+    assert!(!out.contains("STARTTLS") && !out.contains("AUTH"), "{out}");
+    assert!(out.ends_with("250 CHUNKING\r\n"));
+    // MX over TLS: still no AUTH, no STARTTLS.
+    let mut d = Driver::with_tls(mx_starttls(), Some(tls_info()));
+    let out = d.send("EHLO c\r\n");
+    assert!(!out.contains("STARTTLS") && !out.contains("AUTH"), "{out}");
+}
+
+#[test]
+fn ehlo_keywords_submission() {
+    let mut d = Driver::new(submission());
+    let out = d.send("EHLO c\r\n");
+    assert!(
+        out.contains("250-STARTTLS\r\n") || out.ends_with("250 STARTTLS\r\n"),
+        "{out}"
+    );
+    assert!(!out.contains("AUTH"), "AUTH offered before TLS: {out}");
+    d.starttls();
+    let out = d.send("EHLO c\r\n");
+    assert!(!out.contains("STARTTLS"), "{out}");
+    assert!(out.ends_with("250 AUTH PLAIN LOGIN\r\n"), "{out}");
+    // Implicit TLS (RFC 8314).
+    let mut d = Driver::with_tls(submission(), Some(tls_info()));
+    assert!(d.send("EHLO c\r\n").ends_with("250 AUTH PLAIN LOGIN\r\n"));
+}
+
+#[test]
+fn helo_reply_and_arguments() {
+    let mut d = Driver::new(mx());
+    assert_eq!(d.send("HELO client.example\r\n"), "250 mx.example\r\n");
+    assert_eq!(d.send("HELO\r\n"), "501 5.5.4 Syntax: HELO hostname\r\n");
+    assert_eq!(d.send("EHLO\r\n"), "501 5.5.4 Syntax: EHLO hostname\r\n");
+    assert_eq!(d.send("EHLO   \r\n"), "501 5.5.4 Syntax: EHLO hostname\r\n");
+    assert_eq!(d.s.helo(), Some("client.example"));
+}
+
+#[test]
+fn verbs_are_case_insensitive() {
+    let mut d = Driver::new(mx());
+    assert_eq!(
+        codes(&d.send(
+            "eHlO c\r\nmail from:<a@b.example>\r\nrcpt to:<c@d.example>\r\nrset\r\nnoop\r\nQuit\r\n"
+        )),
+        [
+            "250 CHUNKING",
+            "250 2.1.0",
+            "250 2.1.5",
+            "250 2.0.0",
+            "250 2.0.0",
+            "221 2.0.0"
+        ]
+    );
+}
+
+#[test]
+fn misc_commands() {
+    let mut d = Driver::new(mx());
+    assert_eq!(d.send("NOOP\r\n"), "250 2.0.0 Ok\r\n");
+    assert_eq!(d.send("NOOP with args\r\n"), "250 2.0.0 Ok\r\n");
+    assert!(d.send("HELP\r\n").starts_with("214 2.0.0 "));
+    assert_eq!(
+        d.send("VRFY alice\r\n"),
+        "252 2.5.0 Cannot VRFY user, but will accept message and attempt delivery\r\n"
+    );
+    assert_eq!(d.send("VRFY\r\n"), "501 5.5.4 Syntax: VRFY address\r\n");
+    assert_eq!(d.send("EXPN staff\r\n"), "502 5.5.1 EXPN not available\r\n");
+    assert_eq!(d.send("FOO bar\r\n"), "500 5.5.1 Command unrecognized\r\n");
+    assert_eq!(d.send("\r\n"), "500 5.5.1 Command unrecognized\r\n");
+    assert_eq!(d.send("RSET x\r\n"), "501 5.5.4 Syntax: RSET\r\n");
+    assert_eq!(d.send("RSET\r\n"), "250 2.0.0 Ok\r\n");
+}
+
+#[test]
+fn http_request_closes() {
+    let mut d = Driver::new(mx());
+    let out = d.send("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert!(out.starts_with("521 5.5.1 mx.example"), "{out}");
+    assert_eq!(out.matches("\r\n").count(), 1);
+    assert!(d.closed());
+}
+
+// ------------------------------------------------------------------------------------
+// A complete transaction, pipelining
+
+#[test]
+fn full_transaction_with_data() {
+    let mut d = Driver::new(mx());
+    d.send("EHLO client.example\r\n");
+    transaction(&mut d);
+    assert_eq!(
+        d.send("DATA\r\n"),
+        "354 End data with <CR><LF>.<CR><LF>\r\n"
+    );
+    assert!(d.s.in_data());
+    assert_eq!(d.send("Subject: hi\r\n\r\n..dot\r\nbody\r\n"), "");
+    assert_eq!(d.send(".\r\n"), "250 2.0.0 Ok: queued as Q1\r\n");
+    assert!(!d.s.in_data());
+    let env = &d.delivered[0];
+    assert_eq!(env.helo, "client.example");
+    assert_eq!(
+        env.sender.as_ref().unwrap().to_string(),
+        "bob@client.example"
+    );
+    assert_eq!(env.recipients.len(), 1);
+    assert_eq!(env.body, b"Subject: hi\r\n\r\n.dot\r\nbody\r\n");
+    assert!(env.esmtp && env.tls.is_none() && env.auth_user.is_none());
+    assert!(!env.body_8bitmime && !env.smtputf8);
+    assert_eq!(env.protocol(), "ESMTP");
+    assert_eq!(env.peer, peer());
+    assert_eq!(d.s.stats().messages_accepted, 1);
+    // transaction reset, HELO kept: a new transaction works immediately.
+    assert_eq!(
+        d.send("RCPT TO:<a@b.example>\r\n"),
+        "503 5.5.1 Need MAIL command\r\n"
+    );
+    transaction(&mut d);
+}
+
+#[test]
+fn pipelined_transaction_in_one_feed() {
+    let mut d = Driver::new(mx());
+    let out = d.send(
+        "EHLO c\r\nMAIL FROM:<a@c.example>\r\nRCPT TO:<x@mx.example>\r\nRCPT TO:<y@mx.example>\r\nDATA\r\nSubject: s\r\n\r\nhello\r\n.\r\nMAIL FROM:<>\r\nRCPT TO:<x@mx.example>\r\nBDAT 5 LAST\r\nhelloQUIT\r\n",
+    );
+    assert_eq!(
+        codes(&out),
+        [
+            "250 CHUNKING",
+            "250 2.1.0",
+            "250 2.1.5",
+            "250 2.1.5",
+            "354 End",
+            "250 2.0.0",
+            "250 2.1.0",
+            "250 2.1.5",
+            "250 2.0.0",
+            "221 2.0.0"
+        ]
+    );
+    assert!(d.closed());
+    assert_eq!(d.delivered.len(), 2);
+    assert_eq!(d.delivered[0].recipients.len(), 2);
+    assert_eq!(d.delivered[0].body, b"Subject: s\r\n\r\nhello\r\n");
+    assert_eq!(d.delivered[1].sender, None);
+    assert_eq!(d.delivered[1].body, b"hello");
+    // Decisions were asked in order.
+    let kinds: Vec<&str> = d
+        .actions
+        .iter()
+        .map(|a| match a {
+            Action::CheckSender { .. } => "S",
+            Action::CheckRecipient { .. } => "R",
+            Action::Deliver(_) => "D",
+            _ => "?",
+        })
+        .collect();
+    assert_eq!(kinds.concat(), "SRRDSRD");
+}
+
+#[test]
+fn pipelined_replies_wait_for_decisions_and_stay_in_order() {
+    let mut s = Session::new(Arc::new(mx()), peer(), None);
+    s.greet();
+    s.output();
+    s.feed(b"EHLO c\r\nMAIL FROM:<a@c.example>\r\nRCPT TO:<x@mx.example>\r\nNOOP\r\n");
+    let a = s.poll();
+    assert!(matches!(a, Action::CheckSender { .. }));
+    // While a decision is pending, poll returns the same action and nothing else runs.
+    assert_eq!(s.poll(), a);
+    assert_eq!(s.poll(), a);
+    let out = String::from_utf8(s.output()).unwrap();
+    assert!(
+        out.ends_with("250 CHUNKING\r\n"),
+        "only the EHLO reply so far: {out}"
+    );
+    // A mismatched result is ignored.
+    s.recipient_result(Ok(()));
+    s.delivery_result(Ok("x".into()));
+    s.auth_result(AuthVerdict::Ok);
+    assert_eq!(s.poll(), a);
+    assert_eq!(s.auth_user(), None);
+    s.sender_result(Ok(()));
+    let a = s.poll();
+    assert_eq!(
+        a,
+        Action::CheckRecipient {
+            address: Address::parse("x@mx.example").unwrap()
+        }
+    );
+    assert_eq!(s.poll(), a);
+    s.recipient_result(Err(Reply::new(550, (5, 1, 1), "No such user")));
+    assert_eq!(s.poll(), Action::NeedInput);
+    assert_eq!(
+        String::from_utf8(s.output()).unwrap(),
+        "250 2.1.0 Ok\r\n550 5.1.1 No such user\r\n250 2.0.0 Ok\r\n"
+    );
+}
+
+#[test]
+fn repeated_poll_returns_deliver_again() {
+    let mut s = Session::new(Arc::new(mx()), peer(), None);
+    s.greet();
+    s.feed(b"EHLO c\r\nMAIL FROM:<a@c.example>\r\n");
+    assert!(matches!(s.poll(), Action::CheckSender { .. }));
+    s.sender_result(Ok(()));
+    s.feed(b"RCPT TO:<x@mx.example>\r\n");
+    assert!(matches!(s.poll(), Action::CheckRecipient { .. }));
+    s.recipient_result(Ok(()));
+    s.feed(b"DATA\r\nabc\r\n.\r\n");
+    let a = s.poll();
+    let Action::Deliver(env) = &a else {
+        panic!("{a:?}")
+    };
+    assert_eq!(env.body, b"abc\r\n");
+    assert_eq!(s.poll(), a);
+    s.delivery_result(Ok("ID7".into()));
+    assert_eq!(s.poll(), Action::NeedInput);
+    assert!(
+        String::from_utf8(s.output())
+            .unwrap()
+            .ends_with("250 2.0.0 Ok: queued as ID7\r\n")
+    );
+}
+
+#[test]
+fn policy_rejections_are_passed_through() {
+    let mut d = Driver::new(mx());
+    d.sender = Box::new(|a| match a {
+        None => Ok(()),
+        Some(_) => Err(Reply::new(
+            550,
+            (5, 7, 1),
+            "Sender rejected\nsee https://example",
+        )),
+    });
+    d.recipient = Box::new(|a| {
+        if a.local_part() == "nobody" {
+            Err(Reply::new(550, (5, 1, 1), "No such user"))
+        } else {
+            Ok(())
+        }
+    });
+    d.deliver = Box::new(|_| Err(Reply::new(451, (4, 3, 0), "Try again later")));
+    d.send("EHLO c\r\n");
+    assert_eq!(
+        d.send("MAIL FROM:<a@b.example>\r\n"),
+        "550-5.7.1 Sender rejected\r\n550 5.7.1 see https://example\r\n"
+    );
+    assert_eq!(d.send("MAIL FROM:<>\r\n"), "250 2.1.0 Ok\r\n");
+    assert_eq!(
+        d.send("RCPT TO:<nobody@mx.example>\r\n"),
+        "550 5.1.1 No such user\r\n"
+    );
+    assert_eq!(d.send("DATA\r\n"), "554 5.5.1 No valid recipients\r\n");
+    assert_eq!(d.send("RCPT TO:<alice@mx.example>\r\n"), "250 2.1.5 Ok\r\n");
+    assert_eq!(
+        d.send("DATA\r\nx\r\n.\r\n"),
+        "354 End data with <CR><LF>.<CR><LF>\r\n451 4.3.0 Try again later\r\n"
+    );
+    assert_eq!(d.s.stats().messages_rejected, 1);
+    assert_eq!(d.s.stats().messages_accepted, 0);
+    // transaction over
+    assert_eq!(d.send("DATA\r\n"), "503 5.5.1 Need MAIL command\r\n");
+}
+
+// ------------------------------------------------------------------------------------
+// Sequencing
+
+#[test]
+fn sequence_errors() {
+    let mut d = Driver::new(mx());
+    assert_eq!(
+        d.send("MAIL FROM:<a@b.example>\r\n"),
+        "503 5.5.1 Send HELO/EHLO first\r\n"
+    );
+    assert_eq!(
+        d.send("RCPT TO:<a@b.example>\r\n"),
+        "503 5.5.1 Need MAIL command\r\n"
+    );
+    assert_eq!(d.send("DATA\r\n"), "503 5.5.1 Need MAIL command\r\n");
+    d.send("EHLO c\r\n");
+    assert_eq!(
+        d.send("RCPT TO:<a@b.example>\r\n"),
+        "503 5.5.1 Need MAIL command\r\n"
+    );
+    assert_eq!(d.send("DATA\r\n"), "503 5.5.1 Need MAIL command\r\n");
+    assert_eq!(d.send("MAIL FROM:<a@b.example>\r\n"), "250 2.1.0 Ok\r\n");
+    assert_eq!(
+        d.send("MAIL FROM:<a@b.example>\r\n"),
+        "503 5.5.1 Nested MAIL command\r\n"
+    );
+    assert_eq!(d.send("DATA\r\n"), "554 5.5.1 No valid recipients\r\n");
+    assert_eq!(d.send("DATA x\r\n"), "501 5.5.4 Syntax: DATA\r\n");
+    assert_eq!(d.send("RSET\r\n"), "250 2.0.0 Ok\r\n");
+    assert_eq!(
+        d.send("RCPT TO:<a@b.example>\r\n"),
+        "503 5.5.1 Need MAIL command\r\n"
+    );
+}
+
+#[test]
+fn ehlo_and_helo_reset_transaction() {
+    for greeting in ["EHLO again\r\n", "HELO again\r\n"] {
+        let mut d = Driver::new(mx());
+        d.send("EHLO c\r\n");
+        transaction(&mut d);
+        d.send(greeting);
+        assert_eq!(
+            d.send("RCPT TO:<a@b.example>\r\n"),
+            "503 5.5.1 Need MAIL command\r\n"
+        );
+        assert_eq!(d.send("MAIL FROM:<a@b.example>\r\n"), "250 2.1.0 Ok\r\n");
+    }
+}
+
+#[test]
+fn rset_keeps_helo_and_auth() {
+    let mut d = Driver::new(submission());
+    d.login();
+    d.send("MAIL FROM:<alice@mx.example>\r\n");
+    assert_eq!(d.send("RSET\r\n"), "250 2.0.0 Ok\r\n");
+    assert_eq!(d.s.auth_user(), Some("alice"));
+    assert_eq!(
+        d.send("MAIL FROM:<alice@mx.example>\r\n"),
+        "250 2.1.0 Ok\r\n"
+    );
+}
+
+#[test]
+fn helo_client_gets_smtp_protocol_and_no_params() {
+    let mut d = Driver::new(mx());
+    d.send("HELO old.example\r\n");
+    assert_eq!(
+        d.send("MAIL FROM:<a@b.example> SIZE=10\r\n"),
+        "555 5.5.4 MAIL parameters require EHLO\r\n"
+    );
+    transaction(&mut d);
+    d.send("DATA\r\nx\r\n.\r\n");
+    assert_eq!(d.delivered[0].protocol(), "SMTP");
+    assert!(!d.delivered[0].esmtp);
+}
+
+// ------------------------------------------------------------------------------------
+// MAIL FROM
+
+#[test]
+fn mail_from_syntax() {
+    let mut d = Driver::new(mx());
+    d.send("EHLO c\r\n");
+    for (cmd, reply) in [
+        ("MAIL\r\n", "501 5.5.4 Syntax: MAIL FROM:<address>"),
+        ("MAIL TO:<a@b>\r\n", "501 5.5.4 Syntax: MAIL FROM:<address>"),
+        (
+            "MAIL FROM:a@b.example\r\n",
+            "501 5.1.7 Bad sender address syntax",
+        ),
+        (
+            "MAIL FROM:<a@b.example\r\n",
+            "501 5.1.7 Bad sender address syntax",
+        ),
+        (
+            "MAIL FROM:<a b@c.example>\r\n",
+            "501 5.1.7 Bad sender address syntax: invalid local part",
+        ),
+        (
+            "MAIL FROM:<a@b@c.example>\r\n",
+            "501 5.1.7 Bad sender address syntax: invalid domain",
+        ),
+        (
+            "MAIL FROM:<a@b.example.>\r\n",
+            "501 5.1.7 Bad sender address syntax: invalid domain",
+        ),
+        (
+            "MAIL FROM:<a@[300.1.1.1]>\r\n",
+            "501 5.1.7 Bad sender address syntax: invalid address literal",
+        ),
+        (
+            "MAIL FROM:<a@b.example> =1\r\n",
+            "501 5.5.4 Invalid parameter syntax",
+        ),
+    ] {
+        assert_eq!(d.send(cmd), format!("{reply}\r\n"), "{cmd:?}");
+        // errors reset by RSET so the error counter does not close us
+        d.s.stats.errors = 0;
+    }
+    let long = format!("MAIL FROM:<{}@b.example>\r\n", "l".repeat(65));
+    assert_eq!(
+        d.send(long),
+        "501 5.1.7 Bad sender address syntax: local part longer than 64 octets\r\n"
+    );
+}
+
+#[test]
+fn mail_from_accepted_forms() {
+    for (cmd, sender) in [
+        ("MAIL FROM:<>\r\n", None),
+        ("MAIL FROM: <a@b.example>\r\n", Some("a@b.example")),
+        ("MAIL FROM:<a@b.example> \r\n", Some("a@b.example")),
+        (
+            "MAIL FROM:<@relay.example:a@b.example>\r\n",
+            Some("a@b.example"),
+        ),
+        (
+            "MAIL FROM:<\"x y\"@b.example>\r\n",
+            Some("\"x y\"@b.example"),
+        ),
+        ("MAIL FROM:<a@[192.0.2.9]>\r\n", Some("a@[192.0.2.9]")),
+        ("MAIL FROM:<a@b.example> AUTH=<>\r\n", Some("a@b.example")),
+        (
+            "MAIL FROM:<a@b.example> auth=x+40y\r\n",
+            Some("a@b.example"),
+        ),
+    ] {
+        let mut d = Driver::new(mx());
+        d.send("EHLO c\r\n");
+        assert_eq!(d.send(cmd), "250 2.1.0 Ok\r\n", "{cmd:?}");
+        let Action::CheckSender { address } = &d.actions[0] else {
+            panic!()
+        };
+        assert_eq!(
+            address.as_ref().map(|a| a.to_string()).as_deref(),
+            sender,
+            "{cmd:?}"
+        );
+    }
+}
+
+#[test]
+fn mail_from_size_and_body_params() {
+    let cfg = Config {
+        max_message_size: 1000,
+        ..mx()
+    };
+    for (params, reply) in [
+        ("SIZE=1000", "250 2.1.0 Ok"),
+        ("SIZE=0", "250 2.1.0 Ok"),
+        (
+            "size=1001",
+            "552 5.3.4 Message size exceeds fixed maximum message size",
+        ),
+        (
+            "SIZE=99999999999999999999999",
+            "552 5.3.4 Message size exceeds fixed maximum message size",
+        ),
+        ("SIZE=abc", "501 5.5.4 Invalid SIZE parameter"),
+        ("SIZE=-1", "501 5.5.4 Invalid SIZE parameter"),
+        ("SIZE", "501 5.5.4 Invalid SIZE parameter"),
+        ("BODY=7BIT", "250 2.1.0 Ok"),
+        ("BODY=8bitmime", "250 2.1.0 Ok"),
+        ("BODY=BINARYMIME", "555 5.5.4 BODY=BINARYMIME not supported"),
+        ("BODY=9BIT", "501 5.5.4 Invalid BODY parameter"),
+        ("SMTPUTF8", "250 2.1.0 Ok"),
+        ("SMTPUTF8=yes", "501 5.5.4 SMTPUTF8 takes no value"),
+        ("AUTH", "501 5.5.4 Invalid AUTH parameter"),
+        ("RET=HDRS", "555 5.5.4 Unsupported parameter RET"),
+        ("ENVID=x", "555 5.5.4 Unsupported parameter ENVID"),
+        ("XFOO", "555 5.5.4 Unsupported parameter XFOO"),
+        ("SIZE=1 size=2", "501 5.5.4 Duplicate parameter SIZE"),
+    ] {
+        let mut d = Driver::new(cfg.clone());
+        d.send("EHLO c\r\n");
+        assert_eq!(
+            d.send(format!("MAIL FROM:<a@b.example> {params}\r\n")),
+            format!("{reply}\r\n"),
+            "{params}"
+        );
+        // Only accepted MAIL commands reach the policy layer.
+        assert_eq!(
+            d.actions.len(),
+            usize::from(reply.starts_with("250")),
+            "{params}"
+        );
+    }
+}
+
+#[test]
+fn body_and_smtputf8_flags_reach_envelope() {
+    let mut d = Driver::new(mx());
+    d.send("EHLO c\r\nMAIL FROM:<a@b.example> BODY=8BITMIME SMTPUTF8\r\nRCPT TO:<ü@mx.example>\r\nDATA\r\nx\r\n.\r\n");
+    let env = &d.delivered[0];
+    assert!(env.body_8bitmime && env.smtputf8);
+    assert_eq!(env.recipients[0].local_part(), "ü");
+}
+
+#[test]
+fn utf8_addresses_need_smtputf8() {
+    let mut d = Driver::new(mx());
+    d.send("EHLO c\r\n");
+    assert_eq!(
+        d.send("MAIL FROM:<jörg@b.example>\r\n"),
+        "553 5.6.7 Non-ASCII address requires SMTPUTF8\r\n"
+    );
+    assert_eq!(
+        d.send("MAIL FROM:<jörg@b.example> SMTPUTF8\r\n"),
+        "250 2.1.0 Ok\r\n"
+    );
+    d.send("RSET\r\nMAIL FROM:<a@b.example>\r\n");
+    assert_eq!(
+        d.send("RCPT TO:<user@bücher.example>\r\n"),
+        "553 5.6.7 Non-ASCII address requires SMTPUTF8\r\n"
+    );
+}
+
+#[test]
+fn non_utf8_command_rejected() {
+    let mut d = Driver::new(mx());
+    d.send("EHLO c\r\n");
+    assert_eq!(
+        d.send(b"MAIL FROM:<\xff\xfe@b.example>\r\n"),
+        "500 5.5.2 Invalid UTF-8 in command\r\n"
+    );
+    assert!(d.actions.is_empty());
+}
+
+// ------------------------------------------------------------------------------------
+// RCPT TO
+
+#[test]
+fn rcpt_to_forms() {
+    let mut d = Driver::new(mx());
+    d.send("EHLO c\r\nMAIL FROM:<>\r\n");
+    for (cmd, expect) in [
+        ("RCPT TO:<Postmaster>\r\n", "Postmaster@mx.example"),
+        (
+            "RCPT TO:<postmaster@other.example>\r\n",
+            "postmaster@other.example",
+        ),
+        (
+            "RCPT TO:<@a.example,@b.example:user@d.example>\r\n",
+            "user@d.example",
+        ),
+        ("RCPT TO:<@local:user@other>\r\n", "user@other"),
+        ("RCPT TO:<user%other@local>\r\n", "user%other@local"),
+        ("RCPT TO:<other!user@local>\r\n", "other!user@local"),
+        ("RCPT TO:<\"user@other\"@local>\r\n", "\"user@other\"@local"),
+        (
+            "rcpt to: <x@[IPv6:2001:db8::1]>\r\n",
+            "x@[IPv6:2001:db8::1]",
+        ),
+    ] {
+        assert_eq!(d.send(cmd), "250 2.1.5 Ok\r\n", "{cmd:?}");
+        let Some(Action::CheckRecipient { address }) = d.actions.last() else {
+            panic!()
+        };
+        assert_eq!(address.to_string(), expect);
+    }
+    // relay tricks keep domain `local`
+    let domains: Vec<&str> = d.actions[5..8]
+        .iter()
+        .map(|a| match a {
+            Action::CheckRecipient { address } => address.domain(),
+            _ => "",
+        })
+        .collect();
+    assert_eq!(domains, ["local", "local", "local"]);
+}
+
+#[test]
+fn rcpt_to_errors() {
+    let mut d = Driver::new(Config {
+        max_errors: 100,
+        ..mx()
+    });
+    d.send("EHLO c\r\nMAIL FROM:<>\r\n");
+    for (cmd, reply) in [
+        (
+            "RCPT TO:<>\r\n",
+            "501 5.1.3 Bad destination mailbox address syntax: empty address",
+        ),
+        (
+            "RCPT TO:user@local\r\n",
+            "501 5.1.3 Bad destination mailbox address syntax",
+        ),
+        (
+            "RCPT <user@local>\r\n",
+            "501 5.5.4 Syntax: RCPT TO:<address>",
+        ),
+        (
+            "RCPT TO:<user@other@local>\r\n",
+            "501 5.1.3 Bad destination mailbox address syntax: invalid domain",
+        ),
+        (
+            "RCPT TO:<@local,user@other>\r\n",
+            "501 5.1.3 Bad destination mailbox address syntax: invalid local part",
+        ),
+        (
+            "RCPT TO:<us er@local>\r\n",
+            "501 5.1.3 Bad destination mailbox address syntax: invalid local part",
+        ),
+        (
+            "RCPT TO:<user@local> NOTIFY=NEVER\r\n",
+            "555 5.5.4 Unsupported parameter NOTIFY",
+        ),
+        (
+            "RCPT TO:<user@local> ORCPT=rfc822;x@y\r\n",
+            "555 5.5.4 Unsupported parameter ORCPT",
+        ),
+        (
+            "RCPT TO:<user@local> =\r\n",
+            "501 5.5.4 Invalid parameter syntax",
+        ),
+    ] {
+        assert_eq!(d.send(cmd), format!("{reply}\r\n"), "{cmd:?}");
+    }
+    assert!(
+        d.actions
+            .iter()
+            .all(|a| !matches!(a, Action::CheckRecipient { .. }))
+    );
+    let long = format!("RCPT TO:<a@{}.example>\r\n", "x".repeat(250));
+    assert_eq!(
+        d.send(long),
+        "501 5.1.3 Bad destination mailbox address syntax: address longer than 254 octets\r\n"
+    );
+}
+
+#[test]
+fn rcpt_limit() {
+    let mut d = Driver::new(Config {
+        max_recipients: 2,
+        ..mx()
+    });
+    let out = d.send(
+        "EHLO c\r\nMAIL FROM:<>\r\nRCPT TO:<a@x.example>\r\nRCPT TO:<b@x.example>\r\nRCPT TO:<c@x.example>\r\nRCPT TO:<A@X.example>\r\n",
+    );
+    assert_eq!(
+        codes(&out),
+        [
+            "250 CHUNKING",
+            "250 2.1.0",
+            "250 2.1.5",
+            "250 2.1.5",
+            "452 4.5.3",
+            "250 2.1.5"
+        ]
+    );
+    assert!(out.contains("452 4.5.3 Too many recipients\r\n"));
+    d.send("DATA\r\nx\r\n.\r\n");
+    // duplicates are not added twice, the rejected one is absent
+    let rcpts: Vec<String> = d.delivered[0]
+        .recipients
+        .iter()
+        .map(|a| a.to_string())
+        .collect();
+    assert_eq!(rcpts, ["a@x.example", "b@x.example"]);
+}
+
+#[test]
+fn rejected_recipients_do_not_count_toward_limit() {
+    let mut d = Driver::new(Config {
+        max_recipients: 1,
+        ..mx()
+    });
+    d.recipient = Box::new(|a| {
+        if a.local_part() == "bad" {
+            Err(Reply::new(550, (5, 1, 1), "no"))
+        } else {
+            Ok(())
+        }
+    });
+    let out =
+        d.send("EHLO c\r\nMAIL FROM:<>\r\nRCPT TO:<bad@x.example>\r\nRCPT TO:<good@x.example>\r\n");
+    assert!(out.ends_with("550 5.1.1 no\r\n250 2.1.5 Ok\r\n"), "{out}");
+}
+
+// ------------------------------------------------------------------------------------
+// DATA
+
+fn data_session(cfg: Config) -> Driver {
+    let mut d = Driver::new(cfg);
+    d.send("EHLO c\r\n");
+    transaction(&mut d);
+    assert_eq!(
+        d.send("DATA\r\n"),
+        "354 End data with <CR><LF>.<CR><LF>\r\n"
+    );
+    d
+}
+
+#[test]
+fn data_end_immediately_after_354() {
+    let mut d = data_session(mx());
+    assert_eq!(d.send(".\r\n"), "250 2.0.0 Ok: queued as Q1\r\n");
+    assert_eq!(d.delivered[0].body, b"");
+}
+
+#[test]
+fn data_dot_unstuffing_and_crlf() {
+    let mut d = data_session(mx());
+    d.send("..\r\n...\r\n.x\r\n\r\n.\r\n");
+    assert_eq!(d.delivered[0].body, b".\r\n..\r\nx\r\n\r\n");
+}
+
+#[test]
+fn data_binary_8bit_content_kept() {
+    let mut d = data_session(mx());
+    d.send(b"\x00\xff\xfe caf\xc3\xa9\r\n.\r\n");
+    assert_eq!(d.delivered[0].body, b"\x00\xff\xfe caf\xc3\xa9\r\n");
+}
+
+/// Every smuggling sequence: with Reject, the data continues (no Deliver, no command
+/// executed) until the real end, then 554 5.5.0.
+#[test]
+fn smuggling_sequences_rejected() {
+    for seq in [
+        "\n.\n",
+        "\r\n.\n",
+        "\n.\r\n",
+        "\r.\r",
+        "\r\n.\r",
+        "\r.\r\n",
+        "\n.\r\r\n",
+        "\r\n.\r\r\n",
+    ] {
+        let mut d = data_session(mx());
+        let smuggled = format!(
+            "Subject: x\r\n\r\nhello{seq}MAIL FROM:<admin@mx.example>\r\nRCPT TO:<victim@mx.example>\r\nDATA\r\nSubject: smuggled\r\n\r\nevil\r\n"
+        );
+        assert_eq!(d.send(&smuggled), "", "{seq:?}: data must continue");
+        assert_eq!(d.actions.len(), 2, "{seq:?}: no new transaction");
+        assert!(d.s.in_data());
+        assert_eq!(
+            d.send(".\r\n"),
+            "554 5.5.0 Message contains bare <CR> or <LF> line endings, lines must end with <CR><LF>\r\n",
+            "{seq:?}"
+        );
+        assert!(d.delivered.is_empty());
+        assert_eq!(d.s.stats().messages_rejected, 1);
+        // After the real end we are in command mode, transaction reset.
+        assert_eq!(
+            d.send("RCPT TO:<x@y.example>\r\n"),
+            "503 5.5.1 Need MAIL command\r\n"
+        );
+    }
+}
+
+#[test]
+fn smuggling_sequences_normalized() {
+    for seq in ["\n.\n", "\r\n.\n", "\n.\r\n", "\r.\r", "\r\n.\r"] {
+        let mut d = data_session(Config {
+            bare_line_endings: BareLinePolicy::Normalize,
+            ..mx()
+        });
+        assert_eq!(
+            d.send(format!("a{seq}MAIL FROM:<x@y.example>\r\n")),
+            "",
+            "{seq:?}"
+        );
+        assert_eq!(d.actions.len(), 2);
+        assert_eq!(d.send(".\r\n"), "250 2.0.0 Ok: queued as Q1\r\n");
+        let body = &d.delivered[0].body;
+        // Only CRLF line endings in the stored body.
+        for (i, &b) in body.iter().enumerate() {
+            if b == b'\n' {
+                assert_eq!(body[i - 1], b'\r', "{seq:?}: {body:?}");
+            }
+            if b == b'\r' {
+                assert_eq!(body[i + 1], b'\n', "{seq:?}: {body:?}");
+            }
+        }
+        assert!(body.ends_with(b"MAIL FROM:<x@y.example>\r\n"));
+        assert!(body.starts_with(b"a\r\n"));
+    }
+}
+
+#[test]
+fn normalized_body_exact() {
+    let mut d = data_session(Config {
+        bare_line_endings: BareLinePolicy::Normalize,
+        ..mx()
+    });
+    d.send("a\nb\rc\r\nd\r\n.\r\n");
+    assert_eq!(d.delivered[0].body, b"a\r\nb\r\nc\r\nd\r\n");
+}
+
+#[test]
+fn lone_bare_lf_or_cr_in_line_rejected() {
+    for body in ["a\nb\r\n.\r\n", "a\rb\r\n.\r\n", "\n\r\n.\r\n"] {
+        let mut d = data_session(mx());
+        assert!(d.send(body).starts_with("554 5.5.0 "), "{body:?}");
+    }
+}
+
+#[test]
+fn data_size_limit() {
+    let mut d = data_session(Config {
+        max_message_size: 100,
+        ..mx()
+    });
+    let line = format!("{}\r\n", "x".repeat(50));
+    for _ in 0..1000 {
+        assert_eq!(d.send(&line), "");
+        assert!(d.s.buffered() <= 200, "bounded: {}", d.s.buffered());
+    }
+    assert_eq!(
+        d.send(".\r\nNOOP\r\n"),
+        "552 5.3.4 Message size exceeds fixed maximum message size\r\n250 2.0.0 Ok\r\n"
+    );
+    assert!(d.delivered.is_empty());
+}
+
+#[test]
+fn data_exactly_max_size_accepted() {
+    let mut d = data_session(Config {
+        max_message_size: 10,
+        ..mx()
+    });
+    assert_eq!(
+        d.send("12345678\r\n.\r\n"),
+        "250 2.0.0 Ok: queued as Q1\r\n"
+    );
+}
+
+#[test]
+fn data_line_too_long() {
+    let mut d = data_session(mx());
+    let mut msg = "x".repeat(998);
+    msg.push_str("\r\n");
+    msg.push_str(&"y".repeat(5000));
+    msg.push_str("\r\n.\r\n");
+    assert_eq!(
+        d.send(msg),
+        "500 5.5.2 Line too long (max 1000 octets including <CR><LF>)\r\n"
+    );
+    assert!(d.delivered.is_empty());
+    let mut d = data_session(mx());
+    assert_eq!(
+        d.send(format!("{}\r\n.\r\n", "x".repeat(998))),
+        "250 2.0.0 Ok: queued as Q1\r\n"
+    );
+}
+
+#[test]
+fn data_split_at_every_position() {
+    let full = "EHLO c\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<c@d.example>\r\nDATA\r\n..x\r\ny\r\n.\r\nQUIT\r\n";
+    let mut reference = Driver::new(mx());
+    let ref_out = reference.send(full);
+    for split in 0..full.len() {
+        let mut d = Driver::new(mx());
+        let mut out = d.send(&full[..split]);
+        out.push_str(&d.send(&full[split..]));
+        assert_eq!(out, ref_out, "split at {split}");
+        assert_eq!(d.delivered[0].body, b".x\r\ny\r\n");
+    }
+}
+
+// ------------------------------------------------------------------------------------
+// BDAT
+
+#[test]
+fn bdat_chunks() {
+    let mut d = Driver::new(mx());
+    d.send("EHLO c\r\n");
+    transaction(&mut d);
+    assert_eq!(d.send("BDAT 5\r\nhel"), "");
+    assert!(d.s.in_data());
+    assert_eq!(d.send("lo"), "250 2.0.0 5 octets received\r\n");
+    assert_eq!(d.send("BDAT 0\r\n"), "250 2.0.0 0 octets received\r\n");
+    assert_eq!(
+        d.send("BDAT 7 LAST\r\n\r\n.\r\n\n\r"),
+        "250 2.0.0 Ok: queued as Q1\r\n"
+    );
+    // BDAT is binary: dots and bare line endings are content.
+    assert_eq!(d.delivered[0].body, b"hello\r\n.\r\n\n\r");
+}
+
+#[test]
+fn bdat_pipelined_chunks_with_commands_inside() {
+    let mut d = Driver::new(mx());
+    let out = d.send(
+        "EHLO c\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<c@d.example>\r\nBDAT 19\r\nQUIT\r\nRSET\r\nNOOP\r\nXBDAT 6 LAST\r\nQUIT\r\nNOOP\r\n",
+    );
+    assert_eq!(
+        codes(&out),
+        [
+            "250 CHUNKING",
+            "250 2.1.0",
+            "250 2.1.5",
+            "250 2.0.0",
+            "250 2.0.0",
+            "250 2.0.0"
+        ]
+    );
+    assert!(out.contains("250 2.0.0 19 octets received\r\n"));
+    assert_eq!(d.delivered[0].body, b"QUIT\r\nRSET\r\nNOOP\r\nXQUIT\r\n");
+    assert_eq!(d.last, Action::NeedInput);
+}
+
+#[test]
+fn bdat_zero_last() {
+    let mut d = Driver::new(mx());
+    d.send("EHLO c\r\n");
+    transaction(&mut d);
+    assert_eq!(d.send("BDAT 0 LAST\r\n"), "250 2.0.0 Ok: queued as Q1\r\n");
+    assert_eq!(d.delivered[0].body, b"");
+}
+
+#[test]
+fn bdat_errors_consume_chunk() {
+    // No transaction.
+    let mut d = Driver::new(mx());
+    d.send("EHLO c\r\n");
+    assert_eq!(
+        d.send("BDAT 28 LAST\r\nMAIL FROM:<evil@x.example>\r\nNOOP\r\n"),
+        "503 5.5.1 Need MAIL command\r\n250 2.0.0 Ok\r\n"
+    );
+    assert!(d.actions.is_empty());
+    // No recipients.
+    d.send("MAIL FROM:<>\r\n");
+    assert_eq!(
+        d.send("BDAT 6\r\nRSET\r\n"),
+        "554 5.5.1 No valid recipients\r\n"
+    );
+    // Bad syntax with readable size.
+    assert_eq!(
+        d.send("BDAT 6 FIRST\r\nRSET\r\n"),
+        "501 5.5.4 Syntax: BDAT size [LAST]\r\n"
+    );
+    assert_eq!(d.actions.len(), 1);
+    // Before HELO
+    let mut d = Driver::new(mx());
+    assert_eq!(
+        d.send("BDAT 6\r\nQUIT\r\n"),
+        "503 5.5.1 Need MAIL command\r\n"
+    );
+    assert!(!d.closed());
+}
+
+#[test]
+fn bdat_error_skips_without_buffering() {
+    let mut d = Driver::new(mx());
+    d.send("EHLO c\r\n");
+    assert_eq!(d.send("BDAT 1000000\r\n"), "");
+    let chunk = vec![b'Q'; 10_000];
+    for _ in 0..99 {
+        assert_eq!(d.send(&chunk), "");
+        assert!(d.s.buffered() < 100);
+    }
+    assert_eq!(d.send(&chunk[..9_999]), "");
+    assert_eq!(
+        d.send("QNOOP\r\n"),
+        "503 5.5.1 Need MAIL command\r\n250 2.0.0 Ok\r\n"
+    );
+}
+
+#[test]
+fn bdat_size_exceeded() {
+    let mut d = Driver::new(Config {
+        max_message_size: 10,
+        ..mx()
+    });
+    d.send("EHLO c\r\n");
+    transaction(&mut d);
+    assert_eq!(
+        d.send("BDAT 6\r\n123456"),
+        "250 2.0.0 6 octets received\r\n"
+    );
+    assert_eq!(
+        d.send("BDAT 6\r\nRSET\r\nBDAT 1 LAST\r\nX"),
+        "552 5.3.4 Message size exceeds fixed maximum message size\r\n503 5.5.1 Need MAIL command\r\n"
+    );
+    assert!(d.delivered.is_empty());
+    assert_eq!(d.s.stats().messages_rejected, 1);
+    // A huge announced chunk is rejected upfront and skipped.
+    transaction(&mut d);
+    assert_eq!(d.send("BDAT 18446744073709551615\r\nabc"), "");
+    assert!(d.s.in_data());
+    assert!(d.s.buffered() < 100);
+}
+
+#[test]
+fn bdat_unreadable_size_closes() {
+    let mut d = Driver::new(mx());
+    d.send("EHLO c\r\n");
+    transaction(&mut d);
+    let out = d.send("BDAT x LAST\r\nMAIL FROM:<a@b>\r\n");
+    assert_eq!(
+        out,
+        "521 5.5.4 mx.example Error: invalid BDAT chunk size\r\n"
+    );
+    assert!(d.closed());
+    let mut d = Driver::new(mx());
+    assert!(d.send("BDAT\r\n").starts_with("521 5.5.4"));
+}
+
+#[test]
+fn data_after_bdat_and_rcpt_after_bdat() {
+    let mut d = Driver::new(mx());
+    d.send("EHLO c\r\n");
+    transaction(&mut d);
+    d.send("BDAT 2\r\nab");
+    assert_eq!(
+        d.send("DATA\r\n"),
+        "503 5.5.1 DATA not allowed after BDAT\r\n"
+    );
+    assert_eq!(
+        d.send("RCPT TO:<z@d.example>\r\n"),
+        "503 5.5.1 RCPT not allowed after BDAT\r\n"
+    );
+    assert_eq!(d.send("BDAT 1 LAST\r\nc"), "250 2.0.0 Ok: queued as Q1\r\n");
+    assert_eq!(d.delivered[0].body, b"abc");
+    assert_eq!(d.delivered[0].recipients.len(), 1);
+}
+
+// ------------------------------------------------------------------------------------
+// Command line limits and line endings
+
+#[test]
+fn line_too_long_discarded_without_buffering() {
+    let mut d = Driver::new(mx());
+    d.send("EHLO c\r\n");
+    assert_eq!(d.send("NOOP "), "");
+    for _ in 0..100 {
+        assert_eq!(d.send("x".repeat(1000)), "");
+        assert!(d.s.buffered() <= 512, "buffered {}", d.s.buffered());
+    }
+    assert_eq!(
+        d.send("\r\nNOOP\r\n"),
+        "500 5.5.2 Line too long\r\n250 2.0.0 Ok\r\n"
+    );
+}
+
+#[test]
+fn line_too_long_in_one_piece() {
+    let mut d = Driver::new(mx());
+    let line = format!("NOOP {}\r\n", "x".repeat(600));
+    assert_eq!(
+        d.send(format!("{line}NOOP\r\n")),
+        "500 5.5.2 Line too long\r\n250 2.0.0 Ok\r\n"
+    );
+}
+
+#[test]
+fn line_length_boundary() {
+    let mut d = Driver::new(mx());
+    // exactly 512 octets including CRLF is fine
+    let ok = format!("NOOP {}\r\n", "x".repeat(512 - 7));
+    assert_eq!(ok.len(), 512);
+    assert_eq!(d.send(&ok), "250 2.0.0 Ok\r\n");
+    let bad = format!("NOOP {}\r\n", "x".repeat(512 - 6));
+    assert_eq!(d.send(&bad), "500 5.5.2 Line too long\r\n");
+    // split right before the LF
+    assert_eq!(d.send(&ok[..511]), "");
+    assert_eq!(d.send("\n"), "250 2.0.0 Ok\r\n");
+    // a too-long line whose CR and LF arrive separately
+    assert_eq!(d.send(&bad[..bad.len() - 1]), "");
+    assert_eq!(d.send("\n"), "500 5.5.2 Line too long\r\n");
+}
+
+#[test]
+fn long_line_is_not_executed_even_if_it_contains_commands() {
+    let mut d = Driver::new(mx());
+    d.send("EHLO c\r\n");
+    let out = d.send(format!("{}QUIT\r\n", "x".repeat(600)));
+    assert_eq!(out, "500 5.5.2 Line too long\r\n");
+    assert!(!d.closed());
+}
+
+#[test]
+fn bare_lf_command_closes_connection() {
+    let mut d = Driver::new(mx());
+    d.send("EHLO c\r\n");
+    let out = d.send("NOOP\nMAIL FROM:<a@b.example>\r\n");
+    assert_eq!(
+        out,
+        "521 5.5.2 mx.example Error: bare <LF> received, lines must end with <CR><LF>\r\n"
+    );
+    assert!(d.closed());
+    assert!(
+        d.actions.is_empty(),
+        "nothing after the bare LF was executed"
+    );
+    // Also a lone LF, and an LF after a discarded long line.
+    let mut d = Driver::new(mx());
+    assert!(d.send("\n").starts_with("521 5.5.2 "));
+    let mut d = Driver::new(mx());
+    d.send("x".repeat(600));
+    assert!(d.send("\nNOOP\r\n").starts_with("521 5.5.2 "));
+    assert!(d.closed());
+    // CR at the end of one discarded piece and LF at the start of the next is fine.
+    let mut d = Driver::new(mx());
+    d.send(format!("{}\r", "x".repeat(600)));
+    assert_eq!(
+        d.send("\nNOOP\r\n"),
+        "500 5.5.2 Line too long\r\n250 2.0.0 Ok\r\n"
+    );
+}
+
+#[test]
+fn bare_cr_and_controls_in_command() {
+    let mut d = Driver::new(mx());
+    d.send("EHLO c\r\n");
+    assert_eq!(
+        d.send("RSET\rMAIL FROM:<a@b.example>\r\n"),
+        "500 5.5.2 Bare <CR> not allowed in commands\r\n"
+    );
+    assert_eq!(
+        d.send("NO\0OP\r\n"),
+        "500 5.5.2 Invalid control character in command\r\n"
+    );
+    assert_eq!(
+        d.send("NOOP\t\r\n"),
+        "500 5.5.2 Invalid control character in command\r\n"
+    );
+    assert_eq!(
+        d.send("\r\r\n"),
+        "500 5.5.2 Bare <CR> not allowed in commands\r\n"
+    );
+    assert!(d.actions.is_empty());
+}
+
+// ------------------------------------------------------------------------------------
+// STARTTLS
+
+#[test]
+fn starttls_injection_is_discarded() {
+    let mut d = Driver::new(mx_starttls());
+    d.send("EHLO c\r\n");
+    let out = d.send("STARTTLS\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<c@d.example>\r\n");
+    assert_eq!(out, "220 2.0.0 Ready to start TLS\r\n");
+    assert_eq!(d.last, Action::StartTls);
+    // poll keeps returning StartTls; bytes fed before the handshake are dropped too.
+    d.s.feed(b"QUIT\r\n");
+    assert_eq!(d.s.poll(), Action::StartTls);
+    d.s.tls_established(tls_info());
+    assert!(d.s.is_tls());
+    assert_eq!(d.run(), "", "the injected commands were not executed");
+    assert_eq!(d.last, Action::NeedInput);
+    assert!(d.actions.is_empty());
+    // State reset: EHLO needed again.
+    assert_eq!(
+        d.send("MAIL FROM:<a@b.example>\r\n"),
+        "503 5.5.1 Send HELO/EHLO first\r\n"
+    );
+    assert!(d.s.helo().is_none());
+    let out = d.send("EHLO c\r\n");
+    assert!(!out.contains("STARTTLS"));
+    assert_eq!(d.send("MAIL FROM:<a@b.example>\r\n"), "250 2.1.0 Ok\r\n");
+}
+
+#[test]
+fn starttls_resets_transaction() {
+    let mut d = Driver::new(mx_starttls());
+    d.send("EHLO c\r\n");
+    transaction(&mut d);
+    d.starttls();
+    d.send("EHLO c\r\n");
+    assert_eq!(
+        d.send("RCPT TO:<a@b.example>\r\n"),
+        "503 5.5.1 Need MAIL command\r\n"
+    );
+    transaction(&mut d);
+    d.send("DATA\r\nx\r\n.\r\n");
+    let env = &d.delivered[0];
+    assert_eq!(env.protocol(), "ESMTPS");
+    assert_eq!(env.tls.as_ref().unwrap().version, "TLSv1.3");
+    assert_eq!(env.recipients.len(), 1);
+}
+
+#[test]
+fn starttls_errors() {
+    let mut d = Driver::new(mx());
+    assert_eq!(
+        d.send("STARTTLS\r\n"),
+        "502 5.5.1 STARTTLS not available\r\n"
+    );
+    let mut d = Driver::new(mx_starttls());
+    assert_eq!(d.send("STARTTLS now\r\n"), "501 5.5.4 Syntax: STARTTLS\r\n");
+    d.starttls();
+    assert_eq!(d.send("STARTTLS\r\n"), "503 5.5.1 TLS already active\r\n");
+    let mut d = Driver::with_tls(mx_starttls(), Some(tls_info()));
+    assert_eq!(d.send("STARTTLS\r\n"), "503 5.5.1 TLS already active\r\n");
+}
+
+#[test]
+fn starttls_pipelined_after_ehlo_in_one_write() {
+    let mut d = Driver::new(mx_starttls());
+    let out = d.send("EHLO c\r\nSTARTTLS\r\n");
+    assert!(
+        out.ends_with("250 STARTTLS\r\n220 2.0.0 Ready to start TLS\r\n"),
+        "{out}"
+    );
+    assert_eq!(d.last, Action::StartTls);
+}
+
+#[test]
+fn require_tls() {
+    let cfg = Config {
+        require_tls: true,
+        ..mx_starttls()
+    };
+    let mut d = Driver::new(cfg);
+    d.send("EHLO c\r\n");
+    let tls_first = "530 5.7.0 Must issue a STARTTLS command first\r\n";
+    assert_eq!(d.send("MAIL FROM:<a@b.example>\r\n"), tls_first);
+    assert_eq!(d.send("RCPT TO:<a@b.example>\r\n"), tls_first);
+    assert_eq!(d.send("DATA\r\n"), tls_first);
+    assert_eq!(d.send("AUTH PLAIN\r\n"), tls_first);
+    // BDAT: refused and the chunk consumed
+    assert_eq!(d.send("BDAT 6\r\nQUIT\r\n"), tls_first);
+    assert!(!d.closed());
+    assert!(d.actions.is_empty());
+    assert_eq!(d.send("NOOP\r\n"), "250 2.0.0 Ok\r\n");
+    d.starttls();
+    d.send("EHLO c\r\n");
+    transaction(&mut d);
+}
+
+// ------------------------------------------------------------------------------------
+// AUTH
+
+#[test]
+fn submission_requires_auth() {
+    let mut d = Driver::new(submission());
+    d.starttls();
+    d.send("EHLO c\r\n");
+    assert_eq!(
+        d.send("MAIL FROM:<alice@mx.example>\r\n"),
+        "530 5.7.0 Authentication required\r\n"
+    );
+    let out = d.send(format!("AUTH PLAIN {}\r\n", b64(b"\0alice\0secret")));
+    assert_eq!(out, "235 2.7.0 Authentication successful\r\n");
+    assert_eq!(d.s.auth_user(), Some("alice"));
+    assert_eq!(
+        d.actions[0],
+        Action::Authenticate {
+            authzid: None,
+            username: "alice".into(),
+            password: "secret".into()
+        }
+    );
+    transaction(&mut d);
+    d.send("DATA\r\nx\r\n.\r\n");
+    let env = &d.delivered[0];
+    assert_eq!(env.auth_user.as_deref(), Some("alice"));
+    assert_eq!(env.protocol(), "ESMTPSA");
+}
+
+#[test]
+fn auth_plain_without_initial_response() {
+    let mut d = Driver::new(submission());
+    d.starttls();
+    d.send("EHLO c\r\n");
+    assert_eq!(d.send("AUTH PLAIN\r\n"), "334 \r\n");
+    assert_eq!(
+        d.send(format!("{}\r\n", b64(b"alice\0alice\0secret"))),
+        "235 2.7.0 Authentication successful\r\n"
+    );
+    assert_eq!(
+        d.actions[0],
+        Action::Authenticate {
+            authzid: Some("alice".into()),
+            username: "alice".into(),
+            password: "secret".into()
+        }
+    );
+}
+
+#[test]
+fn auth_login() {
+    let mut d = Driver::new(submission());
+    d.starttls();
+    d.send("EHLO c\r\n");
+    assert_eq!(d.send("AUTH LOGIN\r\n"), "334 VXNlcm5hbWU6\r\n");
+    assert_eq!(
+        d.send(format!("{}\r\n", b64(b"alice"))),
+        "334 UGFzc3dvcmQ6\r\n"
+    );
+    assert_eq!(
+        d.send(format!("{}\r\n", b64(b"secret"))),
+        "235 2.7.0 Authentication successful\r\n"
+    );
+    // with initial response, pipelined
+    let mut d = Driver::new(submission());
+    d.starttls();
+    let out = d.send(format!(
+        "EHLO c\r\nauth login {}\r\n{}\r\n",
+        b64(b"alice"),
+        b64(b"secret")
+    ));
+    assert!(
+        out.ends_with("334 UGFzc3dvcmQ6\r\n235 2.7.0 Authentication successful\r\n"),
+        "{out}"
+    );
+}
+
+#[test]
+fn auth_failures_and_cancel() {
+    let mut d = Driver::new(submission());
+    d.starttls();
+    d.send("EHLO c\r\n");
+    let bad = b64(b"\0alice\0wrong");
+    assert_eq!(
+        d.send(format!("AUTH PLAIN {bad}\r\n")),
+        "535 5.7.8 Authentication credentials invalid\r\n"
+    );
+    assert_eq!(d.s.auth_user(), None);
+    assert_eq!(
+        d.send("AUTH PLAIN\r\n*\r\n"),
+        "334 \r\n501 5.7.0 Authentication cancelled\r\n"
+    );
+    assert_eq!(d.send("AUTH LOGIN\r\n"), "334 VXNlcm5hbWU6\r\n");
+    assert_eq!(d.send("*\r\n"), "501 5.7.0 Authentication cancelled\r\n");
+    assert_eq!(
+        d.send("AUTH PLAIN !!!notbase64\r\n"),
+        "501 5.5.2 Invalid base64 data\r\n"
+    );
+    assert_eq!(
+        d.send("AUTH PLAIN\r\nAA=\r\n"),
+        "334 \r\n501 5.5.2 Invalid base64 data\r\n"
+    );
+    assert_eq!(
+        d.send("AUTH PLAIN =\r\n"),
+        "501 5.5.2 Invalid PLAIN response\r\n"
+    );
+    assert_eq!(
+        d.send(format!("AUTH PLAIN {}\r\n", b64(b"alice"))),
+        "501 5.5.2 Invalid PLAIN response\r\n"
+    );
+    assert_eq!(d.stats_errors(), 7);
+    assert_eq!(d.s.stats().auth_failures, 1);
+    // The session is still usable after those errors.
+    assert_eq!(d.send("NOOP\r\n"), "250 2.0.0 Ok\r\n");
+}
+
+impl Driver {
+    fn stats_errors(&self) -> u32 {
+        self.s.stats().errors
+    }
+}
+
+#[test]
+fn auth_plain_edge_cases() {
+    let mut d = Driver::new(Config {
+        max_errors: 100,
+        ..submission()
+    });
+    d.starttls();
+    d.send("EHLO c\r\n");
+    for (msg, reply) in [
+        (&b"\0\0secret"[..], "501 5.5.2 Invalid PLAIN response"),
+        (b"\0alice\0", "535 5.7.8 Authentication credentials invalid"),
+        (
+            b"bob\0alice\0secret",
+            "535 5.7.8 Authentication credentials invalid",
+        ),
+        (b"\0alice\0secret\0x", "501 5.5.2 Invalid PLAIN response"),
+        (b"\0al\xffice\0secret", "501 5.5.2 Invalid PLAIN response"),
+    ] {
+        assert_eq!(
+            d.send(format!("AUTH PLAIN {}\r\n", b64(msg))),
+            format!("{reply}\r\n"),
+            "{msg:?}"
+        );
+    }
+    // none of them reached the policy layer
+    assert!(d.actions.is_empty());
+    assert_eq!(
+        d.send("AUTH CRAM-MD5\r\n"),
+        "504 5.5.4 Unrecognized authentication type\r\n"
+    );
+    assert_eq!(
+        d.send("AUTH\r\n"),
+        "501 5.5.4 Syntax: AUTH mechanism [initial-response]\r\n"
+    );
+    assert_eq!(
+        d.send("AUTH PLAIN a b\r\n"),
+        "501 5.5.4 Syntax: AUTH mechanism [initial-response]\r\n"
+    );
+    assert_eq!(d.send("AUTH LOGIN =\r\n"), "501 5.5.2 Invalid username\r\n");
+    assert_eq!(
+        d.send("AUTH PLAIN *\r\n"),
+        "501 5.7.0 Authentication cancelled\r\n"
+    );
+}
+
+#[test]
+fn auth_sequence_errors() {
+    let mut d = Driver::new(submission());
+    d.starttls();
+    assert_eq!(d.send("AUTH PLAIN\r\n"), "503 5.5.1 Send EHLO first\r\n");
+    d.send("HELO c\r\n");
+    assert_eq!(d.send("AUTH PLAIN\r\n"), "503 5.5.1 Send EHLO first\r\n");
+    d.send("EHLO c\r\n");
+    d.send(format!("AUTH PLAIN {}\r\n", b64(b"\0alice\0secret")));
+    assert_eq!(
+        d.send("AUTH PLAIN\r\n"),
+        "503 5.5.1 Already authenticated\r\n"
+    );
+    // AUTH during a transaction (another session not yet authenticated cannot have
+    // one in submission mode, so use an authenticated one + RSET-less MAIL)
+    let mut d = Driver::with_tls(
+        Config {
+            mode: Mode::Submission,
+            ..mx()
+        },
+        Some(tls_info()),
+    );
+    d.send("EHLO c\r\n");
+    assert_eq!(
+        d.send("MAIL FROM:<a@b.example>\r\n"),
+        "530 5.7.0 Authentication required\r\n"
+    );
+    // STARTTLS after AUTH is refused (only reachable if STARTTLS were still offered).
+    let mut d = Driver::new(submission());
+    d.login();
+    assert_eq!(d.send("STARTTLS\r\n"), "503 5.5.1 TLS already active\r\n");
+}
+
+#[test]
+fn auth_during_transaction() {
+    // Submission over implicit TLS: authenticate, open a transaction, try AUTH again
+    // in a fresh session state where auth_user is cleared via STARTTLS is impossible;
+    // instead exercise the check directly with an MX-like submission without auth.
+    let mut s = Session::new(
+        Arc::new(Config {
+            mode: Mode::Submission,
+            ..mx()
+        }),
+        peer(),
+        Some(tls_info()),
+    );
+    s.greet();
+    s.feed(b"EHLO c\r\n");
+    assert_eq!(s.poll(), Action::NeedInput);
+    s.output();
+    // Open a transaction as if a previous AUTH had been granted and then revoked.
+    s.txn = Some(Transaction {
+        sender: None,
+        params: MailParams::default(),
+        recipients: Vec::new(),
+        body: Vec::new(),
+        chunking: false,
+    });
+    s.feed(b"AUTH PLAIN\r\n");
+    assert_eq!(s.poll(), Action::NeedInput);
+    assert_eq!(
+        s.output(),
+        b"503 5.5.1 AUTH not permitted during a mail transaction\r\n"
+    );
+}
+
+#[test]
+fn auth_not_offered_on_mx() {
+    let mut d = Driver::with_tls(mx(), Some(tls_info()));
+    d.send("EHLO c\r\n");
+    assert_eq!(
+        d.send(format!("AUTH PLAIN {}\r\n", b64(b"\0alice\0secret"))),
+        "503 5.5.1 AUTH not available\r\n"
+    );
+    assert!(d.actions.is_empty());
+}
+
+#[test]
+fn auth_without_tls_never_accepted() {
+    let ir = b64(b"\0alice\0secret");
+    // STARTTLS available: 530
+    let mut d = Driver::new(Config {
+        require_tls: false,
+        ..submission()
+    });
+    d.send("EHLO c\r\n");
+    assert_eq!(
+        d.send(format!("AUTH PLAIN {ir}\r\n")),
+        "530 5.7.0 Must issue a STARTTLS command first\r\n"
+    );
+    // No STARTTLS on this listener: 538
+    let mut d = Driver::new(Config {
+        mode: Mode::Submission,
+        ..mx()
+    });
+    d.send("EHLO c\r\n");
+    assert_eq!(
+        d.send(format!("AUTH LOGIN {ir}\r\n")),
+        "538 5.7.11 Encryption required for requested authentication mechanism\r\n"
+    );
+    assert!(d.actions.is_empty());
+}
+
+#[test]
+fn auth_throttled_closes() {
+    let mut d = Driver::new(submission());
+    d.auth = Box::new(|_, _, _| AuthVerdict::Throttled);
+    d.starttls();
+    d.send("EHLO c\r\n");
+    let out = d.send(format!(
+        "AUTH PLAIN {}\r\nNOOP\r\n",
+        b64(b"\0alice\0secret")
+    ));
+    assert_eq!(out, "454 4.7.0 Too many failed attempts, try later\r\n");
+    assert!(d.closed());
+}
+
+#[test]
+fn auth_long_response_lines() {
+    let mut d = Driver::new(submission());
+    d.starttls();
+    d.send("EHLO c\r\n");
+    // An AUTH line may exceed 512 octets (RFC 4954: 12288).
+    let long_pass = "p".repeat(2000);
+    d.auth = Box::new(|_, _, p| {
+        if p.len() == 2000 {
+            AuthVerdict::Ok
+        } else {
+            AuthVerdict::Failed
+        }
+    });
+    let ir = b64(format!("\0alice\0{long_pass}").as_bytes());
+    assert!(ir.len() > 512);
+    assert_eq!(
+        d.send(format!("AUTH PLAIN {ir}\r\n")),
+        "235 2.7.0 Authentication successful\r\n"
+    );
+    // Continuation lines are bounded too.
+    let mut d = Driver::new(submission());
+    d.starttls();
+    d.send("EHLO c\r\n");
+    assert_eq!(d.send("AUTH LOGIN\r\n"), "334 VXNlcm5hbWU6\r\n");
+    for _ in 0..20 {
+        assert_eq!(d.send("A".repeat(1000)), "");
+        assert!(d.s.buffered() <= AUTH_LINE_MAX);
+    }
+    assert_eq!(
+        d.send("\r\nNOOP\r\n"),
+        "500 5.5.2 Line too long\r\n250 2.0.0 Ok\r\n"
+    );
+    assert!(d.actions.is_empty());
+}
+
+// ------------------------------------------------------------------------------------
+// Error counter, timeout, shutdown
+
+#[test]
+fn error_limit_closes() {
+    let mut d = Driver::new(Config {
+        max_errors: 3,
+        ..mx()
+    });
+    let out = d.send("FOO\r\nBAR\r\nNOOP\r\nBAZ\r\nNOOP\r\n");
+    assert_eq!(
+        out,
+        "500 5.5.1 Command unrecognized\r\n500 5.5.1 Command unrecognized\r\n250 2.0.0 Ok\r\n500 5.5.1 Command unrecognized\r\n421 4.7.0 mx.example Too many errors\r\n"
+    );
+    assert!(d.closed());
+    assert_eq!(d.s.stats().errors, 3);
+}
+
+#[test]
+fn policy_rejections_count_as_errors() {
+    let mut d = Driver::new(Config {
+        max_errors: 2,
+        ..mx()
+    });
+    d.recipient = Box::new(|_| Err(Reply::new(550, (5, 1, 1), "No such user")));
+    let out = d.send("EHLO c\r\nMAIL FROM:<>\r\nRCPT TO:<a@x.example>\r\nRCPT TO:<b@x.example>\r\nRCPT TO:<c@x.example>\r\n");
+    assert!(out.ends_with("550 5.1.1 No such user\r\n550 5.1.1 No such user\r\n421 4.7.0 mx.example Too many errors\r\n"), "{out}");
+    assert_eq!(d.actions.len(), 3, "the third RCPT was never checked");
+}
+
+#[test]
+fn transient_replies_do_not_count() {
+    let mut d = Driver::new(Config {
+        max_errors: 1,
+        max_recipients: 0,
+        ..mx()
+    });
+    let out =
+        d.send("EHLO c\r\nMAIL FROM:<>\r\nRCPT TO:<a@x.example>\r\nRCPT TO:<a@x.example>\r\n");
+    assert_eq!(out.matches("452 4.5.3").count(), 2);
+    assert!(!d.closed());
+}
+
+#[test]
+fn timeout_and_shutdown() {
+    let mut d = Driver::new(mx());
+    d.send("EHLO c\r\nMAIL FROM:<a@b.example>\r\n");
+    d.s.timeout();
+    assert_eq!(d.s.poll(), Action::Close);
+    assert_eq!(
+        d.s.output(),
+        b"421 4.4.2 mx.example Error: timeout exceeded\r\n"
+    );
+    d.s.shutdown(); // no second 421
+    assert!(d.s.output().is_empty());
+
+    let mut d = Driver::new(mx());
+    d.send("EHLO c\r\n");
+    d.s.shutdown();
+    assert_eq!(
+        d.send("NOOP\r\n"),
+        "421 4.3.2 mx.example Service shutting down\r\n"
+    );
+    assert!(d.closed());
+}
+
+#[test]
+fn timeout_while_decision_pending() {
+    let mut s = Session::new(Arc::new(mx()), peer(), None);
+    s.greet();
+    s.feed(b"EHLO c\r\nMAIL FROM:<a@b.example>\r\n");
+    assert!(matches!(s.poll(), Action::CheckSender { .. }));
+    s.timeout();
+    assert_eq!(s.poll(), Action::Close);
+    s.sender_result(Ok(())); // ignored
+    assert!(
+        String::from_utf8(s.output())
+            .unwrap()
+            .ends_with("421 4.4.2 mx.example Error: timeout exceeded\r\n")
+    );
+}
+
+#[test]
+fn timeout_in_data() {
+    let mut d = data_session(mx());
+    d.send("partial");
+    assert!(d.s.in_data());
+    d.s.timeout();
+    assert_eq!(d.run(), "421 4.4.2 mx.example Error: timeout exceeded\r\n");
+    assert!(d.closed());
+    assert!(d.delivered.is_empty());
+}
+
+// ------------------------------------------------------------------------------------
+// Envelope / header via a real session
+
+#[test]
+fn received_header_from_session() {
+    let mut d = Driver::with_tls(submission(), Some(tls_info()));
+    d.send(format!(
+        "EHLO evil(host)\r\nAUTH PLAIN {}\r\nMAIL FROM:<alice@mx.example>\r\nRCPT TO:<bob@example.org>\r\nDATA\r\nx\r\n.\r\n",
+        b64(b"\0alice\0secret")
+    ));
+    let h = d.delivered[0].received_header("mx.example", "Q1", "Mon, 1 Jan 2024 00:00:00 +0000");
+    assert_eq!(
+        h,
+        "Received: from evil_host_ (client.example [192.0.2.1])\r\n\t(using TLSv1.3 with cipher TLS_AES_256_GCM_SHA384)\r\n\tby mx.example (hato) with ESMTPSA id Q1\r\n\tfor <bob@example.org>; Mon, 1 Jan 2024 00:00:00 +0000\r\n"
+    );
+}
+
+#[test]
+fn stats_counts() {
+    let mut d = Driver::new(mx());
+    d.send("EHLO c\r\n");
+    transaction(&mut d);
+    d.send("DATA\r\nx\r\n.\r\n");
+    transaction(&mut d);
+    d.send("DATA\r\nx\ny\r\n.\r\n");
+    d.send("FOO\r\n");
+    assert_eq!(
+        d.s.stats(),
+        SessionStats {
+            messages_accepted: 1,
+            messages_rejected: 1,
+            errors: 2,
+            auth_failures: 0
+        }
+    );
+}
+
+#[test]
+fn every_reply_line_has_enhanced_status() {
+    // Run a varied session and check each non-exempt reply line.
+    let mut d = Driver::new(Config {
+        max_errors: 1000,
+        ..mx_starttls()
+    });
+    let out = d.send(
+        "EHLO c\r\nNOOP\r\nFOO\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nRCPT TO:<x>\r\nVRFY x\r\nEXPN y\r\nHELP\r\nDATA\r\nx\r\n.\r\nMAIL FROM:<> SIZE=x\r\nRSET\r\nBDAT 1 LAST\r\nxQUIT\r\n",
+    );
+    let mut in_ehlo = true;
+    for line in out.split("\r\n").filter(|l| !l.is_empty()) {
+        if in_ehlo {
+            in_ehlo = line.starts_with("250-");
+            continue;
+        }
+        if line.starts_with("354 ") {
+            continue;
+        }
+        let code = &line[..3];
+        let status = line[4..].split(' ').next().unwrap();
+        let parts: Vec<&str> = status.split('.').collect();
+        assert_eq!(parts.len(), 3, "{line}");
+        assert_eq!(parts[0], &code[..1], "{line}");
+        assert!(parts.iter().all(|p| p.parse::<u16>().is_ok()), "{line}");
+    }
+}
+
+#[test]
+fn debug_output_redacts_credentials() {
+    let a = Action::Authenticate {
+        authzid: None,
+        username: "alice".into(),
+        password: "hunter2".into(),
+    };
+    let dbg = format!("{a:?}");
+    assert!(dbg.contains("alice") && !dbg.contains("hunter2"), "{dbg}");
+    let mut d = Driver::new(submission());
+    d.starttls();
+    d.send("EHLO c\r\nAUTH LOGIN\r\n");
+    d.s.feed(b"c2VjcmV0"); // partial line: "secret"
+    assert_eq!(d.s.poll(), Action::NeedInput);
+    let dbg = format!("{:?}", d.s);
+    assert!(!dbg.contains("c2VjcmV0") && dbg.contains("auth"), "{dbg}");
+    // with a pending Authenticate
+    d.s.feed(b"\r\naHVudGVyMg==\r\n");
+    let a = d.s.poll();
+    assert!(matches!(&a, Action::Authenticate { password, .. } if password == "hunter2"));
+    let dbg = format!("{:?}", d.s);
+    assert!(
+        dbg.contains("Authenticate") && !dbg.contains("hunter2"),
+        "{dbg}"
+    );
+}
