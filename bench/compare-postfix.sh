@@ -1,0 +1,308 @@
+#!/usr/bin/env bash
+# compare-postfix.sh: the same SMTP submission load against hato and against a
+# private, throw-away Postfix instance on loopback, one after the other, and a
+# side-by-side summary. See bench/README.md.
+#
+# Usage: bench/compare-postfix.sh [--messages N] [--concurrency C] [--size BYTES]
+#                                 [--per-connection K] [--only hato|postfix] [--keep]
+# or the same through the environment: MESSAGES CONCURRENCY SIZE PER_CONNECTION ONLY KEEP.
+# Other knobs: HATO_BIN, HATO_LOAD (binaries), HATO_PORT, POSTFIX_PORT (first port tried),
+# DRAIN_TIMEOUT (s to wait for Postfix's queue to empty), POSTFIX_MAINCF_EXTRA (lines
+# appended to the private main.cf), LOAD_THREADS (client runtime threads), TMPDIR
+# (where both servers keep their data: the same disk for both).
+#
+# Needs root (Postfix's master must start as root and drops to the postfix user), the
+# Debian postfix package, openssl, ss, and both binaries built in release mode.
+set -euo pipefail
+
+MESSAGES=${MESSAGES:-2000}
+CONCURRENCY=${CONCURRENCY:-16}
+SIZE=${SIZE:-4096}
+PER_CONNECTION=${PER_CONNECTION:-1}
+ONLY=${ONLY:-}
+KEEP=${KEEP:-0}
+DRAIN_TIMEOUT=${DRAIN_TIMEOUT:-300}
+LOAD_THREADS=${LOAD_THREADS:-1}
+
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --messages) MESSAGES=$2; shift 2 ;;
+        --concurrency) CONCURRENCY=$2; shift 2 ;;
+        --size) SIZE=$2; shift 2 ;;
+        --per-connection) PER_CONNECTION=$2; shift 2 ;;
+        --only) ONLY=$2; shift 2 ;;
+        --keep) KEEP=1; shift ;;
+        -h|--help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        *) echo "compare-postfix: unknown argument $1 (see --help)" >&2; exit 64 ;;
+    esac
+done
+case "$ONLY" in ""|hato|postfix) ;; *) echo "compare-postfix: ONLY must be hato or postfix" >&2; exit 64 ;; esac
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+HATO_BIN=${HATO_BIN:-$ROOT/target/release/hato}
+HATO_LOAD=${HATO_LOAD:-$ROOT/target/release/hato-load}
+BENCH_USER=bench@example.test
+BENCH_PASSWORD=secret
+
+say() { printf '==> %s\n' "$*" >&2; }
+die() { printf 'compare-postfix: error: %s\n' "$*" >&2; exit 1; }
+
+# --- preconditions: check everything before starting anything ----------------------
+[ "$(id -u)" -eq 0 ] || die "run as root: Postfix's master must start as root (it drops to the postfix user)"
+[ -x "$HATO_LOAD" ] || die "load generator not found at $HATO_LOAD; build it with: cargo build --release -p hato-bench"
+if [ "$ONLY" != postfix ]; then
+    [ -x "$HATO_BIN" ] || die "hato binary not found at $HATO_BIN; build it with: cargo build --release -p hato (or set HATO_BIN, or run with ONLY=postfix)"
+fi
+if [ "$ONLY" != hato ]; then
+    if ! command -v postfix >/dev/null || ! command -v postconf >/dev/null; then
+        echo "compare-postfix: Postfix is not installed. Install it with:" >&2
+        echo "    DEBIAN_FRONTEND=noninteractive apt-get install -y postfix" >&2
+        exit 1
+    fi
+    id postfix >/dev/null 2>&1 || die "the postfix user does not exist (broken postfix install?)"
+    command -v openssl >/dev/null || die "openssl is needed to make Postfix's certificate: apt-get install openssl"
+fi
+command -v ss >/dev/null || die "ss is needed to find free ports: apt-get install iproute2"
+
+port_free() { ! ss -Hltn "( sport = :$1 )" | grep -q .; }
+pick_port() {
+    local p=$1
+    while ! port_free "$p"; do p=$((p + 1)); done
+    echo "$p"
+}
+wait_listening() { # port pid-or-empty seconds
+    local i
+    for ((i = 0; i < $3 * 10; i++)); do
+        port_free "$1" || return 0
+        if [ -n "$2" ] && ! kill -0 "$2" 2>/dev/null; then return 1; fi
+        sleep 0.1
+    done
+    return 1
+}
+json_get() { # file key → value (hato-load --json prints one key per line)
+    sed -n "s/^  \"$2\": \(.*\)$/\1/p" "$1" | sed 's/,$//; s/^"//; s/"$//'
+}
+
+# Both servers keep their data below here, so both pay the same file system's fsync.
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/hato-bench.XXXXXX")
+if [ "$(stat -f -c %T "$TMP")" = tmpfs ]; then
+    say "WARNING: $TMP is on tmpfs, where fsync costs nothing: set TMPDIR to a disk to measure durability"
+fi
+# Postfix's unprivileged daemons and virtual(8) (as the postfix user) use absolute
+# paths below here.
+chmod 0755 "$TMP"
+HATO_PID=
+POSTFIX_UP=0
+PF=$TMP/postfix
+
+cleanup() {
+    local rc=$?
+    set +e
+    if [ -n "$HATO_PID" ] && kill -0 "$HATO_PID" 2>/dev/null; then
+        kill -TERM "$HATO_PID"
+        for _ in $(seq 50); do kill -0 "$HATO_PID" 2>/dev/null || break; sleep 0.1; done
+        kill -0 "$HATO_PID" 2>/dev/null && kill -KILL "$HATO_PID"
+        wait "$HATO_PID" 2>/dev/null
+    fi
+    if [ "$POSTFIX_UP" = 1 ]; then
+        postfix -c "$PF/etc" stop >/dev/null 2>&1
+        for _ in $(seq 100); do [ -e "$PF/queue/pid/master.pid" ] || break; sleep 0.1; done
+    fi
+    if [ "$KEEP" = 1 ]; then
+        say "kept $TMP (logs, queues, mailboxes)"
+    else
+        rm -rf "$TMP"
+    fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+LOAD_ARGS=(--messages "$MESSAGES" --concurrency "$CONCURRENCY" --size "$SIZE"
+    --messages-per-connection "$PER_CONNECTION" --tls starttls --insecure
+    --to "$BENCH_USER" --threads "$LOAD_THREADS" --json)
+
+# Runs the load; the JSON goes to $1, the exit status 2 (some messages failed) is kept.
+run_load() {
+    local out=$1; shift
+    local rc=0
+    "$HATO_LOAD" "${LOAD_ARGS[@]}" "$@" >"$out" || rc=$?
+    case $rc in
+        0) ;;
+        2) say "WARNING: $(json_get "$out" failed) messages failed: $(json_get "$out" failures)" ;;
+        *) return "$rc" ;;
+    esac
+}
+
+# --- hato --------------------------------------------------------------------------
+run_hato() {
+    local dir=$TMP/hato port
+    port=$(pick_port "${HATO_PORT:-10587}")
+    mkdir -p "$dir"
+    # Keep the whole configuration in this one heredoc.
+    cat >"$dir/hato.toml" <<EOF
+hostname = "localhost"
+data_dir = "$dir/hato-data"
+domains = ["example.test"]
+
+[[listener]]
+protocol = "submission"
+bind = "127.0.0.1:$port"
+tls = "starttls"
+require_tls = true
+
+# All load comes from one client address (Postfix gets the same: no per-client limit).
+[limits]
+max_connections_per_ip = $((CONCURRENCY * 2 + 10))
+EOF
+    say "hato: adding $BENCH_USER"
+    printf '%s' "$BENCH_PASSWORD" | "$HATO_BIN" --config "$dir/hato.toml" user add "$BENCH_USER" --password-stdin \
+        || die "hato user add failed"
+    say "hato: serving on 127.0.0.1:$port (log: $dir/hato.log)"
+    "$HATO_BIN" serve --config "$dir/hato.toml" >"$dir/hato.log" 2>&1 &
+    HATO_PID=$!
+    if ! wait_listening "$port" "$HATO_PID" 30; then
+        tail -n 20 "$dir/hato.log" >&2
+        die "hato did not start listening on 127.0.0.1:$port"
+    fi
+    say "hato: $MESSAGES messages, C=$CONCURRENCY, $SIZE B, K=$PER_CONNECTION, STARTTLS + AUTH PLAIN"
+    run_load "$TMP/hato.json" --server "127.0.0.1:$port" --auth "$BENCH_USER:$BENCH_PASSWORD" --from "$BENCH_USER" \
+        || { tail -n 20 "$dir/hato.log" >&2; die "load against hato failed"; }
+    kill -TERM "$HATO_PID"
+    wait "$HATO_PID" 2>/dev/null || true
+    HATO_PID=
+}
+
+# --- Postfix -----------------------------------------------------------------------
+run_postfix() {
+    local port uid gid
+    port=$(pick_port "${POSTFIX_PORT:-10600}")
+    uid=$(id -u postfix)
+    gid=$(id -g postfix)
+    mkdir -p "$PF/etc" "$PF/queue" "$PF/data" "$PF/mail"
+    chown postfix:postfix "$PF/data" "$PF/mail"
+    cp /etc/postfix/master.cf "$PF/etc/master.cf"
+    # Self-signed ECDSA P-256 leaf, like the rcgen-made development certificate of hato
+    # (CA:FALSE + SAN, so hato-load --ca-file cert.pem works as well as --insecure).
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+        -subj /CN=localhost -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
+        -addext "basicConstraints=critical,CA:FALSE" \
+        -keyout "$PF/etc/key.pem" -out "$PF/etc/cert.pem" 2>/dev/null
+    echo "$BENCH_USER example.test/bench/" >"$PF/etc/vmailbox"
+    cat >"$PF/etc/main.cf" <<EOF
+# Private benchmark instance: nothing here touches /etc/postfix or the system queue.
+compatibility_level = 3.6
+queue_directory = $PF/queue
+data_directory = $PF/data
+mail_owner = postfix
+setgid_group = postdrop
+myhostname = postfix-bench.localdomain
+mydomain = localdomain
+myorigin = \$myhostname
+mydestination =
+inet_interfaces = 127.0.0.1
+inet_protocols = ipv4
+# AUTH would need a SASL server (Dovecot or Cyrus): clients are trusted by address instead.
+mynetworks = 127.0.0.0/8
+smtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination
+smtpd_helo_required = yes
+# All load comes from one client address: no per-client connection limit.
+smtpd_client_connection_count_limit = 0
+default_process_limit = $((CONCURRENCY > 90 ? CONCURRENCY + 10 : 100))
+relay_domains =
+# Never send anything off this machine, whatever the recipients.
+default_transport = error:5.7.1 benchmark instance delivers locally only
+relay_transport = error:5.7.1 benchmark instance delivers locally only
+alias_maps =
+alias_database =
+local_recipient_maps =
+# Final delivery to Maildirs under $PF/mail, like hato's own store.
+virtual_mailbox_domains = example.test
+virtual_mailbox_base = $PF/mail
+virtual_mailbox_maps = hash:$PF/etc/vmailbox
+virtual_minimum_uid = $uid
+virtual_uid_maps = static:$uid
+virtual_gid_maps = static:$gid
+# STARTTLS required before MAIL, like hato's require_tls.
+smtpd_tls_security_level = encrypt
+smtpd_tls_chain_files = $PF/etc/key.pem, $PF/etc/cert.pem
+smtpd_tls_loglevel = 0
+smtpd_tls_session_cache_database = btree:\${data_directory}/smtpd_scache
+maillog_file = $PF/maillog
+maillog_file_prefixes = $TMP
+${POSTFIX_MAINCF_EXTRA:-}
+EOF
+    postmap "$PF/etc/vmailbox"
+    # Listen on 127.0.0.1:$port instead of port 25; no chroot (it would need copies of
+    # /etc files inside the queue directory).
+    postconf -c "$PF/etc" -MX smtp/inet
+    postconf -c "$PF/etc" -M "127.0.0.1:$port/inet=127.0.0.1:$port inet n - n - - smtpd"
+    postconf -c "$PF/etc" -F '*/*/chroot = n'
+    postfix -c "$PF/etc" check >/dev/null 2>&1 || postfix -c "$PF/etc" check
+    say "postfix: $(postconf -d -h mail_version) private instance on 127.0.0.1:$port (config $PF/etc)"
+    postfix -c "$PF/etc" start >/dev/null 2>&1 || { cat "$PF/maillog" >&2 2>/dev/null; die "postfix start failed"; }
+    POSTFIX_UP=1
+    wait_listening "$port" "" 30 || die "postfix did not start listening on 127.0.0.1:$port (log: $PF/maillog)"
+
+    say "postfix: $MESSAGES messages, C=$CONCURRENCY, $SIZE B, K=$PER_CONNECTION, STARTTLS, no AUTH"
+    run_load "$TMP/postfix.json" --server "127.0.0.1:$port" \
+        || { tail -n 20 "$PF/maillog" >&2; die "load against postfix failed"; }
+
+    # 250 from Postfix means "queued"; wait until everything is in the Maildir.
+    local ok expected delivered start now queue
+    ok=$(json_get "$TMP/postfix.json" ok)
+    expected=$ok
+    start=$(date +%s.%N)
+    while :; do
+        queue=$(postqueue -c "$PF/etc" -p 2>&1 | tail -n 1)
+        delivered=$(find "$PF/mail" -path '*/new/*' -type f | wc -l)
+        if [[ "$queue" == *"Mail queue is empty"* ]] && [ "$delivered" -ge "$expected" ]; then break; fi
+        now=$(date +%s.%N)
+        if awk -v a="$start" -v b="$now" -v t="$DRAIN_TIMEOUT" 'BEGIN { exit !(b - a > t) }'; then
+            say "WARNING: Postfix did not finish delivery in ${DRAIN_TIMEOUT}s: $delivered/$expected delivered, queue: $queue"
+            break
+        fi
+        sleep 0.2
+    done
+    now=$(date +%s.%N)
+    POSTFIX_DELIVERED=$delivered
+    POSTFIX_DRAIN_S=$(awk -v a="$start" -v b="$now" 'BEGIN { printf "%.2f", b - a }')
+    postfix -c "$PF/etc" stop >/dev/null 2>&1 || true
+    for _ in $(seq 100); do [ -e "$PF/queue/pid/master.pid" ] || break; sleep 0.1; done
+    POSTFIX_UP=0
+}
+
+# --- run and report ----------------------------------------------------------------
+POSTFIX_DELIVERED=
+POSTFIX_DRAIN_S=
+[ "$ONLY" = postfix ] || run_hato
+[ "$ONLY" = hato ] || run_postfix
+
+row() { printf '  %-28s %14s %14s %14s\n' "$@"; }
+val() { [ -f "$TMP/$1.json" ] && json_get "$TMP/$1.json" "$2" || echo -; }
+ratio() { # hato postfix
+    awk -v h="$1" -v p="$2" 'BEGIN { if (h == "-" || p == "-" || h == "null" || p == "null" || p + 0 == 0) print "-"; else printf "%.2f", h / p }'
+}
+
+echo
+echo "hato vs Postfix: $MESSAGES messages, concurrency $CONCURRENCY, ~$SIZE B each, $PER_CONNECTION per connection, STARTTLS"
+row "" hato postfix hato/postfix
+for k in msgs_per_s latency_ms_p50 latency_ms_p99 latency_ms_max setup_ms_p50; do
+    h=$(val hato $k); p=$(val postfix $k)
+    row "$k" "$h" "$p" "$(ratio "$h" "$p")"
+done
+for k in ok failed elapsed_s client_cpu_s; do
+    row "$k" "$(val hato $k)" "$(val postfix $k)" ""
+done
+if [ -n "$POSTFIX_DELIVERED" ]; then
+    row "delivered to Maildir" "$([ -f "$TMP/hato.json" ] && echo "(on 250)" || echo -)" "$POSTFIX_DELIVERED" ""
+    row "queue drain after load, s" "-" "$POSTFIX_DRAIN_S" ""
+fi
+echo
+echo "  msgs_per_s: higher is better; latency (MAIL → 250 after DATA, ms): lower is better."
+echo "  hato/postfix > 1 means hato is faster for msgs_per_s, slower for latencies."
+echo "  NOTE: hato authenticates every connection (AUTH PLAIN); Postfix trusts 127.0.0.0/8"
+echo "  and does no AUTH, which favours Postfix. Postfix's 250 means queued (fsynced);"
+echo "  its delivery into the Maildir is counted separately above."
+echo "  Raw results: hato-load --json output, $( [ "$KEEP" = 1 ] && echo "kept in $TMP" || echo "rerun with --keep to keep them")."

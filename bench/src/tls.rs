@@ -1,0 +1,118 @@
+//! TLS client configuration for the load generator (rustls with the ring provider only).
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use rustls::client::Resumption;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::WebPkiSupportedAlgorithms;
+use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
+
+/// Trust anchors used when neither `--insecure` nor `--ca-file` is given.
+const SYSTEM_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
+
+/// Builds the client configuration shared by every connection of a run.
+///
+/// `insecure` accepts any server certificate (see [`AcceptAnyCert`]); otherwise the
+/// certificates in `ca_file` (or the system bundle) are the trust anchors.
+/// Session resumption is off unless `resume` is set, so that every connection pays for
+/// a full handshake on both servers being compared.
+pub fn client_config(
+    insecure: bool,
+    ca_file: Option<&Path>,
+    resume: bool,
+) -> anyhow::Result<Arc<ClientConfig>> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .context("building the rustls client configuration")?;
+    let mut config = if insecure {
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AcceptAnyCert {
+                algorithms: provider.signature_verification_algorithms,
+            }))
+            .with_no_client_auth()
+    } else {
+        let path = match ca_file {
+            Some(p) => p,
+            None if Path::new(SYSTEM_CA_BUNDLE).exists() => Path::new(SYSTEM_CA_BUNDLE),
+            None => bail!(
+                "no trust anchors: pass --ca-file PEM, or --insecure for a self-signed server"
+            ),
+        };
+        let mut roots = RootCertStore::empty();
+        let certs = CertificateDer::pem_file_iter(path)
+            .with_context(|| format!("reading CA certificates from {}", path.display()))?
+            .collect::<Result<Vec<_>, _>>()
+            .with_context(|| format!("parsing CA certificates in {}", path.display()))?;
+        let (added, _ignored) = roots.add_parsable_certificates(certs);
+        if added == 0 {
+            bail!("no usable CA certificate in {}", path.display());
+        }
+        builder.with_root_certificates(roots).with_no_client_auth()
+    };
+    if !resume {
+        config.resumption = Resumption::disabled();
+    }
+    Ok(Arc::new(config))
+}
+
+/// Parses the name the client expects in the server certificate (also sent as SNI).
+pub fn server_name(name: &str) -> anyhow::Result<ServerName<'static>> {
+    let name = name.trim_start_matches('[').trim_end_matches(']');
+    ServerName::try_from(name.to_owned())
+        .map_err(|e| anyhow::anyhow!("invalid TLS server name {name:?}: {e}"))
+}
+
+/// A certificate verifier that accepts every server certificate.
+///
+/// This is fine for a benchmark and nowhere else: the tool only talks to a server on
+/// this machine that the operator started (hato's development certificate and the
+/// comparison Postfix instance are both self-signed), nothing secret crosses the
+/// connection, and what is being measured is the cost of the TLS handshake and of
+/// encryption, not the trust decision. The handshake signature is still verified
+/// properly, so the client does the same cryptographic work as a real client and a
+/// broken server-side signature still fails the run.
+#[derive(Debug)]
+struct AcceptAnyCert {
+    algorithms: WebPkiSupportedAlgorithms,
+}
+
+impl ServerCertVerifier for AcceptAnyCert {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algorithms.supported_schemes()
+    }
+}
