@@ -34,11 +34,15 @@ pub enum TlsError {
     },
     #[error("{path} contains no PEM certificate (expected -----BEGIN CERTIFICATE-----)")]
     NoCertificate { path: PathBuf },
-    #[error("{path} contains no PEM private key (expected -----BEGIN PRIVATE KEY----- or similar): {reason}")]
+    #[error(
+        "{path} contains no PEM private key (expected -----BEGIN PRIVATE KEY----- or similar): {reason}"
+    )]
     NoKey { path: PathBuf, reason: String },
     #[error("{path}: unusable private key: {reason}")]
     BadKey { path: PathBuf, reason: String },
-    #[error("the key {key} does not match the certificate {cert}: configure the key that belongs to this certificate")]
+    #[error(
+        "the key {key} does not match the certificate {cert}: configure the key that belongs to this certificate"
+    )]
     KeyMismatch { cert: PathBuf, key: PathBuf },
     #[error("{path}: cannot parse the certificate: {reason}")]
     Parse { path: PathBuf, reason: String },
@@ -201,13 +205,14 @@ fn load_pair_at(paths: &CertPaths, now: i64) -> Result<LoadedCert, TlsError> {
         }
     }
 
-    let signing_key = provider()
-        .key_provider
-        .load_private_key(key)
-        .map_err(|e| TlsError::BadKey {
-            path: paths.key.clone(),
-            reason: e.to_string(),
-        })?;
+    let signing_key =
+        provider()
+            .key_provider
+            .load_private_key(key)
+            .map_err(|e| TlsError::BadKey {
+                path: paths.key.clone(),
+                reason: e.to_string(),
+            })?;
     let certified = CertifiedKey::new(chain, signing_key);
     match certified.keys_match() {
         Ok(()) | Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::Unknown)) => {}
@@ -460,7 +465,10 @@ mod tests {
         let (r, warnings) = CertResolver::load(vec![b, a], "MAIL.example.com").unwrap();
         assert!(warnings.is_empty());
         let certs = r.current();
-        assert!(certs[0].covers("mail.example.com"), "default covers hostname");
+        assert!(
+            certs[0].covers("mail.example.com"),
+            "default covers hostname"
+        );
         let by_sni = r.select(Some("imap.other.example")).unwrap();
         assert!(Arc::ptr_eq(&by_sni, &certs[1].key));
         let unknown = r.select(Some("nothing.example")).unwrap();
