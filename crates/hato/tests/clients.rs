@@ -1,0 +1,516 @@
+//! Real clients against the real binary: Python's smtplib, swaks, curl and openssl s_client, over real
+//! TCP and TLS. Each test starts its own server.
+
+mod common;
+
+use std::collections::HashMap;
+use std::process::Command;
+
+use common::*;
+
+/// Parses "KEY rest of line" lines printed by the Python scripts.
+fn results(out: &CmdOutput) -> HashMap<String, String> {
+    assert!(out.status.success(), "script failed:\n{}", out.all());
+    out.stdout
+        .lines()
+        .filter_map(|l| l.split_once(' '))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+}
+
+fn get<'a>(r: &'a HashMap<String, String>, key: &str) -> &'a str {
+    r.get(key)
+        .unwrap_or_else(|| panic!("no {key} in the script output: {r:#?}"))
+}
+
+/// The one message in `user`'s INBOX whose text contains `token`.
+fn stored_with(server: &TestServer, user: &str, token: &str) -> String {
+    let found: Vec<String> = server
+        .inbox(user)
+        .into_iter()
+        .filter(|m| m.contains(token))
+        .collect();
+    assert_eq!(found.len(), 1, "messages containing {token:?}: {found:#?}");
+    found.into_iter().next().unwrap()
+}
+
+const SMTPLIB_SUBMISSION: &str = r#"
+import smtplib, ssl, sys, base64
+port, user, pw = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+s = smtplib.SMTP("127.0.0.1", port, timeout=10)
+code, _ = s.ehlo("client.example")
+print("EHLO1", code)
+print("AUTH1", s.has_extn("auth"))
+print("STARTTLS1", s.has_extn("starttls"))
+try:
+    s.login(user, pw)
+    print("LOGIN1 ok")
+except smtplib.SMTPNotSupportedError:
+    print("LOGIN1 refused")
+# What the server itself answers to an AUTH before TLS (the client library would not send it).
+cred = base64.b64encode(("\0%s\0%s" % (user, pw)).encode()).decode()
+code, msg = s.docmd("AUTH", "PLAIN " + cred)
+print("AUTHRAW1", code, msg.decode())
+ctx = ssl.create_default_context()
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
+code, _ = s.starttls(context=ctx)
+print("STARTTLS", code)
+print("TLS", s.sock.version(), s.sock.cipher()[0])
+code, _ = s.ehlo("client.example")
+print("EHLO2", code)
+print("AUTH2", s.esmtp_features.get("auth", "-"))
+print("STARTTLS2", s.has_extn("starttls"))
+code, msg = s.login(user, pw)
+print("LOGIN2", code, msg.decode())
+# Without Date and Message-ID: the submission server adds them.
+msg = "From: Alice <%s>\r\nTo: %s\r\nSubject: smtplib-sub-token\r\n\r\nHello from smtplib.\r\nsecond line\r\n" % (user, user)
+code, m = s.mail(user); print("MAIL", code, m.decode())
+code, m = s.rcpt(user); print("RCPT", code, m.decode())
+code, m = s.data(msg); print("DATA", code, m.decode())
+# With its own Date and Message-ID: nothing is added.
+msg = "From: %s\r\nTo: %s\r\nDate: Mon, 1 Jan 2024 00:00:00 +0000\r\nMessage-ID: <own-id@client.example>\r\nSubject: smtplib-own-headers\r\n\r\nbody\r\n" % (user, user)
+code, m = s.mail(user); print("MAIL2", code, m.decode())
+code, m = s.rcpt(user); print("RCPT2", code, m.decode())
+code, m = s.data(msg); print("DATA2", code, m.decode())
+code, m = s.quit(); print("QUIT", code)
+"#;
+
+#[test]
+fn smtplib_submission_starttls_auth_and_send() {
+    let server = TestServer::start();
+    let out = python(
+        SMTPLIB_SUBMISSION,
+        &[&server.ports.submission.to_string(), USER, PASSWORD],
+    );
+    let r = results(&out);
+    // Before TLS: STARTTLS offered, AUTH neither offered nor accepted.
+    assert_eq!(get(&r, "EHLO1"), "250");
+    assert_eq!(get(&r, "AUTH1"), "False", "AUTH advertised before TLS");
+    assert_eq!(get(&r, "STARTTLS1"), "True");
+    assert_eq!(get(&r, "LOGIN1"), "refused");
+    assert!(
+        get(&r, "AUTHRAW1").starts_with("530 5.7.0"),
+        "AUTH before TLS: {}",
+        get(&r, "AUTHRAW1")
+    );
+    // After TLS.
+    assert_eq!(get(&r, "STARTTLS"), "220");
+    assert!(get(&r, "TLS").starts_with("TLSv1.3 "), "{}", get(&r, "TLS"));
+    assert_eq!(get(&r, "EHLO2"), "250");
+    let auth = get(&r, "AUTH2");
+    assert!(
+        auth.split_whitespace().any(|m| m == "PLAIN")
+            && auth.split_whitespace().any(|m| m == "LOGIN"),
+        "AUTH mechanisms after TLS: {auth}"
+    );
+    assert_eq!(get(&r, "STARTTLS2"), "False", "STARTTLS offered inside TLS");
+    assert!(
+        get(&r, "LOGIN2").starts_with("235 2.7.0"),
+        "{}",
+        get(&r, "LOGIN2")
+    );
+    assert!(
+        get(&r, "MAIL").starts_with("250 2.1.0"),
+        "{}",
+        get(&r, "MAIL")
+    );
+    assert!(
+        get(&r, "RCPT").starts_with("250 2.1.5"),
+        "{}",
+        get(&r, "RCPT")
+    );
+    assert!(
+        get(&r, "DATA").starts_with("250 2.0.0"),
+        "{}",
+        get(&r, "DATA")
+    );
+    assert!(
+        get(&r, "DATA2").starts_with("250 2.0.0"),
+        "{}",
+        get(&r, "DATA2")
+    );
+    assert_eq!(get(&r, "QUIT"), "221");
+
+    let msg = stored_with(&server, USER, "smtplib-sub-token");
+    assert!(
+        msg.starts_with("Return-Path: <alice@example.test>\r\n"),
+        "{msg}"
+    );
+    let rec = received(&msg);
+    // The cipher by its standard (IANA/OpenSSL) name, as the client negotiated it, e.g.
+    // "(using TLSv1.3 with cipher TLS_AES_256_GCM_SHA384)" as the README shows.
+    let cipher = get(&r, "TLS").split_whitespace().nth(1).unwrap().to_owned();
+    assert!(
+        rec.contains(&format!("(using TLSv1.3 with cipher {cipher})")),
+        "Received does not name the cipher {cipher}: {rec}"
+    );
+    assert!(received_with(&rec, "ESMTPSA"), "{rec}");
+    assert!(rec.contains("client.example"), "HELO name missing: {rec}");
+    assert_eq!(header_values(&msg, "Date").len(), 1, "{msg}");
+    let mid = header_values(&msg, "Message-ID");
+    assert_eq!(mid.len(), 1, "{msg}");
+    assert!(
+        mid[0].starts_with('<') && mid[0].ends_with('>') && mid[0].contains('@'),
+        "{mid:?}"
+    );
+    assert_eq!(header_values(&msg, "Subject"), vec!["smtplib-sub-token"]);
+    assert_eq!(body(&msg), "Hello from smtplib.\r\nsecond line\r\n");
+    assert!(only_crlf(&msg));
+
+    let own = stored_with(&server, USER, "smtplib-own-headers");
+    assert_eq!(
+        header_values(&own, "Date"),
+        vec!["Mon, 1 Jan 2024 00:00:00 +0000"],
+        "{own}"
+    );
+    assert_eq!(
+        header_values(&own, "Message-ID"),
+        vec!["<own-id@client.example>"],
+        "{own}"
+    );
+}
+
+const SMTPLIB_SSL: &str = r#"
+import smtplib, ssl, sys
+port, user, pw = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+ctx = ssl.create_default_context()
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
+s = smtplib.SMTP_SSL("127.0.0.1", port, timeout=10, context=ctx)
+print("TLS", s.sock.version())
+code, _ = s.ehlo("implicit.example")
+print("EHLO", code)
+print("STARTTLS", s.has_extn("starttls"))
+print("AUTH", s.esmtp_features.get("auth", "-"))
+code, msg = s.login(user, pw)
+print("LOGIN", code)
+msg = "From: %s\r\nTo: %s\r\nSubject: smtplib-ssl-token\r\n\r\nover implicit TLS\r\n" % (user, user)
+print("SEND", s.sendmail(user, [user], msg))
+s.quit()
+"#;
+
+#[test]
+fn smtplib_implicit_tls_login_and_send() {
+    let server = TestServer::start();
+    let out = python(
+        SMTPLIB_SSL,
+        &[&server.ports.submissions.to_string(), USER, PASSWORD],
+    );
+    let r = results(&out);
+    assert_eq!(get(&r, "TLS"), "TLSv1.3");
+    assert_eq!(get(&r, "EHLO"), "250");
+    assert_eq!(
+        get(&r, "STARTTLS"),
+        "False",
+        "STARTTLS offered on implicit TLS"
+    );
+    assert!(get(&r, "AUTH").contains("PLAIN"), "{}", get(&r, "AUTH"));
+    assert_eq!(get(&r, "LOGIN"), "235");
+    assert_eq!(get(&r, "SEND"), "{}", "refused recipients");
+    let msg = stored_with(&server, USER, "smtplib-ssl-token");
+    assert!(
+        msg.starts_with("Return-Path: <alice@example.test>\r\n"),
+        "{msg}"
+    );
+    let rec = received(&msg);
+    assert!(received_with(&rec, "ESMTPSA"), "{rec}");
+    assert!(rec.contains("using TLSv1.3 with cipher"), "{rec}");
+    assert_eq!(body(&msg), "over implicit TLS\r\n");
+}
+
+fn swaks(args: &[&str]) -> CmdOutput {
+    require_tool("swaks", "swaks");
+    let mut cmd = Command::new("swaks");
+    cmd.args(args);
+    run(cmd, None)
+}
+
+#[test]
+fn swaks_mx_with_starttls_is_esmtps() {
+    let server = TestServer::start();
+    let server_arg = format!("127.0.0.1:{}", server.ports.smtp);
+    // Debian's swaks 20201014 does not verify certificates and has no --tls-verify=no; newer ones do not verify by default either.
+    let out = swaks(&[
+        "--server",
+        &server_arg,
+        "--tls",
+        "--helo",
+        "sender.example",
+        "--from",
+        "someone@outside.example",
+        "--to",
+        "alice@example.test",
+        "--header",
+        "Subject: swaks-tls-token",
+        "--body",
+        "sent by swaks over STARTTLS",
+    ]);
+    assert!(out.status.success(), "swaks failed:\n{}", out.all());
+    assert!(out.stdout.contains("<~  250 2.0.0"), "{}", out.stdout);
+    let msg = stored_with(&server, USER, "swaks-tls-token");
+    assert!(
+        msg.starts_with("Return-Path: <someone@outside.example>\r\n"),
+        "{msg}"
+    );
+    let rec = received(&msg);
+    assert!(received_with(&rec, "ESMTPS"), "{rec}");
+    assert!(rec.contains("using TLSv1.3 with cipher"), "{rec}");
+    assert!(rec.contains("sender.example"), "{rec}");
+    assert!(rec.contains("for <alice@example.test>"), "{rec}");
+    assert!(body(&msg).contains("sent by swaks over STARTTLS"), "{msg}");
+}
+
+#[test]
+fn swaks_mx_without_tls_is_esmtp() {
+    let server = TestServer::start();
+    let server_arg = format!("127.0.0.1:{}", server.ports.smtp);
+    let out = swaks(&[
+        "--server",
+        &server_arg,
+        "--helo",
+        "plain.example",
+        "--from",
+        "someone@outside.example",
+        "--to",
+        "alice@example.test",
+        "--header",
+        "Subject: swaks-plain-token",
+        "--body",
+        "sent by swaks in plaintext",
+    ]);
+    assert!(out.status.success(), "swaks failed:\n{}", out.all());
+    let msg = stored_with(&server, USER, "swaks-plain-token");
+    let rec = received(&msg);
+    assert!(received_with(&rec, "ESMTP"), "{rec}");
+    assert!(!rec.contains("TLS"), "plaintext hop claims TLS: {rec}");
+    // MX: no Date/Message-ID are added for other servers' mail (swaks sends its own Date).
+    assert_eq!(header_values(&msg, "Date").len(), 1, "{msg}");
+}
+
+#[test]
+fn swaks_submission_with_auth() {
+    let server = TestServer::start();
+    let out = swaks(&[
+        "--server",
+        &format!("127.0.0.1:{}", server.ports.submission),
+        "--tls",
+        "--auth-user",
+        USER,
+        "--auth-password",
+        PASSWORD,
+        "--from",
+        USER,
+        "--to",
+        USER,
+        "--header",
+        "Subject: swaks-sub-token",
+    ]);
+    assert!(out.status.success(), "swaks failed:\n{}", out.all());
+    assert!(out.stdout.contains("<~  235 2.7.0"), "{}", out.stdout);
+    let msg = stored_with(&server, USER, "swaks-sub-token");
+    assert!(received_with(&received(&msg), "ESMTPSA"), "{msg}");
+}
+
+fn curl(url: &str, rcpts: &[&str], file: &std::path::Path) -> CmdOutput {
+    require_tool("curl", "curl");
+    let mut cmd = Command::new("curl");
+    cmd.args(["--silent", "--show-error", "--max-time", "20"])
+        .arg(url)
+        .args(["--ssl-reqd", "--insecure", "--user"])
+        .arg(format!("{USER}:{PASSWORD}"))
+        .args(["--mail-from", USER]);
+    for r in rcpts {
+        cmd.args(["--mail-rcpt", r]);
+    }
+    cmd.arg("--upload-file").arg(file);
+    run(cmd, None)
+}
+
+fn mail_file(server: &TestServer, token: &str) -> std::path::PathBuf {
+    let path = server.dir.path().join(format!("{token}.eml"));
+    std::fs::write(
+        &path,
+        format!(
+            "From: {USER}\r\nTo: {USER}\r\nSubject: {token}\r\n\r\nsent by curl\r\n.leading dot\r\n"
+        ),
+    )
+    .unwrap();
+    path
+}
+
+#[test]
+fn curl_submission_starttls() {
+    let server = TestServer::start();
+    let file = mail_file(&server, "curl-starttls-token");
+    let url = format!("smtp://127.0.0.1:{}/curl.example", server.ports.submission);
+    let out = curl(&url, &[USER], &file);
+    assert!(out.status.success(), "curl failed:\n{}", out.all());
+    let msg = stored_with(&server, USER, "curl-starttls-token");
+    let rec = received(&msg);
+    assert!(received_with(&rec, "ESMTPSA"), "{rec}");
+    assert!(rec.contains("using TLSv1.3"), "{rec}");
+    // curl dot-stuffs, the server unstuffs.
+    assert_eq!(body(&msg), "sent by curl\r\n.leading dot\r\n");
+    assert!(server.queue().is_empty());
+}
+
+#[test]
+fn curl_smtps_local_and_remote_recipient() {
+    let server = TestServer::start();
+    let file = mail_file(&server, "curl-smtps-token");
+    let url = format!(
+        "smtps://127.0.0.1:{}/curl.example",
+        server.ports.submissions
+    );
+    let out = curl(&url, &[USER, "bob@remote.example"], &file);
+    assert!(out.status.success(), "curl failed:\n{}", out.all());
+    let msg = stored_with(&server, USER, "curl-smtps-token");
+    assert!(received_with(&received(&msg), "ESMTPSA"), "{msg}");
+
+    // The remote recipient is accepted on submission and waits in the outbound queue.
+    let queue = server.queue();
+    assert_eq!(queue.len(), 1, "{queue:?}");
+    assert_eq!(queue[0].recipient, "bob@remote.example");
+    assert_eq!(queue[0].sender, USER);
+    assert_eq!(queue[0].attempts, 0);
+    let queued = server.blob(queue[0].blob).expect("queued blob");
+    assert!(queued.starts_with("Received: "), "queued copy: {queued}");
+    assert!(!queued.contains("Return-Path:"), "queued copy: {queued}");
+    assert!(queued.contains("curl-smtps-token"));
+}
+
+#[test]
+fn curl_remote_only_recipient_goes_to_queue() {
+    let server = TestServer::start();
+    let file = mail_file(&server, "curl-remote-token");
+    let url = format!("smtp://127.0.0.1:{}/curl.example", server.ports.submission);
+    let out = curl(&url, &["bob@remote.example"], &file);
+    assert!(out.status.success(), "curl failed:\n{}", out.all());
+    assert!(server.inbox(USER).is_empty());
+    let queue = server.queue();
+    assert_eq!(queue.len(), 1, "{queue:?}");
+    assert_eq!(queue[0].recipient, "bob@remote.example");
+}
+
+/// The EHLO reply s_client got for our own EHLO after the handshake (the last one in its output).
+fn ehlo_after_tls(out: &str) -> String {
+    let start = out
+        .rfind("250-localhost")
+        .unwrap_or_else(|| panic!("no EHLO reply after TLS in:\n{out}"));
+    out[start..]
+        .lines()
+        .take_while(|l| l.starts_with("250"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn openssl_s_client_starttls_submission() {
+    let server = TestServer::start();
+    let out = s_client(
+        server.ports.submission,
+        true,
+        &[],
+        "EHLO sclient.example\nquit\n",
+    );
+    let all = out.all();
+    assert!(all.contains("New, TLSv1.3, Cipher is TLS_"), "{all}");
+    let ehlo = ehlo_after_tls(&all);
+    assert!(ehlo.contains("AUTH PLAIN LOGIN"), "{ehlo}");
+    assert!(
+        !ehlo.contains("STARTTLS"),
+        "STARTTLS offered inside TLS: {ehlo}"
+    );
+    assert!(all.contains("221"), "no reply to QUIT: {all}");
+}
+
+#[test]
+fn openssl_s_client_implicit_tls() {
+    let server = TestServer::start();
+    let out = s_client(
+        server.ports.submissions,
+        false,
+        &[],
+        "EHLO sclient.example\nquit\n",
+    );
+    let all = out.all();
+    assert!(all.contains("New, TLSv1.3, Cipher is TLS_"), "{all}");
+    assert!(all.contains("220 localhost"), "no greeting: {all}");
+    let ehlo = ehlo_after_tls(&all);
+    assert!(ehlo.contains("AUTH PLAIN LOGIN"), "{ehlo}");
+    assert!(!ehlo.contains("STARTTLS"), "{ehlo}");
+    // The certificate served is the generated development certificate.
+    let served = first_pem_cert(&all).expect("certificate in s_client output");
+    let file = std::fs::read_to_string(server.cert()).unwrap();
+    assert_eq!(Some(served), first_pem_cert(&file));
+}
+
+#[test]
+fn openssl_old_tls_versions_are_refused() {
+    let server = TestServer::start();
+    // SECLEVEL=0 so that the client really offers TLS 1.1 and the server is the one refusing.
+    let old = s_client(
+        server.ports.submissions,
+        false,
+        &["-tls1_1", "-cipher", "DEFAULT@SECLEVEL=0"],
+        "quit\n",
+    );
+    let all = old.all();
+    assert!(!old.status.success(), "TLS 1.1 handshake succeeded:\n{all}");
+    assert!(!all.contains("New, TLSv1.1"), "{all}");
+    assert!(!all.contains("220 localhost"), "{all}");
+    // Refused by the server (a TLS alert), not by the local OpenSSL configuration.
+    assert!(
+        all.contains("alert") && all.contains("Protocol  : TLSv1.1"),
+        "the server did not refuse a TLS 1.1 ClientHello with an alert:\n{all}"
+    );
+    // Same on STARTTLS.
+    let old = s_client(
+        server.ports.submission,
+        true,
+        &["-tls1_1", "-cipher", "DEFAULT@SECLEVEL=0"],
+        "quit\n",
+    );
+    assert!(
+        !old.status.success(),
+        "TLS 1.1 via STARTTLS:\n{}",
+        old.all()
+    );
+    assert!(!old.all().contains("New, TLSv1.1"), "{}", old.all());
+    // TLS 1.2 is still accepted.
+    let tls12 = s_client(server.ports.submissions, false, &["-tls1_2"], "quit\n");
+    assert!(
+        tls12.all().contains("New, TLSv1.2, Cipher is ECDHE-"),
+        "{}",
+        tls12.all()
+    );
+}
+
+#[test]
+fn swaks_pipelining_two_recipients() {
+    let server = TestServer::start();
+    server
+        .cli(
+            &["user", "add", "bob@example.test", "--password-stdin"],
+            Some("bob pw"),
+        )
+        .assert_ok();
+    let out = swaks(&[
+        "--server",
+        &format!("127.0.0.1:{}", server.ports.smtp),
+        "--pipeline",
+        "--from",
+        "someone@outside.example",
+        "--to",
+        "alice@example.test,bob@example.test",
+        "--header",
+        "Subject: swaks-pipeline-token",
+    ]);
+    assert!(out.status.success(), "swaks failed:\n{}", out.all());
+    let a = stored_with(&server, USER, "swaks-pipeline-token");
+    let b = stored_with(&server, "bob@example.test", "swaks-pipeline-token");
+    // One stored copy for both (single instance), without a "for" clause (two recipients).
+    assert_eq!(a, b);
+    assert!(!received(&a).contains(" for <"), "{}", received(&a));
+}
