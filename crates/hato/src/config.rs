@@ -226,8 +226,10 @@ impl Config {
             let place = e
                 .span()
                 .map(|s| {
-                    let line = text[..s.start.min(text.len())].matches('\n').count() + 1;
-                    format!(" (line {line})")
+                    let start = s.start.min(text.len());
+                    let line = text[..start].matches('\n').count() + 1;
+                    let content = text.lines().nth(line - 1).unwrap_or("").trim();
+                    format!(" (line {line}: `{content}`)")
                 })
                 .unwrap_or_default();
             anyhow::anyhow!("{}{place}: {msg}", path.display())

@@ -135,6 +135,7 @@ pub struct Policy {
     store: Arc<dyn Store>,
     verified: Mutex<VerifiedCache>,
     local_domains: Vec<String>,
+    hostname: String,
     auth: AuthConfig,
     failures: Mutex<Failures>,
     /// A valid hash to verify against for unknown users, so timing does not reveal which exist.
@@ -145,11 +146,13 @@ impl Policy {
     pub fn new(
         store: Arc<dyn Store>,
         local_domains: Vec<String>,
+        hostname: &str,
         auth: AuthConfig,
     ) -> anyhow::Result<Policy> {
         Ok(Policy {
             store,
             local_domains,
+            hostname: hostname.to_ascii_lowercase(),
             auth,
             failures: Mutex::new(Failures::default()),
             verified: Mutex::new(VerifiedCache::new()?),
@@ -265,14 +268,35 @@ impl Policy {
         }
     }
 
+    /// RFC 5321 4.5.1: postmaster must always be deliverable. Without an explicit
+    /// `postmaster@<domain>` account or alias, it goes to postmaster@<first local domain>, else to
+    /// the oldest account (normally the admin who set hato up).
+    async fn postmaster(&self) -> Result<Option<AccountId>, Reply> {
+        let first = format!("postmaster@{}", self.local_domains[0]);
+        if let Some(id) = self.store.resolve(&first).await.map_err(temp_failure)? {
+            return Ok(Some(id));
+        }
+        let accounts = self.store.list_accounts().await.map_err(temp_failure)?;
+        Ok(accounts.iter().map(|a| a.id).min())
+    }
+
     /// Where a recipient goes. `may_relay`: the client authenticated on submission.
     pub async fn check_recipient(&self, rcpt: &Address, may_relay: bool) -> Result<Target, Reply> {
-        let local = !rcpt.is_domain_literal() && self.is_local_domain(rcpt.domain());
+        let postmaster = rcpt.local_part().eq_ignore_ascii_case("postmaster")
+            && normalize_domain(rcpt.domain()).as_deref() == Some(self.hostname.as_str());
+        let local =
+            !rcpt.is_domain_literal() && (self.is_local_domain(rcpt.domain()) || postmaster);
         if local {
             let addr = normalize_address(&format!("{}@{}", rcpt.local_part(), rcpt.domain()));
             let found = match addr {
                 Some(a) => self.store.resolve(&a).await.map_err(temp_failure)?,
                 None => None,
+            };
+            let found = match found {
+                None if rcpt.local_part().eq_ignore_ascii_case("postmaster") => {
+                    self.postmaster().await?
+                }
+                other => other,
             };
             return match found {
                 Some(id) => Ok(Target::Local(id)),

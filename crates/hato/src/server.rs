@@ -82,7 +82,12 @@ impl Server {
             listeners.push((sock, Arc::new(listener_ctx(&config, l, bind))));
         }
         let (shutdown_tx, shutdown) = watch::channel(false);
-        let policy = Policy::new(store, config.local_domains(), config.auth.clone())?;
+        let policy = Policy::new(
+            store,
+            config.local_domains(),
+            &config.hostname,
+            config.auth.clone(),
+        )?;
         let (resolver, tls_summary) = match tls {
             Some((r, s)) => (Some(r), s),
             None => (None, "none".into()),

@@ -1134,3 +1134,44 @@ fn duplicate_recipients_get_one_copy_and_utf8_survives() {
     assert_eq!(header_values(m, "Subject"), vec!["Grüße"]);
     assert_eq!(body(m), "Ärger über Umlaute? Nein: 日本語\r\n");
 }
+
+/// RFC 5321 4.5.1: postmaster is always deliverable, with or without a domain, even before an
+/// alias exists (it then reaches the first account); an explicit alias takes over.
+#[test]
+fn postmaster_is_always_accepted() {
+    let server = TestServer::start();
+    server
+        .cli(
+            &["user", "add", "bob@example.test", "--password-stdin"],
+            Some("pw"),
+        )
+        .assert_ok();
+    let mut c = Raw::greeted(server.ports.smtp);
+    c.expect("EHLO client.example", "250");
+    c.expect(&format!("MAIL FROM:<{OUTSIDE}>"), "250");
+    c.expect("RCPT TO:<postmaster@example.test>", "250 2.1.5");
+    c.expect("RCPT TO:<Postmaster>", "250 2.1.5");
+    c.expect("RCPT TO:<POSTMASTER@localhost>", "250 2.1.5");
+    c.expect("DATA", "354");
+    c.send(b"Subject: to postmaster\r\n\r\nhello\r\n.\r\n");
+    assert!(c.reply().starts_with("250 2.0.0"));
+    assert_eq!(server.inbox(USER).len(), 1, "the oldest account gets it");
+    server
+        .cli(
+            &[
+                "alias",
+                "add",
+                "postmaster@example.test",
+                "bob@example.test",
+            ],
+            None,
+        )
+        .assert_ok();
+    c.expect(&format!("MAIL FROM:<{OUTSIDE}>"), "250");
+    c.expect("RCPT TO:<postmaster@example.test>", "250 2.1.5");
+    c.expect("DATA", "354");
+    c.send(b"Subject: to postmaster again\r\n\r\nhello\r\n.\r\n");
+    assert!(c.reply().starts_with("250 2.0.0"));
+    assert_eq!(server.inbox("bob@example.test").len(), 1, "the alias wins");
+    c.expect("QUIT", "221");
+}
