@@ -173,18 +173,27 @@ impl Server {
             shutdown_tx,
             ..
         } = self;
+        // Install every handler before serving: a signal that arrives before its handler exists
+        // would kill the process with its default action.
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+        let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+        let hup = signal(SignalKind::hangup()).context("cannot handle SIGHUP")?;
         if let Some(r) = resolver {
             let check = config
                 .tls
                 .as_ref()
                 .map(|t| t.reload_check_secs)
                 .unwrap_or(10);
-            tokio::spawn(reload_certificates(r, check));
+            tokio::spawn(reload_certificates(r, hup, check));
         }
         for (sock, ctx) in listeners {
             tokio::spawn(accept_loop(sock, ctx, shared.clone()));
         }
-        wait_for_termination().await;
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
         info!("shutting down: no new connections, telling sessions to finish");
         let _ = shutdown_tx.send(true);
         let max = config.limits.max_connections as u32;
@@ -231,25 +240,12 @@ fn listener_ctx(config: &Config, l: &Listener, bind: SocketAddr) -> ListenerCtx 
     }
 }
 
-async fn wait_for_termination() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
-}
-
 /// Reloads certificates on SIGHUP and when their files change (e.g. certbot renewals).
-async fn reload_certificates(resolver: Arc<CertResolver>, check_secs: u64) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut hup = match signal(SignalKind::hangup()) {
-        Ok(s) => s,
-        Err(e) => {
-            error!(error = %e, "cannot install the SIGHUP handler");
-            return;
-        }
-    };
+async fn reload_certificates(
+    resolver: Arc<CertResolver>,
+    mut hup: tokio::signal::unix::Signal,
+    check_secs: u64,
+) {
     let period = Duration::from_secs(check_secs.max(1));
     loop {
         let reason = tokio::select! {
@@ -529,7 +525,7 @@ impl Conn<'_> {
         loop {
             match s.poll() {
                 Action::NeedInput => {
-                    write_out(io, s.output()).await?;
+                    self.write_out(io, s.output()).await?;
                     let timeout = if s.in_data() {
                         self.shared.data_timeout
                     } else if self.ctx.protocol == Protocol::Submission && s.auth_user().is_none() {
@@ -551,11 +547,11 @@ impl Conn<'_> {
                     }
                 }
                 Action::StartTls => {
-                    write_out(io, s.output()).await?;
+                    self.write_out(io, s.output()).await?;
                     return Ok(Step::StartTls);
                 }
                 Action::Close => {
-                    write_out(io, s.output()).await?;
+                    self.write_out(io, s.output()).await?;
                     let _ = io.shutdown().await;
                     return Ok(Step::Closed);
                 }
@@ -612,6 +608,18 @@ impl Conn<'_> {
                 }
             }
         }
+    }
+
+    /// Writes pending replies; a client that stops reading is cut off after the command timeout.
+    async fn write_out<S: AsyncWrite + Unpin>(
+        &self,
+        io: &mut S,
+        out: Vec<u8>,
+    ) -> anyhow::Result<()> {
+        tokio::time::timeout(self.shared.command_timeout, write_replies(io, out))
+            .await
+            .context("timed out writing to the client")??;
+        Ok(())
     }
 
     async fn deliver(&mut self, env: hato_smtp::Envelope) -> Result<String, hato_smtp::Reply> {
@@ -698,7 +706,7 @@ fn queue_id() -> String {
 }
 
 /// Writes the session's pending replies and logs the refusals among them.
-async fn write_out<S: AsyncWrite + Unpin>(io: &mut S, out: Vec<u8>) -> std::io::Result<()> {
+async fn write_replies<S: AsyncWrite + Unpin>(io: &mut S, out: Vec<u8>) -> std::io::Result<()> {
     if out.is_empty() {
         return Ok(());
     }
