@@ -22,7 +22,19 @@
 //! * **Single instance**: message bodies live once in `blobs`; mailbox entries and queue rows
 //!   reference them. A blob's references are derived (indexed `blob_id` columns), and triggers
 //!   delete a blob as soon as its last entry or queue row goes, whatever deleted it (account
-//!   deletion cascades, a future IMAP EXPUNGE, a finished queue entry).
+//!   deletion cascades, an IMAP EXPUNGE, a finished queue entry).
+//! * **Ids are never reused**: accounts, mailboxes and blobs get explicit ids from counters in
+//!   `meta` (never below the table's largest id, so a write by an older binary cannot collide).
+//!   SQLite's default would hand the largest id out again after its row was deleted, and a
+//!   session still holding that id (a FETCH after another session's EXPUNGE) would then read
+//!   someone else's message.
+//! * **Change notifications**: temporary triggers on the writer connection record every mailbox
+//!   whose `highest_modseq` changed or which was deleted, in a temp table that shares the
+//!   batch transaction (a rolled-back request leaves no trace). The writer reads it just before
+//!   `COMMIT` and broadcasts [`MailboxChanged`] after it. Only this process's writes are seen.
+//! * **Mailbox operations** (IMAP/POP3) are one request each on the writer; per-UID work uses
+//!   cached prepared point statements on the `(mailbox_id, uid)` primary key, so a
+//!   10,000-UID STORE is one transaction of 20,000 cheap statements, not one of dynamic SQL.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
@@ -33,11 +45,16 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, TransactionBehavior, params};
-use tokio::sync::{Semaphore, oneshot};
+use tokio::sync::{Semaphore, broadcast, oneshot};
 
+use crate::rules::{
+    FlagSet, HIERARCHY_DELIMITER, MAX_MAILBOXES, canonical_mailbox_name, canonical_special_use,
+    is_inbox, is_same_or_below, parent_names,
+};
 use crate::{
-    Account, AccountId, Alias, BlobId, DEFAULT_MAILBOXES, Delivery, DeliveryReceipt, Mailbox,
-    MailboxId, MessageEntry, QueueEntry, Result, Store, StoreError,
+    Account, AccountId, Alias, AppendUid, BlobId, Changes, CopyUids, DEFAULT_MAILBOXES, Delivery,
+    DeliveryReceipt, Expunge, FlagOp, FlagUpdate, FlagsResult, Mailbox, MailboxChanged, MailboxId,
+    MailboxStatus, MessageEntry, QueueEntry, Result, Store, StoreError, Usage,
 };
 
 /// At most this many write requests share one transaction (and one fsync).
@@ -47,7 +64,9 @@ pub const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 /// At most this many read connections (and concurrent reads) per store.
 const MAX_READERS: usize = 8;
 /// Prepared statements kept per connection.
-const STATEMENT_CACHE: usize = 64;
+const STATEMENT_CACHE: usize = 128;
+/// [`MailboxChanged`] events a subscriber may fall behind before it sees `Lagged`.
+const CHANGE_CHANNEL_CAPACITY: usize = 4096;
 
 /// Schema migrations; `MIGRATIONS[i]` brings a database from version `i` to `i + 1`.
 /// Never edit a released migration: append a new one.
@@ -135,7 +154,63 @@ const MIGRATIONS: &[&str] = &[
         DELETE FROM blobs WHERE id = OLD.blob_id;
     END;
     "#,
+    // Version 2: IMAP/POP3 mailbox operations.
+    r#"
+    -- Expunged UIDs with the MODSEQ of their expunge (RFC 7162 QRESYNC VANISHED). Never pruned,
+    -- so changes_since is always complete. Keyed for "WHERE mailbox_id = ? AND modseq > ?".
+    CREATE TABLE vanished (
+        mailbox_id INTEGER NOT NULL REFERENCES mailboxes(id) ON DELETE CASCADE,
+        modseq     INTEGER NOT NULL,
+        uid        INTEGER NOT NULL,
+        PRIMARY KEY (mailbox_id, modseq, uid)
+    ) WITHOUT ROWID;
+
+    -- CONDSTORE CHANGEDSINCE / QRESYNC: messages of a mailbox changed after a MODSEQ.
+    CREATE INDEX messages_modseq ON messages(mailbox_id, modseq);
+
+    -- Subscriptions are kept by name (RFC 9051 6.3.7: they survive deleting the mailbox), which
+    -- a per-mailbox column cannot do. mailboxes.subscribed is no longer read or maintained; it
+    -- stays so that a process still running version 1 keeps working until it is restarted.
+    CREATE TABLE subscriptions (
+        account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+        name       TEXT NOT NULL,
+        PRIMARY KEY (account_id, name)
+    ) WITHOUT ROWID;
+    INSERT INTO subscriptions (account_id, name)
+        SELECT account_id, name FROM mailboxes WHERE subscribed <> 0;
+
+    -- Id counters (see next_id): from now on no id is handed out twice. (Ids of rows that
+    -- version 1 deleted above today's largest id cannot be known; they were never exposed to a
+    -- session that outlives this upgrade.)
+    INSERT OR REPLACE INTO meta (key, value)
+        SELECT 'last_account_id', coalesce(max(id), 0) FROM accounts;
+    INSERT OR REPLACE INTO meta (key, value)
+        SELECT 'last_mailbox_id', coalesce(max(id), 0) FROM mailboxes;
+    INSERT OR REPLACE INTO meta (key, value)
+        SELECT 'last_blob_id', coalesce(max(id), 0) FROM blobs;
+    "#,
 ];
+
+/// Per-connection (TEMP) change tracking on the writer connection; see the module docs.
+const CHANGE_TRACKING: &str = r#"
+    CREATE TEMP TABLE hato_changed (
+        mailbox_id     INTEGER PRIMARY KEY,
+        account_id     INTEGER NOT NULL,
+        highest_modseq INTEGER NOT NULL,
+        deleted        INTEGER NOT NULL
+    );
+    CREATE TEMP TRIGGER hato_mailbox_changed AFTER UPDATE OF highest_modseq ON main.mailboxes
+    WHEN NEW.highest_modseq IS NOT OLD.highest_modseq
+    BEGIN
+        INSERT OR REPLACE INTO hato_changed (mailbox_id, account_id, highest_modseq, deleted)
+        VALUES (NEW.id, NEW.account_id, NEW.highest_modseq, 0);
+    END;
+    CREATE TEMP TRIGGER hato_mailbox_deleted AFTER DELETE ON main.mailboxes
+    BEGIN
+        INSERT OR REPLACE INTO hato_changed (mailbox_id, account_id, highest_modseq, deleted)
+        VALUES (OLD.id, OLD.account_id, OLD.highest_modseq, 1);
+    END;
+"#;
 
 /// The schema version this binary writes and understands.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -155,6 +230,8 @@ struct Inner {
     commits: Arc<AtomicU64>,
     readers: Mutex<Vec<Connection>>,
     read_slots: Arc<Semaphore>,
+    /// Kept to hand out receivers; the writer thread owns a clone and sends.
+    changes: broadcast::Sender<MailboxChanged>,
 }
 
 impl Drop for Inner {
@@ -206,13 +283,17 @@ impl SqliteStore {
         conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)
             .ctx("setting journal_size_limit")?;
         migrate(&mut conn)?;
+        conn.execute_batch(CHANGE_TRACKING)
+            .ctx("setting up change tracking")?;
 
         let commits = Arc::new(AtomicU64::new(0));
+        let (changes, _) = broadcast::channel(CHANGE_CHANNEL_CAPACITY);
         let (tx, rx) = mpsc::channel::<Box<dyn WriteJob>>();
         let thread_commits = Arc::clone(&commits);
+        let thread_changes = changes.clone();
         let writer_thread = std::thread::Builder::new()
             .name("hato-store-writer".into())
-            .spawn(move || writer_loop(conn, rx, thread_commits))
+            .spawn(move || writer_loop(conn, rx, thread_commits, thread_changes))
             .map_err(|e| StoreError::Backend(format!("starting the writer thread: {e}")))?;
 
         Ok(SqliteStore {
@@ -223,6 +304,7 @@ impl SqliteStore {
                 commits,
                 readers: Mutex::new(Vec::new()),
                 read_slots: Arc::new(Semaphore::new(MAX_READERS)),
+                changes,
             }),
         })
     }
@@ -409,7 +491,12 @@ where
     }
 }
 
-fn writer_loop(conn: Connection, rx: mpsc::Receiver<Box<dyn WriteJob>>, commits: Arc<AtomicU64>) {
+fn writer_loop(
+    conn: Connection,
+    rx: mpsc::Receiver<Box<dyn WriteJob>>,
+    commits: Arc<AtomicU64>,
+    changes: broadcast::Sender<MailboxChanged>,
+) {
     let mut batch: Vec<Box<dyn WriteJob>> = Vec::with_capacity(MAX_BATCH);
     while let Ok(first) = rx.recv() {
         batch.push(first);
@@ -419,11 +506,20 @@ fn writer_loop(conn: Connection, rx: mpsc::Receiver<Box<dyn WriteJob>>, commits:
                 Err(_) => break,
             }
         }
-        let failure = run_batch(&conn, &mut batch).err();
-        match &failure {
-            None => {
+        let failure = match run_batch(&conn, &mut batch) {
+            Ok(changed) => {
                 commits.fetch_add(1, Ordering::Relaxed);
+                // Before answering: when a write returns, its event is already queued. No
+                // receiver is fine.
+                for event in changed {
+                    let _ = changes.send(event);
+                }
+                None
             }
+            Err(message) => Some(message),
+        };
+        match &failure {
+            None => {}
             Some(message) => {
                 tracing::error!(requests = batch.len(), error = %message, "store write batch failed");
                 if !conn.is_autocommit()
@@ -440,11 +536,12 @@ fn writer_loop(conn: Connection, rx: mpsc::Receiver<Box<dyn WriteJob>>, commits:
     tracing::debug!("hato-store writer thread stopped");
 }
 
-/// Runs one batch in one transaction; Err(message) if it could not be committed.
+/// Runs one batch in one transaction; returns the mailboxes it changed, or Err(message) if it
+/// could not be committed.
 fn run_batch(
     conn: &Connection,
     batch: &mut [Box<dyn WriteJob>],
-) -> std::result::Result<(), String> {
+) -> std::result::Result<Vec<MailboxChanged>, String> {
     exec(conn, "BEGIN IMMEDIATE").map_err(|e| format!("cannot start a write transaction: {e}"))?;
     for job in batch.iter_mut() {
         exec(conn, "SAVEPOINT hato_request").map_err(|e| format!("savepoint: {e}"))?;
@@ -461,7 +558,31 @@ fn run_batch(
         }
         exec(conn, "RELEASE hato_request").map_err(|e| format!("release: {e}"))?;
     }
-    exec(conn, "COMMIT").map_err(|e| format!("commit failed: {e}"))
+    let changed = take_changes(conn).map_err(|e| format!("reading changed mailboxes: {e}"))?;
+    exec(conn, "COMMIT").map_err(|e| format!("commit failed: {e}"))?;
+    Ok(changed)
+}
+
+/// Reads and clears what the change-tracking triggers recorded in this transaction.
+fn take_changes(conn: &Connection) -> rusqlite::Result<Vec<MailboxChanged>> {
+    let changed: Vec<MailboxChanged> = conn
+        .prepare_cached(
+            "SELECT mailbox_id, account_id, highest_modseq, deleted FROM temp.hato_changed
+             ORDER BY mailbox_id",
+        )?
+        .query_map([], |r| {
+            Ok(MailboxChanged {
+                mailbox: r.get(0)?,
+                account: r.get(1)?,
+                highest_modseq: u64::try_from(r.get::<_, i64>(2)?).unwrap_or(0),
+                deleted: r.get(3)?,
+            })
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    if !changed.is_empty() {
+        exec(conn, "DELETE FROM temp.hato_changed")?;
+    }
+    Ok(changed)
 }
 
 fn exec(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
@@ -517,6 +638,67 @@ fn return_path_copy(sender: &str, data: &[u8]) -> Vec<u8> {
     copy
 }
 
+/// The id spaces handed out by [`next_id`].
+#[derive(Clone, Copy)]
+enum IdSpace {
+    Account,
+    Mailbox,
+    Blob,
+}
+
+impl IdSpace {
+    fn sql(self) -> (&'static str, &'static str) {
+        match self {
+            IdSpace::Account => (
+                "SELECT value FROM meta WHERE key = 'last_account_id'",
+                "SELECT coalesce(max(id), 0) FROM accounts",
+            ),
+            IdSpace::Mailbox => (
+                "SELECT value FROM meta WHERE key = 'last_mailbox_id'",
+                "SELECT coalesce(max(id), 0) FROM mailboxes",
+            ),
+            IdSpace::Blob => (
+                "SELECT value FROM meta WHERE key = 'last_blob_id'",
+                "SELECT coalesce(max(id), 0) FROM blobs",
+            ),
+        }
+    }
+
+    fn key(self) -> &'static str {
+        match self {
+            IdSpace::Account => "last_account_id",
+            IdSpace::Mailbox => "last_mailbox_id",
+            IdSpace::Blob => "last_blob_id",
+        }
+    }
+}
+
+/// A fresh id that was never used in its table, even by a since deleted row.
+fn next_id(conn: &Connection, space: IdSpace) -> Result<i64> {
+    let (last_sql, max_sql) = space.sql();
+    let last: i64 = conn
+        .prepare_cached(last_sql)
+        .and_then(|mut s| s.query_row([], |r| r.get(0)).optional())
+        .ctx("reading the last id")?
+        .unwrap_or(0);
+    // max(id) of an INTEGER PRIMARY KEY is one b-tree descent.
+    let max: i64 = conn
+        .prepare_cached(max_sql)
+        .and_then(|mut s| s.query_row([], |r| r.get(0)))
+        .ctx("reading the largest id")?;
+    let id = last
+        .max(max)
+        .checked_add(1)
+        .ok_or_else(|| StoreError::Backend("ids exhausted".into()))?;
+    conn.prepare_cached(
+        "INSERT INTO meta (key, value) VALUES (?1, ?2)
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+    )
+    .and_then(|mut s| s.execute(params![space.key(), id]))
+    .ctx("storing the last id")?;
+    Ok(id)
+}
+
 /// Hands out `count` consecutive UIDVALIDITY values, at least `now` and above every value handed
 /// out before, so a re-created mailbox never reuses one.
 fn next_uidvalidity(conn: &Connection, now: i64, count: u32) -> Result<u32> {
@@ -551,11 +733,12 @@ fn create_account_tx(conn: &Connection, address: &str, hash: &str) -> Result<Acc
         return Err(StoreError::Conflict(format!("alias {address}")));
     }
     let created = now();
+    let id = next_id(conn, IdSpace::Account)?;
     let inserted = conn
         .prepare_cached(
-            "INSERT INTO accounts (address, password_hash, created) VALUES (?1, ?2, ?3)",
+            "INSERT INTO accounts (id, address, password_hash, created) VALUES (?1, ?2, ?3, ?4)",
         )
-        .and_then(|mut s| s.execute(params![address, hash, created]));
+        .and_then(|mut s| s.execute(params![id, address, hash, created]));
     match inserted {
         Ok(_) => {}
         Err(e) if is_constraint(&e) => {
@@ -563,19 +746,17 @@ fn create_account_tx(conn: &Connection, address: &str, hash: &str) -> Result<Acc
         }
         Err(e) => return Err(StoreError::Backend(format!("inserting account: {e}"))),
     }
-    let id = conn.last_insert_rowid();
     let first_uidvalidity = next_uidvalidity(conn, created, DEFAULT_MAILBOXES.len() as u32)?;
-    let mut insert = conn
-        .prepare_cached(
-            "INSERT INTO mailboxes (account_id, name, special_use, uidvalidity, uidnext,
-                                    highest_modseq, subscribed)
-             VALUES (?1, ?2, ?3, ?4, 1, 1, 1)",
-        )
-        .ctx("preparing mailbox insert")?;
     for (uidvalidity, (name, special_use)) in (first_uidvalidity..).zip(DEFAULT_MAILBOXES) {
-        insert
-            .execute(params![id, name, special_use, uidvalidity])
-            .ctx("creating default mailboxes")?;
+        let mailbox = next_id(conn, IdSpace::Mailbox)?;
+        conn.prepare_cached(
+            "INSERT INTO mailboxes (id, account_id, name, special_use, uidvalidity, uidnext,
+                                    highest_modseq, subscribed)
+             VALUES (?1, ?2, ?3, ?4, ?5, 1, 1, 1)",
+        )
+        .and_then(|mut s| s.execute(params![mailbox, id, name, special_use, uidvalidity]))
+        .ctx("creating default mailboxes")?;
+        subscribe_tx(conn, id, name)?;
     }
     Ok(Account {
         id,
@@ -641,9 +822,11 @@ impl PreparedDelivery {
 }
 
 fn insert_blob(conn: &Connection, data: &[u8]) -> Result<BlobId> {
-    conn.prepare_cached("INSERT INTO blobs (size, data) VALUES (?1, ?2)")
-        .and_then(|mut s| s.insert(params![data.len() as i64, data]))
-        .ctx("inserting blob")
+    let id = next_id(conn, IdSpace::Blob)?;
+    conn.prepare_cached("INSERT INTO blobs (id, size, data) VALUES (?1, ?2, ?3)")
+        .and_then(|mut s| s.execute(params![id, data.len() as i64, data]))
+        .ctx("inserting blob")?;
+    Ok(id)
 }
 
 fn deliver_tx(conn: &Connection, d: &PreparedDelivery) -> Result<DeliveryReceipt> {
@@ -704,6 +887,633 @@ fn deliver_tx(conn: &Connection, d: &PreparedDelivery) -> Result<DeliveryReceipt
         receipt.queue_blob = Some(blob);
     }
     Ok(receipt)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Mailbox operations (run on the writer thread, inside the batch transaction).
+
+/// Columns of a [`Mailbox`], read by [`mailbox_row`].
+const MAILBOX_SELECT: &str = "SELECT m.id, m.account_id, m.name, m.special_use, m.uidvalidity,
+        m.uidnext, m.highest_modseq,
+        EXISTS (SELECT 1 FROM subscriptions s WHERE s.account_id = m.account_id AND s.name = m.name)
+    FROM mailboxes m";
+
+/// A non-negative integer column as u64 (rusqlite reads u64 only with a feature).
+fn get_u64(r: &rusqlite::Row<'_>, index: usize) -> rusqlite::Result<u64> {
+    let value: i64 = r.get(index)?;
+    u64::try_from(value).map_err(|_| rusqlite::Error::IntegralValueOutOfRange(index, value))
+}
+
+/// A MODSEQ for SQL; every MODSEQ came out of the database, so it fits.
+fn sql_u64(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+fn mailbox_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Mailbox> {
+    Ok(Mailbox {
+        id: r.get(0)?,
+        account: r.get(1)?,
+        name: r.get(2)?,
+        special_use: r.get(3)?,
+        uidvalidity: r.get(4)?,
+        uidnext: r.get(5)?,
+        highest_modseq: get_u64(r, 6)?,
+        subscribed: r.get(7)?,
+    })
+}
+
+/// Columns of a [`MessageEntry`], read by [`entry_row`].
+const ENTRY_SELECT: &str =
+    "SELECT mailbox_id, uid, blob_id, flags, modseq, internal_date, size FROM messages";
+
+fn entry_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<MessageEntry> {
+    Ok(MessageEntry {
+        mailbox: r.get(0)?,
+        uid: r.get(1)?,
+        blob: r.get(2)?,
+        flags: parse_flags(r.get_ref(3)?.as_str()?),
+        modseq: get_u64(r, 4)?,
+        internal_date: r.get(5)?,
+        size: get_u64(r, 6)?,
+    })
+}
+
+/// Sorted, deduplicated copy of client-supplied UIDs (0 is no UID).
+fn sorted_uids(uids: &[u32]) -> Vec<u32> {
+    let mut uids: Vec<u32> = uids.iter().copied().filter(|&u| u != 0).collect();
+    uids.sort_unstable();
+    uids.dedup();
+    uids
+}
+
+/// `(account, uidvalidity)` of a mailbox, NotFound if it does not exist.
+fn mailbox_owner(conn: &Connection, mailbox: MailboxId) -> Result<(AccountId, u32)> {
+    conn.prepare_cached("SELECT account_id, uidvalidity FROM mailboxes WHERE id = ?1")
+        .and_then(|mut s| {
+            s.query_row([mailbox], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()
+        })
+        .ctx("reading mailbox")?
+        .ok_or_else(|| StoreError::NotFound(format!("mailbox {mailbox}")))
+}
+
+fn find_mailbox(conn: &Connection, account: AccountId, name: &str) -> Result<Option<MailboxId>> {
+    conn.prepare_cached("SELECT id FROM mailboxes WHERE account_id = ?1 AND name = ?2")
+        .and_then(|mut s| s.query_row(params![account, name], |r| r.get(0)).optional())
+        .ctx("looking up mailbox")
+}
+
+fn read_mailbox(conn: &Connection, id: MailboxId) -> Result<Mailbox> {
+    conn.prepare_cached(&format!("{MAILBOX_SELECT} WHERE m.id = ?1"))
+        .and_then(|mut s| s.query_row([id], mailbox_row).optional())
+        .ctx("reading mailbox")?
+        .ok_or_else(|| StoreError::NotFound(format!("mailbox {id}")))
+}
+
+/// The (id, name) of the mailboxes strictly below `name`: in binary order they are exactly the
+/// names in [`name/`, `name0`) (`0` follows `/`), an index range scan.
+fn inferiors(
+    conn: &Connection,
+    account: AccountId,
+    name: &str,
+) -> Result<Vec<(MailboxId, String)>> {
+    let low = format!("{name}{HIERARCHY_DELIMITER}");
+    let high = format!("{name}{}", char::from(HIERARCHY_DELIMITER as u8 + 1));
+    conn.prepare_cached(
+        "SELECT id, name FROM mailboxes WHERE account_id = ?1 AND name >= ?2 AND name < ?3
+         ORDER BY name",
+    )
+    .and_then(|mut s| {
+        s.query_map(params![account, low, high], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect()
+    })
+    .ctx("listing inferior mailboxes")
+}
+
+/// Inserts one mailbox with a fresh id and UIDVALIDITY (the caller checked the name is free).
+fn insert_mailbox(
+    conn: &Connection,
+    account: AccountId,
+    name: &str,
+    special_use: Option<&str>,
+) -> Result<MailboxId> {
+    let id = next_id(conn, IdSpace::Mailbox)?;
+    let uidvalidity = next_uidvalidity(conn, now(), 1)?;
+    let inserted = conn
+        .prepare_cached(
+            "INSERT INTO mailboxes (id, account_id, name, special_use, uidvalidity, uidnext,
+                                    highest_modseq, subscribed)
+             VALUES (?1, ?2, ?3, ?4, ?5, 1, 1, 0)",
+        )
+        .and_then(|mut s| s.execute(params![id, account, name, special_use, uidvalidity]));
+    match inserted {
+        Ok(_) => Ok(id),
+        Err(e) if is_constraint(&e) => Err(StoreError::Conflict(format!("mailbox {name}"))),
+        Err(e) => Err(StoreError::Backend(format!("inserting mailbox: {e}"))),
+    }
+}
+
+/// Creates the missing superiors of `name` and, if `create` is given, `name` itself with that
+/// special-use; checks the account exists and the mailbox limit. Returns the new mailbox's id.
+fn create_with_parents(
+    conn: &Connection,
+    account: AccountId,
+    name: &str,
+    create: Option<Option<&str>>,
+) -> Result<Option<MailboxId>> {
+    let (count, exists): (i64, bool) = conn
+        .prepare_cached(
+            "SELECT (SELECT count(*) FROM mailboxes WHERE account_id = ?1),
+                    EXISTS (SELECT 1 FROM accounts WHERE id = ?1)",
+        )
+        .and_then(|mut s| s.query_row([account], |r| Ok((r.get(0)?, r.get(1)?))))
+        .ctx("counting mailboxes")?;
+    if !exists {
+        return Err(StoreError::NotFound(format!("account id {account}")));
+    }
+    let mut missing = Vec::new();
+    for parent in parent_names(name) {
+        if find_mailbox(conn, account, parent)?.is_none() {
+            missing.push(parent);
+        }
+    }
+    let adding = missing.len() + usize::from(create.is_some());
+    if usize::try_from(count)
+        .unwrap_or(usize::MAX)
+        .saturating_add(adding)
+        > MAX_MAILBOXES
+    {
+        return Err(StoreError::Limit(format!(
+            "more than {MAX_MAILBOXES} mailboxes in one account"
+        )));
+    }
+    for parent in missing {
+        insert_mailbox(conn, account, parent, None)?;
+    }
+    create
+        .map(|special_use| insert_mailbox(conn, account, name, special_use))
+        .transpose()
+}
+
+fn create_mailbox_tx(
+    conn: &Connection,
+    account: AccountId,
+    name: &str,
+    special_use: Option<&str>,
+) -> Result<Mailbox> {
+    if find_mailbox(conn, account, name)?.is_some() {
+        return Err(StoreError::Conflict(format!("mailbox {name}")));
+    }
+    let id = create_with_parents(conn, account, name, Some(special_use))?
+        .ok_or_else(|| StoreError::Backend("internal error: mailbox not created".into()))?;
+    read_mailbox(conn, id)
+}
+
+fn delete_mailbox_tx(conn: &Connection, account: AccountId, name: &str) -> Result<()> {
+    if is_inbox(name) {
+        return Err(StoreError::Invalid("INBOX cannot be deleted".into()));
+    }
+    let id = find_mailbox(conn, account, name)?
+        .ok_or_else(|| StoreError::NotFound(format!("mailbox {name}")))?;
+    if !inferiors(conn, account, name)?.is_empty() {
+        return Err(StoreError::HasChildren(format!("mailbox {name}")));
+    }
+    // Cascades to entries (triggers free blobs) and vanished records.
+    conn.prepare_cached("DELETE FROM mailboxes WHERE id = ?1")
+        .and_then(|mut s| s.execute([id]))
+        .ctx("deleting mailbox")?;
+    Ok(())
+}
+
+fn rename_mailbox_tx(conn: &Connection, account: AccountId, from: &str, to: &str) -> Result<()> {
+    let source = find_mailbox(conn, account, from)?
+        .ok_or_else(|| StoreError::NotFound(format!("mailbox {from}")))?;
+    if find_mailbox(conn, account, to)?.is_some() {
+        return Err(StoreError::Conflict(format!("mailbox {to}")));
+    }
+    if is_inbox(from) {
+        // RFC 9051 6.3.6: move every message into a new mailbox, INBOX stays (empty).
+        let target = create_with_parents(conn, account, to, Some(None))?
+            .ok_or_else(|| StoreError::Backend("internal error: mailbox not created".into()))?;
+        let uids: Vec<u32> = conn
+            .prepare_cached("SELECT uid FROM messages WHERE mailbox_id = ?1 ORDER BY uid")
+            .and_then(|mut s| s.query_map([source], |r| r.get(0))?.collect())
+            .ctx("listing INBOX")?;
+        move_tx(conn, source, &uids, target)?;
+        return Ok(());
+    }
+    if is_same_or_below(to, from) {
+        return Err(StoreError::Invalid(format!(
+            "cannot rename {from} below itself to {to}"
+        )));
+    }
+    let mut renames = vec![(source, from.to_owned(), to.to_owned())];
+    for (id, old) in inferiors(conn, account, from)? {
+        let new = format!("{to}{}", &old[from.len()..]);
+        // Validates the length of the longer name.
+        let new = canonical_mailbox_name(&new)?;
+        if find_mailbox(conn, account, &new)?.is_some() {
+            return Err(StoreError::Conflict(format!("mailbox {new}")));
+        }
+        renames.push((id, old, new));
+    }
+    create_with_parents(conn, account, to, None)?;
+    let mut update = conn
+        .prepare_cached("UPDATE mailboxes SET name = ?2 WHERE id = ?1")
+        .ctx("preparing rename")?;
+    let mut move_subscription = conn
+        .prepare_cached(
+            "UPDATE OR REPLACE subscriptions SET name = ?3 WHERE account_id = ?1 AND name = ?2",
+        )
+        .ctx("preparing subscription rename")?;
+    for (id, old, new) in &renames {
+        match update.execute(params![id, new]) {
+            Ok(_) => {}
+            Err(e) if is_constraint(&e) => {
+                return Err(StoreError::Conflict(format!("mailbox {new}")));
+            }
+            Err(e) => return Err(StoreError::Backend(format!("renaming mailbox: {e}"))),
+        }
+        move_subscription
+            .execute(params![account, old, new])
+            .ctx("renaming subscription")?;
+    }
+    Ok(())
+}
+
+fn subscribe_tx(conn: &Connection, account: AccountId, name: &str) -> Result<()> {
+    conn.prepare_cached("INSERT OR IGNORE INTO subscriptions (account_id, name) VALUES (?1, ?2)")
+        .and_then(|mut s| s.execute(params![account, name]))
+        .ctx("subscribing")?;
+    Ok(())
+}
+
+fn set_subscribed_tx(
+    conn: &Connection,
+    account: AccountId,
+    name: &str,
+    subscribed: bool,
+) -> Result<()> {
+    if subscribed {
+        if find_mailbox(conn, account, name)?.is_none() {
+            return Err(StoreError::NotFound(format!("mailbox {name}")));
+        }
+        subscribe_tx(conn, account, name)
+    } else {
+        conn.prepare_cached("DELETE FROM subscriptions WHERE account_id = ?1 AND name = ?2")
+            .and_then(|mut s| s.execute(params![account, name]))
+            .ctx("unsubscribing")?;
+        Ok(())
+    }
+}
+
+/// Takes `count` UIDs from a mailbox and one new MODSEQ for them: (first UID, MODSEQ,
+/// UIDVALIDITY). NotFound if the mailbox does not exist.
+fn allocate_uids(conn: &Connection, mailbox: MailboxId, count: usize) -> Result<(u32, u64, u32)> {
+    let count = i64::try_from(count).unwrap_or(i64::MAX);
+    let (first, modseq, uidvalidity): (i64, u64, u32) = conn
+        .prepare_cached(
+            "UPDATE mailboxes SET uidnext = uidnext + ?2, highest_modseq = highest_modseq + 1
+             WHERE id = ?1 RETURNING uidnext - ?2, highest_modseq, uidvalidity",
+        )
+        .and_then(|mut s| {
+            s.query_row(params![mailbox, count], |r| {
+                Ok((r.get(0)?, get_u64(r, 1)?, r.get(2)?))
+            })
+            .optional()
+        })
+        .ctx("assigning UIDs")?
+        .ok_or_else(|| StoreError::NotFound(format!("mailbox {mailbox}")))?;
+    // The largest UID is u32::MAX - 1 (deliveries keep UIDNEXT within u32 too).
+    if first < 1 || first.saturating_add(count) > i64::from(u32::MAX) {
+        return Err(StoreError::Limit(format!(
+            "UIDs of mailbox {mailbox} exhausted"
+        )));
+    }
+    Ok((to_u32(first, "UID")?, modseq, uidvalidity))
+}
+
+/// One new MODSEQ for a mailbox.
+fn bump_modseq(conn: &Connection, mailbox: MailboxId) -> Result<u64> {
+    conn.prepare_cached(
+        "UPDATE mailboxes SET highest_modseq = highest_modseq + 1 WHERE id = ?1
+         RETURNING highest_modseq",
+    )
+    .and_then(|mut s| s.query_row([mailbox], |r| get_u64(r, 0)).optional())
+    .ctx("assigning a MODSEQ")?
+    .ok_or_else(|| StoreError::NotFound(format!("mailbox {mailbox}")))
+}
+
+/// A mailbox entry to insert (the UID and mailbox come separately).
+struct NewEntry<'a> {
+    blob: BlobId,
+    flags: &'a str,
+    modseq: u64,
+    internal_date: i64,
+    size: i64,
+}
+
+fn insert_entry(conn: &Connection, mailbox: MailboxId, uid: u32, e: &NewEntry<'_>) -> Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO messages (mailbox_id, uid, blob_id, flags, modseq, internal_date, size)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )
+    .and_then(|mut s| {
+        s.execute(params![
+            mailbox,
+            uid,
+            e.blob,
+            e.flags,
+            sql_u64(e.modseq),
+            e.internal_date,
+            e.size
+        ])
+    })
+    .ctx("inserting mailbox entry")?;
+    Ok(())
+}
+
+fn append_tx(
+    conn: &Connection,
+    mailbox: MailboxId,
+    data: &[u8],
+    flags: &str,
+    internal_date: i64,
+) -> Result<AppendUid> {
+    let (uid, modseq, uidvalidity) = allocate_uids(conn, mailbox, 1)?;
+    let blob = insert_blob(conn, data)?;
+    let size = i64::try_from(data.len()).unwrap_or(i64::MAX);
+    let entry = NewEntry {
+        blob,
+        flags,
+        modseq,
+        internal_date,
+        size,
+    };
+    insert_entry(conn, mailbox, uid, &entry)?;
+    Ok(AppendUid { uidvalidity, uid })
+}
+
+fn set_flags_tx(
+    conn: &Connection,
+    mailbox: MailboxId,
+    uids: &[u32],
+    op: FlagOp,
+    flags: &FlagSet,
+    unchanged_since: Option<u64>,
+) -> Result<FlagsResult> {
+    mailbox_owner(conn, mailbox)?;
+    let mut result = FlagsResult::default();
+    // (index into result.updated, new stored flags)
+    let mut pending: Vec<(usize, String)> = Vec::new();
+    {
+        let mut select = conn
+            .prepare_cached("SELECT flags, modseq FROM messages WHERE mailbox_id = ?1 AND uid = ?2")
+            .ctx("preparing flag read")?;
+        for &uid in uids {
+            let Some((stored, modseq)) = select
+                .query_row(params![mailbox, uid], |r| {
+                    Ok((r.get::<_, String>(0)?, get_u64(r, 1)?))
+                })
+                .optional()
+                .ctx("reading flags")?
+            else {
+                continue;
+            };
+            if unchanged_since.is_some_and(|since| modseq > since) {
+                result.modified.push(uid);
+                continue;
+            }
+            let current = FlagSet::from_stored(&stored);
+            let new = match op {
+                FlagOp::Add => current.union(flags)?,
+                FlagOp::Remove => current.difference(flags),
+                FlagOp::Replace if current.same_flags(flags) => current.clone(),
+                FlagOp::Replace => flags.clone(),
+            };
+            let changed = !new.same_flags(&current);
+            if changed {
+                pending.push((result.updated.len(), new.to_stored()));
+            }
+            result.updated.push(FlagUpdate {
+                uid,
+                flags: new.to_vec(),
+                modseq,
+                changed,
+            });
+        }
+    }
+    if pending.is_empty() {
+        return Ok(result);
+    }
+    let modseq = bump_modseq(conn, mailbox)?;
+    let mut update = conn
+        .prepare_cached(
+            "UPDATE messages SET flags = ?3, modseq = ?4 WHERE mailbox_id = ?1 AND uid = ?2",
+        )
+        .ctx("preparing flag update")?;
+    for (index, stored) in pending {
+        let entry = &mut result.updated[index];
+        update
+            .execute(params![mailbox, entry.uid, stored, sql_u64(modseq)])
+            .ctx("updating flags")?;
+        entry.modseq = modseq;
+    }
+    Ok(result)
+}
+
+fn copy_tx(conn: &Connection, from: MailboxId, uids: &[u32], to: MailboxId) -> Result<CopyUids> {
+    let (source_account, _) = mailbox_owner(conn, from)?;
+    let (target_account, uidvalidity) = mailbox_owner(conn, to)?;
+    if source_account != target_account {
+        return Err(StoreError::Invalid(
+            "cannot copy between mailboxes of different accounts".into(),
+        ));
+    }
+    let mut rows: Vec<(u32, BlobId, String, i64, i64)> = Vec::new();
+    {
+        let mut select = conn
+            .prepare_cached(
+                "SELECT blob_id, flags, internal_date, size FROM messages
+                 WHERE mailbox_id = ?1 AND uid = ?2",
+            )
+            .ctx("preparing copy")?;
+        for &uid in uids {
+            if let Some((blob, flags, date, size)) = select
+                .query_row(params![from, uid], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                })
+                .optional()
+                .ctx("reading message to copy")?
+            {
+                rows.push((uid, blob, flags, date, size));
+            }
+        }
+    }
+    let mut copied = CopyUids {
+        uidvalidity,
+        uids: Vec::with_capacity(rows.len()),
+    };
+    if rows.is_empty() {
+        return Ok(copied);
+    }
+    let (first, modseq, _) = allocate_uids(conn, to, rows.len())?;
+    for ((source_uid, blob, flags, internal_date, size), target_uid) in
+        rows.into_iter().zip(first..)
+    {
+        let entry = NewEntry {
+            blob,
+            flags: &flags,
+            modseq,
+            internal_date,
+            size,
+        };
+        insert_entry(conn, to, target_uid, &entry)?;
+        copied.uids.push((source_uid, target_uid));
+    }
+    Ok(copied)
+}
+
+fn move_tx(conn: &Connection, from: MailboxId, uids: &[u32], to: MailboxId) -> Result<CopyUids> {
+    // Copy first: the new references exist before the old ones go, so no blob is freed.
+    let copied = copy_tx(conn, from, uids, to)?;
+    let sources: Vec<u32> = copied.uids.iter().map(|&(source, _)| source).collect();
+    expunge_tx(conn, from, Expunge::Uids(&sources))?;
+    Ok(copied)
+}
+
+/// `uids` must be sorted and deduplicated.
+fn expunge_tx(conn: &Connection, mailbox: MailboxId, which: Expunge<'_>) -> Result<Vec<u32>> {
+    mailbox_owner(conn, mailbox)?;
+    let mut expunged: Vec<u32> = Vec::new();
+    match which {
+        Expunge::Deleted => {
+            expunged = conn
+                .prepare_cached(
+                    r"DELETE FROM messages WHERE mailbox_id = ?1 AND instr(flags, '\Deleted') > 0
+                      RETURNING uid",
+                )
+                .and_then(|mut s| s.query_map([mailbox], |r| r.get(0))?.collect())
+                .ctx("expunging")?;
+            expunged.sort_unstable();
+        }
+        Expunge::DeletedAmong(uids) => {
+            let mut delete = conn
+                .prepare_cached(
+                    r"DELETE FROM messages
+                      WHERE mailbox_id = ?1 AND uid = ?2 AND instr(flags, '\Deleted') > 0",
+                )
+                .ctx("preparing expunge")?;
+            for &uid in uids {
+                if delete.execute(params![mailbox, uid]).ctx("expunging")? > 0 {
+                    expunged.push(uid);
+                }
+            }
+        }
+        Expunge::Uids(uids) => {
+            let mut delete = conn
+                .prepare_cached("DELETE FROM messages WHERE mailbox_id = ?1 AND uid = ?2")
+                .ctx("preparing expunge")?;
+            for &uid in uids {
+                if delete.execute(params![mailbox, uid]).ctx("expunging")? > 0 {
+                    expunged.push(uid);
+                }
+            }
+        }
+    }
+    if expunged.is_empty() {
+        return Ok(expunged);
+    }
+    let modseq = bump_modseq(conn, mailbox)?;
+    let mut remember = conn
+        .prepare_cached("INSERT INTO vanished (mailbox_id, modseq, uid) VALUES (?1, ?2, ?3)")
+        .ctx("preparing vanished insert")?;
+    for &uid in &expunged {
+        remember
+            .execute(params![mailbox, sql_u64(modseq), uid])
+            .ctx("remembering an expunged UID")?;
+    }
+    Ok(expunged)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Mailbox reads (run on pooled read connections; several statements share one read
+// transaction, i.e. one snapshot).
+
+fn mailbox_status_read(conn: &Connection, mailbox: MailboxId) -> Result<Option<MailboxStatus>> {
+    let tx = conn.unchecked_transaction().ctx("starting a read")?;
+    let Some((uidvalidity, uidnext, highest_modseq)) = tx
+        .prepare_cached("SELECT uidvalidity, uidnext, highest_modseq FROM mailboxes WHERE id = ?1")
+        .and_then(|mut s| {
+            s.query_row([mailbox], |r| Ok((r.get(0)?, r.get(1)?, get_u64(r, 2)?)))
+                .optional()
+        })
+        .ctx("reading mailbox")?
+    else {
+        return Ok(None);
+    };
+    let (messages, unseen, deleted, size): (u32, u32, u32, u64) = tx
+        .prepare_cached(
+            r"SELECT count(*), coalesce(sum(instr(flags, '\Seen') = 0), 0),
+                     coalesce(sum(instr(flags, '\Deleted') > 0), 0), coalesce(sum(size), 0)
+              FROM messages WHERE mailbox_id = ?1",
+        )
+        .and_then(|mut s| {
+            s.query_row([mailbox], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, get_u64(r, 3)?))
+            })
+        })
+        .ctx("counting messages")?;
+    Ok(Some(MailboxStatus {
+        uidvalidity,
+        uidnext,
+        highest_modseq,
+        messages,
+        unseen,
+        deleted,
+        size,
+    }))
+}
+
+fn changes_since_read(
+    conn: &Connection,
+    mailbox: MailboxId,
+    since: u64,
+) -> Result<Option<Changes>> {
+    // MODSEQs are stored as SQLite integers; larger values than i64::MAX cannot exist.
+    let since = i64::try_from(since).unwrap_or(i64::MAX);
+    let tx = conn.unchecked_transaction().ctx("starting a read")?;
+    let Some((uidnext, highest_modseq)) = tx
+        .prepare_cached("SELECT uidnext, highest_modseq FROM mailboxes WHERE id = ?1")
+        .and_then(|mut s| {
+            s.query_row([mailbox], |r| Ok((r.get(0)?, get_u64(r, 1)?)))
+                .optional()
+        })
+        .ctx("reading mailbox")?
+    else {
+        return Ok(None);
+    };
+    let changed = tx
+        .prepare_cached(&format!(
+            "{ENTRY_SELECT} WHERE mailbox_id = ?1 AND modseq > ?2 ORDER BY uid"
+        ))
+        .and_then(|mut s| s.query_map(params![mailbox, since], entry_row)?.collect())
+        .ctx("reading changed messages")?;
+    let vanished = tx
+        .prepare_cached(
+            "SELECT uid FROM vanished WHERE mailbox_id = ?1 AND modseq > ?2 ORDER BY uid",
+        )
+        .and_then(|mut s| {
+            s.query_map(params![mailbox, since], |r| r.get(0))?
+                .collect()
+        })
+        .ctx("reading expunged UIDs")?;
+    Ok(Some(Changes {
+        highest_modseq,
+        uidnext,
+        changed,
+        vanished,
+    }))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -849,37 +1659,11 @@ impl Store for SqliteStore {
 
     async fn mailboxes(&self, account: AccountId) -> Result<Vec<Mailbox>> {
         self.read(move |conn| {
-            let rows: Vec<(Mailbox, i64)> = conn
-                .prepare_cached(
-                    "SELECT id, account_id, name, special_use, uidvalidity, uidnext,
-                            highest_modseq, subscribed
-                     FROM mailboxes WHERE account_id = ?1 ORDER BY id",
-                )
-                .and_then(|mut s| {
-                    s.query_map([account], |r| {
-                        Ok((
-                            Mailbox {
-                                id: r.get(0)?,
-                                account: r.get(1)?,
-                                name: r.get(2)?,
-                                special_use: r.get(3)?,
-                                uidvalidity: r.get(4)?,
-                                uidnext: r.get(5)?,
-                                highest_modseq: 0,
-                                subscribed: r.get(7)?,
-                            },
-                            r.get(6)?,
-                        ))
-                    })?
-                    .collect()
-                })
-                .ctx("listing mailboxes")?;
-            rows.into_iter()
-                .map(|(mut mailbox, modseq)| {
-                    mailbox.highest_modseq = to_u64(modseq, "highest_modseq")?;
-                    Ok(mailbox)
-                })
-                .collect()
+            conn.prepare_cached(&format!(
+                "{MAILBOX_SELECT} WHERE m.account_id = ?1 ORDER BY m.id"
+            ))
+            .and_then(|mut s| s.query_map([account], mailbox_row)?.collect())
+            .ctx("listing mailboxes")
         })
         .await
     }
@@ -968,6 +1752,182 @@ impl Store for SqliteStore {
         })
         .await
     }
+
+    async fn create_mailbox(
+        &self,
+        account: AccountId,
+        name: &str,
+        special_use: Option<&str>,
+    ) -> Result<Mailbox> {
+        let name = canonical_mailbox_name(name)?;
+        let special_use = special_use.map(canonical_special_use).transpose()?;
+        self.write(move |conn| create_mailbox_tx(conn, account, &name, special_use))
+            .await
+    }
+
+    async fn delete_mailbox(&self, account: AccountId, name: &str) -> Result<()> {
+        let name = canonical_mailbox_name(name)?;
+        self.write(move |conn| delete_mailbox_tx(conn, account, &name))
+            .await
+    }
+
+    async fn rename_mailbox(&self, account: AccountId, from: &str, to: &str) -> Result<()> {
+        let from = canonical_mailbox_name(from)?;
+        let to = canonical_mailbox_name(to)?;
+        self.write(move |conn| rename_mailbox_tx(conn, account, &from, &to))
+            .await
+    }
+
+    async fn mailbox_by_name(&self, account: AccountId, name: &str) -> Result<Option<Mailbox>> {
+        let Ok(name) = canonical_mailbox_name(name) else {
+            return Ok(None);
+        };
+        self.read(move |conn| {
+            conn.prepare_cached(&format!(
+                "{MAILBOX_SELECT} WHERE m.account_id = ?1 AND m.name = ?2"
+            ))
+            .and_then(|mut s| s.query_row(params![account, name], mailbox_row).optional())
+            .ctx("reading mailbox")
+        })
+        .await
+    }
+
+    async fn set_subscribed(&self, account: AccountId, name: &str, subscribed: bool) -> Result<()> {
+        let name = canonical_mailbox_name(name)?;
+        self.write(move |conn| set_subscribed_tx(conn, account, &name, subscribed))
+            .await
+    }
+
+    async fn subscriptions(&self, account: AccountId) -> Result<Vec<String>> {
+        self.read(move |conn| {
+            conn.prepare_cached(
+                "SELECT name FROM subscriptions WHERE account_id = ?1 ORDER BY name",
+            )
+            .and_then(|mut s| s.query_map([account], |r| r.get(0))?.collect())
+            .ctx("listing subscriptions")
+        })
+        .await
+    }
+
+    async fn append(
+        &self,
+        mailbox: MailboxId,
+        data: Vec<u8>,
+        flags: &[String],
+        internal_date: i64,
+    ) -> Result<AppendUid> {
+        let flags = FlagSet::parse(flags)?.to_stored();
+        self.write(move |conn| append_tx(conn, mailbox, &data, &flags, internal_date))
+            .await
+    }
+
+    async fn message(&self, mailbox: MailboxId, uid: u32) -> Result<Option<MessageEntry>> {
+        self.read(move |conn| {
+            conn.prepare_cached(&format!(
+                "{ENTRY_SELECT} WHERE mailbox_id = ?1 AND uid = ?2"
+            ))
+            .and_then(|mut s| s.query_row(params![mailbox, uid], entry_row).optional())
+            .ctx("reading message")
+        })
+        .await
+    }
+
+    async fn message_data(&self, mailbox: MailboxId, uid: u32) -> Result<Option<Vec<u8>>> {
+        self.read(move |conn| {
+            conn.prepare_cached(
+                "SELECT b.data FROM messages m JOIN blobs b ON b.id = m.blob_id
+                 WHERE m.mailbox_id = ?1 AND m.uid = ?2",
+            )
+            .and_then(|mut s| s.query_row(params![mailbox, uid], |r| r.get(0)).optional())
+            .ctx("reading message data")
+        })
+        .await
+    }
+
+    async fn set_flags(
+        &self,
+        mailbox: MailboxId,
+        uids: &[u32],
+        op: FlagOp,
+        flags: &[String],
+        unchanged_since: Option<u64>,
+    ) -> Result<FlagsResult> {
+        let flags = FlagSet::parse(flags)?;
+        let uids = sorted_uids(uids);
+        self.write(move |conn| set_flags_tx(conn, mailbox, &uids, op, &flags, unchanged_since))
+            .await
+    }
+
+    async fn copy(&self, from: MailboxId, uids: &[u32], to: MailboxId) -> Result<CopyUids> {
+        let uids = sorted_uids(uids);
+        self.write(move |conn| copy_tx(conn, from, &uids, to)).await
+    }
+
+    async fn move_messages(
+        &self,
+        from: MailboxId,
+        uids: &[u32],
+        to: MailboxId,
+    ) -> Result<CopyUids> {
+        let uids = sorted_uids(uids);
+        self.write(move |conn| move_tx(conn, from, &uids, to)).await
+    }
+
+    async fn expunge(&self, mailbox: MailboxId, which: Expunge<'_>) -> Result<Vec<u32>> {
+        enum Owned {
+            Deleted,
+            DeletedAmong(Vec<u32>),
+            Uids(Vec<u32>),
+        }
+        let owned = match which {
+            Expunge::Deleted => Owned::Deleted,
+            Expunge::DeletedAmong(uids) => Owned::DeletedAmong(sorted_uids(uids)),
+            Expunge::Uids(uids) => Owned::Uids(sorted_uids(uids)),
+        };
+        self.write(move |conn| {
+            let which = match &owned {
+                Owned::Deleted => Expunge::Deleted,
+                Owned::DeletedAmong(uids) => Expunge::DeletedAmong(uids),
+                Owned::Uids(uids) => Expunge::Uids(uids),
+            };
+            expunge_tx(conn, mailbox, which)
+        })
+        .await
+    }
+
+    async fn mailbox_status(&self, mailbox: MailboxId) -> Result<Option<MailboxStatus>> {
+        self.read(move |conn| mailbox_status_read(conn, mailbox))
+            .await
+    }
+
+    async fn changes_since(&self, mailbox: MailboxId, modseq: u64) -> Result<Option<Changes>> {
+        self.read(move |conn| changes_since_read(conn, mailbox, modseq))
+            .await
+    }
+
+    async fn account_usage(&self, account: AccountId) -> Result<Usage> {
+        self.read(move |conn| {
+            conn.prepare_cached(
+                "SELECT count(*), coalesce(sum(m.size), 0)
+                 FROM mailboxes b JOIN messages m ON m.mailbox_id = b.id
+                 WHERE b.account_id = ?1",
+            )
+            .and_then(|mut s| {
+                s.query_row([account], |r| {
+                    Ok(Usage {
+                        messages: get_u64(r, 0)?,
+                        bytes: get_u64(r, 1)?,
+                    })
+                })
+            })
+            .ctx("reading account usage")
+        })
+        .await
+    }
+
+    fn subscribe_changes(&self) -> broadcast::Receiver<MailboxChanged> {
+        self.inner.changes.subscribe()
+    }
 }
 
 #[cfg(test)]
@@ -995,6 +1955,98 @@ mod tests {
             parse_flags("\\Seen  \\Flagged"),
             vec!["\\Seen", "\\Flagged"]
         );
+    }
+
+    /// A database as hato with schema version 1 left it: one account with its default
+    /// mailboxes (Sent unsubscribed by hand), two INBOX messages, one queued blob; blob 3 was
+    /// freed (the largest id is 2 now).
+    fn write_version_1(path: &Path) {
+        let conn = Connection::open(path).unwrap();
+        conn.execute_batch(MIGRATIONS[0]).unwrap();
+        conn.execute_batch(
+            r"
+            INSERT INTO meta VALUES ('last_uidvalidity', 106);
+            INSERT INTO accounts (id, address, password_hash, created)
+                VALUES (1, 'old@example.com', 'hash', 100);
+            INSERT INTO mailboxes (id, account_id, name, special_use, uidvalidity, uidnext,
+                                   highest_modseq, subscribed) VALUES
+                (1, 1, 'INBOX', NULL, 101, 3, 3, 1),
+                (2, 1, 'Sent', '\Sent', 102, 1, 1, 0),
+                (3, 1, 'Drafts', '\Drafts', 103, 1, 1, 1),
+                (4, 1, 'Trash', '\Trash', 104, 1, 1, 1),
+                (5, 1, 'Junk', '\Junk', 105, 1, 1, 1),
+                (6, 1, 'Archive', '\Archive', 106, 1, 1, 1);
+            INSERT INTO blobs (id, size, data) VALUES (1, 4, X'6F6E650A'), (2, 4, X'74776F0A'),
+                                                      (3, 1, X'78');
+            INSERT INTO messages (mailbox_id, uid, blob_id, flags, modseq, internal_date, size)
+                VALUES (1, 1, 1, '', 2, 1000, 4), (1, 2, 2, '', 3, 1001, 4);
+            INSERT INTO queue (blob_id, sender, recipient, created, next_attempt)
+                VALUES (3, 's@example.com', 'r@remote.example', 1000, 1000);
+            DELETE FROM queue;
+            PRAGMA user_version = 1;
+            ",
+        )
+        .unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn version_1_database_is_upgraded() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hato.db");
+        write_version_1(&path);
+        assert_eq!(
+            Connection::open(&path)
+                .unwrap()
+                .query_row("SELECT count(*) FROM blobs", [], |r| r.get::<_, i64>(0))
+                .unwrap(),
+            2,
+            "the trigger freed blob 3"
+        );
+
+        let store = SqliteStore::open(&path).unwrap();
+        assert_eq!(
+            user_version(&Connection::open(&path).unwrap()).unwrap(),
+            SCHEMA_VERSION
+        );
+        // Subscriptions carried over from the old column.
+        let mailboxes = store.mailboxes(1).await.unwrap();
+        assert_eq!(mailboxes.len(), 6);
+        for m in &mailboxes {
+            assert_eq!(m.subscribed, m.name != "Sent", "{}", m.name);
+        }
+        assert_eq!(
+            store.subscriptions(1).await.unwrap(),
+            ["Archive", "Drafts", "INBOX", "Junk", "Trash"]
+        );
+
+        // The new operations work on old data.
+        let r = store
+            .set_flags(1, &[1], FlagOp::Add, &["\\Seen".to_owned()], Some(2))
+            .await
+            .unwrap();
+        assert_eq!(r.updated[0].modseq, 4);
+        assert_eq!(store.expunge(1, Expunge::Uids(&[2])).await.unwrap(), [2]);
+        assert_eq!(store.blob(2).await.unwrap(), None, "blob 2 freed");
+        let changes = store.changes_since(1, 3).await.unwrap().unwrap();
+        assert_eq!(changes.changed.len(), 1);
+        assert_eq!(changes.vanished, [2]);
+        let appended = store.append(1, b"new\n".to_vec(), &[], 2000).await.unwrap();
+        assert_eq!((appended.uidvalidity, appended.uid), (101, 3));
+        let blob = store.message(1, 3).await.unwrap().unwrap().blob;
+        assert!(blob > 2, "blob id {blob} reused after the upgrade");
+        let created = store.create_mailbox(1, "Lists/new", None).await.unwrap();
+        assert!(created.id > 6);
+        assert!(created.uidvalidity > 106);
+        let account = store
+            .create_account("new@example.com", "hash")
+            .await
+            .unwrap();
+        assert_eq!(account.id, 2);
+
+        // Reopening a version-2 database changes nothing.
+        drop(store);
+        let store = SqliteStore::open(&path).unwrap();
+        assert_eq!(store.mailbox_status(1).await.unwrap().unwrap().messages, 2);
     }
 
     #[test]

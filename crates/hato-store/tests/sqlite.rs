@@ -1,7 +1,8 @@
 //! Tests of the SQLite backend: the conformance suite, migrations, group commit (batching and
-//! per-request isolation), several stores on one file, and durability of acknowledged deliveries
+//! per-request isolation), several stores on one file, durability of acknowledged deliveries
 //! when the process is killed with SIGKILL mid-stream (the test re-executes this test binary in a
-//! child mode selected by an environment variable).
+//! child mode selected by an environment variable), speed of 10,000-UID mailbox operations and
+//! change notifications. (The version 1 → 2 upgrade is a unit test in `src/sqlite.rs`.)
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Write};
@@ -12,7 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use hato_store::sqlite::{SCHEMA_VERSION, SqliteStore};
-use hato_store::{AccountId, Delivery, Store, StoreError, conformance};
+use hato_store::{AccountId, Delivery, Expunge, FlagOp, Store, StoreError, conformance};
 
 const HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA";
 
@@ -632,4 +633,184 @@ fn acknowledged_deliveries_survive_kill_9() {
         .query_row("PRAGMA integrity_check", [], |r| r.get(0))
         .unwrap();
     assert_eq!(check, "ok");
+}
+
+async fn mailbox_with(store: &SqliteStore, address: &str, count: u32) -> (AccountId, i64) {
+    let account = store.create_account(address, HASH).await.unwrap().id;
+    let mailbox = store.create_mailbox(account, "Big", None).await.unwrap().id;
+    store
+        .append(mailbox, message(0), &[], 1_700_000_000)
+        .await
+        .unwrap();
+    let mut n = 1;
+    while n < count {
+        let uids: Vec<u32> = (1..=n.min(count - n)).collect();
+        n += store
+            .copy(mailbox, &uids, mailbox)
+            .await
+            .unwrap()
+            .uids
+            .len() as u32;
+    }
+    (account, mailbox)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bulk_mailbox_operations_are_fast() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("hato.db")).unwrap();
+    let (_, mailbox) = mailbox_with(&store, "bulk@example.com", 20_000).await;
+    let uids: Vec<u32> = (1..=10_000).rev().collect();
+    let flags = vec!["\\Seen".to_owned(), "$Label1".to_owned()];
+
+    let started = Instant::now();
+    let r = store
+        .set_flags(mailbox, &uids, FlagOp::Add, &flags, None)
+        .await
+        .unwrap();
+    let set_flags = started.elapsed();
+    assert_eq!(r.updated.len(), 10_000);
+    let started = Instant::now();
+    let r = store
+        .set_flags(mailbox, &uids, FlagOp::Add, &flags, Some(1))
+        .await
+        .unwrap();
+    let conditional = started.elapsed();
+    assert_eq!(r.modified.len(), 10_000);
+
+    let before = store.mailbox_status(mailbox).await.unwrap().unwrap();
+    let started = Instant::now();
+    let status = store.mailbox_status(mailbox).await.unwrap().unwrap();
+    let status_time = started.elapsed();
+    assert_eq!((status.messages, status.unseen), (20_000, 10_000));
+    let started = Instant::now();
+    store
+        .set_flags(mailbox, &[20_000], FlagOp::Add, &flags, None)
+        .await
+        .unwrap();
+    let changes = store
+        .changes_since(mailbox, before.highest_modseq)
+        .await
+        .unwrap()
+        .unwrap();
+    let poll = started.elapsed();
+    assert_eq!(changes.changed.len(), 1);
+    let started = Instant::now();
+    let gone = store.expunge(mailbox, Expunge::Uids(&uids)).await.unwrap();
+    let expunge = started.elapsed();
+    assert_eq!(gone.len(), 10_000);
+    eprintln!(
+        "10,000 UIDs: set_flags {set_flags:?}, UNCHANGEDSINCE {conditional:?}, \
+         expunge {expunge:?}; 20,000 messages: status {status_time:?}, store+poll {poll:?}"
+    );
+    // Generous bounds for a loaded debug build on 2 cores; typical values are far lower.
+    assert!(
+        set_flags < Duration::from_secs(3),
+        "set_flags took {set_flags:?}"
+    );
+    assert!(expunge < Duration::from_secs(3), "expunge took {expunge:?}");
+    assert!(poll < Duration::from_secs(1), "poll took {poll:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_commit_announces_every_changed_mailbox() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("hato.db");
+    let store = Arc::new(SqliteStore::open(&path).unwrap());
+    let mut accounts = Vec::new();
+    for n in 0..20 {
+        let account = store
+            .create_account(&format!("n{n}@example.com"), HASH)
+            .await
+            .unwrap()
+            .id;
+        accounts.push((account, inbox_id(&*store, account).await));
+    }
+    let mut rx = store.subscribe_changes();
+    let before = store.commit_count();
+    let lock = hold_write_lock(&path, Duration::from_millis(300));
+    let mut tasks = Vec::new();
+    for (n, &(account, _)) in accounts.iter().enumerate() {
+        let store = Arc::clone(&store);
+        // Two deliveries per account in the same batch: one event with the final MODSEQ.
+        for k in 0..2u64 {
+            let store = Arc::clone(&store);
+            tasks.push(tokio::spawn(async move {
+                store
+                    .deliver(delivery(n as u64 * 10 + k, vec![account], vec![]))
+                    .await
+            }));
+        }
+        // One failing request in the batch announces nothing of its own.
+        if n == 7 {
+            tasks.push(tokio::spawn(async move {
+                store
+                    .deliver(delivery(999, vec![account, 123_456_789], vec![]))
+                    .await
+            }));
+        }
+    }
+    let mut failures = 0;
+    for task in tasks {
+        failures += usize::from(task.await.unwrap().is_err());
+    }
+    lock.join().unwrap();
+    assert_eq!(failures, 1);
+    assert!(store.commit_count() - before <= 3);
+
+    let mut latest: BTreeMap<i64, u64> = BTreeMap::new();
+    while let Ok(event) = rx.try_recv() {
+        assert!(!event.deleted);
+        let seen = latest.entry(event.mailbox).or_default();
+        assert!(
+            event.highest_modseq > *seen,
+            "events per mailbox are increasing"
+        );
+        *seen = event.highest_modseq;
+    }
+    for &(account, inbox) in &accounts {
+        let status = store.mailbox_status(inbox).await.unwrap().unwrap();
+        assert_eq!(status.messages, 2, "account {account}");
+        assert_eq!(
+            latest.get(&inbox),
+            Some(&status.highest_modseq),
+            "last event of account {account} carries its HIGHESTMODSEQ"
+        );
+    }
+    assert_eq!(latest.len(), accounts.len());
+}
+
+/// Writes by another process (here: another store on the same file, as the CLI would be) are not
+/// announced, but polling mailbox_status / changes_since sees them at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn other_process_changes_are_seen_by_polling() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("hato.db");
+    let server = SqliteStore::open(&path).unwrap();
+    let cli = SqliteStore::open(&path).unwrap();
+    let account = server
+        .create_account("p@example.com", HASH)
+        .await
+        .unwrap()
+        .id;
+    let inbox = inbox_id(&server, account).await;
+    let known = server.mailbox_status(inbox).await.unwrap().unwrap();
+
+    let mut server_rx = server.subscribe_changes();
+    cli.deliver(delivery(1, vec![account], vec![]))
+        .await
+        .unwrap();
+    let polled = server.mailbox_status(inbox).await.unwrap().unwrap();
+    assert!(polled.highest_modseq > known.highest_modseq);
+    assert_eq!(polled.messages, 1);
+    let changes = server
+        .changes_since(inbox, known.highest_modseq)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(changes.changed.len(), 1);
+    assert!(
+        server_rx.try_recv().is_err(),
+        "documented: cross-process writes are not announced"
+    );
 }

@@ -59,6 +59,18 @@ pub enum Protocol {
     Smtp,
     /// Ports 587/465: AUTH required, may send anywhere.
     Submission,
+    /// Ports 110/995: POP3 (RFC 1939), login only under TLS.
+    Pop3,
+}
+
+impl Protocol {
+    pub fn name(self) -> &'static str {
+        match self {
+            Protocol::Smtp => "smtp",
+            Protocol::Submission => "submission",
+            Protocol::Pop3 => "pop3",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -101,6 +113,8 @@ impl Listener {
         match self.tls {
             TlsMode::Implicit => true,
             TlsMode::None => false,
+            // POP3 never accepts a login before STLS, whatever the setting.
+            TlsMode::Starttls if self.protocol == Protocol::Pop3 => true,
             TlsMode::Starttls => self
                 .require_tls
                 .unwrap_or(self.protocol == Protocol::Submission),
@@ -110,7 +124,7 @@ impl Listener {
     pub fn greeting_delay_ms(&self) -> u64 {
         self.greeting_delay_ms.unwrap_or(match self.protocol {
             Protocol::Smtp => 500,
-            Protocol::Submission => 0,
+            Protocol::Submission | Protocol::Pop3 => 0,
         })
     }
 }
@@ -203,6 +217,14 @@ tls = "starttls"
 protocol = "submission"
 bind = "127.0.0.1:5465"
 tls = "implicit"
+[[listener]]
+protocol = "pop3"
+bind = "127.0.0.1:5110"
+tls = "starttls"
+[[listener]]
+protocol = "pop3"
+bind = "127.0.0.1:5995"
+tls = "implicit"
 "#;
 
 impl Config {
@@ -268,6 +290,18 @@ impl Config {
                 return Err(err(
                     "listener.bind",
                     format!("{} is used by two listeners", l.bind),
+                ));
+            }
+            if l.protocol == Protocol::Pop3 && l.require_tls.is_some() {
+                return Err(err(
+                    "listener.require_tls",
+                    format!("POP3 always requires TLS before login; remove it (listener {})", l.bind),
+                ));
+            }
+            if l.protocol == Protocol::Pop3 && l.greeting_delay_ms.is_some() {
+                return Err(err(
+                    "listener.greeting_delay_ms",
+                    format!("only for smtp and submission listeners (listener {})", l.bind),
                 ));
             }
             if l.tls != TlsMode::Starttls && l.require_tls.is_some() {
@@ -347,7 +381,7 @@ mod tests {
     #[test]
     fn default_instance_is_valid() {
         let c = Config::default_instance();
-        assert_eq!(c.listeners.len(), 3);
+        assert_eq!(c.listeners.len(), 5);
         assert!(c.listeners[1].require_tls());
         assert!(!c.listeners[0].require_tls());
         assert_eq!(c.local_domains(), vec!["localhost"]);

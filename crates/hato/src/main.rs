@@ -5,7 +5,9 @@
 
 mod config;
 mod policy;
+mod pop3;
 mod server;
+mod smtp;
 
 use std::io::{IsTerminal, Read};
 use std::path::{Path, PathBuf};

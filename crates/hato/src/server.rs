@@ -1,7 +1,6 @@
-//! The tokio edge: binds listeners, accepts connections, runs TLS (STARTTLS and implicit, RFC 3207
-//! and RFC 8314) and drives the sans-IO SMTP session from `hato-smtp`, answering its questions with
-//! [`Policy`] and the store. Nothing SMTP-specific is decided here; this file moves bytes, applies
-//! timeouts and connection limits, and logs.
+//! The tokio edge: binds listeners, accepts connections, applies connection limits, performs TLS
+//! handshakes (STARTTLS and implicit, RFC 3207/2595 and RFC 8314) and hands each connection to its
+//! protocol driver (`smtp.rs`, `pop3.rs`). Protocol rules live in the sans-IO crates, not here.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -10,38 +9,46 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use hato_smtp::{Action, Session};
-use hato_store::{Account, Delivery, Store};
+use hato_store::Store;
 use hato_tls::CertResolver;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tokio_rustls::TlsAcceptor;
-use tracing::{Instrument, debug, error, info, info_span, warn};
+use tracing::{Instrument, error, info, info_span, warn};
 
 use crate::config::{BareLineEndings, Config, Listener, Protocol, TlsMode};
-use crate::policy::{Policy, Target};
+use crate::policy::Policy;
 
 /// Everything a connection needs, shared by all listeners.
-struct Shared {
-    hostname: String,
-    policy: Policy,
-    acceptor: Option<TlsAcceptor>,
+pub(crate) struct Shared {
+    pub hostname: String,
+    pub policy: Policy,
+    pub acceptor: Option<TlsAcceptor>,
     connections: Arc<Semaphore>,
     per_ip: Mutex<HashMap<IpAddr, usize>>,
     max_per_ip: usize,
-    command_timeout: Duration,
-    unauthenticated_timeout: Duration,
-    data_timeout: Duration,
-    shutdown: watch::Receiver<bool>,
+    pub command_timeout: Duration,
+    pub unauthenticated_timeout: Duration,
+    pub data_timeout: Duration,
+    pub shutdown: watch::Receiver<bool>,
+    /// Accounts whose maildrop a POP3 session holds (RFC 1939 exclusive lock).
+    pub pop3_locks: Mutex<std::collections::HashSet<hato_store::AccountId>>,
 }
 
-struct ListenerCtx {
-    protocol: Protocol,
-    tls: TlsMode,
-    bind: SocketAddr,
-    greeting_delay: Duration,
-    smtp: Arc<hato_smtp::Config>,
+/// The protocol-specific configuration of a listener.
+pub(crate) enum ProtocolConfig {
+    Smtp(Arc<hato_smtp::Config>),
+    Pop3(Arc<hato_pop3::Config>),
+}
+
+pub(crate) struct ListenerCtx {
+    pub protocol: Protocol,
+    pub tls: TlsMode,
+    pub bind: SocketAddr,
+    pub greeting_delay: Duration,
+    pub config: ProtocolConfig,
+    pub require_tls: bool,
 }
 
 /// A bound, not yet serving, instance: created by [`Server::bind`] so start-up errors (ports in
@@ -107,6 +114,7 @@ impl Server {
             unauthenticated_timeout: Duration::from_secs(limits.unauthenticated_timeout_secs),
             data_timeout: Duration::from_secs(limits.data_timeout_secs),
             shutdown,
+            pop3_locks: Mutex::new(Default::default()),
         });
         Ok(Server {
             config,
@@ -131,24 +139,24 @@ impl Server {
         for (i, (_, l)) in self.listeners.iter().enumerate() {
             let what = match (l.protocol, l.tls) {
                 (Protocol::Smtp, TlsMode::None) => "incoming mail, plaintext only",
-                (Protocol::Smtp, TlsMode::Starttls) if l.smtp.require_tls => {
+                (Protocol::Smtp, TlsMode::Starttls) if l.require_tls => {
                     "incoming mail, STARTTLS required"
                 }
                 (Protocol::Smtp, TlsMode::Starttls) => "incoming mail, STARTTLS offered",
                 (Protocol::Smtp, TlsMode::Implicit) => "incoming mail, implicit TLS",
                 (Protocol::Submission, TlsMode::None) => "submission, plaintext (AUTH impossible)",
-                (Protocol::Submission, TlsMode::Starttls) if l.smtp.require_tls => {
+                (Protocol::Submission, TlsMode::Starttls) if l.require_tls => {
                     "submission, STARTTLS required, AUTH required"
                 }
                 (Protocol::Submission, TlsMode::Starttls) => "submission, STARTTLS, AUTH required",
                 (Protocol::Submission, TlsMode::Implicit) => {
                     "submission, implicit TLS, AUTH required"
                 }
+                (Protocol::Pop3, TlsMode::None) => "POP3, plaintext (login impossible)",
+                (Protocol::Pop3, TlsMode::Starttls) => "POP3, STLS required before login",
+                (Protocol::Pop3, TlsMode::Implicit) => "POP3, implicit TLS",
             };
-            let proto = match l.protocol {
-                Protocol::Smtp => "smtp",
-                Protocol::Submission => "submission",
-            };
+            let proto = l.protocol.name();
             let head = if i == 0 { "listeners" } else { "" };
             s += &format!(
                 "  {head:<10} {proto:<11} {:<22} {what}\n",
@@ -212,31 +220,41 @@ impl Server {
 
 fn listener_ctx(config: &Config, l: &Listener, bind: SocketAddr) -> ListenerCtx {
     let lim = &config.limits;
-    let smtp = hato_smtp::Config {
-        hostname: config.hostname.clone(),
-        mode: match l.protocol {
-            Protocol::Smtp => hato_smtp::Mode::Mx,
-            Protocol::Submission => hato_smtp::Mode::Submission,
-        },
-        starttls: l.tls == TlsMode::Starttls,
-        require_tls: l.require_tls(),
-        max_message_size: lim.max_message_size,
-        max_recipients: lim.max_recipients,
-        max_errors: lim.max_errors,
-        max_command_line: lim.max_command_line,
-        max_text_line: lim.max_text_line,
-        bare_line_endings: match l.bare_line_endings {
-            BareLineEndings::Reject => hato_smtp::BareLinePolicy::Reject,
-            BareLineEndings::Normalize => hato_smtp::BareLinePolicy::Normalize,
-        },
-        reject_early_talkers: l.greeting_delay_ms() > 0,
+    let protocol_config = match l.protocol {
+        Protocol::Smtp | Protocol::Submission => ProtocolConfig::Smtp(Arc::new(hato_smtp::Config {
+            hostname: config.hostname.clone(),
+            mode: if l.protocol == Protocol::Smtp {
+                hato_smtp::Mode::Mx
+            } else {
+                hato_smtp::Mode::Submission
+            },
+            starttls: l.tls == TlsMode::Starttls,
+            require_tls: l.require_tls(),
+            max_message_size: lim.max_message_size,
+            max_recipients: lim.max_recipients,
+            max_errors: lim.max_errors,
+            max_command_line: lim.max_command_line,
+            max_text_line: lim.max_text_line,
+            bare_line_endings: match l.bare_line_endings {
+                BareLineEndings::Reject => hato_smtp::BareLinePolicy::Reject,
+                BareLineEndings::Normalize => hato_smtp::BareLinePolicy::Normalize,
+            },
+            reject_early_talkers: l.greeting_delay_ms() > 0,
+        })),
+        Protocol::Pop3 => ProtocolConfig::Pop3(Arc::new(hato_pop3::Config {
+            hostname: config.hostname.clone(),
+            stls: l.tls == TlsMode::Starttls,
+            max_errors: lim.max_errors,
+            max_command_line: lim.max_command_line,
+        })),
     };
     ListenerCtx {
         protocol: l.protocol,
         tls: l.tls,
         bind,
         greeting_delay: Duration::from_millis(l.greeting_delay_ms()),
-        smtp: Arc::new(smtp),
+        config: protocol_config,
+        require_tls: l.require_tls(),
     }
 }
 
@@ -302,11 +320,21 @@ fn session_id() -> String {
     format!("{:X}{:04X}{n:X}", unix_now(), salt)
 }
 
-fn unix_now() -> i64 {
+pub(crate) fn unix_now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0)
+}
+
+/// The refusal sent when a connection limit is reached, in the listener's protocol.
+fn busy_reply(protocol: Protocol, hostname: &str, why: &str) -> String {
+    match protocol {
+        Protocol::Smtp | Protocol::Submission => {
+            format!("421 4.7.0 {hostname} {why}, try again later\r\n")
+        }
+        Protocol::Pop3 => format!("-ERR [SYS/TEMP] {why}, try again later\r\n"),
+    }
 }
 
 /// Releases the per-IP connection slot when the connection ends, however it ends.
@@ -336,10 +364,7 @@ async fn connection(
     let started = Instant::now();
     let Ok(_permit) = shared.connections.clone().try_acquire_owned() else {
         warn!("refused: too many connections");
-        let msg = format!(
-            "421 4.7.0 {} Too many connections, try again later\r\n",
-            shared.hostname
-        );
+        let msg = busy_reply(ctx.protocol, &shared.hostname, "Too many connections");
         let _ = stream.write_all(msg.as_bytes()).await;
         return;
     };
@@ -356,371 +381,69 @@ async fn connection(
     };
     if over {
         warn!("refused: too many connections from this address");
-        let msg = format!(
-            "421 4.7.0 {} Too many connections from your address, try again later\r\n",
-            shared.hostname
+        let msg = busy_reply(
+            ctx.protocol,
+            &shared.hostname,
+            "Too many connections from your address",
         );
         let _ = stream.write_all(msg.as_bytes()).await;
         return;
     }
-    info!(protocol = ?ctx.protocol, tls = ?ctx.tls, "connect");
-
-    let smtp_peer = hato_smtp::Peer {
-        ip,
-        port: peer.port(),
-        reverse_name: None,
-    };
-    let mut conn = Conn {
-        shared: &shared,
-        ctx: &ctx,
-        ip,
-        account: None,
-        targets: HashMap::new(),
-        shutdown: shared.shutdown.clone(),
-    };
-    let result = match ctx.tls {
-        TlsMode::Implicit => {
-            let acceptor = shared
-                .acceptor
-                .clone()
-                .expect("TLS listener has an acceptor");
-            match handshake(&acceptor, stream).await {
-                Ok((tls, info)) => {
-                    let session = Session::new(ctx.smtp.clone(), smtp_peer, Some(info));
-                    conn.run_tls(session, tls).await
-                }
-                Err(e) => Err(e),
-            }
+    info!(protocol = ctx.protocol.name(), tls = ?ctx.tls, "connect");
+    let result = match &ctx.config {
+        ProtocolConfig::Smtp(config) => {
+            crate::smtp::serve(stream, peer, config.clone(), &ctx, &shared).await
         }
-        _ => {
-            let session = Session::new(ctx.smtp.clone(), smtp_peer, None);
-            conn.run_plain(session, stream).await
+        ProtocolConfig::Pop3(config) => {
+            crate::pop3::serve(stream, peer, config.clone(), &ctx, &shared).await
         }
     };
-    let elapsed_ms = started.elapsed().as_millis() as u64;
+    let duration_ms = started.elapsed().as_millis() as u64;
     match result {
-        Ok(stats) => info!(
-            duration_ms = elapsed_ms,
-            accepted = stats.messages_accepted,
-            rejected = stats.messages_rejected,
-            errors = stats.errors,
-            "disconnect"
-        ),
-        Err(e) => info!(duration_ms = elapsed_ms, error = %e, "disconnect"),
+        Ok(counts) => info!(duration_ms, counts = %counts, "disconnect"),
+        Err(e) => info!(duration_ms, error = %e, "disconnect"),
     }
 }
 
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
-
-async fn handshake(
-    acceptor: &TlsAcceptor,
+/// Performs the TLS handshake on an accepted connection (implicit TLS, or after STARTTLS/STLS).
+pub(crate) async fn handshake(
+    shared: &Shared,
     stream: TcpStream,
 ) -> anyhow::Result<(
     tokio_rustls::server::TlsStream<TcpStream>,
-    hato_smtp::TlsInfo,
+    hato_tls::SessionFacts,
 )> {
+    let acceptor = shared
+        .acceptor
+        .as_ref()
+        .context("TLS requested on a listener without certificates")?;
     let tls = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream))
         .await
         .context("TLS handshake timed out")?
         .context("TLS handshake failed")?;
     let facts = hato_tls::session_facts(tls.get_ref().1);
     info!(version = %facts.version, cipher = %facts.cipher, sni = facts.sni.as_deref().unwrap_or("-"), "TLS established");
-    let info = hato_smtp::TlsInfo {
-        version: facts.version,
-        cipher: facts.cipher,
-        sni: facts.sni,
-    };
-    Ok((tls, info))
+    Ok((tls, facts))
 }
 
-enum Step {
-    Closed,
-    StartTls,
-}
-
-struct Conn<'a> {
-    shared: &'a Shared,
-    ctx: &'a ListenerCtx,
-    ip: IpAddr,
-    account: Option<Account>,
-    /// Where each accepted recipient goes, by normalised address, filled at RCPT.
-    targets: HashMap<String, Target>,
-    shutdown: watch::Receiver<bool>,
-}
-
-impl Conn<'_> {
-    async fn run_plain(
-        &mut self,
-        mut session: Session,
-        mut stream: TcpStream,
-    ) -> anyhow::Result<hato_smtp::session::SessionStats> {
-        self.greet(&mut session, &mut stream).await?;
-        match self.drive(&mut session, &mut stream).await? {
-            Step::Closed => Ok(session.stats()),
-            Step::StartTls => {
-                let acceptor = self
-                    .shared
-                    .acceptor
-                    .clone()
-                    .expect("STARTTLS listener has an acceptor");
-                let (tls, info) = handshake(&acceptor, stream).await?;
-                session.tls_established(info);
-                self.account = None;
-                self.targets.clear();
-                self.run_tls_after_greeting(session, tls).await
-            }
-        }
-    }
-
-    async fn run_tls(
-        &mut self,
-        mut session: Session,
-        mut tls: tokio_rustls::server::TlsStream<TcpStream>,
-    ) -> anyhow::Result<hato_smtp::session::SessionStats> {
-        self.greet(&mut session, &mut tls).await?;
-        self.run_tls_after_greeting(session, tls).await
-    }
-
-    async fn run_tls_after_greeting(
-        &mut self,
-        mut session: Session,
-        mut tls: tokio_rustls::server::TlsStream<TcpStream>,
-    ) -> anyhow::Result<hato_smtp::session::SessionStats> {
-        match self.drive(&mut session, &mut tls).await? {
-            Step::Closed => {}
-            // The session never asks twice; treat it as the end.
-            Step::StartTls => warn!("STARTTLS requested inside TLS"),
-        }
-        Ok(session.stats())
-    }
-
-    /// Sends the greeting, after the listener's delay; bytes that arrive first mark an early talker.
-    async fn greet<S: AsyncRead + AsyncWrite + Unpin>(
-        &mut self,
-        session: &mut Session,
-        io: &mut S,
-    ) -> anyhow::Result<()> {
-        if !self.ctx.greeting_delay.is_zero() {
-            let mut buf = [0u8; 512];
-            tokio::select! {
-                _ = tokio::time::sleep(self.ctx.greeting_delay) => {}
-                r = io.read(&mut buf) => {
-                    let n = r?;
-                    if n == 0 { anyhow::bail!("client closed before the greeting"); }
-                    info!("early talker: client sent data before the greeting");
-                    session.feed(&buf[..n]);
-                }
-            }
-        }
-        session.greet();
-        Ok(())
-    }
-
-    async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
-        &mut self,
-        s: &mut Session,
-        io: &mut S,
-    ) -> anyhow::Result<Step> {
-        let mut buf = vec![0u8; 16 * 1024];
-        loop {
-            match s.poll() {
-                Action::NeedInput => {
-                    self.write_out(io, s.output()).await?;
-                    let timeout = if s.in_data() {
-                        self.shared.data_timeout
-                    } else if self.ctx.protocol == Protocol::Submission && s.auth_user().is_none() {
-                        self.shared.unauthenticated_timeout
-                    } else {
-                        self.shared.command_timeout
-                    };
-                    tokio::select! {
-                        r = tokio::time::timeout(timeout, io.read(&mut buf)) => match r {
-                            Ok(Ok(0)) => return Ok(Step::Closed),
-                            Ok(Ok(n)) => s.feed(&buf[..n]),
-                            Ok(Err(e)) => return Err(e.into()),
-                            Err(_) => {
-                                info!(timeout_s = timeout.as_secs(), "timeout");
-                                s.timeout();
-                            }
-                        },
-                        _ = self.shutdown.changed() => s.shutdown(),
-                    }
-                }
-                Action::StartTls => {
-                    self.write_out(io, s.output()).await?;
-                    return Ok(Step::StartTls);
-                }
-                Action::Close => {
-                    self.write_out(io, s.output()).await?;
-                    let _ = io.shutdown().await;
-                    return Ok(Step::Closed);
-                }
-                Action::Authenticate {
-                    authzid,
-                    username,
-                    password,
-                } => {
-                    let (verdict, account) = self
-                        .shared
-                        .policy
-                        .authenticate(self.ip, authzid.as_deref(), &username, &password)
-                        .await;
-                    match (&verdict, &account) {
-                        (hato_smtp::AuthVerdict::Ok, Some(a)) => {
-                            info!(user = %a.address, "AUTH ok")
-                        }
-                        (hato_smtp::AuthVerdict::Throttled, _) => {
-                            warn!(user = %username, "AUTH refused: too many failures")
-                        }
-                        _ => warn!(user = %username, "AUTH failed"),
-                    }
-                    self.account = account;
-                    s.auth_result(verdict);
-                }
-                Action::CheckSender { address } => {
-                    let r = match self.ctx.protocol {
-                        Protocol::Smtp => Ok(()),
-                        Protocol::Submission => {
-                            self.shared
-                                .policy
-                                .check_sender(self.account.as_ref().map(|a| a.id), address.as_ref())
-                                .await
-                        }
-                    };
-                    s.sender_result(r);
-                }
-                Action::CheckRecipient { address } => {
-                    let may_relay =
-                        self.ctx.protocol == Protocol::Submission && self.account.is_some();
-                    let r = self
-                        .shared
-                        .policy
-                        .check_recipient(&address, may_relay)
-                        .await
-                        .map(|t| {
-                            self.targets.insert(address.normalized(), t);
-                        });
-                    s.recipient_result(r);
-                }
-                Action::Deliver(envelope) => {
-                    let r = self.deliver(*envelope).await;
-                    s.delivery_result(r);
-                }
-            }
-        }
-    }
-
-    /// Writes pending replies; a client that stops reading is cut off after the command timeout.
-    async fn write_out<S: AsyncWrite + Unpin>(
-        &self,
-        io: &mut S,
-        out: Vec<u8>,
-    ) -> anyhow::Result<()> {
-        tokio::time::timeout(self.shared.command_timeout, write_replies(io, out))
-            .await
-            .context("timed out writing to the client")??;
-        Ok(())
-    }
-
-    async fn deliver(&mut self, env: hato_smtp::Envelope) -> Result<String, hato_smtp::Reply> {
-        let id = queue_id();
-        let now = time::OffsetDateTime::now_utc();
-        let date = now
-            .format(&time::format_description::well_known::Rfc2822)
-            .unwrap_or_default();
-        let hostname = &self.shared.hostname;
-        let mut data = env.received_header(hostname, &id, &date).into_bytes();
-        if self.ctx.protocol == Protocol::Submission {
-            // RFC 6409 8.2/8.3: a submission server may add missing Date and Message-ID.
-            if !hato_smtp::message::header_present(&env.body, "Date") {
-                data.extend_from_slice(format!("Date: {date}\r\n").as_bytes());
-            }
-            if !hato_smtp::message::header_present(&env.body, "Message-ID") {
-                data.extend_from_slice(format!("Message-ID: <{id}@{hostname}>\r\n").as_bytes());
-            }
-        }
-        data.extend_from_slice(&env.body);
-        let size = data.len();
-
-        let mut local = Vec::new();
-        let mut remote = Vec::new();
-        for r in &env.recipients {
-            match self.targets.get(&r.normalized()) {
-                Some(Target::Local(account)) => local.push(*account),
-                Some(Target::Remote) => remote.push(r.to_string()),
-                None => {
-                    error!(rcpt = %r, "recipient without a routing decision");
-                    return Err(hato_smtp::Reply::new(
-                        451,
-                        (4, 3, 0),
-                        "Internal error, try again later",
-                    ));
-                }
-            }
-        }
-        self.targets.clear();
-        let delivery = Delivery {
-            sender: env
-                .sender
-                .as_ref()
-                .map(|a| a.to_string())
-                .unwrap_or_default(),
-            data,
-            local,
-            remote,
-            received_at: now.unix_timestamp(),
-        };
-        let (nlocal, nremote) = (delivery.local.len(), delivery.remote.len());
-        match self.shared.policy.store().deliver(delivery).await {
-            Ok(_) => {
-                info!(
-                    queue_id = %id,
-                    size,
-                    from = %env.sender.as_ref().map(|a| a.to_string()).unwrap_or_default(),
-                    recipients = env.recipients.len(),
-                    local = nlocal,
-                    remote = nremote,
-                    tls = env.tls.is_some(),
-                    user = env.auth_user.as_deref().unwrap_or("-"),
-                    "message accepted"
-                );
-                Ok(id)
-            }
-            Err(e) => {
-                error!(queue_id = %id, error = %e, "storing the message failed");
-                Err(hato_smtp::Reply::new(
-                    451,
-                    (4, 3, 0),
-                    "Local error in processing, try again later",
-                ))
-            }
-        }
-    }
-}
-
-fn queue_id() -> String {
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    let n = NEXT.fetch_add(1, Ordering::Relaxed) & 0xFFFFF;
-    let r: u16 = rand::random();
-    format!("{:X}{:05X}{r:04X}", unix_now(), n)
-}
-
-/// Writes the session's pending replies and logs the refusals among them.
-async fn write_replies<S: AsyncWrite + Unpin>(io: &mut S, out: Vec<u8>) -> std::io::Result<()> {
-    if out.is_empty() {
+/// Writes bytes to the client; a client that stops reading is cut off after `timeout`.
+pub(crate) async fn write_with_timeout<S: AsyncWrite + Unpin>(
+    io: &mut S,
+    bytes: &[u8],
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    if bytes.is_empty() {
         return Ok(());
     }
-    for line in out.split(|&b| b == b'\n') {
-        if line.len() >= 4
-            && matches!(line[0], b'4' | b'5')
-            && line[3] == b' '
-            && let Ok(text) = std::str::from_utf8(line)
-        {
-            info!(reply = %text.trim_end(), "refused");
-        } else if !line.is_empty() {
-            debug!(reply = %String::from_utf8_lossy(line).trim_end(), "reply");
-        }
-    }
-    io.write_all(&out).await?;
-    io.flush().await
+    tokio::time::timeout(timeout, async {
+        io.write_all(bytes).await?;
+        io.flush().await
+    })
+    .await
+    .context("timed out writing to the client")??;
+    Ok(())
 }
+
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
+
+

@@ -1,0 +1,270 @@
+//! The POP3 driver: runs one connection of a `pop3` listener through the sans-IO
+//! [`hato_pop3::Session`], answering it with [`crate::policy::Policy`] (shared AUTH throttling)
+//! and the store. The maildrop is the account's INBOX; it is locked against a second POP3 session
+//! for as long as the connection lives (RFC 1939 8), and messages are removed only at QUIT.
+//! UIDLs are `<uidvalidity>.<uid>` of the INBOX entry: stable forever, shared with IMAP.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use hato_pop3::{Action, AuthVerdict, MaildropError, MessageError, MessageInfo, Session};
+use hato_store::{AccountId, Expunge, MailboxId};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tracing::{error, info, warn};
+
+use crate::config::TlsMode;
+use crate::server::{ListenerCtx, Shared, handshake, write_with_timeout};
+
+fn tls_info(f: hato_tls::SessionFacts) -> hato_pop3::TlsInfo {
+    hato_pop3::TlsInfo {
+        version: f.version,
+        cipher: f.cipher,
+        sni: f.sni,
+    }
+}
+
+/// RFC 1939 3: the autologout timer must be at least 10 minutes once logged in.
+const MIN_TRANSACTION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Serves one POP3 connection; returns the counts for the disconnect log line.
+pub(crate) async fn serve(
+    stream: TcpStream,
+    peer: SocketAddr,
+    config: Arc<hato_pop3::Config>,
+    ctx: &ListenerCtx,
+    shared: &Shared,
+) -> anyhow::Result<String> {
+    let mut conn = Conn {
+        shared,
+        ip: peer.ip(),
+        account: None,
+        lock: None,
+        inbox: None,
+        uids: Vec::new(),
+    };
+    let session = if ctx.tls == TlsMode::Implicit {
+        let (mut tls, facts) = handshake(shared, stream).await?;
+        let mut session = Session::new(config, Some(tls_info(facts)));
+        session.greet();
+        conn.drive(&mut session, &mut tls).await?;
+        session
+    } else {
+        let mut stream = stream;
+        let mut session = Session::new(config, None);
+        session.greet();
+        if conn.drive(&mut session, &mut stream).await? {
+            let (mut tls, facts) = handshake(shared, stream).await?;
+            session.tls_established(tls_info(facts));
+            conn.drive(&mut session, &mut tls).await?;
+        }
+        session
+    };
+    let s = session.stats();
+    Ok(format!(
+        "retrieved={} deleted={} octets={} errors={}",
+        s.messages_retrieved, s.messages_deleted, s.octets_sent, s.errors
+    ))
+}
+
+/// Holds the maildrop lock of one account; released however the connection ends.
+struct MaildropLock<'a> {
+    shared: &'a Shared,
+    account: AccountId,
+}
+
+impl Drop for MaildropLock<'_> {
+    fn drop(&mut self) {
+        self.shared
+            .pop3_locks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.account);
+    }
+}
+
+struct Conn<'a> {
+    shared: &'a Shared,
+    ip: IpAddr,
+    account: Option<hato_store::Account>,
+    lock: Option<MaildropLock<'a>>,
+    inbox: Option<MailboxId>,
+    /// INBOX UIDs in the order of the session's message numbers.
+    uids: Vec<u32>,
+}
+
+impl<'a> Conn<'a> {
+    /// Runs the session until it closes (false) or asks for STLS (true).
+    async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
+        &mut self,
+        s: &mut Session,
+        io: &mut S,
+    ) -> anyhow::Result<bool> {
+        let mut buf = vec![0u8; 8 * 1024];
+        let mut shutdown = self.shared.shutdown.clone();
+        let write_timeout = self.shared.command_timeout;
+        loop {
+            match s.poll() {
+                Action::NeedInput => {
+                    write_with_timeout(io, &s.output(), write_timeout).await?;
+                    let timeout = if self.account.is_none() {
+                        self.shared.unauthenticated_timeout
+                    } else {
+                        self.shared.command_timeout.max(MIN_TRANSACTION_TIMEOUT)
+                    };
+                    tokio::select! {
+                        r = tokio::time::timeout(timeout, io.read(&mut buf)) => match r {
+                            Ok(Ok(0)) => return Ok(false),
+                            Ok(Ok(n)) => s.feed(&buf[..n]),
+                            Ok(Err(e)) => return Err(e.into()),
+                            Err(_) => {
+                                info!(timeout_s = timeout.as_secs(), "timeout");
+                                s.timeout();
+                            }
+                        },
+                        _ = shutdown.changed() => s.shutdown(),
+                    }
+                }
+                Action::StartTls => {
+                    write_with_timeout(io, &s.output(), write_timeout).await?;
+                    return Ok(true);
+                }
+                Action::Close => {
+                    write_with_timeout(io, &s.output(), write_timeout).await?;
+                    let _ = io.shutdown().await;
+                    return Ok(false);
+                }
+                Action::Authenticate { username, password } => {
+                    let (verdict, account) = self
+                        .shared
+                        .policy
+                        .authenticate(self.ip, None, &username, &password)
+                        .await;
+                    let verdict = match (verdict, account) {
+                        (hato_smtp::AuthVerdict::Ok, Some(a)) => {
+                            info!(user = %a.address, tls = ?s.tls_info().map(|t| (&t.version, &t.cipher)), "login ok");
+                            self.account = Some(a);
+                            AuthVerdict::Ok
+                        }
+                        (hato_smtp::AuthVerdict::Throttled, _) => {
+                            warn!(user = %username, "login refused: too many failures");
+                            AuthVerdict::Throttled
+                        }
+                        _ => {
+                            warn!(user = %username, "login failed");
+                            AuthVerdict::Failed
+                        }
+                    };
+                    s.auth_result(verdict);
+                }
+                Action::OpenMaildrop { .. } => {
+                    let r = self.open_maildrop().await;
+                    s.maildrop_result(r);
+                }
+                Action::Retrieve { index, .. } => {
+                    // Send what is pending first, so at most one message is in memory.
+                    write_with_timeout(io, &s.output(), write_timeout).await?;
+                    let r = self.retrieve(index).await;
+                    s.message_result(r);
+                }
+                Action::Commit { deleted } => {
+                    let r = self.commit(&deleted).await;
+                    s.commit_result(r);
+                }
+            }
+        }
+    }
+
+    async fn open_maildrop(&mut self) -> Result<Vec<MessageInfo>, MaildropError> {
+        let Some(account) = self.account.as_ref() else {
+            return Err(MaildropError::Temporary);
+        };
+        {
+            let mut locks = self
+                .shared
+                .pop3_locks
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            if !locks.insert(account.id) {
+                info!(user = %account.address, "maildrop in use by another POP3 session");
+                return Err(MaildropError::InUse);
+            }
+        }
+        self.lock = Some(MaildropLock {
+            shared: self.shared,
+            account: account.id,
+        });
+        let store = self.shared.policy.store();
+        let listing = async {
+            let inbox = store
+                .mailbox_by_name(account.id, "INBOX")
+                .await?
+                .ok_or_else(|| hato_store::StoreError::NotFound("INBOX".into()))?;
+            let entries = store.messages(inbox.id).await?;
+            Ok::<_, hato_store::StoreError>((inbox, entries))
+        }
+        .await;
+        match listing {
+            Ok((inbox, entries)) => {
+                self.inbox = Some(inbox.id);
+                self.uids = entries.iter().map(|e| e.uid).collect();
+                Ok(entries
+                    .iter()
+                    .map(|e| MessageInfo {
+                        size: e.size,
+                        uid: format!("{}.{}", inbox.uidvalidity, e.uid),
+                    })
+                    .collect())
+            }
+            Err(e) => {
+                error!(error = %e, "cannot list the maildrop");
+                self.lock = None;
+                Err(MaildropError::Temporary)
+            }
+        }
+    }
+
+    async fn retrieve(&self, index: usize) -> Result<Vec<u8>, MessageError> {
+        let (Some(inbox), Some(uid)) = (self.inbox, self.uids.get(index)) else {
+            return Err(MessageError::Gone);
+        };
+        match self.shared.policy.store().message_data(inbox, *uid).await {
+            Ok(Some(data)) => Ok(data),
+            // Expunged by a concurrent IMAP session.
+            Ok(None) => Err(MessageError::Gone),
+            Err(e) => {
+                error!(error = %e, uid, "cannot read a message");
+                Err(MessageError::Temporary)
+            }
+        }
+    }
+
+    async fn commit(&self, deleted: &[usize]) -> Result<(), hato_pop3::CommitError> {
+        let Some(inbox) = self.inbox else {
+            return Ok(());
+        };
+        let uids: Vec<u32> = deleted
+            .iter()
+            .filter_map(|&i| self.uids.get(i).copied())
+            .collect();
+        if uids.is_empty() {
+            return Ok(());
+        }
+        match self
+            .shared
+            .policy
+            .store()
+            .expunge(inbox, Expunge::Uids(&uids))
+            .await
+        {
+            Ok(gone) => {
+                info!(deleted = gone.len(), "maildrop updated");
+                Ok(())
+            }
+            Err(e) => {
+                error!(error = %e, "cannot delete messages");
+                Err(hato_pop3::CommitError)
+            }
+        }
+    }
+}

@@ -1,0 +1,339 @@
+//! The SMTP driver: runs one connection of an `smtp` or `submission` listener through the sans-IO
+//! [`hato_smtp::Session`], answering its questions with [`Policy`] and the store. It moves bytes,
+//! applies timeouts and logs; every SMTP rule lives in `hato-smtp`.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use hato_smtp::{Action, Session};
+use hato_store::{Account, Delivery};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use tracing::{debug, error, info, warn};
+
+use crate::config::{Protocol, TlsMode};
+use crate::policy::Target;
+use crate::server::{ListenerCtx, Shared, handshake, unix_now, write_with_timeout};
+
+fn tls_info(f: hato_tls::SessionFacts) -> hato_smtp::TlsInfo {
+    hato_smtp::TlsInfo {
+        version: f.version,
+        cipher: f.cipher,
+        sni: f.sni,
+    }
+}
+
+/// Serves one SMTP connection; returns the counts for the disconnect log line.
+pub(crate) async fn serve(
+    stream: TcpStream,
+    peer: SocketAddr,
+    config: Arc<hato_smtp::Config>,
+    ctx: &ListenerCtx,
+    shared: &Shared,
+) -> anyhow::Result<String> {
+    let smtp_peer = hato_smtp::Peer {
+        ip: peer.ip(),
+        port: peer.port(),
+        reverse_name: None,
+    };
+    let mut conn = Conn {
+        shared,
+        ctx,
+        ip: peer.ip(),
+        account: None,
+        targets: HashMap::new(),
+        shutdown: shared.shutdown.clone(),
+    };
+    let stats = if ctx.tls == TlsMode::Implicit {
+        let (tls, facts) = handshake(shared, stream).await?;
+        let session = Session::new(config, smtp_peer, Some(tls_info(facts)));
+        conn.run_tls(session, tls).await?
+    } else {
+        let session = Session::new(config, smtp_peer, None);
+        conn.run_plain(session, stream).await?
+    };
+    Ok(format!(
+        "accepted={} rejected={} errors={}",
+        stats.messages_accepted, stats.messages_rejected, stats.errors
+    ))
+}
+
+enum Step {
+    Closed,
+    StartTls,
+}
+
+struct Conn<'a> {
+    shared: &'a Shared,
+    ctx: &'a ListenerCtx,
+    ip: IpAddr,
+    account: Option<Account>,
+    /// Where each accepted recipient goes, by normalised address, filled at RCPT.
+    targets: HashMap<String, Target>,
+    shutdown: watch::Receiver<bool>,
+}
+
+impl Conn<'_> {
+    async fn run_plain(
+        &mut self,
+        mut session: Session,
+        mut stream: TcpStream,
+    ) -> anyhow::Result<hato_smtp::session::SessionStats> {
+        self.greet(&mut session, &mut stream).await?;
+        match self.drive(&mut session, &mut stream).await? {
+            Step::Closed => Ok(session.stats()),
+            Step::StartTls => {
+                let (tls, facts) = handshake(self.shared, stream).await?;
+                session.tls_established(tls_info(facts));
+                self.account = None;
+                self.targets.clear();
+                self.run_tls_after_greeting(session, tls).await
+            }
+        }
+    }
+
+    async fn run_tls(
+        &mut self,
+        mut session: Session,
+        mut tls: tokio_rustls::server::TlsStream<TcpStream>,
+    ) -> anyhow::Result<hato_smtp::session::SessionStats> {
+        self.greet(&mut session, &mut tls).await?;
+        self.run_tls_after_greeting(session, tls).await
+    }
+
+    async fn run_tls_after_greeting(
+        &mut self,
+        mut session: Session,
+        mut tls: tokio_rustls::server::TlsStream<TcpStream>,
+    ) -> anyhow::Result<hato_smtp::session::SessionStats> {
+        match self.drive(&mut session, &mut tls).await? {
+            Step::Closed => {}
+            // The session never asks twice; treat it as the end.
+            Step::StartTls => warn!("STARTTLS requested inside TLS"),
+        }
+        Ok(session.stats())
+    }
+
+    /// Sends the greeting, after the listener's delay; bytes that arrive first mark an early talker.
+    async fn greet<S: AsyncRead + AsyncWrite + Unpin>(
+        &mut self,
+        session: &mut Session,
+        io: &mut S,
+    ) -> anyhow::Result<()> {
+        if !self.ctx.greeting_delay.is_zero() {
+            let mut buf = [0u8; 512];
+            tokio::select! {
+                _ = tokio::time::sleep(self.ctx.greeting_delay) => {}
+                r = io.read(&mut buf) => {
+                    let n = r?;
+                    if n == 0 { anyhow::bail!("client closed before the greeting"); }
+                    info!("early talker: client sent data before the greeting");
+                    session.feed(&buf[..n]);
+                }
+            }
+        }
+        session.greet();
+        Ok(())
+    }
+
+    async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
+        &mut self,
+        s: &mut Session,
+        io: &mut S,
+    ) -> anyhow::Result<Step> {
+        let mut buf = vec![0u8; 16 * 1024];
+        loop {
+            match s.poll() {
+                Action::NeedInput => {
+                    self.write_out(io, s.output()).await?;
+                    let timeout = if s.in_data() {
+                        self.shared.data_timeout
+                    } else if self.ctx.protocol == Protocol::Submission && s.auth_user().is_none() {
+                        self.shared.unauthenticated_timeout
+                    } else {
+                        self.shared.command_timeout
+                    };
+                    tokio::select! {
+                        r = tokio::time::timeout(timeout, io.read(&mut buf)) => match r {
+                            Ok(Ok(0)) => return Ok(Step::Closed),
+                            Ok(Ok(n)) => s.feed(&buf[..n]),
+                            Ok(Err(e)) => return Err(e.into()),
+                            Err(_) => {
+                                info!(timeout_s = timeout.as_secs(), "timeout");
+                                s.timeout();
+                            }
+                        },
+                        _ = self.shutdown.changed() => s.shutdown(),
+                    }
+                }
+                Action::StartTls => {
+                    self.write_out(io, s.output()).await?;
+                    return Ok(Step::StartTls);
+                }
+                Action::Close => {
+                    self.write_out(io, s.output()).await?;
+                    let _ = io.shutdown().await;
+                    return Ok(Step::Closed);
+                }
+                Action::Authenticate {
+                    authzid,
+                    username,
+                    password,
+                } => {
+                    let (verdict, account) = self
+                        .shared
+                        .policy
+                        .authenticate(self.ip, authzid.as_deref(), &username, &password)
+                        .await;
+                    match (&verdict, &account) {
+                        (hato_smtp::AuthVerdict::Ok, Some(a)) => {
+                            info!(user = %a.address, "AUTH ok")
+                        }
+                        (hato_smtp::AuthVerdict::Throttled, _) => {
+                            warn!(user = %username, "AUTH refused: too many failures")
+                        }
+                        _ => warn!(user = %username, "AUTH failed"),
+                    }
+                    self.account = account;
+                    s.auth_result(verdict);
+                }
+                Action::CheckSender { address } => {
+                    let r = match self.ctx.protocol {
+                        Protocol::Submission => {
+                            self.shared
+                                .policy
+                                .check_sender(self.account.as_ref().map(|a| a.id), address.as_ref())
+                                .await
+                        }
+                        // Port 25 takes any sender (SPF/DMARC come later).
+                        _ => Ok(()),
+                    };
+                    s.sender_result(r);
+                }
+                Action::CheckRecipient { address } => {
+                    let may_relay =
+                        self.ctx.protocol == Protocol::Submission && self.account.is_some();
+                    let r = self
+                        .shared
+                        .policy
+                        .check_recipient(&address, may_relay)
+                        .await
+                        .map(|t| {
+                            self.targets.insert(address.normalized(), t);
+                        });
+                    s.recipient_result(r);
+                }
+                Action::Deliver(envelope) => {
+                    let r = self.deliver(*envelope).await;
+                    s.delivery_result(r);
+                }
+            }
+        }
+    }
+
+    /// Writes pending replies and logs the refusals among them.
+    async fn write_out<S: AsyncWrite + Unpin>(&self, io: &mut S, out: Vec<u8>) -> anyhow::Result<()> {
+        log_replies(&out);
+        write_with_timeout(io, &out, self.shared.command_timeout).await
+    }
+
+    async fn deliver(&mut self, env: hato_smtp::Envelope) -> Result<String, hato_smtp::Reply> {
+        let id = queue_id();
+        let now = time::OffsetDateTime::now_utc();
+        let date = now
+            .format(&time::format_description::well_known::Rfc2822)
+            .unwrap_or_default();
+        let hostname = &self.shared.hostname;
+        let mut data = env.received_header(hostname, &id, &date).into_bytes();
+        if self.ctx.protocol == Protocol::Submission {
+            // RFC 6409 8.2/8.3: a submission server may add missing Date and Message-ID.
+            if !hato_smtp::message::header_present(&env.body, "Date") {
+                data.extend_from_slice(format!("Date: {date}\r\n").as_bytes());
+            }
+            if !hato_smtp::message::header_present(&env.body, "Message-ID") {
+                data.extend_from_slice(format!("Message-ID: <{id}@{hostname}>\r\n").as_bytes());
+            }
+        }
+        data.extend_from_slice(&env.body);
+        let size = data.len();
+
+        let mut local = Vec::new();
+        let mut remote = Vec::new();
+        for r in &env.recipients {
+            match self.targets.get(&r.normalized()) {
+                Some(Target::Local(account)) => local.push(*account),
+                Some(Target::Remote) => remote.push(r.to_string()),
+                None => {
+                    error!(rcpt = %r, "recipient without a routing decision");
+                    return Err(hato_smtp::Reply::new(
+                        451,
+                        (4, 3, 0),
+                        "Internal error, try again later",
+                    ));
+                }
+            }
+        }
+        self.targets.clear();
+        let delivery = Delivery {
+            sender: env
+                .sender
+                .as_ref()
+                .map(|a| a.to_string())
+                .unwrap_or_default(),
+            data,
+            local,
+            remote,
+            received_at: now.unix_timestamp(),
+        };
+        let (nlocal, nremote) = (delivery.local.len(), delivery.remote.len());
+        match self.shared.policy.store().deliver(delivery).await {
+            Ok(_) => {
+                info!(
+                    queue_id = %id,
+                    size,
+                    from = %env.sender.as_ref().map(|a| a.to_string()).unwrap_or_default(),
+                    recipients = env.recipients.len(),
+                    local = nlocal,
+                    remote = nremote,
+                    tls = env.tls.is_some(),
+                    user = env.auth_user.as_deref().unwrap_or("-"),
+                    "message accepted"
+                );
+                Ok(id)
+            }
+            Err(e) => {
+                error!(queue_id = %id, error = %e, "storing the message failed");
+                Err(hato_smtp::Reply::new(
+                    451,
+                    (4, 3, 0),
+                    "Local error in processing, try again later",
+                ))
+            }
+        }
+    }
+}
+
+fn queue_id() -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed) & 0xFFFFF;
+    let r: u16 = rand::random();
+    format!("{:X}{:05X}{r:04X}", unix_now(), n)
+}
+
+/// Writes the session's pending replies and logs the refusals among them.
+fn log_replies(out: &[u8]) {
+    for line in out.split(|&b| b == b'\n') {
+        if line.len() >= 4
+            && matches!(line[0], b'4' | b'5')
+            && line[3] == b' '
+            && let Ok(text) = std::str::from_utf8(line)
+        {
+            info!(reply = %text.trim_end(), "refused");
+        } else if !line.is_empty() {
+            debug!(reply = %String::from_utf8_lossy(line).trim_end(), "reply");
+        }
+    }
+}
