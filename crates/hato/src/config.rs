@@ -295,13 +295,19 @@ impl Config {
             if l.protocol == Protocol::Pop3 && l.require_tls.is_some() {
                 return Err(err(
                     "listener.require_tls",
-                    format!("POP3 always requires TLS before login; remove it (listener {})", l.bind),
+                    format!(
+                        "POP3 always requires TLS before login; remove it (listener {})",
+                        l.bind
+                    ),
                 ));
             }
             if l.protocol == Protocol::Pop3 && l.greeting_delay_ms.is_some() {
                 return Err(err(
                     "listener.greeting_delay_ms",
-                    format!("only for smtp and submission listeners (listener {})", l.bind),
+                    format!(
+                        "only for smtp and submission listeners (listener {})",
+                        l.bind
+                    ),
                 ));
             }
             if l.tls != TlsMode::Starttls && l.require_tls.is_some() {

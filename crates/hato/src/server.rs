@@ -221,26 +221,28 @@ impl Server {
 fn listener_ctx(config: &Config, l: &Listener, bind: SocketAddr) -> ListenerCtx {
     let lim = &config.limits;
     let protocol_config = match l.protocol {
-        Protocol::Smtp | Protocol::Submission => ProtocolConfig::Smtp(Arc::new(hato_smtp::Config {
-            hostname: config.hostname.clone(),
-            mode: if l.protocol == Protocol::Smtp {
-                hato_smtp::Mode::Mx
-            } else {
-                hato_smtp::Mode::Submission
-            },
-            starttls: l.tls == TlsMode::Starttls,
-            require_tls: l.require_tls(),
-            max_message_size: lim.max_message_size,
-            max_recipients: lim.max_recipients,
-            max_errors: lim.max_errors,
-            max_command_line: lim.max_command_line,
-            max_text_line: lim.max_text_line,
-            bare_line_endings: match l.bare_line_endings {
-                BareLineEndings::Reject => hato_smtp::BareLinePolicy::Reject,
-                BareLineEndings::Normalize => hato_smtp::BareLinePolicy::Normalize,
-            },
-            reject_early_talkers: l.greeting_delay_ms() > 0,
-        })),
+        Protocol::Smtp | Protocol::Submission => {
+            ProtocolConfig::Smtp(Arc::new(hato_smtp::Config {
+                hostname: config.hostname.clone(),
+                mode: if l.protocol == Protocol::Smtp {
+                    hato_smtp::Mode::Mx
+                } else {
+                    hato_smtp::Mode::Submission
+                },
+                starttls: l.tls == TlsMode::Starttls,
+                require_tls: l.require_tls(),
+                max_message_size: lim.max_message_size,
+                max_recipients: lim.max_recipients,
+                max_errors: lim.max_errors,
+                max_command_line: lim.max_command_line,
+                max_text_line: lim.max_text_line,
+                bare_line_endings: match l.bare_line_endings {
+                    BareLineEndings::Reject => hato_smtp::BareLinePolicy::Reject,
+                    BareLineEndings::Normalize => hato_smtp::BareLinePolicy::Normalize,
+                },
+                reject_early_talkers: l.greeting_delay_ms() > 0,
+            }))
+        }
         Protocol::Pop3 => ProtocolConfig::Pop3(Arc::new(hato_pop3::Config {
             hostname: config.hostname.clone(),
             stls: l.tls == TlsMode::Starttls,
@@ -445,5 +447,3 @@ pub(crate) async fn write_with_timeout<S: AsyncWrite + Unpin>(
 }
 
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
-
-

@@ -235,7 +235,11 @@ impl Conn<'_> {
     }
 
     /// Writes pending replies and logs the refusals among them.
-    async fn write_out<S: AsyncWrite + Unpin>(&self, io: &mut S, out: Vec<u8>) -> anyhow::Result<()> {
+    async fn write_out<S: AsyncWrite + Unpin>(
+        &self,
+        io: &mut S,
+        out: Vec<u8>,
+    ) -> anyhow::Result<()> {
         log_replies(&out);
         write_with_timeout(io, &out, self.shared.command_timeout).await
     }
