@@ -12,6 +12,7 @@
 //! | [`address`] | RFC 5321 §4.1.2 mailbox syntax, RFC 6531 UTF-8 addresses |
 //! | [`reply`] | RFC 5321 §4.2 replies, RFC 3463/RFC 2034 enhanced status codes |
 //! | [`message`] | RFC 5322 §2.2 header field lookup |
+//! | [`client`] | the outbound side: RFC 5321 client, RFC 3207 STARTTLS (with downgrade and response-injection defence), RFC 2920, RFC 3030 BDAT, RFC 6152 8BITMIME (with a quoted-printable downgrade, RFC 2045), RFC 6531, RFC 8689 REQUIRETLS, RFC 4954 AUTH, RFC 3461 DSN parameters |
 //!
 //! ```
 //! use std::sync::Arc;
@@ -30,11 +31,18 @@
 //! ```
 
 pub mod address;
+pub mod client;
 pub mod message;
 pub mod reply;
 pub mod session;
 
 pub use address::{Address, AddressError};
+pub use client::{
+    Capabilities, ClientAction, ClientConfig, ClientFailure, ClientPhase, ClientSession,
+    ConnectionOutcome, Credentials, DowngradeError, DsnRet, Notify, ProtocolError, Recipient,
+    RecipientOutcome, RecipientStatus, TlsRequirement, Transaction, TransactionOutcome,
+    downgrade_8bit,
+};
 pub use message::header_present;
 pub use reply::Reply;
 pub use session::{
