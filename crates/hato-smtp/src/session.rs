@@ -901,11 +901,7 @@ impl Session {
                         (5, 3, 4),
                         "Message size exceeds fixed maximum message size",
                     ),
-                    DataRejection::BareLineEnding => Reply::new(
-                        554,
-                        (5, 5, 0),
-                        "Message contains bare <CR> or <LF> line endings, lines must end with <CR><LF>",
-                    ),
+                    DataRejection::BareLineEnding => bare_line_reply(),
                     DataRejection::LineTooLong => Reply::new(
                         500,
                         (5, 5, 2),
@@ -960,7 +956,18 @@ impl Session {
                 .as_mut()
                 .map(|t| std::mem::take(&mut t.body))
                 .unwrap_or_default();
-            self.deliver(body)
+            // BINARYMIME is not offered, so a chunked message is text like a DATA one: the same
+            // line-ending policy applies, and it is stored in canonical CRLF form (so sizes
+            // reported later by POP3/IMAP equal the stored length).
+            match data::canonical_lines(body, self.config.bare_line_endings) {
+                Ok(body) => self.deliver(body),
+                Err(DataRejection::BareLineEnding) | Err(_) => {
+                    self.txn = None;
+                    self.stats.messages_rejected += 1;
+                    self.reply(bare_line_reply());
+                    Step::Continue
+                }
+            }
         } else {
             self.reply(Reply::new(
                 250,
@@ -1610,4 +1617,13 @@ impl Session {
             }
             + self.txn.as_ref().map_or(0, |t| t.body.len())
     }
+}
+
+/// RFC 5321 2.3.8: the refusal of a message with bare CR or LF (SMTP smuggling defence).
+fn bare_line_reply() -> Reply {
+    Reply::new(
+        554,
+        (5, 5, 0),
+        "Message contains bare <CR> or <LF> line endings, lines must end with <CR><LF>",
+    )
 }

@@ -169,6 +169,8 @@ impl<'a> Conn<'a> {
                 }
                 Action::Commit { deleted } => {
                     let r = self.commit(&deleted).await;
+                    // UPDATE is over: free the maildrop before the final reply reaches the client.
+                    self.lock = None;
                     s.commit_result(r);
                 }
             }

@@ -226,6 +226,8 @@ fn write_config(dir: &Path, extra: &str) -> (PathBuf, Ports) {
         smtp: free_port(),
         submission: free_port(),
         submissions: free_port(),
+        pop3: 0,
+        pop3s: 0,
     };
     let path = dir.join("hato.toml");
     std::fs::write(&path, config_text(dir, &ports, "", extra)).unwrap();
@@ -398,6 +400,8 @@ fn startup_refuses_port_in_use() {
         smtp: free_port(),
         submission: port,
         submissions: free_port(),
+        pop3: 0,
+        pop3s: 0,
     };
     let cfg = dir.path().join("hato.toml");
     std::fs::write(&cfg, config_text(dir.path(), &ports, "", "")).unwrap();

@@ -223,6 +223,60 @@ impl DataReceiver {
     }
 }
 
+/// Brings a BDAT body to canonical form: every line ends with CRLF, including the last.
+/// A bare CR or LF is refused under [`BareLinePolicy::Reject`] and becomes CRLF under
+/// [`BareLinePolicy::Normalize`]. The common case (already canonical) returns the input as is.
+pub(super) fn canonical_lines(
+    body: Vec<u8>,
+    policy: BareLinePolicy,
+) -> Result<Vec<u8>, DataRejection> {
+    let mut bare = false;
+    let mut i = 0;
+    while i < body.len() {
+        match body[i] {
+            b'\r' if body.get(i + 1) == Some(&b'\n') => i += 2,
+            b'\r' | b'\n' => {
+                bare = true;
+                break;
+            }
+            _ => i += 1,
+        }
+    }
+    let complete = body.is_empty() || body.ends_with(b"\r\n");
+    if !bare {
+        let mut body = body;
+        if !complete {
+            body.extend_from_slice(b"\r\n");
+        }
+        return Ok(body);
+    }
+    if policy == BareLinePolicy::Reject {
+        return Err(DataRejection::BareLineEnding);
+    }
+    let mut out = Vec::with_capacity(body.len() + 16);
+    let mut i = 0;
+    while i < body.len() {
+        match body[i] {
+            b'\r' if body.get(i + 1) == Some(&b'\n') => {
+                out.extend_from_slice(b"\r\n");
+                i += 2;
+            }
+            b'\r' | b'\n' => {
+                out.extend_from_slice(b"\r\n");
+                i += 1;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    if !out.ends_with(b"\r\n") {
+        out.extend_from_slice(b"\r\n");
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -303,6 +357,32 @@ mod tests {
         assert_eq!(
             body(BareLinePolicy::Reject, b"a\rb\r\n.\r\n"),
             Err(DataRejection::BareLineEnding)
+        );
+    }
+
+    #[test]
+    fn bdat_bodies_are_made_canonical() {
+        use BareLinePolicy::*;
+        assert_eq!(
+            canonical_lines(b"a\r\nb\r\n".to_vec(), Reject).unwrap(),
+            b"a\r\nb\r\n"
+        );
+        assert_eq!(
+            canonical_lines(b"a\r\nb".to_vec(), Reject).unwrap(),
+            b"a\r\nb\r\n"
+        );
+        assert_eq!(canonical_lines(Vec::new(), Reject).unwrap(), b"");
+        assert!(matches!(
+            canonical_lines(b"a\nb\r\n".to_vec(), Reject),
+            Err(DataRejection::BareLineEnding)
+        ));
+        assert!(matches!(
+            canonical_lines(b"a\r".to_vec(), Reject),
+            Err(DataRejection::BareLineEnding)
+        ));
+        assert_eq!(
+            canonical_lines(b"a\nb\rc\r\nd".to_vec(), Normalize).unwrap(),
+            b"a\r\nb\r\nc\r\nd\r\n"
         );
     }
 

@@ -413,7 +413,7 @@ fn pipelined_transaction_in_one_feed() {
     assert_eq!(d.delivered[0].recipients.len(), 2);
     assert_eq!(d.delivered[0].body, b"Subject: s\r\n\r\nhello\r\n");
     assert_eq!(d.delivered[1].sender, None);
-    assert_eq!(d.delivered[1].body, b"hello");
+    assert_eq!(d.delivered[1].body, b"hello\r\n");
     // Decisions were asked in order.
     let kinds: Vec<&str> = d
         .actions
@@ -1128,11 +1128,18 @@ fn bdat_chunks() {
     assert_eq!(d.send("lo"), "250 2.0.0 5 octets received\r\n");
     assert_eq!(d.send("BDAT 0\r\n"), "250 2.0.0 0 octets received\r\n");
     assert_eq!(
-        d.send("BDAT 7 LAST\r\n\r\n.\r\n\n\r"),
+        d.send("BDAT 7 LAST\r\n\r\n.\r\nxy"),
         "250 2.0.0 Ok: queued as Q1\r\n"
     );
-    // BDAT is binary: dots and bare line endings are content.
-    assert_eq!(d.delivered[0].body, b"hello\r\n.\r\n\n\r");
+    // No dot-stuffing in BDAT: a lone dot line is content; the last line gets its CRLF.
+    assert_eq!(d.delivered[0].body, b"hello\r\n.\r\nxy\r\n");
+    // Bare line endings are refused in chunks as in DATA (the default policy).
+    transaction(&mut d);
+    assert_eq!(
+        d.send("BDAT 4 LAST\r\na\nb\r"),
+        "554 5.5.0 Message contains bare <CR> or <LF> line endings, lines must end with <CR><LF>\r\n"
+    );
+    assert_eq!(d.delivered.len(), 1);
 }
 
 #[test]
@@ -1269,7 +1276,7 @@ fn data_after_bdat_and_rcpt_after_bdat() {
         "503 5.5.1 RCPT not allowed after BDAT\r\n"
     );
     assert_eq!(d.send("BDAT 1 LAST\r\nc"), "250 2.0.0 Ok: queued as Q1\r\n");
-    assert_eq!(d.delivered[0].body, b"abc");
+    assert_eq!(d.delivered[0].body, b"abc\r\n");
     assert_eq!(d.delivered[0].recipients.len(), 1);
 }
 

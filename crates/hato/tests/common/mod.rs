@@ -40,6 +40,45 @@ pub struct Ports {
     pub smtp: u16,
     pub submission: u16,
     pub submissions: u16,
+    /// POP3 with STLS (0: no such listener).
+    pub pop3: u16,
+    /// POP3 over implicit TLS (0: no such listener).
+    pub pop3s: u16,
+}
+
+impl Ports {
+    /// Free ports for every listener of the test configuration, the POP3 ones included.
+    pub fn free() -> Ports {
+        // Hold every socket until all are chosen, so the kernel cannot hand out one port twice.
+        let held: Vec<TcpListener> = (0..5)
+            .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
+            .collect();
+        let p: Vec<u16> = held
+            .iter()
+            .map(|l| l.local_addr().unwrap().port())
+            .collect();
+        Ports {
+            smtp: p[0],
+            submission: p[1],
+            submissions: p[2],
+            pop3: p[3],
+            pop3s: p[4],
+        }
+    }
+
+    /// The ports of the listeners that are configured (non-zero).
+    pub fn all(&self) -> Vec<u16> {
+        [
+            self.smtp,
+            self.submission,
+            self.submissions,
+            self.pop3,
+            self.pop3s,
+        ]
+        .into_iter()
+        .filter(|&p| p != 0)
+        .collect()
+    }
 }
 
 pub struct TestServer {
@@ -50,9 +89,10 @@ pub struct TestServer {
     pub log: PathBuf,
 }
 
-/// The configuration tests use: three listeners like the default instance, fast AUTH failures.
+/// The configuration tests use: three SMTP listeners like the default instance, plus a POP3 STLS
+/// and a POP3 implicit-TLS listener for the ports that are not 0.
 pub fn config_text(dir: &Path, ports: &Ports, extra_listener: &str, extra: &str) -> String {
-    format!(
+    let mut text = format!(
         r#"hostname = "localhost"
 data_dir = "{data}"
 domains = ["{DOMAIN}", "localhost"]
@@ -80,7 +120,20 @@ tls = "implicit"
         smtp = ports.smtp,
         sub = ports.submission,
         subs = ports.submissions,
-    )
+    );
+    if ports.pop3 != 0 {
+        text.push_str(&format!(
+            "[[listener]]\nprotocol = \"pop3\"\nbind = \"127.0.0.1:{}\"\ntls = \"starttls\"\n",
+            ports.pop3
+        ));
+    }
+    if ports.pop3s != 0 {
+        text.push_str(&format!(
+            "[[listener]]\nprotocol = \"pop3\"\nbind = \"127.0.0.1:{}\"\ntls = \"implicit\"\n",
+            ports.pop3s
+        ));
+    }
+    text
 }
 
 pub const FAST_AUTH: &str = "[auth]\nfailure_delay_ms = 50\n";
@@ -97,11 +150,7 @@ impl TestServer {
 
     /// Like [`TestServer::start_with`], in a directory the caller prepared (e.g. with certificates).
     pub fn start_in(dir: tempfile::TempDir, extra_listener: &str, extra: &str) -> TestServer {
-        let ports = Ports {
-            smtp: free_port(),
-            submission: free_port(),
-            submissions: free_port(),
-        };
+        let ports = Ports::free();
         let config = dir.path().join("hato.toml");
         std::fs::write(
             &config,
@@ -117,11 +166,33 @@ impl TestServer {
         };
         s.cli(&["user", "add", USER, "--password-stdin"], Some(PASSWORD))
             .assert_ok();
-        s.spawn();
-        s
+        // A port picked by `free_port` can be taken by someone else (another test's server or a
+        // client's ephemeral port) before hato binds it: pick new ones and try again.
+        for _ in 0..5 {
+            match s.try_spawn() {
+                Ok(()) => return s,
+                Err(e) if e.contains("already in use") => {
+                    s.ports = Ports::free();
+                    std::fs::write(
+                        &s.config,
+                        config_text(s.dir.path(), &s.ports, extra_listener, extra),
+                    )
+                    .unwrap();
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+        panic!("no free ports after 5 attempts: {}", s.logs());
     }
 
     pub fn spawn(&mut self) {
+        if let Err(e) = self.try_spawn() {
+            panic!("{e}");
+        }
+    }
+
+    /// Starts the server and waits until every port accepts; Err (with the log) if it exits.
+    pub fn try_spawn(&mut self) -> Result<(), String> {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -138,14 +209,19 @@ impl TestServer {
             .expect("start hato");
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(20);
-        for port in [
-            self.ports.smtp,
-            self.ports.submission,
-            self.ports.submissions,
-        ] {
-            while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        for port in self.ports.all() {
+            loop {
+                if let Ok(probe) = TcpStream::connect(("127.0.0.1", port)) {
+                    // Wait (briefly) until the server has closed the probe, so that it no longer
+                    // counts against per-IP connection limits when the test connects.
+                    let _ = probe.shutdown(std::net::Shutdown::Write);
+                    let _ = probe.set_read_timeout(Some(Duration::from_secs(2)));
+                    let _ = (&probe).read_to_end(&mut Vec::new());
+                    break;
+                }
                 if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                    panic!("hato exited with {status}: {}", self.logs());
+                    self.child = None;
+                    return Err(format!("hato exited with {status}: {}", self.logs()));
                 }
                 assert!(
                     Instant::now() < deadline,
@@ -155,6 +231,7 @@ impl TestServer {
                 std::thread::sleep(Duration::from_millis(20));
             }
         }
+        Ok(())
     }
 
     /// kill -9.
@@ -755,4 +832,60 @@ pub fn signal(pid: u32, sig: &str) {
     let mut cmd = Command::new("sh");
     cmd.arg("-c").arg(format!("kill -{sig} {pid}"));
     run(cmd, None).assert_ok();
+}
+
+/// Delivers `messages` (each complete text with CRLF line endings, ending in CRLF) to `rcpt` over
+/// one plaintext SMTP session on `port` (the smtp listener), PIPELINING the envelope commands and
+/// the next transaction after each end of data. The data is dot-stuffed here. Asserts every reply.
+pub fn smtp_deliver(port: u16, rcpt: &str, messages: &[String]) {
+    let mut r = Raw::greeted(port);
+    let ehlo = r.expect("EHLO sender.example", "250");
+    assert!(ehlo.contains("PIPELINING"), "{ehlo}");
+    let envelope = format!("MAIL FROM:<bob@sender.example>\r\nRCPT TO:<{rcpt}>\r\nDATA\r\n");
+    let envelope_replies = |r: &mut Raw| {
+        for expect in ["250 ", "250 ", "354 "] {
+            let got = r.reply();
+            assert!(got.starts_with(expect), "expected {expect:?}, got {got:?}");
+        }
+    };
+    if messages.is_empty() {
+        r.expect("QUIT", "221");
+        return;
+    }
+    r.send(envelope.as_bytes());
+    envelope_replies(&mut r);
+    for (i, m) in messages.iter().enumerate() {
+        assert!(m.ends_with("\r\n"), "message {i} does not end in CRLF");
+        let mut data = String::with_capacity(m.len() + 64);
+        for line in m.split_inclusive("\r\n") {
+            if line.starts_with('.') {
+                data.push('.');
+            }
+            data.push_str(line);
+        }
+        data.push_str(".\r\n");
+        let more = i + 1 < messages.len();
+        if more {
+            data.push_str(&envelope);
+        }
+        r.send(data.as_bytes());
+        let got = r.reply();
+        assert!(got.starts_with("250 "), "message {i}: {got:?}");
+        if more {
+            envelope_replies(&mut r);
+        }
+    }
+    r.expect("QUIT", "221");
+}
+
+/// Decodes lower- or upper-case hex (as Python's `bytes.hex()` prints it).
+pub fn unhex(hex: &str) -> Vec<u8> {
+    let hex = hex.trim();
+    assert!(hex.len().is_multiple_of(2), "odd hex length: {hex:?}");
+    (0..hex.len())
+        .step_by(2)
+        .map(|i| {
+            u8::from_str_radix(&hex[i..i + 2], 16).unwrap_or_else(|_| panic!("bad hex {hex:?}"))
+        })
+        .collect()
 }

@@ -1,0 +1,734 @@
+use super::*;
+use proptest::prelude::*;
+
+/// Feeds `input` and collects events, accepting every synchronising literal.
+fn run(f: &mut Framer, input: &[u8]) -> Vec<Event> {
+    f.feed(input);
+    drain(f)
+}
+
+fn drain(f: &mut Framer) -> Vec<Event> {
+    let mut out = Vec::new();
+    while let Some(ev) = f.next_event() {
+        if matches!(ev, Event::SyncLiteral { .. }) {
+            f.accept_literal();
+        }
+        out.push(ev);
+    }
+    out
+}
+
+fn cmd(tag: &str, bytes: &[u8], literals: usize) -> Event {
+    Event::Command(RawCommand {
+        tag: tag.to_string(),
+        bytes: bytes.to_vec(),
+        literals,
+    })
+}
+
+fn err(tag: Option<&str>, error: FrameError) -> Event {
+    Event::Error {
+        tag: tag.map(str::to_string),
+        error,
+    }
+}
+
+fn framer() -> Framer {
+    Framer::new(Limits::default())
+}
+
+#[test]
+fn simple_commands_and_line_endings() {
+    let mut f = framer();
+    assert_eq!(
+        run(&mut f, b"a1 NOOP\r\na2 CAPABILITY\nA3 LOGOUT\r\n"),
+        vec![
+            cmd("a1", b"a1 NOOP", 0),
+            cmd("a2", b"a2 CAPABILITY", 0),
+            cmd("A3", b"A3 LOGOUT", 0)
+        ]
+    );
+    // Partial input: nothing until the line ends.
+    assert_eq!(run(&mut f, b"a4 NO"), vec![]);
+    assert!(f.in_command());
+    assert_eq!(run(&mut f, b"OP\r"), vec![]);
+    assert_eq!(run(&mut f, b"\n"), vec![cmd("a4", b"a4 NOOP", 0)]);
+    assert!(!f.in_command());
+}
+
+#[test]
+fn blank_lines_are_ignored() {
+    let mut f = framer();
+    assert_eq!(
+        run(&mut f, b"\r\n\n\r\na NOOP\r\n\r\n"),
+        vec![cmd("a", b"a NOOP", 0)]
+    );
+}
+
+#[test]
+fn bare_cr_stays_in_the_line() {
+    let mut f = framer();
+    assert_eq!(run(&mut f, b"a NO\rOP\r\n"), vec![cmd("a", b"a NO\rOP", 0)]);
+    // `}` CR x LF: not an announcement.
+    assert_eq!(
+        run(&mut f, b"b X {3}\rY\r\n"),
+        vec![cmd("b", b"b X {3}\rY", 0)]
+    );
+}
+
+#[test]
+fn synchronising_literal_waits_for_decision() {
+    // RFC 9051 §6.2.3 style LOGIN with literals.
+    let mut f = framer();
+    f.feed(b"a001 LOGIN {11}\r\n");
+    assert_eq!(
+        f.next_event(),
+        Some(Event::SyncLiteral {
+            tag: "a001".into(),
+            verb: "LOGIN".into(),
+            size: 11
+        })
+    );
+    assert!(f.awaiting_decision());
+    // Nothing moves until the session decides, even if bytes arrive.
+    f.feed(b"FRED FOOBAR {7}\r\n");
+    assert_eq!(f.next_event(), None);
+    f.accept_literal();
+    assert_eq!(
+        f.next_event(),
+        Some(Event::SyncLiteral {
+            tag: "a001".into(),
+            verb: "LOGIN".into(),
+            size: 7
+        })
+    );
+    f.accept_literal();
+    f.feed(b"fat man\r\n");
+    assert_eq!(
+        f.next_event(),
+        Some(cmd(
+            "a001",
+            b"a001 LOGIN {11}\r\nFRED FOOBAR {7}\r\nfat man",
+            2
+        ))
+    );
+    assert_eq!(f.next_event(), None);
+}
+
+#[test]
+fn rejected_synchronising_literal_drops_the_command() {
+    let mut f = framer();
+    f.feed(b"a APPEND Nope {5}\r\n");
+    assert!(matches!(f.next_event(), Some(Event::SyncLiteral { .. })));
+    f.reject_literal();
+    // The client does not send the literal; its next command is framed normally.
+    assert_eq!(run(&mut f, b"b NOOP\r\n"), vec![cmd("b", b"b NOOP", 0)]);
+}
+
+#[test]
+fn non_synchronising_literals() {
+    let mut f = framer();
+    assert_eq!(
+        run(
+            &mut f,
+            b"a APPEND INBOX (\\Seen) {5+}\r\nab\r\nc\r\nb NOOP\r\n"
+        ),
+        vec![
+            cmd("a", b"a APPEND INBOX (\\Seen) {5+}\r\nab\r\nc", 1),
+            cmd("b", b"b NOOP", 0)
+        ]
+    );
+    // Literal content is never scanned: parentheses, quotes and announcements inside it
+    // mean nothing.
+    assert_eq!(
+        run(&mut f, b"c LOGIN {9+}\r\n((\"{1}\r\n) x\r\n"),
+        vec![cmd("c", b"c LOGIN {9+}\r\n((\"{1}\r\n) x", 1)]
+    );
+}
+
+#[test]
+fn literal8_and_nul() {
+    let mut f = framer();
+    assert_eq!(
+        run(&mut f, b"a APPEND INBOX ~{3+}\r\na\0c\r\n"),
+        vec![cmd("a", b"a APPEND INBOX ~{3+}\r\na\0c", 1)]
+    );
+}
+
+#[test]
+fn announcement_with_bare_lf_is_normalised() {
+    let mut f = framer();
+    assert_eq!(
+        run(&mut f, b"a LOGIN {1+}\nx y\n"),
+        vec![cmd("a", b"a LOGIN {1+}\r\nx y", 1)]
+    );
+}
+
+#[test]
+fn zero_length_literal() {
+    let mut f = framer();
+    assert_eq!(
+        run(&mut f, b"a LOGIN {0+}\r\n {0}\r\n\r\n"),
+        vec![
+            Event::SyncLiteral {
+                tag: "a".into(),
+                verb: "LOGIN".into(),
+                size: 0
+            },
+            cmd("a", b"a LOGIN {0+}\r\n {0}\r\n", 2)
+        ]
+    );
+}
+
+#[test]
+fn huge_synchronising_literal_is_refused_without_allocation() {
+    let mut f = framer();
+    let ev = run(&mut f, b"a APPEND INBOX {999999999999}\r\nb NOOP\r\n");
+    assert_eq!(
+        ev,
+        vec![
+            err(
+                Some("a"),
+                FrameError::LiteralTooBig {
+                    size: 999_999_999_999,
+                    limit: Limits::default().max_append_literal,
+                    append: true
+                }
+            ),
+            cmd("b", b"b NOOP", 0)
+        ]
+    );
+    assert!(f.cmd.capacity() < 1024);
+}
+
+#[test]
+fn huge_non_synchronising_literal_is_fatal() {
+    for input in [
+        &b"a APPEND INBOX {999999999999+}\r\nb NOOP\r\n"[..],
+        b"a APPEND INBOX {99999999999999999999999999999999999999+}\r\n",
+        b"a LOGIN {65537+}\r\n",
+    ] {
+        let mut f = framer();
+        let ev = run(&mut f, input);
+        assert_eq!(ev.len(), 1, "{ev:?}");
+        assert!(
+            matches!(
+                &ev[0],
+                Event::Fatal { tag: Some(t), error: FrameError::LiteralTooBig { .. } } if t == "a"
+            ),
+            "{ev:?}"
+        );
+        // Nothing after it is ever framed.
+        assert_eq!(run(&mut f, b"c NOOP\r\n"), vec![]);
+        assert_eq!(f.buffered(), 0);
+        assert!(f.cmd.capacity() < 1024);
+    }
+}
+
+#[test]
+fn saturating_size_is_too_big_not_text() {
+    // A size that overflows u64 is still an announcement (imap-codec 2.0.0-alpha.10 takes
+    // it for text and would execute the literal's content as commands).
+    let mut f = framer();
+    let ev = run(&mut f, b"a LOGIN {184467440737095516160}\r\nb NOOP\r\n");
+    assert_eq!(
+        ev,
+        vec![
+            err(
+                Some("a"),
+                FrameError::LiteralTooBig {
+                    size: u64::MAX,
+                    limit: Limits::default().max_literal,
+                    append: false
+                }
+            ),
+            cmd("b", b"b NOOP", 0)
+        ]
+    );
+}
+
+#[test]
+fn non_append_literals_have_the_smaller_limit() {
+    let mut f = framer();
+    let limits = Limits::default();
+    f.feed(format!("a SEARCH TEXT {{{}}}\r\n", limits.max_literal + 1).as_bytes());
+    assert_eq!(
+        f.next_event(),
+        Some(err(
+            Some("a"),
+            FrameError::LiteralTooBig {
+                size: limits.max_literal + 1,
+                limit: limits.max_literal,
+                append: false
+            }
+        ))
+    );
+    f.feed(format!("b APPEND INBOX {{{}}}\r\n", limits.max_literal + 1).as_bytes());
+    assert!(matches!(f.next_event(), Some(Event::SyncLiteral { .. })));
+    // The verb is recognised case-insensitively.
+    let mut f = framer();
+    f.feed(format!("b append INBOX {{{}}}\r\n", limits.max_literal + 1).as_bytes());
+    assert!(matches!(f.next_event(), Some(Event::SyncLiteral { verb, .. }) if verb == "APPEND"));
+}
+
+#[test]
+fn literal_minus() {
+    let limits = Limits {
+        literal_minus: true,
+        ..Limits::default()
+    };
+    let mut f = Framer::new(limits);
+    let ok = format!("a APPEND INBOX {{4096+}}\r\n{}\r\n", "x".repeat(4096));
+    let ev = run(&mut f, ok.as_bytes());
+    assert!(matches!(&ev[..], [Event::Command(c)] if c.literals == 1));
+    // 4097 octets non-synchronising: refused with TOOBIG, skipped (it is within the APPEND
+    // limit, so affordable), and the stream stays in sync.
+    let bad = format!(
+        "b APPEND INBOX {{4097+}}\r\n{}\r\nc NOOP\r\n",
+        "y".repeat(4097)
+    );
+    assert_eq!(
+        run(&mut f, bad.as_bytes()),
+        vec![
+            err(
+                Some("b"),
+                FrameError::LiteralTooBig {
+                    size: 4097,
+                    limit: 4096,
+                    append: true
+                }
+            ),
+            cmd("c", b"c NOOP", 0)
+        ]
+    );
+    // Synchronising literals of any size (within limits) are fine.
+    let mut f = Framer::new(limits);
+    let sync = format!("d APPEND INBOX {{5000}}\r\n{}\r\n", "z".repeat(5000));
+    let ev = run(&mut f, sync.as_bytes());
+    assert!(matches!(
+        &ev[..],
+        [Event::SyncLiteral { size: 5000, .. }, Event::Command(_)]
+    ));
+}
+
+#[test]
+fn too_many_literals() {
+    let limits = Limits {
+        max_literals: 2,
+        ..Limits::default()
+    };
+    let mut f = Framer::new(limits);
+    // Non-synchronising: skipped to the real end of the command.
+    assert_eq!(
+        run(
+            &mut f,
+            b"a LOGIN {1+}\r\na {1+}\r\nb {5+}\r\nc NOOP\r\nd NOOP\r\n"
+        ),
+        vec![
+            err(Some("a"), FrameError::TooManyLiterals),
+            cmd("d", b"d NOOP", 0)
+        ]
+    );
+    // Synchronising: refused at once.
+    let mut f = Framer::new(limits);
+    let ev = run(&mut f, b"a LOGIN {1}\r\na {1}\r\nb {5}\r\nd NOOP\r\n");
+    assert_eq!(
+        ev[2..],
+        [
+            err(Some("a"), FrameError::TooManyLiterals),
+            cmd("d", b"d NOOP", 0)
+        ]
+    );
+}
+
+#[test]
+fn command_too_long() {
+    let limits = Limits {
+        max_command: 100,
+        ..Limits::default()
+    };
+    let mut f = Framer::new(limits);
+    let ev = run(&mut f, b"a LOGIN {60}\r\n");
+    assert!(matches!(&ev[..], [Event::SyncLiteral { size: 60, .. }]));
+    let mut f = Framer::new(limits);
+    assert_eq!(
+        run(&mut f, b"a LOGIN {95}\r\nb NOOP\r\n"),
+        vec![
+            err(Some("a"), FrameError::CommandTooLong),
+            cmd("b", b"b NOOP", 0)
+        ]
+    );
+    // Lines count too.
+    let mut f = Framer::new(limits);
+    let input = format!(
+        "a LOGIN {{50+}}\r\n{} {}\r\nb NOOP\r\n",
+        "x".repeat(50),
+        "y".repeat(40)
+    );
+    assert_eq!(
+        run(&mut f, input.as_bytes()),
+        vec![
+            err(Some("a"), FrameError::CommandTooLong),
+            cmd("b", b"b NOOP", 0)
+        ]
+    );
+}
+
+#[test]
+fn long_line_is_discarded_as_it_arrives() {
+    let limits = Limits {
+        max_line: 64,
+        ..Limits::default()
+    };
+    let mut f = Framer::new(limits);
+    f.feed(b"a1 SEARCH ");
+    for _ in 0..1000 {
+        f.feed(&[b'x'; 100]);
+        assert_eq!(f.next_event(), None);
+        // Never buffered.
+        assert!(f.cmd.len() <= 64 && f.buffered() == 0);
+    }
+    assert_eq!(
+        run(&mut f, b"\r\na2 NOOP\r\n"),
+        vec![
+            err(Some("a1"), FrameError::LineTooLong),
+            cmd("a2", b"a2 NOOP", 0)
+        ]
+    );
+    // Exactly at the limit (including CRLF) is fine.
+    let line = format!("a3 {}\r\n", "y".repeat(64 - 5));
+    assert_eq!(line.len(), 64);
+    assert!(matches!(
+        &run(&mut f, line.as_bytes())[..],
+        [Event::Command(_)]
+    ));
+    let line = format!("a4 {}\r\n", "y".repeat(64 - 4));
+    assert_eq!(
+        run(&mut f, line.as_bytes()),
+        vec![err(Some("a4"), FrameError::LineTooLong)]
+    );
+}
+
+#[test]
+fn long_line_with_literal_skips_the_literal() {
+    let limits = Limits {
+        max_line: 32,
+        ..Limits::default()
+    };
+    let mut f = Framer::new(limits);
+    let input = format!(
+        "a SEARCH {} {{8+}}\r\nc NOOP\r\n\r\nb NOOP\r\n",
+        "x".repeat(40)
+    );
+    // The literal "c NOOP\r\n" is skipped, never executed.
+    assert_eq!(
+        run(&mut f, input.as_bytes()),
+        vec![
+            err(Some("a"), FrameError::LineTooLong),
+            cmd("b", b"b NOOP", 0)
+        ]
+    );
+    // With a synchronising literal the command ends at the announcement.
+    let input = format!("a SEARCH {} {{10}}\r\nb NOOP\r\n", "x".repeat(40));
+    assert_eq!(
+        run(&mut f, input.as_bytes()),
+        vec![
+            err(Some("a"), FrameError::LineTooLong),
+            cmd("b", b"b NOOP", 0)
+        ]
+    );
+}
+
+#[test]
+fn deep_nesting() {
+    let mut f = framer();
+    let deep = format!(
+        "a SEARCH {}ALL{}\r\nb NOOP\r\n",
+        "(".repeat(33),
+        ")".repeat(33)
+    );
+    assert_eq!(
+        run(&mut f, deep.as_bytes()),
+        vec![err(Some("a"), FrameError::TooDeep), cmd("b", b"b NOOP", 0)]
+    );
+    let ok = format!("a SEARCH {}ALL{}\r\n", "(".repeat(32), ")".repeat(32));
+    assert!(matches!(
+        &run(&mut f, ok.as_bytes())[..],
+        [Event::Command(_)]
+    ));
+    // Sequential (not nested) parentheses are fine.
+    let flat = format!("a SEARCH {}\r\n", "(ALL) ".repeat(100));
+    assert!(matches!(
+        &run(&mut f, flat.as_bytes())[..],
+        [Event::Command(_)]
+    ));
+    // Parentheses inside quoted strings do not count.
+    let quoted = format!("a SEARCH SUBJECT \"{}\"\r\n", "(".repeat(100));
+    assert!(matches!(
+        &run(&mut f, quoted.as_bytes())[..],
+        [Event::Command(_)]
+    ));
+}
+
+#[test]
+fn quoted_strings_hide_announcements() {
+    let mut f = framer();
+    // Unterminated quoted string: `{5}` is inside it, so the command ends here (and the
+    // parser will reject it).
+    assert_eq!(
+        run(&mut f, b"a LOGIN \"x {5}\r\nb NOOP\r\n"),
+        vec![cmd("a", b"a LOGIN \"x {5}", 0), cmd("b", b"b NOOP", 0)]
+    );
+    // An escaped quote does not end the string.
+    assert_eq!(
+        run(&mut f, b"a LOGIN \"x\\\" {5}\r\n"),
+        vec![cmd("a", b"a LOGIN \"x\\\" {5}", 0)]
+    );
+    // An escaped backslash does.
+    let ev = run(&mut f, b"a LOGIN \"x\\\\\" {5}\r\n");
+    assert!(matches!(&ev[..], [Event::SyncLiteral { size: 5, .. }]));
+}
+
+#[test]
+fn invalid_tags() {
+    let mut f = framer();
+    assert_eq!(
+        run(&mut f, b"+a NOOP\r\n* NOOP\r\n(x) NOOP\r\na{1} NOOP\r\n"),
+        vec![
+            err(None, FrameError::InvalidTag),
+            err(None, FrameError::InvalidTag),
+            err(None, FrameError::InvalidTag),
+            err(None, FrameError::InvalidTag),
+        ]
+    );
+    // A leading space means an empty tag.
+    assert_eq!(
+        run(&mut f, b" NOOP\r\n"),
+        vec![err(None, FrameError::InvalidTag)]
+    );
+    // A tag alone is framed (the parser complains about the missing command).
+    assert_eq!(run(&mut f, b"abc\r\n"), vec![cmd("abc", b"abc", 0)]);
+    // A tag too long to keep is refused.
+    let long = format!("{} NOOP\r\n", "t".repeat(200));
+    assert_eq!(
+        run(&mut f, long.as_bytes()),
+        vec![err(None, FrameError::InvalidTag)]
+    );
+    // An invalid tag followed by a synchronising literal ends at the announcement.
+    assert_eq!(
+        run(&mut f, b"+ LOGIN {5}\r\nb NOOP\r\n"),
+        vec![err(None, FrameError::InvalidTag), cmd("b", b"b NOOP", 0)]
+    );
+}
+
+#[test]
+fn pre_auth_limits() {
+    let mut f = Framer::new(Limits::pre_auth());
+    let ev = run(&mut f, b"a APPEND INBOX {100000+}\r\n");
+    assert!(matches!(&ev[..], [Event::Fatal { .. }]));
+    let mut f = Framer::new(Limits::pre_auth());
+    let ev = run(&mut f, b"a APPEND INBOX {100000}\r\nb NOOP\r\n");
+    assert!(matches!(
+        &ev[..],
+        [
+            Event::Error {
+                error: FrameError::LiteralTooBig { .. },
+                ..
+            },
+            Event::Command(_)
+        ]
+    ));
+    // After login the session raises the limits.
+    f.set_limits(Limits::default());
+    let ev = run(&mut f, b"a APPEND INBOX {100000}\r\n");
+    assert!(matches!(&ev[..], [Event::SyncLiteral { size: 100000, .. }]));
+}
+
+#[test]
+fn expect_line_is_one_shot() {
+    let mut f = framer();
+    f.expect_line(100);
+    assert_eq!(
+        run(&mut f, b"DONE\r\na NOOP\r\n"),
+        vec![Event::Line(b"DONE".to_vec()), cmd("a", b"a NOOP", 0)]
+    );
+    // A plain line is not scanned for literals.
+    f.expect_line(100);
+    assert_eq!(
+        run(&mut f, b"dGVzdA== {5}\r\n"),
+        vec![Event::Line(b"dGVzdA== {5}".to_vec())]
+    );
+    // Empty line (e.g. an empty SASL response).
+    f.expect_line(100);
+    assert_eq!(run(&mut f, b"\r\n"), vec![Event::Line(Vec::new())]);
+    f.expect_line(10);
+    assert_eq!(
+        run(&mut f, b"0123456789ABCDEF\r\nb NOOP\r\n"),
+        vec![err(None, FrameError::LineTooLong), cmd("b", b"b NOOP", 0)]
+    );
+    // Exactly at the limit, including CRLF.
+    f.expect_line(6);
+    assert_eq!(
+        run(&mut f, b"DONE\r\n"),
+        vec![Event::Line(b"DONE".to_vec())]
+    );
+}
+
+#[test]
+fn starttls_injection_is_discarded() {
+    let mut f = framer();
+    f.feed(b"a STARTTLS\r\nb LOGIN evil pass\r\n");
+    assert_eq!(f.next_event(), Some(cmd("a", b"a STARTTLS", 0)));
+    // The session sees STARTTLS and discards whatever followed it.
+    f.discard_input();
+    assert_eq!(f.next_event(), None);
+    assert_eq!(f.buffered(), 0);
+    // Also a partial command.
+    let mut f = framer();
+    f.feed(b"a STARTTLS\r\nb LOG");
+    assert_eq!(f.next_event(), Some(cmd("a", b"a STARTTLS", 0)));
+    assert_eq!(f.next_event(), None);
+    f.discard_input();
+    // The rest of the partial command is framed as a (nonsensical) command of its own.
+    assert_eq!(
+        run(&mut f, b"IN x y\r\nc NOOP\r\n"),
+        vec![cmd("IN", b"IN x y", 0), cmd("c", b"c NOOP", 0)]
+    );
+}
+
+#[test]
+fn big_buffers_are_released_between_commands() {
+    let mut f = framer();
+    let mut input = b"a APPEND INBOX {1000000+}\r\n".to_vec();
+    input.extend(std::iter::repeat_n(b'x', 1_000_000));
+    input.extend_from_slice(b"\r\n");
+    f.feed(&input);
+    assert!(matches!(f.next_event(), Some(Event::Command(c)) if c.bytes.len() > 1_000_000));
+    assert_eq!(f.input.capacity(), 0);
+    assert_eq!(f.cmd.capacity(), 0);
+}
+
+#[test]
+fn input_buffer_is_compacted() {
+    let mut f = framer();
+    for i in 0..10_000 {
+        f.feed(format!("a{i} NOOP\r\n").as_bytes());
+        assert!(matches!(f.next_event(), Some(Event::Command(_))));
+    }
+    assert_eq!(f.buffered(), 0);
+    assert!(f.input.capacity() < 64 * 1024);
+}
+
+// ---- property tests ------------------------------------------------------------------
+
+/// Pieces that make up plausible and implausible command streams.
+fn piece() -> impl Strategy<Value = Vec<u8>> {
+    prop_oneof![
+        Just(b"a NOOP\r\n".to_vec()),
+        Just(b"b LOGIN {3}\r\nabc {0+}\r\n\r\n".to_vec()),
+        Just(b"c APPEND INBOX {4+}\r\n\r\n\r\n\r\n".to_vec()),
+        Just(b"d APPEND INBOX ~{2}\r\n\0\0\r\n".to_vec()),
+        Just(b"e SEARCH ((((((((((((((((((((((((((((((((((((ALL\r\n".to_vec()),
+        Just(b"f LOGIN {999999999999}\r\n".to_vec()),
+        Just(b"g \"quoted {3}\r\n".to_vec()),
+        Just(b"h \"x\\\"\" {2+}\r\n()\r\n".to_vec()),
+        Just(b"\r\n".to_vec()),
+        Just(b"\n".to_vec()),
+        Just(b"+ BAD\r\n".to_vec()),
+        Just(b"i {70000+}\r\n".to_vec()),
+        "[ -~]{0,20}\r\n".prop_map(String::into_bytes),
+        proptest::collection::vec(any::<u8>(), 0..30),
+    ]
+}
+
+fn small_limits() -> Limits {
+    Limits {
+        max_line: 40,
+        max_append_literal: 16,
+        max_literal: 8,
+        max_literals: 3,
+        max_command: 60,
+        max_depth: 4,
+        literal_minus: false,
+    }
+}
+
+fn run_chunked(limits: Limits, input: &[u8], chunks: &[usize]) -> Vec<Event> {
+    let mut f = Framer::new(limits);
+    let mut out = Vec::new();
+    let mut rest = input;
+    let mut i = 0;
+    while !rest.is_empty() {
+        let n = chunks
+            .get(i)
+            .copied()
+            .unwrap_or(rest.len())
+            .clamp(1, rest.len());
+        i += 1;
+        f.feed(&rest[..n]);
+        rest = &rest[n..];
+        out.extend(drain(&mut f));
+        check_bounds(&f, &limits);
+    }
+    out
+}
+
+fn check_bounds(f: &Framer, limits: &Limits) {
+    assert!(f.cmd.len() as u64 <= limits.max_command + 2);
+    assert!(f.head.len() <= HEAD_MAX);
+    assert!(f.depth <= limits.max_depth + 1 || f.error.is_some());
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    #[test]
+    fn chunking_invariance(
+        pieces in proptest::collection::vec(piece(), 0..12),
+        chunks in proptest::collection::vec(1usize..20, 0..40),
+        small in any::<bool>(),
+    ) {
+        let input: Vec<u8> = pieces.concat();
+        let limits = if small { small_limits() } else { Limits::default() };
+        let whole = run_chunked(limits, &input, &[]);
+        let bytewise = run_chunked(limits, &input, &vec![1; input.len()]);
+        let chunked = run_chunked(limits, &input, &chunks);
+        prop_assert_eq!(&whole, &bytewise);
+        prop_assert_eq!(&whole, &chunked);
+    }
+
+    #[test]
+    fn random_bytes_never_panic_and_stay_bounded(
+        input in proptest::collection::vec(any::<u8>(), 0..600),
+        chunks in proptest::collection::vec(1usize..64, 0..20),
+    ) {
+        let limits = small_limits();
+        for ev in run_chunked(limits, &input, &chunks) {
+            match ev {
+                Event::Command(c) => {
+                    prop_assert!(c.bytes.len() as u64 <= limits.max_command + 2);
+                    prop_assert!(is_valid_tag(c.tag.as_bytes()));
+                    prop_assert!(c.bytes.starts_with(c.tag.as_bytes()));
+                    prop_assert!(c.literals <= limits.max_literals);
+                }
+                Event::SyncLiteral { size, .. } => prop_assert!(size <= limits.max_append_literal),
+                Event::Error { tag: Some(t), .. } | Event::Fatal { tag: Some(t), .. } => {
+                    prop_assert!(is_valid_tag(t.as_bytes()));
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// A literal's content never leaks into framing: whatever a (non-synchronising)
+    /// literal holds, the command after it is framed the same.
+    #[test]
+    fn literal_content_is_opaque(content in proptest::collection::vec(any::<u8>(), 0..200)) {
+        let mut input = format!("a APPEND INBOX {{{}+}}\r\n", content.len()).into_bytes();
+        input.extend_from_slice(&content);
+        input.extend_from_slice(b"\r\nz NOOP\r\n");
+        let ev = run_chunked(Limits::default(), &input, &[]);
+        prop_assert_eq!(ev.len(), 2);
+        prop_assert_eq!(&ev[1], &cmd("z", b"z NOOP", 0));
+    }
+}

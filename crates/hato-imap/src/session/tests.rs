@@ -1,0 +1,816 @@
+use super::*;
+use crate::command::{FetchCommand, SearchCommand};
+use crate::sequence::SequenceSet;
+use proptest::prelude::*;
+
+fn tls() -> TlsInfo {
+    TlsInfo {
+        version: "TLSv1.3".into(),
+        cipher: "TLS_AES_128_GCM_SHA256".into(),
+        sni: None,
+    }
+}
+
+fn config(starttls: bool) -> Arc<Config> {
+    Arc::new(Config {
+        starttls,
+        ..Config::default()
+    })
+}
+
+/// A session over implicit TLS, greeted, output drained.
+fn tls_session() -> Session {
+    let mut s = Session::new(config(false), Some(tls()));
+    s.greet();
+    s.output();
+    s
+}
+
+/// A session over TLS, logged in as alice.
+fn logged_in() -> Session {
+    let mut s = tls_session();
+    s.feed(b"l LOGIN alice secret\r\n");
+    assert!(matches!(s.poll(), Action::Authenticate { .. }));
+    s.auth_result(AuthVerdict::Ok);
+    assert_eq!(s.poll(), Action::NeedInput);
+    s.output();
+    s
+}
+
+/// Logged in with INBOX selected.
+fn selected(read_only: bool) -> Session {
+    let mut s = logged_in();
+    s.feed(if read_only {
+        b"s EXAMINE INBOX\r\n"
+    } else {
+        b"s SELECT INBOX\r\n"
+    });
+    assert!(matches!(s.poll(), Action::Execute(_)));
+    s.command_done(Outcome::ok(vec![]));
+    assert_eq!(s.poll(), Action::NeedInput);
+    s.output();
+    s
+}
+
+fn out(s: &mut Session) -> String {
+    String::from_utf8(s.output()).unwrap()
+}
+
+/// Feeds, polls, returns (action, output).
+fn step(s: &mut Session, input: &[u8]) -> (Action, String) {
+    s.feed(input);
+    let a = s.poll();
+    (a, out(s))
+}
+
+#[test]
+fn greeting_and_capabilities_before_tls() {
+    let mut s = Session::new(config(true), None);
+    s.greet();
+    let greeting = out(&mut s);
+    assert_eq!(
+        greeting,
+        "* OK [CAPABILITY IMAP4rev2 IMAP4rev1 STARTTLS LOGINDISABLED LITERAL+ ID ENABLE] localhost hato IMAP server ready\r\n"
+    );
+    let (a, o) = step(&mut s, b"a CAPABILITY\r\n");
+    assert_eq!(a, Action::NeedInput);
+    assert_eq!(
+        o,
+        "* CAPABILITY IMAP4rev2 IMAP4rev1 STARTTLS LOGINDISABLED LITERAL+ ID ENABLE\r\na OK CAPABILITY completed\r\n"
+    );
+    assert!(!o.contains("AUTH="));
+}
+
+#[test]
+fn capabilities_over_tls() {
+    let mut s = Session::new(config(false), Some(tls()));
+    s.greet();
+    let g = out(&mut s);
+    assert!(g.contains("AUTH=PLAIN SASL-IR"), "{g}");
+    assert!(
+        !g.contains("STARTTLS") && !g.contains("LOGINDISABLED"),
+        "{g}"
+    );
+    let mut s = logged_in();
+    let caps = s.capabilities().join(" ");
+    assert!(!caps.contains("AUTH=PLAIN"), "{caps}");
+    for c in [
+        "IMAP4rev2",
+        "IDLE",
+        "UIDPLUS",
+        "MOVE",
+        "CONDSTORE",
+        "QRESYNC",
+        "ESEARCH",
+        "LIST-EXTENDED",
+        "SPECIAL-USE",
+        "APPENDLIMIT=26214400",
+    ] {
+        assert!(caps.split(' ').any(|x| x == c), "{c} missing from {caps}");
+    }
+    let (_, o) = step(&mut s, b"c capability\r\n");
+    assert!(o.starts_with("* CAPABILITY IMAP4rev2 "));
+}
+
+#[test]
+fn no_login_before_tls() {
+    let mut s = Session::new(config(true), None);
+    s.greet();
+    s.output();
+    let (a, o) = step(&mut s, b"a LOGIN alice secret\r\n");
+    assert_eq!(a, Action::NeedInput);
+    assert_eq!(
+        o,
+        "a NO [PRIVACYREQUIRED] Login is disabled until STARTTLS\r\n"
+    );
+    let (a, o) = step(&mut s, b"b AUTHENTICATE PLAIN AGFsaWNlAHNlY3JldA==\r\n");
+    assert_eq!(a, Action::NeedInput);
+    assert!(o.starts_with("b NO [PRIVACYREQUIRED]"), "{o}");
+    // Without STARTTLS offered (plaintext-only listener) it stays refused.
+    let mut s = Session::new(config(false), None);
+    s.greet();
+    assert!(!out(&mut s).contains("STARTTLS"));
+    let (_, o) = step(&mut s, b"a LOGIN alice secret\r\n");
+    assert!(o.starts_with("a NO [PRIVACYREQUIRED]"));
+}
+
+#[test]
+fn starttls_discards_injected_commands() {
+    let mut s = Session::new(config(true), None);
+    s.greet();
+    s.output();
+    let (a, o) = step(
+        &mut s,
+        b"a STARTTLS\r\nb LOGIN evil pass\r\nc CAPABILITY\r\n",
+    );
+    assert_eq!(a, Action::StartTls);
+    assert_eq!(o, "a OK Begin TLS negotiation now\r\n");
+    // Still StartTls, and input before the handshake is dropped.
+    s.feed(b"d LOGIN evil pass\r\n");
+    assert_eq!(s.poll(), Action::StartTls);
+    s.tls_established(tls());
+    assert_eq!(s.poll(), Action::NeedInput);
+    assert_eq!(out(&mut s), "");
+    // Fresh state; AUTH=PLAIN now offered.
+    let (_, o) = step(&mut s, b"e CAPABILITY\r\n");
+    assert!(o.contains("AUTH=PLAIN") && !o.contains("STARTTLS"), "{o}");
+    let (a, _) = step(&mut s, b"f LOGIN alice secret\r\n");
+    assert!(matches!(a, Action::Authenticate { ref username, .. } if username == "alice"));
+}
+
+#[test]
+fn starttls_not_available() {
+    let mut s = tls_session();
+    let (_, o) = step(&mut s, b"a STARTTLS\r\n");
+    assert_eq!(o, "a BAD STARTTLS not available\r\n");
+    let mut s = Session::new(config(false), None);
+    s.greet();
+    s.output();
+    let (a, o) = step(&mut s, b"a STARTTLS\r\n");
+    assert_eq!(a, Action::NeedInput);
+    assert_eq!(o, "a BAD STARTTLS not available\r\n");
+}
+
+#[test]
+fn login_flow() {
+    let mut s = tls_session();
+    let (a, o) = step(&mut s, b"a1 LOGIN alice \"s3 cret\"\r\na2 NOOP\r\n");
+    assert_eq!(
+        a,
+        Action::Authenticate {
+            username: "alice".into(),
+            password: "s3 cret".into()
+        }
+    );
+    assert_eq!(o, "");
+    // Polling again repeats the pending action; the pipelined NOOP waits.
+    assert_eq!(s.poll(), a);
+    assert!(!format!("{a:?}").contains("s3 cret"));
+    s.auth_result(AuthVerdict::Ok);
+    assert_eq!(s.poll(), Action::NeedInput);
+    let o = out(&mut s);
+    assert!(o.starts_with("a1 OK [CAPABILITY IMAP4rev2 "), "{o}");
+    assert!(
+        o.ends_with("] Logged in\r\na2 OK NOOP completed\r\n"),
+        "{o}"
+    );
+    assert_eq!(s.state(), &State::Authenticated);
+    assert_eq!(s.user(), Some("alice"));
+    // A second LOGIN is a protocol error.
+    let (_, o) = step(&mut s, b"a3 LOGIN alice secret\r\n");
+    assert_eq!(o, "a3 BAD Already authenticated\r\n");
+}
+
+#[test]
+fn login_failures() {
+    let mut s = tls_session();
+    step(&mut s, b"a LOGIN alice wrong\r\n");
+    s.auth_result(AuthVerdict::Failed);
+    assert_eq!(s.poll(), Action::NeedInput);
+    assert_eq!(
+        out(&mut s),
+        "a NO [AUTHENTICATIONFAILED] Authentication failed\r\n"
+    );
+    assert_eq!(s.state(), &State::NotAuthenticated);
+    // Empty password: refused without asking the driver.
+    let (a, o) = step(&mut s, b"b LOGIN alice \"\"\r\n");
+    assert_eq!(a, Action::NeedInput);
+    assert!(o.starts_with("b NO [AUTHENTICATIONFAILED]"));
+    step(&mut s, b"c LOGIN alice x\r\n");
+    s.auth_result(AuthVerdict::Throttled);
+    assert_eq!(s.poll(), Action::Close);
+    assert_eq!(
+        out(&mut s),
+        "c NO [UNAVAILABLE] Too many failed authentication attempts, try again later\r\n\
+         * BYE Too many failed authentication attempts\r\n"
+    );
+    assert_eq!(s.stats().auth_failures, 3);
+    // Results that match nothing pending are ignored.
+    s.auth_result(AuthVerdict::Ok);
+    assert_eq!(s.state(), &State::Logout);
+}
+
+#[test]
+fn authenticate_plain() {
+    // SASL-IR (RFC 4959).
+    let mut s = tls_session();
+    let (a, _) = step(&mut s, b"a AUTHENTICATE PLAIN AGFsaWNlAHNlY3JldA==\r\n");
+    assert_eq!(
+        a,
+        Action::Authenticate {
+            username: "alice".into(),
+            password: "secret".into()
+        }
+    );
+    s.auth_result(AuthVerdict::Ok);
+    s.poll();
+    assert!(out(&mut s).starts_with("a OK [CAPABILITY"));
+    // With a continuation.
+    let mut s = tls_session();
+    let (a, o) = step(&mut s, b"a AUTHENTICATE PLAIN\r\n");
+    assert_eq!((a, o.as_str()), (Action::NeedInput, "+ \r\n"));
+    let (a, _) = step(&mut s, b"YWxpY2UAYWxpY2UAc2VjcmV0\r\n"); // alice\0alice\0secret
+    assert!(matches!(a, Action::Authenticate { ref username, .. } if username == "alice"));
+    // Cancel.
+    let mut s = tls_session();
+    step(&mut s, b"a AUTHENTICATE PLAIN\r\n");
+    let (_, o) = step(&mut s, b"*\r\n");
+    assert_eq!(o, "a BAD AUTHENTICATE cancelled\r\n");
+    // The session reads commands again.
+    let (_, o) = step(&mut s, b"b NOOP\r\n");
+    assert_eq!(o, "b OK NOOP completed\r\n");
+    // Bad base64, malformed PLAIN, proxy authorization, unknown mechanism.
+    let mut s = tls_session();
+    step(&mut s, b"a AUTHENTICATE PLAIN\r\n");
+    let (_, o) = step(&mut s, b"%%%\r\n");
+    assert_eq!(o, "a BAD Invalid base64\r\n");
+    let (_, o) = step(&mut s, b"b AUTHENTICATE PLAIN YWxpY2U=\r\n");
+    assert_eq!(o, "b BAD Invalid PLAIN message\r\n");
+    let (a, o) = step(&mut s, b"c AUTHENTICATE PLAIN Ym9iAGFsaWNlAHNlY3JldA==\r\n"); // bob\0alice\0secret
+    assert_eq!(a, Action::NeedInput);
+    assert!(o.starts_with("c NO [AUTHENTICATIONFAILED]"));
+    let (_, o) = step(&mut s, b"d AUTHENTICATE CRAM-MD5\r\n");
+    assert_eq!(o, "d NO [CANNOT] Unsupported authentication mechanism\r\n");
+    // An over-long SASL line.
+    let mut s = tls_session();
+    step(&mut s, b"a AUTHENTICATE PLAIN\r\n");
+    let long = vec![b'A'; AUTH_LINE_MAX + 10];
+    s.feed(&long);
+    let (_, o) = step(&mut s, b"\r\n");
+    assert_eq!(o, "a BAD Line too long\r\n");
+}
+
+#[test]
+fn commands_in_the_wrong_state() {
+    let mut s = tls_session();
+    for (cmd, reply) in [
+        (&b"a SELECT INBOX\r\n"[..], "a BAD Not authenticated\r\n"),
+        (b"b FETCH 1 FLAGS\r\n", "b BAD No mailbox selected\r\n"),
+        (b"c UID FETCH 1 FLAGS\r\n", "c BAD No mailbox selected\r\n"),
+        (b"d IDLE\r\n", "d BAD Not authenticated\r\n"),
+        (b"e ENABLE CONDSTORE\r\n", "e BAD Not authenticated\r\n"),
+    ] {
+        let (a, o) = step(&mut s, cmd);
+        assert_eq!((a, o.as_str()), (Action::NeedInput, reply));
+    }
+    let mut s = logged_in();
+    for (cmd, reply) in [
+        (&b"a EXPUNGE\r\n"[..], "a BAD No mailbox selected\r\n"),
+        (b"b CLOSE\r\n", "b BAD No mailbox selected\r\n"),
+        (
+            b"c STORE 1 +FLAGS (\\Seen)\r\n",
+            "c BAD No mailbox selected\r\n",
+        ),
+        (
+            b"d AUTHENTICATE PLAIN\r\n",
+            "d BAD Already authenticated\r\n",
+        ),
+        (b"e STARTTLS\r\n", "e BAD Already authenticated\r\n"),
+        (b"f FROB\r\n", "f BAD unknown command\r\n"),
+    ] {
+        let (a, o) = step(&mut s, cmd);
+        assert_eq!((a, o.as_str()), (Action::NeedInput, reply));
+    }
+    let mut s = selected(false);
+    let (_, o) = step(&mut s, b"a ENABLE QRESYNC\r\n");
+    assert_eq!(o, "a BAD ENABLE is not allowed after SELECT\r\n");
+}
+
+#[test]
+fn execute_and_state_transitions() {
+    let mut s = logged_in();
+    let (a, o) = step(&mut s, b"a SELECT INBOX\r\nb UID FETCH 1:* FLAGS\r\n");
+    assert_eq!(o, "");
+    let Action::Execute(cmd) = a else {
+        panic!("{a:?}")
+    };
+    assert_eq!(cmd.tag, "a");
+    assert!(
+        matches!(cmd.body, CommandBody::Select { ref mailbox, read_only: false, .. } if mailbox == "INBOX")
+    );
+    s.command_done(Outcome {
+        untagged: vec![
+            Response::Data(Data::Exists(3)),
+            Response::untagged(StatusKind::Ok, Some(Code::UidValidity(7)), "UIDs valid"),
+        ],
+        kind: StatusKind::Ok,
+        code: Some(Code::ReadWrite),
+        text: String::new(),
+    });
+    assert_eq!(
+        s.state(),
+        &State::Selected {
+            mailbox: "INBOX".into(),
+            read_only: false
+        }
+    );
+    // The pipelined FETCH follows.
+    let a = s.poll();
+    assert!(matches!(
+        a,
+        Action::Execute(Command {
+            body: CommandBody::Fetch(FetchCommand { uid: true, .. }),
+            ..
+        })
+    ));
+    assert_eq!(
+        out(&mut s),
+        "* 3 EXISTS\r\n* OK [UIDVALIDITY 7] UIDs valid\r\na OK [READ-WRITE] SELECT completed\r\n"
+    );
+    s.command_done(Outcome::ok(vec![]));
+    s.poll();
+    assert_eq!(out(&mut s), "b OK UID FETCH completed\r\n");
+    // A failed SELECT leaves no mailbox selected (RFC 9051 §6.3.2).
+    let (a, _) = step(&mut s, b"c SELECT nope\r\n");
+    assert!(matches!(a, Action::Execute(_)));
+    s.command_done(Outcome::no(Some(Code::NonExistent), "No such mailbox"));
+    s.poll();
+    assert_eq!(out(&mut s), "c NO [NONEXISTENT] No such mailbox\r\n");
+    assert_eq!(s.state(), &State::Authenticated);
+    // CLOSE / UNSELECT deselect.
+    let mut s = selected(false);
+    let (a, _) = step(&mut s, b"d CLOSE\r\n");
+    assert!(matches!(a, Action::Execute(_)));
+    s.command_done(Outcome::ok(vec![]));
+    assert_eq!(s.state(), &State::Authenticated);
+    let mut s = selected(false);
+    step(&mut s, b"d UNSELECT\r\n");
+    s.command_done(Outcome::ok(vec![]));
+    assert_eq!(s.state(), &State::Authenticated);
+    // A BAD outcome counts as an error; mismatched results are ignored.
+    let mut s = selected(false);
+    s.command_done(Outcome::ok(vec![]));
+    s.auth_result(AuthVerdict::Ok);
+    step(&mut s, b"e NOOP\r\n");
+    s.command_done(Outcome {
+        kind: StatusKind::Bad,
+        ..Outcome::no(None, "x")
+    });
+    assert_eq!(s.stats().errors, 1);
+}
+
+#[test]
+fn authenticated_commands_go_to_the_driver() {
+    let mut s = logged_in();
+    for input in [
+        &b"a CREATE foo\r\n"[..],
+        b"a DELETE foo\r\n",
+        b"a RENAME foo bar\r\n",
+        b"a SUBSCRIBE foo\r\n",
+        b"a UNSUBSCRIBE foo\r\n",
+        b"a LIST \"\" *\r\n",
+        b"a LSUB \"\" *\r\n",
+        b"a STATUS INBOX (MESSAGES)\r\n",
+        b"a APPEND INBOX {1+}\r\nx\r\n",
+        b"a GETQUOTAROOT INBOX\r\n",
+        b"a GETQUOTA \"\"\r\n",
+    ] {
+        let (a, _) = step(&mut s, input);
+        assert!(matches!(a, Action::Execute(_)), "{a:?}");
+        s.command_done(Outcome::ok(vec![]));
+        s.output();
+    }
+}
+
+#[test]
+fn read_only_mailbox() {
+    let mut s = selected(true);
+    for cmd in [
+        &b"a STORE 1 +FLAGS (\\Seen)\r\n"[..],
+        b"a UID EXPUNGE 1\r\n",
+        b"a EXPUNGE\r\n",
+        b"a MOVE 1 Trash\r\n",
+    ] {
+        let (a, o) = step(&mut s, cmd);
+        assert_eq!(
+            (a, o.as_str()),
+            (
+                Action::NeedInput,
+                "a NO [READ-ONLY] Mailbox is read-only\r\n"
+            )
+        );
+    }
+    // Reading and copying are fine.
+    let (a, _) = step(&mut s, b"b COPY 1 Trash\r\n");
+    assert!(matches!(a, Action::Execute(_)));
+}
+
+#[test]
+fn enable_and_condstore_rules() {
+    let mut s = logged_in();
+    let (_, o) = step(&mut s, b"a SELECT INBOX (QRESYNC (1 2))\r\n");
+    assert_eq!(o, "a BAD QRESYNC is not enabled\r\n");
+    let (_, o) = step(&mut s, b"b ENABLE qresync X-UNKNOWN\r\n");
+    assert_eq!(o, "* ENABLED QRESYNC\r\nb OK ENABLE completed\r\n");
+    assert!(s.enabled().condstore && s.enabled().qresync);
+    let (_, o) = step(&mut s, b"c ENABLE CONDSTORE QRESYNC\r\n");
+    assert_eq!(o, "* ENABLED\r\nc OK ENABLE completed\r\n");
+    let (a, _) = step(&mut s, b"d SELECT INBOX (QRESYNC (1 2))\r\n");
+    assert!(matches!(a, Action::Execute(_)));
+    // VANISHED needs QRESYNC.
+    let mut s = selected(false);
+    let (_, o) = step(
+        &mut s,
+        b"e UID FETCH 1:* FLAGS (CHANGEDSINCE 1 VANISHED)\r\n",
+    );
+    assert_eq!(o, "e BAD QRESYNC is not enabled\r\n");
+    // CONDSTORE-enabling commands (RFC 7162 §3.1).
+    assert!(!s.enabled().condstore);
+    let (a, _) = step(&mut s, b"f FETCH 1 (FLAGS MODSEQ)\r\n");
+    assert!(matches!(a, Action::Execute(_)));
+    assert!(s.enabled().condstore);
+    for input in [
+        &b"g SEARCH NOT (MODSEQ 5)\r\n"[..],
+        b"g STORE 1 (UNCHANGEDSINCE 5) +FLAGS (\\Seen)\r\n",
+        b"g UID FETCH 1 FLAGS (CHANGEDSINCE 3)\r\n",
+    ] {
+        let mut s = selected(false);
+        let (a, _) = step(&mut s, input);
+        assert!(matches!(a, Action::Execute(_)));
+        assert!(
+            s.enabled().condstore,
+            "{:?}",
+            String::from_utf8_lossy(input)
+        );
+    }
+    let mut s = logged_in();
+    step(&mut s, b"h SELECT INBOX (CONDSTORE)\r\n");
+    assert!(s.enabled().condstore);
+}
+
+#[test]
+fn imap4rev2_uses_utf8_names() {
+    let mut s = logged_in();
+    let (_, o) = step(&mut s, b"a ENABLE IMAP4rev2\r\n");
+    assert_eq!(o, "* ENABLED IMAP4rev2\r\na OK ENABLE completed\r\n");
+    assert!(s.encode_options().utf8);
+    let (a, _) = step(&mut s, b"b CREATE \"A&-B\"\r\n");
+    let Action::Execute(Command {
+        body: CommandBody::Create { mailbox, .. },
+        ..
+    }) = a
+    else {
+        panic!()
+    };
+    assert_eq!(mailbox, "A&-B");
+    s.command_done(Outcome {
+        untagged: vec![Response::Data(Data::List(crate::response::ListItem {
+            delimiter: Some('/'),
+            name: "Entwürfe".into(),
+            ..Default::default()
+        }))],
+        ..Outcome::ok(vec![])
+    });
+    assert_eq!(
+        out(&mut s),
+        "* LIST () \"/\" \"Entwürfe\"\r\nb OK CREATE completed\r\n"
+    );
+    // A rev1 client gets modified UTF-7.
+    let mut s = logged_in();
+    let (a, _) = step(&mut s, b"b CREATE \"A&-B\"\r\n");
+    assert!(
+        matches!(a, Action::Execute(Command { body: CommandBody::Create { ref mailbox, .. }, .. }) if mailbox == "A&B")
+    );
+}
+
+#[test]
+fn idle() {
+    let mut s = selected(false);
+    let (a, o) = step(&mut s, b"a IDLE\r\n");
+    assert_eq!((a, o.as_str()), (Action::Idle, "+ idling\r\n"));
+    s.idle_update(vec![Response::Data(Data::Exists(4))]);
+    assert_eq!(s.poll(), Action::Idle);
+    assert_eq!(out(&mut s), "* 4 EXISTS\r\n");
+    let (a, o) = step(&mut s, b"DO");
+    assert_eq!((a, o.as_str()), (Action::Idle, ""));
+    let (a, o) = step(&mut s, b"NE\r\n");
+    assert_eq!(
+        (a, o.as_str()),
+        (Action::NeedInput, "a OK IDLE terminated\r\n")
+    );
+    // Updates outside IDLE are ignored.
+    s.idle_update(vec![Response::Data(Data::Exists(5))]);
+    assert_eq!(out(&mut s), "");
+    // Anything but DONE ends IDLE with BAD.
+    step(&mut s, b"b IDLE\r\n");
+    let (a, o) = step(&mut s, b"c NOOP\r\n");
+    assert_eq!(
+        (a, o.as_str()),
+        (Action::NeedInput, "b BAD Expected DONE\r\n")
+    );
+    // IDLE in the authenticated state is allowed; an over-long line ends it.
+    let mut s = logged_in();
+    step(&mut s, b"d IDLE\r\n");
+    let (_, o) = step(&mut s, &[b'x'; 200]);
+    assert_eq!(o, "");
+    let (_, o) = step(&mut s, b"\r\n");
+    assert_eq!(o, "d BAD Expected DONE\r\n");
+}
+
+#[test]
+fn pipelined_idle_and_sasl() {
+    // DONE and the next command in the same segment as IDLE.
+    let mut s = selected(false);
+    let (a, o) = step(&mut s, b"a IDLE\r\nDONE\r\nb NOOP\r\n");
+    assert!(matches!(a, Action::Execute(_)), "{a:?}");
+    assert_eq!(o, "+ idling\r\na OK IDLE terminated\r\n");
+    // The SASL response pipelined after AUTHENTICATE.
+    let mut s = tls_session();
+    let (a, o) = step(&mut s, b"a AUTHENTICATE PLAIN\r\nAGFsaWNlAHNlY3JldA==\r\n");
+    assert!(matches!(a, Action::Authenticate { .. }));
+    assert_eq!(o, "+ \r\n");
+}
+
+#[test]
+fn literals_and_limits() {
+    // Synchronising literal: continuation request, then the command.
+    let mut s = tls_session();
+    let (a, o) = step(&mut s, b"a LOGIN {5}\r\n");
+    assert_eq!(
+        (a, o.as_str()),
+        (Action::NeedInput, "+ Ready for literal data\r\n")
+    );
+    let (a, _) = step(&mut s, b"alice {6}\r\n");
+    assert_eq!(a, Action::NeedInput);
+    let (a, _) = step(&mut s, b"secret\r\n");
+    assert!(matches!(a, Action::Authenticate { .. }));
+    // Before login: no APPEND upload starts.
+    let mut s = tls_session();
+    let (_, o) = step(&mut s, b"a APPEND INBOX {100}\r\nb NOOP\r\n");
+    assert_eq!(
+        o,
+        "a BAD Command not valid in this state\r\nb OK NOOP completed\r\n"
+    );
+    // ... and the pre-auth limits apply to everything.
+    let (_, o) = step(&mut s, b"c LOGIN {100000}\r\n");
+    assert_eq!(
+        o,
+        "c BAD [TOOBIG] literal too big (100000 octets, limit 8192)\r\n"
+    );
+    // Over APPENDLIMIT after login: NO [TOOBIG] (RFC 7889).
+    let mut s = logged_in();
+    let (_, o) = step(&mut s, b"d APPEND INBOX {999999999999}\r\n");
+    assert_eq!(o, "d NO [TOOBIG] Message exceeds the APPENDLIMIT\r\n");
+    let (a, o) = step(&mut s, b"e APPEND INBOX {100000}\r\n");
+    assert_eq!(
+        (a, o.as_str()),
+        (Action::NeedInput, "+ Ready for literal data\r\n")
+    );
+    // A huge non-synchronising literal cannot be skipped: BAD, BYE, close.
+    let mut s = logged_in();
+    let (a, o) = step(&mut s, b"f APPEND INBOX {999999999999+}\r\ng LOGOUT\r\n");
+    assert_eq!(a, Action::Close);
+    assert_eq!(
+        o,
+        "f NO [TOOBIG] Message exceeds the APPENDLIMIT\r\n* BYE Literal too big, closing connection\r\n"
+    );
+    let mut s = tls_session();
+    let (a, o) = step(&mut s, b"f LOGIN {999999+}\r\n");
+    assert_eq!(a, Action::Close);
+    assert!(
+        o.starts_with("f BAD [TOOBIG]")
+            && o.ends_with("* BYE Literal too big, closing connection\r\n"),
+        "{o}"
+    );
+}
+
+#[test]
+fn syntax_errors_and_error_limit() {
+    let mut s = Session::new(
+        Arc::new(Config {
+            max_errors: 3,
+            ..Config::default()
+        }),
+        Some(tls()),
+    );
+    s.greet();
+    s.output();
+    let (_, o) = step(&mut s, b"a NOOP extra\r\n");
+    assert_eq!(o, "a BAD unexpected arguments\r\n");
+    let (_, o) = step(&mut s, b"+x NOOP\r\n");
+    assert_eq!(o, "* BAD invalid tag\r\n");
+    let (a, o) = step(&mut s, b"c FROB\r\nd NOOP\r\n");
+    assert_eq!(a, Action::Close);
+    assert_eq!(o, "c BAD unknown command\r\n* BYE Too many errors\r\n");
+    assert_eq!(s.state(), &State::Logout);
+}
+
+#[test]
+fn search_badcharset() {
+    let mut s = selected(false);
+    let (a, o) = step(&mut s, b"a SEARCH CHARSET KOI8-R TEXT x\r\n");
+    assert_eq!(a, Action::NeedInput);
+    assert_eq!(
+        o,
+        "a NO [BADCHARSET (UTF-8 US-ASCII)] Unsupported charset\r\n"
+    );
+    let (a, _) = step(&mut s, b"b UID SEARCH RETURN (SAVE) UNSEEN\r\n");
+    assert!(matches!(
+        a,
+        Action::Execute(Command {
+            body: CommandBody::Search(SearchCommand { uid: true, .. }),
+            ..
+        })
+    ));
+    s.command_done(Outcome::ok(vec![]));
+    let (a, _) = step(&mut s, b"c FETCH $ FLAGS\r\n");
+    assert!(matches!(
+        a,
+        Action::Execute(Command {
+            body: CommandBody::Fetch(FetchCommand {
+                set: SequenceSet::Saved,
+                ..
+            }),
+            ..
+        })
+    ));
+}
+
+#[test]
+fn any_state_commands() {
+    let mut s = Session::new(config(true), None);
+    s.greet();
+    s.output();
+    let (_, o) = step(&mut s, b"a ID (\"name\" \"x\")\r\nb NOOP\r\n");
+    assert_eq!(
+        o,
+        "* ID (\"name\" \"hato\")\r\na OK ID completed\r\nb OK NOOP completed\r\n"
+    );
+    let mut s = logged_in();
+    let (_, o) = step(&mut s, b"c NAMESPACE\r\n");
+    assert_eq!(
+        o,
+        "* NAMESPACE ((\"\" \"/\")) NIL NIL\r\nc OK NAMESPACE completed\r\n"
+    );
+    // NOOP in the selected state goes to the driver (it reports mailbox changes).
+    let mut s = selected(false);
+    let (a, _) = step(&mut s, b"d NOOP\r\n");
+    assert!(matches!(a, Action::Execute(_)));
+}
+
+#[test]
+fn logout_timeout_shutdown() {
+    let mut s = logged_in();
+    let (a, o) = step(&mut s, b"a LOGOUT\r\nb NOOP\r\n");
+    assert_eq!(a, Action::Close);
+    assert_eq!(o, "* BYE Logging out\r\na OK LOGOUT completed\r\n");
+    assert_eq!(s.poll(), Action::Close);
+    s.feed(b"c NOOP\r\n");
+    assert_eq!(s.poll(), Action::Close);
+    assert_eq!(out(&mut s), "");
+    let mut s = logged_in();
+    s.timeout();
+    assert_eq!(s.poll(), Action::Close);
+    assert_eq!(out(&mut s), "* BYE Autologout; idle for too long\r\n");
+    let mut s = tls_session();
+    s.shutdown();
+    s.shutdown();
+    assert_eq!(s.poll(), Action::Close);
+    assert_eq!(out(&mut s), "* BYE Server shutting down\r\n");
+}
+
+#[test]
+fn debug_output_has_no_secrets() {
+    let mut s = tls_session();
+    s.feed(b"a LOGIN alice hunter2\r\nb LOGIN bob swordfish");
+    let a = s.poll();
+    let dbg = format!("{a:?} {s:?}");
+    assert!(
+        !dbg.contains("hunter2") && !dbg.contains("swordfish"),
+        "{dbg}"
+    );
+}
+
+// ---- property tests ------------------------------------------------------------------
+
+/// A driver that answers every action; returns the output.
+fn drive(s: &mut Session, input: &[u8], chunks: &[usize]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut rest = input;
+    let mut i = 0;
+    for _ in 0..10_000 {
+        match s.poll() {
+            Action::NeedInput | Action::Idle => {
+                out.extend(s.output());
+                if rest.is_empty() {
+                    break;
+                }
+                let n = chunks
+                    .get(i)
+                    .copied()
+                    .unwrap_or(rest.len())
+                    .clamp(1, rest.len());
+                i += 1;
+                s.feed(&rest[..n]);
+                rest = &rest[n..];
+            }
+            Action::StartTls => s.tls_established(tls()),
+            Action::Close => break,
+            Action::Authenticate { .. } => s.auth_result(AuthVerdict::Ok),
+            Action::Execute(_) => {
+                s.command_done(Outcome::ok(vec![Response::Data(Data::Exists(1))]))
+            }
+        }
+    }
+    out.extend(s.output());
+    out
+}
+
+fn piece() -> impl Strategy<Value = Vec<u8>> {
+    prop_oneof![
+        Just(b"a LOGIN alice secret\r\n".to_vec()),
+        Just(b"a STARTTLS\r\n".to_vec()),
+        Just(b"b SELECT INBOX\r\n".to_vec()),
+        Just(b"b EXAMINE INBOX\r\n".to_vec()),
+        Just(b"c UID FETCH 1:* (FLAGS) (CHANGEDSINCE 1 VANISHED)\r\n".to_vec()),
+        Just(b"c ENABLE QRESYNC IMAP4rev2\r\n".to_vec()),
+        Just(b"d IDLE\r\n".to_vec()),
+        Just(b"DONE\r\n".to_vec()),
+        Just(b"e AUTHENTICATE PLAIN\r\n".to_vec()),
+        Just(b"AGFsaWNlAHNlY3JldA==\r\n".to_vec()),
+        Just(b"f APPEND INBOX {3}\r\nabc\r\n".to_vec()),
+        Just(b"f APPEND INBOX {999999999999+}\r\n".to_vec()),
+        Just(b"g STORE 1 +FLAGS (\\Seen)\r\n".to_vec()),
+        Just(b"h CLOSE\r\n".to_vec()),
+        Just(b"i LOGOUT\r\n".to_vec()),
+        "[ -~]{0,20}\r\n".prop_map(String::into_bytes),
+        proptest::collection::vec(any::<u8>(), 0..20),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    #[test]
+    fn random_sessions_never_panic(
+        pieces in proptest::collection::vec(piece(), 0..15),
+        chunks in proptest::collection::vec(1usize..30, 0..30),
+        starttls in any::<bool>(),
+    ) {
+        let input = pieces.concat();
+        let mut s = Session::new(config(starttls), if starttls { None } else { Some(tls()) });
+        s.greet();
+        let out = drive(&mut s, &input, &chunks);
+        // Every response line is well formed: it starts with "* ", "+ " or a tag.
+        prop_assert!(out.ends_with(b"\r\n") || out.is_empty());
+        // Chunking does not change the conversation, except across STARTTLS, where
+        // bytes that arrived with the command are discarded by design.
+        if input.windows(8).any(|w| w.eq_ignore_ascii_case(b"STARTTLS")) {
+            return Ok(());
+        }
+        let mut s2 = Session::new(config(starttls), if starttls { None } else { Some(tls()) });
+        s2.greet();
+        let out2 = drive(&mut s2, &input, &vec![1; input.len()]);
+        prop_assert_eq!(out, out2);
+    }
+}
+
+#[test]
+fn idle_session_is_small() {
+    // The benchmark target is memory per idle connection; keep the state machine lean.
+    let size = std::mem::size_of::<Session>();
+    assert!(size <= 1024, "Session is {size} bytes");
+    let mut s = logged_in();
+    let _ = step(&mut s, b"a NOOP\r\n");
+    assert_eq!(s.framer.buffered(), 0);
+}

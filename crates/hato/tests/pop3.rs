@@ -1,0 +1,1331 @@
+//! POP3 with real clients against the real binary: Python's poplib (STLS and implicit TLS), curl,
+//! fetchmail and openssl s_client, plus byte-exact conversations for the security rules (STLS
+//! injection, the maildrop lock, deletion only at QUIT, the AUTH throttle shared with SMTP). Mail
+//! reaches the INBOX over SMTP first. Each test starts its own server.
+
+mod common;
+
+use std::collections::HashMap;
+use std::process::Command;
+
+use common::*;
+
+/// Parses "KEY rest of line" lines printed by the Python scripts.
+fn results(out: &CmdOutput) -> HashMap<String, String> {
+    assert!(out.status.success(), "script failed:\n{}", out.all());
+    out.stdout
+        .lines()
+        .filter_map(|l| l.split_once(' '))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+}
+
+fn get<'a>(r: &'a HashMap<String, String>, key: &str) -> &'a str {
+    r.get(key)
+        .unwrap_or_else(|| panic!("no {key} in the script output: {r:#?}"))
+}
+
+/// A message as a sender would submit it (CRLF line endings, ending in CRLF).
+fn message(subject: &str, body_lines: &[&str]) -> String {
+    let mut m = format!(
+        "From: Bob <bob@sender.example>\r\nTo: {USER}\r\nSubject: {subject}\r\n\
+         Message-ID: <{}@sender.example>\r\n\r\n",
+        subject.replace(' ', "-")
+    );
+    for l in body_lines {
+        m.push_str(l);
+        m.push_str("\r\n");
+    }
+    m
+}
+
+/// Delivers `n` small numbered messages to alice over SMTP.
+fn deliver_numbered(server: &TestServer, n: usize) -> Vec<String> {
+    let msgs: Vec<String> = (1..=n)
+        .map(|i| {
+            message(
+                &format!("pop3 test {i}"),
+                &[&format!("line one of {i}"), "line two", "line three"],
+            )
+        })
+        .collect();
+    smtp_deliver(server.ports.smtp, USER, &msgs);
+    let stored = server.inbox(USER);
+    assert_eq!(stored.len(), n, "{stored:#?}");
+    stored
+}
+
+/// The "n size" lines (joined by `|`) a LIST of `stored` must show.
+fn list_lines(stored: &[String]) -> String {
+    stored
+        .iter()
+        .enumerate()
+        .map(|(i, m)| format!("{} {}", i + 1, m.len()))
+        .collect::<Vec<_>>()
+        .join("|")
+}
+
+/// Python prelude: an unverifying TLS context (the development certificate is self-signed),
+/// `hexlines` (poplib's unstuffed lines back to message bytes, as hex), `text` (a response or
+/// the `-ERR` line of an exception), `attempt` (a command's response, `+OK` or `-ERR`), `joined`
+/// (multi-line response lines joined by `|`), `drop` (close without QUIT) and `login` (USER/PASS
+/// over implicit TLS, optionally retrying while the maildrop is `[IN-USE]`).
+const PY_PRELUDE: &str = r#"
+import base64, poplib, socket, ssl, sys, time
+ctx = ssl.create_default_context()
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
+def hexlines(lines):
+    return b"".join(l + b"\r\n" for l in lines).hex()
+def text(x):
+    if isinstance(x, Exception):
+        x = x.args[0]
+    return x.decode() if isinstance(x, bytes) else str(x)
+def attempt(f, *args):
+    try:
+        return text(f(*args))
+    except poplib.error_proto as e:
+        return text(e)
+def joined(lines):
+    return "|".join(l.decode() for l in lines)
+def drop(p):
+    # Close the TCP connection without QUIT (and without a TLS close_notify).
+    p.sock.shutdown(socket.SHUT_RDWR)
+    p.sock.close()
+    p.file.close()
+def login(port, user, pw, retry_in_use=0.0):
+    # Logs in over implicit TLS; retries while the maildrop is still locked (a dropped
+    # connection is noticed by the server asynchronously). Returns (connection, attempts).
+    start = time.time()
+    attempts = 0
+    while True:
+        attempts += 1
+        p = poplib.POP3_SSL("127.0.0.1", port, timeout=10, context=ctx)
+        p.user(user)
+        try:
+            p.pass_(pw)
+            return p, attempts
+        except poplib.error_proto as e:
+            p.close()
+            if b"[IN-USE]" not in e.args[0] or time.time() - start > retry_in_use:
+                raise
+            time.sleep(0.05)
+"#;
+
+fn py(script: &str, args: &[&str]) -> HashMap<String, String> {
+    results(&python(&format!("{PY_PRELUDE}{script}"), args))
+}
+
+/// A scripted POP3 conversation in Python (`socket` + `ssl`), byte-exact, with real TLS.
+///
+/// Steps: `line` (one response line), `multi` (a status line and, after `+OK`, the lines up to
+/// the terminating `.`), `send:TEXT` (one write), `tls` (handshake; records "TLS <version>"),
+/// `silence:SECS` ("SILENT" if nothing arrives, else what arrived, "EOF" if closed),
+/// `eof:SECS` ("EOF<rest>" if the server closes within SECS, else "OPEN<rest>"), `sleep:SECS`.
+fn popconv(port: u16, implicit: bool, steps: &[&str]) -> Vec<String> {
+    let out = run(popconv_cmd(port, implicit, steps), None);
+    popconv_result(&out)
+}
+
+fn popconv_result(out: &CmdOutput) -> Vec<String> {
+    assert!(out.status.success(), "python failed: {}", out.all());
+    if out.stdout.is_empty() {
+        return Vec::new();
+    }
+    out.stdout.split('\x1e').map(str::to_owned).collect()
+}
+
+/// The command [`popconv`] runs; one more step: `touch:PATH` creates the file PATH (to tell the
+/// test how far the conversation got).
+fn popconv_cmd(port: u16, implicit: bool, steps: &[&str]) -> Command {
+    const SCRIPT: &str = r#"
+import socket, ssl, sys, time
+port = int(sys.argv[1]); implicit = sys.argv[2] == "implicit"; steps = sys.argv[3:]
+ctx = ssl.create_default_context()
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
+out = []
+def readline(s):
+    buf = b""
+    while not buf.endswith(b"\n"):
+        c = s.recv(1)
+        if not c:
+            break
+        buf += c
+    return buf
+try:
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    if implicit:
+        s = ctx.wrap_socket(s, server_hostname="localhost")
+    for step in steps:
+        op, _, arg = step.partition(":")
+        if op == "line":
+            out.append(readline(s).decode("utf-8", "replace"))
+        elif op == "multi":
+            first = readline(s)
+            text = first
+            if first.startswith(b"+OK"):
+                while True:
+                    line = readline(s)
+                    text += line
+                    if line in (b".\r\n", b""):
+                        break
+            out.append(text.decode("utf-8", "replace"))
+        elif op == "send":
+            s.sendall(arg.encode("utf-8", "surrogateescape"))
+        elif op == "tls":
+            s = ctx.wrap_socket(s, server_hostname="localhost")
+            out.append("TLS %s" % s.version())
+        elif op == "silence":
+            s.settimeout(float(arg))
+            try:
+                data = s.recv(4096)
+                out.append("EOF" if not data else data.decode("utf-8", "replace"))
+            except (socket.timeout, TimeoutError):
+                out.append("SILENT")
+            s.settimeout(10)
+        elif op == "eof":
+            s.settimeout(float(arg))
+            got = b""
+            try:
+                while True:
+                    data = s.recv(4096)
+                    if not data:
+                        break
+                    got += data
+                out.append("EOF" + got.decode("utf-8", "replace"))
+            except (socket.timeout, TimeoutError):
+                out.append("OPEN" + got.decode("utf-8", "replace"))
+            except OSError:
+                out.append("EOF" + got.decode("utf-8", "replace"))
+            s.settimeout(10)
+        elif op == "sleep":
+            time.sleep(float(arg))
+        elif op == "touch":
+            open(arg, "w").close()
+        else:
+            raise Exception("unknown step " + step)
+except Exception as e:
+    out.append("ERROR %s: %s" % (type(e).__name__, e))
+sys.stdout.write("\x1e".join(out))
+"#;
+    require_tool("python3", "python3");
+    let mut cmd = Command::new("python3");
+    cmd.arg("-c")
+        .arg(SCRIPT)
+        .arg(port.to_string())
+        .arg(if implicit { "implicit" } else { "plain" })
+        .args(steps);
+    cmd
+}
+
+const GREETING: &str = "+OK localhost hato POP3 server ready\r\n";
+const CAPA_PLAIN: &str = "+OK Capability list follows\r\nTOP\r\nUIDL\r\nRESP-CODES\r\n\
+    AUTH-RESP-CODE\r\nPIPELINING\r\nSTLS\r\nIMPLEMENTATION hato\r\n.\r\n";
+const CAPA_TLS: &str = "+OK Capability list follows\r\nTOP\r\nUIDL\r\nRESP-CODES\r\n\
+    AUTH-RESP-CODE\r\nPIPELINING\r\nUSER\r\nSASL PLAIN\r\nIMPLEMENTATION hato\r\n.\r\n";
+
+// ---------------------------------------------------------------------------------------------
+// poplib
+
+/// UIDL over implicit TLS, then QUIT (deletes nothing).
+const POPLIB_UIDL: &str = r#"
+port, user, pw = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+p, _ = login(port, user, pw, retry_in_use=5)
+resp, lines, _ = p.uidl()
+print("UIDL", joined(lines))
+print("QUIT", text(p.quit()))
+"#;
+
+fn uidl(server: &TestServer) -> Vec<String> {
+    let r = py(
+        POPLIB_UIDL,
+        &[&server.ports.pop3s.to_string(), USER, PASSWORD],
+    );
+    assert!(get(&r, "QUIT").starts_with("+OK localhost POP3 server signing off"));
+    get(&r, "UIDL")
+        .split('|')
+        .filter(|l| !l.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+const POPLIB_STLS: &str = r#"
+port, user, pw = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+p = poplib.POP3("127.0.0.1", port, timeout=10)
+print("WELCOME", text(p.getwelcome()))
+resp, lines, _ = p._longcmd("CAPA")
+print("CAPA1", joined(lines))
+print("POPLIBCAPA1", ",".join(sorted(p.capa())))
+print("USER1", attempt(p.user, user))
+print("PASS1", attempt(p.pass_, pw))
+cred = base64.b64encode(("\0%s\0%s" % (user, pw)).encode()).decode()
+print("AUTH1", attempt(p._shortcmd, "AUTH PLAIN " + cred))
+print("STLS", text(p.stls(context=ctx)))
+print("TLS", p.sock.version())
+resp, lines, _ = p._longcmd("CAPA")
+print("CAPA2", joined(lines))
+print("POPLIBCAPA2", ",".join(sorted(p.capa())))
+print("STLS2", attempt(p._shortcmd, "STLS"))
+print("USER2", text(p.user(user)))
+print("PASS2", text(p.pass_(pw)))
+print("STAT", text(p._shortcmd("STAT")))
+resp, lines, _ = p.list()
+print("LISTRESP", text(resp))
+print("LIST", joined(lines))
+print("LIST1", text(p.list(1)))
+resp, lines, _ = p.uidl()
+print("UIDLRESP", text(resp))
+print("UIDL", joined(lines))
+print("UIDL2", text(p.uidl(2)))
+for i in (1, 2, 3):
+    resp, lines, octets = p.retr(i)
+    print("RETRRESP%d" % i, text(resp))
+    print("RETR%d" % i, hexlines(lines))
+    print("OCTETS%d" % i, octets)
+resp, lines, _ = p.top(1, 2)
+print("TOPRESP", text(resp))
+print("TOP12", hexlines(lines))
+resp, lines, _ = p.top(1, 0)
+print("TOP10", hexlines(lines))
+print("RETR4", attempt(p.retr, 4))
+print("DELE", text(p.dele(1)))
+print("DELEAGAIN", attempt(p.dele, 1))
+print("RETRDELETED", attempt(p.retr, 1))
+print("STAT2", text(p._shortcmd("STAT")))
+resp, lines, _ = p.list()
+print("LISTRESP2", text(resp))
+print("LIST2", joined(lines))
+print("QUIT", text(p.quit()))
+"#;
+
+#[test]
+fn poplib_stls_capabilities_commands_and_stable_uidls() {
+    let mut server = TestServer::start();
+    let stored = deliver_numbered(&server, 3);
+
+    // UIDLs: one per message, distinct, identical across sessions.
+    let first = uidl(&server);
+    assert_eq!(first.len(), 3, "{first:?}");
+    let ids: Vec<&str> = first
+        .iter()
+        .enumerate()
+        .map(|(i, l)| {
+            let (n, id) = l.split_once(' ').unwrap();
+            assert_eq!(n, (i + 1).to_string(), "{first:?}");
+            assert!(
+                !id.is_empty() && id.bytes().all(|b| (0x21..=0x7e).contains(&b)),
+                "{id:?}"
+            );
+            id
+        })
+        .collect();
+    assert!(ids[0] != ids[1] && ids[1] != ids[2] && ids[0] != ids[2]);
+    assert_eq!(uidl(&server), first);
+
+    let r = py(
+        POPLIB_STLS,
+        &[&server.ports.pop3.to_string(), USER, PASSWORD],
+    );
+    // Before TLS: STLS offered, no USER/SASL, and no password is accepted.
+    assert_eq!(get(&r, "WELCOME"), "+OK localhost hato POP3 server ready");
+    assert_eq!(
+        get(&r, "CAPA1"),
+        "TOP|UIDL|RESP-CODES|AUTH-RESP-CODE|PIPELINING|STLS|IMPLEMENTATION hato"
+    );
+    assert_eq!(
+        get(&r, "POPLIBCAPA1"),
+        "AUTH-RESP-CODE,IMPLEMENTATION,PIPELINING,RESP-CODES,STLS,TOP,UIDL"
+    );
+    let refused = "-ERR [AUTH] Must issue STLS command first";
+    assert_eq!(get(&r, "USER1"), refused);
+    assert_eq!(get(&r, "PASS1"), refused);
+    assert_eq!(get(&r, "AUTH1"), refused);
+    // After STLS: USER and SASL PLAIN, no STLS.
+    assert_eq!(get(&r, "STLS"), "+OK Begin TLS negotiation");
+    assert_eq!(get(&r, "TLS"), "TLSv1.3");
+    assert_eq!(
+        get(&r, "CAPA2"),
+        "TOP|UIDL|RESP-CODES|AUTH-RESP-CODE|PIPELINING|USER|SASL PLAIN|IMPLEMENTATION hato"
+    );
+    assert_eq!(
+        get(&r, "POPLIBCAPA2"),
+        "AUTH-RESP-CODE,IMPLEMENTATION,PIPELINING,RESP-CODES,SASL,TOP,UIDL,USER"
+    );
+    assert_eq!(
+        get(&r, "STLS2"),
+        "-ERR Command not permitted when TLS active"
+    );
+    assert_eq!(get(&r, "USER2"), "+OK send PASS");
+    assert_eq!(get(&r, "PASS2"), "+OK maildrop locked and ready");
+
+    // The listing matches the store; sizes are the octets RETR sends (CRLF line endings).
+    let sizes: Vec<usize> = stored.iter().map(String::len).collect();
+    let total: usize = sizes.iter().sum();
+    assert_eq!(get(&r, "STAT"), format!("+OK 3 {total}"));
+    assert_eq!(
+        get(&r, "LISTRESP"),
+        format!("+OK 3 messages ({total} octets)")
+    );
+    assert_eq!(get(&r, "LIST"), list_lines(&stored));
+    assert_eq!(get(&r, "LIST1"), format!("+OK 1 {}", sizes[0]));
+    assert_eq!(get(&r, "UIDLRESP"), "+OK unique-id listing follows");
+    assert_eq!(get(&r, "UIDL"), first.join("|"));
+    assert_eq!(get(&r, "UIDL2"), format!("+OK {}", first[1]));
+    for (i, m) in stored.iter().enumerate() {
+        let n = i + 1;
+        assert_eq!(
+            get(&r, &format!("RETRRESP{n}")),
+            format!("+OK {} octets", m.len())
+        );
+        let got = String::from_utf8(unhex(get(&r, &format!("RETR{n}")))).unwrap();
+        assert_eq!(&got, m, "RETR {n}");
+        assert_eq!(get(&r, &format!("OCTETS{n}")), m.len().to_string());
+        assert!(
+            m.ends_with(&format!(
+                "\r\n\r\nline one of {n}\r\nline two\r\nline three\r\n"
+            )),
+            "{m}"
+        );
+        assert!(
+            m.starts_with("Return-Path: <bob@sender.example>\r\n"),
+            "{m}"
+        );
+    }
+    // TOP: the header, the empty line and the first n body lines.
+    let head = headers(&stored[0]);
+    assert_eq!(get(&r, "TOPRESP"), "+OK top of message follows");
+    assert_eq!(
+        String::from_utf8(unhex(get(&r, "TOP12"))).unwrap(),
+        format!("{head}\r\n\r\nline one of 1\r\nline two\r\n")
+    );
+    assert_eq!(
+        String::from_utf8(unhex(get(&r, "TOP10"))).unwrap(),
+        format!("{head}\r\n\r\n")
+    );
+    assert_eq!(
+        get(&r, "RETR4"),
+        "-ERR no such message, only 3 messages in maildrop"
+    );
+    // DELE marks; the listing hides the message; QUIT removes it.
+    assert_eq!(get(&r, "DELE"), "+OK message 1 deleted");
+    assert_eq!(get(&r, "DELEAGAIN"), "-ERR message 1 already deleted");
+    assert_eq!(get(&r, "RETRDELETED"), "-ERR message 1 already deleted");
+    assert_eq!(get(&r, "STAT2"), format!("+OK 2 {}", sizes[1] + sizes[2]));
+    assert_eq!(
+        get(&r, "LISTRESP2"),
+        format!("+OK 2 messages ({} octets)", sizes[1] + sizes[2])
+    );
+    assert_eq!(get(&r, "LIST2"), format!("2 {}|3 {}", sizes[1], sizes[2]));
+    assert_eq!(
+        get(&r, "QUIT"),
+        "+OK localhost POP3 server signing off (2 messages left)"
+    );
+    assert_eq!(server.inbox(USER), stored[1..].to_vec());
+
+    // The remaining messages keep their unique-ids (renumbered), also after a restart.
+    let after = uidl(&server);
+    let expect = vec![format!("1 {}", ids[1]), format!("2 {}", ids[2])];
+    assert_eq!(after, expect);
+    server.kill();
+    server.spawn();
+    assert_eq!(uidl(&server), expect);
+    assert_eq!(server.inbox(USER), stored[1..].to_vec());
+}
+
+const POPLIB_IMPLICIT: &str = r#"
+port, user, pw = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+cred = base64.b64encode(("\0%s\0%s" % (user, pw)).encode()).decode()
+# AUTH PLAIN with an initial response.
+p = poplib.POP3_SSL("127.0.0.1", port, timeout=10, context=ctx)
+print("WELCOME", text(p.getwelcome()))
+print("TLS", p.sock.version())
+resp, lines, _ = p._longcmd("CAPA")
+print("CAPA", joined(lines))
+print("STLS", attempt(p._shortcmd, "STLS"))
+resp, lines, _ = p._longcmd("AUTH")
+print("MECHS", text(resp), joined(lines))
+print("AUTHLOGIN", attempt(p._shortcmd, "AUTH LOGIN"))
+print("AUTH", text(p._shortcmd("AUTH PLAIN " + cred)))
+print("STAT", text(p._shortcmd("STAT")))
+print("QUIT", text(p.quit()))
+# AUTH PLAIN with an empty challenge.
+p = poplib.POP3_SSL("127.0.0.1", port, timeout=10, context=ctx)
+print("CHALLENGE", text(p._shortcmd("AUTH PLAIN")))
+print("AUTH2", text(p._shortcmd(cred)))
+resp, lines, octets = p.retr(1)
+print("RETR", hexlines(lines))
+print("QUIT2", text(p.quit()))
+# USER/PASS.
+p = poplib.POP3_SSL("127.0.0.1", port, timeout=10, context=ctx)
+print("USER", text(p.user(user)))
+print("PASS", text(p.pass_(pw)))
+print("STAT3", text(p._shortcmd("STAT")))
+print("QUIT3", text(p.quit()))
+"#;
+
+#[test]
+fn poplib_implicit_tls_auth_plain_and_user_pass() {
+    let server = TestServer::start();
+    let stored = deliver_numbered(&server, 1);
+    let r = py(
+        POPLIB_IMPLICIT,
+        &[&server.ports.pop3s.to_string(), USER, PASSWORD],
+    );
+    let size = stored[0].len();
+    assert_eq!(get(&r, "WELCOME"), "+OK localhost hato POP3 server ready");
+    assert_eq!(get(&r, "TLS"), "TLSv1.3");
+    assert_eq!(
+        get(&r, "CAPA"),
+        "TOP|UIDL|RESP-CODES|AUTH-RESP-CODE|PIPELINING|USER|SASL PLAIN|IMPLEMENTATION hato"
+    );
+    assert_eq!(
+        get(&r, "STLS"),
+        "-ERR Command not permitted when TLS active"
+    );
+    assert_eq!(get(&r, "MECHS"), "+OK PLAIN");
+    assert_eq!(
+        get(&r, "AUTHLOGIN"),
+        "-ERR Unrecognized authentication type"
+    );
+    assert_eq!(get(&r, "AUTH"), "+OK maildrop locked and ready");
+    assert_eq!(get(&r, "STAT"), format!("+OK 1 {size}"));
+    assert_eq!(
+        get(&r, "QUIT"),
+        "+OK localhost POP3 server signing off (1 message left)"
+    );
+    assert_eq!(get(&r, "CHALLENGE"), "+ ");
+    assert_eq!(get(&r, "AUTH2"), "+OK maildrop locked and ready");
+    assert_eq!(
+        String::from_utf8(unhex(get(&r, "RETR"))).unwrap(),
+        stored[0]
+    );
+    assert_eq!(
+        get(&r, "QUIT2"),
+        "+OK localhost POP3 server signing off (1 message left)"
+    );
+    assert_eq!(get(&r, "USER"), "+OK send PASS");
+    assert_eq!(get(&r, "PASS"), "+OK maildrop locked and ready");
+    assert_eq!(get(&r, "STAT3"), format!("+OK 1 {size}"));
+    assert_eq!(server.inbox(USER), stored);
+}
+
+// ---------------------------------------------------------------------------------------------
+// UPDATE state and the maildrop lock
+
+const POPLIB_DELETE_WITHOUT_QUIT: &str = r#"
+port, user, pw = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+p, _ = login(port, user, pw)
+print("DELE1", text(p.dele(1)))
+print("DELE2", text(p.dele(2)))
+print("STAT", text(p._shortcmd("STAT")))
+drop(p)
+# The server notices the dropped connection and releases the lock: nothing was deleted.
+p, attempts = login(port, user, pw, retry_in_use=5)
+print("STAT2", text(p._shortcmd("STAT")))
+print("DELE3", text(p.dele(1)))
+print("RSET", text(p.rset()))
+print("STAT3", text(p._shortcmd("STAT")))
+print("QUIT", text(p.quit()))
+"#;
+
+#[test]
+fn messages_are_removed_only_at_quit() {
+    let server = TestServer::start();
+    let stored = deliver_numbered(&server, 2);
+    let total = stored[0].len() + stored[1].len();
+    let r = py(
+        POPLIB_DELETE_WITHOUT_QUIT,
+        &[&server.ports.pop3s.to_string(), USER, PASSWORD],
+    );
+    assert_eq!(get(&r, "DELE1"), "+OK message 1 deleted");
+    assert_eq!(get(&r, "DELE2"), "+OK message 2 deleted");
+    assert_eq!(get(&r, "STAT"), "+OK 0 0");
+    // Dropped without QUIT: both messages are still there.
+    assert_eq!(get(&r, "STAT2"), format!("+OK 2 {total}"));
+    // DELE, RSET, QUIT: still there.
+    assert_eq!(get(&r, "DELE3"), "+OK message 1 deleted");
+    assert_eq!(
+        get(&r, "RSET"),
+        format!("+OK maildrop has 2 messages ({total} octets)")
+    );
+    assert_eq!(get(&r, "STAT3"), format!("+OK 2 {total}"));
+    assert_eq!(
+        get(&r, "QUIT"),
+        "+OK localhost POP3 server signing off (2 messages left)"
+    );
+    assert_eq!(server.inbox(USER), stored);
+}
+
+const POPLIB_LOCK: &str = r#"
+port, user, pw = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+a, _ = login(port, user, pw)
+# A second session of the same account, while the first holds the maildrop.
+b = poplib.POP3_SSL("127.0.0.1", port, timeout=10, context=ctx)
+print("B_USER", text(b.user(user)))
+print("B_PASS", attempt(b.pass_, pw))
+print("B_CLOSED", b.file.read() == b"")
+b.close()
+# The same account under another spelling.
+b = poplib.POP3_SSL("127.0.0.1", port, timeout=10, context=ctx)
+b.user(user.upper())
+print("B_UPPER", attempt(b.pass_, pw))
+b.close()
+# Also with AUTH PLAIN, and over STLS.
+c = poplib.POP3("127.0.0.1", int(sys.argv[4]), timeout=10)
+c.stls(context=ctx)
+cred = base64.b64encode(("\0%s\0%s" % (user, pw)).encode()).decode()
+print("C_AUTH", attempt(c._shortcmd, "AUTH PLAIN " + cred))
+c.close()
+# The first session is unaffected.
+print("A_STAT", text(a._shortcmd("STAT")))
+print("A_QUIT", text(a.quit()))
+# After QUIT the lock is free.
+d, attempts = login(port, user, pw)
+print("D_STAT", text(d._shortcmd("STAT")))
+# After a dropped connection the lock is free again (once the server noticed).
+drop(d)
+e, attempts = login(port, user, pw, retry_in_use=5)
+print("E_STAT", text(e._shortcmd("STAT")))
+print("E_QUIT", text(e.quit()))
+"#;
+
+#[test]
+fn maildrop_lock_refuses_a_second_session_until_the_first_ends() {
+    let server = TestServer::start();
+    let stored = deliver_numbered(&server, 1);
+    let r = py(
+        POPLIB_LOCK,
+        &[
+            &server.ports.pop3s.to_string(),
+            USER,
+            PASSWORD,
+            &server.ports.pop3.to_string(),
+        ],
+    );
+    let in_use = "-ERR [IN-USE] Maildrop is locked by another session";
+    assert_eq!(get(&r, "B_USER"), "+OK send PASS");
+    assert_eq!(get(&r, "B_PASS"), in_use);
+    assert_eq!(get(&r, "B_CLOSED"), "True", "IN-USE must close");
+    assert_eq!(get(&r, "B_UPPER"), in_use);
+    assert_eq!(get(&r, "C_AUTH"), in_use);
+    let stat = format!("+OK 1 {}", stored[0].len());
+    assert_eq!(get(&r, "A_STAT"), stat);
+    assert_eq!(
+        get(&r, "A_QUIT"),
+        "+OK localhost POP3 server signing off (1 message left)"
+    );
+    assert_eq!(get(&r, "D_STAT"), stat);
+    assert_eq!(get(&r, "E_STAT"), stat);
+    assert_eq!(server.inbox(USER), stored);
+}
+
+#[test]
+fn shutdown_during_a_session_deletes_nothing() {
+    let mut server = TestServer::start();
+    let stored = deliver_numbered(&server, 1);
+    let marker = server.dir.path().join("dele-done");
+    let login = format!("send:USER {USER}\r\nPASS {PASSWORD}\r\nDELE 1\r\n");
+    let touch = format!("touch:{}", marker.display());
+    let mut cmd = popconv_cmd(
+        server.ports.pop3s,
+        true,
+        &["line", &login, "line", "line", "line", &touch, "eof:15"],
+    );
+    cmd.stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let child = cmd.spawn().expect("python3");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !marker.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the client never got to DELE"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    signal(server.pid(), "TERM");
+    let out = child.wait_with_output().unwrap();
+    let got = popconv_result(&CmdOutput {
+        status: out.status,
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    });
+    assert_eq!(
+        got,
+        [
+            GREETING,
+            "+OK send PASS\r\n",
+            "+OK maildrop locked and ready\r\n",
+            "+OK message 1 deleted\r\n",
+            "EOF-ERR [SYS/TEMP] localhost POP3 server shutting down\r\n",
+        ]
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while server.try_wait().is_none() {
+        assert!(std::time::Instant::now() < deadline, "hato did not stop");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(server.inbox(USER), stored);
+}
+
+const POPLIB_NEW_MAIL: &str = r#"
+import smtplib
+port, user, pw, smtp_port = int(sys.argv[1]), sys.argv[2], sys.argv[3], int(sys.argv[4])
+p, _ = login(port, user, pw)
+print("STAT", text(p._shortcmd("STAT")))
+resp, lines, _ = p.uidl()
+print("UIDL", joined(lines))
+s = smtplib.SMTP("127.0.0.1", smtp_port, timeout=10)
+s.sendmail("bob@sender.example", [user],
+           "From: bob@sender.example\r\nTo: %s\r\nSubject: arrived-during\r\n\r\nnew\r\n" % user)
+s.quit()
+print("STAT2", text(p._shortcmd("STAT")))
+resp, lines, _ = p.list()
+print("LIST", joined(lines))
+print("RETR2", attempt(p.retr, 2))
+print("DELE", text(p.dele(1)))
+print("QUIT", text(p.quit()))
+p, _ = login(port, user, pw, retry_in_use=5)
+resp, lines, _ = p.uidl()
+print("UIDL2", joined(lines))
+resp, lines, _ = p.retr(1)
+print("NEW", hexlines(lines))
+print("QUIT2", text(p.quit()))
+"#;
+
+#[test]
+fn mail_arriving_during_a_session_waits_for_the_next_one() {
+    let server = TestServer::start();
+    let stored = deliver_numbered(&server, 1);
+    let r = py(
+        POPLIB_NEW_MAIL,
+        &[
+            &server.ports.pop3s.to_string(),
+            USER,
+            PASSWORD,
+            &server.ports.smtp.to_string(),
+        ],
+    );
+    // The listing is fixed at login (RFC 1939 5).
+    let stat = format!("+OK 1 {}", stored[0].len());
+    assert_eq!(get(&r, "STAT"), stat);
+    assert_eq!(get(&r, "STAT2"), stat);
+    assert_eq!(get(&r, "LIST"), format!("1 {}", stored[0].len()));
+    assert_eq!(
+        get(&r, "RETR2"),
+        "-ERR no such message, only 1 messages in maildrop"
+    );
+    assert_eq!(get(&r, "DELE"), "+OK message 1 deleted");
+    assert!(
+        get(&r, "QUIT").starts_with("+OK localhost POP3 server signing off ("),
+        "{}",
+        get(&r, "QUIT")
+    );
+    // QUIT removed only the message it deleted; the new one has a new unique-id.
+    let now = server.inbox(USER);
+    assert_eq!(now.len(), 1, "{now:#?}");
+    assert!(now[0].contains("Subject: arrived-during\r\n"), "{}", now[0]);
+    let (old_id, new_id) = (
+        get(&r, "UIDL").split_once(' ').unwrap().1,
+        get(&r, "UIDL2").split_once(' ').unwrap().1,
+    );
+    assert_eq!(get(&r, "UIDL2"), format!("1 {new_id}"));
+    assert_ne!(old_id, new_id);
+    assert_eq!(String::from_utf8(unhex(get(&r, "NEW"))).unwrap(), now[0]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Byte-level rules
+
+#[test]
+fn too_many_errors_close_the_connection() {
+    let server = TestServer::start();
+    let got = popconv(
+        server.ports.pop3s,
+        true,
+        &["line", &format!("send:{}", "NOPE\r\n".repeat(11)), "eof:5"],
+    );
+    assert_eq!(
+        got,
+        [
+            GREETING.to_owned(),
+            format!(
+                "EOF{}-ERR Too many errors, closing connection\r\n",
+                "-ERR Unknown command\r\n".repeat(10)
+            ),
+        ]
+    );
+}
+
+#[test]
+fn stls_discards_commands_pipelined_before_the_handshake() {
+    let server = TestServer::start();
+    let got = popconv(
+        server.ports.pop3,
+        false,
+        &[
+            "line",
+            "send:STLS\r\nUSER alice@example.test\r\n",
+            "line",
+            "tls",
+            "silence:0.5",
+            // Nothing of the injected USER survived: PASS has no USER to go with.
+            "send:PASS correct horse battery staple\r\n",
+            "line",
+            "send:CAPA\r\n",
+            "multi",
+            "send:QUIT\r\n",
+            "line",
+            "eof:5",
+        ],
+    );
+    assert_eq!(
+        got,
+        [
+            GREETING,
+            "+OK Begin TLS negotiation\r\n",
+            "TLS TLSv1.3",
+            "SILENT",
+            "-ERR Send USER first\r\n",
+            CAPA_TLS,
+            "+OK localhost POP3 server signing off\r\n",
+            "EOF",
+        ]
+    );
+}
+
+#[test]
+fn plaintext_capa_and_refusals_on_the_wire() {
+    let server = TestServer::start();
+    let got = popconv(
+        server.ports.pop3,
+        false,
+        &[
+            "line",
+            "send:CAPA\r\n",
+            "multi",
+            "send:USER alice@example.test\r\n",
+            "line",
+            "send:AUTH PLAIN\r\n",
+            "line",
+            "send:STAT\r\n",
+            "line",
+            "send:QUIT\r\n",
+            "line",
+            "eof:5",
+        ],
+    );
+    assert_eq!(
+        got,
+        [
+            GREETING,
+            CAPA_PLAIN,
+            "-ERR [AUTH] Must issue STLS command first\r\n",
+            "-ERR [AUTH] Must issue STLS command first\r\n",
+            "-ERR Command not valid in AUTHORIZATION state\r\n",
+            "+OK localhost POP3 server signing off\r\n",
+            "EOF",
+        ]
+    );
+}
+
+const POPLIB_RETR_ONE: &str = r#"
+port, user, pw = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+p, _ = login(port, user, pw)
+resp, lines, octets = p.retr(1)
+print("RESP", text(resp))
+print("RETR", hexlines(lines))
+print("OCTETS", octets)
+print("QUIT", text(p.quit()))
+"#;
+
+#[test]
+fn dot_stuffing_round_trip() {
+    let server = TestServer::start();
+    let body = ["first", ".hidden", ".", "..two dots", "", ". space", "last"];
+    let original = message("dots", &body);
+    smtp_deliver(server.ports.smtp, USER, std::slice::from_ref(&original));
+    let stored = server.inbox(USER);
+    assert_eq!(stored.len(), 1);
+    // SMTP removed exactly its own stuffing.
+    assert!(stored[0].ends_with(&original), "{:?}", stored[0]);
+    let size = stored[0].len();
+
+    // poplib removes POP3's stuffing: the original lines again.
+    let r = py(
+        POPLIB_RETR_ONE,
+        &[&server.ports.pop3s.to_string(), USER, PASSWORD],
+    );
+    assert_eq!(get(&r, "RESP"), format!("+OK {size} octets"));
+    assert_eq!(
+        String::from_utf8(unhex(get(&r, "RETR"))).unwrap(),
+        stored[0]
+    );
+    assert_eq!(get(&r, "OCTETS"), size.to_string());
+
+    // On the wire: every line starting with "." carries one more.
+    let got = popconv(
+        server.ports.pop3s,
+        true,
+        &[
+            "line",
+            &format!("send:USER {USER}\r\nPASS {PASSWORD}\r\nRETR 1\r\nTOP 1 3\r\nQUIT\r\n"),
+            "line",
+            "line",
+            "multi",
+            "multi",
+            "line",
+        ],
+    );
+    let head = headers(&stored[0]);
+    assert_eq!(
+        got,
+        [
+            GREETING.to_owned(),
+            "+OK send PASS\r\n".to_owned(),
+            "+OK maildrop locked and ready\r\n".to_owned(),
+            format!(
+                "+OK {size} octets\r\n{head}\r\n\r\nfirst\r\n..hidden\r\n..\r\n...two dots\r\n\r\n.. space\r\nlast\r\n.\r\n"
+            ),
+            format!("+OK top of message follows\r\n{head}\r\n\r\nfirst\r\n..hidden\r\n..\r\n.\r\n"),
+            "+OK localhost POP3 server signing off (1 message left)\r\n".to_owned(),
+        ]
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Authentication failures and the shared throttle
+
+const THROTTLE: &str = "[auth]\nfailure_delay_ms = 50\nmax_failures_per_ip = 3\n";
+
+#[test]
+fn wrong_passwords_then_throttled_and_the_throttle_counts_for_smtp() {
+    let server = TestServer::start_with("", THROTTLE);
+    let got = popconv(
+        server.ports.pop3s,
+        true,
+        &[
+            "line",
+            &format!("send:USER {USER}\r\nPASS wrong one\r\n"),
+            "line",
+            "line",
+            &format!("send:AUTH PLAIN {}\r\n", auth_plain(USER, "wrong two")),
+            "line",
+            &format!("send:USER {USER}\r\nPASS wrong three\r\n"),
+            "line",
+            "line",
+            // The right password, after three failures: refused, and the connection closes.
+            &format!("send:USER {USER}\r\nPASS {PASSWORD}\r\n"),
+            "line",
+            "line",
+            "eof:5",
+        ],
+    );
+    let failed = "-ERR [AUTH] Authentication failed\r\n";
+    let throttled = "-ERR [SYS/TEMP] Too many failed authentication attempts, try again later\r\n";
+    assert_eq!(
+        got,
+        [
+            GREETING,
+            "+OK send PASS\r\n",
+            failed,
+            failed,
+            "+OK send PASS\r\n",
+            failed,
+            "+OK send PASS\r\n",
+            throttled,
+            "EOF",
+        ]
+    );
+    // A new POP3 connection is refused too.
+    let got = popconv(
+        server.ports.pop3s,
+        true,
+        &[
+            "line",
+            &format!("send:USER {USER}\r\nPASS {PASSWORD}\r\n"),
+            "line",
+            "line",
+            "eof:5",
+        ],
+    );
+    assert_eq!(got, [GREETING, "+OK send PASS\r\n", throttled, "EOF"]);
+    // And SMTP AUTH from the same address, with the right password.
+    let got = pyconv(
+        server.ports.submissions,
+        true,
+        &[
+            "reply",
+            "send:EHLO client.example\r\n",
+            "reply",
+            &format!("send:AUTH PLAIN {}\r\n", auth_plain(USER, PASSWORD)),
+            "reply",
+        ],
+    );
+    assert_replies(&got, &["220 ", "250", "454 4.7.0"]);
+}
+
+#[test]
+fn smtp_auth_failures_count_for_pop3() {
+    let server = TestServer::start_with("", THROTTLE);
+    // Three failed SMTP AUTHs on submission.
+    let mut steps = vec![
+        "reply".to_owned(),
+        "send:EHLO client.example\r\n".to_owned(),
+        "reply".to_owned(),
+    ];
+    for pw in ["wrong one", "wrong two", "wrong three"] {
+        steps.push(format!("send:AUTH PLAIN {}\r\n", auth_plain(USER, pw)));
+        steps.push("reply".to_owned());
+    }
+    let steps: Vec<&str> = steps.iter().map(String::as_str).collect();
+    let got = pyconv(server.ports.submissions, true, &steps);
+    assert_replies(
+        &got,
+        &["220 ", "250", "535 5.7.8", "535 5.7.8", "535 5.7.8"],
+    );
+    // POP3 with the right password, over both POP3 listeners.
+    let throttled = "-ERR [SYS/TEMP] Too many failed authentication attempts, try again later\r\n";
+    let got = popconv(
+        server.ports.pop3s,
+        true,
+        &[
+            "line",
+            &format!("send:AUTH PLAIN {}\r\n", auth_plain(USER, PASSWORD)),
+            "line",
+            "eof:5",
+        ],
+    );
+    assert_eq!(got, [GREETING, throttled, "EOF"]);
+    let got = popconv(
+        server.ports.pop3,
+        false,
+        &[
+            "line",
+            "send:STLS\r\n",
+            "line",
+            "tls",
+            &format!("send:USER {USER}\r\nPASS {PASSWORD}\r\n"),
+            "line",
+            "line",
+            "eof:5",
+        ],
+    );
+    assert_eq!(
+        got,
+        [
+            GREETING,
+            "+OK Begin TLS negotiation\r\n",
+            "TLS TLSv1.3",
+            "+OK send PASS\r\n",
+            throttled,
+            "EOF",
+        ]
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// curl, fetchmail, openssl
+
+#[test]
+fn curl_retrieves_over_stls_and_lists_over_implicit_tls() {
+    require_tool("curl", "curl");
+    let server = TestServer::start();
+    let stored = deliver_numbered(&server, 2);
+    let creds = format!("{USER}:{PASSWORD}");
+    let mut cmd = Command::new("curl");
+    cmd.args(["-sS", "--max-time", "20", "--ssl-reqd", "-k"])
+        .arg(format!("pop3://127.0.0.1:{}/1", server.ports.pop3))
+        .args(["-u", &creds]);
+    let out = run(cmd, None);
+    out.assert_ok();
+    assert_eq!(out.stdout, stored[0]);
+
+    let mut cmd = Command::new("curl");
+    cmd.args(["-sS", "--max-time", "20", "-k"])
+        .arg(format!("pop3s://127.0.0.1:{}/", server.ports.pop3s))
+        .args(["-u", &creds]);
+    let out = run(cmd, None);
+    out.assert_ok();
+    assert_eq!(
+        out.stdout,
+        format!("1 {}\r\n2 {}\r\n", stored[0].len(), stored[1].len())
+    );
+
+    // Without --ssl-reqd curl would log in in plaintext if it could: hato refuses.
+    let mut cmd = Command::new("curl");
+    cmd.args(["-sS", "--max-time", "20"])
+        .arg(format!("pop3://127.0.0.1:{}/1", server.ports.pop3))
+        .args(["-u", &creds]);
+    let out = run(cmd, None);
+    assert!(!out.status.success(), "{}", out.all());
+    assert_eq!(out.stdout, "");
+    assert_eq!(server.inbox(USER), stored);
+}
+
+#[test]
+fn fetchmail_downloads_and_deletes_over_implicit_tls() {
+    require_tool("fetchmail", "fetchmail");
+    let server = TestServer::start();
+    let mut msgs = Vec::new();
+    for i in 1..=3 {
+        msgs.push(message(
+            &format!("fetchmail {i}"),
+            &[&format!("body of {i}"), ".dotted", "end"],
+        ));
+    }
+    smtp_deliver(server.ports.smtp, USER, &msgs);
+    let stored = server.inbox(USER);
+    assert_eq!(stored.len(), 3);
+
+    let home = server.dir.path().join("fetchmail-home");
+    let out_dir = home.join("out");
+    std::fs::create_dir_all(&out_dir).unwrap();
+    // One file per message.
+    let mda = home.join("mda.sh");
+    std::fs::write(
+        &mda,
+        format!(
+            "#!/bin/sh\nexec cat > \"$(mktemp '{}/msg.XXXXXX')\"\n",
+            out_dir.display()
+        ),
+    )
+    .unwrap();
+    let rc = home.join("fetchmailrc");
+    std::fs::write(
+        &rc,
+        format!(
+            "set no syslog\n\
+             poll localhost via 127.0.0.1 protocol pop3 service {port} uidl\n\
+             \tuser \"{USER}\" password \"{PASSWORD}\"\n\
+             \tssl sslcertck sslcertfile \"{cert}\" sslcommonname \"localhost\"\n\
+             \tnokeep fetchall\n\
+             \tmda \"{mda}\"\n",
+            port = server.ports.pop3s,
+            cert = server.cert().display(),
+            mda = mda.display(),
+        ),
+    )
+    .unwrap();
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg("chmod 600 \"$1\" && chmod 700 \"$2\" && exec timeout 60 fetchmail -f \"$1\" -v --nodetach")
+        .arg("sh")
+        .arg(&rc)
+        .arg(&mda)
+        .env("HOME", &home)
+        .env("FETCHMAILHOME", &home);
+    let out = run(cmd, None);
+    assert!(out.status.success(), "fetchmail failed:\n{}", out.all());
+    assert!(
+        out.all().contains("3 messages for"),
+        "fetchmail output:\n{}",
+        out.all()
+    );
+
+    let mut files: Vec<String> = std::fs::read_dir(&out_dir)
+        .unwrap()
+        // fetchmail hands the MDA LF line endings.
+        .map(|e| {
+            std::fs::read_to_string(e.unwrap().path())
+                .unwrap()
+                .replace('\n', "\r\n")
+        })
+        .collect();
+    assert_eq!(files.len(), 3, "{files:#?}");
+    files.sort_by_key(|f| stored.iter().position(|s| f.contains(&subject(s))));
+    for (file, stored) in files.iter().zip(&stored) {
+        // fetchmail adds its own Received header after the Return-Path; without that header
+        // the file is the stored message, byte for byte.
+        assert_eq!(
+            without_fetchmail_received(file),
+            *stored,
+            "fetched:\n{file}"
+        );
+    }
+    assert_eq!(server.inbox(USER), Vec::<String>::new());
+}
+
+/// `msg` without the (folded) Received header fetchmail adds (`... with POP3 (fetchmail-...)`).
+fn without_fetchmail_received(msg: &str) -> String {
+    let mut out = String::new();
+    let mut skipping = false;
+    let mut found = 0;
+    for line in msg.split_inclusive("\r\n") {
+        if line.starts_with([' ', '\t']) && skipping {
+            continue;
+        }
+        skipping = line.starts_with("Received: from 127.0.0.1 [127.0.0.1]\r\n");
+        if skipping {
+            found += 1;
+            continue;
+        }
+        out.push_str(line);
+    }
+    assert_eq!(found, 1, "fetchmail's Received header: {msg}");
+    assert!(msg.contains("with POP3 (fetchmail-"), "{msg}");
+    out
+}
+
+/// The Subject of a stored message, as `Subject: ...` (to pair files with messages).
+fn subject(msg: &str) -> String {
+    format!("Subject: {}\r\n", header_values(msg, "Subject")[0])
+}
+
+#[test]
+fn openssl_s_client_starttls_pop3_negotiates_tls13() {
+    require_tool("openssl", "openssl");
+    let server = TestServer::start();
+    let mut cmd = Command::new("timeout");
+    cmd.args(["20", "openssl", "s_client", "-connect"])
+        .arg(format!("127.0.0.1:{}", server.ports.pop3))
+        .args([
+            "-starttls",
+            "pop3",
+            "-servername",
+            "localhost",
+            "-crlf",
+            "-ign_eof",
+        ]);
+    let out = run(cmd, Some("CAPA\nQUIT\n"));
+    let all = out.all();
+    assert!(out.status.success(), "{all}");
+    assert!(all.contains("New, TLSv1.3, Cipher is TLS_"), "{all}");
+    assert!(all.contains("Protocol  : TLSv1.3"), "{all}");
+    // Inside TLS: the post-STLS capabilities, then the sign-off.
+    assert!(all.contains(CAPA_TLS), "{all}");
+    assert!(
+        all.contains("+OK localhost POP3 server signing off\r\n"),
+        "{all}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Volume
+
+const POPLIB_MANY: &str = r#"
+port, user, pw = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+p, _ = login(port, user, pw)
+print("STAT", text(p._shortcmd("STAT")))
+resp, lines, _ = p.list()
+print("LISTRESP", text(resp))
+print("LIST", joined(lines))
+resp, lines, _ = p.uidl()
+print("UIDL", joined(lines))
+resp, lines, octets = p.retr(200)
+print("RETR200", hexlines(lines))
+print("QUIT", text(p.quit()))
+"#;
+
+#[test]
+fn two_hundred_messages() {
+    let server = TestServer::start();
+    let msgs: Vec<String> = (1..=200)
+        .map(|i| message(&format!("bulk {i}"), &[&format!("bulk body {i}")]))
+        .collect();
+    smtp_deliver(server.ports.smtp, USER, &msgs);
+    let stored = server.inbox(USER);
+    assert_eq!(stored.len(), 200);
+    let total: usize = stored.iter().map(String::len).sum();
+
+    let r = py(
+        POPLIB_MANY,
+        &[&server.ports.pop3s.to_string(), USER, PASSWORD],
+    );
+    assert_eq!(get(&r, "STAT"), format!("+OK 200 {total}"));
+    assert_eq!(
+        get(&r, "LISTRESP"),
+        format!("+OK 200 messages ({total} octets)")
+    );
+    assert_eq!(get(&r, "LIST"), list_lines(&stored));
+    let uidl: Vec<&str> = get(&r, "UIDL").split('|').collect();
+    assert_eq!(uidl.len(), 200);
+    let ids: std::collections::HashSet<&str> = uidl
+        .iter()
+        .enumerate()
+        .map(|(i, l)| {
+            let (n, id) = l.split_once(' ').unwrap();
+            assert_eq!(n, (i + 1).to_string());
+            id
+        })
+        .collect();
+    assert_eq!(ids.len(), 200, "unique-ids are not distinct");
+    assert_eq!(
+        String::from_utf8(unhex(get(&r, "RETR200"))).unwrap(),
+        stored[199]
+    );
+    assert!(stored[199].ends_with("bulk body 200\r\n"));
+    assert_eq!(
+        get(&r, "QUIT"),
+        "+OK localhost POP3 server signing off (200 messages left)"
+    );
+}
+
+const POPLIB_SIZES: &str = r#"
+port, user, pw = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+p, _ = login(port, user, pw)
+print("STAT", text(p._shortcmd("STAT")))
+print("LIST1", text(p.list(1)))
+resp, lines, octets = p.retr(1)
+print("RETRRESP", text(resp))
+print("RETR", hexlines(lines))
+print("OCTETS", octets)
+print("QUIT", text(p.quit()))
+"#;
+
+/// BDAT (RFC 3030) chunks may end without CRLF and (under `normalize`) carry bare LFs; hato
+/// stores them in canonical CRLF form, so LIST/STAT sizes are exactly the octets RETR sends
+/// (RFC 1939 5). Under the default policy such a chunked message is refused like a DATA one.
+#[test]
+fn list_sizes_match_retr_for_a_message_not_in_canonical_form() {
+    let data = "From: bob@sender.example\r\nSubject: bdat\r\n\r\nline one\nline two";
+    let strict = TestServer::start();
+    let mut r = Raw::greeted(strict.ports.smtp);
+    r.expect("EHLO sender.example", "250");
+    r.expect("MAIL FROM:<bob@sender.example>", "250");
+    r.expect(&format!("RCPT TO:<{USER}>"), "250");
+    r.send(format!("BDAT {} LAST\r\n", data.len()).as_bytes());
+    r.send(data.as_bytes());
+    let got = r.reply();
+    assert!(got.starts_with("554 5.5.0"), "{got}");
+    assert!(strict.inbox(USER).is_empty());
+
+    let server = TestServer::start_with("bare_line_endings = \"normalize\"", FAST_AUTH);
+    let mut r = Raw::greeted(server.ports.smtp);
+    r.expect("EHLO sender.example", "250");
+    r.expect("MAIL FROM:<bob@sender.example>", "250");
+    r.expect(&format!("RCPT TO:<{USER}>"), "250");
+    r.send(format!("BDAT {} LAST\r\n", data.len()).as_bytes());
+    r.send(data.as_bytes());
+    let got = r.reply();
+    assert!(got.starts_with("250 "), "{got}");
+    r.expect("QUIT", "221");
+    let stored = server.inbox(USER);
+    assert_eq!(stored.len(), 1);
+    assert!(
+        stored[0].ends_with("\r\n\r\nline one\r\nline two\r\n"),
+        "{:?}",
+        stored[0]
+    );
+    // What RETR sends is the stored message itself.
+    let wire = stored[0].clone();
+    let size = wire.len();
+
+    let r = py(
+        POPLIB_SIZES,
+        &[&server.ports.pop3s.to_string(), USER, PASSWORD],
+    );
+    assert_eq!(String::from_utf8(unhex(get(&r, "RETR"))).unwrap(), wire);
+    assert_eq!(get(&r, "RETRRESP"), format!("+OK {size} octets"));
+    assert_eq!(get(&r, "OCTETS"), size.to_string());
+    assert_eq!(
+        get(&r, "LIST1"),
+        format!("+OK 1 {size}"),
+        "LIST disagrees with RETR"
+    );
+    assert_eq!(
+        get(&r, "STAT"),
+        format!("+OK 1 {size}"),
+        "STAT disagrees with RETR"
+    );
+}
