@@ -891,8 +891,21 @@ fn connections_per_ip_are_limited() {
         "",
         &format!("[limits]\nmax_connections_per_ip = 2\n{FAST_AUTH}"),
     );
-    let a = Raw::greeted(server.ports.smtp);
-    let _b = Raw::greeted(server.ports.submission);
+    // The harness's start-up probes may still hold a slot for a moment: wait for a greeting.
+    let greeted = |port: u16| {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let mut r = Raw::connect(port);
+            let g = r.reply();
+            if g.starts_with("220 ") {
+                return r;
+            }
+            assert!(Instant::now() < deadline, "no slot: {g:?}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    let a = greeted(server.ports.smtp);
+    let _b = greeted(server.ports.submission);
     let mut c = Raw::connect(server.ports.smtp);
     let (all, took) = c.until_closed(Duration::from_secs(5));
     assert!(all.starts_with("421 4.7.0"), "{all:?}");
