@@ -32,6 +32,11 @@
 //!   whose `highest_modseq` changed or which was deleted, in a temp table that shares the
 //!   batch transaction (a rolled-back request leaves no trace). The writer reads it just before
 //!   `COMMIT` and broadcasts [`MailboxChanged`] after it. Only this process's writes are seen.
+//! * **Outbound queue**: `due_queue` runs on the writer, so selecting due rows and leasing them
+//!   (`leased_until`, `claim` token) is one `BEGIN IMMEDIATE` transaction: two schedulers, in
+//!   this process or another, never claim the same entry while its lease runs. Queue ids come
+//!   from a `meta` counter like the other ids, so the CLI's `hato queue delete ID` can never hit
+//!   a newer entry that reused the id.
 //! * **Mailbox operations** (IMAP/POP3) are one request each on the writer; per-UID work uses
 //!   cached prepared point statements on the `(mailbox_id, uid)` primary key, so a
 //!   10,000-UID STORE is one transaction of 20,000 cheap statements, not one of dynamic SQL.
@@ -53,8 +58,9 @@ use crate::rules::{
 };
 use crate::{
     Account, AccountId, Alias, AppendUid, BlobId, Changes, CopyUids, DEFAULT_MAILBOXES, Delivery,
-    DeliveryReceipt, Expunge, FlagOp, FlagUpdate, FlagsResult, Mailbox, MailboxChanged, MailboxId,
-    MailboxStatus, MessageEntry, QueueEntry, Result, Store, StoreError, Usage,
+    DeliveryReceipt, DsnParams, DueDomain, Expunge, FlagOp, FlagUpdate, FlagsResult, Mailbox,
+    MailboxChanged, MailboxId, MailboxStatus, MessageEntry, QueueAttempt, QueueEntry, QueueParams,
+    QueueSelect, Result, Store, StoreError, Usage,
 };
 
 /// At most this many write requests share one transaction (and one fsync).
@@ -188,6 +194,31 @@ const MIGRATIONS: &[&str] = &[
         SELECT 'last_mailbox_id', coalesce(max(id), 0) FROM mailboxes;
     INSERT OR REPLACE INTO meta (key, value)
         SELECT 'last_blob_id', coalesce(max(id), 0) FROM blobs;
+    "#,
+    // Version 3: outbound delivery (claims/leases, attempts, DSN parameters, REQUIRETLS).
+    r#"
+    -- RFC 3461 DSN parameters and RFC 8689 REQUIRETLS from submission (NULL/0: not given).
+    ALTER TABLE queue ADD COLUMN dsn_notify TEXT;
+    ALTER TABLE queue ADD COLUMN dsn_orcpt  TEXT;
+    ALTER TABLE queue ADD COLUMN dsn_ret    TEXT;
+    ALTER TABLE queue ADD COLUMN dsn_envid  TEXT;
+    ALTER TABLE queue ADD COLUMN requiretls INTEGER NOT NULL DEFAULT 0;
+    -- A scheduler's claim: leased until (unix seconds; 0 = free) and a token bumped per claim.
+    ALTER TABLE queue ADD COLUMN leased_until INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE queue ADD COLUMN claim        INTEGER NOT NULL DEFAULT 0;
+    -- The last attempt: when, and its TLS facts (text/JSON written by the delivery code).
+    ALTER TABLE queue ADD COLUMN last_attempt INTEGER;
+    ALTER TABLE queue ADD COLUMN last_tls     TEXT;
+    -- `hato queue bounce`: the scheduler bounces instead of trying again.
+    ALTER TABLE queue ADD COLUMN bounce INTEGER NOT NULL DEFAULT 0;
+
+    DROP INDEX queue_next_attempt;
+    CREATE INDEX queue_due ON queue(next_attempt, id);
+
+    -- Queue ids are never reused from now on (see next_id): the CLI and schedulers name
+    -- entries by id across processes.
+    INSERT OR REPLACE INTO meta (key, value)
+        SELECT 'last_queue_id', coalesce(max(id), 0) FROM queue;
     "#,
 ];
 
@@ -644,6 +675,7 @@ enum IdSpace {
     Account,
     Mailbox,
     Blob,
+    Queue,
 }
 
 impl IdSpace {
@@ -661,6 +693,10 @@ impl IdSpace {
                 "SELECT value FROM meta WHERE key = 'last_blob_id'",
                 "SELECT coalesce(max(id), 0) FROM blobs",
             ),
+            IdSpace::Queue => (
+                "SELECT value FROM meta WHERE key = 'last_queue_id'",
+                "SELECT coalesce(max(id), 0) FROM queue",
+            ),
         }
     }
 
@@ -669,6 +705,7 @@ impl IdSpace {
             IdSpace::Account => "last_account_id",
             IdSpace::Mailbox => "last_mailbox_id",
             IdSpace::Blob => "last_blob_id",
+            IdSpace::Queue => "last_queue_id",
         }
     }
 }
@@ -801,10 +838,11 @@ struct PreparedDelivery {
     remote: Vec<String>,
     data: Vec<u8>,
     received_at: i64,
+    params: QueueParams,
 }
 
 impl PreparedDelivery {
-    fn new(delivery: Delivery) -> PreparedDelivery {
+    fn new(delivery: Delivery, params: QueueParams) -> PreparedDelivery {
         let mut local = delivery.local;
         local.sort_unstable();
         local.dedup();
@@ -817,6 +855,7 @@ impl PreparedDelivery {
             remote: delivery.remote,
             data: delivery.data,
             received_at: delivery.received_at,
+            params,
         }
     }
 }
@@ -873,20 +912,109 @@ fn deliver_tx(conn: &Connection, d: &PreparedDelivery) -> Result<DeliveryReceipt
     }
     if !d.remote.is_empty() {
         let blob = insert_blob(conn, &d.data)?;
-        let mut insert_queue = conn
-            .prepare_cached(
-                "INSERT INTO queue (blob_id, sender, recipient, created, next_attempt, attempts)
-                 VALUES (?1, ?2, ?3, ?4, ?4, 0)",
+        let p = &d.params;
+        for (index, recipient) in d.remote.iter().enumerate() {
+            let id = next_id(conn, IdSpace::Queue)?;
+            let (notify, orcpt) = p.recipients.get(index).cloned().unwrap_or_default();
+            conn.prepare_cached(
+                "INSERT INTO queue (id, blob_id, sender, recipient, created, next_attempt, attempts,
+                                    dsn_notify, dsn_orcpt, dsn_ret, dsn_envid, requiretls)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?5, 0, ?6, ?7, ?8, ?9, ?10)",
             )
-            .ctx("preparing queue insert")?;
-        for recipient in &d.remote {
-            insert_queue
-                .execute(params![blob, d.sender, recipient, d.received_at])
-                .ctx("inserting queue entry")?;
+            .and_then(|mut s| {
+                s.execute(params![
+                    id,
+                    blob,
+                    d.sender,
+                    recipient,
+                    d.received_at,
+                    notify,
+                    orcpt,
+                    p.ret,
+                    p.envid,
+                    p.requiretls
+                ])
+            })
+            .ctx("inserting queue entry")?;
         }
         receipt.queue_blob = Some(blob);
     }
     Ok(receipt)
+}
+
+// ---------------------------------------------------------------------------------------------
+// The outbound queue.
+
+/// Columns of a [`QueueEntry`], read by [`queue_row`].
+macro_rules! queue_columns {
+    () => {
+        "id, blob_id, sender, recipient, created, next_attempt, attempts, last_error, last_attempt,
+         last_tls, dsn_notify, dsn_orcpt, dsn_ret, dsn_envid, requiretls, leased_until, claim,
+         bounce"
+    };
+}
+const QUEUE_SELECT: &str = concat!("SELECT ", queue_columns!(), " FROM queue");
+
+fn queue_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<QueueEntry> {
+    let attempts: i64 = r.get(6)?;
+    Ok(QueueEntry {
+        id: r.get(0)?,
+        blob: r.get(1)?,
+        sender: r.get(2)?,
+        recipient: r.get(3)?,
+        created: r.get(4)?,
+        next_attempt: r.get(5)?,
+        attempts: u32::try_from(attempts.max(0)).unwrap_or(u32::MAX),
+        last_error: r.get(7)?,
+        last_attempt: r.get(8)?,
+        last_tls: r.get(9)?,
+        dsn: DsnParams {
+            notify: r.get(10)?,
+            orcpt: r.get(11)?,
+            ret: r.get(12)?,
+            envid: r.get(13)?,
+        },
+        requiretls: r.get::<_, i64>(14)? != 0,
+        leased_until: r.get(15)?,
+        claim: get_u64(r, 16)?,
+        bounce_requested: r.get::<_, i64>(17)? != 0,
+    })
+}
+
+/// Claims due entries (see [`Store::due_queue`]); runs on the writer, so the select and the
+/// lease are one atomic step, also against other processes (`BEGIN IMMEDIATE`).
+fn due_queue_tx(conn: &Connection, now: i64, limit: i64, until: i64) -> Result<Vec<DueDomain>> {
+    let ids: Vec<i64> = conn
+        .prepare_cached(
+            "SELECT id FROM queue WHERE next_attempt <= ?1 AND leased_until <= ?1
+             ORDER BY next_attempt, id LIMIT ?2",
+        )
+        .and_then(|mut s| s.query_map(params![now, limit], |r| r.get(0))?.collect())
+        .ctx("finding due queue entries")?;
+    let mut claim = conn
+        .prepare_cached(concat!(
+            "UPDATE queue SET leased_until = ?2, claim = claim + 1 WHERE id = ?1 RETURNING ",
+            queue_columns!()
+        ))
+        .ctx("preparing queue claim")?;
+    let mut groups: Vec<DueDomain> = Vec::new();
+    for id in ids {
+        let entry = claim
+            .query_row(params![id, until], queue_row)
+            .ctx("claiming a queue entry")?;
+        let domain = entry.domain();
+        match groups.iter_mut().find(|g| g.domain == domain) {
+            Some(group) => group.entries.push(entry),
+            None => groups.push(DueDomain {
+                domain,
+                entries: vec![entry],
+            }),
+        }
+    }
+    for group in &mut groups {
+        group.entries.sort_by_key(|e| (e.blob, e.id));
+    }
+    Ok(groups)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1647,7 +1775,23 @@ impl Store for SqliteStore {
     }
 
     async fn deliver(&self, delivery: Delivery) -> Result<DeliveryReceipt> {
-        let prepared = PreparedDelivery::new(delivery);
+        self.deliver_with_params(delivery, QueueParams::default())
+            .await
+    }
+
+    async fn deliver_with_params(
+        &self,
+        delivery: Delivery,
+        params: QueueParams,
+    ) -> Result<DeliveryReceipt> {
+        if !params.recipients.is_empty() && params.recipients.len() != delivery.remote.len() {
+            return Err(StoreError::Invalid(format!(
+                "{} recipient parameters for {} remote recipients",
+                params.recipients.len(),
+                delivery.remote.len()
+            )));
+        }
+        let prepared = PreparedDelivery::new(delivery, params);
         if prepared.local.is_empty() && prepared.remote.is_empty() {
             return Ok(DeliveryReceipt {
                 local_blob: None,
@@ -1718,37 +1862,111 @@ impl Store for SqliteStore {
 
     async fn queue(&self) -> Result<Vec<QueueEntry>> {
         self.read(|conn| {
-            let rows: Vec<(QueueEntry, i64)> = conn
+            let sql = format!("{QUEUE_SELECT} ORDER BY created, id");
+            conn.prepare_cached(&sql)
+                .and_then(|mut s| s.query_map([], queue_row)?.collect::<Result<Vec<_>, _>>())
+                .ctx("listing the queue")
+        })
+        .await
+    }
+
+    async fn due_queue(&self, now: i64, limit: usize, lease_secs: i64) -> Result<Vec<DueDomain>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let until = now.saturating_add(lease_secs.max(1));
+        self.write(move |conn| due_queue_tx(conn, now, limit, until))
+            .await
+    }
+
+    async fn queue_entry(&self, id: i64) -> Result<Option<QueueEntry>> {
+        self.read(move |conn| {
+            let sql = format!("{QUEUE_SELECT} WHERE id = ?1");
+            conn.prepare_cached(&sql)
+                .and_then(|mut s| s.query_row([id], queue_row).optional())
+                .ctx("reading a queue entry")
+        })
+        .await
+    }
+
+    async fn record_attempt(&self, id: i64, claim: u64, attempt: QueueAttempt) -> Result<bool> {
+        self.write(move |conn| {
+            let changed = conn
                 .prepare_cached(
-                    "SELECT id, blob_id, sender, recipient, created, next_attempt, attempts,
-                            last_error
-                     FROM queue ORDER BY created, id",
+                    "UPDATE queue SET attempts = attempts + 1, last_error = ?3, last_attempt = ?4,
+                         last_tls = ?5, leased_until = 0,
+                         next_attempt = CASE WHEN bounce <> 0 THEN ?4 ELSE ?6 END
+                     WHERE id = ?1 AND claim = ?2",
                 )
                 .and_then(|mut s| {
-                    s.query_map([], |r| {
-                        Ok((
-                            QueueEntry {
-                                id: r.get(0)?,
-                                blob: r.get(1)?,
-                                sender: r.get(2)?,
-                                recipient: r.get(3)?,
-                                created: r.get(4)?,
-                                next_attempt: r.get(5)?,
-                                attempts: 0,
-                                last_error: r.get(7)?,
-                            },
-                            r.get(6)?,
-                        ))
-                    })?
-                    .collect()
+                    s.execute(params![
+                        id,
+                        sql_u64(claim),
+                        attempt.error,
+                        attempt.at,
+                        attempt.tls,
+                        attempt.next_attempt
+                    ])
                 })
-                .ctx("listing the queue")?;
-            rows.into_iter()
-                .map(|(mut entry, attempts)| {
-                    entry.attempts = to_u32(attempts, "attempts")?;
-                    Ok(entry)
-                })
-                .collect()
+                .ctx("recording a delivery attempt")?;
+            Ok(changed > 0)
+        })
+        .await
+    }
+
+    async fn queue_delivered(&self, id: i64, claim: u64) -> Result<bool> {
+        self.write(move |conn| {
+            let changed = conn
+                .prepare_cached("DELETE FROM queue WHERE id = ?1 AND claim = ?2")
+                .and_then(|mut s| s.execute(params![id, sql_u64(claim)]))
+                .ctx("removing a delivered queue entry")?;
+            Ok(changed > 0)
+        })
+        .await
+    }
+
+    async fn queue_delete(&self, id: i64) -> Result<bool> {
+        self.write(move |conn| {
+            let changed = conn
+                .prepare_cached("DELETE FROM queue WHERE id = ?1")
+                .and_then(|mut s| s.execute([id]))
+                .ctx("deleting a queue entry")?;
+            Ok(changed > 0)
+        })
+        .await
+    }
+
+    async fn queue_bounce(&self, id: i64, reason: &str, now: i64) -> Result<bool> {
+        let reason = reason.to_owned();
+        self.write(move |conn| {
+            let changed = conn
+                .prepare_cached(
+                    "UPDATE queue SET bounce = 1, last_error = ?2,
+                         next_attempt = min(next_attempt, ?3)
+                     WHERE id = ?1",
+                )
+                .and_then(|mut s| s.execute(params![id, reason, now]))
+                .ctx("requesting a bounce")?;
+            Ok(changed > 0)
+        })
+        .await
+    }
+
+    async fn retry_now(&self, which: QueueSelect, now: i64) -> Result<u64> {
+        self.write(move |conn| {
+            let changed = match which {
+                QueueSelect::Id(id) => conn
+                    .prepare_cached(
+                        "UPDATE queue SET next_attempt = ?2 WHERE id = ?1 AND next_attempt > ?2",
+                    )
+                    .and_then(|mut s| s.execute(params![id, now])),
+                QueueSelect::All => conn
+                    .prepare_cached("UPDATE queue SET next_attempt = ?1 WHERE next_attempt > ?1")
+                    .and_then(|mut s| s.execute([now])),
+            }
+            .ctx("making queue entries due")?;
+            Ok(changed as u64)
         })
         .await
     }
@@ -1987,6 +2205,55 @@ mod tests {
             ",
         )
         .unwrap();
+    }
+
+    /// A version 2 database with queue rows (id 7 the largest, id 5 kept) gets the version 3
+    /// columns with their defaults, and new queue ids start above every id seen.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn version_2_queue_is_upgraded() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hato.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(MIGRATIONS[0]).unwrap();
+            conn.execute_batch(MIGRATIONS[1]).unwrap();
+            conn.execute_batch(
+                r"
+                INSERT INTO blobs (id, size, data) VALUES (1, 1, X'78');
+                INSERT INTO queue (id, blob_id, sender, recipient, created, next_attempt, attempts,
+                                   last_error)
+                    VALUES (5, 1, 's@example.com', 'a@remote.example', 1000, 1000, 0, NULL),
+                           (7, 1, 's@example.com', 'b@remote.example', 1000, 2000, 3, '451 later');
+                PRAGMA user_version = 2;
+                ",
+            )
+            .unwrap();
+        }
+        let store = SqliteStore::open(&path).unwrap();
+        let old = store.queue_entry(7).await.unwrap().unwrap();
+        assert_eq!(
+            (old.attempts, old.last_error.as_deref(), old.next_attempt),
+            (3, Some("451 later"), 2000)
+        );
+        assert_eq!(old.dsn, crate::DsnParams::default());
+        assert!(!old.requiretls && !old.bounce_requested);
+        assert_eq!(
+            (old.leased_until, old.claim, old.last_attempt),
+            (0, 0, None)
+        );
+        assert!(store.queue_delete(7).await.unwrap());
+        store
+            .deliver(Delivery {
+                sender: String::new(),
+                data: b"x".to_vec(),
+                local: vec![],
+                remote: vec!["c@remote.example".into()],
+                received_at: 3000,
+            })
+            .await
+            .unwrap();
+        let ids: Vec<i64> = store.queue().await.unwrap().iter().map(|q| q.id).collect();
+        assert_eq!(ids, vec![5, 8], "id 7 must not be handed out again");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2,7 +2,8 @@
 //! per-request isolation), several stores on one file, durability of acknowledged deliveries
 //! when the process is killed with SIGKILL mid-stream (the test re-executes this test binary in a
 //! child mode selected by an environment variable), speed of 10,000-UID mailbox operations and
-//! change notifications. (The version 1 → 2 upgrade is a unit test in `src/sqlite.rs`.)
+//! change notifications, and outbound queue claims by two stores on one file. (The version
+//! 1 → 2 and 2 → 3 upgrades are unit tests in `src/sqlite.rs`.)
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Write};
@@ -813,4 +814,67 @@ async fn other_process_changes_are_seen_by_polling() {
         server_rx.try_recv().is_err(),
         "documented: cross-process writes are not announced"
     );
+}
+
+/// Two stores (two processes' worth of connections) on one file claim the due queue at the
+/// same time: every entry is claimed exactly once. `retry_now(All)` makes every waiting entry due.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_stores_claim_the_queue_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("hato.db");
+    let a = SqliteStore::open(&path).unwrap();
+    let b = SqliteStore::open(&path).unwrap();
+    for n in 0..50u64 {
+        let remote = (0..4).map(|r| format!("r{r}@d{}.example", n % 5)).collect();
+        a.deliver(delivery(n, vec![], remote)).await.unwrap();
+    }
+    let now = 1_800_000_000;
+    let claims: Vec<_> = (0..10)
+        .map(|i| {
+            let store = if i % 2 == 0 { a.clone() } else { b.clone() };
+            tokio::spawn(async move { store.due_queue(now, 25, 600).await.unwrap() })
+        })
+        .collect();
+    let mut ids = Vec::new();
+    for claim in claims {
+        for group in claim.await.unwrap() {
+            assert!(group.entries.iter().all(|e| e.domain() == group.domain));
+            ids.extend(group.entries.iter().map(|e| e.id));
+        }
+    }
+    let total = ids.len();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), total, "an entry was claimed twice");
+    assert_eq!(total, 200);
+
+    // Each entry fails once and waits; retry_now(All) makes them due again (leases released).
+    for entry in a.queue().await.unwrap() {
+        let attempt = hato_store::QueueAttempt {
+            at: now,
+            error: "421 try later".into(),
+            next_attempt: now + 3600,
+            tls: None,
+        };
+        assert!(
+            b.record_attempt(entry.id, entry.claim, attempt)
+                .await
+                .unwrap()
+        );
+    }
+    assert!(a.due_queue(now + 1, 1000, 600).await.unwrap().is_empty());
+    assert_eq!(
+        b.retry_now(hato_store::QueueSelect::All, now + 1)
+            .await
+            .unwrap(),
+        200
+    );
+    let again: usize = a
+        .due_queue(now + 1, 1000, 600)
+        .await
+        .unwrap()
+        .iter()
+        .map(|g| g.entries.len())
+        .sum();
+    assert_eq!(again, 200);
 }

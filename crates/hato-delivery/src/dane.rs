@@ -1,0 +1,220 @@
+//! DANE for SMTP (RFC 7672, with RFC 6698 and RFC 7671): which TLSA records are usable, and
+//! whether a server's certificate chain matches them. Pure functions over DER certificates.
+//!
+//! Not here (the driver's): the DNSSEC-validated TLSA lookup of `_25._tcp.<mx host>` (with the
+//! RFC 7672 2.2 outcomes in [`crate::policy::TlsaStatus`]), and for a DANE-TA match the check
+//! that the leaf chains to the matched trust anchor and carries the expected name.
+
+use ring::digest;
+
+/// One TLSA record (RFC 6698 2.1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tlsa {
+    /// 0 PKIX-TA, 1 PKIX-EE, 2 DANE-TA, 3 DANE-EE.
+    pub usage: u8,
+    /// 0 full certificate, 1 SubjectPublicKeyInfo.
+    pub selector: u8,
+    /// 0 exact, 1 SHA-256, 2 SHA-512.
+    pub matching: u8,
+    pub data: Vec<u8>,
+}
+
+pub const DANE_TA: u8 = 2;
+pub const DANE_EE: u8 = 3;
+
+impl Tlsa {
+    /// Usable for SMTP per RFC 7672 3.1: DANE-TA(2) or DANE-EE(3) (PKIX usages are not),
+    /// a known selector and matching type, and a digest of the right length.
+    pub fn is_usable(&self) -> bool {
+        matches!(self.usage, DANE_TA | DANE_EE)
+            && matches!(self.selector, 0 | 1)
+            && match self.matching {
+                0 => !self.data.is_empty(),
+                1 => self.data.len() == 32,
+                2 => self.data.len() == 64,
+                _ => false,
+            }
+    }
+
+    /// Whether this record matches one certificate (DER).
+    fn matches(&self, cert_der: &[u8]) -> Result<bool, DaneError> {
+        let selected: Vec<u8> = match self.selector {
+            0 => cert_der.to_vec(),
+            1 => spki(cert_der)?,
+            _ => return Ok(false),
+        };
+        Ok(match self.matching {
+            0 => selected == self.data,
+            1 => digest::digest(&digest::SHA256, &selected).as_ref() == self.data.as_slice(),
+            2 => digest::digest(&digest::SHA512, &selected).as_ref() == self.data.as_slice(),
+            _ => false,
+        })
+    }
+}
+
+/// Whether any record of the set is usable (if none is, DANE does not apply: RFC 7672 2.2).
+pub fn any_usable(records: &[Tlsa]) -> bool {
+    records.iter().any(Tlsa::is_usable)
+}
+
+/// How a chain matched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DaneMatch {
+    /// A DANE-EE(3) record matched the leaf: authenticated, no name or expiry check
+    /// (RFC 7672 3.1.1).
+    EndEntity { record: usize },
+    /// A DANE-TA(2) record matched `chain[chain_index]`: the driver must verify that the leaf
+    /// chains to it and that the leaf's name matches (RFC 7672 3.1.2, 3.2).
+    TrustAnchor { record: usize, chain_index: usize },
+}
+
+/// A certificate could not be parsed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("certificate {0} of the chain is not valid DER X.509")]
+pub struct DaneError(pub usize);
+
+/// Matches a server's chain (DER, leaf first) against the usable records: DANE-EE first
+/// (against the leaf), then DANE-TA (against every certificate of the chain). `Ok(None)`: no
+/// record matched — with usable records present the delivery must be deferred.
+pub fn match_chain(records: &[Tlsa], chain: &[&[u8]]) -> Result<Option<DaneMatch>, DaneError> {
+    let Some(leaf) = chain.first() else {
+        return Ok(None);
+    };
+    for (record, tlsa) in records.iter().enumerate() {
+        if tlsa.is_usable()
+            && tlsa.usage == DANE_EE
+            && tlsa.matches(leaf).map_err(|_| DaneError(0))?
+        {
+            return Ok(Some(DaneMatch::EndEntity { record }));
+        }
+    }
+    for (record, tlsa) in records.iter().enumerate() {
+        if !(tlsa.is_usable() && tlsa.usage == DANE_TA) {
+            continue;
+        }
+        for (chain_index, cert) in chain.iter().enumerate() {
+            if tlsa.matches(cert).map_err(|_| DaneError(chain_index))? {
+                return Ok(Some(DaneMatch::TrustAnchor {
+                    record,
+                    chain_index,
+                }));
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// The DER SubjectPublicKeyInfo of a certificate.
+fn spki(cert_der: &[u8]) -> Result<Vec<u8>, DaneError> {
+    let (_, cert) = x509_parser::parse_x509_certificate(cert_der).map_err(|_| DaneError(0))?;
+    Ok(cert.tbs_certificate.subject_pki.raw.to_vec())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rcgen::{
+        BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair, PublicKeyData,
+    };
+
+    struct Chain {
+        leaf: Vec<u8>,
+        ca: Vec<u8>,
+        leaf_spki: Vec<u8>,
+    }
+
+    fn chain() -> Chain {
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+        let leaf_key = KeyPair::generate().unwrap();
+        let leaf = CertificateParams::new(vec!["mx.example.net".to_string()])
+            .unwrap()
+            .signed_by(&leaf_key, &ca)
+            .unwrap();
+        Chain {
+            leaf: leaf.der().to_vec(),
+            ca: ca.der().to_vec(),
+            leaf_spki: leaf_key.subject_public_key_info(),
+        }
+    }
+
+    fn tlsa(usage: u8, selector: u8, matching: u8, data: &[u8]) -> Tlsa {
+        let data = match matching {
+            1 => digest::digest(&digest::SHA256, data).as_ref().to_vec(),
+            2 => digest::digest(&digest::SHA512, data).as_ref().to_vec(),
+            _ => data.to_vec(),
+        };
+        Tlsa {
+            usage,
+            selector,
+            matching,
+            data,
+        }
+    }
+
+    #[test]
+    fn usable_records() {
+        assert!(tlsa(3, 1, 1, b"x").is_usable());
+        assert!(tlsa(2, 0, 2, b"x").is_usable());
+        assert!(tlsa(3, 0, 0, b"x").is_usable());
+        assert!(
+            !tlsa(1, 1, 1, b"x").is_usable(),
+            "PKIX-EE is unusable for SMTP"
+        );
+        assert!(
+            !tlsa(0, 1, 1, b"x").is_usable(),
+            "PKIX-TA is unusable for SMTP"
+        );
+        assert!(!tlsa(3, 2, 1, b"x").is_usable());
+        assert!(!tlsa(3, 1, 3, b"x").is_usable());
+        let mut short = tlsa(3, 1, 1, b"x");
+        short.data.pop();
+        assert!(!short.is_usable(), "a truncated digest");
+        assert!(!any_usable(&[tlsa(1, 1, 1, b"x")]));
+        assert!(any_usable(&[tlsa(1, 1, 1, b"x"), tlsa(3, 1, 1, b"x")]));
+    }
+
+    #[test]
+    fn dane_ee_matches_the_leaf_in_every_selector_and_matching_type() {
+        let c = chain();
+        let chain = [c.leaf.as_slice(), c.ca.as_slice()];
+        for (selector, data) in [(0, &c.leaf), (1, &c.leaf_spki)] {
+            for matching in [0, 1, 2] {
+                let records = [tlsa(3, selector, matching, data)];
+                assert_eq!(
+                    match_chain(&records, &chain).unwrap(),
+                    Some(DaneMatch::EndEntity { record: 0 }),
+                    "3 {selector} {matching}"
+                );
+            }
+        }
+        // DANE-EE never matches the issuer.
+        let records = [tlsa(3, 0, 1, &c.ca)];
+        assert_eq!(match_chain(&records, &chain).unwrap(), None);
+    }
+
+    #[test]
+    fn dane_ta_matches_the_issuer() {
+        let c = chain();
+        let chain = [c.leaf.as_slice(), c.ca.as_slice()];
+        let records = [tlsa(3, 1, 1, b"other key"), tlsa(2, 0, 1, &c.ca)];
+        assert_eq!(
+            match_chain(&records, &chain).unwrap(),
+            Some(DaneMatch::TrustAnchor {
+                record: 1,
+                chain_index: 1
+            })
+        );
+        // Unusable records are ignored even if they would match.
+        let pkix = [tlsa(1, 0, 1, &c.leaf), tlsa(0, 0, 1, &c.ca)];
+        assert_eq!(match_chain(&pkix, &chain).unwrap(), None);
+        assert_eq!(match_chain(&records, &[]).unwrap(), None);
+        // Garbage in the chain is an error, not a match.
+        let spki_ta = [tlsa(2, 1, 1, b"x")];
+        assert_eq!(
+            match_chain(&spki_ta, &[c.leaf.as_slice(), b"junk"]),
+            Err(DaneError(1))
+        );
+    }
+}

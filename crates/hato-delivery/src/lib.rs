@@ -1,0 +1,20 @@
+//! hato-delivery: the building blocks of outbound delivery, kept free of sockets where possible.
+//!
+//! * [`backoff`]: the retry schedule (RFC 5321 4.5.4.1) and queue lifetime.
+//! * [`dane`]: DANE for SMTP (RFC 7672, RFC 6698, RFC 7671): usable TLSA records, chain matching.
+//! * [`dsn`]: delivery status notifications (RFC 3464, RFC 3461, RFC 6522, RFC 6533, RFC 3834).
+//! * [`mta_sts`]: MTA-STS (RFC 8461) TXT record and policy parsing, MX matching, verdicts.
+//! * [`route`]: MX resolution (RFC 5321 5.1, RFC 7505 null MX) with hickory-resolver, and loop
+//!   detection.
+//! * [`policy`]: outgoing TLS security levels (Postfix-like `none`/`may`/`encrypt`/`verify`/
+//!   `dane`, RFC 7672 for DANE, RFC 8689 REQUIRETLS) mapped to the SMTP client's requirement.
+//!
+//! The scheduler that claims queue entries (`hato_store::Store::due_queue`), drives
+//! `hato_smtp::client` over TCP/TLS and records the outcome lives in the `hato` binary.
+
+pub mod backoff;
+pub mod dane;
+pub mod dsn;
+pub mod mta_sts;
+pub mod policy;
+pub mod route;
