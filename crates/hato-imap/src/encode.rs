@@ -290,6 +290,7 @@ impl Code {
             Code::HasChildren => simple(out, "HASCHILDREN"),
             Code::UseAttr => simple(out, "USEATTR"),
             Code::NotSaved => simple(out, "NOTSAVED"),
+            Code::UnknownCte => simple(out, "UNKNOWN-CTE"),
         }
     }
 }

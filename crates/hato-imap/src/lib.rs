@@ -18,6 +18,8 @@
 //! | [`datetime`] | RFC 9051 §9 `date`, `date-time` |
 //! | [`flag`] | RFC 9051 §2.3.2 flags |
 //! | [`session`] | RFC 9051 §3 states, §6 command validity, §6.2.1 STARTTLS, §6.2.2/§6.2.3 AUTHENTICATE/LOGIN (RFC 4616 PLAIN, RFC 4959 SASL-IR), RFC 2177 IDLE, RFC 5161 ENABLE, RFC 7162 §3.1/§3.2.3 enabling rules |
+//! | [`view`] | the selected mailbox of one session ([`view::SelectedView`]): sequence numbers ↔ UIDs, RFC 9051 §7.5.1 / RFC 3501 §7.4.1 rules for when EXISTS/EXPUNGE/FETCH may be sent, RFC 7162 VANISHED and HIGHESTMODSEQ, RFC 3501 `\Recent` (per-session approximation), RFC 5182 `$` |
+//! | [`mime`] | RFC 9051 §7.5.2 ENVELOPE and BODYSTRUCTURE, §6.4.5 `BODY[section]<partial>`, RFC 3516 BINARY/BINARY.SIZE ([`mime::ParsedMessage`]; header fields parsed by mail-parser) |
 //!
 //! # Wire layer decision: our own parser, not imap-codec
 //!
@@ -76,16 +78,20 @@ pub mod encode;
 pub mod flag;
 pub mod framer;
 pub mod mailbox;
+pub mod mime;
 pub mod parse;
 pub mod response;
 pub mod sequence;
 pub mod session;
+pub mod view;
 
 pub use command::{Command, CommandBody};
 pub use encode::EncodeOptions;
 pub use framer::{Event, FrameError, Framer, Limits, RawCommand};
+pub use mime::ParsedMessage;
 pub use parse::{ParseError, ParseErrorKind, ParseOptions, parse_command};
 pub use response::{Code, Data, Response, StatusKind};
 pub use session::{
     Action, AuthVerdict, Config, Enabled, Outcome, Session, SessionStats, State, TlsInfo,
 };
+pub use view::{Moment, SelectedView};

@@ -145,6 +145,8 @@ pub enum Code {
     HasChildren,
     UseAttr,
     NotSaved,
+    /// RFC 3516 §4.2: BINARY of a part whose Content-Transfer-Encoding is unknown.
+    UnknownCte,
 }
 
 /// Untagged data.

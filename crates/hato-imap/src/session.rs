@@ -36,7 +36,7 @@
 //! * The session decides states itself: SELECT/EXAMINE answered OK selects the mailbox,
 //!   any other answer leaves no mailbox selected (RFC 9051 §6.3.2); CLOSE/UNSELECT
 //!   answered OK deselect. The driver keeps its own view of the selected mailbox (UIDs,
-//!   sequence numbers) in step with [`Session::state`].
+//!   sequence numbers: a [`crate::view::SelectedView`]) in step with [`Session::state`].
 //!
 //! # Security properties
 //!
