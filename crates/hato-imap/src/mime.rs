@@ -250,6 +250,37 @@ impl<'a> ParsedMessage<'a> {
         }
     }
 
+    /// The top-level header block (with the blank line that ends it, if any).
+    pub fn header(&self) -> &'a [u8] {
+        &self.raw[self.root.header.clone()]
+    }
+
+    /// The text of every `TEXT/*` leaf part, in order, including those inside encapsulated
+    /// messages: transfer encoding undone (base64, quoted-printable; an unknown encoding is
+    /// taken as is) and converted from the part's `charset` to UTF-8 (mail-parser's
+    /// decoders; an unknown charset is read as UTF-8, invalid sequences replaced). For
+    /// SEARCH `BODY`/`TEXT`; best effort, never fails. Lazy: a part is decoded only when
+    /// the iterator reaches it.
+    pub fn texts(&self) -> impl Iterator<Item = String> + '_ {
+        let mut leaves = Vec::new();
+        text_leaves(&self.root, &mut leaves);
+        leaves.into_iter().map(|p| {
+            let body = &self.raw[p.body.clone()];
+            let bytes: Cow<'_, [u8]> = match p.info.encoding.as_str() {
+                "BASE64" => Cow::Owned(decode_base64(body)),
+                "QUOTED-PRINTABLE" => Cow::Owned(decode_qp(body)),
+                _ => Cow::Borrowed(body),
+            };
+            let charset = p
+                .info
+                .params
+                .iter()
+                .find(|(k, _)| k == "CHARSET")
+                .map(|(_, v)| v.trim());
+            decode_charset(&bytes, charset)
+        })
+    }
+
     /// `BINARY.SIZE[part]`: the size of [`ParsedMessage::binary`].
     pub fn binary_size(&self, part: &[u32]) -> Result<Option<u64>, BinaryError> {
         Ok(self.binary(part)?.map(|d| d.len() as u64))
@@ -500,6 +531,33 @@ fn split_multipart(raw: &[u8], body: Range<usize>, boundary: &[u8]) -> Vec<Range
     parts
 }
 
+/// The `TEXT/*` leaves under `p`, in order (depth is bounded by [`MAX_DEPTH`]).
+fn text_leaves<'p>(p: &'p Part, out: &mut Vec<&'p Part>) {
+    match &p.kind {
+        PartKind::Leaf if p.info.media_type == "TEXT" => out.push(p),
+        PartKind::Leaf => {}
+        PartKind::Multi(children) => children.iter().for_each(|c| text_leaves(c, out)),
+        PartKind::Message(inner) => text_leaves(inner, out),
+    }
+}
+
+/// Bytes in `charset` (absent, UTF-8 or unknown: UTF-8, lossily) as UTF-8.
+pub(crate) fn decode_charset(bytes: &[u8], charset: Option<&str>) -> String {
+    match charset {
+        Some(cs)
+            if !cs.eq_ignore_ascii_case("utf-8")
+                && !cs.eq_ignore_ascii_case("us-ascii")
+                && !cs.eq_ignore_ascii_case("utf8") =>
+        {
+            match mail_parser::decoders::charsets::map::charset_decoder(cs.as_bytes()) {
+                Some(decode) => decode(bytes),
+                None => String::from_utf8_lossy(bytes).into_owned(),
+            }
+        }
+        _ => String::from_utf8_lossy(bytes).into_owned(),
+    }
+}
+
 fn count_lines(body: &[u8]) -> u64 {
     let lf = body.iter().filter(|&&b| b == b'\n').count() as u64;
     if body.last().is_some_and(|&b| b != b'\n') {
@@ -513,7 +571,7 @@ fn count_lines(body: &[u8]) -> u64 {
 // Header fields
 
 /// The raw fields of a header block: (name, whole field including its line break).
-fn fields(header: &[u8]) -> Vec<(&[u8], Range<usize>)> {
+pub(crate) fn fields(header: &[u8]) -> Vec<(&[u8], Range<usize>)> {
     let mut out: Vec<(&[u8], Range<usize>)> = Vec::new();
     for (start, content_end, next) in lines(header, 0..header.len()) {
         if start == content_end {

@@ -240,6 +240,12 @@ impl NumberSet {
     }
 }
 
+impl FromIterator<u32> for NumberSet {
+    fn from_iter<I: IntoIterator<Item = u32>>(iter: I) -> NumberSet {
+        NumberSet::from_numbers(iter)
+    }
+}
+
 impl fmt::Display for NumberSet {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for (i, &(l, h)) in self.ranges.iter().enumerate() {
