@@ -28,6 +28,131 @@ pub struct Config {
     pub auth: AuthConfig,
     #[serde(default, rename = "listener")]
     pub listeners: Vec<Listener>,
+    #[serde(default)]
+    pub delivery: DeliveryConfig,
+    #[serde(default)]
+    pub dns: DnsSection,
+    /// Explicit next hops per destination domain (instead of MX lookup).
+    #[serde(default, rename = "route")]
+    pub routes: Vec<RouteConfig>,
+}
+
+/// `[delivery]`: the outbound queue scheduler.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeliveryConfig {
+    /// Delays after the 1st, 2nd, ... failed attempt (the last repeats), e.g. "1m", "5m".
+    pub retry: Vec<String>,
+    /// How long a message may wait in the queue before it bounces.
+    pub max_lifetime: String,
+    /// Deliveries (connections) at once, in all.
+    pub concurrency: usize,
+    /// Deliveries at once per destination domain.
+    pub per_domain: usize,
+    /// Destination SMTP port (25; other values only for tests or unusual networks).
+    pub port: u16,
+    /// Default TLS security level: none, may, encrypt, verify.
+    pub tls_policy: String,
+    /// PEM CA certificates for `verify`.
+    pub ca_file: Option<PathBuf>,
+    /// Seconds to wait for a TCP connection to a mail host.
+    pub connect_timeout_secs: u64,
+    /// Keep outbound mail queued without attempting it (Postfix `defer_transports = smtp`).
+    pub hold: bool,
+}
+
+impl Default for DeliveryConfig {
+    fn default() -> Self {
+        DeliveryConfig {
+            retry: ["1m", "5m", "15m", "30m", "1h"].map(String::from).to_vec(),
+            max_lifetime: "5d".into(),
+            concurrency: 20,
+            per_domain: 5,
+            port: 25,
+            tls_policy: "may".into(),
+            ca_file: None,
+            connect_timeout_secs: 30,
+            hold: false,
+        }
+    }
+}
+
+impl DeliveryConfig {
+    pub fn schedule(&self) -> anyhow::Result<hato_delivery::backoff::RetrySchedule> {
+        let delays = hato_delivery::backoff::parse_delays(&self.retry)
+            .map_err(|e| anyhow::anyhow!("`delivery.retry`: {e}"))?;
+        let lifetime = hato_delivery::backoff::parse_duration(&self.max_lifetime)
+            .map_err(|e| anyhow::anyhow!("`delivery.max_lifetime`: {e}"))?;
+        hato_delivery::backoff::RetrySchedule::new(delays, lifetime)
+            .map_err(|e| anyhow::anyhow!("`delivery.retry`/`delivery.max_lifetime`: {e}"))
+    }
+
+    pub fn level(&self) -> anyhow::Result<hato_delivery::policy::SecurityLevel> {
+        use hato_delivery::policy::SecurityLevel;
+        let level: SecurityLevel = self
+            .tls_policy
+            .parse()
+            .map_err(|e| anyhow::anyhow!("`delivery.tls_policy`: {e}"))?;
+        anyhow::ensure!(
+            level != SecurityLevel::Dane,
+            "`delivery.tls_policy`: \"dane\" is not supported yet (use none, may, encrypt or verify)"
+        );
+        Ok(level)
+    }
+}
+
+/// `[dns]`: the resolver used for MX lookups.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DnsSection {
+    /// `ip:port` of nameservers; empty: the system's (/etc/resolv.conf).
+    pub nameservers: Vec<SocketAddr>,
+    /// Seconds per query and server.
+    pub timeout_secs: u64,
+}
+
+impl Default for DnsSection {
+    fn default() -> Self {
+        DnsSection {
+            nameservers: Vec::new(),
+            timeout_secs: 5,
+        }
+    }
+}
+
+/// `[[route]]`: mail for `domain` goes to `host` instead of its MX hosts.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    pub domain: String,
+    /// `[192.0.2.5]:25`, `[2001:db8::5]`, `mx.partner.example:2525` or `mx.partner.example`.
+    pub host: String,
+}
+
+/// A parsed `route.host`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RouteHost {
+    Ip(std::net::IpAddr, Option<u16>),
+    Name(String, Option<u16>),
+}
+
+impl RouteHost {
+    pub fn parse(s: &str) -> Option<RouteHost> {
+        let port = |p: &str| p.parse::<u16>().ok().filter(|&p| p != 0);
+        if let Some(rest) = s.strip_prefix('[') {
+            let (ip, after) = rest.split_once(']')?;
+            let ip = ip.strip_prefix("IPv6:").unwrap_or(ip).parse().ok()?;
+            return match after {
+                "" => Some(RouteHost::Ip(ip, None)),
+                p => Some(RouteHost::Ip(ip, Some(port(p.strip_prefix(':')?)?))),
+            };
+        }
+        let (name, p) = match s.rsplit_once(':') {
+            Some((n, p)) => (n, Some(port(p)?)),
+            None => (s, None),
+        };
+        is_domain(name).then(|| RouteHost::Name(name.to_ascii_lowercase(), p))
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -344,6 +469,52 @@ impl Config {
                 "max_recipients, max_message_size and max_connections must be positive".into(),
             ));
         }
+        let d = &self.delivery;
+        d.schedule()
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        d.level()
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        if d.concurrency == 0 || d.per_domain == 0 {
+            return Err(err(
+                "delivery",
+                "concurrency and per_domain must be positive".into(),
+            ));
+        }
+        if d.port == 0 || d.connect_timeout_secs == 0 {
+            return Err(err(
+                "delivery",
+                "port and connect_timeout_secs must be positive".into(),
+            ));
+        }
+        if self.dns.timeout_secs == 0 {
+            return Err(err("dns.timeout_secs", "must be positive".into()));
+        }
+        for (i, r) in self.routes.iter().enumerate() {
+            if !is_domain(&r.domain) {
+                return Err(err(
+                    "route.domain",
+                    format!("{:?} is not a valid domain", r.domain),
+                ));
+            }
+            if self.routes[..i]
+                .iter()
+                .any(|o| o.domain.eq_ignore_ascii_case(&r.domain))
+            {
+                return Err(err(
+                    "route.domain",
+                    format!("{} has two [[route]] entries", r.domain),
+                ));
+            }
+            if RouteHost::parse(&r.host).is_none() {
+                return Err(err(
+                    "route.host",
+                    format!(
+                        "{:?} is not a host (use \"[192.0.2.5]:25\", \"mx.example.net:2525\" or \"mx.example.net\")",
+                        r.host
+                    ),
+                ));
+            }
+        }
         Ok(())
     }
 
@@ -422,6 +593,48 @@ tls = "implicit"
         .unwrap();
         assert_eq!(c.listeners[2].tls, TlsMode::Implicit);
         assert_eq!(c.local_domains(), vec!["example.com"]);
+    }
+
+    #[test]
+    fn delivery_sections() {
+        let base = "[[listener]]\nprotocol=\"smtp\"\nbind=\"127.0.0.1:1\"\n";
+        let c = parse(base).unwrap();
+        assert_eq!(c.delivery.port, 25);
+        assert_eq!(c.delivery.concurrency, 20);
+        assert!(!c.delivery.hold);
+        assert_eq!(
+            c.delivery.schedule().unwrap(),
+            hato_delivery::backoff::RetrySchedule::default()
+        );
+        let c = parse(&format!(
+            "[delivery]\nretry = [\"1s\", \"2m\"]\nmax_lifetime = \"1h\"\ntls_policy = \"encrypt\"\n\
+             [dns]\nnameservers = [\"127.0.0.1:5353\"]\n\
+             [[route]]\ndomain = \"partner.example\"\nhost = \"mx.partner.example:2525\"\n{base}"
+        ))
+        .unwrap();
+        assert_eq!(
+            c.delivery.level().unwrap(),
+            hato_delivery::policy::SecurityLevel::Encrypt
+        );
+        assert_eq!(c.dns.nameservers[0].port(), 5353);
+        assert_eq!(c.routes[0].host, "mx.partner.example:2525");
+        for (bad, key) in [
+            ("[delivery]\nretry = []\n", "delivery.retry"),
+            (
+                "[delivery]\nmax_lifetime = \"forever\"\n",
+                "delivery.max_lifetime",
+            ),
+            ("[delivery]\ntls_policy = \"dane\"\n", "not supported"),
+            ("[delivery]\nper_domain = 0\n", "`delivery`"),
+            ("[dns]\ntimeout_secs = 0\n", "dns.timeout_secs"),
+            (
+                "[[route]]\ndomain = \"a.example\"\nhost = \"[1.2.3.4]:25\"\n[[route]]\ndomain = \"A.example\"\nhost = \"[1.2.3.4]\"\n",
+                "two [[route]]",
+            ),
+        ] {
+            let e = parse(&format!("{bad}{base}")).unwrap_err().to_string();
+            assert!(e.contains(key), "{bad}: {e}");
+        }
     }
 
     #[test]

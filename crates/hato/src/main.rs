@@ -4,6 +4,7 @@
 //! accounts in the same data directory, also while the server runs.
 
 mod config;
+mod delivery;
 mod policy;
 mod pop3;
 mod server;
@@ -69,6 +70,30 @@ enum Command {
         #[command(subcommand)]
         command: AliasCommand,
     },
+    /// Inspect and manage the outbound queue.
+    Queue {
+        #[command(subcommand)]
+        command: QueueCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum QueueCommand {
+    /// List queued recipients: id, sender, recipient, attempts, next attempt, last error.
+    List,
+    /// Show every field of one entry, including the TLS facts of the last attempt.
+    Show { id: i64 },
+    /// Try now: one entry, or all with --all.
+    Retry {
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        id: Option<i64>,
+        #[arg(long)]
+        all: bool,
+    },
+    /// Remove an entry without delivery and without a bounce.
+    Delete { id: i64 },
+    /// Give up on an entry: the sender gets a bounce (DSN).
+    Bounce { id: i64 },
 }
 
 #[derive(Subcommand)]
@@ -165,8 +190,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve => serve(config, cli.config.as_deref()).await,
         Command::CheckConfig => {
             let tls = setup_tls(&config)?;
+            let delivery = delivery::check(&config)?;
             println!(
-                "configuration OK: {} listener(s); TLS: {}",
+                "configuration OK: {} listener(s); TLS: {}; delivery: {delivery}",
                 config.listeners.len(),
                 tls.map(|t| t.1).unwrap_or_else(|| "none".into())
             );
@@ -174,6 +200,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::User { command } => user_command(&config, command).await,
         Command::Alias { command } => alias_command(&config, command).await,
+        Command::Queue { command } => queue_command(&config, command).await,
     }
 }
 
@@ -234,6 +261,7 @@ fn setup_tls(config: &Config) -> anyhow::Result<Option<(Arc<hato_tls::CertResolv
 
 async fn serve(config: Config, config_path: Option<&Path>) -> anyhow::Result<()> {
     let tls = setup_tls(&config)?;
+    delivery::check(&config)?;
     let store = open_store(&config).await?;
     let server = server::Server::bind(config, store, tls).await?;
     println!("{}", server.summary(config_path));
@@ -335,6 +363,114 @@ async fn alias_command(config: &Config, cmd: AliasCommand) -> anyhow::Result<()>
             for a in store.list_aliases().await? {
                 println!("{} -> {}", a.address, a.target);
             }
+        }
+    }
+    Ok(())
+}
+
+fn show_time(t: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(t)
+        .ok()
+        .and_then(|d| {
+            d.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| t.to_string())
+}
+
+async fn queue_command(config: &Config, cmd: QueueCommand) -> anyhow::Result<()> {
+    let store = open_store(config).await?;
+    let now = server::unix_now();
+    match cmd {
+        QueueCommand::List => {
+            let queue = store.queue().await?;
+            if queue.is_empty() {
+                println!("the queue is empty");
+                return Ok(());
+            }
+            println!("ID\tSENDER\tRECIPIENT\tATTEMPTS\tNEXT ATTEMPT\tLAST ERROR");
+            for e in queue {
+                let sender = if e.sender.is_empty() { "<>" } else { &e.sender };
+                println!(
+                    "{}\t{}\t{}\t{}\t{}\t{}",
+                    e.id,
+                    sender,
+                    e.recipient,
+                    e.attempts,
+                    show_time(e.next_attempt),
+                    e.last_error.as_deref().unwrap_or("-")
+                );
+            }
+        }
+        QueueCommand::Show { id } => {
+            let e = store
+                .queue_entry(id)
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("no queue entry {id}"))?;
+            let opt = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+            println!("id:               {}", e.id);
+            println!(
+                "sender:           {}",
+                if e.sender.is_empty() { "<>" } else { &e.sender }
+            );
+            println!("recipient:        {}", e.recipient);
+            println!("created:          {}", show_time(e.created));
+            println!("attempts:         {}", e.attempts);
+            println!("next attempt:     {}", show_time(e.next_attempt));
+            println!(
+                "last attempt:     {}",
+                e.last_attempt.map(show_time).unwrap_or_else(|| "-".into())
+            );
+            println!("last error:       {}", opt(&e.last_error));
+            println!("last TLS:         {}", opt(&e.last_tls));
+            println!("notify:           {}", opt(&e.dsn.notify));
+            println!("orcpt:            {}", opt(&e.dsn.orcpt));
+            println!("ret:              {}", opt(&e.dsn.ret));
+            println!("envid:            {}", opt(&e.dsn.envid));
+            println!("requiretls:       {}", e.requiretls);
+            println!("bounce requested: {}", e.bounce_requested);
+            println!(
+                "leased until:     {}",
+                if e.leased_until > now {
+                    show_time(e.leased_until)
+                } else {
+                    "-".into()
+                }
+            );
+            let size = store.blob(e.blob).await?.map(|b| b.len()).unwrap_or(0);
+            println!("message size:     {size}");
+        }
+        QueueCommand::Retry { id, all } => {
+            let which = match (id, all) {
+                (_, true) => hato_store::QueueSelect::All,
+                (Some(id), false) => hato_store::QueueSelect::Id(id),
+                (None, false) => anyhow::bail!("give an ID or --all"),
+            };
+            if let hato_store::QueueSelect::Id(id) = which {
+                anyhow::ensure!(
+                    store.queue_entry(id).await?.is_some(),
+                    "no queue entry {id}"
+                );
+            }
+            let n = store.retry_now(which, now).await?;
+            println!("{n} entr{} due now", if n == 1 { "y" } else { "ies" });
+        }
+        QueueCommand::Delete { id } => {
+            anyhow::ensure!(store.queue_delete(id).await?, "no queue entry {id}");
+            println!("deleted {id}");
+        }
+        QueueCommand::Bounce { id } => {
+            anyhow::ensure!(
+                store
+                    .queue_bounce(
+                        id,
+                        "550 5.0.0 bounced by the administrator (hato queue bounce)",
+                        now
+                    )
+                    .await?,
+                "no queue entry {id}"
+            );
+            println!("{id} will be bounced by the running server");
         }
     }
     Ok(())

@@ -34,6 +34,8 @@ pub(crate) struct Shared {
     pub shutdown: watch::Receiver<bool>,
     /// Accounts whose maildrop a POP3 session holds (RFC 1939 exclusive lock).
     pub pop3_locks: Mutex<std::collections::HashSet<hato_store::AccountId>>,
+    /// Wakes the outbound delivery scheduler when mail for remote recipients was queued.
+    pub outbound: Arc<tokio::sync::Notify>,
 }
 
 /// The protocol-specific configuration of a listener.
@@ -115,6 +117,7 @@ impl Server {
             data_timeout: Duration::from_secs(limits.data_timeout_secs),
             shutdown,
             pop3_locks: Mutex::new(Default::default()),
+            outbound: Arc::new(tokio::sync::Notify::new()),
         });
         Ok(Server {
             config,
@@ -195,6 +198,12 @@ impl Server {
                 .unwrap_or(10);
             tokio::spawn(reload_certificates(r, hup, check));
         }
+        crate::delivery::spawn(
+            &config,
+            shared.policy.store().clone(),
+            shared.outbound.clone(),
+            shared.shutdown.clone(),
+        )?;
         for (sock, ctx) in listeners {
             tokio::spawn(accept_loop(sock, ctx, shared.clone()));
         }

@@ -295,6 +295,9 @@ impl Conn<'_> {
         let (nlocal, nremote) = (delivery.local.len(), delivery.remote.len());
         match self.shared.policy.store().deliver(delivery).await {
             Ok(_) => {
+                if nremote > 0 {
+                    self.shared.outbound.notify_one();
+                }
                 info!(
                     queue_id = %id,
                     size,

@@ -121,6 +121,14 @@ tls = "implicit"
         sub = ports.submission,
         subs = ports.submissions,
     );
+    if !extra.contains("[delivery]") {
+        // Tests that do not configure delivery keep remote mail queued (nothing to reach).
+        text = text.replacen(
+            "\n[[listener]]",
+            "\n[delivery]\nhold = true\n[[listener]]",
+            1,
+        );
+    }
     if ports.pop3 != 0 {
         text.push_str(&format!(
             "[[listener]]\nprotocol = \"pop3\"\nbind = \"127.0.0.1:{}\"\ntls = \"starttls\"\n",
@@ -888,4 +896,86 @@ pub fn unhex(hex: &str) -> Vec<u8> {
             u8::from_str_radix(&hex[i..i + 2], 16).unwrap_or_else(|_| panic!("bad hex {hex:?}"))
         })
         .collect()
+}
+
+/// [`config_text`] with other local domains than [`DOMAIN`] and `localhost`.
+pub fn config_text_domains(
+    dir: &Path,
+    ports: &Ports,
+    domains: &[&str],
+    extra_listener: &str,
+    extra: &str,
+) -> String {
+    let list = domains
+        .iter()
+        .map(|d| format!("\"{d}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    config_text(dir, ports, extra_listener, extra).replacen(
+        &format!("domains = [\"{DOMAIN}\", \"localhost\"]"),
+        &format!("domains = [{list}]"),
+        1,
+    )
+}
+
+impl TestServer {
+    /// Starts hato for the local `domains` with the accounts `users` (password [`PASSWORD`]);
+    /// `extra` is top-level configuration (e.g. `[delivery]`), written after `domains`.
+    pub fn start_domains(domains: &[&str], users: &[&str], extra: &str) -> TestServer {
+        let dir = tempfile::tempdir().unwrap();
+        let ports = Ports::free();
+        let config = dir.path().join("hato.toml");
+        let write = |ports: &Ports| {
+            std::fs::write(
+                &config,
+                config_text_domains(dir.path(), ports, domains, "", extra),
+            )
+            .unwrap()
+        };
+        write(&ports);
+        let mut s = TestServer {
+            log: dir.path().join("hato.log"),
+            config: config.clone(),
+            ports,
+            child: None,
+            dir,
+        };
+        for u in users {
+            s.cli(&["user", "add", u, "--password-stdin"], Some(PASSWORD))
+                .assert_ok();
+        }
+        for _ in 0..5 {
+            match s.try_spawn() {
+                Ok(()) => return s,
+                Err(e) if e.contains("already in use") => {
+                    s.ports = Ports::free();
+                    std::fs::write(
+                        &s.config,
+                        config_text_domains(s.dir.path(), &s.ports, domains, "", extra),
+                    )
+                    .unwrap();
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+        panic!("no free ports after 5 attempts: {}", s.logs());
+    }
+
+    /// Waits until `address`'s INBOX holds at least `n` messages; returns them.
+    pub fn wait_inbox(&self, address: &str, n: usize, wait: Duration) -> Vec<String> {
+        let deadline = Instant::now() + wait;
+        loop {
+            let inbox = self.inbox(address);
+            if inbox.len() >= n {
+                return inbox;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{address} got {} of {n} messages within {wait:?}; log:\n{}",
+                inbox.len(),
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
 }

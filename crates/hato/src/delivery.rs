@@ -1,0 +1,1139 @@
+//! Outbound delivery: the queue scheduler. Every second (or at once when the SMTP driver queued
+//! something) it claims due queue entries (`Store::due_queue`, leased), finds the next hops
+//! (`[[route]]` or MX via `hato_delivery::route::Router`), drives `hato_smtp::client::ClientSession`
+//! over TCP with STARTTLS (tokio-rustls), and records the outcome: delivered, retry later
+//! (`RetrySchedule`), or bounce (an RFC 3464 DSN to the original sender, never for a bounce).
+//!
+//! All recipients of a message at one domain share one transaction; up to `delivery.per_domain`
+//! workers per domain (and `delivery.concurrency` in all) each keep their connection open for the
+//! next message to that domain claimed in the same round.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use hato_delivery::backoff::{Next, RetrySchedule};
+use hato_delivery::dsn::{self, Action, DsnInput, RecipientReport, ReturnContent};
+use hato_delivery::policy::{SecurityLevel, TlsFacts, VerifiedBy};
+use hato_delivery::route::{DnsConfig, LocalIdentity, Router, prune_self};
+use hato_smtp::client::{
+    ClientAction, ClientConfig, ClientFailure, ClientSession, DsnRet, Notify as DsnNotify,
+    Recipient, RecipientStatus, TlsRequirement, Transaction, TransactionOutcome,
+};
+use hato_smtp::{Address, Reply};
+use hato_store::{Delivery, QueueAttempt, QueueEntry, Store};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, SignatureScheme};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::{Notify, Semaphore, watch};
+use tokio_rustls::TlsConnector;
+use tracing::{error, info, warn};
+
+use crate::config::{Config, RouteHost};
+use crate::server::unix_now;
+
+/// How long a claimed entry is held (longer than one attempt can take: RFC 5321 timeouts).
+const LEASE_SECS: i64 = 30 * 60;
+/// Most entries claimed and not yet finished at any time (claimed entries wait for the
+/// concurrency limits while their lease runs, so this bounds how long they can wait).
+const CLAIM_LIMIT: usize = 200;
+/// An entry whose lease ends within this many seconds is left for the next claim.
+const LEASE_MARGIN_SECS: i64 = 60;
+
+/// Everything the scheduler needs, shared by its tasks.
+pub(crate) struct Scheduler {
+    store: Arc<dyn Store>,
+    hostname: String,
+    local_domains: Vec<String>,
+    schedule: RetrySchedule,
+    level: SecurityLevel,
+    port: u16,
+    connect_timeout: Duration,
+    routes: HashMap<String, RouteHost>,
+    router: Option<Router>,
+    router_error: String,
+    identity: LocalIdentity,
+    /// For `may`/`encrypt`: any certificate (opportunistic TLS must not fail on self-signed).
+    tls_any: TlsConnector,
+    /// For `verify`: the CAs of `delivery.ca_file` (None: verification impossible).
+    tls_verify: Option<TlsConnector>,
+    global: Arc<Semaphore>,
+    per_domain_limit: usize,
+    per_domain: Mutex<HashMap<String, Arc<Semaphore>>>,
+    /// Entries claimed and not yet finished.
+    in_flight: AtomicUsize,
+}
+
+/// The trust anchors of `delivery.ca_file`.
+fn load_roots(path: &std::path::Path) -> anyhow::Result<rustls::RootCertStore> {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(path)
+        .with_context(|| format!("`delivery.ca_file`: cannot read {}", path.display()))?
+    {
+        let cert =
+            cert.with_context(|| format!("`delivery.ca_file`: bad PEM in {}", path.display()))?;
+        roots
+            .add(cert)
+            .with_context(|| format!("`delivery.ca_file`: {}", path.display()))?;
+    }
+    anyhow::ensure!(
+        !roots.is_empty(),
+        "`delivery.ca_file`: no certificate in {}",
+        path.display()
+    );
+    Ok(roots)
+}
+
+/// Checks what the configuration parser cannot (the CA file); a one-line summary.
+pub(crate) fn check(config: &Config) -> anyhow::Result<String> {
+    let d = &config.delivery;
+    if let Some(path) = &d.ca_file {
+        load_roots(path)?;
+    }
+    Ok(format!(
+        "tls_policy {}{}, {} route(s){}",
+        d.tls_policy,
+        if d.ca_file.is_some() {
+            " with ca_file"
+        } else {
+            ""
+        },
+        config.routes.len(),
+        if d.hold { ", ON HOLD" } else { "" }
+    ))
+}
+
+/// Starts the scheduler task. Needs a tokio runtime.
+pub(crate) fn spawn(
+    config: &Config,
+    store: Arc<dyn Store>,
+    wake: Arc<Notify>,
+    shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let scheduler = Arc::new(Scheduler::new(config, store)?);
+    if config.delivery.tls_policy == "verify" && config.delivery.ca_file.is_none() {
+        warn!(
+            "`delivery.tls_policy = \"verify\"` without `delivery.ca_file`: every delivery is deferred"
+        );
+    }
+    if config.delivery.hold {
+        warn!(
+            "outbound delivery is on hold (`delivery.hold`): mail for other domains stays queued"
+        );
+        return Ok(());
+    }
+    tokio::spawn(scheduler.run(wake, shutdown));
+    Ok(())
+}
+
+impl Scheduler {
+    fn new(config: &Config, store: Arc<dyn Store>) -> anyhow::Result<Scheduler> {
+        let d = &config.delivery;
+        let dns = DnsConfig {
+            nameservers: config.dns.nameservers.clone(),
+            timeout: Duration::from_secs(config.dns.timeout_secs),
+            ..DnsConfig::default()
+        };
+        let (router, router_error) = match Router::new(&dns, Default::default()) {
+            Ok(r) => (Some(r), String::new()),
+            Err(e) => {
+                error!(error = %e, "no DNS resolver: mail to domains without [[route]] is deferred");
+                (None, e.to_string())
+            }
+        };
+        // Our own SMTP listeners on the destination port: an MX with one of their addresses is us.
+        let mut addresses = Vec::new();
+        for l in &config.listeners {
+            if l.protocol == crate::config::Protocol::Smtp && l.bind.port() == d.port {
+                if l.bind.ip().is_unspecified() {
+                    addresses.push(IpAddr::from([127, 0, 0, 1]));
+                    addresses.push(IpAddr::from(std::net::Ipv6Addr::LOCALHOST));
+                } else {
+                    addresses.push(l.bind.ip());
+                }
+            }
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let any = rustls::ClientConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()?
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AcceptAny(provider.clone())))
+            .with_no_client_auth();
+        let tls_verify = match &d.ca_file {
+            Some(path) => {
+                let c = rustls::ClientConfig::builder_with_provider(provider)
+                    .with_safe_default_protocol_versions()?
+                    .with_root_certificates(load_roots(path)?)
+                    .with_no_client_auth();
+                Some(TlsConnector::from(Arc::new(c)))
+            }
+            None => None,
+        };
+        Ok(Scheduler {
+            store,
+            hostname: config.hostname.clone(),
+            local_domains: config.local_domains(),
+            schedule: d.schedule()?,
+            level: d.level()?,
+            port: d.port,
+            connect_timeout: Duration::from_secs(d.connect_timeout_secs),
+            routes: config
+                .routes
+                .iter()
+                .filter_map(|r| Some((r.domain.to_ascii_lowercase(), RouteHost::parse(&r.host)?)))
+                .collect(),
+            router,
+            router_error,
+            identity: LocalIdentity {
+                hostnames: vec![config.hostname.clone()],
+                addresses,
+            },
+            tls_any: TlsConnector::from(Arc::new(any)),
+            tls_verify,
+            global: Arc::new(Semaphore::new(d.concurrency)),
+            per_domain_limit: d.per_domain,
+            per_domain: Mutex::new(HashMap::new()),
+            in_flight: AtomicUsize::new(0),
+        })
+    }
+
+    async fn run(self: Arc<Self>, wake: Arc<Notify>, mut shutdown: watch::Receiver<bool>) {
+        info!("outbound delivery scheduler started");
+        loop {
+            tokio::select! {
+                _ = wake.notified() => {}
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = shutdown.changed() => return,
+            }
+            let free = CLAIM_LIMIT.saturating_sub(self.in_flight.load(Ordering::Relaxed));
+            if free == 0 {
+                continue;
+            }
+            let due = match self.store.due_queue(unix_now(), free, LEASE_SECS).await {
+                Ok(d) => {
+                    let n: usize = d.iter().map(|d| d.entries.len()).sum();
+                    self.in_flight.fetch_add(n, Ordering::Relaxed);
+                    d
+                }
+                Err(e) => {
+                    error!(error = %e, "cannot read the queue");
+                    continue;
+                }
+            };
+            for domain in due {
+                let me = self.clone();
+                tokio::spawn(async move { me.deliver_domain(domain).await });
+            }
+        }
+    }
+
+    fn domain_semaphore(&self, domain: &str) -> Arc<Semaphore> {
+        let mut map = self.per_domain.lock().unwrap_or_else(|e| e.into_inner());
+        // Forget idle domains so the map does not grow forever.
+        map.retain(|_, s| Arc::strong_count(s) > 1);
+        map.entry(domain.to_owned())
+            .or_insert_with(|| Arc::new(Semaphore::new(self.per_domain_limit)))
+            .clone()
+    }
+
+    async fn deliver_domain(self: Arc<Self>, due: hato_store::DueDomain) {
+        // Group by message (entries are ordered by blob).
+        let mut groups: Vec<Vec<QueueEntry>> = Vec::new();
+        for e in due.entries {
+            match groups.last_mut() {
+                Some(g) if g[0].blob == e.blob => g.push(e),
+                _ => groups.push(vec![e]),
+            }
+        }
+        let domain_sem = self.domain_semaphore(&due.domain);
+        let targets = Arc::new(tokio::sync::OnceCell::new());
+        // Up to `per_domain` workers; each takes the next message and keeps its connection
+        // open for the following ones.
+        let workers = groups.len().min(self.per_domain_limit);
+        let queue = Arc::new(Mutex::new(std::collections::VecDeque::from(groups)));
+        let mut tasks = Vec::new();
+        for _ in 0..workers {
+            let (me, sem, domain, targets, queue) = (
+                self.clone(),
+                domain_sem.clone(),
+                due.domain.clone(),
+                targets.clone(),
+                queue.clone(),
+            );
+            tasks.push(tokio::spawn(async move {
+                let permits = (
+                    sem.acquire_owned().await,
+                    me.global.clone().acquire_owned().await,
+                );
+                let mut cached: Option<Connection> = None;
+                loop {
+                    let next = queue.lock().unwrap_or_else(|e| e.into_inner()).pop_front();
+                    let Some(group) = next else { break };
+                    let n = group.len();
+                    if let (Ok(_), Ok(_)) = &permits {
+                        // Entries whose lease (nearly) ran out may be claimed again by now.
+                        let deadline = unix_now() + LEASE_MARGIN_SECS;
+                        let group: Vec<_> = group
+                            .into_iter()
+                            .filter(|e| e.leased_until > deadline)
+                            .collect();
+                        if !group.is_empty() {
+                            let targets = targets.get_or_init(|| me.targets(&domain)).await;
+                            me.deliver_message(group, targets, &mut cached).await;
+                        }
+                    }
+                    me.in_flight.fetch_sub(n, Ordering::Relaxed);
+                }
+                if let Some(c) = cached {
+                    me.close(c).await;
+                }
+            }));
+        }
+        for t in tasks {
+            let _ = t.await;
+        }
+    }
+
+    /// The (host name, address) pairs to try for a domain, in order; Err((permanent, error)).
+    async fn targets(&self, domain: &str) -> Result<Vec<(String, SocketAddr)>, (bool, String)> {
+        if let Some(host) = self.routes.get(domain) {
+            return match host {
+                RouteHost::Ip(ip, port) => Ok(vec![(
+                    format!("[{ip}]"),
+                    SocketAddr::new(*ip, port.unwrap_or(self.port)),
+                )]),
+                RouteHost::Name(name, port) => {
+                    match tokio::net::lookup_host((name.as_str(), port.unwrap_or(self.port))).await
+                    {
+                        Ok(addrs) => Ok(addrs.map(|a| (name.clone(), a)).collect()),
+                        Err(e) => Err((
+                            false,
+                            format!("451 4.4.3 cannot resolve the route host {name}: {e}"),
+                        )),
+                    }
+                }
+            };
+        }
+        let Some(router) = &self.router else {
+            return Err((
+                false,
+                format!("451 4.4.3 no DNS resolver: {}", self.router_error),
+            ));
+        };
+        let route = router
+            .route(domain)
+            .await
+            .and_then(|r| prune_self(r, &self.identity))
+            .map_err(|e| (e.is_permanent(), e.diagnostic()))?;
+        Ok(route
+            .hosts
+            .into_iter()
+            .flat_map(|h| {
+                let port = self.port;
+                h.addresses
+                    .into_iter()
+                    .map(move |ip| (h.name.clone(), SocketAddr::new(ip, port)))
+            })
+            .collect())
+    }
+
+    async fn deliver_message(
+        &self,
+        entries: Vec<QueueEntry>,
+        targets: &Result<Vec<(String, SocketAddr)>, (bool, String)>,
+        cached: &mut Option<Connection>,
+    ) {
+        let now = unix_now();
+        let message = match self.store.blob(entries[0].blob).await {
+            Ok(Some(m)) => m,
+            Ok(None) => {
+                error!(queue_id = entries[0].id, "queued message data missing");
+                return;
+            }
+            Err(e) => {
+                error!(queue_id = entries[0].id, error = %e, "cannot read the queued message");
+                return;
+            }
+        };
+        // Bounces requested by `hato queue bounce`, and mail that loops.
+        let (requested, entries): (Vec<_>, Vec<_>) =
+            entries.into_iter().partition(|e| e.bounce_requested);
+        let mut failed: Vec<(QueueEntry, RecipientReport)> = requested
+            .into_iter()
+            .map(|e| {
+                let why = e
+                    .last_error
+                    .clone()
+                    .unwrap_or_else(|| "550 5.0.0 bounced by the administrator".into());
+                let r = report(&e, "5.0.0", None, Some(why), now, None);
+                (e, r)
+            })
+            .collect();
+        let (mut entries, bad): (Vec<_>, Vec<_>) = entries
+            .into_iter()
+            .partition(|e| Address::parse(&e.recipient).is_ok());
+        for e in bad {
+            let why = format!("553 5.1.3 invalid recipient address {:?}", e.recipient);
+            let r = report(&e, "5.1.3", None, Some(why), now, None);
+            failed.push((e, r));
+        }
+        if hato_delivery::route::received_count(&message) > hato_delivery::route::MAX_HOPS {
+            for e in entries.drain(..) {
+                let why = "554 5.4.6 too many Received headers: mail loop".to_string();
+                let r = report(&e, "5.4.6", None, Some(why), now, None);
+                failed.push((e, r));
+            }
+        }
+        if !entries.is_empty() {
+            match targets {
+                Err((true, why)) => {
+                    for e in entries.drain(..) {
+                        let status = status_of(why);
+                        let r = report(&e, &status, None, Some(why.clone()), now, None);
+                        info!(queue_id = e.id, rcpt = %e.recipient, result = %why, "delivery failed");
+                        failed.push((e, r));
+                    }
+                }
+                Err((false, why)) => {
+                    for e in entries.drain(..) {
+                        info!(queue_id = e.id, rcpt = %e.recipient, result = %why, "delivery deferred");
+                        if let Some(f) = self.defer(e, why.clone(), None, now).await {
+                            failed.push(f);
+                        }
+                    }
+                }
+                Ok(targets) => {
+                    let more = self.send(entries, targets, &message, now, cached).await;
+                    failed.extend(more);
+                }
+            }
+        }
+        if !failed.is_empty() {
+            self.bounce(failed, &message, now).await;
+        }
+    }
+
+    /// Tries the targets in order until one gives an answer; returns the entries to bounce.
+    async fn send(
+        &self,
+        entries: Vec<QueueEntry>,
+        targets: &[(String, SocketAddr)],
+        message: &[u8],
+        now: i64,
+        cached: &mut Option<Connection>,
+    ) -> Vec<(QueueEntry, RecipientReport)> {
+        let mut last_error = "451 4.4.1 no mail host to try".to_string();
+        let mut last_facts: Option<TlsFacts> = None;
+        let mut result: Option<(TransactionOutcome, TlsFacts)> = None;
+        // The connection the previous message to this domain left open (RFC 5321 connection
+        // reuse); if it fails, fresh connections are tried as usual.
+        if let Some(mut conn) = cached.take() {
+            if targets.iter().any(|(_, a)| *a == conn.addr) {
+                let (outcome, _) = self
+                    .transact(&mut conn, transaction(&entries, message))
+                    .await;
+                if let Some(o) = outcome {
+                    log_attempt(&entries, &conn.host, conn.addr, &conn.facts, &o);
+                    if !try_elsewhere(&o) {
+                        result = Some((o, conn.facts.clone()));
+                    }
+                }
+                if result.is_some() && !conn.closed {
+                    *cached = Some(conn);
+                } else {
+                    self.close(conn).await;
+                }
+            } else {
+                self.close(conn).await;
+            }
+        }
+        let candidates = if result.is_some() { &[][..] } else { targets };
+        for (i, (host, addr)) in candidates.iter().enumerate() {
+            let is_last = i + 1 == targets.len();
+            let mut r = self
+                .attempt(host, *addr, transaction(&entries, message), false)
+                .await;
+            let handshake_failed =
+                r.0.as_ref()
+                    .and_then(|o| o.failure.as_ref())
+                    .is_some_and(|f| *f == ClientFailure::TlsHandshakeFailed);
+            if self.level == SecurityLevel::May && handshake_failed {
+                // Opportunistic TLS: a broken TLS stack must not stop the mail (Postfix does
+                // the same); the attempt is recorded as plaintext with the reason.
+                let why = r.1.error.clone().unwrap_or_default();
+                warn!(host = %host, ip = %addr.ip(), error = %why, "TLS handshake failed; retrying in plaintext (tls_policy may)");
+                if let Some(c) = r.3.take() {
+                    self.close(c).await;
+                }
+                r = self
+                    .attempt(host, *addr, transaction(&entries, message), true)
+                    .await;
+                r.1.error.get_or_insert_with(|| {
+                    format!("plaintext after a failed TLS handshake: {why}")
+                });
+            }
+            let (outcome, facts, error, conn) = r;
+            match outcome {
+                None => {
+                    let error = error.unwrap_or_default();
+                    for e in &entries {
+                        info!(queue_id = e.id, rcpt = %e.recipient, host = %host, ip = %addr.ip(), tls = %tls_text(&facts), result = %error, "delivery attempt");
+                    }
+                    last_error = error;
+                    last_facts = Some(facts);
+                    if let Some(c) = conn {
+                        self.close(c).await;
+                    }
+                }
+                Some(o) => {
+                    log_attempt(&entries, host, *addr, &facts, &o);
+                    if try_elsewhere(&o) && !is_last {
+                        last_error = error.unwrap_or_default();
+                        last_facts = Some(facts);
+                        if let Some(c) = conn {
+                            self.close(c).await;
+                        }
+                        continue;
+                    }
+                    *cached = conn;
+                    result = Some((o, facts));
+                    break;
+                }
+            }
+        }
+        let mut failed = Vec::new();
+        let Some((outcome, facts)) = result else {
+            for e in entries {
+                if let Some(f) = self
+                    .defer(e, last_error.clone(), last_facts.clone(), now)
+                    .await
+                {
+                    failed.push(f);
+                }
+            }
+            return failed;
+        };
+        for (e, r) in entries.into_iter().zip(outcome.recipients) {
+            let why = one_line(&r.reply);
+            match r.status {
+                RecipientStatus::Delivered => {
+                    if let Err(err) = self.store.queue_delivered(e.id, e.claim).await {
+                        error!(queue_id = e.id, error = %err, "cannot remove the delivered entry");
+                    }
+                }
+                RecipientStatus::Transient => {
+                    if let Some(f) = self.defer(e, why, Some(facts.clone()), now).await {
+                        failed.push(f);
+                    }
+                }
+                RecipientStatus::Permanent => {
+                    let status = status_of(&why);
+                    let mta = r.remote.then(|| facts.host.clone());
+                    let rep = report(&e, &status, mta, Some(why), now, Some(facts.human()));
+                    failed.push((e, rep));
+                }
+            }
+        }
+        failed
+    }
+
+    /// Records a temporary failure; returns the entry to bounce if it expired.
+    async fn defer(
+        &self,
+        e: QueueEntry,
+        error: String,
+        facts: Option<TlsFacts>,
+        now: i64,
+    ) -> Option<(QueueEntry, RecipientReport)> {
+        match self.schedule.after_failure(e.created, e.attempts + 1, now) {
+            Next::RetryAt(next) => {
+                let attempt = QueueAttempt {
+                    at: now,
+                    error,
+                    next_attempt: next,
+                    tls: facts.map(|f| f.to_json()),
+                };
+                if let Err(err) = self.store.record_attempt(e.id, e.claim, attempt).await {
+                    error!(queue_id = e.id, error = %err, "cannot record the attempt");
+                }
+                None
+            }
+            Next::Expired => {
+                let why = format!("delivery time expired; last error: {error}");
+                let r = report(&e, "4.4.7", None, Some(why), now, facts.map(|f| f.human()));
+                Some((e, r))
+            }
+        }
+    }
+
+    /// Sends one DSN for the failed recipients of a message and removes their entries.
+    async fn bounce(&self, failed: Vec<(QueueEntry, RecipientReport)>, message: &[u8], now: i64) {
+        let first = failed[0].0.clone();
+        let reports: Vec<RecipientReport> = failed
+            .iter()
+            .filter(|(e, _)| dsn::notify_wants(e.dsn.notify.as_deref(), Action::Failed))
+            .map(|(_, r)| r.clone())
+            .collect();
+        let input = DsnInput {
+            reporting_mta: &self.hostname,
+            envelope_sender: &first.sender,
+            envelope_id: first.dsn.envid.as_deref(),
+            arrival_date: first.created,
+            recipients: reports,
+            original: message,
+            ret: ReturnContent::from_ret(first.dsn.ret.as_deref()),
+            max_full_size: dsn::DEFAULT_MAX_FULL_SIZE,
+            now,
+        };
+        // None: the null sender (never bounce a bounce) or NOTIFY=NEVER.
+        if let Some(d) = dsn::build(&input) {
+            let rcpt = d.rcpt_to.clone();
+            let domain = hato_store::recipient_domain(&rcpt);
+            let mut delivery = Delivery {
+                sender: String::new(),
+                data: d.message,
+                local: Vec::new(),
+                remote: Vec::new(),
+                received_at: now,
+            };
+            let mut deliverable = true;
+            if self.local_domains.contains(&domain) {
+                let address = crate::policy::normalize_address(&rcpt).unwrap_or(rcpt.clone());
+                match self.store.resolve(&address).await {
+                    Ok(Some(account)) => delivery.local.push(account),
+                    Ok(None) => {
+                        warn!(to = %rcpt, "bounce dropped: the local sender no longer exists");
+                        deliverable = false;
+                    }
+                    Err(e) => {
+                        // Keep the entries: the bounce is retried with them.
+                        error!(error = %e, "cannot resolve the bounce recipient");
+                        return;
+                    }
+                }
+            } else {
+                delivery.remote.push(rcpt.clone());
+            }
+            if deliverable {
+                let remote = !delivery.remote.is_empty();
+                if let Err(e) = self.store.deliver(delivery).await {
+                    error!(error = %e, "cannot store the bounce; will try again");
+                    return;
+                }
+                info!(to = %rcpt, recipients = failed.len(), remote, "bounce sent");
+            }
+        }
+        for (e, r) in failed {
+            info!(queue_id = e.id, rcpt = %e.recipient, status = %r.status, "bounced");
+            if let Err(err) = self.store.queue_delivered(e.id, e.claim).await {
+                error!(queue_id = e.id, error = %err, "cannot remove the bounced entry");
+            }
+        }
+    }
+
+    /// Opens a connection to one address and runs one transaction on it. Returns the outcome
+    /// (None: no SMTP session, with the error), the TLS facts, and the connection if it can take
+    /// another transaction.
+    async fn attempt(
+        &self,
+        host: &str,
+        addr: SocketAddr,
+        txn: Transaction,
+        plaintext: bool,
+    ) -> (
+        Option<TransactionOutcome>,
+        TlsFacts,
+        Option<String>,
+        Option<Connection>,
+    ) {
+        let mut conn = match self.open(host, addr, plaintext).await {
+            Ok(c) => c,
+            Err((facts, error)) => return (None, facts, Some(error), None),
+        };
+        let (outcome, error) = self.transact(&mut conn, txn).await;
+        let facts = conn.facts.clone();
+        let open = (!conn.closed).then_some(conn);
+        (outcome, facts, error, open)
+    }
+
+    /// TCP connection to one address, with a fresh client session (the greeting is read by
+    /// the first transaction).
+    async fn open(
+        &self,
+        host: &str,
+        addr: SocketAddr,
+        plaintext: bool,
+    ) -> Result<Connection, (TlsFacts, String)> {
+        let mut facts = TlsFacts {
+            host: host.to_owned(),
+            ip: Some(addr.ip()),
+            policy: self.level,
+            ..TlsFacts::default()
+        };
+        if self.level == SecurityLevel::Verify && self.tls_verify.is_none() {
+            let why = "451 4.7.5 tls_policy verify needs `delivery.ca_file` (no trust anchors configured)";
+            facts.error = Some(why.into());
+            return Err((facts, why.into()));
+        }
+        let tcp = match tokio::time::timeout(self.connect_timeout, TcpStream::connect(addr)).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => return Err((facts, format!("451 4.4.1 connect to {addr}: {e}"))),
+            Err(_) => return Err((facts, format!("451 4.4.1 connect to {addr}: timed out"))),
+        };
+        let _ = tcp.set_nodelay(true);
+        let mut config = ClientConfig::new(self.hostname.clone());
+        config.tls = match self.level {
+            _ if plaintext => TlsRequirement::None,
+            SecurityLevel::None => TlsRequirement::None,
+            SecurityLevel::May => TlsRequirement::Opportunistic,
+            _ => TlsRequirement::Required,
+        };
+        Ok(Connection {
+            session: ClientSession::new(config),
+            io: Io::Plain(tcp),
+            facts,
+            host: host.to_owned(),
+            addr,
+            closed: false,
+        })
+    }
+
+    /// Runs one transaction on a connection: returns its outcome (None if the session could not
+    /// take it) and, if the connection ended, why. `conn.closed` tells whether it can be reused.
+    async fn transact(
+        &self,
+        conn: &mut Connection,
+        txn: Transaction,
+    ) -> (Option<TransactionOutcome>, Option<String>) {
+        // For a server without 8BITMIME: the message again, converted to 7 bit (RFC 6152 3).
+        let original = txn.clone();
+        let mut downgraded = false;
+        let mut pending: Option<Transaction> = None;
+        if conn.session.next_transaction(txn).is_err() {
+            return (None, Some("451 4.3.0 connection not ready".into()));
+        }
+        let mut outcome = None;
+        loop {
+            match self.step(conn).await {
+                Some(ClientAction::TransactionDone(o)) => {
+                    if o.failure == Some(ClientFailure::Needs7BitDowngrade) && !downgraded {
+                        downgraded = true;
+                        match hato_smtp::client::downgrade_8bit(&original.message) {
+                            Ok(m) => {
+                                let mut t = original.clone();
+                                t.message = m.into();
+                                pending = Some(t);
+                                continue;
+                            }
+                            Err(e) => {
+                                warn!(host = %conn.host, error = %e, "cannot convert the 8-bit message to 7 bit")
+                            }
+                        }
+                    }
+                    outcome = Some(*o);
+                }
+                Some(ClientAction::Ready) => match pending.take() {
+                    Some(t) => {
+                        if conn.session.next_transaction(t).is_err() {
+                            conn.session.quit();
+                        }
+                    }
+                    None if outcome.is_some() => return (outcome, None),
+                    None => conn.session.quit(),
+                },
+                Some(ClientAction::Done(c)) => {
+                    conn.io.shutdown().await;
+                    conn.closed = true;
+                    let error = c.failure.as_ref().map(|f| {
+                        let mut s = f.to_string();
+                        if let Some(e) = &conn.facts.error {
+                            s = format!("{s} ({e})");
+                        }
+                        format!("451 4.4.2 {}: {s}", conn.addr)
+                    });
+                    return (outcome, error);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Ends a connection politely (QUIT).
+    async fn close(&self, mut conn: Connection) {
+        if conn.closed {
+            return;
+        }
+        conn.session.quit();
+        loop {
+            if let Some(ClientAction::Done(_)) = self.step(&mut conn).await {
+                conn.io.shutdown().await;
+                return;
+            }
+        }
+    }
+
+    /// One poll of the session with its I/O done; returns the actions that concern the caller
+    /// (TransactionDone, Ready, Done).
+    async fn step(&self, conn: &mut Connection) -> Option<ClientAction> {
+        let session = &mut conn.session;
+        let limit = session.timeout().unwrap_or(Duration::from_secs(300));
+        match session.poll() {
+            ClientAction::Send(bytes) => {
+                match tokio::time::timeout(limit, conn.io.write(&bytes)).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(_)) => session.connection_lost(),
+                    Err(_) => session.timed_out(),
+                }
+            }
+            ClientAction::NeedInput => {
+                let mut buf = [0u8; 16 * 1024];
+                match tokio::time::timeout(limit, conn.io.read(&mut buf)).await {
+                    Ok(Ok(0)) | Ok(Err(_)) => session.connection_lost(),
+                    Ok(Ok(n)) => session.feed(&buf[..n]),
+                    Err(_) => session.timed_out(),
+                }
+            }
+            ClientAction::StartTls => self.starttls(conn, limit).await,
+            other => return Some(other),
+        }
+        None
+    }
+
+    async fn starttls(&self, conn: &mut Connection, limit: Duration) {
+        let Io::Plain(tcp) = std::mem::replace(&mut conn.io, Io::Closed) else {
+            conn.session.tls_failed();
+            return;
+        };
+        let (host, addr) = (&conn.host, conn.addr);
+        let name = match host
+            .strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .and_then(|h| h.parse::<IpAddr>().ok())
+        {
+            Some(ip) => ServerName::IpAddress(ip.into()),
+            None => match ServerName::try_from(host.to_owned()) {
+                Ok(n) => n,
+                Err(_) => ServerName::IpAddress(addr.ip().into()),
+            },
+        };
+        let verify = self.level == SecurityLevel::Verify;
+        let connector = match (&self.tls_verify, verify) {
+            (Some(c), true) => c,
+            _ => &self.tls_any,
+        };
+        let facts = &mut conn.facts;
+        match tokio::time::timeout(limit, connector.connect(name, tcp)).await {
+            Ok(Ok(tls)) => {
+                let c = tls.get_ref().1;
+                facts.version = c.protocol_version().map(|v| match v {
+                    rustls::ProtocolVersion::TLSv1_3 => "TLSv1.3".to_owned(),
+                    rustls::ProtocolVersion::TLSv1_2 => "TLSv1.2".to_owned(),
+                    v => format!("{v:?}"),
+                });
+                facts.cipher = c.negotiated_cipher_suite().map(|s| {
+                    let name = s
+                        .suite()
+                        .as_str()
+                        .map(str::to_owned)
+                        .unwrap_or_else(|| format!("{:?}", s.suite()));
+                    match name.strip_prefix("TLS13_") {
+                        Some(rest) => format!("TLS_{rest}"),
+                        None => name,
+                    }
+                });
+                if verify {
+                    facts.verified = Some(VerifiedBy::WebPki);
+                }
+                conn.io = Io::Tls(Box::new(tls));
+                conn.session.tls_established();
+                conn.session.set_tls_verified(verify);
+            }
+            Ok(Err(e)) => {
+                facts.error = Some(format!("TLS handshake failed: {e}"));
+                conn.session.tls_failed();
+            }
+            Err(_) => {
+                facts.error = Some("TLS handshake timed out".into());
+                conn.session.tls_failed();
+            }
+        }
+    }
+}
+
+/// An SMTP connection to one address (see [`Scheduler::attempt`]).
+struct Connection {
+    session: ClientSession,
+    io: Io,
+    facts: TlsFacts,
+    host: String,
+    addr: SocketAddr,
+    /// The session is over (Done): not reusable.
+    closed: bool,
+}
+
+/// The SMTP transaction for the entries of one message.
+fn transaction(entries: &[QueueEntry], message: &[u8]) -> Transaction {
+    let first = &entries[0];
+    let mail_from = if first.sender.is_empty() {
+        None
+    } else {
+        Address::parse(&first.sender).ok()
+    };
+    let recipients = entries
+        .iter()
+        .filter_map(|e| {
+            let address = Address::parse(&e.recipient).ok()?;
+            let mut r = Recipient::new(address);
+            r.notify = e.dsn.notify.as_deref().map(|n| {
+                let has = |w: &str| n.split(',').any(|x| x.trim().eq_ignore_ascii_case(w));
+                if has("NEVER") {
+                    DsnNotify::NEVER
+                } else {
+                    DsnNotify {
+                        success: has("SUCCESS"),
+                        failure: has("FAILURE"),
+                        delay: has("DELAY"),
+                    }
+                }
+            });
+            r.orcpt = e
+                .dsn
+                .orcpt
+                .as_deref()
+                .map(|o| o.split_once(';').map(|x| x.1).unwrap_or(o).to_owned());
+            Some(r)
+        })
+        .collect();
+    let mut t = Transaction::new(mail_from, std::iter::empty(), message.to_vec());
+    t.recipients = recipients;
+    t.requiretls = first.requiretls;
+    t.envid = first.dsn.envid.clone();
+    t.ret = first.dsn.ret.as_deref().map(|r| {
+        if r.eq_ignore_ascii_case("FULL") {
+            DsnRet::Full
+        } else {
+            DsnRet::Headers
+        }
+    });
+    t
+}
+
+fn report(
+    e: &QueueEntry,
+    status: &str,
+    remote_mta: Option<String>,
+    diagnostic: Option<String>,
+    now: i64,
+    tls: Option<String>,
+) -> RecipientReport {
+    RecipientReport {
+        final_recipient: e.recipient.clone(),
+        original_recipient: e.dsn.orcpt.clone(),
+        action: Action::Failed,
+        status: status.to_owned(),
+        remote_mta,
+        diagnostic,
+        last_attempt: Some(now),
+        will_retry_until: None,
+        tls,
+    }
+}
+
+/// The enhanced status code in a `code x.y.z text` line, else one from the reply code.
+fn status_of(line: &str) -> String {
+    let mut words = line.split_whitespace();
+    let code = words.next().unwrap_or("");
+    if let Some(s) = words.next()
+        && s.split('.').count() == 3
+        && s.split('.')
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return s.to_owned();
+    }
+    if code.starts_with('4') {
+        "4.0.0".into()
+    } else {
+        "5.0.0".into()
+    }
+}
+
+fn one_line(r: &Reply) -> String {
+    let mut out = String::new();
+    for (i, l) in r.to_string().lines().enumerate() {
+        if i == 0 {
+            out.push_str(l.trim_end());
+        } else {
+            out.push(' ');
+            out.push_str(l.get(4..).unwrap_or("").trim_end());
+        }
+    }
+    out
+}
+
+/// A connection-level failure that another host may not have, with nothing delivered.
+fn try_elsewhere(o: &TransactionOutcome) -> bool {
+    o.failure.as_ref().is_some_and(|f| f.try_next_host())
+        && o.recipients
+            .iter()
+            .all(|r| r.status != RecipientStatus::Delivered)
+}
+
+/// One log line per recipient of an attempt.
+fn log_attempt(
+    entries: &[QueueEntry],
+    host: &str,
+    addr: SocketAddr,
+    facts: &TlsFacts,
+    o: &TransactionOutcome,
+) {
+    let tls = tls_text(facts);
+    for (e, r) in entries.iter().zip(&o.recipients) {
+        info!(queue_id = e.id, rcpt = %e.recipient, host = %host, ip = %addr.ip(), tls = %tls, result = %one_line(&r.reply), "delivery attempt");
+    }
+}
+
+fn tls_text(f: &TlsFacts) -> String {
+    let mut s = match (&f.version, &f.cipher) {
+        (Some(v), Some(c)) => format!("{v} {c}"),
+        (Some(v), None) => v.clone(),
+        _ => return "plaintext".into(),
+    };
+    s.push_str(if f.verified.is_some() {
+        " verified"
+    } else {
+        " unverified"
+    });
+    s
+}
+
+enum Io {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+    Closed,
+}
+
+impl Io {
+    async fn write(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        match self {
+            Io::Plain(s) => {
+                s.write_all(bytes).await?;
+                s.flush().await
+            }
+            Io::Tls(s) => {
+                s.write_all(bytes).await?;
+                s.flush().await
+            }
+            Io::Closed => Err(std::io::ErrorKind::NotConnected.into()),
+        }
+    }
+
+    async fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Io::Plain(s) => s.read(buf).await,
+            Io::Tls(s) => s.read(buf).await,
+            Io::Closed => Ok(0),
+        }
+    }
+
+    async fn shutdown(&mut self) {
+        let _ = match self {
+            Io::Plain(s) => s.shutdown().await,
+            Io::Tls(s) => s.shutdown().await,
+            Io::Closed => Ok(()),
+        };
+    }
+}
+
+/// Opportunistic TLS (`may`, `encrypt`): any certificate is accepted (as Postfix does below
+/// `verify`), but handshake signatures are still checked so the session keys are real.
+#[derive(Debug)]
+struct AcceptAny(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for AcceptAny {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_from_reply_line() {
+        assert_eq!(status_of("550 5.1.1 no such user"), "5.1.1");
+        assert_eq!(status_of("554 no"), "5.0.0");
+        assert_eq!(status_of("451 4.4.1 connect failed"), "4.4.1");
+        assert_eq!(status_of("450 busy"), "4.0.0");
+    }
+
+    #[test]
+    fn route_hosts_parse() {
+        use std::net::Ipv4Addr;
+        assert_eq!(
+            RouteHost::parse("[192.0.2.5]:25"),
+            Some(RouteHost::Ip(
+                IpAddr::from(Ipv4Addr::new(192, 0, 2, 5)),
+                Some(25)
+            ))
+        );
+        assert_eq!(
+            RouteHost::parse("mx.partner.example:2525"),
+            Some(RouteHost::Name("mx.partner.example".into(), Some(2525)))
+        );
+        assert_eq!(
+            RouteHost::parse("MX.partner.example"),
+            Some(RouteHost::Name("mx.partner.example".into(), None))
+        );
+        assert!(RouteHost::parse("[2001:db8::5]").is_some());
+        assert_eq!(RouteHost::parse("mx:0"), None);
+        assert_eq!(RouteHost::parse("[nope]:25"), None);
+        assert_eq!(RouteHost::parse("bad host"), None);
+    }
+}

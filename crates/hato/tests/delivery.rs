@@ -1,0 +1,858 @@
+//! Outbound delivery end to end with real parts: an in-test DNS server (hickory-server on
+//! 127.0.0.1, UDP and TCP) with MX records for `remote.test`, a second hato as the receiving
+//! MTA (STARTTLS with its self-signed certificate), and the sending hato whose `[delivery] port`
+//! points at the receiver's smtp listener.
+
+mod common;
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::*;
+use hickory_server::Server;
+use hickory_server::proto::rr::rdata::{A, MX, SOA};
+use hickory_server::proto::rr::{LowerName, Name, RData, Record};
+use hickory_server::store::in_memory::InMemoryZoneHandler;
+use hickory_server::zone_handler::{AxfrPolicy, Catalog, ZoneType};
+use tokio::net::{TcpListener, UdpSocket};
+
+const BOB: &str = "bob@remote.test";
+
+fn name(n: &str) -> Name {
+    Name::from_str(n).unwrap()
+}
+
+fn record(owner: &str, data: RData) -> Record {
+    Record::from_rdata(name(owner), 60, data)
+}
+
+/// A DNS server for `remote.test.` (MX 10 mx.remote.test, mx.remote.test A 127.0.0.1; a null MX
+/// `null.remote.test`; `fallback.remote.test` with a dead best MX), running on its own tokio
+/// runtime until dropped.
+struct Dns {
+    addr: SocketAddr,
+    _server: Server<Catalog>,
+    _rt: tokio::runtime::Runtime,
+}
+
+fn start_dns() -> Dns {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (server, addr) = rt.block_on(async {
+        let origin = name("remote.test.");
+        let mut zone =
+            InMemoryZoneHandler::<hickory_server::net::runtime::TokioRuntimeProvider>::empty(
+                origin.clone(),
+                ZoneType::Primary,
+                AxfrPolicy::Deny,
+            );
+        let records = [
+            record(
+                "remote.test.",
+                RData::SOA(SOA::new(
+                    name("ns.remote.test."),
+                    name("hostmaster.remote.test."),
+                    1,
+                    3600,
+                    600,
+                    86_400,
+                    60,
+                )),
+            ),
+            record(
+                "remote.test.",
+                RData::MX(MX::new(10, name("mx.remote.test."))),
+            ),
+            record("mx.remote.test.", RData::A(A(Ipv4Addr::new(127, 0, 0, 1)))),
+            // RFC 7505 null MX.
+            record("null.remote.test.", RData::MX(MX::new(0, name(".")))),
+            // The best MX is down (nothing listens on 127.0.0.2); the second is the receiver.
+            record(
+                "fallback.remote.test.",
+                RData::MX(MX::new(10, name("down.remote.test."))),
+            ),
+            record(
+                "fallback.remote.test.",
+                RData::MX(MX::new(20, name("mx.remote.test."))),
+            ),
+            record(
+                "down.remote.test.",
+                RData::A(A(Ipv4Addr::new(127, 0, 0, 2))),
+            ),
+        ];
+        for r in records {
+            zone.upsert_mut(r, 1);
+        }
+        let mut catalog = Catalog::new();
+        catalog.upsert(LowerName::new(&origin), vec![Arc::new(zone)]);
+        let (udp, tcp, addr) = loop {
+            let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+            let addr = udp.local_addr().unwrap();
+            if let Ok(tcp) = TcpListener::bind(addr).await {
+                break (udp, tcp, addr);
+            }
+        };
+        let mut server = Server::new(catalog);
+        server.register_socket(udp);
+        server.register_listener(tcp, Duration::from_secs(5), 4096);
+        (server, addr)
+    });
+    Dns {
+        addr,
+        _server: server,
+        _rt: rt,
+    }
+}
+
+/// The receiving MTA: local domain `domain`, account `bob@<domain>`.
+fn receiver(domain: &str) -> TestServer {
+    TestServer::start_domains(&[domain], &[&format!("bob@{domain}")], FAST_AUTH)
+}
+
+/// The sending hato (example.test, alice), delivering to port `port` with the DNS at `dns`.
+/// `more` continues the `[delivery]` table (and may add `[[route]]`s).
+fn sender(port: u16, dns: Option<SocketAddr>, more: &str) -> TestServer {
+    let dns = dns
+        .map(|a| format!("[dns]\nnameservers = [\"{a}\"]\ntimeout_secs = 2\n"))
+        .unwrap_or_default();
+    TestServer::start_with(
+        "",
+        &format!(
+            "{FAST_AUTH}[delivery]\nretry = [\"1s\"]\nport = {port}\nconnect_timeout_secs = 5\n{more}{dns}"
+        ),
+    )
+}
+
+/// Submits one message from alice to `to` over submission (STARTTLS + AUTH) with smtplib.
+fn submit(server: &TestServer, to: &str, subject: &str) {
+    const SCRIPT: &str = r#"
+import smtplib, ssl, sys
+port, user, password, to, subject = sys.argv[1:6]
+ctx = ssl.create_default_context()
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
+s = smtplib.SMTP("127.0.0.1", int(port), timeout=20)
+s.starttls(context=ctx)
+s.login(user, password)
+msg = "From: %s\r\nTo: %s\r\nSubject: %s\r\n\r\nHello from the delivery test.\r\n" % (user, to, subject)
+s.sendmail(user, [to], msg)
+s.quit()
+"#;
+    let port = server.ports.submission.to_string();
+    python(SCRIPT, &[&port, USER, PASSWORD, to, subject]).assert_ok();
+}
+
+fn wait_until(what: &str, wait: Duration, mut f: impl FnMut() -> bool, logs: impl Fn() -> String) {
+    let deadline = Instant::now() + wait;
+    while !f() {
+        assert!(
+            Instant::now() < deadline,
+            "{what} did not happen within {wait:?}:\n{}",
+            logs()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn delivers_via_mx_with_starttls() {
+    let dns = start_dns();
+    let rx = receiver("remote.test");
+    let tx = sender(rx.ports.smtp, Some(dns.addr), "");
+    submit(&tx, BOB, "via MX");
+    let inbox = rx.wait_inbox(BOB, 1, Duration::from_secs(20));
+    let msg = &inbox[0];
+    assert!(msg.contains("Subject: via MX"), "{msg}");
+    let received = received(msg);
+    assert!(
+        received.contains("using TLSv1.3") && received_with(&received, "ESMTPS"),
+        "receiver's Received header does not show TLS: {received}"
+    );
+    // The sender's own Received header (submission) is below it.
+    assert_eq!(header_values(msg, "Received").len(), 2, "{msg}");
+    wait_until(
+        "queue empties",
+        Duration::from_secs(10),
+        || tx.queue().is_empty(),
+        || tx.logs(),
+    );
+    let log = tx.logs();
+    assert!(
+        log.contains("delivery attempt")
+            && log.contains("mx.remote.test")
+            && log.contains("TLSv1.3"),
+        "{log}"
+    );
+}
+
+#[test]
+fn retries_until_the_receiver_is_up() {
+    let dns = start_dns();
+    let mut rx = receiver("remote.test");
+    rx.kill();
+    let tx = sender(rx.ports.smtp, Some(dns.addr), "");
+    submit(&tx, BOB, "retried");
+    wait_until(
+        "a failed attempt",
+        Duration::from_secs(20),
+        || tx.queue().first().is_some_and(|e| e.attempts >= 1),
+        || tx.logs(),
+    );
+    let e = &tx.queue()[0];
+    assert!(
+        e.last_error.as_deref().unwrap_or("").contains("connect"),
+        "{e:?}"
+    );
+    let list = tx.cli(&["queue", "list"], None);
+    list.assert_ok();
+    assert!(list.stdout.contains(BOB), "{}", list.stdout);
+    rx.spawn();
+    let inbox = rx.wait_inbox(BOB, 1, Duration::from_secs(30));
+    assert!(inbox[0].contains("Subject: retried"));
+    wait_until(
+        "queue empties",
+        Duration::from_secs(10),
+        || tx.queue().is_empty(),
+        || tx.logs(),
+    );
+}
+
+#[test]
+fn unknown_user_bounces_to_the_sender() {
+    let dns = start_dns();
+    let rx = receiver("remote.test");
+    let tx = sender(rx.ports.smtp, Some(dns.addr), "");
+    submit(&tx, "nobody@remote.test", "will bounce");
+    let inbox = tx.wait_inbox(USER, 1, Duration::from_secs(20));
+    let dsn = &inbox[0];
+    assert!(dsn.contains("multipart/report"), "{dsn}");
+    assert!(dsn.contains("Status: 5.1.1"), "{dsn}");
+    assert!(dsn.contains("nobody@remote.test"), "{dsn}");
+    assert!(dsn.contains("Return-Path: <>"), "{dsn}");
+    wait_until(
+        "queue empties",
+        Duration::from_secs(10),
+        || tx.queue().is_empty(),
+        || tx.logs(),
+    );
+    assert!(rx.inbox(BOB).is_empty());
+}
+
+#[test]
+fn explicit_route_to_host_and_port() {
+    let rx = receiver("partner.test");
+    // No [dns]: the route alone decides; the port comes from the route, not [delivery].
+    let tx = sender(
+        free_port(),
+        None,
+        &format!(
+            "[[route]]\ndomain = \"partner.test\"\nhost = \"[127.0.0.1]:{}\"\n",
+            rx.ports.smtp
+        ),
+    );
+    submit(&tx, "bob@partner.test", "routed");
+    let inbox = rx.wait_inbox("bob@partner.test", 1, Duration::from_secs(20));
+    assert!(inbox[0].contains("Subject: routed"));
+}
+
+#[test]
+fn queue_commands() {
+    let dead = free_port();
+    let tx = sender(
+        dead,
+        None,
+        &format!("[[route]]\ndomain = \"remote.test\"\nhost = \"[127.0.0.1]:{dead}\"\n"),
+    );
+    let empty = tx.cli(&["queue", "list"], None);
+    empty.assert_ok();
+    assert!(empty.stdout.contains("empty"), "{}", empty.stdout);
+    submit(&tx, BOB, "one");
+    submit(&tx, "carol@remote.test", "two");
+    wait_until(
+        "failed attempts",
+        Duration::from_secs(20),
+        || {
+            let q = tx.queue();
+            q.len() == 2 && q.iter().all(|e| e.attempts >= 1)
+        },
+        || tx.logs(),
+    );
+    let list = tx.cli(&["queue", "list"], None);
+    list.assert_ok();
+    assert!(
+        list.stdout.contains(BOB)
+            && list.stdout.contains("carol@remote.test")
+            && list.stdout.contains(USER)
+            && list.stdout.contains("connect"),
+        "{}",
+        list.stdout
+    );
+    let q = tx.queue();
+    let bob = q.iter().find(|e| e.recipient == BOB).unwrap().id;
+    let carol = q.iter().find(|e| e.recipient != BOB).unwrap().id;
+    let show = tx.cli(&["queue", "show", &bob.to_string()], None);
+    show.assert_ok();
+    assert!(
+        show.stdout.contains("recipient:        bob@remote.test")
+            && show.stdout.contains("last error:")
+            && show.stdout.contains("last TLS:"),
+        "{}",
+        show.stdout
+    );
+    let retry = tx.cli(&["queue", "retry", "--all"], None);
+    retry.assert_ok();
+    assert!(retry.stdout.contains("due now"), "{}", retry.stdout);
+    tx.cli(&["queue", "retry", &bob.to_string()], None)
+        .assert_ok();
+    assert!(!tx.cli(&["queue", "retry", "999999"], None).status.success());
+    tx.cli(&["queue", "delete", &carol.to_string()], None)
+        .assert_ok();
+    assert!(
+        !tx.cli(&["queue", "delete", &carol.to_string()], None)
+            .status
+            .success()
+    );
+    assert_eq!(tx.queue().len(), 1);
+    // Bounce: the running scheduler sends the DSN to alice and drops the entry.
+    tx.cli(&["queue", "bounce", &bob.to_string()], None)
+        .assert_ok();
+    let inbox = tx.wait_inbox(USER, 1, Duration::from_secs(20));
+    assert!(
+        inbox[0].contains("multipart/report") && inbox[0].contains(BOB),
+        "{}",
+        inbox[0]
+    );
+    wait_until(
+        "queue empties",
+        Duration::from_secs(10),
+        || tx.queue().is_empty(),
+        || tx.logs(),
+    );
+}
+
+#[test]
+fn delivery_config_errors_name_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let ports = Ports::free();
+    for (extra, key) in [
+        ("[delivery]\nretry = [\"soon\"]\n", "delivery.retry"),
+        (
+            "[delivery]\ntls_policy = \"maybe\"\n",
+            "delivery.tls_policy",
+        ),
+        ("[delivery]\nconcurrency = 0\n", "delivery"),
+        ("[delivery]\nbogus = 1\n", "bogus"),
+        (
+            "[[route]]\ndomain = \"x.test\"\nhost = \"bad host\"\n",
+            "route.host",
+        ),
+        ("[dns]\nnameservers = [\"nope\"]\n", "nameservers"),
+        (
+            "[delivery]\nca_file = \"/nonexistent/ca.pem\"\n",
+            "delivery.ca_file",
+        ),
+    ] {
+        let config = dir.path().join("hato.toml");
+        std::fs::write(&config, config_text(dir.path(), &ports, "", extra)).unwrap();
+        let mut cmd = std::process::Command::new(BIN);
+        cmd.arg("--config").arg(&config).arg("check-config");
+        let out = run(cmd, None);
+        assert!(!out.status.success(), "{extra}: accepted");
+        assert!(out.stderr.contains(key), "{extra}: {}", out.stderr);
+    }
+}
+
+/// A fake MTA (Python) that offers STARTTLS but answers the TLS ClientHello with garbage, and
+/// otherwise accepts mail. Serves up to `connections` connections (20 s idle limit), then prints
+/// every command it received, one per line.
+struct BrokenTlsMta {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl BrokenTlsMta {
+    fn start(connections: usize) -> BrokenTlsMta {
+        const SCRIPT: &str = r#"
+import socket, sys
+n = int(sys.argv[1])
+srv = socket.socket()
+srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+srv.bind(("127.0.0.1", 0))
+srv.listen(5)
+srv.settimeout(20)
+print(srv.getsockname()[1], flush=True)
+seen = []
+try:
+    for _ in range(n):
+        c, _ = srv.accept()
+        c.settimeout(20)
+        f = c.makefile("rb")
+        c.sendall(b"220 fake ESMTP\r\n")
+        while True:
+            line = f.readline()
+            if not line:
+                break
+            cmd = line.strip().upper()
+            seen.append(line.decode("utf-8", "replace").strip())
+            if cmd.startswith(b"EHLO"):
+                c.sendall(b"250-fake\r\n250 STARTTLS\r\n")
+            elif cmd == b"STARTTLS":
+                c.sendall(b"220 go ahead\r\n")
+                c.recv(4096)
+                c.sendall(b"this is not TLS\r\n" * 4)
+                break
+            elif cmd == b"DATA":
+                c.sendall(b"354 go\r\n")
+                while True:
+                    data = f.readline()
+                    if data in (b".\r\n", b""):
+                        break
+                    seen.append("DATA| " + data.decode("utf-8", "replace").rstrip("\r\n"))
+                c.sendall(b"250 2.0.0 stored\r\n")
+            elif cmd == b"QUIT":
+                c.sendall(b"221 bye\r\n")
+                break
+            else:
+                c.sendall(b"250 2.0.0 ok\r\n")
+        c.close()
+except socket.timeout:
+    pass
+print("\n".join(seen), flush=True)
+"#;
+        require_tool("python3", "python3");
+        let mut child = std::process::Command::new("python3")
+            .arg("-c")
+            .arg(SCRIPT)
+            .arg(connections.to_string())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(child.stdout.as_mut().unwrap()),
+            &mut line,
+        )
+        .unwrap();
+        BrokenTlsMta {
+            port: line.trim().parse().expect("fake MTA port"),
+            child,
+        }
+    }
+
+    /// Waits for the script to finish; the commands it saw.
+    fn commands(mut self) -> String {
+        let status = wait_exit(&mut self.child, Duration::from_secs(30), "fake MTA");
+        assert!(status.success());
+        let mut out = String::new();
+        std::io::Read::read_to_string(self.child.stdout.as_mut().unwrap(), &mut out).unwrap();
+        out
+    }
+}
+
+#[test]
+fn may_falls_back_to_plaintext_after_a_failed_handshake() {
+    let mta = BrokenTlsMta::start(2);
+    let tx = sender(
+        free_port(),
+        None,
+        &format!(
+            "[[route]]\ndomain = \"remote.test\"\nhost = \"[127.0.0.1]:{}\"\n",
+            mta.port
+        ),
+    );
+    submit(&tx, BOB, "fallback");
+    wait_until(
+        "queue empties",
+        Duration::from_secs(20),
+        || tx.queue().is_empty(),
+        || tx.logs(),
+    );
+    let seen = mta.commands();
+    assert!(seen.contains("STARTTLS"), "{seen}");
+    assert!(seen.contains("MAIL FROM:<alice@example.test>"), "{seen}");
+    let log = tx.logs();
+    assert!(log.contains("retrying in plaintext"), "{log}");
+    assert!(log.contains("tls=plaintext"), "{log}");
+}
+
+#[test]
+fn encrypt_never_falls_back_to_plaintext() {
+    let mta = BrokenTlsMta::start(1);
+    let tx = sender(
+        free_port(),
+        None,
+        &format!(
+            "tls_policy = \"encrypt\"\n[[route]]\ndomain = \"remote.test\"\nhost = \"[127.0.0.1]:{}\"\n",
+            mta.port
+        ),
+    );
+    submit(&tx, BOB, "must be encrypted");
+    wait_until(
+        "a deferred attempt",
+        Duration::from_secs(20),
+        || tx.queue().first().is_some_and(|e| e.attempts >= 1),
+        || tx.logs(),
+    );
+    let e = &tx.queue()[0];
+    let error = e.last_error.clone().unwrap_or_default();
+    assert!(error.contains("TLS"), "{e:?}");
+    let tls = e.last_tls.clone().unwrap_or_default();
+    assert!(tls.contains("\"policy\":\"encrypt\""), "{tls}");
+    let seen = mta.commands();
+    assert!(seen.contains("STARTTLS"), "{seen}");
+    assert!(!seen.contains("MAIL FROM"), "{seen}");
+}
+
+#[test]
+fn verify_without_ca_file_defers_with_a_clear_error() {
+    let rx = receiver("remote.test");
+    let tx = sender(
+        free_port(),
+        None,
+        &format!(
+            "tls_policy = \"verify\"\n[[route]]\ndomain = \"remote.test\"\nhost = \"[127.0.0.1]:{}\"\n",
+            rx.ports.smtp
+        ),
+    );
+    submit(&tx, BOB, "verify me");
+    wait_until(
+        "a deferred attempt",
+        Duration::from_secs(20),
+        || tx.queue().first().is_some_and(|e| e.attempts >= 1),
+        || tx.logs(),
+    );
+    let error = tx.queue()[0].last_error.clone().unwrap_or_default();
+    assert!(error.contains("ca_file"), "{error}");
+    assert!(rx.inbox(BOB).is_empty());
+}
+
+/// A CA (`ca.pem`) and a leaf for `mx.remote.test` and `localhost` signed by it, made with the
+/// openssl CLI in `dir`. Returns (ca, leaf cert, leaf key).
+fn make_ca_and_leaf(
+    dir: &std::path::Path,
+    stem: &str,
+) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+    require_tool("openssl", "openssl");
+    let p = |n: &str| dir.join(format!("{stem}-{n}"));
+    let openssl = |args: &[&str]| {
+        let mut cmd = std::process::Command::new("openssl");
+        cmd.args(args);
+        run(cmd, None).assert_ok();
+    };
+    let s = |p: &std::path::PathBuf| p.display().to_string();
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+    ];
+    let (ca, ca_key) = (p("ca.pem"), p("ca.key"));
+    let mut args = vec!["req", "-x509"];
+    args.extend(ec);
+    let (ca_s, ca_key_s) = (s(&ca), s(&ca_key));
+    args.extend([
+        "-keyout",
+        &ca_key_s,
+        "-out",
+        &ca_s,
+        "-subj",
+        "/CN=hato test CA",
+        "-days",
+        "2",
+    ]);
+    openssl(&args);
+    let (leaf, key, csr, ext) = (p("leaf.pem"), p("leaf.key"), p("leaf.csr"), p("ext.cnf"));
+    std::fs::write(
+        &ext,
+        "subjectAltName=DNS:mx.remote.test,DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    let (leaf_s, key_s, csr_s, ext_s) = (s(&leaf), s(&key), s(&csr), s(&ext));
+    let mut args = vec!["req", "-new"];
+    args.extend(ec);
+    args.extend([
+        "-keyout",
+        &key_s,
+        "-out",
+        &csr_s,
+        "-subj",
+        "/CN=mx.remote.test",
+    ]);
+    openssl(&args);
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        &csr_s,
+        "-CA",
+        &ca_s,
+        "-CAkey",
+        &ca_key_s,
+        "-CAcreateserial",
+        "-out",
+        &leaf_s,
+        "-days",
+        "2",
+        "-extfile",
+        &ext_s,
+    ]);
+    (ca, leaf, key)
+}
+
+#[test]
+fn verify_with_ca_file_delivers_or_defers() {
+    let dns = start_dns();
+    let certs = tempfile::tempdir().unwrap();
+    let (ca, leaf, key) = make_ca_and_leaf(certs.path(), "mx");
+    let (other_ca, _, _) = make_ca_and_leaf(certs.path(), "other");
+    let rx = TestServer::start_domains(
+        &["remote.test"],
+        &[BOB],
+        &format!(
+            "[tls]\ncert = \"{}\"\nkey = \"{}\"\n{FAST_AUTH}",
+            leaf.display(),
+            key.display()
+        ),
+    );
+    // The right CA: delivered, the attempt logged as verified.
+    let tx = sender(
+        rx.ports.smtp,
+        Some(dns.addr),
+        &format!("tls_policy = \"verify\"\nca_file = \"{}\"\n", ca.display()),
+    );
+    submit(&tx, BOB, "verified");
+    rx.wait_inbox(BOB, 1, Duration::from_secs(20));
+    wait_until(
+        "queue empties",
+        Duration::from_secs(10),
+        || tx.queue().is_empty(),
+        || tx.logs(),
+    );
+    assert!(tx.logs().contains(" verified"), "{}", tx.logs());
+    // Another CA: deferred, never sent in plaintext.
+    let tx2 = sender(
+        rx.ports.smtp,
+        Some(dns.addr),
+        &format!(
+            "tls_policy = \"verify\"\nca_file = \"{}\"\n",
+            other_ca.display()
+        ),
+    );
+    submit(&tx2, BOB, "not verified");
+    wait_until(
+        "a deferred attempt",
+        Duration::from_secs(20),
+        || tx2.queue().first().is_some_and(|e| e.attempts >= 1),
+        || tx2.logs(),
+    );
+    let e = &tx2.queue()[0];
+    let tls = e.last_tls.clone().unwrap_or_default();
+    assert!(
+        tls.contains("\"policy\":\"verify\"") && tls.to_lowercase().contains("certificate"),
+        "{e:?}"
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(rx.inbox(BOB).len(), 1);
+}
+
+#[test]
+fn eight_bit_message_is_converted_for_a_server_without_8bitmime() {
+    const SCRIPT: &str = r#"
+import smtplib, ssl, sys
+port, user, password, to = sys.argv[1:5]
+ctx = ssl.create_default_context()
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
+s = smtplib.SMTP("127.0.0.1", int(port), timeout=20)
+s.starttls(context=ctx)
+s.login(user, password)
+msg = ("From: %s\r\nTo: %s\r\nSubject: 8bit\r\n\r\nGr\u00fc\u00dfe aus K\u00f6ln\r\n" % (user, to)).encode("utf-8")
+s.sendmail(user, [to], msg, mail_options=["BODY=8BITMIME"])
+s.quit()
+"#;
+    let mta = BrokenTlsMta::start(1);
+    let tx = sender(
+        free_port(),
+        None,
+        &format!(
+            "tls_policy = \"none\"\n[[route]]\ndomain = \"remote.test\"\nhost = \"[127.0.0.1]:{}\"\n",
+            mta.port
+        ),
+    );
+    let port = tx.ports.submission.to_string();
+    python(SCRIPT, &[&port, USER, PASSWORD, BOB]).assert_ok();
+    wait_until(
+        "queue empties",
+        Duration::from_secs(20),
+        || tx.queue().is_empty(),
+        || tx.logs(),
+    );
+    let seen = mta.commands();
+    assert!(!seen.contains("STARTTLS"), "{seen}");
+    assert!(!seen.contains("BODY=8BITMIME"), "{seen}");
+    assert!(
+        seen.contains("DATA| Gr=C3=BC=C3=9Fe aus K=C3=B6ln"),
+        "{seen}"
+    );
+    assert!(
+        seen.to_ascii_lowercase()
+            .contains("content-transfer-encoding: quoted-printable"),
+        "{seen}"
+    );
+    assert!(seen.lines().all(|l| l.is_ascii()), "{seen}");
+}
+
+#[test]
+fn null_mx_bounces_at_once() {
+    let dns = start_dns();
+    let tx = sender(free_port(), Some(dns.addr), "");
+    submit(&tx, "someone@null.remote.test", "null mx");
+    let inbox = tx.wait_inbox(USER, 1, Duration::from_secs(20));
+    let dsn = &inbox[0];
+    assert!(
+        dsn.contains("Status: 5.1.10") && dsn.contains("556"),
+        "{dsn}"
+    );
+    assert!(tx.queue().is_empty());
+}
+
+#[test]
+fn next_mx_when_the_best_is_down() {
+    let dns = start_dns();
+    let rx = TestServer::start_domains(
+        &["remote.test", "fallback.remote.test"],
+        &["bob@fallback.remote.test"],
+        FAST_AUTH,
+    );
+    let tx = sender(rx.ports.smtp, Some(dns.addr), "");
+    submit(&tx, "bob@fallback.remote.test", "second mx");
+    let inbox = rx.wait_inbox("bob@fallback.remote.test", 1, Duration::from_secs(20));
+    assert!(inbox[0].contains("Subject: second mx"));
+    let log = tx.logs();
+    assert!(
+        log.contains("host=down.remote.test ip=127.0.0.2") && log.contains("host=mx.remote.test"),
+        "{log}"
+    );
+    wait_until(
+        "queue empties",
+        Duration::from_secs(10),
+        || tx.queue().is_empty(),
+        || tx.logs(),
+    );
+}
+
+#[test]
+fn one_connection_carries_several_messages() {
+    let mut rx = receiver("remote.test");
+    rx.kill();
+    let tx = TestServer::start_with(
+        "",
+        &format!(
+            "{FAST_AUTH}[delivery]\nretry = [\"1h\"]\nper_domain = 1\n\
+             [[route]]\ndomain = \"remote.test\"\nhost = \"[127.0.0.1]:{}\"\n",
+            rx.ports.smtp
+        ),
+    );
+    for i in 0..3 {
+        submit(&tx, BOB, &format!("reuse {i}"));
+    }
+    wait_until(
+        "three failed attempts",
+        Duration::from_secs(20),
+        || {
+            let q = tx.queue();
+            q.len() == 3 && q.iter().all(|e| e.attempts >= 1)
+        },
+        || tx.logs(),
+    );
+    rx.spawn();
+    tx.cli(&["queue", "retry", "--all"], None).assert_ok();
+    let inbox = rx.wait_inbox(BOB, 3, Duration::from_secs(20));
+    for i in 0..3 {
+        assert!(
+            inbox
+                .iter()
+                .any(|m| m.contains(&format!("Subject: reuse {i}")))
+        );
+    }
+    // The receiver saw one session with all three messages.
+    wait_until(
+        "the session ends",
+        Duration::from_secs(10),
+        || rx.logs().contains("accepted=3"),
+        || rx.logs(),
+    );
+}
+
+#[test]
+fn kill_9_during_delivery_loses_nothing() {
+    // A server that takes the whole message and then never answers the end of the data.
+    const SCRIPT: &str = r#"
+import socket, sys, time
+srv = socket.socket()
+srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+srv.bind(("127.0.0.1", 0))
+srv.listen(5)
+srv.settimeout(30)
+print(srv.getsockname()[1], flush=True)
+c, _ = srv.accept()
+f = c.makefile("rb")
+c.sendall(b"220 slow ESMTP\r\n")
+while True:
+    line = f.readline()
+    if not line:
+        break
+    cmd = line.strip().upper()
+    if cmd.startswith(b"EHLO"):
+        c.sendall(b"250 slow\r\n")
+    elif cmd == b"DATA":
+        c.sendall(b"354 go\r\n")
+        while f.readline() not in (b".\r\n", b""):
+            pass
+        print("GOT-DATA", flush=True)
+        time.sleep(20)
+        break
+    else:
+        c.sendall(b"250 2.0.0 ok\r\n")
+"#;
+    require_tool("python3", "python3");
+    let mut mta = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(SCRIPT)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = std::io::BufReader::new(mta.stdout.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut out, &mut line).unwrap();
+    let port: u16 = line.trim().parse().unwrap();
+    let mut tx = sender(
+        free_port(),
+        None,
+        &format!(
+            "tls_policy = \"none\"\n[[route]]\ndomain = \"remote.test\"\nhost = \"[127.0.0.1]:{port}\"\n"
+        ),
+    );
+    submit(&tx, BOB, "in flight");
+    line.clear();
+    std::io::BufRead::read_line(&mut out, &mut line).unwrap();
+    assert_eq!(line.trim(), "GOT-DATA");
+    tx.kill();
+    let _ = mta.kill();
+    let _ = mta.wait();
+    // The entry survives: still queued (leased by the dead process until its lease expires).
+    let q = tx.queue();
+    assert_eq!(q.len(), 1, "{q:?}");
+    assert_eq!(q[0].recipient, BOB);
+    assert!(q[0].leased_until > 0, "{q:?}");
+    tx.spawn();
+    let list = tx.cli(&["queue", "list"], None);
+    list.assert_ok();
+    assert!(list.stdout.contains(BOB), "{}", list.stdout);
+}
