@@ -52,6 +52,7 @@ pub async fn run_all(store: &dyn Store) {
     queue_claims(store).await;
     queue_attempts(store).await;
     queue_bounce_and_delete(store).await;
+    queue_release_leases(store).await;
 }
 
 fn hash(n: u32) -> String {
@@ -2559,4 +2560,41 @@ pub async fn queue_bounce_and_delete(store: &dyn Store) {
     for e in &entries {
         assert!(store.queue_delete(e.id).await.expect("delete"));
     }
+}
+
+/// A restarted scheduler releases the leases of its crashed predecessor: the entries are due
+/// again at once and the old claims are stale.
+pub async fn queue_release_leases(store: &dyn Store) {
+    const T: i64 = 3_000_000;
+    queue_at(store, T, &["conf.rl1@lease.example"]).await;
+    let mine = |groups: &[crate::DueDomain]| {
+        groups
+            .iter()
+            .flat_map(|g| g.entries.iter())
+            .filter(|e| e.recipient == "conf.rl1@lease.example")
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    let first = mine(&store.due_queue(T + 1, 1000, 600).await.expect("due"));
+    assert_eq!(first.len(), 1);
+    assert!(
+        mine(&store.due_queue(T + 2, 1000, 600).await.expect("due")).is_empty(),
+        "leased"
+    );
+    assert!(store.release_leases().await.expect("release") >= 1);
+    let again = mine(&store.due_queue(T + 2, 1000, 600).await.expect("due"));
+    assert_eq!(again.len(), 1, "due again after the release");
+    assert!(
+        !store
+            .queue_delivered(first[0].id, first[0].claim)
+            .await
+            .expect("delivered"),
+        "the old claim is stale"
+    );
+    assert!(
+        store
+            .queue_delivered(again[0].id, again[0].claim)
+            .await
+            .expect("delivered")
+    );
 }

@@ -446,6 +446,10 @@ pub trait Store: Send + Sync + 'static {
     /// (an attempt running meanwhile sets the next attempt from its own result); returns how
     /// many entries were changed.
     async fn retry_now(&self, which: QueueSelect, now: i64) -> Result<u64>;
+    /// Ends every lease at once (claims become stale), so entries a crashed process had claimed
+    /// are due again without waiting for their lease to run out. Only for the one scheduler of a
+    /// data directory, at its start; returns how many leases were released.
+    async fn release_leases(&self) -> Result<u64>;
 
     // -- Mailboxes ---------------------------------------------------------------------------
     //

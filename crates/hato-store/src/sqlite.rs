@@ -1971,6 +1971,19 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn release_leases(&self) -> Result<u64> {
+        self.write(|conn| {
+            let changed = conn
+                .prepare_cached(
+                    "UPDATE queue SET leased_until = 0, claim = claim + 1 WHERE leased_until > 0",
+                )
+                .and_then(|mut s| s.execute([]))
+                .ctx("releasing queue leases")?;
+            Ok(changed as u64)
+        })
+        .await
+    }
+
     async fn create_mailbox(
         &self,
         account: AccountId,

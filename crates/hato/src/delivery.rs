@@ -205,6 +205,13 @@ impl Scheduler {
     }
 
     async fn run(self: Arc<Self>, wake: Arc<Notify>, mut shutdown: watch::Receiver<bool>) {
+        // This is the data directory's only scheduler: whatever a previous process had claimed
+        // when it stopped (crash, kill -9) is due again now, not when its lease runs out.
+        match self.store.release_leases().await {
+            Ok(0) => {}
+            Ok(n) => info!(entries = n, "released the leases of a previous run"),
+            Err(e) => warn!(error = %e, "cannot release old queue leases"),
+        }
         info!("outbound delivery scheduler started");
         loop {
             tokio::select! {

@@ -851,8 +851,25 @@ while True:
     assert_eq!(q.len(), 1, "{q:?}");
     assert_eq!(q[0].recipient, BOB);
     assert!(q[0].leased_until > 0, "{q:?}");
+    assert_eq!(q[0].attempts, 0, "{q:?}");
     tx.spawn();
     let list = tx.cli(&["queue", "list"], None);
     list.assert_ok();
     assert!(list.stdout.contains(BOB), "{}", list.stdout);
+    // The restarted scheduler released the dead process's lease: the entry is tried again at
+    // once (the fake MTA is gone, so that attempt fails and is recorded), not in 30 minutes.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let q = tx.queue();
+        assert_eq!(q.len(), 1, "{q:?}");
+        if q[0].attempts >= 1 {
+            assert!(q[0].last_error.is_some(), "{q:?}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not retried after restart: {q:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
 }
