@@ -397,9 +397,7 @@ impl Session {
             "QRESYNC",
             "BINARY",
             "STATUS=SIZE",
-            "QUOTA",
-            "QUOTA=RES-STORAGE",
-            "QUOTA=RES-MESSAGE",
+            // QUOTA (RFC 9208) is parsed but not served yet: not announced.
         ]);
         let mut caps: Vec<String> = caps.into_iter().map(str::to_string).collect();
         caps.push(format!(

@@ -186,6 +186,8 @@ pub enum Protocol {
     Submission,
     /// Ports 110/995: POP3 (RFC 1939), login only under TLS.
     Pop3,
+    /// Ports 143/993: IMAP (RFC 9051), login only under TLS.
+    Imap,
 }
 
 impl Protocol {
@@ -194,6 +196,7 @@ impl Protocol {
             Protocol::Smtp => "smtp",
             Protocol::Submission => "submission",
             Protocol::Pop3 => "pop3",
+            Protocol::Imap => "imap",
         }
     }
 }
@@ -239,7 +242,7 @@ impl Listener {
             TlsMode::Implicit => true,
             TlsMode::None => false,
             // POP3 never accepts a login before STLS, whatever the setting.
-            TlsMode::Starttls if self.protocol == Protocol::Pop3 => true,
+            TlsMode::Starttls if matches!(self.protocol, Protocol::Pop3 | Protocol::Imap) => true,
             TlsMode::Starttls => self
                 .require_tls
                 .unwrap_or(self.protocol == Protocol::Submission),
@@ -249,7 +252,7 @@ impl Listener {
     pub fn greeting_delay_ms(&self) -> u64 {
         self.greeting_delay_ms.unwrap_or(match self.protocol {
             Protocol::Smtp => 500,
-            Protocol::Submission | Protocol::Pop3 => 0,
+            Protocol::Submission | Protocol::Pop3 | Protocol::Imap => 0,
         })
     }
 }
@@ -350,6 +353,14 @@ tls = "starttls"
 protocol = "pop3"
 bind = "127.0.0.1:5995"
 tls = "implicit"
+[[listener]]
+protocol = "imap"
+bind = "127.0.0.1:5143"
+tls = "starttls"
+[[listener]]
+protocol = "imap"
+bind = "127.0.0.1:5993"
+tls = "implicit"
 "#;
 
 impl Config {
@@ -417,16 +428,19 @@ impl Config {
                     format!("{} is used by two listeners", l.bind),
                 ));
             }
-            if l.protocol == Protocol::Pop3 && l.require_tls.is_some() {
+            if matches!(l.protocol, Protocol::Pop3 | Protocol::Imap) && l.require_tls.is_some() {
                 return Err(err(
                     "listener.require_tls",
                     format!(
-                        "POP3 always requires TLS before login; remove it (listener {})",
+                        "{} always requires TLS before login; remove it (listener {})",
+                        l.protocol.name().to_uppercase(),
                         l.bind
                     ),
                 ));
             }
-            if l.protocol == Protocol::Pop3 && l.greeting_delay_ms.is_some() {
+            if matches!(l.protocol, Protocol::Pop3 | Protocol::Imap)
+                && l.greeting_delay_ms.is_some()
+            {
                 return Err(err(
                     "listener.greeting_delay_ms",
                     format!(
@@ -558,7 +572,9 @@ mod tests {
     #[test]
     fn default_instance_is_valid() {
         let c = Config::default_instance();
-        assert_eq!(c.listeners.len(), 5);
+        assert_eq!(c.listeners.len(), 7);
+        assert!(c.listeners[5].protocol == Protocol::Imap && c.listeners[5].require_tls());
+        assert!(c.listeners[6].tls == TlsMode::Implicit);
         assert!(c.listeners[1].require_tls());
         assert!(!c.listeners[0].require_tls());
         assert_eq!(c.local_domains(), vec!["localhost"]);
@@ -653,10 +669,14 @@ tls = "implicit"
         assert!(e.contains("`hostname`"), "{e}");
         let e = parse("hostname = \"a.example\"\n").unwrap_err().to_string();
         assert!(e.contains("listener"), "{e}");
-        let e = parse("[[listener]]\nprotocol=\"imap\"\nbind=\"127.0.0.1:1\"\n")
+        let e = parse("[[listener]]\nprotocol=\"lmtp\"\nbind=\"127.0.0.1:1\"\n")
             .unwrap_err()
             .to_string();
-        assert!(e.contains("imap"), "{e}");
+        assert!(e.contains("lmtp"), "{e}");
+        let e = parse("[[listener]]\nprotocol=\"imap\"\nbind=\"127.0.0.1:1\"\nrequire_tls=false\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("IMAP always requires TLS"), "{e}");
         let e =
             parse("[tls]\ncert=\"/x\"\n[[listener]]\nprotocol=\"smtp\"\nbind=\"127.0.0.1:1\"\n")
                 .unwrap_err()

@@ -5,6 +5,7 @@
 
 mod config;
 mod delivery;
+mod imap;
 mod policy;
 mod pop3;
 mod server;

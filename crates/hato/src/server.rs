@@ -1,6 +1,6 @@
 //! The tokio edge: binds listeners, accepts connections, applies connection limits, performs TLS
 //! handshakes (STARTTLS and implicit, RFC 3207/2595 and RFC 8314) and hands each connection to its
-//! protocol driver (`smtp.rs`, `pop3.rs`). Protocol rules live in the sans-IO crates, not here.
+//! protocol driver (`smtp.rs`, `pop3.rs`, `imap.rs`). Protocol rules live in the sans-IO crates, not here.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -42,6 +42,7 @@ pub(crate) struct Shared {
 pub(crate) enum ProtocolConfig {
     Smtp(Arc<hato_smtp::Config>),
     Pop3(Arc<hato_pop3::Config>),
+    Imap(Arc<hato_imap::Config>),
 }
 
 pub(crate) struct ListenerCtx {
@@ -158,6 +159,9 @@ impl Server {
                 (Protocol::Pop3, TlsMode::None) => "POP3, plaintext (login impossible)",
                 (Protocol::Pop3, TlsMode::Starttls) => "POP3, STLS required before login",
                 (Protocol::Pop3, TlsMode::Implicit) => "POP3, implicit TLS",
+                (Protocol::Imap, TlsMode::None) => "IMAP, plaintext (login impossible)",
+                (Protocol::Imap, TlsMode::Starttls) => "IMAP, STARTTLS required before login",
+                (Protocol::Imap, TlsMode::Implicit) => "IMAP, implicit TLS",
             };
             let proto = l.protocol.name();
             let head = if i == 0 { "listeners" } else { "" };
@@ -258,6 +262,20 @@ fn listener_ctx(config: &Config, l: &Listener, bind: SocketAddr) -> ListenerCtx 
             max_errors: lim.max_errors,
             max_command_line: lim.max_command_line,
         })),
+        Protocol::Imap => {
+            let mut limits = hato_imap::Limits::default();
+            limits.max_append_literal = lim.max_message_size as u64;
+            limits.max_command = limits
+                .max_command
+                .max(limits.max_append_literal.saturating_add(1024 * 1024));
+            ProtocolConfig::Imap(Arc::new(hato_imap::Config {
+                hostname: config.hostname.clone(),
+                starttls: l.tls == TlsMode::Starttls,
+                limits,
+                pre_auth_limits: hato_imap::Limits::pre_auth(),
+                max_errors: lim.max_errors.max(1),
+            }))
+        }
     };
     ListenerCtx {
         protocol: l.protocol,
@@ -345,6 +363,7 @@ fn busy_reply(protocol: Protocol, hostname: &str, why: &str) -> String {
             format!("421 4.7.0 {hostname} {why}, try again later\r\n")
         }
         Protocol::Pop3 => format!("-ERR [SYS/TEMP] {why}, try again later\r\n"),
+        Protocol::Imap => format!("* BYE [UNAVAILABLE] {why}, try again later\r\n"),
     }
 }
 
@@ -407,6 +426,9 @@ async fn connection(
         }
         ProtocolConfig::Pop3(config) => {
             crate::pop3::serve(stream, peer, config.clone(), &ctx, &shared).await
+        }
+        ProtocolConfig::Imap(config) => {
+            crate::imap::serve(stream, peer, config.clone(), &ctx, &shared).await
         }
     };
     let duration_ms = started.elapsed().as_millis() as u64;

@@ -228,6 +228,8 @@ fn write_config(dir: &Path, extra: &str) -> (PathBuf, Ports) {
         submissions: free_port(),
         pop3: 0,
         pop3s: 0,
+        imap: 0,
+        imaps: 0,
     };
     let path = dir.join("hato.toml");
     std::fs::write(&path, config_text(dir, &ports, "", extra)).unwrap();
@@ -402,6 +404,8 @@ fn startup_refuses_port_in_use() {
         submissions: free_port(),
         pop3: 0,
         pop3s: 0,
+        imap: 0,
+        imaps: 0,
     };
     let cfg = dir.path().join("hato.toml");
     std::fs::write(&cfg, config_text(dir.path(), &ports, "", "")).unwrap();

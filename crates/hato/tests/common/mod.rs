@@ -44,13 +44,17 @@ pub struct Ports {
     pub pop3: u16,
     /// POP3 over implicit TLS (0: no such listener).
     pub pop3s: u16,
+    /// IMAP with STARTTLS (0: no such listener).
+    pub imap: u16,
+    /// IMAP over implicit TLS (0: no such listener).
+    pub imaps: u16,
 }
 
 impl Ports {
     /// Free ports for every listener of the test configuration, the POP3 ones included.
     pub fn free() -> Ports {
         // Hold every socket until all are chosen, so the kernel cannot hand out one port twice.
-        let held: Vec<TcpListener> = (0..5)
+        let held: Vec<TcpListener> = (0..7)
             .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
             .collect();
         let p: Vec<u16> = held
@@ -63,7 +67,17 @@ impl Ports {
             submissions: p[2],
             pop3: p[3],
             pop3s: p[4],
+            imap: p[5],
+            imaps: p[6],
         }
+    }
+
+    /// No IMAP listeners (servers that are stopped and restarted on the same ports hold fewer
+    /// ports another process could take meanwhile).
+    pub fn without_imap(mut self) -> Ports {
+        self.imap = 0;
+        self.imaps = 0;
+        self
     }
 
     /// The ports of the listeners that are configured (non-zero).
@@ -74,6 +88,8 @@ impl Ports {
             self.submissions,
             self.pop3,
             self.pop3s,
+            self.imap,
+            self.imaps,
         ]
         .into_iter()
         .filter(|&p| p != 0)
@@ -139,6 +155,18 @@ tls = "implicit"
         text.push_str(&format!(
             "[[listener]]\nprotocol = \"pop3\"\nbind = \"127.0.0.1:{}\"\ntls = \"implicit\"\n",
             ports.pop3s
+        ));
+    }
+    if ports.imap != 0 {
+        text.push_str(&format!(
+            "[[listener]]\nprotocol = \"imap\"\nbind = \"127.0.0.1:{}\"\ntls = \"starttls\"\n",
+            ports.imap
+        ));
+    }
+    if ports.imaps != 0 {
+        text.push_str(&format!(
+            "[[listener]]\nprotocol = \"imap\"\nbind = \"127.0.0.1:{}\"\ntls = \"implicit\"\n",
+            ports.imaps
         ));
     }
     text
@@ -923,7 +951,7 @@ impl TestServer {
     /// `extra` is top-level configuration (e.g. `[delivery]`), written after `domains`.
     pub fn start_domains(domains: &[&str], users: &[&str], extra: &str) -> TestServer {
         let dir = tempfile::tempdir().unwrap();
-        let ports = Ports::free();
+        let ports = Ports::free().without_imap();
         let config = dir.path().join("hato.toml");
         let write = |ports: &Ports| {
             std::fs::write(
@@ -948,7 +976,7 @@ impl TestServer {
             match s.try_spawn() {
                 Ok(()) => return s,
                 Err(e) if e.contains("already in use") => {
-                    s.ports = Ports::free();
+                    s.ports = Ports::free().without_imap();
                     std::fs::write(
                         &s.config,
                         config_text_domains(s.dir.path(), &s.ports, domains, "", extra),

@@ -1,0 +1,677 @@
+//! IMAP with real clients against the real binary: Python's imaplib (STARTTLS and implicit TLS)
+//! and curl (imap/imaps), plus byte-level conversations for the security rules (LOGINDISABLED
+//! before TLS, STARTTLS injection, huge literals). Mail reaches the INBOX over SMTP first. Each
+//! test starts its own server.
+
+mod common;
+
+use std::collections::HashMap;
+use std::process::Command;
+
+use common::*;
+
+/// Parses "KEY rest of line" lines printed by the Python scripts.
+fn results(out: &CmdOutput) -> HashMap<String, String> {
+    assert!(out.status.success(), "script failed:\n{}", out.all());
+    out.stdout
+        .lines()
+        .filter_map(|l| l.split_once(' '))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+}
+
+fn get<'a>(r: &'a HashMap<String, String>, key: &str) -> &'a str {
+    r.get(key)
+        .unwrap_or_else(|| panic!("no {key} in the script output: {r:#?}"))
+}
+
+/// A message as a sender would submit it (CRLF line endings, ending in CRLF).
+fn message(subject: &str, body: &str) -> String {
+    format!(
+        "From: Bob <bob@sender.example>\r\nTo: {USER}\r\nSubject: {subject}\r\n\
+         Message-ID: <{}@sender.example>\r\n\r\n{body}\r\n",
+        subject.replace(' ', "-")
+    )
+}
+
+/// Python prelude: arguments (imap port, imaps port, smtp port, user, password), an unverifying
+/// TLS context, `login()` over implicit TLS, `deliver()` over SMTP and `Raw`, a line reader for
+/// byte-level conversations.
+const PY_PRELUDE: &str = r#"
+import imaplib, smtplib, socket, ssl, sys, time, re
+ctx = ssl.create_default_context()
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
+IMAP, IMAPS, SMTP, USER, PASS = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5]
+def out(k, v):
+    print(k, v, flush=True)
+def login():
+    c = imaplib.IMAP4_SSL("127.0.0.1", IMAPS, ssl_context=ctx)
+    c.login(USER, PASS)
+    return c
+def deliver(subject, body="hello"):
+    msg = "From: Bob <bob@sender.example>\r\nTo: %s\r\nSubject: %s\r\n\r\n%s\r\n" % (USER, subject, body)
+    s = smtplib.SMTP("127.0.0.1", SMTP)
+    s.sendmail("bob@sender.example", [USER], msg)
+    s.quit()
+def flat(data):
+    return b" ".join(x if isinstance(x, bytes) else b" ".join(x) for x in data if x is not None).decode("latin1")
+class Raw:
+    def __init__(self, sock):
+        self.s = sock
+        self.buf = b""
+    def send(self, b):
+        self.s.sendall(b)
+    def line(self, timeout=5):
+        self.s.settimeout(timeout)
+        while b"\r\n" not in self.buf:
+            d = self.s.recv(65536)
+            if not d:
+                raise EOFError(self.buf)
+            self.buf += d
+        l, _, self.buf = self.buf.partition(b"\r\n")
+        return l.decode("latin1")
+    def until(self, tag, timeout=5):
+        lines = []
+        while True:
+            l = self.line(timeout)
+            lines.append(l)
+            if l.startswith(tag + " "):
+                return lines
+"#;
+
+fn run_py(server: &TestServer, script: &str) -> HashMap<String, String> {
+    let full = format!("{PY_PRELUDE}\n{script}");
+    let ports = [
+        server.ports.imap.to_string(),
+        server.ports.imaps.to_string(),
+        server.ports.smtp.to_string(),
+    ];
+    let out = python(&full, &[&ports[0], &ports[1], &ports[2], USER, PASSWORD]);
+    if !out.status.success() {
+        panic!(
+            "script failed:\n{}\nserver log:\n{}",
+            out.all(),
+            server.logs()
+        );
+    }
+    results(&out)
+}
+
+#[test]
+fn before_tls_login_is_disabled_and_starttls_enables_it() {
+    let server = TestServer::start();
+    let r = run_py(
+        &server,
+        r#"
+s = socket.create_connection(("127.0.0.1", IMAP))
+r = Raw(s)
+out("GREETING", r.line())
+r.send(b"a CAPABILITY\r\n")
+out("CAPS", " ".join(r.until("a")))
+r.send(b"b LOGIN " + USER.encode() + b" \"" + PASS.encode() + b"\"\r\n")
+out("LOGIN", r.until("b")[-1])
+r.send(b"c AUTHENTICATE PLAIN\r\n")
+out("AUTH", r.until("c")[-1])
+r.send(b"d SELECT INBOX\r\n")
+out("SELECT", r.until("d")[-1])
+s.close()
+# imaplib over STARTTLS: login works after TLS.
+c = imaplib.IMAP4("127.0.0.1", IMAP)
+c.starttls(ssl_context=ctx)
+out("TLSCAPS", " ".join(c.capabilities))
+typ, data = c.login(USER, PASS)
+out("TLSLOGIN", typ)
+typ, data = c.noop()
+out("NOOP", typ)
+typ, data = c.logout()
+out("LOGOUT", typ)
+# A wrong password is refused.
+c = imaplib.IMAP4_SSL("127.0.0.1", IMAPS, ssl_context=ctx)
+try:
+    c.login(USER, "wrong")
+    out("BADPASS", "accepted")
+except imaplib.IMAP4.error as e:
+    out("BADPASS", str(e))
+# AUTHENTICATE PLAIN (SASL-IR by imaplib) works.
+c = imaplib.IMAP4_SSL("127.0.0.1", IMAPS, ssl_context=ctx)
+typ, _ = c.authenticate("PLAIN", lambda _: ("\0%s\0%s" % (USER, PASS)).encode())
+out("AUTHPLAIN", typ)
+c.logout()
+"#,
+    );
+    let caps = get(&r, "CAPS");
+    assert!(get(&r, "GREETING").starts_with("* OK"), "{r:?}");
+    assert!(
+        caps.contains("STARTTLS") && caps.contains("LOGINDISABLED"),
+        "{caps}"
+    );
+    assert!(!caps.contains("AUTH=PLAIN"), "{caps}");
+    assert!(get(&r, "LOGIN").contains("NO [PRIVACYREQUIRED]"), "{r:?}");
+    assert!(get(&r, "AUTH").contains("NO [PRIVACYREQUIRED]"), "{r:?}");
+    assert!(get(&r, "SELECT").starts_with("d BAD"), "{r:?}");
+    let tls_caps = get(&r, "TLSCAPS");
+    assert!(
+        !tls_caps.contains("LOGINDISABLED") && !tls_caps.contains("STARTTLS"),
+        "{tls_caps}"
+    );
+    assert!(
+        tls_caps.contains("AUTH=PLAIN") && tls_caps.contains("IDLE"),
+        "{tls_caps}"
+    );
+    assert!(!tls_caps.contains("QUOTA"), "{tls_caps}");
+    assert_eq!(get(&r, "TLSLOGIN"), "OK");
+    assert_eq!(get(&r, "NOOP"), "OK");
+    assert_eq!(get(&r, "LOGOUT"), "BYE");
+    assert!(get(&r, "BADPASS").contains("AUTHENTICATIONFAILED"), "{r:?}");
+    assert_eq!(get(&r, "AUTHPLAIN"), "OK");
+    let logs = server.logs();
+    assert!(
+        logs.contains("login ok") && logs.contains("TLSv1."),
+        "login not logged with TLS facts:\n{logs}"
+    );
+    assert!(!logs.contains(PASSWORD), "the password was logged");
+}
+
+#[test]
+fn starttls_injection_is_not_executed() {
+    let server = TestServer::start();
+    let r = run_py(
+        &server,
+        r#"
+s = socket.create_connection(("127.0.0.1", IMAP))
+r = Raw(s)
+r.line()
+# One write: STARTTLS and a LOGIN that must never run.
+r.send(b"a STARTTLS\r\nb LOGIN " + USER.encode() + b" \"" + PASS.encode() + b"\"\r\n")
+out("STARTTLS", r.line())
+out("LEFTOVER", repr(r.buf))
+t = ctx.wrap_socket(s, server_hostname="localhost")
+r = Raw(t)
+r.send(b"c SELECT INBOX\r\n")
+lines = r.until("c")
+out("AFTER", " | ".join(lines))
+r.send(b"d CAPABILITY\r\n")
+out("CAPS", " ".join(r.until("d")))
+"#,
+    );
+    assert!(get(&r, "STARTTLS").starts_with("a OK"), "{r:?}");
+    assert_eq!(get(&r, "LEFTOVER"), "b''");
+    let after = get(&r, "AFTER");
+    assert!(
+        !after.contains("b "),
+        "the injected LOGIN was answered: {after}"
+    );
+    assert!(after.starts_with("c BAD"), "{after}");
+    assert!(get(&r, "CAPS").contains("AUTH=PLAIN"), "{r:?}");
+}
+
+#[test]
+fn delivered_mail_is_fetched_over_imaps_and_curl() {
+    let server = TestServer::start();
+    let msgs = vec![
+        message("first message", "one"),
+        message("second message", "two"),
+    ];
+    smtp_deliver(server.ports.smtp, USER, &msgs);
+    let stored = server.inbox(USER);
+    assert_eq!(stored.len(), 2);
+    let r = run_py(
+        &server,
+        r#"
+c = login()
+typ, data = c.select("INBOX")
+out("EXISTS", data[0].decode())
+out("SELECTRESP", repr(c.untagged_responses.get("UIDVALIDITY")))
+typ, data = c.fetch("1", "(BODY.PEEK[])")
+out("PEEK", data[0][1].hex())
+typ, data = c.fetch("1", "(FLAGS)")
+out("FLAGS_AFTER_PEEK", flat(data))
+typ, data = c.fetch("1", "(RFC822)")
+out("RFC822", data[0][1].hex())
+typ, data = c.fetch("1", "(FLAGS)")
+out("FLAGS_AFTER_RFC822", flat(data))
+typ, data = c.fetch("2", "(ENVELOPE BODYSTRUCTURE RFC822.SIZE INTERNALDATE UID)")
+out("META", flat(data))
+typ, data = c.fetch("2", "(BODY.PEEK[HEADER.FIELDS (SUBJECT)] BODY.PEEK[TEXT])")
+out("PARTS", repr(flat(data)))
+typ, data = c.uid("FETCH", "1:*", "(FLAGS)")
+out("UIDFETCH", flat(data))
+c.logout()
+"#,
+    );
+    assert_eq!(get(&r, "EXISTS"), "2");
+    assert_eq!(unhex(get(&r, "PEEK")), stored[0].as_bytes());
+    assert_eq!(unhex(get(&r, "RFC822")), stored[0].as_bytes());
+    assert!(!get(&r, "FLAGS_AFTER_PEEK").contains("\\Seen"), "{r:?}");
+    assert!(get(&r, "FLAGS_AFTER_RFC822").contains("\\Seen"), "{r:?}");
+    let meta = get(&r, "META");
+    assert!(meta.contains("\"second message\""), "{meta}");
+    assert!(
+        meta.contains("\"Bob\" NIL \"bob\" \"sender.example\""),
+        "{meta}"
+    );
+    assert!(meta.contains("BODYSTRUCTURE (\"TEXT\" \"PLAIN\""), "{meta}");
+    assert!(
+        meta.contains(&format!("RFC822.SIZE {}", stored[1].len())),
+        "{meta}"
+    );
+    assert!(
+        meta.contains("INTERNALDATE \"") && meta.contains("UID 2"),
+        "{meta}"
+    );
+    let parts = get(&r, "PARTS");
+    assert!(
+        parts.contains("Subject: second message") && parts.contains("two"),
+        "{parts}"
+    );
+    let uf = get(&r, "UIDFETCH");
+    assert!(uf.contains("UID 1") && uf.contains("UID 2"), "{uf}");
+
+    // curl over implicit TLS and over STARTTLS.
+    require_tool("curl", "curl");
+    let mut cmd = Command::new("curl");
+    cmd.args(["-sS", "-k", "--max-time", "20", "-u"])
+        .arg(format!("{USER}:{PASSWORD}"))
+        .arg(format!(
+            "imaps://127.0.0.1:{}/INBOX;UID=2",
+            server.ports.imaps
+        ));
+    let out = run(cmd, None);
+    assert!(out.status.success(), "{}", out.all());
+    assert_eq!(out.stdout, stored[1], "{}", out.all());
+    let mut cmd = Command::new("curl");
+    cmd.args(["-sS", "-k", "--ssl-reqd", "--max-time", "20", "-u"])
+        .arg(format!("{USER}:{PASSWORD}"))
+        .arg(format!(
+            "imap://127.0.0.1:{}/INBOX;UID=1",
+            server.ports.imap
+        ));
+    let out = run(cmd, None);
+    assert!(out.status.success(), "{}", out.all());
+    assert_eq!(out.stdout, stored[0], "{}", out.all());
+}
+
+#[test]
+fn flags_persist_and_condstore() {
+    let server = TestServer::start();
+    smtp_deliver(server.ports.smtp, USER, &[message("flag me", "x")]);
+    let r = run_py(
+        &server,
+        r#"
+c = login()
+c.select("INBOX")
+typ, data = c.store("1", "+FLAGS", "(\\Flagged $Custom)")
+out("STORE", flat(data))
+c.logout()
+c = login()
+typ, data = c.select("INBOX", readonly=True)
+typ, data = c.fetch("1", "(FLAGS MODSEQ)")
+out("PERSISTED", flat(data))
+typ, data = c.store("1", "+FLAGS", "(\\Seen)")
+out("RO_STORE", typ)
+c.logout()
+c = login()
+c.select("INBOX")
+typ, data = c.fetch("1", "(MODSEQ)")
+m = int(re.search(r"MODSEQ \((\d+)\)", flat(data)).group(1))
+typ, data = c.store("1", "-FLAGS.SILENT", "($Custom)")
+out("SILENT", repr(data))
+typ, data = c._simple_command("STORE", "1", "(UNCHANGEDSINCE %d)" % m, "+FLAGS", "(\\Answered)")
+out("UNCHANGED", typ + " " + repr(c.untagged_responses.get("MODIFIED")))
+typ, data = c.fetch("1", "(FLAGS)")
+out("FINAL", flat(data))
+c.logout()
+"#,
+    );
+    assert!(
+        get(&r, "STORE").contains("\\Flagged") && get(&r, "STORE").contains("$Custom"),
+        "{r:?}"
+    );
+    let p = get(&r, "PERSISTED");
+    assert!(
+        p.contains("\\Flagged") && p.contains("$Custom") && p.contains("MODSEQ"),
+        "{p}"
+    );
+    assert_eq!(get(&r, "RO_STORE"), "NO");
+    assert_eq!(get(&r, "SILENT"), "[None]");
+    assert!(
+        get(&r, "UNCHANGED").contains("MODIFIED") || get(&r, "UNCHANGED").starts_with("OK"),
+        "{r:?}"
+    );
+    let f = get(&r, "FINAL");
+    assert!(
+        f.contains("\\Flagged") && !f.contains("$Custom") && !f.contains("\\Answered"),
+        "{f}"
+    );
+}
+
+#[test]
+fn two_sessions_see_each_others_changes_and_idle_reports_delivery() {
+    let server = TestServer::start();
+    smtp_deliver(server.ports.smtp, USER, &[message("one", "1")]);
+    let r = run_py(
+        &server,
+        r#"
+a = login()
+b = login()
+a.select("INBOX")
+b.select("INBOX")
+deliver("two")
+typ, data = b.noop()
+out("B_EXISTS", repr(b.untagged_responses.get("EXISTS")))
+a.noop()
+a.store("1", "+FLAGS", "(\\Deleted)")
+a.expunge()
+typ, data = b.noop()
+out("B_EXPUNGE", repr(b.untagged_responses.get("EXPUNGE")))
+b.logout()
+a.logout()
+# IDLE over a raw TLS connection: a delivery shows up within a second.
+s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", IMAPS)), server_hostname="localhost")
+r = Raw(s)
+r.line()
+r.send(("a LOGIN %s \"%s\"\r\n" % (USER, PASS)).encode())
+r.until("a")
+r.send(b"b SELECT INBOX\r\n")
+r.until("b")
+r.send(b"c IDLE\r\n")
+out("IDLING", r.line())
+deliver("three")
+t0 = time.time()
+line = r.line(timeout=5)
+out("IDLE_LINE", line)
+out("IDLE_SECS", "%.3f" % (time.time() - t0))
+r.send(b"DONE\r\n")
+out("DONE", r.until("c")[-1])
+r.send(b"d LOGOUT\r\n")
+r.until("d")
+"#,
+    );
+    assert!(get(&r, "B_EXISTS").contains("b'2'"), "{r:?}");
+    assert!(get(&r, "B_EXPUNGE").contains("b'1'"), "{r:?}");
+    assert!(get(&r, "IDLING").starts_with("+ "), "{r:?}");
+    assert_eq!(get(&r, "IDLE_LINE"), "* 2 EXISTS");
+    let secs: f64 = get(&r, "IDLE_SECS").parse().unwrap();
+    assert!(secs < 1.0, "IDLE took {secs} s");
+    assert!(get(&r, "DONE").starts_with("c OK"), "{r:?}");
+}
+
+#[test]
+fn append_copy_move_search() {
+    let server = TestServer::start();
+    smtp_deliver(
+        server.ports.smtp,
+        USER,
+        &[
+            message("apples", "red fruit"),
+            message("pears", "green fruit"),
+        ],
+    );
+    let r = run_py(
+        &server,
+        r#"
+c = login()
+typ, data = c.append("Drafts", "(\\Draft)", None, b"Subject: draft\r\n\r\nbody\r\n")
+out("APPEND", typ + " " + data[0].decode())
+typ, data = c.append("NoSuchBox", None, None, b"Subject: x\r\n\r\ny\r\n")
+out("APPEND_MISSING", typ + " " + data[0].decode())
+c.select("INBOX")
+typ, data = c.search(None, "SUBJECT", "pears")
+out("SEARCH_SUBJECT", data[0].decode())
+typ, data = c.search(None, "BODY", "fruit")
+out("SEARCH_BODY", data[0].decode())
+typ, data = c.uid("SEARCH", "UNSEEN")
+out("SEARCH_UNSEEN", data[0].decode())
+typ, data = c.copy("1", "Archive")
+out("COPY", typ + " " + data[0].decode())
+typ, data = c._simple_command("MOVE", "2", "Trash")
+out("MOVE", typ + " " + repr(c.untagged_responses.get("OK")) + " " + repr(c.untagged_responses.get("EXPUNGE")))
+typ, data = c.status("Archive", "(MESSAGES UIDNEXT UNSEEN)")
+out("STATUS_ARCHIVE", data[0].decode())
+typ, data = c.status("Trash", "(MESSAGES)")
+out("STATUS_TRASH", data[0].decode())
+typ, data = c.select("INBOX")
+out("INBOX_LEFT", data[0].decode())
+c.logout()
+"#,
+    );
+    assert!(get(&r, "APPEND").starts_with("OK [APPENDUID "), "{r:?}");
+    assert!(
+        get(&r, "APPEND_MISSING").starts_with("NO [TRYCREATE]"),
+        "{r:?}"
+    );
+    assert_eq!(get(&r, "SEARCH_SUBJECT"), "2");
+    assert_eq!(get(&r, "SEARCH_BODY"), "1 2");
+    assert_eq!(get(&r, "SEARCH_UNSEEN"), "1 2");
+    assert!(get(&r, "COPY").starts_with("OK [COPYUID "), "{r:?}");
+    let mv = get(&r, "MOVE");
+    assert!(
+        mv.starts_with("OK") && mv.contains("COPYUID") && mv.contains("b'2'"),
+        "{mv}"
+    );
+    assert!(get(&r, "STATUS_ARCHIVE").contains("MESSAGES 1"), "{r:?}");
+    assert!(get(&r, "STATUS_TRASH").contains("MESSAGES 1"), "{r:?}");
+    assert_eq!(get(&r, "INBOX_LEFT"), "1");
+}
+
+#[test]
+fn huge_literals_are_refused_without_allocation() {
+    let server = TestServer::start();
+    let r = run_py(
+        &server,
+        r#"
+# Before login: a synchronising literal far beyond the limit is refused, the connection lives.
+s = socket.create_connection(("127.0.0.1", IMAP))
+r = Raw(s)
+r.line()
+r.send(b"a LOGIN {999999999999}\r\n")
+out("PREAUTH", r.line())
+r.send(b"b NOOP\r\n")
+out("PREAUTH_NOOP", r.until("b")[-1])
+s.close()
+# After login: APPEND with a huge literal gets NO/BAD [TOOBIG], the session goes on.
+s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", IMAPS)), server_hostname="localhost")
+r = Raw(s)
+r.line()
+r.send(("a LOGIN %s \"%s\"\r\n" % (USER, PASS)).encode())
+r.until("a")
+r.send(b"b APPEND INBOX {999999999999}\r\n")
+out("APPEND", r.line())
+r.send(b"c NOOP\r\n")
+out("NOOP", r.until("c")[-1])
+# A non-synchronising one: its bytes may follow at once, so the server says BYE.
+r.send(b"d APPEND INBOX {999999999999+}\r\nxxxx")
+lines = []
+try:
+    while True:
+        lines.append(r.line())
+except (EOFError, OSError, ssl.SSLError):
+    pass
+out("NONSYNC", " | ".join(lines))
+"#,
+    );
+    let pre = get(&r, "PREAUTH");
+    assert!(pre.starts_with("a BAD") || pre.starts_with("a NO"), "{r:?}");
+    assert!(get(&r, "PREAUTH_NOOP").starts_with("b OK"), "{r:?}");
+    let app = get(&r, "APPEND");
+    assert!(app.contains("TOOBIG"), "{r:?}");
+    assert!(get(&r, "NOOP").starts_with("c OK"), "{r:?}");
+    assert!(get(&r, "NONSYNC").contains("BYE"), "{r:?}");
+}
+
+#[test]
+fn mailboxes_list_create_rename_delete_subscribe() {
+    let server = TestServer::start();
+    let r = run_py(
+        &server,
+        r#"
+c = login()
+typ, data = c.list()
+out("LIST", " | ".join(x.decode() for x in data))
+out("CREATE", c.create("Projects/2026")[0])
+typ, data = c.list('""', 'Projects*')
+out("LIST_P", " | ".join(x.decode() for x in data))
+out("CREATE_DUP", c.create("Projects")[0])
+out("RENAME", c.rename("Projects/2026", "Projects/Old")[0])
+out("SUBSCRIBE", c.subscribe("Projects/Old")[0])
+typ, data = c.lsub('""', 'Projects/*')
+out("LSUB", " | ".join(x.decode() for x in data if x))
+# Another session has the mailbox selected when it is deleted: its messages vanish.
+c.append("Projects/Old", None, None, b"Subject: x\r\n\r\ny\r\n")
+o = login()
+o.select("Projects/Old")
+out("DELETE_PARENT", c.delete("Projects")[0])
+out("DELETE", c.delete("Projects/Old")[0])
+o.noop()
+out("OTHER_EXPUNGE", repr(o.untagged_responses.get("EXPUNGE")))
+o.logout()
+out("DELETE_MISSING", c.delete("Nope")[0])
+typ, data = c.list('""', '""')
+out("LIST_ROOT", data[0].decode())
+typ, data = c._simple_command("LIST", '""', '"%"', "RETURN", "(SPECIAL-USE STATUS (MESSAGES))")
+out("LIST_EXT", typ + " " + repr(c.untagged_responses.get("STATUS")))
+typ, data = c.namespace()
+out("NAMESPACE", data[0].decode())
+typ, data = c._simple_command("ENABLE", "CONDSTORE")
+out("ENABLE", typ)
+typ, data = c.select("INBOX")
+out("HIGHESTMODSEQ", repr(c.untagged_responses.get("HIGHESTMODSEQ")))
+out("CHECK", c.check()[0])
+typ, data = c._simple_command("UNSELECT")
+out("UNSELECT", typ)
+c.select("INBOX")
+out("CLOSE", c.close()[0])
+try:
+    typ, data = c._simple_command("GETQUOTAROOT", "INBOX")
+    out("QUOTA", typ)
+except imaplib.IMAP4.error as e:
+    out("QUOTA", "BAD")
+c.logout()
+"#,
+    );
+    let list = get(&r, "LIST");
+    for (attr, name) in [
+        ("\\Sent", "Sent"),
+        ("\\Drafts", "Drafts"),
+        ("\\Trash", "Trash"),
+        ("\\Junk", "Junk"),
+        ("\\Archive", "Archive"),
+    ] {
+        assert!(
+            list.contains(&format!("(\\HasNoChildren {attr}) \"/\" \"{name}\"")),
+            "{attr} {name} missing: {list}"
+        );
+    }
+    assert!(list.contains("\"/\" \"INBOX\""), "{list}");
+    assert_eq!(get(&r, "CREATE"), "OK");
+    let lp = get(&r, "LIST_P");
+    assert!(lp.contains("(\\HasChildren) \"/\" \"Projects\""), "{lp}");
+    assert!(
+        lp.contains("(\\HasNoChildren) \"/\" \"Projects/2026\""),
+        "{lp}"
+    );
+    assert_eq!(get(&r, "CREATE_DUP"), "NO");
+    assert_eq!(get(&r, "RENAME"), "OK");
+    assert_eq!(get(&r, "SUBSCRIBE"), "OK");
+    assert!(get(&r, "LSUB").contains("Projects/Old"), "{r:?}");
+    assert_eq!(get(&r, "DELETE_PARENT"), "NO");
+    assert_eq!(get(&r, "DELETE"), "OK");
+    assert!(get(&r, "OTHER_EXPUNGE").contains("b'1'"), "{r:?}");
+    assert_eq!(get(&r, "DELETE_MISSING"), "NO");
+    assert!(get(&r, "LIST_ROOT").contains("\\Noselect"), "{r:?}");
+    assert!(
+        get(&r, "LIST_EXT").starts_with("OK") && get(&r, "LIST_EXT").contains("MESSAGES"),
+        "{r:?}"
+    );
+    assert!(get(&r, "NAMESPACE").contains("((\"\" \"/\"))"), "{r:?}");
+    assert_eq!(get(&r, "ENABLE"), "OK");
+    assert!(get(&r, "HIGHESTMODSEQ").contains("b'"), "{r:?}");
+    assert_eq!(get(&r, "CHECK"), "OK");
+    assert_eq!(get(&r, "UNSELECT"), "OK");
+    assert_eq!(get(&r, "CLOSE"), "OK");
+    assert_ne!(get(&r, "QUOTA"), "OK");
+}
+
+#[test]
+fn qresync_idle_flag_changes_and_imap4rev2_search() {
+    let server = TestServer::start();
+    smtp_deliver(
+        server.ports.smtp,
+        USER,
+        &[message("q1", "1"), message("q2", "2"), message("q3", "3")],
+    );
+    let r = run_py(
+        &server,
+        r#"
+def conn():
+    s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", IMAPS)), server_hostname="localhost")
+    r = Raw(s)
+    r.line()
+    r.send(("a LOGIN %s \"%s\"\r\n" % (USER, PASS)).encode())
+    r.until("a")
+    return r
+a = conn()
+a.send(b"b ENABLE QRESYNC\r\n")
+a.until("b")
+a.send(b"c SELECT INBOX\r\n")
+sel = a.until("c")
+uv = [l for l in sel if "UIDVALIDITY" in l][0].split()[3].rstrip("]")
+hm = int([l for l in sel if "HIGHESTMODSEQ" in l][0].split()[3].rstrip("]"))
+a.send(b"d UID STORE 2 +FLAGS.SILENT (\\Deleted)\r\n")
+a.until("d")
+a.send(b"e UID EXPUNGE 2\r\n")
+out("EXPUNGE", " | ".join(a.until("e")))
+a.send(b"f UID FETCH 1:* (FLAGS) (CHANGEDSINCE %d VANISHED)\r\n" % hm)
+out("CHANGEDSINCE", " | ".join(a.until("f")))
+a.send(b"g UNSELECT\r\n")
+a.until("g")
+a.send(("h SELECT INBOX (QRESYNC (%s %d 1:3))\r\n" % (uv, hm)).encode())
+out("QRESYNC", " | ".join(a.until("h")))
+# IDLE while another session changes flags and expunges.
+a.send(b"i IDLE\r\n")
+a.line()
+b = conn()
+b.send(b"b SELECT INBOX\r\n")
+b.until("b")
+b.send(b"c STORE 1 +FLAGS (\\Flagged)\r\n")
+b.until("c")
+out("IDLE_FLAGS", a.line(timeout=3))
+b.send(b"d ENABLE IMAP4rev2\r\n")
+out("ENABLE_AFTER_SELECT", b.until("d")[-1])
+a.send(b"DONE\r\n")
+a.until("i")
+c = conn()
+c.send(b"b ENABLE IMAP4rev2\r\n")
+out("ENABLED", c.until("b")[0])
+c.send(b"c SELECT INBOX\r\n")
+out("REV2_SELECT", " | ".join(c.until("c")))
+c.send(b"d SEARCH ALL\r\n")
+out("REV2_SEARCH", " | ".join(c.until("d")))
+"#,
+    );
+    let ex = get(&r, "EXPUNGE");
+    assert!(ex.contains("* VANISHED 2") && ex.contains("e OK"), "{ex}");
+    let cs = get(&r, "CHANGEDSINCE");
+    assert!(cs.contains("* VANISHED (EARLIER) 2"), "{cs}");
+    assert!(cs.contains("f OK"), "{cs}");
+    let q = get(&r, "QRESYNC");
+    assert!(
+        q.contains("* VANISHED (EARLIER) 2") && q.contains("h OK [READ-WRITE]"),
+        "{q}"
+    );
+    assert!(q.contains("* 2 EXISTS"), "{q}");
+    let idle = get(&r, "IDLE_FLAGS");
+    assert!(
+        idle.starts_with("* 1 FETCH (UID 1 FLAGS (\\Flagged)"),
+        "{idle}"
+    );
+    assert!(get(&r, "ENABLE_AFTER_SELECT").starts_with("d BAD"), "{r:?}");
+    assert!(get(&r, "ENABLED").contains("IMAP4rev2"), "{r:?}");
+    let sel = get(&r, "REV2_SELECT");
+    assert!(!sel.contains("RECENT"), "{sel}");
+    assert!(
+        get(&r, "REV2_SEARCH").contains("* ESEARCH (TAG \"d\") ALL 1:2"),
+        "{r:?}"
+    );
+}
