@@ -35,6 +35,73 @@ pub struct Config {
     /// Explicit next hops per destination domain (instead of MX lookup).
     #[serde(default, rename = "route")]
     pub routes: Vec<RouteConfig>,
+    /// Client networks (`192.168.0.0/24`, `10.0.0.5`, `2001:db8::/64`) that may relay through
+    /// `smtp` listeners without AUTH (printers, legacy devices). Empty: nobody.
+    #[serde(default)]
+    pub relay_networks: Vec<String>,
+}
+
+/// A parsed `relay_networks` entry: an address and a prefix length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpNet {
+    addr: std::net::IpAddr,
+    prefix: u8,
+}
+
+impl IpNet {
+    /// `a.b.c.d`, `a.b.c.d/n`, `v6`, `v6/n`; host bits must be zero.
+    pub fn parse(s: &str) -> Option<IpNet> {
+        let (ip, prefix) = match s.trim().split_once('/') {
+            Some((ip, p)) => (ip, Some(p)),
+            None => (s.trim(), None),
+        };
+        let addr: std::net::IpAddr = ip.parse().ok()?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            Some(p) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => {
+                p.parse::<u8>().ok().filter(|&p| p <= max)?
+            }
+            Some(_) => return None,
+            None => max,
+        };
+        let net = IpNet { addr, prefix };
+        (net.mask(addr) == Some(Self::bits(addr))).then_some(net)
+    }
+
+    fn bits(ip: std::net::IpAddr) -> u128 {
+        match ip {
+            std::net::IpAddr::V4(a) => u32::from(a) as u128,
+            std::net::IpAddr::V6(a) => u128::from(a),
+        }
+    }
+
+    /// `ip` with the host bits cleared, if it is of the same family.
+    fn mask(&self, ip: std::net::IpAddr) -> Option<u128> {
+        let width: u32 = match (self.addr, ip) {
+            (std::net::IpAddr::V4(_), std::net::IpAddr::V4(_)) => 32,
+            (std::net::IpAddr::V6(_), std::net::IpAddr::V6(_)) => 128,
+            _ => return None,
+        };
+        let host = width - u32::from(self.prefix);
+        let mask = if host >= 128 {
+            0
+        } else {
+            (u128::MAX >> (128 - width)) & !((1u128 << host) - 1)
+        };
+        Some(Self::bits(ip) & mask)
+    }
+
+    /// Whether `ip` is inside the network (IPv4-mapped IPv6 peers count as IPv4).
+    pub fn contains(&self, ip: std::net::IpAddr) -> bool {
+        let ip = ip.to_canonical();
+        self.mask(ip) == Some(Self::bits(self.addr))
+    }
+}
+
+impl std::fmt::Display for IpNet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
 }
 
 /// `[delivery]`: the outbound queue scheduler.
@@ -59,6 +126,101 @@ pub struct DeliveryConfig {
     pub connect_timeout_secs: u64,
     /// Keep outbound mail queued without attempting it (Postfix `defer_transports = smtp`).
     pub hold: bool,
+    /// `[delivery.smarthost]`: all remote mail goes to this host (`[[route]]` still wins).
+    pub smarthost: Option<SmarthostConfig>,
+}
+
+/// How the smarthost connection is encrypted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmarthostTls {
+    /// STARTTLS required (no plaintext fallback).
+    Starttls,
+    /// TLS from the first byte (RFC 8314, port 465).
+    Implicit,
+    /// Plaintext; AUTH is then refused (configuration error with `username`).
+    None,
+}
+
+/// `[delivery.smarthost]`: the relay host (provider submission server).
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmarthostConfig {
+    /// `smtp.provider.example:587`, `[192.0.2.7]:465`, or a name (port: 587, 465 implicit, 25 none).
+    pub host: String,
+    #[serde(default = "default_smarthost_tls")]
+    pub tls: SmarthostTls,
+    /// AUTH user name (PLAIN or LOGIN, only under TLS).
+    pub username: Option<String>,
+    /// The password inline; prefer `password_file`.
+    pub password: Option<String>,
+    /// A file whose first line is the password (mode 0600, readable by hato only).
+    pub password_file: Option<PathBuf>,
+    /// PEM CA certificates to verify the smarthost's certificate against (its name must match).
+    /// Without it the connection is encrypted but the certificate is not checked.
+    pub ca_file: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for SmarthostConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SmarthostConfig")
+            .field("host", &self.host)
+            .field("tls", &self.tls)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("password_file", &self.password_file)
+            .field("ca_file", &self.ca_file)
+            .finish()
+    }
+}
+
+fn default_smarthost_tls() -> SmarthostTls {
+    SmarthostTls::Starttls
+}
+
+impl SmarthostConfig {
+    /// Host name (or `[ip]`) and port to connect to.
+    pub fn target(&self) -> Option<(RouteHost, u16)> {
+        let h = RouteHost::parse(&self.host)?;
+        let default = match self.tls {
+            SmarthostTls::Starttls => 587,
+            SmarthostTls::Implicit => 465,
+            SmarthostTls::None => 25,
+        };
+        let port = match &h {
+            RouteHost::Ip(_, p) | RouteHost::Name(_, p) => p.unwrap_or(default),
+        };
+        Some((h, port))
+    }
+
+    /// The AUTH credentials (reads `password_file`).
+    pub fn credentials(&self) -> anyhow::Result<Option<(String, String)>> {
+        let Some(user) = &self.username else {
+            return Ok(None);
+        };
+        let password = match (&self.password, &self.password_file) {
+            (Some(p), None) => p.clone(),
+            (None, Some(path)) => {
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    anyhow::anyhow!(
+                        "`delivery.smarthost.password_file`: cannot read {}: {e}",
+                        path.display()
+                    )
+                })?;
+                let line = text.lines().next().unwrap_or("").to_owned();
+                anyhow::ensure!(
+                    !line.is_empty(),
+                    "`delivery.smarthost.password_file`: {} is empty",
+                    path.display()
+                );
+                line
+            }
+            _ => anyhow::bail!(
+                "`delivery.smarthost`: with `username`, set exactly one of `password` and `password_file`"
+            ),
+        };
+        Ok(Some((user.clone(), password)))
+    }
 }
 
 impl Default for DeliveryConfig {
@@ -73,6 +235,7 @@ impl Default for DeliveryConfig {
             ca_file: None,
             connect_timeout_secs: 30,
             hold: false,
+            smarthost: None,
         }
     }
 }
@@ -302,6 +465,9 @@ pub struct AuthConfig {
     /// Failed AUTHs per account within `failure_window_secs` before further attempts are refused.
     pub max_failures_per_account: u32,
     pub failure_window_secs: u64,
+    /// The parsed top-level `relay_networks` (filled by [`Config::parse`]).
+    #[serde(skip)]
+    pub relay_networks: Vec<IpNet>,
 }
 
 impl Default for AuthConfig {
@@ -311,6 +477,7 @@ impl Default for AuthConfig {
             max_failures_per_ip: 10,
             max_failures_per_account: 10,
             failure_window_secs: 900,
+            relay_networks: Vec::new(),
         }
     }
 }
@@ -378,7 +545,7 @@ impl Config {
     }
 
     pub fn parse(text: &str, path: &Path) -> anyhow::Result<Config> {
-        let config: Config = toml::from_str(text).map_err(|e| {
+        let mut config: Config = toml::from_str(text).map_err(|e| {
             // toml's message names the key and the line; keep it on one line.
             let msg = e.message().trim().to_string();
             let place = e
@@ -393,6 +560,11 @@ impl Config {
             anyhow::anyhow!("{}{place}: {msg}", path.display())
         })?;
         config.validate(path)?;
+        config.auth.relay_networks = config
+            .relay_networks
+            .iter()
+            .filter_map(|n| IpNet::parse(n))
+            .collect();
         Ok(config)
     }
 
@@ -503,6 +675,51 @@ impl Config {
         if self.dns.timeout_secs == 0 {
             return Err(err("dns.timeout_secs", "must be positive".into()));
         }
+        for n in &self.relay_networks {
+            if IpNet::parse(n).is_none() {
+                return Err(err(
+                    "relay_networks",
+                    format!(
+                        "{n:?} is not a network (use \"192.168.0.0/24\", \"10.0.0.5\" or \"2001:db8::/64\"; host bits must be zero)"
+                    ),
+                ));
+            }
+        }
+        if let Some(sh) = &d.smarthost {
+            if sh.target().is_none() {
+                return Err(err(
+                    "delivery.smarthost.host",
+                    format!(
+                        "{:?} is not a host (use \"smtp.provider.example:587\" or \"[192.0.2.7]:465\")",
+                        sh.host
+                    ),
+                ));
+            }
+            if sh.username.is_some() && sh.tls == SmarthostTls::None {
+                return Err(err(
+                    "delivery.smarthost.tls",
+                    "\"none\" with `username`: credentials are never sent without TLS (use \"starttls\" or \"implicit\")".into(),
+                ));
+            }
+            if sh.username.is_some() && sh.password.is_none() && sh.password_file.is_none() {
+                return Err(err(
+                    "delivery.smarthost",
+                    "`username` needs `password_file` (or `password`)".into(),
+                ));
+            }
+            if sh.password.is_some() && sh.password_file.is_some() {
+                return Err(err(
+                    "delivery.smarthost",
+                    "set `password` or `password_file`, not both".into(),
+                ));
+            }
+            if sh.username.is_none() && (sh.password.is_some() || sh.password_file.is_some()) {
+                return Err(err(
+                    "delivery.smarthost.username",
+                    "a password without `username`".into(),
+                ));
+            }
+        }
         for (i, r) in self.routes.iter().enumerate() {
             if !is_domain(&r.domain) {
                 return Err(err(
@@ -609,6 +826,69 @@ tls = "implicit"
         .unwrap();
         assert_eq!(c.listeners[2].tls, TlsMode::Implicit);
         assert_eq!(c.local_domains(), vec!["example.com"]);
+    }
+
+    #[test]
+    fn relay_networks_parse_and_match() {
+        let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+        let n = IpNet::parse("192.168.0.0/24").unwrap();
+        assert!(n.contains(ip("192.168.0.7")) && !n.contains(ip("192.168.1.7")));
+        assert!(n.contains(ip("::ffff:192.168.0.9")));
+        assert!(!n.contains(ip("2001:db8::1")));
+        let h = IpNet::parse("10.0.0.5").unwrap();
+        assert!(h.contains(ip("10.0.0.5")) && !h.contains(ip("10.0.0.6")));
+        assert!(IpNet::parse("0.0.0.0/0").unwrap().contains(ip("8.8.8.8")));
+        let v6 = IpNet::parse("2001:db8::/32").unwrap();
+        assert!(v6.contains(ip("2001:db8:1::5")) && !v6.contains(ip("2001:db9::1")));
+        for bad in [
+            "192.168.0.1/24",
+            "10.0.0.0/33",
+            "10.0.0.0/",
+            "nope",
+            "10.0.0.0/+8",
+            "",
+        ] {
+            assert_eq!(IpNet::parse(bad), None, "{bad}");
+        }
+        let base = "[[listener]]\nprotocol=\"smtp\"\nbind=\"127.0.0.1:1\"\n";
+        let c = parse(&format!(
+            "relay_networks = [\"127.0.0.1\", \"10.0.0.0/8\"]\n{base}"
+        ))
+        .unwrap();
+        assert_eq!(c.auth.relay_networks.len(), 2);
+        let e = parse(&format!("relay_networks = [\"10.0.0.1/8\"]\n{base}"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("`relay_networks`"), "{e}");
+    }
+
+    #[test]
+    fn smarthost_section() {
+        let base = "[[listener]]\nprotocol=\"smtp\"\nbind=\"127.0.0.1:1\"\n";
+        let c = parse(&format!(
+            "[delivery.smarthost]\nhost = \"smtp.provider.example\"\nusername = \"me\"\npassword = \"pw\"\n{base}"
+        ))
+        .unwrap();
+        let sh = c.delivery.smarthost.unwrap();
+        assert_eq!(sh.tls, SmarthostTls::Starttls);
+        assert_eq!(sh.target().unwrap().1, 587);
+        assert!(!format!("{sh:?}").contains("pw"));
+        assert_eq!(sh.credentials().unwrap().unwrap().1, "pw");
+        for (bad, key) in [
+            (
+                "host = \"x.example\"\ntls = \"none\"\nusername = \"me\"\npassword = \"pw\"\n",
+                "delivery.smarthost.tls",
+            ),
+            ("host = \"x.example\"\nusername = \"me\"\n", "password_file"),
+            ("host = \"bad host\"\n", "delivery.smarthost.host"),
+            ("host = \"x.example\"\npassword = \"pw\"\n", "username"),
+            ("host = \"x.example\"\ntls = \"plain\"\n", "plain"),
+        ] {
+            let e = parse(&format!("[delivery.smarthost]\n{bad}{base}"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(key), "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -20,8 +20,9 @@ use hato_delivery::dsn::{self, Action, DsnInput, RecipientReport, ReturnContent}
 use hato_delivery::policy::{SecurityLevel, TlsFacts, VerifiedBy};
 use hato_delivery::route::{DnsConfig, LocalIdentity, Router, prune_self};
 use hato_smtp::client::{
-    ClientAction, ClientConfig, ClientFailure, ClientSession, DsnRet, Notify as DsnNotify,
-    Recipient, RecipientStatus, TlsRequirement, Transaction, TransactionOutcome,
+    ClientAction, ClientConfig, ClientFailure, ClientSession, Credentials, DsnRet,
+    Notify as DsnNotify, Recipient, RecipientStatus, TlsRequirement, Transaction,
+    TransactionOutcome,
 };
 use hato_smtp::{Address, Reply};
 use hato_store::{Delivery, QueueAttempt, QueueEntry, Store};
@@ -35,7 +36,7 @@ use tokio::sync::{Notify, Semaphore, watch};
 use tokio_rustls::TlsConnector;
 use tracing::{error, info, warn};
 
-use crate::config::{Config, RouteHost};
+use crate::config::{Config, RouteHost, SmarthostConfig, SmarthostTls};
 use crate::server::unix_now;
 
 /// How long a claimed entry is held (longer than one attempt can take: RFC 5321 timeouts).
@@ -68,6 +69,58 @@ pub(crate) struct Scheduler {
     per_domain: Mutex<HashMap<String, Arc<Semaphore>>>,
     /// Entries claimed and not yet finished.
     in_flight: AtomicUsize,
+    /// `[delivery.smarthost]`: every domain without a `[[route]]` goes there.
+    smarthost: Option<Smarthost>,
+}
+
+/// The resolved `[delivery.smarthost]`.
+struct Smarthost {
+    /// What the connection is addressed as: `[ip]` or the host name (also the TLS name).
+    name: String,
+    route: RouteHost,
+    port: u16,
+    tls: SmarthostTls,
+    credentials: Option<Credentials>,
+    /// Verifies against `ca_file` when given, else accepts any certificate.
+    connector: TlsConnector,
+    verify: bool,
+}
+
+impl Smarthost {
+    fn new(sh: &SmarthostConfig, any: &TlsConnector) -> anyhow::Result<Smarthost> {
+        let (route, port) = sh.target().ok_or_else(|| {
+            anyhow::anyhow!("`delivery.smarthost.host`: {:?} is not a host", sh.host)
+        })?;
+        let name = match &route {
+            RouteHost::Ip(ip, _) => format!("[{ip}]"),
+            RouteHost::Name(n, _) => n.clone(),
+        };
+        let credentials = sh
+            .credentials()?
+            .map(|(username, password)| Credentials { username, password });
+        let (connector, verify) = match &sh.ca_file {
+            Some(path) => {
+                let provider = Arc::new(rustls::crypto::ring::default_provider());
+                let roots = load_roots(path)
+                    .map_err(|e| anyhow::anyhow!("`delivery.smarthost.ca_file`: {e:#}"))?;
+                let c = rustls::ClientConfig::builder_with_provider(provider)
+                    .with_safe_default_protocol_versions()?
+                    .with_root_certificates(roots)
+                    .with_no_client_auth();
+                (TlsConnector::from(Arc::new(c)), true)
+            }
+            None => (any.clone(), false),
+        };
+        Ok(Smarthost {
+            name,
+            route,
+            port,
+            tls: sh.tls,
+            credentials,
+            connector,
+            verify,
+        })
+    }
 }
 
 /// The trust anchors of `delivery.ca_file`.
@@ -97,8 +150,36 @@ pub(crate) fn check(config: &Config) -> anyhow::Result<String> {
     if let Some(path) = &d.ca_file {
         load_roots(path)?;
     }
+    let smarthost = match &d.smarthost {
+        Some(sh) => {
+            if let Some(path) = &sh.ca_file {
+                load_roots(path)
+                    .map_err(|e| anyhow::anyhow!("`delivery.smarthost.ca_file`: {e:#}"))?;
+            }
+            let auth = sh.credentials()?;
+            format!(
+                ", smarthost {} ({}{}{})",
+                sh.host,
+                match sh.tls {
+                    SmarthostTls::Starttls => "starttls",
+                    SmarthostTls::Implicit => "implicit TLS",
+                    SmarthostTls::None => "PLAINTEXT",
+                },
+                match (sh.tls, &sh.ca_file) {
+                    (SmarthostTls::None, _) => "",
+                    (_, Some(_)) => ", certificate verified",
+                    (_, None) => ", certificate NOT verified",
+                },
+                match auth {
+                    Some((u, _)) => format!(", AUTH as {u}"),
+                    None => String::new(),
+                }
+            )
+        }
+        None => String::new(),
+    };
     Ok(format!(
-        "tls_policy {}{}, {} route(s){}",
+        "tls_policy {}{}, {} route(s){smarthost}{}",
         d.tls_policy,
         if d.ca_file.is_some() {
             " with ca_file"
@@ -122,6 +203,20 @@ pub(crate) fn spawn(
         warn!(
             "`delivery.tls_policy = \"verify\"` without `delivery.ca_file`: every delivery is deferred"
         );
+    }
+    if let Some(sh) = &config.delivery.smarthost {
+        match (sh.tls, &sh.ca_file) {
+            (SmarthostTls::None, _) => warn!(
+                host = %sh.host,
+                "SMARTHOST IN PLAINTEXT (`delivery.smarthost.tls = \"none\"`): all outbound mail crosses the network unencrypted"
+            ),
+            (_, None) => warn!(
+                host = %sh.host,
+                "SMARTHOST CERTIFICATE NOT VERIFIED: without `delivery.smarthost.ca_file` the connection is encrypted but an attacker in the path can impersonate the smarthost and read the credentials; set ca_file (e.g. /etc/ssl/certs/ca-certificates.crt)"
+            ),
+            _ => {}
+        }
+        info!(host = %sh.host, "smarthost mode: mail for domains without [[route]] goes to the smarthost");
     }
     if config.delivery.hold {
         warn!(
@@ -166,6 +261,11 @@ impl Scheduler {
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(AcceptAny(provider.clone())))
             .with_no_client_auth();
+        let tls_any = TlsConnector::from(Arc::new(any));
+        let smarthost = match &d.smarthost {
+            Some(sh) => Some(Smarthost::new(sh, &tls_any)?),
+            None => None,
+        };
         let tls_verify = match &d.ca_file {
             Some(path) => {
                 let c = rustls::ClientConfig::builder_with_provider(provider)
@@ -195,12 +295,13 @@ impl Scheduler {
                 hostnames: vec![config.hostname.clone()],
                 addresses,
             },
-            tls_any: TlsConnector::from(Arc::new(any)),
+            tls_any,
             tls_verify,
             global: Arc::new(Semaphore::new(d.concurrency)),
             per_domain_limit: d.per_domain,
             per_domain: Mutex::new(HashMap::new()),
             in_flight: AtomicUsize::new(0),
+            smarthost,
         })
     }
 
@@ -311,22 +412,10 @@ impl Scheduler {
     /// The (host name, address) pairs to try for a domain, in order; Err((permanent, error)).
     async fn targets(&self, domain: &str) -> Result<Vec<(String, SocketAddr)>, (bool, String)> {
         if let Some(host) = self.routes.get(domain) {
-            return match host {
-                RouteHost::Ip(ip, port) => Ok(vec![(
-                    format!("[{ip}]"),
-                    SocketAddr::new(*ip, port.unwrap_or(self.port)),
-                )]),
-                RouteHost::Name(name, port) => {
-                    match tokio::net::lookup_host((name.as_str(), port.unwrap_or(self.port))).await
-                    {
-                        Ok(addrs) => Ok(addrs.map(|a| (name.clone(), a)).collect()),
-                        Err(e) => Err((
-                            false,
-                            format!("451 4.4.3 cannot resolve the route host {name}: {e}"),
-                        )),
-                    }
-                }
-            };
+            return Self::resolve_host(host, self.port, "route host").await;
+        }
+        if let Some(sh) = &self.smarthost {
+            return Self::resolve_host(&sh.route, sh.port, "smarthost").await;
         }
         let Some(router) = &self.router else {
             return Err((
@@ -349,6 +438,36 @@ impl Scheduler {
                     .map(move |ip| (h.name.clone(), SocketAddr::new(ip, port)))
             })
             .collect())
+    }
+
+    /// The addresses of an explicit next hop (`[[route]]` or the smarthost).
+    async fn resolve_host(
+        host: &RouteHost,
+        default_port: u16,
+        what: &str,
+    ) -> Result<Vec<(String, SocketAddr)>, (bool, String)> {
+        match host {
+            RouteHost::Ip(ip, port) => Ok(vec![(
+                format!("[{ip}]"),
+                SocketAddr::new(*ip, port.unwrap_or(default_port)),
+            )]),
+            RouteHost::Name(name, port) => {
+                match tokio::net::lookup_host((name.as_str(), port.unwrap_or(default_port))).await {
+                    Ok(addrs) => Ok(addrs.map(|a| (name.clone(), a)).collect()),
+                    Err(e) => Err((
+                        false,
+                        format!("451 4.4.3 cannot resolve the {what} {name}: {e}"),
+                    )),
+                }
+            }
+        }
+    }
+
+    /// The smarthost, if `host`/`addr` is where it is reached.
+    fn smarthost_for(&self, host: &str, addr: SocketAddr) -> Option<&Smarthost> {
+        self.smarthost
+            .as_ref()
+            .filter(|sh| sh.name == host && sh.port == addr.port())
     }
 
     async fn deliver_message(
@@ -471,7 +590,10 @@ impl Scheduler {
                 r.0.as_ref()
                     .and_then(|o| o.failure.as_ref())
                     .is_some_and(|f| *f == ClientFailure::TlsHandshakeFailed);
-            if self.level == SecurityLevel::May && handshake_failed {
+            if self.level == SecurityLevel::May
+                && handshake_failed
+                && self.smarthost_for(host, *addr).is_none()
+            {
                 // Opportunistic TLS: a broken TLS stack must not stop the mail (Postfix does
                 // the same); the attempt is recorded as plaintext with the reason.
                 let why = r.1.error.clone().unwrap_or_default();
@@ -684,7 +806,16 @@ impl Scheduler {
             policy: self.level,
             ..TlsFacts::default()
         };
-        if self.level == SecurityLevel::Verify && self.tls_verify.is_none() {
+        let smarthost = self.smarthost_for(host, addr);
+        if let Some(sh) = smarthost {
+            // What the smarthost connection demands, for the recorded TLS facts.
+            facts.policy = match (sh.tls, sh.verify) {
+                (SmarthostTls::None, _) => SecurityLevel::None,
+                (_, true) => SecurityLevel::Verify,
+                (_, false) => SecurityLevel::Encrypt,
+            };
+        }
+        if smarthost.is_none() && self.level == SecurityLevel::Verify && self.tls_verify.is_none() {
             let why = "451 4.7.5 tls_policy verify needs `delivery.ca_file` (no trust anchors configured)";
             facts.error = Some(why.into());
             return Err((facts, why.into()));
@@ -696,6 +827,40 @@ impl Scheduler {
         };
         let _ = tcp.set_nodelay(true);
         let mut config = ClientConfig::new(self.hostname.clone());
+        if let Some(sh) = smarthost {
+            config.auth = sh.credentials.clone();
+            config.tls = match sh.tls {
+                SmarthostTls::None => TlsRequirement::None,
+                SmarthostTls::Starttls | SmarthostTls::Implicit => TlsRequirement::Required,
+            };
+            let io = if sh.tls == SmarthostTls::Implicit {
+                config.already_tls = true;
+                let limit = Duration::from_secs(60);
+                let connector = &sh.connector;
+                match self
+                    .handshake(connector, host, addr, tcp, limit, &mut facts, sh.verify)
+                    .await
+                {
+                    Some(tls) => Io::Tls(Box::new(tls)),
+                    None => {
+                        let why = facts.error.clone().unwrap_or_default();
+                        return Err((facts, format!("451 4.7.5 {addr}: {why}")));
+                    }
+                }
+            } else {
+                Io::Plain(tcp)
+            };
+            let mut session = ClientSession::new(config);
+            session.set_tls_verified(sh.verify && sh.tls == SmarthostTls::Implicit);
+            return Ok(Connection {
+                session,
+                io,
+                facts,
+                host: host.to_owned(),
+                addr,
+                closed: false,
+            });
+        }
         config.tls = match self.level {
             _ if plaintext => TlsRequirement::None,
             SecurityLevel::None => TlsRequirement::None,
@@ -744,7 +909,17 @@ impl Scheduler {
                             }
                         }
                     }
-                    outcome = Some(*o);
+                    let mut o = *o;
+                    if let Some(ClientFailure::AuthFailed(r)) = &o.failure {
+                        // Smarthost credentials refused (535): a configuration problem, not
+                        // the recipients' fault. Keep the mail queued instead of bouncing all
+                        // of it; the reply stays in last_error.
+                        error!(host = %conn.host, ip = %conn.addr.ip(), reply = %one_line(r), "SMARTHOST REFUSED OUR CREDENTIALS: outbound mail stays queued; check delivery.smarthost username/password");
+                        for rcpt in &mut o.recipients {
+                            rcpt.status = RecipientStatus::Transient;
+                        }
+                    }
+                    outcome = Some(o);
                 }
                 Some(ClientAction::Ready) => match pending.take() {
                     Some(t) => {
@@ -818,7 +993,42 @@ impl Scheduler {
             conn.session.tls_failed();
             return;
         };
-        let (host, addr) = (&conn.host, conn.addr);
+        let (host, addr) = (conn.host.clone(), conn.addr);
+        let (connector, verify) = match self.smarthost_for(&host, addr) {
+            Some(sh) => (&sh.connector, sh.verify),
+            None => {
+                let verify = self.level == SecurityLevel::Verify;
+                match (&self.tls_verify, verify) {
+                    (Some(c), true) => (c, true),
+                    _ => (&self.tls_any, verify),
+                }
+            }
+        };
+        match self
+            .handshake(connector, &host, addr, tcp, limit, &mut conn.facts, verify)
+            .await
+        {
+            Some(tls) => {
+                conn.io = Io::Tls(Box::new(tls));
+                conn.session.tls_established();
+                conn.session.set_tls_verified(verify);
+            }
+            None => conn.session.tls_failed(),
+        }
+    }
+
+    /// The client TLS handshake on `tcp`; fills `facts` (version, cipher, verified or error).
+    #[allow(clippy::too_many_arguments)]
+    async fn handshake(
+        &self,
+        connector: &TlsConnector,
+        host: &str,
+        addr: SocketAddr,
+        tcp: TcpStream,
+        limit: Duration,
+        facts: &mut TlsFacts,
+        verify: bool,
+    ) -> Option<tokio_rustls::client::TlsStream<TcpStream>> {
         let name = match host
             .strip_prefix('[')
             .and_then(|h| h.strip_suffix(']'))
@@ -830,12 +1040,6 @@ impl Scheduler {
                 Err(_) => ServerName::IpAddress(addr.ip().into()),
             },
         };
-        let verify = self.level == SecurityLevel::Verify;
-        let connector = match (&self.tls_verify, verify) {
-            (Some(c), true) => c,
-            _ => &self.tls_any,
-        };
-        let facts = &mut conn.facts;
         match tokio::time::timeout(limit, connector.connect(name, tcp)).await {
             Ok(Ok(tls)) => {
                 let c = tls.get_ref().1;
@@ -858,17 +1062,15 @@ impl Scheduler {
                 if verify {
                     facts.verified = Some(VerifiedBy::WebPki);
                 }
-                conn.io = Io::Tls(Box::new(tls));
-                conn.session.tls_established();
-                conn.session.set_tls_verified(verify);
+                Some(tls)
             }
             Ok(Err(e)) => {
                 facts.error = Some(format!("TLS handshake failed: {e}"));
-                conn.session.tls_failed();
+                None
             }
             Err(_) => {
                 facts.error = Some("TLS handshake timed out".into());
-                conn.session.tls_failed();
+                None
             }
         }
     }

@@ -263,6 +263,12 @@ fn setup_tls(config: &Config) -> anyhow::Result<Option<(Arc<hato_tls::CertResolv
 async fn serve(config: Config, config_path: Option<&Path>) -> anyhow::Result<()> {
     let tls = setup_tls(&config)?;
     delivery::check(&config)?;
+    if !config.relay_networks.is_empty() {
+        tracing::warn!(
+            networks = %config.relay_networks.join(", "),
+            "relay_networks: clients from these networks may relay through smtp listeners without AUTH"
+        );
+    }
     let store = open_store(&config).await?;
     let server = server::Server::bind(config, store, tls).await?;
     println!("{}", server.summary(config_path));

@@ -168,6 +168,15 @@ impl Policy {
         normalize_domain(domain).is_some_and(|d| self.local_domains.contains(&d))
     }
 
+    /// The client address is in `relay_networks`: it may relay on `smtp` listeners without AUTH.
+    pub fn relay_network(&self, ip: IpAddr) -> Option<crate::config::IpNet> {
+        self.auth
+            .relay_networks
+            .iter()
+            .find(|n| n.contains(ip))
+            .copied()
+    }
+
     fn window(&self) -> Duration {
         Duration::from_secs(self.auth.failure_window_secs)
     }
@@ -280,7 +289,8 @@ impl Policy {
         Ok(accounts.iter().map(|a| a.id).min())
     }
 
-    /// Where a recipient goes. `may_relay`: the client authenticated on submission.
+    /// Where a recipient goes. `may_relay`: the client authenticated on submission, or connected
+    /// to an `smtp` listener from one of the `relay_networks`.
     pub async fn check_recipient(&self, rcpt: &Address, may_relay: bool) -> Result<Target, Reply> {
         let postmaster = rcpt.local_part().eq_ignore_ascii_case("postmaster")
             && normalize_domain(rcpt.domain()).as_deref() == Some(self.hostname.as_str());

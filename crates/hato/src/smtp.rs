@@ -214,14 +214,26 @@ impl Conn<'_> {
                     s.sender_result(r);
                 }
                 Action::CheckRecipient { address } => {
-                    let may_relay =
+                    let authenticated =
                         self.ctx.protocol == Protocol::Submission && self.account.is_some();
+                    // Printers and legacy devices: `relay_networks` may relay through `smtp`
+                    // listeners without AUTH (never through submission, which always wants AUTH).
+                    let network = match self.ctx.protocol {
+                        Protocol::Smtp if !authenticated => {
+                            self.shared.policy.relay_network(self.ip)
+                        }
+                        _ => None,
+                    };
+                    let may_relay = authenticated || network.is_some();
                     let r = self
                         .shared
                         .policy
                         .check_recipient(&address, may_relay)
                         .await
                         .map(|t| {
+                            if let (Target::Remote, Some(net)) = (t, network) {
+                                info!(rcpt = %address, client = %self.ip, network = %net, tls = s.is_tls(), "relay permitted by relay_networks (no AUTH)");
+                            }
                             self.targets.insert(address.normalized(), t);
                         });
                     s.recipient_result(r);

@@ -1109,10 +1109,12 @@ fn fetchmail_downloads_and_deletes_over_implicit_tls() {
     .unwrap();
     let mut cmd = Command::new("sh");
     cmd.arg("-c")
-        .arg("chmod 600 \"$1\" && chmod 700 \"$2\" && exec timeout 60 fetchmail -f \"$1\" -v --nodetach")
+        // Its own pid file: as root fetchmail otherwise locks one machine-wide file.
+        .arg("chmod 600 \"$1\" && chmod 700 \"$2\" && exec timeout 60 fetchmail -f \"$1\" -v --nodetach --pidfile \"$3\"")
         .arg("sh")
         .arg(&rc)
         .arg(&mda)
+        .arg(home.join("fetchmail.pid"))
         .env("HOME", &home)
         .env("FETCHMAILHOME", &home);
     let out = run(cmd, None);

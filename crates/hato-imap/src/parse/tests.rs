@@ -405,6 +405,62 @@ fn list_basic_and_lsub() {
     bad(b"a LIST \"\" * extra");
 }
 
+/// The LIST/LSUB forms clients send (imaplib's are captured by hato's `imap_clients` test;
+/// mbsync and fetchmail run against hato there too) and the grammar allows all parse; the forms imaplib produces from a misused empty
+/// argument (`list('', '*')` sends `LIST  *`, `list(None, '*')` sends `LIST *`) are not RFC
+/// 9051/3501 syntax (the reference is required; an empty one is `""`) and stay BAD: no client
+/// sends them by default, and Dovecot refuses them too.
+#[test]
+fn list_forms_real_clients_send() {
+    let list = |reference: &str, pattern: &str| {
+        CommandBody::List(ListCommand {
+            reference: s(reference),
+            patterns: vec![s(pattern)],
+            ..ListCommand::default()
+        })
+    };
+    // imaplib: list() and list('""', '*') (its default reference is the two characters `""`).
+    assert_eq!(ok(br#"GNAI2 LIST "" *"#), list("", "*"));
+    // imaplib list('""', '"*"') and most clients: quoted pattern.
+    assert_eq!(ok(br#"a LIST "" "*""#), list("", "*"));
+    assert_eq!(ok(br#"a LIST "" %"#), list("", "%"));
+    assert_eq!(ok(br#"a LIST "" "%""#), list("", "%"));
+    assert_eq!(ok(br#"a LIST "" INBOX"#), list("", "INBOX"));
+    assert_eq!(ok(br#"a LIST "" "INBOX""#), list("", "INBOX"));
+    assert_eq!(ok(br#"a LIST INBOX *"#), list("INBOX", "*"));
+    assert_eq!(ok(br#"a LIST "INBOX/" "%""#), list("INBOX/", "%"));
+    // The hierarchy-delimiter probe.
+    assert_eq!(ok(br#"A003 LIST "" """#), list("", ""));
+    // Wildcards inside a name, `]` in an atom pattern (list-char includes resp-specials).
+    assert_eq!(ok(br#"a LIST "" Sent/*"#), list("", "Sent/*"));
+    assert_eq!(ok(br#"a LIST "" a]b%"#), list("", "a]b%"));
+    // Literals for reference and pattern, synchronising and not.
+    assert_eq!(ok(b"a LIST {0}\r\n {1}\r\n*"), list("", "*"));
+    assert_eq!(ok(b"a LIST \"\" {1+}\r\n%"), list("", "%"));
+    // Lower-case command name.
+    assert_eq!(ok(b"a list \"\" *"), list("", "*"));
+    assert_eq!(
+        ok(b"a LSUB \"\" *"),
+        CommandBody::Lsub {
+            reference: s(""),
+            pattern: s("*")
+        }
+    );
+    assert_eq!(
+        ok(b"a LSUB \"\" \"*\""),
+        CommandBody::Lsub {
+            reference: s(""),
+            pattern: s("*")
+        }
+    );
+    // Not IMAP syntax: a missing reference, doubled or trailing spaces.
+    bad(b"a LIST  *");
+    bad(b"a LIST *");
+    bad(b"a LIST \"\"  *");
+    bad(b"a LIST \"\" * ");
+    bad(b"a LSUB  *");
+}
+
 #[test]
 fn list_extended() {
     // RFC 5258 §5 examples
