@@ -1284,6 +1284,23 @@ pub async fn append_and_read(store: &dyn Store) {
     assert_ne!(entry(store, drafts.id, 2).await.blob, e.blob);
     assert_eq!(store.message(drafts.id, 99).await.expect("message"), None);
     assert_eq!(store.message_data(drafts.id, 99).await.expect("data"), None);
+    let both = store
+        .messages_data(drafts.id, &[2, 99, 1])
+        .await
+        .expect("messages_data");
+    assert_eq!(
+        both.iter().map(|(u, _)| *u).collect::<Vec<_>>(),
+        vec![2, 1],
+        "in the order asked, missing UIDs left out"
+    );
+    assert_eq!(
+        Some(both[1].1.clone()),
+        store.message_data(drafts.id, 1).await.expect("data")
+    );
+    assert_eq!(
+        Some(both[0].1.clone()),
+        store.message_data(drafts.id, 2).await.expect("data")
+    );
 
     assert_err(
         store.append(0x7fff_ffff_fff2, b"x".to_vec(), &[], 0).await,

@@ -505,6 +505,10 @@ pub trait Store: Send + Sync + 'static {
     /// The bytes of one message, or None. Prefer this to [`Store::blob`] in sessions: it only
     /// ever returns a message of that mailbox.
     async fn message_data(&self, mailbox: MailboxId, uid: u32) -> Result<Option<Vec<u8>>>;
+    /// The bytes of several messages of one mailbox in one read (for SEARCH over many messages:
+    /// one round trip instead of one per message), as (uid, bytes) in the order of `uids`;
+    /// UIDs that do not exist are left out. Callers bound the batch by the entries' sizes.
+    async fn messages_data(&self, mailbox: MailboxId, uids: &[u32]) -> Result<Vec<(u32, Vec<u8>)>>;
     /// Changes the flags of the given UIDs (any order, duplicates ignored, UIDs that do not
     /// exist skipped). With `unchanged_since` (CONDSTORE UNCHANGEDSINCE), messages whose MODSEQ
     /// is greater are left alone and reported in `modified`. All changed messages get one new

@@ -2075,6 +2075,30 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn messages_data(&self, mailbox: MailboxId, uids: &[u32]) -> Result<Vec<(u32, Vec<u8>)>> {
+        let uids = uids.to_vec();
+        self.read(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT b.data FROM messages m JOIN blobs b ON b.id = m.blob_id
+                     WHERE m.mailbox_id = ?1 AND m.uid = ?2",
+                )
+                .ctx("reading message data")?;
+            let mut out = Vec::with_capacity(uids.len());
+            for uid in uids {
+                if let Some(data) = stmt
+                    .query_row(params![mailbox, uid], |r| r.get(0))
+                    .optional()
+                    .ctx("reading message data")?
+                {
+                    out.push((uid, data));
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
     async fn set_flags(
         &self,
         mailbox: MailboxId,

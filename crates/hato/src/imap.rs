@@ -814,6 +814,9 @@ impl<'a> Conn<'a> {
         };
         let headers_only = search.program().needs_headers_only();
         let list: Vec<(u32, u32)> = sel.view.messages().collect();
+        // Pass 1: metadata decides most messages; the rest are read below in batches (one store
+        // round trip per batch, not per message).
+        let mut pending: Vec<(u32, u32, Vec<hato_imap::flag::Flag>)> = Vec::new();
         for (seq, uid) in list {
             let Some(entry) = entries.get(&uid) else {
                 continue;
@@ -837,22 +840,54 @@ impl<'a> Conn<'a> {
                 }
                 return error_outcome(hato_imap::SearchError::Limit.response(tag));
             }
-            let data = match self.store.message_data(sel.id, uid).await {
-                Ok(Some(d)) => d,
-                Ok(None) => continue,
+            pending.push((seq, uid, flags));
+        }
+        // Pass 2: batches bounded in count and bytes.
+        const BATCH_MESSAGES: usize = 256;
+        const BATCH_BYTES: u64 = 8 * 1024 * 1024;
+        let mut start = 0;
+        while start < pending.len() {
+            let mut end = start;
+            let mut bytes = 0u64;
+            while end < pending.len()
+                && end - start < BATCH_MESSAGES
+                && (end == start || bytes < BATCH_BYTES)
+            {
+                bytes += entries.get(&pending[end].1).map_or(0, |e| e.size);
+                end += 1;
+            }
+            let uids: Vec<u32> = pending[start..end].iter().map(|p| p.1).collect();
+            let loaded = match self.store.messages_data(sel.id, &uids).await {
+                Ok(d) => d,
                 Err(e) => return store_no(&e),
             };
-            let raw = if headers_only {
-                &data[..header_end(&data)]
-            } else {
-                &data[..]
-            };
-            if let Err(e) = search.check_message(&meta, raw) {
-                if save {
-                    sel.view.save_result(NumberSet::new());
+            let by_uid: HashMap<u32, Vec<u8>> = loaded.into_iter().collect();
+            for (seq, uid, flags) in &pending[start..end] {
+                let (Some(data), Some(entry)) = (by_uid.get(uid), entries.get(uid)) else {
+                    continue;
+                };
+                let meta = hato_imap::MessageMeta {
+                    seq: *seq,
+                    uid: *uid,
+                    flags,
+                    modseq: sel.view.modseq(*uid).unwrap_or(entry.modseq),
+                    size: entry.size,
+                    internal_date: entry.internal_date,
+                    recent: sel.view.is_recent(*uid),
+                };
+                let raw = if headers_only {
+                    &data[..header_end(data)]
+                } else {
+                    &data[..]
+                };
+                if let Err(e) = search.check_message(&meta, raw) {
+                    if save {
+                        sel.view.save_result(NumberSet::new());
+                    }
+                    return error_outcome(e.response(tag));
                 }
-                return error_outcome(e.response(tag));
             }
+            start = end;
         }
         Outcome::ok(search.finish(tag, &mut sel.view))
     }
