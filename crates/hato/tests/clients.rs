@@ -3,25 +3,9 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::process::Command;
 
 use common::*;
-
-/// Parses "KEY rest of line" lines printed by the Python scripts.
-fn results(out: &CmdOutput) -> HashMap<String, String> {
-    assert!(out.status.success(), "script failed:\n{}", out.all());
-    out.stdout
-        .lines()
-        .filter_map(|l| l.split_once(' '))
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect()
-}
-
-fn get<'a>(r: &'a HashMap<String, String>, key: &str) -> &'a str {
-    r.get(key)
-        .unwrap_or_else(|| panic!("no {key} in the script output: {r:#?}"))
-}
 
 /// The one message in `user`'s INBOX whose text contains `token`.
 fn stored_with(server: &TestServer, user: &str, token: &str) -> String {

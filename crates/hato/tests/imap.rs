@@ -10,30 +10,6 @@ use std::process::Command;
 
 use common::*;
 
-/// Parses "KEY rest of line" lines printed by the Python scripts.
-fn results(out: &CmdOutput) -> HashMap<String, String> {
-    assert!(out.status.success(), "script failed:\n{}", out.all());
-    out.stdout
-        .lines()
-        .filter_map(|l| l.split_once(' '))
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect()
-}
-
-fn get<'a>(r: &'a HashMap<String, String>, key: &str) -> &'a str {
-    r.get(key)
-        .unwrap_or_else(|| panic!("no {key} in the script output: {r:#?}"))
-}
-
-/// A message as a sender would submit it (CRLF line endings, ending in CRLF).
-fn message(subject: &str, body: &str) -> String {
-    format!(
-        "From: Bob <bob@sender.example>\r\nTo: {USER}\r\nSubject: {subject}\r\n\
-         Message-ID: <{}@sender.example>\r\n\r\n{body}\r\n",
-        subject.replace(' ', "-")
-    )
-}
-
 /// Python prelude: arguments (imap port, imaps port, smtp port, user, password), an unverifying
 /// TLS context, `login()` over implicit TLS, `deliver()` over SMTP and `Raw`, a line reader for
 /// byte-level conversations.

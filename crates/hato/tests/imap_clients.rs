@@ -20,20 +20,6 @@ fn results(out: &CmdOutput) -> HashMap<String, String> {
         .collect()
 }
 
-fn get<'a>(r: &'a HashMap<String, String>, key: &str) -> &'a str {
-    r.get(key)
-        .unwrap_or_else(|| panic!("no {key} in the script output: {r:#?}"))
-}
-
-/// A message as a sender would submit it (CRLF line endings, ending in CRLF).
-fn message(subject: &str, body: &str) -> String {
-    format!(
-        "From: Bob <bob@sender.example>\r\nTo: {USER}\r\nSubject: {subject}\r\n\
-         Message-ID: <{}@sender.example>\r\n\r\n{body}\r\n",
-        subject.replace(' ', "-")
-    )
-}
-
 /// Python prelude: arguments (imap port, imaps port, smtp port, user, password), an unverifying
 /// TLS context, `login()` over implicit TLS, `Raw` (a line reader for byte-level conversations)
 /// and `conn()` (a logged-in `Raw` over implicit TLS).

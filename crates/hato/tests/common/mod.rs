@@ -2,6 +2,7 @@
 //! directory, and helpers to run real clients (swaks, curl, openssl, python3) against it.
 #![allow(dead_code)]
 
+use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -1006,4 +1007,29 @@ impl TestServer {
             std::thread::sleep(Duration::from_millis(100));
         }
     }
+}
+
+/// One value of the "KEY value" lines a test's Python script printed.
+pub fn get<'a>(r: &'a HashMap<String, String>, key: &str) -> &'a str {
+    r.get(key)
+        .unwrap_or_else(|| panic!("no {key} in the script output: {r:#?}"))
+}
+
+/// A message as a sender would submit it (CRLF line endings, ending in CRLF).
+pub fn message(subject: &str, body: &str) -> String {
+    format!(
+        "From: Bob <bob@sender.example>\r\nTo: {USER}\r\nSubject: {subject}\r\n\
+         Message-ID: <{}@sender.example>\r\n\r\n{body}\r\n",
+        subject.replace(' ', "-")
+    )
+}
+
+/// Parses "KEY rest of line" lines printed by the Python scripts.
+pub fn results(out: &CmdOutput) -> HashMap<String, String> {
+    assert!(out.status.success(), "script failed:\n{}", out.all());
+    out.stdout
+        .lines()
+        .filter_map(|l| l.split_once(' '))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
 }
