@@ -465,9 +465,6 @@ pub struct AuthConfig {
     /// Failed AUTHs per account within `failure_window_secs` before further attempts are refused.
     pub max_failures_per_account: u32,
     pub failure_window_secs: u64,
-    /// The parsed top-level `relay_networks` (filled by [`Config::parse`]).
-    #[serde(skip)]
-    pub relay_networks: Vec<IpNet>,
 }
 
 impl Default for AuthConfig {
@@ -477,7 +474,6 @@ impl Default for AuthConfig {
             max_failures_per_ip: 10,
             max_failures_per_account: 10,
             failure_window_secs: 900,
-            relay_networks: Vec::new(),
         }
     }
 }
@@ -545,7 +541,7 @@ impl Config {
     }
 
     pub fn parse(text: &str, path: &Path) -> anyhow::Result<Config> {
-        let mut config: Config = toml::from_str(text).map_err(|e| {
+        let config: Config = toml::from_str(text).map_err(|e| {
             // toml's message names the key and the line; keep it on one line.
             let msg = e.message().trim().to_string();
             let place = e
@@ -560,12 +556,15 @@ impl Config {
             anyhow::anyhow!("{}{place}: {msg}", path.display())
         })?;
         config.validate(path)?;
-        config.auth.relay_networks = config
-            .relay_networks
+        Ok(config)
+    }
+
+    /// The parsed `relay_networks` (every entry was checked by `validate`).
+    pub fn relay_nets(&self) -> Vec<IpNet> {
+        self.relay_networks
             .iter()
             .filter_map(|n| IpNet::parse(n))
-            .collect();
-        Ok(config)
+            .collect()
     }
 
     fn validate(&self, path: &Path) -> anyhow::Result<()> {
@@ -855,7 +854,7 @@ tls = "implicit"
             "relay_networks = [\"127.0.0.1\", \"10.0.0.0/8\"]\n{base}"
         ))
         .unwrap();
-        assert_eq!(c.auth.relay_networks.len(), 2);
+        assert_eq!(c.relay_nets().len(), 2);
         let e = parse(&format!("relay_networks = [\"10.0.0.1/8\"]\n{base}"))
             .unwrap_err()
             .to_string();

@@ -29,8 +29,9 @@ use config::Config;
     about = "A mail server that makes secure mail the default",
     long_about = "A mail server that makes secure mail the default.\n\n\
 Without --config, `hato serve` starts a self-contained development instance on 127.0.0.1 \
-(SMTP 2525, submission 5587 with STARTTLS, submissions 5465 with implicit TLS), a self-signed \
-certificate and the store in ./hato-data."
+(SMTP 2525, submission 5587 with STARTTLS, submissions 5465 with implicit TLS, POP3 5110/5995, \
+IMAP 5143/5993), a self-signed certificate and the store in ./hato-data. Add a user with \
+`hato user add you@localhost`; see README.md for the configuration file."
 )]
 struct Cli {
     /// Configuration file (TOML). Without it, the built-in development defaults are used.

@@ -137,6 +137,8 @@ pub struct Policy {
     local_domains: Vec<String>,
     hostname: String,
     auth: AuthConfig,
+    /// Client networks that may relay on `smtp` listeners without AUTH.
+    relay_networks: Vec<crate::config::IpNet>,
     failures: Mutex<Failures>,
     /// A valid hash to verify against for unknown users, so timing does not reveal which exist.
     dummy_hash: String,
@@ -148,12 +150,14 @@ impl Policy {
         local_domains: Vec<String>,
         hostname: &str,
         auth: AuthConfig,
+        relay_networks: Vec<crate::config::IpNet>,
     ) -> anyhow::Result<Policy> {
         Ok(Policy {
             store,
             local_domains,
             hostname: hostname.to_ascii_lowercase(),
             auth,
+            relay_networks,
             failures: Mutex::new(Failures::default()),
             verified: Mutex::new(VerifiedCache::new()?),
             dummy_hash: hash_password("hato-dummy-password")?,
@@ -170,11 +174,7 @@ impl Policy {
 
     /// The client address is in `relay_networks`: it may relay on `smtp` listeners without AUTH.
     pub fn relay_network(&self, ip: IpAddr) -> Option<crate::config::IpNet> {
-        self.auth
-            .relay_networks
-            .iter()
-            .find(|n| n.contains(ip))
-            .copied()
+        self.relay_networks.iter().find(|n| n.contains(ip)).copied()
     }
 
     fn window(&self) -> Duration {

@@ -97,6 +97,7 @@ impl Server {
             config.local_domains(),
             &config.hostname,
             config.auth.clone(),
+            config.relay_nets(),
         )?;
         let (resolver, tls_summary) = match tls {
             Some((r, s)) => (Some(r), s),
