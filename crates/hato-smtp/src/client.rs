@@ -158,6 +158,8 @@ use thiserror::Error;
 use self::encode::{Normalizer, Scan};
 use self::reader::ReplyReader;
 use crate::address::Address;
+use crate::dsn;
+pub use crate::dsn::{DsnRet, Notify};
 use crate::reply::Reply;
 
 pub use self::capabilities::Capabilities;
@@ -239,29 +241,6 @@ impl ClientConfig {
             chunk_size: DEFAULT_CHUNK_SIZE,
         }
     }
-}
-
-/// DSN `RET` (RFC 3461 §4.3).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum DsnRet {
-    Full,
-    Headers,
-}
-
-/// DSN `NOTIFY` (RFC 3461 §4.1): all `false` is `NOTIFY=NEVER`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub struct Notify {
-    pub success: bool,
-    pub failure: bool,
-    pub delay: bool,
-}
-
-impl Notify {
-    pub const NEVER: Notify = Notify {
-        success: false,
-        failure: false,
-        delay: false,
-    };
 }
 
 /// One envelope recipient.
@@ -1487,14 +1466,13 @@ impl ClientSession {
             mail.push_str(" REQUIRETLS");
         }
         if caps.dsn {
-            match txn.ret {
-                Some(DsnRet::Full) => mail.push_str(" RET=FULL"),
-                Some(DsnRet::Headers) => mail.push_str(" RET=HDRS"),
-                None => {}
+            if let Some(ret) = txn.ret {
+                mail.push_str(" RET=");
+                mail.push_str(ret.as_str());
             }
             if let Some(envid) = &txn.envid {
                 mail.push_str(" ENVID=");
-                encode::xtext(envid, &mut mail);
+                dsn::encode_xtext(envid, &mut mail);
             }
         }
         let pipelining = self.config.pipelining && caps.pipelining;
@@ -1534,24 +1512,11 @@ impl ClientSession {
         let mut line = format!("RCPT TO:<{}>", r.address);
         if dsn {
             if let Some(n) = r.notify {
-                let mut kinds = Vec::new();
-                if n.success {
-                    kinds.push("SUCCESS");
-                }
-                if n.failure {
-                    kinds.push("FAILURE");
-                }
-                if n.delay {
-                    kinds.push("DELAY");
-                }
-                if kinds.is_empty() {
-                    kinds.push("NEVER");
-                }
-                let _ = write!(line, " NOTIFY={}", kinds.join(","));
+                let _ = write!(line, " NOTIFY={n}");
             }
             if let Some(orcpt) = &r.orcpt {
                 line.push_str(" ORCPT=");
-                encode::orcpt(orcpt, &mut line);
+                dsn::encode_orcpt(orcpt, &mut line);
             }
         }
         self.command(&line, Expect::Rcpt(i));

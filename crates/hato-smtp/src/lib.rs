@@ -7,11 +7,12 @@
 //!
 //! | module | implements |
 //! |---|---|
-//! | [`session`] | RFC 5321 server state machine, RFC 1869 EHLO, RFC 1870 SIZE, RFC 2920 PIPELINING, RFC 3030 CHUNKING, RFC 3207 STARTTLS, RFC 4954 AUTH (RFC 4616 PLAIN, LOGIN), RFC 6152 8BITMIME, RFC 6531 SMTPUTF8, RFC 8314 implicit TLS |
+//! | [`session`] | RFC 5321 server state machine, RFC 1869 EHLO, RFC 1870 SIZE, RFC 2920 PIPELINING, RFC 3030 CHUNKING, RFC 3207 STARTTLS, RFC 3461 DSN parameters, RFC 4954 AUTH (RFC 4616 PLAIN, LOGIN), RFC 6152 8BITMIME, RFC 6531 SMTPUTF8, RFC 8314 implicit TLS, RFC 8689 REQUIRETLS |
 //! | [`session::Envelope`] | RFC 5321 §4.4 `Received:` trace field, RFC 3848 `with` keywords |
 //! | [`address`] | RFC 5321 §4.1.2 mailbox syntax, RFC 6531 UTF-8 addresses |
 //! | [`reply`] | RFC 5321 §4.2 replies, RFC 3463/RFC 2034 enhanced status codes |
 //! | [`message`] | RFC 5322 §2.2 header field lookup |
+//! | [`dsn`] | RFC 3461 §4 DSN parameter values (RET, ENVID, NOTIFY, ORCPT) and xtext, RFC 6533 §3 `utf-8` ORCPT addresses |
 //! | [`client`] | the outbound side: RFC 5321 client, RFC 3207 STARTTLS (with downgrade and response-injection defence), RFC 2920, RFC 3030 BDAT, RFC 6152 8BITMIME (with a quoted-printable downgrade, RFC 2045), RFC 6531, RFC 8689 REQUIRETLS, RFC 4954 AUTH, RFC 3461 DSN parameters |
 //!
 //! ```
@@ -32,6 +33,7 @@
 
 pub mod address;
 pub mod client;
+pub mod dsn;
 pub mod message;
 pub mod reply;
 pub mod session;
@@ -39,10 +41,10 @@ pub mod session;
 pub use address::{Address, AddressError};
 pub use client::{
     Capabilities, ClientAction, ClientConfig, ClientFailure, ClientPhase, ClientSession,
-    ConnectionOutcome, Credentials, DowngradeError, DsnRet, Notify, ProtocolError, Recipient,
-    RecipientOutcome, RecipientStatus, TlsRequirement, Transaction, TransactionOutcome,
-    downgrade_8bit,
+    ConnectionOutcome, Credentials, DowngradeError, ProtocolError, Recipient, RecipientOutcome,
+    RecipientStatus, TlsRequirement, Transaction, TransactionOutcome, downgrade_8bit,
 };
+pub use dsn::{AddrType, DsnError, DsnRet, Notify, Orcpt, RcptDsn};
 pub use message::header_present;
 pub use reply::Reply;
 pub use session::{

@@ -3,11 +3,12 @@
 //! Implements the server side of RFC 5321 (commands §4.1, sequencing §4.1.4/§4.3,
 //! replies §4.2, limits §4.5.3, transparency §4.5.2) with the extensions
 //! RFC 1869/5321 (EHLO), RFC 1870 (SIZE), RFC 2920 (PIPELINING), RFC 3030
-//! (CHUNKING/BDAT), RFC 3207 (STARTTLS), RFC 3463 + RFC 2034 (enhanced status
-//! codes), RFC 4954 (AUTH PLAIN/LOGIN, RFC 4616 PLAIN), RFC 6152 (8BITMIME) and
-//! RFC 6531 (SMTPUTF8). Trace information follows RFC 5321 §4.4 and RFC 3848
-//! (see [`Envelope`]); implicit TLS (RFC 8314) is a session created with
-//! `tls = Some(..)`.
+//! (CHUNKING/BDAT), RFC 3207 (STARTTLS), RFC 3461 (DSN: §4.1 NOTIFY, §4.2 ORCPT
+//! with the RFC 6533 §3 `utf-8` address type, §4.3 RET, §4.4 ENVID), RFC 3463 +
+//! RFC 2034 (enhanced status codes), RFC 4954 (AUTH PLAIN/LOGIN, RFC 4616 PLAIN),
+//! RFC 6152 (8BITMIME), RFC 6531 (SMTPUTF8) and RFC 8689 (REQUIRETLS, §2 and §4.1).
+//! Trace information follows RFC 5321 §4.4 and RFC 3848 (see [`Envelope`]);
+//! implicit TLS (RFC 8314) is a session created with `tls = Some(..)`.
 //!
 //! # Driving a session
 //!
@@ -73,8 +74,21 @@
 //!   (policy `Reject`) with `554 5.5.0`. If several apply, that order decides.
 //! * `<Postmaster>` (no domain, RFC 5321 §4.1.1.3) is passed to the policy layer as
 //!   `Postmaster@<config.hostname>`.
-//! * RCPT parameters (NOTIFY, ORCPT, ...) are answered `555 5.5.4`: DSN is not
-//!   advertised. MAIL parameters after HELO (not EHLO) are answered `555 5.5.4`.
+//! * DSN (RFC 3461) is always advertised (the outbound side relays the parameters);
+//!   `RET`, `ENVID`, `NOTIFY` and `ORCPT` land on the [`Envelope`] (`ret`, `envid`,
+//!   `rcpt_dsn`), decoded. A malformed value (unknown keyword, bad xtext, not
+//!   printable, over the RFC 3461 length — 100 characters for `ENVID`, 500 for
+//!   `ORCPT`, counted as sent — `NOTIFY=NEVER` combined with other values, an
+//!   `ORCPT` address type other than `rfc822`/`utf-8`, a missing value) is answered
+//!   `501 5.5.4 Invalid <PARAMETER> parameter: <why>`; a parameter given twice
+//!   `501 5.5.4 Duplicate parameter <PARAMETER>` (RFC 5321 §4.1.1.11 style).
+//! * REQUIRETLS (RFC 8689) is advertised only under TLS (§2), on both listener
+//!   kinds (it is valid for relay and submission); `MAIL ... REQUIRETLS` without TLS
+//!   is answered `530 5.7.10` ("Encryption Needed"), with a value `501 5.5.4`.
+//! * Unknown MAIL/RCPT parameters are answered `555 5.5.4`; MAIL or RCPT parameters
+//!   after HELO (not EHLO) too.
+//! * MAIL and RCPT command lines may exceed `max_command_line` by the increments the
+//!   extensions define ([`MAIL_LINE_EXTRA`], [`RCPT_LINE_EXTRA`]).
 //! * An address containing UTF-8 needs `SMTPUTF8` on the MAIL command, else
 //!   `553 5.6.7` (RFC 6531 §3.4, RFC 6533).
 //! * AUTH PLAIN with an authorization identity different from the authentication
@@ -102,6 +116,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use self::command::{BdatError, PathError, Verb};
 use self::data::{DataReceiver, DataRejection};
 use crate::address::Address;
+use crate::dsn::{self, DsnRet, Notify, Orcpt, RcptDsn};
 use crate::reply::Reply;
 
 pub use self::envelope::Envelope;
@@ -109,6 +124,15 @@ pub use self::envelope::Envelope;
 /// Maximum length of an AUTH command line or SASL response line, including CRLF
 /// (RFC 4954 §4).
 pub const AUTH_LINE_MAX: usize = 12288;
+
+/// Octets a `MAIL` command line may have beyond `max_command_line` (RFC 5321
+/// §4.5.3.1.4: extensions raise the limit): 26 for SIZE (RFC 1870), 110 for RET and
+/// ENVID (RFC 3461 §4), 11 for REQUIRETLS (RFC 8689 §2), 500 for AUTH= (RFC 4954 §5).
+pub const MAIL_LINE_EXTRA: usize = 26 + 110 + 11 + 500;
+
+/// Octets a `RCPT` command line may have beyond `max_command_line`: 500 for NOTIFY
+/// and ORCPT (RFC 3461 §4).
+pub const RCPT_LINE_EXTRA: usize = 500;
 
 /// What kind of listener the session serves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -145,7 +169,8 @@ pub struct Config {
     pub max_recipients: usize,
     /// When this many 5xx replies were sent: `421 4.7.0` and close (0 acts as 1).
     pub max_errors: u32,
-    /// Command line limit including CRLF (RFC 5321 §4.5.3.1.4: 512).
+    /// Command line limit including CRLF (RFC 5321 §4.5.3.1.4: 512). MAIL and RCPT
+    /// lines may be longer by [`MAIL_LINE_EXTRA`] / [`RCPT_LINE_EXTRA`].
     pub max_command_line: usize,
     /// DATA text line limit including CRLF (RFC 5321 §4.5.3.1.6: 1000).
     pub max_text_line: usize,
@@ -272,10 +297,13 @@ pub struct SessionStats {
 }
 
 /// Parameters of an accepted (or pending) MAIL command.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 struct MailParams {
     smtputf8: bool,
     body_8bitmime: bool,
+    ret: Option<DsnRet>,
+    envid: Option<String>,
+    requiretls: bool,
 }
 
 #[derive(Debug)]
@@ -283,6 +311,8 @@ struct Transaction {
     sender: Option<Address>,
     params: MailParams,
     recipients: Vec<Address>,
+    /// DSN parameters of `recipients[i]`; always as long as `recipients`.
+    rcpt_dsn: Vec<RcptDsn>,
     /// BDAT chunks received so far.
     body: Vec<u8>,
     /// BDAT was used: DATA and RCPT are no longer allowed.
@@ -360,6 +390,8 @@ pub struct Session {
     input: Input,
     pending: Option<Action>,
     pending_mail: Option<MailParams>,
+    /// DSN parameters of the RCPT awaiting [`Session::recipient_result`].
+    pending_rcpt: Option<RcptDsn>,
     output: Vec<u8>,
     helo: Option<String>,
     esmtp: bool,
@@ -412,6 +444,7 @@ impl Session {
             input: Input::Command,
             pending: None,
             pending_mail: None,
+            pending_rcpt: None,
             output: Vec::new(),
             helo: None,
             esmtp: false,
@@ -515,6 +548,7 @@ impl Session {
         self.input = Input::Command;
         self.pending = None;
         self.pending_mail = None;
+        self.pending_rcpt = None;
         self.helo = None;
         self.esmtp = false;
         self.auth_user = None;
@@ -561,6 +595,7 @@ impl Session {
                     sender: address,
                     params,
                     recipients: Vec::new(),
+                    rcpt_dsn: Vec::new(),
                     body: Vec::new(),
                     chunking: false,
                 });
@@ -578,10 +613,12 @@ impl Session {
         else {
             return;
         };
+        let dsn = self.pending_rcpt.take().unwrap_or_default();
         match r {
             Ok(()) => {
                 if let Some(txn) = &mut self.txn {
                     txn.recipients.push(address);
+                    txn.rcpt_dsn.push(dsn);
                 }
                 self.reply(Reply::new(250, (2, 1, 5), "Ok"));
             }
@@ -742,19 +779,21 @@ impl Session {
         }
     }
 
-    /// Line limit for the line starting at `pos` (AUTH lines get RFC 4954's 12288).
+    /// Line limit for the line starting at `pos`: AUTH lines get RFC 4954's 12288,
+    /// MAIL and RCPT lines the extensions' increments ([`MAIL_LINE_EXTRA`],
+    /// [`RCPT_LINE_EXTRA`]). (While fewer than 5 octets are buffered the larger limit
+    /// applies; it only matters once the line is longer.)
     fn line_limit(&self) -> usize {
         let base = self.config.max_command_line.max(3);
         let start = &self.inbuf[self.pos..];
-        let is_auth = match self.input {
-            Input::Auth(_) => true,
-            _ => {
-                let n = start.len().min(5);
-                start[..n].eq_ignore_ascii_case(&b"AUTH "[..n])
-            }
-        };
-        if is_auth {
+        let n = start.len().min(5);
+        let starts = |verb: &[u8]| start[..n].eq_ignore_ascii_case(&verb[..n]);
+        if matches!(self.input, Input::Auth(_)) || starts(b"AUTH ") {
             base.max(AUTH_LINE_MAX)
+        } else if starts(b"MAIL ") {
+            base.saturating_add(MAIL_LINE_EXTRA)
+        } else if starts(b"RCPT ") {
+            base.saturating_add(RCPT_LINE_EXTRA)
         } else {
             base
         }
@@ -1013,6 +1052,10 @@ impl Session {
             helo: self.helo.clone().unwrap_or_default(),
             sender: txn.sender,
             recipients: txn.recipients,
+            rcpt_dsn: txn.rcpt_dsn,
+            ret: txn.params.ret,
+            envid: txn.params.envid,
+            requiretls: txn.params.requiretls,
             body,
             body_8bitmime: txn.params.body_8bitmime,
             smtputf8: txn.params.smtputf8,
@@ -1122,8 +1165,13 @@ impl Session {
             "8BITMIME".to_string(),
             "SMTPUTF8".to_string(),
             "ENHANCEDSTATUSCODES".to_string(),
-            "CHUNKING".to_string(),
+            "DSN".to_string(),
         ];
+        // RFC 8689 §2: only offered in a TLS-protected session.
+        if self.tls.is_some() {
+            lines.push("REQUIRETLS".to_string());
+        }
+        lines.push("CHUNKING".to_string());
         if self.config.starttls && self.tls.is_none() {
             lines.push("STARTTLS".to_string());
         }
@@ -1140,7 +1188,8 @@ impl Session {
         self.config.mode == Mode::Submission && self.tls.is_some()
     }
 
-    /// MAIL FROM (RFC 5321 §4.1.1.2, RFC 1870, RFC 6152, RFC 6531, RFC 4954 §5).
+    /// MAIL FROM (RFC 5321 §4.1.1.2, RFC 1870, RFC 6152, RFC 6531, RFC 4954 §5,
+    /// RFC 3461 §4.3/§4.4, RFC 8689 §4.1).
     fn cmd_mail(&mut self, args: &str) -> Step {
         if let Some(r) = self.tls_required() {
             return self.simple(r);
@@ -1230,6 +1279,25 @@ impl Session {
                 ("AUTH", None) => {
                     return self.simple(Reply::new(501, (5, 5, 4), "Invalid AUTH parameter"));
                 }
+                ("RET", v) => match dsn::value(v).and_then(DsnRet::parse) {
+                    Ok(ret) => params.ret = Some(ret),
+                    Err(e) => return self.simple(invalid_param(&key, e)),
+                },
+                ("ENVID", v) => match dsn::value(v).and_then(dsn::parse_envid) {
+                    Ok(envid) => params.envid = Some(envid),
+                    Err(e) => return self.simple(invalid_param(&key, e)),
+                },
+                ("REQUIRETLS", None) if self.tls.is_none() => {
+                    return self.simple(Reply::new(
+                        530,
+                        (5, 7, 10),
+                        "REQUIRETLS requires a TLS-protected session",
+                    ));
+                }
+                ("REQUIRETLS", None) => params.requiretls = true,
+                ("REQUIRETLS", Some(_)) => {
+                    return self.simple(Reply::new(501, (5, 5, 4), "REQUIRETLS takes no value"));
+                }
                 _ => {
                     return self.simple(Reply::new(
                         555,
@@ -1250,7 +1318,7 @@ impl Session {
         Step::Action(Action::CheckSender { address: sender })
     }
 
-    /// RCPT TO (RFC 5321 §4.1.1.3).
+    /// RCPT TO (RFC 5321 §4.1.1.3, RFC 3461 §4.1/§4.2).
     fn cmd_rcpt(&mut self, args: &str) -> Step {
         if let Some(r) = self.tls_required() {
             return self.simple(r);
@@ -1289,12 +1357,39 @@ impl Session {
                 ));
             }
         };
-        if let Some(p) = arg.params.first() {
-            return self.simple(Reply::new(
-                555,
-                (5, 5, 4),
-                format!("Unsupported parameter {}", p.keyword.to_ascii_uppercase()),
-            ));
+        if !self.esmtp && !arg.params.is_empty() {
+            return self.simple(Reply::new(555, (5, 5, 4), "RCPT parameters require EHLO"));
+        }
+        let mut dsn = RcptDsn::default();
+        let mut seen: Vec<String> = Vec::new();
+        for p in &arg.params {
+            let key = p.keyword.to_ascii_uppercase();
+            if seen.contains(&key) {
+                return self.simple(Reply::new(
+                    501,
+                    (5, 5, 4),
+                    format!("Duplicate parameter {key}"),
+                ));
+            }
+            let parsed = match key.as_str() {
+                "NOTIFY" => dsn::value(p.value)
+                    .and_then(Notify::parse)
+                    .map(|n| dsn.notify = Some(n)),
+                "ORCPT" => dsn::value(p.value)
+                    .and_then(Orcpt::parse)
+                    .map(|o| dsn.orcpt = Some(o)),
+                _ => {
+                    return self.simple(Reply::new(
+                        555,
+                        (5, 5, 4),
+                        format!("Unsupported parameter {key}"),
+                    ));
+                }
+            };
+            if let Err(e) = parsed {
+                return self.simple(invalid_param(&key, e));
+            }
+            seen.push(key);
         }
         if address.is_utf8() && !smtputf8 {
             return self.simple(Reply::new(
@@ -1314,6 +1409,7 @@ impl Session {
         if count >= self.config.max_recipients {
             return self.simple(Reply::new(452, (4, 5, 3), "Too many recipients"));
         }
+        self.pending_rcpt = Some(dsn);
         Step::Action(Action::CheckRecipient { address })
     }
 
@@ -1617,6 +1713,11 @@ impl Session {
             }
             + self.txn.as_ref().map_or(0, |t| t.body.len())
     }
+}
+
+/// `501 5.5.4 Invalid <KEY> parameter: <why>` (RFC 3461 §4, RFC 5321 §4.1.1.11).
+fn invalid_param(key: &str, why: dsn::DsnError) -> Reply {
+    Reply::new(501, (5, 5, 4), format!("Invalid {key} parameter: {why}"))
 }
 
 /// RFC 5321 2.3.8: the refusal of a message with bare CR or LF (SMTP smuggling defence).

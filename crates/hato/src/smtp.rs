@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use hato_smtp::{Action, Session};
-use hato_store::{Account, Delivery};
+use hato_store::{Account, Delivery, QueueParams};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
@@ -278,10 +278,14 @@ impl Conn<'_> {
 
         let mut local = Vec::new();
         let mut remote = Vec::new();
-        for r in &env.recipients {
+        let mut remote_dsn = Vec::new();
+        for (r, dsn) in env.recipients_with_dsn() {
             match self.targets.get(&r.normalized()) {
                 Some(Target::Local(account)) => local.push(*account),
-                Some(Target::Remote) => remote.push(r.to_string()),
+                Some(Target::Remote) => {
+                    remote.push(r.to_string());
+                    remote_dsn.push(dsn.to_strings());
+                }
                 None => {
                     error!(rcpt = %r, "recipient without a routing decision");
                     return Err(hato_smtp::Reply::new(
@@ -305,7 +309,20 @@ impl Conn<'_> {
             received_at: now.unix_timestamp(),
         };
         let (nlocal, nremote) = (delivery.local.len(), delivery.remote.len());
-        match self.shared.policy.store().deliver(delivery).await {
+        // RFC 3461 / RFC 8689 parameters travel with the remote recipients (same order).
+        let params = QueueParams {
+            ret: env.ret.map(|r| r.as_str().to_owned()),
+            envid: env.envid.clone(),
+            requiretls: env.requiretls,
+            recipients: remote_dsn,
+        };
+        match self
+            .shared
+            .policy
+            .store()
+            .deliver_with_params(delivery, params)
+            .await
+        {
             Ok(_) => {
                 if nremote > 0 {
                     self.shared.outbound.notify_one();
@@ -318,6 +335,7 @@ impl Conn<'_> {
                     local = nlocal,
                     remote = nremote,
                     tls = env.tls.is_some(),
+                    requiretls = env.requiretls,
                     user = env.auth_user.as_deref().unwrap_or("-"),
                     "message accepted"
                 );

@@ -1,8 +1,6 @@
-//! Message and parameter encoding for the client: line-ending normalisation, DATA
-//! transparency (RFC 5321 §4.5.2), the RFC 1870 size, xtext (RFC 3461 §4) and
-//! utf-8-addr-xtext (RFC 6533 §3).
-
-use std::fmt::Write as _;
+//! Message encoding for the client: line-ending normalisation, DATA transparency
+//! (RFC 5321 §4.5.2) and the RFC 1870 size. (DSN parameter encoding, xtext and
+//! utf-8-addr-xtext, is in [`crate::dsn`], shared with the server session.)
 
 /// Facts about a message, from one pass over it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -114,37 +112,6 @@ impl Normalizer {
     }
 }
 
-/// RFC 3461 §4 xtext: printable ASCII except `+` and `=` as is, everything else
-/// (per octet) as `+HH`.
-pub(super) fn xtext(value: &str, out: &mut String) {
-    for &b in value.as_bytes() {
-        if (b'!'..=b'~').contains(&b) && b != b'+' && b != b'=' {
-            out.push(char::from(b));
-        } else {
-            let _ = write!(out, "+{b:02X}");
-        }
-    }
-}
-
-/// The ORCPT parameter value (RFC 3461 §4.2): `rfc822;xtext` for an ASCII address,
-/// `utf-8;utf-8-addr-xtext` (RFC 6533 §3) otherwise.
-pub(super) fn orcpt(address: &str, out: &mut String) {
-    if address.is_ascii() {
-        out.push_str("rfc822;");
-        xtext(address, out);
-    } else {
-        out.push_str("utf-8;");
-        for c in address.chars() {
-            // QCHAR: printable ASCII except "+", "=" and "\"; the rest as \x{HEX}.
-            if c.is_ascii_graphic() && !matches!(c, '+' | '=' | '\\') {
-                out.push(c);
-            } else {
-                let _ = write!(out, "\\x{{{:X}}}", u32::from(c));
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -211,22 +178,5 @@ mod tests {
     fn scan_detects_8bit() {
         assert!(!scan(b"plain ascii\r\n").eight_bit);
         assert!(scan("Grüße\r\n".as_bytes()).eight_bit);
-    }
-
-    #[test]
-    fn xtext_encoding() {
-        let mut s = String::new();
-        xtext("a+b=c d\u{e9}", &mut s);
-        assert_eq!(s, "a+2Bb+3Dc+20d+C3+A9");
-    }
-
-    #[test]
-    fn orcpt_encoding() {
-        let mut s = String::new();
-        orcpt("user+tag@example.com", &mut s);
-        assert_eq!(s, "rfc822;user+2Btag@example.com");
-        let mut s = String::new();
-        orcpt("jörg+x@bücher.example", &mut s);
-        assert_eq!(s, "utf-8;j\\x{F6}rg\\x{2B}x@b\\x{FC}cher.example");
     }
 }

@@ -1,4 +1,5 @@
-//! The accepted message: envelope (RFC 5321 §2.3.1), the `Received:` trace field
+//! The accepted message: envelope (RFC 5321 §2.3.1) with its DSN parameters
+//! (RFC 3461 §4) and REQUIRETLS flag (RFC 8689), the `Received:` trace field
 //! (RFC 5321 §4.4, TLS comment in the style of common MTAs) and the `with`
 //! protocol keyword (RFC 3848).
 
@@ -7,6 +8,7 @@ use std::net::IpAddr;
 
 use super::{Peer, TlsInfo};
 use crate::address::Address;
+use crate::dsn::{DsnRet, RcptDsn};
 
 /// A message accepted at the end of DATA / BDAT LAST, handed to the driver in
 /// [`Action::Deliver`](super::Action::Deliver).
@@ -18,6 +20,18 @@ pub struct Envelope {
     pub sender: Option<Address>,
     /// Accepted recipients, in order (duplicates removed).
     pub recipients: Vec<Address>,
+    /// The DSN parameters (`NOTIFY`, `ORCPT`, RFC 3461 §4.1/§4.2) of each recipient:
+    /// `rcpt_dsn[i]` belongs to `recipients[i]`. The session always makes it exactly
+    /// as long as `recipients`; for a duplicate RCPT (which is not added again) the
+    /// parameters of the first one are kept. See [`Envelope::recipients_with_dsn`].
+    pub rcpt_dsn: Vec<RcptDsn>,
+    /// `MAIL ... RET=` (RFC 3461 §4.3); `None`: not given.
+    pub ret: Option<DsnRet>,
+    /// `MAIL ... ENVID=` (RFC 3461 §4.4), xtext-decoded (printable US-ASCII);
+    /// `None`: not given.
+    pub envid: Option<String>,
+    /// `MAIL ... REQUIRETLS` was given (RFC 8689 §4.1; only accepted under TLS).
+    pub requiretls: bool,
     /// DATA: dot-unstuffed, CRLF line endings, without the final `.CRLF`.
     /// BDAT: the chunks concatenated, exactly as received.
     pub body: Vec<u8>,
@@ -36,6 +50,19 @@ pub struct Envelope {
 }
 
 impl Envelope {
+    /// Each recipient with its DSN parameters, in order. (A recipient without an
+    /// entry in [`Envelope::rcpt_dsn`], which the session never produces, gets none.)
+    pub fn recipients_with_dsn(&self) -> impl Iterator<Item = (&Address, &RcptDsn)> {
+        static NONE: RcptDsn = RcptDsn {
+            notify: None,
+            orcpt: None,
+        };
+        self.recipients
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (r, self.rcpt_dsn.get(i).unwrap_or(&NONE)))
+    }
+
     /// The RFC 3848 `with` keyword: `SMTP` after HELO; after EHLO `ESMTP`, plus `S`
     /// when TLS was used and `A` when the client authenticated.
     pub fn protocol(&self) -> &'static str {
@@ -145,6 +172,10 @@ mod tests {
             helo: "client.example".into(),
             sender: Some(Address::parse("bob@client.example").unwrap()),
             recipients: vec![Address::parse("alice@example.com").unwrap()],
+            rcpt_dsn: vec![RcptDsn::default()],
+            ret: None,
+            envid: None,
+            requiretls: false,
             body: b"x\r\n".to_vec(),
             body_8bitmime: false,
             smtputf8: false,
@@ -164,6 +195,27 @@ mod tests {
     }
 
     const DATE: &str = "Mon, 1 Jan 2024 00:00:00 +0000";
+
+    #[test]
+    fn recipients_with_dsn_pairs_by_index() {
+        use crate::dsn::Notify;
+        let mut e = env();
+        e.rcpt_dsn[0].notify = Some(Notify::NEVER);
+        e.recipients
+            .push(Address::parse("carol@example.com").unwrap());
+        // An envelope built without the parallel entry (the session never does this).
+        let got: Vec<(String, Option<String>)> = e
+            .recipients_with_dsn()
+            .map(|(r, d)| (r.to_string(), d.to_strings().0))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("alice@example.com".to_string(), Some("NEVER".to_string())),
+                ("carol@example.com".to_string(), None),
+            ]
+        );
+    }
 
     #[test]
     fn full_header() {

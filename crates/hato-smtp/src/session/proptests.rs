@@ -99,6 +99,8 @@ fn drive(cfg: Config, tls: bool, chunks: &[Vec<u8>]) -> Outcome {
                 Action::Deliver(env) => {
                     assert!(env.body.len() <= MAX_MESSAGE);
                     assert!(!env.recipients.is_empty());
+                    assert_eq!(env.rcpt_dsn.len(), env.recipients.len());
+                    assert!(!env.requiretls || env.tls.is_some());
                     let _ = env.received_header("mx.example", "ID", "date");
                     out.actions.push(a.clone());
                     s.delivery_result(Ok("ID".into()));
@@ -125,11 +127,17 @@ fn command() -> impl Strategy<Value = Vec<u8>> {
         b"MAIL FROM:<> SIZE=100 BODY=8BITMIME\r\n",
         b"MAIL FROM:<bad@b.example>\r\n",
         b"MAIL FROM:<j\xc3\xb6rg@b.example> SMTPUTF8\r\n",
+        b"MAIL FROM:<a@b.example> RET=HDRS ENVID=x+2By REQUIRETLS\r\n",
+        b"MAIL FROM:<a@b.example> RET=FULL ENVID=+ZZ\r\n",
         b"RCPT TO:<c@d.example>\r\n",
         b"RCPT TO:<e@d.example>\r\n",
         b"RCPT TO:<bad@d.example>\r\n",
         b"RCPT TO:<Postmaster>\r\n",
         b"RCPT TO:<@r.example:f@d.example>\r\n",
+        b"RCPT TO:<g@d.example> NOTIFY=SUCCESS,DELAY ORCPT=rfc822;g+40d.example\r\n",
+        b"RCPT TO:<G@d.example> NOTIFY=NEVER\r\n",
+        b"RCPT TO:<h@d.example> NOTIFY=NEVER,SUCCESS\r\n",
+        b"RCPT TO:<bad@d.example> ORCPT=utf-8;b\\x{E4}d@d.example\r\n",
         b"RSET\r\n",
         b"NOOP\r\n",
         b"VRFY x\r\n",
@@ -432,6 +440,36 @@ proptest! {
             prop_assert!(a.to_string().len() <= s.len());
             prop_assert!(!a.local_part().is_empty());
         }
+    }
+
+    /// xtext encoding round-trips through decoding, and the decoders never panic on
+    /// arbitrary input.
+    #[test]
+    fn xtext_round_trips(s in "\\PC{0,60}", junk in "\\PC{0,60}|[+=\\\\x{}0-9A-Fa-f;]{0,30}") {
+        let mut enc = String::new();
+        crate::dsn::encode_xtext(&s, &mut enc);
+        prop_assert_eq!(crate::dsn::decode_xtext(&enc).unwrap(), s.as_bytes());
+        let _ = crate::dsn::decode_xtext(&junk);
+        let _ = crate::dsn::decode_utf8_addr(&junk);
+        let _ = crate::dsn::parse_envid(&junk);
+        let _ = crate::dsn::Notify::parse(&junk);
+        let _ = crate::dsn::DsnRet::parse(&junk);
+        for ty in ["rfc822;", "utf-8;", ""] {
+            let _ = crate::dsn::Orcpt::parse(&format!("{ty}{junk}"));
+        }
+    }
+
+    /// What the client sends as ORCPT for an address, the server decodes back to that
+    /// address (`rfc822` for ASCII, `utf-8` otherwise).
+    #[test]
+    fn orcpt_client_encoding_round_trips(addr in "[ -~]{1,40}|[a-z+=\\\\ ]{0,10}\\PC{1,20}") {
+        prop_assume!(!addr.chars().any(char::is_control));
+        let mut enc = String::new();
+        crate::dsn::encode_orcpt(&addr, &mut enc);
+        let o = crate::dsn::Orcpt::parse(&enc).unwrap();
+        prop_assert_eq!(&o.address, &addr);
+        prop_assert_eq!(o.addr_type.as_str(), if addr.is_ascii() { "rfc822" } else { "utf-8" });
+        prop_assert_eq!(o.to_string(), format!("{};{}", o.addr_type.as_str(), addr));
     }
 
     /// Header lookup never panics.

@@ -264,7 +264,7 @@ fn ehlo_keywords_mx_plain() {
     let mut d = Driver::new(mx_starttls());
     assert_eq!(
         d.send("EHLO client.example\r\n"),
-        "250-mx.example\r\n250-PIPELINING\r\n250-SIZE 26214400\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n250-ENHANCEDSTATUSCODES\r\n250-CHUNKING\r\n250 STARTTLS\r\n"
+        "250-mx.example\r\n250-PIPELINING\r\n250-SIZE 26214400\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n250-ENHANCEDSTATUSCODES\r\n250-DSN\r\n250-CHUNKING\r\n250 STARTTLS\r\n"
     );
     // No STARTTLS when not configured, never AUTH on MX.
     let mut d = Driver::new(mx());
@@ -723,8 +723,8 @@ fn mail_from_size_and_body_params() {
         ("SMTPUTF8", "250 2.1.0 Ok"),
         ("SMTPUTF8=yes", "501 5.5.4 SMTPUTF8 takes no value"),
         ("AUTH", "501 5.5.4 Invalid AUTH parameter"),
-        ("RET=HDRS", "555 5.5.4 Unsupported parameter RET"),
-        ("ENVID=x", "555 5.5.4 Unsupported parameter ENVID"),
+        ("RET=HDRS", "250 2.1.0 Ok"),
+        ("ENVID=x", "250 2.1.0 Ok"),
         ("XFOO", "555 5.5.4 Unsupported parameter XFOO"),
         ("SIZE=1 size=2", "501 5.5.4 Duplicate parameter SIZE"),
     ] {
@@ -859,12 +859,12 @@ fn rcpt_to_errors() {
             "501 5.1.3 Bad destination mailbox address syntax: invalid local part",
         ),
         (
-            "RCPT TO:<user@local> NOTIFY=NEVER\r\n",
-            "555 5.5.4 Unsupported parameter NOTIFY",
+            "RCPT TO:<user@local> XFOO=1\r\n",
+            "555 5.5.4 Unsupported parameter XFOO",
         ),
         (
-            "RCPT TO:<user@local> ORCPT=rfc822;x@y\r\n",
-            "555 5.5.4 Unsupported parameter ORCPT",
+            "RCPT TO:<user@local> NOTIFY=NEVER xfoo\r\n",
+            "555 5.5.4 Unsupported parameter XFOO",
         ),
         (
             "RCPT TO:<user@local> =\r\n",
@@ -932,6 +932,497 @@ fn rejected_recipients_do_not_count_toward_limit() {
     let out =
         d.send("EHLO c\r\nMAIL FROM:<>\r\nRCPT TO:<bad@x.example>\r\nRCPT TO:<good@x.example>\r\n");
     assert!(out.ends_with("550 5.1.1 no\r\n250 2.1.5 Ok\r\n"), "{out}");
+}
+
+// ------------------------------------------------------------------------------------
+// DSN (RFC 3461) and REQUIRETLS (RFC 8689)
+
+use crate::dsn::AddrType;
+
+/// EHLO lines (without the code prefix).
+fn ehlo_lines(out: &str) -> Vec<&str> {
+    out.split("\r\n")
+        .filter(|l| l.len() > 4)
+        .map(|l| &l[4..])
+        .collect()
+}
+
+#[test]
+fn ehlo_advertises_dsn_always_and_requiretls_only_under_tls() {
+    let mut d = Driver::new(mx_starttls());
+    let out = d.send("EHLO c\r\n");
+    let lines = ehlo_lines(&out);
+    assert!(lines.contains(&"DSN"), "{lines:?}");
+    assert!(!lines.contains(&"REQUIRETLS"), "{lines:?}");
+    d.starttls();
+    let out = d.send("EHLO c\r\n");
+    let lines = ehlo_lines(&out);
+    assert!(
+        lines.contains(&"DSN") && lines.contains(&"REQUIRETLS"),
+        "{lines:?}"
+    );
+    // Implicit TLS, MX: the whole list.
+    let mut d = Driver::with_tls(mx(), Some(tls_info()));
+    assert_eq!(
+        d.send("EHLO c\r\n"),
+        "250-mx.example\r\n250-PIPELINING\r\n250-SIZE 26214400\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n250-ENHANCEDSTATUSCODES\r\n250-DSN\r\n250-REQUIRETLS\r\n250 CHUNKING\r\n"
+    );
+    // Submission: not before STARTTLS, then with AUTH.
+    let mut d = Driver::new(submission());
+    let out = d.send("EHLO c\r\n");
+    let lines = ehlo_lines(&out);
+    assert!(lines.contains(&"DSN") && !lines.contains(&"REQUIRETLS"));
+    d.starttls();
+    let out = d.send("EHLO c\r\n");
+    let lines = ehlo_lines(&out);
+    assert!(lines.contains(&"REQUIRETLS") && lines.contains(&"AUTH PLAIN LOGIN"));
+    // HELO: no keywords at all.
+    let mut d = Driver::with_tls(mx(), Some(tls_info()));
+    assert_eq!(d.send("HELO c\r\n"), "250 mx.example\r\n");
+}
+
+/// EHLO, one MAIL with `mail_params`, one RCPT, DATA: the delivered envelope.
+fn deliver_with(d: &mut Driver, mail_params: &str, rcpt_params: &str) -> Envelope {
+    let out = d.send(format!(
+        "EHLO c\r\nMAIL FROM:<a@b.example>{mail_params}\r\nRCPT TO:<c@d.example>{rcpt_params}\r\nDATA\r\nx\r\n.\r\n"
+    ));
+    assert!(out.ends_with("250 2.0.0 Ok: queued as Q1\r\n"), "{out}");
+    d.delivered.pop().unwrap()
+}
+
+#[test]
+fn mail_dsn_params_reach_envelope() {
+    let envid100 = "e".repeat(100);
+    for (params, ret, envid) in [
+        ("", None, None),
+        (" RET=FULL", Some(DsnRet::Full), None),
+        (" ret=hdrs", Some(DsnRet::Headers), None),
+        (
+            " RET=Full ENVID=QQ314159",
+            Some(DsnRet::Full),
+            Some("QQ314159"),
+        ),
+        (" envid=a+2Bb+20c+3D", None, Some("a+b c=")),
+        (" EnvId=x+7e", None, Some("x~")),
+        (
+            &format!(" ENVID={envid100} RET=HDRS SIZE=10 BODY=8BITMIME"),
+            Some(DsnRet::Headers),
+            Some(envid100.as_str()),
+        ),
+    ] {
+        let env = deliver_with(&mut Driver::new(mx()), params, "");
+        assert_eq!(env.ret, ret, "{params}");
+        assert_eq!(env.envid.as_deref(), envid, "{params}");
+        assert!(!env.requiretls);
+        assert_eq!(env.rcpt_dsn, [RcptDsn::default()]);
+    }
+}
+
+#[test]
+fn mail_dsn_param_errors() {
+    let long = format!("ENVID={}", "e".repeat(101));
+    for tls in [false, true] {
+        for (params, reply) in [
+            (
+                "RET=HEADERS",
+                "501 5.5.4 Invalid RET parameter: FULL or HDRS expected",
+            ),
+            ("RET=", "501 5.5.4 Invalid parameter syntax"),
+            ("RET", "501 5.5.4 Invalid RET parameter: value required"),
+            ("RET=FULL RET=HDRS", "501 5.5.4 Duplicate parameter RET"),
+            ("ret=FULL RET=FULL", "501 5.5.4 Duplicate parameter RET"),
+            ("ENVID", "501 5.5.4 Invalid ENVID parameter: value required"),
+            (
+                "ENVID=a+2",
+                "501 5.5.4 Invalid ENVID parameter: malformed xtext",
+            ),
+            (
+                "ENVID=a+zz",
+                "501 5.5.4 Invalid ENVID parameter: malformed xtext",
+            ),
+            (
+                "ENVID=é",
+                "501 5.5.4 Invalid ENVID parameter: malformed xtext",
+            ),
+            (
+                "ENVID=a+0Db",
+                "501 5.5.4 Invalid ENVID parameter: not printable US-ASCII",
+            ),
+            (
+                "ENVID=+C3+A9",
+                "501 5.5.4 Invalid ENVID parameter: not printable US-ASCII",
+            ),
+            (
+                &long,
+                "501 5.5.4 Invalid ENVID parameter: longer than 100 characters",
+            ),
+            ("ENVID=a envid=b", "501 5.5.4 Duplicate parameter ENVID"),
+            ("REQUIRETLS=yes", "501 5.5.4 REQUIRETLS takes no value"),
+            ("XDSN=1", "555 5.5.4 Unsupported parameter XDSN"),
+        ] {
+            let mut d = Driver::with_tls(mx(), tls.then(tls_info));
+            d.send("EHLO c\r\n");
+            assert_eq!(
+                d.send(format!("MAIL FROM:<a@b.example> {params}\r\n")),
+                format!("{reply}\r\n"),
+                "{params} tls={tls}"
+            );
+            assert!(d.actions.is_empty(), "{params}");
+            // The transaction was not opened.
+            assert_eq!(
+                d.send("RCPT TO:<c@d.example>\r\n"),
+                "503 5.5.1 Need MAIL command\r\n"
+            );
+        }
+    }
+}
+
+#[test]
+fn requiretls_only_under_tls() {
+    // Plain MX (not advertised): 530 5.7.10, nothing reaches the policy layer.
+    let mut d = Driver::new(mx_starttls());
+    d.send("EHLO c\r\n");
+    let refused = "530 5.7.10 REQUIRETLS requires a TLS-protected session\r\n";
+    assert_eq!(d.send("MAIL FROM:<a@b.example> REQUIRETLS\r\n"), refused);
+    assert_eq!(d.send("MAIL FROM:<> requiretls RET=HDRS\r\n"), refused);
+    assert!(d.actions.is_empty());
+    // After STARTTLS: accepted (also with the null sender), and on the envelope.
+    d.starttls();
+    let env = deliver_with(&mut d, " RequireTLS", "");
+    assert!(env.requiretls);
+    assert_eq!(
+        d.send("MAIL FROM:<> REQUIRETLS\r\nRSET\r\n"),
+        "250 2.1.0 Ok\r\n250 2.0.0 Ok\r\n"
+    );
+    assert_eq!(
+        d.send("MAIL FROM:<a@b.example> REQUIRETLS REQUIRETLS\r\n"),
+        "501 5.5.4 Duplicate parameter REQUIRETLS\r\n"
+    );
+    // Valid for submission too (RFC 8689 §2).
+    let mut d = Driver::new(submission());
+    d.login();
+    assert_eq!(
+        d.send("MAIL FROM:<alice@mx.example> REQUIRETLS\r\n"),
+        "250 2.1.0 Ok\r\n"
+    );
+    // A HELO client gets no parameters at all, even under TLS.
+    let mut d = Driver::with_tls(mx(), Some(tls_info()));
+    d.send("HELO c\r\n");
+    assert_eq!(
+        d.send("MAIL FROM:<a@b.example> REQUIRETLS\r\n"),
+        "555 5.5.4 MAIL parameters require EHLO\r\n"
+    );
+}
+
+#[test]
+fn rcpt_dsn_params_reach_envelope() {
+    let orcpt500 = format!("rfc822;{}@x", "o".repeat(491));
+    assert_eq!(orcpt500.len(), 500);
+    let n = |success, failure, delay| {
+        Some(Notify {
+            success,
+            failure,
+            delay,
+        })
+    };
+    let o = |addr_type, address: &str| {
+        Some(Orcpt {
+            addr_type,
+            address: address.to_string(),
+        })
+    };
+    for (params, notify, orcpt) in [
+        (" NOTIFY=NEVER", Some(Notify::NEVER), None),
+        (" notify=never", Some(Notify::NEVER), None),
+        (" NOTIFY=SUCCESS", n(true, false, false), None),
+        (" NOTIFY=Failure,delay", n(false, true, true), None),
+        (" NOTIFY=DELAY,SUCCESS,FAILURE", n(true, true, true), None),
+        (
+            " ORCPT=rfc822;bob+2Btag@example.com",
+            None,
+            o(AddrType::Rfc822, "bob+tag@example.com"),
+        ),
+        (
+            " orcpt=RFC822;a+20b@x NOTIFY=SUCCESS",
+            n(true, false, false),
+            o(AddrType::Rfc822, "a b@x"),
+        ),
+        (
+            " ORCPT=utf-8;j\\x{F6}rg@b\\x{FC}cher.example",
+            None,
+            o(AddrType::Utf8, "jörg@bücher.example"),
+        ),
+        (
+            " ORCPT=UTF-8;jörg\\x{2B}1@bücher.example",
+            None,
+            o(AddrType::Utf8, "jörg+1@bücher.example"),
+        ),
+        (
+            &format!(" ORCPT={orcpt500}"),
+            None,
+            o(AddrType::Rfc822, &orcpt500[7..]),
+        ),
+    ] {
+        let env = deliver_with(&mut Driver::new(mx()), "", params);
+        assert_eq!(
+            env.rcpt_dsn,
+            [RcptDsn {
+                notify,
+                orcpt: orcpt.clone()
+            }],
+            "{params}"
+        );
+        assert_eq!(env.ret, None);
+    }
+}
+
+#[test]
+fn rcpt_dsn_param_errors() {
+    let long = format!("ORCPT=rfc822;{}@x", "o".repeat(492));
+    let mut d = Driver::new(Config {
+        max_errors: 100,
+        ..mx()
+    });
+    d.send("EHLO c\r\nMAIL FROM:<>\r\n");
+    for (params, reply) in [
+        (
+            "NOTIFY=NEVER,SUCCESS",
+            "501 5.5.4 Invalid NOTIFY parameter: NEVER cannot be combined with other values",
+        ),
+        (
+            "NOTIFY=delay,never",
+            "501 5.5.4 Invalid NOTIFY parameter: NEVER cannot be combined with other values",
+        ),
+        (
+            "NOTIFY=ALWAYS",
+            "501 5.5.4 Invalid NOTIFY parameter: NEVER or a list of SUCCESS, FAILURE, DELAY expected",
+        ),
+        (
+            "NOTIFY=SUCCESS,",
+            "501 5.5.4 Invalid NOTIFY parameter: NEVER or a list of SUCCESS, FAILURE, DELAY expected",
+        ),
+        (
+            "NOTIFY",
+            "501 5.5.4 Invalid NOTIFY parameter: value required",
+        ),
+        (
+            "NOTIFY=NEVER notify=SUCCESS",
+            "501 5.5.4 Duplicate parameter NOTIFY",
+        ),
+        (
+            "ORCPT=bob@example.com",
+            "501 5.5.4 Invalid ORCPT parameter: addr-type;address expected",
+        ),
+        (
+            "ORCPT=rfc822;",
+            "501 5.5.4 Invalid ORCPT parameter: addr-type;address expected",
+        ),
+        (
+            "ORCPT=x400;c+3Dus",
+            "501 5.5.4 Invalid ORCPT parameter: address type rfc822 or utf-8 expected",
+        ),
+        (
+            "ORCPT=rfc822;bob+2",
+            "501 5.5.4 Invalid ORCPT parameter: malformed xtext",
+        ),
+        (
+            "ORCPT=rfc822;jörg@x",
+            "501 5.5.4 Invalid ORCPT parameter: malformed xtext",
+        ),
+        (
+            "ORCPT=rfc822;a+0Ab@x",
+            "501 5.5.4 Invalid ORCPT parameter: not printable US-ASCII",
+        ),
+        (
+            "ORCPT=utf-8;a\\xb@x",
+            "501 5.5.4 Invalid ORCPT parameter: malformed xtext",
+        ),
+        (
+            "ORCPT=utf-8;a+b@x",
+            "501 5.5.4 Invalid ORCPT parameter: malformed xtext",
+        ),
+        (
+            "ORCPT=utf-8;a\\x{7}b@x",
+            "501 5.5.4 Invalid ORCPT parameter: control character in address",
+        ),
+        (
+            &long,
+            "501 5.5.4 Invalid ORCPT parameter: longer than 500 characters",
+        ),
+        ("ORCPT", "501 5.5.4 Invalid ORCPT parameter: value required"),
+        (
+            "ORCPT=rfc822;a@b ORCPT=rfc822;a@b",
+            "501 5.5.4 Duplicate parameter ORCPT",
+        ),
+        (
+            "NOTIFY=NEVER RET=FULL",
+            "555 5.5.4 Unsupported parameter RET",
+        ),
+    ] {
+        assert_eq!(
+            d.send(format!("RCPT TO:<user@local> {params}\r\n")),
+            format!("{reply}\r\n"),
+            "{params}"
+        );
+    }
+    assert!(
+        d.actions
+            .iter()
+            .all(|a| !matches!(a, Action::CheckRecipient { .. }))
+    );
+    // RCPT parameters need EHLO like MAIL parameters.
+    let mut d = Driver::new(mx());
+    d.send("HELO c\r\nMAIL FROM:<>\r\n");
+    assert_eq!(
+        d.send("RCPT TO:<user@local> NOTIFY=NEVER\r\n"),
+        "555 5.5.4 RCPT parameters require EHLO\r\n"
+    );
+}
+
+#[test]
+fn rcpt_dsn_slots_follow_accepted_recipients() {
+    let mut d = Driver::new(mx());
+    d.recipient = Box::new(|a| {
+        if a.local_part() == "bad" {
+            Err(Reply::new(550, (5, 1, 1), "no"))
+        } else {
+            Ok(())
+        }
+    });
+    let out = d.send(
+        "EHLO c\r\nMAIL FROM:<s@b.example> RET=HDRS ENVID=ID1\r\n\
+         RCPT TO:<a@x.example> NOTIFY=SUCCESS ORCPT=rfc822;orig-a@y.example\r\n\
+         RCPT TO:<b@x.example>\r\n\
+         RCPT TO:<A@X.EXAMPLE> NOTIFY=NEVER ORCPT=rfc822;other@y.example\r\n\
+         RCPT TO:<bad@x.example> NOTIFY=DELAY ORCPT=rfc822;leak@y.example\r\n\
+         RCPT TO:<c@x.example> NOTIFY=FAILURE,DELAY\r\n\
+         DATA\r\nx\r\n.\r\n",
+    );
+    assert_eq!(
+        codes(&out)[1..],
+        [
+            "250 2.1.0",
+            "250 2.1.5",
+            "250 2.1.5",
+            "250 2.1.5",
+            "550 5.1.1",
+            "250 2.1.5",
+            "354 End",
+            "250 2.0.0"
+        ]
+    );
+    let env = &d.delivered[0];
+    assert_eq!(env.rcpt_dsn.len(), env.recipients.len());
+    type Stored = (Option<String>, Option<String>);
+    let got: Vec<(String, Stored)> = env
+        .recipients_with_dsn()
+        .map(|(r, dsn)| (r.to_string(), dsn.to_strings()))
+        .collect();
+    let s = |v: &str| Some(v.to_string());
+    assert_eq!(
+        got,
+        [
+            // The duplicate (A@X.EXAMPLE) did not replace the first one's parameters.
+            (
+                "a@x.example".into(),
+                (s("SUCCESS"), s("rfc822;orig-a@y.example"))
+            ),
+            ("b@x.example".into(), (None, None)),
+            // The refused recipient's parameters went with it.
+            ("c@x.example".into(), (s("FAILURE,DELAY"), None)),
+        ]
+    );
+    assert_eq!(env.ret.map(DsnRet::as_str), Some("HDRS"));
+    assert_eq!(env.envid.as_deref(), Some("ID1"));
+}
+
+#[test]
+fn rset_and_new_transactions_clear_dsn_params() {
+    let mut d = Driver::with_tls(mx(), Some(tls_info()));
+    let dsn_txn = "MAIL FROM:<a@b.example> RET=FULL ENVID=E1 REQUIRETLS\r\nRCPT TO:<c@d.example> NOTIFY=NEVER ORCPT=rfc822;o@d.example\r\n";
+    d.send("EHLO c\r\n");
+    // RSET.
+    assert_eq!(
+        codes(&d.send(format!("{dsn_txn}RSET\r\n"))),
+        ["250 2.1.0", "250 2.1.5", "250 2.0.0"]
+    );
+    let plain = "MAIL FROM:<a@b.example>\r\nRCPT TO:<c@d.example>\r\nDATA\r\nx\r\n.\r\n";
+    d.send(plain);
+    // EHLO in the middle of a transaction.
+    d.send(format!("{dsn_txn}EHLO c\r\n{plain}"));
+    // A transaction after a delivered one.
+    d.send(format!("{dsn_txn}DATA\r\nx\r\n.\r\n{plain}"));
+    // A transaction refused at the end of data.
+    d.deliver = Box::new(|e| {
+        if e.requiretls {
+            Err(Reply::new(554, (5, 7, 30), "no"))
+        } else {
+            Ok(String::new())
+        }
+    });
+    d.send(format!("{dsn_txn}DATA\r\nx\r\n.\r\n{plain}"));
+    // BDAT.
+    d.send(format!(
+        "{dsn_txn}RSET\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<c@d.example>\r\nBDAT 3 LAST\r\nx\r\n"
+    ));
+    let fresh: Vec<bool> = d
+        .delivered
+        .iter()
+        .map(|e| {
+            e.ret.is_none()
+                && e.envid.is_none()
+                && !e.requiretls
+                && e.rcpt_dsn == [RcptDsn::default()]
+        })
+        .collect();
+    assert_eq!(fresh, [true, true, false, true, false, true, true]);
+    let e = &d.delivered[2];
+    assert_eq!(
+        (e.ret, e.envid.as_deref(), e.requiretls),
+        (Some(DsnRet::Full), Some("E1"), true)
+    );
+    assert_eq!(
+        e.rcpt_dsn[0].to_strings(),
+        (Some("NEVER".into()), Some("rfc822;o@d.example".into()))
+    );
+}
+
+#[test]
+fn mail_and_rcpt_lines_get_the_extension_increments() {
+    let mut d = Driver::new(Config {
+        max_errors: 100,
+        ..mx()
+    });
+    d.send("EHLO c\r\n");
+    // MAIL: 512 + MAIL_LINE_EXTRA octets including CRLF.
+    let head = "MAIL FROM:<a@b.example> AUTH=";
+    let max = 512 + MAIL_LINE_EXTRA;
+    let ok = format!("{head}{}\r\n", "x".repeat(max - head.len() - 2));
+    assert_eq!(ok.len(), max);
+    assert_eq!(d.send(&ok), "250 2.1.0 Ok\r\n");
+    let bad = format!("{head}{}\r\n", "x".repeat(max - head.len() - 1));
+    assert_eq!(
+        d.send(format!("RSET\r\n{bad}")),
+        "250 2.0.0 Ok\r\n500 5.5.2 Line too long\r\n"
+    );
+    // RCPT: 512 + RCPT_LINE_EXTRA; a maximal ORCPT fits with a long address.
+    d.send("MAIL FROM:<>\r\n");
+    let orcpt = format!("rfc822;{}@x", "o".repeat(491));
+    let line = format!(
+        "RCPT TO:<{}@d.example> NOTIFY=SUCCESS,FAILURE,DELAY ORCPT={orcpt}\r\n",
+        "l".repeat(64)
+    );
+    assert!(line.len() > 512 && line.len() <= 512 + RCPT_LINE_EXTRA);
+    assert_eq!(d.send(&line), "250 2.1.5 Ok\r\n");
+    let head = "RCPT TO:<a@b.example> XPAD=";
+    let max = 512 + RCPT_LINE_EXTRA;
+    let at_max = format!("{head}{}\r\n", "x".repeat(max - head.len() - 2));
+    assert_eq!(d.send(&at_max), "555 5.5.4 Unsupported parameter XPAD\r\n");
+    let over = format!("{head}{}\r\n", "x".repeat(max - head.len() - 1));
+    assert_eq!(d.send(&over), "500 5.5.2 Line too long\r\n");
+    // Other commands keep the plain limit.
+    let noop = format!("NOOP {}\r\n", "x".repeat(600));
+    assert_eq!(d.send(&noop), "500 5.5.2 Line too long\r\n");
 }
 
 // ------------------------------------------------------------------------------------
@@ -1707,6 +2198,7 @@ fn auth_during_transaction() {
         sender: None,
         params: MailParams::default(),
         recipients: Vec::new(),
+        rcpt_dsn: Vec::new(),
         body: Vec::new(),
         chunking: false,
     });
