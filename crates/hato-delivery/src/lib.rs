@@ -4,6 +4,8 @@
 //! * [`dane`]: DANE for SMTP (RFC 7672, RFC 6698, RFC 7671): usable TLSA records, chain matching.
 //! * [`dsn`]: delivery status notifications (RFC 3464, RFC 3461, RFC 6522, RFC 6533, RFC 3834).
 //! * [`mta_sts`]: MTA-STS (RFC 8461) TXT record and policy parsing, MX matching, verdicts.
+//! * [`mta_sts_fetch`]: MTA-STS discovery, the HTTPS policy fetch (hyper, rustls with ring)
+//!   and the persistent policy cache (RFC 8461 3.3, 5, 5.1), with RFC 8460 result types.
 //! * [`route`]: MX resolution (RFC 5321 5.1, RFC 7505 null MX) with hickory-resolver, and loop
 //!   detection.
 //! * [`policy`]: outgoing TLS security levels (Postfix-like `none`/`may`/`encrypt`/`verify`/
@@ -16,5 +18,6 @@ pub mod backoff;
 pub mod dane;
 pub mod dsn;
 pub mod mta_sts;
+pub mod mta_sts_fetch;
 pub mod policy;
 pub mod route;

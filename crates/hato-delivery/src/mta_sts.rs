@@ -1,7 +1,7 @@
 //! MTA-STS (RFC 8461), the parts without I/O: the `_mta-sts` TXT record, the policy file, MX
 //! pattern matching and what a policy means for one delivery attempt. Fetching the policy
 //! (HTTPS with a verified certificate for `mta-sts.<domain>`, no redirects) and caching it by id
-//! and max_age are the driver's.
+//! and max_age are in [`crate::mta_sts_fetch`].
 
 use std::fmt;
 

@@ -100,6 +100,43 @@ impl Requirements {
     pub fn verification_required(&self) -> bool {
         !matches!(self.verification, Verification::None)
     }
+
+    /// Adds the recipient domain's MTA-STS policy (RFC 8461 4, 5) to the requirements of one
+    /// connection to `mx_host`:
+    ///
+    /// * `enforce`: an MX host not matching the policy is not used (`Err`: try the next host,
+    ///   defer when none is left); otherwise TLS is required and verified, by DANE when usable
+    ///   TLSA records already demand it (RFC 8461 2: MTA-STS must never override a failing
+    ///   DANE validation), else by WebPKI for the MX host name. This also holds for a
+    ///   destination configured as `none`/`may`/`encrypt`: the policy is the receiving
+    ///   domain's demand.
+    /// * `testing` and `none`: unchanged; for `testing` the driver checks the outcome with
+    ///   [`mta_sts::Policy::check`](crate::mta_sts::Policy::check) and reports failures
+    ///   (TLS-RPT) without deferring.
+    pub fn with_mta_sts(
+        mut self,
+        policy: &crate::mta_sts::Policy,
+        mx_host: &str,
+    ) -> Result<Requirements, String> {
+        if policy.mode != crate::mta_sts::Mode::Enforce {
+            return Ok(self);
+        }
+        if !policy.mx_matches(mx_host) {
+            return Err(format!(
+                "MX host {} does not match the MTA-STS policy (enforce)",
+                mx_host.trim_end_matches('.')
+            ));
+        }
+        self.tls = TlsRequirement::Required;
+        if !matches!(self.verification, Verification::Dane { .. }) {
+            self.verification = Verification::WebPki {
+                names: vec![mx_host.trim_end_matches('.').to_ascii_lowercase()],
+            };
+            self.applied = SecurityLevel::Verify;
+        }
+        self.reason.push_str(", MTA-STS enforce");
+        Ok(self)
+    }
 }
 
 /// The outcome of the TLSA lookup for `_25._tcp.<mx host>` (RFC 7672 2.2).
@@ -512,6 +549,60 @@ mod tests {
             .requirements("x.example", "mx.x.example", None, true)
             .unwrap();
         assert_eq!(r.tls, TlsRequirement::Required);
+    }
+
+    #[test]
+    fn mta_sts_enforce_raises_and_filters_hosts() {
+        use crate::mta_sts::{Mode, parse_policy};
+        let enforce =
+            parse_policy(b"version: STSv1\nmode: enforce\nmx: *.example.net\nmax_age: 86400\n")
+                .unwrap();
+        let mut t = PolicyTable::default();
+        t.insert("plain.example", SecurityLevel::None);
+        // may → verify (WebPKI, the MX host's name).
+        let r = req(&t, "x.example", None)
+            .with_mta_sts(&enforce, "MX.example.net.")
+            .unwrap();
+        assert_eq!(r.tls, TlsRequirement::Required);
+        assert_eq!(
+            r.verification,
+            Verification::WebPki {
+                names: vec!["mx.example.net".into()]
+            }
+        );
+        assert_eq!(r.applied, SecurityLevel::Verify);
+        assert!(r.reason.ends_with("MTA-STS enforce"), "{}", r.reason);
+        // Even a destination configured as none.
+        let r = req(&t, "plain.example", None)
+            .with_mta_sts(&enforce, "mx.example.net")
+            .unwrap();
+        assert_eq!(r.tls, TlsRequirement::Required);
+        // A host outside the policy is not used.
+        assert!(
+            req(&t, "x.example", None)
+                .with_mta_sts(&enforce, "mx.elsewhere.example")
+                .is_err()
+        );
+        // DANE stays in charge when usable.
+        let mut d = PolicyTable::default();
+        d.insert("dane.example", SecurityLevel::Dane);
+        let r = req(&d, "dane.example", Some(TlsaStatus::Usable))
+            .with_mta_sts(&enforce, "mx.example.net")
+            .unwrap();
+        assert!(matches!(r.verification, Verification::Dane { .. }));
+        assert_eq!(r.applied, SecurityLevel::Dane);
+        // testing and none change nothing.
+        for mode in [Mode::Testing, Mode::None] {
+            let p = crate::mta_sts::Policy {
+                mode,
+                ..enforce.clone()
+            };
+            let before = req(&t, "x.example", None);
+            assert_eq!(
+                before.clone().with_mta_sts(&p, "mx.elsewhere.example"),
+                Ok(before)
+            );
+        }
     }
 
     #[test]

@@ -14,7 +14,7 @@ use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolverConfi
 use hickory_resolver::net::NetError;
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::proto::rr::{Name, RData, RecordType};
-use hickory_resolver::{Resolver, TokioResolver};
+use hickory_resolver::{Resolver, ResolverBuilder, TokioResolver};
 use rand::Rng;
 use rand::seq::SliceRandom;
 
@@ -237,7 +237,7 @@ pub fn order_addresses(mut addresses: Vec<IpAddr>, order: AddressOrder) -> Vec<I
 }
 
 /// Lower case, no trailing dot ("" for the root).
-fn normalize(host: &str) -> String {
+pub(crate) fn normalize(host: &str) -> String {
     host.trim().trim_end_matches('.').to_ascii_lowercase()
 }
 
@@ -268,38 +268,8 @@ impl std::fmt::Debug for Router {
 impl Router {
     /// A router with the configured (or the system's) nameservers. Needs a tokio runtime.
     pub fn new(config: &DnsConfig, order: AddressOrder) -> Result<Router, NetError> {
-        let mut builder = if config.nameservers.is_empty() {
-            Resolver::builder_tokio()?
-        } else {
-            let servers = config
-                .nameservers
-                .iter()
-                .map(|addr| {
-                    let mut tcp = ConnectionConfig::tcp();
-                    tcp.port = addr.port();
-                    let mut udp = ConnectionConfig::udp();
-                    udp.port = addr.port();
-                    let connections = if config.tcp_only {
-                        vec![tcp]
-                    } else {
-                        vec![udp, tcp]
-                    };
-                    NameServerConfig::new(addr.ip(), true, connections)
-                })
-                .collect();
-            Resolver::builder_with_config(
-                ResolverConfig::from_parts(None, vec![], servers),
-                TokioRuntimeProvider::default(),
-            )
-        };
-        let options: &mut ResolverOpts = builder.options_mut();
-        options.timeout = config.timeout;
-        options.attempts = config.attempts.max(1);
-        // Names are always absolute: no search list.
-        options.ndots = 0;
-        options.try_tcp_on_error = true;
         Ok(Router {
-            resolver: builder.build()?,
+            resolver: resolver_builder(config)?.build()?,
             order,
         })
     }
@@ -421,6 +391,18 @@ impl Router {
         }
     }
 
+    /// The addresses of a host name (A and AAAA, CNAMEs followed, in the router's
+    /// [`AddressOrder`]), e.g. `mta-sts.<domain>` for the MTA-STS policy fetch. NXDOMAIN and no
+    /// records: empty. `Err` is a temporary failure (SERVFAIL, timeout) or an invalid name.
+    pub async fn host_addresses(&self, host: &str) -> Result<Vec<IpAddr>, String> {
+        let name = absolute(&normalize(host)).ok_or_else(|| format!("invalid name {host:?}"))?;
+        match self.addresses(&name).await {
+            Answer::Found(addresses) => Ok(addresses),
+            Answer::NoData | Answer::NxDomain => Ok(Vec::new()),
+            Answer::Failed(detail) => Err(detail),
+        }
+    }
+
     /// MX records of `name` (CNAMEs followed by the resolver).
     async fn mx(&self, name: &Name) -> Answer<(u16, String)> {
         match self.resolver.lookup(name.clone(), RecordType::MX).await {
@@ -511,6 +493,44 @@ impl Router {
     }
 }
 
+/// A resolver builder for the configured (or the system's) nameservers, shared by [`Router`] and
+/// [`crate::dane_lookup::DaneResolver`] (which adds DNSSEC validation). Needs a tokio runtime.
+pub(crate) fn resolver_builder(
+    config: &DnsConfig,
+) -> Result<ResolverBuilder<TokioRuntimeProvider>, NetError> {
+    let mut builder = if config.nameservers.is_empty() {
+        Resolver::builder_tokio()?
+    } else {
+        let servers = config
+            .nameservers
+            .iter()
+            .map(|addr| {
+                let mut tcp = ConnectionConfig::tcp();
+                tcp.port = addr.port();
+                let mut udp = ConnectionConfig::udp();
+                udp.port = addr.port();
+                let connections = if config.tcp_only {
+                    vec![tcp]
+                } else {
+                    vec![udp, tcp]
+                };
+                NameServerConfig::new(addr.ip(), true, connections)
+            })
+            .collect();
+        Resolver::builder_with_config(
+            ResolverConfig::from_parts(None, vec![], servers),
+            TokioRuntimeProvider::default(),
+        )
+    };
+    let options: &mut ResolverOpts = builder.options_mut();
+    options.timeout = config.timeout;
+    options.attempts = config.attempts.max(1);
+    // Names are always absolute: no search list.
+    options.ndots = 0;
+    options.try_tcp_on_error = true;
+    Ok(builder)
+}
+
 fn classify<T>(e: &NetError) -> Answer<T> {
     if e.is_nx_domain() {
         Answer::NxDomain
@@ -522,7 +542,7 @@ fn classify<T>(e: &NetError) -> Answer<T> {
 }
 
 /// The absolute DNS name of a domain (IDNs in A-labels), or None if invalid.
-fn absolute(domain: &str) -> Option<Name> {
+pub(crate) fn absolute(domain: &str) -> Option<Name> {
     if domain.is_empty() || domain.starts_with('[') {
         return None;
     }
