@@ -105,9 +105,18 @@ pub enum CommandBody {
     },
     /// RFC 2177.
     Idle,
-    /// RFC 9208.
+    /// `GETQUOTA quota-root` (RFC 9208 §4.1.1). The root name is an opaque astring
+    /// (UTF-8; not a mailbox name, so no modified UTF-7 decoding).
     GetQuota(String),
+    /// `GETQUOTAROOT mailbox` (RFC 9208 §4.1.2).
     GetQuotaRoot(String),
+    /// `SETQUOTA quota-root (resource limit ...)` (RFC 9208 §4.1.3), parsed in full so a
+    /// well-formed request is refused with `NO [NOPERM]` and a malformed one with `BAD`.
+    /// The list may be empty (`SETQUOTA "" ()` asks to remove every limit).
+    SetQuota {
+        root: String,
+        limits: Vec<QuotaLimit>,
+    },
 
     // -- selected (§6.4) --
     Check,
@@ -166,6 +175,7 @@ impl CommandBody {
             CommandBody::Idle => "IDLE",
             CommandBody::GetQuota(_) => "GETQUOTA",
             CommandBody::GetQuotaRoot(_) => "GETQUOTAROOT",
+            CommandBody::SetQuota { .. } => "SETQUOTA",
             CommandBody::Check => "CHECK",
             CommandBody::Close => "CLOSE",
             CommandBody::Unselect => "UNSELECT",
@@ -217,8 +227,18 @@ pub struct ListCommand {
     pub extended: bool,
 }
 
+/// One `setquota-resource` of SETQUOTA (RFC 9208 §4.1.3): `resource-name SP resource-limit`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct QuotaLimit {
+    /// The resource name, upper-cased (`STORAGE`, `MESSAGE`, or any other atom: RFC 9208
+    /// `resource-name-ext`).
+    pub resource: String,
+    /// `number64`.
+    pub limit: u64,
+}
+
 /// STATUS data items (RFC 9051 §6.3.11; RECENT from RFC 3501; HIGHESTMODSEQ RFC 7162;
-/// SIZE RFC 8438; APPENDLIMIT RFC 7889).
+/// SIZE RFC 8438; APPENDLIMIT RFC 7889; DELETED-STORAGE RFC 9208 §4.1.4).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum StatusItem {
     Messages,
@@ -226,7 +246,11 @@ pub enum StatusItem {
     UidNext,
     UidValidity,
     Unseen,
+    /// RFC 9051 (also RFC 9208 §4.1.4, where it goes with `QUOTA=RES-MESSAGE`).
     Deleted,
+    /// RFC 9208 §4.1.4: the storage an EXPUNGE of the mailbox would free (must be
+    /// supported when `QUOTA=RES-STORAGE` is announced).
+    DeletedStorage,
     Size,
     HighestModSeq,
     AppendLimit,
@@ -241,6 +265,7 @@ impl StatusItem {
             StatusItem::UidValidity => "UIDVALIDITY",
             StatusItem::Unseen => "UNSEEN",
             StatusItem::Deleted => "DELETED",
+            StatusItem::DeletedStorage => "DELETED-STORAGE",
             StatusItem::Size => "SIZE",
             StatusItem::HighestModSeq => "HIGHESTMODSEQ",
             StatusItem::AppendLimit => "APPENDLIMIT",

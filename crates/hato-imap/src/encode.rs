@@ -106,6 +106,11 @@ fn number(out: &mut Vec<u8>, n: impl std::fmt::Display) {
     out.extend_from_slice(n.to_string().as_bytes());
 }
 
+/// `number64` (RFC 9051 §9: at most 2^63-1); larger values are written as the maximum.
+fn number64(out: &mut Vec<u8>, n: u64) {
+    number(out, n.min(i64::MAX as u64));
+}
+
 /// Whether `s` may be written as a quoted string.
 fn quotable(s: &[u8], utf8: bool) -> bool {
     s.len() <= MAX_QUOTED
@@ -330,6 +335,7 @@ impl Data {
                         | StatusValue::Unseen(n)
                         | StatusValue::Deleted(n) => number(out, n),
                         StatusValue::Size(n) | StatusValue::HighestModSeq(n) => number(out, n),
+                        StatusValue::DeletedStorage(n) => number64(out, n),
                         StatusValue::AppendLimit(Some(n)) => number(out, n),
                         StatusValue::AppendLimit(None) => out.extend_from_slice(b"NIL"),
                     }
@@ -474,9 +480,9 @@ impl Data {
                     }
                     atom(out, &r.name);
                     out.push(b' ');
-                    number(out, r.usage);
+                    number64(out, r.usage);
                     out.push(b' ');
-                    number(out, r.limit);
+                    number64(out, r.limit);
                 }
                 out.push(b')');
             }

@@ -402,6 +402,11 @@ fn lines(data: &[u8], range: Range<usize>) -> impl Iterator<Item = (usize, usize
 }
 
 /// Where the header block of `data[range]` ends (after its blank line), or the range end.
+/// The header block of a message, including the blank line that ends it (all of it if none).
+pub(crate) fn header_block(raw: &[u8]) -> &[u8] {
+    &raw[..header_end(raw, 0..raw.len())]
+}
+
 fn header_end(data: &[u8], range: Range<usize>) -> usize {
     for (start, content_end, next) in lines(data, range.clone()) {
         if start == content_end && next > content_end {
@@ -640,12 +645,21 @@ fn raw_value(header: &[u8], h: &mail_parser::Header<'_>) -> Vec<u8> {
     header.get(r).map(unfold).unwrap_or_default()
 }
 
+/// Parses the MIME fields only: a part's From, Date, Received... are skipped, not decoded
+/// (most of the cost of splitting a message otherwise).
+static MIME_FIELDS: std::sync::LazyLock<MessageParser> = std::sync::LazyLock::new(|| {
+    MessageParser::new()
+        .with_mime_headers()
+        .header_raw(HeaderName::ContentLanguage)
+        .default_header_ignore()
+});
+
 fn part_info(header: &[u8], digest_child: bool) -> PartInfo {
     let mut info = PartInfo {
         encoding: "7BIT".into(),
         ..PartInfo::default()
     };
-    let parsed = MessageParser::new().parse_headers(header);
+    let parsed = MIME_FIELDS.parse_headers(header);
     let headers = parsed
         .as_ref()
         .and_then(|m| m.parts.first())

@@ -6,7 +6,8 @@
 //! RFC 4466 (command modifiers), RFC 4731 (ESEARCH `RETURN`), RFC 4959 (SASL-IR),
 //! RFC 5032 (OLDER/YOUNGER), RFC 5161 (ENABLE), RFC 5182 (`$`), RFC 5258 / 5819 / 6154
 //! (LIST-EXTENDED, LIST-STATUS, SPECIAL-USE, CREATE-SPECIAL-USE), RFC 6851 (MOVE),
-//! RFC 7162 (CONDSTORE/QRESYNC), RFC 7888 (`{n+}`), RFC 9208 (GETQUOTA, GETQUOTAROOT).
+//! RFC 7162 (CONDSTORE/QRESYNC), RFC 7888 (`{n+}`), RFC 9208 (GETQUOTA, GETQUOTAROOT,
+//! SETQUOTA §4.1.1–§4.1.3; STATUS DELETED-STORAGE §4.1.4).
 //!
 //! The input is complete and bounded (the framer saw to that), so the parser works on a
 //! slice and never waits. Choices:
@@ -641,6 +642,7 @@ impl<'a> Parser<'a> {
                 CommandBody::Status { mailbox, items }
             }
             "APPEND" => return self.append(),
+            // RFC 9208: `quota-root-name = astring` (opaque, not a mailbox name).
             "GETQUOTA" => {
                 self.sp()?;
                 CommandBody::GetQuota(self.astring_utf8()?)
@@ -649,6 +651,7 @@ impl<'a> Parser<'a> {
                 self.sp()?;
                 CommandBody::GetQuotaRoot(self.mailbox()?)
             }
+            "SETQUOTA" => return self.setquota(),
             "SEARCH" => return self.search(false),
             "FETCH" => return self.fetch(false),
             "STORE" => return self.store(false),
@@ -892,6 +895,23 @@ impl<'a> Parser<'a> {
         Ok(CommandBody::List(cmd))
     }
 
+    /// `setquota = "SETQUOTA" SP quota-root-name SP setquota-list`;
+    /// `setquota-list = "(" [setquota-resource *(SP setquota-resource)] ")"`;
+    /// `setquota-resource = resource-name SP resource-limit` (RFC 9208 formal syntax).
+    fn setquota(&mut self) -> Result<CommandBody> {
+        self.sp()?;
+        let root = self.astring_utf8()?;
+        self.sp()?;
+        let limits = self.paren_list(0, |p| {
+            let resource = p.word()?;
+            p.sp()?;
+            let limit = p.number64()?;
+            Ok(QuotaLimit { resource, limit })
+        })?;
+        self.end()?;
+        Ok(CommandBody::SetQuota { root, limits })
+    }
+
     fn status_item(&mut self) -> Result<StatusItem> {
         let w = self.word()?;
         Ok(match w.as_str() {
@@ -901,6 +921,7 @@ impl<'a> Parser<'a> {
             "UIDVALIDITY" => StatusItem::UidValidity,
             "UNSEEN" => StatusItem::Unseen,
             "DELETED" => StatusItem::Deleted,
+            "DELETED-STORAGE" => StatusItem::DeletedStorage,
             "SIZE" => StatusItem::Size,
             "HIGHESTMODSEQ" => StatusItem::HighestModSeq,
             "APPENDLIMIT" => StatusItem::AppendLimit,

@@ -125,6 +125,8 @@ pub enum Code {
     Modified(NumberSet),
     Closed,
     TooBig,
+    /// RFC 9208 §4.3.1 / RFC 5530 §3: the command (APPEND, COPY) would exceed a quota
+    /// (`NO [OVERQUOTA]`).
     OverQuota,
     Limit,
     Cannot,
@@ -199,14 +201,19 @@ pub enum Data {
         other: Vec<NamespaceDesc>,
         shared: Vec<NamespaceDesc>,
     },
-    /// RFC 9208 §5.1.
+    /// `* QUOTA root (resource usage limit ...)` (RFC 9208 §4.2.1). `resources` must not
+    /// be empty (the grammar's `quota-list` has at least one resource); see
+    /// [`crate::quota::quota_data`].
     Quota {
+        /// An astring (`""` for hato's account root).
         root: String,
         resources: Vec<QuotaResource>,
     },
-    /// RFC 9208 §5.2.
+    /// `* QUOTAROOT mailbox root...` (RFC 9208 §4.2.2; no roots: the mailbox has none).
     QuotaRoot {
+        /// Decoded; written as a mailbox name (modified UTF-7 unless UTF-8 is enabled).
         mailbox: String,
+        /// Astrings.
         roots: Vec<String>,
     },
 }
@@ -233,6 +240,9 @@ pub enum StatusValue {
     UidValidity(u32),
     Unseen(u32),
     Deleted(u32),
+    /// RFC 9208 §4.1.4 (`number64`): what an EXPUNGE would free; the sum of the
+    /// RFC822.SIZE of the `\Deleted` messages is an accepted value.
+    DeletedStorage(u64),
     Size(u64),
     HighestModSeq(u64),
     /// `None`: NIL (no limit).
@@ -248,6 +258,7 @@ impl StatusValue {
             StatusValue::UidValidity(_) => StatusItem::UidValidity,
             StatusValue::Unseen(_) => StatusItem::Unseen,
             StatusValue::Deleted(_) => StatusItem::Deleted,
+            StatusValue::DeletedStorage(_) => StatusItem::DeletedStorage,
             StatusValue::Size(_) => StatusItem::Size,
             StatusValue::HighestModSeq(_) => StatusItem::HighestModSeq,
             StatusValue::AppendLimit(_) => StatusItem::AppendLimit,
@@ -261,11 +272,14 @@ pub struct NamespaceDesc {
     pub delimiter: Option<char>,
 }
 
+/// One `quota-resource` of a QUOTA response (RFC 9208 §4.2.1, resources §5).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct QuotaResource {
-    /// `STORAGE` (in units of 1024 octets), `MESSAGE`, ...
+    /// `STORAGE` (§5.1: in units of 1024 octets), `MESSAGE` (§5.2), ... (an atom).
     pub name: String,
+    /// `number64` (larger values are written as 2^63-1).
     pub usage: u64,
+    /// `number64` (larger values are written as 2^63-1).
     pub limit: u64,
 }
 

@@ -249,6 +249,21 @@ impl Node {
             _ => Need::Metadata,
         }
     }
+
+    /// Whether some key reads the size or the INTERNALDATE.
+    fn reads_size_or_date(&self) -> bool {
+        match self {
+            Node::Larger(_)
+            | Node::Smaller(_)
+            | Node::Internal(..)
+            | Node::InternalBefore(_)
+            | Node::InternalAtLeast(_) => true,
+            Node::Not(n) => n.reads_size_or_date(),
+            Node::And(v) => v.iter().any(Node::reads_size_or_date),
+            Node::Or(a, b) => a.reads_size_or_date() || b.reads_size_or_date(),
+            _ => false,
+        }
+    }
 }
 
 /// A compiled SEARCH command (see the module documentation).
@@ -307,6 +322,13 @@ impl SearchProgram {
         self.need == Need::Headers
     }
 
+    /// Whether [`MessageMeta::size`] or [`MessageMeta::internal_date`] can change a verdict;
+    /// if not (flags, UIDs, sequence numbers, MODSEQ, header and text keys), a driver may pass
+    /// zeros instead of reading them from its store.
+    pub fn reads_size_or_date(&self) -> bool {
+        self.root.reads_size_or_date()
+    }
+
     /// A MODSEQ key was used: results carry MODSEQ (RFC 7162 §3.1.5).
     pub fn uses_modseq(&self) -> bool {
         self.uses_modseq
@@ -330,6 +352,13 @@ impl SearchProgram {
     /// [`SearchProgram::needs_headers_only`]).
     pub fn matches_message(&self, meta: &MessageMeta<'_>, msg: &ParsedMessage<'_>) -> bool {
         let content = Content::new(msg);
+        eval(&self.root, meta, Some(&content)).unwrap_or(false)
+    }
+
+    /// [`SearchProgram::matches_message`] on the raw bytes: the message is split into MIME
+    /// parts only if a key reads its text.
+    pub fn matches_raw(&self, meta: &MessageMeta<'_>, raw: &[u8]) -> bool {
+        let content = Content::from_raw(raw);
         eval(&self.root, meta, Some(&content)).unwrap_or(false)
     }
 }
@@ -492,9 +521,13 @@ fn eval(node: &Node, meta: &MessageMeta<'_>, content: Option<&Content<'_, '_>>) 
     })
 }
 
-/// A message's searchable content, decoded and case-folded on first use.
+/// A message's searchable content, decoded and case-folded on first use. The MIME structure
+/// is only built when a key reads text (BODY, TEXT): header keys read the header block as is.
 struct Content<'p, 'a> {
-    msg: &'p ParsedMessage<'a>,
+    header: &'a [u8],
+    raw: &'a [u8],
+    given: Option<&'p ParsedMessage<'a>>,
+    parsed: OnceCell<ParsedMessage<'a>>,
     /// (lower-case name, folded decoded value) of each top-level field.
     headers: OnceCell<Vec<(String, String)>>,
     /// The decoded header as `name: value` lines, for TEXT.
@@ -505,8 +538,17 @@ struct Content<'p, 'a> {
 
 impl<'p, 'a> Content<'p, 'a> {
     fn new(msg: &'p ParsedMessage<'a>) -> Self {
+        let mut c = Content::from_raw(msg.header());
+        c.given = Some(msg);
+        c
+    }
+
+    fn from_raw(raw: &'a [u8]) -> Self {
         Content {
-            msg,
+            header: mime::header_block(raw),
+            raw,
+            given: None,
+            parsed: OnceCell::new(),
             headers: OnceCell::new(),
             header_text: OnceCell::new(),
             bodies: OnceCell::new(),
@@ -514,9 +556,16 @@ impl<'p, 'a> Content<'p, 'a> {
         }
     }
 
+    fn msg(&self) -> &ParsedMessage<'a> {
+        match self.given {
+            Some(m) => m,
+            None => self.parsed.get_or_init(|| ParsedMessage::parse(self.raw)),
+        }
+    }
+
     fn headers(&self) -> &[(String, String)] {
         self.headers.get_or_init(|| {
-            let header = self.msg.header();
+            let header = self.header;
             mime::fields(header)
                 .into_iter()
                 .map(|(name, range)| {
@@ -527,7 +576,7 @@ impl<'p, 'a> Content<'p, 'a> {
                         .map_or(&[][..], |i| &field[i + 1..]);
                     (
                         String::from_utf8_lossy(name).to_ascii_lowercase(),
-                        fold(&decode_unstructured(value)),
+                        fold_value(value),
                     )
                 })
                 .collect()
@@ -547,15 +596,29 @@ impl<'p, 'a> Content<'p, 'a> {
         })
     }
 
+    /// Only the fields named `name` are decoded (a SUBJECT search over a mailbox should not
+    /// decode every From/To/Date of every message), unless the whole header was already.
     fn header_contains(&self, name: &str, needle: &str) -> bool {
-        self.headers()
-            .iter()
-            .any(|(n, v)| n == name && v.contains(needle))
+        if let Some(all) = self.headers.get() {
+            return all.iter().any(|(n, v)| n == name && v.contains(needle));
+        }
+        let header = self.header;
+        mime::fields(header)
+            .into_iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
+            .any(|(_, range)| {
+                let field = &header[range];
+                let value = field
+                    .iter()
+                    .position(|&b| b == b':')
+                    .map_or(&[][..], |i| &field[i + 1..]);
+                fold_value(value).contains(needle)
+            })
     }
 
     fn body_contains(&self, needle: &str) -> bool {
         self.bodies
-            .get_or_init(|| self.msg.texts().map(|t| fold(&t)).collect())
+            .get_or_init(|| self.msg().texts().map(|t| fold(&t)).collect())
             .iter()
             .any(|b| b.contains(needle))
     }
@@ -563,7 +626,7 @@ impl<'p, 'a> Content<'p, 'a> {
     /// The calendar day (days since the epoch) written in the first `Date:` field.
     fn sent_day(&self) -> Option<i64> {
         *self.sent.get_or_init(|| {
-            let header = self.msg.header();
+            let header = self.header;
             let (_, range) = mime::fields(header)
                 .into_iter()
                 .find(|(n, _)| n.eq_ignore_ascii_case(b"date"))?;
@@ -586,6 +649,32 @@ fn with_newline(value: &[u8]) -> Vec<u8> {
         v.push(b'\n');
     }
     v
+}
+
+/// A header field value decoded ([`decode_unstructured`]) and case-folded. Plain ASCII
+/// without encoded words (most fields) skips the decoder: unfolded, trimmed, lower-cased.
+fn fold_value(value: &[u8]) -> String {
+    if value.is_ascii() && !value.windows(2).any(|w| w == b"=?") {
+        // Unfolding as mail-parser does it: the blanks around a line break become one space.
+        let mut out = String::with_capacity(value.len());
+        for (i, line) in value.split(|&b| b == b'\n').enumerate() {
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            let line = if i == 0 {
+                line
+            } else {
+                out.truncate(out.trim_end_matches([' ', '\t']).len());
+                let start = line.iter().position(|&b| b != b' ' && b != b'\t');
+                let rest = start.map_or(&[][..], |s| &line[s..]);
+                if !out.is_empty() && !rest.is_empty() {
+                    out.push(' ');
+                }
+                rest
+            };
+            out.extend(line.iter().map(|&b| b.to_ascii_lowercase() as char));
+        }
+        return out.trim_matches([' ', '\t']).to_string();
+    }
+    fold(&decode_unstructured(value))
 }
 
 /// An unstructured header value (folded, possibly with RFC 2047 encoded words) as text.
@@ -695,8 +784,7 @@ impl Search {
             return Err(SearchError::Limit);
         }
         self.scanned += raw.len() as u64;
-        let msg = ParsedMessage::parse(raw);
-        let matched = self.program.matches_message(meta, &msg);
+        let matched = self.program.matches_raw(meta, raw);
         if matched {
             self.hit(meta);
         }

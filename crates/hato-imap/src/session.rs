@@ -5,8 +5,11 @@
 //! authenticated, §6.3 authenticated, §6.4 selected), STARTTLS (§6.2.1), LOGIN (§6.2.3),
 //! AUTHENTICATE PLAIN (§6.2.2, RFC 4616) with SASL-IR (RFC 4959), ENABLE (RFC 5161),
 //! IDLE (RFC 2177), ID (RFC 2971), NAMESPACE (RFC 2342), the CONDSTORE/QRESYNC enabling
-//! rules of RFC 7162 §3.1 and §3.2.3, and the synchronising-literal handshake (§4.3).
-//! Everything that touches a mailbox is handed to the driver as [`Action::Execute`].
+//! rules of RFC 7162 §3.1 and §3.2.3, the synchronising-literal handshake (§4.3), and the
+//! protocol side of QUOTA (RFC 9208 §4.1.1–§4.1.3: announced only with
+//! [`Config::quota_bytes`], SETQUOTA refused, unknown roots answered; see [`crate::quota`]).
+//! Everything that touches a mailbox or the store is handed to the driver as
+//! [`Action::Execute`].
 //!
 //! # Driving a session
 //!
@@ -69,6 +72,7 @@ use crate::command::{Command, CommandBody, FetchAttr, SearchKey};
 use crate::encode::EncodeOptions;
 use crate::framer::{Event, FrameError, Framer, Limits};
 use crate::parse::{ParseErrorKind, ParseOptions, parse_command};
+use crate::quota;
 use crate::response::{Code, Data, NamespaceDesc, Response, StatusKind};
 
 /// Longest AUTHENTICATE response line, including CRLF (as SMTP, RFC 4954 §4).
@@ -91,10 +95,17 @@ pub struct Config {
     pub pre_auth_limits: Limits,
     /// When this many errors were answered: `* BYE Too many errors` and close (0 acts as 1).
     pub max_errors: u32,
+    /// The per-account storage limit in octets (`[limits] quota_bytes`), shared by all
+    /// mailboxes of the account under the one quota root [`quota::ROOT`]. `Some`: `QUOTA` and
+    /// `QUOTA=RES-STORAGE` are announced and GETQUOTA/GETQUOTAROOT are executed by the
+    /// driver (which reads the limit from here). `None`: no limit, the QUOTA extension is
+    /// not offered and its commands are answered `BAD` (see [`crate::quota`] for why).
+    pub quota_bytes: Option<u64>,
 }
 
 impl Default for Config {
-    /// `localhost`, no STARTTLS, [`Limits::default`] / [`Limits::pre_auth`], 20 errors.
+    /// `localhost`, no STARTTLS, [`Limits::default`] / [`Limits::pre_auth`], 20 errors, no
+    /// quota.
     fn default() -> Config {
         Config {
             hostname: "localhost".to_string(),
@@ -102,6 +113,7 @@ impl Default for Config {
             limits: Limits::default(),
             pre_auth_limits: Limits::pre_auth(),
             max_errors: 20,
+            quota_bytes: None,
         }
     }
 }
@@ -223,6 +235,13 @@ impl Outcome {
             text: text.to_string(),
         }
     }
+
+    /// `tag NO [OVERQUOTA] Quota exceeded` (RFC 9208 §4.3.1): for an APPEND or COPY that
+    /// would take the account over its quota. MOVE stays within the account's one quota
+    /// root and does not change its usage, so it is never refused for quota.
+    pub fn over_quota() -> Outcome {
+        Outcome::no(Some(Code::OverQuota), "Quota exceeded")
+    }
 }
 
 /// Per-connection counters for the disconnect log.
@@ -254,7 +273,7 @@ fn validity(verb: &str) -> Validity {
         "STARTTLS" | "AUTHENTICATE" | "LOGIN" => Validity::NotAuthenticated,
         "ENABLE" | "SELECT" | "EXAMINE" | "CREATE" | "DELETE" | "RENAME" | "SUBSCRIBE"
         | "UNSUBSCRIBE" | "LIST" | "LSUB" | "NAMESPACE" | "STATUS" | "APPEND" | "IDLE"
-        | "GETQUOTA" | "GETQUOTAROOT" => Validity::Authenticated,
+        | "GETQUOTA" | "GETQUOTAROOT" | "SETQUOTA" => Validity::Authenticated,
         "CHECK" | "CLOSE" | "UNSELECT" | "EXPUNGE" | "SEARCH" | "FETCH" | "STORE" | "COPY"
         | "MOVE" | "UID" => Validity::Selected,
         _ => Validity::Unknown,
@@ -397,8 +416,10 @@ impl Session {
             "QRESYNC",
             "BINARY",
             "STATUS=SIZE",
-            // QUOTA (RFC 9208) is parsed but not served yet: not announced.
         ]);
+        if self.config.quota_bytes.is_some() {
+            caps.extend(quota::CAPABILITIES);
+        }
         let mut caps: Vec<String> = caps.into_iter().map(str::to_string).collect();
         caps.push(format!(
             "APPENDLIMIT={}",
@@ -634,6 +655,16 @@ impl Session {
         }
     }
 
+    /// [`validity`], with the commands of extensions this session does not offer unknown.
+    fn verb_validity(&self, verb: &str) -> Validity {
+        match verb {
+            "GETQUOTA" | "GETQUOTAROOT" | "SETQUOTA" if self.config.quota_bytes.is_none() => {
+                Validity::Unknown
+            }
+            _ => validity(verb),
+        }
+    }
+
     fn event(&mut self, event: Event) -> Option<(String, Action)> {
         match event {
             Event::Command(raw) => {
@@ -659,7 +690,7 @@ impl Session {
                 }
             }
             Event::SyncLiteral { tag, verb, .. } => {
-                if self.valid_in_state(validity(&verb)) {
+                if self.valid_in_state(self.verb_validity(&verb)) {
                     self.framer.accept_literal();
                     self.send(&Response::Continue("Ready for literal data".into()));
                 } else {
@@ -777,11 +808,12 @@ impl Session {
         let tag = cmd.tag.clone();
         let name = cmd.body.name();
         let verb = name.split(' ').next().unwrap_or(name);
-        let validity = validity(verb);
+        let validity = self.verb_validity(verb);
         if !self.valid_in_state(validity) {
             let text = match validity {
                 Validity::Selected => "No mailbox selected",
                 Validity::NotAuthenticated => "Already authenticated",
+                Validity::Unknown => "Command not supported",
                 _ => "Not authenticated",
             };
             self.bad(Some(&tag), None, text);
@@ -891,6 +923,24 @@ impl Session {
                     shared: vec![],
                 }));
                 self.send(&Response::ok(&tag, "NAMESPACE completed"));
+                None
+            }
+            // RFC 9208 §4.1.1: "NO - getquota error: no such quota root".
+            CommandBody::GetQuota(root) if root != quota::ROOT => {
+                self.send(&Response::no(
+                    &tag,
+                    Some(Code::NonExistent),
+                    "No such quota root",
+                ));
+                None
+            }
+            // RFC 9208 §4.1.3: QUOTASET is not announced; users may not change their quota.
+            CommandBody::SetQuota { .. } => {
+                self.send(&Response::no(
+                    &tag,
+                    Some(Code::NoPerm),
+                    "Quotas can only be changed by the administrator",
+                ));
                 None
             }
             CommandBody::Idle => {

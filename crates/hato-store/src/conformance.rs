@@ -1318,6 +1318,7 @@ pub async fn append_and_read(store: &dyn Store) {
     assert_eq!(s.messages, 2);
     assert_eq!(s.unseen, 1);
     assert_eq!(s.deleted, 0);
+    assert_eq!(s.deleted_size, 0);
     assert_eq!(s.uidnext, 3, "failed appends took no UID");
     assert_eq!(s.uidvalidity, drafts.uidvalidity);
     assert_eq!(s.size, e.size + 5);
@@ -1561,7 +1562,14 @@ pub async fn expunge_variants(store: &dyn Store) {
     let mailbox = new_mailbox(store, a.id, "Exp").await.id;
     append_n(store, mailbox, 6).await;
     set(store, mailbox, &[2, 3, 5], FlagOp::Add, &["\\Deleted"]).await;
-    assert_eq!(status(store, mailbox).await.deleted, 3);
+    let s = status(store, mailbox).await;
+    assert_eq!(s.deleted, 3);
+    let mut deleted_size = 0;
+    for uid in [2, 3, 5] {
+        deleted_size += entry(store, mailbox, uid).await.size;
+    }
+    assert_eq!(s.deleted_size, deleted_size, "DELETED-STORAGE");
+    assert!(s.deleted_size < s.size);
 
     let h = status(store, mailbox).await.highest_modseq;
     let gone = store
@@ -1598,6 +1606,7 @@ pub async fn expunge_variants(store: &dyn Store) {
     assert_eq!(uids_of(store, mailbox).await, vec![4, 6]);
     let s = status(store, mailbox).await;
     assert_eq!((s.messages, s.deleted, s.uidnext), (2, 0, 7));
+    assert_eq!(s.deleted_size, 0);
     assert_err(
         store.expunge(0x7fff_ffff_fff4, Expunge::Deleted).await,
         is_not_found,

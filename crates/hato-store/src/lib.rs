@@ -342,6 +342,9 @@ pub struct MailboxStatus {
     pub deleted: u32,
     /// Sum of the messages' sizes in bytes (STATUS SIZE, RFC 8438).
     pub size: u64,
+    /// Sum of the sizes of the `\Deleted` messages: what an EXPUNGE would free (STATUS
+    /// DELETED-STORAGE, RFC 9208 §4.2).
+    pub deleted_size: u64,
 }
 
 /// What changed in a mailbox after a MODSEQ, read in one consistent snapshot.

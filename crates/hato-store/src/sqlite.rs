@@ -427,6 +427,8 @@ fn open_connection(path: &Path, read_only: bool) -> Result<Connection> {
     if read_only {
         conn.pragma_update(None, "query_only", "ON")
             .ctx("setting query_only")?;
+        conn.pragma_update(None, "mmap_size", 256 * 1024 * 1024)
+            .ctx("setting mmap_size")?;
     }
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     Ok(conn)
@@ -1580,15 +1582,22 @@ fn mailbox_status_read(conn: &Connection, mailbox: MailboxId) -> Result<Option<M
     else {
         return Ok(None);
     };
-    let (messages, unseen, deleted, size): (u32, u32, u32, u64) = tx
+    let (messages, unseen, deleted, size, deleted_size): (u32, u32, u32, u64, u64) = tx
         .prepare_cached(
             r"SELECT count(*), coalesce(sum(instr(flags, '\Seen') = 0), 0),
-                     coalesce(sum(instr(flags, '\Deleted') > 0), 0), coalesce(sum(size), 0)
+                     coalesce(sum(instr(flags, '\Deleted') > 0), 0), coalesce(sum(size), 0),
+                     coalesce(sum(CASE WHEN instr(flags, '\Deleted') > 0 THEN size END), 0)
               FROM messages WHERE mailbox_id = ?1",
         )
         .and_then(|mut s| {
             s.query_row([mailbox], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, get_u64(r, 3)?))
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    get_u64(r, 3)?,
+                    get_u64(r, 4)?,
+                ))
             })
         })
         .ctx("counting messages")?;
@@ -1600,6 +1609,7 @@ fn mailbox_status_read(conn: &Connection, mailbox: MailboxId) -> Result<Option<M
         unseen,
         deleted,
         size,
+        deleted_size,
     }))
 }
 

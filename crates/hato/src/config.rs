@@ -436,6 +436,9 @@ pub struct Limits {
     pub data_timeout_secs: u64,
     pub max_command_line: usize,
     pub max_text_line: usize,
+    /// Storage per account, in bytes, over all its mailboxes (IMAP QUOTA, RFC 9208). None: no
+    /// limit.
+    pub quota_bytes: Option<u64>,
 }
 
 impl Default for Limits {
@@ -451,6 +454,7 @@ impl Default for Limits {
             data_timeout_secs: 300,
             max_command_line: 512,
             max_text_line: 1000,
+            quota_bytes: None,
         }
     }
 }

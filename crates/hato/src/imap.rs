@@ -59,6 +59,7 @@ pub(crate) async fn serve(
         account: None,
         selected: None,
         append_limit: config.limits.max_append_literal,
+        quota_bytes: config.quota_bytes,
     };
     let session = if ctx.tls == TlsMode::Implicit {
         let (mut tls, facts) = handshake(shared, stream).await?;
@@ -98,6 +99,8 @@ struct Conn<'a> {
     account: Option<hato_store::Account>,
     selected: Option<Selected>,
     append_limit: u64,
+    /// `[limits] quota_bytes`: the account's storage limit (RFC 9208 root "").
+    quota_bytes: Option<u64>,
 }
 
 /// A store error as a tagged NO.
@@ -449,9 +452,28 @@ impl<'a> Conn<'a> {
             CommandBody::Store(st) => self.store_flags(st, enabled).await,
             CommandBody::Copy { uid, set, mailbox } => self.copy(*uid, set, mailbox, false).await,
             CommandBody::Move { uid, set, mailbox } => self.copy(*uid, set, mailbox, true).await,
-            CommandBody::GetQuota(_) | CommandBody::GetQuotaRoot(_) => {
-                bad("QUOTA is not supported")
-            }
+            // The session answers these itself when no quota is configured, and GETQUOTA of a
+            // root other than "".
+            CommandBody::GetQuota(_) => match self.quota_bytes {
+                None => bad("Command not supported"),
+                Some(limit) => match self.store.account_usage(self.account_id()).await {
+                    Ok(u) => Outcome::ok(vec![hato_imap::quota::quota_data(u.bytes, limit)]),
+                    Err(e) => store_no(&e),
+                },
+            },
+            CommandBody::GetQuotaRoot(name) => match self.quota_bytes {
+                None => bad("Command not supported"),
+                Some(limit) => match self.mailbox(name).await {
+                    Ok(None) => Outcome::no(Some(Code::NonExistent), "No such mailbox"),
+                    Err(e) => store_no(&e),
+                    Ok(Some(mb)) => match self.store.account_usage(self.account_id()).await {
+                        Ok(u) => {
+                            Outcome::ok(hato_imap::quota::quota_root_data(&mb.name, u.bytes, limit))
+                        }
+                        Err(e) => store_no(&e),
+                    },
+                },
+            },
             // Everything else is answered by the session itself.
             _ => bad("Command not available"),
         };
@@ -585,6 +607,7 @@ impl<'a> Conn<'a> {
                 StatusItem::Unseen => StatusValue::Unseen(st.unseen),
                 StatusItem::Deleted => StatusValue::Deleted(st.deleted),
                 StatusItem::Size => StatusValue::Size(st.size),
+                StatusItem::DeletedStorage => StatusValue::DeletedStorage(st.deleted_size),
                 StatusItem::HighestModSeq => StatusValue::HighestModSeq(st.highest_modseq),
                 StatusItem::AppendLimit => StatusValue::AppendLimit(Some(self.append_limit)),
             })
@@ -730,6 +753,10 @@ impl<'a> Conn<'a> {
             Ok(None) => return Outcome::no(Some(Code::TryCreate), "No such mailbox"),
             Err(e) => return store_no(&e),
         };
+        let adding: u64 = messages.iter().map(|m| m.data.len() as u64).sum();
+        if let Some(o) = self.over_quota(adding).await {
+            return o;
+        }
         let mut uids = NumberSet::new();
         let mut uidvalidity = mb.uidvalidity;
         let now = crate::server::unix_now();
@@ -752,6 +779,18 @@ impl<'a> Conn<'a> {
             kind: StatusKind::Ok,
             code: Some(Code::AppendUid { uidvalidity, uids }),
             text: String::new(),
+        }
+    }
+
+    /// `NO [OVERQUOTA]` (RFC 9208 §4.3.1) when adding `bytes` would take the account past its
+    /// limit. Not atomic with the write that follows: concurrent sessions can overshoot by a
+    /// message each, as with Dovecot's quota plugin.
+    async fn over_quota(&self, bytes: u64) -> Option<Outcome> {
+        let limit = self.quota_bytes?;
+        match self.store.account_usage(self.account_id()).await {
+            Ok(u) if u.bytes.saturating_add(bytes) > limit => Some(Outcome::over_quota()),
+            Ok(_) => None,
+            Err(e) => Some(store_no(&e)),
         }
     }
 
@@ -808,17 +847,33 @@ impl<'a> Conn<'a> {
                 return error_outcome(e.response(tag));
             }
         };
-        let entries: HashMap<u32, MessageEntry> = match self.store.messages(sel.id).await {
-            Ok(v) => v.into_iter().map(|e| (e.uid, e)).collect(),
-            Err(e) => return store_no(&e),
-        };
         let headers_only = search.program().needs_headers_only();
+        // Flags, UIDs and MODSEQ are in the view: the store's message list (sizes, dates) is
+        // read only when a key uses them or messages must be loaded (batches by size).
+        let with_entries = search.program().reads_size_or_date()
+            || search.program().needs_content()
+            || headers_only;
+        let entries: Option<HashMap<u32, MessageEntry>> = if with_entries {
+            match self.store.messages(sel.id).await {
+                Ok(v) => Some(v.into_iter().map(|e| (e.uid, e)).collect()),
+                Err(e) => return store_no(&e),
+            }
+        } else {
+            None
+        };
         let list: Vec<(u32, u32)> = sel.view.messages().collect();
         // Pass 1: metadata decides most messages; the rest are read below in batches (one store
         // round trip per batch, not per message).
         let mut pending: Vec<(u32, u32, Vec<hato_imap::flag::Flag>)> = Vec::new();
         for (seq, uid) in list {
-            let Some(entry) = entries.get(&uid) else {
+            let (size, internal_date) = match &entries {
+                Some(entries) => match entries.get(&uid) {
+                    Some(e) => (e.size, e.internal_date),
+                    None => continue,
+                },
+                None => (0, 0),
+            };
+            let Some(modseq) = sel.view.modseq(uid) else {
                 continue;
             };
             let flags = sel.view.flags(uid, enabled).unwrap_or_default();
@@ -826,14 +881,20 @@ impl<'a> Conn<'a> {
                 seq,
                 uid,
                 flags: &flags,
-                modseq: sel.view.modseq(uid).unwrap_or(entry.modseq),
-                size: entry.size,
-                internal_date: entry.internal_date,
+                modseq,
+                size,
+                internal_date,
                 recent: sel.view.is_recent(uid),
             };
             if search.check(&meta) != hato_imap::Verdict::NeedsMessage {
                 continue;
             }
+            let Some(entries) = &entries else {
+                continue;
+            };
+            let Some(entry) = entries.get(&uid) else {
+                continue;
+            };
             if !headers_only && search.over_budget(entry.size) {
                 if save {
                     sel.view.save_result(NumberSet::new());
@@ -853,7 +914,10 @@ impl<'a> Conn<'a> {
                 && end - start < BATCH_MESSAGES
                 && (end == start || bytes < BATCH_BYTES)
             {
-                bytes += entries.get(&pending[end].1).map_or(0, |e| e.size);
+                bytes += entries
+                    .as_ref()
+                    .and_then(|m| m.get(&pending[end].1))
+                    .map_or(0, |e| e.size);
                 end += 1;
             }
             let uids: Vec<u32> = pending[start..end].iter().map(|p| p.1).collect();
@@ -863,7 +927,9 @@ impl<'a> Conn<'a> {
             };
             let by_uid: HashMap<u32, Vec<u8>> = loaded.into_iter().collect();
             for (seq, uid, flags) in &pending[start..end] {
-                let (Some(data), Some(entry)) = (by_uid.get(uid), entries.get(uid)) else {
+                let (Some(data), Some(entry)) =
+                    (by_uid.get(uid), entries.as_ref().and_then(|m| m.get(uid)))
+                else {
                     continue;
                 };
                 let meta = hato_imap::MessageMeta {
@@ -951,7 +1017,13 @@ impl<'a> Conn<'a> {
         for r in std::mem::take(&mut untagged) {
             sink.push(&r).await?;
         }
-        let entries: HashMap<u32, MessageEntry> = if pairs.len() <= 16 {
+        // FLAGS, UID and MODSEQ come from the view: `FETCH 1:* (FLAGS)` reads nothing.
+        let view_only = items
+            .iter()
+            .all(|a| matches!(a, FetchAttr::Flags | FetchAttr::Uid | FetchAttr::ModSeq));
+        let entries: HashMap<u32, MessageEntry> = if view_only {
+            HashMap::new()
+        } else if pairs.len() <= 16 {
             let mut m = HashMap::new();
             for (_, uid) in &pairs {
                 match self.store.message(sel.id, *uid).await {
@@ -1008,14 +1080,16 @@ impl<'a> Conn<'a> {
         });
         let utf8 = enabled.utf8();
         for (seq, uid) in pairs {
-            let Some(entry) = entries.get(&uid) else {
+            let entry = entries.get(&uid);
+            if entry.is_none() && !view_only {
                 // Expunged by another session meanwhile: nothing to show.
                 continue;
+            }
+            let Some(modseq) = sel.view.modseq(uid).or(entry.map(|e| e.modseq)) else {
+                continue;
             };
-            let (mut flags, mut modseq) = (
-                sel.view.flags(uid, enabled).unwrap_or_default(),
-                sel.view.modseq(uid).unwrap_or(entry.modseq),
-            );
+            let (mut flags, mut modseq) =
+                (sel.view.flags(uid, enabled).unwrap_or_default(), modseq);
             let mut with_flags = items.contains(&FetchAttr::Flags);
             if let Some((f, m)) = seen_set.get(&uid) {
                 let mut fl = flags_in(f);
@@ -1042,13 +1116,16 @@ impl<'a> Conn<'a> {
                 let v = match attr {
                     FetchAttr::Flags => continue,
                     FetchAttr::Uid => FetchValue::Uid(uid),
-                    FetchAttr::InternalDate => {
-                        match hato_imap::datetime::DateTime::from_unix(entry.internal_date, 0) {
-                            Some(d) => FetchValue::InternalDate(d),
-                            None => continue,
-                        }
-                    }
-                    FetchAttr::Rfc822Size => FetchValue::Rfc822Size(entry.size),
+                    FetchAttr::InternalDate => match entry
+                        .and_then(|e| hato_imap::datetime::DateTime::from_unix(e.internal_date, 0))
+                    {
+                        Some(d) => FetchValue::InternalDate(d),
+                        None => continue,
+                    },
+                    FetchAttr::Rfc822Size => match entry {
+                        Some(e) => FetchValue::Rfc822Size(e.size),
+                        None => continue,
+                    },
                     FetchAttr::ModSeq => FetchValue::ModSeq(modseq),
                     other => match parsed.as_ref().and_then(|p| p.fetch_item(other, utf8)) {
                         Some(Ok(v)) => v,
@@ -1169,6 +1246,20 @@ impl<'a> Conn<'a> {
         let uids: Vec<u32> = pairs.iter().map(|p| p.1).collect();
         if uids.is_empty() {
             return Outcome::ok(Vec::new());
+        }
+        // A MOVE stays under the account's one quota root; a COPY adds the copies' sizes.
+        if !mv && self.quota_bytes.is_some() {
+            let adding: u64 = match self.store.messages(sel.id).await {
+                Ok(all) => all
+                    .iter()
+                    .filter(|e| uids.binary_search(&e.uid).is_ok())
+                    .map(|e| e.size)
+                    .sum(),
+                Err(e) => return store_no(&e),
+            };
+            if let Some(o) = self.over_quota(adding).await {
+                return o;
+            }
         }
         let r = if mv {
             self.store.move_messages(sel.id, &uids, dest.id).await

@@ -12,6 +12,7 @@ use hato_smtp::{Address, AuthVerdict, Reply};
 use hato_store::{AccountId, Store};
 
 use crate::config::AuthConfig;
+use tracing::info;
 
 /// Hashes a password as an argon2id PHC string.
 pub fn hash_password(password: &str) -> anyhow::Result<String> {
@@ -142,6 +143,8 @@ pub struct Policy {
     failures: Mutex<Failures>,
     /// A valid hash to verify against for unknown users, so timing does not reveal which exist.
     dummy_hash: String,
+    /// `[limits] quota_bytes`: accounts at or over it get no more mail (RCPT 452 4.2.2).
+    quota_bytes: Option<u64>,
 }
 
 impl Policy {
@@ -161,7 +164,14 @@ impl Policy {
             failures: Mutex::new(Failures::default()),
             verified: Mutex::new(VerifiedCache::new()?),
             dummy_hash: hash_password("hato-dummy-password")?,
+            quota_bytes: None,
         })
+    }
+
+    /// The per-account storage limit that incoming mail respects.
+    pub fn with_quota(mut self, quota_bytes: Option<u64>) -> Policy {
+        self.quota_bytes = quota_bytes;
+        self
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
@@ -291,6 +301,29 @@ impl Policy {
 
     /// Where a recipient goes. `may_relay`: the client authenticated on submission, or connected
     /// to an `smtp` listener from one of the `relay_networks`.
+    /// A full mailbox is a temporary condition (RFC 3463 4.2.2): the sender retries and the
+    /// owner may make room meanwhile. The message that crosses the limit is still accepted
+    /// (the limit is checked before the size is known); the next is refused.
+    async fn check_quota(&self, account: AccountId, rcpt: &Address) -> Result<(), Reply> {
+        let Some(limit) = self.quota_bytes else {
+            return Ok(());
+        };
+        let usage = self
+            .store
+            .account_usage(account)
+            .await
+            .map_err(temp_failure)?;
+        if usage.bytes >= limit {
+            info!(rcpt = %rcpt, used = usage.bytes, limit, "recipient over quota");
+            return Err(Reply::new(
+                452,
+                (4, 2, 2),
+                format!("<{rcpt}>: Mailbox full, try again later"),
+            ));
+        }
+        Ok(())
+    }
+
     pub async fn check_recipient(&self, rcpt: &Address, may_relay: bool) -> Result<Target, Reply> {
         let postmaster = rcpt.local_part().eq_ignore_ascii_case("postmaster")
             && normalize_domain(rcpt.domain()).as_deref() == Some(self.hostname.as_str());
@@ -309,6 +342,11 @@ impl Policy {
                 other => other,
             };
             return match found {
+                // RFC 5321 4.5.1: postmaster is always accepted, full or not.
+                Some(id) if !rcpt.local_part().eq_ignore_ascii_case("postmaster") => {
+                    self.check_quota(id, rcpt).await?;
+                    Ok(Target::Local(id))
+                }
                 Some(id) => Ok(Target::Local(id)),
                 None => Err(Reply::new(
                     550,

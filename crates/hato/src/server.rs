@@ -98,7 +98,8 @@ impl Server {
             &config.hostname,
             config.auth.clone(),
             config.relay_nets(),
-        )?;
+        )?
+        .with_quota(config.limits.quota_bytes);
         let (resolver, tls_summary) = match tls {
             Some((r, s)) => (Some(r), s),
             None => (None, "none".into()),
@@ -275,6 +276,7 @@ fn listener_ctx(config: &Config, l: &Listener, bind: SocketAddr) -> ListenerCtx 
                 limits,
                 pre_auth_limits: hato_imap::Limits::pre_auth(),
                 max_errors: lim.max_errors.max(1),
+                quota_bytes: lim.quota_bytes,
             }))
         }
     };

@@ -651,3 +651,96 @@ out("REV2_SEARCH", " | ".join(c.until("d")))
         "{r:?}"
     );
 }
+
+/// `[limits] quota_bytes`: QUOTA/QUOTA=RES-STORAGE announced, GETQUOTAROOT/GETQUOTA with the
+/// account's usage, APPEND and COPY refused with `NO [OVERQUOTA]` past the limit (MOVE is not:
+/// same root), SETQUOTA refused, STATUS DELETED-STORAGE, and SMTP refusing mail for the full
+/// account with 452 4.2.2 while postmaster stays deliverable.
+#[test]
+fn quota_limits_imap_and_smtp() {
+    let server = TestServer::start_with("", "[limits]\nquota_bytes = 20000\n");
+    let r = run_py(
+        &server,
+        r#"
+deliver("one")
+deliver("two")
+c = login()
+out("CAPS", " ".join(c.capabilities))
+typ, data = c.getquotaroot("INBOX")
+out("ROOT", typ + " " + flat(data))
+typ, data = c.getquota('""')
+out("QUOTA", typ + " " + flat(data))
+c.select("INBOX")
+c.store("1", "+FLAGS", "(\\Deleted)")
+typ, data = c.status("INBOX", "(DELETED DELETED-STORAGE SIZE)")
+out("STATUS", flat(data))
+typ, data = c.fetch("1", "(RFC822.SIZE)")
+out("SIZE1", flat(data))
+big = b"Subject: big\r\n\r\n" + b"x" * 30000 + b"\r\n"
+try:
+    typ, data = c.append("INBOX", None, None, big)
+    out("APPEND_BIG", typ + " " + flat(data))
+except imaplib.IMAP4.error as e:
+    out("APPEND_BIG", "NO " + str(e))
+small = b"Subject: small\r\n\r\n" + b"y" * 12000 + b"\r\n"
+typ, data = c.append("INBOX", None, None, small)
+out("APPEND_SMALL", typ)
+typ, data = c.copy("3", "Archive")
+out("COPY", typ + " " + flat(data))
+typ, data = c._simple_command("MOVE", "3", "Archive")
+out("MOVE", typ)
+typ, data = c._simple_command("SETQUOTA", '""', "(STORAGE 999999)")
+out("SETQUOTA", typ + " " + flat(data))
+# SMTP checks at RCPT time, before the size is known: the message that crosses the limit
+# is accepted, the next one is refused.
+deliver("three", ("z" * 70 + "\r\n") * 170)
+out("SMTP_CROSS", "accepted")
+try:
+    deliver("four")
+    out("SMTP_FULL", "accepted")
+except smtplib.SMTPRecipientsRefused as e:
+    code, text = e.recipients[USER]
+    out("SMTP_FULL", "%d %s" % (code, text.decode()))
+s = smtplib.SMTP("127.0.0.1", SMTP)
+s.sendmail("bob@sender.example", ["postmaster@example.test"], "Subject: abuse\r\n\r\nreport\r\n")
+s.quit()
+out("POSTMASTER", "accepted")
+c.logout()
+"#,
+    );
+    let caps = get(&r, "CAPS");
+    assert!(
+        caps.contains("QUOTA") && caps.contains("QUOTA=RES-STORAGE"),
+        "{caps}"
+    );
+    let root = get(&r, "ROOT");
+    assert!(root.starts_with("OK"), "{root}");
+    assert!(
+        root.contains("INBOX \"\"") || root.contains("\"INBOX\" \"\""),
+        "{root}"
+    );
+    // Two small messages: 1 KiB rounded up, limit 20000 bytes = 19 KiB rounded down.
+    assert!(root.contains("\"\" (STORAGE 1 19)"), "{root}");
+    assert!(get(&r, "QUOTA").contains("\"\" (STORAGE 1 19)"), "{r:?}");
+    let status = get(&r, "STATUS");
+    let size1: u64 = get(&r, "SIZE1")
+        .rsplit("RFC822.SIZE ")
+        .next()
+        .and_then(|s| s.trim_end_matches(')').parse().ok())
+        .expect("size");
+    assert!(
+        status.contains("DELETED 1") && status.contains(&format!("DELETED-STORAGE {size1}")),
+        "{status}"
+    );
+    let big = get(&r, "APPEND_BIG");
+    assert!(big.contains("OVERQUOTA"), "{big}");
+    assert_eq!(get(&r, "APPEND_SMALL"), "OK");
+    let copy = get(&r, "COPY");
+    assert!(copy.contains("OVERQUOTA"), "{copy}");
+    assert_eq!(get(&r, "MOVE"), "OK", "{r:?}");
+    assert!(get(&r, "SETQUOTA").contains("NOPERM"), "{r:?}");
+    assert_eq!(get(&r, "SMTP_CROSS"), "accepted");
+    let full = get(&r, "SMTP_FULL");
+    assert!(full.starts_with("452 4.2.2"), "{full}");
+    assert_eq!(get(&r, "POSTMASTER"), "accepted");
+}

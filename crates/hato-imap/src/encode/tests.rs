@@ -396,6 +396,134 @@ fn id_namespace_quota() {
     );
 }
 
+#[test]
+fn quota_responses() {
+    let res = |name: &str, usage: u64, limit: u64| QuotaResource {
+        name: s(name),
+        usage,
+        limit,
+    };
+    // RFC 9208 §4.1.1 / §4.1.2 examples.
+    assert_eq!(
+        enc(&data(Data::Quota {
+            root: s("!partition/sda4"),
+            resources: vec![res("STORAGE", 104, 10923847)]
+        })),
+        "* QUOTA !partition/sda4 (STORAGE 104 10923847)\r\n"
+    );
+    assert_eq!(
+        enc(&data(Data::Quota {
+            root: s("#user/alice"),
+            resources: vec![res("STORAGE", 54, 111), res("MESSAGE", 42, 1000)]
+        })),
+        "* QUOTA #user/alice (STORAGE 54 111 MESSAGE 42 1000)\r\n"
+    );
+    assert_eq!(
+        enc(&data(Data::QuotaRoot {
+            mailbox: s("INBOX"),
+            roots: vec![s("#user/alice"), s("!partition/sda4")]
+        })),
+        "* QUOTAROOT \"INBOX\" #user/alice !partition/sda4\r\n"
+    );
+    // Root names are astrings: quoted when needed, never the atom NIL, literals for 8-bit
+    // names unless the client takes UTF-8.
+    for (root, wire) in [
+        ("User quota", "\"User quota\""),
+        ("NIL", "\"NIL\""),
+        ("a\"b", "\"a\\\"b\""),
+        ("", "\"\""),
+    ] {
+        assert_eq!(
+            enc(&data(Data::Quota {
+                root: s(root),
+                resources: vec![res("STORAGE", 0, 1)]
+            })),
+            format!("* QUOTA {wire} (STORAGE 0 1)\r\n")
+        );
+    }
+    let r = data(Data::Quota {
+        root: s("Benutzerkontingent ä"),
+        resources: vec![res("STORAGE", 0, 1)],
+    });
+    assert_eq!(
+        enc(&r),
+        "* QUOTA {21}\r\nBenutzerkontingent ä (STORAGE 0 1)\r\n"
+    );
+    assert_eq!(
+        enc_utf8(&r),
+        "* QUOTA \"Benutzerkontingent ä\" (STORAGE 0 1)\r\n"
+    );
+    // number64: never more than 2^63-1 on the wire.
+    assert_eq!(
+        enc(&data(Data::Quota {
+            root: s(""),
+            resources: vec![res("STORAGE", u64::MAX, i64::MAX as u64)]
+        })),
+        "* QUOTA \"\" (STORAGE 9223372036854775807 9223372036854775807)\r\n"
+    );
+    // QUOTAROOT: a mailbox without roots; mailbox names in modified UTF-7 or UTF-8.
+    assert_eq!(
+        enc(&data(Data::QuotaRoot {
+            mailbox: s("Archive"),
+            roots: vec![]
+        })),
+        "* QUOTAROOT \"Archive\"\r\n"
+    );
+    let r = data(Data::QuotaRoot {
+        mailbox: s("Entwürfe/台北"),
+        roots: vec![s("")],
+    });
+    assert_eq!(enc(&r), "* QUOTAROOT \"Entw&APw-rfe/&U,BTFw-\" \"\"\r\n");
+    assert_eq!(enc_utf8(&r), "* QUOTAROOT \"Entwürfe/台北\" \"\"\r\n");
+    // STATUS DELETED-STORAGE (RFC 9208 §4.1.4 example).
+    assert_eq!(
+        enc(&data(Data::Status {
+            mailbox: s("INBOX"),
+            items: vec![
+                StatusValue::Messages(12),
+                StatusValue::Deleted(4),
+                StatusValue::DeletedStorage(8)
+            ]
+        })),
+        "* STATUS \"INBOX\" (MESSAGES 12 DELETED 4 DELETED-STORAGE 8)\r\n"
+    );
+    assert_eq!(
+        enc(&data(Data::Status {
+            mailbox: s("INBOX"),
+            items: vec![StatusValue::DeletedStorage(u64::MAX)]
+        })),
+        "* STATUS \"INBOX\" (DELETED-STORAGE 9223372036854775807)\r\n"
+    );
+    assert_eq!(
+        StatusValue::DeletedStorage(1).item(),
+        crate::command::StatusItem::DeletedStorage
+    );
+    // RFC 9208 §4.3.1.
+    assert_eq!(
+        enc(&Response::no(
+            "A003",
+            Some(Code::OverQuota),
+            "APPEND Failed"
+        )),
+        "A003 NO [OVERQUOTA] APPEND Failed\r\n"
+    );
+    assert_eq!(
+        enc(&Response::untagged(
+            StatusKind::No,
+            Some(Code::OverQuota),
+            "Soft quota has been exceeded"
+        )),
+        "* NO [OVERQUOTA] Soft quota has been exceeded\r\n"
+    );
+    assert_eq!(
+        enc(&data(Data::Capability(vec![
+            s("QUOTA"),
+            s("QUOTA=RES-STORAGE")
+        ]))),
+        "* CAPABILITY QUOTA QUOTA=RES-STORAGE\r\n"
+    );
+}
+
 fn sample_envelope() -> Envelope {
     let addr = |name: Option<&str>, mb: &str, host: &str| Address {
         name: name.map(b),
@@ -734,6 +862,7 @@ proptest! {
             ]}),
             data(Data::Namespace { personal: vec![NamespaceDesc { prefix: name.clone(), delimiter: Some('/') }], other: vec![], shared: vec![] }),
             data(Data::QuotaRoot { mailbox: name.clone(), roots: vec![text.clone()] }),
+            data(Data::Quota { root: text.clone(), resources: vec![QuotaResource { name: text.clone(), usage: 1, limit: 2 }] }),
         ];
         for r in responses {
             let bytes = r.to_bytes(opts);

@@ -579,9 +579,36 @@ fn status() {
             ]
         }
     );
+    // RFC 9208 §4.1.4 example; any case.
+    assert_eq!(
+        ok(b"S0003 STATUS INBOX (MESSAGES DELETED DELETED-STORAGE)"),
+        CommandBody::Status {
+            mailbox: s("INBOX"),
+            items: vec![
+                StatusItem::Messages,
+                StatusItem::Deleted,
+                StatusItem::DeletedStorage
+            ]
+        }
+    );
+    assert_eq!(
+        ok(b"a STATUS x (deleted-storage Deleted-Storage)"),
+        CommandBody::Status {
+            mailbox: s("x"),
+            items: vec![StatusItem::DeletedStorage, StatusItem::DeletedStorage]
+        }
+    );
+    // In LIST-STATUS too.
+    let CommandBody::List(l) = ok(b"a LIST \"\" * RETURN (STATUS (DELETED-STORAGE))") else {
+        panic!()
+    };
+    assert_eq!(l.return_status, Some(vec![StatusItem::DeletedStorage]));
     bad(b"a STATUS INBOX ()");
     bad(b"a STATUS INBOX (FOO)");
     bad(b"a STATUS INBOX");
+    bad(b"a STATUS INBOX (DELETED-STORAGEX)");
+    bad(b"a STATUS INBOX (DELETED-)");
+    bad(b"a STATUS INBOX (DELETED STORAGE)");
 }
 
 #[test]
@@ -590,6 +617,142 @@ fn quota_commands() {
     assert_eq!(
         ok(b"G0002 GETQUOTAROOT INBOX"),
         CommandBody::GetQuotaRoot(s("INBOX"))
+    );
+    // RFC 9208 §4.1.1 examples; atom, quoted and literal roots; case-insensitive names.
+    assert_eq!(
+        ok(b"G0001 GETQUOTA \"!partition/sda4\""),
+        CommandBody::GetQuota(s("!partition/sda4"))
+    );
+    assert_eq!(ok(b"a getquota User"), CommandBody::GetQuota(s("User")));
+    assert_eq!(
+        ok(b"a GetQuota {10+}\r\nUser quota"),
+        CommandBody::GetQuota(s("User quota"))
+    );
+    assert_eq!(
+        ok(b"a GETQUOTA \"say \\\"hi\\\"\""),
+        CommandBody::GetQuota(s("say \"hi\""))
+    );
+    // The root is opaque: no modified UTF-7 decoding, no INBOX canonicalisation.
+    assert_eq!(ok(b"a GETQUOTA &AOQ-"), CommandBody::GetQuota(s("&AOQ-")));
+    assert_eq!(ok(b"a GETQUOTA inbox"), CommandBody::GetQuota(s("inbox")));
+    // GETQUOTAROOT takes a mailbox: INBOX is case-insensitive, names are decoded.
+    assert_eq!(
+        ok(b"a getquotaroot inbox"),
+        CommandBody::GetQuotaRoot(s("INBOX"))
+    );
+    assert_eq!(
+        ok(b"a GETQUOTAROOT \"Entw&APw-rfe\""),
+        CommandBody::GetQuotaRoot(s("Entwürfe"))
+    );
+    assert_eq!(
+        ok(b"a GETQUOTAROOT {5}\r\nDraft"),
+        CommandBody::GetQuotaRoot(s("Draft"))
+    );
+    let utf8 = ParseOptions {
+        utf8: true,
+        ..ParseOptions::default()
+    };
+    assert_eq!(
+        parse_command("a GETQUOTAROOT \"Entwürfe\"".as_bytes(), &utf8)
+            .unwrap()
+            .body,
+        CommandBody::GetQuotaRoot(s("Entwürfe"))
+    );
+    for input in [
+        &b"a GETQUOTA"[..],
+        b"a GETQUOTA ",
+        b"a GETQUOTA  \"\"",
+        b"a GETQUOTA \"\" extra",
+        b"a GETQUOTA \"\" ",
+        b"a GETQUOTA (STORAGE)",
+        b"a GETQUOTA \"unterminated",
+        b"a GETQUOTA \"\xff\"",
+        b"a GETQUOTAROOT",
+        b"a GETQUOTAROOT INBOX bogus",
+        b"a GETQUOTAROOT &Jjo!-",
+        b"a GETQUOTAROOT foo*",
+    ] {
+        assert_eq!(bad(input).kind, ParseErrorKind::Syntax, "{input:?}");
+    }
+    assert_eq!(
+        bad(b"a GETQUOTAS \"\"").kind,
+        ParseErrorKind::UnknownCommand
+    );
+}
+
+fn limit(resource: &str, limit: u64) -> QuotaLimit {
+    QuotaLimit {
+        resource: s(resource),
+        limit,
+    }
+}
+
+#[test]
+fn setquota() {
+    // RFC 9208 §4.1.3 examples.
+    assert_eq!(
+        ok(b"S0001 SETQUOTA \"#user/alice\" (STORAGE 510)"),
+        CommandBody::SetQuota {
+            root: s("#user/alice"),
+            limits: vec![limit("STORAGE", 510)]
+        }
+    );
+    assert_eq!(
+        ok(b"A001 SETQUOTA \"\" (STORAGE 512)"),
+        CommandBody::SetQuota {
+            root: s(""),
+            limits: vec![limit("STORAGE", 512)]
+        }
+    );
+    // Several resources, any case (resource names upper-cased), unknown ones kept, the
+    // number64 maximum, a literal root; an empty list removes every limit.
+    assert_eq!(
+        ok(b"a setquota {4+}\r\nroot (storage 0 Message 512 MAILBOX 3 ANNOTATION-STORAGE 1 x-Foo 9223372036854775807)"),
+        CommandBody::SetQuota {
+            root: s("root"),
+            limits: vec![
+                limit("STORAGE", 0),
+                limit("MESSAGE", 512),
+                limit("MAILBOX", 3),
+                limit("ANNOTATION-STORAGE", 1),
+                limit("X-FOO", i64::MAX as u64),
+            ]
+        }
+    );
+    assert_eq!(
+        ok(b"a SETQUOTA User ()"),
+        CommandBody::SetQuota {
+            root: s("User"),
+            limits: vec![]
+        }
+    );
+    for input in [
+        &b"a SETQUOTA"[..],
+        b"a SETQUOTA \"\"",
+        b"a SETQUOTA \"\" ",
+        b"a SETQUOTA \"\" STORAGE 512",
+        b"a SETQUOTA \"\" (STORAGE)",
+        b"a SETQUOTA \"\" (STORAGE 512",
+        b"a SETQUOTA \"\" (STORAGE 512) extra",
+        b"a SETQUOTA \"\" (STORAGE  512)",
+        b"a SETQUOTA \"\" (STORAGE 512 )",
+        b"a SETQUOTA \"\" ( STORAGE 512)",
+        b"a SETQUOTA \"\" (STORAGE 512 MESSAGE)",
+        b"a SETQUOTA \"\" (STORAGE -1)",
+        b"a SETQUOTA \"\" (STORAGE 1.5)",
+        b"a SETQUOTA \"\" (STORAGE 9223372036854775808)",
+        b"a SETQUOTA \"\" (512 STORAGE)",
+        b"a SETQUOTA \"\" (\"STORAGE\" 512)",
+        b"a SETQUOTA \"\" ((STORAGE 512))",
+        b"a SETQUOTA (STORAGE 512)",
+        b"a SETQUOTA  \"\" (STORAGE 512)",
+    ] {
+        assert_eq!(bad(input).kind, ParseErrorKind::Syntax, "{input:?}");
+    }
+    // The tag survives, so the error is a tagged BAD.
+    assert_eq!(
+        bad(b"t1 SETQUOTA \"\" (STORAGE)").tag.as_deref(),
+        Some("t1")
     );
 }
 

@@ -545,6 +545,27 @@ fn program_needs() {
     assert!(!p.needs_content() && p.needs_headers_only());
     let p = program("NOT (SUBJECT x OR SEEN TEXT y)");
     assert!(p.needs_content() && !p.needs_headers_only() && !p.uses_modseq());
+    assert!(!p.reads_size_or_date());
+    for criteria in [
+        "UNSEEN",
+        "OR SEEN UID 1:4",
+        "NOT (DELETED SUBJECT x)",
+        "MODSEQ 1",
+        "SENTON 1-Jan-2020",
+    ] {
+        assert!(!program(criteria).reads_size_or_date(), "{criteria}");
+    }
+    for criteria in [
+        "LARGER 3",
+        "NOT SMALLER 3",
+        "OR SEEN ON 1-Jan-2020",
+        "BEFORE 1-Jan-2020",
+        "SINCE 1-Jan-2020",
+        "OLDER 5",
+        "YOUNGER 5",
+    ] {
+        assert!(program(criteria).reads_size_or_date(), "{criteria}");
+    }
 }
 
 #[test]
@@ -846,4 +867,33 @@ fn nested_messages_charsets_and_encoded_headers() {
     let p = SearchProgram::new(&sc, &view, Enabled::default(), 0).unwrap();
     assert!(p.needs_headers_only());
     assert!(p.matches_message(&meta, &header_only));
+}
+
+proptest! {
+    /// The ASCII fast path of header matching reads a field exactly as the decoder does.
+    #[test]
+    fn fold_value_fast_path_agrees_with_the_decoder(
+        value in "[ -~\t]{0,40}(\r\n[ \t]{1,3}[ -~\t]{0,20}){0,3}",
+    ) {
+        prop_assume!(!value.contains("=?"));
+        prop_assert_eq!(fold_value(value.as_bytes()), fold(&decode_unstructured(value.as_bytes())));
+    }
+}
+
+#[test]
+fn header_keys_decode_only_what_they_read() {
+    let raw = b"From: =?UTF-8?B?w4lsaXNl?= <e@example.test>\r\nSubject: Hello  World\r\n\tagain\r\n\r\nbody\r\n";
+    let c = Content::from_raw(raw);
+    assert!(c.header_contains("subject", "hello  world"));
+    assert!(c.header_contains("from", "élise"));
+    assert!(!c.header_contains("to", ""));
+    // Nothing forced the whole header to be decoded.
+    assert!(c.headers.get().is_none());
+    assert!(c.header_text().contains("élise"));
+    assert!(c.header_contains("from", "élise"));
+    assert!(
+        c.parsed.get().is_none(),
+        "header keys don't split the message"
+    );
+    assert!(c.body_contains("body"));
 }

@@ -28,7 +28,14 @@ fn tls_session() -> Session {
 
 /// A session over TLS, logged in as alice.
 fn logged_in() -> Session {
-    let mut s = tls_session();
+    logged_in_with(config(false))
+}
+
+/// A session over TLS with this configuration, logged in as alice.
+fn logged_in_with(config: Arc<Config>) -> Session {
+    let mut s = Session::new(config, Some(tls()));
+    s.greet();
+    s.output();
     s.feed(b"l LOGIN alice secret\r\n");
     assert!(matches!(s.poll(), Action::Authenticate { .. }));
     s.auth_result(AuthVerdict::Ok);
@@ -402,14 +409,232 @@ fn authenticated_commands_go_to_the_driver() {
         b"a LSUB \"\" *\r\n",
         b"a STATUS INBOX (MESSAGES)\r\n",
         b"a APPEND INBOX {1+}\r\nx\r\n",
-        b"a GETQUOTAROOT INBOX\r\n",
-        b"a GETQUOTA \"\"\r\n",
+        // Accepted with or without QUOTA (RFC 9208 §4.1.4 only requires it with it).
+        b"a STATUS INBOX (DELETED DELETED-STORAGE)\r\n",
     ] {
         let (a, _) = step(&mut s, input);
         assert!(matches!(a, Action::Execute(_)), "{a:?}");
         s.command_done(Outcome::ok(vec![]));
         s.output();
     }
+}
+
+// ---- QUOTA (RFC 9208) ------------------------------------------------------------------
+
+const QUOTA: u64 = 100 * 1024 * 1024;
+
+fn quota_config() -> Arc<Config> {
+    Arc::new(Config {
+        quota_bytes: Some(QUOTA),
+        ..Config::default()
+    })
+}
+
+#[test]
+fn quota_capabilities_only_with_a_limit() {
+    let has = |caps: &[String], c: &str| caps.iter().any(|x| x == c);
+    // No limit configured: nothing announced, in no state.
+    let mut s = Session::new(config(false), Some(tls()));
+    s.greet();
+    assert!(!out(&mut s).contains("QUOTA"));
+    let s = logged_in();
+    assert!(!has(&s.capabilities(), "QUOTA"));
+    // A limit: QUOTA and QUOTA=RES-STORAGE after TLS, before and after login; never
+    // QUOTA=RES-MESSAGE (no message-count limit) or QUOTASET (SETQUOTA is refused).
+    let mut s = Session::new(quota_config(), Some(tls()));
+    s.greet();
+    let g = out(&mut s);
+    assert!(
+        g.contains(" STATUS=SIZE QUOTA QUOTA=RES-STORAGE APPENDLIMIT="),
+        "{g}"
+    );
+    let (_, o) = step(&mut s, b"l LOGIN alice secret\r\n");
+    assert_eq!(o, "");
+    s.auth_result(AuthVerdict::Ok);
+    let o = out(&mut s);
+    assert!(
+        o.starts_with("l OK [CAPABILITY ") && o.contains(" QUOTA QUOTA=RES-STORAGE "),
+        "{o}"
+    );
+    let caps = s.capabilities();
+    for c in ["QUOTA=RES-MESSAGE", "QUOTASET"] {
+        assert!(!has(&caps, c), "{caps:?}");
+    }
+    let (_, o) = step(&mut s, b"c CAPABILITY\r\n");
+    assert!(o.contains(" QUOTA QUOTA=RES-STORAGE "), "{o}");
+    // Before TLS only the minimal list.
+    let mut s = Session::new(
+        Arc::new(Config {
+            starttls: true,
+            quota_bytes: Some(QUOTA),
+            ..Config::default()
+        }),
+        None,
+    );
+    s.greet();
+    assert!(!out(&mut s).contains("QUOTA"));
+}
+
+#[test]
+fn quota_commands_go_to_the_driver_in_authenticated_and_selected_states() {
+    let mut s = logged_in_with(quota_config());
+    let (a, o) = step(&mut s, b"g1 getquotaroot inbox\r\n");
+    assert_eq!(o, "");
+    let Action::Execute(cmd) = a else {
+        panic!("{a:?}")
+    };
+    assert_eq!(cmd.body, CommandBody::GetQuotaRoot("INBOX".into()));
+    s.command_done(Outcome::ok(crate::quota::quota_root_data(
+        "INBOX",
+        10 * 1024,
+        QUOTA,
+    )));
+    assert_eq!(
+        out(&mut s),
+        "* QUOTAROOT \"INBOX\" \"\"\r\n* QUOTA \"\" (STORAGE 10 102400)\r\ng1 OK GETQUOTAROOT completed\r\n"
+    );
+    let (a, _) = step(&mut s, b"g2 GETQUOTA \"\"\r\n");
+    assert!(
+        matches!(&a, Action::Execute(c) if c.body == CommandBody::GetQuota(String::new())),
+        "{a:?}"
+    );
+    s.command_done(Outcome::ok(vec![crate::quota::quota_data(0, QUOTA)]));
+    assert_eq!(
+        out(&mut s),
+        "* QUOTA \"\" (STORAGE 0 102400)\r\ng2 OK GETQUOTA completed\r\n"
+    );
+    // A literal mailbox name: the continuation is offered.
+    let (a, o) = step(&mut s, b"g3 GETQUOTAROOT {5}\r\n");
+    assert_eq!(
+        (a, o.as_str()),
+        (Action::NeedInput, "+ Ready for literal data\r\n")
+    );
+    let (a, _) = step(&mut s, b"Draft\r\n");
+    assert!(matches!(a, Action::Execute(_)), "{a:?}");
+    s.command_done(Outcome::no(Some(Code::NonExistent), "No such mailbox"));
+    assert_eq!(out(&mut s), "g3 NO [NONEXISTENT] No such mailbox\r\n");
+    // The selected state includes the authenticated commands; the mailbox stays selected.
+    s.feed(b"s SELECT INBOX\r\n");
+    assert!(matches!(s.poll(), Action::Execute(_)));
+    s.command_done(Outcome::ok(vec![]));
+    s.output();
+    for input in [&b"g4 GETQUOTAROOT Sent\r\n"[..], b"g5 GETQUOTA \"\"\r\n"] {
+        let (a, _) = step(&mut s, input);
+        assert!(matches!(a, Action::Execute(_)), "{a:?}");
+        s.command_done(Outcome::ok(vec![]));
+        s.output();
+    }
+    assert!(matches!(s.state(), State::Selected { .. }));
+    assert_eq!(s.stats().errors, 0);
+}
+
+#[test]
+fn quota_refusals_answered_by_the_session() {
+    let mut s = logged_in_with(quota_config());
+    for (input, reply) in [
+        // RFC 9208 §4.1.1: only the account's root "" exists.
+        (
+            &b"a GETQUOTA \"User quota\"\r\n"[..],
+            "a NO [NONEXISTENT] No such quota root\r\n",
+        ),
+        (
+            b"b GETQUOTA INBOX\r\n",
+            "b NO [NONEXISTENT] No such quota root\r\n",
+        ),
+        // RFC 9208 §4.1.3: well-formed, but users may not change their quota.
+        (
+            b"c SETQUOTA \"\" (STORAGE 512)\r\n",
+            "c NO [NOPERM] Quotas can only be changed by the administrator\r\n",
+        ),
+        (
+            b"d setquota \"\" ()\r\n",
+            "d NO [NOPERM] Quotas can only be changed by the administrator\r\n",
+        ),
+        (
+            b"e SETQUOTA other (STORAGE 1 MESSAGE 2)\r\n",
+            "e NO [NOPERM] Quotas can only be changed by the administrator\r\n",
+        ),
+    ] {
+        let (a, o) = step(&mut s, input);
+        assert_eq!((a, o.as_str()), (Action::NeedInput, reply));
+    }
+    // NO is not an error; malformed commands are BAD and are.
+    assert_eq!(s.stats().errors, 0);
+    let (_, o) = step(&mut s, b"f SETQUOTA \"\" (STORAGE)\r\n");
+    assert!(o.starts_with("f BAD "), "{o}");
+    let (_, o) = step(&mut s, b"g GETQUOTA\r\n");
+    assert!(o.starts_with("g BAD "), "{o}");
+    assert_eq!(s.stats().errors, 2);
+    // A SETQUOTA with a literal root is read (the command is valid) and then refused.
+    let (_, o) = step(&mut s, b"h SETQUOTA {4}\r\n");
+    assert_eq!(o, "+ Ready for literal data\r\n");
+    let (a, o) = step(&mut s, b"root (STORAGE 1)\r\n");
+    assert_eq!(
+        (a, o.as_str()),
+        (
+            Action::NeedInput,
+            "h NO [NOPERM] Quotas can only be changed by the administrator\r\n"
+        )
+    );
+    // Over quota (RFC 9208 §4.3.1), as the driver answers an APPEND.
+    let (a, _) = step(&mut s, b"i APPEND INBOX {1+}\r\nx\r\n");
+    assert!(matches!(a, Action::Execute(_)));
+    s.command_done(Outcome::over_quota());
+    assert_eq!(out(&mut s), "i NO [OVERQUOTA] Quota exceeded\r\n");
+}
+
+#[test]
+fn quota_commands_in_the_wrong_state_or_without_a_limit() {
+    // Not authenticated: BAD, as for every authenticated-state command.
+    let mut s = Session::new(quota_config(), Some(tls()));
+    s.greet();
+    s.output();
+    for (input, reply) in [
+        (&b"a GETQUOTA \"\"\r\n"[..], "a BAD Not authenticated\r\n"),
+        (b"b GETQUOTAROOT INBOX\r\n", "b BAD Not authenticated\r\n"),
+        (
+            b"c SETQUOTA \"\" (STORAGE 1)\r\n",
+            "c BAD Not authenticated\r\n",
+        ),
+        (
+            b"d GETQUOTAROOT {5}\r\n",
+            "d BAD Command not valid in this state\r\n",
+        ),
+    ] {
+        let (a, o) = step(&mut s, input);
+        assert_eq!((a, o.as_str()), (Action::NeedInput, reply));
+    }
+    // No limit: the extension is not offered, its commands are unknown (BAD, counted),
+    // and no literal upload is started for them.
+    let mut s = logged_in();
+    for (input, reply) in [
+        (
+            &b"a GETQUOTA \"\"\r\n"[..],
+            "a BAD Command not supported\r\n",
+        ),
+        (
+            b"b GETQUOTAROOT INBOX\r\n",
+            "b BAD Command not supported\r\n",
+        ),
+        (
+            b"c SETQUOTA \"\" (STORAGE 1)\r\n",
+            "c BAD Command not supported\r\n",
+        ),
+        (
+            b"d GETQUOTAROOT {5}\r\n",
+            "d BAD Command not valid in this state\r\n",
+        ),
+    ] {
+        let (a, o) = step(&mut s, input);
+        assert_eq!((a, o.as_str()), (Action::NeedInput, reply));
+    }
+    assert_eq!(s.stats().errors, 4);
+    // The rejected literal's bytes are not taken for a command.
+    let (a, o) = step(&mut s, b"e NOOP\r\n");
+    assert_eq!(
+        (a, o.as_str()),
+        (Action::NeedInput, "e OK NOOP completed\r\n")
+    );
 }
 
 #[test]
@@ -773,6 +998,9 @@ fn piece() -> impl Strategy<Value = Vec<u8>> {
         Just(b"g STORE 1 +FLAGS (\\Seen)\r\n".to_vec()),
         Just(b"h CLOSE\r\n".to_vec()),
         Just(b"i LOGOUT\r\n".to_vec()),
+        Just(b"j GETQUOTAROOT {5}\r\nINBOX\r\n".to_vec()),
+        Just(b"j GETQUOTA \"\"\r\n".to_vec()),
+        Just(b"j SETQUOTA \"\" (STORAGE 1)\r\n".to_vec()),
         "[ -~]{0,20}\r\n".prop_map(String::into_bytes),
         proptest::collection::vec(any::<u8>(), 0..20),
     ]
@@ -786,9 +1014,15 @@ proptest! {
         pieces in proptest::collection::vec(piece(), 0..15),
         chunks in proptest::collection::vec(1usize..30, 0..30),
         starttls in any::<bool>(),
+        quota in any::<bool>(),
     ) {
         let input = pieces.concat();
-        let mut s = Session::new(config(starttls), if starttls { None } else { Some(tls()) });
+        let config = Arc::new(Config {
+            starttls,
+            quota_bytes: quota.then_some(1 << 20),
+            ..Config::default()
+        });
+        let mut s = Session::new(config.clone(), if starttls { None } else { Some(tls()) });
         s.greet();
         let out = drive(&mut s, &input, &chunks);
         // Every response line is well formed: it starts with "* ", "+ " or a tag.
@@ -798,7 +1032,7 @@ proptest! {
         if input.windows(8).any(|w| w.eq_ignore_ascii_case(b"STARTTLS")) {
             return Ok(());
         }
-        let mut s2 = Session::new(config(starttls), if starttls { None } else { Some(tls()) });
+        let mut s2 = Session::new(config, if starttls { None } else { Some(tls()) });
         s2.greet();
         let out2 = drive(&mut s2, &input, &vec![1; input.len()]);
         prop_assert_eq!(out, out2);
