@@ -15,30 +15,44 @@
 ///   field and are never taken as a field of their own.
 /// * CRLF and bare LF line endings are both understood.
 pub fn header_present(body: &[u8], name: &str) -> bool {
+    header_value(body, name).is_some()
+}
+
+/// The value of the first header field called `name` (same rules as [`header_present`]),
+/// unfolded (line breaks removed) and trimmed; invalid UTF-8 is replaced.
+pub fn header_value(body: &[u8], name: &str) -> Option<String> {
     let name = name.as_bytes();
     if name.is_empty() {
-        return false;
+        return None;
     }
+    let mut found: Option<Vec<u8>> = None;
     for raw in body.split(|&b| b == b'\n') {
         let line = raw.strip_suffix(b"\r").unwrap_or(raw);
         if line.is_empty() {
-            return false; // end of the header section
+            break; // end of the header section
         }
         if line[0] == b' ' || line[0] == b'\t' {
-            continue; // folded continuation of the previous field
+            // Folded continuation of the previous field.
+            if let Some(v) = found.as_mut() {
+                v.extend_from_slice(line);
+            }
+            continue;
+        }
+        if found.is_some() {
+            break;
         }
         let Some(colon) = line.iter().position(|&b| b == b':') else {
-            return false; // not a header field: the header section is over
+            break; // not a header field: the header section is over
         };
         let field = trim_wsp_end(&line[..colon]);
         if field.is_empty() || !field.iter().all(|&b| (33..=126).contains(&b)) {
-            return false;
+            break;
         }
         if field.eq_ignore_ascii_case(name) {
-            return true;
+            found = Some(line[colon + 1..].to_vec());
         }
     }
-    false
+    found.map(|v| String::from_utf8_lossy(&v).trim().to_owned())
 }
 
 fn trim_wsp_end(mut s: &[u8]) -> &[u8] {
@@ -53,6 +67,21 @@ mod tests {
     use super::*;
 
     const MSG: &[u8] = b"From: a@example.com\r\nTo: b@example.com\r\nSubject: hello\r\n world\r\nMessage-ID: <1@x>\r\n\r\nDate: not a header\r\nbody\r\n";
+
+    #[test]
+    fn header_values_are_unfolded() {
+        assert_eq!(header_value(MSG, "subject").as_deref(), Some("hello world"));
+        assert_eq!(header_value(MSG, "Message-ID").as_deref(), Some("<1@x>"));
+        assert_eq!(header_value(MSG, "Date"), None, "only the header section");
+        assert_eq!(
+            header_value(b"TLS-Required :  No \r\n\r\n", "tls-required").as_deref(),
+            Some("No")
+        );
+        assert_eq!(
+            header_value(b"A: 1\r\nA: 2\r\n\r\n", "a").as_deref(),
+            Some("1")
+        );
+    }
 
     #[test]
     fn finds_fields_case_insensitively() {

@@ -120,8 +120,21 @@ pub struct DeliveryConfig {
     pub port: u16,
     /// Default TLS security level: none, may, encrypt, verify.
     pub tls_policy: String,
-    /// PEM CA certificates for `verify`.
+    /// No destination gets less than this (the table and the default are raised to it).
+    pub tls_minimum: String,
+    /// `[delivery.tls_policies]`: level per destination domain (`".example.org"`: its
+    /// subdomains), like Postfix's smtp_tls_policy_maps.
+    pub tls_policies: std::collections::BTreeMap<String, String>,
+    /// Honour other domains' MTA-STS policies (RFC 8461); policies are cached in
+    /// `data_dir/mta-sts`.
+    pub mta_sts: bool,
+    /// The HTTPS port MTA-STS policies are fetched from (443; other values only for tests).
+    pub mta_sts_port: u16,
+    /// Extra PEM CA certificates for `verify` and MTA-STS, besides the public WebPKI roots.
     pub ca_file: Option<PathBuf>,
+    /// Send the sender a "delayed" notice (RFC 3464) once a message has waited this long
+    /// (e.g. "4h"); unset: no delay notices.
+    pub delay_warning: Option<String>,
     /// Seconds to wait for a TCP connection to a mail host.
     pub connect_timeout_secs: u64,
     /// Keep outbound mail queued without attempting it (Postfix `defer_transports = smtp`).
@@ -232,7 +245,12 @@ impl Default for DeliveryConfig {
             per_domain: 5,
             port: 25,
             tls_policy: "may".into(),
+            tls_minimum: "none".into(),
+            tls_policies: Default::default(),
+            mta_sts: true,
+            mta_sts_port: 443,
             ca_file: None,
+            delay_warning: None,
             connect_timeout_secs: 30,
             hold: false,
             smarthost: None,
@@ -250,17 +268,44 @@ impl DeliveryConfig {
             .map_err(|e| anyhow::anyhow!("`delivery.retry`/`delivery.max_lifetime`: {e}"))
     }
 
-    pub fn level(&self) -> anyhow::Result<hato_delivery::policy::SecurityLevel> {
-        use hato_delivery::policy::SecurityLevel;
-        let level: SecurityLevel = self
-            .tls_policy
-            .parse()
-            .map_err(|e| anyhow::anyhow!("`delivery.tls_policy`: {e}"))?;
-        anyhow::ensure!(
-            level != SecurityLevel::Dane,
-            "`delivery.tls_policy`: \"dane\" is not supported yet (use none, may, encrypt or verify)"
+    /// The TLS policy table: `tls_policy` as the default, `tls_minimum`, `[delivery.tls_policies]`.
+    pub fn policy_table(&self) -> anyhow::Result<hato_delivery::policy::PolicyTable> {
+        use hato_delivery::policy::{PolicyTable, SecurityLevel};
+        let level = |key: &str, value: &str| -> anyhow::Result<SecurityLevel> {
+            let level: SecurityLevel = value
+                .parse()
+                .map_err(|e| anyhow::anyhow!("`delivery.{key}`: {e}"))?;
+            anyhow::ensure!(
+                level != SecurityLevel::Dane,
+                "`delivery.{key}`: \"dane\" is not supported yet (use none, may, encrypt or verify)"
+            );
+            Ok(level)
+        };
+        let mut table = PolicyTable::new(
+            level("tls_policy", &self.tls_policy)?,
+            level("tls_minimum", &self.tls_minimum)?,
         );
-        Ok(level)
+        for (domain, value) in &self.tls_policies {
+            let d = domain.trim().trim_end_matches('.');
+            anyhow::ensure!(
+                !d.is_empty() && d != "." && !d.contains(['/', ' ', '@', '*']),
+                "`delivery.tls_policies`: {domain:?} is not a domain (use \"example.com\" or \".example.com\" for its subdomains)"
+            );
+            table.insert(d, level(&format!("tls_policies.\"{domain}\""), value)?);
+        }
+        Ok(table)
+    }
+
+    /// `delay_warning` in seconds.
+    pub fn delay_warning_secs(&self) -> anyhow::Result<Option<i64>> {
+        self.delay_warning
+            .as_deref()
+            .map(|d| {
+                hato_delivery::backoff::parse_duration(d)
+                    .map(|d| d.as_secs() as i64)
+                    .map_err(|e| anyhow::anyhow!("`delivery.delay_warning`: {e}"))
+            })
+            .transpose()
     }
 }
 
@@ -661,7 +706,9 @@ impl Config {
         let d = &self.delivery;
         d.schedule()
             .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-        d.level()
+        d.policy_table()
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        d.delay_warning_secs()
             .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         if d.concurrency == 0 || d.per_domain == 0 {
             return Err(err(
@@ -907,14 +954,25 @@ tls = "implicit"
         );
         let c = parse(&format!(
             "[delivery]\nretry = [\"1s\", \"2m\"]\nmax_lifetime = \"1h\"\ntls_policy = \"encrypt\"\n\
+             tls_minimum = \"may\"\ndelay_warning = \"4h\"\n\
+             [delivery.tls_policies]\n\"bank.example\" = \"verify\"\n\".lan.example\" = \"none\"\n\
              [dns]\nnameservers = [\"127.0.0.1:5353\"]\n\
              [[route]]\ndomain = \"partner.example\"\nhost = \"mx.partner.example:2525\"\n{base}"
         ))
         .unwrap();
-        assert_eq!(
-            c.delivery.level().unwrap(),
-            hato_delivery::policy::SecurityLevel::Encrypt
-        );
+        {
+            use hato_delivery::policy::SecurityLevel;
+            let table = c.delivery.policy_table().unwrap();
+            assert_eq!(table.default, SecurityLevel::Encrypt);
+            assert_eq!(table.minimum, SecurityLevel::May);
+            assert_eq!(table.level_for("Bank.Example").0, SecurityLevel::Verify);
+            assert_eq!(
+                table.level_for("printer.lan.example").0,
+                SecurityLevel::None
+            );
+            assert_eq!(table.level_for("other.example").0, SecurityLevel::Encrypt);
+            assert_eq!(c.delivery.delay_warning_secs().unwrap(), Some(4 * 3600));
+        }
         assert_eq!(c.dns.nameservers[0].port(), 5353);
         assert_eq!(c.routes[0].host, "mx.partner.example:2525");
         for (bad, key) in [
@@ -924,6 +982,22 @@ tls = "implicit"
                 "delivery.max_lifetime",
             ),
             ("[delivery]\ntls_policy = \"dane\"\n", "not supported"),
+            (
+                "[delivery]\ntls_minimum = \"strong\"\n",
+                "delivery.tls_minimum",
+            ),
+            (
+                "[delivery.tls_policies]\n\"a.example\" = \"sometimes\"\n",
+                "tls_policies.\"a.example\"",
+            ),
+            (
+                "[delivery.tls_policies]\n\"*.example\" = \"verify\"\n",
+                "not a domain",
+            ),
+            (
+                "[delivery]\ndelay_warning = \"soon\"\n",
+                "delivery.delay_warning",
+            ),
             ("[delivery]\nper_domain = 0\n", "`delivery`"),
             ("[dns]\ntimeout_secs = 0\n", "dns.timeout_secs"),
             (

@@ -17,7 +17,9 @@ use std::time::Duration;
 use anyhow::Context;
 use hato_delivery::backoff::{Next, RetrySchedule};
 use hato_delivery::dsn::{self, Action, DsnInput, RecipientReport, ReturnContent};
-use hato_delivery::policy::{SecurityLevel, TlsFacts, VerifiedBy};
+use hato_delivery::mta_sts::{Mode as StsMode, Policy as StsPolicy};
+use hato_delivery::mta_sts_fetch::{self, FetchConfig, StsConfig, StsResolver};
+use hato_delivery::policy::{PolicyTable, SecurityLevel, TlsFacts, VerifiedBy};
 use hato_delivery::route::{DnsConfig, LocalIdentity, Router, prune_self};
 use hato_smtp::client::{
     ClientAction, ClientConfig, ClientFailure, ClientSession, Credentials, DsnRet,
@@ -53,7 +55,12 @@ pub(crate) struct Scheduler {
     hostname: String,
     local_domains: Vec<String>,
     schedule: RetrySchedule,
-    level: SecurityLevel,
+    /// TLS levels per destination, with the global minimum (`[delivery.tls_policies]`).
+    table: PolicyTable,
+    /// Other domains' MTA-STS policies (RFC 8461), when `delivery.mta_sts`.
+    sts: Option<StsResolver>,
+    /// `delivery.delay_warning`, seconds.
+    delay_warning: Option<i64>,
     port: u16,
     connect_timeout: Duration,
     routes: HashMap<String, RouteHost>,
@@ -62,8 +69,8 @@ pub(crate) struct Scheduler {
     identity: LocalIdentity,
     /// For `may`/`encrypt`: any certificate (opportunistic TLS must not fail on self-signed).
     tls_any: TlsConnector,
-    /// For `verify`: the CAs of `delivery.ca_file` (None: verification impossible).
-    tls_verify: Option<TlsConnector>,
+    /// For `verify`, MTA-STS and REQUIRETLS: the WebPKI roots plus `delivery.ca_file`.
+    tls_verify: TlsConnector,
     global: Arc<Semaphore>,
     per_domain_limit: usize,
     per_domain: Mutex<HashMap<String, Arc<Semaphore>>>,
@@ -199,11 +206,6 @@ pub(crate) fn spawn(
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let scheduler = Arc::new(Scheduler::new(config, store)?);
-    if config.delivery.tls_policy == "verify" && config.delivery.ca_file.is_none() {
-        warn!(
-            "`delivery.tls_policy = \"verify\"` without `delivery.ca_file`: every delivery is deferred"
-        );
-    }
     if let Some(sh) = &config.delivery.smarthost {
         match (sh.tls, &sh.ca_file) {
             (SmarthostTls::None, _) => warn!(
@@ -266,22 +268,40 @@ impl Scheduler {
             Some(sh) => Some(Smarthost::new(sh, &tls_any)?),
             None => None,
         };
-        let tls_verify = match &d.ca_file {
-            Some(path) => {
-                let c = rustls::ClientConfig::builder_with_provider(provider)
-                    .with_safe_default_protocol_versions()?
-                    .with_root_certificates(load_roots(path)?)
-                    .with_no_client_auth();
-                Some(TlsConnector::from(Arc::new(c)))
+        let mut roots = mta_sts_fetch::webpki_roots();
+        if let Some(path) = &d.ca_file {
+            for cert in load_roots(path)?.roots {
+                roots.roots.push(cert);
             }
-            None => None,
+        }
+        let verify = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()?
+            .with_root_certificates(roots.clone())
+            .with_no_client_auth();
+        let tls_verify = TlsConnector::from(Arc::new(verify));
+        let sts = match (&router, d.mta_sts) {
+            (Some(router), true) => {
+                let config = StsConfig {
+                    fetch: FetchConfig {
+                        roots,
+                        https_port: d.mta_sts_port,
+                        ..FetchConfig::default()
+                    },
+                    cache_dir: Some(config.data_dir.join("mta-sts")),
+                    ..StsConfig::default()
+                };
+                Some(StsResolver::new(router.clone(), config)?)
+            }
+            _ => None,
         };
         Ok(Scheduler {
             store,
             hostname: config.hostname.clone(),
             local_domains: config.local_domains(),
             schedule: d.schedule()?,
-            level: d.level()?,
+            table: d.policy_table()?,
+            sts,
+            delay_warning: d.delay_warning_secs()?,
             port: d.port,
             connect_timeout: Duration::from_secs(d.connect_timeout_secs),
             routes: config
@@ -393,8 +413,8 @@ impl Scheduler {
                             .filter(|e| e.leased_until > deadline)
                             .collect();
                         if !group.is_empty() {
-                            let targets = targets.get_or_init(|| me.targets(&domain)).await;
-                            me.deliver_message(group, targets, &mut cached).await;
+                            let plan = targets.get_or_init(|| me.plan(&domain)).await;
+                            me.deliver_message(&domain, group, plan, &mut cached).await;
                         }
                     }
                     me.in_flight.fetch_sub(n, Ordering::Relaxed);
@@ -409,13 +429,23 @@ impl Scheduler {
         }
     }
 
-    /// The (host name, address) pairs to try for a domain, in order; Err((permanent, error)).
-    async fn targets(&self, domain: &str) -> Result<Vec<(String, SocketAddr)>, (bool, String)> {
+    /// Where mail for a domain goes, in order; Err((permanent, error)).
+    async fn plan(&self, domain: &str) -> Result<Plan, (bool, String)> {
         if let Some(host) = self.routes.get(domain) {
-            return Self::resolve_host(host, self.port, "route host").await;
+            let hops = Self::resolve_host(host, self.port, "route host").await?;
+            return Ok(Plan {
+                hops,
+                kind: HopKind::Route,
+                sts: None,
+            });
         }
         if let Some(sh) = &self.smarthost {
-            return Self::resolve_host(&sh.route, sh.port, "smarthost").await;
+            let hops = Self::resolve_host(&sh.route, sh.port, "smarthost").await?;
+            return Ok(Plan {
+                hops,
+                kind: HopKind::Smarthost,
+                sts: None,
+            });
         }
         let Some(router) = &self.router else {
             return Err((
@@ -428,16 +458,46 @@ impl Scheduler {
             .await
             .and_then(|r| prune_self(r, &self.identity))
             .map_err(|e| (e.is_permanent(), e.diagnostic()))?;
-        Ok(route
-            .hosts
+        let mut hosts = route.hosts;
+        let sts = match &self.sts {
+            Some(resolver) => {
+                let lookup = resolver.policy_for(domain).await;
+                if let Some(problem) = &lookup.problem {
+                    warn!(domain, problem = %problem, result_type = problem.result_type().map(|t| t.as_str()).unwrap_or("-"), "MTA-STS");
+                }
+                lookup.applicable().cloned()
+            }
+            None => None,
+        };
+        if let Some(p) = &sts
+            && p.mode == StsMode::Enforce
+        {
+            // RFC 8461 4.1/5: only MX hosts the policy names may receive the mail.
+            let before = hosts.len();
+            hosts.retain(|h| p.mx_matches(&h.name));
+            if hosts.is_empty() {
+                return Err((
+                    false,
+                    format!(
+                        "451 4.7.5 none of the {before} MX host(s) of {domain} matches its MTA-STS policy (mode enforce)"
+                    ),
+                ));
+            }
+        }
+        let port = self.port;
+        let hops = hosts
             .into_iter()
             .flat_map(|h| {
-                let port = self.port;
                 h.addresses
                     .into_iter()
                     .map(move |ip| (h.name.clone(), SocketAddr::new(ip, port)))
             })
-            .collect())
+            .collect();
+        Ok(Plan {
+            hops,
+            kind: HopKind::Mx,
+            sts,
+        })
     }
 
     /// The addresses of an explicit next hop (`[[route]]` or the smarthost).
@@ -472,8 +532,9 @@ impl Scheduler {
 
     async fn deliver_message(
         &self,
+        domain: &str,
         entries: Vec<QueueEntry>,
-        targets: &Result<Vec<(String, SocketAddr)>, (bool, String)>,
+        plan: &Result<Plan, (bool, String)>,
         cached: &mut Option<Connection>,
     ) {
         let now = unix_now();
@@ -518,7 +579,7 @@ impl Scheduler {
             }
         }
         if !entries.is_empty() {
-            match targets {
+            match plan {
                 Err((true, why)) => {
                     for e in entries.drain(..) {
                         let status = status_of(why);
@@ -535,8 +596,19 @@ impl Scheduler {
                         }
                     }
                 }
-                Ok(targets) => {
-                    let more = self.send(entries, targets, &message, now, cached).await;
+                Ok(plan) => {
+                    let ctx = AttemptCtx {
+                        domain,
+                        kind: plan.kind,
+                        sts: plan.sts.as_ref(),
+                        requiretls: entries[0].requiretls,
+                        // RFC 8689 5: the sender asks that recipient-domain TLS policies
+                        // (MTA-STS) not stop this message; ignored under REQUIRETLS.
+                        tls_optional: !entries[0].requiretls && tls_required_no(&message),
+                    };
+                    let more = self
+                        .send(entries, &plan.hops, &ctx, &message, now, cached)
+                        .await;
                     failed.extend(more);
                 }
             }
@@ -551,6 +623,7 @@ impl Scheduler {
         &self,
         entries: Vec<QueueEntry>,
         targets: &[(String, SocketAddr)],
+        ctx: &AttemptCtx<'_>,
         message: &[u8],
         now: i64,
         cached: &mut Option<Connection>,
@@ -561,7 +634,9 @@ impl Scheduler {
         // The connection the previous message to this domain left open (RFC 5321 connection
         // reuse); if it fails, fresh connections are tried as usual.
         if let Some(mut conn) = cached.take() {
-            if targets.iter().any(|(_, a)| *a == conn.addr) {
+            // A REQUIRETLS message needs a verified connection (RFC 8689 4.2.1).
+            let fits = !ctx.requiretls || conn.facts.verified.is_some();
+            if fits && targets.iter().any(|(_, a)| *a == conn.addr) {
                 let (outcome, _) = self
                     .transact(&mut conn, transaction(&entries, message))
                     .await;
@@ -584,13 +659,13 @@ impl Scheduler {
         for (i, (host, addr)) in candidates.iter().enumerate() {
             let is_last = i + 1 == targets.len();
             let mut r = self
-                .attempt(host, *addr, transaction(&entries, message), false)
+                .attempt(host, *addr, transaction(&entries, message), false, ctx)
                 .await;
             let handshake_failed =
                 r.0.as_ref()
                     .and_then(|o| o.failure.as_ref())
                     .is_some_and(|f| *f == ClientFailure::TlsHandshakeFailed);
-            if self.level == SecurityLevel::May
+            if r.1.policy == SecurityLevel::May
                 && handshake_failed
                 && self.smarthost_for(host, *addr).is_none()
             {
@@ -602,7 +677,7 @@ impl Scheduler {
                     self.close(c).await;
                 }
                 r = self
-                    .attempt(host, *addr, transaction(&entries, message), true)
+                    .attempt(host, *addr, transaction(&entries, message), true, ctx)
                     .await;
                 r.1.error.get_or_insert_with(|| {
                     format!("plaintext after a failed TLS handshake: {why}")
@@ -649,12 +724,22 @@ impl Scheduler {
             }
             return failed;
         };
+        // The server took over NOTIFY=SUCCESS when it announced DSN (RFC 3461 4.2); otherwise
+        // we report "relayed" ourselves.
+        let remote_dsn = outcome.capabilities.as_ref().is_some_and(|c| c.dsn);
         for (e, r) in entries.into_iter().zip(outcome.recipients) {
             let why = one_line(&r.reply);
             match r.status {
                 RecipientStatus::Delivered => {
                     if let Err(err) = self.store.queue_delivered(e.id, e.claim).await {
                         error!(queue_id = e.id, error = %err, "cannot remove the delivered entry");
+                        continue;
+                    }
+                    if !remote_dsn && dsn::notify_wants(e.dsn.notify.as_deref(), Action::Relayed) {
+                        let mta = Some(facts.host.clone());
+                        let mut rep = report(&e, "2.0.0", mta, Some(why), now, Some(facts.human()));
+                        rep.action = Action::Relayed;
+                        failed.push((e, rep));
                     }
                 }
                 RecipientStatus::Transient => {
@@ -673,7 +758,9 @@ impl Scheduler {
         failed
     }
 
-    /// Records a temporary failure; returns the entry to bounce if it expired.
+    /// Records a temporary failure. Returns the entry with a `failed` report if it expired
+    /// (to bounce), or with a `delayed` report when it has now waited `delay_warning` (once:
+    /// the first attempt after that point; a crash at the wrong moment may repeat it).
     async fn defer(
         &self,
         e: QueueEntry,
@@ -683,16 +770,34 @@ impl Scheduler {
     ) -> Option<(QueueEntry, RecipientReport)> {
         match self.schedule.after_failure(e.created, e.attempts + 1, now) {
             Next::RetryAt(next) => {
+                let human = facts.as_ref().map(TlsFacts::human);
                 let attempt = QueueAttempt {
                     at: now,
                     error,
                     next_attempt: next,
                     tls: facts.map(|f| f.to_json()),
                 };
+                let why = attempt.error.clone();
                 if let Err(err) = self.store.record_attempt(e.id, e.claim, attempt).await {
                     error!(queue_id = e.id, error = %err, "cannot record the attempt");
+                    return None;
                 }
-                None
+                let warn_at = e.created + self.delay_warning?;
+                let first_after = e.last_attempt.is_none_or(|t| t < warn_at);
+                if now < warn_at || !first_after {
+                    return None;
+                }
+                let status = status_of(&why);
+                let status = if status.starts_with('4') {
+                    status
+                } else {
+                    "4.0.0".into()
+                };
+                let mut r = report(&e, &status, None, Some(why), now, human);
+                r.action = Action::Delayed;
+                r.will_retry_until =
+                    Some(e.created + self.schedule.max_lifetime().as_secs() as i64);
+                Some((e, r))
             }
             Next::Expired => {
                 let why = format!("delivery time expired; last error: {error}");
@@ -702,14 +807,18 @@ impl Scheduler {
         }
     }
 
-    /// Sends one DSN for the failed recipients of a message and removes their entries.
+    /// Sends one DSN about the recipients of a message (failed, delayed or relayed, each as its
+    /// NOTIFY asks) and removes the failed ones' entries (delayed ones stay queued, relayed
+    /// ones are gone already).
     async fn bounce(&self, failed: Vec<(QueueEntry, RecipientReport)>, message: &[u8], now: i64) {
         let first = failed[0].0.clone();
         let reports: Vec<RecipientReport> = failed
             .iter()
-            .filter(|(e, _)| dsn::notify_wants(e.dsn.notify.as_deref(), Action::Failed))
+            .filter(|(e, r)| dsn::notify_wants(e.dsn.notify.as_deref(), r.action))
             .map(|(_, r)| r.clone())
             .collect();
+        // RFC 3461 4.3: RET asks for the content of *failed* DSNs; the others carry the header.
+        let any_failed = reports.iter().any(|r| r.action == Action::Failed);
         let input = DsnInput {
             reporting_mta: &self.hostname,
             envelope_sender: &first.sender,
@@ -717,49 +826,36 @@ impl Scheduler {
             arrival_date: first.created,
             recipients: reports,
             original: message,
-            ret: ReturnContent::from_ret(first.dsn.ret.as_deref()),
+            ret: if any_failed {
+                ReturnContent::from_ret(first.dsn.ret.as_deref())
+            } else {
+                ReturnContent::Headers
+            },
             max_full_size: dsn::DEFAULT_MAX_FULL_SIZE,
             now,
         };
         // None: the null sender (never bounce a bounce) or NOTIFY=NEVER.
         if let Some(d) = dsn::build(&input) {
             let rcpt = d.rcpt_to.clone();
-            let domain = hato_store::recipient_domain(&rcpt);
-            let mut delivery = Delivery {
-                sender: String::new(),
-                data: d.message,
-                local: Vec::new(),
-                remote: Vec::new(),
-                received_at: now,
-            };
-            let mut deliverable = true;
-            if self.local_domains.contains(&domain) {
-                let address = crate::policy::normalize_address(&rcpt).unwrap_or(rcpt.clone());
-                match self.store.resolve(&address).await {
-                    Ok(Some(account)) => delivery.local.push(account),
-                    Ok(None) => {
-                        warn!(to = %rcpt, "bounce dropped: the local sender no longer exists");
-                        deliverable = false;
-                    }
-                    Err(e) => {
-                        // Keep the entries: the bounce is retried with them.
-                        error!(error = %e, "cannot resolve the bounce recipient");
-                        return;
-                    }
+            let is_local = |domain: &str| self.local_domains.iter().any(|l| l == domain);
+            match store_dsn(self.store.as_ref(), is_local, d, now).await {
+                Ok(true) => {
+                    info!(to = %rcpt, recipients = failed.len(), failed = any_failed, "delivery status notification sent")
                 }
-            } else {
-                delivery.remote.push(rcpt.clone());
-            }
-            if deliverable {
-                let remote = !delivery.remote.is_empty();
-                if let Err(e) = self.store.deliver(delivery).await {
-                    error!(error = %e, "cannot store the bounce; will try again");
+                Ok(false) => {
+                    warn!(to = %rcpt, "delivery status notification dropped: the local sender no longer exists")
+                }
+                Err(e) => {
+                    // Keep the entries: the bounce is retried with them.
+                    error!(error = %e, "cannot store the delivery status notification; will try again");
                     return;
                 }
-                info!(to = %rcpt, recipients = failed.len(), remote, "bounce sent");
             }
         }
         for (e, r) in failed {
+            if r.action != Action::Failed {
+                continue;
+            }
             info!(queue_id = e.id, rcpt = %e.recipient, status = %r.status, "bounced");
             if let Err(err) = self.store.queue_delivered(e.id, e.claim).await {
                 error!(queue_id = e.id, error = %err, "cannot remove the bounced entry");
@@ -776,13 +872,14 @@ impl Scheduler {
         addr: SocketAddr,
         txn: Transaction,
         plaintext: bool,
+        ctx: &AttemptCtx<'_>,
     ) -> (
         Option<TransactionOutcome>,
         TlsFacts,
         Option<String>,
         Option<Connection>,
     ) {
-        let mut conn = match self.open(host, addr, plaintext).await {
+        let mut conn = match self.open(host, addr, plaintext, ctx).await {
             Ok(c) => c,
             Err((facts, error)) => return (None, facts, Some(error), None),
         };
@@ -799,11 +896,11 @@ impl Scheduler {
         host: &str,
         addr: SocketAddr,
         plaintext: bool,
+        ctx: &AttemptCtx<'_>,
     ) -> Result<Connection, (TlsFacts, String)> {
         let mut facts = TlsFacts {
             host: host.to_owned(),
             ip: Some(addr.ip()),
-            policy: self.level,
             ..TlsFacts::default()
         };
         let smarthost = self.smarthost_for(host, addr);
@@ -815,10 +912,35 @@ impl Scheduler {
                 (_, false) => SecurityLevel::Encrypt,
             };
         }
-        if smarthost.is_none() && self.level == SecurityLevel::Verify && self.tls_verify.is_none() {
-            let why = "451 4.7.5 tls_policy verify needs `delivery.ca_file` (no trust anchors configured)";
-            facts.error = Some(why.into());
-            return Err((facts, why.into()));
+        // What this destination demands: the policy table (and minimum), REQUIRETLS, and an
+        // MTA-STS policy in enforce mode for MX hosts.
+        let mut verify = None;
+        let mut tls = TlsRequirement::None;
+        if smarthost.is_none() {
+            let mut req = self
+                .table
+                .requirements(ctx.domain, host, None, ctx.requiretls)
+                .map_err(|why| (facts.clone(), format!("451 4.7.5 {why}")))?;
+            let enforced = matches!((ctx.kind, ctx.sts), (HopKind::Mx, Some(p)) if p.mode == StsMode::Enforce)
+                && !ctx.tls_optional;
+            if enforced && let Some(p) = ctx.sts {
+                req = req
+                    .with_mta_sts(p, host)
+                    .map_err(|why| (facts.clone(), format!("451 4.7.5 {why}")))?;
+            }
+            facts.policy = req.applied;
+            if req.verification_required() {
+                verify = Some(if enforced {
+                    VerifiedBy::MtaSts
+                } else {
+                    VerifiedBy::WebPki
+                });
+            }
+            tls = if plaintext {
+                TlsRequirement::None
+            } else {
+                req.tls
+            };
         }
         let tcp = match tokio::time::timeout(self.connect_timeout, TcpStream::connect(addr)).await {
             Ok(Ok(s)) => s,
@@ -837,8 +959,9 @@ impl Scheduler {
                 config.already_tls = true;
                 let limit = Duration::from_secs(60);
                 let connector = &sh.connector;
+                let verify = sh.verify.then_some(VerifiedBy::WebPki);
                 match self
-                    .handshake(connector, host, addr, tcp, limit, &mut facts, sh.verify)
+                    .handshake(connector, host, addr, tcp, limit, &mut facts, verify)
                     .await
                 {
                     Some(tls) => Io::Tls(Box::new(tls)),
@@ -859,14 +982,10 @@ impl Scheduler {
                 host: host.to_owned(),
                 addr,
                 closed: false,
+                verify: sh.verify.then_some(VerifiedBy::WebPki),
             });
         }
-        config.tls = match self.level {
-            _ if plaintext => TlsRequirement::None,
-            SecurityLevel::None => TlsRequirement::None,
-            SecurityLevel::May => TlsRequirement::Opportunistic,
-            _ => TlsRequirement::Required,
-        };
+        config.tls = tls;
         Ok(Connection {
             session: ClientSession::new(config),
             io: Io::Plain(tcp),
@@ -874,6 +993,7 @@ impl Scheduler {
             host: host.to_owned(),
             addr,
             closed: false,
+            verify,
         })
     }
 
@@ -994,15 +1114,11 @@ impl Scheduler {
             return;
         };
         let (host, addr) = (conn.host.clone(), conn.addr);
-        let (connector, verify) = match self.smarthost_for(&host, addr) {
-            Some(sh) => (&sh.connector, sh.verify),
-            None => {
-                let verify = self.level == SecurityLevel::Verify;
-                match (&self.tls_verify, verify) {
-                    (Some(c), true) => (c, true),
-                    _ => (&self.tls_any, verify),
-                }
-            }
+        let verify = conn.verify;
+        let connector = match self.smarthost_for(&host, addr) {
+            Some(sh) => &sh.connector,
+            None if verify.is_some() => &self.tls_verify,
+            None => &self.tls_any,
         };
         match self
             .handshake(connector, &host, addr, tcp, limit, &mut conn.facts, verify)
@@ -1011,7 +1127,7 @@ impl Scheduler {
             Some(tls) => {
                 conn.io = Io::Tls(Box::new(tls));
                 conn.session.tls_established();
-                conn.session.set_tls_verified(verify);
+                conn.session.set_tls_verified(verify.is_some());
             }
             None => conn.session.tls_failed(),
         }
@@ -1027,7 +1143,7 @@ impl Scheduler {
         tcp: TcpStream,
         limit: Duration,
         facts: &mut TlsFacts,
-        verify: bool,
+        verify: Option<VerifiedBy>,
     ) -> Option<tokio_rustls::client::TlsStream<TcpStream>> {
         let name = match host
             .strip_prefix('[')
@@ -1059,9 +1175,7 @@ impl Scheduler {
                         None => name,
                     }
                 });
-                if verify {
-                    facts.verified = Some(VerifiedBy::WebPki);
-                }
+                facts.verified = verify;
                 Some(tls)
             }
             Ok(Err(e)) => {
@@ -1076,6 +1190,36 @@ impl Scheduler {
     }
 }
 
+/// Stores a DSN for its recipient (the original sender): into a local account's INBOX, or
+/// into the queue for another domain (sent from the null sender: never bounced itself).
+/// `Ok(false)`: dropped, the local recipient no longer exists.
+pub(crate) async fn store_dsn(
+    store: &dyn Store,
+    is_local: impl Fn(&str) -> bool,
+    d: dsn::Dsn,
+    now: i64,
+) -> Result<bool, hato_store::StoreError> {
+    let rcpt = d.rcpt_to;
+    let mut delivery = Delivery {
+        sender: String::new(),
+        data: d.message,
+        local: Vec::new(),
+        remote: Vec::new(),
+        received_at: now,
+    };
+    if is_local(&hato_store::recipient_domain(&rcpt)) {
+        let address = crate::policy::normalize_address(&rcpt).unwrap_or(rcpt.clone());
+        match store.resolve(&address).await? {
+            Some(account) => delivery.local.push(account),
+            None => return Ok(false),
+        }
+    } else {
+        delivery.remote.push(rcpt);
+    }
+    store.deliver(delivery).await?;
+    Ok(true)
+}
+
 /// An SMTP connection to one address (see [`Scheduler::attempt`]).
 struct Connection {
     session: ClientSession,
@@ -1085,6 +1229,44 @@ struct Connection {
     addr: SocketAddr,
     /// The session is over (Done): not reusable.
     closed: bool,
+    /// The certificate must verify (WebPKI roots plus `ca_file`), and what asked for it.
+    verify: Option<VerifiedBy>,
+}
+
+/// How a domain's mail is routed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum HopKind {
+    /// Its MX hosts (MTA-STS applies).
+    Mx,
+    /// A `[[route]]`.
+    Route,
+    /// `[delivery.smarthost]`.
+    Smarthost,
+}
+
+/// The next hops of a domain for one scheduling round.
+struct Plan {
+    /// (host name, address) in the order to try.
+    hops: Vec<(String, SocketAddr)>,
+    kind: HopKind,
+    /// The domain's MTA-STS policy in force (enforce or testing).
+    sts: Option<StsPolicy>,
+}
+
+/// What one message's delivery attempts must respect.
+struct AttemptCtx<'a> {
+    domain: &'a str,
+    kind: HopKind,
+    sts: Option<&'a StsPolicy>,
+    requiretls: bool,
+    /// `TLS-Required: No` (RFC 8689 5): MTA-STS does not stop the message.
+    tls_optional: bool,
+}
+
+/// The message's header has `TLS-Required: No` (RFC 8689 5).
+fn tls_required_no(message: &[u8]) -> bool {
+    hato_smtp::message::header_value(message, "TLS-Required")
+        .is_some_and(|v| v.eq_ignore_ascii_case("no"))
 }
 
 /// The SMTP transaction for the entries of one message.

@@ -7,6 +7,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use hato_delivery::dsn;
 use hato_smtp::{Action, Session};
 use hato_store::{Account, Delivery, QueueParams};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -279,9 +280,27 @@ impl Conn<'_> {
         let mut local = Vec::new();
         let mut remote = Vec::new();
         let mut remote_dsn = Vec::new();
+        // Local recipients that asked for NOTIFY=SUCCESS: "delivered" once stored.
+        let mut success = Vec::new();
         for (r, dsn) in env.recipients_with_dsn() {
             match self.targets.get(&r.normalized()) {
-                Some(Target::Local(account)) => local.push(*account),
+                Some(Target::Local(account)) => {
+                    local.push(*account);
+                    let (notify, orcpt) = dsn.to_strings();
+                    if dsn::notify_wants(notify.as_deref(), dsn::Action::Delivered) {
+                        success.push(dsn::RecipientReport {
+                            final_recipient: r.to_string(),
+                            original_recipient: orcpt,
+                            action: dsn::Action::Delivered,
+                            status: "2.0.0".into(),
+                            remote_mta: None,
+                            diagnostic: None,
+                            last_attempt: Some(now.unix_timestamp()),
+                            will_retry_until: None,
+                            tls: None,
+                        });
+                    }
+                }
                 Some(Target::Remote) => {
                     remote.push(r.to_string());
                     remote_dsn.push(dsn.to_strings());
@@ -309,6 +328,7 @@ impl Conn<'_> {
             received_at: now.unix_timestamp(),
         };
         let (nlocal, nremote) = (delivery.local.len(), delivery.remote.len());
+        let data_for_report = (!success.is_empty()).then(|| delivery.data.clone());
         // RFC 3461 / RFC 8689 parameters travel with the remote recipients (same order).
         let params = QueueParams {
             ret: env.ret.map(|r| r.as_str().to_owned()),
@@ -324,6 +344,10 @@ impl Conn<'_> {
             .await
         {
             Ok(_) => {
+                if let Some(data) = data_for_report {
+                    self.report_success(&env, success, &data, now.unix_timestamp())
+                        .await;
+                }
                 if nremote > 0 {
                     self.shared.outbound.notify_one();
                 }
@@ -349,6 +373,46 @@ impl Conn<'_> {
                     "Local error in processing, try again later",
                 ))
             }
+        }
+    }
+}
+
+impl Conn<'_> {
+    /// RFC 3461 NOTIFY=SUCCESS for local recipients: a "delivered" DSN to the sender, with the
+    /// message header. Best effort: the message itself is already safe.
+    async fn report_success(
+        &self,
+        env: &hato_smtp::Envelope,
+        recipients: Vec<dsn::RecipientReport>,
+        data: &[u8],
+        now: i64,
+    ) {
+        let sender = env
+            .sender
+            .as_ref()
+            .map(|a| a.to_string())
+            .unwrap_or_default();
+        let input = dsn::DsnInput {
+            reporting_mta: &self.shared.hostname,
+            envelope_sender: &sender,
+            envelope_id: env.envid.as_deref(),
+            arrival_date: now,
+            recipients,
+            original: data,
+            ret: dsn::ReturnContent::Headers,
+            max_full_size: dsn::DEFAULT_MAX_FULL_SIZE,
+            now,
+        };
+        // None for the null sender: never a report about a report.
+        let Some(d) = dsn::build(&input) else { return };
+        let policy = &self.shared.policy;
+        let store = policy.store().as_ref();
+        match crate::delivery::store_dsn(store, |d| policy.is_local_domain(d), d, now).await {
+            Ok(_) => {
+                info!(to = %sender, "delivery status notification sent (NOTIFY=SUCCESS)");
+                self.shared.outbound.notify_one();
+            }
+            Err(e) => warn!(error = %e, "cannot store the success notification"),
         }
     }
 }

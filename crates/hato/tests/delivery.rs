@@ -130,21 +130,52 @@ fn sender(port: u16, dns: Option<SocketAddr>, more: &str) -> TestServer {
 
 /// Submits one message from alice to `to` over submission (STARTTLS + AUTH) with smtplib.
 fn submit(server: &TestServer, to: &str, subject: &str) {
+    submit_with(server, to, subject, "", "", "");
+}
+
+/// [`submit`] with MAIL and RCPT parameters (space separated, e.g. "RET=HDRS ENVID=x") and
+/// extra header lines.
+fn submit_with(
+    server: &TestServer,
+    to: &str,
+    subject: &str,
+    mail_params: &str,
+    rcpt_params: &str,
+    headers: &str,
+) {
     const SCRIPT: &str = r#"
 import smtplib, ssl, sys
-port, user, password, to, subject = sys.argv[1:6]
+port, user, password, to, subject, mail_params, rcpt_params, headers = sys.argv[1:9]
 ctx = ssl.create_default_context()
 ctx.check_hostname = False
 ctx.verify_mode = ssl.CERT_NONE
 s = smtplib.SMTP("127.0.0.1", int(port), timeout=20)
 s.starttls(context=ctx)
 s.login(user, password)
-msg = "From: %s\r\nTo: %s\r\nSubject: %s\r\n\r\nHello from the delivery test.\r\n" % (user, to, subject)
-s.sendmail(user, [to], msg)
+msg = "From: %s\r\nTo: %s\r\nSubject: %s\r\n%s\r\nHello from the delivery test.\r\n" % (user, to, subject, headers)
+s.sendmail(user, [to], msg, mail_options=mail_params.split(), rcpt_options=rcpt_params.split())
 s.quit()
 "#;
     let port = server.ports.submission.to_string();
-    python(SCRIPT, &[&port, USER, PASSWORD, to, subject]).assert_ok();
+    let headers = if headers.is_empty() {
+        String::new()
+    } else {
+        format!("{headers}\r\n")
+    };
+    python(
+        SCRIPT,
+        &[
+            &port,
+            USER,
+            PASSWORD,
+            to,
+            subject,
+            mail_params,
+            rcpt_params,
+            &headers,
+        ],
+    )
+    .assert_ok();
 }
 
 fn wait_until(what: &str, wait: Duration, mut f: impl FnMut() -> bool, logs: impl Fn() -> String) {
@@ -377,9 +408,17 @@ struct BrokenTlsMta {
 
 impl BrokenTlsMta {
     fn start(connections: usize) -> BrokenTlsMta {
+        BrokenTlsMta::with_capabilities(connections, "STARTTLS")
+    }
+
+    /// A fake MTA announcing `capabilities` (comma separated, e.g. "DSN" or "STARTTLS,DSN");
+    /// its STARTTLS is broken (answers garbage after 220).
+    fn with_capabilities(connections: usize, capabilities: &str) -> BrokenTlsMta {
         const SCRIPT: &str = r#"
 import socket, sys
 n = int(sys.argv[1])
+caps = [c for c in sys.argv[2].split(",") if c]
+ehlo = "".join("250-%s\r\n" % c for c in ["fake"] + caps[:-1]) + "250 %s\r\n" % (caps[-1] if caps else "HELP")
 srv = socket.socket()
 srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 srv.bind(("127.0.0.1", 0))
@@ -400,7 +439,7 @@ try:
             cmd = line.strip().upper()
             seen.append(line.decode("utf-8", "replace").strip())
             if cmd.startswith(b"EHLO"):
-                c.sendall(b"250-fake\r\n250 STARTTLS\r\n")
+                c.sendall(ehlo.encode())
             elif cmd == b"STARTTLS":
                 c.sendall(b"220 go ahead\r\n")
                 c.recv(4096)
@@ -429,6 +468,7 @@ print("\n".join(seen), flush=True)
             .arg("-c")
             .arg(SCRIPT)
             .arg(connections.to_string())
+            .arg(capabilities)
             .stdout(std::process::Stdio::piped())
             .spawn()
             .unwrap();
@@ -508,8 +548,10 @@ fn encrypt_never_falls_back_to_plaintext() {
     assert!(!seen.contains("MAIL FROM"), "{seen}");
 }
 
+/// `verify` without `ca_file` checks against the public WebPKI roots: a self-signed
+/// certificate fails the handshake and the message waits (never plaintext).
 #[test]
-fn verify_without_ca_file_defers_with_a_clear_error() {
+fn verify_uses_webpki_roots_and_defers_on_an_untrusted_certificate() {
     let rx = receiver("remote.test");
     let tx = sender(
         free_port(),
@@ -526,8 +568,15 @@ fn verify_without_ca_file_defers_with_a_clear_error() {
         || tx.queue().first().is_some_and(|e| e.attempts >= 1),
         || tx.logs(),
     );
-    let error = tx.queue()[0].last_error.clone().unwrap_or_default();
-    assert!(error.contains("ca_file"), "{error}");
+    let entry = tx.queue()[0].clone();
+    let error = entry.last_error.clone().unwrap_or_default();
+    assert!(
+        error.contains("4.7.") || error.contains("certificate") || error.contains("TLS"),
+        "{error}"
+    );
+    let tls = entry.last_tls.clone().unwrap_or_default();
+    assert!(tls.contains("\"policy\":\"verify\""), "{tls}");
+    assert!(tls.to_lowercase().contains("certificate"), "{tls}");
     assert!(rx.inbox(BOB).is_empty());
 }
 
@@ -872,4 +921,188 @@ while True:
         );
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
+}
+
+/// `[delivery.tls_policies]` picks the level per destination; DSN parameters from submission
+/// go on to a server that announces DSN (RFC 3461 4: RET, ENVID, NOTIFY, ORCPT).
+#[test]
+fn policy_table_and_dsn_parameters_pass_through() {
+    let mta = BrokenTlsMta::with_capabilities(1, "STARTTLS,DSN");
+    let tx = sender(
+        free_port(),
+        None,
+        &format!(
+            "tls_policy = \"encrypt\"\n[delivery.tls_policies]\n\"remote.test\" = \"none\"\n[[route]]\ndomain = \"remote.test\"\nhost = \"[127.0.0.1]:{}\"\n",
+            mta.port
+        ),
+    );
+    submit_with(
+        &tx,
+        BOB,
+        "with dsn",
+        "RET=HDRS ENVID=env42",
+        "NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;bob+2Borig@remote.test",
+        "",
+    );
+    wait_until(
+        "queue empties",
+        Duration::from_secs(20),
+        || tx.queue().is_empty(),
+        || tx.logs(),
+    );
+    let seen = mta.commands();
+    assert!(!seen.contains("STARTTLS"), "table level none: {seen}");
+    assert!(
+        seen.contains("MAIL FROM:<alice@example.test> RET=HDRS ENVID=env42"),
+        "{seen}"
+    );
+    assert!(
+        seen.contains(
+            "RCPT TO:<bob@remote.test> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;bob+2Borig@remote.test"
+        ),
+        "{seen}"
+    );
+    // The server took NOTIFY=SUCCESS over: no "relayed" report from us.
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(tx.inbox(USER).is_empty(), "{:?}", tx.inbox(USER));
+}
+
+/// NOTIFY=SUCCESS to a server without DSN: hato reports "relayed" itself (RFC 3461 4.2);
+/// to a local mailbox: "delivered" at once.
+#[test]
+fn success_notifications_relayed_and_delivered() {
+    let mta = BrokenTlsMta::with_capabilities(1, "");
+    let tx = sender(
+        free_port(),
+        None,
+        &format!(
+            "[[route]]\ndomain = \"remote.test\"\nhost = \"[127.0.0.1]:{}\"\n",
+            mta.port
+        ),
+    );
+    submit_with(
+        &tx,
+        BOB,
+        "relay me",
+        "ENVID=e-77",
+        "NOTIFY=SUCCESS ORCPT=rfc822;bob@remote.test",
+        "",
+    );
+    let inbox = tx.wait_inbox(USER, 1, Duration::from_secs(20));
+    let report = &inbox[0];
+    assert!(report.contains("Action: relayed"), "{report}");
+    assert!(report.contains("Status: 2.0.0"), "{report}");
+    assert!(report.contains("Original-Envelope-Id: e-77"), "{report}");
+    assert!(
+        report.contains("Original-Recipient: rfc822;bob@remote.test"),
+        "{report}"
+    );
+    assert!(
+        report.contains("Subject: relay me"),
+        "header returned: {report}"
+    );
+    assert!(
+        !report.contains("Hello from the delivery test"),
+        "no body: {report}"
+    );
+    let seen = mta.commands();
+    assert!(seen.contains("MAIL FROM:<alice@example.test>"), "{seen}");
+    assert!(!seen.contains("NOTIFY"), "not announced, not sent: {seen}");
+
+    // Local: alice writes to herself with NOTIFY=SUCCESS: the message and a "delivered" report.
+    submit_with(&tx, USER, "to myself", "", "NOTIFY=SUCCESS", "");
+    let inbox = tx.wait_inbox(USER, 3, Duration::from_secs(20));
+    let delivered: Vec<_> = inbox
+        .iter()
+        .filter(|m| m.contains("Action: delivered"))
+        .collect();
+    assert_eq!(delivered.len(), 1, "{inbox:?}");
+    assert!(
+        delivered[0].contains("Return-Path: <>") || delivered[0].contains("MAILER-DAEMON"),
+        "{}",
+        delivered[0]
+    );
+    // NOTIFY=NEVER: nothing.
+    submit_with(&tx, USER, "quietly", "", "NOTIFY=NEVER", "");
+    tx.wait_inbox(USER, 4, Duration::from_secs(20));
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(tx.inbox(USER).len(), 4);
+}
+
+/// `delay_warning`: one "delayed" report once a message has waited that long; it stays queued.
+#[test]
+fn delay_warning_is_sent_once() {
+    let tx = sender(
+        free_port(),
+        None,
+        "delay_warning = \"1s\"\n[[route]]\ndomain = \"remote.test\"\nhost = \"[127.0.0.1]:1\"\n",
+    );
+    submit(&tx, BOB, "slow one");
+    let inbox = tx.wait_inbox(USER, 1, Duration::from_secs(20));
+    let report = &inbox[0];
+    assert!(report.contains("Action: delayed"), "{report}");
+    assert!(report.contains("Subject: Delayed Mail"), "{report}");
+    assert!(report.contains("Will-Retry-Until:"), "{report}");
+    assert!(report.contains("Status: 4."), "{report}");
+    // More failed attempts, no second notice; the message is still queued.
+    wait_until(
+        "three attempts",
+        Duration::from_secs(20),
+        || tx.queue().first().is_some_and(|e| e.attempts >= 3),
+        || tx.logs(),
+    );
+    assert_eq!(tx.inbox(USER).len(), 1);
+    assert_eq!(tx.queue().len(), 1);
+}
+
+/// REQUIRETLS (RFC 8689): only over a verified connection to a server announcing it;
+/// otherwise the message waits (never sent without). `TLS-Required: No` is the opposite.
+#[test]
+fn requiretls_needs_a_verified_connection() {
+    let dns = start_dns();
+    let certs = tempfile::tempdir().unwrap();
+    let (ca, leaf, key) = make_ca_and_leaf(certs.path(), "mx");
+    let (other_ca, _, _) = make_ca_and_leaf(certs.path(), "other");
+    let rx = TestServer::start_domains(
+        &["remote.test"],
+        &[BOB],
+        &format!(
+            "[tls]\ncert = \"{}\"\nkey = \"{}\"\n{FAST_AUTH}",
+            leaf.display(),
+            key.display()
+        ),
+    );
+    // Trusted: delivered over verified TLS although the policy is only `may`.
+    let tx = sender(
+        rx.ports.smtp,
+        Some(dns.addr),
+        &format!("ca_file = \"{}\"\n", ca.display()),
+    );
+    submit_with(&tx, BOB, "secret", "REQUIRETLS", "", "");
+    let got = rx.wait_inbox(BOB, 1, Duration::from_secs(20));
+    assert!(got[0].contains("Subject: secret"), "{got:?}");
+    assert!(tx.logs().contains(" verified"), "{}", tx.logs());
+    // Not trusted: a REQUIRETLS message waits, a plain one goes (may: unverified TLS).
+    let tx2 = sender(
+        rx.ports.smtp,
+        Some(dns.addr),
+        &format!("ca_file = \"{}\"\n", other_ca.display()),
+    );
+    submit_with(&tx2, BOB, "secret two", "REQUIRETLS", "", "");
+    submit(&tx2, BOB, "ordinary");
+    rx.wait_inbox(BOB, 2, Duration::from_secs(20));
+    wait_until(
+        "a deferred REQUIRETLS attempt",
+        Duration::from_secs(20),
+        || tx2.queue().first().is_some_and(|e| e.attempts >= 1),
+        || tx2.logs(),
+    );
+    let e = &tx2.queue()[0];
+    assert!(e.requiretls, "{e:?}");
+    let tls = e.last_tls.clone().unwrap_or_default();
+    assert!(tls.contains("\"policy\":\"verify\""), "{tls}");
+    std::thread::sleep(Duration::from_millis(500));
+    let inbox = rx.inbox(BOB);
+    assert_eq!(inbox.len(), 2);
+    assert!(!inbox.iter().any(|m| m.contains("secret two")), "{inbox:?}");
 }
