@@ -554,7 +554,7 @@ pub trait Store: Send + Sync + 'static {
     /// mailbox's HIGHESTMODSEQ or deleted it, by any write of this store (deliveries included),
     /// before the writing call returns. Lagging receivers get `RecvError::Lagged`: then treat
     /// every mailbox as changed. Writes of *other processes* on the same database (the CLI,
-    /// another server) are not announced: poll [`Store::mailbox_status`] (e.g. every few
-    /// seconds during IDLE) to see them.
+    /// another server) are announced too, within about a second (the backend watches for them
+    /// once for all receivers).
     fn subscribe_changes(&self) -> tokio::sync::broadcast::Receiver<MailboxChanged>;
 }

@@ -31,7 +31,9 @@
 //! * **Change notifications**: temporary triggers on the writer connection record every mailbox
 //!   whose `highest_modseq` changed or which was deleted, in a temp table that shares the
 //!   batch transaction (a rolled-back request leaves no trace). The writer reads it just before
-//!   `COMMIT` and broadcasts [`MailboxChanged`] after it. Only this process's writes are seen.
+//!   `COMMIT` and broadcasts [`MailboxChanged`] after it. Other processes' writes are found by a
+//!   watcher thread (started with the first subscriber) that compares every mailbox's
+//!   HIGHESTMODSEQ once a second with what was announced.
 //! * **Outbound queue**: `due_queue` runs on the writer, so selecting due rows and leasing them
 //!   (`leased_until`, `claim` token) is one `BEGIN IMMEDIATE` transaction: two schedulers, in
 //!   this process or another, never claim the same entry while its lease runs. Queue ids come
@@ -41,6 +43,7 @@
 //!   cached prepared point statements on the `(mailbox_id, uid)` primary key, so a
 //!   10,000-UID STORE is one transaction of 20,000 cheap statements, not one of dynamic SQL.
 
+use std::collections::HashMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -263,6 +266,10 @@ struct Inner {
     read_slots: Arc<Semaphore>,
     /// Kept to hand out receivers; the writer thread owns a clone and sends.
     changes: broadcast::Sender<MailboxChanged>,
+    /// The last HIGHESTMODSEQ announced per mailbox (by the writer or the watcher).
+    announced: Arc<Mutex<HashMap<MailboxId, (AccountId, u64)>>>,
+    /// Starts the watcher for other processes' writes with the first subscriber.
+    watcher: std::sync::Once,
 }
 
 impl Drop for Inner {
@@ -322,9 +329,11 @@ impl SqliteStore {
         let (tx, rx) = mpsc::channel::<Box<dyn WriteJob>>();
         let thread_commits = Arc::clone(&commits);
         let thread_changes = changes.clone();
+        let announced = Arc::new(Mutex::new(HashMap::new()));
+        let thread_announced = Arc::clone(&announced);
         let writer_thread = std::thread::Builder::new()
             .name("hato-store-writer".into())
-            .spawn(move || writer_loop(conn, rx, thread_commits, thread_changes))
+            .spawn(move || writer_loop(conn, rx, thread_commits, thread_changes, thread_announced))
             .map_err(|e| StoreError::Backend(format!("starting the writer thread: {e}")))?;
 
         Ok(SqliteStore {
@@ -336,6 +345,8 @@ impl SqliteStore {
                 readers: Mutex::new(Vec::new()),
                 read_slots: Arc::new(Semaphore::new(MAX_READERS)),
                 changes,
+                announced,
+                watcher: std::sync::Once::new(),
             }),
         })
     }
@@ -529,6 +540,7 @@ fn writer_loop(
     rx: mpsc::Receiver<Box<dyn WriteJob>>,
     commits: Arc<AtomicU64>,
     changes: broadcast::Sender<MailboxChanged>,
+    announced: Arc<Mutex<HashMap<MailboxId, (AccountId, u64)>>>,
 ) {
     let mut batch: Vec<Box<dyn WriteJob>> = Vec::with_capacity(MAX_BATCH);
     while let Ok(first) = rx.recv() {
@@ -544,6 +556,17 @@ fn writer_loop(
                 commits.fetch_add(1, Ordering::Relaxed);
                 // Before answering: when a write returns, its event is already queued. No
                 // receiver is fine.
+                if !changed.is_empty() {
+                    let mut known = announced.lock().unwrap_or_else(|e| e.into_inner());
+                    for event in &changed {
+                        if event.deleted {
+                            known.remove(&event.mailbox);
+                        } else {
+                            let m = known.entry(event.mailbox).or_insert((event.account, 0));
+                            m.1 = m.1.max(event.highest_modseq);
+                        }
+                    }
+                }
                 for event in changed {
                     let _ = changes.send(event);
                 }
@@ -594,6 +617,86 @@ fn run_batch(
     let changed = take_changes(conn).map_err(|e| format!("reading changed mailboxes: {e}"))?;
     exec(conn, "COMMIT").map_err(|e| format!("commit failed: {e}"))?;
     Ok(changed)
+}
+
+/// How often the watcher looks for other processes' writes.
+const WATCH_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Announces writes of other processes (the CLI, a second server on the same file): once per
+/// [`WATCH_INTERVAL`] it reads every mailbox's HIGHESTMODSEQ (one small query for the whole
+/// store, instead of each IDLE session polling its mailbox) and sends [`MailboxChanged`] for
+/// those beyond what was announced, and `deleted` for those gone. Ends with the store.
+fn watch_loop(inner: std::sync::Weak<Inner>) {
+    let mut conn: Option<Connection> = None;
+    // The first successful read is the baseline: nothing is announced for it.
+    let mut first = true;
+    let mut started = false;
+    loop {
+        if started {
+            std::thread::sleep(WATCH_INTERVAL);
+        }
+        started = true;
+        let Some(inner) = inner.upgrade() else { return };
+        if conn.is_none() {
+            match open_connection(&inner.path, true) {
+                Ok(c) => conn = Some(c),
+                Err(e) => {
+                    tracing::warn!(error = %e, "store watcher cannot open the database");
+                    continue;
+                }
+            }
+        }
+        let Some(c) = conn.as_ref() else { continue };
+        let rows = c
+            .prepare_cached("SELECT id, account_id, highest_modseq FROM mailboxes")
+            .and_then(|mut st| {
+                st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, get_u64(r, 2)?)))?
+                    .collect::<rusqlite::Result<Vec<(MailboxId, AccountId, u64)>>>()
+            });
+        let rows = match rows {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(error = %e, "store watcher cannot read mailboxes");
+                continue;
+            }
+        };
+        let mut events = Vec::new();
+        {
+            let mut known = inner.announced.lock().unwrap_or_else(|e| e.into_inner());
+            let mut present = std::collections::HashSet::with_capacity(rows.len());
+            for (mailbox, account, modseq) in rows {
+                present.insert(mailbox);
+                let seen = known.entry(mailbox).or_insert((account, modseq));
+                if modseq > seen.1 {
+                    seen.1 = modseq;
+                    if !first {
+                        events.push(MailboxChanged {
+                            account,
+                            mailbox,
+                            highest_modseq: modseq,
+                            deleted: false,
+                        });
+                    }
+                }
+            }
+            known.retain(|mailbox, (account, modseq)| {
+                let keep = present.contains(mailbox);
+                if !keep && !first {
+                    events.push(MailboxChanged {
+                        account: *account,
+                        mailbox: *mailbox,
+                        highest_modseq: *modseq,
+                        deleted: true,
+                    });
+                }
+                keep
+            });
+        }
+        first = false;
+        for event in events {
+            let _ = inner.changes.send(event);
+        }
+    }
 }
 
 /// Reads and clears what the change-tracking triggers recorded in this transaction.
@@ -2191,7 +2294,17 @@ impl Store for SqliteStore {
     }
 
     fn subscribe_changes(&self) -> broadcast::Receiver<MailboxChanged> {
-        self.inner.changes.subscribe()
+        let inner = &self.inner;
+        inner.watcher.call_once(|| {
+            let weak = Arc::downgrade(inner);
+            let spawned = std::thread::Builder::new()
+                .name("hato-store-watch".into())
+                .spawn(move || watch_loop(weak));
+            if let Err(e) = spawned {
+                tracing::error!(error = %e, "cannot start the store watcher: writes of other processes go unannounced");
+            }
+        });
+        inner.changes.subscribe()
     }
 }
 

@@ -878,3 +878,56 @@ async fn two_stores_claim_the_queue_once() {
         .sum();
     assert_eq!(again, 200);
 }
+
+/// Writes of another process (a second store on the same file stands in for the CLI) reach
+/// `subscribe_changes` receivers within about a second, deletions included; this store's own
+/// writes are announced once, not a second time by the watcher.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn other_processes_writes_are_announced() {
+    use tokio::sync::broadcast::error::TryRecvError;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("hato.db");
+    let server = SqliteStore::open(&path).unwrap();
+    let cli = SqliteStore::open(&path).unwrap();
+    let a = server
+        .create_account("w@example.com", HASH)
+        .await
+        .unwrap()
+        .id;
+    let inbox = inbox_id(&server, a).await;
+    let mut rx = server.subscribe_changes();
+
+    cli.deliver(delivery(1, vec![a], vec![])).await.unwrap();
+    let event = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+        .await
+        .expect("announced within the watch interval")
+        .unwrap();
+    assert_eq!(
+        (event.mailbox, event.account, event.deleted),
+        (inbox, a, false)
+    );
+    let status = server.mailbox_status(inbox).await.unwrap().unwrap();
+    assert_eq!(event.highest_modseq, status.highest_modseq);
+
+    // Our own write: one event, and no echo from the watcher afterwards.
+    server.deliver(delivery(2, vec![a], vec![])).await.unwrap();
+    let own = rx.recv().await.unwrap();
+    assert_eq!(own.mailbox, inbox);
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert!(matches!(rx.try_recv(), Err(TryRecvError::Empty)), "no echo");
+
+    // A mailbox deleted elsewhere.
+    let other = cli.create_mailbox(a, "Elsewhere", None).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    cli.delete_mailbox(a, "Elsewhere").await.unwrap();
+    let deleted = loop {
+        let e = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+            .await
+            .expect("deletion announced")
+            .unwrap();
+        if e.deleted {
+            break e;
+        }
+    };
+    assert_eq!((deleted.mailbox, deleted.account), (other.id, a));
+}

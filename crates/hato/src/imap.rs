@@ -3,7 +3,7 @@
 //! throttling) and the store. The selected mailbox is a [`SelectedView`] kept in step with the
 //! store through `changes_since`; after every command untagged updates are flushed as the
 //! view's [`Moment`] rules allow. IDLE wakes on [`hato_store::Store::subscribe_changes`] for the
-//! selected mailbox and polls `mailbox_status` every second for writes of other processes.
+//! selected mailbox (the store also announces writes of other processes, about once a second).
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -41,7 +41,7 @@ fn tls_info(f: hato_tls::SessionFacts) -> hato_imap::TlsInfo {
 
 /// RFC 9051 5.4: the autologout timer must be at least 30 minutes once logged in.
 const MIN_AUTHENTICATED_TIMEOUT: Duration = Duration::from_secs(30 * 60);
-/// How often IDLE looks at the store for writes of other processes (the CLI, another server).
+/// IDLE's pause before syncing when the store's change channel is gone (shutting down).
 const IDLE_POLL: Duration = Duration::from_secs(1);
 
 /// Serves one IMAP connection; returns the counts for the disconnect log line.
@@ -210,11 +210,10 @@ impl<'a> Conn<'a> {
                     let timeout = self.read_timeout();
                     let selected = self.selected.as_ref().map(|x| x.id);
                     let rx = idle_rx.as_mut().expect("subscribed above");
-                    let mut poll = tokio::time::interval(IDLE_POLL);
-                    poll.tick().await;
                     let deadline = tokio::time::sleep(timeout);
                     tokio::pin!(deadline);
-                    // Wait for input, a change of the selected mailbox, or the poll tick.
+                    // Wait for input or a change of the selected mailbox (the store announces
+                    // other processes' writes too, within about a second).
                     let wake = loop {
                         tokio::select! {
                             r = io.read(&mut buf) => break Some(r),
@@ -223,15 +222,10 @@ impl<'a> Conn<'a> {
                                 Ok(_) => {}
                                 Err(broadcast::error::RecvError::Lagged(_)) => break None,
                                 Err(broadcast::error::RecvError::Closed) => {
-                                    poll.tick().await;
+                                    tokio::time::sleep(IDLE_POLL).await;
                                     break None;
                                 }
                             },
-                            _ = poll.tick() => {
-                                if self.changed_elsewhere().await {
-                                    break None;
-                                }
-                            }
                             _ = &mut deadline => {
                                 info!(timeout_s = timeout.as_secs(), "timeout");
                                 s.timeout();
@@ -322,21 +316,6 @@ impl<'a> Conn<'a> {
             self.shared.unauthenticated_timeout
         } else {
             self.shared.command_timeout.max(MIN_AUTHENTICATED_TIMEOUT)
-        }
-    }
-
-    /// Whether the selected mailbox changed in the store beyond what the view knows
-    /// (another process wrote it).
-    async fn changed_elsewhere(&self) -> bool {
-        let Some(sel) = &self.selected else {
-            return false;
-        };
-        match self.store.mailbox_status(sel.id).await {
-            Ok(Some(st)) => {
-                st.highest_modseq != sel.view.synced_modseq() || st.uidnext > sel.view.uidnext()
-            }
-            Ok(None) => false,
-            Err(_) => false,
         }
     }
 
