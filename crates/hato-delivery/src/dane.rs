@@ -1,9 +1,9 @@
 //! DANE for SMTP (RFC 7672, with RFC 6698 and RFC 7671): which TLSA records are usable, and
 //! whether a server's certificate chain matches them. Pure functions over DER certificates.
 //!
-//! Not here (the driver's): the DNSSEC-validated TLSA lookup of `_25._tcp.<mx host>` (with the
-//! RFC 7672 2.2 outcomes in [`crate::policy::TlsaStatus`]), and for a DANE-TA match the check
-//! that the leaf chains to the matched trust anchor and carries the expected name.
+//! The DNSSEC-validated TLSA lookup of `_25._tcp.<mx host>` is [`crate::dane_lookup`]; the rustls
+//! certificate verifier built on [`match_all`] (with the DANE-TA chain and name checks) is
+//! [`crate::dane_verify`].
 
 use ring::digest;
 
@@ -34,6 +34,33 @@ impl Tlsa {
                 2 => self.data.len() == 64,
                 _ => false,
             }
+    }
+
+    /// The record's parameters with their RFC 7218 acronyms, e.g. `DANE-EE(3) SPKI(1) SHA2-256(1)`
+    /// (for logs and the TLS facts of an attempt).
+    pub fn describe(&self) -> String {
+        let usage = match self.usage {
+            0 => "PKIX-TA",
+            1 => "PKIX-EE",
+            DANE_TA => "DANE-TA",
+            DANE_EE => "DANE-EE",
+            _ => "usage",
+        };
+        let selector = match self.selector {
+            0 => "Cert",
+            1 => "SPKI",
+            _ => "selector",
+        };
+        let matching = match self.matching {
+            0 => "Full",
+            1 => "SHA2-256",
+            2 => "SHA2-512",
+            _ => "matching",
+        };
+        format!(
+            "{usage}({}) {selector}({}) {matching}({})",
+            self.usage, self.selector, self.matching
+        )
     }
 
     /// Whether this record matches one certificate (DER).
@@ -77,15 +104,24 @@ pub struct DaneError(pub usize);
 /// (against the leaf), then DANE-TA (against every certificate of the chain). `Ok(None)`: no
 /// record matched — with usable records present the delivery must be deferred.
 pub fn match_chain(records: &[Tlsa], chain: &[&[u8]]) -> Result<Option<DaneMatch>, DaneError> {
+    Ok(match_all(records, chain)?.into_iter().next())
+}
+
+/// Every match of the usable records against a chain (DER, leaf first), in the order
+/// [`match_chain`] prefers them: DANE-EE matches of the leaf, then DANE-TA matches by record and
+/// chain position. The verifier needs them all: a DANE-TA match whose chain does not validate
+/// must not hide another record's match (e.g. during a key rollover, RFC 7671 8).
+pub fn match_all(records: &[Tlsa], chain: &[&[u8]]) -> Result<Vec<DaneMatch>, DaneError> {
+    let mut found = Vec::new();
     let Some(leaf) = chain.first() else {
-        return Ok(None);
+        return Ok(found);
     };
     for (record, tlsa) in records.iter().enumerate() {
         if tlsa.is_usable()
             && tlsa.usage == DANE_EE
             && tlsa.matches(leaf).map_err(|_| DaneError(0))?
         {
-            return Ok(Some(DaneMatch::EndEntity { record }));
+            found.push(DaneMatch::EndEntity { record });
         }
     }
     for (record, tlsa) in records.iter().enumerate() {
@@ -94,14 +130,14 @@ pub fn match_chain(records: &[Tlsa], chain: &[&[u8]]) -> Result<Option<DaneMatch
         }
         for (chain_index, cert) in chain.iter().enumerate() {
             if tlsa.matches(cert).map_err(|_| DaneError(chain_index))? {
-                return Ok(Some(DaneMatch::TrustAnchor {
+                found.push(DaneMatch::TrustAnchor {
                     record,
                     chain_index,
-                }));
+                });
             }
         }
     }
-    Ok(None)
+    Ok(found)
 }
 
 /// The DER SubjectPublicKeyInfo of a certificate.
@@ -192,6 +228,53 @@ mod tests {
         // DANE-EE never matches the issuer.
         let records = [tlsa(3, 0, 1, &c.ca)];
         assert_eq!(match_chain(&records, &chain).unwrap(), None);
+    }
+
+    #[test]
+    fn records_describe_themselves_with_rfc7218_acronyms() {
+        assert_eq!(
+            tlsa(3, 1, 1, b"x").describe(),
+            "DANE-EE(3) SPKI(1) SHA2-256(1)"
+        );
+        assert_eq!(
+            tlsa(2, 0, 2, b"x").describe(),
+            "DANE-TA(2) Cert(0) SHA2-512(2)"
+        );
+        assert_eq!(tlsa(3, 0, 0, b"x").describe(), "DANE-EE(3) Cert(0) Full(0)");
+        assert_eq!(
+            tlsa(1, 1, 1, b"x").describe(),
+            "PKIX-EE(1) SPKI(1) SHA2-256(1)"
+        );
+        assert_eq!(
+            tlsa(9, 7, 5, b"x").describe(),
+            "usage(9) selector(7) matching(5)"
+        );
+    }
+
+    #[test]
+    fn all_matches_are_listed_in_preference_order() {
+        let c = chain();
+        let chain = [c.leaf.as_slice(), c.ca.as_slice()];
+        let records = [
+            tlsa(2, 0, 1, &c.ca),
+            tlsa(3, 1, 1, &c.leaf_spki),
+            tlsa(2, 0, 1, &c.leaf),
+        ];
+        assert_eq!(
+            match_all(&records, &chain).unwrap(),
+            vec![
+                DaneMatch::EndEntity { record: 1 },
+                DaneMatch::TrustAnchor {
+                    record: 0,
+                    chain_index: 1
+                },
+                DaneMatch::TrustAnchor {
+                    record: 2,
+                    chain_index: 0
+                },
+            ]
+        );
+        assert!(match_all(&records, &[]).unwrap().is_empty());
     }
 
     #[test]

@@ -2,6 +2,10 @@
 //!
 //! * [`backoff`]: the retry schedule (RFC 5321 4.5.4.1) and queue lifetime.
 //! * [`dane`]: DANE for SMTP (RFC 7672, RFC 6698, RFC 7671): usable TLSA records, chain matching.
+//! * [`dane_lookup`]: the DNSSEC-validated TLSA lookup (hickory-resolver with validation) and
+//!   the RFC 7672 2.2 outcomes: secure/insecure/bogus/indeterminate, MX host address security,
+//!   CNAME-expanded TLSA base domains.
+//! * [`dane_verify`]: the rustls certificate verifier for DANE-EE(3) and DANE-TA(2).
 //! * [`dsn`]: delivery status notifications (RFC 3464, RFC 3461, RFC 6522, RFC 6533, RFC 3834).
 //! * [`mta_sts`]: MTA-STS (RFC 8461) TXT record and policy parsing, MX matching, verdicts.
 //! * [`mta_sts_fetch`]: MTA-STS discovery, the HTTPS policy fetch (hyper, rustls with ring)
@@ -16,6 +20,8 @@
 
 pub mod backoff;
 pub mod dane;
+pub mod dane_lookup;
+pub mod dane_verify;
 pub mod dsn;
 pub mod mta_sts;
 pub mod mta_sts_fetch;

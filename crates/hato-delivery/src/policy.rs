@@ -139,15 +139,22 @@ impl Requirements {
     }
 }
 
-/// The outcome of the TLSA lookup for `_25._tcp.<mx host>` (RFC 7672 2.2).
+/// The outcome of the TLSA lookup for `_25._tcp.<mx host>` (RFC 7672 2.2), e.g. from
+/// [`crate::dane_lookup::DaneHost::status`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TlsaStatus {
     /// DNSSEC-validated TLSA records with at least one usable record.
     Usable,
-    /// No TLSA records (securely denied), only unusable ones, or the zone is not signed
-    /// (insecure): DANE does not apply.
+    /// DNSSEC-validated TLSA records, none of them usable (e.g. only PKIX-TA/PKIX-EE, or an
+    /// unknown matching type): the published records still announce STARTTLS support, so TLS
+    /// stays mandatory but unauthenticated (RFC 7672 2.2, 3.1.3; Postfix's effective level
+    /// `encrypt` for this case).
+    Unusable,
+    /// No TLSA records (securely denied), or the zone or the host's address records are not
+    /// signed (insecure): DANE does not apply.
     NotApplicable,
-    /// The lookup failed or the answer was bogus: defer (the server may well have DANE).
+    /// The lookup failed or the answer was bogus: this host must not be used (try the next MX
+    /// host, defer when none is left; never plaintext — the server may well have DANE).
     Failed,
 }
 
@@ -231,6 +238,7 @@ impl PolicyTable {
         // DANE first: usable TLSA records win over every other level (RFC 7672 2.2: they are
         // the strongest statement of the receiving domain), unless the level is `none`.
         let dane_level = level == SecurityLevel::Dane || self.minimum == SecurityLevel::Dane;
+        let mut tls_announced = false;
         if dane_level {
             match tlsa.unwrap_or(TlsaStatus::NotApplicable) {
                 TlsaStatus::Usable => {
@@ -245,6 +253,10 @@ impl PolicyTable {
                     return Err(format!(
                         "TLSA lookup for {mx_host} failed; DANE policy ({source}) defers"
                     ));
+                }
+                TlsaStatus::Unusable => {
+                    tls_announced = true;
+                    reason.push_str(", dane: TLSA records, none usable");
                 }
                 TlsaStatus::NotApplicable => reason.push_str(", dane: no usable TLSA"),
             }
@@ -267,6 +279,9 @@ impl PolicyTable {
                 applied = SecurityLevel::May;
             }
             reason.push_str(", raised to the minimum");
+        }
+        if tls_announced && strength(applied) < strength(SecurityLevel::Encrypt) {
+            applied = SecurityLevel::Encrypt;
         }
         if requiretls && strength(applied) < strength(SecurityLevel::Verify) {
             applied = SecurityLevel::Verify;
@@ -319,6 +334,9 @@ pub struct TlsFacts {
     pub cipher: Option<String>,
     /// None: not verified (or not checked).
     pub verified: Option<VerifiedBy>,
+    /// With [`VerifiedBy::Dane`]: the TLSA record that matched, e.g.
+    /// `DANE-EE(3) SPKI(1) SHA2-256(1)` ([`crate::dane_verify::DaneVerified`]).
+    pub dane: Option<String>,
     /// The applied level.
     pub policy: SecurityLevel,
     /// Verification or handshake failure, if any.
@@ -345,6 +363,7 @@ impl TlsFacts {
         field("tls", self.version.as_deref());
         field("cipher", self.cipher.as_deref());
         field("verified", self.verified.map(VerifiedBy::as_str));
+        field("dane", self.dane.as_deref());
         field("policy", Some(self.policy.as_str()));
         field("error", self.error.as_deref());
         out.push('}');
@@ -363,10 +382,13 @@ impl TlsFacts {
             (Some(v), None) => s.push_str(&format!(": {v}")),
             _ => s.push_str(": no TLS (plaintext)"),
         }
-        match self.verified {
-            Some(by) => s.push_str(&format!(", verified ({})", by.as_str())),
-            None if self.version.is_some() => s.push_str(", not verified"),
-            None => {}
+        match (self.verified, &self.dane) {
+            (Some(by), Some(record)) => {
+                s.push_str(&format!(", verified ({}: {record})", by.as_str()))
+            }
+            (Some(by), None) => s.push_str(&format!(", verified ({})", by.as_str())),
+            (None, _) if self.version.is_some() => s.push_str(", not verified"),
+            (None, _) => {}
         }
         s.push_str(&format!(", policy {}", self.policy));
         if let Some(e) = &self.error {
@@ -511,6 +533,23 @@ mod tests {
             (r.tls, r.applied),
             (TlsRequirement::Opportunistic, SecurityLevel::May)
         );
+        // TLSA records, none usable: TLS required, not authenticated (Postfix: encrypt).
+        let r = req(&t, "dane.example", Some(TlsaStatus::Unusable));
+        assert_eq!(
+            (r.tls, r.applied, r.verification_required()),
+            (TlsRequirement::Required, SecurityLevel::Encrypt, false)
+        );
+        assert!(r.reason.contains("none usable"), "{}", r.reason);
+        // ... and under REQUIRETLS verified by WebPKI.
+        let r = t
+            .requirements(
+                "dane.example",
+                "mx.example.net",
+                Some(TlsaStatus::Unusable),
+                true,
+            )
+            .unwrap();
+        assert_eq!(r.applied, SecurityLevel::Verify);
         // Lookup failure: defer before connecting.
         assert!(
             t.requirements(
@@ -613,12 +652,13 @@ mod tests {
             version: Some("TLSv1.3".into()),
             cipher: Some("TLS_AES_256_GCM_SHA384".into()),
             verified: Some(VerifiedBy::WebPki),
+            dane: None,
             policy: SecurityLevel::Verify,
             error: None,
         };
         assert_eq!(
             facts.to_json(),
-            r#"{"host":"mx.example.net","ip":"192.0.2.1","tls":"TLSv1.3","cipher":"TLS_AES_256_GCM_SHA384","verified":"WebPKI","policy":"verify","error":null}"#
+            r#"{"host":"mx.example.net","ip":"192.0.2.1","tls":"TLSv1.3","cipher":"TLS_AES_256_GCM_SHA384","verified":"WebPKI","dane":null,"policy":"verify","error":null}"#
         );
         assert_eq!(
             facts.human(),
@@ -639,6 +679,22 @@ mod tests {
         assert_eq!(
             plain.human(),
             "mx\"x: no TLS (plaintext), policy encrypt, STARTTLS not offered\r\n"
+        );
+        let dane = TlsFacts {
+            host: "mx.example.net".into(),
+            version: Some("TLSv1.3".into()),
+            verified: Some(VerifiedBy::Dane),
+            dane: Some("DANE-EE(3) SPKI(1) SHA2-256(1)".into()),
+            policy: SecurityLevel::Dane,
+            ..TlsFacts::default()
+        };
+        assert!(
+            dane.to_json()
+                .contains(r#""verified":"DANE","dane":"DANE-EE(3) SPKI(1) SHA2-256(1)""#)
+        );
+        assert_eq!(
+            dane.human(),
+            "mx.example.net: TLSv1.3, verified (DANE: DANE-EE(3) SPKI(1) SHA2-256(1)), policy dane"
         );
     }
 }
