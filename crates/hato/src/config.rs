@@ -272,14 +272,9 @@ impl DeliveryConfig {
     pub fn policy_table(&self) -> anyhow::Result<hato_delivery::policy::PolicyTable> {
         use hato_delivery::policy::{PolicyTable, SecurityLevel};
         let level = |key: &str, value: &str| -> anyhow::Result<SecurityLevel> {
-            let level: SecurityLevel = value
-                .parse()
-                .map_err(|e| anyhow::anyhow!("`delivery.{key}`: {e}"))?;
-            anyhow::ensure!(
-                level != SecurityLevel::Dane,
-                "`delivery.{key}`: \"dane\" is not supported yet (use none, may, encrypt or verify)"
-            );
-            Ok(level)
+            value
+                .parse::<SecurityLevel>()
+                .map_err(|e| anyhow::anyhow!("`delivery.{key}`: {e}"))
         };
         let mut table = PolicyTable::new(
             level("tls_policy", &self.tls_policy)?,
@@ -294,6 +289,14 @@ impl DeliveryConfig {
             table.insert(d, level(&format!("tls_policies.\"{domain}\""), value)?);
         }
         Ok(table)
+    }
+
+    /// Whether some destination may use DANE (then TLSA lookups with DNSSEC are set up).
+    pub fn uses_dane(&self) -> bool {
+        let dane = |v: &str| v.trim().eq_ignore_ascii_case("dane");
+        dane(&self.tls_policy)
+            || dane(&self.tls_minimum)
+            || self.tls_policies.values().any(|v| dane(v))
     }
 
     /// `delay_warning` in seconds.
@@ -317,6 +320,9 @@ pub struct DnsSection {
     pub nameservers: Vec<SocketAddr>,
     /// Seconds per query and server.
     pub timeout_secs: u64,
+    /// DNSSEC trust anchor for DANE: a file of DNSKEY records (zone-file lines); default: the
+    /// root zone's keys built into hickory.
+    pub trust_anchor: Option<PathBuf>,
 }
 
 impl Default for DnsSection {
@@ -324,6 +330,7 @@ impl Default for DnsSection {
         DnsSection {
             nameservers: Vec::new(),
             timeout_secs: 5,
+            trust_anchor: None,
         }
     }
 }
@@ -981,7 +988,6 @@ tls = "implicit"
                 "[delivery]\nmax_lifetime = \"forever\"\n",
                 "delivery.max_lifetime",
             ),
-            ("[delivery]\ntls_policy = \"dane\"\n", "not supported"),
             (
                 "[delivery]\ntls_minimum = \"strong\"\n",
                 "delivery.tls_minimum",

@@ -16,10 +16,12 @@ use std::time::Duration;
 
 use anyhow::Context;
 use hato_delivery::backoff::{Next, RetrySchedule};
+use hato_delivery::dane_lookup::{DaneResolver, Security as DnsSecurity, TrustAnchor};
+use hato_delivery::dane_verify::DaneVerifier;
 use hato_delivery::dsn::{self, Action, DsnInput, RecipientReport, ReturnContent};
 use hato_delivery::mta_sts::{Mode as StsMode, Policy as StsPolicy};
 use hato_delivery::mta_sts_fetch::{self, FetchConfig, StsConfig, StsResolver};
-use hato_delivery::policy::{PolicyTable, SecurityLevel, TlsFacts, VerifiedBy};
+use hato_delivery::policy::{PolicyTable, SecurityLevel, TlsFacts, Verification, VerifiedBy};
 use hato_delivery::route::{DnsConfig, LocalIdentity, Router, prune_self};
 use hato_smtp::client::{
     ClientAction, ClientConfig, ClientFailure, ClientSession, Credentials, DsnRet,
@@ -59,6 +61,8 @@ pub(crate) struct Scheduler {
     table: PolicyTable,
     /// Other domains' MTA-STS policies (RFC 8461), when `delivery.mta_sts`.
     sts: Option<StsResolver>,
+    /// DNSSEC-validated TLSA lookups, when some destination's level is `dane`.
+    dane: Option<DaneResolver>,
     /// `delivery.delay_warning`, seconds.
     delay_warning: Option<i64>,
     port: u16,
@@ -220,6 +224,20 @@ pub(crate) fn spawn(
         }
         info!(host = %sh.host, "smarthost mode: mail for domains without [[route]] goes to the smarthost");
     }
+    if let Some(dane) = scheduler.dane.clone()
+        && config.dns.trust_anchor.is_none()
+    {
+        // hickory validates itself: the resolvers must pass DNSSEC records through.
+        tokio::spawn(async move {
+            match dane.probe(".").await {
+                DnsSecurity::Secure => info!("DANE: DNSSEC validation of the root zone works"),
+                other => warn!(
+                    result = ?other,
+                    "DANE: the DNS resolvers give no validatable DNSSEC answers (check [dns] nameservers); mail to DANE destinations will wait"
+                ),
+            }
+        });
+    }
     if config.delivery.hold {
         warn!(
             "outbound delivery is on hold (`delivery.hold`): mail for other domains stays queued"
@@ -294,7 +312,17 @@ impl Scheduler {
             }
             _ => None,
         };
+        let dane = if d.uses_dane() {
+            let anchor = match &config.dns.trust_anchor {
+                Some(path) => TrustAnchor::File(path.clone()),
+                None => TrustAnchor::Root,
+            };
+            Some(DaneResolver::new(&dns, &anchor).map_err(|e| anyhow::anyhow!("DANE: {e}"))?)
+        } else {
+            None
+        };
         Ok(Scheduler {
+            dane,
             store,
             hostname: config.hostname.clone(),
             local_domains: config.local_domains(),
@@ -459,6 +487,20 @@ impl Scheduler {
             .and_then(|r| prune_self(r, &self.identity))
             .map_err(|e| (e.is_permanent(), e.diagnostic()))?;
         let mut hosts = route.hosts;
+        if let Some(dane) = &self.dane
+            && self.table.wants_dane(domain)
+        {
+            // RFC 7672 2.2: an MX RRset that fails validation must not lead anywhere.
+            match dane.mx_security(domain).await {
+                DnsSecurity::Bogus | DnsSecurity::Indeterminate => {
+                    return Err((
+                        false,
+                        format!("451 4.7.5 the MX records of {domain} failed DNSSEC validation"),
+                    ));
+                }
+                _ => {}
+            }
+        }
         let sts = match &self.sts {
             Some(resolver) => {
                 let lookup = resolver.policy_for(domain).await;
@@ -916,10 +958,27 @@ impl Scheduler {
         // MTA-STS policy in enforce mode for MX hosts.
         let mut verify = None;
         let mut tls = TlsRequirement::None;
+        let mut dane = None;
         if smarthost.is_none() {
+            // RFC 7672: TLSA records of the MX host, DNSSEC-validated, for DANE destinations.
+            let dane_host = match &self.dane {
+                Some(r)
+                    if ctx.kind == HopKind::Mx
+                        && !ctx.tls_optional
+                        && self.table.wants_dane(ctx.domain) =>
+                {
+                    Some(r.lookup(host, addr.port()).await)
+                }
+                _ => None,
+            };
             let mut req = self
                 .table
-                .requirements(ctx.domain, host, None, ctx.requiretls)
+                .requirements(
+                    ctx.domain,
+                    host,
+                    dane_host.as_ref().map(|d| d.status()),
+                    ctx.requiretls,
+                )
                 .map_err(|why| (facts.clone(), format!("451 4.7.5 {why}")))?;
             let enforced = matches!((ctx.kind, ctx.sts), (HopKind::Mx, Some(p)) if p.mode == StsMode::Enforce)
                 && !ctx.tls_optional;
@@ -929,7 +988,14 @@ impl Scheduler {
                     .map_err(|why| (facts.clone(), format!("451 4.7.5 {why}")))?;
             }
             facts.policy = req.applied;
-            if req.verification_required() {
+            if matches!(req.verification, Verification::Dane { .. }) {
+                if let Some(h) = &dane_host
+                    && let Some(v) = h.verifier()
+                {
+                    dane = Some((v, h.base_domain.clone()));
+                    verify = Some(VerifiedBy::Dane);
+                }
+            } else if req.verification_required() {
                 verify = Some(if enforced {
                     VerifiedBy::MtaSts
                 } else {
@@ -983,6 +1049,7 @@ impl Scheduler {
                 addr,
                 closed: false,
                 verify: sh.verify.then_some(VerifiedBy::WebPki),
+                dane: None,
             });
         }
         config.tls = tls;
@@ -994,6 +1061,7 @@ impl Scheduler {
             addr,
             closed: false,
             verify,
+            dane,
         })
     }
 
@@ -1115,15 +1183,32 @@ impl Scheduler {
         };
         let (host, addr) = (conn.host.clone(), conn.addr);
         let verify = conn.verify;
-        let connector = match self.smarthost_for(&host, addr) {
-            Some(sh) => &sh.connector,
-            None if verify.is_some() => &self.tls_verify,
-            None => &self.tls_any,
+        // DANE: a connector checking the TLSA records, SNI the TLSA base domain (RFC 7672 8.1).
+        let dane = match &conn.dane {
+            Some((v, sni)) => match v.client_config() {
+                Ok(c) => Some((TlsConnector::from(Arc::new(c)), sni.clone())),
+                Err(e) => {
+                    conn.facts.error = Some(format!("DANE client set-up: {e}"));
+                    conn.session.tls_failed();
+                    return;
+                }
+            },
+            None => None,
         };
-        match self
-            .handshake(connector, &host, addr, tcp, limit, &mut conn.facts, verify)
-            .await
-        {
+        let connector = match (&dane, self.smarthost_for(&host, addr)) {
+            (Some((c, _)), _) => c,
+            (None, Some(sh)) => &sh.connector,
+            (None, None) if verify.is_some() => &self.tls_verify,
+            (None, None) => &self.tls_any,
+        };
+        let name = dane.as_ref().map(|(_, sni)| sni.as_str()).unwrap_or(&host);
+        let done = self
+            .handshake(connector, name, addr, tcp, limit, &mut conn.facts, verify)
+            .await;
+        if let (Some(_), Some((v, _))) = (&done, &conn.dane) {
+            conn.facts.dane = v.matched().map(|m| m.describe());
+        }
+        match done {
             Some(tls) => {
                 conn.io = Io::Tls(Box::new(tls));
                 conn.session.tls_established();
@@ -1229,8 +1314,10 @@ struct Connection {
     addr: SocketAddr,
     /// The session is over (Done): not reusable.
     closed: bool,
-    /// The certificate must verify (WebPKI roots plus `ca_file`), and what asked for it.
+    /// The certificate must verify (WebPKI roots plus `ca_file`, or DANE), and what asked for it.
     verify: Option<VerifiedBy>,
+    /// DANE: the verifier built from the host's TLSA records, and the TLSA base domain (SNI).
+    dane: Option<(Arc<DaneVerifier>, String)>,
 }
 
 /// How a domain's mail is routed.
