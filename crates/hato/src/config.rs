@@ -39,6 +39,34 @@ pub struct Config {
     /// `smtp` listeners without AUTH (printers, legacy devices). Empty: nobody.
     #[serde(default)]
     pub relay_networks: Vec<String>,
+    /// `[mta_sts]`: the MTA-STS policy `https` listeners serve.
+    #[serde(default)]
+    pub mta_sts: MtaStsConfig,
+}
+
+/// `[mta_sts]`: the MTA-STS policy (RFC 8461) that `https` listeners serve for every local
+/// domain at `https://mta-sts.<domain>/.well-known/mta-sts.txt`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MtaStsConfig {
+    /// `testing` (senders deliver anyway and report failures), `enforce` (senders deliver only
+    /// to the `mx` hosts over verified TLS) or `none` (the policy is withdrawn).
+    pub mode: crate::https::StsMode,
+    /// The MX host names senders may deliver to (`*.example.com` matches one label). Empty:
+    /// `[hostname]`.
+    pub mx: Vec<String>,
+    /// Seconds senders may cache the policy (at most 31557600, about a year).
+    pub max_age: u64,
+}
+
+impl Default for MtaStsConfig {
+    fn default() -> Self {
+        MtaStsConfig {
+            mode: crate::https::StsMode::Testing,
+            mx: Vec::new(),
+            max_age: crate::https::DEFAULT_MAX_AGE,
+        }
+    }
 }
 
 /// A parsed `relay_networks` entry: an address and a prefix length.
@@ -116,6 +144,8 @@ pub struct DeliveryConfig {
     pub concurrency: usize,
     /// Deliveries at once per destination domain.
     pub per_domain: usize,
+    /// Connections at once per destination IP address (many domains share big providers' MX).
+    pub per_ip: usize,
     /// Destination SMTP port (25; other values only for tests or unusual networks).
     pub port: u16,
     /// Default TLS security level: none, may, encrypt, verify.
@@ -243,6 +273,7 @@ impl Default for DeliveryConfig {
             max_lifetime: "5d".into(),
             concurrency: 20,
             per_domain: 5,
+            per_ip: 10,
             port: 25,
             tls_policy: "may".into(),
             tls_minimum: "none".into(),
@@ -403,6 +434,8 @@ pub enum Protocol {
     Pop3,
     /// Ports 143/993: IMAP (RFC 9051), login only under TLS.
     Imap,
+    /// Port 443: HTTPS serving the MTA-STS policy of the local domains (RFC 8461); implicit TLS.
+    Https,
 }
 
 impl Protocol {
@@ -412,6 +445,7 @@ impl Protocol {
             Protocol::Submission => "submission",
             Protocol::Pop3 => "pop3",
             Protocol::Imap => "imap",
+            Protocol::Https => "https",
         }
     }
 }
@@ -467,7 +501,7 @@ impl Listener {
     pub fn greeting_delay_ms(&self) -> u64 {
         self.greeting_delay_ms.unwrap_or(match self.protocol {
             Protocol::Smtp => 500,
-            Protocol::Submission | Protocol::Pop3 | Protocol::Imap => 0,
+            Protocol::Submission | Protocol::Pop3 | Protocol::Imap | Protocol::Https => 0,
         })
     }
 }
@@ -665,8 +699,19 @@ impl Config {
                     ),
                 ));
             }
-            if matches!(l.protocol, Protocol::Pop3 | Protocol::Imap)
-                && l.greeting_delay_ms.is_some()
+            if l.protocol == Protocol::Https && l.tls != TlsMode::Implicit {
+                return Err(err(
+                    "listener.tls",
+                    format!(
+                        "https listeners need tls = \"implicit\" (listener {})",
+                        l.bind
+                    ),
+                ));
+            }
+            if matches!(
+                l.protocol,
+                Protocol::Pop3 | Protocol::Imap | Protocol::Https
+            ) && l.greeting_delay_ms.is_some()
             {
                 return Err(err(
                     "listener.greeting_delay_ms",
@@ -717,10 +762,10 @@ impl Config {
             .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         d.delay_warning_secs()
             .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-        if d.concurrency == 0 || d.per_domain == 0 {
+        if d.concurrency == 0 || d.per_domain == 0 || d.per_ip == 0 {
             return Err(err(
                 "delivery",
-                "concurrency and per_domain must be positive".into(),
+                "concurrency, per_domain and per_ip must be positive".into(),
             ));
         }
         if d.port == 0 || d.connect_timeout_secs == 0 {
@@ -729,6 +774,9 @@ impl Config {
                 "port and connect_timeout_secs must be positive".into(),
             ));
         }
+        self.mta_sts_policy()
+            .validate()
+            .map_err(|e| err("mta_sts", e))?;
         if self.dns.timeout_secs == 0 {
             return Err(err("dns.timeout_secs", "must be positive".into()));
         }
@@ -815,6 +863,20 @@ impl Config {
                 .iter()
                 .map(|d| d.to_ascii_lowercase())
                 .collect()
+        }
+    }
+
+    /// The MTA-STS policy `https` listeners serve and `hato dns` prints the id of.
+    pub fn mta_sts_policy(&self) -> crate::https::StsPolicy {
+        let m = &self.mta_sts;
+        crate::https::StsPolicy {
+            mode: m.mode,
+            mx: if m.mx.is_empty() {
+                vec![self.hostname.to_ascii_lowercase()]
+            } else {
+                m.mx.clone()
+            },
+            max_age: m.max_age,
         }
     }
 
@@ -1013,6 +1075,57 @@ tls = "implicit"
         ] {
             let e = parse(&format!("{bad}{base}")).unwrap_err().to_string();
             assert!(e.contains(key), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn mta_sts_section_and_https_listener() {
+        let top = "hostname = \"mail.example.com\"\n";
+        let https =
+            "[[listener]]\nprotocol = \"https\"\nbind = \"127.0.0.1:1\"\ntls = \"implicit\"\n";
+        let c = parse(&format!("{top}{https}")).unwrap();
+        assert_eq!(c.listeners[0].protocol, Protocol::Https);
+        let p = c.mta_sts_policy();
+        assert_eq!(p.mode, crate::https::StsMode::Testing);
+        assert_eq!(p.mx, ["mail.example.com"]);
+        assert_eq!(p.max_age, 604_800);
+        let c = parse(&format!(
+            "{top}[mta_sts]\nmode = \"enforce\"\nmx = [\"mx1.example.com\", \"*.example.net\"]\nmax_age = 86400\n{https}"
+        ))
+        .unwrap();
+        let p = c.mta_sts_policy();
+        assert_eq!(p.mode, crate::https::StsMode::Enforce);
+        assert_eq!(p.mx, ["mx1.example.com", "*.example.net"]);
+        assert_eq!(p.max_age, 86_400);
+        for (bad, key) in [
+            ("[mta_sts]\nmode = \"strict\"\n", "strict"),
+            ("[mta_sts]\nmx = [\"bad host\"]\n", "`mta_sts`"),
+            ("[mta_sts]\nmax_age = 31557601\n", "`mta_sts`"),
+            ("[mta_sts]\nmax_ag = 1\n", "max_ag"),
+        ] {
+            let e = parse(&format!("{top}{bad}{https}"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(key), "{bad}: {e}");
+        }
+        for (listener, key) in [
+            ("tls = \"starttls\"\n", "tls = \"implicit\""),
+            ("tls = \"none\"\n", "tls = \"implicit\""),
+            ("", "tls = \"implicit\""),
+            (
+                "tls = \"implicit\"\ngreeting_delay_ms = 5\n",
+                "listener.greeting_delay_ms",
+            ),
+            (
+                "tls = \"implicit\"\nrequire_tls = true\n",
+                "listener.require_tls",
+            ),
+        ] {
+            let text = format!(
+                "{top}[[listener]]\nprotocol = \"https\"\nbind = \"127.0.0.1:1\"\n{listener}"
+            );
+            let e = parse(&text).unwrap_err().to_string();
+            assert!(e.contains(key), "{listener}: {e}");
         }
     }
 

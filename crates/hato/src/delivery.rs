@@ -78,6 +78,9 @@ pub(crate) struct Scheduler {
     global: Arc<Semaphore>,
     per_domain_limit: usize,
     per_domain: Mutex<HashMap<String, Arc<Semaphore>>>,
+    /// `delivery.per_ip`: connections at once per destination address.
+    per_ip_limit: usize,
+    per_ip: Mutex<HashMap<IpAddr, Arc<Semaphore>>>,
     /// Entries claimed and not yet finished.
     in_flight: AtomicUsize,
     /// `[delivery.smarthost]`: every domain without a `[[route]]` goes there.
@@ -348,6 +351,8 @@ impl Scheduler {
             global: Arc::new(Semaphore::new(d.concurrency)),
             per_domain_limit: d.per_domain,
             per_domain: Mutex::new(HashMap::new()),
+            per_ip_limit: d.per_ip,
+            per_ip: Mutex::new(HashMap::new()),
             in_flight: AtomicUsize::new(0),
             smarthost,
         })
@@ -397,6 +402,22 @@ impl Scheduler {
         map.entry(domain.to_owned())
             .or_insert_with(|| Arc::new(Semaphore::new(self.per_domain_limit)))
             .clone()
+    }
+
+    /// A connection slot at `ip` (`delivery.per_ip`), held as long as the connection; None if
+    /// none frees up within the connect timeout (then the address counts as busy).
+    async fn ip_slot(&self, ip: IpAddr) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        let sem = {
+            let mut map = self.per_ip.lock().unwrap_or_else(|e| e.into_inner());
+            map.retain(|_, s| Arc::strong_count(s) > 1);
+            map.entry(ip)
+                .or_insert_with(|| Arc::new(Semaphore::new(self.per_ip_limit)))
+                .clone()
+        };
+        tokio::time::timeout(self.connect_timeout, sem.acquire_owned())
+            .await
+            .ok()?
+            .ok()
     }
 
     async fn deliver_domain(self: Arc<Self>, due: hato_store::DueDomain) {
@@ -1008,6 +1029,13 @@ impl Scheduler {
                 req.tls
             };
         }
+        let Some(slot) = self.ip_slot(addr.ip()).await else {
+            let why = format!(
+                "451 4.4.5 {addr}: {} connections already open (delivery.per_ip)",
+                self.per_ip_limit
+            );
+            return Err((facts, why));
+        };
         let tcp = match tokio::time::timeout(self.connect_timeout, TcpStream::connect(addr)).await {
             Ok(Ok(s)) => s,
             Ok(Err(e)) => return Err((facts, format!("451 4.4.1 connect to {addr}: {e}"))),
@@ -1050,6 +1078,7 @@ impl Scheduler {
                 closed: false,
                 verify: sh.verify.then_some(VerifiedBy::WebPki),
                 dane: None,
+                _slot: slot,
             });
         }
         config.tls = tls;
@@ -1062,6 +1091,7 @@ impl Scheduler {
             closed: false,
             verify,
             dane,
+            _slot: slot,
         })
     }
 
@@ -1318,6 +1348,8 @@ struct Connection {
     verify: Option<VerifiedBy>,
     /// DANE: the verifier built from the host's TLSA records, and the TLSA base domain (SNI).
     dane: Option<(Arc<DaneVerifier>, String)>,
+    /// The `delivery.per_ip` slot, freed with the connection.
+    _slot: tokio::sync::OwnedSemaphorePermit,
 }
 
 /// How a domain's mail is routed.
@@ -1483,11 +1515,11 @@ fn tls_text(f: &TlsFacts) -> String {
         (Some(v), None) => v.clone(),
         _ => return "plaintext".into(),
     };
-    s.push_str(if f.verified.is_some() {
-        " verified"
-    } else {
-        " unverified"
-    });
+    match (f.verified, &f.dane) {
+        (Some(by), Some(record)) => s.push_str(&format!(" verified ({}: {record})", by.as_str())),
+        (Some(by), None) => s.push_str(&format!(" verified ({})", by.as_str())),
+        (None, _) => s.push_str(" unverified"),
+    }
     s
 }
 

@@ -5,6 +5,8 @@
 
 mod config;
 mod delivery;
+mod dns_records;
+mod https;
 mod imap;
 mod policy;
 mod pop3;
@@ -76,6 +78,16 @@ enum Command {
     Queue {
         #[command(subcommand)]
         command: QueueCommand,
+    },
+    /// Print the DNS records to publish (MX, SPF, DMARC, MTA-STS, TLS-RPT, SRV, TLSA).
+    Dns {
+        /// Only this local domain (default: all).
+        #[arg(long, value_name = "DOMAIN")]
+        domain: Option<String>,
+        /// The server's public address, for its A/AAAA records (repeat for IPv4 and IPv6;
+        /// default: placeholders).
+        #[arg(long, value_name = "ADDRESS")]
+        ip: Vec<std::net::IpAddr>,
     },
 }
 
@@ -203,6 +215,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::User { command } => user_command(&config, command).await,
         Command::Alias { command } => alias_command(&config, command).await,
         Command::Queue { command } => queue_command(&config, command).await,
+        Command::Dns { domain, ip } => dns_command(&config, domain.as_deref(), &ip),
     }
 }
 
@@ -274,6 +287,96 @@ async fn serve(config: Config, config_path: Option<&Path>) -> anyhow::Result<()>
     let server = server::Server::bind(config, store, tls).await?;
     println!("{}", server.summary(config_path));
     server.run().await
+}
+
+/// `hato dns`: the records to publish for `config` (the TLSA record from the configured
+/// certificate covering `hostname`; the development certificate is never published).
+fn dns_command(
+    config: &Config,
+    domain: Option<&str>,
+    addresses: &[std::net::IpAddr],
+) -> anyhow::Result<()> {
+    use dns_records::{Endpoint, Service, Tls};
+    let mut domains = config.local_domains();
+    if let Some(d) = domain {
+        let d = d.trim_end_matches('.').to_ascii_lowercase();
+        anyhow::ensure!(
+            domains.contains(&d),
+            "{d} is not one of the local domains ({})",
+            domains.join(", ")
+        );
+        domains = vec![d];
+    }
+    let endpoints: Vec<Endpoint> = config
+        .listeners
+        .iter()
+        .map(|l| Endpoint {
+            service: match l.protocol {
+                config::Protocol::Smtp => Service::Smtp,
+                config::Protocol::Submission => Service::Submission,
+                config::Protocol::Pop3 => Service::Pop3,
+                config::Protocol::Imap => Service::Imap,
+                config::Protocol::Https => Service::Https,
+            },
+            tls: match l.tls {
+                config::TlsMode::None => Tls::None,
+                config::TlsMode::Starttls => Tls::Starttls,
+                config::TlsMode::Implicit => Tls::Implicit,
+            },
+            port: l.bind.port(),
+        })
+        .collect();
+    let mut paths = Vec::new();
+    if let Some(tls) = &config.tls {
+        if let (Some(cert), Some(key)) = (&tls.cert, &tls.key) {
+            paths.push(hato_tls::CertPaths {
+                cert: cert.clone(),
+                key: key.clone(),
+            });
+        }
+        for c in &tls.certificate {
+            paths.push(hato_tls::CertPaths {
+                cert: c.cert.clone(),
+                key: c.key.clone(),
+            });
+        }
+    }
+    let resolver = if paths.is_empty() {
+        None
+    } else {
+        let (resolver, _) = hato_tls::CertResolver::load(paths, &config.hostname)
+            .map_err(|e| anyhow::anyhow!("[tls]: {e}"))?;
+        Some(resolver)
+    };
+    // The default certificate is the first, the one covering `hostname`.
+    let leaf = resolver.as_ref().and_then(|r| {
+        r.current()
+            .first()
+            .and_then(|c| c.key.cert.first().cloned())
+    });
+    let policy = config.mta_sts_policy();
+    let zone = dns_records::zone(&dns_records::ZoneInput {
+        hostname: &config.hostname,
+        domains: &domains,
+        endpoints: &endpoints,
+        mta_sts: &policy,
+        addresses,
+        certificate: leaf.as_deref(),
+    })
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    print!("{zone}");
+    if let Some(r) = &resolver
+        && endpoints.iter().any(|e| e.service == Service::Https)
+    {
+        let uncovered = https::uncovered_hosts(r, &domains);
+        if !uncovered.is_empty() {
+            eprintln!(
+                "warning: no certificate covers {}: senders will not accept the MTA-STS policy; add the names to the certificate",
+                uncovered.join(", ")
+            );
+        }
+    }
+    Ok(())
 }
 
 fn read_password(prompt_for: &str, from_stdin: bool) -> anyhow::Result<String> {

@@ -43,6 +43,7 @@ pub(crate) enum ProtocolConfig {
     Smtp(Arc<hato_smtp::Config>),
     Pop3(Arc<hato_pop3::Config>),
     Imap(Arc<hato_imap::Config>),
+    Https(Arc<crate::https::Site>),
 }
 
 pub(crate) struct ListenerCtx {
@@ -71,6 +72,7 @@ impl Server {
         store: Arc<dyn Store>,
         tls: Option<(Arc<CertResolver>, String)>,
     ) -> anyhow::Result<Server> {
+        let https_site = https_site(&config, tls.as_ref().map(|t| &t.0));
         let mut listeners = Vec::new();
         for l in &config.listeners {
             if l.tls != TlsMode::None && tls.is_none() {
@@ -89,7 +91,8 @@ impl Server {
                 anyhow::anyhow!("listener.bind = \"{}\": {e} ({hint})", l.bind)
             })?;
             let bind = sock.local_addr()?;
-            listeners.push((sock, Arc::new(listener_ctx(&config, l, bind))));
+            let ctx = listener_ctx(&config, l, bind, https_site.as_ref())?;
+            listeners.push((sock, Arc::new(ctx)));
         }
         let (shutdown_tx, shutdown) = watch::channel(false);
         let policy = Policy::new(
@@ -164,6 +167,7 @@ impl Server {
                 (Protocol::Imap, TlsMode::None) => "IMAP, plaintext (login impossible)",
                 (Protocol::Imap, TlsMode::Starttls) => "IMAP, STARTTLS required before login",
                 (Protocol::Imap, TlsMode::Implicit) => "IMAP, implicit TLS",
+                (Protocol::Https, _) => "HTTPS, MTA-STS policy of the local domains",
             };
             let proto = l.protocol.name();
             let head = if i == 0 { "listeners" } else { "" };
@@ -233,7 +237,45 @@ impl Server {
     }
 }
 
-fn listener_ctx(config: &Config, l: &Listener, bind: SocketAddr) -> ListenerCtx {
+/// The MTA-STS policy host shared by all `https` listeners (None without such a listener or
+/// without certificates). Logs the policy id to publish and the policy hosts the certificates
+/// do not cover.
+fn https_site(
+    config: &Config,
+    resolver: Option<&Arc<CertResolver>>,
+) -> Option<Arc<crate::https::Site>> {
+    let resolver = resolver?;
+    if !config
+        .listeners
+        .iter()
+        .any(|l| l.protocol == Protocol::Https)
+    {
+        return None;
+    }
+    let domains = config.local_domains();
+    let site = crate::https::Site::new(&config.mta_sts_policy(), &domains, resolver.clone());
+    info!(
+        hosts = %site.hosts().join(", "),
+        id = site.policy_id(),
+        "MTA-STS policy served; the _mta-sts TXT records must say \"v=STSv1; id={}\" (hato dns prints them)",
+        site.policy_id()
+    );
+    let uncovered = crate::https::uncovered_hosts(resolver, &domains);
+    if !uncovered.is_empty() {
+        warn!(
+            hosts = %uncovered.join(", "),
+            "no certificate covers these MTA-STS policy hosts: senders will not accept the policy; add the names to the certificate"
+        );
+    }
+    Some(Arc::new(site))
+}
+
+fn listener_ctx(
+    config: &Config,
+    l: &Listener,
+    bind: SocketAddr,
+    https: Option<&Arc<crate::https::Site>>,
+) -> anyhow::Result<ListenerCtx> {
     let lim = &config.limits;
     let protocol_config = match l.protocol {
         Protocol::Smtp | Protocol::Submission => {
@@ -279,15 +321,20 @@ fn listener_ctx(config: &Config, l: &Listener, bind: SocketAddr) -> ListenerCtx 
                 quota_bytes: lim.quota_bytes,
             }))
         }
+        Protocol::Https => ProtocolConfig::Https(
+            https
+                .cloned()
+                .with_context(|| format!("listener {}: https needs a certificate", l.bind))?,
+        ),
     };
-    ListenerCtx {
+    Ok(ListenerCtx {
         protocol: l.protocol,
         tls: l.tls,
         bind,
         greeting_delay: Duration::from_millis(l.greeting_delay_ms()),
         config: protocol_config,
         require_tls: l.require_tls(),
-    }
+    })
 }
 
 /// Reloads certificates on SIGHUP and when their files change (e.g. certbot renewals).
@@ -367,6 +414,8 @@ fn busy_reply(protocol: Protocol, hostname: &str, why: &str) -> String {
         }
         Protocol::Pop3 => format!("-ERR [SYS/TEMP] {why}, try again later\r\n"),
         Protocol::Imap => format!("* BYE [UNAVAILABLE] {why}, try again later\r\n"),
+        // The client expects a TLS handshake: nothing readable can be said.
+        Protocol::Https => String::new(),
     }
 }
 
@@ -432,6 +481,9 @@ async fn connection(
         }
         ProtocolConfig::Imap(config) => {
             crate::imap::serve(stream, peer, config.clone(), &ctx, &shared).await
+        }
+        ProtocolConfig::Https(site) => {
+            crate::https::serve(stream, site.clone(), shared.shutdown.clone()).await
         }
     };
     let duration_ms = started.elapsed().as_millis() as u64;

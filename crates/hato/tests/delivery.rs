@@ -38,6 +38,11 @@ struct Dns {
 }
 
 fn start_dns() -> Dns {
+    start_dns_with(Vec::new())
+}
+
+/// [`start_dns`] with more records in the `remote.test.` zone.
+fn start_dns_with(extra: Vec<Record>) -> Dns {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -85,7 +90,7 @@ fn start_dns() -> Dns {
                 RData::A(A(Ipv4Addr::new(127, 0, 0, 2))),
             ),
         ];
-        for r in records {
+        for r in records.into_iter().chain(extra) {
             zone.upsert_mut(r, 1);
         }
         let mut catalog = Catalog::new();
@@ -619,7 +624,7 @@ fn make_ca_and_leaf(
     let (leaf, key, csr, ext) = (p("leaf.pem"), p("leaf.key"), p("leaf.csr"), p("ext.cnf"));
     std::fs::write(
         &ext,
-        "subjectAltName=DNS:mx.remote.test,DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+        "subjectAltName=DNS:mx.remote.test,DNS:localhost,DNS:mta-sts.sts.remote.test\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
     )
     .unwrap();
     let (leaf_s, key_s, csr_s, ext_s) = (s(&leaf), s(&key), s(&csr), s(&ext));
@@ -1105,4 +1110,238 @@ fn requiretls_needs_a_verified_connection() {
     let inbox = rx.inbox(BOB);
     assert_eq!(inbox.len(), 2);
     assert!(!inbox.iter().any(|m| m.contains("secret two")), "{inbox:?}");
+}
+
+/// A threaded fake MTA that records the most connections it had open at once; each DATA
+/// takes a while, so parallel deliveries overlap. Returns (port, handle to read the maximum).
+fn counting_mta(messages: usize) -> (u16, std::process::Child) {
+    const SCRIPT: &str = r#"
+import socket, sys, threading, time
+want = int(sys.argv[1])
+srv = socket.socket()
+srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+srv.bind(("127.0.0.1", 0))
+srv.listen(50)
+srv.settimeout(30)
+print(srv.getsockname()[1], flush=True)
+lock = threading.Lock()
+state = {"open": 0, "max": 0, "msgs": 0}
+def serve(c):
+    with lock:
+        state["open"] += 1
+        state["max"] = max(state["max"], state["open"])
+    try:
+        f = c.makefile("rb")
+        c.sendall(b"220 counting ESMTP\r\n")
+        while True:
+            line = f.readline()
+            if not line:
+                break
+            cmd = line.strip().upper()
+            if cmd.startswith(b"EHLO"):
+                c.sendall(b"250-counting\r\n250 PIPELINING\r\n")
+            elif cmd == b"DATA":
+                c.sendall(b"354 go\r\n")
+                while f.readline() not in (b".\r\n", b""):
+                    pass
+                time.sleep(0.3)
+                with lock:
+                    state["msgs"] += 1
+                c.sendall(b"250 2.0.0 stored\r\n")
+            elif cmd == b"QUIT":
+                c.sendall(b"221 bye\r\n")
+                break
+            else:
+                c.sendall(b"250 2.0.0 ok\r\n")
+    finally:
+        with lock:
+            state["open"] -= 1
+        c.close()
+deadline = time.time() + 30
+while time.time() < deadline and state["msgs"] < want:
+    try:
+        srv.settimeout(max(0.1, deadline - time.time()))
+        c, _ = srv.accept()
+    except socket.timeout:
+        break
+    threading.Thread(target=serve, args=(c,), daemon=True).start()
+time.sleep(0.5)
+print("max", state["max"], "msgs", state["msgs"], flush=True)
+"#;
+    require_tool("python3", "python3");
+    let mut child = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(SCRIPT)
+        .arg(messages.to_string())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    let mut reader = std::io::BufReader::new(child.stdout.take().unwrap());
+    std::io::BufRead::read_line(&mut reader, &mut line).unwrap();
+    let port = line.trim().parse().expect("port");
+    // Keep reading the result later from the same pipe.
+    std::thread::spawn(move || {
+        let mut rest = String::new();
+        std::io::Read::read_to_string(&mut reader, &mut rest).unwrap();
+        std::fs::write(format!("/tmp/hato-counting-mta-{port}"), rest).unwrap();
+    });
+    (port, child)
+}
+
+fn counting_result(port: u16, mut child: std::process::Child) -> (usize, usize) {
+    wait_exit(&mut child, Duration::from_secs(40), "counting MTA");
+    let path = format!("/tmp/hato-counting-mta-{port}");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let text = loop {
+        if let Ok(t) = std::fs::read_to_string(&path)
+            && t.contains("max")
+        {
+            break t;
+        }
+        assert!(Instant::now() < deadline, "no result from the counting MTA");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let _ = std::fs::remove_file(&path);
+    let words: Vec<&str> = text.split_whitespace().collect();
+    (words[1].parse().unwrap(), words[3].parse().unwrap())
+}
+
+/// `delivery.per_ip` caps the connections to one address across domains; without a tight cap
+/// the same load runs in parallel (the control that shows the test can fail).
+#[test]
+fn per_ip_limit_caps_connections_to_one_address() {
+    for (per_ip, expect_max) in [(1usize, 1usize), (8, 2)] {
+        let (port, child) = counting_mta(6);
+        let tx = TestServer::start_domains(
+            &["example.test"],
+            &[USER],
+            &format!(
+                "{FAST_AUTH}[delivery]\nretry = [\"1s\"]\nper_ip = {per_ip}\n\
+                 [[route]]\ndomain = \"a.test\"\nhost = \"[127.0.0.1]:{port}\"\n\
+                 [[route]]\ndomain = \"b.test\"\nhost = \"[127.0.0.1]:{port}\"\n"
+            ),
+        );
+        for i in 0..3 {
+            submit(&tx, &format!("x{i}@a.test"), "to a");
+            submit(&tx, &format!("y{i}@b.test"), "to b");
+        }
+        wait_until(
+            "queue empties",
+            Duration::from_secs(30),
+            || tx.queue().is_empty(),
+            || tx.logs(),
+        );
+        let (max, msgs) = counting_result(port, child);
+        assert_eq!(msgs, 6);
+        if per_ip == 1 {
+            assert_eq!(max, expect_max, "per_ip = 1");
+        } else {
+            assert!(max >= expect_max, "per_ip = {per_ip}: max {max}");
+        }
+    }
+}
+
+/// A receiving hato that serves an MTA-STS policy for `sts.remote.test` over its own https
+/// listener (certificate from the test CA), and the DNS that publishes it: TXT with the id
+/// `hato dns` prints, `mta-sts.sts.remote.test` → 127.0.0.1, MX → mx.remote.test.
+fn sts_receiver(
+    certs: &std::path::Path,
+    mode: &str,
+    mx: &str,
+) -> (TestServer, Dns, u16, std::path::PathBuf) {
+    let (ca, leaf, key) = make_ca_and_leaf(certs, "sts");
+    let https = free_port();
+    let rx = TestServer::start_domains(
+        &["sts.remote.test"],
+        &["bob@sts.remote.test"],
+        &format!(
+            "[tls]\ncert = \"{}\"\nkey = \"{}\"\n{FAST_AUTH}[mta_sts]\nmode = \"{mode}\"\nmx = [\"{mx}\"]\n\
+             [[listener]]\nprotocol = \"https\"\nbind = \"127.0.0.1:{https}\"\ntls = \"implicit\"\n",
+            leaf.display(),
+            key.display()
+        ),
+    );
+    let printed = rx.cli(&["dns", "--domain", "sts.remote.test"], None);
+    let txt = printed
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("_mta-sts.sts.remote.test."))
+        .and_then(|l| l.split('"').nth(1))
+        .unwrap_or_else(|| panic!("no _mta-sts record in:\n{}", printed.all()))
+        .to_owned();
+    let dns = start_dns_with(vec![
+        record(
+            "sts.remote.test.",
+            RData::MX(MX::new(10, name("mx.remote.test."))),
+        ),
+        record(
+            "_mta-sts.sts.remote.test.",
+            RData::TXT(hickory_server::proto::rr::rdata::TXT::new(vec![txt])),
+        ),
+        record(
+            "mta-sts.sts.remote.test.",
+            RData::A(A(Ipv4Addr::new(127, 0, 0, 1))),
+        ),
+    ]);
+    (rx, dns, https, ca)
+}
+
+/// MTA-STS end to end: hato serves its policy over HTTPS, another hato fetches it, delivers
+/// only to listed MX hosts over verified TLS, and records that MTA-STS verified it.
+#[test]
+fn mta_sts_enforce_end_to_end() {
+    let certs = tempfile::tempdir().unwrap();
+    let (rx, dns, https, ca) = sts_receiver(certs.path(), "enforce", "mx.remote.test");
+    let tx = sender(
+        rx.ports.smtp,
+        Some(dns.addr),
+        &format!("mta_sts_port = {https}\nca_file = \"{}\"\n", ca.display()),
+    );
+    submit(&tx, "bob@sts.remote.test", "via sts");
+    rx.wait_inbox("bob@sts.remote.test", 1, Duration::from_secs(20));
+    wait_until(
+        "the attempt is logged",
+        Duration::from_secs(10),
+        || tx.logs().contains("MTA-STS"),
+        || tx.logs(),
+    );
+    let log = tx.logs();
+    assert!(
+        log.contains("verified (MTA-STS)") || log.contains("MTA-STS"),
+        "{log}"
+    );
+    // The policy is cached on disk.
+    let cache = tx.dir.path().join("data").join("mta-sts");
+    assert!(
+        std::fs::read_dir(&cache).map(|d| d.count()).unwrap_or(0) >= 1,
+        "no cached policy in {}",
+        cache.display()
+    );
+}
+
+/// An enforce policy that does not list the MX host: the message waits (4.7.5), never sent.
+#[test]
+fn mta_sts_enforce_refuses_an_unlisted_mx() {
+    let certs = tempfile::tempdir().unwrap();
+    let (rx, dns, https, ca) = sts_receiver(certs.path(), "enforce", "elsewhere.remote.test");
+    let tx = sender(
+        rx.ports.smtp,
+        Some(dns.addr),
+        &format!("mta_sts_port = {https}\nca_file = \"{}\"\n", ca.display()),
+    );
+    submit(&tx, "bob@sts.remote.test", "not to that mx");
+    wait_until(
+        "a deferred attempt",
+        Duration::from_secs(20),
+        || tx.queue().first().is_some_and(|e| e.attempts >= 1),
+        || tx.logs(),
+    );
+    let error = tx.queue()[0].last_error.clone().unwrap_or_default();
+    assert!(
+        error.contains("4.7.5") && error.contains("MTA-STS"),
+        "{error}"
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(rx.inbox("bob@sts.remote.test").is_empty());
 }
