@@ -1345,3 +1345,75 @@ fn mta_sts_enforce_refuses_an_unlisted_mx() {
     std::thread::sleep(Duration::from_millis(300));
     assert!(rx.inbox("bob@sts.remote.test").is_empty());
 }
+
+/// `encrypt` towards a server that does not offer STARTTLS: the message waits, nothing is
+/// sent in plaintext (downgrade resistance).
+#[test]
+fn encrypt_defers_when_starttls_is_not_offered() {
+    let mta = BrokenTlsMta::with_capabilities(1, "PIPELINING");
+    let tx = sender(
+        free_port(),
+        None,
+        &format!(
+            "tls_policy = \"encrypt\"\n[[route]]\ndomain = \"remote.test\"\nhost = \"[127.0.0.1]:{}\"\n",
+            mta.port
+        ),
+    );
+    submit(&tx, BOB, "no starttls, no mail");
+    wait_until(
+        "a deferred attempt",
+        Duration::from_secs(20),
+        || tx.queue().first().is_some_and(|e| e.attempts >= 1),
+        || tx.logs(),
+    );
+    let error = tx.queue()[0].last_error.clone().unwrap_or_default();
+    assert!(error.to_uppercase().contains("STARTTLS"), "{error}");
+    let seen = mta.commands();
+    assert!(!seen.contains("MAIL FROM"), "{seen}");
+}
+
+/// `verify`: a certificate from a trusted CA that does not name the MX host fails.
+#[test]
+fn verify_refuses_a_certificate_for_another_name() {
+    let dns = start_dns_with(vec![
+        record(
+            "wrongname.remote.test.",
+            RData::MX(MX::new(10, name("other.remote.test."))),
+        ),
+        record(
+            "other.remote.test.",
+            RData::A(A(Ipv4Addr::new(127, 0, 0, 1))),
+        ),
+    ]);
+    let certs = tempfile::tempdir().unwrap();
+    let (ca, leaf, key) = make_ca_and_leaf(certs.path(), "mx");
+    let rx = TestServer::start_domains(
+        &["wrongname.remote.test"],
+        &["bob@wrongname.remote.test"],
+        &format!(
+            "[tls]\ncert = \"{}\"\nkey = \"{}\"\n{FAST_AUTH}",
+            leaf.display(),
+            key.display()
+        ),
+    );
+    let tx = sender(
+        rx.ports.smtp,
+        Some(dns.addr),
+        &format!("tls_policy = \"verify\"\nca_file = \"{}\"\n", ca.display()),
+    );
+    submit(&tx, "bob@wrongname.remote.test", "wrong name");
+    wait_until(
+        "a deferred attempt",
+        Duration::from_secs(20),
+        || tx.queue().first().is_some_and(|e| e.attempts >= 1),
+        || tx.logs(),
+    );
+    let e = &tx.queue()[0];
+    let tls = e.last_tls.clone().unwrap_or_default().to_lowercase();
+    assert!(
+        tls.contains("certificate") && (tls.contains("name") || tls.contains("notvalidforname")),
+        "{tls}"
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(rx.inbox("bob@wrongname.remote.test").is_empty());
+}
