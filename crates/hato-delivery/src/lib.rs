@@ -14,6 +14,11 @@
 //!   detection.
 //! * [`policy`]: outgoing TLS security levels (Postfix-like `none`/`may`/`encrypt`/`verify`/
 //!   `dane`, RFC 7672 for DANE, RFC 8689 REQUIRETLS) mapped to the SMTP client's requirement.
+//! * [`tlsrpt`]: SMTP TLS Reporting (RFC 8460): the `_smtp._tls` TXT record, a recorder that
+//!   counts TLS sessions per UTC day, domain and policy in a crash-safe journal, the JSON report
+//!   and the report message (`multipart/report; report-type="tlsrpt"`).
+//! * `testing` (feature `test-support`, for tests only): an in-process authoritative DNS server
+//!   for a private DNSSEC-signed tree, to test DANE lookups and deliveries.
 //!
 //! The scheduler that claims queue entries (`hato_store::Store::due_queue`), drives
 //! `hato_smtp::client` over TCP/TLS and records the outcome lives in the `hato` binary.
@@ -27,3 +32,6 @@ pub mod mta_sts;
 pub mod mta_sts_fetch;
 pub mod policy;
 pub mod route;
+#[cfg(feature = "test-support")]
+pub mod testing;
+pub mod tlsrpt;

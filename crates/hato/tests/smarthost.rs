@@ -4,42 +4,11 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 
 const BOB: &str = "bob@anywhere.example";
-
-/// Submits a message from USER to `to` on `server`'s submission listener (STARTTLS + AUTH).
-fn submit(server: &TestServer, to: &str, subject: &str) {
-    const SCRIPT: &str = r#"
-import smtplib, ssl, sys
-port, user, password, to, subject = sys.argv[1:6]
-ctx = ssl.create_default_context()
-ctx.check_hostname = False
-ctx.verify_mode = ssl.CERT_NONE
-s = smtplib.SMTP("127.0.0.1", int(port), timeout=20)
-s.starttls(context=ctx)
-s.login(user, password)
-msg = "From: %s\r\nTo: %s\r\nSubject: %s\r\n\r\nHello via the smarthost.\r\n" % (user, to, subject)
-s.sendmail(user, [to], msg)
-s.quit()
-"#;
-    let port = server.ports.submission.to_string();
-    python(SCRIPT, &[&port, USER, PASSWORD, to, subject]).assert_ok();
-}
-
-fn wait_until(what: &str, wait: Duration, mut f: impl FnMut() -> bool, logs: impl Fn() -> String) {
-    let deadline = Instant::now() + wait;
-    while !f() {
-        assert!(
-            Instant::now() < deadline,
-            "{what} did not happen within {wait:?}:\n{}",
-            logs()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
 
 /// The provider: the standard test server (account USER), outbound on hold.
 fn provider() -> TestServer {

@@ -1033,3 +1033,70 @@ pub fn results(out: &CmdOutput) -> HashMap<String, String> {
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .collect()
 }
+
+/// Submits one message from alice to `to` over submission (STARTTLS + AUTH) with smtplib.
+pub fn submit(server: &TestServer, to: &str, subject: &str) {
+    submit_with(server, to, subject, "", "", "");
+}
+
+/// [`submit`] with MAIL and RCPT parameters (space separated, e.g. "RET=HDRS ENVID=x") and
+/// extra header lines.
+pub fn submit_with(
+    server: &TestServer,
+    to: &str,
+    subject: &str,
+    mail_params: &str,
+    rcpt_params: &str,
+    headers: &str,
+) {
+    const SCRIPT: &str = r#"
+import smtplib, ssl, sys
+port, user, password, to, subject, mail_params, rcpt_params, headers = sys.argv[1:9]
+ctx = ssl.create_default_context()
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
+s = smtplib.SMTP("127.0.0.1", int(port), timeout=20)
+s.starttls(context=ctx)
+s.login(user, password)
+msg = "From: %s\r\nTo: %s\r\nSubject: %s\r\n%s\r\nHello from the delivery test.\r\n" % (user, to, subject, headers)
+s.sendmail(user, [to], msg, mail_options=mail_params.split(), rcpt_options=rcpt_params.split())
+s.quit()
+"#;
+    let port = server.ports.submission.to_string();
+    let headers = if headers.is_empty() {
+        String::new()
+    } else {
+        format!("{headers}\r\n")
+    };
+    python(
+        SCRIPT,
+        &[
+            &port,
+            USER,
+            PASSWORD,
+            to,
+            subject,
+            mail_params,
+            rcpt_params,
+            &headers,
+        ],
+    )
+    .assert_ok();
+}
+
+pub fn wait_until(
+    what: &str,
+    wait: Duration,
+    mut f: impl FnMut() -> bool,
+    logs: impl Fn() -> String,
+) {
+    let deadline = Instant::now() + wait;
+    while !f() {
+        assert!(
+            Instant::now() < deadline,
+            "{what} did not happen within {wait:?}:\n{}",
+            logs()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
