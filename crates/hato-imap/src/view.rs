@@ -24,13 +24,14 @@
 //!
 //! # `\Recent` (IMAP4rev1 only)
 //!
-//! RFC 3501 makes a message recent for exactly one session: the first to see it. hato
-//! approximates this per session without shared state: a message is recent for a session
-//! if its UID is at least the UIDNEXT that session saw when it selected the mailbox —
-//! i.e. it arrived while the mailbox was selected. So messages delivered while no session
-//! had the mailbox selected are not recent for anyone, and two sessions that have the
-//! mailbox selected both see new mail as recent. IMAP4rev2 dropped `\Recent`; clients that
-//! enabled it get no `RECENT` responses and no `\Recent` flag.
+//! RFC 3501 §2.3.2 makes a message recent in exactly one session: the first to be notified
+//! about it. That is shared state, kept by the store (one watermark per mailbox, claimed by
+//! read-write sessions); the view only holds the UIDs that are recent for *this* session
+//! ([`SelectedView::add_recent`]): the driver adds what its claims returned (SELECT, and
+//! whenever UIDNEXT grew), or for a read-only session (EXAMINE) the unclaimed UIDs without
+//! taking them. The set may hold UIDs the client does not know yet (claimed before their
+//! EXISTS) or that were expunged; `RECENT` counts only messages the client knows. IMAP4rev2
+//! dropped `\Recent`: clients that enabled it get no `RECENT` responses and no `\Recent` flag.
 //!
 //! # The saved search result (`$`, RFC 5182)
 //!
@@ -135,8 +136,10 @@ pub struct SelectedView {
     entries: Vec<Entry>,
     /// New messages not yet announced with EXISTS, ascending UID.
     pending_new: Vec<ViewMessage>,
-    /// UIDs at or above are `\Recent` for this session.
-    recent_from: u32,
+    /// UIDs that are `\Recent` for this session (see the module documentation).
+    recent: NumberSet,
+    /// `add_recent` marked messages the client already knows: send `RECENT` at the next flush.
+    recent_unannounced: bool,
     /// The store's HIGHESTMODSEQ as last applied (pass it to the next `changes_since`).
     synced_modseq: u64,
     /// The HIGHESTMODSEQ the client may be told.
@@ -169,7 +172,8 @@ impl SelectedView {
             uidnext,
             entries,
             pending_new: Vec::new(),
-            recent_from: uidnext,
+            recent: NumberSet::new(),
+            recent_unannounced: false,
             synced_modseq: snapshot.highest_modseq,
             reported_modseq: snapshot.highest_modseq,
             saved: NumberSet::new(),
@@ -178,8 +182,10 @@ impl SelectedView {
 
     /// The untagged responses of a successful SELECT/EXAMINE that depend on the mailbox
     /// (RFC 9051 §6.3.2; RFC 3501 RECENT and UNSEEN for IMAP4rev1 clients; RFC 7162
-    /// HIGHESTMODSEQ with CONDSTORE). FLAGS and PERMANENTFLAGS are the driver's.
-    pub fn select_responses(&self, enabled: Enabled) -> Vec<Response> {
+    /// HIGHESTMODSEQ with CONDSTORE). FLAGS and PERMANENTFLAGS are the driver's. Call it
+    /// after [`SelectedView::add_recent`] of the selection's recent UIDs.
+    pub fn select_responses(&mut self, enabled: Enabled) -> Vec<Response> {
+        self.recent_unannounced = false;
         let mut out = vec![Response::Data(Data::Exists(self.exists()))];
         if !enabled.imap4rev2 {
             out.push(Response::Data(Data::Recent(self.recent_count())));
@@ -268,15 +274,37 @@ impl SelectedView {
         flags
     }
 
+    /// Makes the UIDs `from..to_exclusive` `\Recent` for this session (a range the store's
+    /// claim returned, or the unclaimed range a read-only session may show). Nothing is sent:
+    /// if the client already knows one of these messages, the next
+    /// [`SelectedView::flush`] sends `RECENT` (new messages are announced with it anyway).
+    pub fn add_recent(&mut self, from: u32, to_exclusive: u32) {
+        let from = from.max(1);
+        if from >= to_exclusive {
+            return;
+        }
+        let last = to_exclusive - 1;
+        let known = self.entries.partition_point(|e| e.uid < from)
+            < self.entries.partition_point(|e| e.uid <= last);
+        self.recent_unannounced |= known;
+        self.recent.insert_range(from, last);
+    }
+
     /// `\Recent` for this session (see the module documentation).
     pub fn is_recent(&self, uid: u32) -> bool {
-        uid >= self.recent_from
+        self.recent.contains(uid)
     }
 
     /// How many messages the client knows are recent.
     pub fn recent_count(&self) -> u32 {
-        let first = self.entries.partition_point(|e| e.uid < self.recent_from);
-        (self.entries.len() - first) as u32
+        self.recent
+            .ranges()
+            .map(|r| {
+                let start = self.entries.partition_point(|e| e.uid < *r.start());
+                let end = self.entries.partition_point(|e| e.uid <= *r.end());
+                (end - start) as u32
+            })
+            .sum()
     }
 
     /// Sequence number of the first message without `\Seen`.
@@ -490,8 +518,9 @@ impl SelectedView {
     }
 
     /// The untagged responses that may be sent now, in order: EXPUNGE/VANISHED (unless
-    /// [`Moment::NoExpunge`]), EXISTS (and RECENT for IMAP4rev1), then FETCH of changed
-    /// flags. Afterwards the view matches what the client was told.
+    /// [`Moment::NoExpunge`]), EXISTS (and RECENT for IMAP4rev1, also when
+    /// [`SelectedView::add_recent`] marked known messages), then FETCH of changed flags.
+    /// Afterwards the view matches what the client was told.
     pub fn flush(&mut self, moment: Moment, enabled: Enabled) -> Vec<Response> {
         let mut out = Vec::new();
         if moment == Moment::Any && self.entries.iter().any(|e| e.expunged) {
@@ -524,9 +553,10 @@ impl SelectedView {
                 });
             }
             out.push(Response::Data(Data::Exists(self.exists())));
-            if !enabled.imap4rev2 {
-                out.push(Response::Data(Data::Recent(self.recent_count())));
-            }
+            self.recent_unannounced = true;
+        }
+        if std::mem::take(&mut self.recent_unannounced) && !enabled.imap4rev2 {
+            out.push(Response::Data(Data::Recent(self.recent_count())));
         }
         let condstore = enabled.condstore || enabled.qresync;
         for i in 0..self.entries.len() {

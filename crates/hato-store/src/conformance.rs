@@ -43,6 +43,7 @@ pub async fn run_all(store: &dyn Store) {
     copy_single_instance(store).await;
     move_messages(store).await;
     changes_and_vanished(store).await;
+    recent_claims(store).await;
     account_usage(store).await;
     notifications(store).await;
     bulk_operations(store).await;
@@ -1891,6 +1892,135 @@ pub async fn changes_and_vanished(store: &dyn Store) {
             .changes_since(0x7fff_ffff_fff6, 0)
             .await
             .expect("changes_since"),
+        None
+    );
+}
+
+/// claim_recent (RFC 3501 `\Recent`): a new mailbox's watermark is 1; a claim returns
+/// `[recent_uid, uidnext)` and moves the watermark to UIDNEXT, so a second claim is empty; new
+/// deliveries, appends and copies become claimable; STATUS counts the existing messages at or
+/// above the watermark (not expunged ones); changes_since reports the watermark; concurrent
+/// claims never overlap and together cover every UID; a missing mailbox is None.
+pub async fn recent_claims(store: &dyn Store) {
+    let a = create(store, "conf.recent@example.com").await;
+    let inbox = inbox(store, a.id).await.id;
+    let s = status(store, inbox).await;
+    assert_eq!(
+        (s.recent_uid, s.recent),
+        (1, 0),
+        "a new mailbox starts at 1"
+    );
+    assert_eq!(
+        store.claim_recent(inbox).await.expect("claim"),
+        Some((1, 1)),
+        "nothing to claim yet"
+    );
+
+    for n in 0..2 {
+        store
+            .deliver(delivery(
+                "s@example.com",
+                format!("Subject: recent {n}\r\n\r\nx\r\n").as_bytes(),
+                vec![a.id],
+                vec![],
+            ))
+            .await
+            .expect("deliver");
+    }
+    let s = status(store, inbox).await;
+    assert_eq!((s.uidnext, s.recent_uid, s.recent), (3, 1, 2), "{s:?}");
+    let c = store
+        .changes_since(inbox, 0)
+        .await
+        .expect("changes_since")
+        .expect("mailbox exists");
+    assert_eq!((c.uidnext, c.recent_uid), (3, 1));
+
+    assert_eq!(
+        store.claim_recent(inbox).await.expect("claim"),
+        Some((1, 3))
+    );
+    let s = status(store, inbox).await;
+    assert_eq!((s.uidnext, s.recent_uid, s.recent), (3, 3, 0), "{s:?}");
+    assert_eq!(
+        store.claim_recent(inbox).await.expect("claim"),
+        Some((3, 3)),
+        "a second claim gets nothing"
+    );
+    let c = store
+        .changes_since(inbox, 0)
+        .await
+        .expect("changes_since")
+        .expect("mailbox exists");
+    assert_eq!(c.recent_uid, 3);
+
+    // New mail becomes claimable; an expunged recent message no longer counts.
+    append_n(store, inbox, 3).await;
+    let s = status(store, inbox).await;
+    assert_eq!((s.uidnext, s.recent_uid, s.recent), (6, 3, 3), "{s:?}");
+    store
+        .expunge(inbox, Expunge::Uids(&[4]))
+        .await
+        .expect("expunge");
+    assert_eq!(status(store, inbox).await.recent, 2);
+    assert_eq!(
+        store.claim_recent(inbox).await.expect("claim"),
+        Some((3, 6))
+    );
+    assert_eq!(status(store, inbox).await.recent, 0);
+
+    // Copies into another mailbox are recent there; the source is unaffected.
+    let other = new_mailbox(store, a.id, "RecentCopy").await.id;
+    store.copy(inbox, &[3, 5], other).await.expect("copy");
+    let s = status(store, other).await;
+    assert_eq!((s.uidnext, s.recent_uid, s.recent), (3, 1, 2), "{s:?}");
+    assert_eq!(status(store, inbox).await.recent, 0);
+    assert_eq!(
+        store.claim_recent(other).await.expect("claim"),
+        Some((1, 3))
+    );
+
+    // Concurrent claims, with deliveries between them: disjoint, and together everything.
+    let start = status(store, inbox).await.recent_uid;
+    let one = |n: u32| {
+        delivery(
+            "s@example.com",
+            format!("Subject: race {n}\r\n\r\nx\r\n").as_bytes(),
+            vec![a.id],
+            vec![],
+        )
+    };
+    let (c1, d1, c2, d2, c3, c4) = tokio::join!(
+        store.claim_recent(inbox),
+        store.deliver(one(1)),
+        store.claim_recent(inbox),
+        store.deliver(one(2)),
+        store.claim_recent(inbox),
+        store.claim_recent(inbox),
+    );
+    d1.expect("deliver");
+    d2.expect("deliver");
+    let c5 = store.claim_recent(inbox).await;
+    let mut ranges: Vec<(u32, u32)> = [c1, c2, c3, c4, c5]
+        .into_iter()
+        .map(|c| c.expect("claim").expect("mailbox exists"))
+        .filter(|(from, to)| from < to)
+        .collect();
+    ranges.sort_unstable();
+    let end = status(store, inbox).await.uidnext;
+    let mut next = start;
+    for (from, to) in &ranges {
+        assert_eq!(*from, next, "claims overlap or leave a gap: {ranges:?}");
+        next = *to;
+    }
+    assert_eq!(next, end, "claims must cover every new UID: {ranges:?}");
+    assert_eq!(status(store, inbox).await.recent, 0);
+
+    assert_eq!(
+        store
+            .claim_recent(0x7fff_ffff_fff5)
+            .await
+            .expect("claim_recent"),
         None
     );
 }

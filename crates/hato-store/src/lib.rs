@@ -21,6 +21,11 @@
 //!   MODSEQs alone.
 //! * Expunged UIDs are remembered with the MODSEQ of their expunge, for QRESYNC's
 //!   `VANISHED (EARLIER)` ([`Store::changes_since`]).
+//! * IMAP4rev1 `\Recent` (RFC 3501 §2.3.2) is one watermark per mailbox, as in Cyrus: the UIDs
+//!   from its `recent_uid` up to UIDNEXT have not been announced to any read-write session yet
+//!   and are `\Recent`; the first session to be notified takes them with
+//!   [`Store::claim_recent`], which moves the watermark to UIDNEXT. A new mailbox starts at 1,
+//!   so appended, copied and delivered messages are recent until claimed.
 //! * Message bodies are blobs stored once; appends, copies and moves reference them; a blob is
 //!   freed with its last reference. Blob, mailbox and account ids are never reused.
 //! * Flags are normalised by [`rules::FlagSet`]: system flags plus at most
@@ -345,6 +350,11 @@ pub struct MailboxStatus {
     /// Sum of the sizes of the `\Deleted` messages: what an EXPUNGE would free (STATUS
     /// DELETED-STORAGE, RFC 9208 §4.2).
     pub deleted_size: u64,
+    /// The first UID no read-write session has claimed ([`Store::claim_recent`]): messages at
+    /// or above are `\Recent` (what EXAMINE shows without claiming them).
+    pub recent_uid: u32,
+    /// Messages with a UID of at least `recent_uid` (STATUS RECENT, RFC 3501 §6.3.10).
+    pub recent: u32,
 }
 
 /// What changed in a mailbox after a MODSEQ, read in one consistent snapshot.
@@ -353,6 +363,9 @@ pub struct Changes {
     /// The mailbox's HIGHESTMODSEQ in the snapshot: pass it to the next `changes_since`.
     pub highest_modseq: u64,
     pub uidnext: u32,
+    /// [`MailboxStatus::recent_uid`] in the snapshot: UIDs from here to `uidnext` were not
+    /// claimed by any session yet.
+    pub recent_uid: u32,
     /// Messages whose MODSEQ is greater (new ones and ones whose flags changed), ascending UID.
     pub changed: Vec<MessageEntry>,
     /// UIDs expunged with a greater MODSEQ, ascending. May include UIDs the caller never saw
@@ -548,6 +561,14 @@ pub trait Store: Send + Sync + 'static {
     /// polling at IDLE/NOOP), or None if the mailbox does not exist. The store remembers every
     /// expunge, so the answer is always complete.
     async fn changes_since(&self, mailbox: MailboxId, modseq: u64) -> Result<Option<Changes>>;
+    /// Takes the mailbox's `\Recent` messages for the calling session (RFC 3501 §2.3.2: a
+    /// message is recent in exactly one session, the first notified of it): returns the
+    /// half-open UID range `[recent_uid, uidnext)` and moves `recent_uid` to UIDNEXT, in one
+    /// write transaction, so concurrent claimers never get overlapping ranges (an empty range
+    /// when there is nothing new). None if the mailbox does not exist. The range may include
+    /// UIDs the caller has not seen yet (delivered after its last read) and expunged ones.
+    /// Not announced to [`Store::subscribe_changes`] receivers (no message changes).
+    async fn claim_recent(&self, mailbox: MailboxId) -> Result<Option<(u32, u32)>>;
     /// Storage used by an account's mailbox entries (zero for an unknown account).
     async fn account_usage(&self, account: AccountId) -> Result<Usage>;
     /// A receiver of [`MailboxChanged`] events, sent after each commit that changed a

@@ -223,6 +223,15 @@ const MIGRATIONS: &[&str] = &[
     INSERT OR REPLACE INTO meta (key, value)
         SELECT 'last_queue_id', coalesce(max(id), 0) FROM queue;
     "#,
+    // Version 4: IMAP4rev1 \Recent (RFC 3501 2.3.2).
+    r#"
+    -- UIDs from recent_uid to uidnext were not announced to any read-write session yet: they
+    -- are \Recent, and the next session to select the mailbox claims them (claim_recent moves
+    -- recent_uid to uidnext). New mailboxes start at 1; existing mail is not recent after the
+    -- upgrade (clients would otherwise see every old message as new).
+    ALTER TABLE mailboxes ADD COLUMN recent_uid INTEGER NOT NULL DEFAULT 1;
+    UPDATE mailboxes SET recent_uid = uidnext;
+    "#,
 ];
 
 /// Per-connection (TEMP) change tracking on the writer connection; see the module docs.
@@ -1669,37 +1678,64 @@ fn expunge_tx(conn: &Connection, mailbox: MailboxId, which: Expunge<'_>) -> Resu
     Ok(expunged)
 }
 
-// ---------------------------------------------------------------------------------------------
-// Mailbox reads (run on pooled read connections; several statements share one read
-// transaction, i.e. one snapshot).
-
-fn mailbox_status_read(conn: &Connection, mailbox: MailboxId) -> Result<Option<MailboxStatus>> {
-    let tx = conn.unchecked_transaction().ctx("starting a read")?;
-    let Some((uidvalidity, uidnext, highest_modseq)) = tx
-        .prepare_cached("SELECT uidvalidity, uidnext, highest_modseq FROM mailboxes WHERE id = ?1")
+/// Takes the `\Recent` UIDs `[recent_uid, uidnext)` of a mailbox (see [`Store::claim_recent`]).
+/// The writer holds the write lock, so no other claimer (of any process) runs in between.
+fn claim_recent_tx(conn: &Connection, mailbox: MailboxId) -> Result<Option<(u32, u32)>> {
+    let Some((from, to)): Option<(u32, u32)> = conn
+        .prepare_cached("SELECT recent_uid, uidnext FROM mailboxes WHERE id = ?1")
         .and_then(|mut s| {
-            s.query_row([mailbox], |r| Ok((r.get(0)?, r.get(1)?, get_u64(r, 2)?)))
+            s.query_row([mailbox], |r| Ok((r.get(0)?, r.get(1)?)))
                 .optional()
         })
         .ctx("reading mailbox")?
     else {
         return Ok(None);
     };
-    let (messages, unseen, deleted, size, deleted_size): (u32, u32, u32, u64, u64) = tx
+    if from < to {
+        conn.prepare_cached("UPDATE mailboxes SET recent_uid = ?2 WHERE id = ?1")
+            .and_then(|mut s| s.execute(params![mailbox, to]))
+            .ctx("claiming recent messages")?;
+    }
+    Ok(Some((from.min(to), to)))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Mailbox reads (run on pooled read connections; several statements share one read
+// transaction, i.e. one snapshot).
+
+fn mailbox_status_read(conn: &Connection, mailbox: MailboxId) -> Result<Option<MailboxStatus>> {
+    let tx = conn.unchecked_transaction().ctx("starting a read")?;
+    let Some((uidvalidity, uidnext, highest_modseq, recent_uid)) = tx
         .prepare_cached(
-            r"SELECT count(*), coalesce(sum(instr(flags, '\Seen') = 0), 0),
-                     coalesce(sum(instr(flags, '\Deleted') > 0), 0), coalesce(sum(size), 0),
-                     coalesce(sum(CASE WHEN instr(flags, '\Deleted') > 0 THEN size END), 0)
-              FROM messages WHERE mailbox_id = ?1",
+            "SELECT uidvalidity, uidnext, highest_modseq, recent_uid FROM mailboxes WHERE id = ?1",
         )
         .and_then(|mut s| {
             s.query_row([mailbox], |r| {
+                Ok((r.get(0)?, r.get(1)?, get_u64(r, 2)?, r.get::<_, u32>(3)?))
+            })
+            .optional()
+        })
+        .ctx("reading mailbox")?
+    else {
+        return Ok(None);
+    };
+    let (messages, unseen, deleted, size, deleted_size, recent): (u32, u32, u32, u64, u64, u32) =
+        tx.prepare_cached(
+            r"SELECT count(*), coalesce(sum(instr(flags, '\Seen') = 0), 0),
+                     coalesce(sum(instr(flags, '\Deleted') > 0), 0), coalesce(sum(size), 0),
+                     coalesce(sum(CASE WHEN instr(flags, '\Deleted') > 0 THEN size END), 0),
+                     coalesce(sum(uid >= ?2), 0)
+              FROM messages WHERE mailbox_id = ?1",
+        )
+        .and_then(|mut s| {
+            s.query_row(params![mailbox, recent_uid], |r| {
                 Ok((
                     r.get(0)?,
                     r.get(1)?,
                     r.get(2)?,
                     get_u64(r, 3)?,
                     get_u64(r, 4)?,
+                    r.get(5)?,
                 ))
             })
         })
@@ -1713,6 +1749,8 @@ fn mailbox_status_read(conn: &Connection, mailbox: MailboxId) -> Result<Option<M
         deleted,
         size,
         deleted_size,
+        recent_uid: recent_uid.min(uidnext),
+        recent,
     }))
 }
 
@@ -1724,11 +1762,13 @@ fn changes_since_read(
     // MODSEQs are stored as SQLite integers; larger values than i64::MAX cannot exist.
     let since = i64::try_from(since).unwrap_or(i64::MAX);
     let tx = conn.unchecked_transaction().ctx("starting a read")?;
-    let Some((uidnext, highest_modseq)) = tx
-        .prepare_cached("SELECT uidnext, highest_modseq FROM mailboxes WHERE id = ?1")
+    let Some((uidnext, highest_modseq, recent_uid)) = tx
+        .prepare_cached("SELECT uidnext, highest_modseq, recent_uid FROM mailboxes WHERE id = ?1")
         .and_then(|mut s| {
-            s.query_row([mailbox], |r| Ok((r.get(0)?, get_u64(r, 1)?)))
-                .optional()
+            s.query_row([mailbox], |r| {
+                Ok((r.get::<_, u32>(0)?, get_u64(r, 1)?, r.get::<_, u32>(2)?))
+            })
+            .optional()
         })
         .ctx("reading mailbox")?
     else {
@@ -1752,6 +1792,7 @@ fn changes_since_read(
     Ok(Some(Changes {
         highest_modseq,
         uidnext,
+        recent_uid: recent_uid.min(uidnext),
         changed,
         vanished,
     }))
@@ -2273,6 +2314,10 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn claim_recent(&self, mailbox: MailboxId) -> Result<Option<(u32, u32)>> {
+        self.write(move |conn| claim_recent_tx(conn, mailbox)).await
+    }
+
     async fn account_usage(&self, account: AccountId) -> Result<Usage> {
         self.read(move |conn| {
             conn.prepare_cached(
@@ -2414,6 +2459,56 @@ mod tests {
             .unwrap();
         let ids: Vec<i64> = store.queue().await.unwrap().iter().map(|q| q.id).collect();
         assert_eq!(ids, vec![5, 8], "id 7 must not be handed out again");
+    }
+
+    /// A version 3 database: existing mail is not `\Recent` after the upgrade (recent_uid is
+    /// UIDNEXT), later mail is, and mailboxes created afterwards start at UID 1.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn version_3_mailboxes_get_recent_watermark() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hato.db");
+        write_version_1(&path);
+        {
+            let conn = Connection::open(&path).unwrap();
+            for sql in &MIGRATIONS[1..3] {
+                conn.execute_batch(sql).unwrap();
+            }
+            conn.execute_batch("PRAGMA user_version = 3;").unwrap();
+        }
+        let store = SqliteStore::open(&path).unwrap();
+        assert_eq!(
+            user_version(&Connection::open(&path).unwrap()).unwrap(),
+            SCHEMA_VERSION
+        );
+        let inbox = store.mailbox_status(1).await.unwrap().unwrap();
+        assert_eq!(
+            (
+                inbox.messages,
+                inbox.uidnext,
+                inbox.recent_uid,
+                inbox.recent
+            ),
+            (2, 3, 3, 0),
+            "old mail is not recent"
+        );
+        let sent = store.mailbox_status(2).await.unwrap().unwrap();
+        assert_eq!((sent.recent_uid, sent.recent), (1, 0));
+        assert_eq!(store.claim_recent(1).await.unwrap(), Some((3, 3)));
+        let appended = store.append(1, b"new\n".to_vec(), &[], 2000).await.unwrap();
+        assert_eq!(appended.uid, 3);
+        let inbox = store.mailbox_status(1).await.unwrap().unwrap();
+        assert_eq!((inbox.recent_uid, inbox.recent), (3, 1));
+        assert_eq!(store.claim_recent(1).await.unwrap(), Some((3, 4)));
+        let created = store.create_mailbox(1, "After", None).await.unwrap();
+        assert_eq!(
+            store
+                .mailbox_status(created.id)
+                .await
+                .unwrap()
+                .unwrap()
+                .recent_uid,
+            1
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

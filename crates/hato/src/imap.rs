@@ -4,6 +4,12 @@
 //! store through `changes_since`; after every command untagged updates are flushed as the
 //! view's [`Moment`] rules allow. IDLE wakes on [`hato_store::Store::subscribe_changes`] for the
 //! selected mailbox (the store also announces writes of other processes, about once a second).
+//!
+//! `\Recent` (RFC 3501 §2.3.2) is the store's per-mailbox watermark: a read-write session claims
+//! the unclaimed UIDs ([`hato_store::Store::claim_recent`]) at SELECT and again whenever a sync
+//! shows UIDNEXT beyond what it already considered and something unclaimed, and adds what it got
+//! to its view; a read-only session (EXAMINE) shows the unclaimed UIDs as recent without taking
+//! them, so a later SELECT still gets them. A session with IMAP4rev2 enabled takes no part.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -90,6 +96,63 @@ struct Selected {
     id: MailboxId,
     view: SelectedView,
     read_only: bool,
+    /// How this session takes part in `\Recent`.
+    recent: RecentMode,
+    /// UIDs below were considered for `\Recent` already: claimed by this session (or, read-only,
+    /// shown as recent if unclaimed) or seen claimed by another session.
+    recent_to: u32,
+}
+
+/// A selected mailbox's part in `\Recent` (RFC 3501 §2.3.2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum RecentMode {
+    /// SELECT: takes the unclaimed messages (one store write when there are any).
+    Claim,
+    /// EXAMINE: shows the unclaimed messages as recent, leaves them for the next SELECT.
+    Peek,
+    /// IMAP4rev2 enabled: the client cannot see `\Recent`, so it takes nothing from IMAP4rev1
+    /// clients.
+    Off,
+}
+
+impl Selected {
+    /// Brings this session's `\Recent` UIDs up to date with what the store last reported: its
+    /// watermark `recent_uid` and `uidnext` (from `mailbox_status` or `changes_since`). Costs
+    /// nothing unless UIDNEXT passed `recent_to`; a read-write session then claims (one write)
+    /// unless the read showed everything claimed by others already.
+    async fn take_recent(&mut self, store: &dyn Store, recent_uid: u32, uidnext: u32) {
+        if uidnext <= self.recent_to {
+            return;
+        }
+        match self.recent {
+            RecentMode::Claim => {}
+            RecentMode::Peek => {
+                // EXAMINE does not take \Recent (RFC 3501 6.3.2): show the unclaimed ones.
+                self.view
+                    .add_recent(recent_uid.max(self.recent_to), uidnext);
+                self.recent_to = uidnext;
+                return;
+            }
+            RecentMode::Off => {
+                self.recent_to = uidnext;
+                return;
+            }
+        }
+        if recent_uid >= uidnext {
+            // Another session was notified first.
+            self.recent_to = uidnext;
+            return;
+        }
+        match store.claim_recent(self.id).await {
+            Ok(Some((from, to))) => {
+                self.view.add_recent(from, to);
+                self.recent_to = self.recent_to.max(to);
+            }
+            // The mailbox is gone: the next sync expunges everything.
+            Ok(None) => {}
+            Err(e) => warn!(error = %e, "cannot claim recent messages"),
+        }
+    }
 }
 
 struct Conn<'a> {
@@ -330,7 +393,11 @@ impl<'a> Conn<'a> {
             .await
         {
             Ok(Some(c)) => {
+                let (recent_uid, uidnext) = (c.recent_uid, c.uidnext);
                 let _ = sel.view.update(Update::Changes(to_view_changes(c)));
+                // Before the flush, so the EXISTS of new mail comes with its RECENT count.
+                sel.take_recent(self.store.as_ref(), recent_uid, uidnext)
+                    .await;
             }
             // The mailbox was deleted (or renamed away) by another session: its messages are
             // gone for this one too.
@@ -508,10 +575,29 @@ impl<'a> Conn<'a> {
         });
         // Messages listed after the status snapshot are already in the view; catch up on
         // anything else.
+        let (mut recent_uid, mut uidnext) = (status.recent_uid, status.uidnext);
         if let Ok(Some(c)) = self.store.changes_since(mb.id, status.highest_modseq).await {
+            (recent_uid, uidnext) = (c.recent_uid, c.uidnext);
             let _ = view.update(Update::Changes(to_view_changes(c)));
             view.flush(Moment::Any, enabled);
         }
+        let mut sel = Selected {
+            id: mb.id,
+            view,
+            read_only,
+            recent: if enabled.imap4rev2 {
+                RecentMode::Off
+            } else if read_only {
+                RecentMode::Peek
+            } else {
+                RecentMode::Claim
+            },
+            recent_to: 0,
+        };
+        // SELECT takes the unclaimed messages as \Recent; EXAMINE shows them (RFC 3501 6.3.1/2).
+        sel.take_recent(self.store.as_ref(), recent_uid, uidnext)
+            .await;
+        let view = &mut sel.view;
         untagged.push(Response::Data(Data::Flags(system_flags())));
         untagged.push(untagged_ok(
             Code::PermanentFlags {
@@ -538,11 +624,7 @@ impl<'a> Conn<'a> {
                 Err(e) => return store_no(&e),
             }
         }
-        self.selected = Some(Selected {
-            id: mb.id,
-            view,
-            read_only,
-        });
+        self.selected = Some(sel);
         Outcome {
             untagged,
             kind: StatusKind::Ok,
@@ -580,7 +662,7 @@ impl<'a> Conn<'a> {
             .iter()
             .map(|i| match i {
                 StatusItem::Messages => StatusValue::Messages(st.messages),
-                StatusItem::Recent => StatusValue::Recent(0),
+                StatusItem::Recent => StatusValue::Recent(st.recent),
                 StatusItem::UidNext => StatusValue::UidNext(st.uidnext),
                 StatusItem::UidValidity => StatusValue::UidValidity(st.uidvalidity),
                 StatusItem::Unseen => StatusValue::Unseen(st.unseen),

@@ -373,6 +373,138 @@ r.until("d")
     assert!(get(&r, "DONE").starts_with("c OK"), "{r:?}");
 }
 
+/// RFC 3501 `\Recent`: a message is recent in exactly one session, the first to be notified
+/// (SELECT claims; of two sessions idling when mail arrives, one gets it); EXAMINE shows
+/// unclaimed messages as recent without taking them; STATUS RECENT counts the unclaimed ones;
+/// a client with IMAP4rev2 enabled sees no `\Recent` and takes none.
+#[test]
+fn recent_is_shown_to_exactly_one_session() {
+    let server = TestServer::start();
+    smtp_deliver(
+        server.ports.smtp,
+        USER,
+        &[message("r1", "1"), message("r2", "2")],
+    );
+    let r = run_py(
+        &server,
+        r#"
+def conn():
+    s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", IMAPS)), server_hostname="localhost")
+    r = Raw(s)
+    r.line()
+    r.send(("a LOGIN %s \"%s\"\r\n" % (USER, PASS)).encode())
+    r.until("a")
+    return r
+n = [0]
+def cmd(r, text):
+    n[0] += 1
+    tag = "t%d" % n[0]
+    r.send(("%s %s\r\n" % (tag, text)).encode())
+    lines = r.until(tag)
+    if not lines[-1].startswith(tag + " OK"):
+        raise Exception(lines)
+    return lines
+def recent(lines):
+    return ",".join(l.split()[1] for l in lines if re.fullmatch(r"\* \d+ RECENT", l))
+def flagged(lines):
+    return ",".join(l.split()[1] for l in lines if " FETCH " in l and "\\Recent" in l)
+def status(r):
+    l = [l for l in cmd(r, "STATUS INBOX (MESSAGES RECENT)") if l.startswith("* STATUS")][0]
+    return l.split("(")[1].rstrip(")")
+z = conn()
+out("STATUS_BEFORE", status(z))
+a = conn()
+out("A_SELECT", recent(cmd(a, "SELECT INBOX")))
+out("A_FLAGS", flagged(cmd(a, "FETCH 1:* (FLAGS)")))
+out("A_SEARCH", [l for l in cmd(a, "SEARCH RECENT") if l.startswith("* SEARCH")][0])
+out("STATUS_AFTER_A", status(z))
+b = conn()
+out("B_SELECT", recent(cmd(b, "SELECT INBOX")))
+out("B_FLAGS", flagged(cmd(b, "FETCH 1:* (FLAGS)")) or "-")
+# Both idle when a third message arrives: each gets EXISTS and RECENT, one takes it.
+for x in (a, b):
+    x.send(b"i IDLE\r\n")
+    x.line()
+deliver("r3")
+a_idle = [a.line(timeout=5), a.line(timeout=5)]
+b_idle = [b.line(timeout=5), b.line(timeout=5)]
+out("A_IDLE", " | ".join(a_idle))
+out("B_IDLE", " | ".join(b_idle))
+for x in (a, b):
+    x.send(b"DONE\r\n")
+    x.until("i")
+out("A_3", flagged(cmd(a, "FETCH 3 (FLAGS)")) or "-")
+out("B_3", flagged(cmd(b, "FETCH 3 (FLAGS)")) or "-")
+out("STATUS_3", status(z))
+# A fourth message while nobody looks: EXAMINE shows it recent and leaves it.
+deliver("r4")
+out("STATUS_4", status(z))
+c = conn()
+out("C_EXAMINE", recent(cmd(c, "EXAMINE INBOX")))
+out("C_FLAGS", flagged(cmd(c, "FETCH 1:* (FLAGS)")))
+out("STATUS_AFTER_C", status(z))
+# A client with IMAP4rev2 enabled neither sees nor takes it.
+e = conn()
+cmd(e, "ENABLE IMAP4rev2")
+sel = cmd(e, "SELECT INBOX")
+out("E_SELECT", "RECENT" in " ".join(sel))
+out("E_FLAGS", "\\Recent" in " ".join(cmd(e, "FETCH 1:* (FLAGS)")))
+out("STATUS_AFTER_E", status(z))
+d = conn()
+out("D_SELECT", recent(cmd(d, "SELECT INBOX")))
+out("D_FLAGS", flagged(cmd(d, "FETCH 1:* (FLAGS)")))
+out("STATUS_AFTER_D", status(z))
+# A, still selected, learns of message 4 but not as recent.
+out("A_NOOP", " | ".join(cmd(a, "NOOP")))
+out("A_4", flagged(cmd(a, "FETCH 4 (FLAGS)")) or "-")
+# EXAMINE after the claim: nothing recent.
+out("C_AGAIN", recent(cmd(c, "EXAMINE INBOX")))
+# A message delivered while C examines is recent for it, and still for the next SELECT.
+deliver("r5")
+out("C_NOOP", " | ".join(cmd(c, "NOOP")))
+out("C_5", flagged(cmd(c, "FETCH 5 (FLAGS)")) or "-")
+out("STATUS_5", status(z))
+"#,
+    );
+    assert_eq!(get(&r, "STATUS_BEFORE"), "MESSAGES 2 RECENT 2", "{r:?}");
+    assert_eq!(get(&r, "A_SELECT"), "2", "{r:?}");
+    assert_eq!(get(&r, "A_FLAGS"), "1,2", "{r:?}");
+    assert_eq!(get(&r, "A_SEARCH"), "* SEARCH 1 2", "{r:?}");
+    assert_eq!(get(&r, "STATUS_AFTER_A"), "MESSAGES 2 RECENT 0", "{r:?}");
+    assert_eq!(get(&r, "B_SELECT"), "0", "{r:?}");
+    assert_eq!(get(&r, "B_FLAGS"), "-", "{r:?}");
+    // Exactly one of the idling sessions got message 3 as recent.
+    let (a3, b3) = (get(&r, "A_3"), get(&r, "B_3"));
+    assert!((a3, b3) == ("3", "-") || (a3, b3) == ("-", "3"), "{r:?}");
+    let (a_idle, b_idle) = (get(&r, "A_IDLE"), get(&r, "B_IDLE"));
+    if a3 == "3" {
+        assert_eq!(a_idle, "* 3 EXISTS | * 3 RECENT", "{r:?}");
+        assert_eq!(b_idle, "* 3 EXISTS | * 0 RECENT", "{r:?}");
+    } else {
+        assert_eq!(a_idle, "* 3 EXISTS | * 2 RECENT", "{r:?}");
+        assert_eq!(b_idle, "* 3 EXISTS | * 1 RECENT", "{r:?}");
+    }
+    assert_eq!(get(&r, "STATUS_3"), "MESSAGES 3 RECENT 0", "{r:?}");
+    assert_eq!(get(&r, "STATUS_4"), "MESSAGES 4 RECENT 1", "{r:?}");
+    assert_eq!(get(&r, "C_EXAMINE"), "1", "{r:?}");
+    assert_eq!(get(&r, "C_FLAGS"), "4", "{r:?}");
+    assert_eq!(get(&r, "STATUS_AFTER_C"), "MESSAGES 4 RECENT 1", "{r:?}");
+    assert_eq!(get(&r, "E_SELECT"), "False", "{r:?}");
+    assert_eq!(get(&r, "E_FLAGS"), "False", "{r:?}");
+    assert_eq!(get(&r, "STATUS_AFTER_E"), "MESSAGES 4 RECENT 1", "{r:?}");
+    assert_eq!(get(&r, "D_SELECT"), "1", "{r:?}");
+    assert_eq!(get(&r, "D_FLAGS"), "4", "{r:?}");
+    assert_eq!(get(&r, "STATUS_AFTER_D"), "MESSAGES 4 RECENT 0", "{r:?}");
+    let a_noop = get(&r, "A_NOOP");
+    assert!(a_noop.starts_with("* 4 EXISTS | * "), "{a_noop}");
+    assert_eq!(get(&r, "A_4"), "-", "{r:?}");
+    assert_eq!(get(&r, "C_AGAIN"), "0", "{r:?}");
+    let c_noop = get(&r, "C_NOOP");
+    assert!(c_noop.starts_with("* 5 EXISTS | * 1 RECENT"), "{c_noop}");
+    assert_eq!(get(&r, "C_5"), "5", "{r:?}");
+    assert_eq!(get(&r, "STATUS_5"), "MESSAGES 5 RECENT 1", "{r:?}");
+}
+
 #[test]
 fn append_copy_move_search() {
     let server = TestServer::start();

@@ -154,6 +154,8 @@ fn view_of(msgs: &[Msg]) -> SelectedView {
             vanished: vec![],
         }))
         .unwrap();
+        // The session claimed it: `\Recent` for it.
+        view.add_recent(m.uid, m.uid + 1);
         view.flush(Moment::Any, Enabled::default());
     }
     view

@@ -139,7 +139,7 @@ fn set(s: &str) -> SequenceSet {
 fn select_responses_rev1_and_condstore() {
     let mut sim = Sim::new(3);
     sim.set_flags(1, &[Flag::Seen]);
-    let v = SelectedView::new(sim.snapshot());
+    let mut v = SelectedView::new(sim.snapshot());
     assert_eq!(
         wire(&v.select_responses(REV1)),
         [
@@ -207,8 +207,9 @@ fn concurrent_sessions_see_changes_at_the_right_moments() {
         [(1, 1), (2, 2), (3, 4), (4, 5)]
     );
 
-    // A sees the delivery at its next NOOP (rev1 there: RECENT too).
+    // A sees the delivery at its next NOOP and claims it (rev1 there: RECENT too).
     sim.sync(&mut a);
+    a.add_recent(5, sim.uidnext);
     assert_eq!(
         wire(&a.flush(Moment::Any, REV1)),
         ["* 4 EXISTS", "* 1 RECENT"]
@@ -505,4 +506,110 @@ fn ten_thousand_messages_and_huge_sets_are_cheap() {
     assert_eq!(v.exists(), 5_000);
     assert_eq!(v.uid(1), Some(2));
     assert!(start.elapsed() < std::time::Duration::from_secs(5));
+}
+
+#[test]
+fn recent_is_the_set_added_by_the_driver() {
+    let sim = Sim::new(5);
+    let mut v = SelectedView::new(sim.snapshot());
+    assert_eq!(v.recent_count(), 0);
+    assert!(!v.is_recent(5), "nothing is recent before a claim");
+    v.add_recent(3, 5);
+    v.add_recent(4, 4); // empty
+    v.add_recent(9, 7); // empty
+    assert!(!v.is_recent(2) && v.is_recent(3) && v.is_recent(4) && !v.is_recent(5));
+    assert_eq!(v.recent_count(), 2);
+    assert_eq!(
+        wire(&v.select_responses(REV1))[..2],
+        ["* 5 EXISTS", "* 2 RECENT"]
+    );
+    assert_eq!(v.flags(3, REV1).unwrap(), [Flag::Recent]);
+    assert_eq!(v.flags(5, REV1).unwrap(), []);
+    // IMAP4rev2: no \Recent, no RECENT.
+    assert_eq!(v.flags(3, REV2).unwrap(), []);
+    assert!(
+        !wire(&v.select_responses(REV2))
+            .iter()
+            .any(|l| l.contains("RECENT"))
+    );
+    // The store's UIDs start at 1: 0 is clamped.
+    v.add_recent(0, 2);
+    assert!(v.is_recent(1));
+    assert_eq!(v.recent_count(), 3);
+    // select_responses told the client; no RECENT at the next flush for that.
+    let mut w = SelectedView::new(sim.snapshot());
+    w.add_recent(1, 6);
+    w.select_responses(REV1);
+    assert!(w.flush(Moment::Any, REV1).is_empty());
+}
+
+#[test]
+fn recent_claimed_before_exists_counts_once_announced() {
+    let mut sim = Sim::new(2);
+    let mut v = SelectedView::new(sim.snapshot());
+    v.add_recent(1, 3);
+    // The claim covered UIDs the view has not seen yet (delivered after its read).
+    v.add_recent(3, 5);
+    assert_eq!(v.recent_count(), 2, "only messages the client knows");
+    assert_eq!(wire(&v.select_responses(REV1))[1], "* 2 RECENT");
+    sim.append(&[]);
+    sim.append(&[]);
+    sim.append(&[]);
+    sim.sync(&mut v);
+    assert_eq!(v.recent_count(), 2, "not announced yet");
+    assert_eq!(
+        wire(&v.flush(Moment::Any, REV1)),
+        ["* 5 EXISTS", "* 4 RECENT"]
+    );
+    assert!(v.is_recent(4) && !v.is_recent(5));
+    // An expunged recent message no longer counts once reported.
+    sim.expunge(&[1]);
+    sim.sync(&mut v);
+    assert_eq!(wire(&v.flush(Moment::Any, REV1)), ["* 1 EXPUNGE"]);
+    assert_eq!(v.recent_count(), 3);
+    assert!(v.flush(Moment::Any, REV1).is_empty());
+}
+
+#[test]
+fn recent_added_for_known_messages_is_announced_at_the_next_flush() {
+    let sim = Sim::new(3);
+    let mut v = SelectedView::new(sim.snapshot());
+    v.select_responses(REV1);
+    // E.g. a claim that failed at SELECT and succeeded later.
+    v.add_recent(2, 4);
+    assert_eq!(wire(&v.flush(Moment::Any, REV1)), ["* 2 RECENT"]);
+    assert!(v.flush(Moment::Any, REV1).is_empty(), "told once");
+    // UIDs beyond the known messages do not need a RECENT yet.
+    v.add_recent(4, 6);
+    assert!(v.flush(Moment::Any, REV1).is_empty());
+    // IMAP4rev2: never.
+    v.add_recent(1, 2);
+    assert!(v.flush(Moment::Any, REV2).is_empty());
+    assert_eq!(v.recent_count(), 3);
+}
+
+#[test]
+fn only_the_session_that_claims_a_delivery_sees_it_recent() {
+    let mut sim = Sim::new(1);
+    let mut a = SelectedView::new(sim.snapshot());
+    let mut b = SelectedView::new(sim.snapshot());
+    a.add_recent(1, 2); // A selected first and claimed message 1.
+    assert_eq!(wire(&a.select_responses(REV1))[1], "* 1 RECENT");
+    assert_eq!(wire(&b.select_responses(REV1))[1], "* 0 RECENT");
+    let uid = sim.append(&[]);
+    sim.sync(&mut a);
+    sim.sync(&mut b);
+    // B is notified first and claims it; A's claim comes back empty.
+    b.add_recent(uid, sim.uidnext);
+    a.add_recent(sim.uidnext, sim.uidnext);
+    assert_eq!(
+        wire(&b.flush(Moment::Any, REV1)),
+        ["* 2 EXISTS", "* 1 RECENT"]
+    );
+    assert_eq!(
+        wire(&a.flush(Moment::Any, REV1)),
+        ["* 2 EXISTS", "* 1 RECENT"]
+    );
+    assert!(a.is_recent(1) && !a.is_recent(2));
+    assert!(!b.is_recent(1) && b.is_recent(2));
 }
