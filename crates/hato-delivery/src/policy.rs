@@ -341,6 +341,9 @@ pub struct TlsFacts {
     pub policy: SecurityLevel,
     /// Verification or handshake failure, if any.
     pub error: Option<String>,
+    /// The failure as TLS-RPT classifies it (RFC 8460 4.3) with a reason code, for the
+    /// report; not part of the JSON.
+    pub report: Option<(crate::tlsrpt::FailureType, String)>,
 }
 
 impl TlsFacts {
@@ -655,6 +658,7 @@ mod tests {
             dane: None,
             policy: SecurityLevel::Verify,
             error: None,
+            report: None,
         };
         assert_eq!(
             facts.to_json(),

@@ -160,6 +160,10 @@ pub struct DeliveryConfig {
     pub mta_sts: bool,
     /// The HTTPS port MTA-STS policies are fetched from (443; other values only for tests).
     pub mta_sts_port: u16,
+    /// Send daily SMTP TLS reports (RFC 8460) to domains that publish `_smtp._tls`.
+    pub tls_reports: bool,
+    /// Seconds between looks for complete days to report (3600; smaller only for tests).
+    pub tls_report_check_secs: u64,
     /// Extra PEM CA certificates for `verify` and MTA-STS, besides the public WebPKI roots.
     pub ca_file: Option<PathBuf>,
     /// Send the sender a "delayed" notice (RFC 3464) once a message has waited this long
@@ -280,6 +284,8 @@ impl Default for DeliveryConfig {
             tls_policies: Default::default(),
             mta_sts: true,
             mta_sts_port: 443,
+            tls_reports: true,
+            tls_report_check_secs: 3600,
             ca_file: None,
             delay_warning: None,
             connect_timeout_secs: 30,

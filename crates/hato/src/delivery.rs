@@ -20,9 +20,15 @@ use hato_delivery::dane_lookup::{DaneResolver, Security as DnsSecurity, TrustAnc
 use hato_delivery::dane_verify::DaneVerifier;
 use hato_delivery::dsn::{self, Action, DsnInput, RecipientReport, ReturnContent};
 use hato_delivery::mta_sts::{Mode as StsMode, Policy as StsPolicy};
+use hato_delivery::mta_sts_fetch::StsProblem;
 use hato_delivery::mta_sts_fetch::{self, FetchConfig, StsConfig, StsResolver};
-use hato_delivery::policy::{PolicyTable, SecurityLevel, TlsFacts, Verification, VerifiedBy};
+use hato_delivery::policy::{
+    PolicyTable, SecurityLevel, TlsFacts, TlsaStatus, Verification, VerifiedBy,
+};
 use hato_delivery::route::{DnsConfig, LocalIdentity, Router, prune_self};
+use hato_delivery::tlsrpt::{
+    self, FailureDetail, FailureType, PolicyDesc, SessionEvent, SessionResult,
+};
 use hato_smtp::client::{
     ClientAction, ClientConfig, ClientFailure, ClientSession, Credentials, DsnRet,
     Notify as DsnNotify, Recipient, RecipientStatus, TlsRequirement, Transaction,
@@ -63,6 +69,10 @@ pub(crate) struct Scheduler {
     sts: Option<StsResolver>,
     /// DNSSEC-validated TLSA lookups, when some destination's level is `dane`.
     dane: Option<DaneResolver>,
+    /// TLS-RPT (RFC 8460): per-day results of sessions to MX hosts, when `delivery.tls_reports`.
+    reports: Option<tlsrpt::Recorder>,
+    /// `delivery.tls_report_check_secs`.
+    report_check: Duration,
     /// `delivery.delay_warning`, seconds.
     delay_warning: Option<i64>,
     port: u16,
@@ -247,6 +257,7 @@ pub(crate) fn spawn(
         );
         return Ok(());
     }
+    tokio::spawn(scheduler.clone().report_loop(shutdown.clone()));
     tokio::spawn(scheduler.run(wake, shutdown));
     Ok(())
 }
@@ -324,7 +335,18 @@ impl Scheduler {
         } else {
             None
         };
+        let reports = if d.tls_reports {
+            let dir = config.data_dir.join("tls-rpt");
+            Some(
+                tlsrpt::Recorder::open(&dir)
+                    .with_context(|| format!("TLS reports: cannot open {}", dir.display()))?,
+            )
+        } else {
+            None
+        };
         Ok(Scheduler {
+            reports,
+            report_check: Duration::from_secs(d.tls_report_check_secs.max(1)),
             dane,
             store,
             hostname: config.hostname.clone(),
@@ -527,6 +549,20 @@ impl Scheduler {
                 let lookup = resolver.policy_for(domain).await;
                 if let Some(problem) = &lookup.problem {
                     warn!(domain, problem = %problem, result_type = problem.result_type().map(|t| t.as_str()).unwrap_or("-"), "MTA-STS");
+                    // A failed fetch is reported once, not for every delivery that follows.
+                    if let StsProblem::Fetch {
+                        error,
+                        repeated: false,
+                    } = problem
+                    {
+                        let policy = lookup
+                            .applicable()
+                            .map(PolicyDesc::sts)
+                            .unwrap_or_else(PolicyDesc::no_policy_found);
+                        let mut detail = FailureDetail::new(error.result_type().into());
+                        detail.additional_information = Some(error.to_string());
+                        self.report(domain, policy, SessionResult::Failure(detail));
+                    }
                 }
                 lookup.applicable().cloned()
             }
@@ -539,6 +575,9 @@ impl Scheduler {
             let before = hosts.len();
             hosts.retain(|h| p.mx_matches(&h.name));
             if hosts.is_empty() {
+                let mut detail = FailureDetail::new(FailureType::ValidationFailure);
+                detail.failure_reason_code = Some("mx-not-in-policy".into());
+                self.report(domain, PolicyDesc::sts(p), SessionResult::Failure(detail));
                 return Err((
                     false,
                     format!(
@@ -721,6 +760,7 @@ impl Scheduler {
         let candidates = if result.is_some() { &[][..] } else { targets };
         for (i, (host, addr)) in candidates.iter().enumerate() {
             let is_last = i + 1 == targets.len();
+            let mut fell_back = false;
             let mut r = self
                 .attempt(host, *addr, transaction(&entries, message), false, ctx)
                 .await;
@@ -736,6 +776,10 @@ impl Scheduler {
                 // the same); the attempt is recorded as plaintext with the reason.
                 let why = r.1.error.clone().unwrap_or_default();
                 warn!(host = %host, ip = %addr.ip(), error = %why, "TLS handshake failed; retrying in plaintext (tls_policy may)");
+                // The failed TLS session is what TLS-RPT reports; the plaintext retry is not.
+                self.record_session(ctx, host, *addr, &r.1, r.0.as_ref(), None, message)
+                    .await;
+                fell_back = true;
                 if let Some(c) = r.3.take() {
                     self.close(c).await;
                 }
@@ -747,6 +791,18 @@ impl Scheduler {
                 });
             }
             let (outcome, facts, error, conn) = r;
+            if !fell_back {
+                self.record_session(
+                    ctx,
+                    host,
+                    *addr,
+                    &facts,
+                    outcome.as_ref(),
+                    error.as_deref(),
+                    message,
+                )
+                .await;
+            }
             match outcome {
                 None => {
                     let error = error.unwrap_or_default();
@@ -819,6 +875,179 @@ impl Scheduler {
             }
         }
         failed
+    }
+
+    /// Counts one SMTP session to an MX host for TLS-RPT (RFC 8460): TLS up and the policy met
+    /// is a success, a classified TLS failure or a missing STARTTLS a failure; sessions that
+    /// never reached TLS for other reasons (refused connection, plaintext by our own policy)
+    /// and sessions carrying a report are not counted.
+    #[allow(clippy::too_many_arguments)]
+    async fn record_session(
+        &self,
+        ctx: &AttemptCtx<'_>,
+        host: &str,
+        addr: SocketAddr,
+        facts: &TlsFacts,
+        outcome: Option<&TransactionOutcome>,
+        error: Option<&str>,
+        message: &[u8],
+    ) {
+        if self.reports.is_none() || ctx.kind != HopKind::Mx || tlsrpt::is_report_message(message) {
+            return;
+        }
+        let failure = |kind: FailureType, code: &str| {
+            let mut d = FailureDetail::new(kind);
+            d.receiving_mx_hostname = Some(host.trim_end_matches('.').to_owned());
+            d.receiving_ip = Some(addr.ip());
+            d.receiving_mx_helo = outcome
+                .and_then(|o| o.capabilities.as_ref())
+                .map(|c| c.domain.clone())
+                .filter(|d| !d.is_empty());
+            d.failure_reason_code = Some(code.to_owned());
+            d.additional_information = facts.error.clone();
+            SessionResult::Failure(d)
+        };
+        let result = if let Some((kind, code)) = &facts.report {
+            failure(*kind, code)
+        } else if facts.version.is_some() {
+            if outcome.is_none() {
+                return;
+            }
+            SessionResult::Success
+        } else if facts.policy == SecurityLevel::None {
+            return;
+        } else {
+            let not_offered = outcome.is_some_and(|o| {
+                matches!(o.failure, Some(ClientFailure::TlsRequiredButUnavailable))
+                    || o.capabilities.as_ref().is_some_and(|c| !c.starttls)
+            }) || error.is_some_and(|e| e.contains("does not offer STARTTLS"));
+            if !not_offered {
+                return;
+            }
+            failure(FailureType::StarttlsNotSupported, "starttls-not-offered")
+        };
+        let policy = match ctx.sts {
+            Some(p) => PolicyDesc::sts(p),
+            None => match &self.dane {
+                Some(dane) if self.table.wants_dane(ctx.domain) => {
+                    let h = dane.lookup(host, addr.port()).await;
+                    if h.tlsa.records().is_empty() {
+                        PolicyDesc::no_policy_found()
+                    } else {
+                        PolicyDesc::tlsa(h.tlsa.records(), host)
+                    }
+                }
+                _ => PolicyDesc::no_policy_found(),
+            },
+        };
+        self.report(ctx.domain, policy, result);
+    }
+
+    fn report(&self, domain: &str, policy: PolicyDesc, result: SessionResult) {
+        if let Some(r) = &self.reports {
+            r.record(SessionEvent {
+                policy_domain: domain.to_owned(),
+                policy,
+                day: tlsrpt::today(),
+                result,
+            });
+        }
+    }
+
+    /// Sends the complete days' TLS reports (RFC 8460 3, 5.3) to the domains that publish a
+    /// `_smtp._tls` record, once per domain and day, from `<>` (a report never causes a
+    /// bounce); checked hourly.
+    async fn report_loop(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        let Some(recorder) = self.reports.clone() else {
+            return;
+        };
+        let mut wait = self.report_check.min(Duration::from_secs(60));
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = shutdown.changed() => {
+                    let _ = recorder.flush();
+                    return;
+                }
+            }
+            wait = self.report_check;
+            let today = tlsrpt::today();
+            let due = {
+                let r = recorder.clone();
+                tokio::task::spawn_blocking(move || r.due_reports(today)).await
+            };
+            let due = match due {
+                Ok(Ok(d)) => d,
+                Ok(Err(e)) => {
+                    warn!(error = %e, "TLS reports: cannot read the journal");
+                    continue;
+                }
+                Err(_) => continue,
+            };
+            for (day, domain, aggregate) in due {
+                if let Err(e) = self.send_report(&recorder, day, &domain, &aggregate).await {
+                    warn!(domain, error = %e, "TLS report not sent; will try again");
+                }
+            }
+            if let Err(e) = recorder.prune(today) {
+                warn!(error = %e, "TLS reports: cannot prune old journals");
+            }
+        }
+    }
+
+    async fn send_report(
+        &self,
+        recorder: &tlsrpt::Recorder,
+        day: time::Date,
+        domain: &str,
+        aggregate: &tlsrpt::Aggregate,
+    ) -> anyhow::Result<()> {
+        let Some(router) = &self.router else {
+            anyhow::bail!("no DNS resolver");
+        };
+        let records = router
+            .txt(&tlsrpt::txt_name(domain))
+            .await
+            .map_err(|e| anyhow::anyhow!("TXT lookup: {e}"))?;
+        let rua: Vec<String> = match tlsrpt::parse_txt(&records) {
+            Ok(Some(r)) => r.mailto().into_iter().map(str::to_owned).collect(),
+            _ => Vec::new(),
+        };
+        if rua.is_empty() {
+            // The domain asks for no (mailed) reports.
+            recorder.mark_sent(day, domain)?;
+            return Ok(());
+        }
+        let submitter = self.hostname.clone();
+        let contact = format!("postmaster@{submitter}");
+        let id = tlsrpt::report_id(day, domain, &submitter);
+        let json = tlsrpt::build_report(day, domain, aggregate, &submitter, &contact, &id);
+        let now = unix_now();
+        let data = tlsrpt::report_message(&contact, &rua, domain, &submitter, &id, &json, day, now);
+        let mut delivery = Delivery {
+            sender: String::new(),
+            data,
+            local: Vec::new(),
+            remote: Vec::new(),
+            received_at: now,
+        };
+        for to in &rua {
+            let domain = hato_store::recipient_domain(to);
+            if self.local_domains.contains(&domain) {
+                let address = crate::policy::normalize_address(to).unwrap_or(to.clone());
+                if let Some(account) = self.store.resolve(&address).await? {
+                    delivery.local.push(account);
+                }
+            } else {
+                delivery.remote.push(to.clone());
+            }
+        }
+        if !delivery.local.is_empty() || !delivery.remote.is_empty() {
+            self.store.deliver(delivery).await?;
+        }
+        recorder.mark_sent(day, domain)?;
+        info!(domain, day = %day, to = %rua.join(","), failures = aggregate.total_failed(), successes = aggregate.total_successful(), "TLS report sent");
+        Ok(())
     }
 
     /// Records a temporary failure. Returns the entry with a `failed` report if it expired
@@ -992,6 +1221,15 @@ impl Scheduler {
                 }
                 _ => None,
             };
+            match dane_host.as_ref().map(|d| d.status()) {
+                Some(TlsaStatus::Failed) => {
+                    facts.report = Some((FailureType::DnssecInvalid, "tlsa-lookup-failed".into()))
+                }
+                Some(TlsaStatus::Unusable) => {
+                    facts.report = Some((FailureType::TlsaInvalid, "no-usable-tlsa".into()))
+                }
+                _ => {}
+            }
             let mut req = self
                 .table
                 .requirements(
@@ -1295,10 +1533,17 @@ impl Scheduler {
             }
             Ok(Err(e)) => {
                 facts.error = Some(format!("TLS handshake failed: {e}"));
+                let (kind, code) = match e.get_ref().and_then(|x| x.downcast_ref::<rustls::Error>())
+                {
+                    Some(tls) => FailureType::classify_tls_error(tls),
+                    None => (FailureType::ValidationFailure, "handshake-failed"),
+                };
+                facts.report = Some((kind, code.into()));
                 None
             }
             Err(_) => {
                 facts.error = Some("TLS handshake timed out".into());
+                facts.report = Some((FailureType::ValidationFailure, "handshake-timeout".into()));
                 None
             }
         }

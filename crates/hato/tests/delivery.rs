@@ -1355,3 +1355,65 @@ fn verify_refuses_a_certificate_for_another_name() {
     std::thread::sleep(Duration::from_millis(300));
     assert!(rx.inbox("bob@wrongname.remote.test").is_empty());
 }
+
+/// TLS-RPT (RFC 8460): sessions to MX hosts are counted per day, and a complete day's report
+/// goes to the `rua` of `_smtp._tls.<domain>` (here a local address) as multipart/report with
+/// the gzipped JSON, once.
+#[test]
+fn tls_reports_are_recorded_and_sent() {
+    use hato_delivery::tlsrpt::{self, PolicyDesc, SessionEvent, SessionResult};
+    let dns = start_dns_with(vec![record(
+        "_smtp._tls.remote.test.",
+        RData::TXT(hickory_server::proto::rr::rdata::TXT::new(vec![
+            "v=TLSRPTv1; rua=mailto:alice@example.test".into(),
+        ])),
+    )]);
+    let rx = receiver("remote.test");
+    // Yesterday's counts, as an earlier run of this server left them.
+    let dir = tempfile::tempdir().unwrap();
+    let reports = dir.path().join("data").join("tls-rpt");
+    {
+        let recorder = tlsrpt::Recorder::open(&reports).unwrap();
+        let yesterday = tlsrpt::today().previous_day().unwrap();
+        for _ in 0..3 {
+            recorder.record(SessionEvent {
+                policy_domain: "remote.test".into(),
+                policy: PolicyDesc::no_policy_found(),
+                day: yesterday,
+                result: SessionResult::Success,
+            });
+        }
+        recorder.flush().unwrap();
+    }
+    let tx = TestServer::start_in(
+        dir,
+        "",
+        &format!(
+            "{FAST_AUTH}[delivery]\nretry = [\"1s\"]\nport = {}\ntls_report_check_secs = 1\n\
+             [dns]\nnameservers = [\"{}\"]\ntimeout_secs = 2\n",
+            rx.ports.smtp, dns.addr
+        ),
+    );
+    // Today's session is recorded (and not reported before the day is over).
+    submit(&tx, BOB, "counted");
+    rx.wait_inbox(BOB, 1, Duration::from_secs(20));
+    let today = reports.join(format!("{}.jsonl", tlsrpt::today()));
+    wait_until(
+        "today's journal",
+        Duration::from_secs(15),
+        || std::fs::read_to_string(&today).is_ok_and(|t| t.contains("remote.test")),
+        || tx.logs(),
+    );
+    // Yesterday's report arrives in alice's INBOX, once.
+    let inbox = tx.wait_inbox(USER, 1, Duration::from_secs(20));
+    let report = &inbox[0];
+    assert!(
+        report.contains("TLS-Report-Domain: remote.test"),
+        "{report}"
+    );
+    assert!(report.contains("report-type=\"tlsrpt\""), "{report}");
+    assert!(report.contains("application/tlsrpt+gzip"), "{report}");
+    assert!(report.contains("Return-Path: <>"), "{report}");
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(tx.inbox(USER).len(), 1, "sent once");
+}
