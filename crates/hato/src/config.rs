@@ -166,6 +166,9 @@ pub struct DeliveryConfig {
     pub tls_report_check_secs: u64,
     /// Extra PEM CA certificates for `verify` and MTA-STS, besides the public WebPKI roots.
     pub ca_file: Option<PathBuf>,
+    /// What a bounce returns of the original message when the sender gave no DSN `RET`:
+    /// `headers` (RFC 3462 text/rfc822-headers) or `full` (the message, up to 50 kB).
+    pub bounce_return: BounceReturn,
     /// Send the sender a "delayed" notice (RFC 3464) once a message has waited this long
     /// (e.g. "4h"); unset: no delay notices.
     pub delay_warning: Option<String>,
@@ -175,6 +178,14 @@ pub struct DeliveryConfig {
     pub hold: bool,
     /// `[delivery.smarthost]`: all remote mail goes to this host (`[[route]]` still wins).
     pub smarthost: Option<SmarthostConfig>,
+}
+
+/// `delivery.bounce_return`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BounceReturn {
+    Headers,
+    Full,
 }
 
 /// How the smarthost connection is encrypted.
@@ -288,6 +299,7 @@ impl Default for DeliveryConfig {
             tls_report_check_secs: 3600,
             ca_file: None,
             delay_warning: None,
+            bounce_return: BounceReturn::Headers,
             connect_timeout_secs: 30,
             hold: false,
             smarthost: None,

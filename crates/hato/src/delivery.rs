@@ -75,6 +75,8 @@ pub(crate) struct Scheduler {
     report_check: Duration,
     /// `delivery.delay_warning`, seconds.
     delay_warning: Option<i64>,
+    /// `delivery.bounce_return`: for bounces without a DSN `RET`.
+    bounce_return: ReturnContent,
     port: u16,
     connect_timeout: Duration,
     routes: HashMap<String, RouteHost>,
@@ -355,6 +357,10 @@ impl Scheduler {
             table: d.policy_table()?,
             sts,
             delay_warning: d.delay_warning_secs()?,
+            bounce_return: match d.bounce_return {
+                crate::config::BounceReturn::Headers => ReturnContent::Headers,
+                crate::config::BounceReturn::Full => ReturnContent::Full,
+            },
             port: d.port,
             connect_timeout: Duration::from_secs(d.connect_timeout_secs),
             routes: config
@@ -1118,10 +1124,10 @@ impl Scheduler {
             arrival_date: first.created,
             recipients: reports,
             original: message,
-            ret: if any_failed {
-                ReturnContent::from_ret(first.dsn.ret.as_deref())
-            } else {
-                ReturnContent::Headers
+            ret: match (any_failed, first.dsn.ret.as_deref()) {
+                (false, _) => ReturnContent::Headers,
+                (true, Some(ret)) => ReturnContent::from_ret(Some(ret)),
+                (true, None) => self.bounce_return,
             },
             max_full_size: dsn::DEFAULT_MAX_FULL_SIZE,
             now,

@@ -369,6 +369,7 @@ srv.listen(5)
 srv.settimeout(20)
 print(srv.getsockname()[1], flush=True)
 seen = []
+tempfailed = False
 try:
     for _ in range(n):
         c, _ = srv.accept()
@@ -399,6 +400,9 @@ try:
             elif cmd == b"QUIT":
                 c.sendall(b"221 bye\r\n")
                 break
+            elif cmd.startswith(b"RCPT") and "TEMPFAIL_ONCE" in caps and not tempfailed:
+                tempfailed = True
+                c.sendall(b"451 4.3.0 try again later\r\n")
             else:
                 c.sendall(b"250 2.0.0 ok\r\n")
         c.close()
@@ -1416,4 +1420,51 @@ fn tls_reports_are_recorded_and_sent() {
     assert!(report.contains("Return-Path: <>"), "{report}");
     std::thread::sleep(Duration::from_millis(2500));
     assert_eq!(tx.inbox(USER).len(), 1, "sent once");
+}
+
+/// A 4xx to RCPT, then 2xx on the next attempt: retried on the schedule, delivered once; a
+/// bounce without RET returns the whole message when `bounce_return = "full"`.
+#[test]
+fn temporary_failure_then_success_and_full_bounces() {
+    let mta = BrokenTlsMta::with_capabilities(2, "TEMPFAIL_ONCE");
+    let tx = sender(
+        free_port(),
+        None,
+        &format!(
+            "bounce_return = \"full\"\n[[route]]\ndomain = \"remote.test\"\nhost = \"[127.0.0.1]:{}\"\n",
+            mta.port
+        ),
+    );
+    submit(&tx, BOB, "second time lucky");
+    wait_until(
+        "queue empties",
+        Duration::from_secs(20),
+        || tx.queue().is_empty(),
+        || tx.logs(),
+    );
+    let seen = mta.commands();
+    assert_eq!(
+        seen.matches("RCPT TO:<bob@remote.test>").count(),
+        2,
+        "{seen}"
+    );
+    assert_eq!(
+        seen.matches("DATA| Subject: second time lucky").count(),
+        1,
+        "{seen}"
+    );
+    assert!(tx.inbox(USER).is_empty(), "no bounce, no delay notice");
+
+    // A permanent failure: the bounce carries the message (no RET given, bounce_return full).
+    let dns = start_dns();
+    let rx = receiver("remote.test");
+    let tx = sender(rx.ports.smtp, Some(dns.addr), "bounce_return = \"full\"\n");
+    submit(&tx, "nobody@remote.test", "return all of it");
+    let inbox = tx.wait_inbox(USER, 1, Duration::from_secs(20));
+    assert!(inbox[0].contains("message/rfc822"), "{}", inbox[0]);
+    assert!(
+        inbox[0].contains("Hello from the delivery test."),
+        "{}",
+        inbox[0]
+    );
 }
