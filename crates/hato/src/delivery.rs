@@ -89,14 +89,27 @@ pub(crate) struct Scheduler {
     tls_verify: TlsConnector,
     global: Arc<Semaphore>,
     per_domain_limit: usize,
-    per_domain: Mutex<HashMap<String, Arc<Semaphore>>>,
+    /// Claimed messages per destination domain and the workers taking them (kept across
+    /// claims, so a worker's open connection carries the next claim's messages too).
+    domains: Mutex<HashMap<String, DomainWork>>,
     /// `delivery.per_ip`: connections at once per destination address.
     per_ip_limit: usize,
     per_ip: Mutex<HashMap<IpAddr, Arc<Semaphore>>>,
     /// Entries claimed and not yet finished.
     in_flight: AtomicUsize,
+    /// Woken when in-flight entries fall to the low-water mark: claim more at once.
+    refill: Notify,
     /// `[delivery.smarthost]`: every domain without a `[[route]]` goes there.
     smarthost: Option<Smarthost>,
+}
+
+/// One destination domain's claimed messages and its running workers.
+struct DomainWork {
+    queue: std::collections::VecDeque<Vec<QueueEntry>>,
+    workers: usize,
+    /// Where the domain's mail goes; looked up again after a minute.
+    plan: Arc<tokio::sync::OnceCell<Result<Plan, (bool, String)>>>,
+    planned_at: std::time::Instant,
 }
 
 /// The resolved `[delivery.smarthost]`.
@@ -378,10 +391,11 @@ impl Scheduler {
             tls_verify,
             global: Arc::new(Semaphore::new(d.concurrency)),
             per_domain_limit: d.per_domain,
-            per_domain: Mutex::new(HashMap::new()),
+            domains: Mutex::new(HashMap::new()),
             per_ip_limit: d.per_ip,
             per_ip: Mutex::new(HashMap::new()),
             in_flight: AtomicUsize::new(0),
+            refill: Notify::new(),
             smarthost,
         })
     }
@@ -395,12 +409,19 @@ impl Scheduler {
             Err(e) => warn!(error = %e, "cannot release old queue leases"),
         }
         info!("outbound delivery scheduler started");
+        let mut first = true;
         loop {
-            tokio::select! {
-                _ = wake.notified() => {}
-                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                _ = shutdown.changed() => return,
+            // Claim at once at start-up; then on new mail, when the claimed work runs low
+            // (refill), or every second for retries that became due.
+            if !first {
+                tokio::select! {
+                    _ = wake.notified() => {}
+                    _ = self.refill.notified() => {}
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    _ = shutdown.changed() => return,
+                }
             }
+            first = false;
             let free = CLAIM_LIMIT.saturating_sub(self.in_flight.load(Ordering::Relaxed));
             if free == 0 {
                 continue;
@@ -421,15 +442,6 @@ impl Scheduler {
                 tokio::spawn(async move { me.deliver_domain(domain).await });
             }
         }
-    }
-
-    fn domain_semaphore(&self, domain: &str) -> Arc<Semaphore> {
-        let mut map = self.per_domain.lock().unwrap_or_else(|e| e.into_inner());
-        // Forget idle domains so the map does not grow forever.
-        map.retain(|_, s| Arc::strong_count(s) > 1);
-        map.entry(domain.to_owned())
-            .or_insert_with(|| Arc::new(Semaphore::new(self.per_domain_limit)))
-            .clone()
     }
 
     /// A connection slot at `ip` (`delivery.per_ip`), held as long as the connection; None if
@@ -457,32 +469,53 @@ impl Scheduler {
                 _ => groups.push(vec![e]),
             }
         }
-        let domain_sem = self.domain_semaphore(&due.domain);
-        let targets = Arc::new(tokio::sync::OnceCell::new());
-        // Up to `per_domain` workers; each takes the next message and keeps its connection
-        // open for the following ones.
-        let workers = groups.len().min(self.per_domain_limit);
-        let queue = Arc::new(Mutex::new(std::collections::VecDeque::from(groups)));
-        let mut tasks = Vec::new();
-        for _ in 0..workers {
-            let (me, sem, domain, targets, queue) = (
-                self.clone(),
-                domain_sem.clone(),
-                due.domain.clone(),
-                targets.clone(),
-                queue.clone(),
-            );
-            tasks.push(tokio::spawn(async move {
-                let permits = (
-                    sem.acquire_owned().await,
-                    me.global.clone().acquire_owned().await,
-                );
+        // Append to the domain's queue and start workers up to `per_domain`; running ones keep
+        // their connections and take the new messages too.
+        let spawn = {
+            let mut map = self.domains.lock().unwrap_or_else(|e| e.into_inner());
+            let work = map.entry(due.domain.clone()).or_insert_with(|| DomainWork {
+                queue: std::collections::VecDeque::new(),
+                workers: 0,
+                plan: Arc::new(tokio::sync::OnceCell::new()),
+                planned_at: std::time::Instant::now(),
+            });
+            if work.planned_at.elapsed() > Duration::from_secs(60) {
+                work.plan = Arc::new(tokio::sync::OnceCell::new());
+                work.planned_at = std::time::Instant::now();
+            }
+            work.queue.extend(groups);
+            let spawn = self
+                .per_domain_limit
+                .saturating_sub(work.workers)
+                .min(work.queue.len());
+            work.workers += spawn;
+            spawn
+        };
+        for _ in 0..spawn {
+            let (me, domain) = (self.clone(), due.domain.clone());
+            tokio::spawn(async move {
+                let permit = me.global.clone().acquire_owned().await;
                 let mut cached: Option<Connection> = None;
                 loop {
-                    let next = queue.lock().unwrap_or_else(|e| e.into_inner()).pop_front();
-                    let Some(group) = next else { break };
+                    let next = {
+                        let mut map = me.domains.lock().unwrap_or_else(|e| e.into_inner());
+                        let Some(work) = map.get_mut(&domain) else {
+                            break;
+                        };
+                        match work.queue.pop_front() {
+                            Some(g) => Some((g, work.plan.clone())),
+                            None => {
+                                work.workers -= 1;
+                                if work.workers == 0 {
+                                    map.remove(&domain);
+                                }
+                                None
+                            }
+                        }
+                    };
+                    let Some((group, plan)) = next else { break };
                     let n = group.len();
-                    if let (Ok(_), Ok(_)) = &permits {
+                    if permit.is_ok() {
                         // Entries whose lease (nearly) ran out may be claimed again by now.
                         let deadline = unix_now() + LEASE_MARGIN_SECS;
                         let group: Vec<_> = group
@@ -490,19 +523,20 @@ impl Scheduler {
                             .filter(|e| e.leased_until > deadline)
                             .collect();
                         if !group.is_empty() {
-                            let plan = targets.get_or_init(|| me.plan(&domain)).await;
+                            let plan = plan.get_or_init(|| me.plan(&domain)).await;
                             me.deliver_message(&domain, group, plan, &mut cached).await;
                         }
                     }
-                    me.in_flight.fetch_sub(n, Ordering::Relaxed);
+                    let before = me.in_flight.fetch_sub(n, Ordering::Relaxed);
+                    let low = CLAIM_LIMIT / 2;
+                    if before > low && before - n <= low {
+                        me.refill.notify_one();
+                    }
                 }
                 if let Some(c) = cached {
                     me.close(c).await;
                 }
-            }));
-        }
-        for t in tasks {
-            let _ = t.await;
+            });
         }
     }
 

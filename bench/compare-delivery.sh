@@ -1,0 +1,489 @@
+#!/usr/bin/env bash
+# compare-delivery.sh: outbound delivery throughput of hato and of a private, throw-away
+# Postfix instance, both delivering the same queued load to the same sink on loopback
+# (Postfix's smtp-sink), in plaintext and with STARTTLS, and a side-by-side summary.
+# See bench/README.md.
+#
+# Usage: bench/compare-delivery.sh [--messages N] [--size BYTES] [--concurrency C]
+#                                  [--recipients K] [--variants "plain starttls"]
+#                                  [--only hato|postfix] [--keep]
+# or the same through the environment: MESSAGES SIZE CONCURRENCY RECIPIENTS VARIANTS ONLY KEEP.
+# Other knobs: HATO_BIN, HATO_LOAD (binaries), TLS_LEVEL (sender TLS level of the starttls
+# variant: encrypt (default) or may), DRAIN_TIMEOUT (s per run), INJECT_CONCURRENCY,
+# BASE_PORT (first port tried), POSTFIX_MAINCF_EXTRA (lines appended to the sending
+# Postfix's main.cf), PERF=1 (perf record hato's delivery; needs perf), TMPDIR (where both
+# senders keep their queues: the same disk for both).
+#
+# Needs root (Postfix's master starts as root; smtp-sink must drop to a user), the Debian
+# postfix package (postfix, smtp-sink), openssl, ss, and both binaries built in release mode.
+set -euo pipefail
+
+MESSAGES=${MESSAGES:-2000}
+SIZE=${SIZE:-4096}
+CONCURRENCY=${CONCURRENCY:-20}
+RECIPIENTS=${RECIPIENTS:-1}
+VARIANTS=${VARIANTS:-plain starttls}
+ONLY=${ONLY:-}
+KEEP=${KEEP:-0}
+TLS_LEVEL=${TLS_LEVEL:-encrypt}
+DRAIN_TIMEOUT=${DRAIN_TIMEOUT:-300}
+INJECT_CONCURRENCY=${INJECT_CONCURRENCY:-16}
+PERF=${PERF:-0}
+
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --messages) MESSAGES=$2; shift 2 ;;
+        --size) SIZE=$2; shift 2 ;;
+        --concurrency) CONCURRENCY=$2; shift 2 ;;
+        --recipients) RECIPIENTS=$2; shift 2 ;;
+        --variants) VARIANTS=$2; shift 2 ;;
+        --only) ONLY=$2; shift 2 ;;
+        --keep) KEEP=1; shift ;;
+        -h|--help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        *) echo "compare-delivery: unknown argument $1 (see --help)" >&2; exit 64 ;;
+    esac
+done
+case "$ONLY" in ""|hato|postfix) ;; *) echo "compare-delivery: ONLY must be hato or postfix" >&2; exit 64 ;; esac
+case "$TLS_LEVEL" in may|encrypt) ;; *) echo "compare-delivery: TLS_LEVEL must be may or encrypt" >&2; exit 64 ;; esac
+for v in $VARIANTS; do
+    case "$v" in plain|starttls) ;; *) echo "compare-delivery: VARIANTS: plain and/or starttls, not $v" >&2; exit 64 ;; esac
+done
+for n in "$MESSAGES" "$SIZE" "$CONCURRENCY" "$RECIPIENTS"; do
+    [[ "$n" =~ ^[1-9][0-9]*$ ]] || { echo "compare-delivery: $n is not a positive number" >&2; exit 64; }
+done
+# Postfix puts at most smtp_destination_recipient_limit (50) recipients in one transaction;
+# above that the two senders would not make the same number of transactions.
+[ "$RECIPIENTS" -le 50 ] || { echo "compare-delivery: at most 50 recipients per message" >&2; exit 64; }
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+HATO_BIN=${HATO_BIN:-$ROOT/target/release/hato}
+HATO_LOAD=${HATO_LOAD:-$ROOT/target/release/hato-load}
+SINK_DOMAIN=sink.test
+SENDER=bench@sender.test
+TICKS=$(getconf CLK_TCK)
+
+say() { printf '==> %s\n' "$*" >&2; }
+die() { printf 'compare-delivery: error: %s\n' "$*" >&2; exit 1; }
+
+# --- preconditions: check everything before starting anything ----------------------
+[ "$(id -u)" -eq 0 ] || die "run as root: Postfix's master must start as root (it drops to the postfix user)"
+[ -x "$HATO_LOAD" ] || die "load generator not found at $HATO_LOAD; build it with: cargo build --release -p hato-bench"
+if [ "$ONLY" != postfix ]; then
+    [ -x "$HATO_BIN" ] || die "hato binary not found at $HATO_BIN; build it with: cargo build --release -p hato (or set HATO_BIN, or run with ONLY=postfix)"
+fi
+if ! command -v postfix >/dev/null || ! command -v postconf >/dev/null || ! command -v smtp-sink >/dev/null; then
+    echo "compare-delivery: Postfix (and its smtp-sink) is not installed. Install it with:" >&2
+    echo "    DEBIAN_FRONTEND=noninteractive apt-get install -y postfix" >&2
+    exit 1
+fi
+id postfix >/dev/null 2>&1 || die "the postfix user does not exist (broken postfix install?)"
+command -v openssl >/dev/null || die "openssl is needed for the sink's certificate: apt-get install openssl"
+command -v ss >/dev/null || die "ss is needed to find free ports: apt-get install iproute2"
+if [ "$PERF" = 1 ]; then command -v perf >/dev/null || die "PERF=1 needs perf (apt-get install linux-perf)"; fi
+
+port_free() { ! ss -Hltn "( sport = :$1 )" | grep -q .; }
+NEXT_PORT=${BASE_PORT:-10700}
+pick_port() { # → PICKED (not in a subshell: the next call must not pick the same port)
+    while ! port_free "$NEXT_PORT"; do NEXT_PORT=$((NEXT_PORT + 1)); done
+    PICKED=$NEXT_PORT
+    NEXT_PORT=$((NEXT_PORT + 1))
+}
+wait_listening() { # port pid-or-empty seconds
+    local i
+    for ((i = 0; i < $3 * 10; i++)); do
+        port_free "$1" || return 0
+        if [ -n "$2" ] && ! kill -0 "$2" 2>/dev/null; then return 1; fi
+        sleep 0.1
+    done
+    return 1
+}
+now() { date +%s.%N; }
+elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
+json_get() { # file key → value (hato-load --json prints one key per line)
+    sed -n "s/^  \"$2\": \(.*\)$/\1/p" "$1" | sed 's/,$//; s/^"//; s/"$//'
+}
+
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/hato-delivery.XXXXXX")
+if [ "$(stat -f -c %T "$TMP")" = tmpfs ]; then
+    say "WARNING: $TMP is on tmpfs, where fsync costs nothing: set TMPDIR to a disk to measure durability"
+fi
+# Postfix's unprivileged daemons use absolute paths below here.
+chmod 0755 "$TMP"
+HATO_PID=
+SINK_PID=
+PERF_PID=
+POSTFIX_UP=() # config directories of running Postfix instances
+
+postfix_stop() { # config dir
+    local pid_file
+    pid_file=$(postconf -c "$1" -h queue_directory)/pid/master.pid
+    postfix -c "$1" stop >/dev/null 2>&1 || true
+    for _ in $(seq 100); do [ -e "$pid_file" ] || break; sleep 0.1; done
+}
+stop_pid() { # pid: TERM, 5 s, KILL
+    kill -TERM "$1" 2>/dev/null || return 0
+    for _ in $(seq 50); do kill -0 "$1" 2>/dev/null || break; sleep 0.1; done
+    kill -0 "$1" 2>/dev/null && kill -KILL "$1"
+    wait "$1" 2>/dev/null || true
+}
+cleanup() {
+    local rc=$? d
+    set +e
+    [ -n "$PERF_PID" ] && stop_pid "$PERF_PID"
+    [ -n "$HATO_PID" ] && stop_pid "$HATO_PID"
+    for d in "${POSTFIX_UP[@]}"; do postfix_stop "$d"; done
+    [ -n "$SINK_PID" ] && stop_pid "$SINK_PID"
+    if [ "$KEEP" = 1 ]; then
+        say "kept $TMP (logs, queues, sink counters)"
+    else
+        rm -rf "$TMP"
+    fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# A private Postfix instance: config directory $1/etc, queue $1/queue, data $1/data, log
+# $1/maillog, master.cf from the system with chroot off and the smtp service moved to
+# 127.0.0.1:$2; $3 is appended to main.cf. Nothing touches /etc/postfix or the system queue.
+postfix_instance() { # dir port main.cf-lines
+    local dir=$1 port=$2
+    mkdir -p "$dir/etc" "$dir/queue" "$dir/data"
+    chown postfix:postfix "$dir/data"
+    cp /etc/postfix/master.cf "$dir/etc/master.cf"
+    cat >"$dir/etc/main.cf" <<EOF
+# Private benchmark instance: nothing here touches /etc/postfix or the system queue.
+compatibility_level = 3.6
+queue_directory = $dir/queue
+data_directory = $dir/data
+mail_owner = postfix
+setgid_group = postdrop
+mydomain = localdomain
+myorigin = \$myhostname
+mydestination =
+inet_interfaces = 127.0.0.1
+inet_protocols = ipv4
+mynetworks = 127.0.0.0/8
+smtpd_relay_restrictions = permit_mynetworks, reject
+smtpd_client_connection_count_limit = 0
+alias_maps =
+alias_database =
+local_recipient_maps =
+maillog_file = $dir/maillog
+maillog_file_prefixes = $TMP
+$3
+EOF
+    postconf -c "$dir/etc" -MX smtp/inet
+    postconf -c "$dir/etc" -M "127.0.0.1:$port/inet=127.0.0.1:$port inet n - n - - smtpd"
+    # Debian ships tlsproxy commented out; smtp_tls_connection_reuse = yes needs it.
+    postconf -c "$dir/etc" -M "tlsproxy/unix=tlsproxy unix - - n - 0 tlsproxy"
+    postconf -c "$dir/etc" -F '*/*/chroot = n'
+    postfix -c "$dir/etc" check >/dev/null 2>&1 || postfix -c "$dir/etc" check
+    postfix -c "$dir/etc" start >/dev/null 2>&1 || { cat "$dir/maillog" >&2 2>/dev/null; die "postfix start failed ($dir)"; }
+    POSTFIX_UP+=("$dir/etc")
+    wait_listening "$port" "" 30 || die "postfix did not start listening on 127.0.0.1:$port (log: $dir/maillog)"
+}
+
+# --- the sink ----------------------------------------------------------------------
+# smtp-sink counts: with -c it rewrites "sess=S quit=Q mesg=M" (\r-separated) on stdout
+# after every session, QUIT and "."; mesg counts transactions (one per message here).
+pick_port; SINK_PORT=$PICKED
+smtp-sink -u postfix -4 -c "127.0.0.1:$SINK_PORT" 1024 >"$TMP/sink.counts" 2>"$TMP/sink.err" &
+SINK_PID=$!
+wait_listening "$SINK_PORT" "$SINK_PID" 10 || { cat "$TMP/sink.err" >&2; die "smtp-sink did not start on 127.0.0.1:$SINK_PORT"; }
+sink_counter() { # sess|quit|mesg → the counter's last value
+    local m
+    m=$(tail -c 200 "$TMP/sink.counts" | tr '\r' '\n' | sed -n "s/.*$1=\([0-9]*\).*/\1/p" | tail -n 1)
+    echo "${m:-0}"
+}
+sink_count() { sink_counter mesg; }
+say "sink: smtp-sink on 127.0.0.1:$SINK_PORT (plaintext, no STARTTLS)"
+
+# smtp-sink has no STARTTLS: for the starttls variant a private Postfix smtpd terminates
+# TLS and passes every transaction through unchanged to the same smtp-sink
+# (smtpd_proxy_filter, a before-queue proxy: nothing is queued or written to disk).
+TLS_SINK_PORT=
+if [[ " $VARIANTS " == *" starttls "* ]]; then
+    pick_port; TLS_SINK_PORT=$PICKED
+    TS=$TMP/tls-sink
+    mkdir -p "$TS/etc"
+    # Self-signed ECDSA P-256, as in compare-postfix.sh; the senders do not verify it.
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+        -subj "/CN=$SINK_DOMAIN" -addext "subjectAltName=DNS:$SINK_DOMAIN,IP:127.0.0.1" \
+        -addext "basicConstraints=critical,CA:FALSE" \
+        -keyout "$TS/etc/key.pem" -out "$TS/etc/cert.pem" 2>/dev/null
+    postfix_instance "$TS" "$TLS_SINK_PORT" "myhostname = tls-sink.localdomain
+# Every transaction goes to smtp-sink as it arrives; smtp-sink's reply is the reply.
+smtpd_proxy_filter = 127.0.0.1:$SINK_PORT
+# Nothing is queued here (the proxy answers); discard, not error, so smtpd accepts RCPT.
+default_transport = discard:tls sink
+relay_transport = discard:tls sink
+smtpd_tls_security_level = may
+smtpd_tls_chain_files = $TS/etc/key.pem, $TS/etc/cert.pem
+smtpd_tls_session_cache_database = btree:\${data_directory}/smtpd_scache
+smtpd_tls_loglevel = 0
+default_process_limit = $((CONCURRENCY * 2 + 20))"
+    say "sink: Postfix smtpd with STARTTLS on 127.0.0.1:$TLS_SINK_PORT, proxying to smtp-sink (config $TS/etc)"
+fi
+
+# Connections the sender opened to the sink during one run, and (STARTTLS) how many of
+# them and of the messages were under TLS. Plaintext: smtp-sink's session counter. STARTTLS:
+# the front's "disconnect from ... starttls=1 mail=N" lines (smtp-sink there sees one proxy
+# session per transaction). Read after the sender stopped, so every session has ended.
+sink_mark() { # variant → a mark for sink_sessions
+    if [ "$1" = starttls ]; then
+        wc -l <"$TMP/tls-sink/maillog"
+    else
+        sink_counter sess
+    fi
+}
+sink_sessions() { # variant mark → "sessions tls_sessions tls_messages"
+    if [ "$1" = starttls ]; then
+        sleep 0.5 # postlogd writes the last lines
+        tail -n +"$(($2 + 1))" "$TMP/tls-sink/maillog" | awk '/ disconnect from / {
+            n++; m = 0
+            for (i = 1; i <= NF; i++) if ($i ~ /^mail=/) { split($i, a, /[=\/]/); m = a[2] }
+            if ($0 ~ / starttls=1/) { t++; tm += m }
+        } END { printf "%d %d %d\n", n, t, tm }'
+    else
+        echo "$(($(sink_counter sess) - $2)) 0 0"
+    fi
+}
+
+sink_port_for() { # variant
+    if [ "$1" = starttls ]; then echo "$TLS_SINK_PORT"; else echo "$SINK_PORT"; fi
+}
+level_for() { # variant
+    if [ "$1" = starttls ]; then echo "$TLS_LEVEL"; else echo none; fi
+}
+
+RCPT_ARGS=()
+for ((i = 1; i <= RECIPIENTS; i++)); do RCPT_ARGS+=(--to "rcpt$i@$SINK_DOMAIN"); done
+# The same load for both senders: plaintext SMTP from 127.0.0.1, no AUTH (both relay for
+# 127.0.0.0/8), 10 messages per connection. Injection speed is not measured.
+inject() { # port json-out
+    local rc=0
+    "$HATO_LOAD" --server "127.0.0.1:$1" --messages "$MESSAGES" --concurrency "$INJECT_CONCURRENCY" \
+        --size "$SIZE" --messages-per-connection 10 --from "$SENDER" "${RCPT_ARGS[@]}" --json >"$2" || rc=$?
+    [ "$rc" -eq 0 ] || { cat "$2" >&2; return 1; }
+}
+
+# Waits until the sink counted $1 more messages than $2 and $3 (a command) says the
+# sender's queue is empty; sets SINK_S (seconds to the last message at the sink) and
+# DRAIN_S (to the empty queue), both from $4.
+wait_drained() { # expected base empty-check start
+    local target=$(($2 + $1)) t c
+    SINK_S=; DRAIN_S=
+    while :; do
+        c=$(sink_count)
+        t=$(now)
+        if [ "$c" -ge "$target" ]; then SINK_S=$(elapsed "$4" "$t"); break; fi
+        if awk -v a="$4" -v b="$t" -v l="$DRAIN_TIMEOUT" 'BEGIN { exit !(b - a > l) }'; then
+            say "WARNING: timed out after ${DRAIN_TIMEOUT}s: the sink has $((c - $2))/$1 messages"
+            return 1
+        fi
+        sleep 0.02
+    done
+    while ! $3; do
+        t=$(now)
+        if awk -v a="$4" -v b="$t" -v l="$DRAIN_TIMEOUT" 'BEGIN { exit !(b - a > l) }'; then
+            say "WARNING: timed out after ${DRAIN_TIMEOUT}s: the sender's queue is not empty"
+            return 1
+        fi
+        sleep 0.02
+    done
+    DRAIN_S=$(elapsed "$4" "$(now)")
+}
+
+cpu_ticks() { # pids… → utime+stime+cutime+cstime summed (fields 14-17 of /proc/PID/stat)
+    local p total=0 f
+    for p in "$@"; do
+        f=$(sed 's/.*) //' "/proc/$p/stat" 2>/dev/null) || continue
+        # After "pid (comm) " the fields start at 3 (state): utime is the 12th here.
+        total=$((total + $(awk '{ print $12 + $13 + $14 + $15 }' <<<"$f")))
+    done
+    echo "$total"
+}
+
+declare -A R # results: R[sender.variant.key]
+
+# --- hato --------------------------------------------------------------------------
+run_hato() { # variant
+    local v=$1 dir=$TMP/hato-$1 port level sink base start queued cpu mark
+    pick_port; port=$PICKED
+    level=$(level_for "$v")
+    sink=$(sink_port_for "$v")
+    mkdir -p "$dir"
+    # Keep the whole configuration in this one heredoc.
+    cat >"$dir/hato.toml" <<EOF
+hostname = "hato-bench.localdomain"
+data_dir = "$dir/hato-data"
+domains = ["example.test"]
+# The injection load comes from 127.0.0.1 without AUTH (Postfix: mynetworks).
+relay_networks = ["127.0.0.0/8"]
+
+[[listener]]
+protocol = "smtp"
+bind = "127.0.0.1:$port"
+tls = "none"
+
+[limits]
+max_connections_per_ip = $((INJECT_CONCURRENCY * 2 + 10))
+max_recipients = $((RECIPIENTS + 10))
+
+[delivery]
+hold = true
+# One destination: per_domain decides (Postfix: default_destination_concurrency_limit).
+concurrency = $CONCURRENCY
+per_domain = $CONCURRENCY
+tls_policy = "$level"
+
+[[route]]
+domain = "$SINK_DOMAIN"
+host = "[127.0.0.1]:$sink"
+EOF
+    say "hato/$v: injecting $MESSAGES messages × $RECIPIENTS recipients on hold (127.0.0.1:$port)"
+    "$HATO_BIN" serve --config "$dir/hato.toml" >"$dir/hato-inject.log" 2>&1 &
+    HATO_PID=$!
+    if ! wait_listening "$port" "$HATO_PID" 30; then
+        tail -n 20 "$dir/hato-inject.log" >&2
+        die "hato did not start listening on 127.0.0.1:$port"
+    fi
+    inject "$port" "$TMP/hato-$v-inject.json" || { tail -n 20 "$dir/hato-inject.log" >&2; die "injection into hato failed"; }
+    stop_pid "$HATO_PID"; HATO_PID=
+    queued=$("$HATO_BIN" --config "$dir/hato.toml" queue list | grep -c "@$SINK_DOMAIN" || true)
+    [ "$queued" -eq $((MESSAGES * RECIPIENTS)) ] || die "hato queued $queued recipients, expected $((MESSAGES * RECIPIENTS))"
+
+    # Release: the same configuration without hold; timed from the start of the process.
+    sed -i 's/^hold = true$/hold = false/' "$dir/hato.toml"
+    base=$(sink_count)
+    mark=$(sink_mark "$v")
+    say "hato/$v: delivering (tls_policy $level, per_domain $CONCURRENCY) to 127.0.0.1:$sink"
+    start=$(now)
+    "$HATO_BIN" serve --config "$dir/hato.toml" >"$dir/hato.log" 2>&1 &
+    HATO_PID=$!
+    if [ "$PERF" = 1 ]; then
+        perf record -F 999 -g -p "$HATO_PID" -o "$TMP/hato-$v.perf.data" >/dev/null 2>&1 &
+        PERF_PID=$!
+    fi
+    hato_empty() { "$HATO_BIN" --config "$dir/hato.toml" queue list 2>/dev/null | grep -q '^the queue is empty'; }
+    wait_drained "$MESSAGES" "$base" hato_empty "$start" || { tail -n 20 "$dir/hato.log" >&2; }
+    cpu=$(cpu_ticks "$HATO_PID")
+    if [ -n "$PERF_PID" ]; then
+        kill -INT "$PERF_PID"; wait "$PERF_PID" 2>/dev/null || true; PERF_PID=
+        say "hato/$v: perf data in $TMP/hato-$v.perf.data (KEEP=1 keeps it)"
+    fi
+    stop_pid "$HATO_PID"; HATO_PID=
+    R[hato.$v.sink_s]=$SINK_S
+    R[hato.$v.drain_s]=$DRAIN_S
+    R[hato.$v.cpu_s]=$(awk -v t="$cpu" -v h="$TICKS" 'BEGIN { printf "%.2f", t / h }')
+    R[hato.$v.delivered]=$(($(sink_count) - base))
+    read -r "R[hato.$v.sessions]" "R[hato.$v.tls_sessions]" "R[hato.$v.tls_messages]" <<<"$(sink_sessions "$v" "$mark")"
+    # The per-attempt log lines: recipients that got 250.
+    R[hato.$v.ok_rcpts]=$(grep 'delivery attempt' "$dir/hato.log" | grep -c 'result=250' || true)
+}
+
+# --- Postfix -----------------------------------------------------------------------
+run_postfix() { # variant
+    local v=$1 dir=$TMP/postfix-$1 port level sink base start held master cpu0 cpu1 mark
+    pick_port; port=$PICKED
+    level=$(level_for "$v")
+    sink=$(sink_port_for "$v")
+    postfix_instance "$dir" "$port" "myhostname = postfix-bench.localdomain
+# Everything for $SINK_DOMAIN to the sink; nothing can leave this machine.
+transport_maps = inline:{ $SINK_DOMAIN=smtp:[127.0.0.1]:$sink }
+default_transport = error:5.7.1 benchmark instance delivers to the sink only
+relay_transport = error:5.7.1 benchmark instance delivers to the sink only
+# Injection: every message goes to the hold queue (released before the timed part).
+smtpd_recipient_restrictions = check_client_access static:HOLD
+smtpd_tls_security_level = none
+# One destination: this is hato's per_domain (also Postfix's default, 20).
+default_destination_concurrency_limit = $CONCURRENCY
+default_process_limit = $((CONCURRENCY > 90 ? CONCURRENCY + 10 : 100))
+smtp_tls_security_level = $level
+smtp_tls_loglevel = 1
+# As in Debian's default main.cf: TLS sessions are resumed (hato: rustls in memory).
+smtp_tls_session_cache_database = btree:\${data_directory}/smtp_scache
+${POSTFIX_MAINCF_EXTRA:-}"
+    say "postfix/$v: $(postconf -d -h mail_version), injecting $MESSAGES messages × $RECIPIENTS recipients on hold (127.0.0.1:$port)"
+    inject "$port" "$TMP/postfix-$v-inject.json" || { tail -n 20 "$dir/maillog" >&2; die "injection into postfix failed"; }
+    # 250 from smtpd means cleanup wrote the queue file (into hold): wait for all of them.
+    for _ in $(seq 300); do
+        held=$(find "$dir/queue/hold" -type f | wc -l)
+        [ "$held" -ge "$MESSAGES" ] && break
+        sleep 0.1
+    done
+    [ "$held" -eq "$MESSAGES" ] || die "postfix holds $held messages, expected $MESSAGES (log: $dir/maillog)"
+
+    master=$(tr -d ' ' <"$dir/queue/pid/master.pid")
+    postfix_tree() { echo "$master"; ps -o pid= --ppid "$master"; }
+    cpu0=$(cpu_ticks $(postfix_tree))
+    base=$(sink_count)
+    mark=$(sink_mark "$v")
+    say "postfix/$v: delivering (smtp_tls_security_level $level, destination concurrency $CONCURRENCY) to 127.0.0.1:$sink"
+    start=$(now)
+    postsuper -c "$dir/etc" -H ALL 2>/dev/null
+    postqueue -c "$dir/etc" -f
+    postfix_empty() { postqueue -c "$dir/etc" -p 2>/dev/null | grep -q 'Mail queue is empty'; }
+    wait_drained "$MESSAGES" "$base" postfix_empty "$start" || { tail -n 20 "$dir/maillog" >&2; }
+    # The master's cutime/cstime include the daemons that exited meanwhile.
+    cpu1=$(cpu_ticks $(postfix_tree))
+    postfix_stop "$dir/etc"
+    unset 'POSTFIX_UP[${#POSTFIX_UP[@]}-1]'
+    R[postfix.$v.sink_s]=$SINK_S
+    R[postfix.$v.drain_s]=$DRAIN_S
+    R[postfix.$v.cpu_s]=$(awk -v t="$((cpu1 - cpu0))" -v h="$TICKS" 'BEGIN { printf "%.2f", t / h }')
+    R[postfix.$v.delivered]=$(($(sink_count) - base))
+    read -r "R[postfix.$v.sessions]" "R[postfix.$v.tls_sessions]" "R[postfix.$v.tls_messages]" <<<"$(sink_sessions "$v" "$mark")"
+    R[postfix.$v.ok_rcpts]=$(grep -c ' status=sent ' "$dir/maillog" || true)
+}
+
+# --- run and report ----------------------------------------------------------------
+for v in $VARIANTS; do
+    [ "$ONLY" = postfix ] || run_hato "$v"
+    [ "$ONLY" = hato ] || run_postfix "$v"
+done
+
+get() { echo "${R[$1]:--}"; }
+rate() { # seconds → messages/s
+    awk -v n="$MESSAGES" -v s="$1" 'BEGIN { if (s == "-" || s == "" || s + 0 == 0) print "-"; else printf "%.1f", n / s }'
+}
+per_msg_ms() { # cpu seconds → ms per message
+    awk -v n="$MESSAGES" -v s="$1" 'BEGIN { if (s == "-" || s == "") print "-"; else printf "%.2f", s * 1000 / n }'
+}
+ratio() { # hato postfix
+    awk -v h="$1" -v p="$2" 'BEGIN { if (h == "-" || p == "-" || h == "" || p == "" || p + 0 == 0) print "-"; else printf "%.2f", h / p }'
+}
+row() { printf '  %-34s %12s %12s %14s\n' "$@"; }
+
+echo
+echo "Outbound delivery: $MESSAGES messages × $RECIPIENTS recipient(s) at $SINK_DOMAIN, ~$SIZE B, concurrency $CONCURRENCY per destination"
+row "" hato postfix hato/postfix
+for v in $VARIANTS; do
+    hr=$(rate "$(get "hato.$v.drain_s")"); pr=$(rate "$(get "postfix.$v.drain_s")")
+    tls=$([ "$v" = starttls ] && echo "STARTTLS ($TLS_LEVEL)" || echo "plaintext")
+    echo "  -- $tls"
+    row "msgs/s (to empty queue)" "$hr" "$pr" "$(ratio "$hr" "$pr")"
+    hs=$(rate "$(get "hato.$v.sink_s")"); ps_=$(rate "$(get "postfix.$v.sink_s")")
+    row "msgs/s (to last msg at sink)" "$hs" "$ps_" "$(ratio "$hs" "$ps_")"
+    row "seconds to empty queue" "$(get "hato.$v.drain_s")" "$(get "postfix.$v.drain_s")" ""
+    hc=$(get "hato.$v.cpu_s"); pc=$(get "postfix.$v.cpu_s")
+    row "sender CPU s" "$hc" "$pc" "$(ratio "$hc" "$pc")"
+    row "sender CPU ms per message" "$(per_msg_ms "$hc")" "$(per_msg_ms "$pc")" ""
+    row "messages at the sink" "$(get "hato.$v.delivered")" "$(get "postfix.$v.delivered")" ""
+    row "recipients with 250 (sender log)" "$(get "hato.$v.ok_rcpts")" "$(get "postfix.$v.ok_rcpts")" ""
+    row "connections to the sink" "$(get "hato.$v.sessions")" "$(get "postfix.$v.sessions")" ""
+    if [ "$v" = starttls ]; then
+        row "  of which STARTTLS" "$(get "hato.$v.tls_sessions")" "$(get "postfix.$v.tls_sessions")" ""
+        row "messages over STARTTLS" "$(get "hato.$v.tls_messages")" "$(get "postfix.$v.tls_messages")" ""
+    fi
+done
+echo
+echo "  msgs/s: higher is better; hato/postfix > 1 means hato delivered faster. CPU: lower is better."
+echo "  Timing: hato from the start of its process (scheduler start-up included), Postfix from"
+echo "  'postsuper -H ALL; postqueue -f' (already running), to the sender's queue being empty."
+echo "  Same sink, same concurrency for one destination (hato per_domain = Postfix"
+echo "  default_destination_concurrency_limit = $CONCURRENCY); Postfix CPU = master + all its daemons."
+echo "  STARTTLS: smtp-sink behind a Postfix smtpd (smtpd_proxy_filter) that terminates TLS."
+echo "  Raw data: $( [ "$KEEP" = 1 ] && echo "kept in $TMP" || echo "rerun with --keep to keep logs and queues")."
