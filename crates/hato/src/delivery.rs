@@ -87,6 +87,8 @@ pub(crate) struct Scheduler {
     tls_any: TlsConnector,
     /// For `verify`, MTA-STS and REQUIRETLS: the WebPKI roots plus `delivery.ca_file`.
     tls_verify: TlsConnector,
+    /// The same roots as a verifier, for MTA-STS `testing` (verify, report, deliver anyway).
+    webpki: Arc<rustls::client::WebPkiServerVerifier>,
     global: Arc<Semaphore>,
     per_domain_limit: usize,
     /// Claimed messages per destination domain and the workers taking them (kept across
@@ -321,6 +323,11 @@ impl Scheduler {
                 roots.roots.push(cert);
             }
         }
+        let webpki = rustls::client::WebPkiServerVerifier::builder_with_provider(
+            Arc::new(roots.clone()),
+            provider.clone(),
+        )
+        .build()?;
         let verify = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()?
             .with_root_certificates(roots.clone())
@@ -389,6 +396,7 @@ impl Scheduler {
             },
             tls_any,
             tls_verify,
+            webpki,
             global: Arc::new(Semaphore::new(d.concurrency)),
             per_domain_limit: d.per_domain,
             domains: Mutex::new(HashMap::new()),
@@ -1249,6 +1257,7 @@ impl Scheduler {
         let mut verify = None;
         let mut tls = TlsRequirement::None;
         let mut dane = None;
+        let mut sts_testing = false;
         if smarthost.is_none() {
             // RFC 7672: TLSA records of the MX host, DNSSEC-validated, for DANE destinations.
             let dane_host = match &self.dane {
@@ -1306,6 +1315,9 @@ impl Scheduler {
             } else {
                 req.tls
             };
+            // RFC 8461 5: mode testing delivers as usual but reports what would have failed.
+            sts_testing = verify.is_none()
+                && matches!((ctx.kind, ctx.sts), (HopKind::Mx, Some(p)) if p.mode == StsMode::Testing);
         }
         let Some(slot) = self.ip_slot(addr.ip()).await else {
             let why = format!(
@@ -1356,6 +1368,7 @@ impl Scheduler {
                 closed: false,
                 verify: sh.verify.then_some(VerifiedBy::WebPki),
                 dane: None,
+                sts_testing: false,
                 _slot: slot,
             });
         }
@@ -1369,6 +1382,7 @@ impl Scheduler {
             closed: false,
             verify,
             dane,
+            sts_testing,
             _slot: slot,
         })
     }
@@ -1503,11 +1517,34 @@ impl Scheduler {
             },
             None => None,
         };
-        let connector = match (&dane, self.smarthost_for(&host, addr)) {
-            (Some((c, _)), _) => c,
-            (None, Some(sh)) => &sh.connector,
-            (None, None) if verify.is_some() => &self.tls_verify,
-            (None, None) => &self.tls_any,
+        let would = (conn.sts_testing && dane.is_none()).then(|| {
+            Arc::new(WouldVerify {
+                webpki: self.webpki.clone(),
+                failure: Mutex::new(None),
+            })
+        });
+        let testing = match &would {
+            Some(w) => {
+                let provider = Arc::new(rustls::crypto::ring::default_provider());
+                match rustls::ClientConfig::builder_with_provider(provider)
+                    .with_safe_default_protocol_versions()
+                {
+                    Ok(b) => Some(TlsConnector::from(Arc::new(
+                        b.dangerous()
+                            .with_custom_certificate_verifier(w.clone())
+                            .with_no_client_auth(),
+                    ))),
+                    Err(_) => None,
+                }
+            }
+            None => None,
+        };
+        let connector = match (&dane, &testing, self.smarthost_for(&host, addr)) {
+            (Some((c, _)), _, _) => c,
+            (None, _, Some(sh)) => &sh.connector,
+            (None, _, None) if verify.is_some() => &self.tls_verify,
+            (None, Some(c), None) => c,
+            (None, None, None) => &self.tls_any,
         };
         let name = dane.as_ref().map(|(_, sni)| sni.as_str()).unwrap_or(&host);
         let done = self
@@ -1515,6 +1552,14 @@ impl Scheduler {
             .await;
         if let (Some(_), Some((v, _))) = (&done, &conn.dane) {
             conn.facts.dane = v.matched().map(|m| m.describe());
+        }
+        if let (Some(_), Some(w)) = (&done, &would) {
+            let failure = w.failure.lock().unwrap_or_else(|e| e.into_inner()).take();
+            if let Some(e) = failure {
+                let (kind, code) = FailureType::classify_tls_error(&e);
+                info!(host = %host, error = %e, "MTA-STS testing: the certificate would not verify under enforce; delivering anyway");
+                conn.facts.report = Some((kind, code.into()));
+            }
         }
         match done {
             Some(tls) => {
@@ -1633,6 +1678,8 @@ struct Connection {
     verify: Option<VerifiedBy>,
     /// DANE: the verifier built from the host's TLSA records, and the TLSA base domain (SNI).
     dane: Option<(Arc<DaneVerifier>, String)>,
+    /// MTA-STS `testing`: check the certificate against WebPKI without enforcing it.
+    sts_testing: bool,
     /// The `delivery.per_ip` slot, freed with the connection.
     _slot: tokio::sync::OwnedSemaphorePermit,
 }
@@ -1843,6 +1890,58 @@ impl Io {
             Io::Tls(s) => s.shutdown().await,
             Io::Closed => Ok(()),
         };
+    }
+}
+
+/// MTA-STS `testing` (RFC 8461 5): verifies like `verify` but never refuses; the failure is
+/// kept for the TLS report.
+#[derive(Debug)]
+struct WouldVerify {
+    webpki: Arc<rustls::client::WebPkiServerVerifier>,
+    failure: Mutex<Option<rustls::Error>>,
+}
+
+impl ServerCertVerifier for WouldVerify {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        if let Err(e) = self.webpki.verify_server_cert(
+            end_entity,
+            intermediates,
+            server_name,
+            ocsp_response,
+            now,
+        ) {
+            *self.failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(e);
+        }
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.webpki.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.webpki.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.webpki.supported_verify_schemes()
     }
 }
 

@@ -533,6 +533,19 @@ fn make_ca_and_leaf(
     dir: &std::path::Path,
     stem: &str,
 ) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+    make_ca_and_leaf_for(
+        dir,
+        stem,
+        &["mx.remote.test", "localhost", "mta-sts.sts.remote.test"],
+    )
+}
+
+/// [`make_ca_and_leaf`] with the leaf's DNS names.
+fn make_ca_and_leaf_for(
+    dir: &std::path::Path,
+    stem: &str,
+    names: &[&str],
+) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
     require_tool("openssl", "openssl");
     let p = |n: &str| dir.join(format!("{stem}-{n}"));
     let openssl = |args: &[&str]| {
@@ -564,9 +577,13 @@ fn make_ca_and_leaf(
     ]);
     openssl(&args);
     let (leaf, key, csr, ext) = (p("leaf.pem"), p("leaf.key"), p("leaf.csr"), p("ext.cnf"));
+    let sans: Vec<String> = names.iter().map(|n| format!("DNS:{n}")).collect();
     std::fs::write(
         &ext,
-        "subjectAltName=DNS:mx.remote.test,DNS:localhost,DNS:mta-sts.sts.remote.test\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+        format!(
+            "subjectAltName={}\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+            sans.join(",")
+        ),
     )
     .unwrap();
     let (leaf_s, key_s, csr_s, ext_s) = (s(&leaf), s(&key), s(&csr), s(&ext));
@@ -1192,7 +1209,22 @@ fn sts_receiver(
     mode: &str,
     mx: &str,
 ) -> (TestServer, Dns, u16, std::path::PathBuf) {
-    let (ca, leaf, key) = make_ca_and_leaf(certs, "sts");
+    sts_receiver_named(
+        certs,
+        mode,
+        mx,
+        &["mx.remote.test", "localhost", "mta-sts.sts.remote.test"],
+    )
+}
+
+/// [`sts_receiver`] with a certificate for `names`.
+fn sts_receiver_named(
+    certs: &std::path::Path,
+    mode: &str,
+    mx: &str,
+    names: &[&str],
+) -> (TestServer, Dns, u16, std::path::PathBuf) {
+    let (ca, leaf, key) = make_ca_and_leaf_for(certs, "sts", names);
     let https = free_port();
     let rx = TestServer::start_domains(
         &["sts.remote.test"],
@@ -1466,5 +1498,42 @@ fn temporary_failure_then_success_and_full_bounces() {
         inbox[0].contains("Hello from the delivery test."),
         "{}",
         inbox[0]
+    );
+}
+
+/// MTA-STS `testing`: a certificate that would fail under enforce (it does not name the MX)
+/// does not stop the mail, and the failure goes to the TLS report as certificate-host-mismatch.
+#[test]
+fn mta_sts_testing_delivers_and_reports() {
+    let certs = tempfile::tempdir().unwrap();
+    let (rx, dns, https, ca) = sts_receiver_named(
+        certs.path(),
+        "testing",
+        "mx.remote.test",
+        &["localhost", "mta-sts.sts.remote.test"],
+    );
+    let tx = sender(
+        rx.ports.smtp,
+        Some(dns.addr),
+        &format!("mta_sts_port = {https}\nca_file = \"{}\"\n", ca.display()),
+    );
+    submit(&tx, "bob@sts.remote.test", "testing mode");
+    rx.wait_inbox("bob@sts.remote.test", 1, Duration::from_secs(20));
+    assert!(tx.logs().contains("MTA-STS testing"), "{}", tx.logs());
+    let journal = tx
+        .dir
+        .path()
+        .join("data")
+        .join("tls-rpt")
+        .join(format!("{}.jsonl", hato_delivery::tlsrpt::today()));
+    wait_until(
+        "the failure in the TLS report journal",
+        Duration::from_secs(15),
+        || {
+            std::fs::read_to_string(&journal).is_ok_and(|t| {
+                t.contains("certificate-host-mismatch") && t.contains("sts.remote.test")
+            })
+        },
+        || tx.logs(),
     );
 }
