@@ -37,7 +37,6 @@ use hato_smtp::client::{
 use hato_smtp::{Address, Reply};
 use hato_store::{Delivery, QueueAttempt, QueueEntry, Store};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -307,16 +306,6 @@ impl Scheduler {
             }
         }
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let any = rustls::ClientConfig::builder_with_provider(provider.clone())
-            .with_safe_default_protocol_versions()?
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(AcceptAny(provider.clone())))
-            .with_no_client_auth();
-        let tls_any = TlsConnector::from(Arc::new(any));
-        let smarthost = match &d.smarthost {
-            Some(sh) => Some(Smarthost::new(sh, &tls_any)?),
-            None => None,
-        };
         let mut roots = mta_sts_fetch::webpki_roots();
         if let Some(path) = &d.ca_file {
             for cert in load_roots(path)?.roots {
@@ -328,6 +317,16 @@ impl Scheduler {
             provider.clone(),
         )
         .build()?;
+        let any = rustls::ClientConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()?
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(Lenient::accept_any(webpki.clone())))
+            .with_no_client_auth();
+        let tls_any = TlsConnector::from(Arc::new(any));
+        let smarthost = match &d.smarthost {
+            Some(sh) => Some(Smarthost::new(sh, &tls_any)?),
+            None => None,
+        };
         let verify = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()?
             .with_root_certificates(roots.clone())
@@ -1517,12 +1516,8 @@ impl Scheduler {
             },
             None => None,
         };
-        let would = (conn.sts_testing && dane.is_none()).then(|| {
-            Arc::new(WouldVerify {
-                webpki: self.webpki.clone(),
-                failure: Mutex::new(None),
-            })
-        });
+        let would = (conn.sts_testing && dane.is_none())
+            .then(|| Arc::new(Lenient::would_verify(self.webpki.clone())));
         let testing = match &would {
             Some(w) => {
                 let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -1553,13 +1548,12 @@ impl Scheduler {
         if let (Some(_), Some((v, _))) = (&done, &conn.dane) {
             conn.facts.dane = v.matched().map(|m| m.describe());
         }
-        if let (Some(_), Some(w)) = (&done, &would) {
-            let failure = w.failure.lock().unwrap_or_else(|e| e.into_inner()).take();
-            if let Some(e) = failure {
-                let (kind, code) = FailureType::classify_tls_error(&e);
-                info!(host = %host, error = %e, "MTA-STS testing: the certificate would not verify under enforce; delivering anyway");
-                conn.facts.report = Some((kind, code.into()));
-            }
+        if let (Some(_), Some(w)) = (&done, &would)
+            && let Some(e) = w.take_failure()
+        {
+            let (kind, code) = FailureType::classify_tls_error(&e);
+            info!(host = %host, error = %e, "MTA-STS testing: the certificate would not verify under enforce; delivering anyway");
+            conn.facts.report = Some((kind, code.into()));
         }
         match done {
             Some(tls) => {
@@ -1893,15 +1887,42 @@ impl Io {
     }
 }
 
-/// MTA-STS `testing` (RFC 8461 5): verifies like `verify` but never refuses; the failure is
-/// kept for the TLS report.
+/// A verifier that never refuses a certificate (opportunistic TLS: `may`, `encrypt`, as Postfix
+/// does below `verify`) while the handshake signatures are still checked, so the session keys
+/// are real. For MTA-STS `testing` (RFC 8461 5) it also checks the chain against WebPKI and
+/// keeps the failure for the TLS report.
 #[derive(Debug)]
-struct WouldVerify {
+struct Lenient {
     webpki: Arc<rustls::client::WebPkiServerVerifier>,
-    failure: Mutex<Option<rustls::Error>>,
+    /// Some: check the chain and remember why it would fail.
+    failure: Option<Mutex<Option<rustls::Error>>>,
 }
 
-impl ServerCertVerifier for WouldVerify {
+impl Lenient {
+    fn accept_any(webpki: Arc<rustls::client::WebPkiServerVerifier>) -> Lenient {
+        Lenient {
+            webpki,
+            failure: None,
+        }
+    }
+
+    fn would_verify(webpki: Arc<rustls::client::WebPkiServerVerifier>) -> Lenient {
+        Lenient {
+            webpki,
+            failure: Some(Mutex::new(None)),
+        }
+    }
+
+    fn take_failure(&self) -> Option<rustls::Error> {
+        self.failure
+            .as_ref()?
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+    }
+}
+
+impl ServerCertVerifier for Lenient {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -1910,14 +1931,16 @@ impl ServerCertVerifier for WouldVerify {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        if let Err(e) = self.webpki.verify_server_cert(
-            end_entity,
-            intermediates,
-            server_name,
-            ocsp_response,
-            now,
-        ) {
-            *self.failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(e);
+        if let Some(slot) = &self.failure
+            && let Err(e) = self.webpki.verify_server_cert(
+                end_entity,
+                intermediates,
+                server_name,
+                ocsp_response,
+                now,
+            )
+        {
+            *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(e);
         }
         Ok(ServerCertVerified::assertion())
     }
@@ -1942,56 +1965,6 @@ impl ServerCertVerifier for WouldVerify {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.webpki.supported_verify_schemes()
-    }
-}
-
-/// Opportunistic TLS (`may`, `encrypt`): any certificate is accepted (as Postfix does below
-/// `verify`), but handshake signatures are still checked so the session keys are real.
-#[derive(Debug)]
-struct AcceptAny(Arc<CryptoProvider>);
-
-impl ServerCertVerifier for AcceptAny {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
     }
 }
 
