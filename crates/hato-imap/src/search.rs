@@ -250,6 +250,17 @@ impl Node {
         }
     }
 
+    /// Whether some key reads the Date: field (SENTBEFORE/SENTON/SENTSINCE).
+    fn reads_sent_date(&self) -> bool {
+        match self {
+            Node::Sent(..) => true,
+            Node::Not(n) => n.reads_sent_date(),
+            Node::And(v) => v.iter().any(Node::reads_sent_date),
+            Node::Or(a, b) => a.reads_sent_date() || b.reads_sent_date(),
+            _ => false,
+        }
+    }
+
     /// Whether some key reads the size or the INTERNALDATE.
     fn reads_size_or_date(&self) -> bool {
         match self {
@@ -320,6 +331,12 @@ impl SearchProgram {
     /// text: loading the header block is enough.
     pub fn needs_headers_only(&self) -> bool {
         self.need == Need::Headers
+    }
+
+    /// Every key that needs the message is a header field key (FROM, TO, CC, BCC, SUBJECT,
+    /// HEADER): [`Search::check_fields`] with cached [`header_fields`] can decide.
+    pub fn header_keys_only(&self) -> bool {
+        self.need == Need::Headers && !self.root.reads_sent_date()
     }
 
     /// Whether [`MessageMeta::size`] or [`MessageMeta::internal_date`] can change a verdict;
@@ -524,6 +541,8 @@ fn eval(node: &Node, meta: &MessageMeta<'_>, content: Option<&Content<'_, '_>>) 
 /// A message's searchable content, decoded and case-folded on first use. The MIME structure
 /// is only built when a key reads text (BODY, TEXT): header keys read the header block as is.
 struct Content<'p, 'a> {
+    /// Fields decoded earlier (a driver's cache, see [`header_fields`]): used instead of `header`.
+    fields: Option<&'p [(String, String)]>,
     header: &'a [u8],
     raw: &'a [u8],
     given: Option<&'p ParsedMessage<'a>>,
@@ -545,6 +564,7 @@ impl<'p, 'a> Content<'p, 'a> {
 
     fn from_raw(raw: &'a [u8]) -> Self {
         Content {
+            fields: None,
             header: mime::header_block(raw),
             raw,
             given: None,
@@ -564,23 +584,10 @@ impl<'p, 'a> Content<'p, 'a> {
     }
 
     fn headers(&self) -> &[(String, String)] {
-        self.headers.get_or_init(|| {
-            let header = self.header;
-            mime::fields(header)
-                .into_iter()
-                .map(|(name, range)| {
-                    let field = &header[range];
-                    let value = field
-                        .iter()
-                        .position(|&b| b == b':')
-                        .map_or(&[][..], |i| &field[i + 1..]);
-                    (
-                        String::from_utf8_lossy(name).to_ascii_lowercase(),
-                        fold_value(value),
-                    )
-                })
-                .collect()
-        })
+        if let Some(fields) = self.fields {
+            return fields;
+        }
+        self.headers.get_or_init(|| header_fields(self.header))
     }
 
     fn header_text(&self) -> &str {
@@ -599,7 +606,7 @@ impl<'p, 'a> Content<'p, 'a> {
     /// Only the fields named `name` are decoded (a SUBJECT search over a mailbox should not
     /// decode every From/To/Date of every message), unless the whole header was already.
     fn header_contains(&self, name: &str, needle: &str) -> bool {
-        if let Some(all) = self.headers.get() {
+        if let Some(all) = self.fields.or(self.headers.get().map(Vec::as_slice)) {
             return all.iter().any(|(n, v)| n == name && v.contains(needle));
         }
         let header = self.header;
@@ -649,6 +656,28 @@ fn with_newline(value: &[u8]) -> Vec<u8> {
         v.push(b'\n');
     }
     v
+}
+
+/// Every field of a message's top-level header as (lower-case name, decoded and case-folded
+/// value), in order: what header SEARCH keys compare against. `raw` may be the whole message
+/// or its header block. A driver may keep these per message (they never change) and pass them
+/// to [`Search::check_fields`] instead of the message.
+pub fn header_fields(raw: &[u8]) -> Vec<(String, String)> {
+    let header = mime::header_block(raw);
+    mime::fields(header)
+        .into_iter()
+        .map(|(name, range)| {
+            let field = &header[range];
+            let value = field
+                .iter()
+                .position(|&b| b == b':')
+                .map_or(&[][..], |i| &field[i + 1..]);
+            (
+                String::from_utf8_lossy(name).to_ascii_lowercase(),
+                fold_value(value),
+            )
+        })
+        .collect()
 }
 
 /// A header field value decoded ([`decode_unstructured`]) and case-folded. Plain ASCII
@@ -789,6 +818,18 @@ impl Search {
             self.hit(meta);
         }
         Ok(matched)
+    }
+
+    /// Phase two from a message's [`header_fields`] (when [`SearchProgram::header_keys_only`]):
+    /// the same verdict as [`Search::check_message`] with its header, without reading it.
+    pub fn check_fields(&mut self, meta: &MessageMeta<'_>, fields: &[(String, String)]) -> bool {
+        let mut content = Content::from_raw(b"");
+        content.fields = Some(fields);
+        let matched = eval(&self.program.root, meta, Some(&content)).unwrap_or(false);
+        if matched {
+            self.hit(meta);
+        }
+        matched
     }
 
     /// Both phases over `messages` (in sequence order), with a synchronous loader called

@@ -91,6 +91,61 @@ pub(crate) async fn serve(
     ))
 }
 
+/// Decoded, case-folded header fields per message blob (blobs never change and ids are never
+/// reused), shared by all IMAP sessions: a SEARCH on SUBJECT/FROM/HEADER... over a mailbox
+/// reads each message's header once, not once per search, like Dovecot's cache file. Bounded
+/// in bytes; the oldest entries go first.
+pub(crate) struct HeaderCache {
+    inner: std::sync::Mutex<HeaderCacheInner>,
+    limit: usize,
+}
+
+#[derive(Default)]
+struct HeaderCacheInner {
+    map: HashMap<hato_store::BlobId, Arc<[(String, String)]>>,
+    order: std::collections::VecDeque<hato_store::BlobId>,
+    bytes: usize,
+}
+
+impl HeaderCache {
+    pub(crate) fn new(limit: usize) -> HeaderCache {
+        HeaderCache {
+            inner: std::sync::Mutex::new(HeaderCacheInner::default()),
+            limit,
+        }
+    }
+
+    fn get(&self, blob: hato_store::BlobId) -> Option<Arc<[(String, String)]>> {
+        let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        inner.map.get(&blob).cloned()
+    }
+
+    fn insert(&self, blob: hato_store::BlobId, fields: Arc<[(String, String)]>) {
+        let size = fields
+            .iter()
+            .map(|(n, v)| n.len() + v.len() + 48)
+            .sum::<usize>()
+            + 64;
+        if size > self.limit / 4 {
+            return;
+        }
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        if inner.map.insert(blob, fields).is_some() {
+            return;
+        }
+        inner.order.push_back(blob);
+        inner.bytes += size;
+        while inner.bytes > self.limit {
+            let Some(old) = inner.order.pop_front() else {
+                break;
+            };
+            if let Some(f) = inner.map.remove(&old) {
+                inner.bytes -= f.iter().map(|(n, v)| n.len() + v.len() + 48).sum::<usize>() + 64;
+            }
+        }
+    }
+}
+
 /// The selected mailbox.
 struct Selected {
     id: MailboxId,
@@ -964,6 +1019,33 @@ impl<'a> Conn<'a> {
             }
             pending.push((seq, uid, flags));
         }
+        // Header keys only: messages whose fields are cached are decided without reading them.
+        let cached = search.program().header_keys_only();
+        if cached {
+            let cache = &self.shared.header_cache;
+            let mut misses = Vec::with_capacity(pending.len());
+            for (seq, uid, flags) in pending {
+                let Some(entry) = entries.as_ref().and_then(|m| m.get(&uid)) else {
+                    continue;
+                };
+                match cache.get(entry.blob) {
+                    Some(fields) => {
+                        let meta = hato_imap::MessageMeta {
+                            seq,
+                            uid,
+                            flags: &flags,
+                            modseq: sel.view.modseq(uid).unwrap_or(entry.modseq),
+                            size: entry.size,
+                            internal_date: entry.internal_date,
+                            recent: sel.view.is_recent(uid),
+                        };
+                        search.check_fields(&meta, &fields);
+                    }
+                    None => misses.push((seq, uid, flags)),
+                }
+            }
+            pending = misses;
+        }
         // Pass 2: batches bounded in count and bytes.
         const BATCH_MESSAGES: usize = 256;
         const BATCH_BYTES: u64 = 8 * 1024 * 1024;
@@ -1007,6 +1089,13 @@ impl<'a> Conn<'a> {
                 } else {
                     &data[..]
                 };
+                if cached {
+                    let fields: Arc<[(String, String)]> =
+                        hato_imap::search::header_fields(raw).into();
+                    self.shared.header_cache.insert(entry.blob, fields.clone());
+                    search.check_fields(&meta, &fields);
+                    continue;
+                }
                 if let Err(e) = search.check_message(&meta, raw) {
                     if save {
                         sel.view.save_result(NumberSet::new());

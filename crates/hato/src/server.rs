@@ -21,6 +21,9 @@ use crate::config::{BareLineEndings, Config, Listener, Protocol, TlsMode};
 use crate::policy::Policy;
 
 /// Everything a connection needs, shared by all listeners.
+/// Memory for [`Shared::header_cache`]: about 20,000 messages' headers.
+const HEADER_CACHE_BYTES: usize = 16 * 1024 * 1024;
+
 pub(crate) struct Shared {
     pub hostname: String,
     pub policy: Policy,
@@ -36,6 +39,8 @@ pub(crate) struct Shared {
     pub pop3_locks: Mutex<std::collections::HashSet<hato_store::AccountId>>,
     /// Wakes the outbound delivery scheduler when mail for remote recipients was queued.
     pub outbound: Arc<tokio::sync::Notify>,
+    /// Decoded header fields of messages, for IMAP SEARCH on header keys.
+    pub header_cache: crate::imap::HeaderCache,
 }
 
 /// The protocol-specific configuration of a listener.
@@ -124,6 +129,7 @@ impl Server {
             shutdown,
             pop3_locks: Mutex::new(Default::default()),
             outbound: Arc::new(tokio::sync::Notify::new()),
+            header_cache: crate::imap::HeaderCache::new(HEADER_CACHE_BYTES),
         });
         Ok(Server {
             config,

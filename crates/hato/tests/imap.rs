@@ -527,6 +527,13 @@ out("APPEND_MISSING", typ + " " + data[0].decode())
 c.select("INBOX")
 typ, data = c.search(None, "SUBJECT", "pears")
 out("SEARCH_SUBJECT", data[0].decode())
+# Again (the headers now come from the server's cache), and other header keys.
+typ, data = c.search(None, "SUBJECT", "PEARS")
+out("SEARCH_SUBJECT_AGAIN", data[0].decode())
+typ, data = c.search(None, "OR", "SUBJECT", "apples", "HEADER", "Subject", "pea")
+out("SEARCH_HEADER_OR", data[0].decode())
+typ, data = c.search(None, "NOT", "SUBJECT", "apples")
+out("SEARCH_NOT", data[0].decode())
 typ, data = c.search(None, "BODY", "fruit")
 out("SEARCH_BODY", data[0].decode())
 typ, data = c.uid("SEARCH", "UNSEEN")
@@ -550,6 +557,9 @@ c.logout()
         "{r:?}"
     );
     assert_eq!(get(&r, "SEARCH_SUBJECT"), "2");
+    assert_eq!(get(&r, "SEARCH_SUBJECT_AGAIN"), "2");
+    assert_eq!(get(&r, "SEARCH_HEADER_OR"), "1 2");
+    assert_eq!(get(&r, "SEARCH_NOT"), "2");
     assert_eq!(get(&r, "SEARCH_BODY"), "1 2");
     assert_eq!(get(&r, "SEARCH_UNSEEN"), "1 2");
     assert!(get(&r, "COPY").starts_with("OK [COPYUID "), "{r:?}");

@@ -804,6 +804,34 @@ proptest! {
             }
         }
     }
+
+    /// Cached header fields give the same verdicts as the message itself.
+    #[test]
+    fn cached_fields_agree_with_the_message(msgs in mailbox(), k in key()) {
+        let view = view_of(&msgs);
+        let cmd = parse_command(format!("a SEARCH {k}").as_bytes(), &ParseOptions::default()).unwrap();
+        let CommandBody::Search(sc) = cmd.body else { panic!() };
+        let enabled = Enabled::default();
+        let mut by_raw = Search::new(&sc, &view, enabled, JAN1 + 10 * DAY).unwrap();
+        let mut by_fields = Search::new(&sc, &view, enabled, JAN1 + 10 * DAY).unwrap();
+        prop_assume!(by_raw.program().header_keys_only());
+        for (seq, uid) in view.messages() {
+            let m = msgs.iter().find(|m| m.uid == uid).unwrap();
+            let meta = MessageMeta {
+                seq, uid, flags: &m.flags, modseq: m.modseq, size: m.raw.len() as u64,
+                internal_date: m.internal_date, recent: view.is_recent(uid),
+            };
+            if by_raw.check(&meta) == Verdict::NeedsMessage {
+                prop_assert_eq!(by_fields.check(&meta), Verdict::NeedsMessage);
+                let a = by_raw.check_message(&meta, &m.raw).unwrap();
+                let b = by_fields.check_fields(&meta, &header_fields(&m.raw));
+                prop_assert_eq!(a, b, "uid {}", uid);
+            } else {
+                by_fields.check(&meta);
+            }
+        }
+        prop_assert_eq!(by_raw.hits(), by_fields.hits());
+    }
 }
 
 #[test]
