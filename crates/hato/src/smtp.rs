@@ -328,7 +328,15 @@ impl Conn<'_> {
             received_at: now.unix_timestamp(),
         };
         let (nlocal, nremote) = (delivery.local.len(), delivery.remote.len());
-        let data_for_report = (!success.is_empty()).then(|| delivery.data.clone());
+        // The report returns the header only: keep just that, not a copy of the whole message.
+        let data_for_report = (!success.is_empty()).then(|| {
+            let d = &delivery.data;
+            let end = d
+                .windows(4)
+                .position(|w| w == b"\r\n\r\n")
+                .map_or(d.len(), |i| i + 4);
+            d[..end].to_vec()
+        });
         // RFC 3461 / RFC 8689 parameters travel with the remote recipients (same order).
         let params = QueueParams {
             ret: env.ret.map(|r| r.as_str().to_owned()),
