@@ -425,6 +425,9 @@ fn busy_reply(protocol: Protocol, hostname: &str, why: &str) -> String {
     }
 }
 
+/// How many 10 ms waits a connection over `max_connections_per_ip` gets before its 421.
+const PER_IP_GRACE_STEPS: usize = 20;
+
 /// Releases the per-IP connection slot when the connection ends, however it ends.
 struct IpSlot<'a> {
     shared: &'a Shared,
@@ -457,17 +460,31 @@ async fn connection(
         return;
     };
     let ip = peer.ip();
-    let over = {
+    let admit = || {
         let mut map = shared.per_ip.lock().unwrap_or_else(|e| e.into_inner());
         let n = map.entry(ip).or_insert(0);
-        *n += 1;
-        *n > shared.max_per_ip
+        if *n < shared.max_per_ip {
+            *n += 1;
+            true
+        } else {
+            false
+        }
     };
-    let _slot = IpSlot {
+    // A client at its limit that reconnects at once may be a moment ahead of its previous
+    // connection's clean-up (the slot is freed just after the socket closes): grant a grace.
+    let mut admitted = admit();
+    for _ in 0..PER_IP_GRACE_STEPS {
+        if admitted {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        admitted = admit();
+    }
+    let _slot = admitted.then(|| IpSlot {
         shared: &shared,
         ip,
-    };
-    if over {
+    });
+    if !admitted {
         warn!("refused: too many connections from this address");
         let msg = busy_reply(
             ctx.protocol,
