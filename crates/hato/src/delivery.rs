@@ -854,7 +854,13 @@ impl Scheduler {
                 None => {
                     let error = error.unwrap_or_default();
                     for e in &entries {
-                        info!(queue_id = e.id, rcpt = %e.recipient, host = %host, ip = %addr.ip(), tls = %tls_text(&facts), result = %error, "delivery attempt");
+                        // No SMTP session: TLS was either never reached or failed (then say so).
+                        let tls = match (&facts.version, &facts.error) {
+                            (None, None) => "-".to_owned(),
+                            (None, Some(e)) => format!("failed: {e}"),
+                            _ => tls_text(&facts),
+                        };
+                        info!(queue_id = e.id, rcpt = %e.recipient, host = %host, ip = %addr.ip(), tls = %tls, result = %error, "delivery attempt");
                     }
                     last_error = error;
                     last_facts = Some(facts);
