@@ -256,6 +256,19 @@ enum Answer {
     Failed(Security, String),
 }
 
+impl TrustAnchor {
+    /// Reads a [`TrustAnchor::File`] now (no-op for the others), for configuration checks.
+    pub fn check(&self) -> Result<(), DaneSetupError> {
+        if let TrustAnchor::File(path) = self {
+            TrustAnchors::from_file(path).map_err(|e| DaneSetupError::TrustAnchor {
+                path: path.clone(),
+                detail: e.to_string(),
+            })?;
+        }
+        Ok(())
+    }
+}
+
 impl DaneResolver {
     /// A validating resolver with the configured (or the system's) nameservers and the trust
     /// anchor. Needs a tokio runtime. The nameservers must pass DNSSEC records through (any

@@ -187,6 +187,11 @@ fn load_roots(path: &std::path::Path) -> anyhow::Result<rustls::RootCertStore> {
 /// Checks what the configuration parser cannot (the CA file); a one-line summary.
 pub(crate) fn check(config: &Config) -> anyhow::Result<String> {
     let d = &config.delivery;
+    if let Some(path) = &config.dns.trust_anchor {
+        TrustAnchor::File(path.clone())
+            .check()
+            .map_err(|e| anyhow::anyhow!("`dns.trust_anchor`: {e}"))?;
+    }
     if let Some(path) = &d.ca_file {
         load_roots(path)?;
     }

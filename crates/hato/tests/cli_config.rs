@@ -468,6 +468,17 @@ fn check_config_ok() {
     let out = hato(&["check-config", "--config", cfg2.to_str().unwrap()], None);
     out.assert_ok();
     assert!(out.stdout.contains("OK"), "{}", out.all());
+    // A DNSSEC trust anchor that cannot be read is named.
+    let dir3 = tempfile::tempdir().unwrap();
+    let anchor = dir3.path().join("anchor.keys");
+    std::fs::write(&anchor, "this is not a DNSKEY record\n").unwrap();
+    let (cfg3, _) = write_config(
+        dir3.path(),
+        &format!("[dns]\ntrust_anchor = \"{}\"\n", anchor.display()),
+    );
+    let out = hato(&["check-config", "--config", cfg3.to_str().unwrap()], None);
+    assert!(!out.status.success(), "{}", out.all());
+    assert!(out.all().contains("dns.trust_anchor"), "{}", out.all());
 }
 
 // ---------------------------------------------------------------------------------------------
