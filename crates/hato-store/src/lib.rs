@@ -369,7 +369,9 @@ pub struct Changes {
     /// Messages whose MODSEQ is greater (new ones and ones whose flags changed), ascending UID.
     pub changed: Vec<MessageEntry>,
     /// UIDs expunged with a greater MODSEQ, ascending. May include UIDs the caller never saw
-    /// (appended and expunged after its MODSEQ); RFC 7162 allows that.
+    /// (appended and expunged after its MODSEQ); RFC 7162 allows that. A backend may keep only
+    /// recent expunge history: asked about older MODSEQs it reports every UID below UIDNEXT
+    /// that is not in the mailbox.
     pub vanished: Vec<u32>,
 }
 

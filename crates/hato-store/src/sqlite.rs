@@ -165,8 +165,8 @@ const MIGRATIONS: &[&str] = &[
     "#,
     // Version 2: IMAP/POP3 mailbox operations.
     r#"
-    -- Expunged UIDs with the MODSEQ of their expunge (RFC 7162 QRESYNC VANISHED). Never pruned,
-    -- so changes_since is always complete. Keyed for "WHERE mailbox_id = ? AND modseq > ?".
+    -- Expunged UIDs with the MODSEQ of their expunge (RFC 7162 QRESYNC VANISHED). Keyed for
+    -- "WHERE mailbox_id = ? AND modseq > ?". (Bounded per mailbox since version 5.)
     CREATE TABLE vanished (
         mailbox_id INTEGER NOT NULL REFERENCES mailboxes(id) ON DELETE CASCADE,
         modseq     INTEGER NOT NULL,
@@ -232,7 +232,17 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE mailboxes ADD COLUMN recent_uid INTEGER NOT NULL DEFAULT 1;
     UPDATE mailboxes SET recent_uid = uidnext;
     "#,
+    // Version 5: the vanished table is bounded per mailbox.
+    r#"
+    -- Expunges with a MODSEQ up to vanished_floor were forgotten (only the newest are kept):
+    -- changes_since from an older MODSEQ reports every UID below UIDNEXT that is not in the
+    -- mailbox as vanished (RFC 7162 allows reporting more than what was expunged).
+    ALTER TABLE mailboxes ADD COLUMN vanished_floor INTEGER NOT NULL DEFAULT 0;
+    "#,
 ];
+
+/// Expunged UIDs remembered per mailbox for QRESYNC; older ones are forgotten (see migration 5).
+const VANISHED_KEEP: i64 = 10_000;
 
 /// Per-connection (TEMP) change tracking on the writer connection; see the module docs.
 const CHANGE_TRACKING: &str = r#"
@@ -1675,7 +1685,37 @@ fn expunge_tx(conn: &Connection, mailbox: MailboxId, which: Expunge<'_>) -> Resu
             .execute(params![mailbox, sql_u64(modseq), uid])
             .ctx("remembering an expunged UID")?;
     }
+    prune_vanished(conn, mailbox, VANISHED_KEEP)?;
     Ok(expunged)
+}
+
+/// Keeps the newest `keep` expunged UIDs of a mailbox (by MODSEQ); the MODSEQ of the newest
+/// forgotten one becomes the mailbox's `vanished_floor`. Whole MODSEQs go at once, so the floor
+/// separates complete from forgotten history.
+fn prune_vanished(conn: &Connection, mailbox: MailboxId, keep: i64) -> Result<()> {
+    let count: i64 = conn
+        .prepare_cached("SELECT count(*) FROM vanished WHERE mailbox_id = ?1")
+        .and_then(|mut s| s.query_row([mailbox], |r| r.get(0)))
+        .ctx("counting expunged UIDs")?;
+    if count <= keep {
+        return Ok(());
+    }
+    // The MODSEQ of the (count - keep)-th oldest entry: everything up to it goes.
+    let floor: i64 = conn
+        .prepare_cached(
+            "SELECT modseq FROM vanished WHERE mailbox_id = ?1 ORDER BY modseq LIMIT 1 OFFSET ?2",
+        )
+        .and_then(|mut s| s.query_row(params![mailbox, count - keep - 1], |r| r.get(0)))
+        .ctx("finding the vanished floor")?;
+    conn.prepare_cached("DELETE FROM vanished WHERE mailbox_id = ?1 AND modseq <= ?2")
+        .and_then(|mut s| s.execute(params![mailbox, floor]))
+        .ctx("forgetting old expunges")?;
+    conn.prepare_cached(
+        "UPDATE mailboxes SET vanished_floor = max(vanished_floor, ?2) WHERE id = ?1",
+    )
+    .and_then(|mut s| s.execute(params![mailbox, floor]))
+    .ctx("raising the vanished floor")?;
+    Ok(())
 }
 
 /// Takes the `\Recent` UIDs `[recent_uid, uidnext)` of a mailbox (see [`Store::claim_recent`]).
@@ -1762,11 +1802,18 @@ fn changes_since_read(
     // MODSEQs are stored as SQLite integers; larger values than i64::MAX cannot exist.
     let since = i64::try_from(since).unwrap_or(i64::MAX);
     let tx = conn.unchecked_transaction().ctx("starting a read")?;
-    let Some((uidnext, highest_modseq, recent_uid)) = tx
-        .prepare_cached("SELECT uidnext, highest_modseq, recent_uid FROM mailboxes WHERE id = ?1")
+    let Some((uidnext, highest_modseq, recent_uid, floor)) = tx
+        .prepare_cached(
+            "SELECT uidnext, highest_modseq, recent_uid, vanished_floor FROM mailboxes WHERE id = ?1",
+        )
         .and_then(|mut s| {
             s.query_row([mailbox], |r| {
-                Ok((r.get::<_, u32>(0)?, get_u64(r, 1)?, r.get::<_, u32>(2)?))
+                Ok((
+                    r.get::<_, u32>(0)?,
+                    get_u64(r, 1)?,
+                    r.get::<_, u32>(2)?,
+                    r.get::<_, i64>(3)?,
+                ))
             })
             .optional()
         })
@@ -1780,15 +1827,30 @@ fn changes_since_read(
         ))
         .and_then(|mut s| s.query_map(params![mailbox, since], entry_row)?.collect())
         .ctx("reading changed messages")?;
-    let vanished = tx
-        .prepare_cached(
+    let vanished = if since < floor {
+        // Part of the history since `since` was forgotten: every UID below UIDNEXT that is not
+        // in the mailbox counts as vanished.
+        let present: Vec<u32> = tx
+            .prepare_cached("SELECT uid FROM messages WHERE mailbox_id = ?1 ORDER BY uid")
+            .and_then(|mut s| s.query_map([mailbox], |r| r.get(0))?.collect())
+            .ctx("reading UIDs")?;
+        let mut gone = Vec::new();
+        let mut next = 1u32;
+        for uid in present.into_iter().chain(std::iter::once(uidnext)) {
+            gone.extend(next..uid);
+            next = uid.saturating_add(1);
+        }
+        gone
+    } else {
+        tx.prepare_cached(
             "SELECT uid FROM vanished WHERE mailbox_id = ?1 AND modseq > ?2 ORDER BY uid",
         )
         .and_then(|mut s| {
             s.query_map(params![mailbox, since], |r| r.get(0))?
                 .collect()
         })
-        .ctx("reading expunged UIDs")?;
+        .ctx("reading expunged UIDs")?
+    };
     Ok(Some(Changes {
         highest_modseq,
         uidnext,

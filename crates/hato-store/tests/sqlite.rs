@@ -931,3 +931,71 @@ async fn other_processes_writes_are_announced() {
     };
     assert_eq!((deleted.mailbox, deleted.account), (other.id, a));
 }
+
+/// The vanished table keeps the newest 10,000 expunged UIDs per mailbox; asked for changes
+/// from before what it forgot, changes_since reports every UID below UIDNEXT that is not in the
+/// mailbox (RFC 7162 allows more than was expunged), and recent history stays exact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vanished_history_is_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("hato.db")).unwrap();
+    let (_, mailbox) = mailbox_with(&store, "v@example.com", 10_100).await;
+    // Expunged before the client's MODSEQ: exact history would not mention it again.
+    store
+        .expunge(mailbox, Expunge::Uids(&[10_080]))
+        .await
+        .unwrap();
+    let before = store
+        .mailbox_status(mailbox)
+        .await
+        .unwrap()
+        .unwrap()
+        .highest_modseq;
+    // 10,050 UIDs expunged in one go (one MODSEQ): over the bound, so that MODSEQ is forgotten.
+    let gone: Vec<u32> = (1..=10_050).collect();
+    assert_eq!(
+        store
+            .expunge(mailbox, Expunge::Uids(&gone))
+            .await
+            .unwrap()
+            .len(),
+        10_050
+    );
+    let after_big = store
+        .mailbox_status(mailbox)
+        .await
+        .unwrap()
+        .unwrap()
+        .highest_modseq;
+    // Then two small expunges, remembered exactly.
+    store
+        .expunge(mailbox, Expunge::Uids(&[10_060]))
+        .await
+        .unwrap();
+    let mid = store
+        .mailbox_status(mailbox)
+        .await
+        .unwrap()
+        .unwrap()
+        .highest_modseq;
+    store
+        .expunge(mailbox, Expunge::Uids(&[10_070]))
+        .await
+        .unwrap();
+
+    let from_before = store.changes_since(mailbox, before).await.unwrap().unwrap();
+    let mut want: Vec<u32> = (1..=10_050).collect();
+    want.extend([10_060, 10_070, 10_080]);
+    assert_eq!(
+        from_before.vanished, want,
+        "history was forgotten: everything missing below UIDNEXT"
+    );
+    let from_big = store
+        .changes_since(mailbox, after_big)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(from_big.vanished, [10_060, 10_070], "exact after the floor");
+    let from_mid = store.changes_since(mailbox, mid).await.unwrap().unwrap();
+    assert_eq!(from_mid.vanished, [10_070]);
+}
