@@ -403,6 +403,30 @@ impl Router {
         }
     }
 
+    /// The forward-confirmed reverse DNS name of `ip` (FCrDNS, RFC 8601 2.7.3): a PTR name
+    /// whose A/AAAA records include `ip`, lower case without the final dot. None when there is
+    /// no PTR, none confirms, or the lookups fail (the caller shows the address only).
+    pub async fn reverse_name(&self, ip: IpAddr) -> Option<String> {
+        let lookup = self.resolver.reverse_lookup(ip).await.ok()?;
+        let names: Vec<String> = lookup
+            .answers()
+            .iter()
+            .filter_map(|r| match &r.data {
+                RData::PTR(ptr) => Some(normalize(&ptr.0.to_ascii())),
+                _ => None,
+            })
+            .take(5)
+            .collect();
+        for name in names {
+            if let Ok(addresses) = self.host_addresses(&name).await
+                && addresses.contains(&ip)
+            {
+                return Some(name);
+            }
+        }
+        None
+    }
+
     /// MX records of `name` (CNAMEs followed by the resolver).
     async fn mx(&self, name: &Name) -> Answer<(u16, String)> {
         match self.resolver.lookup(name.clone(), RecordType::MX).await {

@@ -12,7 +12,7 @@ use hato_delivery::route::{
 use hickory_server::Server;
 use hickory_server::net::runtime::Time;
 use hickory_server::proto::op::ResponseCode;
-use hickory_server::proto::rr::rdata::{A, AAAA, CNAME, MX, SOA, TXT};
+use hickory_server::proto::rr::rdata::{A, AAAA, CNAME, MX, PTR, SOA, TXT};
 use hickory_server::proto::rr::{LowerName, Name, RData, Record};
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
 use hickory_server::store::in_memory::InMemoryZoneHandler;
@@ -125,6 +125,40 @@ async fn start_dns_on(with_udp: bool, with_tcp: bool) -> Dns {
     }
     let mut catalog = Catalog::new();
     catalog.upsert(LowerName::new(&origin), vec![Arc::new(zone)]);
+    // Reverse DNS for 192.0.2.0/24: .1 names mx1 (whose A record is .1: confirmed); .2 names
+    // mail.example.test (whose A record is .99: not confirmed).
+    let reverse = name("2.0.192.in-addr.arpa.");
+    let mut rzone =
+        InMemoryZoneHandler::<hickory_server::net::runtime::TokioRuntimeProvider>::empty(
+            reverse.clone(),
+            ZoneType::Primary,
+            AxfrPolicy::Deny,
+        );
+    for r in [
+        record(
+            "2.0.192.in-addr.arpa.",
+            RData::SOA(SOA::new(
+                name("ns.example.test."),
+                name("hostmaster.example.test."),
+                1,
+                3600,
+                600,
+                86_400,
+                60,
+            )),
+        ),
+        record(
+            "1.2.0.192.in-addr.arpa.",
+            RData::PTR(PTR(name("MX1.example.test."))),
+        ),
+        record(
+            "2.2.0.192.in-addr.arpa.",
+            RData::PTR(PTR(name("mail.example.test."))),
+        ),
+    ] {
+        rzone.upsert_mut(r, 1);
+    }
+    catalog.upsert(LowerName::new(&reverse), vec![Arc::new(rzone)]);
     // Same port for UDP and TCP (retry if the TCP port happens to be taken).
     let (udp, tcp, addr) = loop {
         let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
@@ -407,4 +441,21 @@ async fn txt_records_for_mta_sts() {
     );
     // Not answerable: a temporary error.
     assert!(r.txt("_mta-sts.elsewhere.test").await.is_err());
+}
+
+/// Forward-confirmed reverse DNS: a PTR name counts only if it resolves back to the address.
+#[tokio::test]
+async fn reverse_names_are_forward_confirmed() {
+    let dns = start_dns().await;
+    let r = router(dns.addr, false, AddressOrder::default());
+    assert_eq!(
+        r.reverse_name(ip("192.0.2.1")).await.as_deref(),
+        Some("mx1.example.test")
+    );
+    assert_eq!(
+        r.reverse_name(ip("192.0.2.2")).await,
+        None,
+        "PTR not confirmed"
+    );
+    assert_eq!(r.reverse_name(ip("192.0.2.3")).await, None, "no PTR");
 }

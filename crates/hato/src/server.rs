@@ -41,6 +41,8 @@ pub(crate) struct Shared {
     pub outbound: Arc<tokio::sync::Notify>,
     /// Decoded header fields of messages, for IMAP SEARCH on header keys.
     pub header_cache: crate::imap::HeaderCache,
+    /// For the reverse DNS name of SMTP clients (Received headers); None without a resolver.
+    pub dns: Option<hato_delivery::route::Router>,
 }
 
 /// The protocol-specific configuration of a listener.
@@ -130,6 +132,20 @@ impl Server {
             pop3_locks: Mutex::new(Default::default()),
             outbound: Arc::new(tokio::sync::Notify::new()),
             header_cache: crate::imap::HeaderCache::new(HEADER_CACHE_BYTES),
+            dns: {
+                let dns = hato_delivery::route::DnsConfig {
+                    nameservers: config.dns.nameservers.clone(),
+                    timeout: Duration::from_secs(config.dns.timeout_secs),
+                    ..Default::default()
+                };
+                match hato_delivery::route::Router::new(&dns, Default::default()) {
+                    Ok(r) => Some(r),
+                    Err(e) => {
+                        warn!(error = %e, "no DNS resolver: Received headers show client addresses only");
+                        None
+                    }
+                }
+            },
         });
         Ok(Server {
             config,

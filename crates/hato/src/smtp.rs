@@ -40,6 +40,17 @@ pub(crate) async fn serve(
         port: peer.port(),
         reverse_name: None,
     };
+    // The client's forward-confirmed reverse name, looked up while the session runs (the
+    // greeting is not held for it); the Received header uses it if it is known by then.
+    let reverse = shared.dns.clone().map(|dns| {
+        let ip = peer.ip();
+        tokio::spawn(async move {
+            tokio::time::timeout(REVERSE_LOOKUP_TIMEOUT, dns.reverse_name(ip))
+                .await
+                .ok()
+                .flatten()
+        })
+    });
     let mut conn = Conn {
         shared,
         ctx,
@@ -47,6 +58,8 @@ pub(crate) async fn serve(
         account: None,
         targets: HashMap::new(),
         shutdown: shared.shutdown.clone(),
+        reverse,
+        reverse_name: None,
     };
     let stats = if ctx.tls == TlsMode::Implicit {
         let (tls, facts) = handshake(shared, stream).await?;
@@ -75,7 +88,13 @@ struct Conn<'a> {
     /// Where each accepted recipient goes, by normalised address, filled at RCPT.
     targets: HashMap<String, Target>,
     shutdown: watch::Receiver<bool>,
+    /// The reverse lookup under way, then its result.
+    reverse: Option<tokio::task::JoinHandle<Option<String>>>,
+    reverse_name: Option<String>,
 }
+
+/// How long the client's reverse DNS lookup may take (PTR and the confirming A/AAAA).
+const REVERSE_LOOKUP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl Conn<'_> {
     async fn run_plain(
@@ -257,7 +276,14 @@ impl Conn<'_> {
         write_with_timeout(io, &out, self.shared.command_timeout).await
     }
 
-    async fn deliver(&mut self, env: hato_smtp::Envelope) -> Result<String, hato_smtp::Reply> {
+    async fn deliver(&mut self, mut env: hato_smtp::Envelope) -> Result<String, hato_smtp::Reply> {
+        if let Some(lookup) = self.reverse.take_if(|h| h.is_finished()) {
+            self.reverse_name = lookup.await.ok().flatten();
+            if let Some(name) = &self.reverse_name {
+                debug!(client = %self.ip, name = %name, "reverse DNS");
+            }
+        }
+        env.peer.reverse_name = self.reverse_name.clone();
         let id = queue_id();
         let now = time::OffsetDateTime::now_utc();
         let date = now

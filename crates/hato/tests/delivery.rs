@@ -1089,6 +1089,13 @@ def serve(c):
     with lock:
         state["open"] += 1
         state["max"] = max(state["max"], state["open"])
+    # A session ends at QUIT (the socket may close a moment after the client's next connect).
+    counted = [True]
+    def leave():
+        if counted[0]:
+            counted[0] = False
+            with lock:
+                state["open"] -= 1
     try:
         f = c.makefile("rb")
         c.sendall(b"220 counting ESMTP\r\n")
@@ -1108,21 +1115,21 @@ def serve(c):
                     state["msgs"] += 1
                 c.sendall(b"250 2.0.0 stored\r\n")
             elif cmd == b"QUIT":
+                leave()
                 c.sendall(b"221 bye\r\n")
                 break
             else:
                 c.sendall(b"250 2.0.0 ok\r\n")
     finally:
-        with lock:
-            state["open"] -= 1
+        leave()
         c.close()
 deadline = time.time() + 30
 while time.time() < deadline and state["msgs"] < want:
     try:
-        srv.settimeout(max(0.1, deadline - time.time()))
+        srv.settimeout(0.2)
         c, _ = srv.accept()
     except socket.timeout:
-        break
+        continue
     threading.Thread(target=serve, args=(c,), daemon=True).start()
 time.sleep(0.5)
 print("max", state["max"], "msgs", state["msgs"], flush=True)
@@ -1176,7 +1183,7 @@ fn per_ip_limit_caps_connections_to_one_address() {
             &["example.test"],
             &[USER],
             &format!(
-                "{FAST_AUTH}[delivery]\nretry = [\"1s\"]\nper_ip = {per_ip}\n\
+                "{FAST_AUTH}[delivery]\nretry = [\"1s\"]\nper_ip = {per_ip}\nconnect_timeout_secs = 3\n\
                  [[route]]\ndomain = \"a.test\"\nhost = \"[127.0.0.1]:{port}\"\n\
                  [[route]]\ndomain = \"b.test\"\nhost = \"[127.0.0.1]:{port}\"\n"
             ),
@@ -1535,5 +1542,36 @@ fn mta_sts_testing_delivers_and_reports() {
             })
         },
         || tx.logs(),
+    );
+}
+
+/// The Received header names the client by its forward-confirmed reverse DNS name. The
+/// resolver answers 127.0.0.0/8 without the network (/etc/hosts, else RFC 6761: every such
+/// PTR is `localhost`, which resolves to 127.0.0.1 only), so 127.0.0.1 is confirmed and
+/// 127.0.0.3 is not.
+#[test]
+fn received_header_has_the_reverse_name() {
+    // A greeting delay leaves the lookup time to finish before the message.
+    let rx = TestServer::start_with("greeting_delay_ms = 300\n", "");
+    const SCRIPT: &str = r#"
+import smtplib, sys
+s = smtplib.SMTP("127.0.0.1", int(sys.argv[1]), timeout=20, source_address=(sys.argv[3], 0))
+s.sendmail("someone@elsewhere.example", [sys.argv[2]], "Subject: rdns\r\n\r\nhi\r\n")
+s.quit()
+"#;
+    let port = rx.ports.smtp.to_string();
+    python(SCRIPT, &[&port, USER, "127.0.0.1"]).assert_ok();
+    python(SCRIPT, &[&port, USER, "127.0.0.3"]).assert_ok();
+    let inbox = rx.wait_inbox(USER, 2, Duration::from_secs(10));
+    // The name depends on /etc/hosts (read first: `localhost`, or the machine's name).
+    let confirmed = received(&inbox[0]);
+    assert!(
+        confirmed.contains(" [127.0.0.1])") && !confirmed.contains(" ([127.0.0.1])"),
+        "{confirmed}"
+    );
+    let unconfirmed = received(&inbox[1]);
+    assert!(
+        unconfirmed.contains(" ([127.0.0.3])"),
+        "PTR not confirmed: {unconfirmed}"
     );
 }
