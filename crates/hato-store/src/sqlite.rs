@@ -348,7 +348,16 @@ impl SqliteStore {
         let (tx, rx) = mpsc::channel::<Box<dyn WriteJob>>();
         let thread_commits = Arc::clone(&commits);
         let thread_changes = changes.clone();
-        let announced = Arc::new(Mutex::new(HashMap::new()));
+        // The watcher's baseline is the state at open, so a write of another process after
+        // that is announced even if it lands before the first subscriber starts the watcher.
+        let baseline: HashMap<MailboxId, (AccountId, u64)> = conn
+            .prepare("SELECT id, account_id, highest_modseq FROM mailboxes")
+            .and_then(|mut st| {
+                st.query_map([], |r| Ok((r.get(0)?, (r.get(1)?, get_u64(r, 2)?))))?
+                    .collect()
+            })
+            .ctx("reading mailboxes")?;
+        let announced = Arc::new(Mutex::new(baseline));
         let thread_announced = Arc::clone(&announced);
         let writer_thread = std::thread::Builder::new()
             .name("hato-store-writer".into())
@@ -647,8 +656,8 @@ const WATCH_INTERVAL: Duration = Duration::from_secs(1);
 /// those beyond what was announced, and `deleted` for those gone. Ends with the store.
 fn watch_loop(inner: std::sync::Weak<Inner>) {
     let mut conn: Option<Connection> = None;
-    // The first successful read is the baseline: nothing is announced for it.
-    let mut first = true;
+    // The baseline (what `announced` held at open) is older than any subscriber: compare from
+    // the first read on.
     let mut started = false;
     loop {
         if started {
@@ -685,22 +694,21 @@ fn watch_loop(inner: std::sync::Weak<Inner>) {
             let mut present = std::collections::HashSet::with_capacity(rows.len());
             for (mailbox, account, modseq) in rows {
                 present.insert(mailbox);
+                // A mailbox unknown so far (created since the last look) is taken as it is.
                 let seen = known.entry(mailbox).or_insert((account, modseq));
                 if modseq > seen.1 {
                     seen.1 = modseq;
-                    if !first {
-                        events.push(MailboxChanged {
-                            account,
-                            mailbox,
-                            highest_modseq: modseq,
-                            deleted: false,
-                        });
-                    }
+                    events.push(MailboxChanged {
+                        account,
+                        mailbox,
+                        highest_modseq: modseq,
+                        deleted: false,
+                    });
                 }
             }
             known.retain(|mailbox, (account, modseq)| {
                 let keep = present.contains(mailbox);
-                if !keep && !first {
+                if !keep {
                     events.push(MailboxChanged {
                         account: *account,
                         mailbox: *mailbox,
@@ -711,7 +719,6 @@ fn watch_loop(inner: std::sync::Weak<Inner>) {
                 keep
             });
         }
-        first = false;
         for event in events {
             let _ = inner.changes.send(event);
         }

@@ -896,6 +896,9 @@ async fn other_processes_writes_are_announced() {
         .id;
     let inbox = inbox_id(&server, a).await;
     let mut rx = server.subscribe_changes();
+    // The account was made after the store opened: the watcher learns its mailboxes at its
+    // first look (at once on the first subscription); changes from then on are announced.
+    tokio::time::sleep(Duration::from_millis(500)).await;
 
     cli.deliver(delivery(1, vec![a], vec![])).await.unwrap();
     let event = tokio::time::timeout(Duration::from_secs(5), rx.recv())
