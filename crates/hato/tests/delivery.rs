@@ -618,21 +618,32 @@ fn make_ca_and_leaf_for(
     (ca, leaf, key)
 }
 
-#[test]
-fn verify_with_ca_file_delivers_or_defers() {
-    let dns = start_dns();
-    let certs = tempfile::tempdir().unwrap();
-    let (ca, leaf, key) = make_ca_and_leaf(certs.path(), "mx");
-    let (other_ca, _, _) = make_ca_and_leaf(certs.path(), "other");
+/// A receiving hato for `domain` (account `user`) with a certificate from a test CA (for
+/// mx.remote.test, see [`make_ca_and_leaf`]); returns it and the CA file.
+fn receiver_with_ca(
+    certs: &std::path::Path,
+    domain: &str,
+    user: &str,
+) -> (TestServer, std::path::PathBuf) {
+    let (ca, leaf, key) = make_ca_and_leaf(certs, "mx");
     let rx = TestServer::start_domains(
-        &["remote.test"],
-        &[BOB],
+        &[domain],
+        &[user],
         &format!(
             "[tls]\ncert = \"{}\"\nkey = \"{}\"\n{FAST_AUTH}",
             leaf.display(),
             key.display()
         ),
     );
+    (rx, ca)
+}
+
+#[test]
+fn verify_with_ca_file_delivers_or_defers() {
+    let dns = start_dns();
+    let certs = tempfile::tempdir().unwrap();
+    let (rx, ca) = receiver_with_ca(certs.path(), "remote.test", BOB);
+    let (other_ca, _, _) = make_ca_and_leaf(certs.path(), "other");
     // The right CA: delivered, the attempt logged as verified.
     let tx = sender(
         rx.ports.smtp,
@@ -1025,17 +1036,8 @@ fn delay_warning_is_sent_once() {
 fn requiretls_needs_a_verified_connection() {
     let dns = start_dns();
     let certs = tempfile::tempdir().unwrap();
-    let (ca, leaf, key) = make_ca_and_leaf(certs.path(), "mx");
+    let (rx, ca) = receiver_with_ca(certs.path(), "remote.test", BOB);
     let (other_ca, _, _) = make_ca_and_leaf(certs.path(), "other");
-    let rx = TestServer::start_domains(
-        &["remote.test"],
-        &[BOB],
-        &format!(
-            "[tls]\ncert = \"{}\"\nkey = \"{}\"\n{FAST_AUTH}",
-            leaf.display(),
-            key.display()
-        ),
-    );
     // Trusted: delivered over verified TLS although the policy is only `may`.
     let tx = sender(
         rx.ports.smtp,
@@ -1367,15 +1369,10 @@ fn verify_refuses_a_certificate_for_another_name() {
         ),
     ]);
     let certs = tempfile::tempdir().unwrap();
-    let (ca, leaf, key) = make_ca_and_leaf(certs.path(), "mx");
-    let rx = TestServer::start_domains(
-        &["wrongname.remote.test"],
-        &["bob@wrongname.remote.test"],
-        &format!(
-            "[tls]\ncert = \"{}\"\nkey = \"{}\"\n{FAST_AUTH}",
-            leaf.display(),
-            key.display()
-        ),
+    let (rx, ca) = receiver_with_ca(
+        certs.path(),
+        "wrongname.remote.test",
+        "bob@wrongname.remote.test",
     );
     let tx = sender(
         rx.ports.smtp,
