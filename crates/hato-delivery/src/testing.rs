@@ -18,7 +18,7 @@
 //! record, whose NSEC at the cut proves the delegation insecure. Records go to the deepest zone
 //! that contains their owner name.
 //!
-//! ```ignore
+//! ```text
 //! let mut tree = DnsTree::new();
 //! tree.zone("remote.test", true)
 //!     .add(mx("remote.test", 10, "mx.remote.test"))
