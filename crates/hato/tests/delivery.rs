@@ -441,17 +441,20 @@ print("\n".join(seen), flush=True)
     }
 }
 
+/// The sending hato with `remote.test` routed to a fake MTA on 127.0.0.1:`port`; `more`
+/// continues the `[delivery]` table.
+fn routed_sender(port: u16, more: &str) -> TestServer {
+    sender(
+        free_port(),
+        None,
+        &format!("{more}[[route]]\ndomain = \"remote.test\"\nhost = \"[127.0.0.1]:{port}\"\n"),
+    )
+}
+
 #[test]
 fn may_falls_back_to_plaintext_after_a_failed_handshake() {
     let mta = BrokenTlsMta::start(2);
-    let tx = sender(
-        free_port(),
-        None,
-        &format!(
-            "[[route]]\ndomain = \"remote.test\"\nhost = \"[127.0.0.1]:{}\"\n",
-            mta.port
-        ),
-    );
+    let tx = routed_sender(mta.port, "");
     submit(&tx, BOB, "fallback");
     wait_until(
         "queue empties",
@@ -470,14 +473,7 @@ fn may_falls_back_to_plaintext_after_a_failed_handshake() {
 #[test]
 fn encrypt_never_falls_back_to_plaintext() {
     let mta = BrokenTlsMta::start(1);
-    let tx = sender(
-        free_port(),
-        None,
-        &format!(
-            "tls_policy = \"encrypt\"\n[[route]]\ndomain = \"remote.test\"\nhost = \"[127.0.0.1]:{}\"\n",
-            mta.port
-        ),
-    );
+    let tx = routed_sender(mta.port, "tls_policy = \"encrypt\"\n");
     submit(&tx, BOB, "must be encrypted");
     wait_until(
         "a deferred attempt",
@@ -701,14 +697,7 @@ s.sendmail(user, [to], msg, mail_options=["BODY=8BITMIME"])
 s.quit()
 "#;
     let mta = BrokenTlsMta::start(1);
-    let tx = sender(
-        free_port(),
-        None,
-        &format!(
-            "tls_policy = \"none\"\n[[route]]\ndomain = \"remote.test\"\nhost = \"[127.0.0.1]:{}\"\n",
-            mta.port
-        ),
-    );
+    let tx = routed_sender(mta.port, "tls_policy = \"none\"\n");
     let port = tx.ports.submission.to_string();
     python(SCRIPT, &[&port, USER, PASSWORD, BOB]).assert_ok();
     wait_until(
@@ -903,13 +892,9 @@ while True:
 #[test]
 fn policy_table_and_dsn_parameters_pass_through() {
     let mta = BrokenTlsMta::with_capabilities(1, "STARTTLS,DSN");
-    let tx = sender(
-        free_port(),
-        None,
-        &format!(
-            "tls_policy = \"encrypt\"\n[delivery.tls_policies]\n\"remote.test\" = \"none\"\n[[route]]\ndomain = \"remote.test\"\nhost = \"[127.0.0.1]:{}\"\n",
-            mta.port
-        ),
+    let tx = routed_sender(
+        mta.port,
+        "tls_policy = \"encrypt\"\n[delivery.tls_policies]\n\"remote.test\" = \"none\"\n",
     );
     submit_with(
         &tx,
@@ -947,14 +932,7 @@ fn policy_table_and_dsn_parameters_pass_through() {
 #[test]
 fn success_notifications_relayed_and_delivered() {
     let mta = BrokenTlsMta::with_capabilities(1, "");
-    let tx = sender(
-        free_port(),
-        None,
-        &format!(
-            "[[route]]\ndomain = \"remote.test\"\nhost = \"[127.0.0.1]:{}\"\n",
-            mta.port
-        ),
-    );
+    let tx = routed_sender(mta.port, "");
     submit_with(
         &tx,
         BOB,
@@ -1334,14 +1312,7 @@ fn mta_sts_enforce_refuses_an_unlisted_mx() {
 #[test]
 fn encrypt_defers_when_starttls_is_not_offered() {
     let mta = BrokenTlsMta::with_capabilities(1, "PIPELINING");
-    let tx = sender(
-        free_port(),
-        None,
-        &format!(
-            "tls_policy = \"encrypt\"\n[[route]]\ndomain = \"remote.test\"\nhost = \"[127.0.0.1]:{}\"\n",
-            mta.port
-        ),
-    );
+    let tx = routed_sender(mta.port, "tls_policy = \"encrypt\"\n");
     submit(&tx, BOB, "no starttls, no mail");
     wait_until(
         "a deferred attempt",
@@ -1463,14 +1434,7 @@ fn tls_reports_are_recorded_and_sent() {
 #[test]
 fn temporary_failure_then_success_and_full_bounces() {
     let mta = BrokenTlsMta::with_capabilities(2, "TEMPFAIL_ONCE");
-    let tx = sender(
-        free_port(),
-        None,
-        &format!(
-            "bounce_return = \"full\"\n[[route]]\ndomain = \"remote.test\"\nhost = \"[127.0.0.1]:{}\"\n",
-            mta.port
-        ),
-    );
+    let tx = routed_sender(mta.port, "bounce_return = \"full\"\n");
     submit(&tx, BOB, "second time lucky");
     wait_until(
         "queue empties",
