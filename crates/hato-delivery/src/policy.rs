@@ -344,6 +344,9 @@ pub struct TlsFacts {
     /// The failure as TLS-RPT classifies it (RFC 8460 4.3) with a reason code, for the
     /// report; not part of the JSON.
     pub report: Option<(crate::tlsrpt::FailureType, String)>,
+    /// The MX host's DNSSEC-validated TLSA records, when they were looked up (DANE), for the
+    /// report's policy; not part of the JSON.
+    pub tlsa: Vec<crate::dane::Tlsa>,
 }
 
 impl TlsFacts {
@@ -659,6 +662,7 @@ mod tests {
             policy: SecurityLevel::Verify,
             error: None,
             report: None,
+            tlsa: Vec::new(),
         };
         assert_eq!(
             facts.to_json(),

@@ -984,19 +984,11 @@ impl Scheduler {
             }
             failure(FailureType::StarttlsNotSupported, "starttls-not-offered")
         };
+        // The TLSA records `open` looked up (no second lookup here).
         let policy = match ctx.sts {
             Some(p) => PolicyDesc::sts(p),
-            None => match &self.dane {
-                Some(dane) if self.table.wants_dane(ctx.domain) => {
-                    let h = dane.lookup(host, addr.port()).await;
-                    if h.tlsa.records().is_empty() {
-                        PolicyDesc::no_policy_found()
-                    } else {
-                        PolicyDesc::tlsa(h.tlsa.records(), host)
-                    }
-                }
-                _ => PolicyDesc::no_policy_found(),
-            },
+            None if !facts.tlsa.is_empty() => PolicyDesc::tlsa(&facts.tlsa, host),
+            None => PolicyDesc::no_policy_found(),
         };
         self.report(ctx.domain, policy, result);
     }
@@ -1280,6 +1272,9 @@ impl Scheduler {
                 }
                 _ => None,
             };
+            if let Some(h) = &dane_host {
+                facts.tlsa = h.tlsa.records().to_vec();
+            }
             match dane_host.as_ref().map(|d| d.status()) {
                 Some(TlsaStatus::Failed) => {
                     facts.report = Some((FailureType::DnssecInvalid, "tlsa-lookup-failed".into()))
