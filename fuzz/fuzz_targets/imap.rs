@@ -23,7 +23,7 @@ use std::sync::Arc;
 use hato_fuzz::{Decisions, chunks, header, lossy};
 use hato_imap::framer::is_valid_tag;
 use hato_imap::{
-    Action, AuthVerdict, Config, Data, Event, Framer, Limits, Outcome, ParseOptions, Response,
+    Action, AuthOutcome, Config, Data, Event, Framer, Limits, Outcome, ParseOptions, Response,
     Session, StatusKind, TlsInfo, parse_command,
 };
 use libfuzzer_sys::fuzz_target;
@@ -156,9 +156,9 @@ fn session(flags: u8, decisions: &[u8], pieces: &[&[u8]]) -> Vec<u8> {
             Action::Authenticate { username, .. } => {
                 assert!(s.tls().is_some(), "credentials accepted without TLS");
                 s.auth_result(match username.as_str() {
-                    "alice" => AuthVerdict::Ok,
-                    "throttle" => AuthVerdict::Throttled,
-                    _ => AuthVerdict::Failed,
+                    "alice" => AuthOutcome::Ok,
+                    "throttle" => AuthOutcome::Throttled,
+                    _ => AuthOutcome::Failed,
                 });
             }
             Action::Execute(cmd) => {

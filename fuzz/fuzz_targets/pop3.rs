@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use hato_fuzz::{Decisions, chunks, header, lossy};
 use hato_pop3::{
-    Action, AuthVerdict, CommitError, Config, MaildropError, MessageError, MessageInfo, Session,
+    Action, AuthOutcome, CommitError, Config, MaildropError, MessageError, MessageInfo, Session,
     TlsInfo, wire_size,
 };
 use libfuzzer_sys::fuzz_target;
@@ -84,9 +84,9 @@ fn drive(flags: u8, decisions: &[u8], messages: &[&[u8]], pieces: &[&[u8]]) -> T
                 Action::Authenticate { username, password } => {
                     assert!(s.is_tls(), "credentials accepted without TLS");
                     s.auth_result(match (username.as_str(), password.as_str()) {
-                        ("throttle", _) => AuthVerdict::Throttled,
-                        (_, "secret") => AuthVerdict::Ok,
-                        _ => AuthVerdict::Failed,
+                        ("throttle", _) => AuthOutcome::Throttled,
+                        (_, "secret") => AuthOutcome::Ok,
+                        _ => AuthOutcome::Failed,
                     });
                 }
                 Action::OpenMaildrop { username } => {

@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use hato_fuzz::{Decisions, assert_smtp_replies, chunks, header};
 use hato_smtp::{
-    Action, Address, AuthVerdict, BareLinePolicy, Config, Mode, Peer, Reply, Session, TlsInfo,
+    Action, Address, AuthOutcome, BareLinePolicy, Config, Mode, Peer, Reply, Session, TlsInfo,
 };
 use libfuzzer_sys::fuzz_target;
 
@@ -125,9 +125,9 @@ fn drive(flags: u8, decisions: &[u8], pieces: &[&[u8]]) -> Trace {
                 }
                 Action::Authenticate { username, .. } => {
                     let v = match username.as_str() {
-                        "alice" => AuthVerdict::Ok,
-                        "throttle" => AuthVerdict::Throttled,
-                        _ => AuthVerdict::Failed,
+                        "alice" => AuthOutcome::Ok,
+                        "throttle" => AuthOutcome::Throttled,
+                        _ => AuthOutcome::Failed,
                     };
                     s.auth_result(v);
                 }

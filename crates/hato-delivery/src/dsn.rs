@@ -9,8 +9,7 @@
 
 use std::fmt::Write as _;
 
-use time::OffsetDateTime;
-use time::format_description::well_known::Rfc2822;
+use hato_wire::date::rfc5322;
 
 /// RFC 3464 2.3.3 `Action`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -168,7 +167,7 @@ pub fn build(input: &DsnInput<'_>) -> Option<Dsn> {
          This is a MIME-encapsulated message.\r\n\
          \r\n",
         to = clean(input.envelope_sender),
-        date = rfc5322_date(input.now),
+        date = rfc5322(input.now),
     );
 
     // 1. The human-readable part.
@@ -197,7 +196,7 @@ pub fn build(input: &DsnInput<'_>) -> Option<Dsn> {
     if let Some(envid) = input.envelope_id {
         let _ = write!(m, "Original-Envelope-Id: {}\r\n", clean(envid));
     }
-    let _ = write!(m, "Arrival-Date: {}\r\n", rfc5322_date(input.arrival_date));
+    let _ = write!(m, "Arrival-Date: {}\r\n", rfc5322(input.arrival_date));
     for r in &input.recipients {
         let _ = write!(
             m,
@@ -220,10 +219,10 @@ pub fn build(input: &DsnInput<'_>) -> Option<Dsn> {
             let _ = write!(m, "Diagnostic-Code: smtp; {}\r\n", clean(diagnostic));
         }
         if let Some(at) = r.last_attempt {
-            let _ = write!(m, "Last-Attempt-Date: {}\r\n", rfc5322_date(at));
+            let _ = write!(m, "Last-Attempt-Date: {}\r\n", rfc5322(at));
         }
         if let Some(until) = r.will_retry_until {
-            let _ = write!(m, "Will-Retry-Until: {}\r\n", rfc5322_date(until));
+            let _ = write!(m, "Will-Retry-Until: {}\r\n", rfc5322(until));
         }
     }
 
@@ -322,18 +321,10 @@ fn human_text(input: &DsnInput<'_>, host: &str, failed: bool, delayed: bool) -> 
             let _ = write!(t, "    TLS of the last attempt: {}\r\n", clean(tls));
         }
         if let Some(until) = r.will_retry_until {
-            let _ = write!(t, "    will retry until {}\r\n", rfc5322_date(until));
+            let _ = write!(t, "    will retry until {}\r\n", rfc5322(until));
         }
     }
     t
-}
-
-/// RFC 5322 date-time in UTC.
-fn rfc5322_date(unix: i64) -> String {
-    OffsetDateTime::from_unix_timestamp(unix)
-        .ok()
-        .and_then(|t| t.format(&Rfc2822).ok())
-        .unwrap_or_else(|| "Thu, 01 Jan 1970 00:00:00 +0000".into())
 }
 
 /// One header-field-safe line: control characters (CR, LF, NUL, ...) become spaces, runs of

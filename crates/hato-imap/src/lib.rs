@@ -97,6 +97,6 @@ pub use parse::{ParseError, ParseErrorKind, ParseOptions, parse_command};
 pub use response::{Code, Data, Response, StatusKind};
 pub use search::{MessageMeta, Search, SearchError, SearchProgram, Verdict};
 pub use session::{
-    Action, AuthVerdict, Config, Enabled, Outcome, Session, SessionStats, State, TlsInfo,
+    Action, AuthOutcome, Config, Enabled, Outcome, Session, SessionStats, State, TlsInfo,
 };
 pub use view::{Moment, SelectedView};

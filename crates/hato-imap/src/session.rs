@@ -73,7 +73,14 @@ use crate::encode::EncodeOptions;
 use crate::framer::{Event, FrameError, Framer, Limits};
 use crate::parse::{ParseErrorKind, ParseOptions, parse_command};
 use crate::quota;
+
 use crate::response::{Code, Data, NamespaceDesc, Response, StatusKind};
+/// The verdict on an [`Action::Authenticate`]: [`AuthOutcome::Ok`] is `tag OK [CAPABILITY ...]`
+/// (Authenticated state); [`AuthOutcome::Failed`] is `tag NO [AUTHENTICATIONFAILED]`;
+/// [`AuthOutcome::Throttled`] is `tag NO [UNAVAILABLE]`, `* BYE` and close.
+pub use hato_wire::AuthOutcome;
+/// Negotiated TLS parameters.
+pub use hato_wire::TlsInfo;
 
 /// Longest AUTHENTICATE response line, including CRLF (as SMTP, RFC 4954 §4).
 pub const AUTH_LINE_MAX: usize = 12288;
@@ -116,28 +123,6 @@ impl Default for Config {
             quota_bytes: None,
         }
     }
-}
-
-/// Negotiated TLS parameters.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct TlsInfo {
-    /// e.g. `"TLSv1.3"`
-    pub version: String,
-    /// e.g. `"TLS_AES_256_GCM_SHA384"`
-    pub cipher: String,
-    pub sni: Option<String>,
-}
-
-/// The verdict on an [`Action::Authenticate`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum AuthVerdict {
-    /// `tag OK [CAPABILITY ...] Logged in`; Authenticated state.
-    Ok,
-    /// `tag NO [AUTHENTICATIONFAILED] Authentication failed`.
-    Failed,
-    /// `tag NO [UNAVAILABLE] Too many failed authentication attempts, try again later`,
-    /// `* BYE`, close.
-    Throttled,
 }
 
 /// The connection state (RFC 9051 §3).
@@ -507,7 +492,7 @@ impl Session {
     }
 
     /// Answer to [`Action::Authenticate`].
-    pub fn auth_result(&mut self, verdict: AuthVerdict) {
+    pub fn auth_result(&mut self, verdict: AuthOutcome) {
         let Some((tag, Action::Authenticate { username, .. })) = self
             .pending
             .take_if(|p| matches!(p.1, Action::Authenticate { .. }))
@@ -515,7 +500,7 @@ impl Session {
             return;
         };
         match verdict {
-            AuthVerdict::Ok => {
+            AuthOutcome::Ok => {
                 self.user = Some(username);
                 self.state = State::Authenticated;
                 self.framer.set_limits(self.config.limits);
@@ -527,7 +512,7 @@ impl Session {
                     "Logged in",
                 ));
             }
-            AuthVerdict::Failed => {
+            AuthOutcome::Failed => {
                 self.stats.auth_failures = self.stats.auth_failures.saturating_add(1);
                 self.send(&Response::no(
                     &tag,
@@ -536,7 +521,7 @@ impl Session {
                 ));
                 self.count_error();
             }
-            AuthVerdict::Throttled => {
+            AuthOutcome::Throttled => {
                 self.stats.auth_failures = self.stats.auth_failures.saturating_add(1);
                 self.send(&Response::no(
                     &tag,

@@ -12,14 +12,14 @@
 //!
 //! ```
 //! use std::sync::Arc;
-//! use hato_pop3::{Action, AuthVerdict, Config, MessageInfo, Session, TlsInfo};
+//! use hato_pop3::{Action, AuthOutcome, Config, MessageInfo, Session, TlsInfo};
 //!
 //! let tls = TlsInfo { version: "TLSv1.3".into(), cipher: "TLS_AES_128_GCM_SHA256".into(), sni: None };
 //! let mut s = Session::new(Arc::new(Config::default()), Some(tls)); // port 995
 //! s.greet();
 //! s.feed(b"USER alice\r\nPASS secret\r\nSTAT\r\n");
 //! assert!(matches!(s.poll(), Action::Authenticate { .. }));
-//! s.auth_result(AuthVerdict::Ok);
+//! s.auth_result(AuthOutcome::Ok);
 //! assert_eq!(s.poll(), Action::OpenMaildrop { username: "alice".into() });
 //! s.maildrop_result(Ok(vec![MessageInfo { size: 120, uid: "a1".into() }]));
 //! assert_eq!(s.poll(), Action::NeedInput);
@@ -35,7 +35,7 @@ pub mod session;
 pub mod transfer;
 
 pub use session::{
-    AUTH_LINE_MAX, Action, AuthVerdict, CommitError, Config, MAX_UID_LEN, MIN_COMMAND_LINE,
+    AUTH_LINE_MAX, Action, AuthOutcome, CommitError, Config, MAX_UID_LEN, MIN_COMMAND_LINE,
     MaildropError, MessageError, MessageInfo, Session, SessionStats, State, TlsInfo,
 };
 pub use transfer::wire_size;

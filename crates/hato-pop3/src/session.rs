@@ -79,7 +79,7 @@
 //! * Authentication failures carry `[AUTH]` (RFC 3206 §4, advertised as
 //!   AUTH-RESP-CODE): `-ERR [AUTH] Authentication failed`. Syntax errors in an AUTH
 //!   exchange (bad base64, malformed PLAIN message) carry no code.
-//! * [`AuthVerdict::Throttled`] is answered
+//! * [`AuthOutcome::Throttled`] is answered
 //!   `-ERR [SYS/TEMP] Too many failed authentication attempts, try again later` and
 //!   the connection is closed. Not `[AUTH]`: the driver may throttle before checking
 //!   the password, so the credentials are not known to be wrong, and `[AUTH]` makes a
@@ -122,6 +122,13 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use self::command::{Number, Verb};
 use crate::transfer;
 
+/// The verdict on an [`Action::Authenticate`]: [`AuthOutcome::Ok`] continues with
+/// [`Action::OpenMaildrop`]; [`AuthOutcome::Failed`] is `-ERR [AUTH]` (the client may try again);
+/// [`AuthOutcome::Throttled`] is `-ERR [SYS/TEMP]` then close (see the module documentation).
+pub use hato_wire::AuthOutcome;
+/// Negotiated TLS parameters.
+pub use hato_wire::TlsInfo;
+
 /// Maximum length of an AUTH command line or SASL response line, including CRLF.
 /// RFC 5034 keeps AUTH commands within RFC 2449's 255 octets; this is the SMTP limit
 /// (RFC 4954 §4), generous for PLAIN and still bounded.
@@ -159,28 +166,6 @@ impl Default for Config {
             max_command_line: 512,
         }
     }
-}
-
-/// Negotiated TLS parameters.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct TlsInfo {
-    /// e.g. `"TLSv1.3"`
-    pub version: String,
-    /// e.g. `"TLS_AES_256_GCM_SHA384"`
-    pub cipher: String,
-    pub sni: Option<String>,
-}
-
-/// The verdict on an [`Action::Authenticate`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum AuthVerdict {
-    /// The session continues with [`Action::OpenMaildrop`].
-    Ok,
-    /// `-ERR [AUTH] Authentication failed`; the client may try again.
-    Failed,
-    /// `-ERR [SYS/TEMP] Too many failed authentication attempts, try again later`,
-    /// then close (see the module documentation for the choice of code).
-    Throttled,
 }
 
 /// One message of the maildrop listing given to [`Session::maildrop_result`].
@@ -623,7 +608,7 @@ impl Session {
     }
 
     /// Answer to [`Action::Authenticate`].
-    pub fn auth_result(&mut self, verdict: AuthVerdict) {
+    pub fn auth_result(&mut self, verdict: AuthOutcome) {
         let Some(Action::Authenticate { username, .. }) = self
             .pending
             .take_if(|p| matches!(p, Action::Authenticate { .. }))
@@ -631,12 +616,12 @@ impl Session {
             return;
         };
         match verdict {
-            AuthVerdict::Ok => {
+            AuthOutcome::Ok => {
                 self.user = Some(username.clone());
                 self.pending = Some(Action::OpenMaildrop { username });
             }
-            AuthVerdict::Failed => self.auth_failed(),
-            AuthVerdict::Throttled => {
+            AuthOutcome::Failed => self.auth_failed(),
+            AuthOutcome::Throttled => {
                 self.stats.auth_failures = self.stats.auth_failures.saturating_add(1);
                 self.server_err(
                     Some(Code::SysTemp),
@@ -788,7 +773,7 @@ impl Session {
         self.tls.as_ref()
     }
 
-    /// The authenticated user: set when [`AuthVerdict::Ok`] is given, kept to the end
+    /// The authenticated user: set when [`AuthOutcome::Ok`] is given, kept to the end
     /// of the session, except after [`MaildropError::Temporary`] (back to
     /// AUTHORIZATION, unauthenticated).
     pub fn user(&self) -> Option<&str> {

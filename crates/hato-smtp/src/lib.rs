@@ -48,6 +48,6 @@ pub use dsn::{AddrType, DsnError, DsnRet, Notify, Orcpt, RcptDsn};
 pub use message::header_present;
 pub use reply::Reply;
 pub use session::{
-    Action, AuthVerdict, BareLinePolicy, Config, Envelope, Mode, Peer, Session, SessionStats,
+    Action, AuthOutcome, BareLinePolicy, Config, Envelope, Mode, Peer, Session, SessionStats,
     TlsInfo,
 };

@@ -119,6 +119,12 @@ use crate::address::Address;
 use crate::dsn::{self, DsnRet, Notify, Orcpt, RcptDsn};
 use crate::reply::Reply;
 
+/// The verdict on an [`Action::Authenticate`]: `235 2.7.0` for [`AuthOutcome::Ok`], `535 5.7.8` for
+/// [`AuthOutcome::Failed`], `454 4.7.0` then close for [`AuthOutcome::Throttled`].
+pub use hato_wire::AuthOutcome;
+/// Negotiated TLS parameters.
+pub use hato_wire::TlsInfo;
+
 pub use self::envelope::Envelope;
 
 /// Maximum length of an AUTH command line or SASL response line, including CRLF
@@ -207,27 +213,6 @@ pub struct Peer {
     pub port: u16,
     /// Verified reverse DNS name, if the driver resolved one.
     pub reverse_name: Option<String>,
-}
-
-/// Negotiated TLS parameters.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct TlsInfo {
-    /// e.g. `"TLSv1.3"`
-    pub version: String,
-    /// e.g. `"TLS_AES_256_GCM_SHA384"`
-    pub cipher: String,
-    pub sni: Option<String>,
-}
-
-/// The verdict on an [`Action::Authenticate`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum AuthVerdict {
-    /// `235 2.7.0 Authentication successful`
-    Ok,
-    /// `535 5.7.8 Authentication credentials invalid`
-    Failed,
-    /// `454 4.7.0 Too many failed attempts, try later`, then close.
-    Throttled,
 }
 
 /// What the driver must do next (see the module documentation).
@@ -556,7 +541,7 @@ impl Session {
     }
 
     /// Answer to [`Action::Authenticate`].
-    pub fn auth_result(&mut self, v: AuthVerdict) {
+    pub fn auth_result(&mut self, v: AuthOutcome) {
         let Some(Action::Authenticate { username, .. }) = self
             .pending
             .take_if(|p| matches!(p, Action::Authenticate { .. }))
@@ -564,12 +549,12 @@ impl Session {
             return;
         };
         match v {
-            AuthVerdict::Ok => {
+            AuthOutcome::Ok => {
                 self.auth_user = Some(username);
                 self.reply(Reply::new(235, (2, 7, 0), "Authentication successful"));
             }
-            AuthVerdict::Failed => self.auth_failed(),
-            AuthVerdict::Throttled => {
+            AuthOutcome::Failed => self.auth_failed(),
+            AuthOutcome::Throttled => {
                 self.stats.auth_failures = self.stats.auth_failures.saturating_add(1);
                 self.reply_close(Reply::new(
                     454,

@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+pub use hato_wire::TlsInfo;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use rustls_pki_types::pem::PemObject;
@@ -338,42 +339,38 @@ pub fn server_config(resolver: Arc<CertResolver>) -> Arc<rustls::ServerConfig> {
 }
 
 /// Facts about an established TLS session, for logs and Received headers.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SessionFacts {
-    /// "TLSv1.3" or "TLSv1.2".
-    pub version: String,
-    /// IANA cipher suite name, e.g. "TLS_AES_256_GCM_SHA384".
-    pub cipher: String,
-    pub sni: Option<String>,
-}
-
-pub fn session_facts(conn: &rustls::ServerConnection) -> SessionFacts {
-    let version = match conn.protocol_version() {
-        Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3".to_owned(),
-        Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2".to_owned(),
-        Some(v) => format!("{v:?}"),
-        None => "unknown".to_owned(),
-    };
-    let cipher = conn
-        .negotiated_cipher_suite()
-        .map(|s| {
-            let name = s
-                .suite()
-                .as_str()
-                .map(str::to_owned)
-                .unwrap_or_else(|| format!("{:?}", s.suite()));
-            // rustls says TLS13_AES_256_GCM_SHA384; the IANA name (RFC 8446 B.4) is TLS_AES_256_GCM_SHA384.
-            match name.strip_prefix("TLS13_") {
-                Some(rest) => format!("TLS_{rest}"),
-                None => name,
-            }
-        })
-        .unwrap_or_else(|| "unknown".to_owned());
-    SessionFacts {
-        version,
-        cipher,
+pub fn session_facts(conn: &rustls::ServerConnection) -> TlsInfo {
+    TlsInfo {
+        version: version_name(conn).unwrap_or_else(|| "unknown".to_owned()),
+        cipher: cipher_name(conn).unwrap_or_else(|| "unknown".to_owned()),
         sni: conn.server_name().map(str::to_owned),
     }
+}
+
+/// The negotiated protocol version as hato logs it ("TLSv1.3", "TLSv1.2"), client or server
+/// side; None before the handshake.
+pub fn version_name(conn: &rustls::CommonState) -> Option<String> {
+    conn.protocol_version().map(|v| match v {
+        rustls::ProtocolVersion::TLSv1_3 => "TLSv1.3".to_owned(),
+        rustls::ProtocolVersion::TLSv1_2 => "TLSv1.2".to_owned(),
+        v => format!("{v:?}"),
+    })
+}
+
+/// The negotiated cipher suite's IANA name (RFC 8446 B.4), client or server side.
+pub fn cipher_name(conn: &rustls::CommonState) -> Option<String> {
+    conn.negotiated_cipher_suite().map(|s| {
+        let name = s
+            .suite()
+            .as_str()
+            .map(str::to_owned)
+            .unwrap_or_else(|| format!("{:?}", s.suite()));
+        // rustls says TLS13_AES_256_GCM_SHA384; the IANA name is TLS_AES_256_GCM_SHA384.
+        match name.strip_prefix("TLS13_") {
+            Some(rest) => format!("TLS_{rest}"),
+            None => name,
+        }
+    })
 }
 
 /// The development certificate: generated once into `dir` (`selfsigned-cert.pem`,

@@ -1597,22 +1597,8 @@ impl Scheduler {
         match tokio::time::timeout(limit, connector.connect(name, tcp)).await {
             Ok(Ok(tls)) => {
                 let c = tls.get_ref().1;
-                facts.version = c.protocol_version().map(|v| match v {
-                    rustls::ProtocolVersion::TLSv1_3 => "TLSv1.3".to_owned(),
-                    rustls::ProtocolVersion::TLSv1_2 => "TLSv1.2".to_owned(),
-                    v => format!("{v:?}"),
-                });
-                facts.cipher = c.negotiated_cipher_suite().map(|s| {
-                    let name = s
-                        .suite()
-                        .as_str()
-                        .map(str::to_owned)
-                        .unwrap_or_else(|| format!("{:?}", s.suite()));
-                    match name.strip_prefix("TLS13_") {
-                        Some(rest) => format!("TLS_{rest}"),
-                        None => name,
-                    }
-                });
+                facts.version = hato_tls::version_name(c);
+                facts.cipher = hato_tls::cipher_name(c);
                 facts.verified = verify;
                 Some(tls)
             }

@@ -25,7 +25,7 @@ use hato_imap::response::{FetchValue, ListItem, StatusValue};
 use hato_imap::sequence::{NumberSet, SequenceSet};
 use hato_imap::view::{Snapshot, Update, ViewMessage};
 use hato_imap::{
-    Action, AuthVerdict, Code, Command, Data, Enabled, Moment, Outcome, ParsedMessage, Response,
+    Action, AuthOutcome, Code, Command, Data, Enabled, Moment, Outcome, ParsedMessage, Response,
     Search, SelectedView, Session, StatusKind,
 };
 use hato_store::{AccountId, Expunge, FlagOp, Mailbox, MailboxId, MessageEntry, Store, StoreError};
@@ -36,14 +36,6 @@ use tracing::{error, info, warn};
 
 use crate::config::TlsMode;
 use crate::server::{ListenerCtx, Shared, handshake, write_with_timeout};
-
-fn tls_info(f: hato_tls::SessionFacts) -> hato_imap::TlsInfo {
-    hato_imap::TlsInfo {
-        version: f.version,
-        cipher: f.cipher,
-        sni: f.sni,
-    }
-}
 
 /// RFC 9051 5.4: the autologout timer must be at least 30 minutes once logged in.
 const MIN_AUTHENTICATED_TIMEOUT: Duration = Duration::from_secs(30 * 60);
@@ -69,7 +61,7 @@ pub(crate) async fn serve(
     };
     let session = if ctx.tls == TlsMode::Implicit {
         let (mut tls, facts) = handshake(shared, stream).await?;
-        let mut session = Session::new(config, Some(tls_info(facts)));
+        let mut session = Session::new(config, Some(facts));
         session.greet();
         conn.drive(&mut session, &mut tls).await?;
         session
@@ -79,7 +71,7 @@ pub(crate) async fn serve(
         session.greet();
         if conn.drive(&mut session, &mut stream).await? {
             let (mut tls, facts) = handshake(shared, stream).await?;
-            session.tls_established(tls_info(facts));
+            session.tls_established(facts);
             conn.drive(&mut session, &mut tls).await?;
         }
         session
@@ -381,7 +373,7 @@ impl<'a> Conn<'a> {
                         .authenticate(self.ip, None, &username, &password)
                         .await;
                     let verdict = match (verdict, account) {
-                        (hato_smtp::AuthVerdict::Ok, Some(a)) => {
+                        (hato_wire::AuthOutcome::Ok, Some(a)) => {
                             let tls = s.tls();
                             info!(
                                 user = %a.address,
@@ -390,15 +382,15 @@ impl<'a> Conn<'a> {
                                 "login ok"
                             );
                             self.account = Some(a);
-                            AuthVerdict::Ok
+                            AuthOutcome::Ok
                         }
-                        (hato_smtp::AuthVerdict::Throttled, _) => {
+                        (hato_wire::AuthOutcome::Throttled, _) => {
                             warn!(user = %username, "login refused: too many failures");
-                            AuthVerdict::Throttled
+                            AuthOutcome::Throttled
                         }
                         _ => {
                             warn!(user = %username, "login failed");
-                            AuthVerdict::Failed
+                            AuthOutcome::Failed
                         }
                     };
                     s.auth_result(verdict);

@@ -8,8 +8,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
-use hato_smtp::{Address, AuthVerdict, Reply};
+use hato_smtp::{Address, Reply};
 use hato_store::{AccountId, Store};
+use hato_wire::AuthOutcome;
 
 use crate::config::AuthConfig;
 use tracing::info;
@@ -28,19 +29,7 @@ fn verify_password(password: &str, phc: &str) -> bool {
         .is_ok()
 }
 
-/// Normalises an address for lookups: lower-case, domain as IDNA A-labels.
-pub fn normalize_address(addr: &str) -> Option<String> {
-    let (local, domain) = addr.rsplit_once('@')?;
-    let domain = normalize_domain(domain)?;
-    Some(format!("{}@{domain}", local.to_lowercase()))
-}
-
-pub fn normalize_domain(domain: &str) -> Option<String> {
-    if domain.starts_with('[') {
-        return Some(domain.to_ascii_lowercase());
-    }
-    idna::domain_to_ascii(domain).ok().filter(|d| !d.is_empty())
-}
+pub use hato_wire::domain::{normalize as normalize_domain, normalize_address};
 
 /// Where an accepted recipient goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -198,7 +187,7 @@ impl Policy {
         authzid: Option<&str>,
         username: &str,
         password: &str,
-    ) -> (AuthVerdict, Option<hato_store::Account>) {
+    ) -> (AuthOutcome, Option<hato_store::Account>) {
         let user = normalize_address(username).unwrap_or_else(|| username.to_lowercase());
         let ip_key = format!("ip:{ip}");
         let user_key = format!("user:{user}");
@@ -208,7 +197,7 @@ impl Policy {
             if f.count(&ip_key, w) >= self.auth.max_failures_per_ip
                 || f.count(&user_key, w) >= self.auth.max_failures_per_account
             {
-                return (AuthVerdict::Throttled, None);
+                return (AuthOutcome::Throttled, None);
             }
         }
         let account = self.store.account(&user).await.ok().flatten();
@@ -243,7 +232,7 @@ impl Policy {
             && authz_ok
             && let Some(account) = account
         {
-            return (AuthVerdict::Ok, Some(account));
+            return (AuthOutcome::Ok, Some(account));
         }
         {
             let mut f = self.failures.lock().unwrap_or_else(|e| e.into_inner());
@@ -252,7 +241,7 @@ impl Policy {
             f.add(&user_key, w);
         }
         tokio::time::sleep(Duration::from_millis(self.auth.failure_delay_ms)).await;
-        (AuthVerdict::Failed, None)
+        (AuthOutcome::Failed, None)
     }
 
     /// Submission: the authenticated account may use its own address and its aliases only.

@@ -7,7 +7,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
-use hato_pop3::{Action, AuthVerdict, MaildropError, MessageError, MessageInfo, Session};
+use hato_pop3::{Action, AuthOutcome, MaildropError, MessageError, MessageInfo, Session};
 use hato_store::{AccountId, Expunge, MailboxId};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -15,14 +15,6 @@ use tracing::{error, info, warn};
 
 use crate::config::TlsMode;
 use crate::server::{ListenerCtx, Shared, handshake, write_with_timeout};
-
-fn tls_info(f: hato_tls::SessionFacts) -> hato_pop3::TlsInfo {
-    hato_pop3::TlsInfo {
-        version: f.version,
-        cipher: f.cipher,
-        sni: f.sni,
-    }
-}
 
 /// RFC 1939 3: the autologout timer must be at least 10 minutes once logged in.
 const MIN_TRANSACTION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
@@ -45,7 +37,7 @@ pub(crate) async fn serve(
     };
     let session = if ctx.tls == TlsMode::Implicit {
         let (mut tls, facts) = handshake(shared, stream).await?;
-        let mut session = Session::new(config, Some(tls_info(facts)));
+        let mut session = Session::new(config, Some(facts));
         session.greet();
         conn.drive(&mut session, &mut tls).await?;
         session
@@ -55,7 +47,7 @@ pub(crate) async fn serve(
         session.greet();
         if conn.drive(&mut session, &mut stream).await? {
             let (mut tls, facts) = handshake(shared, stream).await?;
-            session.tls_established(tls_info(facts));
+            session.tls_established(facts);
             conn.drive(&mut session, &mut tls).await?;
         }
         session
@@ -141,18 +133,18 @@ impl<'a> Conn<'a> {
                         .authenticate(self.ip, None, &username, &password)
                         .await;
                     let verdict = match (verdict, account) {
-                        (hato_smtp::AuthVerdict::Ok, Some(a)) => {
+                        (hato_wire::AuthOutcome::Ok, Some(a)) => {
                             info!(user = %a.address, tls = ?s.tls_info().map(|t| (&t.version, &t.cipher)), "login ok");
                             self.account = Some(a);
-                            AuthVerdict::Ok
+                            AuthOutcome::Ok
                         }
-                        (hato_smtp::AuthVerdict::Throttled, _) => {
+                        (hato_wire::AuthOutcome::Throttled, _) => {
                             warn!(user = %username, "login refused: too many failures");
-                            AuthVerdict::Throttled
+                            AuthOutcome::Throttled
                         }
                         _ => {
                             warn!(user = %username, "login failed");
-                            AuthVerdict::Failed
+                            AuthOutcome::Failed
                         }
                     };
                     s.auth_result(verdict);

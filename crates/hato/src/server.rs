@@ -421,12 +421,7 @@ fn session_id() -> String {
     format!("{:X}{:04X}{n:X}", unix_now(), salt)
 }
 
-pub(crate) fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
+pub(crate) use hato_wire::date::unix_now;
 
 /// The refusal sent when a connection limit is reached, in the listener's protocol.
 fn busy_reply(protocol: Protocol, hostname: &str, why: &str) -> String {
@@ -538,7 +533,7 @@ pub(crate) async fn handshake(
     stream: TcpStream,
 ) -> anyhow::Result<(
     tokio_rustls::server::TlsStream<TcpStream>,
-    hato_tls::SessionFacts,
+    hato_tls::TlsInfo,
 )> {
     let acceptor = shared
         .acceptor

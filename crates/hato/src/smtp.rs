@@ -19,14 +19,6 @@ use crate::config::{Protocol, TlsMode};
 use crate::policy::Target;
 use crate::server::{ListenerCtx, Shared, handshake, unix_now, write_with_timeout};
 
-fn tls_info(f: hato_tls::SessionFacts) -> hato_smtp::TlsInfo {
-    hato_smtp::TlsInfo {
-        version: f.version,
-        cipher: f.cipher,
-        sni: f.sni,
-    }
-}
-
 /// Serves one SMTP connection; returns the counts for the disconnect log line.
 pub(crate) async fn serve(
     stream: TcpStream,
@@ -63,7 +55,7 @@ pub(crate) async fn serve(
     };
     let stats = if ctx.tls == TlsMode::Implicit {
         let (tls, facts) = handshake(shared, stream).await?;
-        let session = Session::new(config, smtp_peer, Some(tls_info(facts)));
+        let session = Session::new(config, smtp_peer, Some(facts));
         conn.run_tls(session, tls).await?
     } else {
         let session = Session::new(config, smtp_peer, None);
@@ -107,7 +99,7 @@ impl Conn<'_> {
             Step::Closed => Ok(session.stats()),
             Step::StartTls => {
                 let (tls, facts) = handshake(self.shared, stream).await?;
-                session.tls_established(tls_info(facts));
+                session.tls_established(facts);
                 self.account = None;
                 self.targets.clear();
                 self.run_tls_after_greeting(session, tls).await
@@ -209,10 +201,10 @@ impl Conn<'_> {
                         .authenticate(self.ip, authzid.as_deref(), &username, &password)
                         .await;
                     match (&verdict, &account) {
-                        (hato_smtp::AuthVerdict::Ok, Some(a)) => {
+                        (hato_wire::AuthOutcome::Ok, Some(a)) => {
                             info!(user = %a.address, "AUTH ok")
                         }
-                        (hato_smtp::AuthVerdict::Throttled, _) => {
+                        (hato_wire::AuthOutcome::Throttled, _) => {
                             warn!(user = %username, "AUTH refused: too many failures")
                         }
                         _ => warn!(user = %username, "AUTH failed"),
@@ -285,10 +277,8 @@ impl Conn<'_> {
         }
         env.peer.reverse_name = self.reverse_name.clone();
         let id = queue_id();
-        let now = time::OffsetDateTime::now_utc();
-        let date = now
-            .format(&time::format_description::well_known::Rfc2822)
-            .unwrap_or_default();
+        let now = unix_now();
+        let date = hato_wire::date::rfc5322(now);
         let hostname = &self.shared.hostname;
         let mut data = env.received_header(hostname, &id, &date).into_bytes();
         if self.ctx.protocol == Protocol::Submission {
@@ -321,7 +311,7 @@ impl Conn<'_> {
                             status: "2.0.0".into(),
                             remote_mta: None,
                             diagnostic: None,
-                            last_attempt: Some(now.unix_timestamp()),
+                            last_attempt: Some(now),
                             will_retry_until: None,
                             tls: None,
                         });
@@ -351,7 +341,7 @@ impl Conn<'_> {
             data,
             local,
             remote,
-            received_at: now.unix_timestamp(),
+            received_at: now,
         };
         let (nlocal, nremote) = (delivery.local.len(), delivery.remote.len());
         // The report returns the header only: keep just that, not a copy of the whole message.
@@ -379,8 +369,7 @@ impl Conn<'_> {
         {
             Ok(_) => {
                 if let Some(data) = data_for_report {
-                    self.report_success(&env, success, &data, now.unix_timestamp())
-                        .await;
+                    self.report_success(&env, success, &data, now).await;
                 }
                 if nremote > 0 {
                     self.shared.outbound.notify_one();

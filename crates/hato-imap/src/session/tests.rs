@@ -38,7 +38,7 @@ fn logged_in_with(config: Arc<Config>) -> Session {
     s.output();
     s.feed(b"l LOGIN alice secret\r\n");
     assert!(matches!(s.poll(), Action::Authenticate { .. }));
-    s.auth_result(AuthVerdict::Ok);
+    s.auth_result(AuthOutcome::Ok);
     assert_eq!(s.poll(), Action::NeedInput);
     s.output();
     s
@@ -193,7 +193,7 @@ fn login_flow() {
     // Polling again repeats the pending action; the pipelined NOOP waits.
     assert_eq!(s.poll(), a);
     assert!(!format!("{a:?}").contains("s3 cret"));
-    s.auth_result(AuthVerdict::Ok);
+    s.auth_result(AuthOutcome::Ok);
     assert_eq!(s.poll(), Action::NeedInput);
     let o = out(&mut s);
     assert!(o.starts_with("a1 OK [CAPABILITY IMAP4rev2 "), "{o}");
@@ -212,7 +212,7 @@ fn login_flow() {
 fn login_failures() {
     let mut s = tls_session();
     step(&mut s, b"a LOGIN alice wrong\r\n");
-    s.auth_result(AuthVerdict::Failed);
+    s.auth_result(AuthOutcome::Failed);
     assert_eq!(s.poll(), Action::NeedInput);
     assert_eq!(
         out(&mut s),
@@ -224,7 +224,7 @@ fn login_failures() {
     assert_eq!(a, Action::NeedInput);
     assert!(o.starts_with("b NO [AUTHENTICATIONFAILED]"));
     step(&mut s, b"c LOGIN alice x\r\n");
-    s.auth_result(AuthVerdict::Throttled);
+    s.auth_result(AuthOutcome::Throttled);
     assert_eq!(s.poll(), Action::Close);
     assert_eq!(
         out(&mut s),
@@ -233,7 +233,7 @@ fn login_failures() {
     );
     assert_eq!(s.stats().auth_failures, 3);
     // Results that match nothing pending are ignored.
-    s.auth_result(AuthVerdict::Ok);
+    s.auth_result(AuthOutcome::Ok);
     assert_eq!(s.state(), &State::Logout);
 }
 
@@ -249,7 +249,7 @@ fn authenticate_plain() {
             password: "secret".into()
         }
     );
-    s.auth_result(AuthVerdict::Ok);
+    s.auth_result(AuthOutcome::Ok);
     s.poll();
     assert!(out(&mut s).starts_with("a OK [CAPABILITY"));
     // With a continuation.
@@ -387,7 +387,7 @@ fn execute_and_state_transitions() {
     // A BAD outcome counts as an error; mismatched results are ignored.
     let mut s = selected(false);
     s.command_done(Outcome::ok(vec![]));
-    s.auth_result(AuthVerdict::Ok);
+    s.auth_result(AuthOutcome::Ok);
     step(&mut s, b"e NOOP\r\n");
     s.command_done(Outcome {
         kind: StatusKind::Bad,
@@ -450,7 +450,7 @@ fn quota_capabilities_only_with_a_limit() {
     );
     let (_, o) = step(&mut s, b"l LOGIN alice secret\r\n");
     assert_eq!(o, "");
-    s.auth_result(AuthVerdict::Ok);
+    s.auth_result(AuthOutcome::Ok);
     let o = out(&mut s);
     assert!(
         o.starts_with("l OK [CAPABILITY ") && o.contains(" QUOTA QUOTA=RES-STORAGE "),
@@ -971,7 +971,7 @@ fn drive(s: &mut Session, input: &[u8], chunks: &[usize]) -> Vec<u8> {
             }
             Action::StartTls => s.tls_established(tls()),
             Action::Close => break,
-            Action::Authenticate { .. } => s.auth_result(AuthVerdict::Ok),
+            Action::Authenticate { .. } => s.auth_result(AuthOutcome::Ok),
             Action::Execute(_) => {
                 s.command_done(Outcome::ok(vec![Response::Data(Data::Exists(1))]))
             }

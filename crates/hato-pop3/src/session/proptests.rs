@@ -69,9 +69,9 @@ fn drive(cfg: Config, tls: bool, chunks: &[Vec<u8>]) -> Outcome {
                 }
                 Action::Authenticate { username, password } => {
                     let v = match (username.as_str(), password.as_str()) {
-                        ("throttle", _) => AuthVerdict::Throttled,
-                        (_, "secret") => AuthVerdict::Ok,
-                        _ => AuthVerdict::Failed,
+                        ("throttle", _) => AuthOutcome::Throttled,
+                        (_, "secret") => AuthOutcome::Ok,
+                        _ => AuthOutcome::Failed,
                     };
                     out.actions.push(a.clone());
                     s.auth_result(v);
@@ -309,7 +309,7 @@ proptest! {
         s.feed(b"USER u\r\nPASS secret\r\nRETR 1\r\n");
         let a = s.poll();
         prop_assert!(matches!(a, Action::Authenticate { .. }), "{:?}", a);
-        s.auth_result(AuthVerdict::Ok);
+        s.auth_result(AuthOutcome::Ok);
         let a = s.poll();
         prop_assert!(matches!(a, Action::OpenMaildrop { .. }), "{:?}", a);
         s.maildrop_result(Ok(vec![MessageInfo { size: wire_size(&message), uid: "x".into() }]));

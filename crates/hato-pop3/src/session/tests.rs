@@ -6,7 +6,7 @@ use crate::wire_size;
 // ------------------------------------------------------------------------------------
 // Harness
 
-type AuthFn = Box<dyn FnMut(&str, &str) -> AuthVerdict>;
+type AuthFn = Box<dyn FnMut(&str, &str) -> AuthOutcome>;
 type MaildropFn = Box<dyn FnMut(&str) -> Result<Vec<MessageInfo>, MaildropError>>;
 type MessageFn = Box<dyn FnMut(usize) -> Result<Vec<u8>, MessageError>>;
 type CommitFn = Box<dyn FnMut(&[usize]) -> Result<(), CommitError>>;
@@ -105,9 +105,9 @@ impl Driver {
             actions: Vec::new(),
             last: Action::NeedInput,
             auth: Box::new(|u, p| match (u, p) {
-                ("throttle", _) => AuthVerdict::Throttled,
-                ("alice" | "busy" | "temp" | "broken" | "empty", "secret") => AuthVerdict::Ok,
-                _ => AuthVerdict::Failed,
+                ("throttle", _) => AuthOutcome::Throttled,
+                ("alice" | "busy" | "temp" | "broken" | "empty", "secret") => AuthOutcome::Ok,
+                _ => AuthOutcome::Failed,
             }),
             maildrop: Box::new(|u| match u {
                 "busy" => Err(MaildropError::InUse),
@@ -1609,7 +1609,7 @@ fn long_line_split_across_feeds() {
 #[test]
 fn mismatched_results_are_ignored() {
     let mut d = Driver::tls();
-    d.s.auth_result(AuthVerdict::Ok);
+    d.s.auth_result(AuthOutcome::Ok);
     d.s.maildrop_result(Ok(vec![]));
     d.s.message_result(Ok(b"x".to_vec()));
     d.s.commit_result(Ok(()));
@@ -1624,8 +1624,8 @@ fn mismatched_results_are_ignored() {
     d.s.commit_result(Ok(()));
     d.s.message_result(Ok(b"x".to_vec()));
     assert!(matches!(d.s.poll(), Action::Authenticate { .. }));
-    d.s.auth_result(AuthVerdict::Ok);
-    d.s.auth_result(AuthVerdict::Failed); // no longer pending: ignored
+    d.s.auth_result(AuthOutcome::Ok);
+    d.s.auth_result(AuthOutcome::Failed); // no longer pending: ignored
     assert_eq!(
         d.s.poll(),
         Action::OpenMaildrop {

@@ -71,9 +71,9 @@ fn drive(cfg: Config, tls: bool, chunks: &[Vec<u8>]) -> Outcome {
                 }
                 Action::Authenticate { username, .. } => {
                     let v = match username.as_str() {
-                        "alice" => AuthVerdict::Ok,
-                        "throttle" => AuthVerdict::Throttled,
-                        _ => AuthVerdict::Failed,
+                        "alice" => AuthOutcome::Ok,
+                        "throttle" => AuthOutcome::Throttled,
+                        _ => AuthOutcome::Failed,
                     };
                     out.actions.push(a.clone());
                     s.auth_result(v);

@@ -7,7 +7,7 @@ use super::*;
 
 type SenderFn = Box<dyn FnMut(&Option<Address>) -> Result<(), Reply>>;
 type RecipientFn = Box<dyn FnMut(&Address) -> Result<(), Reply>>;
-type AuthFn = Box<dyn FnMut(&Option<String>, &str, &str) -> AuthVerdict>;
+type AuthFn = Box<dyn FnMut(&Option<String>, &str, &str) -> AuthOutcome>;
 type DeliverFn = Box<dyn FnMut(&Envelope) -> Result<String, Reply>>;
 
 /// A fake driver answering decisions with configurable closures.
@@ -83,9 +83,9 @@ impl Driver {
             recipient: Box::new(|_| Ok(())),
             auth: Box::new(|_, u, p| {
                 if u == "alice" && p == "secret" {
-                    AuthVerdict::Ok
+                    AuthOutcome::Ok
                 } else {
-                    AuthVerdict::Failed
+                    AuthOutcome::Failed
                 }
             }),
             deliver: Box::new(|_| Ok(String::new())),
@@ -447,7 +447,7 @@ fn pipelined_replies_wait_for_decisions_and_stay_in_order() {
     // A mismatched result is ignored.
     s.recipient_result(Ok(()));
     s.delivery_result(Ok("x".into()));
-    s.auth_result(AuthVerdict::Ok);
+    s.auth_result(AuthOutcome::Ok);
     assert_eq!(s.poll(), a);
     assert_eq!(s.auth_user(), None);
     s.sender_result(Ok(()));
@@ -2250,7 +2250,7 @@ fn auth_without_tls_never_accepted() {
 #[test]
 fn auth_throttled_closes() {
     let mut d = Driver::new(submission());
-    d.auth = Box::new(|_, _, _| AuthVerdict::Throttled);
+    d.auth = Box::new(|_, _, _| AuthOutcome::Throttled);
     d.starttls();
     d.send("EHLO c\r\n");
     let out = d.send(format!(
@@ -2270,9 +2270,9 @@ fn auth_long_response_lines() {
     let long_pass = "p".repeat(2000);
     d.auth = Box::new(|_, _, p| {
         if p.len() == 2000 {
-            AuthVerdict::Ok
+            AuthOutcome::Ok
         } else {
-            AuthVerdict::Failed
+            AuthOutcome::Failed
         }
     });
     let ir = b64(format!("\0alice\0{long_pass}").as_bytes());
