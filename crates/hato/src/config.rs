@@ -51,7 +51,7 @@ pub struct Config {
 pub struct MtaStsConfig {
     /// `testing` (senders deliver anyway and report failures), `enforce` (senders deliver only
     /// to the `mx` hosts over verified TLS) or `none` (the policy is withdrawn).
-    pub mode: crate::https::StsMode,
+    pub mode: crate::mta_sts_policy::StsMode,
     /// The MX host names senders may deliver to (`*.example.com` matches one label). Empty:
     /// `[hostname]`.
     pub mx: Vec<String>,
@@ -62,9 +62,9 @@ pub struct MtaStsConfig {
 impl Default for MtaStsConfig {
     fn default() -> Self {
         MtaStsConfig {
-            mode: crate::https::StsMode::Testing,
+            mode: crate::mta_sts_policy::StsMode::Testing,
             mx: Vec::new(),
-            max_age: crate::https::DEFAULT_MAX_AGE,
+            max_age: crate::mta_sts_policy::DEFAULT_MAX_AGE,
         }
     }
 }
@@ -885,9 +885,9 @@ impl Config {
     }
 
     /// The MTA-STS policy `https` listeners serve and `hato dns` prints the id of.
-    pub fn mta_sts_policy(&self) -> crate::https::StsPolicy {
+    pub fn mta_sts_policy(&self) -> crate::mta_sts_policy::StsPolicy {
         let m = &self.mta_sts;
-        crate::https::StsPolicy {
+        crate::mta_sts_policy::StsPolicy {
             mode: m.mode,
             mx: if m.mx.is_empty() {
                 vec![self.hostname.to_ascii_lowercase()]
@@ -1104,7 +1104,7 @@ tls = "implicit"
         let c = parse(&format!("{top}{https}")).unwrap();
         assert_eq!(c.listeners[0].protocol, Protocol::Https);
         let p = c.mta_sts_policy();
-        assert_eq!(p.mode, crate::https::StsMode::Testing);
+        assert_eq!(p.mode, crate::mta_sts_policy::StsMode::Testing);
         assert_eq!(p.mx, ["mail.example.com"]);
         assert_eq!(p.max_age, 604_800);
         let c = parse(&format!(
@@ -1112,7 +1112,7 @@ tls = "implicit"
         ))
         .unwrap();
         let p = c.mta_sts_policy();
-        assert_eq!(p.mode, crate::https::StsMode::Enforce);
+        assert_eq!(p.mode, crate::mta_sts_policy::StsMode::Enforce);
         assert_eq!(p.mx, ["mx1.example.com", "*.example.net"]);
         assert_eq!(p.max_age, 86_400);
         for (bad, key) in [

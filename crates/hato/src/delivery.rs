@@ -46,7 +46,7 @@ use tokio_rustls::TlsConnector;
 use tracing::{error, info, warn};
 
 use crate::config::{Config, RouteHost, SmarthostConfig, SmarthostTls};
-use crate::server::unix_now;
+use hato_wire::date::unix_now;
 
 /// How long a claimed entry is held (longer than one attempt can take: RFC 5321 timeouts).
 const LEASE_SECS: i64 = 30 * 60;
@@ -1180,7 +1180,7 @@ impl Scheduler {
         if let Some(d) = dsn::build(&input) {
             let rcpt = d.rcpt_to.clone();
             let is_local = |domain: &str| self.local_domains.iter().any(|l| l == domain);
-            match store_dsn(self.store.as_ref(), is_local, d, now).await {
+            match crate::local_mail::store_dsn(self.store.as_ref(), is_local, d, now).await {
                 Ok(true) => {
                     info!(to = %rcpt, recipients = failed.len(), failed = any_failed, "delivery status notification sent")
                 }
@@ -1619,36 +1619,6 @@ impl Scheduler {
             }
         }
     }
-}
-
-/// Stores a DSN for its recipient (the original sender): into a local account's INBOX, or
-/// into the queue for another domain (sent from the null sender: never bounced itself).
-/// `Ok(false)`: dropped, the local recipient no longer exists.
-pub(crate) async fn store_dsn(
-    store: &dyn Store,
-    is_local: impl Fn(&str) -> bool,
-    d: dsn::Dsn,
-    now: i64,
-) -> Result<bool, hato_store::StoreError> {
-    let rcpt = d.rcpt_to;
-    let mut delivery = Delivery {
-        sender: String::new(),
-        data: d.message,
-        local: Vec::new(),
-        remote: Vec::new(),
-        received_at: now,
-    };
-    if is_local(&hato_store::recipient_domain(&rcpt)) {
-        let address = crate::policy::normalize_address(&rcpt).unwrap_or(rcpt.clone());
-        match store.resolve(&address).await? {
-            Some(account) => delivery.local.push(account),
-            None => return Ok(false),
-        }
-    } else {
-        delivery.remote.push(rcpt);
-    }
-    store.deliver(delivery).await?;
-    Ok(true)
 }
 
 /// An SMTP connection to one address (see [`Scheduler::attempt`]).

@@ -15,7 +15,7 @@
 use std::fmt;
 use std::net::IpAddr;
 
-use crate::https::{StsMode, StsPolicy};
+use crate::mta_sts_policy::{StsMode, StsPolicy};
 
 /// How a listener is protected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -137,7 +137,7 @@ pub fn tlsa_digest(certificate_der: &[u8]) -> Result<String, String> {
         .map_err(|e| format!("cannot parse the certificate: {e}"))?;
     let spki = cert.tbs_certificate.subject_pki.raw;
     let digest = ring::digest::digest(&ring::digest::SHA256, spki);
-    Ok(crate::https::hex(digest.as_ref()))
+    Ok(crate::mta_sts_policy::hex(digest.as_ref()))
 }
 
 /// Whether the MTA-STS `mx` pattern matches `host` (RFC 8461 4.1).
@@ -418,7 +418,7 @@ mod tests {
             .unwrap()
             .self_signed(&key)
             .unwrap();
-        let spki_sha256 = crate::https::hex(
+        let spki_sha256 = crate::mta_sts_policy::hex(
             ring::digest::digest(
                 &ring::digest::SHA256,
                 &rcgen::PublicKeyData::subject_public_key_info(&key),
@@ -607,7 +607,7 @@ mod tests {
         let ours = tlsa_digest(cert.der()).unwrap();
         assert_eq!(ours.len(), 64);
         // rcgen's own SPKI encoding, hashed with ring.
-        let ring_digest = crate::https::hex(
+        let ring_digest = crate::mta_sts_policy::hex(
             ring::digest::digest(
                 &ring::digest::SHA256,
                 &rcgen::PublicKeyData::subject_public_key_info(&key),

@@ -17,7 +17,7 @@
 //! - HTTP/1.1 only (hyper), one request per connection (no keep-alive), request head within
 //!   [`HEADER_TIMEOUT`] and 16 KiB, the whole connection within [`CONNECTION_TIMEOUT`].
 //!   Connection limits (global and per client address) are the server's, applied in `server.rs`
-//!   before [`serve`] is called.
+//!   before the service is called (`crate::net`).
 //!
 //! Must never: answer for a domain that is not local, redirect, or read a request body.
 
@@ -26,7 +26,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use anyhow::Context;
 use hato_tls::CertResolver;
 use http_body_util::Full;
 use hyper::body::Bytes;
@@ -34,16 +33,14 @@ use hyper::header::{ALLOW, CONTENT_TYPE, HOST, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode, Version};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpStream;
-use tokio::sync::watch;
-use tokio_rustls::TlsAcceptor;
-use tracing::{debug, info};
+use tracing::info;
+
+use crate::net::{self, Connection, ServerTls, Shutdown};
+
+pub use crate::mta_sts_policy::{StsMode, StsPolicy};
 
 /// Where senders fetch the policy (RFC 8461 3.3).
 pub const WELL_KNOWN_PATH: &str = "/.well-known/mta-sts.txt";
-/// The largest `max_age` RFC 8461 3.2 allows (about a year).
-pub const MAX_MAX_AGE: u64 = 31_557_600;
-/// `[mta_sts] max_age` by default: one week.
-pub const DEFAULT_MAX_AGE: u64 = 604_800;
 /// Time for the TLS handshake.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Time for the request line and headers after the handshake.
@@ -53,111 +50,6 @@ pub const CONNECTION_TIMEOUT: Duration = Duration::from_secs(30);
 /// Request line and headers larger than this are refused (hyper's minimum is 8 KiB).
 const MAX_HEAD: usize = 16 * 1024;
 const MAX_HEADERS: usize = 32;
-
-/// `mode` of the policy (RFC 8461 3.2).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum StsMode {
-    /// Senders deliver only to a matching MX host over TLS with a valid certificate.
-    Enforce,
-    /// Senders deliver anyway and report failures (TLS-RPT). The default: start here.
-    #[default]
-    Testing,
-    /// The policy is withdrawn (publish this for `max_age` before removing the records).
-    None,
-}
-
-impl StsMode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            StsMode::Enforce => "enforce",
-            StsMode::Testing => "testing",
-            StsMode::None => "none",
-        }
-    }
-}
-
-/// The MTA-STS policy of the local domains.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StsPolicy {
-    pub mode: StsMode,
-    /// MX host names senders may deliver to; `*.example.com` matches one more label.
-    pub mx: Vec<String>,
-    /// Seconds senders may cache the policy.
-    pub max_age: u64,
-}
-
-impl StsPolicy {
-    /// Checks what the policy file cannot express: the `mx` patterns must be host names (or
-    /// `*.` and a host name), at least one unless the mode is `none`; `max_age` at most
-    /// [`MAX_MAX_AGE`]. The error says what is wrong, without the key name.
-    pub fn validate(&self) -> Result<(), String> {
-        if self.mx.is_empty() && self.mode != StsMode::None {
-            return Err(format!(
-                "mode {:?} needs at least one mx host (RFC 8461 3.2)",
-                self.mode.as_str()
-            ));
-        }
-        for pattern in &self.mx {
-            let name = pattern.trim_end_matches('.');
-            let host = name.strip_prefix("*.").unwrap_or(name);
-            if !is_host_name(host) {
-                return Err(format!(
-                    "{pattern:?} is not an MX host name (e.g. \"mail.example.com\" or \"*.example.com\")"
-                ));
-            }
-        }
-        if self.max_age > MAX_MAX_AGE {
-            return Err(format!(
-                "max_age {} is more than {MAX_MAX_AGE} seconds (RFC 8461 3.2)",
-                self.max_age
-            ));
-        }
-        Ok(())
-    }
-
-    /// The policy file: `key: value` lines ending in CRLF (RFC 8461 3.2), the `mx` patterns in
-    /// lower case without a trailing dot, in the configured order.
-    pub fn text(&self) -> String {
-        let mut text = format!("version: STSv1\r\nmode: {}\r\n", self.mode.as_str());
-        for mx in &self.mx {
-            text += &format!("mx: {}\r\n", mx.trim_end_matches('.').to_ascii_lowercase());
-        }
-        text += &format!("max_age: {}\r\n", self.max_age);
-        text
-    }
-
-    /// The policy id (RFC 8461 3.1: 1 to 32 letters and digits): the first 20 hexadecimal digits
-    /// of the SHA-256 of [`StsPolicy::text`], so it changes whenever the policy does.
-    pub fn id(&self) -> String {
-        let digest = ring::digest::digest(&ring::digest::SHA256, self.text().as_bytes());
-        let mut id = hex(digest.as_ref());
-        id.truncate(20);
-        id
-    }
-
-    /// The text of the `_mta-sts.<domain>` TXT record.
-    pub fn txt_record(&self) -> String {
-        format!("v=STSv1; id={}", self.id())
-    }
-}
-
-/// Lower-case hexadecimal.
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn is_host_name(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 253
-        && s.split('.').all(|l| {
-            !l.is_empty()
-                && l.len() <= 63
-                && !l.starts_with('-')
-                && !l.ends_with('-')
-                && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-        })
-}
 
 fn normalize(name: &str) -> String {
     name.trim_end_matches('.').to_ascii_lowercase()
@@ -185,9 +77,9 @@ pub struct Site {
     hosts: Vec<String>,
     policy: Bytes,
     id: String,
-    acceptor: TlsAcceptor,
+    /// Certificates with ALPN `http/1.1`, and [`HANDSHAKE_TIMEOUT`].
+    tls: ServerTls,
     // The constants above; fields so that tests can shorten them.
-    handshake_timeout: Duration,
     header_timeout: Duration,
     connection_timeout: Duration,
 }
@@ -214,11 +106,15 @@ impl Site {
             hosts,
             policy: Bytes::from(policy.text()),
             id: policy.id(),
-            acceptor: TlsAcceptor::from(Arc::new(tls)),
-            handshake_timeout: HANDSHAKE_TIMEOUT,
+            tls: ServerTls::new(Arc::new(tls), HANDSHAKE_TIMEOUT),
             header_timeout: HEADER_TIMEOUT,
             connection_timeout: CONNECTION_TIMEOUT,
         }
+    }
+
+    /// The TLS side of the listener (the handshake happens before [`serve_tls`]).
+    pub fn tls(&self) -> ServerTls {
+        self.tls.clone()
     }
 
     /// The host names served (`mta-sts.<domain>`), sorted.
@@ -311,22 +207,61 @@ fn plain(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
     response
 }
 
+/// The `https` service of a listener.
+pub struct HttpsService {
+    pub site: Arc<Site>,
+    pub shutdown: Shutdown,
+}
+
+#[async_trait::async_trait]
+impl net::Service for HttpsService {
+    fn name(&self) -> &'static str {
+        "https"
+    }
+
+    /// The client expects a TLS handshake: nothing readable can be said.
+    fn busy_reply(&self, _why: &str) -> Vec<u8> {
+        Vec::new()
+    }
+
+    async fn serve(&self, conn: Connection) -> anyhow::Result<String> {
+        let sni = conn.tls.and_then(|t| t.sni);
+        serve_tls(
+            conn.stream,
+            sni,
+            self.site.clone(),
+            self.shutdown.clone(),
+            tokio::time::Instant::now(),
+        )
+        .await
+    }
+}
+
 /// Serves one accepted connection: the TLS handshake, then one HTTP/1.1 request. Stops early
 /// (after the response in progress) when `shutdown` becomes true. Returns the counts for the
 /// disconnect log line.
 pub async fn serve(
     stream: TcpStream,
     site: Arc<Site>,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: Shutdown,
 ) -> anyhow::Result<String> {
     let started = tokio::time::Instant::now();
-    let tls = tokio::time::timeout(site.handshake_timeout, site.acceptor.accept(stream))
-        .await
-        .context("TLS handshake timed out")?
-        .context("TLS handshake failed")?;
-    let facts = hato_tls::session_facts(tls.get_ref().1);
-    debug!(version = %facts.version, cipher = %facts.cipher, sni = facts.sni.as_deref().unwrap_or("-"), "TLS established");
-    let sni = facts.sni;
+    let (tls, facts) = site.tls.accept(stream).await?;
+    serve_tls(tls, facts.sni, site, shutdown, started).await
+}
+
+/// Serves one HTTP/1.1 request on an established TLS stream; `sni` is the server name the
+/// client asked for, `started` when the connection was accepted.
+pub async fn serve_tls<S>(
+    tls: S,
+    sni: Option<String>,
+    site: Arc<Site>,
+    mut shutdown: Shutdown,
+    started: tokio::time::Instant,
+) -> anyhow::Result<String>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let requests = Arc::new(AtomicUsize::new(0));
     let service = {
         let (site, requests) = (site.clone(), requests.clone());
@@ -381,9 +316,10 @@ mod tests {
     use http_body_util::BodyExt;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpListener;
-    use tokio::sync::mpsc;
+    use tokio::sync::{mpsc, watch};
 
     use super::*;
+    use crate::mta_sts_policy::{DEFAULT_MAX_AGE, MAX_MAX_AGE};
 
     const TEXT: &str = "version: STSv1\r\nmode: enforce\r\nmx: mail.example.test\r\nmx: *.backup.example.test\r\nmax_age: 86400\r\n";
 
@@ -857,7 +793,7 @@ mod tests {
     async fn slow_clients_are_cut_off() {
         let pki = pki();
         let mut site = site(&pki);
-        site.handshake_timeout = Duration::from_millis(300);
+        site.tls = site.tls.clone().with_timeout(Duration::from_millis(300));
         site.header_timeout = Duration::from_millis(300);
         let mut live = start(site).await;
 

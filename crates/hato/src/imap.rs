@@ -12,7 +12,7 @@
 //! them, so a later SELECT still gets them. A session with IMAP4rev2 enabled takes no part.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,65 +29,73 @@ use hato_imap::{
     Search, SelectedView, Session, StatusKind,
 };
 use hato_store::{AccountId, Expunge, FlagOp, Mailbox, MailboxId, MessageEntry, Store, StoreError};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::broadcast;
 use tracing::{error, info, warn};
 
-use crate::config::TlsMode;
-use crate::server::{ListenerCtx, Shared, handshake, write_with_timeout};
+use crate::net::{self, ClientStream, Connection, Input, Shutdown, Timeouts, write_with_timeout};
+use crate::policy::Policy;
 
 /// RFC 9051 5.4: the autologout timer must be at least 30 minutes once logged in.
 const MIN_AUTHENTICATED_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 /// IDLE's pause before syncing when the store's change channel is gone (shutting down).
 const IDLE_POLL: Duration = Duration::from_secs(1);
 
-/// Serves one IMAP connection; returns the counts for the disconnect log line.
-pub(crate) async fn serve(
-    stream: TcpStream,
-    peer: SocketAddr,
-    config: Arc<hato_imap::Config>,
-    ctx: &ListenerCtx,
-    shared: &Shared,
-) -> anyhow::Result<String> {
-    let mut conn = Conn {
-        shared,
-        store: shared.policy.store().clone(),
-        ip: peer.ip(),
-        account: None,
-        selected: None,
-        append_limit: config.limits.max_append_literal,
-        quota_bytes: config.quota_bytes,
-    };
-    let session = if ctx.tls == TlsMode::Implicit {
-        let (mut tls, facts) = handshake(shared, stream).await?;
-        let mut session = Session::new(config, Some(facts));
+/// The `imap` service: what its connections need, built once per listener.
+pub struct ImapService {
+    pub config: Arc<hato_imap::Config>,
+    pub policy: Arc<Policy>,
+    pub timeouts: Timeouts,
+    pub shutdown: Shutdown,
+    /// Decoded header fields of messages, shared by all IMAP listeners.
+    pub header_cache: Arc<HeaderCache>,
+}
+
+#[async_trait::async_trait]
+impl net::Service for ImapService {
+    fn name(&self) -> &'static str {
+        "imap"
+    }
+
+    fn busy_reply(&self, why: &str) -> Vec<u8> {
+        format!("* BYE [UNAVAILABLE] {why}, try again later\r\n").into_bytes()
+    }
+
+    /// Serves one IMAP connection; returns the counts for the disconnect log line.
+    async fn serve(&self, conn: Connection) -> anyhow::Result<String> {
+        let Connection {
+            mut stream,
+            peer,
+            tls,
+        } = conn;
+        let mut conn = Conn {
+            svc: self,
+            store: self.policy.store().clone(),
+            ip: peer.ip(),
+            account: None,
+            selected: None,
+            append_limit: self.config.limits.max_append_literal,
+            quota_bytes: self.config.quota_bytes,
+        };
+        let mut session = Session::new(self.config.clone(), tls);
         session.greet();
-        conn.drive(&mut session, &mut tls).await?;
-        session
-    } else {
-        let mut stream = stream;
-        let mut session = Session::new(config, None);
-        session.greet();
-        if conn.drive(&mut session, &mut stream).await? {
-            let (mut tls, facts) = handshake(shared, stream).await?;
+        while conn.drive(&mut session, &mut stream).await? {
+            let facts = stream.start_tls().await?;
             session.tls_established(facts);
-            conn.drive(&mut session, &mut tls).await?;
         }
-        session
-    };
-    let s = session.stats();
-    Ok(format!(
-        "commands={} errors={} auth_failures={}",
-        s.commands, s.errors, s.auth_failures
-    ))
+        let s = session.stats();
+        Ok(format!(
+            "commands={} errors={} auth_failures={}",
+            s.commands, s.errors, s.auth_failures
+        ))
+    }
 }
 
 /// Decoded, case-folded header fields per message blob (blobs never change and ids are never
 /// reused), shared by all IMAP sessions: a SEARCH on SUBJECT/FROM/HEADER... over a mailbox
 /// reads each message's header once, not once per search, like Dovecot's cache file. Bounded
 /// in bytes; the oldest entries go first.
-pub(crate) struct HeaderCache {
+pub struct HeaderCache {
     inner: std::sync::Mutex<HeaderCacheInner>,
     limit: usize,
 }
@@ -100,7 +108,7 @@ struct HeaderCacheInner {
 }
 
 impl HeaderCache {
-    pub(crate) fn new(limit: usize) -> HeaderCache {
+    pub fn new(limit: usize) -> HeaderCache {
         HeaderCache {
             inner: std::sync::Mutex::new(HeaderCacheInner::default()),
             limit,
@@ -203,7 +211,7 @@ impl Selected {
 }
 
 struct Conn<'a> {
-    shared: &'a Shared,
+    svc: &'a ImapService,
     store: Arc<dyn Store>,
     ip: IpAddr,
     account: Option<hato_store::Account>,
@@ -278,14 +286,10 @@ impl<'a> Conn<'a> {
     }
 
     /// Runs the session until it closes (false) or asks for STARTTLS (true).
-    async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
-        &mut self,
-        s: &mut Session,
-        io: &mut S,
-    ) -> anyhow::Result<bool> {
+    async fn drive(&mut self, s: &mut Session, io: &mut ClientStream) -> anyhow::Result<bool> {
         let mut buf = vec![0u8; 16 * 1024];
-        let mut shutdown = self.shared.shutdown.clone();
-        let write_timeout = self.shared.command_timeout;
+        let mut shutdown = self.svc.shutdown.clone();
+        let write_timeout = self.svc.timeouts.command;
         let mut idle_rx: Option<broadcast::Receiver<hato_store::MailboxChanged>> = None;
         loop {
             let action = s.poll();
@@ -296,17 +300,11 @@ impl<'a> Conn<'a> {
                 Action::NeedInput => {
                     write_with_timeout(io, &s.output(), write_timeout).await?;
                     let timeout = self.read_timeout();
-                    tokio::select! {
-                        r = tokio::time::timeout(timeout, io.read(&mut buf)) => match r {
-                            Ok(Ok(0)) => return Ok(false),
-                            Ok(Ok(n)) => s.feed(&buf[..n]),
-                            Ok(Err(e)) => return Err(e.into()),
-                            Err(_) => {
-                                info!(timeout_s = timeout.as_secs(), "timeout");
-                                s.timeout();
-                            }
-                        },
-                        _ = shutdown.changed() => s.shutdown(),
+                    match net::read_input(io, &mut buf, timeout, &mut shutdown).await? {
+                        Input::Data(n) => s.feed(&buf[..n]),
+                        Input::Closed => return Ok(false),
+                        Input::TimedOut => s.timeout(),
+                        Input::Shutdown => s.shutdown(),
                     }
                 }
                 Action::Idle => {
@@ -368,7 +366,7 @@ impl<'a> Conn<'a> {
                 }
                 Action::Authenticate { username, password } => {
                     let (verdict, account) = self
-                        .shared
+                        .svc
                         .policy
                         .authenticate(self.ip, None, &username, &password)
                         .await;
@@ -423,9 +421,9 @@ impl<'a> Conn<'a> {
 
     fn read_timeout(&self) -> Duration {
         if self.account.is_none() {
-            self.shared.unauthenticated_timeout
+            self.svc.timeouts.unauthenticated
         } else {
-            self.shared.command_timeout.max(MIN_AUTHENTICATED_TIMEOUT)
+            self.svc.timeouts.command.max(MIN_AUTHENTICATED_TIMEOUT)
         }
     }
 
@@ -867,7 +865,7 @@ impl<'a> Conn<'a> {
         }
         let mut uids = NumberSet::new();
         let mut uidvalidity = mb.uidvalidity;
-        let now = crate::server::unix_now();
+        let now = hato_wire::date::unix_now();
         for m in messages {
             let date = m.date.map(|d| d.to_unix()).unwrap_or(now);
             match self
@@ -946,7 +944,7 @@ impl<'a> Conn<'a> {
             .returns
             .as_ref()
             .is_some_and(|r| r.contains(&hato_imap::command::SearchReturn::Save));
-        let mut search = match Search::new(sc, &sel.view, enabled, crate::server::unix_now()) {
+        let mut search = match Search::new(sc, &sel.view, enabled, hato_wire::date::unix_now()) {
             Ok(s) => s,
             Err(e) => {
                 if save {
@@ -1014,7 +1012,7 @@ impl<'a> Conn<'a> {
         // Header keys only: messages whose fields are cached are decided without reading them.
         let cached = search.program().header_keys_only();
         if cached {
-            let cache = &self.shared.header_cache;
+            let cache = &self.svc.header_cache;
             let mut misses = Vec::with_capacity(pending.len());
             for (seq, uid, flags) in pending {
                 let Some(entry) = entries.as_ref().and_then(|m| m.get(&uid)) else {
@@ -1084,7 +1082,7 @@ impl<'a> Conn<'a> {
                 if cached {
                     let fields: Arc<[(String, String)]> =
                         hato_imap::search::header_fields(raw).into();
-                    self.shared.header_cache.insert(entry.blob, fields.clone());
+                    self.svc.header_cache.insert(entry.blob, fields.clone());
                     search.check_fields(&meta, &fields);
                     continue;
                 }

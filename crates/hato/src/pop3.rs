@@ -4,71 +4,84 @@
 //! for as long as the connection lives (RFC 1939 8), and messages are removed only at QUIT.
 //! UIDLs are `<uidvalidity>.<uid>` of the INBOX entry: stable forever, shared with IMAP.
 
-use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
 
 use hato_pop3::{Action, AuthOutcome, MaildropError, MessageError, MessageInfo, Session};
 use hato_store::{AccountId, Expunge, MailboxId};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::AsyncWriteExt;
 use tracing::{error, info, warn};
 
-use crate::config::TlsMode;
-use crate::server::{ListenerCtx, Shared, handshake, write_with_timeout};
+use crate::net::{self, ClientStream, Connection, Input, Shutdown, Timeouts, write_with_timeout};
+use crate::policy::Policy;
 
 /// RFC 1939 3: the autologout timer must be at least 10 minutes once logged in.
 const MIN_TRANSACTION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
 
-/// Serves one POP3 connection; returns the counts for the disconnect log line.
-pub(crate) async fn serve(
-    stream: TcpStream,
-    peer: SocketAddr,
-    config: Arc<hato_pop3::Config>,
-    ctx: &ListenerCtx,
-    shared: &Shared,
-) -> anyhow::Result<String> {
-    let mut conn = Conn {
-        shared,
-        ip: peer.ip(),
-        account: None,
-        lock: None,
-        inbox: None,
-        uids: Vec::new(),
-    };
-    let session = if ctx.tls == TlsMode::Implicit {
-        let (mut tls, facts) = handshake(shared, stream).await?;
-        let mut session = Session::new(config, Some(facts));
+/// The `pop3` service: what its connections need, built once per listener.
+pub struct Pop3Service {
+    pub config: Arc<hato_pop3::Config>,
+    pub policy: Arc<Policy>,
+    pub timeouts: Timeouts,
+    pub shutdown: Shutdown,
+    /// Accounts whose maildrop a POP3 session holds (RFC 1939 exclusive lock).
+    pub locks: Arc<MaildropLocks>,
+}
+
+/// The accounts whose maildrop a POP3 session of this process holds.
+#[derive(Default)]
+pub struct MaildropLocks(Mutex<HashSet<AccountId>>);
+
+#[async_trait::async_trait]
+impl net::Service for Pop3Service {
+    fn name(&self) -> &'static str {
+        "pop3"
+    }
+
+    fn busy_reply(&self, why: &str) -> Vec<u8> {
+        format!("-ERR [SYS/TEMP] {why}, try again later\r\n").into_bytes()
+    }
+
+    /// Serves one POP3 connection; returns the counts for the disconnect log line.
+    async fn serve(&self, conn: Connection) -> anyhow::Result<String> {
+        let Connection {
+            mut stream,
+            peer,
+            tls,
+        } = conn;
+        let mut conn = Conn {
+            svc: self,
+            ip: peer.ip(),
+            account: None,
+            lock: None,
+            inbox: None,
+            uids: Vec::new(),
+        };
+        let mut session = Session::new(self.config.clone(), tls);
         session.greet();
-        conn.drive(&mut session, &mut tls).await?;
-        session
-    } else {
-        let mut stream = stream;
-        let mut session = Session::new(config, None);
-        session.greet();
-        if conn.drive(&mut session, &mut stream).await? {
-            let (mut tls, facts) = handshake(shared, stream).await?;
+        while conn.drive(&mut session, &mut stream).await? {
+            let facts = stream.start_tls().await?;
             session.tls_established(facts);
-            conn.drive(&mut session, &mut tls).await?;
         }
-        session
-    };
-    let s = session.stats();
-    Ok(format!(
-        "retrieved={} deleted={} octets={} errors={}",
-        s.messages_retrieved, s.messages_deleted, s.octets_sent, s.errors
-    ))
+        let s = session.stats();
+        Ok(format!(
+            "retrieved={} deleted={} octets={} errors={}",
+            s.messages_retrieved, s.messages_deleted, s.octets_sent, s.errors
+        ))
+    }
 }
 
 /// Holds the maildrop lock of one account; released however the connection ends.
 struct MaildropLock<'a> {
-    shared: &'a Shared,
+    locks: &'a MaildropLocks,
     account: AccountId,
 }
 
 impl Drop for MaildropLock<'_> {
     fn drop(&mut self) {
-        self.shared
-            .pop3_locks
+        self.locks
+            .0
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(&self.account);
@@ -76,7 +89,7 @@ impl Drop for MaildropLock<'_> {
 }
 
 struct Conn<'a> {
-    shared: &'a Shared,
+    svc: &'a Pop3Service,
     ip: IpAddr,
     account: Option<hato_store::Account>,
     lock: Option<MaildropLock<'a>>,
@@ -87,34 +100,24 @@ struct Conn<'a> {
 
 impl<'a> Conn<'a> {
     /// Runs the session until it closes (false) or asks for STLS (true).
-    async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
-        &mut self,
-        s: &mut Session,
-        io: &mut S,
-    ) -> anyhow::Result<bool> {
+    async fn drive(&mut self, s: &mut Session, io: &mut ClientStream) -> anyhow::Result<bool> {
         let mut buf = vec![0u8; 8 * 1024];
-        let mut shutdown = self.shared.shutdown.clone();
-        let write_timeout = self.shared.command_timeout;
+        let mut shutdown = self.svc.shutdown.clone();
+        let write_timeout = self.svc.timeouts.command;
         loop {
             match s.poll() {
                 Action::NeedInput => {
                     write_with_timeout(io, &s.output(), write_timeout).await?;
                     let timeout = if self.account.is_none() {
-                        self.shared.unauthenticated_timeout
+                        self.svc.timeouts.unauthenticated
                     } else {
-                        self.shared.command_timeout.max(MIN_TRANSACTION_TIMEOUT)
+                        self.svc.timeouts.command.max(MIN_TRANSACTION_TIMEOUT)
                     };
-                    tokio::select! {
-                        r = tokio::time::timeout(timeout, io.read(&mut buf)) => match r {
-                            Ok(Ok(0)) => return Ok(false),
-                            Ok(Ok(n)) => s.feed(&buf[..n]),
-                            Ok(Err(e)) => return Err(e.into()),
-                            Err(_) => {
-                                info!(timeout_s = timeout.as_secs(), "timeout");
-                                s.timeout();
-                            }
-                        },
-                        _ = shutdown.changed() => s.shutdown(),
+                    match net::read_input(io, &mut buf, timeout, &mut shutdown).await? {
+                        Input::Data(n) => s.feed(&buf[..n]),
+                        Input::Closed => return Ok(false),
+                        Input::TimedOut => s.timeout(),
+                        Input::Shutdown => s.shutdown(),
                     }
                 }
                 Action::StartTls => {
@@ -128,7 +131,7 @@ impl<'a> Conn<'a> {
                 }
                 Action::Authenticate { username, password } => {
                     let (verdict, account) = self
-                        .shared
+                        .svc
                         .policy
                         .authenticate(self.ip, None, &username, &password)
                         .await;
@@ -174,21 +177,17 @@ impl<'a> Conn<'a> {
             return Err(MaildropError::Temporary);
         };
         {
-            let mut locks = self
-                .shared
-                .pop3_locks
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
+            let mut locks = self.svc.locks.0.lock().unwrap_or_else(|e| e.into_inner());
             if !locks.insert(account.id) {
                 info!(user = %account.address, "maildrop in use by another POP3 session");
                 return Err(MaildropError::InUse);
             }
         }
         self.lock = Some(MaildropLock {
-            shared: self.shared,
+            locks: &self.svc.locks,
             account: account.id,
         });
-        let store = self.shared.policy.store();
+        let store = self.svc.policy.store();
         let listing = async {
             let inbox = store
                 .mailbox_by_name(account.id, "INBOX")
@@ -222,7 +221,7 @@ impl<'a> Conn<'a> {
         let (Some(inbox), Some(uid)) = (self.inbox, self.uids.get(index)) else {
             return Err(MessageError::Gone);
         };
-        match self.shared.policy.store().message_data(inbox, *uid).await {
+        match self.svc.policy.store().message_data(inbox, *uid).await {
             Ok(Some(data)) => Ok(data),
             // Expunged by a concurrent IMAP session.
             Ok(None) => Err(MessageError::Gone),
@@ -245,7 +244,7 @@ impl<'a> Conn<'a> {
             return Ok(());
         }
         match self
-            .shared
+            .svc
             .policy
             .store()
             .expunge(inbox, Expunge::Uids(&uids))

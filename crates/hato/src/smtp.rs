@@ -3,68 +3,94 @@
 //! applies timeouts and logs; every SMTP rule lives in `hato-smtp`.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use hato_delivery::dsn;
 use hato_smtp::{Action, Session};
 use hato_store::{Account, Delivery, QueueParams};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
-use tokio::sync::watch;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tracing::{debug, error, info, warn};
 
-use crate::config::{Protocol, TlsMode};
-use crate::policy::Target;
-use crate::server::{ListenerCtx, Shared, handshake, unix_now, write_with_timeout};
+use crate::config::Protocol;
+use crate::net::{self, ClientStream, Connection, Input, Shutdown, Timeouts, write_with_timeout};
+use crate::policy::{Policy, Target};
+use hato_wire::date::unix_now;
 
-/// Serves one SMTP connection; returns the counts for the disconnect log line.
-pub(crate) async fn serve(
-    stream: TcpStream,
-    peer: SocketAddr,
-    config: Arc<hato_smtp::Config>,
-    ctx: &ListenerCtx,
-    shared: &Shared,
-) -> anyhow::Result<String> {
-    let smtp_peer = hato_smtp::Peer {
-        ip: peer.ip(),
-        port: peer.port(),
-        reverse_name: None,
-    };
-    // The client's forward-confirmed reverse name, looked up while the session runs (the
-    // greeting is not held for it); the Received header uses it if it is known by then.
-    let reverse = shared.dns.clone().map(|dns| {
-        let ip = peer.ip();
-        tokio::spawn(async move {
-            tokio::time::timeout(REVERSE_LOOKUP_TIMEOUT, dns.reverse_name(ip))
-                .await
-                .ok()
-                .flatten()
-        })
-    });
-    let mut conn = Conn {
-        shared,
-        ctx,
-        ip: peer.ip(),
-        account: None,
-        targets: HashMap::new(),
-        shutdown: shared.shutdown.clone(),
-        reverse,
-        reverse_name: None,
-    };
-    let stats = if ctx.tls == TlsMode::Implicit {
-        let (tls, facts) = handshake(shared, stream).await?;
-        let session = Session::new(config, smtp_peer, Some(facts));
-        conn.run_tls(session, tls).await?
-    } else {
-        let session = Session::new(config, smtp_peer, None);
-        conn.run_plain(session, stream).await?
-    };
-    Ok(format!(
-        "accepted={} rejected={} errors={}",
-        stats.messages_accepted, stats.messages_rejected, stats.errors
-    ))
+/// The `smtp` and `submission` service: what its connections need, built once per listener.
+pub struct SmtpService {
+    pub config: Arc<hato_smtp::Config>,
+    /// `Smtp` (port 25: anyone may send to local domains) or `Submission` (AUTH required).
+    pub protocol: Protocol,
+    /// Wait this long before the greeting; a client that talks first is an early talker.
+    pub greeting_delay: std::time::Duration,
+    pub hostname: String,
+    pub policy: Arc<Policy>,
+    pub timeouts: Timeouts,
+    pub shutdown: Shutdown,
+    /// Wakes the outbound scheduler when mail for remote recipients was queued.
+    pub outbound: Arc<tokio::sync::Notify>,
+    /// For the reverse DNS name of clients (Received headers); None without a resolver.
+    pub dns: Option<hato_delivery::route::Router>,
+}
+
+#[async_trait::async_trait]
+impl net::Service for SmtpService {
+    fn name(&self) -> &'static str {
+        self.protocol.name()
+    }
+
+    fn busy_reply(&self, why: &str) -> Vec<u8> {
+        format!("421 4.7.0 {} {why}, try again later\r\n", self.hostname).into_bytes()
+    }
+
+    /// Serves one SMTP connection; returns the counts for the disconnect log line.
+    async fn serve(&self, conn: Connection) -> anyhow::Result<String> {
+        let Connection {
+            mut stream,
+            peer,
+            tls,
+        } = conn;
+        let smtp_peer = hato_smtp::Peer {
+            ip: peer.ip(),
+            port: peer.port(),
+            reverse_name: None,
+        };
+        // The client's forward-confirmed reverse name, looked up while the session runs (the
+        // greeting is not held for it); the Received header uses it if it is known by then.
+        let reverse = self.dns.clone().map(|dns| {
+            let ip = peer.ip();
+            tokio::spawn(async move {
+                tokio::time::timeout(REVERSE_LOOKUP_TIMEOUT, dns.reverse_name(ip))
+                    .await
+                    .ok()
+                    .flatten()
+            })
+        });
+        let mut conn = Conn {
+            svc: self,
+            ip: peer.ip(),
+            account: None,
+            targets: HashMap::new(),
+            shutdown: self.shutdown.clone(),
+            reverse,
+            reverse_name: None,
+        };
+        let mut session = Session::new(self.config.clone(), smtp_peer, tls);
+        conn.greet(&mut session, &mut stream).await?;
+        while let Step::StartTls = conn.drive(&mut session, &mut stream).await? {
+            let facts = stream.start_tls().await?;
+            session.tls_established(facts);
+            conn.account = None;
+            conn.targets.clear();
+        }
+        let stats = session.stats();
+        Ok(format!(
+            "accepted={} rejected={} errors={}",
+            stats.messages_accepted, stats.messages_rejected, stats.errors
+        ))
+    }
 }
 
 enum Step {
@@ -73,13 +99,12 @@ enum Step {
 }
 
 struct Conn<'a> {
-    shared: &'a Shared,
-    ctx: &'a ListenerCtx,
+    svc: &'a SmtpService,
     ip: IpAddr,
     account: Option<Account>,
     /// Where each accepted recipient goes, by normalised address, filled at RCPT.
     targets: HashMap<String, Target>,
-    shutdown: watch::Receiver<bool>,
+    shutdown: Shutdown,
     /// The reverse lookup under way, then its result.
     reverse: Option<tokio::task::JoinHandle<Option<String>>>,
     reverse_name: Option<String>,
@@ -89,56 +114,12 @@ struct Conn<'a> {
 const REVERSE_LOOKUP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl Conn<'_> {
-    async fn run_plain(
-        &mut self,
-        mut session: Session,
-        mut stream: TcpStream,
-    ) -> anyhow::Result<hato_smtp::session::SessionStats> {
-        self.greet(&mut session, &mut stream).await?;
-        match self.drive(&mut session, &mut stream).await? {
-            Step::Closed => Ok(session.stats()),
-            Step::StartTls => {
-                let (tls, facts) = handshake(self.shared, stream).await?;
-                session.tls_established(facts);
-                self.account = None;
-                self.targets.clear();
-                self.run_tls_after_greeting(session, tls).await
-            }
-        }
-    }
-
-    async fn run_tls(
-        &mut self,
-        mut session: Session,
-        mut tls: tokio_rustls::server::TlsStream<TcpStream>,
-    ) -> anyhow::Result<hato_smtp::session::SessionStats> {
-        self.greet(&mut session, &mut tls).await?;
-        self.run_tls_after_greeting(session, tls).await
-    }
-
-    async fn run_tls_after_greeting(
-        &mut self,
-        mut session: Session,
-        mut tls: tokio_rustls::server::TlsStream<TcpStream>,
-    ) -> anyhow::Result<hato_smtp::session::SessionStats> {
-        match self.drive(&mut session, &mut tls).await? {
-            Step::Closed => {}
-            // The session never asks twice; treat it as the end.
-            Step::StartTls => warn!("STARTTLS requested inside TLS"),
-        }
-        Ok(session.stats())
-    }
-
     /// Sends the greeting, after the listener's delay; bytes that arrive first mark an early talker.
-    async fn greet<S: AsyncRead + AsyncWrite + Unpin>(
-        &mut self,
-        session: &mut Session,
-        io: &mut S,
-    ) -> anyhow::Result<()> {
-        if !self.ctx.greeting_delay.is_zero() {
+    async fn greet(&mut self, session: &mut Session, io: &mut ClientStream) -> anyhow::Result<()> {
+        if !self.svc.greeting_delay.is_zero() {
             let mut buf = [0u8; 512];
             tokio::select! {
-                _ = tokio::time::sleep(self.ctx.greeting_delay) => {}
+                _ = tokio::time::sleep(self.svc.greeting_delay) => {}
                 r = io.read(&mut buf) => {
                     let n = r?;
                     if n == 0 { anyhow::bail!("client closed before the greeting"); }
@@ -151,34 +132,24 @@ impl Conn<'_> {
         Ok(())
     }
 
-    async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
-        &mut self,
-        s: &mut Session,
-        io: &mut S,
-    ) -> anyhow::Result<Step> {
+    async fn drive(&mut self, s: &mut Session, io: &mut ClientStream) -> anyhow::Result<Step> {
         let mut buf = vec![0u8; 16 * 1024];
         loop {
             match s.poll() {
                 Action::NeedInput => {
                     self.write_out(io, s.output()).await?;
                     let timeout = if s.in_data() {
-                        self.shared.data_timeout
-                    } else if self.ctx.protocol == Protocol::Submission && s.auth_user().is_none() {
-                        self.shared.unauthenticated_timeout
+                        self.svc.timeouts.data
+                    } else if self.svc.protocol == Protocol::Submission && s.auth_user().is_none() {
+                        self.svc.timeouts.unauthenticated
                     } else {
-                        self.shared.command_timeout
+                        self.svc.timeouts.command
                     };
-                    tokio::select! {
-                        r = tokio::time::timeout(timeout, io.read(&mut buf)) => match r {
-                            Ok(Ok(0)) => return Ok(Step::Closed),
-                            Ok(Ok(n)) => s.feed(&buf[..n]),
-                            Ok(Err(e)) => return Err(e.into()),
-                            Err(_) => {
-                                info!(timeout_s = timeout.as_secs(), "timeout");
-                                s.timeout();
-                            }
-                        },
-                        _ = self.shutdown.changed() => s.shutdown(),
+                    match net::read_input(io, &mut buf, timeout, &mut self.shutdown).await? {
+                        Input::Data(n) => s.feed(&buf[..n]),
+                        Input::Closed => return Ok(Step::Closed),
+                        Input::TimedOut => s.timeout(),
+                        Input::Shutdown => s.shutdown(),
                     }
                 }
                 Action::StartTls => {
@@ -196,7 +167,7 @@ impl Conn<'_> {
                     password,
                 } => {
                     let (verdict, account) = self
-                        .shared
+                        .svc
                         .policy
                         .authenticate(self.ip, authzid.as_deref(), &username, &password)
                         .await;
@@ -213,9 +184,9 @@ impl Conn<'_> {
                     s.auth_result(verdict);
                 }
                 Action::CheckSender { address } => {
-                    let r = match self.ctx.protocol {
+                    let r = match self.svc.protocol {
                         Protocol::Submission => {
-                            self.shared
+                            self.svc
                                 .policy
                                 .check_sender(self.account.as_ref().map(|a| a.id), address.as_ref())
                                 .await
@@ -227,18 +198,16 @@ impl Conn<'_> {
                 }
                 Action::CheckRecipient { address } => {
                     let authenticated =
-                        self.ctx.protocol == Protocol::Submission && self.account.is_some();
+                        self.svc.protocol == Protocol::Submission && self.account.is_some();
                     // Printers and legacy devices: `relay_networks` may relay through `smtp`
                     // listeners without AUTH (never through submission, which always wants AUTH).
-                    let network = match self.ctx.protocol {
-                        Protocol::Smtp if !authenticated => {
-                            self.shared.policy.relay_network(self.ip)
-                        }
+                    let network = match self.svc.protocol {
+                        Protocol::Smtp if !authenticated => self.svc.policy.relay_network(self.ip),
                         _ => None,
                     };
                     let may_relay = authenticated || network.is_some();
                     let r = self
-                        .shared
+                        .svc
                         .policy
                         .check_recipient(&address, may_relay)
                         .await
@@ -259,13 +228,9 @@ impl Conn<'_> {
     }
 
     /// Writes pending replies and logs the refusals among them.
-    async fn write_out<S: AsyncWrite + Unpin>(
-        &self,
-        io: &mut S,
-        out: Vec<u8>,
-    ) -> anyhow::Result<()> {
+    async fn write_out(&self, io: &mut ClientStream, out: Vec<u8>) -> anyhow::Result<()> {
         log_replies(&out);
-        write_with_timeout(io, &out, self.shared.command_timeout).await
+        write_with_timeout(io, &out, self.svc.timeouts.command).await
     }
 
     async fn deliver(&mut self, mut env: hato_smtp::Envelope) -> Result<String, hato_smtp::Reply> {
@@ -279,9 +244,9 @@ impl Conn<'_> {
         let id = queue_id();
         let now = unix_now();
         let date = hato_wire::date::rfc5322(now);
-        let hostname = &self.shared.hostname;
+        let hostname = &self.svc.hostname;
         let mut data = env.received_header(hostname, &id, &date).into_bytes();
-        if self.ctx.protocol == Protocol::Submission {
+        if self.svc.protocol == Protocol::Submission {
             // RFC 6409 8.2/8.3: a submission server may add missing Date and Message-ID.
             if !hato_smtp::message::header_present(&env.body, "Date") {
                 data.extend_from_slice(format!("Date: {date}\r\n").as_bytes());
@@ -361,7 +326,7 @@ impl Conn<'_> {
             recipients: remote_dsn,
         };
         match self
-            .shared
+            .svc
             .policy
             .store()
             .deliver_with_params(delivery, params)
@@ -372,7 +337,7 @@ impl Conn<'_> {
                     self.report_success(&env, success, &data, now).await;
                 }
                 if nremote > 0 {
-                    self.shared.outbound.notify_one();
+                    self.svc.outbound.notify_one();
                 }
                 info!(
                     queue_id = %id,
@@ -416,7 +381,7 @@ impl Conn<'_> {
             .map(|a| a.to_string())
             .unwrap_or_default();
         let input = dsn::DsnInput {
-            reporting_mta: &self.shared.hostname,
+            reporting_mta: &self.svc.hostname,
             envelope_sender: &sender,
             envelope_id: env.envid.as_deref(),
             arrival_date: now,
@@ -428,12 +393,12 @@ impl Conn<'_> {
         };
         // None for the null sender: never a report about a report.
         let Some(d) = dsn::build(&input) else { return };
-        let policy = &self.shared.policy;
+        let policy = &self.svc.policy;
         let store = policy.store().as_ref();
-        match crate::delivery::store_dsn(store, |d| policy.is_local_domain(d), d, now).await {
+        match crate::local_mail::store_dsn(store, |d| policy.is_local_domain(d), d, now).await {
             Ok(_) => {
                 info!(to = %sender, "delivery status notification sent (NOTIFY=SUCCESS)");
-                self.shared.outbound.notify_one();
+                self.svc.outbound.notify_one();
             }
             Err(e) => warn!(error = %e, "cannot store the success notification"),
         }

@@ -1,0 +1,401 @@
+//! The composition root: builds hato's services once (store, policy and auth throttling, TLS and
+//! certificates, DNS, connection limits, shutdown, the queue waker) and hands each listener only
+//! what its protocol uses, then runs them with the outbound scheduler until a signal stops them.
+//!
+//! This is the only module that knows every protocol; the protocol drivers (`smtp`, `pop3`,
+//! `imap`, `https`) and the outbound scheduler (`delivery`) never import it.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use hato_store::Store;
+use hato_tls::CertResolver;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tracing::{error, info, warn};
+
+use crate::config::{BareLineEndings, Config, Listener as ListenerConfig, Protocol, TlsMode};
+use crate::https::{HttpsService, Site};
+use crate::imap::{HeaderCache, ImapService};
+use crate::net::{ConnectionLimits, Listener, ServerTls, Service, Timeouts};
+use crate::policy::Policy;
+use crate::pop3::{MaildropLocks, Pop3Service};
+use crate::smtp::SmtpService;
+
+/// Memory for the IMAP header cache: about 20,000 messages' headers.
+const HEADER_CACHE_BYTES: usize = 16 * 1024 * 1024;
+/// Time for a mail listener's TLS handshake (implicit TLS or after STARTTLS/STLS).
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What the start-up summary says of a listener.
+struct Described {
+    protocol: Protocol,
+    tls: TlsMode,
+    require_tls: bool,
+    bind: SocketAddr,
+}
+
+/// A bound, not yet serving, instance: created by [`Server::bind`] so start-up errors (ports in
+/// use, certificates) surface before anything is announced.
+pub struct Server {
+    config: Config,
+    listeners: Vec<(Listener, Described)>,
+    policy: Arc<Policy>,
+    limits: Arc<ConnectionLimits>,
+    outbound: Arc<tokio::sync::Notify>,
+    resolver: Option<Arc<CertResolver>>,
+    tls_summary: String,
+    shutdown_tx: watch::Sender<bool>,
+}
+
+impl Server {
+    pub async fn bind(
+        config: Config,
+        store: Arc<dyn Store>,
+        tls: Option<(Arc<CertResolver>, String)>,
+    ) -> anyhow::Result<Server> {
+        let (shutdown_tx, shutdown) = watch::channel(false);
+        let policy = Arc::new(
+            Policy::new(
+                store,
+                config.local_domains(),
+                &config.hostname,
+                config.auth.clone(),
+                config.relay_nets(),
+            )?
+            .with_quota(config.limits.quota_bytes),
+        );
+        let (resolver, tls_summary) = match tls {
+            Some((r, s)) => (Some(r), s),
+            None => (None, "none".into()),
+        };
+        let mail_tls = resolver
+            .as_ref()
+            .map(|r| ServerTls::new(hato_tls::server_config(r.clone()), HANDSHAKE_TIMEOUT));
+        let limits = &config.limits;
+        let shared = Parts {
+            policy: policy.clone(),
+            timeouts: Timeouts {
+                command: Duration::from_secs(limits.command_timeout_secs),
+                unauthenticated: Duration::from_secs(limits.unauthenticated_timeout_secs),
+                data: Duration::from_secs(limits.data_timeout_secs),
+            },
+            shutdown,
+            outbound: Arc::new(tokio::sync::Notify::new()),
+            header_cache: Arc::new(HeaderCache::new(HEADER_CACHE_BYTES)),
+            pop3_locks: Arc::new(MaildropLocks::default()),
+            dns: reverse_dns(&config),
+            https: https_site(&config, resolver.as_ref()),
+        };
+        let mut listeners = Vec::new();
+        for l in &config.listeners {
+            if l.tls != TlsMode::None && mail_tls.is_none() {
+                anyhow::bail!("listener {}: TLS configured but no certificate", l.bind);
+            }
+            let socket = TcpListener::bind(l.bind).await.map_err(|e| {
+                let hint = match e.kind() {
+                    std::io::ErrorKind::AddrInUse => {
+                        "another program uses this port: stop it or change `bind`"
+                    }
+                    std::io::ErrorKind::PermissionDenied => {
+                        "ports below 1024 need root or CAP_NET_BIND_SERVICE"
+                    }
+                    _ => "check the address",
+                };
+                anyhow::anyhow!("listener.bind = \"{}\": {e} ({hint})", l.bind)
+            })?;
+            let bind = socket.local_addr()?;
+            let service = service(&config, l, &shared)?;
+            let (implicit_tls, starttls) = match (l.protocol, l.tls) {
+                (Protocol::Https, _) => (shared.https.as_ref().map(|site| site.tls()), None),
+                (_, TlsMode::Implicit) => (mail_tls.clone(), None),
+                (_, TlsMode::Starttls) => (None, mail_tls.clone()),
+                (_, TlsMode::None) => (None, None),
+            };
+            let described = Described {
+                protocol: l.protocol,
+                tls: l.tls,
+                require_tls: l.require_tls(),
+                bind,
+            };
+            let listener = Listener {
+                socket,
+                service,
+                implicit_tls,
+                starttls,
+            };
+            listeners.push((listener, described));
+        }
+        Ok(Server {
+            limits: ConnectionLimits::new(limits.max_connections, limits.max_connections_per_ip),
+            outbound: shared.outbound,
+            config,
+            listeners,
+            policy,
+            resolver,
+            tls_summary,
+            shutdown_tx,
+        })
+    }
+
+    /// The human summary printed at start-up.
+    pub fn summary(&self, config_path: Option<&std::path::Path>) -> String {
+        let mut s = format!(
+            "hato {} is running\n  hostname   {}\n  domains    {}\n  data dir   {} (SQLite store hato.db)\n  TLS        {}\n",
+            env!("CARGO_PKG_VERSION"),
+            self.config.hostname,
+            self.config.local_domains().join(", "),
+            self.config.data_dir.display(),
+            self.tls_summary,
+        );
+        for (i, (_, l)) in self.listeners.iter().enumerate() {
+            let what = match (l.protocol, l.tls) {
+                (Protocol::Smtp, TlsMode::None) => "incoming mail, plaintext only",
+                (Protocol::Smtp, TlsMode::Starttls) if l.require_tls => {
+                    "incoming mail, STARTTLS required"
+                }
+                (Protocol::Smtp, TlsMode::Starttls) => "incoming mail, STARTTLS offered",
+                (Protocol::Smtp, TlsMode::Implicit) => "incoming mail, implicit TLS",
+                (Protocol::Submission, TlsMode::None) => "submission, plaintext (AUTH impossible)",
+                (Protocol::Submission, TlsMode::Starttls) if l.require_tls => {
+                    "submission, STARTTLS required, AUTH required"
+                }
+                (Protocol::Submission, TlsMode::Starttls) => "submission, STARTTLS, AUTH required",
+                (Protocol::Submission, TlsMode::Implicit) => {
+                    "submission, implicit TLS, AUTH required"
+                }
+                (Protocol::Pop3, TlsMode::None) => "POP3, plaintext (login impossible)",
+                (Protocol::Pop3, TlsMode::Starttls) => "POP3, STLS required before login",
+                (Protocol::Pop3, TlsMode::Implicit) => "POP3, implicit TLS",
+                (Protocol::Imap, TlsMode::None) => "IMAP, plaintext (login impossible)",
+                (Protocol::Imap, TlsMode::Starttls) => "IMAP, STARTTLS required before login",
+                (Protocol::Imap, TlsMode::Implicit) => "IMAP, implicit TLS",
+                (Protocol::Https, _) => "HTTPS, MTA-STS policy of the local domains",
+            };
+            let proto = l.protocol.name();
+            let head = if i == 0 { "listeners" } else { "" };
+            s += &format!(
+                "  {head:<10} {proto:<11} {:<22} {what}\n",
+                l.bind.to_string()
+            );
+        }
+        let cfg = config_path
+            .map(|p| format!(" --config {}", p.display()))
+            .unwrap_or_default();
+        let domain = self.config.local_domains()[0].clone();
+        s += &format!("  add a user: hato{cfg} user add you@{domain}\n");
+        s
+    }
+
+    /// Serves until SIGINT/SIGTERM, then lets running sessions finish (up to 10 s).
+    pub async fn run(self) -> anyhow::Result<()> {
+        let Server {
+            config,
+            listeners,
+            policy,
+            limits,
+            outbound,
+            resolver,
+            shutdown_tx,
+            ..
+        } = self;
+        // Install every handler before serving: a signal that arrives before its handler exists
+        // would kill the process with its default action.
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+        let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+        let hup = signal(SignalKind::hangup()).context("cannot handle SIGHUP")?;
+        if let Some(r) = resolver {
+            let check = config
+                .tls
+                .as_ref()
+                .map(|t| t.reload_check_secs)
+                .unwrap_or(10);
+            tokio::spawn(reload_certificates(r, hup, check));
+        }
+        let shutdown = shutdown_tx.subscribe();
+        crate::delivery::spawn(&config, policy.store().clone(), outbound, shutdown.clone())?;
+        for (listener, _) in listeners {
+            tokio::spawn(listener.run(limits.clone(), shutdown.clone()));
+        }
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        info!("shutting down: no new connections, telling sessions to finish");
+        let _ = shutdown_tx.send(true);
+        if !limits.drain(Duration::from_secs(10)).await {
+            warn!("some sessions did not finish within 10 s");
+        }
+        info!("stopped");
+        Ok(())
+    }
+}
+
+/// The MTA-STS policy host shared by all `https` listeners (None without such a listener or
+/// without certificates). Logs the policy id to publish and the policy hosts the certificates
+/// do not cover.
+fn https_site(config: &Config, resolver: Option<&Arc<CertResolver>>) -> Option<Arc<Site>> {
+    let resolver = resolver?;
+    if !config
+        .listeners
+        .iter()
+        .any(|l| l.protocol == Protocol::Https)
+    {
+        return None;
+    }
+    let domains = config.local_domains();
+    let site = Site::new(&config.mta_sts_policy(), &domains, resolver.clone());
+    info!(
+        hosts = %site.hosts().join(", "),
+        id = site.policy_id(),
+        "MTA-STS policy served; the _mta-sts TXT records must say \"v=STSv1; id={}\" (hato dns prints them)",
+        site.policy_id()
+    );
+    let uncovered = crate::https::uncovered_hosts(resolver, &domains);
+    if !uncovered.is_empty() {
+        warn!(
+            hosts = %uncovered.join(", "),
+            "no certificate covers these MTA-STS policy hosts: senders will not accept the policy; add the names to the certificate"
+        );
+    }
+    Some(Arc::new(site))
+}
+
+/// What the services share, built once.
+struct Parts {
+    policy: Arc<Policy>,
+    timeouts: Timeouts,
+    shutdown: crate::net::Shutdown,
+    outbound: Arc<tokio::sync::Notify>,
+    header_cache: Arc<HeaderCache>,
+    pop3_locks: Arc<MaildropLocks>,
+    dns: Option<hato_delivery::route::Router>,
+    https: Option<Arc<Site>>,
+}
+
+/// For the reverse DNS name of SMTP clients (Received headers); None without a resolver.
+fn reverse_dns(config: &Config) -> Option<hato_delivery::route::Router> {
+    let dns = hato_delivery::route::DnsConfig {
+        nameservers: config.dns.nameservers.clone(),
+        timeout: Duration::from_secs(config.dns.timeout_secs),
+        ..Default::default()
+    };
+    match hato_delivery::route::Router::new(&dns, Default::default()) {
+        Ok(r) => Some(r),
+        Err(e) => {
+            warn!(error = %e, "no DNS resolver: Received headers show client addresses only");
+            None
+        }
+    }
+}
+
+/// The service of one configured listener, with only what its protocol uses.
+fn service(config: &Config, l: &ListenerConfig, parts: &Parts) -> anyhow::Result<Arc<dyn Service>> {
+    let lim = &config.limits;
+    Ok(match l.protocol {
+        Protocol::Smtp | Protocol::Submission => Arc::new(SmtpService {
+            config: Arc::new(hato_smtp::Config {
+                hostname: config.hostname.clone(),
+                mode: if l.protocol == Protocol::Smtp {
+                    hato_smtp::Mode::Mx
+                } else {
+                    hato_smtp::Mode::Submission
+                },
+                starttls: l.tls == TlsMode::Starttls,
+                require_tls: l.require_tls(),
+                max_message_size: lim.max_message_size,
+                max_recipients: lim.max_recipients,
+                max_errors: lim.max_errors,
+                max_command_line: lim.max_command_line,
+                max_text_line: lim.max_text_line,
+                bare_line_endings: match l.bare_line_endings {
+                    BareLineEndings::Reject => hato_smtp::BareLinePolicy::Reject,
+                    BareLineEndings::Normalize => hato_smtp::BareLinePolicy::Normalize,
+                },
+                reject_early_talkers: l.greeting_delay_ms() > 0,
+            }),
+            protocol: l.protocol,
+            greeting_delay: Duration::from_millis(l.greeting_delay_ms()),
+            hostname: config.hostname.clone(),
+            policy: parts.policy.clone(),
+            timeouts: parts.timeouts,
+            shutdown: parts.shutdown.clone(),
+            outbound: parts.outbound.clone(),
+            dns: parts.dns.clone(),
+        }),
+        Protocol::Pop3 => Arc::new(Pop3Service {
+            config: Arc::new(hato_pop3::Config {
+                hostname: config.hostname.clone(),
+                stls: l.tls == TlsMode::Starttls,
+                max_errors: lim.max_errors,
+                max_command_line: lim.max_command_line,
+            }),
+            policy: parts.policy.clone(),
+            timeouts: parts.timeouts,
+            shutdown: parts.shutdown.clone(),
+            locks: parts.pop3_locks.clone(),
+        }),
+        Protocol::Imap => {
+            let mut limits = hato_imap::Limits::default();
+            limits.max_append_literal = lim.max_message_size as u64;
+            limits.max_command = limits
+                .max_command
+                .max(limits.max_append_literal.saturating_add(1024 * 1024));
+            Arc::new(ImapService {
+                config: Arc::new(hato_imap::Config {
+                    hostname: config.hostname.clone(),
+                    starttls: l.tls == TlsMode::Starttls,
+                    limits,
+                    pre_auth_limits: hato_imap::Limits::pre_auth(),
+                    max_errors: lim.max_errors.max(1),
+                    quota_bytes: lim.quota_bytes,
+                }),
+                policy: parts.policy.clone(),
+                timeouts: parts.timeouts,
+                shutdown: parts.shutdown.clone(),
+                header_cache: parts.header_cache.clone(),
+            })
+        }
+        Protocol::Https => Arc::new(HttpsService {
+            site: parts
+                .https
+                .clone()
+                .with_context(|| format!("listener {}: https needs a certificate", l.bind))?,
+            shutdown: parts.shutdown.clone(),
+        }),
+    })
+}
+
+/// Reloads certificates on SIGHUP and when their files change (e.g. certbot renewals).
+async fn reload_certificates(
+    resolver: Arc<CertResolver>,
+    mut hup: tokio::signal::unix::Signal,
+    check_secs: u64,
+) {
+    let period = Duration::from_secs(check_secs.max(1));
+    loop {
+        let reason = tokio::select! {
+            _ = hup.recv() => "SIGHUP",
+            _ = tokio::time::sleep(period), if check_secs > 0 => {
+                if !resolver.files_changed() { continue; }
+                "files changed"
+            }
+        };
+        let r = resolver.clone();
+        match tokio::task::spawn_blocking(move || r.reload()).await {
+            Ok(Ok(warnings)) => {
+                info!(reason, "certificates reloaded");
+                for w in warnings {
+                    warn!("{w}");
+                }
+            }
+            Ok(Err(e)) => {
+                error!(reason, error = %e, "certificate reload failed; still serving the previous certificates")
+            }
+            Err(e) => error!(error = %e, "certificate reload task failed"),
+        }
+    }
+}

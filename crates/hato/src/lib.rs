@@ -1,0 +1,33 @@
+//! hato: the mail server as a library, under a thin binary (`main.rs` calls [`cli::main`]).
+//!
+//! # Layout
+//!
+//! Modules depend downwards only; no module imports one above it.
+//!
+//! | module | owns | uses |
+//! |---|---|---|
+//! | [`cli`] | the command line: `serve`, `check-config`, `user`, `alias`, `queue`, `dns` | everything below |
+//! | [`app`] | the composition root: builds each service once, binds listeners, runs until a signal | the services, `net`, `delivery` |
+//! | [`smtp`], [`pop3`], [`imap`], [`https`] | one protocol driver each: a [`net::Service`] over the sans-IO session of its crate | `net`, `policy`, `local_mail`, the store |
+//! | `delivery` | the outbound scheduler: plan, connect, transact, bounce, TLS reports | `local_mail`, the store, hato-delivery |
+//! | [`net`] | the connection skeleton: accept, limits, implicit TLS / STARTTLS, timeouts | hato-tls |
+//! | [`policy`] | who may log in (argon2, throttling), send and receive | the store |
+//! | [`local_mail`] | mail hato writes itself (DSNs) entering the store | the store |
+//! | [`config`], [`mta_sts_policy`], [`dns_records`] | the TOML configuration, the published MTA-STS policy, the DNS records to publish | — |
+//!
+//! Must never: hold protocol rules (they live in the sans-IO crates), or let a driver reach
+//! into another driver or into `app`.
+
+pub mod app;
+pub mod cli;
+pub mod config;
+mod delivery;
+pub mod dns_records;
+pub mod https;
+pub mod imap;
+pub mod local_mail;
+pub mod mta_sts_policy;
+pub mod net;
+pub mod policy;
+pub mod pop3;
+pub mod smtp;
