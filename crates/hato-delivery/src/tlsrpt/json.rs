@@ -1,0 +1,192 @@
+//! The JSON of reports and journal lines (RFC 8460 4.4): the serde shapes, built from and read
+//! back into the types of [`model`](super::model).
+
+use serde::{Deserialize, Serialize};
+
+use super::model::{FailureDetail, FailureType, PolicyCounts, PolicyDesc, PolicyType};
+use super::normalize_domain;
+
+#[derive(Debug, Serialize, Deserialize)]
+pub(super) struct ReportJson {
+    #[serde(rename = "organization-name")]
+    pub(super) organization_name: String,
+    #[serde(rename = "date-range")]
+    pub(super) date_range: DateRangeJson,
+    #[serde(rename = "contact-info")]
+    pub(super) contact_info: String,
+    #[serde(rename = "report-id")]
+    pub(super) report_id: String,
+    pub(super) policies: Vec<PolicyResultJson>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub(super) struct DateRangeJson {
+    #[serde(rename = "start-datetime")]
+    pub(super) start: String,
+    #[serde(rename = "end-datetime")]
+    pub(super) end: String,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub(super) struct PolicyResultJson {
+    pub(super) policy: PolicyJson,
+    pub(super) summary: SummaryJson,
+    #[serde(
+        rename = "failure-details",
+        default,
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub(super) failure_details: Vec<FailureDetailJson>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub(super) struct PolicyJson {
+    #[serde(rename = "policy-type")]
+    policy_type: PolicyType,
+    #[serde(
+        rename = "policy-string",
+        default,
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    policy_string: Vec<String>,
+    #[serde(rename = "policy-domain")]
+    policy_domain: String,
+    #[serde(rename = "mx-host", default, skip_serializing_if = "Vec::is_empty")]
+    mx_host: Vec<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub(super) struct SummaryJson {
+    #[serde(rename = "total-successful-session-count")]
+    pub(super) successful: u64,
+    #[serde(rename = "total-failure-session-count")]
+    pub(super) failed: u64,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub(super) struct FailureDetailJson {
+    #[serde(rename = "result-type")]
+    result_type: FailureType,
+    #[serde(
+        rename = "sending-mta-ip",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    sending_mta_ip: Option<String>,
+    #[serde(
+        rename = "receiving-mx-hostname",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    receiving_mx_hostname: Option<String>,
+    #[serde(
+        rename = "receiving-mx-helo",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    receiving_mx_helo: Option<String>,
+    #[serde(
+        rename = "receiving-ip",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    receiving_ip: Option<String>,
+    #[serde(rename = "failed-session-count")]
+    failed_session_count: u64,
+    #[serde(
+        rename = "additional-information",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    additional_information: Option<String>,
+    #[serde(
+        rename = "failure-reason-code",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    failure_reason_code: Option<String>,
+}
+
+/// One journal line: counts to add for one domain (`policy.policy-domain`) and policy.
+#[derive(Debug, Serialize, Deserialize)]
+pub(super) struct JournalLine {
+    pub(super) policy: PolicyJson,
+    pub(super) successful: u64,
+    pub(super) failed: u64,
+    #[serde(
+        rename = "failure-details",
+        default,
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub(super) failure_details: Vec<FailureDetailJson>,
+}
+
+pub(super) fn policy_json(domain: &str, policy: &PolicyDesc) -> PolicyJson {
+    PolicyJson {
+        policy_type: policy.policy_type,
+        policy_string: policy.policy_strings.clone(),
+        policy_domain: domain.to_owned(),
+        mx_host: policy.mx_hosts.clone(),
+    }
+}
+
+fn detail_json(detail: &FailureDetail, count: u64) -> FailureDetailJson {
+    FailureDetailJson {
+        result_type: detail.result_type,
+        sending_mta_ip: detail.sending_mta_ip.map(|ip| ip.to_string()),
+        receiving_mx_hostname: detail.receiving_mx_hostname.clone(),
+        receiving_mx_helo: detail.receiving_mx_helo.clone(),
+        receiving_ip: detail.receiving_ip.map(|ip| ip.to_string()),
+        failed_session_count: count,
+        additional_information: detail.additional_information.clone(),
+        failure_reason_code: detail.failure_reason_code.clone(),
+    }
+}
+
+pub(super) fn details_json(counts: &PolicyCounts) -> Vec<FailureDetailJson> {
+    counts
+        .failure_details
+        .iter()
+        .map(|(detail, &n)| detail_json(detail, n))
+        .collect()
+}
+
+/// A journal line back into (domain, policy, counts); None if its domain is empty.
+pub(super) fn from_journal(line: JournalLine) -> Option<(String, PolicyDesc, PolicyCounts)> {
+    let domain = normalize_domain(&line.policy.policy_domain);
+    if domain.is_empty() {
+        return None;
+    }
+    let policy = PolicyDesc {
+        policy_type: line.policy.policy_type,
+        policy_strings: line.policy.policy_string,
+        mx_hosts: line.policy.mx_host,
+    }
+    .cleaned();
+    let failure_details = line
+        .failure_details
+        .into_iter()
+        .map(|d| {
+            let detail = FailureDetail {
+                result_type: d.result_type,
+                sending_mta_ip: d.sending_mta_ip.and_then(|ip| ip.parse().ok()),
+                receiving_mx_hostname: d.receiving_mx_hostname,
+                receiving_mx_helo: d.receiving_mx_helo,
+                receiving_ip: d.receiving_ip.and_then(|ip| ip.parse().ok()),
+                additional_information: d.additional_information,
+                failure_reason_code: d.failure_reason_code,
+            }
+            .cleaned();
+            (detail, d.failed_session_count)
+        })
+        .collect();
+    Some((
+        domain,
+        policy,
+        PolicyCounts {
+            successful: line.successful,
+            failed: line.failed,
+            failure_details,
+        },
+    ))
+}
