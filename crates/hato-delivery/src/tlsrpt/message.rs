@@ -2,7 +2,7 @@
 //! helpers that keep header fields single-line and short.
 
 use base64::Engine as _;
-use time::{Date, OffsetDateTime};
+use time::Date;
 
 use super::model::truncate_chars;
 use super::normalize_domain;
@@ -55,7 +55,7 @@ pub fn report_message(
             ),
         );
     }
-    header("Date", &rfc5322_date(now));
+    header("Date", &hato_wire::date::rfc5322(now));
     header("Message-ID", &message_id);
     header("TLS-Report-Domain", &domain);
     header("TLS-Report-Submitter", &submitter);
@@ -112,17 +112,6 @@ fn unique_id(report_id: &str) -> String {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
-}
-
-/// RFC 5322 date-time in UTC.
-fn rfc5322_date(unix: i64) -> String {
-    OffsetDateTime::from_unix_timestamp(unix)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc2822)
-                .ok()
-        })
-        .unwrap_or_else(|| "Thu, 01 Jan 1970 00:00:00 +0000".into())
 }
 
 /// A header-field-safe single line: control characters become spaces, cut well below 998.
