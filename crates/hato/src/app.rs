@@ -216,7 +216,7 @@ impl Server {
             tokio::spawn(reload_certificates(r, hup, check));
         }
         let shutdown = shutdown_tx.subscribe();
-        crate::delivery::spawn(&config, policy.store().clone(), outbound, shutdown.clone())?;
+        crate::outbound::spawn(&config, policy.store().clone(), outbound, shutdown.clone())?;
         for (listener, _) in listeners {
             tokio::spawn(listener.run(limits.clone(), shutdown.clone()));
         }

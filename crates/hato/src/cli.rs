@@ -13,7 +13,7 @@ use hato_store::Store;
 use hato_store::sqlite::SqliteStore;
 
 use crate::config::Config;
-use crate::{app, config, delivery, dns_records, https, policy};
+use crate::{app, config, dns_records, https, outbound, policy};
 
 #[derive(Parser)]
 #[command(
@@ -196,7 +196,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve => serve(config, cli.config.as_deref()).await,
         Command::CheckConfig => {
             let tls = setup_tls(&config)?;
-            let delivery = delivery::check(&config)?;
+            let delivery = outbound::check(&config)?;
             println!(
                 "configuration OK: {} listener(s); TLS: {}; delivery: {delivery}",
                 config.listeners.len(),
@@ -268,7 +268,7 @@ fn setup_tls(config: &Config) -> anyhow::Result<Option<(Arc<hato_tls::CertResolv
 
 async fn serve(config: Config, config_path: Option<&Path>) -> anyhow::Result<()> {
     let tls = setup_tls(&config)?;
-    delivery::check(&config)?;
+    outbound::check(&config)?;
     if !config.relay_networks.is_empty() {
         tracing::warn!(
             networks = %config.relay_networks.join(", "),

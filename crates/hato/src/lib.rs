@@ -21,13 +21,13 @@
 pub mod app;
 pub mod cli;
 pub mod config;
-mod delivery;
 pub mod dns_records;
 pub mod https;
 pub mod imap;
 pub mod local_mail;
 pub mod mta_sts_policy;
 pub mod net;
+mod outbound;
 pub mod policy;
 pub mod pop3;
 pub mod smtp;

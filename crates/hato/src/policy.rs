@@ -180,6 +180,36 @@ impl Policy {
         Duration::from_secs(self.auth.failure_window_secs)
     }
 
+    /// A POP3 or IMAP login: [`Policy::authenticate`], logged with the session's TLS.
+    pub async fn login(
+        &self,
+        ip: IpAddr,
+        username: &str,
+        password: &str,
+        tls: Option<&hato_wire::TlsInfo>,
+    ) -> (AuthOutcome, Option<hato_store::Account>) {
+        let (verdict, account) = self.authenticate(ip, None, username, password).await;
+        match (verdict, account) {
+            (AuthOutcome::Ok, Some(a)) => {
+                info!(
+                    user = %a.address,
+                    tls_version = tls.map(|t| t.version.as_str()).unwrap_or("-"),
+                    tls_cipher = tls.map(|t| t.cipher.as_str()).unwrap_or("-"),
+                    "login ok"
+                );
+                (AuthOutcome::Ok, Some(a))
+            }
+            (AuthOutcome::Throttled, _) => {
+                tracing::warn!(user = %username, "login refused: too many failures");
+                (AuthOutcome::Throttled, None)
+            }
+            _ => {
+                tracing::warn!(user = %username, "login failed");
+                (AuthOutcome::Failed, None)
+            }
+        }
+    }
+
     /// Checks credentials. Returns the verdict and the account on success.
     pub async fn authenticate(
         &self,

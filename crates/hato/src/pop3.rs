@@ -8,10 +8,10 @@ use std::collections::HashSet;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
-use hato_pop3::{Action, AuthOutcome, MaildropError, MessageError, MessageInfo, Session};
+use hato_pop3::{Action, MaildropError, MessageError, MessageInfo, Session};
 use hato_store::{AccountId, Expunge, MailboxId};
 use tokio::io::AsyncWriteExt;
-use tracing::{error, info, warn};
+use tracing::{error, info};
 
 use crate::net::{self, ClientStream, Connection, Input, Shutdown, Timeouts, write_with_timeout};
 use crate::policy::Policy;
@@ -133,23 +133,9 @@ impl<'a> Conn<'a> {
                     let (verdict, account) = self
                         .svc
                         .policy
-                        .authenticate(self.ip, None, &username, &password)
+                        .login(self.ip, &username, &password, s.tls_info())
                         .await;
-                    let verdict = match (verdict, account) {
-                        (hato_wire::AuthOutcome::Ok, Some(a)) => {
-                            info!(user = %a.address, tls = ?s.tls_info().map(|t| (&t.version, &t.cipher)), "login ok");
-                            self.account = Some(a);
-                            AuthOutcome::Ok
-                        }
-                        (hato_wire::AuthOutcome::Throttled, _) => {
-                            warn!(user = %username, "login refused: too many failures");
-                            AuthOutcome::Throttled
-                        }
-                        _ => {
-                            warn!(user = %username, "login failed");
-                            AuthOutcome::Failed
-                        }
-                    };
+                    self.account = account;
                     s.auth_result(verdict);
                 }
                 Action::OpenMaildrop { .. } => {
