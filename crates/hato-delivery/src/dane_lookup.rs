@@ -32,52 +32,29 @@
 //! by link when hickory calls an answer bogus, and keep the verdict unless a CNAME is involved.
 
 use std::net::IpAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use hickory_resolver::TokioResolver;
 use hickory_resolver::net::{DnsError, NetError};
-use hickory_resolver::proto::dnssec::{Proof, TrustAnchors};
+use hickory_resolver::proto::dnssec::Proof;
 use hickory_resolver::proto::rr::{Name, RData, Record, RecordType};
 use tracing::debug;
 
 use crate::dane::{self, Tlsa};
 use crate::dane_verify::DaneVerifier;
 use crate::policy::TlsaStatus;
-use crate::route::{DnsConfig, absolute, normalize, resolver_builder};
+use hato_dns::{DnsConfig, absolute, normalize, resolver_builder};
 
 /// Most CNAME links followed for an MX host's addresses.
 const MAX_CNAME_LINKS: usize = 8;
 
-/// Where DNSSEC validation starts.
-#[derive(Clone, Default)]
-pub enum TrustAnchor {
-    /// The IANA root zone KSKs compiled into hickory-proto 0.26 (KSK-2017, key tag 20326, and
-    /// KSK-2024, key tag 38696).
-    #[default]
-    Root,
-    /// A file of DNSKEY records in zone-file format (as read by
-    /// `hickory_proto::dnssec::TrustAnchors::from_file`), e.g. a copy of the root keys.
-    File(PathBuf),
-    /// Keys given in code: tests with their own signed zone, private roots.
-    Keys(Arc<TrustAnchors>),
-}
-
-impl std::fmt::Debug for TrustAnchor {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            TrustAnchor::Root => f.write_str("Root"),
-            TrustAnchor::File(path) => f.debug_tuple("File").field(path).finish(),
-            TrustAnchor::Keys(keys) => write!(f, "Keys({} root keys, more named)", keys.len()),
-        }
-    }
-}
+pub use hato_dns::TrustAnchor;
 
 /// The validating resolver could not be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum DaneSetupError {
-    #[error("cannot read the DNSSEC trust anchor {path}: {detail}")]
-    TrustAnchor { path: PathBuf, detail: String },
+    #[error(transparent)]
+    TrustAnchor(#[from] hato_dns::TrustAnchorError),
     #[error("cannot set up the validating DNS resolver: {0}")]
     Resolver(#[from] NetError),
 }
@@ -256,35 +233,13 @@ enum Answer {
     Failed(Security, String),
 }
 
-impl TrustAnchor {
-    /// Reads a [`TrustAnchor::File`] now (no-op for the others), for configuration checks.
-    pub fn check(&self) -> Result<(), DaneSetupError> {
-        if let TrustAnchor::File(path) = self {
-            TrustAnchors::from_file(path).map_err(|e| DaneSetupError::TrustAnchor {
-                path: path.clone(),
-                detail: e.to_string(),
-            })?;
-        }
-        Ok(())
-    }
-}
-
 impl DaneResolver {
     /// A validating resolver with the configured (or the system's) nameservers and the trust
     /// anchor. Needs a tokio runtime. The nameservers must pass DNSSEC records through (any
     /// DNSSEC-aware recursive resolver does; a stub that strips RRSIGs makes every signed name
     /// bogus).
     pub fn new(config: &DnsConfig, anchor: &TrustAnchor) -> Result<DaneResolver, DaneSetupError> {
-        let anchors = match anchor {
-            TrustAnchor::Root => Arc::new(TrustAnchors::default()),
-            TrustAnchor::File(path) => Arc::new(TrustAnchors::from_file(path).map_err(|e| {
-                DaneSetupError::TrustAnchor {
-                    path: path.clone(),
-                    detail: e.to_string(),
-                }
-            })?),
-            TrustAnchor::Keys(keys) => keys.clone(),
-        };
+        let anchors = anchor.load()?;
         let mut builder = resolver_builder(config)?.with_trust_anchor(anchors);
         let options = builder.options_mut();
         // Set by with_trust_anchor as well; explicit, since everything here depends on it.

@@ -7,40 +7,14 @@
 //! of the local host, classifying errors as permanent or transient — are pure functions here, so
 //! they are unit-tested without DNS.
 
-use std::net::{IpAddr, SocketAddr};
-use std::time::Duration;
+use std::net::IpAddr;
 
-use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolverConfig, ResolverOpts};
-use hickory_resolver::net::NetError;
-use hickory_resolver::net::runtime::TokioRuntimeProvider;
-use hickory_resolver::proto::rr::{Name, RData, RecordType};
-use hickory_resolver::{Resolver, ResolverBuilder, TokioResolver};
+use std::sync::Arc;
+
+use hato_dns::hickory_resolver::net::NetError;
+use hato_dns::{Answer, HickoryResolver, Resolver, absolute, normalize};
 use rand::Rng;
 use rand::seq::SliceRandom;
-
-/// DNS settings (`[dns]` in the configuration).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DnsConfig {
-    /// Nameservers to ask (`ip:port`); empty: the system's (`/etc/resolv.conf`).
-    pub nameservers: Vec<SocketAddr>,
-    /// Per query and server.
-    pub timeout: Duration,
-    /// Attempts per query and server.
-    pub attempts: usize,
-    /// Ask over TCP only (networks that filter UDP; tests).
-    pub tcp_only: bool,
-}
-
-impl Default for DnsConfig {
-    fn default() -> DnsConfig {
-        DnsConfig {
-            nameservers: Vec::new(),
-            timeout: Duration::from_secs(5),
-            attempts: 2,
-            tcp_only: false,
-        }
-    }
-}
 
 /// Which address families are tried, in which order, for each MX host.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -236,24 +210,12 @@ pub fn order_addresses(mut addresses: Vec<IpAddr>, order: AddressOrder) -> Vec<I
     addresses
 }
 
-/// Lower case, no trailing dot ("" for the root).
-pub(crate) fn normalize(host: &str) -> String {
-    host.trim().trim_end_matches('.').to_ascii_lowercase()
-}
-
-/// How one DNS question ended.
-enum Answer<T> {
-    Found(Vec<T>),
-    /// NOERROR without records of the type (NODATA).
-    NoData,
-    NxDomain,
-    Failed(String),
-}
+pub use hato_dns::DnsConfig;
 
 /// MX resolution against DNS.
 #[derive(Clone)]
 pub struct Router {
-    resolver: TokioResolver,
+    dns: Arc<dyn Resolver>,
     order: AddressOrder,
 }
 
@@ -268,19 +230,29 @@ impl std::fmt::Debug for Router {
 impl Router {
     /// A router with the configured (or the system's) nameservers. Needs a tokio runtime.
     pub fn new(config: &DnsConfig, order: AddressOrder) -> Result<Router, NetError> {
-        Ok(Router {
-            resolver: resolver_builder(config)?.build()?,
+        Ok(Router::with_resolver(
+            Arc::new(HickoryResolver::new(config)?),
             order,
-        })
+        ))
+    }
+
+    /// A router over a resolver the caller built (the server's shared one, or a test's).
+    pub fn with_resolver(dns: Arc<dyn Resolver>, order: AddressOrder) -> Router {
+        Router { dns, order }
+    }
+
+    /// The resolver underneath.
+    pub fn resolver(&self) -> &Arc<dyn Resolver> {
+        &self.dns
     }
 
     /// The hosts to try for `domain`, best first, each with its addresses.
     pub async fn route(&self, domain: &str) -> Result<Route, RouteError> {
         let domain = normalize(domain);
-        let name = absolute(&domain).ok_or_else(|| RouteError::InvalidDomain {
-            domain: domain.clone(),
-        })?;
-        let records = match self.mx(&name).await {
+        if absolute(&domain).is_none() {
+            return Err(RouteError::InvalidDomain { domain });
+        }
+        let records = match self.dns.mx(&domain).await {
             Answer::Found(records) => records,
             Answer::NoData => Vec::new(),
             Answer::NxDomain => return Err(RouteError::NoSuchDomain { domain }),
@@ -291,7 +263,7 @@ impl Router {
         }
         if records.is_empty() {
             // Implicit MX: the domain itself with preference 0.
-            return match self.addresses(&name).await {
+            return match self.addresses(&domain).await {
                 Answer::Found(addresses) => Ok(Route {
                     hosts: vec![MxHost {
                         name: domain.clone(),
@@ -317,7 +289,7 @@ impl Router {
             let host = host.clone();
             lookups.spawn(async move {
                 let answer = match absolute(&host) {
-                    Some(name) => router.addresses(&name).await,
+                    Some(_) => router.addresses(&host).await,
                     None => Answer::NxDomain,
                 };
                 (index, answer)
@@ -369,25 +341,14 @@ impl Router {
     /// temporary failure (SERVFAIL, timeout): the caller decides (for MTA-STS: use the cached
     /// policy).
     pub async fn txt(&self, name: &str) -> Result<Vec<String>, String> {
-        let name = absolute(&normalize(name)).ok_or_else(|| format!("invalid name {name:?}"))?;
-        match self.resolver.lookup(name, RecordType::TXT).await {
-            Ok(lookup) => Ok(lookup
-                .answers()
-                .iter()
-                .filter_map(|r| match &r.data {
-                    RData::TXT(txt) => Some(
-                        txt.txt_data
-                            .iter()
-                            .map(|part| String::from_utf8_lossy(part))
-                            .collect::<String>(),
-                    ),
-                    _ => None,
-                })
-                .collect()),
-            Err(e) => match classify::<()>(&e) {
-                Answer::NxDomain | Answer::NoData | Answer::Found(_) => Ok(Vec::new()),
-                Answer::Failed(detail) => Err(detail),
-            },
+        let name = normalize(name);
+        if absolute(&name).is_none() {
+            return Err(format!("invalid name {name:?}"));
+        }
+        match self.dns.txt(&name).await {
+            Answer::Found(records) => Ok(records),
+            Answer::NxDomain | Answer::NoData => Ok(Vec::new()),
+            Answer::Failed(detail) => Err(detail),
         }
     }
 
@@ -395,8 +356,11 @@ impl Router {
     /// [`AddressOrder`]), e.g. `mta-sts.<domain>` for the MTA-STS policy fetch. NXDOMAIN and no
     /// records: empty. `Err` is a temporary failure (SERVFAIL, timeout) or an invalid name.
     pub async fn host_addresses(&self, host: &str) -> Result<Vec<IpAddr>, String> {
-        let name = absolute(&normalize(host)).ok_or_else(|| format!("invalid name {host:?}"))?;
-        match self.addresses(&name).await {
+        let host = normalize(host);
+        if absolute(&host).is_none() {
+            return Err(format!("invalid name {host:?}"));
+        }
+        match self.addresses(&host).await {
             Answer::Found(addresses) => Ok(addresses),
             Answer::NoData | Answer::NxDomain => Ok(Vec::new()),
             Answer::Failed(detail) => Err(detail),
@@ -407,172 +371,18 @@ impl Router {
     /// whose A/AAAA records include `ip`, lower case without the final dot. None when there is
     /// no PTR, none confirms, or the lookups fail (the caller shows the address only).
     pub async fn reverse_name(&self, ip: IpAddr) -> Option<String> {
-        let lookup = self.resolver.reverse_lookup(ip).await.ok()?;
-        let names: Vec<String> = lookup
-            .answers()
-            .iter()
-            .filter_map(|r| match &r.data {
-                RData::PTR(ptr) => Some(normalize(&ptr.0.to_ascii())),
-                _ => None,
-            })
-            .take(5)
-            .collect();
-        for name in names {
-            if let Ok(addresses) = self.host_addresses(&name).await
-                && addresses.contains(&ip)
-            {
-                return Some(name);
-            }
-        }
-        None
+        hato_dns::confirmed_reverse_name(self.dns.as_ref(), ip).await
     }
 
-    /// MX records of `name` (CNAMEs followed by the resolver).
-    async fn mx(&self, name: &Name) -> Answer<(u16, String)> {
-        match self.resolver.lookup(name.clone(), RecordType::MX).await {
-            Ok(lookup) => {
-                let records: Vec<(u16, String)> = lookup
-                    .answers()
-                    .iter()
-                    .filter_map(|r| match &r.data {
-                        RData::MX(mx) => Some((mx.preference, mx.exchange.to_ascii())),
-                        _ => None,
-                    })
-                    .collect();
-                if records.is_empty() {
-                    Answer::NoData
-                } else {
-                    Answer::Found(records)
-                }
-            }
-            Err(e) => classify(&e),
+    /// A and AAAA of `name`, in the router's [`AddressOrder`].
+    async fn addresses(&self, name: &str) -> Answer<IpAddr> {
+        let v4 = self.order != AddressOrder::Ipv6Only;
+        let v6 = self.order != AddressOrder::Ipv4Only;
+        match hato_dns::addresses(self.dns.as_ref(), name, v4, v6).await {
+            Answer::Found(found) => Answer::Found(order_addresses(found, self.order)),
+            other => other,
         }
     }
-
-    /// A and AAAA of `name`, ordered by [`AddressOrder`]. Found if either family has
-    /// addresses; otherwise NXDOMAIN only if both say so, a failure if either failed.
-    async fn addresses(&self, name: &Name) -> Answer<IpAddr> {
-        let want_v4 = self.order != AddressOrder::Ipv6Only;
-        let want_v6 = self.order != AddressOrder::Ipv4Only;
-        let (v4, v6) = tokio::join!(
-            async {
-                if want_v4 {
-                    self.ip_lookup(name, RecordType::A).await
-                } else {
-                    Answer::NoData
-                }
-            },
-            async {
-                if want_v6 {
-                    self.ip_lookup(name, RecordType::AAAA).await
-                } else {
-                    Answer::NoData
-                }
-            }
-        );
-        let mut found = Vec::new();
-        let mut failure = None;
-        let mut nx = 0;
-        for answer in [v4, v6] {
-            match answer {
-                Answer::Found(a) => found.extend(a),
-                Answer::NoData => {}
-                Answer::NxDomain => nx += 1,
-                Answer::Failed(detail) => failure = Some(detail),
-            }
-        }
-        if !found.is_empty() {
-            return Answer::Found(order_addresses(found, self.order));
-        }
-        if let Some(detail) = failure {
-            return Answer::Failed(detail);
-        }
-        if nx > 0 {
-            Answer::NxDomain
-        } else {
-            Answer::NoData
-        }
-    }
-
-    async fn ip_lookup(&self, name: &Name, kind: RecordType) -> Answer<IpAddr> {
-        match self.resolver.lookup(name.clone(), kind).await {
-            Ok(lookup) => {
-                let found: Vec<IpAddr> = lookup
-                    .answers()
-                    .iter()
-                    .filter_map(|r| match &r.data {
-                        RData::A(a) => Some(IpAddr::V4(a.0)),
-                        RData::AAAA(a) => Some(IpAddr::V6(a.0)),
-                        _ => None,
-                    })
-                    .collect();
-                if found.is_empty() {
-                    Answer::NoData
-                } else {
-                    Answer::Found(found)
-                }
-            }
-            Err(e) => classify(&e),
-        }
-    }
-}
-
-/// A resolver builder for the configured (or the system's) nameservers, shared by [`Router`] and
-/// [`crate::dane_lookup::DaneResolver`] (which adds DNSSEC validation). Needs a tokio runtime.
-pub(crate) fn resolver_builder(
-    config: &DnsConfig,
-) -> Result<ResolverBuilder<TokioRuntimeProvider>, NetError> {
-    let mut builder = if config.nameservers.is_empty() {
-        Resolver::builder_tokio()?
-    } else {
-        let servers = config
-            .nameservers
-            .iter()
-            .map(|addr| {
-                let mut tcp = ConnectionConfig::tcp();
-                tcp.port = addr.port();
-                let mut udp = ConnectionConfig::udp();
-                udp.port = addr.port();
-                let connections = if config.tcp_only {
-                    vec![tcp]
-                } else {
-                    vec![udp, tcp]
-                };
-                NameServerConfig::new(addr.ip(), true, connections)
-            })
-            .collect();
-        Resolver::builder_with_config(
-            ResolverConfig::from_parts(None, vec![], servers),
-            TokioRuntimeProvider::default(),
-        )
-    };
-    let options: &mut ResolverOpts = builder.options_mut();
-    options.timeout = config.timeout;
-    options.attempts = config.attempts.max(1);
-    // Names are always absolute: no search list.
-    options.ndots = 0;
-    options.try_tcp_on_error = true;
-    Ok(builder)
-}
-
-fn classify<T>(e: &NetError) -> Answer<T> {
-    if e.is_nx_domain() {
-        Answer::NxDomain
-    } else if e.is_no_records_found() {
-        Answer::NoData
-    } else {
-        Answer::Failed(e.to_string())
-    }
-}
-
-/// The absolute DNS name of a domain (IDNs in A-labels), or None if invalid.
-pub(crate) fn absolute(domain: &str) -> Option<Name> {
-    if domain.is_empty() || domain.starts_with('[') {
-        return None;
-    }
-    let mut name = Name::from_utf8(domain).ok()?;
-    name.set_fqdn(true);
-    Some(name)
 }
 
 #[cfg(test)]

@@ -41,6 +41,7 @@ struct Described {
 /// use, certificates) surface before anything is announced.
 pub struct Server {
     config: Config,
+    dns: Result<Arc<dyn hato_dns::Resolver>, String>,
     listeners: Vec<(Listener, Described)>,
     policy: Arc<Policy>,
     limits: Arc<ConnectionLimits>,
@@ -57,6 +58,7 @@ impl Server {
         tls: Option<(Arc<CertResolver>, String)>,
     ) -> anyhow::Result<Server> {
         let (shutdown_tx, shutdown) = watch::channel(false);
+        let dns = resolver(&config);
         let policy = Arc::new(
             Policy::new(
                 store,
@@ -86,7 +88,7 @@ impl Server {
             outbound: Arc::new(tokio::sync::Notify::new()),
             header_cache: Arc::new(HeaderCache::new(HEADER_CACHE_BYTES)),
             pop3_locks: Arc::new(MaildropLocks::default()),
-            dns: reverse_dns(&config),
+            dns: dns.as_ref().ok().cloned(),
             https: https_site(&config, resolver.as_ref()),
         };
         let mut listeners = Vec::new();
@@ -129,6 +131,7 @@ impl Server {
             listeners.push((listener, described));
         }
         Ok(Server {
+            dns,
             limits: ConnectionLimits::new(limits.max_connections, limits.max_connections_per_ip),
             outbound: shared.outbound,
             config,
@@ -193,6 +196,7 @@ impl Server {
     pub async fn run(self) -> anyhow::Result<()> {
         let Server {
             config,
+            dns,
             listeners,
             policy,
             limits,
@@ -216,7 +220,13 @@ impl Server {
             tokio::spawn(reload_certificates(r, hup, check));
         }
         let shutdown = shutdown_tx.subscribe();
-        crate::outbound::spawn(&config, policy.store().clone(), outbound, shutdown.clone())?;
+        crate::outbound::spawn(
+            &config,
+            policy.store().clone(),
+            dns,
+            outbound,
+            shutdown.clone(),
+        )?;
         for (listener, _) in listeners {
             tokio::spawn(listener.run(limits.clone(), shutdown.clone()));
         }
@@ -272,22 +282,19 @@ struct Parts {
     outbound: Arc<tokio::sync::Notify>,
     header_cache: Arc<HeaderCache>,
     pop3_locks: Arc<MaildropLocks>,
-    dns: Option<hato_delivery::route::Router>,
+    /// For the reverse DNS name of SMTP clients (Received headers); None without a resolver.
+    dns: Option<Arc<dyn hato_dns::Resolver>>,
     https: Option<Arc<Site>>,
 }
 
-/// For the reverse DNS name of SMTP clients (Received headers); None without a resolver.
-fn reverse_dns(config: &Config) -> Option<hato_delivery::route::Router> {
-    let dns = hato_delivery::route::DnsConfig {
-        nameservers: config.dns.nameservers.clone(),
-        timeout: Duration::from_secs(config.dns.timeout_secs),
-        ..Default::default()
-    };
-    match hato_delivery::route::Router::new(&dns, Default::default()) {
-        Ok(r) => Some(r),
+/// The one DNS resolver, shared by inbound (FCrDNS), outbound (MX, MTA-STS, TLS-RPT) and
+/// the services to come; the error says why there is none.
+fn resolver(config: &Config) -> Result<Arc<dyn hato_dns::Resolver>, String> {
+    match hato_dns::HickoryResolver::new(&config.dns_config()) {
+        Ok(r) => Ok(Arc::new(r)),
         Err(e) => {
-            warn!(error = %e, "no DNS resolver: Received headers show client addresses only");
-            None
+            warn!(error = %e, "no DNS resolver: Received headers show client addresses only, and mail to domains without [[route]] is deferred");
+            Err(e.to_string())
         }
     }
 }

@@ -884,6 +884,15 @@ impl Config {
         }
     }
 
+    /// `[dns]` as the DNS layer takes it.
+    pub fn dns_config(&self) -> hato_dns::DnsConfig {
+        hato_dns::DnsConfig {
+            nameservers: self.dns.nameservers.clone(),
+            timeout: std::time::Duration::from_secs(self.dns.timeout_secs),
+            ..hato_dns::DnsConfig::default()
+        }
+    }
+
     /// The MTA-STS policy `https` listeners serve and `hato dns` prints the id of.
     pub fn mta_sts_policy(&self) -> crate::mta_sts_policy::StsPolicy {
         let m = &self.mta_sts;

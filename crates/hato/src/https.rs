@@ -857,7 +857,7 @@ mod tests {
     async fn hatos_mta_sts_client_accepts_the_policy() {
         use crate::dns_records::{Endpoint, Service, Tls, ZoneInput, zone};
         use hato_delivery::mta_sts_fetch::{FetchConfig, Source, StsConfig, StsResolver};
-        use hato_delivery::route::{AddressOrder, DnsConfig, Router};
+        use hato_delivery::route::{AddressOrder, Router};
 
         let pki = pki();
         let live = start(site(&pki)).await;
@@ -876,18 +876,24 @@ mod tests {
         })
         .unwrap()
         .records;
-        let dns = dns::serve(&records).await;
-
-        let router = Router::new(
-            &DnsConfig {
-                nameservers: vec![dns.addr],
-                timeout: Duration::from_secs(2),
-                attempts: 1,
-                tcp_only: false,
-            },
-            AddressOrder::Ipv4First,
-        )
-        .unwrap();
+        // The A, CNAME and TXT records, served by the in-test DNS server (an unsigned zone).
+        let mut tree = hato_dns::testing::DnsTree::new();
+        tree.zone("example.test", false);
+        for r in &records {
+            tree.add(match r.rtype {
+                "A" => hato_dns::testing::a(&r.name, &r.data),
+                "CNAME" => hato_dns::testing::cname(&r.name, &r.data),
+                "TXT" => {
+                    hato_dns::testing::txt(&r.name, &r.data.trim_matches('"').replace("\\\"", "\""))
+                }
+                _ => continue,
+            });
+        }
+        let dns = tree.serve().await;
+        let mut config = dns.dns_config();
+        config.timeout = Duration::from_secs(2);
+        config.attempts = 1;
+        let router = Router::new(&config, AddressOrder::Ipv4First).unwrap();
         let mut roots = rustls::RootCertStore::empty();
         roots
             .add(rustls::pki_types::CertificateDer::from(
@@ -919,73 +925,5 @@ mod tests {
         );
         assert_eq!(active.policy.max_age, 86_400);
         assert!(active.policy.mx_matches("mail.example.test"));
-    }
-
-    /// An in-process DNS server (hickory-server) for the records of one test.
-    mod dns {
-        use std::net::SocketAddr;
-        use std::str::FromStr;
-        use std::time::Duration;
-
-        use hickory_server::Server;
-        use hickory_server::proto::rr::rdata::{A, CNAME, SOA, TXT};
-        use hickory_server::proto::rr::{LowerName, Name, RData, Record};
-        use hickory_server::store::in_memory::InMemoryZoneHandler;
-        use hickory_server::zone_handler::{AxfrPolicy, Catalog, ZoneType};
-        use tokio::net::{TcpListener, UdpSocket};
-
-        type Zone = InMemoryZoneHandler<hickory_server::net::runtime::TokioRuntimeProvider>;
-
-        pub struct Dns {
-            pub addr: SocketAddr,
-            _server: Server<Catalog>,
-        }
-
-        fn name(n: &str) -> Name {
-            Name::from_str(n).unwrap()
-        }
-
-        /// Serves the A, CNAME and TXT records of `records` (all under `example.test.`).
-        pub async fn serve(records: &[crate::dns_records::Record]) -> Dns {
-            let origin = name("example.test.");
-            let mut zone = Zone::empty(origin.clone(), ZoneType::Primary, AxfrPolicy::Deny);
-            let soa = SOA::new(
-                name("ns.example.test."),
-                name("hostmaster.example.test."),
-                1,
-                3600,
-                600,
-                86_400,
-                0,
-            );
-            zone.upsert_mut(Record::from_rdata(origin.clone(), 0, RData::SOA(soa)), 1);
-            for r in records {
-                let data = match r.rtype {
-                    "A" => RData::A(A(r.data.parse().unwrap())),
-                    "CNAME" => RData::CNAME(CNAME(name(&r.data))),
-                    "TXT" => RData::TXT(TXT::new(vec![
-                        r.data.trim_matches('"').replace("\\\"", "\""),
-                    ])),
-                    _ => continue,
-                };
-                zone.upsert_mut(Record::from_rdata(name(&r.name), 0, data), 1);
-            }
-            let mut catalog = Catalog::new();
-            catalog.upsert(LowerName::new(&origin), vec![std::sync::Arc::new(zone)]);
-            let (udp, tcp, addr) = loop {
-                let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-                let addr = udp.local_addr().unwrap();
-                if let Ok(tcp) = TcpListener::bind(addr).await {
-                    break (udp, tcp, addr);
-                }
-            };
-            let mut server = Server::new(catalog);
-            server.register_socket(udp);
-            server.register_listener(tcp, Duration::from_secs(5), 4096);
-            Dns {
-                addr,
-                _server: server,
-            }
-        }
     }
 }

@@ -32,7 +32,7 @@ pub struct SmtpService {
     /// Wakes the outbound scheduler when mail for remote recipients was queued.
     pub outbound: Arc<tokio::sync::Notify>,
     /// For the reverse DNS name of clients (Received headers); None without a resolver.
-    pub dns: Option<hato_delivery::route::Router>,
+    pub dns: Option<Arc<dyn hato_dns::Resolver>>,
 }
 
 #[async_trait::async_trait]
@@ -62,10 +62,13 @@ impl net::Service for SmtpService {
         let reverse = self.dns.clone().map(|dns| {
             let ip = peer.ip();
             tokio::spawn(async move {
-                tokio::time::timeout(REVERSE_LOOKUP_TIMEOUT, dns.reverse_name(ip))
-                    .await
-                    .ok()
-                    .flatten()
+                tokio::time::timeout(
+                    REVERSE_LOOKUP_TIMEOUT,
+                    hato_dns::confirmed_reverse_name(dns.as_ref(), ip),
+                )
+                .await
+                .ok()
+                .flatten()
             })
         });
         let mut conn = Conn {

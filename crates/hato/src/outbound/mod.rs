@@ -25,7 +25,7 @@ use hato_delivery::mta_sts_fetch::{self, FetchConfig, StsConfig, StsResolver};
 use hato_delivery::policy::{
     PolicyTable, SecurityLevel, TlsFacts, TlsaStatus, Verification, VerifiedBy,
 };
-use hato_delivery::route::{DnsConfig, LocalIdentity, Router, prune_self};
+use hato_delivery::route::{LocalIdentity, Router, prune_self};
 use hato_delivery::tlsrpt::{
     self, FailureDetail, FailureType, PolicyDesc, SessionEvent, SessionResult,
 };
@@ -180,10 +180,11 @@ pub(crate) fn check(config: &Config) -> anyhow::Result<String> {
 pub(crate) fn spawn(
     config: &Config,
     store: Arc<dyn Store>,
+    dns: Result<Arc<dyn hato_dns::Resolver>, String>,
     wake: Arc<Notify>,
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
-    let scheduler = Arc::new(Scheduler::new(config, store)?);
+    let scheduler = Arc::new(Scheduler::new(config, store, dns)?);
     if let Some(sh) = &config.delivery.smarthost {
         match (sh.tls, &sh.ca_file) {
             (SmarthostTls::None, _) => warn!(
@@ -224,19 +225,19 @@ pub(crate) fn spawn(
 }
 
 impl Scheduler {
-    fn new(config: &Config, store: Arc<dyn Store>) -> anyhow::Result<Scheduler> {
+    fn new(
+        config: &Config,
+        store: Arc<dyn Store>,
+        resolver: Result<Arc<dyn hato_dns::Resolver>, String>,
+    ) -> anyhow::Result<Scheduler> {
         let d = &config.delivery;
-        let dns = DnsConfig {
-            nameservers: config.dns.nameservers.clone(),
-            timeout: Duration::from_secs(config.dns.timeout_secs),
-            ..DnsConfig::default()
-        };
-        let (router, router_error) = match Router::new(&dns, Default::default()) {
-            Ok(r) => (Some(r), String::new()),
-            Err(e) => {
-                error!(error = %e, "no DNS resolver: mail to domains without [[route]] is deferred");
-                (None, e.to_string())
-            }
+        let dns = config.dns_config();
+        let (router, router_error) = match resolver {
+            Ok(r) => (
+                Some(Router::with_resolver(r, Default::default())),
+                String::new(),
+            ),
+            Err(e) => (None, e),
         };
         // Our own SMTP listeners on the destination port: an MX with one of their addresses is us.
         let mut addresses = Vec::new();
