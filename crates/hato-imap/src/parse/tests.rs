@@ -1,5 +1,7 @@
 use super::*;
-use crate::sequence::{SeqNo::Largest, SeqNo::Value as V};
+use crate::datetime::{Date, DateTime};
+use crate::flag::Flag;
+use crate::sequence::{SeqNo::Largest, SeqNo::Value as V, SeqRange, SequenceSet};
 
 fn parse(input: &[u8]) -> Result<Command> {
     parse_command(input, &ParseOptions::default())

@@ -1,0 +1,236 @@
+//! Mailbox commands with arguments beyond a name: SELECT/EXAMINE with RFC 7162
+//! CONDSTORE and QRESYNC, CREATE with RFC 6154 USE, LIST (RFC 5258 LIST-EXTENDED,
+//! RFC 5819 LIST-STATUS, RFC 6154 SPECIAL-USE), STATUS items (RFC 7889 APPENDLIMIT,
+//! RFC 9208 §4.1.4 DELETED-STORAGE), SETQUOTA (RFC 9208 §4.1.3) and APPEND (RFC 3502
+//! MULTIAPPEND, RFC 3516 `literal8`).
+
+use super::{Parser, Result};
+use crate::command::*;
+use crate::sequence::SequenceSet;
+
+impl Parser<'_> {
+    pub(super) fn select(&mut self, read_only: bool) -> Result<CommandBody> {
+        self.sp()?;
+        let mailbox = self.mailbox()?;
+        let mut condstore = false;
+        let mut qresync = None;
+        if !self.eof() {
+            self.sp()?;
+            let params = self.paren_list(1, |p| {
+                let w = p.word()?;
+                match w.as_str() {
+                    "CONDSTORE" => Ok((true, None)),
+                    "QRESYNC" => {
+                        p.sp()?;
+                        Ok((false, Some(p.qresync()?)))
+                    }
+                    _ => Err(p.syntax("unknown SELECT parameter")),
+                }
+            })?;
+            for (c, q) in params {
+                condstore |= c;
+                if let Some(q) = q {
+                    if qresync.is_some() {
+                        return Err(self.syntax("QRESYNC given twice"));
+                    }
+                    qresync = Some(q);
+                }
+            }
+        }
+        self.end()?;
+        Ok(CommandBody::Select {
+            mailbox,
+            read_only,
+            condstore,
+            qresync,
+        })
+    }
+
+    fn qresync(&mut self) -> Result<QResync> {
+        self.byte(b'(', "expected '('")?;
+        let uidvalidity = self.nz_number()?;
+        self.sp()?;
+        let modseq = self.modseq()?;
+        let mut known_uids = None;
+        let mut seq_match = None;
+        if self.peek() == Some(b' ') {
+            self.pos += 1;
+            if self.peek() != Some(b'(') {
+                known_uids = Some(self.known_set()?);
+                if self.peek() == Some(b' ') {
+                    self.pos += 1;
+                }
+            }
+            if self.peek() == Some(b'(') {
+                self.pos += 1;
+                let seqs = self.known_set()?;
+                self.sp()?;
+                let uids = self.known_set()?;
+                self.byte(b')', "expected ')'")?;
+                seq_match = Some((seqs, uids));
+            }
+        }
+        self.byte(b')', "expected ')'")?;
+        Ok(QResync {
+            uidvalidity,
+            modseq,
+            known_uids,
+            seq_match,
+        })
+    }
+
+    /// A sequence set without `*` or `$` (RFC 7162 known-uids and seq-match-data).
+    fn known_set(&mut self) -> Result<SequenceSet> {
+        let set = self.sequence_set()?;
+        if set == SequenceSet::Saved || set.uses_largest() {
+            return Err(self.syntax("'*' and '$' are not allowed here"));
+        }
+        Ok(set)
+    }
+
+    pub(super) fn create(&mut self) -> Result<CommandBody> {
+        self.sp()?;
+        let mailbox = self.mailbox()?;
+        let mut special_use = Vec::new();
+        if !self.eof() {
+            self.sp()?;
+            let uses = self.paren_list(1, |p| {
+                if !p.keyword("USE") {
+                    return Err(p.syntax("unknown CREATE parameter"));
+                }
+                p.sp()?;
+                p.paren_list(0, |p| {
+                    p.byte(b'\\', "expected a special-use attribute")?;
+                    let a = p.atom()?;
+                    Ok(format!("\\{}", String::from_utf8_lossy(a)))
+                })
+            })?;
+            special_use = uses.into_iter().flatten().collect();
+        }
+        self.end()?;
+        Ok(CommandBody::Create {
+            mailbox,
+            special_use,
+        })
+    }
+
+    pub(super) fn list(&mut self) -> Result<CommandBody> {
+        let mut cmd = ListCommand::default();
+        self.sp()?;
+        if self.peek() == Some(b'(') {
+            cmd.extended = true;
+            let opts = self.paren_list(0, Self::word)?;
+            for o in &opts {
+                match o.as_str() {
+                    "SUBSCRIBED" => cmd.select_subscribed = true,
+                    "REMOTE" => cmd.select_remote = true,
+                    "RECURSIVEMATCH" => cmd.select_recursive_match = true,
+                    "SPECIAL-USE" => cmd.select_special_use = true,
+                    _ => return Err(self.syntax("unknown LIST selection option")),
+                }
+            }
+            // RFC 5258 §3.1: RECURSIVEMATCH needs another option it modifies.
+            if cmd.select_recursive_match && !cmd.select_subscribed && !cmd.select_special_use {
+                return Err(self.syntax("RECURSIVEMATCH needs another selection option"));
+            }
+            self.sp()?;
+        }
+        cmd.reference = self.reference()?;
+        self.sp()?;
+        if self.peek() == Some(b'(') {
+            cmd.extended = true;
+            cmd.patterns = self.paren_list(1, Self::list_mailbox)?;
+        } else {
+            cmd.patterns = vec![self.list_mailbox()?];
+        }
+        if !self.eof() {
+            self.sp()?;
+            if !self.keyword("RETURN") {
+                return Err(self.syntax("expected RETURN"));
+            }
+            cmd.extended = true;
+            self.sp()?;
+            self.paren_list(0, |p| {
+                let w = p.word()?;
+                match w.as_str() {
+                    "SUBSCRIBED" => cmd.return_subscribed = true,
+                    "CHILDREN" => cmd.return_children = true,
+                    "SPECIAL-USE" => cmd.return_special_use = true,
+                    "STATUS" => {
+                        p.sp()?;
+                        cmd.return_status = Some(p.paren_list(1, Self::status_item)?);
+                    }
+                    _ => return Err(p.syntax("unknown LIST return option")),
+                }
+                Ok(())
+            })?;
+        }
+        self.end()?;
+        Ok(CommandBody::List(cmd))
+    }
+
+    /// `setquota = "SETQUOTA" SP quota-root-name SP setquota-list`;
+    /// `setquota-list = "(" [setquota-resource *(SP setquota-resource)] ")"`;
+    /// `setquota-resource = resource-name SP resource-limit` (RFC 9208 formal syntax).
+    pub(super) fn setquota(&mut self) -> Result<CommandBody> {
+        self.sp()?;
+        let root = self.astring_utf8()?;
+        self.sp()?;
+        let limits = self.paren_list(0, |p| {
+            let resource = p.word()?;
+            p.sp()?;
+            let limit = p.number64()?;
+            Ok(QuotaLimit { resource, limit })
+        })?;
+        self.end()?;
+        Ok(CommandBody::SetQuota { root, limits })
+    }
+
+    pub(super) fn status_item(&mut self) -> Result<StatusItem> {
+        let w = self.word()?;
+        Ok(match w.as_str() {
+            "MESSAGES" => StatusItem::Messages,
+            "RECENT" => StatusItem::Recent,
+            "UIDNEXT" => StatusItem::UidNext,
+            "UIDVALIDITY" => StatusItem::UidValidity,
+            "UNSEEN" => StatusItem::Unseen,
+            "DELETED" => StatusItem::Deleted,
+            "DELETED-STORAGE" => StatusItem::DeletedStorage,
+            "SIZE" => StatusItem::Size,
+            "HIGHESTMODSEQ" => StatusItem::HighestModSeq,
+            "APPENDLIMIT" => StatusItem::AppendLimit,
+            _ => return Err(self.syntax("unknown STATUS item")),
+        })
+    }
+
+    pub(super) fn append(&mut self) -> Result<CommandBody> {
+        self.sp()?;
+        let mailbox = self.mailbox()?;
+        let mut messages = Vec::new();
+        while !self.eof() {
+            self.sp()?;
+            let mut flags = Vec::new();
+            let mut date = None;
+            if self.peek() == Some(b'(') {
+                flags = self.flag_list()?;
+                self.sp()?;
+            }
+            if self.peek() == Some(b'"') {
+                date = Some(self.date_time()?);
+                self.sp()?;
+            }
+            let binary = self.peek() == Some(b'~');
+            let data = self.literal_raw(binary)?.to_vec();
+            messages.push(AppendMessage {
+                flags,
+                date,
+                data,
+                binary,
+            });
+        }
+        if messages.is_empty() {
+            return Err(self.syntax("APPEND needs a message"));
+        }
+        Ok(CommandBody::Append { mailbox, messages })
+    }
+}

@@ -1,0 +1,194 @@
+//! SEARCH (RFC 9051 §6.4.4): RFC 4731 ESEARCH `RETURN`, the charset rule, and the
+//! search keys with RFC 7162 MODSEQ and RFC 5032 OLDER/YOUNGER. Nesting (`NOT`, `OR`,
+//! parentheses) is bounded by [`super::ParseOptions::max_depth`].
+
+use super::primitives::valid_field_name;
+use super::{ParseErrorKind, Parser, Result};
+use crate::command::*;
+use crate::datetime::Date;
+use crate::flag::Flag;
+
+impl Parser<'_> {
+    pub(super) fn search(&mut self, uid: bool) -> Result<CommandBody> {
+        self.sp()?;
+        let mut returns = None;
+        let mut charset = None;
+        if self.keyword("RETURN") {
+            self.sp()?;
+            let r = self.paren_list(0, |p| {
+                let w = p.word()?;
+                Ok(match w.as_str() {
+                    "MIN" => SearchReturn::Min,
+                    "MAX" => SearchReturn::Max,
+                    "ALL" => SearchReturn::All,
+                    "COUNT" => SearchReturn::Count,
+                    "SAVE" => SearchReturn::Save,
+                    _ => return Err(p.syntax("unknown SEARCH return option")),
+                })
+            })?;
+            returns = Some(r);
+            self.sp()?;
+        }
+        if self.keyword("CHARSET") {
+            self.sp()?;
+            let cs = match self.peek() {
+                Some(b'"') => self.quoted()?,
+                _ => self.atom()?.to_vec(),
+            };
+            let cs = String::from_utf8_lossy(&cs).into_owned();
+            if !cs.eq_ignore_ascii_case("UTF-8") && !cs.eq_ignore_ascii_case("US-ASCII") {
+                return Err(self.error(ParseErrorKind::BadCharset, "unsupported charset"));
+            }
+            charset = Some(cs);
+            self.sp()?;
+        }
+        let mut criteria = vec![self.search_key()?];
+        while !self.eof() {
+            self.sp()?;
+            criteria.push(self.search_key()?);
+        }
+        Ok(CommandBody::Search(SearchCommand {
+            uid,
+            returns,
+            charset,
+            criteria,
+        }))
+    }
+
+    fn nested<T>(&mut self, f: impl FnOnce(&mut Self) -> Result<T>) -> Result<T> {
+        if self.depth >= self.opts.max_depth {
+            return Err(self.error(ParseErrorKind::TooDeep, "search too deeply nested"));
+        }
+        self.depth += 1;
+        let r = f(self);
+        self.depth -= 1;
+        r
+    }
+
+    fn search_string(&mut self) -> Result<String> {
+        self.sp()?;
+        self.astring_utf8()
+    }
+
+    fn search_date(&mut self) -> Result<Date> {
+        self.sp()?;
+        self.date()
+    }
+
+    fn search_key(&mut self) -> Result<SearchKey> {
+        match self.peek() {
+            Some(b'(') => {
+                return self.nested(|p| p.paren_list(1, Self::search_key).map(SearchKey::And));
+            }
+            Some(b'0'..=b'9' | b'*' | b'$') => {
+                return self.sequence_set().map(SearchKey::SequenceSet);
+            }
+            _ => {}
+        }
+        let w = self.word()?;
+        Ok(match w.as_str() {
+            "ALL" => SearchKey::All,
+            "ANSWERED" => SearchKey::Answered,
+            "DELETED" => SearchKey::Deleted,
+            "DRAFT" => SearchKey::Draft,
+            "FLAGGED" => SearchKey::Flagged,
+            "NEW" => SearchKey::New,
+            "OLD" => SearchKey::Old,
+            "RECENT" => SearchKey::Recent,
+            "SEEN" => SearchKey::Seen,
+            "UNANSWERED" => SearchKey::Unanswered,
+            "UNDELETED" => SearchKey::Undeleted,
+            "UNDRAFT" => SearchKey::Undraft,
+            "UNFLAGGED" => SearchKey::Unflagged,
+            "UNSEEN" => SearchKey::Unseen,
+            "BCC" => SearchKey::Bcc(self.search_string()?),
+            "BODY" => SearchKey::Body(self.search_string()?),
+            "CC" => SearchKey::Cc(self.search_string()?),
+            "FROM" => SearchKey::From(self.search_string()?),
+            "SUBJECT" => SearchKey::Subject(self.search_string()?),
+            "TEXT" => SearchKey::Text(self.search_string()?),
+            "TO" => SearchKey::To(self.search_string()?),
+            "BEFORE" => SearchKey::Before(self.search_date()?),
+            "ON" => SearchKey::On(self.search_date()?),
+            "SINCE" => SearchKey::Since(self.search_date()?),
+            "SENTBEFORE" => SearchKey::SentBefore(self.search_date()?),
+            "SENTON" => SearchKey::SentOn(self.search_date()?),
+            "SENTSINCE" => SearchKey::SentSince(self.search_date()?),
+            "HEADER" => {
+                let name = self.search_string()?;
+                if !valid_field_name(&name) {
+                    return Err(self.syntax("invalid header field name"));
+                }
+                SearchKey::Header(name, self.search_string()?)
+            }
+            "KEYWORD" | "UNKEYWORD" => {
+                self.sp()?;
+                let k = String::from_utf8_lossy(self.atom()?).into_owned();
+                if w == "KEYWORD" {
+                    SearchKey::Keyword(k)
+                } else {
+                    SearchKey::Unkeyword(k)
+                }
+            }
+            "LARGER" => {
+                self.sp()?;
+                SearchKey::Larger(self.number64()?)
+            }
+            "SMALLER" => {
+                self.sp()?;
+                SearchKey::Smaller(self.number64()?)
+            }
+            "NOT" => {
+                self.sp()?;
+                SearchKey::Not(Box::new(self.nested(Self::search_key)?))
+            }
+            "OR" => {
+                self.sp()?;
+                let a = self.nested(Self::search_key)?;
+                self.sp()?;
+                let b = self.nested(Self::search_key)?;
+                SearchKey::Or(Box::new(a), Box::new(b))
+            }
+            "UID" => {
+                self.sp()?;
+                SearchKey::Uid(self.sequence_set()?)
+            }
+            "MODSEQ" => {
+                self.sp()?;
+                let mut entry = None;
+                if self.peek() == Some(b'"') {
+                    let name = self.quoted()?;
+                    let flag = name
+                        .get(..7)
+                        .filter(|p| p.eq_ignore_ascii_case(b"/flags/"))
+                        .map(|_| &name[7..])
+                        .filter(|f| !f.is_empty())
+                        .ok_or_else(|| self.syntax("invalid MODSEQ entry name"))?;
+                    let flag = Flag::from_wire(&String::from_utf8_lossy(flag));
+                    self.sp()?;
+                    let kind = match self.word()?.as_str() {
+                        "PRIV" => EntryType::Private,
+                        "SHARED" => EntryType::Shared,
+                        "ALL" => EntryType::All,
+                        _ => return Err(self.syntax("invalid MODSEQ entry type")),
+                    };
+                    entry = Some((flag, kind));
+                    self.sp()?;
+                }
+                SearchKey::ModSeq {
+                    entry,
+                    modseq: self.number64()?,
+                }
+            }
+            "OLDER" => {
+                self.sp()?;
+                SearchKey::Older(self.nz_number()?)
+            }
+            "YOUNGER" => {
+                self.sp()?;
+                SearchKey::Younger(self.nz_number()?)
+            }
+            _ => return Err(self.syntax("unknown search key")),
+        })
+    }
+}
