@@ -7,6 +7,7 @@ use proptest::prelude::*;
 
 use super::encode::{Normalizer, scan};
 use super::*;
+use crate::address::Address;
 
 /// Everything observable about a run.
 #[derive(Debug, Default, PartialEq, Eq)]

@@ -1,6 +1,7 @@
 //! Transcript tests: feed server replies, check the bytes sent and the outcomes.
 
 use super::*;
+use crate::address::Address;
 
 // ------------------------------------------------------------------------------------
 // Harness

@@ -1,6 +1,10 @@
 //! Transcript tests: `feed -> poll -> output` for every rule of the session.
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+
 use super::*;
+use crate::dsn::{Notify, Orcpt};
 
 // ------------------------------------------------------------------------------------
 // Harness
