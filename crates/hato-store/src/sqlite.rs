@@ -1,4 +1,4 @@
-//! The SQLite backend of [`Store`].
+//! The SQLite backend of [`Store`](crate::Store).
 //!
 //! Why it is built this way:
 //!
@@ -60,10 +60,10 @@ use crate::rules::{
     is_inbox, is_same_or_below, parent_names,
 };
 use crate::{
-    Account, AccountId, Alias, AppendUid, BlobId, Changes, CopyUids, DEFAULT_MAILBOXES, Delivery,
-    DeliveryReceipt, DsnParams, DueDomain, Expunge, FlagOp, FlagUpdate, FlagsResult, Mailbox,
-    MailboxChanged, MailboxId, MailboxStatus, MessageEntry, QueueAttempt, QueueEntry, QueueParams,
-    QueueSelect, Result, Store, StoreError, Usage,
+    Account, AccountId, Alias, AppendUid, BlobId, Changes, CopyUids, DEFAULT_MAILBOXES, Deliver,
+    Delivery, DeliveryReceipt, Directory, DsnParams, DueDomain, Expunge, FlagOp, FlagUpdate,
+    FlagsResult, Mailbox, MailboxChanged, MailboxId, MailboxStatus, Mailstore, MessageEntry, Queue,
+    QueueAttempt, QueueEntry, QueueParams, QueueSelect, Result, StoreError, Usage,
 };
 
 /// At most this many write requests share one transaction (and one fsync).
@@ -268,8 +268,8 @@ const CHANGE_TRACKING: &str = r#"
 /// The schema version this binary writes and understands.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
-/// A [`Store`] in one SQLite file. Cheap to clone (all clones share the writer and read pool);
-/// the writer thread stops once the last clone is dropped.
+/// A [`Store`](crate::Store) in one SQLite file. Cheap to clone (all clones share the writer and
+/// read pool); the writer thread stops once the last clone is dropped.
 #[derive(Clone)]
 pub struct SqliteStore {
     inner: Arc<Inner>,
@@ -1112,7 +1112,7 @@ fn queue_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<QueueEntry> {
     })
 }
 
-/// Claims due entries (see [`Store::due_queue`]); runs on the writer, so the select and the
+/// Claims due entries (see [`Queue::due_queue`]); runs on the writer, so the select and the
 /// lease are one atomic step, also against other processes (`BEGIN IMMEDIATE`).
 fn due_queue_tx(conn: &Connection, now: i64, limit: i64, until: i64) -> Result<Vec<DueDomain>> {
     let ids: Vec<i64> = conn
@@ -1725,8 +1725,9 @@ fn prune_vanished(conn: &Connection, mailbox: MailboxId, keep: i64) -> Result<()
     Ok(())
 }
 
-/// Takes the `\Recent` UIDs `[recent_uid, uidnext)` of a mailbox (see [`Store::claim_recent`]).
-/// The writer holds the write lock, so no other claimer (of any process) runs in between.
+/// Takes the `\Recent` UIDs `[recent_uid, uidnext)` of a mailbox (see
+/// [`Mailstore::claim_recent`]). The writer holds the write lock, so no other claimer (of any
+/// process) runs in between.
 fn claim_recent_tx(conn: &Connection, mailbox: MailboxId) -> Result<Option<(u32, u32)>> {
     let Some((from, to)): Option<(u32, u32)> = conn
         .prepare_cached("SELECT recent_uid, uidnext FROM mailboxes WHERE id = ?1")
@@ -1886,7 +1887,7 @@ fn parse_flags(flags: &str) -> Vec<String> {
 }
 
 #[async_trait]
-impl Store for SqliteStore {
+impl Directory for SqliteStore {
     async fn create_account(&self, address: &str, password_hash: &str) -> Result<Account> {
         let address = normalize(address);
         let hash = password_hash.to_owned();
@@ -1996,7 +1997,10 @@ impl Store for SqliteStore {
         })
         .await
     }
+}
 
+#[async_trait]
+impl Deliver for SqliteStore {
     async fn deliver(&self, delivery: Delivery) -> Result<DeliveryReceipt> {
         self.deliver_with_params(delivery, QueueParams::default())
             .await
@@ -2023,7 +2027,10 @@ impl Store for SqliteStore {
         }
         self.write(move |conn| deliver_tx(conn, &prepared)).await
     }
+}
 
+#[async_trait]
+impl Mailstore for SqliteStore {
     async fn mailboxes(&self, account: AccountId) -> Result<Vec<Mailbox>> {
         self.read(move |conn| {
             conn.prepare_cached(&format!(
@@ -2079,130 +2086,6 @@ impl Store for SqliteStore {
             conn.prepare_cached("SELECT data FROM blobs WHERE id = ?1")
                 .and_then(|mut s| s.query_row([blob], |r| r.get(0)).optional())
                 .ctx("reading blob")
-        })
-        .await
-    }
-
-    async fn queue(&self) -> Result<Vec<QueueEntry>> {
-        self.read(|conn| {
-            let sql = format!("{QUEUE_SELECT} ORDER BY created, id");
-            conn.prepare_cached(&sql)
-                .and_then(|mut s| s.query_map([], queue_row)?.collect::<Result<Vec<_>, _>>())
-                .ctx("listing the queue")
-        })
-        .await
-    }
-
-    async fn due_queue(&self, now: i64, limit: usize, lease_secs: i64) -> Result<Vec<DueDomain>> {
-        if limit == 0 {
-            return Ok(Vec::new());
-        }
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let until = now.saturating_add(lease_secs.max(1));
-        self.write(move |conn| due_queue_tx(conn, now, limit, until))
-            .await
-    }
-
-    async fn queue_entry(&self, id: i64) -> Result<Option<QueueEntry>> {
-        self.read(move |conn| {
-            let sql = format!("{QUEUE_SELECT} WHERE id = ?1");
-            conn.prepare_cached(&sql)
-                .and_then(|mut s| s.query_row([id], queue_row).optional())
-                .ctx("reading a queue entry")
-        })
-        .await
-    }
-
-    async fn record_attempt(&self, id: i64, claim: u64, attempt: QueueAttempt) -> Result<bool> {
-        self.write(move |conn| {
-            let changed = conn
-                .prepare_cached(
-                    "UPDATE queue SET attempts = attempts + 1, last_error = ?3, last_attempt = ?4,
-                         last_tls = ?5, leased_until = 0,
-                         next_attempt = CASE WHEN bounce <> 0 THEN ?4 ELSE ?6 END
-                     WHERE id = ?1 AND claim = ?2",
-                )
-                .and_then(|mut s| {
-                    s.execute(params![
-                        id,
-                        sql_u64(claim),
-                        attempt.error,
-                        attempt.at,
-                        attempt.tls,
-                        attempt.next_attempt
-                    ])
-                })
-                .ctx("recording a delivery attempt")?;
-            Ok(changed > 0)
-        })
-        .await
-    }
-
-    async fn queue_delivered(&self, id: i64, claim: u64) -> Result<bool> {
-        self.write(move |conn| {
-            let changed = conn
-                .prepare_cached("DELETE FROM queue WHERE id = ?1 AND claim = ?2")
-                .and_then(|mut s| s.execute(params![id, sql_u64(claim)]))
-                .ctx("removing a delivered queue entry")?;
-            Ok(changed > 0)
-        })
-        .await
-    }
-
-    async fn queue_delete(&self, id: i64) -> Result<bool> {
-        self.write(move |conn| {
-            let changed = conn
-                .prepare_cached("DELETE FROM queue WHERE id = ?1")
-                .and_then(|mut s| s.execute([id]))
-                .ctx("deleting a queue entry")?;
-            Ok(changed > 0)
-        })
-        .await
-    }
-
-    async fn queue_bounce(&self, id: i64, reason: &str, now: i64) -> Result<bool> {
-        let reason = reason.to_owned();
-        self.write(move |conn| {
-            let changed = conn
-                .prepare_cached(
-                    "UPDATE queue SET bounce = 1, last_error = ?2,
-                         next_attempt = min(next_attempt, ?3)
-                     WHERE id = ?1",
-                )
-                .and_then(|mut s| s.execute(params![id, reason, now]))
-                .ctx("requesting a bounce")?;
-            Ok(changed > 0)
-        })
-        .await
-    }
-
-    async fn retry_now(&self, which: QueueSelect, now: i64) -> Result<u64> {
-        self.write(move |conn| {
-            let changed = match which {
-                QueueSelect::Id(id) => conn
-                    .prepare_cached(
-                        "UPDATE queue SET next_attempt = ?2 WHERE id = ?1 AND next_attempt > ?2",
-                    )
-                    .and_then(|mut s| s.execute(params![id, now])),
-                QueueSelect::All => conn
-                    .prepare_cached("UPDATE queue SET next_attempt = ?1 WHERE next_attempt > ?1")
-                    .and_then(|mut s| s.execute([now])),
-            }
-            .ctx("making queue entries due")?;
-            Ok(changed as u64)
-        })
-        .await
-    }
-
-    async fn release_leases(&self) -> Result<u64> {
-        self.write(|conn| {
-            let changed = conn
-                .prepare_cached(
-                    "UPDATE queue SET leased_until = 0, claim = claim + 1 WHERE leased_until > 0",
-                )
-                .and_then(|mut s| s.execute([]))
-                .ctx("releasing queue leases")?;
-            Ok(changed as u64)
         })
         .await
     }
@@ -2419,6 +2302,133 @@ impl Store for SqliteStore {
             }
         });
         inner.changes.subscribe()
+    }
+}
+
+#[async_trait]
+impl Queue for SqliteStore {
+    async fn queue(&self) -> Result<Vec<QueueEntry>> {
+        self.read(|conn| {
+            let sql = format!("{QUEUE_SELECT} ORDER BY created, id");
+            conn.prepare_cached(&sql)
+                .and_then(|mut s| s.query_map([], queue_row)?.collect::<Result<Vec<_>, _>>())
+                .ctx("listing the queue")
+        })
+        .await
+    }
+
+    async fn due_queue(&self, now: i64, limit: usize, lease_secs: i64) -> Result<Vec<DueDomain>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let until = now.saturating_add(lease_secs.max(1));
+        self.write(move |conn| due_queue_tx(conn, now, limit, until))
+            .await
+    }
+
+    async fn queue_entry(&self, id: i64) -> Result<Option<QueueEntry>> {
+        self.read(move |conn| {
+            let sql = format!("{QUEUE_SELECT} WHERE id = ?1");
+            conn.prepare_cached(&sql)
+                .and_then(|mut s| s.query_row([id], queue_row).optional())
+                .ctx("reading a queue entry")
+        })
+        .await
+    }
+
+    async fn record_attempt(&self, id: i64, claim: u64, attempt: QueueAttempt) -> Result<bool> {
+        self.write(move |conn| {
+            let changed = conn
+                .prepare_cached(
+                    "UPDATE queue SET attempts = attempts + 1, last_error = ?3, last_attempt = ?4,
+                         last_tls = ?5, leased_until = 0,
+                         next_attempt = CASE WHEN bounce <> 0 THEN ?4 ELSE ?6 END
+                     WHERE id = ?1 AND claim = ?2",
+                )
+                .and_then(|mut s| {
+                    s.execute(params![
+                        id,
+                        sql_u64(claim),
+                        attempt.error,
+                        attempt.at,
+                        attempt.tls,
+                        attempt.next_attempt
+                    ])
+                })
+                .ctx("recording a delivery attempt")?;
+            Ok(changed > 0)
+        })
+        .await
+    }
+
+    async fn queue_delivered(&self, id: i64, claim: u64) -> Result<bool> {
+        self.write(move |conn| {
+            let changed = conn
+                .prepare_cached("DELETE FROM queue WHERE id = ?1 AND claim = ?2")
+                .and_then(|mut s| s.execute(params![id, sql_u64(claim)]))
+                .ctx("removing a delivered queue entry")?;
+            Ok(changed > 0)
+        })
+        .await
+    }
+
+    async fn queue_delete(&self, id: i64) -> Result<bool> {
+        self.write(move |conn| {
+            let changed = conn
+                .prepare_cached("DELETE FROM queue WHERE id = ?1")
+                .and_then(|mut s| s.execute([id]))
+                .ctx("deleting a queue entry")?;
+            Ok(changed > 0)
+        })
+        .await
+    }
+
+    async fn queue_bounce(&self, id: i64, reason: &str, now: i64) -> Result<bool> {
+        let reason = reason.to_owned();
+        self.write(move |conn| {
+            let changed = conn
+                .prepare_cached(
+                    "UPDATE queue SET bounce = 1, last_error = ?2,
+                         next_attempt = min(next_attempt, ?3)
+                     WHERE id = ?1",
+                )
+                .and_then(|mut s| s.execute(params![id, reason, now]))
+                .ctx("requesting a bounce")?;
+            Ok(changed > 0)
+        })
+        .await
+    }
+
+    async fn retry_now(&self, which: QueueSelect, now: i64) -> Result<u64> {
+        self.write(move |conn| {
+            let changed = match which {
+                QueueSelect::Id(id) => conn
+                    .prepare_cached(
+                        "UPDATE queue SET next_attempt = ?2 WHERE id = ?1 AND next_attempt > ?2",
+                    )
+                    .and_then(|mut s| s.execute(params![id, now])),
+                QueueSelect::All => conn
+                    .prepare_cached("UPDATE queue SET next_attempt = ?1 WHERE next_attempt > ?1")
+                    .and_then(|mut s| s.execute([now])),
+            }
+            .ctx("making queue entries due")?;
+            Ok(changed as u64)
+        })
+        .await
+    }
+
+    async fn release_leases(&self) -> Result<u64> {
+        self.write(|conn| {
+            let changed = conn
+                .prepare_cached(
+                    "UPDATE queue SET leased_until = 0, claim = claim + 1 WHERE leased_until > 0",
+                )
+                .and_then(|mut s| s.execute([]))
+                .ctx("releasing queue leases")?;
+            Ok(changed as u64)
+        })
+        .await
     }
 }
 

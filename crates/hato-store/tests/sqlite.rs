@@ -14,7 +14,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use hato_store::sqlite::{SCHEMA_VERSION, SqliteStore};
-use hato_store::{AccountId, Delivery, Expunge, FlagOp, Store, StoreError, conformance};
+use hato_store::{
+    AccountId, Deliver, Delivery, Directory, Expunge, FlagOp, Mailstore, Queue, Store, StoreError,
+    conformance,
+};
 
 const HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA";
 
