@@ -3,7 +3,7 @@
 //! when the process is killed with SIGKILL mid-stream (the test re-executes this test binary in a
 //! child mode selected by an environment variable), speed of 10,000-UID mailbox operations and
 //! change notifications, and outbound queue claims by two stores on one file. (The version
-//! 1 → 2 and 2 → 3 upgrades are unit tests in `src/sqlite/mod.rs`.)
+//! 1 → 2 and 2 → 3 upgrades are unit tests in `src/sqlite/schema.rs`.)
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Write};
