@@ -4,7 +4,8 @@ use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::ids::{IdSpace, next_id};
-use super::{Context, SqliteStore, insert_blob};
+use super::messages::insert_blob;
+use super::{Context, SqliteStore};
 use crate::{
     AccountId, Deliver, Delivery, DeliveryReceipt, MailboxId, QueueParams, Result, StoreError,
 };

@@ -4,7 +4,8 @@ use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::ids::{IdSpace, next_id, next_uidvalidity};
-use super::{Context, SqliteStore, is_constraint, normalize, now, subscribe_tx};
+use super::mailboxes::subscribe_tx;
+use super::{Context, SqliteStore, is_constraint, normalize, now};
 use crate::{Account, AccountId, Alias, DEFAULT_MAILBOXES, Directory, Result, StoreError};
 
 #[async_trait]
