@@ -5,6 +5,10 @@
 //! panics (via `assert!`) on the first deviation, with a message naming what was expected. The
 //! checks use distinct addresses, so they also pass in any order on one store, but some assume
 //! that no other party writes to the store meanwhile.
+//!
+//! Compiled only with the cargo feature `conformance`, which a backend's tests enable through a
+//! dev-dependency (`hato-store = { path = ..., features = ["conformance"] }`, as this crate does
+//! for `tests/sqlite.rs`), so the suite is not part of a release build.
 
 use crate::{
     AccountId, AppendUid, CopyUids, DEFAULT_MAILBOXES, Delivery, Expunge, FlagOp, FlagsResult,

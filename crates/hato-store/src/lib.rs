@@ -54,6 +54,7 @@
 //! * Every write is one transaction of its own (sharing the commit with concurrent writes);
 //!   after it, [`Mailstore::subscribe_changes`] receivers learn which mailboxes changed.
 
+#[cfg(feature = "conformance")]
 pub mod conformance;
 mod deliver;
 mod directory;
