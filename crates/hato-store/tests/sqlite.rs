@@ -3,7 +3,7 @@
 //! when the process is killed with SIGKILL mid-stream (the test re-executes this test binary in a
 //! child mode selected by an environment variable), speed of 10,000-UID mailbox operations and
 //! change notifications, and outbound queue claims by two stores on one file. (The version
-//! 1 → 2 and 2 → 3 upgrades are unit tests in `src/sqlite.rs`.)
+//! 1 → 2 and 2 → 3 upgrades are unit tests in `src/sqlite/schema.rs`.)
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Write};
@@ -14,7 +14,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use hato_store::sqlite::{SCHEMA_VERSION, SqliteStore};
-use hato_store::{AccountId, Delivery, Expunge, FlagOp, Store, StoreError, conformance};
+use hato_store::{
+    AccountId, Deliver, Delivery, Directory, Expunge, FlagOp, Mailstore, Queue, Store, StoreError,
+    conformance,
+};
 
 const HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA";
 

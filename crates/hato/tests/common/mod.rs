@@ -318,7 +318,7 @@ impl TestServer {
             .build()
             .unwrap();
         rt.block_on(async {
-            use hato_store::Store;
+            use hato_store::{Directory, Mailstore};
             let store = hato_store::sqlite::SqliteStore::open(&self.db()).unwrap();
             let account = store.account(address).await.unwrap().expect("account");
             let inbox = store
@@ -344,7 +344,7 @@ impl TestServer {
             .build()
             .unwrap();
         rt.block_on(async {
-            use hato_store::Store;
+            use hato_store::Mailstore;
             let store = hato_store::sqlite::SqliteStore::open(&self.db()).unwrap();
             store
                 .blob(id)
@@ -374,7 +374,7 @@ impl TestServer {
             .build()
             .unwrap();
         rt.block_on(async {
-            use hato_store::Store;
+            use hato_store::Queue;
             let store = hato_store::sqlite::SqliteStore::open(&self.db()).unwrap();
             store.queue().await.unwrap()
         })

@@ -1,0 +1,220 @@
+//! Checks of the [`Deliver`](crate::Deliver) role: local, remote and mixed deliveries, all or
+//! nothing.
+
+use super::{blob, create, delivery, inbox, inbox_entries, local_copy, queue_for};
+use crate::{AccountId, Mailbox, Store, StoreError};
+
+/// Local delivery to several accounts (with a duplicate): one blob `Return-Path: <sender>\r\n` +
+/// data, one INBOX entry per account referencing it, UIDs 1, 2, 3 in order, UIDNEXT and
+/// HIGHESTMODSEQ advancing with the entry's MODSEQ, other mailboxes untouched.
+pub async fn deliver_local(store: &dyn Store) {
+    let accounts = [
+        create(store, "conf.local1@example.com").await.id,
+        create(store, "conf.local2@example.com").await.id,
+        create(store, "conf.local3@example.com").await.id,
+    ];
+    let before: Vec<Mailbox> = {
+        let mut v = Vec::new();
+        for &a in &accounts {
+            v.push(inbox(store, a).await);
+        }
+        v
+    };
+
+    let mut blobs = Vec::new();
+    for n in 1..=3u32 {
+        let data = format!("Subject: local {n}\r\n\r\nbody {n}\r\n").into_bytes();
+        let mut local = accounts.to_vec();
+        local.push(accounts[0]); // duplicates are delivered once
+        let receipt = store
+            .deliver(delivery("sender@remote.example", &data, local, vec![]))
+            .await
+            .expect("deliver");
+        assert_eq!(receipt.queue_blob, None);
+        let blob_id = receipt.local_blob.expect("local blob");
+        assert_eq!(
+            blob(store, blob_id).await,
+            local_copy("sender@remote.example", &data)
+        );
+        blobs.push(blob_id);
+    }
+    let mut unique = blobs.clone();
+    unique.sort_unstable();
+    unique.dedup();
+    assert_eq!(unique.len(), 3, "each delivery gets its own blob");
+
+    for (i, &account) in accounts.iter().enumerate() {
+        let entries = inbox_entries(store, account).await;
+        assert_eq!(
+            entries.iter().map(|e| e.uid).collect::<Vec<_>>(),
+            vec![1, 2, 3],
+            "UIDs of account {account}"
+        );
+        let mut last_modseq = before[i].highest_modseq;
+        for (entry, &blob_id) in entries.iter().zip(&blobs) {
+            assert_eq!(
+                entry.blob, blob_id,
+                "entry references the delivery's one blob"
+            );
+            assert!(entry.modseq > last_modseq, "modseq must increase");
+            last_modseq = entry.modseq;
+            assert!(entry.flags.is_empty(), "new mail has no flags");
+            assert_eq!(entry.internal_date, 1_700_000_000);
+            assert_eq!(entry.size, blob(store, blob_id).await.len() as u64);
+        }
+        let after = inbox(store, account).await;
+        assert_eq!(after.uidnext, 4);
+        assert_eq!(after.uidvalidity, before[i].uidvalidity);
+        assert_eq!(
+            after.highest_modseq, last_modseq,
+            "HIGHESTMODSEQ = newest entry's"
+        );
+        for mailbox in store.mailboxes(account).await.expect("mailboxes") {
+            if mailbox.name != "INBOX" {
+                assert_eq!(mailbox.uidnext, 1, "{} must be untouched", mailbox.name);
+                assert!(
+                    store
+                        .messages(mailbox.id)
+                        .await
+                        .expect("messages")
+                        .is_empty()
+                );
+            }
+        }
+    }
+}
+
+/// The null reverse-path becomes `Return-Path: <>`.
+pub async fn deliver_null_sender(store: &dyn Store) {
+    let account = create(store, "conf.bounce@example.com").await;
+    let data = b"Subject: bounce\r\n\r\nfailed\r\n";
+    let receipt = store
+        .deliver(delivery("", data, vec![account.id], vec![]))
+        .await
+        .expect("deliver");
+    let blob_id = receipt.local_blob.expect("local blob");
+    assert_eq!(blob(store, blob_id).await, local_copy("", data));
+    assert_eq!(inbox_entries(store, account.id).await.len(), 1);
+}
+
+/// Remote recipients: one queue entry each, oldest first, all referencing one blob of the data
+/// unchanged, due at once (next_attempt = created = received_at), no attempts yet.
+pub async fn deliver_remote(store: &dyn Store) {
+    let recipients = [
+        "conf.r1@remote.example",
+        "conf.r2@remote.example",
+        "conf.r3@remote.example",
+    ];
+    let data = b"Subject: remote\r\n\r\nhello\r\n";
+    let receipt = store
+        .deliver(delivery(
+            "conf.sender@example.com",
+            data,
+            vec![],
+            recipients.to_vec(),
+        ))
+        .await
+        .expect("deliver");
+    assert_eq!(receipt.local_blob, None);
+    let blob_id = receipt.queue_blob.expect("queue blob");
+    assert_eq!(
+        blob(store, blob_id).await,
+        data.to_vec(),
+        "queued copy is the data unchanged"
+    );
+
+    let queued = queue_for(store, &recipients).await;
+    assert_eq!(queued.len(), 3, "{queued:?}");
+    for (entry, recipient) in queued.iter().zip(recipients) {
+        assert_eq!(entry.recipient, recipient);
+        assert_eq!(entry.blob, blob_id);
+        assert_eq!(entry.sender, "conf.sender@example.com");
+        assert_eq!(entry.created, 1_700_000_000);
+        assert_eq!(entry.next_attempt, 1_700_000_000);
+        assert_eq!(entry.attempts, 0);
+        assert_eq!(entry.last_error, None);
+    }
+    let all = store.queue().await.expect("queue");
+    assert!(
+        all.windows(2).all(|w| w[0].created <= w[1].created),
+        "queue must be oldest first"
+    );
+}
+
+/// Local and remote recipients together: two blobs, the local one with Return-Path.
+pub async fn deliver_mixed(store: &dyn Store) {
+    let a = create(store, "conf.mixed1@example.com").await.id;
+    let b = create(store, "conf.mixed2@example.com").await.id;
+    let remote = ["conf.m1@remote.example", "conf.m2@remote.example"];
+    let data = b"Subject: mixed\r\n\r\nboth\r\n";
+    let receipt = store
+        .deliver(delivery(
+            "conf.mixer@example.com",
+            data,
+            vec![b, a],
+            remote.to_vec(),
+        ))
+        .await
+        .expect("deliver");
+    let local_blob = receipt.local_blob.expect("local blob");
+    let queue_blob = receipt.queue_blob.expect("queue blob");
+    assert_ne!(local_blob, queue_blob);
+    assert_eq!(
+        blob(store, local_blob).await,
+        local_copy("conf.mixer@example.com", data)
+    );
+    assert_eq!(blob(store, queue_blob).await, data.to_vec());
+    for account in [a, b] {
+        let entries = inbox_entries(store, account).await;
+        assert_eq!(entries.len(), 1);
+        assert_eq!(entries[0].blob, local_blob);
+        assert_eq!(entries[0].uid, 1);
+    }
+    let queued = queue_for(store, &remote).await;
+    assert_eq!(queued.len(), 2);
+    assert!(queued.iter().all(|q| q.blob == queue_blob));
+}
+
+/// A delivery without recipients stores nothing.
+pub async fn deliver_empty(store: &dyn Store) {
+    let receipt = store
+        .deliver(delivery("conf.nobody@example.com", b"x", vec![], vec![]))
+        .await
+        .expect("deliver");
+    assert_eq!(receipt.local_blob, None);
+    assert_eq!(receipt.queue_blob, None);
+}
+
+/// A delivery naming an account that does not exist fails as a whole: nothing of it is visible,
+/// not even its remote queue entries or the INBOX entries of valid accounts.
+pub async fn deliver_unknown_account(store: &dyn Store) {
+    let valid = create(store, "conf.valid@example.com").await.id;
+    let ghost: AccountId = 0x7fff_ffff_fff0;
+    let err = store
+        .deliver(delivery(
+            "conf.sender@example.com",
+            b"Subject: ghost\r\n\r\n",
+            vec![valid, ghost],
+            vec!["conf.ghost-remote@remote.example"],
+        ))
+        .await
+        .expect_err("delivery to an unknown account must fail");
+    assert!(
+        matches!(err, StoreError::NotFound(_)),
+        "want NotFound, got {err:?}"
+    );
+    assert!(
+        inbox_entries(store, valid).await.is_empty(),
+        "half a delivery became visible"
+    );
+    assert_eq!(
+        inbox(store, valid).await.uidnext,
+        1,
+        "UID assignment must be rolled back"
+    );
+    assert!(
+        queue_for(store, &["conf.ghost-remote@remote.example"])
+            .await
+            .is_empty()
+    );
+}

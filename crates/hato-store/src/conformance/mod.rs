@@ -1,0 +1,252 @@
+//! The backend-neutral conformance suite: the behaviour every [`Store`] backend (SQLite now,
+//! PostgreSQL later) must show, written only against the trait so one suite checks them all.
+//!
+//! Call [`run_all`] on a fresh, empty store from a test (inside a tokio runtime). Every check
+//! panics (via `assert!`) on the first deviation, with a message naming what was expected. The
+//! checks use distinct addresses, so they also pass in any order on one store, but some assume
+//! that no other party writes to the store meanwhile.
+//!
+//! Compiled only with the cargo feature `conformance`, which a backend's tests enable through a
+//! dev-dependency (`hato-store = { path = ..., features = ["conformance"] }`, as this crate does
+//! for `tests/sqlite.rs`), so the suite is not part of a release build.
+//!
+//! The checks are grouped by role: `directory.rs`, `deliver.rs`, `queue.rs`, and the mailstore's
+//! `mailboxes.rs`, `messages.rs` and `sync.rs`; the helpers they share are here.
+
+mod deliver;
+mod directory;
+mod mailboxes;
+mod messages;
+mod queue;
+mod sync;
+
+pub use deliver::{
+    deliver_empty, deliver_local, deliver_mixed, deliver_null_sender, deliver_remote,
+    deliver_unknown_account,
+};
+pub use directory::{
+    accounts, aliases, default_mailboxes, delete_account_frees_blobs, duplicate_account,
+    password_change, resolve, unknown_ids,
+};
+pub use mailboxes::{
+    ids_never_reused, mailbox_create, mailbox_delete, mailbox_rename, mailbox_unknown_ids,
+    rename_inbox, subscriptions,
+};
+pub use messages::{
+    append_and_read, bulk_operations, copy_single_instance, expunge_variants, flags_normalised,
+    modseq_increases, move_messages, set_flags_ops, uids_never_reused, unchanged_since,
+};
+pub use queue::{
+    queue_attempts, queue_bounce_and_delete, queue_claims, queue_params, queue_release_leases,
+};
+pub use sync::{account_usage, changes_and_vanished, notifications, recent_claims};
+
+use crate::{
+    AccountId, Delivery, FlagOp, FlagsResult, Mailbox, MailboxId, MailboxStatus, MessageEntry,
+    QueueEntry, Store, StoreError,
+};
+
+/// Runs every check, in order.
+pub async fn run_all(store: &dyn Store) {
+    accounts(store).await;
+    default_mailboxes(store).await;
+    duplicate_account(store).await;
+    password_change(store).await;
+    aliases(store).await;
+    resolve(store).await;
+    deliver_local(store).await;
+    deliver_null_sender(store).await;
+    deliver_remote(store).await;
+    deliver_mixed(store).await;
+    deliver_empty(store).await;
+    deliver_unknown_account(store).await;
+    delete_account_frees_blobs(store).await;
+    unknown_ids(store).await;
+    mailbox_create(store).await;
+    mailbox_delete(store).await;
+    mailbox_rename(store).await;
+    rename_inbox(store).await;
+    subscriptions(store).await;
+    append_and_read(store).await;
+    flags_normalised(store).await;
+    set_flags_ops(store).await;
+    unchanged_since(store).await;
+    expunge_variants(store).await;
+    uids_never_reused(store).await;
+    modseq_increases(store).await;
+    copy_single_instance(store).await;
+    move_messages(store).await;
+    changes_and_vanished(store).await;
+    recent_claims(store).await;
+    account_usage(store).await;
+    notifications(store).await;
+    bulk_operations(store).await;
+    ids_never_reused(store).await;
+    mailbox_unknown_ids(store).await;
+    queue_params(store).await;
+    queue_claims(store).await;
+    queue_attempts(store).await;
+    queue_bounce_and_delete(store).await;
+    queue_release_leases(store).await;
+}
+
+fn hash(n: u32) -> String {
+    format!("$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ${n}")
+}
+
+async fn create(store: &dyn Store, address: &str) -> crate::Account {
+    store
+        .create_account(address, &hash(0))
+        .await
+        .unwrap_or_else(|e| panic!("create_account({address}) failed: {e}"))
+}
+
+async fn inbox(store: &dyn Store, account: AccountId) -> Mailbox {
+    store
+        .mailboxes(account)
+        .await
+        .expect("mailboxes")
+        .into_iter()
+        .find(|m| m.name == "INBOX")
+        .unwrap_or_else(|| panic!("account {account} has no INBOX"))
+}
+
+async fn inbox_entries(store: &dyn Store, account: AccountId) -> Vec<MessageEntry> {
+    let inbox = inbox(store, account).await;
+    store.messages(inbox.id).await.expect("messages")
+}
+
+async fn queue_for(store: &dyn Store, recipients: &[&str]) -> Vec<QueueEntry> {
+    store
+        .queue()
+        .await
+        .expect("queue")
+        .into_iter()
+        .filter(|q| recipients.contains(&q.recipient.as_str()))
+        .collect()
+}
+
+async fn blob(store: &dyn Store, id: crate::BlobId) -> Vec<u8> {
+    store
+        .blob(id)
+        .await
+        .expect("blob")
+        .unwrap_or_else(|| panic!("blob {id} missing"))
+}
+
+fn delivery(sender: &str, data: &[u8], local: Vec<AccountId>, remote: Vec<&str>) -> Delivery {
+    Delivery {
+        sender: sender.to_owned(),
+        data: data.to_vec(),
+        local,
+        remote: remote.into_iter().map(str::to_owned).collect(),
+        received_at: 1_700_000_000,
+    }
+}
+
+fn local_copy(sender: &str, data: &[u8]) -> Vec<u8> {
+    let mut v = format!("Return-Path: <{sender}>\r\n").into_bytes();
+    v.extend_from_slice(data);
+    v
+}
+
+// ---------------------------------------------------------------------------------------------
+// Helpers of the mailbox and message checks.
+
+fn flags(list: &[&str]) -> Vec<String> {
+    list.iter().map(|f| (*f).to_owned()).collect()
+}
+
+async fn mailbox_named(store: &dyn Store, account: AccountId, name: &str) -> Mailbox {
+    store
+        .mailbox_by_name(account, name)
+        .await
+        .expect("mailbox_by_name")
+        .unwrap_or_else(|| panic!("mailbox {name} missing"))
+}
+
+async fn new_mailbox(store: &dyn Store, account: AccountId, name: &str) -> Mailbox {
+    store
+        .create_mailbox(account, name, None)
+        .await
+        .unwrap_or_else(|e| panic!("create_mailbox({name}) failed: {e}"))
+}
+
+async fn status(store: &dyn Store, mailbox: MailboxId) -> MailboxStatus {
+    store
+        .mailbox_status(mailbox)
+        .await
+        .expect("mailbox_status")
+        .unwrap_or_else(|| panic!("mailbox {mailbox} has no status"))
+}
+
+async fn append_n(store: &dyn Store, mailbox: MailboxId, count: u32) -> Vec<u32> {
+    let mut uids = Vec::new();
+    for n in 0..count {
+        let data = format!("Subject: appended {n}\r\n\r\nbody {n}\r\n").into_bytes();
+        let appended = store
+            .append(mailbox, data, &[], 1_650_000_000 + i64::from(n))
+            .await
+            .expect("append");
+        uids.push(appended.uid);
+    }
+    uids
+}
+
+async fn uids_of(store: &dyn Store, mailbox: MailboxId) -> Vec<u32> {
+    store
+        .messages(mailbox)
+        .await
+        .expect("messages")
+        .iter()
+        .map(|e| e.uid)
+        .collect()
+}
+
+async fn entry(store: &dyn Store, mailbox: MailboxId, uid: u32) -> MessageEntry {
+    store
+        .message(mailbox, uid)
+        .await
+        .expect("message")
+        .unwrap_or_else(|| panic!("message {uid} of mailbox {mailbox} missing"))
+}
+
+async fn set(
+    store: &dyn Store,
+    mailbox: MailboxId,
+    uids: &[u32],
+    op: FlagOp,
+    list: &[&str],
+) -> FlagsResult {
+    store
+        .set_flags(mailbox, uids, op, &flags(list), None)
+        .await
+        .unwrap_or_else(|e| panic!("set_flags({op:?} {list:?}) failed: {e}"))
+}
+
+fn assert_err<T: std::fmt::Debug>(
+    result: crate::Result<T>,
+    want: fn(&StoreError) -> bool,
+    what: &str,
+) {
+    match result {
+        Err(e) if want(&e) => {}
+        other => panic!("{what}: unexpected {other:?}"),
+    }
+}
+
+fn is_conflict(e: &StoreError) -> bool {
+    matches!(e, StoreError::Conflict(_))
+}
+fn is_not_found(e: &StoreError) -> bool {
+    matches!(e, StoreError::NotFound(_))
+}
+fn is_invalid(e: &StoreError) -> bool {
+    matches!(e, StoreError::Invalid(_))
+}
+fn is_limit(e: &StoreError) -> bool {
+    matches!(e, StoreError::Limit(_))
+}
+fn is_has_children(e: &StoreError) -> bool {
+    matches!(e, StoreError::HasChildren(_))
+}
