@@ -192,8 +192,47 @@ impl Server {
         s
     }
 
-    /// Serves until SIGINT/SIGTERM, then lets running sessions finish (up to 10 s).
+    /// The bound address of each listener, in configuration order (a `bind` with port 0 gets
+    /// one from the system: tests read it here).
+    pub fn local_addrs(&self) -> Vec<(Protocol, SocketAddr)> {
+        self.listeners
+            .iter()
+            .map(|(_, d)| (d.protocol, d.bind))
+            .collect()
+    }
+
+    /// Serves until SIGINT/SIGTERM (certificates reload on SIGHUP), then lets running sessions
+    /// finish (up to 10 s).
     pub async fn run(self) -> anyhow::Result<()> {
+        // Install every handler before serving: a signal that arrives before its handler exists
+        // would kill the process with its default action.
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+        let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+        let hup = signal(SignalKind::hangup()).context("cannot handle SIGHUP")?;
+        let stop = async move {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        };
+        self.serve(stop, Some(hup)).await
+    }
+
+    /// Serves until `stop` completes, then lets running sessions finish (up to 10 s): the
+    /// library entry point for embedding and in-process tests.
+    pub async fn run_until(
+        self,
+        stop: impl std::future::Future<Output = ()>,
+    ) -> anyhow::Result<()> {
+        self.serve(stop, None).await
+    }
+
+    async fn serve(
+        self,
+        stop: impl std::future::Future<Output = ()>,
+        hup: Option<tokio::signal::unix::Signal>,
+    ) -> anyhow::Result<()> {
         let Server {
             config,
             dns,
@@ -205,12 +244,6 @@ impl Server {
             shutdown_tx,
             ..
         } = self;
-        // Install every handler before serving: a signal that arrives before its handler exists
-        // would kill the process with its default action.
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
-        let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
-        let hup = signal(SignalKind::hangup()).context("cannot handle SIGHUP")?;
         if let Some(r) = resolver {
             let check = config
                 .tls
@@ -227,15 +260,17 @@ impl Server {
             outbound,
             shutdown.clone(),
         )?;
-        for (listener, _) in listeners {
-            tokio::spawn(listener.run(limits.clone(), shutdown.clone()));
-        }
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = int.recv() => {}
-        }
+        let accepting: Vec<_> = listeners
+            .into_iter()
+            .map(|(listener, _)| tokio::spawn(listener.run(limits.clone(), shutdown.clone())))
+            .collect();
+        stop.await;
         info!("shutting down: no new connections, telling sessions to finish");
         let _ = shutdown_tx.send(true);
+        // The listening sockets are closed when their accept loops have ended.
+        for task in accepting {
+            let _ = task.await;
+        }
         if !limits.drain(Duration::from_secs(10)).await {
             warn!("some sessions did not finish within 10 s");
         }
@@ -376,20 +411,21 @@ fn service(config: &Config, l: &ListenerConfig, parts: &Parts) -> anyhow::Result
     })
 }
 
-/// Reloads certificates on SIGHUP and when their files change (e.g. certbot renewals).
+/// Reloads certificates on SIGHUP (when `hup` is given) and when their files change (e.g. certbot renewals).
 async fn reload_certificates(
     resolver: Arc<CertResolver>,
-    mut hup: tokio::signal::unix::Signal,
+    mut hup: Option<tokio::signal::unix::Signal>,
     check_secs: u64,
 ) {
     let period = Duration::from_secs(check_secs.max(1));
     loop {
         let reason = tokio::select! {
-            _ = hup.recv() => "SIGHUP",
+            Some(_) = async { hup.as_mut()?.recv().await } => "SIGHUP",
             _ = tokio::time::sleep(period), if check_secs > 0 => {
                 if !resolver.files_changed() { continue; }
                 "files changed"
             }
+            else => return,
         };
         let r = resolver.clone();
         match tokio::task::spawn_blocking(move || r.reload()).await {

@@ -53,10 +53,21 @@ impl Listener {
     /// never touches another).
     pub async fn run(self, limits: Arc<ConnectionLimits>, mut shutdown: Shutdown) {
         let bind = self.local_addr();
-        let this = Arc::new(self);
+        // The socket stays with this loop (closed when it ends); connections share the rest.
+        let Listener {
+            socket,
+            service,
+            implicit_tls,
+            starttls,
+        } = self;
+        let this = Arc::new(Handler {
+            service,
+            implicit_tls,
+            starttls,
+        });
         loop {
             let (stream, peer) = tokio::select! {
-                r = this.socket.accept() => match r {
+                r = socket.accept() => match r {
                     Ok(x) => x,
                     Err(e) => {
                         // EMFILE and friends: back off instead of spinning.
@@ -75,7 +86,16 @@ impl Listener {
             );
         }
     }
+}
 
+/// What a listener's connections share.
+struct Handler {
+    service: Arc<dyn Service>,
+    implicit_tls: Option<ServerTls>,
+    starttls: Option<ServerTls>,
+}
+
+impl Handler {
     async fn connection(
         &self,
         mut stream: TcpStream,
