@@ -83,7 +83,7 @@ fn drive(flags: u8, decisions: &[u8], messages: &[&[u8]], pieces: &[&[u8]]) -> T
                 }
                 Action::Authenticate { username, password } => {
                     assert!(s.is_tls(), "credentials accepted without TLS");
-                    s.auth_result(match (username.as_str(), password.as_str()) {
+                    s.auth_result(match (username.as_str(), password.expose()) {
                         ("throttle", _) => AuthOutcome::Throttled,
                         (_, "secret") => AuthOutcome::Ok,
                         _ => AuthOutcome::Failed,

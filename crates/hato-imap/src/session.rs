@@ -152,8 +152,8 @@ impl Enabled {
 
 /// What the driver must do next (see the module documentation).
 ///
-/// The `Debug` output redacts the password of [`Action::Authenticate`].
-#[derive(Clone, PartialEq, Eq)]
+/// The `Debug` output redacts the password of [`Action::Authenticate`] (a [`hato_wire::Password`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Action {
     /// Flush [`Session::output`], then read and call [`Session::feed`].
     NeedInput,
@@ -166,28 +166,14 @@ pub enum Action {
     /// Flush output and close the connection.
     Close,
     /// Verify the credentials and answer with [`Session::auth_result`].
-    Authenticate { username: String, password: String },
+    Authenticate {
+        username: String,
+        password: hato_wire::Password,
+    },
     /// Run the command against the store for the authenticated user and answer with
     /// [`Session::command_done`]. The command is valid in the current state, and
     /// state-level rules (read-only mailbox, QRESYNC enabled, ...) are already checked.
     Execute(Command),
-}
-
-impl fmt::Debug for Action {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Action::NeedInput => f.write_str("NeedInput"),
-            Action::Idle => f.write_str("Idle"),
-            Action::StartTls => f.write_str("StartTls"),
-            Action::Close => f.write_str("Close"),
-            Action::Authenticate { username, .. } => f
-                .debug_struct("Authenticate")
-                .field("username", username)
-                .field("password", &"<redacted>")
-                .finish(),
-            Action::Execute(c) => f.debug_tuple("Execute").field(c).finish(),
-        }
-    }
 }
 
 /// The driver's answer to [`Action::Execute`].
@@ -768,7 +754,7 @@ impl Session {
             {
                 let action = Action::Authenticate {
                     username: user.to_string(),
-                    password: pass.to_string(),
+                    password: pass.to_string().into(),
                 };
                 Some((tag, action))
             }
@@ -856,7 +842,7 @@ impl Session {
                         tag,
                         Action::Authenticate {
                             username: username.clone(),
-                            password: p.to_string(),
+                            password: p.to_string().into(),
                         },
                     )),
                     _ => self.auth_refused(&tag),

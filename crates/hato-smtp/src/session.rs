@@ -159,8 +159,8 @@ pub const RCPT_LINE_EXTRA: usize = 500;
 
 /// What the driver must do next (see the module documentation).
 ///
-/// The `Debug` output redacts the password of [`Action::Authenticate`].
-#[derive(Clone, PartialEq, Eq)]
+/// The `Debug` output redacts the password of [`Action::Authenticate`] (a [`hato_wire::Password`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Action {
     /// Flush [`Session::output`], then read and call [`Session::feed`].
     NeedInput,
@@ -173,7 +173,7 @@ pub enum Action {
     Authenticate {
         authzid: Option<String>,
         username: String,
-        password: String,
+        password: hato_wire::Password,
     },
     /// MAIL FROM passed syntax/size/sequence checks: answer [`Session::sender_result`].
     CheckSender { address: Option<Address> },
@@ -181,33 +181,6 @@ pub enum Action {
     CheckRecipient { address: Address },
     /// End of data: store the message and answer [`Session::delivery_result`].
     Deliver(Box<Envelope>),
-}
-
-impl fmt::Debug for Action {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Action::NeedInput => f.write_str("NeedInput"),
-            Action::StartTls => f.write_str("StartTls"),
-            Action::Close => f.write_str("Close"),
-            Action::Authenticate {
-                authzid, username, ..
-            } => f
-                .debug_struct("Authenticate")
-                .field("authzid", authzid)
-                .field("username", username)
-                .field("password", &"<redacted>")
-                .finish(),
-            Action::CheckSender { address } => f
-                .debug_struct("CheckSender")
-                .field("address", address)
-                .finish(),
-            Action::CheckRecipient { address } => f
-                .debug_struct("CheckRecipient")
-                .field("address", address)
-                .finish(),
-            Action::Deliver(env) => f.debug_tuple("Deliver").field(env).finish(),
-        }
-    }
 }
 
 /// Per-connection counters for the disconnect log.

@@ -18,6 +18,20 @@ pub fn normalize_address(address: &str) -> Option<String> {
     Some(format!("{}@{domain}", local.to_lowercase()))
 }
 
+/// A host or domain name in LDH form (RFC 1123 2.1, RFC 5890 A-labels): labels of letters,
+/// digits and hyphens, not starting or ending with a hyphen, at most 63 octets each and 253 in all.
+pub fn is_ldh_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 253
+        && s.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -36,5 +50,11 @@ mod tests {
             Some("alice@xn--bcher-kva.example")
         );
         assert_eq!(normalize_address("no-at-sign"), None);
+        assert!(is_ldh_name("mail.example.com"));
+        assert!(is_ldh_name("xn--bcher-kva.example"));
+        assert!(!is_ldh_name("-bad.example"));
+        assert!(!is_ldh_name("a..b"));
+        assert!(!is_ldh_name("under_score.example"));
+        assert!(!is_ldh_name(&"a".repeat(64)));
     }
 }

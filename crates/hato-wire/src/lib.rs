@@ -5,6 +5,8 @@
 //! * [`AuthOutcome`]: the answer to a login attempt, the same for SMTP AUTH (RFC 4954), POP3
 //!   USER/PASS and AUTH (RFC 1939, 5034) and IMAP LOGIN/AUTHENTICATE (RFC 9051); each session
 //!   turns it into its own reply.
+//! * [`Password`]: a secret whose `Debug` output is redacted, so an action or a configuration
+//!   printed with `{:?}` never shows it.
 //! * [`domain`]: domain names in the form hato compares and stores them (IDNA A-labels, RFC 5890).
 //! * [`date`]: the clock as Unix seconds and the RFC 5322 3.3 date-time.
 //!
@@ -36,4 +38,48 @@ pub enum AuthOutcome {
     /// Too many recent failures for this client or account: the attempt was not checked, and
     /// the session answers with a temporary error and closes.
     Throttled,
+}
+
+/// A password or other secret. `Debug` prints `<redacted>`; the text is reached only through
+/// [`Password::expose`], so it cannot slip into a log by accident.
+#[derive(Clone, PartialEq, Eq, Hash, Default)]
+pub struct Password(String);
+
+impl Password {
+    pub fn new(secret: String) -> Password {
+        Password(secret)
+    }
+
+    /// The secret itself, for the one place that checks or sends it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Password {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl From<String> for Password {
+    fn from(secret: String) -> Password {
+        Password(secret)
+    }
+}
+
+impl From<&str> for Password {
+    fn from(secret: &str) -> Password {
+        Password(secret.to_owned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn password_debug_is_redacted() {
+        let p = super::Password::from("hunter2");
+        assert_eq!(format!("{p:?}"), "<redacted>");
+        assert_eq!(p.expose(), "hunter2");
+    }
 }

@@ -220,21 +220,7 @@ fn setup_tls(config: &Config) -> anyhow::Result<Option<(Arc<hato_tls::CertResolv
     {
         return Ok(None);
     }
-    let mut paths = Vec::new();
-    if let Some(tls) = &config.tls {
-        if let (Some(cert), Some(key)) = (&tls.cert, &tls.key) {
-            paths.push(hato_tls::CertPaths {
-                cert: cert.clone(),
-                key: key.clone(),
-            });
-        }
-        for c in &tls.certificate {
-            paths.push(hato_tls::CertPaths {
-                cert: c.cert.clone(),
-                key: c.key.clone(),
-            });
-        }
-    }
+    let mut paths = config.certificate_paths();
     let summary;
     if paths.is_empty() {
         let dir = config.data_dir.join("tls");
@@ -318,21 +304,7 @@ fn dns_command(
             port: l.bind.port(),
         })
         .collect();
-    let mut paths = Vec::new();
-    if let Some(tls) = &config.tls {
-        if let (Some(cert), Some(key)) = (&tls.cert, &tls.key) {
-            paths.push(hato_tls::CertPaths {
-                cert: cert.clone(),
-                key: key.clone(),
-            });
-        }
-        for c in &tls.certificate {
-            paths.push(hato_tls::CertPaths {
-                cert: c.cert.clone(),
-                key: c.key.clone(),
-            });
-        }
-    }
+    let paths = config.certificate_paths();
     let resolver = if paths.is_empty() {
         None
     } else {

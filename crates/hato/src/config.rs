@@ -415,7 +415,7 @@ impl RouteHost {
             Some((n, p)) => (n, Some(port(p)?)),
             None => (s, None),
         };
-        is_domain(name).then(|| RouteHost::Name(name.to_ascii_lowercase(), p))
+        hato_wire::domain::is_ldh_name(name).then(|| RouteHost::Name(name.to_ascii_lowercase(), p))
     }
 }
 
@@ -677,7 +677,7 @@ impl Config {
 
     fn validate(&self, path: &Path) -> anyhow::Result<()> {
         let err = |key: &str, msg: String| anyhow::anyhow!("{}: `{key}`: {msg}", path.display());
-        if !is_domain(&self.hostname) {
+        if !hato_wire::domain::is_ldh_name(&self.hostname) {
             return Err(err(
                 "hostname",
                 format!(
@@ -687,7 +687,7 @@ impl Config {
             ));
         }
         for d in &self.domains {
-            if !is_domain(d) {
+            if !hato_wire::domain::is_ldh_name(d) {
                 return Err(err(
                     "domains",
                     format!("{d:?} is not a valid domain (e.g. \"example.com\")"),
@@ -844,7 +844,7 @@ impl Config {
             }
         }
         for (i, r) in self.routes.iter().enumerate() {
-            if !is_domain(&r.domain) {
+            if !hato_wire::domain::is_ldh_name(&r.domain) {
                 return Err(err(
                     "route.domain",
                     format!("{:?} is not a valid domain", r.domain),
@@ -884,6 +884,25 @@ impl Config {
         }
     }
 
+    /// The configured certificates: `[tls] cert`/`key`, then each `[[tls.certificate]]`.
+    pub fn certificate_paths(&self) -> Vec<hato_tls::CertPaths> {
+        let Some(tls) = &self.tls else {
+            return Vec::new();
+        };
+        let first = match (&tls.cert, &tls.key) {
+            (Some(cert), Some(key)) => Some((cert, key)),
+            _ => None,
+        };
+        first
+            .into_iter()
+            .chain(tls.certificate.iter().map(|c| (&c.cert, &c.key)))
+            .map(|(cert, key)| hato_tls::CertPaths {
+                cert: cert.clone(),
+                key: key.clone(),
+            })
+            .collect()
+    }
+
     /// `[dns]` as the DNS layer takes it.
     pub fn dns_config(&self) -> hato_dns::DnsConfig {
         hato_dns::DnsConfig {
@@ -910,18 +929,6 @@ impl Config {
     pub fn db_path(&self) -> PathBuf {
         self.data_dir.join("hato.db")
     }
-}
-
-fn is_domain(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 253
-        && s.split('.').all(|l| {
-            !l.is_empty()
-                && l.len() <= 63
-                && !l.starts_with('-')
-                && !l.ends_with('-')
-                && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-        })
 }
 
 #[cfg(test)]

@@ -53,7 +53,7 @@ impl StsPolicy {
         for pattern in &self.mx {
             let name = pattern.trim_end_matches('.');
             let host = name.strip_prefix("*.").unwrap_or(name);
-            if !is_host_name(host) {
+            if !hato_wire::domain::is_ldh_name(host) {
                 return Err(format!(
                     "{pattern:?} is not an MX host name (e.g. \"mail.example.com\" or \"*.example.com\")"
                 ));
@@ -97,16 +97,4 @@ impl StsPolicy {
 /// Lower-case hexadecimal.
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn is_host_name(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 253
-        && s.split('.').all(|l| {
-            !l.is_empty()
-                && l.len() <= 63
-                && !l.starts_with('-')
-                && !l.ends_with('-')
-                && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-        })
 }

@@ -133,7 +133,7 @@ impl<'a> Conn<'a> {
                     let (verdict, account) = self
                         .svc
                         .policy
-                        .login(self.ip, &username, &password, s.tls_info())
+                        .login(self.ip, &username, password.expose(), s.tls_info())
                         .await;
                     self.account = account;
                     s.auth_result(verdict);

@@ -172,7 +172,7 @@ impl Conn<'_> {
                     let (verdict, account) = self
                         .svc
                         .policy
-                        .authenticate(self.ip, authzid.as_deref(), &username, &password)
+                        .authenticate(self.ip, authzid.as_deref(), &username, password.expose())
                         .await;
                     match (&verdict, &account) {
                         (hato_wire::AuthOutcome::Ok, Some(a)) => {

@@ -146,6 +146,9 @@ impl Session {
             self.auth_failed();
             return Step::Continue;
         }
-        Step::Action(Action::Authenticate { username, password })
+        Step::Action(Action::Authenticate {
+            username,
+            password: password.into(),
+        })
     }
 }

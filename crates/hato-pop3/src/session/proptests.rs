@@ -68,7 +68,7 @@ fn drive(cfg: Config, tls: bool, chunks: &[Vec<u8>]) -> Outcome {
                     s.tls_established(tls_info());
                 }
                 Action::Authenticate { username, password } => {
-                    let v = match (username.as_str(), password.as_str()) {
+                    let v = match (username.as_str(), password.expose()) {
                         ("throttle", _) => AuthOutcome::Throttled,
                         (_, "secret") => AuthOutcome::Ok,
                         _ => AuthOutcome::Failed,

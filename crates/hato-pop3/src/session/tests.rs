@@ -145,7 +145,7 @@ impl Driver {
                     return String::from_utf8(out).expect("test output is UTF-8");
                 }
                 Action::Authenticate { username, password } => {
-                    let v = (self.auth)(username, password);
+                    let v = (self.auth)(username, password.expose());
                     self.actions.push(a.clone());
                     self.s.auth_result(v);
                 }
@@ -916,7 +916,7 @@ fn auth_lines_may_exceed_the_command_limit() {
         d.actions,
         [Action::Authenticate {
             username: "alice".into(),
-            password
+            password: password.into()
         }]
     );
 }

@@ -2,8 +2,6 @@
 //! maildrop listing, the decisions ([`Action`]) and their error results, the state
 //! and the counters.
 
-use std::fmt;
-
 #[cfg(doc)] // for the documentation links
 use super::Session;
 
@@ -89,8 +87,8 @@ pub struct CommitError;
 
 /// What the driver must do next (see the module documentation).
 ///
-/// The `Debug` output redacts the password of [`Action::Authenticate`].
-#[derive(Clone, PartialEq, Eq)]
+/// The `Debug` output redacts the password of [`Action::Authenticate`] (a [`hato_wire::Password`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Action {
     /// Flush [`Session::output`], then read and call [`Session::feed`].
     NeedInput,
@@ -102,7 +100,10 @@ pub enum Action {
     Close,
     /// Verify the credentials (USER/PASS or AUTH PLAIN) and answer with
     /// [`Session::auth_result`].
-    Authenticate { username: String, password: String },
+    Authenticate {
+        username: String,
+        password: hato_wire::Password,
+    },
     /// Authentication succeeded: lock the user's maildrop, list it and answer with
     /// [`Session::maildrop_result`]. The listing is fixed for the session: message
     /// numbers are positions in it (RFC 1939 §5).
@@ -118,33 +119,6 @@ pub enum Action {
     /// messages at these indices (0-based, ascending; possibly none) and answer with
     /// [`Session::commit_result`]. The session closes afterwards.
     Commit { deleted: Vec<usize> },
-}
-
-impl fmt::Debug for Action {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Action::NeedInput => f.write_str("NeedInput"),
-            Action::StartTls => f.write_str("StartTls"),
-            Action::Close => f.write_str("Close"),
-            Action::Authenticate { username, .. } => f
-                .debug_struct("Authenticate")
-                .field("username", username)
-                .field("password", &"<redacted>")
-                .finish(),
-            Action::OpenMaildrop { username } => f
-                .debug_struct("OpenMaildrop")
-                .field("username", username)
-                .finish(),
-            Action::Retrieve { index, top_lines } => f
-                .debug_struct("Retrieve")
-                .field("index", index)
-                .field("top_lines", top_lines)
-                .finish(),
-            Action::Commit { deleted } => {
-                f.debug_struct("Commit").field("deleted", deleted).finish()
-            }
-        }
-    }
 }
 
 /// The protocol state (RFC 1939 §3), for logging.

@@ -17,9 +17,9 @@ impl ClientSession {
             return self.fail(ClientFailure::AuthRequiresTls, true);
         }
         let caps = self.caps.clone().unwrap_or_default();
-        let plain_ok = !creds.username.contains('\0') && !creds.password.contains('\0');
+        let plain_ok = !creds.username.contains('\0') && !creds.password.expose().contains('\0');
         if caps.has_auth("PLAIN") && plain_ok {
-            let msg = format!("\0{}\0{}", creds.username, creds.password);
+            let msg = format!("\0{}\0{}", creds.username, creds.password.expose());
             let line = format!("AUTH PLAIN {}", BASE64.encode(msg));
             self.command(&line, Expect::AuthPlain);
         } else if caps.has_auth("LOGIN") {
@@ -32,7 +32,7 @@ impl ClientSession {
     pub(super) fn on_auth(&mut self, expect: Expect, reply: Reply) {
         let creds = self.config.auth.clone().unwrap_or(Credentials {
             username: String::new(),
-            password: String::new(),
+            password: String::new().into(),
         });
         match (expect, reply.code) {
             (Expect::AuthPlain | Expect::AuthLogin(2), 235) => self.ready = true,
@@ -41,7 +41,7 @@ impl ClientSession {
                 self.command(&line, Expect::AuthLogin(1));
             }
             (Expect::AuthLogin(1), 334) => {
-                let line = BASE64.encode(creds.password.as_bytes());
+                let line = BASE64.encode(creds.password.expose().as_bytes());
                 self.command(&line, Expect::AuthLogin(2));
             }
             (_, 400..=599) => self.fail(ClientFailure::AuthFailed(reply), true),

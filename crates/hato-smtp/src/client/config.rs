@@ -28,19 +28,10 @@ pub enum TlsRequirement {
 }
 
 /// AUTH credentials (smarthost mode). Sent only over TLS; PLAIN preferred, else LOGIN.
-#[derive(Clone, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Credentials {
     pub username: String,
-    pub password: String,
-}
-
-impl fmt::Debug for Credentials {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Credentials")
-            .field("username", &self.username)
-            .field("password", &"<redacted>")
-            .finish()
-    }
+    pub password: hato_wire::Password,
 }
 
 /// Per-connection settings.

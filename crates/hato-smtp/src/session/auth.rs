@@ -181,7 +181,7 @@ impl Session {
         Step::Action(Action::Authenticate {
             authzid,
             username,
-            password,
+            password: password.into(),
         })
     }
 

@@ -119,7 +119,7 @@ impl Driver {
                     username,
                     password,
                 } => {
-                    let v = (self.auth)(authzid, username, password);
+                    let v = (self.auth)(authzid, username, password.expose());
                     self.actions.push(a.clone());
                     self.s.auth_result(v);
                 }
@@ -2478,7 +2478,7 @@ fn debug_output_redacts_credentials() {
     // with a pending Authenticate
     d.s.feed(b"\r\naHVudGVyMg==\r\n");
     let a = d.s.poll();
-    assert!(matches!(&a, Action::Authenticate { password, .. } if password == "hunter2"));
+    assert!(matches!(&a, Action::Authenticate { password, .. } if password.expose() == "hunter2"));
     let dbg = format!("{:?}", d.s);
     assert!(
         dbg.contains("Authenticate") && !dbg.contains("hunter2"),

@@ -294,7 +294,7 @@ impl<'a> Conn<'a> {
                     let (verdict, account) = self
                         .svc
                         .policy
-                        .login(self.ip, &username, &password, s.tls())
+                        .login(self.ip, &username, password.expose(), s.tls())
                         .await;
                     self.account = account;
                     s.auth_result(verdict);

@@ -25,9 +25,10 @@ impl Smarthost {
             RouteHost::Ip(ip, _) => format!("[{ip}]"),
             RouteHost::Name(n, _) => n.clone(),
         };
-        let credentials = sh
-            .credentials()?
-            .map(|(username, password)| Credentials { username, password });
+        let credentials = sh.credentials()?.map(|(username, password)| Credentials {
+            username,
+            password: password.into(),
+        });
         let (connector, verify) = match &sh.ca_file {
             Some(path) => {
                 let provider = Arc::new(rustls::crypto::ring::default_provider());
