@@ -42,7 +42,7 @@ use tracing::debug;
 
 use crate::dane::{self, Tlsa};
 use crate::dane_verify::DaneVerifier;
-use crate::policy::TlsaStatus;
+use crate::tls_policy::TlsaStatus;
 use hato_dns::{DnsConfig, absolute, normalize, resolver_builder};
 
 /// Most CNAME links followed for an MX host's addresses.
@@ -118,7 +118,7 @@ pub enum TlsaLookup {
 }
 
 impl TlsaLookup {
-    /// What the outcome means for the TLS policy ([`crate::policy::PolicyTable::requirements`]).
+    /// What the outcome means for the TLS policy ([`crate::tls_policy::PolicyTable::requirements`]).
     pub fn status(&self) -> TlsaStatus {
         match self {
             TlsaLookup::Secure(records) if dane::any_usable(records) => TlsaStatus::Usable,
@@ -194,7 +194,7 @@ pub struct DaneHost {
 }
 
 impl DaneHost {
-    /// What the outcome means for the TLS policy ([`crate::policy::PolicyTable::requirements`]).
+    /// What the outcome means for the TLS policy ([`crate::tls_policy::PolicyTable::requirements`]).
     pub fn status(&self) -> TlsaStatus {
         self.tlsa.status()
     }

@@ -42,7 +42,7 @@ pub struct DaneVerified {
 }
 
 impl DaneVerified {
-    /// For logs and [`crate::policy::TlsFacts::dane`], e.g. `DANE-EE(3) SPKI(1) SHA2-256(1)`.
+    /// For logs and [`crate::tls_policy::TlsFacts::dane`], e.g. `DANE-EE(3) SPKI(1) SHA2-256(1)`.
     pub fn describe(&self) -> String {
         self.record.describe()
     }

@@ -12,7 +12,7 @@
 //!   and the persistent policy cache (RFC 8461 3.3, 5, 5.1), with RFC 8460 result types.
 //! * [`route`]: MX resolution (RFC 5321 5.1, RFC 7505 null MX) with hickory-resolver, and loop
 //!   detection.
-//! * [`policy`]: outgoing TLS security levels (Postfix-like `none`/`may`/`encrypt`/`verify`/
+//! * [`tls_policy`]: outgoing TLS security levels (Postfix-like `none`/`may`/`encrypt`/`verify`/
 //!   `dane`, RFC 7672 for DANE, RFC 8689 REQUIRETLS) mapped to the SMTP client's requirement.
 //! * [`tlsrpt`]: SMTP TLS Reporting (RFC 8460): the `_smtp._tls` TXT record, a recorder that
 //!   counts TLS sessions per UTC day, domain and policy in a crash-safe journal, the JSON report
@@ -30,8 +30,8 @@ pub mod dane_verify;
 pub mod dsn;
 pub mod mta_sts;
 pub mod mta_sts_fetch;
-pub mod policy;
 pub mod route;
 #[cfg(feature = "test-support")]
 pub mod testing;
+pub mod tls_policy;
 pub mod tlsrpt;

@@ -12,11 +12,11 @@ use std::time::Duration;
 
 use hato_delivery::dane::Tlsa;
 use hato_delivery::dane_lookup::{DaneResolver, Security, TlsaLookup, TrustAnchor};
-use hato_delivery::policy::TlsaStatus;
 use hato_delivery::route::DnsConfig;
 use hato_delivery::testing::{
     DnsServer, DnsTree, a, aaaa, cname, mx, tlsa as tlsa_record, unrelated_trust_anchor,
 };
+use hato_delivery::tls_policy::TlsaStatus;
 use tokio::net::UdpSocket;
 
 /// A DANE-EE(3) SPKI(1) SHA-256(1) record with made-up data (the lookup does not care).

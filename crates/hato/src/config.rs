@@ -318,8 +318,8 @@ impl DeliveryConfig {
     }
 
     /// The TLS policy table: `tls_policy` as the default, `tls_minimum`, `[delivery.tls_policies]`.
-    pub fn policy_table(&self) -> anyhow::Result<hato_delivery::policy::PolicyTable> {
-        use hato_delivery::policy::{PolicyTable, SecurityLevel};
+    pub fn policy_table(&self) -> anyhow::Result<hato_delivery::tls_policy::PolicyTable> {
+        use hato_delivery::tls_policy::{PolicyTable, SecurityLevel};
         let level = |key: &str, value: &str| -> anyhow::Result<SecurityLevel> {
             value
                 .parse::<SecurityLevel>()
@@ -1064,7 +1064,7 @@ tls = "implicit"
         ))
         .unwrap();
         {
-            use hato_delivery::policy::SecurityLevel;
+            use hato_delivery::tls_policy::SecurityLevel;
             let table = c.delivery.policy_table().unwrap();
             assert_eq!(table.default, SecurityLevel::Encrypt);
             assert_eq!(table.minimum, SecurityLevel::May);

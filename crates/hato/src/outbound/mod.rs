@@ -22,10 +22,10 @@ use hato_delivery::dsn::{self, Action, DsnInput, RecipientReport, ReturnContent}
 use hato_delivery::mta_sts::{Mode as StsMode, Policy as StsPolicy};
 use hato_delivery::mta_sts_fetch::StsProblem;
 use hato_delivery::mta_sts_fetch::{self, FetchConfig, StsConfig, StsResolver};
-use hato_delivery::policy::{
+use hato_delivery::route::{LocalIdentity, Router, prune_self};
+use hato_delivery::tls_policy::{
     PolicyTable, SecurityLevel, TlsFacts, TlsaStatus, Verification, VerifiedBy,
 };
-use hato_delivery::route::{LocalIdentity, Router, prune_self};
 use hato_delivery::tlsrpt::{
     self, FailureDetail, FailureType, PolicyDesc, SessionEvent, SessionResult,
 };
