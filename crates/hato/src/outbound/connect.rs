@@ -60,6 +60,52 @@ impl Io {
     }
 }
 
+/// Why no connection to an address could be opened. `Display` is the reply line recorded for
+/// the recipients (queue, logs, DSN).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum ConnectError {
+    /// The destination's TLS requirements (policy table, REQUIRETLS, MTA-STS, DANE) cannot be
+    /// met with this host.
+    Policy(String),
+    /// `delivery.per_ip` connections to the address are already open.
+    PerIp { addr: SocketAddr, limit: usize },
+    /// TCP connect failed or timed out.
+    Connect { addr: SocketAddr, error: String },
+    /// The implicit-TLS handshake (smarthost) failed.
+    Tls { addr: SocketAddr, error: String },
+}
+
+impl std::fmt::Display for ConnectError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConnectError::Policy(why) => write!(f, "451 4.7.5 {why}"),
+            ConnectError::PerIp { addr, limit } => write!(
+                f,
+                "451 4.4.5 {addr}: {limit} connections already open (delivery.per_ip)"
+            ),
+            ConnectError::Connect { addr, error } => {
+                write!(f, "451 4.4.1 connect to {addr}: {error}")
+            }
+            ConnectError::Tls { addr, error } => write!(f, "451 4.7.5 {addr}: {error}"),
+        }
+    }
+}
+
+/// A failed [`Scheduler::open`]: why, and the TLS facts gathered until then.
+pub(super) struct Unopened {
+    pub(super) facts: TlsFacts,
+    pub(super) error: ConnectError,
+}
+
+impl Unopened {
+    fn new(facts: &TlsFacts, error: ConnectError) -> Unopened {
+        Unopened {
+            facts: facts.clone(),
+            error,
+        }
+    }
+}
+
 /// A verifier that never refuses a certificate (opportunistic TLS: `may`, `encrypt`, as Postfix
 /// does below `verify`) while the handshake signatures are still checked, so the session keys
 /// are real. For MTA-STS `testing` (RFC 8461 5) it also checks the chain against WebPKI and
@@ -150,7 +196,7 @@ impl Scheduler {
         addr: SocketAddr,
         plaintext: bool,
         ctx: &AttemptCtx<'_>,
-    ) -> Result<Connection, (TlsFacts, String)> {
+    ) -> Result<Connection, Unopened> {
         let mut facts = TlsFacts {
             host: host.to_owned(),
             ip: Some(addr.ip()),
@@ -203,13 +249,13 @@ impl Scheduler {
                     dane_host.as_ref().map(|d| d.status()),
                     ctx.requiretls,
                 )
-                .map_err(|why| (facts.clone(), format!("451 4.7.5 {why}")))?;
+                .map_err(|why| Unopened::new(&facts, ConnectError::Policy(why)))?;
             let enforced = matches!((ctx.kind, ctx.sts), (HopKind::Mx, Some(p)) if p.mode == StsMode::Enforce)
                 && !ctx.tls_optional;
             if enforced && let Some(p) = ctx.sts {
                 req = req
                     .with_mta_sts(p, host)
-                    .map_err(|why| (facts.clone(), format!("451 4.7.5 {why}")))?;
+                    .map_err(|why| Unopened::new(&facts, ConnectError::Policy(why)))?;
             }
             facts.policy = req.applied;
             if matches!(req.verification, Verification::Dane { .. }) {
@@ -236,16 +282,28 @@ impl Scheduler {
                 && matches!((ctx.kind, ctx.sts), (HopKind::Mx, Some(p)) if p.mode == StsMode::Testing);
         }
         let Some(slot) = self.ip_slot(addr.ip()).await else {
-            let why = format!(
-                "451 4.4.5 {addr}: {} connections already open (delivery.per_ip)",
-                self.per_ip_limit
-            );
-            return Err((facts, why));
+            let error = ConnectError::PerIp {
+                addr,
+                limit: self.per_ip_limit,
+            };
+            return Err(Unopened { facts, error });
         };
         let tcp = match tokio::time::timeout(self.connect_timeout, TcpStream::connect(addr)).await {
             Ok(Ok(s)) => s,
-            Ok(Err(e)) => return Err((facts, format!("451 4.4.1 connect to {addr}: {e}"))),
-            Err(_) => return Err((facts, format!("451 4.4.1 connect to {addr}: timed out"))),
+            Ok(Err(e)) => {
+                let error = ConnectError::Connect {
+                    addr,
+                    error: e.to_string(),
+                };
+                return Err(Unopened { facts, error });
+            }
+            Err(_) => {
+                let error = ConnectError::Connect {
+                    addr,
+                    error: "timed out".into(),
+                };
+                return Err(Unopened { facts, error });
+            }
         };
         let _ = tcp.set_nodelay(true);
         let mut config = ClientConfig::new(self.hostname.clone());
@@ -266,8 +324,11 @@ impl Scheduler {
                 {
                     Some(tls) => Io::Tls(Box::new(tls)),
                     None => {
-                        let why = facts.error.clone().unwrap_or_default();
-                        return Err((facts, format!("451 4.7.5 {addr}: {why}")));
+                        let error = ConnectError::Tls {
+                            addr,
+                            error: facts.error.clone().unwrap_or_default(),
+                        };
+                        return Err(Unopened { facts, error });
                     }
                 }
             } else {

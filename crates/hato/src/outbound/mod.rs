@@ -507,6 +507,36 @@ mod tests {
     }
 
     #[test]
+    fn connect_errors_are_reply_lines() {
+        let addr: SocketAddr = "192.0.2.1:25".parse().unwrap();
+        let cases = [
+            (ConnectError::Policy("no TLS".into()), "451 4.7.5 no TLS"),
+            (
+                ConnectError::PerIp { addr, limit: 2 },
+                "451 4.4.5 192.0.2.1:25: 2 connections already open (delivery.per_ip)",
+            ),
+            (
+                ConnectError::Connect {
+                    addr,
+                    error: "timed out".into(),
+                },
+                "451 4.4.1 connect to 192.0.2.1:25: timed out",
+            ),
+            (
+                ConnectError::Tls {
+                    addr,
+                    error: "bad certificate".into(),
+                },
+                "451 4.7.5 192.0.2.1:25: bad certificate",
+            ),
+        ];
+        for (error, line) in cases {
+            assert_eq!(error.to_string(), line);
+            assert_eq!(status_of(line), &line[4..9]);
+        }
+    }
+
+    #[test]
     fn route_hosts_parse() {
         use std::net::Ipv4Addr;
         assert_eq!(

@@ -365,11 +365,11 @@ impl Scheduler {
     ) -> Attempt {
         let mut conn = match self.open(host, addr, plaintext, ctx).await {
             Ok(c) => c,
-            Err((facts, error)) => {
+            Err(Unopened { facts, error }) => {
                 return Attempt {
                     outcome: None,
                     facts,
-                    error: Some(error),
+                    error: Some(error.to_string()),
                     conn: None,
                 };
             }
