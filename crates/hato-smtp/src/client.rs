@@ -549,15 +549,7 @@ impl ClientSession {
         if self.done.is_some() {
             return;
         }
-        self.output.clear();
-        self.expects.clear();
-        self.tls_pending = false;
-        if let Some(a) = self.txn.take() {
-            self.finish_txn(a, Some(failure.clone()), None);
-        }
-        if let Some(t) = self.queued.take() {
-            self.local_outcome(t, failure.clone(), None);
-        }
+        self.abandon(&failure);
         if self.quit_sent {
             // Already ending: the failure that made us QUIT (or none) stands.
             self.finish_connection();
@@ -570,19 +562,24 @@ impl ClientSession {
         }
     }
 
-    fn finish_connection(&mut self) {
-        if self.done.is_some() {
-            return;
-        }
+    /// Drops what is pending; the running and the queued transaction end with `failure`.
+    fn abandon(&mut self, failure: &ClientFailure) {
         self.output.clear();
         self.expects.clear();
         self.tls_pending = false;
         if let Some(a) = self.txn.take() {
-            self.finish_txn(a, Some(ClientFailure::ConnectionLost), None);
+            self.finish_txn(a, Some(failure.clone()), None);
         }
         if let Some(t) = self.queued.take() {
-            self.local_outcome(t, ClientFailure::ConnectionLost, None);
+            self.local_outcome(t, failure.clone(), None);
         }
+    }
+
+    fn finish_connection(&mut self) {
+        if self.done.is_some() {
+            return;
+        }
+        self.abandon(&ClientFailure::ConnectionLost);
         self.done = Some(ConnectionOutcome {
             failure: self.closing_failure.take(),
             last_reply: self.last_reply.clone(),
