@@ -1272,12 +1272,23 @@ fn mta_sts_enforce_end_to_end() {
         log.contains("verified (MTA-STS)") || log.contains("MTA-STS"),
         "{log}"
     );
-    // The policy is cached on disk.
-    let cache = tx.dir.path().join("data").join("mta-sts");
+    // The policy is cached in the store (it used to be a file under data_dir/mta-sts).
+    let key = hato::shared_state::StorePolicyCache::key("sts.remote.test");
+    let cached = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async {
+            use hato_store::SharedState;
+            let store = hato_store::sqlite::SqliteStore::open(&tx.db()).unwrap();
+            store
+                .cache_get(&key, hato_wire::date::unix_now())
+                .await
+                .unwrap()
+        });
     assert!(
-        std::fs::read_dir(&cache).map(|d| d.count()).unwrap_or(0) >= 1,
-        "no cached policy in {}",
-        cache.display()
+        cached.is_some_and(|c| c.starts_with(b"hato-mta-sts-cache")),
+        "no cached policy in the store under {key}"
     );
 }
 

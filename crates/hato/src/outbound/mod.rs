@@ -286,7 +286,11 @@ impl Scheduler {
                         https_port: d.mta_sts_port,
                         ..FetchConfig::default()
                     },
-                    cache_dir: Some(config.data_dir.join("mta-sts")),
+                    // In the store: a restarted process and every other node start from the
+                    // policies already fetched (RFC 8461 5.1).
+                    cache: Some(Arc::new(crate::shared_state::StorePolicyCache::new(
+                        store.clone(),
+                    ))),
                     ..StsConfig::default()
                 };
                 Some(StsResolver::new(router.clone(), config)?)
