@@ -15,11 +15,12 @@
 //! * [`policy`]: outgoing TLS security levels (Postfix-like `none`/`may`/`encrypt`/`verify`/
 //!   `dane`, RFC 7672 for DANE, RFC 8689 REQUIRETLS) mapped to the SMTP client's requirement.
 //! * [`tlsrpt`]: SMTP TLS Reporting (RFC 8460): the `_smtp._tls` TXT record, a recorder that
-//!   counts TLS sessions per UTC day, domain and policy in a crash-safe journal, the JSON report
-//!   and the report message (`multipart/report; report-type="tlsrpt"`).
+//!   counts TLS sessions per UTC day, domain and policy in a shared ledger, the JSON report and
+//!   the report message (`multipart/report; report-type="tlsrpt"`).
 //! * [`state`]: what must outlive the process and be shared by every node of one database,
 //!   as traits the `hato` crate implements over its store (this crate does not depend on
-//!   hato-store): the MTA-STS [`state::PolicyCache`]; in-memory implementations for tests.
+//!   hato-store): the MTA-STS [`state::PolicyCache`] and the TLS-RPT [`state::ReportLedger`];
+//!   in-memory implementations for tests.
 //! * `testing` (feature `test-support`, for tests only): an in-process authoritative DNS server
 //!   for a private DNSSEC-signed tree, to test DANE lookups and deliveries.
 //!

@@ -752,7 +752,11 @@ async fn the_cache_survives_a_restart() {
     // A damaged entry is ignored and removed.
     let later = std::time::SystemTime::now() + Duration::from_secs(3600);
     cache
-        .save(DOMAIN, b"hato-mta-sts-cache 1\ndomain example.test\nid 1\n", later)
+        .save(
+            DOMAIN,
+            b"hato-mta-sts-cache 1\ndomain example.test\nid 1\n",
+            later,
+        )
         .await
         .unwrap();
     let third = env.resolver(Some(&cache));
