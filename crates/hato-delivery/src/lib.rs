@@ -9,14 +9,18 @@
 //! * [`dsn`]: delivery status notifications (RFC 3464, RFC 3461, RFC 6522, RFC 6533, RFC 3834).
 //! * [`mta_sts`]: MTA-STS (RFC 8461) TXT record and policy parsing, MX matching, verdicts.
 //! * [`mta_sts_fetch`]: MTA-STS discovery, the HTTPS policy fetch (hyper, rustls with ring)
-//!   and the persistent policy cache (RFC 8461 3.3, 5, 5.1), with RFC 8460 result types.
+//!   and the policy cache (RFC 8461 3.3, 5, 5.1), with RFC 8460 result types.
 //! * [`route`]: MX resolution (RFC 5321 5.1, RFC 7505 null MX) with hickory-resolver, and loop
 //!   detection.
 //! * [`tls_policy`]: outgoing TLS security levels (Postfix-like `none`/`may`/`encrypt`/`verify`/
 //!   `dane`, RFC 7672 for DANE, RFC 8689 REQUIRETLS) mapped to the SMTP client's requirement.
 //! * [`tlsrpt`]: SMTP TLS Reporting (RFC 8460): the `_smtp._tls` TXT record, a recorder that
-//!   counts TLS sessions per UTC day, domain and policy in a crash-safe journal, the JSON report
-//!   and the report message (`multipart/report; report-type="tlsrpt"`).
+//!   counts TLS sessions per UTC day, domain and policy in a shared ledger, the JSON report and
+//!   the report message (`multipart/report; report-type="tlsrpt"`).
+//! * [`state`]: what must outlive the process and be shared by every node of one database,
+//!   as traits the `hato` crate implements over its store (this crate does not depend on
+//!   hato-store): the MTA-STS [`state::PolicyCache`] and the TLS-RPT [`state::ReportLedger`];
+//!   in-memory implementations for tests.
 //! * `testing` (feature `test-support`, for tests only): an in-process authoritative DNS server
 //!   for a private DNSSEC-signed tree, to test DANE lookups and deliveries.
 //!
@@ -31,6 +35,7 @@ pub mod dsn;
 pub mod mta_sts;
 pub mod mta_sts_fetch;
 pub mod route;
+pub mod state;
 #[cfg(feature = "test-support")]
 pub mod testing;
 pub mod tls_policy;

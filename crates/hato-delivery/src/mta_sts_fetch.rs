@@ -15,11 +15,13 @@
 //!   Failed fetches of one TXT id are not retried for a while
 //!   ([`StsConfig::retry_failed_fetch_after`]) so a dead policy host does not stall every
 //!   delivery attempt to its domain for the full fetch timeout.
-//! * The cache is persistent when [`StsConfig::cache_dir`] is set (RFC 8461 5.1 "senders
-//!   SHOULD cache ... persistently"): one small file per domain, written to a temporary file,
-//!   synced and renamed into place, read back lazily at the first lookup of that domain. The
-//!   format is versioned text ([`CACHE_FORMAT`] on the first line) and the policy body is kept
-//!   raw and parsed again through [`parse_policy`] when loaded.
+//! * The cache is persistent when [`StsConfig::cache`] is set (RFC 8461 5.1 "senders SHOULD
+//!   cache ... persistently"): a [`PolicyCache`] (the server's is its store, shared by every
+//!   node of one database) holds one small entry per domain, read back lazily at the first
+//!   lookup of that domain, and again before fetching a policy id the memory copy does not
+//!   have (another node may have fetched it). The entry is versioned text ([`CACHE_FORMAT`] on
+//!   the first line) with the policy body kept raw and parsed again through [`parse_policy`]
+//!   when loaded; an unusable entry is removed.
 //!
 //! Not done: proactive refresh (RFC 8461 5.1 suggests refreshing cached policies before they
 //! expire, e.g. in the background, so that a policy stays in force even when no mail went to the
@@ -32,11 +34,9 @@
 //! policy was used, with the RFC 8460 4.3 result type for TLS-RPT ([`ResultType`]).
 
 use std::collections::HashMap;
-use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use http_body_util::{BodyExt, Empty};
@@ -54,10 +54,11 @@ use crate::mta_sts::{
     MAX_MAX_AGE, MAX_POLICY_SIZE, Mode, Policy, StsError, parse_policy, parse_txt,
 };
 use crate::route::Router;
+use crate::state::PolicyCache;
 
 /// The path of the policy on the policy host (RFC 8461 3.3).
 pub const WELL_KNOWN_PATH: &str = "/.well-known/mta-sts.txt";
-/// First line of every cache file; a file with another first line is ignored (and removed).
+/// First line of every cache entry; an entry with another first line is ignored (and removed).
 pub const CACHE_FORMAT: &str = "hato-mta-sts-cache 1";
 /// The fetch's overall time limit by default (RFC 8461 3.3 leaves it to the sender; 60 s is
 /// the common choice).
@@ -67,8 +68,8 @@ pub const DEFAULT_RETRY_FAILED_FETCH_AFTER: Duration = Duration::from_secs(5 * 6
 /// Time limit for the TCP connection to one address of the policy host (the overall limit
 /// still applies).
 const CONNECT_LIMIT: Duration = Duration::from_secs(10);
-/// Largest cache file read back (the body plus a few header lines).
-const MAX_CACHE_FILE: u64 = MAX_POLICY_SIZE as u64 + 1024;
+/// Largest cache entry used (the body plus a few header lines).
+const MAX_CACHE_ENTRY: usize = MAX_POLICY_SIZE + 1024;
 
 /// The webpki-roots trust anchors (Mozilla's root program), the default for the fetch.
 pub fn webpki_roots() -> RootCertStore {
@@ -105,11 +106,6 @@ pub enum StsSetupError {
     Tls(#[from] rustls::Error),
     #[error("MTA-STS trust anchors {path:?}: {detail}")]
     Roots { path: PathBuf, detail: String },
-    #[error("MTA-STS cache directory {path:?}: {error}")]
-    CacheDir {
-        path: PathBuf,
-        error: std::io::Error,
-    },
 }
 
 /// How policies are fetched.
@@ -447,21 +443,32 @@ impl StsLookup {
 }
 
 /// Settings of a [`StsResolver`].
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct StsConfig {
     pub fetch: FetchConfig,
-    /// Where policies are kept across restarts; None: in memory only.
-    pub cache_dir: Option<PathBuf>,
+    /// Where policies are kept across restarts (and shared with other nodes); None: in memory
+    /// only.
+    pub cache: Option<Arc<dyn PolicyCache>>,
     /// A failed fetch for a TXT id is not tried again before this (the failure is reported
     /// again instead). Zero: every lookup fetches.
     pub retry_failed_fetch_after: Duration,
+}
+
+impl std::fmt::Debug for StsConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StsConfig")
+            .field("fetch", &self.fetch)
+            .field("cache", &self.cache.is_some())
+            .field("retry_failed_fetch_after", &self.retry_failed_fetch_after)
+            .finish()
+    }
 }
 
 impl Default for StsConfig {
     fn default() -> StsConfig {
         StsConfig {
             fetch: FetchConfig::default(),
-            cache_dir: None,
+            cache: None,
             retry_failed_fetch_after: DEFAULT_RETRY_FAILED_FETCH_AFTER,
         }
     }
@@ -499,7 +506,7 @@ struct Failure {
 /// One domain's state, behind its own async mutex.
 #[derive(Debug, Default)]
 struct Slot {
-    /// The disk cache was read (or there is none).
+    /// The persistent cache was read (or there is none).
     loaded: bool,
     entry: Option<Entry>,
     failure: Option<Failure>,
@@ -508,7 +515,7 @@ struct Slot {
 struct Inner {
     router: Router,
     fetcher: StsFetcher,
-    cache_dir: Option<PathBuf>,
+    cache: Option<Arc<dyn PolicyCache>>,
     retry_failed_fetch_after: Duration,
     slots: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<Slot>>>>,
 }
@@ -523,26 +530,20 @@ impl std::fmt::Debug for StsResolver {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("StsResolver")
             .field("fetcher", &self.inner.fetcher)
-            .field("cache_dir", &self.inner.cache_dir)
+            .field("cache", &self.inner.cache.is_some())
             .finish_non_exhaustive()
     }
 }
 
 impl StsResolver {
-    /// A resolver asking DNS through `router`; creates `cache_dir` if needed.
+    /// A resolver asking DNS through `router`.
     pub fn new(router: Router, config: StsConfig) -> Result<StsResolver, StsSetupError> {
-        if let Some(dir) = &config.cache_dir {
-            std::fs::create_dir_all(dir).map_err(|error| StsSetupError::CacheDir {
-                path: dir.clone(),
-                error,
-            })?;
-        }
         let fetcher = StsFetcher::new(router.clone(), config.fetch)?;
         Ok(StsResolver {
             inner: Arc::new(Inner {
                 router,
                 fetcher,
-                cache_dir: config.cache_dir,
+                cache: config.cache,
                 retry_failed_fetch_after: config.retry_failed_fetch_after,
                 slots: std::sync::Mutex::new(HashMap::new()),
             }),
@@ -581,8 +582,8 @@ impl StsResolver {
         lookup
     }
 
-    /// The cached, unexpired policy of `domain` without any DNS or HTTPS (reads the disk cache
-    /// if this domain was not looked up yet).
+    /// The cached, unexpired policy of `domain` without any DNS or HTTPS (reads the persistent
+    /// cache if this domain was not looked up yet).
     pub async fn cached(&self, domain: &str) -> Option<ActivePolicy> {
         let domain = normalize_domain(domain).ok()??;
         let slot = self.slot(&domain);
@@ -616,28 +617,34 @@ impl StsResolver {
         }
     }
 
-    /// Loads the disk cache once and drops an expired entry and an outdated failure.
-    async fn load_and_expire(&self, domain: &str, slot: &mut Slot, now: SystemTime) {
-        if !slot.loaded {
-            slot.loaded = true;
-            if let Some(dir) = &self.inner.cache_dir {
-                slot.entry = load_entry(dir, domain).await;
-            }
-        }
-        if slot.entry.as_ref().is_some_and(|e| e.expires <= now) {
+    /// Loads the persistent cache once (and again when the memory copy expired: another node
+    /// may have refreshed it), drops an expired entry and an outdated failure. True if the
+    /// persistent cache was read just now.
+    async fn load_and_expire(&self, domain: &str, slot: &mut Slot, now: SystemTime) -> bool {
+        let expired = slot.entry.as_ref().is_some_and(|e| e.expires <= now);
+        if expired {
+            // The persistent copy was saved with this expiry and is gone by now too, unless
+            // another node refreshed it meanwhile: read it again below.
             slot.entry = None;
-            if let Some(dir) = &self.inner.cache_dir {
-                remove_entry(dir, domain).await;
+        }
+        let read = !slot.loaded || expired;
+        if read {
+            slot.loaded = true;
+            if let Some(cache) = &self.inner.cache {
+                slot.entry = load_entry(cache.as_ref(), domain)
+                    .await
+                    .filter(|e| e.expires > now);
             }
         }
         if slot.failure.as_ref().is_some_and(|f| f.until <= now) {
             slot.failure = None;
         }
+        read && self.inner.cache.is_some()
     }
 
     async fn lookup_locked(&self, domain: &str, slot: &mut Slot) -> StsLookup {
         let now = SystemTime::now();
-        self.load_and_expire(domain, slot, now).await;
+        let fresh_read = self.load_and_expire(domain, slot, now).await;
         let cached = |slot: &Slot, problem: Option<StsProblem>| StsLookup {
             policy: slot.entry.as_ref().map(|e| e.active(Source::Cache)),
             problem,
@@ -668,6 +675,16 @@ impl StsResolver {
             };
             return cached(slot, Some(problem));
         }
+        // Another node (or process) sharing the cache may have fetched this id already.
+        if !fresh_read
+            && let Some(cache) = &self.inner.cache
+            && let Some(entry) = load_entry(cache.as_ref(), domain).await
+            && entry.id == record.id
+            && entry.expires > now
+        {
+            slot.entry = Some(entry);
+            return cached(slot, None);
+        }
 
         match self.inner.fetcher.fetch(domain).await {
             Ok(fetched) => {
@@ -679,10 +696,11 @@ impl StsResolver {
                     fetched_at,
                     expires: fetched_at + Duration::from_secs(max_age),
                 };
-                if let Some(dir) = &self.inner.cache_dir
-                    && let Err(e) = store_entry(dir, domain, &entry, &fetched.body).await
-                {
-                    warn!(domain = %domain, error = %e, "cannot write the MTA-STS policy cache");
+                if let Some(cache) = &self.inner.cache {
+                    let bytes = encode_entry(domain, &entry, &fetched.body);
+                    if let Err(e) = cache.save(domain, &bytes, entry.expires).await {
+                        warn!(domain = %domain, error = %e, "cannot write the MTA-STS policy cache");
+                    }
                 }
                 slot.failure = None;
                 let active = entry.active(Source::Fresh);
@@ -739,15 +757,11 @@ fn normalize_domain(domain: &str) -> Result<Option<String>, String> {
     }
 }
 
-fn cache_path(dir: &Path, domain: &str) -> PathBuf {
-    dir.join(format!("{domain}.mta-sts"))
-}
-
 fn unix_secs(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
-/// The cache file: [`CACHE_FORMAT`], `domain`, `id`, `fetched_at`, `expires` (Unix seconds),
+/// The cache entry: [`CACHE_FORMAT`], `domain`, `id`, `fetched_at`, `expires` (Unix seconds),
 /// an empty line, then the policy body as fetched.
 fn encode_entry(domain: &str, entry: &Entry, body: &[u8]) -> Vec<u8> {
     let mut out = format!(
@@ -801,31 +815,18 @@ fn decode_entry(domain: &str, bytes: &[u8]) -> Result<Entry, String> {
     })
 }
 
-/// Reads a domain's cache file; a damaged or unknown one is removed.
-async fn load_entry(dir: &Path, domain: &str) -> Option<Entry> {
-    let path = cache_path(dir, domain);
-    let read = {
-        let path = path.clone();
-        tokio::task::spawn_blocking(move || -> std::io::Result<Vec<u8>> {
-            use std::io::Read;
-            let mut bytes = Vec::new();
-            std::fs::File::open(&path)?
-                .take(MAX_CACHE_FILE + 1)
-                .read_to_end(&mut bytes)?;
-            Ok(bytes)
-        })
-        .await
-    };
-    let bytes = match read {
-        Ok(Ok(bytes)) => bytes,
-        Ok(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => return None,
-        Ok(Err(e)) => {
-            warn!(path = %path.display(), error = %e, "cannot read the MTA-STS policy cache");
+/// Reads a domain's cache entry; a damaged or unknown one is removed. A cache that fails counts
+/// as empty (logged): the policy is then fetched again.
+async fn load_entry(cache: &dyn PolicyCache, domain: &str) -> Option<Entry> {
+    let bytes = match cache.load(domain).await {
+        Ok(Some(bytes)) => bytes,
+        Ok(None) => return None,
+        Err(e) => {
+            warn!(domain, error = %e, "cannot read the MTA-STS policy cache");
             return None;
         }
-        Err(_) => return None,
     };
-    let decoded = if bytes.len() as u64 > MAX_CACHE_FILE {
+    let decoded = if bytes.len() > MAX_CACHE_ENTRY {
         Err("too large".to_owned())
     } else {
         decode_entry(domain, &bytes)
@@ -833,49 +834,13 @@ async fn load_entry(dir: &Path, domain: &str) -> Option<Entry> {
     match decoded {
         Ok(entry) => Some(entry),
         Err(e) => {
-            warn!(path = %path.display(), error = %e, "ignoring (and removing) an unusable MTA-STS cache file");
-            remove_entry(dir, domain).await;
+            warn!(domain, error = %e, "ignoring (and removing) an unusable MTA-STS cache entry");
+            if let Err(e) = cache.remove(domain).await {
+                warn!(domain, error = %e, "cannot remove an MTA-STS cache entry");
+            }
             None
         }
     }
-}
-
-/// Counter for unique temporary file names within the process.
-static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
-
-/// Writes a domain's cache file atomically: temporary file, fsync, rename, directory fsync.
-async fn store_entry(dir: &Path, domain: &str, entry: &Entry, body: &[u8]) -> std::io::Result<()> {
-    let bytes = encode_entry(domain, entry, body);
-    let path = cache_path(dir, domain);
-    let temp = dir.join(format!(
-        ".{domain}.{}.{}.tmp",
-        std::process::id(),
-        TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
-    let dir = dir.to_owned();
-    tokio::task::spawn_blocking(move || {
-        let written = (|| {
-            let mut file = std::fs::File::create(&temp)?;
-            file.write_all(&bytes)?;
-            file.sync_all()?;
-            std::fs::rename(&temp, &path)
-        })();
-        if written.is_err() {
-            let _ = std::fs::remove_file(&temp);
-        }
-        written?;
-        if let Ok(d) = std::fs::File::open(&dir) {
-            let _ = d.sync_all();
-        }
-        Ok(())
-    })
-    .await
-    .map_err(std::io::Error::other)?
-}
-
-async fn remove_entry(dir: &Path, domain: &str) {
-    let path = cache_path(dir, domain);
-    let _ = tokio::fs::remove_file(path).await;
 }
 
 #[cfg(test)]
@@ -900,7 +865,7 @@ mod tests {
     }
 
     #[test]
-    fn cache_file_round_trip() {
+    fn cache_entry_round_trip() {
         let (e, body) = entry(86_400);
         let bytes = encode_entry("example.test", &e, &body);
         assert!(bytes.starts_with(b"hato-mta-sts-cache 1\ndomain example.test\nid abc123\n"));
@@ -916,7 +881,7 @@ mod tests {
     }
 
     #[test]
-    fn damaged_cache_files_are_refused() {
+    fn damaged_cache_entries_are_refused() {
         let (e, body) = entry(600);
         let good = String::from_utf8(encode_entry("example.test", &e, &body)).unwrap();
         for bad in [
@@ -933,7 +898,7 @@ mod tests {
                 "{bad:?}"
             );
         }
-        // A file claiming a later expiry than max_age allows is cut back.
+        // An entry claiming a later expiry than max_age allows is cut back.
         let long = good.replace("expires 1700000600", "expires 1900000000");
         let back = decode_entry("example.test", long.as_bytes()).unwrap();
         assert_eq!(back.expires, e.expires);

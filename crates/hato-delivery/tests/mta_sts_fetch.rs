@@ -2,6 +2,8 @@
 //! `_mta-sts.example.test` TXT and `mta-sts.example.test` A 127.0.0.1 from an in-memory zone
 //! that the tests change as they go; an HTTPS server (tokio-rustls, certificates from an rcgen
 //! test CA) on 127.0.0.1:<ephemeral> serves whatever response a test sets and counts requests.
+//! The persistent cache is a [`MemoryPolicyCache`] shared by the resolvers of a test (the
+//! server's is its store: the `hato` crate tests it).
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::str::FromStr;
@@ -15,6 +17,7 @@ use hato_delivery::mta_sts_fetch::{
     add_pem_roots,
 };
 use hato_delivery::route::{AddressOrder, DnsConfig, Router};
+use hato_delivery::state::{MemoryPolicyCache, PolicyCache};
 use hickory_server::Server;
 use hickory_server::proto::rr::rdata::{A, SOA, TXT};
 use hickory_server::proto::rr::{LowerName, Name, RData, Record, RecordType, RrKey};
@@ -324,20 +327,20 @@ impl Env {
         Router::new(&config, AddressOrder::Ipv4First).unwrap()
     }
 
-    fn config(&self, cache_dir: Option<&std::path::Path>, retry: Duration) -> StsConfig {
+    fn config(&self, cache: Option<&Arc<MemoryPolicyCache>>, retry: Duration) -> StsConfig {
         StsConfig {
             fetch: FetchConfig {
                 https_port: self.https.port,
                 timeout: Duration::from_secs(3),
                 roots: self.pki.roots.clone(),
             },
-            cache_dir: cache_dir.map(|d| d.to_owned()),
+            cache: cache.map(|c| c.clone() as Arc<dyn PolicyCache>),
             retry_failed_fetch_after: retry,
         }
     }
 
-    fn resolver(&self, cache_dir: Option<&std::path::Path>) -> StsResolver {
-        StsResolver::new(self.router(), self.config(cache_dir, Duration::ZERO)).unwrap()
+    fn resolver(&self, cache: Option<&Arc<MemoryPolicyCache>>) -> StsResolver {
+        StsResolver::new(self.router(), self.config(cache, Duration::ZERO)).unwrap()
     }
 }
 
@@ -635,8 +638,8 @@ async fn failed_fetches_are_reported_and_the_cache_stays_in_force() {
 async fn txt_removed_or_broken_keeps_the_cache_until_max_age() {
     let env = Env::start().await;
     env.https.respond(serve_policy("enforce", 3));
-    let dir = tempfile::tempdir().unwrap();
-    let sts = env.resolver(Some(dir.path()));
+    let cache = Arc::new(MemoryPolicyCache::default());
+    let sts = env.resolver(Some(&cache));
     assert_eq!(
         summary(&sts.policy_for(DOMAIN).await),
         Some((Mode::Enforce, "1".into(), Source::Fresh))
@@ -660,7 +663,7 @@ async fn txt_removed_or_broken_keeps_the_cache_until_max_age() {
     assert_eq!(l.problem.as_ref().unwrap().result_type(), None);
     assert_eq!(env.https.requests(), 1);
 
-    // After max_age: gone, also from disk.
+    // After max_age: gone, also from the persistent cache.
     tokio::time::sleep(Duration::from_millis(3_200)).await;
     env.dns.set_txt(&[]).await;
     assert_eq!(
@@ -671,7 +674,7 @@ async fn txt_removed_or_broken_keeps_the_cache_until_max_age() {
         }
     );
     assert!(sts.cached(DOMAIN).await.is_none());
-    assert!(!dir.path().join("example.test.mta-sts").exists());
+    assert_eq!(cache.load(DOMAIN).await.unwrap(), None);
 }
 
 #[tokio::test]
@@ -706,27 +709,26 @@ async fn expired_policy_is_fetched_again() {
 #[tokio::test]
 async fn the_cache_survives_a_restart() {
     let env = Env::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let first = env.resolver(Some(dir.path()));
+    let cache = Arc::new(MemoryPolicyCache::default());
+    let first = env.resolver(Some(&cache));
     assert_eq!(
         summary(&first.policy_for(DOMAIN).await),
         Some((Mode::Enforce, "1".into(), Source::Fresh))
     );
-    let file = dir.path().join("example.test.mta-sts");
-    let text = std::fs::read_to_string(&file).unwrap();
+    let text = String::from_utf8(cache.load(DOMAIN).await.unwrap().unwrap()).unwrap();
     assert!(
         text.starts_with("hato-mta-sts-cache 1\ndomain example.test\nid 1\nfetched_at "),
         "{text}"
     );
     assert!(text.ends_with(std::str::from_utf8(&policy("enforce", 86_400)).unwrap()));
-    // No temporary files left behind.
-    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    // One entry, nothing else.
+    assert_eq!(cache.len(), 1);
     drop(first);
 
-    // A new resolver on the same directory, with the policy host down and the TXT gone.
+    // A new resolver on the same cache, with the policy host down and the TXT gone.
     env.https.stop().await;
     env.dns.set_txt(&[]).await;
-    let second = env.resolver(Some(dir.path()));
+    let second = env.resolver(Some(&cache));
     let cached = second.cached(DOMAIN).await.unwrap();
     assert_eq!(
         (cached.id.as_str(), cached.policy.mode),
@@ -739,7 +741,7 @@ async fn the_cache_survives_a_restart() {
     );
     // TXT back with the same id: still the cache, nothing fetched.
     env.dns.set_id("1").await;
-    let l = env.resolver(Some(dir.path())).policy_for(DOMAIN).await;
+    let l = env.resolver(Some(&cache)).policy_for(DOMAIN).await;
     assert_eq!(
         summary(&l),
         Some((Mode::Enforce, "1".into(), Source::Cache))
@@ -747,11 +749,49 @@ async fn the_cache_survives_a_restart() {
     assert_eq!(l.problem, None);
     assert_eq!(env.https.requests(), 1);
 
-    // A damaged file is ignored and removed.
-    std::fs::write(&file, b"hato-mta-sts-cache 1\ndomain example.test\nid 1\n").unwrap();
-    let third = env.resolver(Some(dir.path()));
+    // A damaged entry is ignored and removed.
+    let later = std::time::SystemTime::now() + Duration::from_secs(3600);
+    cache
+        .save(
+            DOMAIN,
+            b"hato-mta-sts-cache 1\ndomain example.test\nid 1\n",
+            later,
+        )
+        .await
+        .unwrap();
+    let third = env.resolver(Some(&cache));
     assert!(third.cached(DOMAIN).await.is_none());
-    assert!(!file.exists());
+    assert!(cache.is_empty());
+}
+
+/// Two nodes sharing one cache: the second uses the policy the first fetched, also when the
+/// TXT id changes after it had the old policy in memory (it reads the cache before fetching).
+#[tokio::test]
+async fn nodes_sharing_a_cache_fetch_each_id_once() {
+    let env = Env::start().await;
+    let cache = Arc::new(MemoryPolicyCache::default());
+    let (a, b) = (env.resolver(Some(&cache)), env.resolver(Some(&cache)));
+    assert_eq!(
+        summary(&a.policy_for(DOMAIN).await),
+        Some((Mode::Enforce, "1".into(), Source::Fresh))
+    );
+    assert_eq!(
+        summary(&b.policy_for(DOMAIN).await),
+        Some((Mode::Enforce, "1".into(), Source::Cache))
+    );
+    env.dns.set_id("2").await;
+    env.https.respond(serve_policy("testing", 86_400));
+    assert_eq!(
+        summary(&a.policy_for(DOMAIN).await),
+        Some((Mode::Testing, "2".into(), Source::Fresh))
+    );
+    let l = b.policy_for(DOMAIN).await;
+    assert_eq!(
+        summary(&l),
+        Some((Mode::Testing, "2".into(), Source::Cache))
+    );
+    assert_eq!(l.problem, None);
+    assert_eq!(env.https.requests(), 2, "each id fetched once");
 }
 
 #[tokio::test]

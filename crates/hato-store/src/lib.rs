@@ -1,14 +1,15 @@
 //! hato-store: the one storage abstraction of hato.
 //!
 //! Accounts, aliases, mailboxes (with UIDVALIDITY/UIDNEXT/MODSEQ ready for IMAP, RFC 9051 and RFC 7162),
-//! single-instance message blobs referenced from mailbox entries, and the outbound queue.
+//! single-instance message blobs referenced from mailbox entries, the outbound queue, and the
+//! short-lived state that several hato nodes on one database must share.
 //! `deliver` returns only once everything is on stable storage; concurrent deliveries share one
 //! commit (group commit). Backends: SQLite ([`sqlite::SqliteStore`]) now, PostgreSQL later; every
 //! backend must pass `conformance::run_all` (cargo feature `conformance`, for tests only).
 //!
 //! # Roles
 //!
-//! [`Store`] is the sum of four role traits, which one backend implements together on one
+//! [`Store`] is the sum of five role traits, which one backend implements together on one
 //! database (callers hold an `Arc<dyn Store>` and need not import the roles):
 //!
 //! * [`Directory`]: accounts and aliases, and `resolve` (the account an address delivers to).
@@ -21,6 +22,10 @@
 //!   deleted.
 //! * [`Deliver`]: accepting a message: the INBOX entries of its local recipients and the queue
 //!   rows of its remote ones in one transaction, the one write that spans two roles.
+//! * [`SharedState`]: what would otherwise live in one process's memory or files but every node
+//!   must see the same: windowed counters (authentication throttling), leases with an owner and
+//!   an expiry (POP3 maildrop locks), a key/value cache with expiry (MTA-STS policies) and the
+//!   TLS-RPT counts per day with their "sent" marks.
 //!
 //! The crate is storage only: it does not check that a caller may use an account or mailbox
 //! (the protocol servers pass only the authenticated account and the ids they got for it),
@@ -61,6 +66,7 @@ mod directory;
 mod mailstore;
 mod queue;
 pub mod rules;
+mod shared_state;
 pub mod sqlite;
 
 pub use deliver::{Deliver, Delivery, DeliveryReceipt, QueueParams};
@@ -71,6 +77,9 @@ pub use mailstore::{
 };
 pub use queue::{
     DsnParams, DueDomain, Queue, QueueAttempt, QueueEntry, QueueSelect, recipient_domain,
+};
+pub use shared_state::{
+    MAX_CACHE_VALUE, MAX_REPORT_FIELD, MAX_STATE_KEY, SharedState, TlsReportCount,
 };
 
 pub type AccountId = i64;
@@ -111,6 +120,12 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 /// Nothing to implement: every type with all the roles is a `Store`. Callers keep an
 /// `Arc<dyn Store>` and call any role's methods on it (a trait object's supertrait methods need
 /// no import); code that needs one role only can take `&dyn Queue` etc. (trait upcasting).
-pub trait Store: Directory + Mailstore + Deliver + Queue + Send + Sync + 'static {}
+pub trait Store:
+    Directory + Mailstore + Deliver + Queue + SharedState + Send + Sync + 'static
+{
+}
 
-impl<T> Store for T where T: Directory + Mailstore + Deliver + Queue + Send + Sync + 'static {}
+impl<T> Store for T where
+    T: Directory + Mailstore + Deliver + Queue + SharedState + Send + Sync + 'static
+{
+}

@@ -2,8 +2,9 @@
 //! per-request isolation), several stores on one file, durability of acknowledged deliveries
 //! when the process is killed with SIGKILL mid-stream (the test re-executes this test binary in a
 //! child mode selected by an environment variable), speed of 10,000-UID mailbox operations and
-//! change notifications, and outbound queue claims by two stores on one file. (The version
-//! 1 → 2 and 2 → 3 upgrades are unit tests in `src/sqlite/schema.rs`.)
+//! change notifications, outbound queue claims and shared state (leases, counters, TLS report
+//! marks) by two stores on one file. (The schema upgrades are unit tests in
+//! `src/sqlite/schema.rs`.)
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Write};
@@ -15,8 +16,8 @@ use std::time::{Duration, Instant};
 
 use hato_store::sqlite::{SCHEMA_VERSION, SqliteStore};
 use hato_store::{
-    AccountId, Deliver, Delivery, Directory, Expunge, FlagOp, Mailstore, Queue, Store, StoreError,
-    conformance,
+    AccountId, Deliver, Delivery, Directory, Expunge, FlagOp, Mailstore, Queue, SharedState, Store,
+    StoreError, conformance,
 };
 
 const HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA";
@@ -1004,4 +1005,54 @@ async fn vanished_history_is_bounded() {
     assert_eq!(from_big.vanished, [10_060, 10_070], "exact after the floor");
     let from_mid = store.changes_since(mailbox, mid).await.unwrap().unwrap();
     assert_eq!(from_mid.vanished, [10_070]);
+}
+
+/// Two stores on one file stand in for two nodes: of their concurrent acquisitions of one lease
+/// exactly one wins, bumps of one counter from both are all counted, and a TLS report is marked
+/// sent by one of them only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_stores_share_leases_counters_and_report_marks() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("hato.db");
+    let a = SqliteStore::open(&path).unwrap();
+    let b = SqliteStore::open(&path).unwrap();
+    let now = 1_800_000_000;
+    for round in 0..5 {
+        let name = format!("pop3:{round}");
+        let tasks: Vec<_> = (0..8)
+            .map(|n| {
+                let store = if n % 2 == 0 { a.clone() } else { b.clone() };
+                let name = name.clone();
+                tokio::spawn(async move {
+                    store
+                        .lease_acquire(&name, &format!("node{}-{n}", n % 2), 60, now)
+                        .await
+                        .unwrap()
+                })
+            })
+            .collect();
+        let mut winners = 0;
+        for t in tasks {
+            winners += usize::from(t.await.unwrap());
+        }
+        assert_eq!(winners, 1, "round {round}");
+    }
+
+    let tasks: Vec<_> = (0..40)
+        .map(|n| {
+            let store = if n % 2 == 0 { a.clone() } else { b.clone() };
+            tokio::spawn(async move { store.counter_bump("ip:192.0.2.9", 900, now).await })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    assert_eq!(a.counter("ip:192.0.2.9", now).await.unwrap(), 40);
+    assert_eq!(b.counter("ip:192.0.2.9", now).await.unwrap(), 40);
+
+    let (ma, mb) = tokio::join!(
+        a.tls_report_mark_sent(20_000, "example.com", now),
+        b.tls_report_mark_sent(20_000, "example.com", now)
+    );
+    assert!(ma.unwrap() ^ mb.unwrap(), "exactly one marks the report");
 }

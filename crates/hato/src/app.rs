@@ -260,6 +260,7 @@ impl Server {
             outbound,
             shutdown.clone(),
         )?;
+        tokio::spawn(prune_shared_state(policy.store().clone(), shutdown.clone()));
         let accepting: Vec<_> = listeners
             .into_iter()
             .map(|(listener, _)| tokio::spawn(listener.run(limits.clone(), shutdown.clone())))
@@ -409,6 +410,25 @@ fn service(config: &Config, l: &ListenerConfig, parts: &Parts) -> anyhow::Result
             shutdown: parts.shutdown.clone(),
         }),
     })
+}
+
+/// How often expired shared state (failure counters, leases, cache entries) is deleted.
+const PRUNE_INTERVAL: Duration = Duration::from_secs(3600);
+
+/// Deletes expired shared state now and then: expired rows already count as absent, this only
+/// keeps the tables small (every node does it; the deletes are idempotent).
+async fn prune_shared_state(store: Arc<dyn Store>, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        match store.prune_expired(hato_wire::date::unix_now()).await {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(rows = n, "pruned expired shared state"),
+            Err(e) => warn!(error = %e, "cannot prune expired shared state"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(PRUNE_INTERVAL) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
 }
 
 /// Reloads certificates on SIGHUP (when `hup` is given) and when their files change (e.g. certbot renewals).

@@ -155,8 +155,7 @@ pub struct DeliveryConfig {
     /// `[delivery.tls_policies]`: level per destination domain (`".example.org"`: its
     /// subdomains), like Postfix's smtp_tls_policy_maps.
     pub tls_policies: std::collections::BTreeMap<String, String>,
-    /// Honour other domains' MTA-STS policies (RFC 8461); policies are cached in
-    /// `data_dir/mta-sts`.
+    /// Honour other domains' MTA-STS policies (RFC 8461); policies are cached in the store.
     pub mta_sts: bool,
     /// The HTTPS port MTA-STS policies are fetched from (443; other values only for tests).
     pub mta_sts_port: u16,

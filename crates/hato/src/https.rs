@@ -908,7 +908,7 @@ mod tests {
                     timeout: Duration::from_secs(10),
                     roots,
                 },
-                cache_dir: None,
+                cache: None,
                 retry_failed_fetch_after: Duration::ZERO,
             },
         )

@@ -13,6 +13,7 @@
 //! | [`net`] | the connection skeleton: accept, limits, implicit TLS / STARTTLS, timeouts | hato-tls |
 //! | [`policy`] | who may log in (argon2, throttling), send and receive | the store |
 //! | [`local_mail`] | mail hato writes itself (DSNs) entering the store | the store |
+//! | [`shared_state`] | hato-delivery's shared-state traits (MTA-STS policy cache, TLS-RPT counts) over the store's `SharedState` role | the store, hato-delivery |
 //! | [`config`], [`mta_sts_policy`], [`dns_records`] | the TOML configuration, the published MTA-STS policy, the DNS records to publish | — |
 //!
 //! Must never: hold protocol rules (they live in the sans-IO crates), or let a driver reach
@@ -30,4 +31,5 @@ pub mod net;
 mod outbound;
 pub mod policy;
 pub mod pop3;
+pub mod shared_state;
 pub mod smtp;

@@ -1,5 +1,5 @@
 //! Decisions the SMTP session asks for: who may authenticate (RFC 4954, with brute-force
-//! throttling), which sender an authenticated user may use, and where each recipient goes
+//! throttling counted in the store, shared by every node), which sender an authenticated user may use, and where each recipient goes
 //! (local mailbox, outbound queue, or refused: hato is never an open relay).
 
 use std::collections::HashMap;
@@ -13,6 +13,7 @@ use hato_store::{AccountId, Store};
 use hato_wire::AuthOutcome;
 
 use crate::config::AuthConfig;
+use hato_wire::date::unix_now;
 use tracing::info;
 
 /// Hashes a password as an argon2id PHC string.
@@ -38,34 +39,31 @@ pub enum Target {
     Remote,
 }
 
-/// Failed-login bookkeeping per key within a sliding window.
-#[derive(Default)]
+/// Failed logins are counted in the store ([`hato_store::SharedState`] counters), so every node
+/// of one database sees the same counts: a client that spreads its guesses over the nodes is
+/// throttled as if it talked to one. A count lives for `failure_window_secs` from the first
+/// failure of its key.
 struct Failures {
-    map: HashMap<String, (u32, Instant)>,
+    ip: String,
+    user: String,
 }
 
-impl Failures {
-    fn count(&mut self, key: &str, window: Duration) -> u32 {
-        match self.map.get(key) {
-            Some((n, since)) if since.elapsed() < window => *n,
-            Some(_) => {
-                self.map.remove(key);
-                0
-            }
-            None => 0,
-        }
-    }
+/// Keys longer than this are hashed: a user name is the client's to choose, and the store
+/// bounds its keys (`hato_store::MAX_STATE_KEY`).
+const MAX_PLAIN_KEY: usize = 200;
 
-    fn add(&mut self, key: &str, window: Duration) {
-        let now = Instant::now();
-        let e = self.map.entry(key.to_owned()).or_insert((0, now));
-        if e.1.elapsed() >= window {
-            *e = (0, now);
-        }
-        e.0 += 1;
-        // Bound memory under a spray of distinct keys: forget expired entries.
-        if self.map.len() > 100_000 {
-            self.map.retain(|_, (_, t)| t.elapsed() < window);
+impl Failures {
+    fn new(ip: IpAddr, user: &str) -> Failures {
+        let user = if user.len() <= MAX_PLAIN_KEY {
+            format!("auth:user:{user}")
+        } else {
+            let digest = ring::digest::digest(&ring::digest::SHA256, user.as_bytes());
+            let hex: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+            format!("auth:user#{hex}")
+        };
+        Failures {
+            ip: format!("auth:ip:{ip}"),
+            user,
         }
     }
 }
@@ -129,7 +127,6 @@ pub struct Policy {
     auth: AuthConfig,
     /// Client networks that may relay on `smtp` listeners without AUTH.
     relay_networks: Vec<crate::config::IpNet>,
-    failures: Mutex<Failures>,
     /// A valid hash to verify against for unknown users, so timing does not reveal which exist.
     dummy_hash: String,
     /// `[limits] quota_bytes`: accounts at or over it get no more mail (RCPT 452 4.2.2).
@@ -150,7 +147,6 @@ impl Policy {
             hostname: hostname.to_ascii_lowercase(),
             auth,
             relay_networks,
-            failures: Mutex::new(Failures::default()),
             verified: Mutex::new(VerifiedCache::new()?),
             dummy_hash: hash_password("hato-dummy-password")?,
             quota_bytes: None,
@@ -176,8 +172,49 @@ impl Policy {
         self.relay_networks.iter().find(|n| n.contains(ip)).copied()
     }
 
-    fn window(&self) -> Duration {
-        Duration::from_secs(self.auth.failure_window_secs)
+    /// The failure window in seconds; None (no throttling) for 0, where a count would expire
+    /// at once.
+    fn window(&self) -> Option<i64> {
+        match i64::try_from(self.auth.failure_window_secs) {
+            Ok(0) => None,
+            Ok(secs) => Some(secs),
+            Err(_) => Some(i64::MAX / 2),
+        }
+    }
+
+    /// Over a failure limit at `now`? A store error counts as not throttled (logged): the
+    /// argon2 verification still bounds the guessing rate, and the account lookup fails then
+    /// anyway.
+    async fn throttled(&self, keys: &Failures, now: i64) -> bool {
+        if self.window().is_none() {
+            return false;
+        }
+        let (ip, user) = tokio::join!(
+            self.store.counter(&keys.ip, now),
+            self.store.counter(&keys.user, now)
+        );
+        let count = |r: hato_store::Result<u32>| {
+            r.unwrap_or_else(|e| {
+                tracing::error!(error = %e, "cannot read the authentication failure count");
+                0
+            })
+        };
+        count(ip) >= self.auth.max_failures_per_ip
+            || count(user) >= self.auth.max_failures_per_account
+    }
+
+    /// Counts one failure for the client IP and for the account name.
+    async fn count_failure(&self, keys: &Failures, now: i64) {
+        let Some(window) = self.window() else {
+            return;
+        };
+        let (ip, user) = tokio::join!(
+            self.store.counter_bump(&keys.ip, window, now),
+            self.store.counter_bump(&keys.user, window, now)
+        );
+        if let Err(e) = ip.and(user) {
+            tracing::error!(error = %e, "cannot count an authentication failure");
+        }
     }
 
     /// A POP3 or IMAP login: [`Policy::authenticate`], logged with the session's TLS.
@@ -219,16 +256,9 @@ impl Policy {
         password: &str,
     ) -> (AuthOutcome, Option<hato_store::Account>) {
         let user = normalize_address(username).unwrap_or_else(|| username.to_lowercase());
-        let ip_key = format!("ip:{ip}");
-        let user_key = format!("user:{user}");
-        {
-            let mut f = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-            let w = self.window();
-            if f.count(&ip_key, w) >= self.auth.max_failures_per_ip
-                || f.count(&user_key, w) >= self.auth.max_failures_per_account
-            {
-                return (AuthOutcome::Throttled, None);
-            }
+        let keys = Failures::new(ip, &user);
+        if self.throttled(&keys, unix_now()).await {
+            return (AuthOutcome::Throttled, None);
         }
         let account = self.store.account(&user).await.ok().flatten();
         // An authorization identity other than the user itself is not supported.
@@ -264,12 +294,7 @@ impl Policy {
         {
             return (AuthOutcome::Ok, Some(account));
         }
-        {
-            let mut f = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-            let w = self.window();
-            f.add(&ip_key, w);
-            f.add(&user_key, w);
-        }
+        self.count_failure(&keys, unix_now()).await;
         tokio::time::sleep(Duration::from_millis(self.auth.failure_delay_ms)).await;
         (AuthOutcome::Failed, None)
     }
@@ -408,6 +433,60 @@ mod tests {
             normalize_domain("BÜCHER.example").as_deref(),
             Some("xn--bcher-kva.example")
         );
+    }
+
+    #[test]
+    fn long_user_names_are_hashed_into_the_key() {
+        let ip: IpAddr = "192.0.2.7".parse().unwrap();
+        let short = Failures::new(ip, "alice@example.com");
+        assert_eq!(short.ip, "auth:ip:192.0.2.7");
+        assert_eq!(short.user, "auth:user:alice@example.com");
+        let long = Failures::new(ip, &"a".repeat(10_000));
+        assert!(long.user.starts_with("auth:user#"), "{}", long.user);
+        assert!(long.user.len() <= hato_store::MAX_STATE_KEY);
+        assert_ne!(long.user, Failures::new(ip, &"a".repeat(10_001)).user);
+    }
+
+    /// Two servers on one store (two nodes): failures counted by one throttle the other.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn failures_are_shared_through_the_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> =
+            Arc::new(hato_store::sqlite::SqliteStore::open(&dir.path().join("hato.db")).unwrap());
+        let hash = hash_password("right").unwrap();
+        store
+            .create_account("bob@example.com", &hash)
+            .await
+            .unwrap();
+        let auth = AuthConfig {
+            failure_delay_ms: 0,
+            max_failures_per_ip: 3,
+            max_failures_per_account: 100,
+            failure_window_secs: 900,
+        };
+        let node = || {
+            Policy::new(
+                store.clone(),
+                vec!["example.com".into()],
+                "mx.example.com",
+                auth.clone(),
+                Vec::new(),
+            )
+            .unwrap()
+        };
+        let (a, b) = (node(), node());
+        let ip: IpAddr = "192.0.2.8".parse().unwrap();
+        for _ in 0..3 {
+            let (verdict, _) = a.authenticate(ip, None, "bob@example.com", "wrong").await;
+            assert_eq!(verdict, AuthOutcome::Failed);
+        }
+        let (verdict, account) = b.authenticate(ip, None, "bob@example.com", "right").await;
+        assert_eq!((verdict, account), (AuthOutcome::Throttled, None));
+        let other: IpAddr = "192.0.2.9".parse().unwrap();
+        let (verdict, _) = b
+            .authenticate(other, None, "bob@example.com", "right")
+            .await;
+        assert_eq!(verdict, AuthOutcome::Ok, "another address is not throttled");
     }
 
     #[test]

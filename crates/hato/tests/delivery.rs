@@ -1272,12 +1272,23 @@ fn mta_sts_enforce_end_to_end() {
         log.contains("verified (MTA-STS)") || log.contains("MTA-STS"),
         "{log}"
     );
-    // The policy is cached on disk.
-    let cache = tx.dir.path().join("data").join("mta-sts");
+    // The policy is cached in the store (it used to be a file under data_dir/mta-sts).
+    let key = hato::shared_state::StorePolicyCache::key("sts.remote.test");
+    let cached = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async {
+            use hato_store::SharedState;
+            let store = hato_store::sqlite::SqliteStore::open(&tx.db()).unwrap();
+            store
+                .cache_get(&key, hato_wire::date::unix_now())
+                .await
+                .unwrap()
+        });
     assert!(
-        std::fs::read_dir(&cache).map(|d| d.count()).unwrap_or(0) >= 1,
-        "no cached policy in {}",
-        cache.display()
+        cached.is_some_and(|c| c.starts_with(b"hato-mta-sts-cache")),
+        "no cached policy in the store under {key}"
     );
 }
 
@@ -1367,6 +1378,24 @@ fn verify_refuses_a_certificate_for_another_name() {
     assert!(rx.inbox("bob@wrongname.remote.test").is_empty());
 }
 
+/// The TLS-RPT counts stored for `domain` today (they used to be a journal file under
+/// data_dir/tls-rpt): the domain, then each stored policy and result, one per line.
+fn stored_tls_counts(db: &std::path::Path, domain: &str) -> String {
+    let day = hato::shared_state::store_day(hato_delivery::tlsrpt::today());
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async {
+            use hato_store::SharedState;
+            let store = hato_store::sqlite::SqliteStore::open(db).unwrap();
+            let rows = store.tls_report_counts(day, domain).await.unwrap();
+            rows.iter()
+                .map(|r| format!("{} {} {}\n", r.domain, r.policy, r.result))
+                .collect()
+        })
+}
+
 /// TLS-RPT (RFC 8460): sessions to MX hosts are counted per day, and a complete day's report
 /// goes to the `rua` of `_smtp._tls.<domain>` (here a local address) as multipart/report with
 /// the gzipped JSON, once.
@@ -1380,22 +1409,34 @@ fn tls_reports_are_recorded_and_sent() {
         ])),
     )]);
     let rx = receiver("remote.test");
-    // Yesterday's counts, as an earlier run of this server left them.
+    // Yesterday's counts, as an earlier run of this server left them (in the store, where the
+    // journal files under data_dir/tls-rpt used to be).
     let dir = tempfile::tempdir().unwrap();
-    let reports = dir.path().join("data").join("tls-rpt");
-    {
-        let recorder = tlsrpt::Recorder::open(&reports).unwrap();
-        let yesterday = tlsrpt::today().previous_day().unwrap();
-        for _ in 0..3 {
-            recorder.record(SessionEvent {
-                policy_domain: "remote.test".into(),
-                policy: PolicyDesc::no_policy_found(),
-                day: yesterday,
-                result: SessionResult::Success,
-            });
-        }
-        recorder.flush().unwrap();
-    }
+    let db = dir.path().join("data").join("hato.db");
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async {
+            let store: Arc<dyn hato_store::Store> =
+                Arc::new(hato_store::sqlite::SqliteStore::open(&db).unwrap());
+            let recorder = tlsrpt::Recorder::with_options(
+                Arc::new(hato::shared_state::StoreReportLedger::new(store)),
+                tlsrpt::RecorderOptions {
+                    flush_interval: None,
+                },
+            );
+            let yesterday = tlsrpt::today().previous_day().unwrap();
+            for _ in 0..3 {
+                recorder.record(SessionEvent {
+                    policy_domain: "remote.test".into(),
+                    policy: PolicyDesc::no_policy_found(),
+                    day: yesterday,
+                    result: SessionResult::Success,
+                });
+            }
+            recorder.flush().await.unwrap();
+        });
     let tx = TestServer::start_in(
         dir,
         "",
@@ -1408,11 +1449,10 @@ fn tls_reports_are_recorded_and_sent() {
     // Today's session is recorded (and not reported before the day is over).
     submit(&tx, BOB, "counted");
     rx.wait_inbox(BOB, 1, Duration::from_secs(20));
-    let today = reports.join(format!("{}.jsonl", tlsrpt::today()));
     wait_until(
-        "today's journal",
+        "today's counts",
         Duration::from_secs(15),
-        || std::fs::read_to_string(&today).is_ok_and(|t| t.contains("remote.test")),
+        || stored_tls_counts(&db, "remote.test").contains("remote.test"),
         || tx.logs(),
     );
     // Yesterday's report arrives in alice's INBOX, once.
@@ -1488,19 +1528,12 @@ fn mta_sts_testing_delivers_and_reports() {
     submit(&tx, "bob@sts.remote.test", "testing mode");
     rx.wait_inbox("bob@sts.remote.test", 1, Duration::from_secs(20));
     assert!(tx.logs().contains("MTA-STS testing"), "{}", tx.logs());
-    let journal = tx
-        .dir
-        .path()
-        .join("data")
-        .join("tls-rpt")
-        .join(format!("{}.jsonl", hato_delivery::tlsrpt::today()));
     wait_until(
-        "the failure in the TLS report journal",
+        "the failure in the TLS report counts",
         Duration::from_secs(15),
         || {
-            std::fs::read_to_string(&journal).is_ok_and(|t| {
-                t.contains("certificate-host-mismatch") && t.contains("sts.remote.test")
-            })
+            let t = stored_tls_counts(&tx.db(), "sts.remote.test");
+            t.contains("certificate-host-mismatch") && t.contains("sts.remote.test")
         },
         || tx.logs(),
     );

@@ -1,5 +1,5 @@
-//! The JSON of reports and journal lines (RFC 8460 4.4): the serde shapes, built from and read
-//! back into the types of [`model`](super::model).
+//! The JSON of reports (RFC 8460 4.4) and of the keys under which the recorder stores counts:
+//! the serde shapes, built from and read back into the types of [`model`](super::model).
 
 use serde::{Deserialize, Serialize};
 
@@ -107,18 +107,49 @@ pub(super) struct FailureDetailJson {
     failure_reason_code: Option<String>,
 }
 
-/// One journal line: counts to add for one domain (`policy.policy-domain`) and policy.
+/// A failure detail without its count: the `result` under which the recorder stores the count
+/// of failed sessions with this detail (the report's [`FailureDetailJson`] less
+/// `failed-session-count`).
 #[derive(Debug, Serialize, Deserialize)]
-pub(super) struct JournalLine {
-    pub(super) policy: PolicyJson,
-    pub(super) successful: u64,
-    pub(super) failed: u64,
+struct DetailKeyJson {
+    #[serde(rename = "result-type")]
+    result_type: FailureType,
     #[serde(
-        rename = "failure-details",
+        rename = "sending-mta-ip",
         default,
-        skip_serializing_if = "Vec::is_empty"
+        skip_serializing_if = "Option::is_none"
     )]
-    pub(super) failure_details: Vec<FailureDetailJson>,
+    sending_mta_ip: Option<String>,
+    #[serde(
+        rename = "receiving-mx-hostname",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    receiving_mx_hostname: Option<String>,
+    #[serde(
+        rename = "receiving-mx-helo",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    receiving_mx_helo: Option<String>,
+    #[serde(
+        rename = "receiving-ip",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    receiving_ip: Option<String>,
+    #[serde(
+        rename = "additional-information",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    additional_information: Option<String>,
+    #[serde(
+        rename = "failure-reason-code",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    failure_reason_code: Option<String>,
 }
 
 pub(super) fn policy_json(domain: &str, policy: &PolicyDesc) -> PolicyJson {
@@ -151,42 +182,54 @@ pub(super) fn details_json(counts: &PolicyCounts) -> Vec<FailureDetailJson> {
         .collect()
 }
 
-/// A journal line back into (domain, policy, counts); None if its domain is empty.
-pub(super) fn from_journal(line: JournalLine) -> Option<(String, PolicyDesc, PolicyCounts)> {
-    let domain = normalize_domain(&line.policy.policy_domain);
-    if domain.is_empty() {
+/// The stored key of a policy: its report JSON (with the policy domain).
+pub(super) fn policy_key(domain: &str, policy: &PolicyDesc) -> String {
+    serde_json::to_string(&policy_json(domain, policy)).unwrap_or_default()
+}
+
+/// The stored key of a failure detail.
+pub(super) fn detail_key(detail: &FailureDetail) -> String {
+    let key = DetailKeyJson {
+        result_type: detail.result_type,
+        sending_mta_ip: detail.sending_mta_ip.map(|ip| ip.to_string()),
+        receiving_mx_hostname: detail.receiving_mx_hostname.clone(),
+        receiving_mx_helo: detail.receiving_mx_helo.clone(),
+        receiving_ip: detail.receiving_ip.map(|ip| ip.to_string()),
+        additional_information: detail.additional_information.clone(),
+        failure_reason_code: detail.failure_reason_code.clone(),
+    };
+    serde_json::to_string(&key).unwrap_or_default()
+}
+
+/// A stored policy key back into a policy; None if it does not parse or has no domain.
+pub(super) fn policy_from_key(key: &str) -> Option<PolicyDesc> {
+    let policy: PolicyJson = serde_json::from_str(key).ok()?;
+    if normalize_domain(&policy.policy_domain).is_empty() {
         return None;
     }
-    let policy = PolicyDesc {
-        policy_type: line.policy.policy_type,
-        policy_strings: line.policy.policy_string,
-        mx_hosts: line.policy.mx_host,
-    }
-    .cleaned();
-    let failure_details = line
-        .failure_details
-        .into_iter()
-        .map(|d| {
-            let detail = FailureDetail {
-                result_type: d.result_type,
-                sending_mta_ip: d.sending_mta_ip.and_then(|ip| ip.parse().ok()),
-                receiving_mx_hostname: d.receiving_mx_hostname,
-                receiving_mx_helo: d.receiving_mx_helo,
-                receiving_ip: d.receiving_ip.and_then(|ip| ip.parse().ok()),
-                additional_information: d.additional_information,
-                failure_reason_code: d.failure_reason_code,
-            }
-            .cleaned();
-            (detail, d.failed_session_count)
-        })
-        .collect();
-    Some((
-        domain,
-        policy,
-        PolicyCounts {
-            successful: line.successful,
-            failed: line.failed,
-            failure_details,
-        },
-    ))
+    Some(
+        PolicyDesc {
+            policy_type: policy.policy_type,
+            policy_strings: policy.policy_string,
+            mx_hosts: policy.mx_host,
+        }
+        .cleaned(),
+    )
+}
+
+/// A stored detail key back into a failure detail; None if it does not parse.
+pub(super) fn detail_from_key(key: &str) -> Option<FailureDetail> {
+    let d: DetailKeyJson = serde_json::from_str(key).ok()?;
+    Some(
+        FailureDetail {
+            result_type: d.result_type,
+            sending_mta_ip: d.sending_mta_ip.and_then(|ip| ip.parse().ok()),
+            receiving_mx_hostname: d.receiving_mx_hostname,
+            receiving_mx_helo: d.receiving_mx_helo,
+            receiving_ip: d.receiving_ip.and_then(|ip| ip.parse().ok()),
+            additional_information: d.additional_information,
+            failure_reason_code: d.failure_reason_code,
+        }
+        .cleaned(),
+    )
 }

@@ -9,20 +9,18 @@
 //!   policy a session was held to ([`PolicyDesc`]), success or a [`FailureDetail`] with its
 //!   [`FailureType`], and the counts per policy, capped at [`MAX_POLICIES`] and
 //!   [`MAX_FAILURE_DETAILS`].
-//! * `journal.rs`, [`Recorder`]: counts TLS sessions per UTC day, policy domain and policy
+//! * `recorder.rs`, [`Recorder`]: counts TLS sessions per UTC day, policy domain and policy
 //!   (RFC 8460 4.1, 4.4), successes and failures, failures per distinct failure detail.
-//!   `record` only updates an in-memory table; a background thread appends the new counts to a
-//!   journal every few seconds (and [`Recorder::flush`], and dropping the last handle), so a
-//!   crash loses at most those seconds. The journal is one JSON-lines file per UTC day in the
-//!   recorder's directory (`data_dir/tls-rpt/2024-05-01.jsonl`); each line holds counts to add.
-//!   A line that does not parse (the last one, cut by a crash) is skipped, and the next append
-//!   starts on a new line. A journal that grows past [`RecorderOptions::compact_threshold`] is
-//!   rewritten with one line per domain and policy (temporary file, sync, rename).
-//! * `journal.rs`, [`due_reports`], [`mark_sent`], [`prune`]: the complete days (at most
-//!   [`DUE_WINDOW_DAYS`] back) whose report for a domain has not been sent yet; `<day>.sent`
-//!   lists the domains whose report went out, so each (day, domain) report is sent at most once
-//!   (RFC 8460 4.1: one report per day); journals older than [`KEEP_DAYS`] are removed.
-//! * `json.rs`: the serde types of the report JSON and of journal lines.
+//!   `record` only updates an in-memory table; a background task adds the new counts to a
+//!   [`ReportLedger`](crate::state::ReportLedger) every few seconds (and [`Recorder::flush`],
+//!   and dropping the last handle), so a crash loses at most those seconds. The server's ledger
+//!   is its store, so the sessions of every node count towards one report.
+//! * `recorder.rs`, [`Recorder::due_reports`], [`Recorder::claim`], [`Recorder::prune`]: the
+//!   complete days (at most [`DUE_WINDOW_DAYS`] back) whose report for a domain has not been
+//!   sent yet; a report is claimed (marked sent in the ledger) before it is sent, so each
+//!   (day, domain) report goes out at most once, by one node (RFC 8460 4.1: one report per
+//!   day); counts older than [`KEEP_DAYS`] are removed.
+//! * `json.rs`: the serde types of the report JSON and of the keys counts are stored under.
 //! * `report.rs`, [`build_report`]: the JSON report (RFC 8460 4.4, with erratum 6241: `mx-host`
 //!   is an array), covering the UTC day `00:00:00Z`–`23:59:59Z`; its id, attachment name and
 //!   gzip, and UTC days ([`utc_day`], [`today`], [`day_bounds`]).
@@ -38,23 +36,20 @@
 //! report ever causes a bounce). Not done here: the HTTPS POST for `https:` URIs, and the DKIM
 //! signature RFC 8460 3 requires of reports sent by mail.
 
-mod journal;
 mod json;
 mod message;
 mod model;
 mod record;
+mod recorder;
 mod report;
 
-pub use journal::{
-    DEFAULT_COMPACT_THRESHOLD, DEFAULT_FLUSH_INTERVAL, DUE_WINDOW_DAYS, KEEP_DAYS, Recorder,
-    RecorderOptions, due_reports, load_day, mark_sent, prune,
-};
 pub use message::{is_report_message, report_message};
 pub use model::{
     Aggregate, FailureDetail, FailureType, MAX_FAILURE_DETAILS, MAX_POLICIES, PolicyCounts,
     PolicyDesc, PolicyType, SessionEvent, SessionResult,
 };
 pub use record::{MAX_RUA, RecordError, Rua, TlsRptRecord, parse_txt};
+pub use recorder::{DEFAULT_FLUSH_INTERVAL, DUE_WINDOW_DAYS, KEEP_DAYS, Recorder, RecorderOptions};
 pub use report::{build_report, day_bounds, gzip, report_filename, report_id, today, utc_day};
 
 /// The DNS name of the TXT record (RFC 8460 3).
@@ -69,12 +64,13 @@ fn normalize_domain(domain: &str) -> String {
 /// Helpers shared by the tests of the submodules.
 #[cfg(test)]
 mod test_support {
-    use std::path::Path;
+    use std::sync::Arc;
 
     use time::Date;
 
     use super::*;
     use crate::mta_sts;
+    use crate::state::MemoryReportLedger;
 
     pub(super) fn sts_policy() -> PolicyDesc {
         PolicyDesc::sts(&mta_sts::Policy {
@@ -105,15 +101,16 @@ mod test_support {
         }
     }
 
-    pub(super) fn quiet(dir: &Path) -> Recorder {
-        Recorder::open_with(
-            dir,
+    /// A recorder without background flushes, and its in-memory ledger.
+    pub(super) fn quiet() -> (Recorder, Arc<MemoryReportLedger>) {
+        let ledger = Arc::new(MemoryReportLedger::default());
+        let recorder = Recorder::with_options(
+            ledger.clone(),
             RecorderOptions {
                 flush_interval: None,
-                compact_threshold: DEFAULT_COMPACT_THRESHOLD,
             },
-        )
-        .unwrap()
+        );
+        (recorder, ledger)
     }
 }
 

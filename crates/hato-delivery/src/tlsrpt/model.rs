@@ -343,7 +343,7 @@ impl Aggregate {
         }
     }
 
-    /// Adds counts (from a journal line or another aggregate).
+    /// Adds counts (stored ones read back, or another aggregate).
     pub(super) fn add_counts(
         &mut self,
         policy: PolicyDesc,
@@ -404,7 +404,7 @@ impl Aggregate {
     }
 }
 
-/// A report or journal field: controls become spaces, at most [`MAX_FIELD`] bytes.
+/// A report or stored field: controls become spaces, at most [`MAX_FIELD`] bytes.
 pub(super) fn clean_field(text: &str) -> String {
     let mut out: String = text
         .chars()

@@ -10,14 +10,16 @@
 //! dev-dependency (`hato-store = { path = ..., features = ["conformance"] }`, as this crate does
 //! for `tests/sqlite.rs`), so the suite is not part of a release build.
 //!
-//! The checks are grouped by role: `directory.rs`, `deliver.rs`, `queue.rs`, and the mailstore's
-//! `mailboxes.rs`, `messages.rs` and `sync.rs`; the helpers they share are here.
+//! The checks are grouped by role: `directory.rs`, `deliver.rs`, `queue.rs`, `shared_state.rs`,
+//! and the mailstore's `mailboxes.rs`, `messages.rs` and `sync.rs`; the helpers they share are
+//! here.
 
 mod deliver;
 mod directory;
 mod mailboxes;
 mod messages;
 mod queue;
+mod shared_state;
 mod sync;
 
 pub use deliver::{
@@ -38,6 +40,10 @@ pub use messages::{
 };
 pub use queue::{
     queue_attempts, queue_bounce_and_delete, queue_claims, queue_params, queue_release_leases,
+};
+pub use shared_state::{
+    state_cache, state_counter_concurrency, state_counters, state_lease_race, state_leases,
+    state_prune, state_tls_reports,
 };
 pub use sync::{account_usage, changes_and_vanished, notifications, recent_claims};
 
@@ -88,6 +94,13 @@ pub async fn run_all(store: &dyn Store) {
     queue_attempts(store).await;
     queue_bounce_and_delete(store).await;
     queue_release_leases(store).await;
+    state_counters(store).await;
+    state_counter_concurrency(store).await;
+    state_leases(store).await;
+    state_lease_race(store).await;
+    state_cache(store).await;
+    state_tls_reports(store).await;
+    state_prune(store).await;
 }
 
 fn hash(n: u32) -> String {

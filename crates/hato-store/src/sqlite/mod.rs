@@ -39,6 +39,12 @@
 //!   this process or another, never claim the same entry while its lease runs. Queue ids come
 //!   from a `meta` counter like the other ids, so the CLI's `hato queue delete ID` can never hit
 //!   a newer entry that reused the id.
+//! * **Shared state** (schema version 6): counters, leases and cache entries carry an `expires`
+//!   column (indexed) and count as absent once it passed; counter bumps and lease acquisitions
+//!   run on the writer as one upsert each (`INSERT ... ON CONFLICT DO UPDATE ... WHERE`), so two
+//!   nodes never both take a lease. TLS report counts are added with upserts keyed by day,
+//!   domain, policy and result; a `tls_report_sent` row per (day, domain) makes sending at most
+//!   once a primary-key conflict.
 //! * **Mailbox operations** (IMAP/POP3) are one request each on the writer; per-UID work uses
 //!   cached prepared point statements on the `(mailbox_id, uid)` primary key, so a
 //!   10,000-UID STORE is one transaction of 20,000 cheap statements, not one of dynamic SQL.
@@ -47,7 +53,8 @@
 //!
 //! `mod.rs`: [`SqliteStore`], opening, the read pool and the writer thread (group commit);
 //! `schema.rs`: the migrations; `ids.rs`: the id counters; `changes.rs`: change tracking and the
-//! watcher thread; one file per role (`directory.rs`, `deliver.rs`, `mailstore.rs`, `queue.rs`),
+//! watcher thread; one file per role (`directory.rs`, `deliver.rs`, `mailstore.rs`, `queue.rs`,
+//! `shared_state.rs`),
 //! the mailstore's statements in `mailboxes.rs` and `messages.rs`.
 
 mod changes;
@@ -59,6 +66,7 @@ mod mailstore;
 mod messages;
 mod queue;
 mod schema;
+mod shared_state;
 
 use std::collections::HashMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};

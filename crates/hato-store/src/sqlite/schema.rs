@@ -167,6 +167,54 @@ pub(super) const MIGRATIONS: &[&str] = &[
     -- mailbox as vanished (RFC 7162 allows reporting more than what was expunged).
     ALTER TABLE mailboxes ADD COLUMN vanished_floor INTEGER NOT NULL DEFAULT 0;
     "#,
+    // Version 6: state shared by every node of one database (the SharedState role).
+    r#"
+    -- Windowed counters (authentication failures per IP and per account): a counter lives
+    -- from its first count until `expires` (unix seconds).
+    CREATE TABLE counters (
+        key     TEXT PRIMARY KEY,
+        count   INTEGER NOT NULL,
+        expires INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX counters_expires ON counters(expires);
+
+    -- Exclusive leases (POP3 maildrop locks): held by `owner` until `expires` unless renewed,
+    -- so the lock of a crashed node runs out by itself.
+    CREATE TABLE leases (
+        name    TEXT PRIMARY KEY,
+        owner   TEXT NOT NULL,
+        expires INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX leases_expires ON leases(expires);
+
+    -- Small values with an expiry (MTA-STS policies). A rowid table: values can be tens of
+    -- kilobytes, which WITHOUT ROWID tables store poorly.
+    CREATE TABLE cache (
+        key     TEXT NOT NULL UNIQUE,
+        value   BLOB NOT NULL,
+        expires INTEGER NOT NULL
+    );
+    CREATE INDEX cache_expires ON cache(expires);
+
+    -- TLS-RPT (RFC 8460) counts per UTC day (days since 1970-01-01), policy domain, policy
+    -- and result; `policy` and `result` are the delivery code's text, not read by the store.
+    CREATE TABLE tls_report_counts (
+        day        INTEGER NOT NULL,
+        domain     TEXT NOT NULL,
+        policy     TEXT NOT NULL,
+        result     TEXT NOT NULL,
+        successful INTEGER NOT NULL,
+        failed     INTEGER NOT NULL,
+        UNIQUE (day, domain, policy, result)
+    );
+    -- The reports that went out (or need not): each (day, domain) at most once.
+    CREATE TABLE tls_report_sent (
+        day     INTEGER NOT NULL,
+        domain  TEXT NOT NULL,
+        sent_at INTEGER NOT NULL,
+        PRIMARY KEY (day, domain)
+    ) WITHOUT ROWID;
+    "#,
 ];
 
 /// The schema version this binary writes and understands.
@@ -352,6 +400,31 @@ mod tests {
                 .recent_uid,
             1
         );
+    }
+
+    /// A version 5 database gets the shared-state tables, empty, and keeps its mail.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn version_5_gets_shared_state() {
+        use crate::SharedState;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hato.db");
+        write_version_1(&path);
+        {
+            let conn = Connection::open(&path).unwrap();
+            for sql in &MIGRATIONS[1..5] {
+                conn.execute_batch(sql).unwrap();
+            }
+            conn.execute_batch("PRAGMA user_version = 5;").unwrap();
+        }
+        let store = SqliteStore::open(&path).unwrap();
+        assert_eq!(store.mailbox_status(1).await.unwrap().unwrap().messages, 2);
+        assert_eq!(store.counter("ip:192.0.2.1", 1000).await.unwrap(), 0);
+        assert_eq!(
+            store.counter_bump("ip:192.0.2.1", 60, 1000).await.unwrap(),
+            1
+        );
+        assert!(store.lease_acquire("pop3:1", "a", 60, 1000).await.unwrap());
+        assert!(store.tls_report_due(0, i64::MAX).await.unwrap().is_empty());
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -286,7 +286,11 @@ impl Scheduler {
                         https_port: d.mta_sts_port,
                         ..FetchConfig::default()
                     },
-                    cache_dir: Some(config.data_dir.join("mta-sts")),
+                    // In the store: a restarted process and every other node start from the
+                    // policies already fetched (RFC 8461 5.1).
+                    cache: Some(Arc::new(crate::shared_state::StorePolicyCache::new(
+                        store.clone(),
+                    ))),
                     ..StsConfig::default()
                 };
                 Some(StsResolver::new(router.clone(), config)?)
@@ -302,15 +306,12 @@ impl Scheduler {
         } else {
             None
         };
-        let reports = if d.tls_reports {
-            let dir = config.data_dir.join("tls-rpt");
-            Some(
-                tlsrpt::Recorder::open(&dir)
-                    .with_context(|| format!("TLS reports: cannot open {}", dir.display()))?,
-            )
-        } else {
-            None
-        };
+        // Counted in the store: the sessions of every node make one report per domain and day.
+        let reports = d.tls_reports.then(|| {
+            tlsrpt::Recorder::new(Arc::new(crate::shared_state::StoreReportLedger::new(
+                store.clone(),
+            )))
+        });
         Ok(Scheduler {
             reports,
             report_check: Duration::from_secs(d.tls_report_check_secs.max(1)),

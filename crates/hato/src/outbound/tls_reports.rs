@@ -85,38 +85,48 @@ impl Scheduler {
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
                 _ = shutdown.changed() => {
-                    let _ = recorder.flush();
+                    if let Err(e) = recorder.flush().await {
+                        warn!(error = %e, "TLS reports: cannot store the last counts");
+                    }
                     return;
                 }
             }
             wait = self.report_check;
             let today = tlsrpt::today();
-            let due = {
-                let r = recorder.clone();
-                tokio::task::spawn_blocking(move || r.due_reports(today)).await
-            };
-            let due = match due {
-                Ok(Ok(d)) => d,
-                Ok(Err(e)) => {
-                    warn!(error = %e, "TLS reports: cannot read the journal");
+            let due = match recorder.due_reports(today).await {
+                Ok(d) => d,
+                Err(e) => {
+                    warn!(error = %e, "TLS reports: cannot read the counts");
                     continue;
                 }
-                Err(_) => continue,
             };
             for (day, domain, aggregate) in due {
-                if let Err(e) = self.send_report(&recorder, day, &domain, &aggregate).await {
+                // Claimed first, so of several nodes one sends it; handed back if it could not
+                // be sent. (A crash in between loses that report rather than sending it twice.)
+                match recorder.claim(day, &domain).await {
+                    Ok(true) => {}
+                    Ok(false) => continue,
+                    Err(e) => {
+                        warn!(domain, error = %e, "TLS report not claimed; will try again");
+                        continue;
+                    }
+                }
+                if let Err(e) = self.send_report(day, &domain, &aggregate).await {
                     warn!(domain, error = %e, "TLS report not sent; will try again");
+                    if let Err(e) = recorder.unclaim(day, &domain).await {
+                        warn!(domain, error = %e, "TLS report not sent and still claimed: lost");
+                    }
                 }
             }
-            if let Err(e) = recorder.prune(today) {
-                warn!(error = %e, "TLS reports: cannot prune old journals");
+            if let Err(e) = recorder.prune(today).await {
+                warn!(error = %e, "TLS reports: cannot prune old counts");
             }
         }
     }
 
+    /// Sends one claimed report (nothing if the domain asks for no mailed reports).
     pub(super) async fn send_report(
         &self,
-        recorder: &tlsrpt::Recorder,
         day: time::Date,
         domain: &str,
         aggregate: &tlsrpt::Aggregate,
@@ -133,8 +143,7 @@ impl Scheduler {
             _ => Vec::new(),
         };
         if rua.is_empty() {
-            // The domain asks for no (mailed) reports.
-            recorder.mark_sent(day, domain)?;
+            // The domain asks for no (mailed) reports: the claim marks it done.
             return Ok(());
         }
         let submitter = self.hostname.clone();
@@ -164,7 +173,6 @@ impl Scheduler {
         if !delivery.local.is_empty() || !delivery.remote.is_empty() {
             self.store.deliver(delivery).await?;
         }
-        recorder.mark_sent(day, domain)?;
         info!(domain, day = %day, to = %rua.join(","), failures = aggregate.total_failed(), successes = aggregate.total_successful(), "TLS report sent");
         Ok(())
     }
