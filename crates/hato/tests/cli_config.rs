@@ -3,7 +3,6 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -93,17 +92,8 @@ fn user_and_alias_commands() {
     // passwd: the running server uses the new password at once (and forgets the old one, even if
     // it verified it recently).
     let login = |pw: &str| {
-        pyconv(
-            server.ports.submissions,
-            true,
-            &[
-                "reply",
-                "send:EHLO cli.example\r\n",
-                "reply",
-                &format!("send:AUTH PLAIN {}\r\n", auth_plain("bob@example.test", pw)),
-                "reply",
-            ],
-        )
+        let auth = auth_plain_cmd("bob@example.test", pw);
+        smtp_conv(server.ports.submissions, true, &["EHLO cli.example", &auth])
     };
     assert_replies(&login("bob pw 1"), &["220", "250", "235 2.7.0"]);
     let out = server.cli(
@@ -151,13 +141,12 @@ fn user_and_alias_commands() {
     list.assert_ok();
     assert_eq!(list.stdout.trim(), "sales@example.test -> bob@example.test");
     // Mail to the alias reaches bob while the server runs.
-    let mut c = Raw::greeted(server.ports.smtp);
-    c.expect("EHLO cli.example", "250");
-    c.expect("MAIL FROM:<x@outside.example>", "250");
-    c.expect("RCPT TO:<Sales@Example.Test>", "250");
-    c.expect("DATA", "354");
-    c.send(b"Subject: for sales\r\n\r\nhi\r\n.\r\n");
-    assert!(c.reply().starts_with("250 2.0.0"));
+    let mut c = Raw::hello(server.ports.smtp, "cli.example");
+    c.deliver(
+        "x@outside.example",
+        "Sales@Example.Test",
+        "Subject: for sales\r\n\r\nhi\r\n",
+    );
     c.expect("QUIT", "221");
     assert_eq!(server.inbox("bob@example.test").len(), 1);
 
@@ -188,8 +177,7 @@ fn user_and_alias_commands() {
         &server.cli(&["user", "del", "bob@example.test"], None),
         &["no account"],
     );
-    let mut c = Raw::greeted(server.ports.smtp);
-    c.expect("EHLO cli.example", "250");
+    let mut c = Raw::hello(server.ports.smtp, "cli.example");
     c.expect("MAIL FROM:<x@outside.example>", "250");
     c.expect("RCPT TO:<bob@example.test>", "550 5.1.1");
 }
@@ -219,22 +207,6 @@ fn config_anywhere_and_from_environment() {
 
 // ---------------------------------------------------------------------------------------------
 // Start-up validation.
-
-/// A test configuration in `dir` with free ports; `extra` goes at the top level.
-fn write_config(dir: &Path, extra: &str) -> (PathBuf, Ports) {
-    let ports = Ports {
-        smtp: free_port(),
-        submission: free_port(),
-        submissions: free_port(),
-        pop3: 0,
-        pop3s: 0,
-        imap: 0,
-        imaps: 0,
-    };
-    let path = dir.join("hato.toml");
-    std::fs::write(&path, config_text(dir, &ports, "", extra)).unwrap();
-    (path, ports)
-}
 
 /// `hato --config F serve` must exit non-zero within a few seconds with one error line.
 fn serve_fails(config: &Path) -> String {
@@ -273,6 +245,11 @@ fn serve_fails(config: &Path) -> String {
         "announced before failing: {stdout}"
     );
     errors[0].to_owned()
+}
+
+/// [`serve_fails`] with a configuration in `dir` naming `cert` and `key`.
+fn tls_serve_fails(dir: &Path, cert: &Path, key: &Path) -> String {
+    serve_fails(&write_config(dir, &tls_config(cert, key)).0)
 }
 
 fn line_of(config: &Path, needle: &str) -> usize {
@@ -314,28 +291,12 @@ fn startup_refuses_unreadable_certificate() {
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("missing-cert.pem");
     let (_, key) = make_cert(dir.path(), "real", &["localhost"], 30);
-    let (cfg, _) = write_config(
-        dir.path(),
-        &format!(
-            "[tls]\ncert = \"{}\"\nkey = \"{}\"\n",
-            missing.display(),
-            key.display()
-        ),
-    );
-    let err = serve_fails(&cfg);
+    let err = tls_serve_fails(dir.path(), &missing, &key);
     assert!(err.contains(missing.to_str().unwrap()), "{err}");
     // A file that is not PEM.
     let garbage = dir.path().join("garbage.pem");
     std::fs::write(&garbage, "not a certificate\n").unwrap();
-    let (cfg, _) = write_config(
-        dir.path(),
-        &format!(
-            "[tls]\ncert = \"{}\"\nkey = \"{}\"\n",
-            garbage.display(),
-            key.display()
-        ),
-    );
-    let err = serve_fails(&cfg);
+    let err = tls_serve_fails(dir.path(), &garbage, &key);
     assert!(err.contains(garbage.to_str().unwrap()), "{err}");
 }
 
@@ -344,15 +305,7 @@ fn startup_refuses_key_not_matching_certificate() {
     let dir = tempfile::tempdir().unwrap();
     let (cert_a, _) = make_cert(dir.path(), "a", &["localhost"], 30);
     let (_, key_b) = make_cert(dir.path(), "b", &["localhost"], 30);
-    let (cfg, _) = write_config(
-        dir.path(),
-        &format!(
-            "[tls]\ncert = \"{}\"\nkey = \"{}\"\n",
-            cert_a.display(),
-            key_b.display()
-        ),
-    );
-    let err = serve_fails(&cfg);
+    let err = tls_serve_fails(dir.path(), &cert_a, &key_b);
     assert!(err.contains(cert_a.to_str().unwrap()), "{err}");
     assert!(err.contains(key_b.to_str().unwrap()), "{err}");
     assert!(err.contains("does not match"), "{err}");
@@ -362,15 +315,7 @@ fn startup_refuses_key_not_matching_certificate() {
 fn startup_refuses_certificate_not_covering_hostname() {
     let dir = tempfile::tempdir().unwrap();
     let (cert, key) = make_cert(dir.path(), "other", &["other.example"], 30);
-    let (cfg, _) = write_config(
-        dir.path(),
-        &format!(
-            "[tls]\ncert = \"{}\"\nkey = \"{}\"\n",
-            cert.display(),
-            key.display()
-        ),
-    );
-    let err = serve_fails(&cfg);
+    let err = tls_serve_fails(dir.path(), &cert, &key);
     assert!(err.contains("hostname"), "{err}");
     assert!(err.contains("localhost"), "{err}");
     assert!(err.contains("other.example"), "{err}");
@@ -380,15 +325,7 @@ fn startup_refuses_certificate_not_covering_hostname() {
 fn startup_refuses_expired_certificate() {
     let dir = tempfile::tempdir().unwrap();
     let (cert, key) = make_expired_cert(dir.path(), "old", &["localhost"]);
-    let (cfg, _) = write_config(
-        dir.path(),
-        &format!(
-            "[tls]\ncert = \"{}\"\nkey = \"{}\"\n",
-            cert.display(),
-            key.display()
-        ),
-    );
-    let err = serve_fails(&cfg);
+    let err = tls_serve_fails(dir.path(), &cert, &key);
     assert!(err.contains(cert.to_str().unwrap()), "{err}");
     assert!(err.contains("expired"), "{err}");
 }
@@ -399,13 +336,8 @@ fn startup_refuses_port_in_use() {
     let busy = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = busy.local_addr().unwrap().port();
     let ports = Ports {
-        smtp: free_port(),
         submission: port,
-        submissions: free_port(),
-        pop3: 0,
-        pop3s: 0,
-        imap: 0,
-        imaps: 0,
+        ..Ports::smtp_only()
     };
     let cfg = dir.path().join("hato.toml");
     std::fs::write(&cfg, config_text(dir.path(), &ports, "", "")).unwrap();
@@ -419,11 +351,7 @@ fn startup_refuses_port_in_use() {
 fn certificate_expiring_soon_starts_with_a_warning() {
     let dir = tempfile::tempdir().unwrap();
     let (cert, key) = make_cert(dir.path(), "soon", &["localhost"], 5);
-    let extra = format!(
-        "[tls]\ncert = \"{}\"\nkey = \"{}\"\n{FAST_AUTH}",
-        cert.display(),
-        key.display()
-    );
+    let extra = format!("{}{FAST_AUTH}", tls_config(&cert, &key));
     let server = TestServer::start_in(dir, "", &extra);
     let logs = server.logs();
     let warning = logs
@@ -437,25 +365,14 @@ fn certificate_expiring_soon_starts_with_a_warning() {
         "{warning}"
     );
     // And it serves that certificate.
-    let out = s_client(server.ports.submissions, false, &[], "quit\n");
-    assert_eq!(
-        first_pem_cert(&out.all()),
-        first_pem_cert(&std::fs::read_to_string(&cert).unwrap())
-    );
+    assert_eq!(served_cert(server.ports.submissions), pem(&cert));
 }
 
 #[test]
 fn check_config_ok() {
     let dir = tempfile::tempdir().unwrap();
     let (cert, key) = make_cert(dir.path(), "good", &["localhost", "mail.example.test"], 90);
-    let (cfg, ports) = write_config(
-        dir.path(),
-        &format!(
-            "[tls]\ncert = \"{}\"\nkey = \"{}\"\n",
-            cert.display(),
-            key.display()
-        ),
-    );
+    let (cfg, ports) = write_config(dir.path(), &tls_config(&cert, &key));
     let out = hato(&["--config", cfg.to_str().unwrap(), "check-config"], None);
     out.assert_ok();
     assert!(out.stdout.contains("OK"), "{}", out.all());
@@ -538,20 +455,8 @@ fn zero_config_development_instance() {
         .current_dir(dir.path())
         .env_remove("HATO_CONFIG");
     run(cmd, Some("dev password")).assert_ok();
-    let got = pyconv(
-        5465,
-        true,
-        &[
-            "reply",
-            "send:EHLO dev.example\r\n",
-            "reply",
-            &format!(
-                "send:AUTH PLAIN {}\r\n",
-                auth_plain("dev@localhost", "dev password")
-            ),
-            "reply",
-        ],
-    );
+    let auth = auth_plain_cmd("dev@localhost", "dev password");
+    let got = smtp_conv(5465, true, &["EHLO dev.example", &auth]);
     assert_replies(&got, &["220 localhost", "250", "235 2.7.0"]);
 
     // SIGTERM: a clean, quick exit.
@@ -599,28 +504,12 @@ fn install(from: &(PathBuf, PathBuf), cert: &Path, key: &Path) {
     std::fs::rename(&tmp_c, cert).unwrap();
 }
 
-fn served_cert(port: u16) -> String {
-    let out = s_client(port, false, &[], "quit\n");
-    first_pem_cert(&out.all())
-        .unwrap_or_else(|| panic!("no certificate from s_client:\n{}", out.all()))
-}
-
-fn pem(path: &Path) -> String {
-    first_pem_cert(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
-
 /// A TLS session opened before a reload, used after it (Python, implicit TLS).
-struct OldSession {
-    child: std::process::Child,
-    out: BufReader<std::process::ChildStdout>,
-}
+struct OldSession(PyChild);
 
 const OLD_SESSION: &str = r#"
-import socket, ssl, sys, base64
+import socket, sys, base64
 port, user, pw = int(sys.argv[1]), sys.argv[2], sys.argv[3]
-ctx = ssl.create_default_context()
-ctx.check_hostname = False
-ctx.verify_mode = ssl.CERT_NONE
 s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=10), server_hostname="localhost")
 f = s.makefile("rb")
 def reply():
@@ -647,45 +536,23 @@ print("QUIT", cmd("QUIT"), flush=True)
 
 impl OldSession {
     fn open(port: u16) -> (OldSession, String) {
-        require_tool("python3", "python3");
-        let mut child = Command::new("python3")
-            .arg("-c")
-            .arg(OLD_SESSION)
-            .args([&port.to_string(), USER, PASSWORD])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut out = BufReader::new(child.stdout.take().unwrap());
-        let mut line = String::new();
-        out.read_line(&mut line).unwrap();
+        let script = format!("{PY_UNVERIFIED}{OLD_SESSION}");
+        let mut py = PyChild::spawn(&script, &[&port.to_string(), USER, PASSWORD]);
+        let line = py.line();
         let cert = line
             .strip_prefix("CERT ")
             .unwrap_or_else(|| panic!("old session: {line:?}"))
             .trim()
             .to_owned();
-        let mut greeting = String::new();
-        out.read_line(&mut greeting).unwrap();
+        let greeting = py.line();
         assert!(greeting.starts_with("GREETING 220"), "{greeting:?}");
-        (OldSession { child, out }, cert)
+        (OldSession(py), cert)
     }
 
     /// Runs a whole authenticated transaction on the old session; returns its log.
     fn finish(mut self) -> String {
-        self.child
-            .stdin
-            .as_mut()
-            .unwrap()
-            .write_all(b"go\n")
-            .unwrap();
-        let mut all = String::new();
-        let mut line = String::new();
-        while self.out.read_line(&mut line).unwrap_or(0) > 0 {
-            all.push_str(&line);
-            line.clear();
-        }
-        wait_exit(&mut self.child, Duration::from_secs(10), "old session");
-        all
+        self.0.send("go\n");
+        self.0.finish(Duration::from_secs(10), "old session")
     }
 }
 
@@ -720,7 +587,20 @@ fn wait_for_cert(port: u16, want: &str, wait: Duration) {
     }
 }
 
-fn reload_server(reload_check_secs: u64) -> (TestServer, PathBuf, PathBuf, PathBuf) {
+/// A server whose certificate files can be replaced, and a session opened before any reload.
+struct Reload {
+    server: TestServer,
+    /// Where to make other certificates.
+    certs: PathBuf,
+    /// The files the server reads.
+    cert: PathBuf,
+    key: PathBuf,
+    /// The first certificate (served now).
+    old: String,
+    session: OldSession,
+}
+
+fn reload_server(reload_check_secs: u64) -> Reload {
     let dir = tempfile::tempdir().unwrap();
     let certs = dir.path().join("certs");
     std::fs::create_dir_all(&certs).unwrap();
@@ -729,22 +609,36 @@ fn reload_server(reload_check_secs: u64) -> (TestServer, PathBuf, PathBuf, PathB
     let key = dir.path().join("live-key.pem");
     install(&first, &cert, &key);
     let extra = format!(
-        "[tls]\ncert = \"{}\"\nkey = \"{}\"\nreload_check_secs = {reload_check_secs}\n{FAST_AUTH}",
-        cert.display(),
-        key.display()
+        "{}reload_check_secs = {reload_check_secs}\n{FAST_AUTH}",
+        tls_config(&cert, &key)
     );
     let server = TestServer::start_in(dir, "", &extra);
-    (server, certs, cert, key)
-}
-
-#[test]
-fn certificate_reload_when_files_change() {
-    let (server, certs, cert, key) = reload_server(1);
     let port = server.ports.submissions;
     let old = pem(&cert);
     assert_eq!(served_cert(port), old);
     let (session, seen) = OldSession::open(port);
     assert_eq!(seen, old);
+    Reload {
+        server,
+        certs,
+        cert,
+        key,
+        old,
+        session,
+    }
+}
+
+#[test]
+fn certificate_reload_when_files_change() {
+    let Reload {
+        server,
+        certs,
+        cert,
+        key,
+        old,
+        session,
+    } = reload_server(1);
+    let port = server.ports.submissions;
 
     let second = make_cert(&certs, "second", &["localhost"], 60);
     install(&second, &cert, &key);
@@ -762,11 +656,15 @@ fn certificate_reload_when_files_change() {
 #[test]
 fn certificate_reload_on_sighup_keeps_old_set_on_failure() {
     // 0: no polling, only SIGHUP.
-    let (server, certs, cert, key) = reload_server(0);
+    let Reload {
+        server,
+        certs,
+        cert,
+        key,
+        old,
+        session,
+    } = reload_server(0);
     let port = server.ports.submissions;
-    let old = pem(&cert);
-    assert_eq!(served_cert(port), old);
-    let (session, _) = OldSession::open(port);
     let hup = || signal(server.pid(), "HUP");
 
     // A broken pair (key of another certificate): the reload fails, the old certificate stays.
@@ -791,8 +689,7 @@ fn certificate_reload_on_sighup_keeps_old_set_on_failure() {
     assert_old_session_works(&session.finish());
     assert!(server.logs().contains("certificates reloaded"));
     // Still alive and well after the signals.
-    let mut c = Raw::greeted(server.ports.smtp);
-    c.expect("EHLO after.example", "250");
+    Raw::hello(server.ports.smtp, "after.example");
 }
 
 #[test]
@@ -806,9 +703,8 @@ fn certificate_selected_by_sni() {
         30,
     );
     let extra = format!(
-        "[tls]\ncert = \"{}\"\nkey = \"{}\"\n[[tls.certificate]]\ncert = \"{}\"\nkey = \"{}\"\n{FAST_AUTH}",
-        main.0.display(),
-        main.1.display(),
+        "{}[[tls.certificate]]\ncert = \"{}\"\nkey = \"{}\"\n{FAST_AUTH}",
+        tls_config(&main.0, &main.1),
         other.0.display(),
         other.1.display()
     );

@@ -3,6 +3,7 @@
 
 mod common;
 
+use std::collections::HashMap;
 use std::process::Command;
 
 use common::*;
@@ -18,8 +19,15 @@ fn stored_with(server: &TestServer, user: &str, token: &str) -> String {
     found.into_iter().next().unwrap()
 }
 
+/// Runs `script` (after [`PY_UNVERIFIED`]) with the arguments port, user and password; the
+/// "KEY value" lines it printed.
+fn smtplib(port: u16, script: &str) -> HashMap<String, String> {
+    let script = format!("{PY_UNVERIFIED}{script}");
+    results(&python(&script, &[&port.to_string(), USER, PASSWORD]))
+}
+
 const SMTPLIB_SUBMISSION: &str = r#"
-import smtplib, ssl, sys, base64
+import smtplib, sys, base64
 port, user, pw = int(sys.argv[1]), sys.argv[2], sys.argv[3]
 s = smtplib.SMTP("127.0.0.1", port, timeout=10)
 code, _ = s.ehlo("client.example")
@@ -35,9 +43,6 @@ except smtplib.SMTPNotSupportedError:
 cred = base64.b64encode(("\0%s\0%s" % (user, pw)).encode()).decode()
 code, msg = s.docmd("AUTH", "PLAIN " + cred)
 print("AUTHRAW1", code, msg.decode())
-ctx = ssl.create_default_context()
-ctx.check_hostname = False
-ctx.verify_mode = ssl.CERT_NONE
 code, _ = s.starttls(context=ctx)
 print("STARTTLS", code)
 print("TLS", s.sock.version(), s.sock.cipher()[0])
@@ -63,11 +68,7 @@ code, m = s.quit(); print("QUIT", code)
 #[test]
 fn smtplib_submission_starttls_auth_and_send() {
     let server = TestServer::start();
-    let out = python(
-        SMTPLIB_SUBMISSION,
-        &[&server.ports.submission.to_string(), USER, PASSWORD],
-    );
-    let r = results(&out);
+    let r = smtplib(server.ports.submission, SMTPLIB_SUBMISSION);
     // Before TLS: STARTTLS offered, AUTH neither offered nor accepted.
     assert_eq!(get(&r, "EHLO1"), "250");
     assert_eq!(get(&r, "AUTH1"), "False", "AUTH advertised before TLS");
@@ -156,11 +157,8 @@ fn smtplib_submission_starttls_auth_and_send() {
 }
 
 const SMTPLIB_SSL: &str = r#"
-import smtplib, ssl, sys
+import smtplib, sys
 port, user, pw = int(sys.argv[1]), sys.argv[2], sys.argv[3]
-ctx = ssl.create_default_context()
-ctx.check_hostname = False
-ctx.verify_mode = ssl.CERT_NONE
 s = smtplib.SMTP_SSL("127.0.0.1", port, timeout=10, context=ctx)
 print("TLS", s.sock.version())
 code, _ = s.ehlo("implicit.example")
@@ -177,11 +175,7 @@ s.quit()
 #[test]
 fn smtplib_implicit_tls_login_and_send() {
     let server = TestServer::start();
-    let out = python(
-        SMTPLIB_SSL,
-        &[&server.ports.submissions.to_string(), USER, PASSWORD],
-    );
-    let r = results(&out);
+    let r = smtplib(server.ports.submissions, SMTPLIB_SSL);
     assert_eq!(get(&r, "TLS"), "TLSv1.3");
     assert_eq!(get(&r, "EHLO"), "250");
     assert_eq!(
@@ -203,34 +197,35 @@ fn smtplib_implicit_tls_login_and_send() {
     assert_eq!(body(&msg), "over implicit TLS\r\n");
 }
 
-fn swaks(args: &[&str]) -> CmdOutput {
+/// `swaks --server 127.0.0.1:PORT ARGS MORE --header "Subject: SUBJECT"` (`args` split at
+/// white space, `more` as they are), and `--body BODY` if given; asserts it succeeded.
+fn swaks(port: u16, args: &str, more: &[&str], subject: &str, body: Option<&str>) -> CmdOutput {
     require_tool("swaks", "swaks");
     let mut cmd = Command::new("swaks");
-    cmd.args(args);
-    run(cmd, None)
+    cmd.arg("--server")
+        .arg(format!("127.0.0.1:{port}"))
+        .args(args.split_whitespace())
+        .args(more)
+        .args(["--header", &format!("Subject: {subject}")]);
+    if let Some(body) = body {
+        cmd.args(["--body", body]);
+    }
+    let out = run(cmd, None);
+    assert!(out.status.success(), "swaks failed:\n{}", out.all());
+    out
 }
 
 #[test]
 fn swaks_mx_with_starttls_is_esmtps() {
     let server = TestServer::start();
-    let server_arg = format!("127.0.0.1:{}", server.ports.smtp);
     // Debian's swaks 20201014 does not verify certificates and has no --tls-verify=no; newer ones do not verify by default either.
-    let out = swaks(&[
-        "--server",
-        &server_arg,
-        "--tls",
-        "--helo",
-        "sender.example",
-        "--from",
-        "someone@outside.example",
-        "--to",
-        "alice@example.test",
-        "--header",
-        "Subject: swaks-tls-token",
-        "--body",
-        "sent by swaks over STARTTLS",
-    ]);
-    assert!(out.status.success(), "swaks failed:\n{}", out.all());
+    let out = swaks(
+        server.ports.smtp,
+        "--tls --helo sender.example --from someone@outside.example --to alice@example.test",
+        &[],
+        "swaks-tls-token",
+        Some("sent by swaks over STARTTLS"),
+    );
     assert!(out.stdout.contains("<~  250 2.0.0"), "{}", out.stdout);
     let msg = stored_with(&server, USER, "swaks-tls-token");
     assert!(
@@ -248,22 +243,13 @@ fn swaks_mx_with_starttls_is_esmtps() {
 #[test]
 fn swaks_mx_without_tls_is_esmtp() {
     let server = TestServer::start();
-    let server_arg = format!("127.0.0.1:{}", server.ports.smtp);
-    let out = swaks(&[
-        "--server",
-        &server_arg,
-        "--helo",
-        "plain.example",
-        "--from",
-        "someone@outside.example",
-        "--to",
-        "alice@example.test",
-        "--header",
-        "Subject: swaks-plain-token",
-        "--body",
-        "sent by swaks in plaintext",
-    ]);
-    assert!(out.status.success(), "swaks failed:\n{}", out.all());
+    swaks(
+        server.ports.smtp,
+        "--helo plain.example --from someone@outside.example --to alice@example.test",
+        &[],
+        "swaks-plain-token",
+        Some("sent by swaks in plaintext"),
+    );
     let msg = stored_with(&server, USER, "swaks-plain-token");
     let rec = received(&msg);
     assert!(received_with(&rec, "ESMTP"), "{rec}");
@@ -275,61 +261,47 @@ fn swaks_mx_without_tls_is_esmtp() {
 #[test]
 fn swaks_submission_with_auth() {
     let server = TestServer::start();
-    let out = swaks(&[
-        "--server",
-        &format!("127.0.0.1:{}", server.ports.submission),
-        "--tls",
-        "--auth-user",
-        USER,
-        "--auth-password",
-        PASSWORD,
-        "--from",
-        USER,
-        "--to",
-        USER,
-        "--header",
-        "Subject: swaks-sub-token",
-    ]);
-    assert!(out.status.success(), "swaks failed:\n{}", out.all());
+    let out = swaks(
+        server.ports.submission,
+        &format!("--tls --auth-user {USER} --from {USER} --to {USER}"),
+        &["--auth-password", PASSWORD],
+        "swaks-sub-token",
+        None,
+    );
     assert!(out.stdout.contains("<~  235 2.7.0"), "{}", out.stdout);
     let msg = stored_with(&server, USER, "swaks-sub-token");
     assert!(received_with(&received(&msg), "ESMTPSA"), "{msg}");
 }
 
-fn curl(url: &str, rcpts: &[&str], file: &std::path::Path) -> CmdOutput {
-    require_tool("curl", "curl");
-    let mut cmd = Command::new("curl");
-    cmd.args(["--silent", "--show-error", "--max-time", "20"])
-        .arg(url)
-        .args(["--ssl-reqd", "--insecure", "--user"])
-        .arg(format!("{USER}:{PASSWORD}"))
-        .args(["--mail-from", USER]);
-    for r in rcpts {
-        cmd.args(["--mail-rcpt", r]);
-    }
-    cmd.arg("--upload-file").arg(file);
-    run(cmd, None)
-}
-
-fn mail_file(server: &TestServer, token: &str) -> std::path::PathBuf {
-    let path = server.dir.path().join(format!("{token}.eml"));
+/// curl submits a message with the subject `token` (and a line starting with a dot) as alice
+/// to `rcpts`, over `scheme` (`smtp`: STARTTLS required, `smtps`) on `port`; asserts success.
+fn curl_send(server: &TestServer, scheme: &str, port: u16, rcpts: &[&str], token: &str) {
+    let file = server.dir.path().join(format!("{token}.eml"));
     std::fs::write(
-        &path,
+        &file,
         format!(
             "From: {USER}\r\nTo: {USER}\r\nSubject: {token}\r\n\r\nsent by curl\r\n.leading dot\r\n"
         ),
     )
     .unwrap();
-    path
+    let url = format!("{scheme}://127.0.0.1:{port}/curl.example");
+    let creds = credentials();
+    let mut args = vec![url.as_str(), "--ssl-reqd", "--insecure", "--user", &creds];
+    args.extend(["--mail-from", USER]);
+    for r in rcpts {
+        args.extend(["--mail-rcpt", r]);
+    }
+    let file = file.display().to_string();
+    args.extend(["--upload-file", &file]);
+    let out = curl(&args);
+    assert!(out.status.success(), "curl failed:\n{}", out.all());
 }
 
 #[test]
 fn curl_submission_starttls() {
     let server = TestServer::start();
-    let file = mail_file(&server, "curl-starttls-token");
-    let url = format!("smtp://127.0.0.1:{}/curl.example", server.ports.submission);
-    let out = curl(&url, &[USER], &file);
-    assert!(out.status.success(), "curl failed:\n{}", out.all());
+    let port = server.ports.submission;
+    curl_send(&server, "smtp", port, &[USER], "curl-starttls-token");
     let msg = stored_with(&server, USER, "curl-starttls-token");
     let rec = received(&msg);
     assert!(received_with(&rec, "ESMTPSA"), "{rec}");
@@ -342,13 +314,9 @@ fn curl_submission_starttls() {
 #[test]
 fn curl_smtps_local_and_remote_recipient() {
     let server = TestServer::start();
-    let file = mail_file(&server, "curl-smtps-token");
-    let url = format!(
-        "smtps://127.0.0.1:{}/curl.example",
-        server.ports.submissions
-    );
-    let out = curl(&url, &[USER, "bob@remote.example"], &file);
-    assert!(out.status.success(), "curl failed:\n{}", out.all());
+    let port = server.ports.submissions;
+    let rcpts = [USER, "bob@remote.example"];
+    curl_send(&server, "smtps", port, &rcpts, "curl-smtps-token");
     let msg = stored_with(&server, USER, "curl-smtps-token");
     assert!(received_with(&received(&msg), "ESMTPSA"), "{msg}");
 
@@ -367,10 +335,14 @@ fn curl_smtps_local_and_remote_recipient() {
 #[test]
 fn curl_remote_only_recipient_goes_to_queue() {
     let server = TestServer::start();
-    let file = mail_file(&server, "curl-remote-token");
-    let url = format!("smtp://127.0.0.1:{}/curl.example", server.ports.submission);
-    let out = curl(&url, &["bob@remote.example"], &file);
-    assert!(out.status.success(), "curl failed:\n{}", out.all());
+    let port = server.ports.submission;
+    curl_send(
+        &server,
+        "smtp",
+        port,
+        &["bob@remote.example"],
+        "curl-remote-token",
+    );
     assert!(server.inbox(USER).is_empty());
     let queue = server.queue();
     assert_eq!(queue.len(), 1, "{queue:?}");
@@ -474,24 +446,14 @@ fn openssl_old_tls_versions_are_refused() {
 #[test]
 fn swaks_pipelining_two_recipients() {
     let server = TestServer::start();
-    server
-        .cli(
-            &["user", "add", "bob@example.test", "--password-stdin"],
-            Some("bob pw"),
-        )
-        .assert_ok();
-    let out = swaks(&[
-        "--server",
-        &format!("127.0.0.1:{}", server.ports.smtp),
-        "--pipeline",
-        "--from",
-        "someone@outside.example",
-        "--to",
-        "alice@example.test,bob@example.test",
-        "--header",
-        "Subject: swaks-pipeline-token",
-    ]);
-    assert!(out.status.success(), "swaks failed:\n{}", out.all());
+    server.add_user("bob@example.test", "bob pw");
+    swaks(
+        server.ports.smtp,
+        "--pipeline --from someone@outside.example --to alice@example.test,bob@example.test",
+        &[],
+        "swaks-pipeline-token",
+        None,
+    );
     let a = stored_with(&server, USER, "swaks-pipeline-token");
     let b = stored_with(&server, "bob@example.test", "swaks-pipeline-token");
     // One stored copy for both (single instance), without a "for" clause (two recipients).

@@ -1,117 +1,49 @@
-//! Outbound delivery end to end with real parts: an in-test DNS server (hickory-server on
-//! 127.0.0.1, UDP and TCP) with MX records for `remote.test`, a second hato as the receiving
-//! MTA (STARTTLS with its self-signed certificate), and the sending hato whose `[delivery] port`
-//! points at the receiver's smtp listener.
+//! Outbound delivery end to end with real parts: an in-test DNS server
+//! (`hato_delivery::testing`, feature `test-support`, on 127.0.0.1, UDP and TCP) with MX records
+//! for `remote.test`, a second hato as the receiving MTA (STARTTLS with its self-signed
+//! certificate), and the sending hato whose `[delivery] port` points at the receiver's smtp
+//! listener.
 
 mod common;
 
-use std::net::{Ipv4Addr, SocketAddr};
-use std::str::FromStr;
+use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
-use hickory_server::Server;
-use hickory_server::proto::rr::rdata::{A, MX, SOA};
-use hickory_server::proto::rr::{LowerName, Name, RData, Record};
-use hickory_server::store::in_memory::InMemoryZoneHandler;
-use hickory_server::zone_handler::{AxfrPolicy, Catalog, ZoneType};
-use tokio::net::{TcpListener, UdpSocket};
+use hato_delivery::testing::{DnsServer, DnsTree, a, mx, txt};
+use hickory_server::proto::rr::Record;
 
 const BOB: &str = "bob@remote.test";
 
-fn name(n: &str) -> Name {
-    Name::from_str(n).unwrap()
-}
-
-fn record(owner: &str, data: RData) -> Record {
-    Record::from_rdata(name(owner), 60, data)
-}
-
-/// A DNS server for `remote.test.` (MX 10 mx.remote.test, mx.remote.test A 127.0.0.1; a null MX
-/// `null.remote.test`; `fallback.remote.test` with a dead best MX), running on its own tokio
-/// runtime until dropped.
-struct Dns {
-    addr: SocketAddr,
-    _server: Server<Catalog>,
-    _rt: tokio::runtime::Runtime,
-}
-
-fn start_dns() -> Dns {
+/// A DNS server for `remote.test.` (an unsigned zone: MX 10 mx.remote.test, mx.remote.test A
+/// 127.0.0.1; a null MX `null.remote.test`; `fallback.remote.test` with a dead best MX),
+/// running on its own tokio runtime until dropped.
+fn start_dns() -> DnsServer {
     start_dns_with(Vec::new())
 }
 
 /// [`start_dns`] with more records in the `remote.test.` zone.
-fn start_dns_with(extra: Vec<Record>) -> Dns {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    let (server, addr) = rt.block_on(async {
-        let origin = name("remote.test.");
-        let mut zone =
-            InMemoryZoneHandler::<hickory_server::net::runtime::TokioRuntimeProvider>::empty(
-                origin.clone(),
-                ZoneType::Primary,
-                AxfrPolicy::Deny,
-            );
-        let records = [
-            record(
-                "remote.test.",
-                RData::SOA(SOA::new(
-                    name("ns.remote.test."),
-                    name("hostmaster.remote.test."),
-                    1,
-                    3600,
-                    600,
-                    86_400,
-                    60,
-                )),
-            ),
-            record(
-                "remote.test.",
-                RData::MX(MX::new(10, name("mx.remote.test."))),
-            ),
-            record("mx.remote.test.", RData::A(A(Ipv4Addr::new(127, 0, 0, 1)))),
-            // RFC 7505 null MX.
-            record("null.remote.test.", RData::MX(MX::new(0, name(".")))),
-            // The best MX is down (nothing listens on 127.0.0.2); the second is the receiver.
-            record(
-                "fallback.remote.test.",
-                RData::MX(MX::new(10, name("down.remote.test."))),
-            ),
-            record(
-                "fallback.remote.test.",
-                RData::MX(MX::new(20, name("mx.remote.test."))),
-            ),
-            record(
-                "down.remote.test.",
-                RData::A(A(Ipv4Addr::new(127, 0, 0, 2))),
-            ),
-        ];
-        for r in records.into_iter().chain(extra) {
-            zone.upsert_mut(r, 1);
-        }
-        let mut catalog = Catalog::new();
-        catalog.upsert(LowerName::new(&origin), vec![Arc::new(zone)]);
-        let (udp, tcp, addr) = loop {
-            let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-            let addr = udp.local_addr().unwrap();
-            if let Ok(tcp) = TcpListener::bind(addr).await {
-                break (udp, tcp, addr);
-            }
-        };
-        let mut server = Server::new(catalog);
-        server.register_socket(udp);
-        server.register_listener(tcp, Duration::from_secs(5), 4096);
-        (server, addr)
-    });
-    Dns {
-        addr,
-        _server: server,
-        _rt: rt,
-    }
+fn start_dns_with(extra: Vec<Record>) -> DnsServer {
+    let mut tree = DnsTree::new();
+    tree.zone("remote.test", false)
+        .add(mx("remote.test", 10, "mx.remote.test"))
+        .add(a("mx.remote.test", "127.0.0.1"))
+        // RFC 7505 null MX.
+        .add(mx("null.remote.test", 0, "."))
+        // The best MX is down (nothing listens on 127.0.0.2); the second is the receiver.
+        .add(mx("fallback.remote.test", 10, "down.remote.test"))
+        .add(mx("fallback.remote.test", 20, "mx.remote.test"))
+        .add(a("down.remote.test", "127.0.0.2"))
+        .add_all(extra);
+    tree.serve_in_background()
+}
+
+/// `hato queue list` (asserted to succeed).
+fn queue_list(tx: &TestServer) -> String {
+    let list = tx.cli(&["queue", "list"], None);
+    list.assert_ok();
+    list.stdout
 }
 
 /// The receiving MTA: local domain `domain`, account `bob@<domain>`.
@@ -137,7 +69,7 @@ fn sender(port: u16, dns: Option<SocketAddr>, more: &str) -> TestServer {
 fn delivers_via_mx_with_starttls() {
     let dns = start_dns();
     let rx = receiver("remote.test");
-    let tx = sender(rx.ports.smtp, Some(dns.addr), "");
+    let tx = sender(rx.ports.smtp, Some(dns.addr()), "");
     submit(&tx, BOB, "via MX");
     let inbox = rx.wait_inbox(BOB, 1, Duration::from_secs(20));
     let msg = &inbox[0];
@@ -149,12 +81,7 @@ fn delivers_via_mx_with_starttls() {
     );
     // The sender's own Received header (submission) is below it.
     assert_eq!(header_values(msg, "Received").len(), 2, "{msg}");
-    wait_until(
-        "queue empties",
-        Duration::from_secs(10),
-        || tx.queue().is_empty(),
-        || tx.logs(),
-    );
+    tx.wait_queue_empty(Duration::from_secs(10));
     let log = tx.logs();
     assert!(
         log.contains("delivery attempt")
@@ -169,38 +96,26 @@ fn retries_until_the_receiver_is_up() {
     let dns = start_dns();
     let mut rx = receiver("remote.test");
     rx.kill();
-    let tx = sender(rx.ports.smtp, Some(dns.addr), "");
+    let tx = sender(rx.ports.smtp, Some(dns.addr()), "");
     submit(&tx, BOB, "retried");
-    wait_until(
-        "a failed attempt",
-        Duration::from_secs(20),
-        || tx.queue().first().is_some_and(|e| e.attempts >= 1),
-        || tx.logs(),
-    );
-    let e = &tx.queue()[0];
+    let e = tx.wait_deferred("a failed attempt");
     assert!(
         e.last_error.as_deref().unwrap_or("").contains("connect"),
         "{e:?}"
     );
-    let list = tx.cli(&["queue", "list"], None);
-    list.assert_ok();
-    assert!(list.stdout.contains(BOB), "{}", list.stdout);
+    let list = queue_list(&tx);
+    assert!(list.contains(BOB), "{list}");
     rx.spawn();
     let inbox = rx.wait_inbox(BOB, 1, Duration::from_secs(30));
     assert!(inbox[0].contains("Subject: retried"));
-    wait_until(
-        "queue empties",
-        Duration::from_secs(10),
-        || tx.queue().is_empty(),
-        || tx.logs(),
-    );
+    tx.wait_queue_empty(Duration::from_secs(10));
 }
 
 #[test]
 fn unknown_user_bounces_to_the_sender() {
     let dns = start_dns();
     let rx = receiver("remote.test");
-    let tx = sender(rx.ports.smtp, Some(dns.addr), "");
+    let tx = sender(rx.ports.smtp, Some(dns.addr()), "");
     submit(&tx, "nobody@remote.test", "will bounce");
     let inbox = tx.wait_inbox(USER, 1, Duration::from_secs(20));
     let dsn = &inbox[0];
@@ -208,12 +123,7 @@ fn unknown_user_bounces_to_the_sender() {
     assert!(dsn.contains("Status: 5.1.1"), "{dsn}");
     assert!(dsn.contains("nobody@remote.test"), "{dsn}");
     assert!(dsn.contains("Return-Path: <>"), "{dsn}");
-    wait_until(
-        "queue empties",
-        Duration::from_secs(10),
-        || tx.queue().is_empty(),
-        || tx.logs(),
-    );
+    tx.wait_queue_empty(Duration::from_secs(10));
     assert!(rx.inbox(BOB).is_empty());
 }
 
@@ -242,29 +152,20 @@ fn queue_commands() {
         None,
         &format!("[[route]]\ndomain = \"remote.test\"\nhost = \"[127.0.0.1]:{dead}\"\n"),
     );
-    let empty = tx.cli(&["queue", "list"], None);
-    empty.assert_ok();
-    assert!(empty.stdout.contains("empty"), "{}", empty.stdout);
+    let empty = queue_list(&tx);
+    assert!(empty.contains("empty"), "{empty}");
     submit(&tx, BOB, "one");
     submit(&tx, "carol@remote.test", "two");
-    wait_until(
-        "failed attempts",
-        Duration::from_secs(20),
-        || {
-            let q = tx.queue();
-            q.len() == 2 && q.iter().all(|e| e.attempts >= 1)
-        },
-        || tx.logs(),
-    );
-    let list = tx.cli(&["queue", "list"], None);
-    list.assert_ok();
+    tx.wait_queue("failed attempts", Duration::from_secs(20), |q| {
+        q.len() == 2 && q.iter().all(|e| e.attempts >= 1)
+    });
+    let list = queue_list(&tx);
     assert!(
-        list.stdout.contains(BOB)
-            && list.stdout.contains("carol@remote.test")
-            && list.stdout.contains(USER)
-            && list.stdout.contains("connect"),
-        "{}",
-        list.stdout
+        list.contains(BOB)
+            && list.contains("carol@remote.test")
+            && list.contains(USER)
+            && list.contains("connect"),
+        "{list}"
     );
     let q = tx.queue();
     let bob = q.iter().find(|e| e.recipient == BOB).unwrap().id;
@@ -301,52 +202,62 @@ fn queue_commands() {
         "{}",
         inbox[0]
     );
-    wait_until(
-        "queue empties",
-        Duration::from_secs(10),
-        || tx.queue().is_empty(),
-        || tx.logs(),
-    );
+    tx.wait_queue_empty(Duration::from_secs(10));
 }
 
 #[test]
 fn delivery_config_errors_name_the_key() {
     let dir = tempfile::tempdir().unwrap();
-    let ports = Ports::free();
-    for (extra, key) in [
-        ("[delivery]\nretry = [\"soon\"]\n", "delivery.retry"),
-        (
-            "[delivery]\ntls_policy = \"maybe\"\n",
-            "delivery.tls_policy",
-        ),
-        ("[delivery]\nconcurrency = 0\n", "delivery"),
-        ("[delivery]\nbogus = 1\n", "bogus"),
-        (
-            "[[route]]\ndomain = \"x.test\"\nhost = \"bad host\"\n",
-            "route.host",
-        ),
-        ("[dns]\nnameservers = [\"nope\"]\n", "nameservers"),
-        (
-            "[delivery]\nca_file = \"/nonexistent/ca.pem\"\n",
-            "delivery.ca_file",
-        ),
-    ] {
-        let config = dir.path().join("hato.toml");
-        std::fs::write(&config, config_text(dir.path(), &ports, "", extra)).unwrap();
-        let mut cmd = std::process::Command::new(BIN);
-        cmd.arg("--config").arg(&config).arg("check-config");
-        let out = run(cmd, None);
-        assert!(!out.status.success(), "{extra}: accepted");
-        assert!(out.stderr.contains(key), "{extra}: {}", out.stderr);
-    }
+    assert_config_errors(
+        dir.path(),
+        &[
+            ("[delivery]\nretry = [\"soon\"]\n", "delivery.retry"),
+            (
+                "[delivery]\ntls_policy = \"maybe\"\n",
+                "delivery.tls_policy",
+            ),
+            ("[delivery]\nconcurrency = 0\n", "delivery"),
+            ("[delivery]\nbogus = 1\n", "bogus"),
+            (
+                "[[route]]\ndomain = \"x.test\"\nhost = \"bad host\"\n",
+                "route.host",
+            ),
+            ("[dns]\nnameservers = [\"nope\"]\n", "nameservers"),
+            (
+                "[delivery]\nca_file = \"/nonexistent/ca.pem\"\n",
+                "delivery.ca_file",
+            ),
+        ],
+    );
 }
 
 /// A fake MTA (Python) that offers STARTTLS but answers the TLS ClientHello with garbage, and
 /// otherwise accepts mail. Serves up to `connections` connections (20 s idle limit), then prints
 /// every command it received, one per line.
 struct BrokenTlsMta {
-    child: std::process::Child,
+    py: PyChild,
     port: u16,
+}
+
+/// Python prelude of the fake MTAs: `listen(backlog, timeout)`, a listening socket on an
+/// ephemeral port of 127.0.0.1, whose number it prints first.
+const FAKE_MTA: &str = r#"
+import socket, sys, threading, time
+def listen(backlog, timeout):
+    srv = socket.socket()
+    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(backlog)
+    srv.settimeout(timeout)
+    print(srv.getsockname()[1], flush=True)
+    return srv
+"#;
+
+/// Starts the fake MTA `script` (after [`FAKE_MTA`]) with `args`; it and its port.
+fn fake_mta(script: &str, args: &[&str]) -> (PyChild, u16) {
+    let mut py = PyChild::spawn(&format!("{FAKE_MTA}{script}"), args);
+    let port = py.line().trim().parse().expect("fake MTA port");
+    (py, port)
 }
 
 impl BrokenTlsMta {
@@ -358,16 +269,10 @@ impl BrokenTlsMta {
     /// its STARTTLS is broken (answers garbage after 220).
     fn with_capabilities(connections: usize, capabilities: &str) -> BrokenTlsMta {
         const SCRIPT: &str = r#"
-import socket, sys
 n = int(sys.argv[1])
 caps = [c for c in sys.argv[2].split(",") if c]
 ehlo = "".join("250-%s\r\n" % c for c in ["fake"] + caps[:-1]) + "250 %s\r\n" % (caps[-1] if caps else "HELP")
-srv = socket.socket()
-srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-srv.bind(("127.0.0.1", 0))
-srv.listen(5)
-srv.settimeout(20)
-print(srv.getsockname()[1], flush=True)
+srv = listen(5, 20)
 seen = []
 tempfailed = False
 try:
@@ -410,34 +315,13 @@ except socket.timeout:
     pass
 print("\n".join(seen), flush=True)
 "#;
-        require_tool("python3", "python3");
-        let mut child = std::process::Command::new("python3")
-            .arg("-c")
-            .arg(SCRIPT)
-            .arg(connections.to_string())
-            .arg(capabilities)
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        std::io::BufRead::read_line(
-            &mut std::io::BufReader::new(child.stdout.as_mut().unwrap()),
-            &mut line,
-        )
-        .unwrap();
-        BrokenTlsMta {
-            port: line.trim().parse().expect("fake MTA port"),
-            child,
-        }
+        let (py, port) = fake_mta(SCRIPT, &[&connections.to_string(), capabilities]);
+        BrokenTlsMta { py, port }
     }
 
     /// Waits for the script to finish; the commands it saw.
-    fn commands(mut self) -> String {
-        let status = wait_exit(&mut self.child, Duration::from_secs(30), "fake MTA");
-        assert!(status.success());
-        let mut out = String::new();
-        std::io::Read::read_to_string(self.child.stdout.as_mut().unwrap(), &mut out).unwrap();
-        out
+    fn commands(self) -> String {
+        self.py.finish(Duration::from_secs(30), "fake MTA")
     }
 }
 
@@ -456,12 +340,7 @@ fn may_falls_back_to_plaintext_after_a_failed_handshake() {
     let mta = BrokenTlsMta::start(2);
     let tx = routed_sender(mta.port, "");
     submit(&tx, BOB, "fallback");
-    wait_until(
-        "queue empties",
-        Duration::from_secs(20),
-        || tx.queue().is_empty(),
-        || tx.logs(),
-    );
+    tx.wait_queue_empty(Duration::from_secs(20));
     let seen = mta.commands();
     assert!(seen.contains("STARTTLS"), "{seen}");
     assert!(seen.contains("MAIL FROM:<alice@example.test>"), "{seen}");
@@ -475,13 +354,7 @@ fn encrypt_never_falls_back_to_plaintext() {
     let mta = BrokenTlsMta::start(1);
     let tx = routed_sender(mta.port, "tls_policy = \"encrypt\"\n");
     submit(&tx, BOB, "must be encrypted");
-    wait_until(
-        "a deferred attempt",
-        Duration::from_secs(20),
-        || tx.queue().first().is_some_and(|e| e.attempts >= 1),
-        || tx.logs(),
-    );
-    let e = &tx.queue()[0];
+    let e = tx.wait_deferred("a deferred attempt");
     let error = e.last_error.clone().unwrap_or_default();
     assert!(error.contains("TLS"), "{e:?}");
     let tls = e.last_tls.clone().unwrap_or_default();
@@ -505,13 +378,7 @@ fn verify_uses_webpki_roots_and_defers_on_an_untrusted_certificate() {
         ),
     );
     submit(&tx, BOB, "verify me");
-    wait_until(
-        "a deferred attempt",
-        Duration::from_secs(20),
-        || tx.queue().first().is_some_and(|e| e.attempts >= 1),
-        || tx.logs(),
-    );
-    let entry = tx.queue()[0].clone();
+    let entry = tx.wait_deferred("a deferred attempt");
     let error = entry.last_error.clone().unwrap_or_default();
     assert!(
         error.contains("4.7.") || error.contains("certificate") || error.contains("TLS"),
@@ -523,155 +390,66 @@ fn verify_uses_webpki_roots_and_defers_on_an_untrusted_certificate() {
     assert!(rx.inbox(BOB).is_empty());
 }
 
-/// A CA (`ca.pem`) and a leaf for `mx.remote.test` and `localhost` signed by it, made with the
-/// openssl CLI in `dir`. Returns (ca, leaf cert, leaf key).
-fn make_ca_and_leaf(
-    dir: &std::path::Path,
-    stem: &str,
-) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
-    make_ca_and_leaf_for(
-        dir,
-        stem,
-        &["mx.remote.test", "localhost", "mta-sts.sts.remote.test"],
-    )
-}
+/// The DNS names of the receivers' certificates from a test CA.
+const MX_NAMES: &[&str] = &["mx.remote.test", "localhost", "mta-sts.sts.remote.test"];
 
-/// [`make_ca_and_leaf`] with the leaf's DNS names.
-fn make_ca_and_leaf_for(
-    dir: &std::path::Path,
-    stem: &str,
-    names: &[&str],
-) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
-    require_tool("openssl", "openssl");
-    let p = |n: &str| dir.join(format!("{stem}-{n}"));
-    let openssl = |args: &[&str]| {
-        let mut cmd = std::process::Command::new("openssl");
-        cmd.args(args);
-        run(cmd, None).assert_ok();
-    };
-    let s = |p: &std::path::PathBuf| p.display().to_string();
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-    ];
-    let (ca, ca_key) = (p("ca.pem"), p("ca.key"));
-    let mut args = vec!["req", "-x509"];
-    args.extend(ec);
-    let (ca_s, ca_key_s) = (s(&ca), s(&ca_key));
-    args.extend([
-        "-keyout",
-        &ca_key_s,
-        "-out",
-        &ca_s,
-        "-subj",
-        "/CN=hato test CA",
-        "-days",
-        "2",
-    ]);
-    openssl(&args);
-    let (leaf, key, csr, ext) = (p("leaf.pem"), p("leaf.key"), p("leaf.csr"), p("ext.cnf"));
-    let sans: Vec<String> = names.iter().map(|n| format!("DNS:{n}")).collect();
-    std::fs::write(
-        &ext,
-        format!(
-            "subjectAltName={}\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
-            sans.join(",")
-        ),
-    )
-    .unwrap();
-    let (leaf_s, key_s, csr_s, ext_s) = (s(&leaf), s(&key), s(&csr), s(&ext));
-    let mut args = vec!["req", "-new"];
-    args.extend(ec);
-    args.extend([
-        "-keyout",
-        &key_s,
-        "-out",
-        &csr_s,
-        "-subj",
-        "/CN=mx.remote.test",
-    ]);
-    openssl(&args);
-    openssl(&[
-        "x509",
-        "-req",
-        "-in",
-        &csr_s,
-        "-CA",
-        &ca_s,
-        "-CAkey",
-        &ca_key_s,
-        "-CAcreateserial",
-        "-out",
-        &leaf_s,
-        "-days",
-        "2",
-        "-extfile",
-        &ext_s,
-    ]);
-    (ca, leaf, key)
-}
-
-/// A receiving hato for `domain` (account `user`) with a certificate from a test CA (for
-/// mx.remote.test, see [`make_ca_and_leaf`]); returns it and the CA file.
+/// A receiving hato for `domain` (account `user`) with a certificate for [`MX_NAMES`] from a
+/// test CA; returns it and the CA file.
 fn receiver_with_ca(
     certs: &std::path::Path,
     domain: &str,
     user: &str,
 ) -> (TestServer, std::path::PathBuf) {
-    let (ca, leaf, key) = make_ca_and_leaf(certs, "mx");
-    let rx = TestServer::start_domains(
-        &[domain],
-        &[user],
-        &format!(
-            "[tls]\ncert = \"{}\"\nkey = \"{}\"\n{FAST_AUTH}",
-            leaf.display(),
-            key.display()
-        ),
-    );
+    let (ca, leaf, key) = make_ca_and_leaf(certs, "mx", MX_NAMES);
+    let tls = format!("{}{FAST_AUTH}", tls_config(&leaf, &key));
+    let rx = TestServer::start_domains(&[domain], &[user], &tls);
     (rx, ca)
+}
+
+/// [`receiver_with_ca`] for remote.test (account [`BOB`]) with the DNS for it, the CA and
+/// another CA. (Bind every field: the certificates must last as long as the servers.)
+struct CaReceiver {
+    rx: TestServer,
+    dns: DnsServer,
+    ca: std::path::PathBuf,
+    other_ca: std::path::PathBuf,
+    _certs: tempfile::TempDir,
+}
+
+fn ca_receiver() -> CaReceiver {
+    let dns = start_dns();
+    let certs = tempfile::tempdir().unwrap();
+    let (rx, ca) = receiver_with_ca(certs.path(), "remote.test", BOB);
+    let (other_ca, _, _) = make_ca_and_leaf(certs.path(), "other", MX_NAMES);
+    CaReceiver {
+        rx,
+        dns,
+        ca,
+        other_ca,
+        _certs: certs,
+    }
 }
 
 #[test]
 fn verify_with_ca_file_delivers_or_defers() {
-    let dns = start_dns();
-    let certs = tempfile::tempdir().unwrap();
-    let (rx, ca) = receiver_with_ca(certs.path(), "remote.test", BOB);
-    let (other_ca, _, _) = make_ca_and_leaf(certs.path(), "other");
+    let CaReceiver {
+        rx,
+        dns,
+        ca,
+        other_ca,
+        _certs,
+    } = ca_receiver();
     // The right CA: delivered, the attempt logged as verified.
-    let tx = sender(
-        rx.ports.smtp,
-        Some(dns.addr),
-        &format!("tls_policy = \"verify\"\nca_file = \"{}\"\n", ca.display()),
-    );
+    let verify = |ca: &std::path::Path| format!("tls_policy = \"verify\"\n{}", ca_file(ca));
+    let tx = sender(rx.ports.smtp, Some(dns.addr()), &verify(&ca));
     submit(&tx, BOB, "verified");
     rx.wait_inbox(BOB, 1, Duration::from_secs(20));
-    wait_until(
-        "queue empties",
-        Duration::from_secs(10),
-        || tx.queue().is_empty(),
-        || tx.logs(),
-    );
+    tx.wait_queue_empty(Duration::from_secs(10));
     assert!(tx.logs().contains(" verified"), "{}", tx.logs());
     // Another CA: deferred, never sent in plaintext.
-    let tx2 = sender(
-        rx.ports.smtp,
-        Some(dns.addr),
-        &format!(
-            "tls_policy = \"verify\"\nca_file = \"{}\"\n",
-            other_ca.display()
-        ),
-    );
+    let tx2 = sender(rx.ports.smtp, Some(dns.addr()), &verify(&other_ca));
     submit(&tx2, BOB, "not verified");
-    wait_until(
-        "a deferred attempt",
-        Duration::from_secs(20),
-        || tx2.queue().first().is_some_and(|e| e.attempts >= 1),
-        || tx2.logs(),
-    );
-    let e = &tx2.queue()[0];
+    let e = tx2.wait_deferred("a deferred attempt");
     let tls = e.last_tls.clone().unwrap_or_default();
     assert!(
         tls.contains("\"policy\":\"verify\"") && tls.to_lowercase().contains("certificate"),
@@ -684,28 +462,16 @@ fn verify_with_ca_file_delivers_or_defers() {
 #[test]
 fn eight_bit_message_is_converted_for_a_server_without_8bitmime() {
     const SCRIPT: &str = r#"
-import smtplib, ssl, sys
-port, user, password, to = sys.argv[1:5]
-ctx = ssl.create_default_context()
-ctx.check_hostname = False
-ctx.verify_mode = ssl.CERT_NONE
-s = smtplib.SMTP("127.0.0.1", int(port), timeout=20)
-s.starttls(context=ctx)
-s.login(user, password)
+to = sys.argv[4]
+s = login()
 msg = ("From: %s\r\nTo: %s\r\nSubject: 8bit\r\n\r\nGr\u00fc\u00dfe aus K\u00f6ln\r\n" % (user, to)).encode("utf-8")
 s.sendmail(user, [to], msg, mail_options=["BODY=8BITMIME"])
 s.quit()
 "#;
     let mta = BrokenTlsMta::start(1);
     let tx = routed_sender(mta.port, "tls_policy = \"none\"\n");
-    let port = tx.ports.submission.to_string();
-    python(SCRIPT, &[&port, USER, PASSWORD, BOB]).assert_ok();
-    wait_until(
-        "queue empties",
-        Duration::from_secs(20),
-        || tx.queue().is_empty(),
-        || tx.logs(),
-    );
+    python_submit(&tx, SCRIPT, &[BOB]).assert_ok();
+    tx.wait_queue_empty(Duration::from_secs(20));
     let seen = mta.commands();
     assert!(!seen.contains("STARTTLS"), "{seen}");
     assert!(!seen.contains("BODY=8BITMIME"), "{seen}");
@@ -724,7 +490,7 @@ s.quit()
 #[test]
 fn null_mx_bounces_at_once() {
     let dns = start_dns();
-    let tx = sender(free_port(), Some(dns.addr), "");
+    let tx = sender(free_port(), Some(dns.addr()), "");
     submit(&tx, "someone@null.remote.test", "null mx");
     let inbox = tx.wait_inbox(USER, 1, Duration::from_secs(20));
     let dsn = &inbox[0];
@@ -743,7 +509,7 @@ fn next_mx_when_the_best_is_down() {
         &["bob@fallback.remote.test"],
         FAST_AUTH,
     );
-    let tx = sender(rx.ports.smtp, Some(dns.addr), "");
+    let tx = sender(rx.ports.smtp, Some(dns.addr()), "");
     submit(&tx, "bob@fallback.remote.test", "second mx");
     let inbox = rx.wait_inbox("bob@fallback.remote.test", 1, Duration::from_secs(20));
     assert!(inbox[0].contains("Subject: second mx"));
@@ -752,12 +518,7 @@ fn next_mx_when_the_best_is_down() {
         log.contains("host=down.remote.test ip=127.0.0.2") && log.contains("host=mx.remote.test"),
         "{log}"
     );
-    wait_until(
-        "queue empties",
-        Duration::from_secs(10),
-        || tx.queue().is_empty(),
-        || tx.logs(),
-    );
+    tx.wait_queue_empty(Duration::from_secs(10));
 }
 
 #[test]
@@ -775,15 +536,9 @@ fn one_connection_carries_several_messages() {
     for i in 0..3 {
         submit(&tx, BOB, &format!("reuse {i}"));
     }
-    wait_until(
-        "three failed attempts",
-        Duration::from_secs(20),
-        || {
-            let q = tx.queue();
-            q.len() == 3 && q.iter().all(|e| e.attempts >= 1)
-        },
-        || tx.logs(),
-    );
+    tx.wait_queue("three failed attempts", Duration::from_secs(20), |q| {
+        q.len() == 3 && q.iter().all(|e| e.attempts >= 1)
+    });
     rx.spawn();
     tx.cli(&["queue", "retry", "--all"], None).assert_ok();
     let inbox = rx.wait_inbox(BOB, 3, Duration::from_secs(20));
@@ -795,25 +550,14 @@ fn one_connection_carries_several_messages() {
         );
     }
     // The receiver saw one session with all three messages.
-    wait_until(
-        "the session ends",
-        Duration::from_secs(10),
-        || rx.logs().contains("accepted=3"),
-        || rx.logs(),
-    );
+    rx.wait_for_log("accepted=3", Duration::from_secs(10));
 }
 
 #[test]
 fn kill_9_during_delivery_loses_nothing() {
     // A server that takes the whole message and then never answers the end of the data.
     const SCRIPT: &str = r#"
-import socket, sys, time
-srv = socket.socket()
-srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-srv.bind(("127.0.0.1", 0))
-srv.listen(5)
-srv.settimeout(30)
-print(srv.getsockname()[1], flush=True)
+srv = listen(5, 30)
 c, _ = srv.accept()
 f = c.makefile("rb")
 c.sendall(b"220 slow ESMTP\r\n")
@@ -834,31 +578,12 @@ while True:
     else:
         c.sendall(b"250 2.0.0 ok\r\n")
 "#;
-    require_tool("python3", "python3");
-    let mut mta = std::process::Command::new("python3")
-        .arg("-c")
-        .arg(SCRIPT)
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut out = std::io::BufReader::new(mta.stdout.take().unwrap());
-    let mut line = String::new();
-    std::io::BufRead::read_line(&mut out, &mut line).unwrap();
-    let port: u16 = line.trim().parse().unwrap();
-    let mut tx = sender(
-        free_port(),
-        None,
-        &format!(
-            "tls_policy = \"none\"\n[[route]]\ndomain = \"remote.test\"\nhost = \"[127.0.0.1]:{port}\"\n"
-        ),
-    );
+    let (mut mta, port) = fake_mta(SCRIPT, &[]);
+    let mut tx = routed_sender(port, "tls_policy = \"none\"\n");
     submit(&tx, BOB, "in flight");
-    line.clear();
-    std::io::BufRead::read_line(&mut out, &mut line).unwrap();
-    assert_eq!(line.trim(), "GOT-DATA");
+    assert_eq!(mta.line().trim(), "GOT-DATA");
     tx.kill();
-    let _ = mta.kill();
-    let _ = mta.wait();
+    mta.kill();
     // The entry survives: still queued (leased by the dead process until its lease expires).
     let q = tx.queue();
     assert_eq!(q.len(), 1, "{q:?}");
@@ -866,25 +591,16 @@ while True:
     assert!(q[0].leased_until > 0, "{q:?}");
     assert_eq!(q[0].attempts, 0, "{q:?}");
     tx.spawn();
-    let list = tx.cli(&["queue", "list"], None);
-    list.assert_ok();
-    assert!(list.stdout.contains(BOB), "{}", list.stdout);
+    let list = queue_list(&tx);
+    assert!(list.contains(BOB), "{list}");
     // The restarted scheduler released the dead process's lease: the entry is tried again at
     // once (the fake MTA is gone, so that attempt fails and is recorded), not in 30 minutes.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        let q = tx.queue();
+    tx.wait_queue("a retry after the restart", Duration::from_secs(10), |q| {
         assert_eq!(q.len(), 1, "{q:?}");
-        if q[0].attempts >= 1 {
-            assert!(q[0].last_error.is_some(), "{q:?}");
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "not retried after restart: {q:?}"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+        q[0].attempts >= 1
+    });
+    let q = tx.queue();
+    assert!(q[0].last_error.is_some(), "{q:?}");
 }
 
 /// `[delivery.tls_policies]` picks the level per destination; DSN parameters from submission
@@ -904,12 +620,7 @@ fn policy_table_and_dsn_parameters_pass_through() {
         "NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;bob+2Borig@remote.test",
         "",
     );
-    wait_until(
-        "queue empties",
-        Duration::from_secs(20),
-        || tx.queue().is_empty(),
-        || tx.logs(),
-    );
+    tx.wait_queue_empty(Duration::from_secs(20));
     let seen = mta.commands();
     assert!(!seen.contains("STARTTLS"), "table level none: {seen}");
     assert!(
@@ -998,12 +709,9 @@ fn delay_warning_is_sent_once() {
     assert!(report.contains("Will-Retry-Until:"), "{report}");
     assert!(report.contains("Status: 4."), "{report}");
     // More failed attempts, no second notice; the message is still queued.
-    wait_until(
-        "three attempts",
-        Duration::from_secs(20),
-        || tx.queue().first().is_some_and(|e| e.attempts >= 3),
-        || tx.logs(),
-    );
+    tx.wait_queue("three attempts", Duration::from_secs(20), |q| {
+        q.first().is_some_and(|e| e.attempts >= 3)
+    });
     assert_eq!(tx.inbox(USER).len(), 1);
     assert_eq!(tx.queue().len(), 1);
 }
@@ -1012,36 +720,25 @@ fn delay_warning_is_sent_once() {
 /// otherwise the message waits (never sent without). `TLS-Required: No` is the opposite.
 #[test]
 fn requiretls_needs_a_verified_connection() {
-    let dns = start_dns();
-    let certs = tempfile::tempdir().unwrap();
-    let (rx, ca) = receiver_with_ca(certs.path(), "remote.test", BOB);
-    let (other_ca, _, _) = make_ca_and_leaf(certs.path(), "other");
+    let CaReceiver {
+        rx,
+        dns,
+        ca,
+        other_ca,
+        _certs,
+    } = ca_receiver();
     // Trusted: delivered over verified TLS although the policy is only `may`.
-    let tx = sender(
-        rx.ports.smtp,
-        Some(dns.addr),
-        &format!("ca_file = \"{}\"\n", ca.display()),
-    );
+    let tx = sender(rx.ports.smtp, Some(dns.addr()), &ca_file(&ca));
     submit_with(&tx, BOB, "secret", "REQUIRETLS", "", "");
     let got = rx.wait_inbox(BOB, 1, Duration::from_secs(20));
     assert!(got[0].contains("Subject: secret"), "{got:?}");
     assert!(tx.logs().contains(" verified"), "{}", tx.logs());
     // Not trusted: a REQUIRETLS message waits, a plain one goes (may: unverified TLS).
-    let tx2 = sender(
-        rx.ports.smtp,
-        Some(dns.addr),
-        &format!("ca_file = \"{}\"\n", other_ca.display()),
-    );
+    let tx2 = sender(rx.ports.smtp, Some(dns.addr()), &ca_file(&other_ca));
     submit_with(&tx2, BOB, "secret two", "REQUIRETLS", "", "");
     submit(&tx2, BOB, "ordinary");
     rx.wait_inbox(BOB, 2, Duration::from_secs(20));
-    wait_until(
-        "a deferred REQUIRETLS attempt",
-        Duration::from_secs(20),
-        || tx2.queue().first().is_some_and(|e| e.attempts >= 1),
-        || tx2.logs(),
-    );
-    let e = &tx2.queue()[0];
+    let e = tx2.wait_deferred("a deferred REQUIRETLS attempt");
     assert!(e.requiretls, "{e:?}");
     let tls = e.last_tls.clone().unwrap_or_default();
     assert!(tls.contains("\"policy\":\"verify\""), "{tls}");
@@ -1052,17 +749,12 @@ fn requiretls_needs_a_verified_connection() {
 }
 
 /// A threaded fake MTA that records the most connections it had open at once; each DATA
-/// takes a while, so parallel deliveries overlap. Returns (port, handle to read the maximum).
-fn counting_mta(messages: usize) -> (u16, std::process::Child) {
+/// takes a while, so parallel deliveries overlap. Returns it (see [`counting_result`]) and its
+/// port.
+fn counting_mta(messages: usize) -> (PyChild, u16) {
     const SCRIPT: &str = r#"
-import socket, sys, threading, time
 want = int(sys.argv[1])
-srv = socket.socket()
-srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-srv.bind(("127.0.0.1", 0))
-srv.listen(50)
-srv.settimeout(30)
-print(srv.getsockname()[1], flush=True)
+srv = listen(50, 30)
 lock = threading.Lock()
 state = {"open": 0, "max": 0, "msgs": 0}
 def serve(c):
@@ -1114,42 +806,15 @@ while time.time() < deadline and state["msgs"] < want:
 time.sleep(0.5)
 print("max", state["max"], "msgs", state["msgs"], flush=True)
 "#;
-    require_tool("python3", "python3");
-    let mut child = std::process::Command::new("python3")
-        .arg("-c")
-        .arg(SCRIPT)
-        .arg(messages.to_string())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    let mut reader = std::io::BufReader::new(child.stdout.take().unwrap());
-    std::io::BufRead::read_line(&mut reader, &mut line).unwrap();
-    let port = line.trim().parse().expect("port");
-    // Keep reading the result later from the same pipe.
-    std::thread::spawn(move || {
-        let mut rest = String::new();
-        std::io::Read::read_to_string(&mut reader, &mut rest).unwrap();
-        std::fs::write(format!("/tmp/hato-counting-mta-{port}"), rest).unwrap();
-    });
-    (port, child)
+    fake_mta(SCRIPT, &[&messages.to_string()])
 }
 
-fn counting_result(port: u16, mut child: std::process::Child) -> (usize, usize) {
-    wait_exit(&mut child, Duration::from_secs(40), "counting MTA");
-    let path = format!("/tmp/hato-counting-mta-{port}");
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let text = loop {
-        if let Ok(t) = std::fs::read_to_string(&path)
-            && t.contains("max")
-        {
-            break t;
-        }
-        assert!(Instant::now() < deadline, "no result from the counting MTA");
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let _ = std::fs::remove_file(&path);
+/// The counting MTA's result, once it has finished: the most connections open at once and
+/// the messages it took.
+fn counting_result(mta: PyChild) -> (usize, usize) {
+    let text = mta.finish(Duration::from_secs(40), "counting MTA");
     let words: Vec<&str> = text.split_whitespace().collect();
+    assert_eq!((words[0], words[2]), ("max", "msgs"), "{text}");
     (words[1].parse().unwrap(), words[3].parse().unwrap())
 }
 
@@ -1158,7 +823,7 @@ fn counting_result(port: u16, mut child: std::process::Child) -> (usize, usize) 
 #[test]
 fn per_ip_limit_caps_connections_to_one_address() {
     for (per_ip, expect_max) in [(1usize, 1usize), (8, 2)] {
-        let (port, child) = counting_mta(6);
+        let (mta, port) = counting_mta(6);
         let tx = TestServer::start_domains(
             &["example.test"],
             &[USER],
@@ -1172,13 +837,8 @@ fn per_ip_limit_caps_connections_to_one_address() {
             submit(&tx, &format!("x{i}@a.test"), "to a");
             submit(&tx, &format!("y{i}@b.test"), "to b");
         }
-        wait_until(
-            "queue empties",
-            Duration::from_secs(30),
-            || tx.queue().is_empty(),
-            || tx.logs(),
-        );
-        let (max, msgs) = counting_result(port, child);
+        tx.wait_queue_empty(Duration::from_secs(30));
+        let (max, msgs) = counting_result(mta);
         assert_eq!(msgs, 6);
         if per_ip == 1 {
             assert_eq!(max, expect_max, "per_ip = 1");
@@ -1188,43 +848,36 @@ fn per_ip_limit_caps_connections_to_one_address() {
     }
 }
 
-/// A receiving hato that serves an MTA-STS policy for `sts.remote.test` over its own https
-/// listener (certificate from the test CA), and the DNS that publishes it: TXT with the id
-/// `hato dns` prints, `mta-sts.sts.remote.test` → 127.0.0.1, MX → mx.remote.test.
-fn sts_receiver(
-    certs: &std::path::Path,
-    mode: &str,
-    mx: &str,
-) -> (TestServer, Dns, u16, std::path::PathBuf) {
-    sts_receiver_named(
-        certs,
-        mode,
-        mx,
-        &["mx.remote.test", "localhost", "mta-sts.sts.remote.test"],
-    )
+/// An MTA-STS delivery: a receiving hato serving a policy for `sts.remote.test`, the DNS that
+/// publishes it and a sending hato with one message for bob@sts.remote.test. (Bind every field:
+/// the DNS server and the certificates must last as long as the servers.)
+struct Sts {
+    rx: TestServer,
+    tx: TestServer,
+    _dns: DnsServer,
+    _certs: tempfile::TempDir,
 }
 
-/// [`sts_receiver`] with a certificate for `names`.
-fn sts_receiver_named(
-    certs: &std::path::Path,
-    mode: &str,
-    mx: &str,
-    names: &[&str],
-) -> (TestServer, Dns, u16, std::path::PathBuf) {
-    let (ca, leaf, key) = make_ca_and_leaf_for(certs, "sts", names);
+/// The receiving hato serves an MTA-STS policy (`mode`, listing `policy_mx`) for
+/// `sts.remote.test` over its own https listener, with a certificate from a test CA for
+/// `names`; the DNS publishes it: TXT with the id `hato dns` prints, `mta-sts.sts.remote.test`
+/// → 127.0.0.1, MX → mx.remote.test. The sending hato trusts the CA and submits one message
+/// with `subject`.
+fn sts_delivery(mode: &str, policy_mx: &str, names: &[&str], subject: &str) -> Sts {
+    let certs = tempfile::tempdir().unwrap();
+    let (ca, leaf, key) = make_ca_and_leaf(certs.path(), "sts", names);
     let https = free_port();
     let rx = TestServer::start_domains(
         &["sts.remote.test"],
         &["bob@sts.remote.test"],
         &format!(
-            "[tls]\ncert = \"{}\"\nkey = \"{}\"\n{FAST_AUTH}[mta_sts]\nmode = \"{mode}\"\nmx = [\"{mx}\"]\n\
+            "{}{FAST_AUTH}[mta_sts]\nmode = \"{mode}\"\nmx = [\"{policy_mx}\"]\n\
              [[listener]]\nprotocol = \"https\"\nbind = \"127.0.0.1:{https}\"\ntls = \"implicit\"\n",
-            leaf.display(),
-            key.display()
+            tls_config(&leaf, &key)
         ),
     );
     let printed = rx.cli(&["dns", "--domain", "sts.remote.test"], None);
-    let txt = printed
+    let id = printed
         .stdout
         .lines()
         .find(|l| l.starts_with("_mta-sts.sts.remote.test."))
@@ -1232,41 +885,36 @@ fn sts_receiver_named(
         .unwrap_or_else(|| panic!("no _mta-sts record in:\n{}", printed.all()))
         .to_owned();
     let dns = start_dns_with(vec![
-        record(
-            "sts.remote.test.",
-            RData::MX(MX::new(10, name("mx.remote.test."))),
-        ),
-        record(
-            "_mta-sts.sts.remote.test.",
-            RData::TXT(hickory_server::proto::rr::rdata::TXT::new(vec![txt])),
-        ),
-        record(
-            "mta-sts.sts.remote.test.",
-            RData::A(A(Ipv4Addr::new(127, 0, 0, 1))),
-        ),
+        mx("sts.remote.test", 10, "mx.remote.test"),
+        txt("_mta-sts.sts.remote.test", &id),
+        a("mta-sts.sts.remote.test", "127.0.0.1"),
     ]);
-    (rx, dns, https, ca)
+    let tx = sender(
+        rx.ports.smtp,
+        Some(dns.addr()),
+        &format!("mta_sts_port = {https}\n{}", ca_file(&ca)),
+    );
+    submit(&tx, "bob@sts.remote.test", subject);
+    Sts {
+        rx,
+        tx,
+        _dns: dns,
+        _certs: certs,
+    }
 }
 
 /// MTA-STS end to end: hato serves its policy over HTTPS, another hato fetches it, delivers
 /// only to listed MX hosts over verified TLS, and records that MTA-STS verified it.
 #[test]
 fn mta_sts_enforce_end_to_end() {
-    let certs = tempfile::tempdir().unwrap();
-    let (rx, dns, https, ca) = sts_receiver(certs.path(), "enforce", "mx.remote.test");
-    let tx = sender(
-        rx.ports.smtp,
-        Some(dns.addr),
-        &format!("mta_sts_port = {https}\nca_file = \"{}\"\n", ca.display()),
-    );
-    submit(&tx, "bob@sts.remote.test", "via sts");
+    let Sts {
+        rx,
+        tx,
+        _dns,
+        _certs,
+    } = sts_delivery("enforce", "mx.remote.test", MX_NAMES, "via sts");
     rx.wait_inbox("bob@sts.remote.test", 1, Duration::from_secs(20));
-    wait_until(
-        "the attempt is logged",
-        Duration::from_secs(10),
-        || tx.logs().contains("MTA-STS"),
-        || tx.logs(),
-    );
+    tx.wait_for_log("MTA-STS", Duration::from_secs(10));
     let log = tx.logs();
     assert!(
         log.contains("verified (MTA-STS)") || log.contains("MTA-STS"),
@@ -1295,21 +943,17 @@ fn mta_sts_enforce_end_to_end() {
 /// An enforce policy that does not list the MX host: the message waits (4.7.5), never sent.
 #[test]
 fn mta_sts_enforce_refuses_an_unlisted_mx() {
-    let certs = tempfile::tempdir().unwrap();
-    let (rx, dns, https, ca) = sts_receiver(certs.path(), "enforce", "elsewhere.remote.test");
-    let tx = sender(
-        rx.ports.smtp,
-        Some(dns.addr),
-        &format!("mta_sts_port = {https}\nca_file = \"{}\"\n", ca.display()),
-    );
-    submit(&tx, "bob@sts.remote.test", "not to that mx");
-    wait_until(
-        "a deferred attempt",
-        Duration::from_secs(20),
-        || tx.queue().first().is_some_and(|e| e.attempts >= 1),
-        || tx.logs(),
-    );
-    let error = tx.queue()[0].last_error.clone().unwrap_or_default();
+    let unlisted = "elsewhere.remote.test";
+    let Sts {
+        rx,
+        tx,
+        _dns,
+        _certs,
+    } = sts_delivery("enforce", unlisted, MX_NAMES, "not to that mx");
+    let error = tx
+        .wait_deferred("a deferred attempt")
+        .last_error
+        .unwrap_or_default();
     assert!(
         error.contains("4.7.5") && error.contains("MTA-STS"),
         "{error}"
@@ -1325,13 +969,10 @@ fn encrypt_defers_when_starttls_is_not_offered() {
     let mta = BrokenTlsMta::with_capabilities(1, "PIPELINING");
     let tx = routed_sender(mta.port, "tls_policy = \"encrypt\"\n");
     submit(&tx, BOB, "no starttls, no mail");
-    wait_until(
-        "a deferred attempt",
-        Duration::from_secs(20),
-        || tx.queue().first().is_some_and(|e| e.attempts >= 1),
-        || tx.logs(),
-    );
-    let error = tx.queue()[0].last_error.clone().unwrap_or_default();
+    let error = tx
+        .wait_deferred("a deferred attempt")
+        .last_error
+        .unwrap_or_default();
     assert!(error.to_uppercase().contains("STARTTLS"), "{error}");
     let seen = mta.commands();
     assert!(!seen.contains("MAIL FROM"), "{seen}");
@@ -1341,14 +982,8 @@ fn encrypt_defers_when_starttls_is_not_offered() {
 #[test]
 fn verify_refuses_a_certificate_for_another_name() {
     let dns = start_dns_with(vec![
-        record(
-            "wrongname.remote.test.",
-            RData::MX(MX::new(10, name("other.remote.test."))),
-        ),
-        record(
-            "other.remote.test.",
-            RData::A(A(Ipv4Addr::new(127, 0, 0, 1))),
-        ),
+        mx("wrongname.remote.test", 10, "other.remote.test"),
+        a("other.remote.test", "127.0.0.1"),
     ]);
     let certs = tempfile::tempdir().unwrap();
     let (rx, ca) = receiver_with_ca(
@@ -1358,17 +993,11 @@ fn verify_refuses_a_certificate_for_another_name() {
     );
     let tx = sender(
         rx.ports.smtp,
-        Some(dns.addr),
-        &format!("tls_policy = \"verify\"\nca_file = \"{}\"\n", ca.display()),
+        Some(dns.addr()),
+        &format!("tls_policy = \"verify\"\n{}", ca_file(&ca)),
     );
     submit(&tx, "bob@wrongname.remote.test", "wrong name");
-    wait_until(
-        "a deferred attempt",
-        Duration::from_secs(20),
-        || tx.queue().first().is_some_and(|e| e.attempts >= 1),
-        || tx.logs(),
-    );
-    let e = &tx.queue()[0];
+    let e = tx.wait_deferred("a deferred attempt");
     let tls = e.last_tls.clone().unwrap_or_default().to_lowercase();
     assert!(
         tls.contains("certificate") && (tls.contains("name") || tls.contains("notvalidforname")),
@@ -1402,11 +1031,9 @@ fn stored_tls_counts(db: &std::path::Path, domain: &str) -> String {
 #[test]
 fn tls_reports_are_recorded_and_sent() {
     use hato_delivery::tlsrpt::{self, PolicyDesc, SessionEvent, SessionResult};
-    let dns = start_dns_with(vec![record(
-        "_smtp._tls.remote.test.",
-        RData::TXT(hickory_server::proto::rr::rdata::TXT::new(vec![
-            "v=TLSRPTv1; rua=mailto:alice@example.test".into(),
-        ])),
+    let dns = start_dns_with(vec![txt(
+        "_smtp._tls.remote.test",
+        "v=TLSRPTv1; rua=mailto:alice@example.test",
     )]);
     let rx = receiver("remote.test");
     // Yesterday's counts, as an earlier run of this server left them (in the store, where the
@@ -1443,7 +1070,8 @@ fn tls_reports_are_recorded_and_sent() {
         &format!(
             "{FAST_AUTH}[delivery]\nretry = [\"1s\"]\nport = {}\ntls_report_check_secs = 1\n\
              [dns]\nnameservers = [\"{}\"]\ntimeout_secs = 2\n",
-            rx.ports.smtp, dns.addr
+            rx.ports.smtp,
+            dns.addr()
         ),
     );
     // Today's session is recorded (and not reported before the day is over).
@@ -1476,12 +1104,7 @@ fn temporary_failure_then_success_and_full_bounces() {
     let mta = BrokenTlsMta::with_capabilities(2, "TEMPFAIL_ONCE");
     let tx = routed_sender(mta.port, "bounce_return = \"full\"\n");
     submit(&tx, BOB, "second time lucky");
-    wait_until(
-        "queue empties",
-        Duration::from_secs(20),
-        || tx.queue().is_empty(),
-        || tx.logs(),
-    );
+    tx.wait_queue_empty(Duration::from_secs(20));
     let seen = mta.commands();
     assert_eq!(
         seen.matches("RCPT TO:<bob@remote.test>").count(),
@@ -1498,7 +1121,11 @@ fn temporary_failure_then_success_and_full_bounces() {
     // A permanent failure: the bounce carries the message (no RET given, bounce_return full).
     let dns = start_dns();
     let rx = receiver("remote.test");
-    let tx = sender(rx.ports.smtp, Some(dns.addr), "bounce_return = \"full\"\n");
+    let tx = sender(
+        rx.ports.smtp,
+        Some(dns.addr()),
+        "bounce_return = \"full\"\n",
+    );
     submit(&tx, "nobody@remote.test", "return all of it");
     let inbox = tx.wait_inbox(USER, 1, Duration::from_secs(20));
     assert!(inbox[0].contains("message/rfc822"), "{}", inbox[0]);
@@ -1513,19 +1140,13 @@ fn temporary_failure_then_success_and_full_bounces() {
 /// does not stop the mail, and the failure goes to the TLS report as certificate-host-mismatch.
 #[test]
 fn mta_sts_testing_delivers_and_reports() {
-    let certs = tempfile::tempdir().unwrap();
-    let (rx, dns, https, ca) = sts_receiver_named(
-        certs.path(),
-        "testing",
-        "mx.remote.test",
-        &["localhost", "mta-sts.sts.remote.test"],
-    );
-    let tx = sender(
-        rx.ports.smtp,
-        Some(dns.addr),
-        &format!("mta_sts_port = {https}\nca_file = \"{}\"\n", ca.display()),
-    );
-    submit(&tx, "bob@sts.remote.test", "testing mode");
+    let names = ["localhost", "mta-sts.sts.remote.test"];
+    let Sts {
+        rx,
+        tx,
+        _dns,
+        _certs,
+    } = sts_delivery("testing", "mx.remote.test", &names, "testing mode");
     rx.wait_inbox("bob@sts.remote.test", 1, Duration::from_secs(20));
     assert!(tx.logs().contains("MTA-STS testing"), "{}", tx.logs());
     wait_until(

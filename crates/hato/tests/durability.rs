@@ -4,7 +4,7 @@
 mod common;
 
 use std::collections::{HashMap, HashSet};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -55,14 +55,10 @@ fn acked(path: &std::path::Path) -> Vec<String> {
 
 #[test]
 fn kill_9_loses_no_acknowledged_message() {
-    require_tool("python3", "python3");
     let mut server = TestServer::start();
     let ack_path = server.dir.path().join("acked.txt");
     let stop_path = server.dir.path().join("stop");
-    let mut senders = Command::new("python3")
-        .arg("-c")
-        .arg(SENDERS)
-        .arg(server.ports.smtp.to_string())
+    let mut senders = python_cmd(SENDERS, &[&server.ports.smtp.to_string()])
         .arg(&ack_path)
         .arg(&stop_path)
         .stdout(Stdio::piped())
@@ -126,14 +122,12 @@ fn kill_9_loses_no_acknowledged_message() {
 
     // The server starts again on the same data and keeps working.
     server.spawn();
-    let mut c = Raw::greeted(server.ports.smtp);
-    c.expect("EHLO after.example", "250");
-    c.expect("MAIL FROM:<after@outside.example>", "250");
-    c.expect(&format!("RCPT TO:<{USER}>"), "250");
-    c.expect("DATA", "354");
-    c.send(b"Subject: after the crash\r\n\r\nstill here\r\n.\r\n");
-    let r = c.reply();
-    assert!(r.starts_with("250 2.0.0"), "{r:?}");
+    let mut c = Raw::hello(server.ports.smtp, "after.example");
+    c.deliver(
+        "after@outside.example",
+        USER,
+        "Subject: after the crash\r\n\r\nstill here\r\n",
+    );
     c.expect("QUIT", "221");
     assert_eq!(server.inbox(USER).len(), inbox.len() + 1);
 }
@@ -141,8 +135,7 @@ fn kill_9_loses_no_acknowledged_message() {
 #[test]
 fn sigterm_tells_sessions_421_and_exits_cleanly() {
     let mut server = TestServer::start();
-    let mut c = Raw::greeted(server.ports.smtp);
-    c.expect("EHLO client.example", "250");
+    let mut c = Raw::hello(server.ports.smtp, "client.example");
     c.expect("MAIL FROM:<someone@outside.example>", "250");
     signal(server.pid(), "TERM");
     let (all, took) = c.until_closed(Duration::from_secs(8));
@@ -152,16 +145,7 @@ fn sigterm_tells_sessions_421_and_exits_cleanly() {
         "session not ended for {took:?}"
     );
     // New connections are refused, and the process exits with success.
-    let status = {
-        let deadline = Instant::now() + Duration::from_secs(12);
-        loop {
-            if let Some(s) = server.try_wait() {
-                break s;
-            }
-            assert!(Instant::now() < deadline, "hato did not exit after SIGTERM");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    };
+    let status = server.wait_exit(Duration::from_secs(12), "hato did not exit after SIGTERM");
     assert!(
         status.success(),
         "exit status after SIGTERM: {status}\n{}",
@@ -170,5 +154,5 @@ fn sigterm_tells_sessions_421_and_exits_cleanly() {
     assert!(std::net::TcpStream::connect(("127.0.0.1", server.ports.smtp)).is_err());
     // Restart on the same data.
     server.spawn();
-    Raw::greeted(server.ports.smtp).expect("EHLO again.example", "250");
+    Raw::hello(server.ports.smtp, "again.example");
 }

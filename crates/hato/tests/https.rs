@@ -11,23 +11,21 @@ const POLICY: &str = "version: STSv1\r\nmode: enforce\r\nmx: localhost\r\nmax_ag
 
 /// curl https://`host`:`port``path` with `host` resolved to 127.0.0.1 and `ca` as the only CA:
 /// the status and the body.
-fn curl(port: u16, ca: &std::path::Path, host: &str, path: &str, extra: &[&str]) -> (u16, String) {
-    let mut cmd = std::process::Command::new("curl");
-    cmd.args([
-        "-sS",
-        "--http1.1",
-        "--max-time",
-        "10",
-        "-w",
-        "\n%{http_code}",
-    ])
-    .arg("--resolve")
-    .arg(format!("{host}:{port}:127.0.0.1"))
-    .arg("--cacert")
-    .arg(ca)
-    .args(extra)
-    .arg(format!("https://{host}:{port}{path}"));
-    let out = run(cmd, None);
+fn get_https(
+    port: u16,
+    ca: &std::path::Path,
+    host: &str,
+    path: &str,
+    extra: &[&str],
+) -> (u16, String) {
+    let resolve = format!("{host}:{port}:127.0.0.1");
+    let ca = ca.display().to_string();
+    let url = format!("https://{host}:{port}{path}");
+    let mut args = vec!["--http1.1", "-w", "\n%{http_code}", "--resolve", &resolve];
+    args.extend(["--cacert", &ca]);
+    args.extend(extra);
+    args.push(&url);
+    let out = curl(&args);
     out.assert_ok();
     let (body, status) = out.stdout.rsplit_once('\n').expect("a status line");
     (status.parse().expect("a status"), body.to_string())
@@ -35,7 +33,6 @@ fn curl(port: u16, ca: &std::path::Path, host: &str, path: &str, extra: &[&str])
 
 #[test]
 fn mta_sts_policy_is_served_and_published() {
-    require_tool("curl", "curl");
     require_tool("openssl", "openssl");
     let dir = tempfile::tempdir().unwrap();
     let (cert, key) = make_cert(
@@ -49,13 +46,12 @@ fn mta_sts_policy_is_served_and_published() {
         "[[listener]]\nprotocol = \"https\"\nbind = \"127.0.0.1:{port}\"\ntls = \"implicit\"\n"
     );
     let extra = format!(
-        "{FAST_AUTH}[tls]\ncert = \"{}\"\nkey = \"{}\"\n[mta_sts]\nmode = \"enforce\"\nmax_age = 86400\n",
-        cert.display(),
-        key.display()
+        "{FAST_AUTH}{}[mta_sts]\nmode = \"enforce\"\nmax_age = 86400\n",
+        tls_config(&cert, &key)
     );
     let s = TestServer::start_in(dir, &listener, &extra);
 
-    let (status, body) = curl(
+    let (status, body) = get_https(
         port,
         &cert,
         "mta-sts.example.test",
@@ -63,7 +59,7 @@ fn mta_sts_policy_is_served_and_published() {
         &[],
     );
     assert_eq!((status, body.as_str()), (200, POLICY));
-    let (status, _) = curl(
+    let (status, _) = get_https(
         port,
         &cert,
         "mta-sts.example.test",

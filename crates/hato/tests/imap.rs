@@ -5,79 +5,12 @@
 
 mod common;
 
-use std::collections::HashMap;
-use std::process::Command;
-
 use common::*;
-
-/// Python prelude: arguments (imap port, imaps port, smtp port, user, password), an unverifying
-/// TLS context, `login()` over implicit TLS, `deliver()` over SMTP and `Raw`, a line reader for
-/// byte-level conversations.
-const PY_PRELUDE: &str = r#"
-import imaplib, smtplib, socket, ssl, sys, time, re
-ctx = ssl.create_default_context()
-ctx.check_hostname = False
-ctx.verify_mode = ssl.CERT_NONE
-IMAP, IMAPS, SMTP, USER, PASS = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5]
-def out(k, v):
-    print(k, v, flush=True)
-def login():
-    c = imaplib.IMAP4_SSL("127.0.0.1", IMAPS, ssl_context=ctx)
-    c.login(USER, PASS)
-    return c
-def deliver(subject, body="hello"):
-    msg = "From: Bob <bob@sender.example>\r\nTo: %s\r\nSubject: %s\r\n\r\n%s\r\n" % (USER, subject, body)
-    s = smtplib.SMTP("127.0.0.1", SMTP)
-    s.sendmail("bob@sender.example", [USER], msg)
-    s.quit()
-def flat(data):
-    return b" ".join(x if isinstance(x, bytes) else b" ".join(x) for x in data if x is not None).decode("latin1")
-class Raw:
-    def __init__(self, sock):
-        self.s = sock
-        self.buf = b""
-    def send(self, b):
-        self.s.sendall(b)
-    def line(self, timeout=5):
-        self.s.settimeout(timeout)
-        while b"\r\n" not in self.buf:
-            d = self.s.recv(65536)
-            if not d:
-                raise EOFError(self.buf)
-            self.buf += d
-        l, _, self.buf = self.buf.partition(b"\r\n")
-        return l.decode("latin1")
-    def until(self, tag, timeout=5):
-        lines = []
-        while True:
-            l = self.line(timeout)
-            lines.append(l)
-            if l.startswith(tag + " "):
-                return lines
-"#;
-
-fn run_py(server: &TestServer, script: &str) -> HashMap<String, String> {
-    let full = format!("{PY_PRELUDE}\n{script}");
-    let ports = [
-        server.ports.imap.to_string(),
-        server.ports.imaps.to_string(),
-        server.ports.smtp.to_string(),
-    ];
-    let out = python(&full, &[&ports[0], &ports[1], &ports[2], USER, PASSWORD]);
-    if !out.status.success() {
-        panic!(
-            "script failed:\n{}\nserver log:\n{}",
-            out.all(),
-            server.logs()
-        );
-    }
-    results(&out)
-}
 
 #[test]
 fn before_tls_login_is_disabled_and_starttls_enables_it() {
     let server = TestServer::start();
-    let r = run_py(
+    let r = imap_py(
         &server,
         r#"
 s = socket.create_connection(("127.0.0.1", IMAP))
@@ -152,7 +85,7 @@ c.logout()
 #[test]
 fn starttls_injection_is_not_executed() {
     let server = TestServer::start();
-    let r = run_py(
+    let r = imap_py(
         &server,
         r#"
 s = socket.create_connection(("127.0.0.1", IMAP))
@@ -189,10 +122,8 @@ fn delivered_mail_is_fetched_over_imaps_and_curl() {
         message("first message", "one"),
         message("second message", "two"),
     ];
-    smtp_deliver(server.ports.smtp, USER, &msgs);
-    let stored = server.inbox(USER);
-    assert_eq!(stored.len(), 2);
-    let r = run_py(
+    let stored = deliver_to_alice(&server, &msgs);
+    let r = imap_py(
         &server,
         r#"
 c = login()
@@ -245,34 +176,30 @@ c.logout()
     assert!(uf.contains("UID 1") && uf.contains("UID 2"), "{uf}");
 
     // curl over implicit TLS and over STARTTLS.
-    require_tool("curl", "curl");
-    let mut cmd = Command::new("curl");
-    cmd.args(["-sS", "-k", "--max-time", "20", "-u"])
-        .arg(format!("{USER}:{PASSWORD}"))
-        .arg(format!(
-            "imaps://127.0.0.1:{}/INBOX;UID=2",
-            server.ports.imaps
-        ));
-    let out = run(cmd, None);
-    assert!(out.status.success(), "{}", out.all());
-    assert_eq!(out.stdout, stored[1], "{}", out.all());
-    let mut cmd = Command::new("curl");
-    cmd.args(["-sS", "-k", "--ssl-reqd", "--max-time", "20", "-u"])
-        .arg(format!("{USER}:{PASSWORD}"))
-        .arg(format!(
-            "imap://127.0.0.1:{}/INBOX;UID=1",
-            server.ports.imap
-        ));
-    let out = run(cmd, None);
-    assert!(out.status.success(), "{}", out.all());
-    assert_eq!(out.stdout, stored[0], "{}", out.all());
+    let creds = credentials();
+    for (args, url, want) in [
+        (
+            &["-k"][..],
+            format!("imaps://127.0.0.1:{}/INBOX;UID=2", server.ports.imaps),
+            &stored[1],
+        ),
+        (
+            &["-k", "--ssl-reqd"],
+            format!("imap://127.0.0.1:{}/INBOX;UID=1", server.ports.imap),
+            &stored[0],
+        ),
+    ] {
+        let out = curl(&[args, &["-u", &creds, &url]].concat());
+        assert!(out.status.success(), "{}", out.all());
+        assert_eq!(&out.stdout, want, "{}", out.all());
+    }
 }
 
 #[test]
 fn flags_persist_and_condstore() {
     let server = TestServer::start();
     smtp_deliver(server.ports.smtp, USER, &[message("flag me", "x")]);
-    let r = run_py(
+    let r = imap_py(
         &server,
         r#"
 c = login()
@@ -326,7 +253,7 @@ c.logout()
 fn two_sessions_see_each_others_changes_and_idle_reports_delivery() {
     let server = TestServer::start();
     smtp_deliver(server.ports.smtp, USER, &[message("one", "1")]);
-    let r = run_py(
+    let r = imap_py(
         &server,
         r#"
 a = login()
@@ -344,11 +271,7 @@ out("B_EXPUNGE", repr(b.untagged_responses.get("EXPUNGE")))
 b.logout()
 a.logout()
 # IDLE over a raw TLS connection: a delivery shows up within a second.
-s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", IMAPS)), server_hostname="localhost")
-r = Raw(s)
-r.line()
-r.send(("a LOGIN %s \"%s\"\r\n" % (USER, PASS)).encode())
-r.until("a")
+r = conn()
 r.send(b"b SELECT INBOX\r\n")
 r.until("b")
 r.send(b"c IDLE\r\n")
@@ -385,16 +308,9 @@ fn recent_is_shown_to_exactly_one_session() {
         USER,
         &[message("r1", "1"), message("r2", "2")],
     );
-    let r = run_py(
+    let r = imap_py(
         &server,
         r#"
-def conn():
-    s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", IMAPS)), server_hostname="localhost")
-    r = Raw(s)
-    r.line()
-    r.send(("a LOGIN %s \"%s\"\r\n" % (USER, PASS)).encode())
-    r.until("a")
-    return r
 n = [0]
 def cmd(r, text):
     n[0] += 1
@@ -516,7 +432,7 @@ fn append_copy_move_search() {
             message("pears", "green fruit"),
         ],
     );
-    let r = run_py(
+    let r = imap_py(
         &server,
         r#"
 c = login()
@@ -576,7 +492,7 @@ c.logout()
 #[test]
 fn huge_literals_are_refused_without_allocation() {
     let server = TestServer::start();
-    let r = run_py(
+    let r = imap_py(
         &server,
         r#"
 # Before login: a synchronising literal far beyond the limit is refused, the connection lives.
@@ -589,11 +505,7 @@ r.send(b"b NOOP\r\n")
 out("PREAUTH_NOOP", r.until("b")[-1])
 s.close()
 # After login: APPEND with a huge literal gets NO/BAD [TOOBIG], the session goes on.
-s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", IMAPS)), server_hostname="localhost")
-r = Raw(s)
-r.line()
-r.send(("a LOGIN %s \"%s\"\r\n" % (USER, PASS)).encode())
-r.until("a")
+r = conn()
 r.send(b"b APPEND INBOX {999999999999}\r\n")
 out("APPEND", r.line())
 r.send(b"c NOOP\r\n")
@@ -621,7 +533,7 @@ out("NONSYNC", " | ".join(lines))
 #[test]
 fn mailboxes_list_create_rename_delete_subscribe() {
     let server = TestServer::start();
-    let r = run_py(
+    let r = imap_py(
         &server,
         r#"
 c = login()
@@ -719,16 +631,9 @@ fn qresync_idle_flag_changes_and_imap4rev2_search() {
         USER,
         &[message("q1", "1"), message("q2", "2"), message("q3", "3")],
     );
-    let r = run_py(
+    let r = imap_py(
         &server,
         r#"
-def conn():
-    s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", IMAPS)), server_hostname="localhost")
-    r = Raw(s)
-    r.line()
-    r.send(("a LOGIN %s \"%s\"\r\n" % (USER, PASS)).encode())
-    r.until("a")
-    return r
 a = conn()
 a.send(b"b ENABLE QRESYNC\r\n")
 a.until("b")
@@ -801,7 +706,7 @@ out("REV2_SEARCH", " | ".join(c.until("d")))
 #[test]
 fn quota_limits_imap_and_smtp() {
     let server = TestServer::start_with("", "[limits]\nquota_bytes = 20000\n");
-    let r = run_py(
+    let r = imap_py(
         &server,
         r#"
 deliver("one")

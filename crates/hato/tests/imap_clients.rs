@@ -5,113 +5,17 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::*;
-
-/// Parses "KEY rest of line" lines printed by the Python scripts.
-fn results(out: &CmdOutput) -> HashMap<String, String> {
-    out.stdout
-        .lines()
-        .filter_map(|l| l.split_once(' '))
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect()
-}
-
-/// Python prelude: arguments (imap port, imaps port, smtp port, user, password), an unverifying
-/// TLS context, `login()` over implicit TLS, `Raw` (a line reader for byte-level conversations)
-/// and `conn()` (a logged-in `Raw` over implicit TLS).
-const PY_PRELUDE: &str = r#"
-import imaplib, smtplib, socket, ssl, sys, time, re, threading, random
-ctx = ssl.create_default_context()
-ctx.check_hostname = False
-ctx.verify_mode = ssl.CERT_NONE
-IMAP, IMAPS, SMTP, USER, PASS = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5]
-def out(k, v):
-    print(k, v, flush=True)
-def login():
-    c = imaplib.IMAP4_SSL("127.0.0.1", IMAPS, ssl_context=ctx)
-    c.login(USER, PASS)
-    return c
-def flat(data):
-    return b" ".join(x if isinstance(x, bytes) else b" ".join(x) for x in data if x is not None).decode("latin1")
-class Raw:
-    def __init__(self, sock):
-        self.s = sock
-        self.buf = b""
-    def send(self, b):
-        self.s.sendall(b)
-    def fill(self, timeout):
-        self.s.settimeout(timeout)
-        d = self.s.recv(1 << 20)
-        if not d:
-            raise EOFError(self.buf)
-        self.buf += d
-    def line(self, timeout=30):
-        while b"\r\n" not in self.buf:
-            self.fill(timeout)
-        l, _, self.buf = self.buf.partition(b"\r\n")
-        return l
-    # One response: a line, with its literals (returned as (text, [literal bytes])).
-    def response(self, timeout=30):
-        text = b""
-        lits = []
-        while True:
-            l = self.line(timeout)
-            text += l
-            m = re.search(rb"\{(\d+)\}$", l)
-            if not m:
-                return text.decode("latin1"), lits
-            n = int(m.group(1))
-            while len(self.buf) < n:
-                self.fill(timeout)
-            lits.append(self.buf[:n])
-            text += b"<literal>"
-            self.buf = self.buf[n:]
-    def until(self, tag, timeout=60):
-        lines = []
-        while True:
-            t, lits = self.response(timeout)
-            lines.append((t, lits))
-            if t.startswith(tag + " "):
-                return lines
-    def cmd(self, tag, text, timeout=60):
-        self.send(("%s %s\r\n" % (tag, text)).encode())
-        return self.until(tag, timeout)
-def conn():
-    s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", IMAPS)), server_hostname="localhost")
-    r = Raw(s)
-    r.line()
-    r.cmd("L", "LOGIN \"%s\" \"%s\"" % (USER, PASS))
-    return r
-"#;
-
-fn run_py(server: &TestServer, script: &str) -> HashMap<String, String> {
-    let full = format!("{PY_PRELUDE}\n{script}");
-    let ports = [
-        server.ports.imap.to_string(),
-        server.ports.imaps.to_string(),
-        server.ports.smtp.to_string(),
-    ];
-    let out = python(&full, &[&ports[0], &ports[1], &ports[2], USER, PASSWORD]);
-    if !out.status.success() {
-        panic!(
-            "script failed:\n{}\nserver log:\n{}",
-            out.all(),
-            server.logs()
-        );
-    }
-    results(&out)
-}
 
 // ---- LIST forms -------------------------------------------------------------------------------
 
 #[test]
 fn imaplib_list_forms_are_accepted() {
     let server = TestServer::start();
-    let r = run_py(
+    let r = imap_py(
         &server,
         r#"
 c = login()
@@ -249,7 +153,7 @@ fn mbsync_syncs_a_whole_account_both_ways() {
             message("inbox three", "third"),
         ],
     );
-    run_py(
+    imap_py(
         &server,
         r#"
 c = login()
@@ -347,7 +251,7 @@ c.logout()
     )
     .unwrap();
     let push = mbsync(&home, &rc);
-    let r = run_py(
+    let r = imap_py(
         &server,
         &format!(
             "{PY_DUMP}\n{}",
@@ -400,7 +304,6 @@ c.logout()
 
 #[test]
 fn fetchmail_downloads_the_inbox_over_imaps() {
-    require_tool("fetchmail", "fetchmail");
     let server = TestServer::start();
     let msgs: Vec<String> = (1..=3)
         .map(|i| {
@@ -410,65 +313,8 @@ fn fetchmail_downloads_the_inbox_over_imaps() {
             )
         })
         .collect();
-    smtp_deliver(server.ports.smtp, USER, &msgs);
-    let stored = server.inbox(USER);
-    assert_eq!(stored.len(), 3);
-
-    let home = server.dir.path().join("fetchmail-home");
-    let out_dir = home.join("out");
-    std::fs::create_dir_all(&out_dir).unwrap();
-    let mda = home.join("mda.sh");
-    std::fs::write(
-        &mda,
-        format!(
-            "#!/bin/sh\nexec cat > \"$(mktemp '{}/msg.XXXXXX')\"\n",
-            out_dir.display()
-        ),
-    )
-    .unwrap();
-    let rc = home.join("fetchmailrc");
-    std::fs::write(
-        &rc,
-        format!(
-            "set no syslog\n\
-             poll localhost via 127.0.0.1 protocol imap service {port}\n\
-             \tuser \"{USER}\" password \"{PASSWORD}\"\n\
-             \tssl sslcertck sslcertfile \"{cert}\" sslcommonname \"localhost\"\n\
-             \tkeep fetchall\n\
-             \tmda \"{mda}\"\n",
-            port = server.ports.imaps,
-            cert = server.cert().display(),
-            mda = mda.display(),
-        ),
-    )
-    .unwrap();
-    let mut cmd = Command::new("sh");
-    cmd.arg("-c")
-        // Its own lock file: as root fetchmail would share /var/run/fetchmail.pid with any
-        // other fetchmail on the machine (the POP3 tests' included).
-        .arg("chmod 600 \"$1\" && chmod 700 \"$2\" && exec timeout 60 fetchmail -f \"$1\" --pidfile \"$3\" -v --nodetach")
-        .arg("sh")
-        .arg(&rc)
-        .arg(&mda)
-        .arg(home.join("fetchmail.pid"))
-        .env("HOME", &home)
-        .env("FETCHMAILHOME", &home);
-    let out = run(cmd, None);
-    assert!(out.status.success(), "fetchmail failed:\n{}", out.all());
-    assert!(
-        out.all().contains("3 messages for"),
-        "fetchmail output:\n{}",
-        out.all()
-    );
-    let files: Vec<String> = std::fs::read_dir(&out_dir)
-        .unwrap()
-        .map(|e| {
-            std::fs::read_to_string(e.unwrap().path())
-                .unwrap()
-                .replace('\n', "\r\n")
-        })
-        .collect();
-    assert_eq!(files.len(), 3, "{files:#?}");
+    let stored = deliver_to_alice(&server, &msgs);
+    let files = fetchmail(&server, "imap", server.ports.imaps, "", "keep", 3);
     for s in &stored {
         // fetchmail adds its own Received header at the top; the stored message follows.
         let subject = s
@@ -492,7 +338,7 @@ fn fetchmail_downloads_the_inbox_over_imaps() {
 #[test]
 fn ten_thousand_messages() {
     let server = TestServer::start();
-    let r = run_py(
+    let r = imap_py(
         &server,
         r#"
 N = 10000
@@ -512,10 +358,10 @@ for b in range(0, N, batch):
     pending.append("A%d" % b)
     if len(pending) >= 5:
         t = pending.pop(0)
-        res = r.until(t, 120)
+        res = r.responses(t, 120)
         assert res[-1][0].startswith(t + " OK"), res[-1]
 for t in pending:
-    res = r.until(t, 120)
+    res = r.responses(t, 120)
     assert res[-1][0].startswith(t + " OK"), res[-1]
 out("T_APPEND", "%.2f" % (time.time() - t0))
 t0 = time.time()
@@ -590,7 +436,7 @@ fn malformed_mime_is_answered_and_the_connection_stays_usable() {
         USER,
         &["From: bob@sender.example\r\nSubject: smtp caf\u{e9}\r\n\r\nvia smtp\r\n".to_string()],
     );
-    let r = run_py(
+    let r = imap_py(
         &server,
         r#"
 msgs = []
@@ -679,7 +525,7 @@ fn four_sessions_on_one_mailbox_agree() {
             .map(|i| message(&format!("seed {i}"), "seed"))
             .collect::<Vec<_>>(),
     );
-    let r = run_py(
+    let r = imap_py(
         &server,
         r#"
 WORKERS, ROUNDS = 4, 40
@@ -710,7 +556,7 @@ def worker(w):
             if op == "append":
                 m = ("Subject: from %d round %d\r\n\r\nx\r\n" % (w, i)).encode()
                 r.send(("%s APPEND INBOX {%d+}\r\n" % (tag, len(m))).encode() + m + b"\r\n")
-                res = r.until(tag)
+                res = r.responses(tag)
             elif op == "fetch" and n > 0:
                 a = rnd.randint(1, n)
                 res = r.cmd(tag, "FETCH %d:* (UID FLAGS)" % a)

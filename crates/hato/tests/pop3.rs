@@ -6,38 +6,27 @@
 mod common;
 
 use std::collections::HashMap;
-use std::process::Command;
+use std::process::Stdio;
+use std::time::Duration;
 
 use common::*;
 
-/// A message as a sender would submit it (CRLF line endings, ending in CRLF).
-fn message(subject: &str, body_lines: &[&str]) -> String {
-    let mut m = format!(
-        "From: Bob <bob@sender.example>\r\nTo: {USER}\r\nSubject: {subject}\r\n\
-         Message-ID: <{}@sender.example>\r\n\r\n",
-        subject.replace(' ', "-")
-    );
-    for l in body_lines {
-        m.push_str(l);
-        m.push_str("\r\n");
-    }
-    m
+/// A message as a sender would submit it, its body of `body_lines`.
+fn message_lines(subject: &str, body_lines: &[&str]) -> String {
+    message(subject, &body_lines.join("\r\n"))
 }
 
 /// Delivers `n` small numbered messages to alice over SMTP.
 fn deliver_numbered(server: &TestServer, n: usize) -> Vec<String> {
     let msgs: Vec<String> = (1..=n)
         .map(|i| {
-            message(
+            message_lines(
                 &format!("pop3 test {i}"),
                 &[&format!("line one of {i}"), "line two", "line three"],
             )
         })
         .collect();
-    smtp_deliver(server.ports.smtp, USER, &msgs);
-    let stored = server.inbox(USER);
-    assert_eq!(stored.len(), n, "{stored:#?}");
-    stored
+    deliver_to_alice(server, &msgs)
 }
 
 /// The "n size" lines (joined by `|`) a LIST of `stored` must show.
@@ -50,16 +39,14 @@ fn list_lines(stored: &[String]) -> String {
         .join("|")
 }
 
-/// Python prelude: an unverifying TLS context (the development certificate is self-signed),
-/// `hexlines` (poplib's unstuffed lines back to message bytes, as hex), `text` (a response or
-/// the `-ERR` line of an exception), `attempt` (a command's response, `+OK` or `-ERR`), `joined`
-/// (multi-line response lines joined by `|`), `drop` (close without QUIT) and `login` (USER/PASS
-/// over implicit TLS, optionally retrying while the maildrop is `[IN-USE]`).
+/// Python prelude: `port`, `user`, `pw` from the first three arguments, `hexlines` (poplib's
+/// unstuffed lines back to message bytes, as hex), `text` (a response or the `-ERR` line of an
+/// exception), `attempt` (a command's response, `+OK` or `-ERR`), `joined` (multi-line response
+/// lines joined by `|`), `drop` (close without QUIT) and `login` (USER/PASS over implicit TLS,
+/// optionally retrying while the maildrop is `[IN-USE]`).
 const PY_PRELUDE: &str = r#"
-import base64, poplib, socket, ssl, sys, time
-ctx = ssl.create_default_context()
-ctx.check_hostname = False
-ctx.verify_mode = ssl.CERT_NONE
+import base64, poplib, socket, sys, time
+port, user, pw = int(sys.argv[1]), sys.argv[2], sys.argv[3]
 def hexlines(lines):
     return b"".join(l + b"\r\n" for l in lines).hex()
 def text(x):
@@ -78,7 +65,7 @@ def drop(p):
     p.sock.shutdown(socket.SHUT_RDWR)
     p.sock.close()
     p.file.close()
-def login(port, user, pw, retry_in_use=0.0):
+def login(retry_in_use=0.0):
     # Logs in over implicit TLS; retries while the maildrop is still locked (a dropped
     # connection is noticed by the server asynchronously). Returns (connection, attempts).
     start = time.time()
@@ -97,111 +84,16 @@ def login(port, user, pw, retry_in_use=0.0):
             time.sleep(0.05)
 "#;
 
-fn py(script: &str, args: &[&str]) -> HashMap<String, String> {
-    results(&python(&format!("{PY_PRELUDE}{script}"), args))
-}
-
-/// A scripted POP3 conversation in Python (`socket` + `ssl`), byte-exact, with real TLS.
-///
-/// Steps: `line` (one response line), `multi` (a status line and, after `+OK`, the lines up to
-/// the terminating `.`), `send:TEXT` (one write), `tls` (handshake; records "TLS <version>"),
-/// `silence:SECS` ("SILENT" if nothing arrives, else what arrived, "EOF" if closed),
-/// `eof:SECS` ("EOF<rest>" if the server closes within SECS, else "OPEN<rest>"), `sleep:SECS`.
-fn popconv(port: u16, implicit: bool, steps: &[&str]) -> Vec<String> {
-    let out = run(popconv_cmd(port, implicit, steps), None);
-    popconv_result(&out)
-}
-
-fn popconv_result(out: &CmdOutput) -> Vec<String> {
-    assert!(out.status.success(), "python failed: {}", out.all());
-    if out.stdout.is_empty() {
-        return Vec::new();
-    }
-    out.stdout.split('\x1e').map(str::to_owned).collect()
-}
-
-/// The command [`popconv`] runs; one more step: `touch:PATH` creates the file PATH (to tell the
-/// test how far the conversation got).
-fn popconv_cmd(port: u16, implicit: bool, steps: &[&str]) -> Command {
-    const SCRIPT: &str = r#"
-import socket, ssl, sys, time
-port = int(sys.argv[1]); implicit = sys.argv[2] == "implicit"; steps = sys.argv[3:]
-ctx = ssl.create_default_context()
-ctx.check_hostname = False
-ctx.verify_mode = ssl.CERT_NONE
-out = []
-def readline(s):
-    buf = b""
-    while not buf.endswith(b"\n"):
-        c = s.recv(1)
-        if not c:
-            break
-        buf += c
-    return buf
-try:
-    s = socket.create_connection(("127.0.0.1", port), timeout=10)
-    if implicit:
-        s = ctx.wrap_socket(s, server_hostname="localhost")
-    for step in steps:
-        op, _, arg = step.partition(":")
-        if op == "line":
-            out.append(readline(s).decode("utf-8", "replace"))
-        elif op == "multi":
-            first = readline(s)
-            text = first
-            if first.startswith(b"+OK"):
-                while True:
-                    line = readline(s)
-                    text += line
-                    if line in (b".\r\n", b""):
-                        break
-            out.append(text.decode("utf-8", "replace"))
-        elif op == "send":
-            s.sendall(arg.encode("utf-8", "surrogateescape"))
-        elif op == "tls":
-            s = ctx.wrap_socket(s, server_hostname="localhost")
-            out.append("TLS %s" % s.version())
-        elif op == "silence":
-            s.settimeout(float(arg))
-            try:
-                data = s.recv(4096)
-                out.append("EOF" if not data else data.decode("utf-8", "replace"))
-            except (socket.timeout, TimeoutError):
-                out.append("SILENT")
-            s.settimeout(10)
-        elif op == "eof":
-            s.settimeout(float(arg))
-            got = b""
-            try:
-                while True:
-                    data = s.recv(4096)
-                    if not data:
-                        break
-                    got += data
-                out.append("EOF" + got.decode("utf-8", "replace"))
-            except (socket.timeout, TimeoutError):
-                out.append("OPEN" + got.decode("utf-8", "replace"))
-            except OSError:
-                out.append("EOF" + got.decode("utf-8", "replace"))
-            s.settimeout(10)
-        elif op == "sleep":
-            time.sleep(float(arg))
-        elif op == "touch":
-            open(arg, "w").close()
-        else:
-            raise Exception("unknown step " + step)
-except Exception as e:
-    out.append("ERROR %s: %s" % (type(e).__name__, e))
-sys.stdout.write("\x1e".join(out))
-"#;
-    require_tool("python3", "python3");
-    let mut cmd = Command::new("python3");
-    cmd.arg("-c")
-        .arg(SCRIPT)
-        .arg(port.to_string())
-        .arg(if implicit { "implicit" } else { "plain" })
-        .args(steps);
-    cmd
+/// Runs `script` after the prelude for alice on `port`; `extra` arguments follow the three of
+/// the prelude.
+fn poplib(port: u16, script: &str, extra: &[&str]) -> HashMap<String, String> {
+    let port = port.to_string();
+    let mut args = vec![port.as_str(), USER, PASSWORD];
+    args.extend(extra);
+    results(&python(
+        &format!("{PY_UNVERIFIED}{PY_PRELUDE}{script}"),
+        &args,
+    ))
 }
 
 const GREETING: &str = "+OK localhost hato POP3 server ready\r\n";
@@ -215,18 +107,14 @@ const CAPA_TLS: &str = "+OK Capability list follows\r\nTOP\r\nUIDL\r\nRESP-CODES
 
 /// UIDL over implicit TLS, then QUIT (deletes nothing).
 const POPLIB_UIDL: &str = r#"
-port, user, pw = int(sys.argv[1]), sys.argv[2], sys.argv[3]
-p, _ = login(port, user, pw, retry_in_use=5)
+p, _ = login(retry_in_use=5)
 resp, lines, _ = p.uidl()
 print("UIDL", joined(lines))
 print("QUIT", text(p.quit()))
 "#;
 
 fn uidl(server: &TestServer) -> Vec<String> {
-    let r = py(
-        POPLIB_UIDL,
-        &[&server.ports.pop3s.to_string(), USER, PASSWORD],
-    );
+    let r = poplib(server.ports.pop3s, POPLIB_UIDL, &[]);
     assert!(get(&r, "QUIT").starts_with("+OK localhost POP3 server signing off"));
     get(&r, "UIDL")
         .split('|')
@@ -236,7 +124,6 @@ fn uidl(server: &TestServer) -> Vec<String> {
 }
 
 const POPLIB_STLS: &str = r#"
-port, user, pw = int(sys.argv[1]), sys.argv[2], sys.argv[3]
 p = poplib.POP3("127.0.0.1", port, timeout=10)
 print("WELCOME", text(p.getwelcome()))
 resp, lines, _ = p._longcmd("CAPA")
@@ -308,10 +195,7 @@ fn poplib_stls_capabilities_commands_and_stable_uidls() {
     assert!(ids[0] != ids[1] && ids[1] != ids[2] && ids[0] != ids[2]);
     assert_eq!(uidl(&server), first);
 
-    let r = py(
-        POPLIB_STLS,
-        &[&server.ports.pop3.to_string(), USER, PASSWORD],
-    );
+    let r = poplib(server.ports.pop3, POPLIB_STLS, &[]);
     // Before TLS: STLS offered, no USER/SASL, and no password is accepted.
     assert_eq!(get(&r, "WELCOME"), "+OK localhost hato POP3 server ready");
     assert_eq!(
@@ -363,7 +247,7 @@ fn poplib_stls_capabilities_commands_and_stable_uidls() {
             get(&r, &format!("RETRRESP{n}")),
             format!("+OK {} octets", m.len())
         );
-        let got = String::from_utf8(unhex(get(&r, &format!("RETR{n}")))).unwrap();
+        let got = unhex_text(get(&r, &format!("RETR{n}")));
         assert_eq!(&got, m, "RETR {n}");
         assert_eq!(get(&r, &format!("OCTETS{n}")), m.len().to_string());
         assert!(
@@ -381,13 +265,10 @@ fn poplib_stls_capabilities_commands_and_stable_uidls() {
     let head = headers(&stored[0]);
     assert_eq!(get(&r, "TOPRESP"), "+OK top of message follows");
     assert_eq!(
-        String::from_utf8(unhex(get(&r, "TOP12"))).unwrap(),
+        unhex_text(get(&r, "TOP12")),
         format!("{head}\r\n\r\nline one of 1\r\nline two\r\n")
     );
-    assert_eq!(
-        String::from_utf8(unhex(get(&r, "TOP10"))).unwrap(),
-        format!("{head}\r\n\r\n")
-    );
+    assert_eq!(unhex_text(get(&r, "TOP10")), format!("{head}\r\n\r\n"));
     assert_eq!(
         get(&r, "RETR4"),
         "-ERR no such message, only 3 messages in maildrop"
@@ -419,7 +300,6 @@ fn poplib_stls_capabilities_commands_and_stable_uidls() {
 }
 
 const POPLIB_IMPLICIT: &str = r#"
-port, user, pw = int(sys.argv[1]), sys.argv[2], sys.argv[3]
 cred = base64.b64encode(("\0%s\0%s" % (user, pw)).encode()).decode()
 # AUTH PLAIN with an initial response.
 p = poplib.POP3_SSL("127.0.0.1", port, timeout=10, context=ctx)
@@ -453,10 +333,7 @@ print("QUIT3", text(p.quit()))
 fn poplib_implicit_tls_auth_plain_and_user_pass() {
     let server = TestServer::start();
     let stored = deliver_numbered(&server, 1);
-    let r = py(
-        POPLIB_IMPLICIT,
-        &[&server.ports.pop3s.to_string(), USER, PASSWORD],
-    );
+    let r = poplib(server.ports.pop3s, POPLIB_IMPLICIT, &[]);
     let size = stored[0].len();
     assert_eq!(get(&r, "WELCOME"), "+OK localhost hato POP3 server ready");
     assert_eq!(get(&r, "TLS"), "TLSv1.3");
@@ -481,10 +358,7 @@ fn poplib_implicit_tls_auth_plain_and_user_pass() {
     );
     assert_eq!(get(&r, "CHALLENGE"), "+ ");
     assert_eq!(get(&r, "AUTH2"), "+OK maildrop locked and ready");
-    assert_eq!(
-        String::from_utf8(unhex(get(&r, "RETR"))).unwrap(),
-        stored[0]
-    );
+    assert_eq!(unhex_text(get(&r, "RETR")), stored[0]);
     assert_eq!(
         get(&r, "QUIT2"),
         "+OK localhost POP3 server signing off (1 message left)"
@@ -499,14 +373,13 @@ fn poplib_implicit_tls_auth_plain_and_user_pass() {
 // UPDATE state and the maildrop lock
 
 const POPLIB_DELETE_WITHOUT_QUIT: &str = r#"
-port, user, pw = int(sys.argv[1]), sys.argv[2], sys.argv[3]
-p, _ = login(port, user, pw)
+p, _ = login()
 print("DELE1", text(p.dele(1)))
 print("DELE2", text(p.dele(2)))
 print("STAT", text(p._shortcmd("STAT")))
 drop(p)
 # The server notices the dropped connection and releases the lock: nothing was deleted.
-p, attempts = login(port, user, pw, retry_in_use=5)
+p, attempts = login(retry_in_use=5)
 print("STAT2", text(p._shortcmd("STAT")))
 print("DELE3", text(p.dele(1)))
 print("RSET", text(p.rset()))
@@ -519,10 +392,7 @@ fn messages_are_removed_only_at_quit() {
     let server = TestServer::start();
     let stored = deliver_numbered(&server, 2);
     let total = stored[0].len() + stored[1].len();
-    let r = py(
-        POPLIB_DELETE_WITHOUT_QUIT,
-        &[&server.ports.pop3s.to_string(), USER, PASSWORD],
-    );
+    let r = poplib(server.ports.pop3s, POPLIB_DELETE_WITHOUT_QUIT, &[]);
     assert_eq!(get(&r, "DELE1"), "+OK message 1 deleted");
     assert_eq!(get(&r, "DELE2"), "+OK message 2 deleted");
     assert_eq!(get(&r, "STAT"), "+OK 0 0");
@@ -543,8 +413,7 @@ fn messages_are_removed_only_at_quit() {
 }
 
 const POPLIB_LOCK: &str = r#"
-port, user, pw = int(sys.argv[1]), sys.argv[2], sys.argv[3]
-a, _ = login(port, user, pw)
+a, _ = login()
 # A second session of the same account, while the first holds the maildrop.
 b = poplib.POP3_SSL("127.0.0.1", port, timeout=10, context=ctx)
 print("B_USER", text(b.user(user)))
@@ -566,11 +435,11 @@ c.close()
 print("A_STAT", text(a._shortcmd("STAT")))
 print("A_QUIT", text(a.quit()))
 # After QUIT the lock is free.
-d, attempts = login(port, user, pw)
+d, attempts = login()
 print("D_STAT", text(d._shortcmd("STAT")))
 # After a dropped connection the lock is free again (once the server noticed).
 drop(d)
-e, attempts = login(port, user, pw, retry_in_use=5)
+e, attempts = login(retry_in_use=5)
 print("E_STAT", text(e._shortcmd("STAT")))
 print("E_QUIT", text(e.quit()))
 "#;
@@ -579,14 +448,10 @@ print("E_QUIT", text(e.quit()))
 fn maildrop_lock_refuses_a_second_session_until_the_first_ends() {
     let server = TestServer::start();
     let stored = deliver_numbered(&server, 1);
-    let r = py(
+    let r = poplib(
+        server.ports.pop3s,
         POPLIB_LOCK,
-        &[
-            &server.ports.pop3s.to_string(),
-            USER,
-            PASSWORD,
-            &server.ports.pop3.to_string(),
-        ],
+        &[&server.ports.pop3.to_string()],
     );
     let in_use = "-ERR [IN-USE] Maildrop is locked by another session";
     assert_eq!(get(&r, "B_USER"), "+OK send PASS");
@@ -612,29 +477,21 @@ fn shutdown_during_a_session_deletes_nothing() {
     let marker = server.dir.path().join("dele-done");
     let login = format!("send:USER {USER}\r\nPASS {PASSWORD}\r\nDELE 1\r\n");
     let touch = format!("touch:{}", marker.display());
-    let mut cmd = popconv_cmd(
+    let mut cmd = conversation_cmd(
         server.ports.pop3s,
         true,
         &["line", &login, "line", "line", "line", &touch, "eof:15"],
     );
-    cmd.stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
     let child = cmd.spawn().expect("python3");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while !marker.exists() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the client never got to DELE"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    wait_until(
+        "the client getting to DELE",
+        Duration::from_secs(20),
+        || marker.exists(),
+        String::new,
+    );
     signal(server.pid(), "TERM");
-    let out = child.wait_with_output().unwrap();
-    let got = popconv_result(&CmdOutput {
-        status: out.status,
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    });
+    let got = conversation_result(&child.wait_with_output().unwrap().into());
     assert_eq!(
         got,
         [
@@ -645,18 +502,14 @@ fn shutdown_during_a_session_deletes_nothing() {
             "EOF-ERR [SYS/TEMP] localhost POP3 server shutting down\r\n",
         ]
     );
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
-    while server.try_wait().is_none() {
-        assert!(std::time::Instant::now() < deadline, "hato did not stop");
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    server.wait_exit(Duration::from_secs(15), "hato did not stop");
     assert_eq!(server.inbox(USER), stored);
 }
 
 const POPLIB_NEW_MAIL: &str = r#"
 import smtplib
-port, user, pw, smtp_port = int(sys.argv[1]), sys.argv[2], sys.argv[3], int(sys.argv[4])
-p, _ = login(port, user, pw)
+smtp_port = int(sys.argv[4])
+p, _ = login()
 print("STAT", text(p._shortcmd("STAT")))
 resp, lines, _ = p.uidl()
 print("UIDL", joined(lines))
@@ -670,7 +523,7 @@ print("LIST", joined(lines))
 print("RETR2", attempt(p.retr, 2))
 print("DELE", text(p.dele(1)))
 print("QUIT", text(p.quit()))
-p, _ = login(port, user, pw, retry_in_use=5)
+p, _ = login(retry_in_use=5)
 resp, lines, _ = p.uidl()
 print("UIDL2", joined(lines))
 resp, lines, _ = p.retr(1)
@@ -682,14 +535,10 @@ print("QUIT2", text(p.quit()))
 fn mail_arriving_during_a_session_waits_for_the_next_one() {
     let server = TestServer::start();
     let stored = deliver_numbered(&server, 1);
-    let r = py(
+    let r = poplib(
+        server.ports.pop3s,
         POPLIB_NEW_MAIL,
-        &[
-            &server.ports.pop3s.to_string(),
-            USER,
-            PASSWORD,
-            &server.ports.smtp.to_string(),
-        ],
+        &[&server.ports.smtp.to_string()],
     );
     // The listing is fixed at login (RFC 1939 5).
     let stat = format!("+OK 1 {}", stored[0].len());
@@ -716,7 +565,7 @@ fn mail_arriving_during_a_session_waits_for_the_next_one() {
     );
     assert_eq!(get(&r, "UIDL2"), format!("1 {new_id}"));
     assert_ne!(old_id, new_id);
-    assert_eq!(String::from_utf8(unhex(get(&r, "NEW"))).unwrap(), now[0]);
+    assert_eq!(unhex_text(get(&r, "NEW")), now[0]);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -725,7 +574,7 @@ fn mail_arriving_during_a_session_waits_for_the_next_one() {
 #[test]
 fn too_many_errors_close_the_connection() {
     let server = TestServer::start();
-    let got = popconv(
+    let got = conversation(
         server.ports.pop3s,
         true,
         &["line", &format!("send:{}", "NOPE\r\n".repeat(11)), "eof:5"],
@@ -745,14 +594,14 @@ fn too_many_errors_close_the_connection() {
 #[test]
 fn stls_discards_commands_pipelined_before_the_handshake() {
     let server = TestServer::start();
-    let got = popconv(
+    let got = conversation(
         server.ports.pop3,
         false,
         &[
             "line",
             "send:STLS\r\nUSER alice@example.test\r\n",
             "line",
-            "tls",
+            "tls:version",
             "silence:0.5",
             // Nothing of the injected USER survived: PASS has no USER to go with.
             "send:PASS correct horse battery staple\r\n",
@@ -782,7 +631,7 @@ fn stls_discards_commands_pipelined_before_the_handshake() {
 #[test]
 fn plaintext_capa_and_refusals_on_the_wire() {
     let server = TestServer::start();
-    let got = popconv(
+    let got = conversation(
         server.ports.pop3,
         false,
         &[
@@ -815,8 +664,7 @@ fn plaintext_capa_and_refusals_on_the_wire() {
 }
 
 const POPLIB_RETR_ONE: &str = r#"
-port, user, pw = int(sys.argv[1]), sys.argv[2], sys.argv[3]
-p, _ = login(port, user, pw)
+p, _ = login()
 resp, lines, octets = p.retr(1)
 print("RESP", text(resp))
 print("RETR", hexlines(lines))
@@ -828,28 +676,20 @@ print("QUIT", text(p.quit()))
 fn dot_stuffing_round_trip() {
     let server = TestServer::start();
     let body = ["first", ".hidden", ".", "..two dots", "", ". space", "last"];
-    let original = message("dots", &body);
-    smtp_deliver(server.ports.smtp, USER, std::slice::from_ref(&original));
-    let stored = server.inbox(USER);
-    assert_eq!(stored.len(), 1);
+    let original = message_lines("dots", &body);
+    let stored = deliver_to_alice(&server, std::slice::from_ref(&original));
     // SMTP removed exactly its own stuffing.
     assert!(stored[0].ends_with(&original), "{:?}", stored[0]);
     let size = stored[0].len();
 
     // poplib removes POP3's stuffing: the original lines again.
-    let r = py(
-        POPLIB_RETR_ONE,
-        &[&server.ports.pop3s.to_string(), USER, PASSWORD],
-    );
+    let r = poplib(server.ports.pop3s, POPLIB_RETR_ONE, &[]);
     assert_eq!(get(&r, "RESP"), format!("+OK {size} octets"));
-    assert_eq!(
-        String::from_utf8(unhex(get(&r, "RETR"))).unwrap(),
-        stored[0]
-    );
+    assert_eq!(unhex_text(get(&r, "RETR")), stored[0]);
     assert_eq!(get(&r, "OCTETS"), size.to_string());
 
     // On the wire: every line starting with "." carries one more.
-    let got = popconv(
+    let got = conversation(
         server.ports.pop3s,
         true,
         &[
@@ -886,7 +726,7 @@ const THROTTLE: &str = "[auth]\nfailure_delay_ms = 50\nmax_failures_per_ip = 3\n
 #[test]
 fn wrong_passwords_then_throttled_and_the_throttle_counts_for_smtp() {
     let server = TestServer::start_with("", THROTTLE);
-    let got = popconv(
+    let got = conversation(
         server.ports.pop3s,
         true,
         &[
@@ -923,7 +763,7 @@ fn wrong_passwords_then_throttled_and_the_throttle_counts_for_smtp() {
         ]
     );
     // A new POP3 connection is refused too.
-    let got = popconv(
+    let got = conversation(
         server.ports.pop3s,
         true,
         &[
@@ -936,17 +776,7 @@ fn wrong_passwords_then_throttled_and_the_throttle_counts_for_smtp() {
     );
     assert_eq!(got, [GREETING, "+OK send PASS\r\n", throttled, "EOF"]);
     // And SMTP AUTH from the same address, with the right password.
-    let got = pyconv(
-        server.ports.submissions,
-        true,
-        &[
-            "reply",
-            "send:EHLO client.example\r\n",
-            "reply",
-            &format!("send:AUTH PLAIN {}\r\n", auth_plain(USER, PASSWORD)),
-            "reply",
-        ],
-    );
+    let got = submissions(&server, &[&auth_plain_cmd(USER, PASSWORD)]);
     assert_replies(&got, &["220 ", "250", "454 4.7.0"]);
 }
 
@@ -954,24 +784,15 @@ fn wrong_passwords_then_throttled_and_the_throttle_counts_for_smtp() {
 fn smtp_auth_failures_count_for_pop3() {
     let server = TestServer::start_with("", THROTTLE);
     // Three failed SMTP AUTHs on submission.
-    let mut steps = vec![
-        "reply".to_owned(),
-        "send:EHLO client.example\r\n".to_owned(),
-        "reply".to_owned(),
-    ];
-    for pw in ["wrong one", "wrong two", "wrong three"] {
-        steps.push(format!("send:AUTH PLAIN {}\r\n", auth_plain(USER, pw)));
-        steps.push("reply".to_owned());
-    }
-    let steps: Vec<&str> = steps.iter().map(String::as_str).collect();
-    let got = pyconv(server.ports.submissions, true, &steps);
+    let auths = ["wrong one", "wrong two", "wrong three"].map(|pw| auth_plain_cmd(USER, pw));
+    let got = submissions(&server, &auths.each_ref().map(String::as_str));
     assert_replies(
         &got,
         &["220 ", "250", "535 5.7.8", "535 5.7.8", "535 5.7.8"],
     );
     // POP3 with the right password, over both POP3 listeners.
     let throttled = "-ERR [SYS/TEMP] Too many failed authentication attempts, try again later\r\n";
-    let got = popconv(
+    let got = conversation(
         server.ports.pop3s,
         true,
         &[
@@ -982,14 +803,14 @@ fn smtp_auth_failures_count_for_pop3() {
         ],
     );
     assert_eq!(got, [GREETING, throttled, "EOF"]);
-    let got = popconv(
+    let got = conversation(
         server.ports.pop3,
         false,
         &[
             "line",
             "send:STLS\r\n",
             "line",
-            "tls",
+            "tls:version",
             &format!("send:USER {USER}\r\nPASS {PASSWORD}\r\n"),
             "line",
             "line",
@@ -1014,23 +835,16 @@ fn smtp_auth_failures_count_for_pop3() {
 
 #[test]
 fn curl_retrieves_over_stls_and_lists_over_implicit_tls() {
-    require_tool("curl", "curl");
     let server = TestServer::start();
     let stored = deliver_numbered(&server, 2);
-    let creds = format!("{USER}:{PASSWORD}");
-    let mut cmd = Command::new("curl");
-    cmd.args(["-sS", "--max-time", "20", "--ssl-reqd", "-k"])
-        .arg(format!("pop3://127.0.0.1:{}/1", server.ports.pop3))
-        .args(["-u", &creds]);
-    let out = run(cmd, None);
+    let creds = credentials();
+    let first = format!("pop3://127.0.0.1:{}/1", server.ports.pop3);
+    let out = curl(&["--ssl-reqd", "-k", &first, "-u", &creds]);
     out.assert_ok();
     assert_eq!(out.stdout, stored[0]);
 
-    let mut cmd = Command::new("curl");
-    cmd.args(["-sS", "--max-time", "20", "-k"])
-        .arg(format!("pop3s://127.0.0.1:{}/", server.ports.pop3s))
-        .args(["-u", &creds]);
-    let out = run(cmd, None);
+    let list = format!("pop3s://127.0.0.1:{}/", server.ports.pop3s);
+    let out = curl(&["-k", &list, "-u", &creds]);
     out.assert_ok();
     assert_eq!(
         out.stdout,
@@ -1038,11 +852,7 @@ fn curl_retrieves_over_stls_and_lists_over_implicit_tls() {
     );
 
     // Without --ssl-reqd curl would log in in plaintext if it could: hato refuses.
-    let mut cmd = Command::new("curl");
-    cmd.args(["-sS", "--max-time", "20"])
-        .arg(format!("pop3://127.0.0.1:{}/1", server.ports.pop3))
-        .args(["-u", &creds]);
-    let out = run(cmd, None);
+    let out = curl(&[&first, "-u", &creds]);
     assert!(!out.status.success(), "{}", out.all());
     assert_eq!(out.stdout, "");
     assert_eq!(server.inbox(USER), stored);
@@ -1050,76 +860,17 @@ fn curl_retrieves_over_stls_and_lists_over_implicit_tls() {
 
 #[test]
 fn fetchmail_downloads_and_deletes_over_implicit_tls() {
-    require_tool("fetchmail", "fetchmail");
     let server = TestServer::start();
     let mut msgs = Vec::new();
     for i in 1..=3 {
-        msgs.push(message(
+        msgs.push(message_lines(
             &format!("fetchmail {i}"),
             &[&format!("body of {i}"), ".dotted", "end"],
         ));
     }
-    smtp_deliver(server.ports.smtp, USER, &msgs);
-    let stored = server.inbox(USER);
-    assert_eq!(stored.len(), 3);
+    let stored = deliver_to_alice(&server, &msgs);
 
-    let home = server.dir.path().join("fetchmail-home");
-    let out_dir = home.join("out");
-    std::fs::create_dir_all(&out_dir).unwrap();
-    // One file per message.
-    let mda = home.join("mda.sh");
-    std::fs::write(
-        &mda,
-        format!(
-            "#!/bin/sh\nexec cat > \"$(mktemp '{}/msg.XXXXXX')\"\n",
-            out_dir.display()
-        ),
-    )
-    .unwrap();
-    let rc = home.join("fetchmailrc");
-    std::fs::write(
-        &rc,
-        format!(
-            "set no syslog\n\
-             poll localhost via 127.0.0.1 protocol pop3 service {port} uidl\n\
-             \tuser \"{USER}\" password \"{PASSWORD}\"\n\
-             \tssl sslcertck sslcertfile \"{cert}\" sslcommonname \"localhost\"\n\
-             \tnokeep fetchall\n\
-             \tmda \"{mda}\"\n",
-            port = server.ports.pop3s,
-            cert = server.cert().display(),
-            mda = mda.display(),
-        ),
-    )
-    .unwrap();
-    let mut cmd = Command::new("sh");
-    cmd.arg("-c")
-        // Its own pid file: as root fetchmail otherwise locks one machine-wide file.
-        .arg("chmod 600 \"$1\" && chmod 700 \"$2\" && exec timeout 60 fetchmail -f \"$1\" -v --nodetach --pidfile \"$3\"")
-        .arg("sh")
-        .arg(&rc)
-        .arg(&mda)
-        .arg(home.join("fetchmail.pid"))
-        .env("HOME", &home)
-        .env("FETCHMAILHOME", &home);
-    let out = run(cmd, None);
-    assert!(out.status.success(), "fetchmail failed:\n{}", out.all());
-    assert!(
-        out.all().contains("3 messages for"),
-        "fetchmail output:\n{}",
-        out.all()
-    );
-
-    let mut files: Vec<String> = std::fs::read_dir(&out_dir)
-        .unwrap()
-        // fetchmail hands the MDA LF line endings.
-        .map(|e| {
-            std::fs::read_to_string(e.unwrap().path())
-                .unwrap()
-                .replace('\n', "\r\n")
-        })
-        .collect();
-    assert_eq!(files.len(), 3, "{files:#?}");
+    let mut files = fetchmail(&server, "pop3", server.ports.pop3s, " uidl", "nokeep", 3);
     files.sort_by_key(|f| stored.iter().position(|s| f.contains(&subject(s))));
     for (file, stored) in files.iter().zip(&stored) {
         // fetchmail adds its own Received header after the Return-Path; without that header
@@ -1161,20 +912,8 @@ fn subject(msg: &str) -> String {
 
 #[test]
 fn openssl_s_client_starttls_pop3_negotiates_tls13() {
-    require_tool("openssl", "openssl");
     let server = TestServer::start();
-    let mut cmd = Command::new("timeout");
-    cmd.args(["20", "openssl", "s_client", "-connect"])
-        .arg(format!("127.0.0.1:{}", server.ports.pop3))
-        .args([
-            "-starttls",
-            "pop3",
-            "-servername",
-            "localhost",
-            "-crlf",
-            "-ign_eof",
-        ]);
-    let out = run(cmd, Some("CAPA\nQUIT\n"));
+    let out = s_client_for(server.ports.pop3, Some("pop3"), &[], "CAPA\nQUIT\n");
     let all = out.all();
     assert!(out.status.success(), "{all}");
     assert!(all.contains("New, TLSv1.3, Cipher is TLS_"), "{all}");
@@ -1191,8 +930,7 @@ fn openssl_s_client_starttls_pop3_negotiates_tls13() {
 // Volume
 
 const POPLIB_MANY: &str = r#"
-port, user, pw = int(sys.argv[1]), sys.argv[2], sys.argv[3]
-p, _ = login(port, user, pw)
+p, _ = login()
 print("STAT", text(p._shortcmd("STAT")))
 resp, lines, _ = p.list()
 print("LISTRESP", text(resp))
@@ -1208,17 +946,12 @@ print("QUIT", text(p.quit()))
 fn two_hundred_messages() {
     let server = TestServer::start();
     let msgs: Vec<String> = (1..=200)
-        .map(|i| message(&format!("bulk {i}"), &[&format!("bulk body {i}")]))
+        .map(|i| message(&format!("bulk {i}"), &format!("bulk body {i}")))
         .collect();
-    smtp_deliver(server.ports.smtp, USER, &msgs);
-    let stored = server.inbox(USER);
-    assert_eq!(stored.len(), 200);
+    let stored = deliver_to_alice(&server, &msgs);
     let total: usize = stored.iter().map(String::len).sum();
 
-    let r = py(
-        POPLIB_MANY,
-        &[&server.ports.pop3s.to_string(), USER, PASSWORD],
-    );
+    let r = poplib(server.ports.pop3s, POPLIB_MANY, &[]);
     assert_eq!(get(&r, "STAT"), format!("+OK 200 {total}"));
     assert_eq!(
         get(&r, "LISTRESP"),
@@ -1237,10 +970,7 @@ fn two_hundred_messages() {
         })
         .collect();
     assert_eq!(ids.len(), 200, "unique-ids are not distinct");
-    assert_eq!(
-        String::from_utf8(unhex(get(&r, "RETR200"))).unwrap(),
-        stored[199]
-    );
+    assert_eq!(unhex_text(get(&r, "RETR200")), stored[199]);
     assert!(stored[199].ends_with("bulk body 200\r\n"));
     assert_eq!(
         get(&r, "QUIT"),
@@ -1249,8 +979,7 @@ fn two_hundred_messages() {
 }
 
 const POPLIB_SIZES: &str = r#"
-port, user, pw = int(sys.argv[1]), sys.argv[2], sys.argv[3]
-p, _ = login(port, user, pw)
+p, _ = login()
 print("STAT", text(p._shortcmd("STAT")))
 print("LIST1", text(p.list(1)))
 resp, lines, octets = p.retr(1)
@@ -1265,26 +994,23 @@ print("QUIT", text(p.quit()))
 /// (RFC 1939 5). Under the default policy such a chunked message is refused like a DATA one.
 #[test]
 fn list_sizes_match_retr_for_a_message_not_in_canonical_form() {
-    let data = "From: bob@sender.example\r\nSubject: bdat\r\n\r\nline one\nline two";
+    // One BDAT LAST chunk with that data; the reply to it.
+    let bdat = |server: &TestServer| {
+        let data = "From: bob@sender.example\r\nSubject: bdat\r\n\r\nline one\nline two";
+        let mut r = Raw::hello(server.ports.smtp, "sender.example");
+        r.expect("MAIL FROM:<bob@sender.example>", "250");
+        r.expect(&format!("RCPT TO:<{USER}>"), "250");
+        r.send(format!("BDAT {} LAST\r\n", data.len()).as_bytes());
+        r.send(data.as_bytes());
+        (r.reply(), r)
+    };
     let strict = TestServer::start();
-    let mut r = Raw::greeted(strict.ports.smtp);
-    r.expect("EHLO sender.example", "250");
-    r.expect("MAIL FROM:<bob@sender.example>", "250");
-    r.expect(&format!("RCPT TO:<{USER}>"), "250");
-    r.send(format!("BDAT {} LAST\r\n", data.len()).as_bytes());
-    r.send(data.as_bytes());
-    let got = r.reply();
+    let (got, _) = bdat(&strict);
     assert!(got.starts_with("554 5.5.0"), "{got}");
     assert!(strict.inbox(USER).is_empty());
 
     let server = TestServer::start_with("bare_line_endings = \"normalize\"", FAST_AUTH);
-    let mut r = Raw::greeted(server.ports.smtp);
-    r.expect("EHLO sender.example", "250");
-    r.expect("MAIL FROM:<bob@sender.example>", "250");
-    r.expect(&format!("RCPT TO:<{USER}>"), "250");
-    r.send(format!("BDAT {} LAST\r\n", data.len()).as_bytes());
-    r.send(data.as_bytes());
-    let got = r.reply();
+    let (got, mut r) = bdat(&server);
     assert!(got.starts_with("250 "), "{got}");
     r.expect("QUIT", "221");
     let stored = server.inbox(USER);
@@ -1298,11 +1024,8 @@ fn list_sizes_match_retr_for_a_message_not_in_canonical_form() {
     let wire = stored[0].clone();
     let size = wire.len();
 
-    let r = py(
-        POPLIB_SIZES,
-        &[&server.ports.pop3s.to_string(), USER, PASSWORD],
-    );
-    assert_eq!(String::from_utf8(unhex(get(&r, "RETR"))).unwrap(), wire);
+    let r = poplib(server.ports.pop3s, POPLIB_SIZES, &[]);
+    assert_eq!(unhex_text(get(&r, "RETR")), wire);
     assert_eq!(get(&r, "RETRRESP"), format!("+OK {size} octets"));
     assert_eq!(get(&r, "OCTETS"), size.to_string());
     assert_eq!(

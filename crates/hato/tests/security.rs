@@ -19,10 +19,7 @@ fn submission_refuses_auth_and_mail_before_starttls() {
     let ehlo = c.expect("EHLO client.example", "250");
     assert!(ehlo.contains("STARTTLS"), "{ehlo}");
     assert!(!ehlo.contains("AUTH"), "AUTH advertised before TLS: {ehlo}");
-    c.expect(
-        &format!("AUTH PLAIN {}", auth_plain(USER, PASSWORD)),
-        "530 5.7.0",
-    );
+    c.expect(&auth_plain_cmd(USER, PASSWORD), "530 5.7.0");
     c.expect("AUTH LOGIN", "530 5.7.0");
     c.expect(&format!("MAIL FROM:<{USER}>"), "530 5.7.0");
     c.expect("NOOP", "250");
@@ -32,24 +29,17 @@ fn submission_refuses_auth_and_mail_before_starttls() {
 #[test]
 fn submission_refuses_mail_after_tls_without_auth() {
     let server = TestServer::start();
-    let got = pyconv(
+    let got = smtp_conv(
         server.ports.submission,
         false,
         &[
-            "reply",
-            "send:EHLO client.example\r\n",
-            "reply",
-            "send:STARTTLS\r\n",
-            "reply",
+            "EHLO client.example",
+            "STARTTLS",
             "tls",
-            "send:EHLO client.example\r\n",
-            "reply",
-            &format!("send:MAIL FROM:<{USER}>\r\n"),
-            "reply",
-            &format!("send:RCPT TO:<{USER}>\r\n"),
-            "reply",
-            "send:QUIT\r\n",
-            "reply",
+            "EHLO client.example",
+            &format!("MAIL FROM:<{USER}>"),
+            &format!("RCPT TO:<{USER}>"),
+            "QUIT",
         ],
     );
     assert_replies(
@@ -72,27 +62,19 @@ fn submission_refuses_mail_after_tls_without_auth() {
 #[test]
 fn mx_port_never_offers_or_accepts_auth() {
     let server = TestServer::start();
-    let auth = format!("send:AUTH PLAIN {}\r\n", auth_plain(USER, PASSWORD));
-    let got = pyconv(
+    let auth = auth_plain_cmd(USER, PASSWORD);
+    let got = smtp_conv(
         server.ports.smtp,
         false,
         &[
-            "reply",
-            "send:EHLO client.example\r\n",
-            "reply",
+            "EHLO client.example",
             &auth,
-            "reply",
-            "send:STARTTLS\r\n",
-            "reply",
+            "STARTTLS",
             "tls",
-            "send:EHLO client.example\r\n",
-            "reply",
+            "EHLO client.example",
             &auth,
-            "reply",
-            "send:AUTH LOGIN\r\n",
-            "reply",
-            "send:QUIT\r\n",
-            "reply",
+            "AUTH LOGIN",
+            "QUIT",
         ],
     );
     assert_replies(
@@ -125,25 +107,19 @@ fn mx_port_never_offers_or_accepts_auth() {
 // STARTTLS command injection (CVE-2011-0411 class): bytes after STARTTLS are discarded.
 
 fn starttls_injection(port: u16, mail_after_ehlo: &str) {
-    let got = pyconv(
+    let mail = format!("MAIL FROM:<{OUTSIDE}>");
+    let got = smtp_conv(
         port,
         false,
         &[
-            "reply",
-            "send:EHLO client.example\r\n",
-            "reply",
-            "send:STARTTLS\r\nNOOP\r\n",
-            "reply",
+            "EHLO client.example",
+            "STARTTLS\r\nNOOP",
             "tls",
             "silence:0.25",
-            "send:MAIL FROM:<someone@outside.example>\r\n",
-            "reply",
-            "send:EHLO client.example\r\n",
-            "reply",
-            "send:MAIL FROM:<someone@outside.example>\r\n",
-            "reply",
-            "send:QUIT\r\n",
-            "reply",
+            &mail,
+            "EHLO client.example",
+            &mail,
+            "QUIT",
         ],
     );
     assert_replies(
@@ -181,23 +157,17 @@ fn starttls_injection_is_discarded_on_submission() {
 #[test]
 fn starttls_injection_of_a_whole_transaction_is_discarded() {
     let server = TestServer::start();
-    let got = pyconv(
+    let got = smtp_conv(
         server.ports.smtp,
         false,
         &[
-            "reply",
-            "send:EHLO client.example\r\n",
-            "reply",
-            "send:STARTTLS\r\nMAIL FROM:<evil@outside.example>\r\nRCPT TO:<alice@example.test>\r\n",
-            "reply",
+            "EHLO client.example",
+            "STARTTLS\r\nMAIL FROM:<evil@outside.example>\r\nRCPT TO:<alice@example.test>",
             "tls",
-            "send:EHLO client.example\r\n",
-            "reply",
+            "EHLO client.example",
             // Had the injected MAIL survived, this would be "503 nested MAIL"; RCPT must need MAIL.
-            "send:RCPT TO:<alice@example.test>\r\n",
-            "reply",
-            "send:DATA\r\n",
-            "reply",
+            "RCPT TO:<alice@example.test>",
+            "DATA",
             "silence:0.3",
         ],
     );
@@ -270,8 +240,7 @@ fn mx_is_never_an_open_relay() {
     c.expect("RCPT TO:<nobody@example.test>", "550 5.1.1");
     c.expect("RCPT TO:<ALICE@Example.Test>", "250 2.1.5");
     c.expect("DATA", "354");
-    c.send(b"Subject: case test\r\n\r\nhello\r\n.\r\n");
-    let r = c.reply();
+    let r = c.data("Subject: case test\r\n\r\nhello\r\n");
     assert!(r.starts_with("250 2.0.0"), "{r}");
     c.expect("QUIT", "221");
     assert!(
@@ -287,8 +256,7 @@ fn mx_is_never_an_open_relay() {
 #[test]
 fn remote_domain_is_relay_denied_554() {
     let server = TestServer::start();
-    let mut c = Raw::greeted(server.ports.smtp);
-    c.expect("EHLO client.example", "250");
+    let mut c = Raw::hello(server.ports.smtp, "client.example");
     c.expect(&format!("MAIL FROM:<{OUTSIDE}>"), "250");
     c.expect("RCPT TO:<bob@remote.example>", "554 5.7.1");
     c.expect("RCPT TO:<bob@sub.example.test>", "554 5.7.1");
@@ -301,17 +269,11 @@ fn remote_domain_is_relay_denied_554() {
 #[test]
 fn unauthenticated_submission_cannot_relay() {
     let server = TestServer::start();
-    let got = pyconv(
-        server.ports.submissions,
-        true,
+    let got = submissions(
+        &server,
         &[
-            "reply",
-            "send:EHLO client.example\r\n",
-            "reply",
-            &format!("send:MAIL FROM:<{USER}>\r\n"),
-            "reply",
-            "send:RCPT TO:<bob@remote.example>\r\n",
-            "reply",
+            &format!("MAIL FROM:<{USER}>"),
+            "RCPT TO:<bob@remote.example>",
         ],
     );
     assert_replies(&got, &["220 ", "250", "530 5.7.0", "5"]);
@@ -324,40 +286,19 @@ fn unauthenticated_submission_cannot_relay() {
 #[test]
 fn submission_sender_must_be_own_address_or_alias() {
     let server = TestServer::start();
-    server
-        .cli(
-            &["user", "add", "bob@example.test", "--password-stdin"],
-            Some("bob's password"),
-        )
-        .assert_ok();
-    let auth = format!("send:AUTH PLAIN {}\r\n", auth_plain(USER, PASSWORD));
-    let steps = |extra: &[&str]| -> Vec<String> {
-        let mut s = vec![
-            "reply".to_owned(),
-            "send:EHLO client.example\r\n".into(),
-            "reply".into(),
-            auth.clone(),
-            "reply".into(),
-        ];
-        s.extend(extra.iter().map(|x| x.to_string()));
-        s
-    };
-    let run = |extra: &[&str]| {
-        let s = steps(extra);
-        let s: Vec<&str> = s.iter().map(String::as_str).collect();
-        pyconv(server.ports.submissions, true, &s)
+    server.add_user("bob@example.test", "bob's password");
+    let auth = auth_plain_cmd(USER, PASSWORD);
+    let run = |lines: &[&str]| {
+        let mut all = vec![auth.as_str()];
+        all.extend(lines);
+        submissions(&server, &all)
     };
     let got = run(&[
-        "send:MAIL FROM:<bob@example.test>\r\n",
-        "reply",
-        "send:MAIL FROM:<sales@example.test>\r\n",
-        "reply",
-        "send:MAIL FROM:<>\r\n",
-        "reply",
-        "send:MAIL FROM:<alice@remote.example>\r\n",
-        "reply",
-        "send:MAIL FROM:<ALICE@EXAMPLE.TEST>\r\n",
-        "reply",
+        "MAIL FROM:<bob@example.test>",
+        "MAIL FROM:<sales@example.test>",
+        "MAIL FROM:<>",
+        "MAIL FROM:<alice@remote.example>",
+        "MAIL FROM:<ALICE@EXAMPLE.TEST>",
     ]);
     assert_replies(
         &got,
@@ -377,16 +318,11 @@ fn submission_sender_must_be_own_address_or_alias() {
         .cli(&["alias", "add", "sales@example.test", USER], None)
         .assert_ok();
     let got = run(&[
-        "send:MAIL FROM:<sales@example.test>\r\n",
-        "reply",
-        &format!("send:RCPT TO:<{USER}>\r\n"),
-        "reply",
-        "send:DATA\r\n",
-        "reply",
-        "send:Subject: from the alias\r\n\r\nhi\r\n.\r\n",
-        "reply",
-        "send:MAIL FROM:<bob@example.test>\r\n",
-        "reply",
+        "MAIL FROM:<sales@example.test>",
+        &format!("RCPT TO:<{USER}>"),
+        "DATA",
+        "Subject: from the alias\r\n\r\nhi\r\n.",
+        "MAIL FROM:<bob@example.test>",
     ]);
     assert_replies(
         &got,
@@ -422,11 +358,8 @@ const SMUGGLE_ENDINGS: &[(&str, &str)] = &[
 ];
 
 fn smuggle(port: u16, name: &str, ending: &str) -> (String, String) {
-    let mut c = Raw::greeted(port);
-    c.expect("EHLO client.example", "250");
-    c.expect(&format!("MAIL FROM:<{OUTSIDE}>"), "250");
-    c.expect(&format!("RCPT TO:<{USER}>"), "250");
-    c.expect("DATA", "354");
+    let mut c = Raw::hello(port, "client.example");
+    c.envelope(OUTSIDE, USER);
     let data = format!(
         "From: <{OUTSIDE}>\r\nSubject: carrier {name}\r\n\r\nhello {name}{ending}\
          MAIL FROM:<evil@x>\r\nRCPT TO:<{USER}>\r\nDATA\r\nFrom: <evil@x>\r\nSubject: smuggled {name}\r\n\r\n\
@@ -542,12 +475,7 @@ fn message_size_limit() {
     let r = c.reply();
     assert!(r.starts_with("552 5.3.4"), "{r:?}");
     // The session continues and a message under the limit goes through.
-    c.expect(&format!("MAIL FROM:<{OUTSIDE}>"), "250");
-    c.expect(&format!("RCPT TO:<{USER}>"), "250");
-    c.expect("DATA", "354");
-    c.send(b"Subject: small\r\n\r\nsmall\r\n.\r\n");
-    let r = c.reply();
-    assert!(r.starts_with("250 2.0.0"), "{r:?}");
+    c.deliver(OUTSIDE, USER, "Subject: small\r\n\r\nsmall\r\n");
     let inbox = server.inbox(USER);
     assert_eq!(inbox.len(), 1);
     assert!(inbox[0].contains("Subject: small"));
@@ -557,22 +485,15 @@ fn message_size_limit() {
 fn recipient_limit() {
     let server = TestServer::start_with("", &format!("[limits]\nmax_recipients = 2\n{FAST_AUTH}"));
     for u in ["bob@example.test", "carol@example.test"] {
-        server
-            .cli(
-                &["user", "add", u, "--password-stdin"],
-                Some("pw for tests"),
-            )
-            .assert_ok();
+        server.add_user(u, "pw for tests");
     }
-    let mut c = Raw::greeted(server.ports.smtp);
-    c.expect("EHLO client.example", "250");
+    let mut c = Raw::hello(server.ports.smtp, "client.example");
     c.expect(&format!("MAIL FROM:<{OUTSIDE}>"), "250");
     c.expect(&format!("RCPT TO:<{USER}>"), "250");
     c.expect("RCPT TO:<bob@example.test>", "250");
     c.expect("RCPT TO:<carol@example.test>", "452 4.5.3");
     c.expect("DATA", "354");
-    c.send(b"Subject: two of three\r\n\r\nhi\r\n.\r\n");
-    let r = c.reply();
+    let r = c.data("Subject: two of three\r\n\r\nhi\r\n");
     assert!(r.starts_with("250 2.0.0"), "{r:?}");
     assert_eq!(server.inbox(USER).len(), 1);
     assert_eq!(server.inbox("bob@example.test").len(), 1);
@@ -582,8 +503,7 @@ fn recipient_limit() {
 #[test]
 fn overlong_command_line_is_refused_and_session_continues() {
     let server = TestServer::start();
-    let mut c = Raw::greeted(server.ports.smtp);
-    c.expect("EHLO client.example", "250");
+    let mut c = Raw::hello(server.ports.smtp, "client.example");
     // 1300 octets including CRLF: beyond 512 + what MAIL parameters may add (RFC 1870,
     // RFC 3461 §4, RFC 4954 §5).
     let long = format!("MAIL FROM:<{}@outside.example>", "a".repeat(1270));
@@ -599,8 +519,7 @@ fn overlong_command_line_is_refused_and_session_continues() {
 #[test]
 fn too_many_errors_disconnects_with_421() {
     let server = TestServer::start_with("", &format!("[limits]\nmax_errors = 3\n{FAST_AUTH}"));
-    let mut c = Raw::greeted(server.ports.smtp);
-    c.expect("EHLO client.example", "250");
+    let mut c = Raw::hello(server.ports.smtp, "client.example");
     let mut replies = Vec::new();
     for _ in 0..6 {
         let r = c.cmd("BOGUS command");
@@ -643,25 +562,13 @@ fn auth_brute_force_is_throttled_per_ip() {
         "",
         "[auth]\nfailure_delay_ms = 50\nmax_failures_per_ip = 3\n",
     );
-    let wrong = format!("send:AUTH PLAIN {}\r\n", auth_plain(USER, "wrong password"));
-    let got = pyconv(
-        server.ports.submissions,
-        true,
-        &[
-            "reply",
-            "send:EHLO attacker.example\r\n",
-            "reply",
-            &wrong,
-            "reply",
-            &wrong,
-            "reply",
-            &wrong,
-            "reply",
-            &wrong,
-            "reply",
-            "eof:3",
-        ],
-    );
+    let wrong = auth_plain_cmd(USER, "wrong password");
+    let attacker = |lines: &[&str]| {
+        let mut all = vec!["EHLO attacker.example"];
+        all.extend(lines);
+        smtp_conv(server.ports.submissions, true, &all)
+    };
+    let got = attacker(&[&wrong, &wrong, &wrong, &wrong, "eof:3"]);
     assert_replies(
         &got,
         &[
@@ -675,35 +582,13 @@ fn auth_brute_force_is_throttled_per_ip() {
         ],
     );
     // Even the right password is refused from this address now, also with AUTH LOGIN.
-    let right = format!("send:AUTH PLAIN {}\r\n", auth_plain(USER, PASSWORD));
-    let got = pyconv(
-        server.ports.submissions,
-        true,
-        &[
-            "reply",
-            "send:EHLO attacker.example\r\n",
-            "reply",
-            &right,
-            "reply",
-            "eof:3",
-        ],
-    );
+    let got = attacker(&[&auth_plain_cmd(USER, PASSWORD), "eof:3"]);
     assert_replies(&got, &["220 ", "250", "454 4.7.0", "EOF"]);
-    let got = pyconv(
-        server.ports.submissions,
-        true,
-        &[
-            "reply",
-            "send:EHLO attacker.example\r\n",
-            "reply",
-            "send:AUTH LOGIN\r\n",
-            "reply",
-            &format!("send:{}\r\n", base64(USER.as_bytes())),
-            "reply",
-            &format!("send:{}\r\n", base64(PASSWORD.as_bytes())),
-            "reply",
-        ],
-    );
+    let got = attacker(&[
+        "AUTH LOGIN",
+        &base64(USER.as_bytes()),
+        &base64(PASSWORD.as_bytes()),
+    ]);
     assert_replies(&got, &["220 ", "250", "334 ", "334 ", "454 4.7.0"]);
 }
 
@@ -711,36 +596,15 @@ fn auth_brute_force_is_throttled_per_ip() {
 fn auth_failure_is_delayed_and_success_works() {
     let server = TestServer::start_with("", "[auth]\nfailure_delay_ms = 400\n");
     let start = Instant::now();
-    let got = pyconv(
-        server.ports.submissions,
-        true,
-        &[
-            "reply",
-            "send:EHLO client.example\r\n",
-            "reply",
-            &format!("send:AUTH PLAIN {}\r\n", auth_plain(USER, "nope")),
-            "reply",
-        ],
-    );
+    let got = submissions(&server, &[&auth_plain_cmd(USER, "nope")]);
     assert_replies(&got, &["220 ", "250", "535 5.7.8"]);
     assert!(
         start.elapsed() >= Duration::from_millis(400),
         "no failure delay"
     );
-    let got = pyconv(
-        server.ports.submissions,
-        true,
-        &[
-            "reply",
-            "send:EHLO client.example\r\n",
-            "reply",
-            &format!("send:AUTH PLAIN {}\r\n", auth_plain(USER, PASSWORD)),
-            "reply",
-            // AUTH twice is a sequence error.
-            &format!("send:AUTH PLAIN {}\r\n", auth_plain(USER, PASSWORD)),
-            "reply",
-        ],
-    );
+    let auth = auth_plain_cmd(USER, PASSWORD);
+    // AUTH twice is a sequence error.
+    let got = submissions(&server, &[&auth, &auth]);
     assert_replies(&got, &["220 ", "250", "235 2.7.0", "503"]);
 }
 
@@ -784,13 +648,12 @@ fn early_talker_is_rejected() {
 #[test]
 fn mx_accepts_the_null_sender() {
     let server = TestServer::start();
-    let mut c = Raw::greeted(server.ports.smtp);
-    c.expect("EHLO mta.example", "250");
+    let mut c = Raw::hello(server.ports.smtp, "mta.example");
     c.expect("MAIL FROM:<>", "250 2.1.0");
     c.expect(&format!("RCPT TO:<{USER}>"), "250 2.1.5");
     c.expect("DATA", "354");
-    c.send(b"Subject: Undelivered Mail Returned to Sender\r\n\r\nbounce\r\n.\r\n");
-    assert!(c.reply().starts_with("250 2.0.0"));
+    let r = c.data("Subject: Undelivered Mail Returned to Sender\r\n\r\nbounce\r\n");
+    assert!(r.starts_with("250 2.0.0"));
     let inbox = server.inbox(USER);
     assert_eq!(inbox.len(), 1);
     assert!(inbox[0].starts_with("Return-Path: <>\r\n"), "{}", inbox[0]);
@@ -805,22 +668,16 @@ fn mx_with_require_tls_refuses_plaintext_mail() {
     c.expect(&format!("MAIL FROM:<{OUTSIDE}>"), "530 5.7.0");
     c.expect(&format!("RCPT TO:<{USER}>"), "530 5.7.0");
     c.expect("DATA", "530 5.7.0");
-    let got = pyconv(
+    let got = smtp_conv(
         server.ports.smtp,
         false,
         &[
-            "reply",
-            "send:EHLO client.example\r\n",
-            "reply",
-            "send:STARTTLS\r\n",
-            "reply",
+            "EHLO client.example",
+            "STARTTLS",
             "tls",
-            "send:EHLO client.example\r\n",
-            "reply",
-            &format!("send:MAIL FROM:<{OUTSIDE}>\r\n"),
-            "reply",
-            &format!("send:RCPT TO:<{USER}>\r\n"),
-            "reply",
+            "EHLO client.example",
+            &format!("MAIL FROM:<{OUTSIDE}>"),
+            &format!("RCPT TO:<{USER}>"),
         ],
     );
     assert_replies(
@@ -848,7 +705,7 @@ fn plaintext_submission_listener_can_never_authenticate() {
     let ehlo = c.expect("EHLO client.example", "250");
     assert!(!ehlo.contains("AUTH"), "{ehlo}");
     assert!(!ehlo.contains("STARTTLS"), "{ehlo}");
-    let r = c.cmd(&format!("AUTH PLAIN {}", auth_plain(USER, PASSWORD)));
+    let r = c.cmd(&auth_plain_cmd(USER, PASSWORD));
     assert!(
         matches!(code(&r), 503 | 530 | 538),
         "AUTH in plaintext: {r:?}"
@@ -861,27 +718,13 @@ fn plaintext_submission_listener_can_never_authenticate() {
 #[test]
 fn auth_with_a_foreign_authorization_identity_is_refused() {
     let server = TestServer::start();
-    server
-        .cli(
-            &["user", "add", "bob@example.test", "--password-stdin"],
-            Some("bob pw"),
-        )
-        .assert_ok();
+    server.add_user("bob@example.test", "bob pw");
     // Alice's valid credentials, asking to act as bob.
     let creds = base64(format!("bob@example.test\0{USER}\0{PASSWORD}").as_bytes());
     let own = base64(format!("{USER}\0{USER}\0{PASSWORD}").as_bytes());
-    let got = pyconv(
-        server.ports.submissions,
-        true,
-        &[
-            "reply",
-            "send:EHLO client.example\r\n",
-            "reply",
-            &format!("send:AUTH PLAIN {creds}\r\n"),
-            "reply",
-            &format!("send:AUTH PLAIN {own}\r\n"),
-            "reply",
-        ],
+    let got = submissions(
+        &server,
+        &[&format!("AUTH PLAIN {creds}"), &format!("AUTH PLAIN {own}")],
     );
     assert_replies(&got, &["220 ", "250", "535 5.7.8", "235 2.7.0"]);
 }
@@ -988,36 +831,18 @@ fn auth_per_account_throttle() {
         "",
         "[auth]\nfailure_delay_ms = 50\nmax_failures_per_ip = 100\nmax_failures_per_account = 3\n",
     );
-    server
-        .cli(
-            &["user", "add", "bob@example.test", "--password-stdin"],
-            Some("bob pw"),
-        )
-        .assert_ok();
-    let wrong = format!(
-        "send:AUTH PLAIN {}\r\n",
-        auth_plain("bob@example.test", "guess")
-    );
-    let right_bob = format!(
-        "send:AUTH PLAIN {}\r\n",
-        auth_plain("BOB@example.test", "bob pw")
-    );
-    let got = pyconv(
+    server.add_user("bob@example.test", "bob pw");
+    let wrong = auth_plain_cmd("bob@example.test", "guess");
+    let got = smtp_conv(
         server.ports.submissions,
         true,
         &[
-            "reply",
-            "send:EHLO attacker.example\r\n",
-            "reply",
+            "EHLO attacker.example",
             &wrong,
-            "reply",
             &wrong,
-            "reply",
             &wrong,
-            "reply",
             // The account is locked for now, whatever the spelling of its name...
-            &right_bob,
-            "reply",
+            &auth_plain_cmd("BOB@example.test", "bob pw"),
             "eof:3",
         ],
     );
@@ -1034,48 +859,25 @@ fn auth_per_account_throttle() {
         ],
     );
     // ... but other accounts from the same address are not.
-    let got = pyconv(
-        server.ports.submissions,
-        true,
-        &[
-            "reply",
-            "send:EHLO client.example\r\n",
-            "reply",
-            &format!("send:AUTH PLAIN {}\r\n", auth_plain(USER, PASSWORD)),
-            "reply",
-        ],
-    );
+    let got = submissions(&server, &[&auth_plain_cmd(USER, PASSWORD)]);
     assert_replies(&got, &["220 ", "250", "235 2.7.0"]);
 }
 
 #[test]
 fn sasl_exchanges() {
     let server = TestServer::start();
-    let got = pyconv(
-        server.ports.submissions,
-        true,
+    let got = submissions(
+        &server,
         &[
-            "reply",
-            "send:EHLO client.example\r\n",
-            "reply",
-            "send:STARTTLS\r\n",
-            "reply",
-            "send:AUTH CRAM-MD5\r\n",
-            "reply",
-            "send:AUTH PLAIN\r\n",
-            "reply",
-            "send:*\r\n",
-            "reply",
-            "send:AUTH PLAIN !!!\r\n",
-            "reply",
-            "send:AUTH LOGIN\r\n",
-            "reply",
-            &format!("send:{}\r\n", base64(USER.as_bytes())),
-            "reply",
-            &format!("send:{}\r\n", base64(PASSWORD.as_bytes())),
-            "reply",
-            &format!("send:MAIL FROM:<{USER}> AUTH=<>\r\n"),
-            "reply",
+            "STARTTLS",
+            "AUTH CRAM-MD5",
+            "AUTH PLAIN",
+            "*",
+            "AUTH PLAIN !!!",
+            "AUTH LOGIN",
+            &base64(USER.as_bytes()),
+            &base64(PASSWORD.as_bytes()),
+            &format!("MAIL FROM:<{USER}> AUTH=<>"),
         ],
     );
     assert_replies(
@@ -1099,15 +901,10 @@ fn sasl_exchanges() {
 #[test]
 fn overlong_data_line_is_refused_at_end_of_data() {
     let server = TestServer::start();
-    let mut c = Raw::greeted(server.ports.smtp);
-    c.expect("EHLO client.example", "250");
-    c.expect(&format!("MAIL FROM:<{OUTSIDE}>"), "250");
-    c.expect(&format!("RCPT TO:<{USER}>"), "250");
-    c.expect("DATA", "354");
+    let mut c = Raw::hello(server.ports.smtp, "client.example");
+    c.envelope(OUTSIDE, USER);
     // 1001 octets + CRLF: one reply, after the end of data, and nothing stored.
-    let data = format!("Subject: long\r\n\r\n{}\r\n.\r\n", "y".repeat(1001));
-    c.send(data.as_bytes());
-    let r = c.reply();
+    let r = c.data(&format!("Subject: long\r\n\r\n{}\r\n", "y".repeat(1001)));
     assert!(r.starts_with("500 5.5.2"), "{r:?}");
     assert_eq!(c.silent(Duration::from_millis(300)), "");
     c.expect("NOOP", "250");
@@ -1120,8 +917,7 @@ fn duplicate_recipients_get_one_copy_and_utf8_survives() {
     server
         .cli(&["alias", "add", "sales@example.test", USER], None)
         .assert_ok();
-    let mut c = Raw::greeted(server.ports.smtp);
-    c.expect("EHLO client.example", "250");
+    let mut c = Raw::hello(server.ports.smtp, "client.example");
     c.expect(
         "MAIL FROM:<jürgen@outside.example> SMTPUTF8 BODY=8BITMIME",
         "250",
@@ -1130,8 +926,7 @@ fn duplicate_recipients_get_one_copy_and_utf8_survives() {
     c.expect("RCPT TO:<Alice@Example.Test>", "250");
     c.expect("RCPT TO:<sales@example.test>", "250");
     c.expect("DATA", "354");
-    c.send("Subject: Grüße\r\n\r\nÄrger über Umlaute? Nein: 日本語\r\n.\r\n".as_bytes());
-    let r = c.reply();
+    let r = c.data("Subject: Grüße\r\n\r\nÄrger über Umlaute? Nein: 日本語\r\n");
     assert!(r.starts_with("250 2.0.0"), "{r:?}");
     c.expect("QUIT", "221");
     let inbox = server.inbox(USER);
@@ -1150,21 +945,17 @@ fn duplicate_recipients_get_one_copy_and_utf8_survives() {
 #[test]
 fn postmaster_is_always_accepted() {
     let server = TestServer::start();
-    server
-        .cli(
-            &["user", "add", "bob@example.test", "--password-stdin"],
-            Some("pw"),
-        )
-        .assert_ok();
-    let mut c = Raw::greeted(server.ports.smtp);
-    c.expect("EHLO client.example", "250");
+    server.add_user("bob@example.test", "pw");
+    let mut c = Raw::hello(server.ports.smtp, "client.example");
     c.expect(&format!("MAIL FROM:<{OUTSIDE}>"), "250");
     c.expect("RCPT TO:<postmaster@example.test>", "250 2.1.5");
     c.expect("RCPT TO:<Postmaster>", "250 2.1.5");
     c.expect("RCPT TO:<POSTMASTER@localhost>", "250 2.1.5");
     c.expect("DATA", "354");
-    c.send(b"Subject: to postmaster\r\n\r\nhello\r\n.\r\n");
-    assert!(c.reply().starts_with("250 2.0.0"));
+    assert!(
+        c.data("Subject: to postmaster\r\n\r\nhello\r\n")
+            .starts_with("250 2.0.0")
+    );
     assert_eq!(server.inbox(USER).len(), 1, "the oldest account gets it");
     server
         .cli(
@@ -1177,11 +968,9 @@ fn postmaster_is_always_accepted() {
             None,
         )
         .assert_ok();
-    c.expect(&format!("MAIL FROM:<{OUTSIDE}>"), "250");
-    c.expect("RCPT TO:<postmaster@example.test>", "250 2.1.5");
-    c.expect("DATA", "354");
-    c.send(b"Subject: to postmaster again\r\n\r\nhello\r\n.\r\n");
-    assert!(c.reply().starts_with("250 2.0.0"));
+    c.envelope(OUTSIDE, "postmaster@example.test");
+    let r = c.data("Subject: to postmaster again\r\n\r\nhello\r\n");
+    assert!(r.starts_with("250 2.0.0"));
     assert_eq!(server.inbox("bob@example.test").len(), 1, "the alias wins");
     c.expect("QUIT", "221");
 }

@@ -15,13 +15,13 @@ fn provider() -> TestServer {
     TestServer::start()
 }
 
-/// The sender: smarthost = the provider at `port`, credentials from a password file.
-fn sender(smarthost: &str, tls: &str, password: &str, more: &str) -> TestServer {
+/// The sender: smarthost = `host`:`port` (the provider), credentials from a password file.
+fn sender(host: &str, port: u16, tls: &str, password: &str, more: &str) -> TestServer {
     let dir = tempfile::tempdir().unwrap();
     let pw = dir.path().join("smarthost.password");
     std::fs::write(&pw, format!("{password}\n")).unwrap();
     let extra = format!(
-        "{FAST_AUTH}[delivery]\nretry = [\"1h\"]\n[delivery.smarthost]\nhost = \"{smarthost}\"\n\
+        "{FAST_AUTH}[delivery]\nretry = [\"1h\"]\n[delivery.smarthost]\nhost = \"{host}:{port}\"\n\
          tls = \"{tls}\"\nusername = \"{USER}\"\npassword_file = \"{}\"\n{more}",
         pw.display()
     );
@@ -37,12 +37,7 @@ fn relayed_through(provider: &TestServer, tx: &TestServer, subject: &str) {
         || provider.queue().iter().any(|e| e.recipient == BOB),
         || format!("sender:\n{}\nprovider:\n{}", tx.logs(), provider.logs()),
     );
-    wait_until(
-        "the sender's queue emptied",
-        Duration::from_secs(10),
-        || tx.queue().is_empty(),
-        || tx.logs(),
-    );
+    tx.wait_queue_empty(Duration::from_secs(10));
     let q = provider.queue();
     let entry = q.iter().find(|e| e.recipient == BOB).unwrap();
     assert_eq!(entry.sender, USER);
@@ -54,11 +49,20 @@ fn relayed_through(provider: &TestServer, tx: &TestServer, subject: &str) {
     assert!(received.contains("using TLS"), "{received}");
 }
 
+/// Waits until an attempt was recorded; the error of the first queue entry.
+fn first_error(tx: &TestServer) -> String {
+    tx.wait_queue("an attempt was recorded", Duration::from_secs(30), |q| {
+        q.iter().any(|e| e.attempts > 0)
+    });
+    tx.queue()[0].last_error.clone().unwrap_or_default()
+}
+
 #[test]
 fn smarthost_starttls_with_auth() {
     let provider = provider();
     let tx = sender(
-        &format!("[127.0.0.1]:{}", provider.ports.submission),
+        "[127.0.0.1]",
+        provider.ports.submission,
         "starttls",
         PASSWORD,
         "",
@@ -73,7 +77,8 @@ fn smarthost_starttls_with_auth() {
 fn smarthost_implicit_tls() {
     let provider = provider();
     let tx = sender(
-        &format!("[127.0.0.1]:{}", provider.ports.submissions),
+        "[127.0.0.1]",
+        provider.ports.submissions,
         "implicit",
         PASSWORD,
         "",
@@ -86,10 +91,11 @@ fn smarthost_verified_with_ca_file() {
     let provider = provider();
     let ca = provider.cert();
     let tx = sender(
-        &format!("localhost:{}", provider.ports.submission),
+        "localhost",
+        provider.ports.submission,
         "starttls",
         PASSWORD,
-        &format!("ca_file = \"{}\"\n", ca.display()),
+        &ca_file(&ca),
     );
     relayed_through(&provider, &tx, "verified");
     let logs = tx.logs();
@@ -109,20 +115,16 @@ fn smarthost_wrong_ca_sends_no_credentials() {
     let provider = provider();
     let dir = tempfile::tempdir().unwrap();
     let (other_ca, _) = make_cert(dir.path(), "other", &["localhost"], 30);
+    let other = ca_file(&other_ca);
     let tx = sender(
-        &format!("localhost:{}", provider.ports.submission),
+        "localhost",
+        provider.ports.submission,
         "starttls",
         PASSWORD,
-        &format!("ca_file = \"{}\"\n", other_ca.display()),
+        &other,
     );
     submit(&tx, BOB, "wrong ca");
-    wait_until(
-        "an attempt was recorded",
-        Duration::from_secs(30),
-        || tx.queue().iter().any(|e| e.attempts > 0),
-        || tx.logs(),
-    );
-    let error = tx.queue()[0].last_error.clone().unwrap_or_default();
+    let error = first_error(&tx);
     assert!(error.contains("TLS"), "{error}");
     assert!(provider.queue().is_empty());
     let plogs = provider.logs();
@@ -133,21 +135,16 @@ fn smarthost_wrong_ca_sends_no_credentials() {
 fn smarthost_wrong_password_stays_queued() {
     let provider = provider();
     let tx = sender(
-        &format!("[127.0.0.1]:{}", provider.ports.submission),
+        "[127.0.0.1]",
+        provider.ports.submission,
         "starttls",
         "not the password",
         "",
     );
     submit(&tx, BOB, "wrong password");
-    wait_until(
-        "an attempt was recorded",
-        Duration::from_secs(30),
-        || tx.queue().iter().any(|e| e.attempts > 0),
-        || tx.logs(),
-    );
+    let error = first_error(&tx);
     let q = tx.queue();
     assert_eq!(q.len(), 1, "{q:?}");
-    let error = q[0].last_error.clone().unwrap_or_default();
     assert!(error.starts_with("535"), "{error}");
     assert!(provider.queue().is_empty());
     // No bounce to the sender: still queued, nothing in the INBOX.
@@ -160,36 +157,24 @@ fn smarthost_wrong_password_stays_queued() {
 #[test]
 fn smarthost_config_errors() {
     let dir = tempfile::tempdir().unwrap();
-    let ports = Ports::free();
-    for (bad, needle) in [
-        (
-            "[delivery.smarthost]\nhost = \"smtp.provider.example:587\"\ntls = \"none\"\nusername = \"u\"\npassword = \"p\"\n",
-            "never sent without TLS",
-        ),
-        (
-            "[delivery.smarthost]\nhost = \"smtp.provider.example:587\"\nusername = \"u\"\npassword_file = \"/nonexistent/pw\"\n",
-            "password_file",
-        ),
-    ] {
-        let config = dir.path().join("hato.toml");
-        std::fs::write(&config, config_text(dir.path(), &ports, "", bad)).unwrap();
-        let out = run(
-            {
-                let mut c = std::process::Command::new(BIN);
-                c.arg("--config").arg(&config).arg("check-config");
-                c
-            },
-            None,
-        );
-        assert!(!out.status.success(), "{bad}: {}", out.all());
-        assert!(out.all().contains(needle), "{bad}: {}", out.all());
-    }
+    assert_config_errors(
+        dir.path(),
+        &[
+            (
+                "[delivery.smarthost]\nhost = \"smtp.provider.example:587\"\ntls = \"none\"\nusername = \"u\"\npassword = \"p\"\n",
+                "never sent without TLS",
+            ),
+            (
+                "[delivery.smarthost]\nhost = \"smtp.provider.example:587\"\nusername = \"u\"\npassword_file = \"/nonexistent/pw\"\n",
+                "password_file",
+            ),
+        ],
+    );
 }
 
 /// An SMTP transaction on the `smtp` listener without AUTH and without TLS (a printer).
 fn printer_send(port: u16, rcpt: &str) -> String {
-    let mut r = Raw::greeted(port);
-    r.expect("EHLO printer.lan", "250");
+    let mut r = Raw::hello(port, "printer.lan");
     r.expect("MAIL FROM:<scanner@printer.lan>", "250");
     let reply = r.cmd(&format!("RCPT TO:<{rcpt}>"));
     if reply.starts_with("250") {
@@ -219,8 +204,7 @@ fn relay_networks_allow_printers() {
     );
     s.wait_for_log("relay permitted by relay_networks", Duration::from_secs(5));
     // Submission still wants AUTH, whatever the network.
-    let mut r = Raw::greeted(s.ports.submission);
-    r.expect("EHLO printer.lan", "250");
+    let mut r = Raw::hello(s.ports.submission, "printer.lan");
     r.expect("STARTTLS", "220");
 }
 
