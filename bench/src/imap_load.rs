@@ -12,6 +12,7 @@
 
 #![forbid(unsafe_code)]
 
+mod common;
 mod tls;
 
 use std::collections::BTreeMap;
@@ -20,7 +21,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context as _, anyhow, bail};
 use clap::Parser;
@@ -30,6 +31,8 @@ use tokio::net::TcpStream;
 use tokio::time::timeout;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
+
+use common::{RunOpts, XorShift, json_str, micros, percentile_ms, rfc5322_date};
 
 /// Longest response line accepted (literals are read separately).
 const MAX_LINE: usize = 1024 * 1024;
@@ -109,52 +112,16 @@ struct Args {
     #[arg(long, value_name = "PATH")]
     ready_file: Option<PathBuf>,
 
-    /// Accept any server certificate (for self-signed test servers on this machine).
-    #[arg(long)]
-    insecure: bool,
+    #[command(flatten)]
+    tls_opts: tls::TlsArgs,
 
-    /// PEM file with the CA certificates to trust (default: the system bundle).
-    #[arg(long, value_name = "PEM", conflicts_with = "insecure")]
-    ca_file: Option<PathBuf>,
-
-    /// Name expected in the server certificate and sent as SNI (default: host of --server).
-    #[arg(long, value_name = "NAME")]
-    tls_name: Option<String>,
-
-    /// Allow TLS session resumption (off by default).
-    #[arg(long)]
-    tls_resume: bool,
-
-    /// Seconds to wait for connect, handshake and each response.
-    #[arg(long, default_value_t = 60)]
-    timeout: u64,
-
-    /// Runtime worker threads for the client (keep low: it shares the cores with the server).
-    #[arg(long, default_value_t = 1)]
-    threads: usize,
-
-    /// Print the results as one JSON object (one key per line) instead of text.
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    run: RunOpts,
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(args.threads.max(1))
-        .enable_all()
-        .build();
-    let result = match runtime {
-        Ok(rt) => rt.block_on(run(args)),
-        Err(e) => Err(anyhow::Error::new(e).context("starting the tokio runtime")),
-    };
-    match result {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("hato-imap-load: error: {e:#}");
-            ExitCode::from(1)
-        }
-    }
+    common::main_with("hato-imap-load", args.run.threads, run(args))
 }
 
 /// The operations of the mix.
@@ -483,16 +450,12 @@ fn quote(s: &str) -> String {
 
 /// A small RFC 5322 message of about `size` bytes, CRLF line endings.
 fn message(n: u64, size: usize, user: &str, run_id: &str) -> Vec<u8> {
-    let secs = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
     let mut m = format!(
         "Date: {}\r\nFrom: <hato-imap-load@example.test>\r\nTo: <{user}>\r\n\
          Subject: hato-imap-load message {n}\r\n\
          Message-ID: <hato-imap-load.{run_id}.{n}@example.test>\r\n\
          MIME-Version: 1.0\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\n",
-        imap_date_header(secs)
+        rfc5322_date(SystemTime::now())
     );
     const LINE: &str = "the quick brown fox jumps over the lazy dog 0123456789 hato imap load";
     while m.len() < size {
@@ -500,47 +463,6 @@ fn message(n: u64, size: usize, user: &str, run_id: &str) -> Vec<u8> {
         m.push_str("\r\n");
     }
     m.into_bytes()
-}
-
-/// RFC 5322 date (UTC) for `secs` since the epoch.
-fn imap_date_header(secs: u64) -> String {
-    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    let days = (secs / 86_400) as i64;
-    let sod = secs % 86_400;
-    // H. Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{}, {d:02} {} {y} {:02}:{:02}:{:02} +0000",
-        DAYS[days.rem_euclid(7) as usize],
-        MONTHS[(m - 1) as usize],
-        sod / 3600,
-        sod % 3600 / 60,
-        sod % 60
-    )
-}
-
-struct XorShift(u64);
-
-impl XorShift {
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x
-    }
 }
 
 #[derive(Default)]
@@ -608,20 +530,16 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let Some((user, password)) = args.login.split_once(':') else {
         bail!("--login must be USER:PASSWORD");
     };
-    let config = tls::client_config(args.insecure, args.ca_file.as_deref(), args.tls_resume)?;
-    let name = args
-        .tls_name
-        .clone()
-        .unwrap_or_else(|| host_of(&args.server).to_owned());
+    let (connector, server_name) = args.tls_opts.connector(&args.server)?;
     let mix = parse_mix(&args.mix)?;
     let params = Params {
         server: args.server.clone(),
-        connector: TlsConnector::from(config),
-        server_name: tls::server_name(&name)?,
+        connector,
+        server_name,
         user: user.to_owned(),
         password: password.to_owned(),
         mailbox: args.mailbox.clone(),
-        timeout: Duration::from_secs(args.timeout.max(1)),
+        timeout: args.run.timeout(),
     };
     // Preflight: one session, so a wrong port, certificate or password is one clear error.
     let pre = Session::open(&params)
@@ -657,14 +575,7 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
         mix,
         subject: args.subject.clone(),
         size: args.size,
-        run_id: format!(
-            "{:x}.{}",
-            SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map(|d| d.as_micros())
-                .unwrap_or(0),
-            std::process::id()
-        ),
+        run_id: common::run_id(),
         next: AtomicU64::new(0),
         limit,
         stop: AtomicBool::new(false),
@@ -712,10 +623,9 @@ async fn worker(s: Arc<Shared>, index: u64) -> Stats {
     s.ready.wait().await;
     let mut failures_in_a_row = 0u32;
     while !s.stop.load(Ordering::Relaxed) {
-        let n = s.next.fetch_add(1, Ordering::Relaxed);
-        if n >= s.limit {
+        let Some(n) = common::claim(&s.next, s.limit) else {
             break;
-        }
+        };
         if session.is_none() {
             let t = Instant::now();
             match Session::open(&s.params).await {
@@ -793,7 +703,7 @@ async fn idle(args: &Args, params: Arc<Params>, n: u64) -> anyhow::Result<ExitCo
             tokio::spawn(async move {
                 let mut ok = Vec::new();
                 let mut errors = BTreeMap::<String, (u64, String)>::new();
-                while next.fetch_add(1, Ordering::Relaxed) < n {
+                while common::claim(&next, n).is_some() {
                     let r = match Session::open(&p).await {
                         Ok(mut s) => s.idle().await.map(|()| s),
                         Err(e) => Err(e),
@@ -824,7 +734,7 @@ async fn idle(args: &Args, params: Arc<Params>, n: u64) -> anyhow::Result<ExitCo
     let setup = start.elapsed().as_secs_f64();
     let failed: u64 = errors.values().map(|(c, _)| c).sum();
     let mut out = String::new();
-    if args.json {
+    if args.run.json {
         let _ = write!(
             out,
             "{{\n  \"idle_connections\": {},\n  \"failed\": {failed},\n  \"setup_s\": {setup:.3}\n}}\n",
@@ -856,27 +766,12 @@ async fn idle(args: &Args, params: Arc<Params>, n: u64) -> anyhow::Result<ExitCo
     })
 }
 
-/// The host part of host:port, without IPv6 brackets.
-fn host_of(server: &str) -> &str {
-    let host = match server.rsplit_once(':') {
-        Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
-        _ => server,
-    };
-    host.trim_start_matches('[').trim_end_matches(']')
-}
-
-fn micros(d: Duration) -> u64 {
-    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
-}
-
-/// Nearest-rank percentile in ms of sorted microsecond values.
+/// Nearest-rank percentile in ms of sorted microsecond values (0 for none).
 fn pct(sorted: &[u64], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
     }
-    let n = sorted.len();
-    let rank = ((p * n as f64).ceil() as usize).clamp(1, n);
-    sorted[rank - 1] as f64 / 1000.0
+    percentile_ms(sorted, p)
 }
 
 fn report(args: &Args, st: &mut Stats, elapsed: f64, exists: u64) -> String {
@@ -892,7 +787,7 @@ fn report(args: &Args, st: &mut Stats, elapsed: f64, exists: u64) -> String {
         }
     };
     let mut out = String::new();
-    if args.json {
+    if args.run.json {
         let mut kv: Vec<(String, String)> = vec![
             ("concurrency".into(), args.concurrency.to_string()),
             ("messages_at_start".into(), exists.to_string()),
@@ -982,23 +877,6 @@ fn report(args: &Args, st: &mut Stats, elapsed: f64, exists: u64) -> String {
     out
 }
 
-fn json_str(s: &str) -> String {
-    let mut o = String::with_capacity(s.len() + 2);
-    o.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => o.push_str("\\\""),
-            '\\' => o.push_str("\\\\"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(o, "\\u{:04x}", c as u32);
-            }
-            c => o.push(c),
-        }
-    }
-    o.push('"');
-    o
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1025,6 +903,9 @@ mod tests {
         let t = std::str::from_utf8(&m).unwrap();
         assert!(t.contains("Subject: hato-imap-load message 3\r\n"));
         assert!(t.ends_with("\r\n") && m.len() >= 2048 && m.len() < 2048 + 80);
-        assert_eq!(imap_date_header(0), "Thu, 01 Jan 1970 00:00:00 +0000");
+        assert_eq!(
+            rfc5322_date(std::time::UNIX_EPOCH),
+            "Thu, 01 Jan 1970 00:00:00 +0000"
+        );
     }
 }

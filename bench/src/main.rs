@@ -7,22 +7,22 @@
 
 #![forbid(unsafe_code)]
 
+mod common;
 mod message;
 mod smtp;
 mod tls;
 
 use std::collections::BTreeMap;
 use std::io::IsTerminal as _;
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use clap::Parser;
-use tokio_rustls::TlsConnector;
 
+use common::{RunOpts, json_str, micros, percentile_ms};
 use message::MessageTemplate;
 use smtp::{Session, SessionParams, SmtpError, TlsMode};
 
@@ -90,21 +90,8 @@ struct Args {
     #[arg(short = 'k', long, default_value_t = 1)]
     messages_per_connection: u64,
 
-    /// Accept any server certificate (for self-signed test servers on this machine).
-    #[arg(long)]
-    insecure: bool,
-
-    /// PEM file with the CA certificates to trust (default: the system bundle).
-    #[arg(long, value_name = "PEM", conflicts_with = "insecure")]
-    ca_file: Option<PathBuf>,
-
-    /// Name expected in the server certificate and sent as SNI (default: host of --server).
-    #[arg(long, value_name = "NAME")]
-    tls_name: Option<String>,
-
-    /// Allow TLS session resumption (off by default: every connection pays a full handshake).
-    #[arg(long)]
-    tls_resume: bool,
+    #[command(flatten)]
+    tls_opts: tls::TlsArgs,
 
     /// Never pipeline, even if the server offers PIPELINING.
     #[arg(long)]
@@ -114,36 +101,13 @@ struct Args {
     #[arg(long, default_value = "localhost")]
     ehlo: String,
 
-    /// Seconds to wait for connect, TLS handshake, each reply and each write.
-    #[arg(long, default_value_t = 60)]
-    timeout: u64,
-
-    /// Runtime worker threads for the client (keep low: it shares the cores with the server).
-    #[arg(long, default_value_t = 1)]
-    threads: usize,
-
-    /// Print the results as one JSON object (one key per line) instead of text.
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    run: RunOpts,
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(args.threads.max(1))
-        .enable_all()
-        .build();
-    let result = match runtime {
-        Ok(rt) => rt.block_on(run(args)),
-        Err(e) => Err(anyhow::Error::new(e).context("starting the tokio runtime")),
-    };
-    match result {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("hato-load: error: {e:#}");
-            ExitCode::from(1)
-        }
-    }
+    common::main_with("hato-load", args.run.threads, run(args))
 }
 
 /// Settings shared by all workers.
@@ -185,29 +149,14 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let (connector, server_name) = if args.tls == TlsMode::None {
         (None, None)
     } else {
-        let config = tls::client_config(args.insecure, args.ca_file.as_deref(), args.tls_resume)?;
-        let name = match &args.tls_name {
-            Some(n) => n.clone(),
-            None => host_of(&args.server).to_owned(),
-        };
-        (
-            Some(TlsConnector::from(config)),
-            Some(tls::server_name(&name)?),
-        )
+        let (connector, name) = args.tls_opts.connector(&args.server)?;
+        (Some(connector), Some(name))
     };
-    let run_id = format!(
-        "{:x}.{}",
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_micros())
-            .unwrap_or(0),
-        std::process::id()
-    );
     let template = MessageTemplate::new(
         &args.from,
         &message::to_header_list(&args.to),
         args.size,
-        &run_id,
+        &common::run_id(),
     );
     let params = SessionParams {
         server: args.server.clone(),
@@ -216,7 +165,7 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
         server_name,
         ehlo_name: args.ehlo.clone(),
         auth_plain,
-        timeout: Duration::from_secs(args.timeout.max(1)),
+        timeout: args.run.timeout(),
         allow_pipelining: !args.no_pipelining,
     };
 
@@ -255,7 +204,7 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let workers = args.concurrency.min(args.messages);
     let cpu_before = process_cpu_seconds();
     let start = Instant::now();
-    let progress = (!args.json && std::io::stderr().is_terminal())
+    let progress = (!args.run.json && std::io::stderr().is_terminal())
         .then(|| tokio::spawn(progress(shared.clone())));
     let handles: Vec<_> = (0..workers)
         .map(|_| tokio::spawn(worker(shared.clone())))
@@ -283,7 +232,7 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
         stats,
     };
     let all_ok = report.stats.failed == 0;
-    if args.json {
+    if args.run.json {
         println!("{}", report.json());
     } else {
         print!("{}", report.text());
@@ -293,15 +242,6 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::from(2)
     })
-}
-
-/// The host part of host:port, without IPv6 brackets.
-fn host_of(server: &str) -> &str {
-    let host = match server.rsplit_once(':') {
-        Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
-        _ => server,
-    };
-    host.trim_start_matches('[').trim_end_matches(']')
 }
 
 #[derive(Default)]
@@ -353,11 +293,7 @@ async fn worker(s: Arc<Shared>) -> Stats {
     let mut session: Option<Session> = None;
     let mut on_connection = 0;
     let mut buf = Vec::new();
-    loop {
-        let n = s.next.fetch_add(1, Ordering::Relaxed);
-        if n >= s.messages {
-            break;
-        }
+    while let Some(n) = common::claim(&s.next, s.messages) {
         if session.is_none() {
             let t = Instant::now();
             match Session::open(&s.params).await {
@@ -428,10 +364,6 @@ async fn progress(s: Arc<Shared>) {
     }
 }
 
-fn micros(d: Duration) -> u64 {
-    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
-}
-
 /// User + system CPU time of this process so far, from /proc (Linux only).
 fn process_cpu_seconds() -> Option<f64> {
     let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
@@ -459,11 +391,7 @@ impl Summary {
         }
         values_us.sort_unstable();
         let n = values_us.len();
-        // Nearest-rank percentile.
-        let pct = |p: f64| {
-            let rank = ((p * n as f64).ceil() as usize).clamp(1, n);
-            values_us[rank - 1] as f64 / 1000.0
-        };
+        let pct = |p: f64| percentile_ms(values_us, p);
         Some(Summary {
             p50: pct(0.50),
             p90: pct(0.90),
@@ -541,7 +469,7 @@ impl Report<'_> {
                 o,
                 "  client CPU    {cpu:.2} s ({:.0}% of one core; near {}% means the client is the bottleneck)",
                 cpu / secs.max(1e-9) * 100.0,
-                a.threads.max(1) * 100
+                a.run.threads.max(1) * 100
             );
         }
         for (title, map) in [
@@ -610,41 +538,14 @@ impl Report<'_> {
     }
 }
 
-fn json_str(s: &str) -> String {
-    let mut o = String::with_capacity(s.len() + 2);
-    o.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => o.push_str("\\\""),
-            '\\' => o.push_str("\\\\"),
-            c if (c as u32) < 0x20 => o.push_str(&format!("\\u{:04x}", c as u32)),
-            c => o.push(c),
-        }
-    }
-    o.push('"');
-    o
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn hosts() {
-        assert_eq!(host_of("127.0.0.1:25"), "127.0.0.1");
-        assert_eq!(host_of("[::1]:25"), "::1");
-        assert_eq!(host_of("mail.example"), "mail.example");
-    }
 
     #[test]
     fn percentiles() {
         let mut v: Vec<u64> = (1..=100).map(|i| i * 1000).collect();
         let s = Summary::of(&mut v).unwrap();
         assert_eq!((s.p50, s.p99, s.max), (50.0, 99.0, 100.0));
-    }
-
-    #[test]
-    fn json_escaping() {
-        assert_eq!(json_str("a\"b\\c\n"), "\"a\\\"b\\\\c\\u000a\"");
     }
 }

@@ -1,6 +1,6 @@
 //! TLS client configuration for the load generator (rustls with the ring provider only).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
@@ -10,6 +10,49 @@ use rustls::crypto::WebPkiSupportedAlgorithms;
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
+use tokio_rustls::TlsConnector;
+
+/// The TLS client options of both load generators.
+#[derive(clap::Args, Debug)]
+pub struct TlsArgs {
+    /// Accept any server certificate (for self-signed test servers on this machine).
+    #[arg(long)]
+    pub insecure: bool,
+
+    /// PEM file with the CA certificates to trust (default: the system bundle).
+    #[arg(long, value_name = "PEM", conflicts_with = "insecure")]
+    pub ca_file: Option<PathBuf>,
+
+    /// Name expected in the server certificate and sent as SNI (default: host of --server).
+    #[arg(long, value_name = "NAME")]
+    pub tls_name: Option<String>,
+
+    /// Allow TLS session resumption (off by default: every connection pays a full handshake).
+    #[arg(long)]
+    pub tls_resume: bool,
+}
+
+impl TlsArgs {
+    /// The connector shared by every connection of a run to `server` (host:port), and the name
+    /// expected in its certificate.
+    pub fn connector(&self, server: &str) -> anyhow::Result<(TlsConnector, ServerName<'static>)> {
+        let config = client_config(self.insecure, self.ca_file.as_deref(), self.tls_resume)?;
+        let name = match &self.tls_name {
+            Some(n) => n.clone(),
+            None => host_of(server).to_owned(),
+        };
+        Ok((TlsConnector::from(config), server_name(&name)?))
+    }
+}
+
+/// The host part of host:port, without IPv6 brackets.
+fn host_of(server: &str) -> &str {
+    let host = match server.rsplit_once(':') {
+        Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
+        _ => server,
+    };
+    host.trim_start_matches('[').trim_end_matches(']')
+}
 
 /// Trust anchors used when neither `--insecure` nor `--ca-file` is given.
 const SYSTEM_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
@@ -20,7 +63,7 @@ const SYSTEM_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
 /// certificates in `ca_file` (or the system bundle) are the trust anchors.
 /// Session resumption is off unless `resume` is set, so that every connection pays for
 /// a full handshake on both servers being compared.
-pub fn client_config(
+fn client_config(
     insecure: bool,
     ca_file: Option<&Path>,
     resume: bool,
@@ -62,7 +105,7 @@ pub fn client_config(
 }
 
 /// Parses the name the client expects in the server certificate (also sent as SNI).
-pub fn server_name(name: &str) -> anyhow::Result<ServerName<'static>> {
+fn server_name(name: &str) -> anyhow::Result<ServerName<'static>> {
     let name = name.trim_start_matches('[').trim_end_matches(']');
     ServerName::try_from(name.to_owned())
         .map_err(|e| anyhow::anyhow!("invalid TLS server name {name:?}: {e}"))
@@ -114,5 +157,17 @@ impl ServerCertVerifier for AcceptAnyCert {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.algorithms.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hosts() {
+        assert_eq!(host_of("127.0.0.1:25"), "127.0.0.1");
+        assert_eq!(host_of("[::1]:25"), "::1");
+        assert_eq!(host_of("mail.example"), "mail.example");
     }
 }
