@@ -17,6 +17,10 @@
 # Needs root (Postfix's master starts as root; smtp-sink must drop to a user), the Debian
 # postfix package (postfix, smtp-sink), openssl, ss, and both binaries built in release mode.
 set -euo pipefail
+BENCH=compare-delivery
+OTHER=postfix
+# shellcheck source=bench/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 MESSAGES=${MESSAGES:-2000}
 SIZE=${SIZE:-4096}
@@ -30,30 +34,17 @@ DRAIN_TIMEOUT=${DRAIN_TIMEOUT:-300}
 INJECT_CONCURRENCY=${INJECT_CONCURRENCY:-16}
 PERF=${PERF:-0}
 
-while [ $# -gt 0 ]; do
-    case "$1" in
-        --messages) MESSAGES=$2; shift 2 ;;
-        --size) SIZE=$2; shift 2 ;;
-        --concurrency) CONCURRENCY=$2; shift 2 ;;
-        --recipients) RECIPIENTS=$2; shift 2 ;;
-        --variants) VARIANTS=$2; shift 2 ;;
-        --only) ONLY=$2; shift 2 ;;
-        --keep) KEEP=1; shift ;;
-        -h|--help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-        *) echo "compare-delivery: unknown argument $1 (see --help)" >&2; exit 64 ;;
-    esac
-done
-case "$ONLY" in ""|hato|postfix) ;; *) echo "compare-delivery: ONLY must be hato or postfix" >&2; exit 64 ;; esac
-case "$TLS_LEVEL" in may|encrypt) ;; *) echo "compare-delivery: TLS_LEVEL must be may or encrypt" >&2; exit 64 ;; esac
+bench_args "messages size concurrency recipients variants only" "$@"
+case "$TLS_LEVEL" in may|encrypt) ;; *) usage_error "TLS_LEVEL must be may or encrypt" ;; esac
 for v in $VARIANTS; do
-    case "$v" in plain|starttls) ;; *) echo "compare-delivery: VARIANTS: plain and/or starttls, not $v" >&2; exit 64 ;; esac
+    case "$v" in plain|starttls) ;; *) usage_error "VARIANTS: plain and/or starttls, not $v" ;; esac
 done
 for n in "$MESSAGES" "$SIZE" "$CONCURRENCY" "$RECIPIENTS"; do
-    [[ "$n" =~ ^[1-9][0-9]*$ ]] || { echo "compare-delivery: $n is not a positive number" >&2; exit 64; }
+    [[ "$n" =~ ^[1-9][0-9]*$ ]] || usage_error "$n is not a positive number"
 done
 # Postfix puts at most smtp_destination_recipient_limit (50) recipients in one transaction;
 # above that the two senders would not make the same number of transactions.
-[ "$RECIPIENTS" -le 50 ] || { echo "compare-delivery: at most 50 recipients per message" >&2; exit 64; }
+[ "$RECIPIENTS" -le 50 ] || usage_error "at most 50 recipients per message"
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 HATO_BIN=${HATO_BIN:-$ROOT/target/release/hato}
@@ -62,51 +53,21 @@ SINK_DOMAIN=sink.test
 SENDER=bench@sender.test
 TICKS=$(getconf CLK_TCK)
 
-say() { printf '==> %s\n' "$*" >&2; }
-die() { printf 'compare-delivery: error: %s\n' "$*" >&2; exit 1; }
-
 # --- preconditions: check everything before starting anything ----------------------
-[ "$(id -u)" -eq 0 ] || die "run as root: Postfix's master must start as root (it drops to the postfix user)"
-[ -x "$HATO_LOAD" ] || die "load generator not found at $HATO_LOAD; build it with: cargo build --release -p hato-bench"
-if [ "$ONLY" != postfix ]; then
-    [ -x "$HATO_BIN" ] || die "hato binary not found at $HATO_BIN; build it with: cargo build --release -p hato (or set HATO_BIN, or run with ONLY=postfix)"
-fi
-if ! command -v postfix >/dev/null || ! command -v postconf >/dev/null || ! command -v smtp-sink >/dev/null; then
-    echo "compare-delivery: Postfix (and its smtp-sink) is not installed. Install it with:" >&2
-    echo "    DEBIAN_FRONTEND=noninteractive apt-get install -y postfix" >&2
-    exit 1
-fi
-id postfix >/dev/null 2>&1 || die "the postfix user does not exist (broken postfix install?)"
-command -v openssl >/dev/null || die "openssl is needed for the sink's certificate: apt-get install openssl"
-command -v ss >/dev/null || die "ss is needed to find free ports: apt-get install iproute2"
+require_root_and_binaries "Postfix's master must start as root (it drops to the postfix user)" "$HATO_LOAD"
+require_postfix "Postfix (and its smtp-sink)" "for the sink's certificate" smtp-sink
+require_ss
 if [ "$PERF" = 1 ]; then command -v perf >/dev/null || die "PERF=1 needs perf (apt-get install linux-perf)"; fi
 
-port_free() { ! ss -Hltn "( sport = :$1 )" | grep -q .; }
 NEXT_PORT=${BASE_PORT:-10700}
-pick_port() { # → PICKED (not in a subshell: the next call must not pick the same port)
-    while ! port_free "$NEXT_PORT"; do NEXT_PORT=$((NEXT_PORT + 1)); done
-    PICKED=$NEXT_PORT
-    NEXT_PORT=$((NEXT_PORT + 1))
-}
-wait_listening() { # port pid-or-empty seconds
-    local i
-    for ((i = 0; i < $3 * 10; i++)); do
-        port_free "$1" || return 0
-        if [ -n "$2" ] && ! kill -0 "$2" 2>/dev/null; then return 1; fi
-        sleep 0.1
-    done
-    return 1
+next_port() { # → PICKED (not in a subshell: the next call must not pick the same port)
+    PICKED=$(pick_port "$NEXT_PORT")
+    NEXT_PORT=$((PICKED + 1))
 }
 now() { date +%s.%N; }
 elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
-json_get() { # file key → value (hato-load --json prints one key per line)
-    sed -n "s/^  \"$2\": \(.*\)$/\1/p" "$1" | sed 's/,$//; s/^"//; s/"$//'
-}
 
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/hato-delivery.XXXXXX")
-if [ "$(stat -f -c %T "$TMP")" = tmpfs ]; then
-    say "WARNING: $TMP is on tmpfs, where fsync costs nothing: set TMPDIR to a disk to measure durability"
-fi
+bench_tmp hato-delivery "set TMPDIR to a disk to measure durability"
 # Postfix's unprivileged daemons use absolute paths below here.
 chmod 0755 "$TMP"
 HATO_PID=
@@ -114,18 +75,6 @@ SINK_PID=
 PERF_PID=
 POSTFIX_UP=() # config directories of running Postfix instances
 
-postfix_stop() { # config dir
-    local pid_file
-    pid_file=$(postconf -c "$1" -h queue_directory)/pid/master.pid
-    postfix -c "$1" stop >/dev/null 2>&1 || true
-    for _ in $(seq 100); do [ -e "$pid_file" ] || break; sleep 0.1; done
-}
-stop_pid() { # pid: TERM, 5 s, KILL
-    kill -TERM "$1" 2>/dev/null || return 0
-    for _ in $(seq 50); do kill -0 "$1" 2>/dev/null || break; sleep 0.1; done
-    kill -0 "$1" 2>/dev/null && kill -KILL "$1"
-    wait "$1" 2>/dev/null || true
-}
 cleanup() {
     local rc=$? d
     set +e
@@ -133,16 +82,10 @@ cleanup() {
     [ -n "$HATO_PID" ] && stop_pid "$HATO_PID"
     for d in "${POSTFIX_UP[@]}"; do postfix_stop "$d"; done
     [ -n "$SINK_PID" ] && stop_pid "$SINK_PID"
-    if [ "$KEEP" = 1 ]; then
-        say "kept $TMP (logs, queues, sink counters)"
-    else
-        rm -rf "$TMP"
-    fi
+    remove_tmp "logs, queues, sink counters"
     exit "$rc"
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+on_exit cleanup
 
 # A private Postfix instance: config directory $1/etc, queue $1/queue, data $1/data, log
 # $1/maillog, master.cf from the system with chroot off and the smtp service moved to
@@ -188,7 +131,7 @@ EOF
 # --- the sink ----------------------------------------------------------------------
 # smtp-sink counts: with -c it rewrites "sess=S quit=Q mesg=M" (\r-separated) on stdout
 # after every session, QUIT and "."; mesg counts transactions (one per message here).
-pick_port; SINK_PORT=$PICKED
+next_port; SINK_PORT=$PICKED
 smtp-sink -u postfix -4 -c "127.0.0.1:$SINK_PORT" 1024 >"$TMP/sink.counts" 2>"$TMP/sink.err" &
 SINK_PID=$!
 wait_listening "$SINK_PORT" "$SINK_PID" 10 || { cat "$TMP/sink.err" >&2; die "smtp-sink did not start on 127.0.0.1:$SINK_PORT"; }
@@ -205,14 +148,11 @@ say "sink: smtp-sink on 127.0.0.1:$SINK_PORT (plaintext, no STARTTLS)"
 # (smtpd_proxy_filter, a before-queue proxy: nothing is queued or written to disk).
 TLS_SINK_PORT=
 if [[ " $VARIANTS " == *" starttls "* ]]; then
-    pick_port; TLS_SINK_PORT=$PICKED
+    next_port; TLS_SINK_PORT=$PICKED
     TS=$TMP/tls-sink
     mkdir -p "$TS/etc"
-    # Self-signed ECDSA P-256, as in compare-postfix.sh; the senders do not verify it.
-    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
-        -subj "/CN=$SINK_DOMAIN" -addext "subjectAltName=DNS:$SINK_DOMAIN,IP:127.0.0.1" \
-        -addext "basicConstraints=critical,CA:FALSE" \
-        -keyout "$TS/etc/key.pem" -out "$TS/etc/cert.pem" 2>/dev/null
+    # The senders do not verify it.
+    self_signed "$SINK_DOMAIN" "$TS/etc/key.pem" "$TS/etc/cert.pem"
     postfix_instance "$TS" "$TLS_SINK_PORT" "myhostname = tls-sink.localdomain
 # Every transaction goes to smtp-sink as it arrives; smtp-sink's reply is the reply.
 smtpd_proxy_filter = 127.0.0.1:$SINK_PORT
@@ -311,7 +251,7 @@ declare -A R # results: R[sender.variant.key]
 # --- hato --------------------------------------------------------------------------
 run_hato() { # variant
     local v=$1 dir=$TMP/hato-$1 port level sink base start queued cpu mark
-    pick_port; port=$PICKED
+    next_port; port=$PICKED
     level=$(level_for "$v")
     sink=$(sink_port_for "$v")
     mkdir -p "$dir"
@@ -344,12 +284,7 @@ domain = "$SINK_DOMAIN"
 host = "[127.0.0.1]:$sink"
 EOF
     say "hato/$v: injecting $MESSAGES messages × $RECIPIENTS recipients on hold (127.0.0.1:$port)"
-    "$HATO_BIN" serve --config "$dir/hato.toml" >"$dir/hato-inject.log" 2>&1 &
-    HATO_PID=$!
-    if ! wait_listening "$port" "$HATO_PID" 30; then
-        tail -n 20 "$dir/hato-inject.log" >&2
-        die "hato did not start listening on 127.0.0.1:$port"
-    fi
+    start_hato "$dir/hato.toml" "$dir/hato-inject.log" "$port"
     inject "$port" "$TMP/hato-$v-inject.json" || { tail -n 20 "$dir/hato-inject.log" >&2; die "injection into hato failed"; }
     stop_pid "$HATO_PID"; HATO_PID=
     queued=$("$HATO_BIN" --config "$dir/hato.toml" queue list | grep -c "@$SINK_DOMAIN" || true)
@@ -387,7 +322,7 @@ EOF
 # --- Postfix -----------------------------------------------------------------------
 run_postfix() { # variant
     local v=$1 dir=$TMP/postfix-$1 port level sink base start held master cpu0 cpu1 mark
-    pick_port; port=$PICKED
+    next_port; port=$PICKED
     level=$(level_for "$v")
     sink=$(sink_port_for "$v")
     postfix_instance "$dir" "$port" "myhostname = postfix-bench.localdomain

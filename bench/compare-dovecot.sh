@@ -17,6 +17,10 @@
 # Needs root (Dovecot's master starts as root), the Debian dovecot-imapd package,
 # openssl, ss, and both binaries built in release mode.
 set -euo pipefail
+BENCH=compare-dovecot
+OTHER=dovecot
+# shellcheck source=bench/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 MESSAGES=${MESSAGES:-1000}
 CONCURRENCY=${CONCURRENCY:-16}
@@ -30,20 +34,8 @@ MIX=${MIX:-fetch_flags=1,fetch_body=3,search_unseen=1,search_subject=1,store=2,a
 DOVECOT_LOGIN=${DOVECOT_LOGIN:-security}
 DOVECOT_AUTH_CACHE=${DOVECOT_AUTH_CACHE:-1M}
 
-while [ $# -gt 0 ]; do
-    case "$1" in
-        --messages) MESSAGES=$2; shift 2 ;;
-        --concurrency) CONCURRENCY=$2; shift 2 ;;
-        --duration) DURATION=$2; shift 2 ;;
-        --idle) IDLE=$2; shift 2 ;;
-        --only) ONLY=$2; shift 2 ;;
-        --keep) KEEP=1; shift ;;
-        -h|--help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-        *) echo "compare-dovecot: unknown argument $1 (see --help)" >&2; exit 64 ;;
-    esac
-done
-case "$ONLY" in ""|hato|dovecot) ;; *) echo "compare-dovecot: ONLY must be hato or dovecot" >&2; exit 64 ;; esac
-case "$DOVECOT_LOGIN" in security|performance) ;; *) echo "compare-dovecot: DOVECOT_LOGIN must be security or performance" >&2; exit 64 ;; esac
+bench_args "messages concurrency duration idle only" "$@"
+case "$DOVECOT_LOGIN" in security|performance) ;; *) usage_error "DOVECOT_LOGIN must be security or performance" ;; esac
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 HATO_BIN=${HATO_BIN:-$ROOT/target/release/hato}
@@ -51,15 +43,8 @@ IMAP_LOAD=${IMAP_LOAD:-$ROOT/target/release/hato-imap-load}
 BENCH_USER=bench@example.test
 BENCH_PASSWORD=secret
 
-say() { printf '==> %s\n' "$*" >&2; }
-die() { printf 'compare-dovecot: error: %s\n' "$*" >&2; exit 1; }
-
 # --- preconditions: check everything before starting anything ----------------------
-[ "$(id -u)" -eq 0 ] || die "run as root: Dovecot's master must start as root (it drops privileges)"
-[ -x "$IMAP_LOAD" ] || die "load generator not found at $IMAP_LOAD; build it with: cargo build --release -p hato-bench"
-if [ "$ONLY" != dovecot ]; then
-    [ -x "$HATO_BIN" ] || die "hato binary not found at $HATO_BIN; build it with: cargo build --release -p hato (or set HATO_BIN, or run with ONLY=dovecot)"
-fi
+require_root_and_binaries "Dovecot's master must start as root (it drops privileges)" "$IMAP_LOAD"
 if [ "$ONLY" != hato ]; then
     if ! command -v dovecot >/dev/null || ! command -v doveadm >/dev/null || [ ! -x /usr/lib/dovecot/imap ]; then
         echo "compare-dovecot: Dovecot's IMAP server is not installed. Install it with:" >&2
@@ -70,7 +55,7 @@ if [ "$ONLY" != hato ]; then
     id dovenull >/dev/null 2>&1 || die "the dovenull user does not exist (broken dovecot install?)"
     command -v openssl >/dev/null || die "openssl is needed to make Dovecot's certificate: apt-get install openssl"
 fi
-command -v ss >/dev/null || die "ss is needed to find free ports: apt-get install iproute2"
+require_ss
 
 # N idle connections + C load clients + preflights: raise the descriptor limit (the load
 # generator and hato inherit it; Dovecot's master sets its own from its process limits).
@@ -80,25 +65,6 @@ if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt "$WANT_FD" ]; then
     [ "$(ulimit -n)" = unlimited ] || [ "$(ulimit -n)" -ge "$WANT_FD" ] \
         || say "WARNING: ulimit -n is $(ulimit -n), below the $WANT_FD wanted for $IDLE idle connections"
 fi
-
-port_free() { ! ss -Hltn "( sport = :$1 )" | grep -q .; }
-pick_port() {
-    local p=$1
-    while ! port_free "$p"; do p=$((p + 1)); done
-    echo "$p"
-}
-wait_listening() { # port pid-or-empty seconds
-    local i
-    for ((i = 0; i < $3 * 10; i++)); do
-        port_free "$1" || return 0
-        if [ -n "$2" ] && ! kill -0 "$2" 2>/dev/null; then return 1; fi
-        sleep 0.1
-    done
-    return 1
-}
-json_get() { # file key → value (hato-imap-load --json prints one key per line)
-    sed -n "s/^  \"$2\": \(.*\)$/\1/p" "$1" | sed 's/,$//; s/^"//; s/"$//'
-}
 
 # The pid and all its descendants.
 tree_pids() {
@@ -127,10 +93,7 @@ tree_mem() {
 }
 
 # Both servers keep their data below here, so both use the same file system.
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/hato-imap-bench.XXXXXX")
-if [ "$(stat -f -c %T "$TMP")" = tmpfs ]; then
-    say "WARNING: $TMP is on tmpfs, where fsync costs nothing: set TMPDIR to a disk for APPEND/STORE figures that mean anything about durability"
-fi
+bench_tmp hato-imap-bench "set TMPDIR to a disk for APPEND/STORE figures that mean anything about durability"
 chmod 0755 "$TMP"
 HATO_PID=
 IDLE_PID=
@@ -138,12 +101,7 @@ DOVECOT_UP=0
 DV=$TMP/dovecot
 
 stop_hato() {
-    if [ -n "$HATO_PID" ] && kill -0 "$HATO_PID" 2>/dev/null; then
-        kill -TERM "$HATO_PID"
-        for _ in $(seq 100); do kill -0 "$HATO_PID" 2>/dev/null || break; sleep 0.1; done
-        kill -0 "$HATO_PID" 2>/dev/null && kill -KILL "$HATO_PID"
-        wait "$HATO_PID" 2>/dev/null || true
-    fi
+    if [ -n "$HATO_PID" ]; then stop_pid "$HATO_PID" 100; fi
     HATO_PID=
 }
 stop_dovecot() {
@@ -171,29 +129,17 @@ cleanup() {
     stop_idle
     stop_hato
     stop_dovecot
-    if [ "$KEEP" = 1 ]; then
-        say "kept $TMP (logs, configurations, mailboxes)"
-    else
-        rm -rf "$TMP"
-    fi
+    remove_tmp "logs, configurations, mailboxes"
     exit "$rc"
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+on_exit cleanup
 
 LOAD_ARGS=(--insecure --login "$BENCH_USER:$BENCH_PASSWORD" --threads "$LOAD_THREADS")
 
 # Runs hato-imap-load; the JSON goes to $1, exit status 2 (some operations failed) is kept.
 run_load() {
     local out=$1; shift
-    local rc=0
-    "$IMAP_LOAD" "${LOAD_ARGS[@]}" --json "$@" >"$out" || rc=$?
-    case $rc in
-        0) ;;
-        2) say "WARNING: $(json_get "$out" failed) operations failed: $(json_get "$out" failures)" ;;
-        *) return "$rc" ;;
-    esac
+    load_json operations "$out" "$IMAP_LOAD" "${LOAD_ARGS[@]}" --json "$@"
 }
 
 # The measurements on one running server: $1 name, $2 port, $3 root pid of the server.
@@ -224,15 +170,6 @@ measure() {
 }
 
 # --- hato --------------------------------------------------------------------------
-start_hato() {
-    local dir=$1
-    "$HATO_BIN" serve --config "$dir/hato.toml" >>"$dir/hato.log" 2>&1 &
-    HATO_PID=$!
-    if ! wait_listening "$2" "$HATO_PID" 30; then
-        tail -n 20 "$dir/hato.log" >&2
-        die "hato did not start listening on 127.0.0.1:$2"
-    fi
-}
 run_hato() {
     local dir=$TMP/hato port
     port=$(pick_port "${HATO_PORT:-10993}")
@@ -253,17 +190,15 @@ tls = "implicit"
 max_connections = $((IDLE + CONCURRENCY + 100))
 max_connections_per_ip = $((IDLE + CONCURRENCY + 100))
 EOF
-    say "hato: adding $BENCH_USER"
-    printf '%s' "$BENCH_PASSWORD" | "$HATO_BIN" --config "$dir/hato.toml" user add "$BENCH_USER" --password-stdin \
-        || die "hato user add failed"
+    hato_user "$dir/hato.toml"
     say "hato: serving IMAPS on 127.0.0.1:$port (log: $dir/hato.log)"
-    start_hato "$dir" "$port"
+    start_hato "$dir/hato.toml" "$dir/hato.log" "$port"
     say "hato: preloading $MESSAGES messages with APPEND"
     run_load "$TMP/hato.preload.json" --server "127.0.0.1:$port" --append-only "$MESSAGES" \
         --concurrency "$CONCURRENCY" --size "$SIZE" || die "preloading hato failed"
     # A fresh process for the memory figures: the preload's heap growth doesn't count.
     stop_hato
-    start_hato "$dir" "$port"
+    start_hato "$dir/hato.toml" "$dir/hato.log" "$port"
     measure hato "$port" "$HATO_PID"
     stop_hato
 }
@@ -295,11 +230,7 @@ run_dovecot() {
     gid=$(id -g mail)
     mkdir -p "$DV/run" "$DV/state" "$DV/mail"
     chown mail:mail "$DV/mail"
-    # Self-signed ECDSA P-256 leaf, like hato's generated development certificate.
-    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
-        -subj /CN=localhost -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
-        -addext "basicConstraints=critical,CA:FALSE" \
-        -keyout "$DV/key.pem" -out "$DV/cert.pem" 2>/dev/null
+    self_signed localhost "$DV/key.pem" "$DV/cert.pem"
     chmod 0600 "$DV/key.pem"
     # The very argon2id PHC string hato stores (m=19456,t=2,p=1), so every LOGIN costs the
     # same on both (Dovecot verifies it with libsodium); doveadm's own default is
@@ -405,7 +336,6 @@ EOF
 [ "$ONLY" = hato ] || run_dovecot
 
 row() { printf '  %-30s %14s %14s %14s\n' "$@"; }
-val() { [ -f "$TMP/$1.json" ] && json_get "$TMP/$1.json" "$2" || echo -; }
 ratio() { # hato dovecot
     awk -v h="$1" -v p="$2" 'BEGIN { if (h == "-" || p == "-" || h == "" || p == "" || p + 0 == 0) print "-"; else printf "%.2f", h / p }'
 }

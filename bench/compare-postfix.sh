@@ -14,6 +14,10 @@
 # Needs root (Postfix's master must start as root and drops to the postfix user), the
 # Debian postfix package, openssl, ss, and both binaries built in release mode.
 set -euo pipefail
+BENCH=compare-postfix
+OTHER=postfix
+# shellcheck source=bench/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 MESSAGES=${MESSAGES:-2000}
 CONCURRENCY=${CONCURRENCY:-16}
@@ -24,19 +28,7 @@ KEEP=${KEEP:-0}
 DRAIN_TIMEOUT=${DRAIN_TIMEOUT:-300}
 LOAD_THREADS=${LOAD_THREADS:-1}
 
-while [ $# -gt 0 ]; do
-    case "$1" in
-        --messages) MESSAGES=$2; shift 2 ;;
-        --concurrency) CONCURRENCY=$2; shift 2 ;;
-        --size) SIZE=$2; shift 2 ;;
-        --per-connection) PER_CONNECTION=$2; shift 2 ;;
-        --only) ONLY=$2; shift 2 ;;
-        --keep) KEEP=1; shift ;;
-        -h|--help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-        *) echo "compare-postfix: unknown argument $1 (see --help)" >&2; exit 64 ;;
-    esac
-done
-case "$ONLY" in ""|hato|postfix) ;; *) echo "compare-postfix: ONLY must be hato or postfix" >&2; exit 64 ;; esac
+bench_args "messages concurrency size per-connection only" "$@"
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 HATO_BIN=${HATO_BIN:-$ROOT/target/release/hato}
@@ -44,50 +36,15 @@ HATO_LOAD=${HATO_LOAD:-$ROOT/target/release/hato-load}
 BENCH_USER=bench@example.test
 BENCH_PASSWORD=secret
 
-say() { printf '==> %s\n' "$*" >&2; }
-die() { printf 'compare-postfix: error: %s\n' "$*" >&2; exit 1; }
-
 # --- preconditions: check everything before starting anything ----------------------
-[ "$(id -u)" -eq 0 ] || die "run as root: Postfix's master must start as root (it drops to the postfix user)"
-[ -x "$HATO_LOAD" ] || die "load generator not found at $HATO_LOAD; build it with: cargo build --release -p hato-bench"
-if [ "$ONLY" != postfix ]; then
-    [ -x "$HATO_BIN" ] || die "hato binary not found at $HATO_BIN; build it with: cargo build --release -p hato (or set HATO_BIN, or run with ONLY=postfix)"
-fi
+require_root_and_binaries "Postfix's master must start as root (it drops to the postfix user)" "$HATO_LOAD"
 if [ "$ONLY" != hato ]; then
-    if ! command -v postfix >/dev/null || ! command -v postconf >/dev/null; then
-        echo "compare-postfix: Postfix is not installed. Install it with:" >&2
-        echo "    DEBIAN_FRONTEND=noninteractive apt-get install -y postfix" >&2
-        exit 1
-    fi
-    id postfix >/dev/null 2>&1 || die "the postfix user does not exist (broken postfix install?)"
-    command -v openssl >/dev/null || die "openssl is needed to make Postfix's certificate: apt-get install openssl"
+    require_postfix Postfix "to make Postfix's certificate"
 fi
-command -v ss >/dev/null || die "ss is needed to find free ports: apt-get install iproute2"
-
-port_free() { ! ss -Hltn "( sport = :$1 )" | grep -q .; }
-pick_port() {
-    local p=$1
-    while ! port_free "$p"; do p=$((p + 1)); done
-    echo "$p"
-}
-wait_listening() { # port pid-or-empty seconds
-    local i
-    for ((i = 0; i < $3 * 10; i++)); do
-        port_free "$1" || return 0
-        if [ -n "$2" ] && ! kill -0 "$2" 2>/dev/null; then return 1; fi
-        sleep 0.1
-    done
-    return 1
-}
-json_get() { # file key → value (hato-load --json prints one key per line)
-    sed -n "s/^  \"$2\": \(.*\)$/\1/p" "$1" | sed 's/,$//; s/^"//; s/"$//'
-}
+require_ss
 
 # Both servers keep their data below here, so both pay the same file system's fsync.
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/hato-bench.XXXXXX")
-if [ "$(stat -f -c %T "$TMP")" = tmpfs ]; then
-    say "WARNING: $TMP is on tmpfs, where fsync costs nothing: set TMPDIR to a disk to measure durability"
-fi
+bench_tmp hato-bench "set TMPDIR to a disk to measure durability"
 # Postfix's unprivileged daemons and virtual(8) (as the postfix user) use absolute
 # paths below here.
 chmod 0755 "$TMP"
@@ -98,26 +55,12 @@ PF=$TMP/postfix
 cleanup() {
     local rc=$?
     set +e
-    if [ -n "$HATO_PID" ] && kill -0 "$HATO_PID" 2>/dev/null; then
-        kill -TERM "$HATO_PID"
-        for _ in $(seq 50); do kill -0 "$HATO_PID" 2>/dev/null || break; sleep 0.1; done
-        kill -0 "$HATO_PID" 2>/dev/null && kill -KILL "$HATO_PID"
-        wait "$HATO_PID" 2>/dev/null
-    fi
-    if [ "$POSTFIX_UP" = 1 ]; then
-        postfix -c "$PF/etc" stop >/dev/null 2>&1
-        for _ in $(seq 100); do [ -e "$PF/queue/pid/master.pid" ] || break; sleep 0.1; done
-    fi
-    if [ "$KEEP" = 1 ]; then
-        say "kept $TMP (logs, queues, mailboxes)"
-    else
-        rm -rf "$TMP"
-    fi
+    [ -n "$HATO_PID" ] && stop_pid "$HATO_PID"
+    [ "$POSTFIX_UP" = 1 ] && postfix_stop "$PF/etc"
+    remove_tmp "logs, queues, mailboxes"
     exit "$rc"
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+on_exit cleanup
 
 LOAD_ARGS=(--messages "$MESSAGES" --concurrency "$CONCURRENCY" --size "$SIZE"
     --messages-per-connection "$PER_CONNECTION" --tls starttls --insecure
@@ -126,13 +69,7 @@ LOAD_ARGS=(--messages "$MESSAGES" --concurrency "$CONCURRENCY" --size "$SIZE"
 # Runs the load; the JSON goes to $1, the exit status 2 (some messages failed) is kept.
 run_load() {
     local out=$1; shift
-    local rc=0
-    "$HATO_LOAD" "${LOAD_ARGS[@]}" "$@" >"$out" || rc=$?
-    case $rc in
-        0) ;;
-        2) say "WARNING: $(json_get "$out" failed) messages failed: $(json_get "$out" failures)" ;;
-        *) return "$rc" ;;
-    esac
+    load_json messages "$out" "$HATO_LOAD" "${LOAD_ARGS[@]}" "$@"
 }
 
 # --- hato --------------------------------------------------------------------------
@@ -156,16 +93,9 @@ require_tls = true
 [limits]
 max_connections_per_ip = $((CONCURRENCY * 2 + 10))
 EOF
-    say "hato: adding $BENCH_USER"
-    printf '%s' "$BENCH_PASSWORD" | "$HATO_BIN" --config "$dir/hato.toml" user add "$BENCH_USER" --password-stdin \
-        || die "hato user add failed"
+    hato_user "$dir/hato.toml"
     say "hato: serving on 127.0.0.1:$port (log: $dir/hato.log)"
-    "$HATO_BIN" serve --config "$dir/hato.toml" >"$dir/hato.log" 2>&1 &
-    HATO_PID=$!
-    if ! wait_listening "$port" "$HATO_PID" 30; then
-        tail -n 20 "$dir/hato.log" >&2
-        die "hato did not start listening on 127.0.0.1:$port"
-    fi
+    start_hato "$dir/hato.toml" "$dir/hato.log" "$port"
     say "hato: $MESSAGES messages, C=$CONCURRENCY, $SIZE B, K=$PER_CONNECTION, STARTTLS + AUTH PLAIN"
     run_load "$TMP/hato.json" --server "127.0.0.1:$port" --auth "$BENCH_USER:$BENCH_PASSWORD" --from "$BENCH_USER" \
         || { tail -n 20 "$dir/hato.log" >&2; die "load against hato failed"; }
@@ -183,12 +113,8 @@ run_postfix() {
     mkdir -p "$PF/etc" "$PF/queue" "$PF/data" "$PF/mail"
     chown postfix:postfix "$PF/data" "$PF/mail"
     cp /etc/postfix/master.cf "$PF/etc/master.cf"
-    # Self-signed ECDSA P-256 leaf, like the rcgen-made development certificate of hato
-    # (CA:FALSE + SAN, so hato-load --ca-file cert.pem works as well as --insecure).
-    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
-        -subj /CN=localhost -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
-        -addext "basicConstraints=critical,CA:FALSE" \
-        -keyout "$PF/etc/key.pem" -out "$PF/etc/cert.pem" 2>/dev/null
+    # Its certificate (hato-load --ca-file cert.pem works as well as --insecure).
+    self_signed localhost "$PF/etc/key.pem" "$PF/etc/cert.pem"
     echo "$BENCH_USER example.test/bench/" >"$PF/etc/vmailbox"
     cat >"$PF/etc/main.cf" <<EOF
 # Private benchmark instance: nothing here touches /etc/postfix or the system queue.
@@ -268,8 +194,7 @@ EOF
     now=$(date +%s.%N)
     POSTFIX_DELIVERED=$delivered
     POSTFIX_DRAIN_S=$(awk -v a="$start" -v b="$now" 'BEGIN { printf "%.2f", b - a }')
-    postfix -c "$PF/etc" stop >/dev/null 2>&1 || true
-    for _ in $(seq 100); do [ -e "$PF/queue/pid/master.pid" ] || break; sleep 0.1; done
+    postfix_stop "$PF/etc"
     POSTFIX_UP=0
 }
 
@@ -280,7 +205,6 @@ POSTFIX_DRAIN_S=
 [ "$ONLY" = hato ] || run_postfix
 
 row() { printf '  %-28s %14s %14s %14s\n' "$@"; }
-val() { [ -f "$TMP/$1.json" ] && json_get "$TMP/$1.json" "$2" || echo -; }
 ratio() { # hato postfix
     awk -v h="$1" -v p="$2" 'BEGIN { if (h == "-" || p == "-" || h == "null" || p == "null" || p + 0 == 0) print "-"; else printf "%.2f", h / p }'
 }
