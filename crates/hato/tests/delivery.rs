@@ -39,6 +39,11 @@ fn start_dns_with(extra: Vec<Record>) -> DnsServer {
     tree.serve_in_background()
 }
 
+/// The first message in alice's INBOX on `tx` (a report to the sender), once it is there.
+fn first_report(tx: &TestServer) -> String {
+    tx.wait_inbox(USER, 1, Duration::from_secs(20)).remove(0)
+}
+
 /// `hato queue list` (asserted to succeed).
 fn queue_list(tx: &TestServer) -> String {
     let list = tx.cli(&["queue", "list"], None);
@@ -117,8 +122,7 @@ fn unknown_user_bounces_to_the_sender() {
     let rx = receiver("remote.test");
     let tx = sender(rx.ports.smtp, Some(dns.addr()), "");
     submit(&tx, "nobody@remote.test", "will bounce");
-    let inbox = tx.wait_inbox(USER, 1, Duration::from_secs(20));
-    let dsn = &inbox[0];
+    let dsn = first_report(&tx);
     assert!(dsn.contains("multipart/report"), "{dsn}");
     assert!(dsn.contains("Status: 5.1.1"), "{dsn}");
     assert!(dsn.contains("nobody@remote.test"), "{dsn}");
@@ -131,14 +135,7 @@ fn unknown_user_bounces_to_the_sender() {
 fn explicit_route_to_host_and_port() {
     let rx = receiver("partner.test");
     // No [dns]: the route alone decides; the port comes from the route, not [delivery].
-    let tx = sender(
-        free_port(),
-        None,
-        &format!(
-            "[[route]]\ndomain = \"partner.test\"\nhost = \"[127.0.0.1]:{}\"\n",
-            rx.ports.smtp
-        ),
-    );
+    let tx = sender(free_port(), None, &route("partner.test", rx.ports.smtp));
     submit(&tx, "bob@partner.test", "routed");
     let inbox = rx.wait_inbox("bob@partner.test", 1, Duration::from_secs(20));
     assert!(inbox[0].contains("Subject: routed"));
@@ -147,11 +144,7 @@ fn explicit_route_to_host_and_port() {
 #[test]
 fn queue_commands() {
     let dead = free_port();
-    let tx = sender(
-        dead,
-        None,
-        &format!("[[route]]\ndomain = \"remote.test\"\nhost = \"[127.0.0.1]:{dead}\"\n"),
-    );
+    let tx = routed_sender(dead, "");
     let empty = queue_list(&tx);
     assert!(empty.contains("empty"), "{empty}");
     submit(&tx, BOB, "one");
@@ -240,7 +233,12 @@ struct BrokenTlsMta {
 }
 
 /// Python prelude of the fake MTAs: `listen(backlog, timeout)`, a listening socket on an
-/// ephemeral port of 127.0.0.1, whose number it prints first.
+/// ephemeral port of 127.0.0.1, whose number it prints first; `smtp_session(c, name, ehlo,
+/// command, data)`, one plaintext SMTP session on the connection `c`: the greeting `220 NAME
+/// ESMTP`, `ehlo` (bytes) for EHLO, DATA read up to the final dot and answered with what
+/// `data(lines)` returns (the session ends without a reply on None; default 250), QUIT
+/// answered with 221, anything else with 250; `command(cmd, line)` sees every command line
+/// first and may answer it itself (True; "stop": the session ends).
 const FAKE_MTA: &str = r#"
 import socket, sys, threading, time
 def listen(backlog, timeout):
@@ -251,6 +249,38 @@ def listen(backlog, timeout):
     srv.settimeout(timeout)
     print(srv.getsockname()[1], flush=True)
     return srv
+def smtp_session(c, name, ehlo, command=None, data=None):
+    f = c.makefile("rb")
+    c.sendall(b"220 %s ESMTP\r\n" % name)
+    while True:
+        line = f.readline()
+        if not line:
+            return
+        cmd = line.strip().upper()
+        answered = command(cmd, line) if command else False
+        if answered == "stop":
+            return
+        if answered:
+            continue
+        if cmd.startswith(b"EHLO"):
+            c.sendall(ehlo)
+        elif cmd == b"DATA":
+            c.sendall(b"354 go\r\n")
+            lines = []
+            while True:
+                l = f.readline()
+                if l in (b".\r\n", b""):
+                    break
+                lines.append(l)
+            reply = data(lines) if data else b"250 2.0.0 stored\r\n"
+            if reply is None:
+                return
+            c.sendall(reply)
+        elif cmd == b"QUIT":
+            c.sendall(b"221 bye\r\n")
+            return
+        else:
+            c.sendall(b"250 2.0.0 ok\r\n")
 "#;
 
 /// Starts the fake MTA `script` (after [`FAKE_MTA`]) with `args`; it and its port.
@@ -275,41 +305,27 @@ ehlo = "".join("250-%s\r\n" % c for c in ["fake"] + caps[:-1]) + "250 %s\r\n" % 
 srv = listen(5, 20)
 seen = []
 tempfailed = False
+def command(cmd, line):
+    global tempfailed
+    seen.append(line.decode("utf-8", "replace").strip())
+    if cmd == b"STARTTLS":
+        c.sendall(b"220 go ahead\r\n")
+        c.recv(4096)
+        c.sendall(b"this is not TLS\r\n" * 4)
+        return "stop"
+    if cmd.startswith(b"RCPT") and "TEMPFAIL_ONCE" in caps and not tempfailed:
+        tempfailed = True
+        c.sendall(b"451 4.3.0 try again later\r\n")
+        return True
+    return False
+def data(lines):
+    seen.extend("DATA| " + l.decode("utf-8", "replace").rstrip("\r\n") for l in lines)
+    return b"250 2.0.0 stored\r\n"
 try:
     for _ in range(n):
         c, _ = srv.accept()
         c.settimeout(20)
-        f = c.makefile("rb")
-        c.sendall(b"220 fake ESMTP\r\n")
-        while True:
-            line = f.readline()
-            if not line:
-                break
-            cmd = line.strip().upper()
-            seen.append(line.decode("utf-8", "replace").strip())
-            if cmd.startswith(b"EHLO"):
-                c.sendall(ehlo.encode())
-            elif cmd == b"STARTTLS":
-                c.sendall(b"220 go ahead\r\n")
-                c.recv(4096)
-                c.sendall(b"this is not TLS\r\n" * 4)
-                break
-            elif cmd == b"DATA":
-                c.sendall(b"354 go\r\n")
-                while True:
-                    data = f.readline()
-                    if data in (b".\r\n", b""):
-                        break
-                    seen.append("DATA| " + data.decode("utf-8", "replace").rstrip("\r\n"))
-                c.sendall(b"250 2.0.0 stored\r\n")
-            elif cmd == b"QUIT":
-                c.sendall(b"221 bye\r\n")
-                break
-            elif cmd.startswith(b"RCPT") and "TEMPFAIL_ONCE" in caps and not tempfailed:
-                tempfailed = True
-                c.sendall(b"451 4.3.0 try again later\r\n")
-            else:
-                c.sendall(b"250 2.0.0 ok\r\n")
+        smtp_session(c, b"fake", ehlo.encode(), command, data)
         c.close()
 except socket.timeout:
     pass
@@ -325,13 +341,18 @@ print("\n".join(seen), flush=True)
     }
 }
 
-/// The sending hato with `remote.test` routed to a fake MTA on 127.0.0.1:`port`; `more`
+/// `[[route]]` sending `domain` to 127.0.0.1:`port`.
+fn route(domain: &str, port: u16) -> String {
+    format!("[[route]]\ndomain = \"{domain}\"\nhost = \"[127.0.0.1]:{port}\"\n")
+}
+
+/// The sending hato with `remote.test` routed to 127.0.0.1:`port` (e.g. a fake MTA); `more`
 /// continues the `[delivery]` table.
 fn routed_sender(port: u16, more: &str) -> TestServer {
     sender(
         free_port(),
         None,
-        &format!("{more}[[route]]\ndomain = \"remote.test\"\nhost = \"[127.0.0.1]:{port}\"\n"),
+        &format!("{more}{}", route("remote.test", port)),
     )
 }
 
@@ -369,14 +390,7 @@ fn encrypt_never_falls_back_to_plaintext() {
 #[test]
 fn verify_uses_webpki_roots_and_defers_on_an_untrusted_certificate() {
     let rx = receiver("remote.test");
-    let tx = sender(
-        free_port(),
-        None,
-        &format!(
-            "tls_policy = \"verify\"\n[[route]]\ndomain = \"remote.test\"\nhost = \"[127.0.0.1]:{}\"\n",
-            rx.ports.smtp
-        ),
-    );
+    let tx = routed_sender(rx.ports.smtp, "tls_policy = \"verify\"\n");
     submit(&tx, BOB, "verify me");
     let entry = tx.wait_deferred("a deferred attempt");
     let error = entry.last_error.clone().unwrap_or_default();
@@ -407,7 +421,7 @@ fn receiver_with_ca(
 }
 
 /// [`receiver_with_ca`] for remote.test (account [`BOB`]) with the DNS for it, the CA and
-/// another CA. (Bind every field: the certificates must last as long as the servers.)
+/// another CA.
 struct CaReceiver {
     rx: TestServer,
     dns: DnsServer,
@@ -432,22 +446,17 @@ fn ca_receiver() -> CaReceiver {
 
 #[test]
 fn verify_with_ca_file_delivers_or_defers() {
-    let CaReceiver {
-        rx,
-        dns,
-        ca,
-        other_ca,
-        _certs,
-    } = ca_receiver();
+    let r = ca_receiver();
+    let (rx, dns) = (&r.rx, &r.dns);
     // The right CA: delivered, the attempt logged as verified.
     let verify = |ca: &std::path::Path| format!("tls_policy = \"verify\"\n{}", ca_file(ca));
-    let tx = sender(rx.ports.smtp, Some(dns.addr()), &verify(&ca));
+    let tx = sender(rx.ports.smtp, Some(dns.addr()), &verify(&r.ca));
     submit(&tx, BOB, "verified");
     rx.wait_inbox(BOB, 1, Duration::from_secs(20));
     tx.wait_queue_empty(Duration::from_secs(10));
     assert!(tx.logs().contains(" verified"), "{}", tx.logs());
     // Another CA: deferred, never sent in plaintext.
-    let tx2 = sender(rx.ports.smtp, Some(dns.addr()), &verify(&other_ca));
+    let tx2 = sender(rx.ports.smtp, Some(dns.addr()), &verify(&r.other_ca));
     submit(&tx2, BOB, "not verified");
     let e = tx2.wait_deferred("a deferred attempt");
     let tls = e.last_tls.clone().unwrap_or_default();
@@ -492,8 +501,7 @@ fn null_mx_bounces_at_once() {
     let dns = start_dns();
     let tx = sender(free_port(), Some(dns.addr()), "");
     submit(&tx, "someone@null.remote.test", "null mx");
-    let inbox = tx.wait_inbox(USER, 1, Duration::from_secs(20));
-    let dsn = &inbox[0];
+    let dsn = first_report(&tx);
     assert!(
         dsn.contains("Status: 5.1.10") && dsn.contains("556"),
         "{dsn}"
@@ -528,9 +536,8 @@ fn one_connection_carries_several_messages() {
     let tx = TestServer::start_with(
         "",
         &format!(
-            "{FAST_AUTH}[delivery]\nretry = [\"1h\"]\nper_domain = 1\n\
-             [[route]]\ndomain = \"remote.test\"\nhost = \"[127.0.0.1]:{}\"\n",
-            rx.ports.smtp
+            "{FAST_AUTH}[delivery]\nretry = [\"1h\"]\nper_domain = 1\n{}",
+            route("remote.test", rx.ports.smtp)
         ),
     );
     for i in 0..3 {
@@ -559,24 +566,10 @@ fn kill_9_during_delivery_loses_nothing() {
     const SCRIPT: &str = r#"
 srv = listen(5, 30)
 c, _ = srv.accept()
-f = c.makefile("rb")
-c.sendall(b"220 slow ESMTP\r\n")
-while True:
-    line = f.readline()
-    if not line:
-        break
-    cmd = line.strip().upper()
-    if cmd.startswith(b"EHLO"):
-        c.sendall(b"250 slow\r\n")
-    elif cmd == b"DATA":
-        c.sendall(b"354 go\r\n")
-        while f.readline() not in (b".\r\n", b""):
-            pass
-        print("GOT-DATA", flush=True)
-        time.sleep(20)
-        break
-    else:
-        c.sendall(b"250 2.0.0 ok\r\n")
+def data(lines):
+    print("GOT-DATA", flush=True)
+    time.sleep(20)
+smtp_session(c, b"slow", b"250 slow\r\n", data=data)
 "#;
     let (mut mta, port) = fake_mta(SCRIPT, &[]);
     let mut tx = routed_sender(port, "tls_policy = \"none\"\n");
@@ -652,8 +645,7 @@ fn success_notifications_relayed_and_delivered() {
         "NOTIFY=SUCCESS ORCPT=rfc822;bob@remote.test",
         "",
     );
-    let inbox = tx.wait_inbox(USER, 1, Duration::from_secs(20));
-    let report = &inbox[0];
+    let report = first_report(&tx);
     assert!(report.contains("Action: relayed"), "{report}");
     assert!(report.contains("Status: 2.0.0"), "{report}");
     assert!(report.contains("Original-Envelope-Id: e-77"), "{report}");
@@ -696,14 +688,9 @@ fn success_notifications_relayed_and_delivered() {
 /// `delay_warning`: one "delayed" report once a message has waited that long; it stays queued.
 #[test]
 fn delay_warning_is_sent_once() {
-    let tx = sender(
-        free_port(),
-        None,
-        "delay_warning = \"1s\"\n[[route]]\ndomain = \"remote.test\"\nhost = \"[127.0.0.1]:1\"\n",
-    );
+    let tx = routed_sender(1, "delay_warning = \"1s\"\n");
     submit(&tx, BOB, "slow one");
-    let inbox = tx.wait_inbox(USER, 1, Duration::from_secs(20));
-    let report = &inbox[0];
+    let report = first_report(&tx);
     assert!(report.contains("Action: delayed"), "{report}");
     assert!(report.contains("Subject: Delayed Mail"), "{report}");
     assert!(report.contains("Will-Retry-Until:"), "{report}");
@@ -720,21 +707,16 @@ fn delay_warning_is_sent_once() {
 /// otherwise the message waits (never sent without). `TLS-Required: No` is the opposite.
 #[test]
 fn requiretls_needs_a_verified_connection() {
-    let CaReceiver {
-        rx,
-        dns,
-        ca,
-        other_ca,
-        _certs,
-    } = ca_receiver();
+    let r = ca_receiver();
+    let (rx, dns) = (&r.rx, &r.dns);
     // Trusted: delivered over verified TLS although the policy is only `may`.
-    let tx = sender(rx.ports.smtp, Some(dns.addr()), &ca_file(&ca));
+    let tx = sender(rx.ports.smtp, Some(dns.addr()), &ca_file(&r.ca));
     submit_with(&tx, BOB, "secret", "REQUIRETLS", "", "");
     let got = rx.wait_inbox(BOB, 1, Duration::from_secs(20));
     assert!(got[0].contains("Subject: secret"), "{got:?}");
     assert!(tx.logs().contains(" verified"), "{}", tx.logs());
     // Not trusted: a REQUIRETLS message waits, a plain one goes (may: unverified TLS).
-    let tx2 = sender(rx.ports.smtp, Some(dns.addr()), &ca_file(&other_ca));
+    let tx2 = sender(rx.ports.smtp, Some(dns.addr()), &ca_file(&r.other_ca));
     submit_with(&tx2, BOB, "secret two", "REQUIRETLS", "", "");
     submit(&tx2, BOB, "ordinary");
     rx.wait_inbox(BOB, 2, Duration::from_secs(20));
@@ -768,30 +750,17 @@ def serve(c):
             counted[0] = False
             with lock:
                 state["open"] -= 1
+    def command(cmd, line):
+        if cmd == b"QUIT":
+            leave()
+        return False
+    def data(lines):
+        time.sleep(0.3)
+        with lock:
+            state["msgs"] += 1
+        return b"250 2.0.0 stored\r\n"
     try:
-        f = c.makefile("rb")
-        c.sendall(b"220 counting ESMTP\r\n")
-        while True:
-            line = f.readline()
-            if not line:
-                break
-            cmd = line.strip().upper()
-            if cmd.startswith(b"EHLO"):
-                c.sendall(b"250-counting\r\n250 PIPELINING\r\n")
-            elif cmd == b"DATA":
-                c.sendall(b"354 go\r\n")
-                while f.readline() not in (b".\r\n", b""):
-                    pass
-                time.sleep(0.3)
-                with lock:
-                    state["msgs"] += 1
-                c.sendall(b"250 2.0.0 stored\r\n")
-            elif cmd == b"QUIT":
-                leave()
-                c.sendall(b"221 bye\r\n")
-                break
-            else:
-                c.sendall(b"250 2.0.0 ok\r\n")
+        smtp_session(c, b"counting", b"250-counting\r\n250 PIPELINING\r\n", command, data)
     finally:
         leave()
         c.close()
@@ -828,9 +797,9 @@ fn per_ip_limit_caps_connections_to_one_address() {
             &["example.test"],
             &[USER],
             &format!(
-                "{FAST_AUTH}[delivery]\nretry = [\"1s\"]\nper_ip = {per_ip}\nconnect_timeout_secs = 3\n\
-                 [[route]]\ndomain = \"a.test\"\nhost = \"[127.0.0.1]:{port}\"\n\
-                 [[route]]\ndomain = \"b.test\"\nhost = \"[127.0.0.1]:{port}\"\n"
+                "{FAST_AUTH}[delivery]\nretry = [\"1s\"]\nper_ip = {per_ip}\nconnect_timeout_secs = 3\n{}{}",
+                route("a.test", port),
+                route("b.test", port)
             ),
         );
         for i in 0..3 {
@@ -1084,8 +1053,7 @@ fn tls_reports_are_recorded_and_sent() {
         || tx.logs(),
     );
     // Yesterday's report arrives in alice's INBOX, once.
-    let inbox = tx.wait_inbox(USER, 1, Duration::from_secs(20));
-    let report = &inbox[0];
+    let report = first_report(&tx);
     assert!(
         report.contains("TLS-Report-Domain: remote.test"),
         "{report}"
