@@ -100,15 +100,8 @@ fn write_cert(
 fn receiver(domains: &[&str], cert: &Cert) -> TestServer {
     let users: Vec<String> = domains.iter().map(|d| format!("bob@{d}")).collect();
     let users: Vec<&str> = users.iter().map(String::as_str).collect();
-    TestServer::start_domains(
-        domains,
-        &users,
-        &format!(
-            "[tls]\ncert = \"{}\"\nkey = \"{}\"\n{FAST_AUTH}",
-            cert.cert.display(),
-            cert.key.display()
-        ),
-    )
+    let tls = format!("{}{FAST_AUTH}", tls_config(&cert.cert, &cert.key));
+    TestServer::start_domains(domains, &users, &tls)
 }
 
 /// The sending hato (example.test, alice) with `tls_policy = "dane"`, delivering to `port`, the
@@ -168,8 +161,14 @@ fn wait_deferred(tx: &TestServer, rcpt: &str) -> hato_store::QueueEntry {
     entry().unwrap()
 }
 
-/// The receiver took no message (and no recipient: neither over TLS nor in plaintext).
-fn assert_nothing_accepted(rx: &TestServer) {
+/// The sender never fell back to plaintext, and the receiver took no message (and no
+/// recipient: neither over TLS nor in plaintext).
+fn assert_nothing_accepted(tx: &TestServer, rx: &TestServer) {
+    assert!(
+        !tx.logs().contains("retrying in plaintext"),
+        "{}",
+        tx.logs()
+    );
     let log = rx.logs();
     assert!(
         !log.contains("message accepted") && !log.contains("alice@example.test"),
@@ -183,6 +182,38 @@ fn assert_received_over_tls(msg: &str) {
     assert!(
         received.contains("using TLS") && received_with(&received, "ESMTPS"),
         "the receiver's Received header does not show TLS: {received}"
+    );
+}
+
+/// Waits until `rcpt` got the message with `subject` from `tx` over TLS and its queue entry is
+/// gone; asserts that one of the sender's "delivery attempt" log lines for `rcpt` contains all
+/// of `attempt`.
+fn delivered_over_tls(
+    rx: &TestServer,
+    tx: &TestServer,
+    rcpt: &str,
+    subject: &str,
+    attempt: &[&str],
+) {
+    let inbox = rx.wait_inbox(rcpt, 1, Duration::from_secs(30));
+    assert!(
+        inbox[0].contains(&format!("Subject: {subject}")),
+        "{}",
+        inbox[0]
+    );
+    assert_received_over_tls(&inbox[0]);
+    wait_until(
+        "the queue entry goes",
+        Duration::from_secs(10),
+        || !tx.queue().iter().any(|e| e.recipient == rcpt),
+        || tx.logs(),
+    );
+    assert!(
+        attempts(tx, rcpt)
+            .iter()
+            .any(|l| attempt.iter().all(|a| l.contains(a))),
+        "{}",
+        tx.logs()
     );
 }
 
@@ -208,22 +239,13 @@ fn dane_ee_record_authenticates_the_receiver() {
     let dns = tree.serve_in_background();
     let tx = sender(port, &dns, certs.path());
     submit(&tx, "bob@remote.test", "dane-ee");
-    let inbox = rx.wait_inbox("bob@remote.test", 1, Duration::from_secs(30));
-    assert!(inbox[0].contains("Subject: dane-ee"), "{}", inbox[0]);
-    assert_received_over_tls(&inbox[0]);
-    wait_until(
-        "queue empties",
-        Duration::from_secs(10),
-        || tx.queue().is_empty(),
-        || tx.logs(),
-    );
-    let lines = attempts(&tx, "bob@remote.test");
-    assert!(
-        lines.iter().any(|l| l.contains(MX_HOST)
-            && l.contains("TLSv1.3")
-            && l.contains("verified (DANE: DANE-EE(3) SPKI(1) SHA2-256(1))")),
-        "{}",
-        tx.logs()
+    let ee = "verified (DANE: DANE-EE(3) SPKI(1) SHA2-256(1))";
+    delivered_over_tls(
+        &rx,
+        &tx,
+        "bob@remote.test",
+        "dane-ee",
+        &[MX_HOST, "TLSv1.3", ee],
     );
 }
 
@@ -237,12 +259,8 @@ fn mismatching_tlsa_record_defers() {
     let rx = receiver(&["remote.test"], &cert);
     let port = rx.ports.smtp;
     let mut tree = DnsTree::new();
-    secure_domain(
-        &mut tree,
-        "remote.test",
-        port,
-        &[tlsa_for(3, 1, 1, &other.leaf)],
-    );
+    let record = tlsa_for(3, 1, 1, &other.leaf);
+    secure_domain(&mut tree, "remote.test", port, &[record]);
     let dns = tree.serve_in_background();
     let tx = sender(port, &dns, certs.path());
     submit(&tx, "bob@remote.test", "wrong key");
@@ -264,12 +282,7 @@ fn mismatching_tlsa_record_defers() {
         "{}",
         show.stdout
     );
-    assert!(
-        !tx.logs().contains("retrying in plaintext"),
-        "{}",
-        tx.logs()
-    );
-    assert_nothing_accepted(&rx);
+    assert_nothing_accepted(&tx, &rx);
 }
 
 /// (c) An insecure zone (an unsigned child of `test.`, provably: NSEC at the cut without DS)
@@ -286,23 +299,8 @@ fn insecure_zone_is_delivered_like_may() {
     let dns = tree.serve_in_background();
     let tx = sender(rx.ports.smtp, &dns, certs.path());
     submit(&tx, "bob@plain.test", "insecure zone");
-    let inbox = rx.wait_inbox("bob@plain.test", 1, Duration::from_secs(30));
-    assert!(inbox[0].contains("Subject: insecure zone"), "{}", inbox[0]);
-    assert_received_over_tls(&inbox[0]);
-    wait_until(
-        "queue empties",
-        Duration::from_secs(10),
-        || tx.queue().is_empty(),
-        || tx.logs(),
-    );
-    let lines = attempts(&tx, "bob@plain.test");
-    assert!(
-        lines.iter().any(|l| l.contains("mx.plain.test")
-            && l.contains("TLSv1.3")
-            && l.contains("unverified")),
-        "{}",
-        tx.logs()
-    );
+    let attempt = ["mx.plain.test", "TLSv1.3", "unverified"];
+    delivered_over_tls(&rx, &tx, "bob@plain.test", "insecure zone", &attempt);
 }
 
 /// (d) Bogus answers: a TLSA RRset and an MX RRset whose data no longer match their
@@ -341,12 +339,7 @@ fn bogus_tlsa_or_mx_defers() {
         error.starts_with("451 4.7.5") && error.contains("MX records of badmx.test"),
         "{e:?}"
     );
-    assert!(
-        !tx.logs().contains("retrying in plaintext"),
-        "{}",
-        tx.logs()
-    );
-    assert_nothing_accepted(&rx);
+    assert_nothing_accepted(&tx, &rx);
 }
 
 /// (e) DANE-TA(2) Cert(0) SHA-256(1) of a test CA; the receiver sends its leaf (named after the
@@ -367,23 +360,8 @@ fn dane_ta_record_with_a_test_ca() {
     let tx = sender(port, &dns, certs.path());
     submit(&tx, "bob@remote.test", "dane-ta");
     submit(&tx, "bob@othername.test", "dane-ta, wrong name");
-    let inbox = rx.wait_inbox("bob@remote.test", 1, Duration::from_secs(30));
-    assert!(inbox[0].contains("Subject: dane-ta"), "{}", inbox[0]);
-    assert_received_over_tls(&inbox[0]);
-    wait_until(
-        "the queue entry goes",
-        Duration::from_secs(10),
-        || !tx.queue().iter().any(|e| e.recipient == "bob@remote.test"),
-        || tx.logs(),
-    );
-    let lines = attempts(&tx, "bob@remote.test");
-    assert!(
-        lines
-            .iter()
-            .any(|l| l.contains("verified (DANE: DANE-TA(2) Cert(0) SHA2-256(1))")),
-        "{}",
-        tx.logs()
-    );
+    let ta = "verified (DANE: DANE-TA(2) Cert(0) SHA2-256(1))";
+    delivered_over_tls(&rx, &tx, "bob@remote.test", "dane-ta", &[ta]);
     let e = wait_deferred(&tx, "bob@othername.test");
     let tls = e.last_tls.clone().unwrap_or_default();
     assert!(

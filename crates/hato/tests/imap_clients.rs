@@ -595,24 +595,21 @@ for t in threads:
 out("STATS", "%d %d" % (stats["expunge_seen"], stats["exists_seen"]))
 out("ERRORS", repr(errors))
 out("VIOLATIONS", repr(violations))
-views = {}
-for w, r in sorted(finals.items()):
-    r.cmd("n", "NOOP")
-    res = r.cmd("f", "FETCH 1:* (UID FLAGS)")
+def uid_flags(r):
+    # (sequence number, UID, flags without \Recent) of every message, as r sees them.
     view = []
-    for t, _ in res:
+    for t, _ in r.cmd("f", "FETCH 1:* (UID FLAGS)"):
         m = re.match(r"\* (\d+) FETCH \(UID (\d+) FLAGS \(([^)]*)\)", t)
         if m:
             view.append((int(m.group(1)), int(m.group(2)), " ".join(sorted(m.group(3).replace("\\Recent", "").split()))))
-    views[w] = sorted(view)
+    return view
+views = {}
+for w, r in sorted(finals.items()):
+    r.cmd("n", "NOOP")
+    views[w] = sorted(uid_flags(r))
 fresh = conn()
 fresh.cmd("s", "EXAMINE INBOX")
-res = fresh.cmd("f", "FETCH 1:* (UID FLAGS)")
-ref = []
-for t, _ in res:
-    m = re.match(r"\* (\d+) FETCH \(UID (\d+) FLAGS \(([^)]*)\)", t)
-    if m:
-        ref.append((int(m.group(1)), int(m.group(2)), " ".join(sorted(m.group(3).replace("\\Recent", "").split()))))
+ref = uid_flags(fresh)
 out("WORKERS_DONE", len(finals))
 out("REF_N", len(ref))
 out("AGREE", int(all(v == sorted(ref) for v in views.values())))

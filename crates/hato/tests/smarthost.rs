@@ -4,6 +4,7 @@
 
 mod common;
 
+use std::path::Path;
 use std::time::Duration;
 
 use common::*;
@@ -15,8 +16,18 @@ fn provider() -> TestServer {
     TestServer::start()
 }
 
-/// The sender: smarthost = `host`:`port` (the provider), credentials from a password file.
-fn sender(host: &str, port: u16, tls: &str, password: &str, more: &str) -> TestServer {
+/// The sender: smarthost = the provider's submission listener for `tls` (`starttls` or
+/// `implicit`), credentials from a password file. With `ca_file` the provider's certificate is
+/// verified against it, for the name `localhost`; without, the smarthost is `[127.0.0.1]`.
+fn sender(provider: &TestServer, tls: &str, password: &str, ca: Option<&Path>) -> TestServer {
+    let port = match tls {
+        "implicit" => provider.ports.submissions,
+        _ => provider.ports.submission,
+    };
+    let (host, more) = match ca {
+        Some(ca) => ("localhost", ca_file(ca)),
+        None => ("[127.0.0.1]", String::new()),
+    };
     let dir = tempfile::tempdir().unwrap();
     let pw = dir.path().join("smarthost.password");
     std::fs::write(&pw, format!("{password}\n")).unwrap();
@@ -60,13 +71,7 @@ fn first_error(tx: &TestServer) -> String {
 #[test]
 fn smarthost_starttls_with_auth() {
     let provider = provider();
-    let tx = sender(
-        "[127.0.0.1]",
-        provider.ports.submission,
-        "starttls",
-        PASSWORD,
-        "",
-    );
+    let tx = sender(&provider, "starttls", PASSWORD, None);
     // Unverified (no ca_file): a loud warning at start-up.
     tx.wait_for_log("SMARTHOST CERTIFICATE NOT VERIFIED", Duration::from_secs(5));
     relayed_through(&provider, &tx, "via starttls");
@@ -76,13 +81,7 @@ fn smarthost_starttls_with_auth() {
 #[test]
 fn smarthost_implicit_tls() {
     let provider = provider();
-    let tx = sender(
-        "[127.0.0.1]",
-        provider.ports.submissions,
-        "implicit",
-        PASSWORD,
-        "",
-    );
+    let tx = sender(&provider, "implicit", PASSWORD, None);
     relayed_through(&provider, &tx, "via implicit TLS");
 }
 
@@ -90,13 +89,7 @@ fn smarthost_implicit_tls() {
 fn smarthost_verified_with_ca_file() {
     let provider = provider();
     let ca = provider.cert();
-    let tx = sender(
-        "localhost",
-        provider.ports.submission,
-        "starttls",
-        PASSWORD,
-        &ca_file(&ca),
-    );
+    let tx = sender(&provider, "starttls", PASSWORD, Some(&ca));
     relayed_through(&provider, &tx, "verified");
     let logs = tx.logs();
     assert!(
@@ -115,14 +108,7 @@ fn smarthost_wrong_ca_sends_no_credentials() {
     let provider = provider();
     let dir = tempfile::tempdir().unwrap();
     let (other_ca, _) = make_cert(dir.path(), "other", &["localhost"], 30);
-    let other = ca_file(&other_ca);
-    let tx = sender(
-        "localhost",
-        provider.ports.submission,
-        "starttls",
-        PASSWORD,
-        &other,
-    );
+    let tx = sender(&provider, "starttls", PASSWORD, Some(&other_ca));
     submit(&tx, BOB, "wrong ca");
     let error = first_error(&tx);
     assert!(error.contains("TLS"), "{error}");
@@ -134,13 +120,7 @@ fn smarthost_wrong_ca_sends_no_credentials() {
 #[test]
 fn smarthost_wrong_password_stays_queued() {
     let provider = provider();
-    let tx = sender(
-        "[127.0.0.1]",
-        provider.ports.submission,
-        "starttls",
-        "not the password",
-        "",
-    );
+    let tx = sender(&provider, "starttls", "not the password", None);
     submit(&tx, BOB, "wrong password");
     let error = first_error(&tx);
     let q = tx.queue();
@@ -188,12 +168,14 @@ fn printer_send(port: u16, rcpt: &str) -> String {
     reply
 }
 
+/// The standard test server with `relay_networks = [NETWORKS]`.
+fn relaying_for(networks: &str) -> TestServer {
+    TestServer::start_with("", &format!("relay_networks = [{networks}]\n{FAST_AUTH}"))
+}
+
 #[test]
 fn relay_networks_allow_printers() {
-    let s = TestServer::start_with(
-        "",
-        &format!("relay_networks = [\"10.0.0.5\", \"127.0.0.0/8\"]\n{FAST_AUTH}"),
-    );
+    let s = relaying_for(r#""10.0.0.5", "127.0.0.0/8""#);
     let reply = printer_send(s.ports.smtp, BOB);
     assert!(reply.starts_with("250"), "{reply}");
     wait_until(
@@ -210,10 +192,7 @@ fn relay_networks_allow_printers() {
 
 #[test]
 fn relay_networks_not_covering_the_client_refuse() {
-    let s = TestServer::start_with(
-        "",
-        &format!("relay_networks = [\"192.168.0.0/24\", \"10.0.0.5\"]\n{FAST_AUTH}"),
-    );
+    let s = relaying_for(r#""192.168.0.0/24", "10.0.0.5""#);
     let reply = printer_send(s.ports.smtp, BOB);
     assert!(reply.starts_with("554 5.7.1"), "{reply}");
     assert!(s.queue().is_empty());
