@@ -30,26 +30,32 @@ fn assert_fails(out: &CmdOutput, needles: &[&str]) {
 // ---------------------------------------------------------------------------------------------
 // Accounts and aliases.
 
+/// `hato user COMMAND ADDRESS --password-stdin` on `server`, `password` on stdin.
+fn user(server: &TestServer, command: &str, address: &str, password: &str) -> CmdOutput {
+    server.cli(
+        &["user", command, address, "--password-stdin"],
+        Some(password),
+    )
+}
+
+/// `hato alias ARGS` on `server`.
+fn alias(server: &TestServer, args: &[&str]) -> CmdOutput {
+    server.cli(&[&["alias"], args].concat(), None)
+}
+
+/// Asserts that the command succeeded and printed `expect`.
+fn assert_prints(out: &CmdOutput, expect: &str) {
+    out.assert_ok();
+    assert!(out.stdout.contains(expect), "{}", out.all());
+}
+
 #[test]
 fn user_and_alias_commands() {
     let server = TestServer::start();
-    let out = server.cli(
-        &["user", "add", "bob@example.test", "--password-stdin"],
-        Some("bob pw 1\n"),
-    );
-    out.assert_ok();
-    assert!(
-        out.stdout.contains("created bob@example.test"),
-        "{}",
-        out.all()
-    );
+    let out = user(&server, "add", "bob@example.test", "bob pw 1\n");
+    assert_prints(&out, "created bob@example.test");
     // Addresses are normalised.
-    server
-        .cli(
-            &["user", "add", "Carol@EXAMPLE.test", "--password-stdin"],
-            Some("carol pw"),
-        )
-        .assert_ok();
+    user(&server, "add", "Carol@EXAMPLE.test", "carol pw").assert_ok();
     let list = server.cli(&["user", "list"], None);
     list.assert_ok();
     let mut names: Vec<&str> = list.stdout.lines().collect();
@@ -65,23 +71,13 @@ fn user_and_alias_commands() {
 
     // Duplicates are refused with a clear message, also in another case.
     for dup in ["bob@example.test", "BOB@example.test"] {
-        let out = server.cli(&["user", "add", dup, "--password-stdin"], Some("x"));
+        let out = user(&server, "add", dup, "x");
         assert_fails(&out, &["bob@example.test", "already exists"]);
     }
-    let out = server.cli(
-        &["user", "add", "not-an-address", "--password-stdin"],
-        Some("x"),
-    );
+    let out = user(&server, "add", "not-an-address", "x");
     assert_fails(&out, &["not-an-address", "not a valid address"]);
-    let out = server.cli(
-        &["user", "add", "dave@example.test", "--password-stdin"],
-        Some("\n"),
-    );
-    assert_fails(&out, &["empty"]);
-    let out = server.cli(
-        &["user", "add", "erin@elsewhere.example", "--password-stdin"],
-        Some("pw"),
-    );
+    assert_fails(&user(&server, "add", "dave@example.test", "\n"), &["empty"]);
+    let out = user(&server, "add", "erin@elsewhere.example", "pw");
     out.assert_ok();
     assert!(
         out.stderr.contains("not one of the local domains"),
@@ -96,48 +92,26 @@ fn user_and_alias_commands() {
         smtp_conv(server.ports.submissions, true, &["EHLO cli.example", &auth])
     };
     assert_replies(&login("bob pw 1"), &["220", "250", "235 2.7.0"]);
-    let out = server.cli(
-        &["user", "passwd", "bob@example.test", "--password-stdin"],
-        Some("bob pw 2\n"),
-    );
-    out.assert_ok();
-    assert!(out.stdout.contains("password changed"), "{}", out.all());
+    let out = user(&server, "passwd", "bob@example.test", "bob pw 2\n");
+    assert_prints(&out, "password changed");
     assert_replies(&login("bob pw 2"), &["220", "250", "235 2.7.0"]);
     assert_replies(&login("bob pw 1"), &["220", "250", "535 5.7.8"]);
-    let out = server.cli(
-        &["user", "passwd", "nobody@example.test", "--password-stdin"],
-        Some("x"),
-    );
+    let out = user(&server, "passwd", "nobody@example.test", "x");
     assert_fails(&out, &["no account nobody@example.test"]);
 
     // Aliases.
-    let out = server.cli(
-        &["alias", "add", "sales@example.test", "bob@example.test"],
-        None,
-    );
-    out.assert_ok();
-    assert!(
-        out.stdout
-            .contains("sales@example.test -> bob@example.test"),
-        "{}",
-        out.all()
-    );
-    let out = server.cli(
-        &["alias", "add", "sales@example.test", "alice@example.test"],
-        None,
+    let out = alias(&server, &["add", "sales@example.test", "bob@example.test"]);
+    assert_prints(&out, "sales@example.test -> bob@example.test");
+    let out = alias(
+        &server,
+        &["add", "sales@example.test", "alice@example.test"],
     );
     assert_fails(&out, &["sales@example.test"]);
-    let out = server.cli(
-        &["alias", "add", "alice@example.test", "bob@example.test"],
-        None,
-    );
+    let out = alias(&server, &["add", "alice@example.test", "bob@example.test"]);
     assert_fails(&out, &["alice@example.test"]);
-    let out = server.cli(
-        &["alias", "add", "info@example.test", "ghost@example.test"],
-        None,
-    );
+    let out = alias(&server, &["add", "info@example.test", "ghost@example.test"]);
     assert_fails(&out, &["ghost@example.test"]);
-    let list = server.cli(&["alias", "list"], None);
+    let list = alias(&server, &["list"]);
     list.assert_ok();
     assert_eq!(list.stdout.trim(), "sales@example.test -> bob@example.test");
     // Mail to the alias reaches bob while the server runs.
@@ -150,27 +124,15 @@ fn user_and_alias_commands() {
     c.expect("QUIT", "221");
     assert_eq!(server.inbox("bob@example.test").len(), 1);
 
-    let out = server.cli(&["alias", "del", "sales@example.test"], None);
-    out.assert_ok();
-    assert!(
-        out.stdout.contains("removed sales@example.test"),
-        "{}",
-        out.all()
-    );
-    assert_eq!(server.cli(&["alias", "list"], None).stdout.trim(), "");
-    assert_fails(
-        &server.cli(&["alias", "del", "sales@example.test"], None),
-        &["no alias"],
-    );
+    let out = alias(&server, &["del", "sales@example.test"]);
+    assert_prints(&out, "removed sales@example.test");
+    assert_eq!(alias(&server, &["list"]).stdout.trim(), "");
+    let out = alias(&server, &["del", "sales@example.test"]);
+    assert_fails(&out, &["no alias"]);
 
     // del: the account is gone, and refused at RCPT.
     let out = server.cli(&["user", "del", "bob@example.test"], None);
-    out.assert_ok();
-    assert!(
-        out.stdout.contains("deleted bob@example.test"),
-        "{}",
-        out.all()
-    );
+    assert_prints(&out, "deleted bob@example.test");
     let list = server.cli(&["user", "list"], None);
     assert!(!list.stdout.contains("bob@"), "{}", list.stdout);
     assert_fails(
@@ -630,14 +592,8 @@ fn reload_server(reload_check_secs: u64) -> Reload {
 
 #[test]
 fn certificate_reload_when_files_change() {
-    let Reload {
-        server,
-        certs,
-        cert,
-        key,
-        old,
-        session,
-    } = reload_server(1);
+    let r = reload_server(1);
+    let (server, certs, cert, key, old) = (&r.server, &r.certs, &r.cert, &r.key, r.old.as_str());
     let port = server.ports.submissions;
 
     let second = make_cert(&certs, "second", &["localhost"], 60);
@@ -649,21 +605,15 @@ fn certificate_reload_when_files_change() {
     let out = s_client(server.ports.submission, true, &[], "quit\n");
     assert_eq!(first_pem_cert(&out.all()).as_deref(), Some(new.as_str()));
 
-    assert_old_session_works(&session.finish());
+    assert_old_session_works(&r.session.finish());
     server.wait_for_log("certificates reloaded", Duration::from_secs(5));
 }
 
 #[test]
 fn certificate_reload_on_sighup_keeps_old_set_on_failure() {
     // 0: no polling, only SIGHUP.
-    let Reload {
-        server,
-        certs,
-        cert,
-        key,
-        old,
-        session,
-    } = reload_server(0);
+    let r = reload_server(0);
+    let (server, certs, cert, key, old) = (&r.server, &r.certs, &r.cert, &r.key, r.old.as_str());
     let port = server.ports.submissions;
     let hup = || signal(server.pid(), "HUP");
 
@@ -686,7 +636,7 @@ fn certificate_reload_on_sighup_keeps_old_set_on_failure() {
     // ... and served after it.
     hup();
     wait_for_cert(port, &pem(&cert), Duration::from_secs(10));
-    assert_old_session_works(&session.finish());
+    assert_old_session_works(&r.session.finish());
     assert!(server.logs().contains("certificates reloaded"));
     // Still alive and well after the signals.
     Raw::hello(server.ports.smtp, "after.example");
