@@ -198,7 +198,7 @@ c.logout()
 #[test]
 fn flags_persist_and_condstore() {
     let server = TestServer::start();
-    smtp_deliver(server.ports.smtp, USER, &[message("flag me", "x")]);
+    deliver_to_alice(&server, &[message("flag me", "x")]);
     let r = imap_py(
         &server,
         r#"
@@ -252,7 +252,7 @@ c.logout()
 #[test]
 fn two_sessions_see_each_others_changes_and_idle_reports_delivery() {
     let server = TestServer::start();
-    smtp_deliver(server.ports.smtp, USER, &[message("one", "1")]);
+    deliver_to_alice(&server, &[message("one", "1")]);
     let r = imap_py(
         &server,
         r#"
@@ -303,11 +303,7 @@ r.until("d")
 #[test]
 fn recent_is_shown_to_exactly_one_session() {
     let server = TestServer::start();
-    smtp_deliver(
-        server.ports.smtp,
-        USER,
-        &[message("r1", "1"), message("r2", "2")],
-    );
+    deliver_to_alice(&server, &[message("r1", "1"), message("r2", "2")]);
     let r = imap_py(
         &server,
         r#"
@@ -424,9 +420,8 @@ out("STATUS_5", status(z))
 #[test]
 fn append_copy_move_search() {
     let server = TestServer::start();
-    smtp_deliver(
-        server.ports.smtp,
-        USER,
+    deliver_to_alice(
+        &server,
         &[
             message("apples", "red fruit"),
             message("pears", "green fruit"),
@@ -626,9 +621,8 @@ c.logout()
 #[test]
 fn qresync_idle_flag_changes_and_imap4rev2_search() {
     let server = TestServer::start();
-    smtp_deliver(
-        server.ports.smtp,
-        USER,
+    deliver_to_alice(
+        &server,
         &[message("q1", "1"), message("q2", "2"), message("q3", "3")],
     );
     let r = imap_py(

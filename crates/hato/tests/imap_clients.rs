@@ -144,9 +144,8 @@ def dump(c, box):
 fn mbsync_syncs_a_whole_account_both_ways() {
     require_tool("mbsync", "isync");
     let server = TestServer::start();
-    smtp_deliver(
-        server.ports.smtp,
-        USER,
+    deliver_to_alice(
+        &server,
         &[
             message("inbox one", "first"),
             message("inbox two", "second\r\n.with a dot line"),
@@ -431,9 +430,8 @@ out("NOOP", res[-1][0])
 fn malformed_mime_is_answered_and_the_connection_stays_usable() {
     let server = TestServer::start();
     // One of them arrives over SMTP too (8-bit header bytes through the whole path).
-    smtp_deliver(
-        server.ports.smtp,
-        USER,
+    deliver_to_alice(
+        &server,
         &["From: bob@sender.example\r\nSubject: smtp caf\u{e9}\r\n\r\nvia smtp\r\n".to_string()],
     );
     let r = imap_py(
@@ -518,9 +516,8 @@ out("SEARCH", " | ".join(x[0] for x in res))
 #[test]
 fn four_sessions_on_one_mailbox_agree() {
     let server = TestServer::start();
-    smtp_deliver(
-        server.ports.smtp,
-        USER,
+    deliver_to_alice(
+        &server,
         &(1..=20)
             .map(|i| message(&format!("seed {i}"), "seed"))
             .collect::<Vec<_>>(),
