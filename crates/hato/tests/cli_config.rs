@@ -596,9 +596,9 @@ fn certificate_reload_when_files_change() {
     let (server, certs, cert, key, old) = (&r.server, &r.certs, &r.cert, &r.key, r.old.as_str());
     let port = server.ports.submissions;
 
-    let second = make_cert(&certs, "second", &["localhost"], 60);
-    install(&second, &cert, &key);
-    let new = pem(&cert);
+    let second = make_cert(certs, "second", &["localhost"], 60);
+    install(&second, cert, key);
+    let new = pem(cert);
     assert_ne!(new, old);
     wait_for_cert(port, &new, Duration::from_secs(10));
     // STARTTLS connections get it too.
@@ -618,15 +618,15 @@ fn certificate_reload_on_sighup_keeps_old_set_on_failure() {
     let hup = || signal(server.pid(), "HUP");
 
     // A broken pair (key of another certificate): the reload fails, the old certificate stays.
-    let second = make_cert(&certs, "second", &["localhost"], 60);
-    let third = make_cert(&certs, "third", &["localhost"], 60);
-    install(&(second.0.clone(), third.1.clone()), &cert, &key);
+    let second = make_cert(certs, "second", &["localhost"], 60);
+    let third = make_cert(certs, "third", &["localhost"], 60);
+    install(&(second.0.clone(), third.1.clone()), cert, key);
     hup();
     server.wait_for_log("certificate reload failed", Duration::from_secs(10));
     assert_eq!(served_cert(port), old);
 
     // A good pair, not noticed without SIGHUP (reload_check_secs = 0) ...
-    install(&second, &cert, &key);
+    install(&second, cert, key);
     std::thread::sleep(Duration::from_millis(1500));
     assert_eq!(
         served_cert(port),
@@ -635,7 +635,7 @@ fn certificate_reload_on_sighup_keeps_old_set_on_failure() {
     );
     // ... and served after it.
     hup();
-    wait_for_cert(port, &pem(&cert), Duration::from_secs(10));
+    wait_for_cert(port, &pem(cert), Duration::from_secs(10));
     assert_old_session_works(&r.session.finish());
     assert!(server.logs().contains("certificates reloaded"));
     // Still alive and well after the signals.
