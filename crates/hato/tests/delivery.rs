@@ -891,18 +891,14 @@ fn mta_sts_enforce_end_to_end() {
     );
     // The policy is cached in the store (it used to be a file under data_dir/mta-sts).
     let key = hato::shared_state::StorePolicyCache::key("sts.remote.test");
-    let cached = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(async {
-            use hato_store::SharedState;
-            let store = hato_store::sqlite::SqliteStore::open(&tx.db()).unwrap();
-            store
-                .cache_get(&key, hato_wire::date::unix_now())
-                .await
-                .unwrap()
-        });
+    let key_ref = key.as_str();
+    let cached = tx.with_store(|store| async move {
+        use hato_store::SharedState;
+        store
+            .cache_get(key_ref, hato_wire::date::unix_now())
+            .await
+            .unwrap()
+    });
     assert!(
         cached.is_some_and(|c| c.starts_with(b"hato-mta-sts-cache")),
         "no cached policy in the store under {key}"
@@ -980,18 +976,13 @@ fn verify_refuses_a_certificate_for_another_name() {
 /// data_dir/tls-rpt): the domain, then each stored policy and result, one per line.
 fn stored_tls_counts(db: &std::path::Path, domain: &str) -> String {
     let day = hato::shared_state::store_day(hato_delivery::tlsrpt::today());
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(async {
-            use hato_store::SharedState;
-            let store = hato_store::sqlite::SqliteStore::open(db).unwrap();
-            let rows = store.tls_report_counts(day, domain).await.unwrap();
-            rows.iter()
-                .map(|r| format!("{} {} {}\n", r.domain, r.policy, r.result))
-                .collect()
-        })
+    with_store(db, |store| async move {
+        use hato_store::SharedState;
+        let rows = store.tls_report_counts(day, domain).await.unwrap();
+        rows.iter()
+            .map(|r| format!("{} {} {}\n", r.domain, r.policy, r.result))
+            .collect()
+    })
 }
 
 /// TLS-RPT (RFC 8460): sessions to MX hosts are counted per day, and a complete day's report
@@ -1009,30 +1000,25 @@ fn tls_reports_are_recorded_and_sent() {
     // journal files under data_dir/tls-rpt used to be).
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("data").join("hato.db");
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(async {
-            let store: Arc<dyn hato_store::Store> =
-                Arc::new(hato_store::sqlite::SqliteStore::open(&db).unwrap());
-            let recorder = tlsrpt::Recorder::with_options(
-                Arc::new(hato::shared_state::StoreReportLedger::new(store)),
-                tlsrpt::RecorderOptions {
-                    flush_interval: None,
-                },
-            );
-            let yesterday = tlsrpt::today().previous_day().unwrap();
-            for _ in 0..3 {
-                recorder.record(SessionEvent {
-                    policy_domain: "remote.test".into(),
-                    policy: PolicyDesc::no_policy_found(),
-                    day: yesterday,
-                    result: SessionResult::Success,
-                });
-            }
-            recorder.flush().await.unwrap();
-        });
+    with_store(&db, |store| async {
+        let store: Arc<dyn hato_store::Store> = Arc::new(store);
+        let recorder = tlsrpt::Recorder::with_options(
+            Arc::new(hato::shared_state::StoreReportLedger::new(store)),
+            tlsrpt::RecorderOptions {
+                flush_interval: None,
+            },
+        );
+        let yesterday = tlsrpt::today().previous_day().unwrap();
+        for _ in 0..3 {
+            recorder.record(SessionEvent {
+                policy_domain: "remote.test".into(),
+                policy: PolicyDesc::no_policy_found(),
+                day: yesterday,
+                result: SessionResult::Success,
+            });
+        }
+        recorder.flush().await.unwrap();
+    });
     let tx = TestServer::start_in(
         dir,
         "",

@@ -395,16 +395,12 @@ impl TestServer {
         .assert_ok();
     }
 
-    /// Runs `f` on the server's store (opened anew, on a runtime of its own).
-    fn with_store<T, F>(&self, f: impl FnOnce(hato_store::sqlite::SqliteStore) -> F) -> T
+    /// Runs `f` on the server's store ([`with_store`]).
+    pub fn with_store<T, F>(&self, f: impl FnOnce(hato_store::sqlite::SqliteStore) -> F) -> T
     where
         F: Future<Output = T>,
     {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async { f(hato_store::sqlite::SqliteStore::open(&self.db()).unwrap()).await })
+        with_store(&self.db(), f)
     }
 
     /// Messages in the INBOX of `address`, as stored (bytes).
@@ -509,6 +505,18 @@ impl Drop for TestServer {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// Runs `f` on the store in the database file `db` (opened anew, on a runtime of its own).
+pub fn with_store<T, F>(db: &Path, f: impl FnOnce(hato_store::sqlite::SqliteStore) -> F) -> T
+where
+    F: Future<Output = T>,
+{
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async { f(hato_store::sqlite::SqliteStore::open(db).unwrap()).await })
 }
 
 pub fn wait_until(
