@@ -16,11 +16,12 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::{error, info, warn};
 
+use crate::access::Access;
+use crate::auth::Authenticator;
 use crate::config::{BareLineEndings, Config, Listener as ListenerConfig, Protocol, TlsMode};
 use crate::https::{HttpsService, Site};
 use crate::imap::{HeaderCache, ImapService};
 use crate::net::{ConnectionLimits, Listener, ServerTls, Service, Timeouts};
-use crate::policy::Policy;
 use crate::pop3::{MaildropLocks, Pop3Service};
 use crate::smtp::SmtpService;
 
@@ -43,7 +44,7 @@ pub struct Server {
     config: Config,
     dns: Result<Arc<dyn hato_dns::Resolver>, String>,
     listeners: Vec<(Listener, Described)>,
-    policy: Arc<Policy>,
+    store: Arc<dyn Store>,
     limits: Arc<ConnectionLimits>,
     outbound: Arc<tokio::sync::Notify>,
     resolver: Option<Arc<CertResolver>>,
@@ -59,14 +60,14 @@ impl Server {
     ) -> anyhow::Result<Server> {
         let (shutdown_tx, shutdown) = watch::channel(false);
         let dns = resolver(&config);
-        let policy = Arc::new(
-            Policy::new(
-                store,
+        let auth = Arc::new(Authenticator::new(store.clone(), config.auth.clone())?);
+        let access = Arc::new(
+            Access::new(
+                store.clone(),
                 config.local_domains(),
                 &config.hostname,
-                config.auth.clone(),
                 config.relay_nets(),
-            )?
+            )
             .with_quota(config.limits.quota_bytes),
         );
         let (resolver, tls_summary) = match tls {
@@ -78,7 +79,9 @@ impl Server {
             .map(|r| ServerTls::new(hato_tls::server_config(r.clone()), HANDSHAKE_TIMEOUT));
         let limits = &config.limits;
         let shared = Parts {
-            policy: policy.clone(),
+            auth,
+            access,
+            store: store.clone(),
             timeouts: Timeouts {
                 command: Duration::from_secs(limits.command_timeout_secs),
                 unauthenticated: Duration::from_secs(limits.unauthenticated_timeout_secs),
@@ -136,7 +139,7 @@ impl Server {
             outbound: shared.outbound,
             config,
             listeners,
-            policy,
+            store,
             resolver,
             tls_summary,
             shutdown_tx,
@@ -237,7 +240,7 @@ impl Server {
             config,
             dns,
             listeners,
-            policy,
+            store,
             limits,
             outbound,
             resolver,
@@ -253,14 +256,8 @@ impl Server {
             tokio::spawn(reload_certificates(r, hup, check));
         }
         let shutdown = shutdown_tx.subscribe();
-        crate::outbound::spawn(
-            &config,
-            policy.store().clone(),
-            dns,
-            outbound,
-            shutdown.clone(),
-        )?;
-        tokio::spawn(prune_shared_state(policy.store().clone(), shutdown.clone()));
+        crate::outbound::spawn(&config, store.clone(), dns, outbound, shutdown.clone())?;
+        tokio::spawn(prune_shared_state(store.clone(), shutdown.clone()));
         let accepting: Vec<_> = listeners
             .into_iter()
             .map(|(listener, _)| tokio::spawn(listener.run(limits.clone(), shutdown.clone())))
@@ -312,7 +309,9 @@ fn https_site(config: &Config, resolver: Option<&Arc<CertResolver>>) -> Option<A
 
 /// What the services share, built once.
 struct Parts {
-    policy: Arc<Policy>,
+    auth: Arc<Authenticator>,
+    access: Arc<Access>,
+    store: Arc<dyn Store>,
     timeouts: Timeouts,
     shutdown: crate::net::Shutdown,
     outbound: Arc<tokio::sync::Notify>,
@@ -363,7 +362,8 @@ fn service(config: &Config, l: &ListenerConfig, parts: &Parts) -> anyhow::Result
             protocol: l.protocol,
             greeting_delay: Duration::from_millis(l.greeting_delay_ms()),
             hostname: config.hostname.clone(),
-            policy: parts.policy.clone(),
+            auth: parts.auth.clone(),
+            access: parts.access.clone(),
             timeouts: parts.timeouts,
             shutdown: parts.shutdown.clone(),
             outbound: parts.outbound.clone(),
@@ -376,7 +376,8 @@ fn service(config: &Config, l: &ListenerConfig, parts: &Parts) -> anyhow::Result
                 max_errors: lim.max_errors,
                 max_command_line: lim.max_command_line,
             }),
-            policy: parts.policy.clone(),
+            auth: parts.auth.clone(),
+            store: parts.store.clone(),
             timeouts: parts.timeouts,
             shutdown: parts.shutdown.clone(),
             locks: parts.pop3_locks.clone(),
@@ -396,7 +397,8 @@ fn service(config: &Config, l: &ListenerConfig, parts: &Parts) -> anyhow::Result
                     max_errors: lim.max_errors.max(1),
                     quota_bytes: lim.quota_bytes,
                 }),
-                policy: parts.policy.clone(),
+                auth: parts.auth.clone(),
+                store: parts.store.clone(),
                 timeouts: parts.timeouts,
                 shutdown: parts.shutdown.clone(),
                 header_cache: parts.header_cache.clone(),

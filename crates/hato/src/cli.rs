@@ -13,7 +13,7 @@ use hato_store::Store;
 use hato_store::sqlite::SqliteStore;
 
 use crate::config::Config;
-use crate::{app, config, dns_records, https, outbound, policy};
+use crate::{app, auth, config, dns_records, https, outbound};
 
 #[derive(Parser)]
 #[command(
@@ -361,7 +361,7 @@ fn read_password(prompt_for: &str, from_stdin: bool) -> anyhow::Result<String> {
 }
 
 fn checked_address(config: &Config, address: &str) -> anyhow::Result<String> {
-    let normalized = policy::normalize_address(address)
+    let normalized = hato_wire::domain::normalize_address(address)
         .filter(|a| hato_smtp::Address::parse(a).is_ok())
         .ok_or_else(|| {
             anyhow::anyhow!("{address:?} is not a valid address (like alice@example.com)")
@@ -385,7 +385,7 @@ async fn user_command(config: &Config, cmd: UserCommand) -> anyhow::Result<()> {
         } => {
             let address = checked_address(config, &address)?;
             let password = read_password(&address, password_stdin)?;
-            let hash = policy::hash_password(&password)?;
+            let hash = auth::hash_password(&password)?;
             store.create_account(&address, &hash).await?;
             println!("created {address}");
         }
@@ -395,7 +395,7 @@ async fn user_command(config: &Config, cmd: UserCommand) -> anyhow::Result<()> {
             }
         }
         UserCommand::Del { address } => {
-            let address = policy::normalize_address(&address).unwrap_or(address);
+            let address = hato_wire::domain::normalize_address(&address).unwrap_or(address);
             anyhow::ensure!(
                 store.delete_account(&address).await?,
                 "no account {address}"
@@ -406,13 +406,13 @@ async fn user_command(config: &Config, cmd: UserCommand) -> anyhow::Result<()> {
             address,
             password_stdin,
         } => {
-            let address = policy::normalize_address(&address).unwrap_or(address);
+            let address = hato_wire::domain::normalize_address(&address).unwrap_or(address);
             anyhow::ensure!(
                 store.account(&address).await?.is_some(),
                 "no account {address}"
             );
             let password = read_password(&address, password_stdin)?;
-            let hash = policy::hash_password(&password)?;
+            let hash = auth::hash_password(&password)?;
             store.set_password(&address, &hash).await?;
             println!("password changed for {address}");
         }
@@ -425,12 +425,12 @@ async fn alias_command(config: &Config, cmd: AliasCommand) -> anyhow::Result<()>
     match cmd {
         AliasCommand::Add { alias, target } => {
             let alias = checked_address(config, &alias)?;
-            let target = policy::normalize_address(&target).unwrap_or(target);
+            let target = hato_wire::domain::normalize_address(&target).unwrap_or(target);
             store.add_alias(&alias, &target).await?;
             println!("{alias} -> {target}");
         }
         AliasCommand::Del { alias } => {
-            let alias = policy::normalize_address(&alias).unwrap_or(alias);
+            let alias = hato_wire::domain::normalize_address(&alias).unwrap_or(alias);
             anyhow::ensure!(store.remove_alias(&alias).await?, "no alias {alias}");
             println!("removed {alias}");
         }

@@ -24,7 +24,7 @@ pub async fn store_dsn(
         received_at: now,
     };
     if is_local(&hato_store::recipient_domain(&rcpt)) {
-        let address = crate::policy::normalize_address(&rcpt).unwrap_or(rcpt.clone());
+        let address = hato_wire::domain::normalize_address(&rcpt).unwrap_or(rcpt.clone());
         match store.resolve(&address).await? {
             Some(account) => delivery.local.push(account),
             None => return Ok(false),

@@ -1,5 +1,5 @@
 //! The POP3 driver: runs one connection of a `pop3` listener through the sans-IO
-//! [`hato_pop3::Session`], answering it with [`crate::policy::Policy`] (shared AUTH throttling)
+//! [`hato_pop3::Session`], answering it with [`crate::auth::Authenticator`] (shared AUTH throttling)
 //! and the store. The maildrop is the account's INBOX; it is locked against a second POP3 session
 //! for as long as the connection lives (RFC 1939 8), on any node: the lock is a lease in the store
 //! ([`MaildropLocks`]). Messages are removed only at QUIT.
@@ -16,8 +16,8 @@ use hato_wire::date::unix_now;
 use tokio::io::AsyncWriteExt;
 use tracing::{error, info, warn};
 
+use crate::auth::Authenticator;
 use crate::net::{self, ClientStream, Connection, Input, Shutdown, Timeouts, write_with_timeout};
-use crate::policy::Policy;
 
 /// RFC 1939 3: the autologout timer must be at least 10 minutes once logged in.
 const MIN_TRANSACTION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
@@ -28,7 +28,8 @@ pub const MAILDROP_LEASE: Duration = Duration::from_secs(60);
 /// The `pop3` service: what its connections need, built once per listener.
 pub struct Pop3Service {
     pub config: Arc<hato_pop3::Config>,
-    pub policy: Arc<Policy>,
+    pub auth: Arc<Authenticator>,
+    pub store: Arc<dyn Store>,
     pub timeouts: Timeouts,
     pub shutdown: Shutdown,
     /// Takes the maildrop locks (RFC 1939 exclusive lock).
@@ -240,7 +241,7 @@ impl<'a> Conn<'a> {
                 Action::Authenticate { username, password } => {
                     let (verdict, account) = self
                         .svc
-                        .policy
+                        .auth
                         .login(self.ip, &username, password.expose(), s.tls_info())
                         .await;
                     self.account = account;
@@ -272,7 +273,7 @@ impl<'a> Conn<'a> {
         let Some(account) = self.account.as_ref() else {
             return Err(MaildropError::Temporary);
         };
-        let store = self.svc.policy.store();
+        let store = &self.svc.store;
         match self.svc.locks.acquire(store, account.id).await {
             Ok(Some(lock)) => self.lock = Some(lock),
             Ok(None) => {
@@ -319,7 +320,7 @@ impl<'a> Conn<'a> {
         let (Some(inbox), Some(uid)) = (self.inbox, self.uids.get(index)) else {
             return Err(MessageError::Gone);
         };
-        match self.svc.policy.store().message_data(inbox, *uid).await {
+        match self.svc.store.message_data(inbox, *uid).await {
             Ok(Some(data)) => Ok(data),
             // Expunged by a concurrent IMAP session.
             Ok(None) => Err(MessageError::Gone),
@@ -341,13 +342,7 @@ impl<'a> Conn<'a> {
         if uids.is_empty() {
             return Ok(());
         }
-        match self
-            .svc
-            .policy
-            .store()
-            .expunge(inbox, Expunge::Uids(&uids))
-            .await
-        {
+        match self.svc.store.expunge(inbox, Expunge::Uids(&uids)).await {
             Ok(gone) => {
                 info!(deleted = gone.len(), "maildrop updated");
                 Ok(())

@@ -1,5 +1,5 @@
 //! The SMTP driver: runs one connection of an `smtp` or `submission` listener through the sans-IO
-//! [`hato_smtp::Session`], answering its questions with [`Policy`] and the store. It moves bytes,
+//! [`hato_smtp::Session`], answering its questions with [`Authenticator`], [`Access`] and the store. It moves bytes,
 //! applies timeouts and logs; every SMTP rule lives in `hato-smtp`.
 
 use std::collections::HashMap;
@@ -13,9 +13,10 @@ use hato_store::{Account, Delivery, QueueParams};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tracing::{debug, error, info, warn};
 
+use crate::access::{Access, Target};
+use crate::auth::Authenticator;
 use crate::config::Protocol;
 use crate::net::{self, ClientStream, Connection, Input, Shutdown, Timeouts, write_with_timeout};
-use crate::policy::{Policy, Target};
 use hato_wire::date::unix_now;
 
 /// The `smtp` and `submission` service: what its connections need, built once per listener.
@@ -26,7 +27,8 @@ pub struct SmtpService {
     /// Wait this long before the greeting; a client that talks first is an early talker.
     pub greeting_delay: std::time::Duration,
     pub hostname: String,
-    pub policy: Arc<Policy>,
+    pub auth: Arc<Authenticator>,
+    pub access: Arc<Access>,
     pub timeouts: Timeouts,
     pub shutdown: Shutdown,
     /// Wakes the outbound scheduler when mail for remote recipients was queued.
@@ -171,7 +173,7 @@ impl Conn<'_> {
                 } => {
                     let (verdict, account) = self
                         .svc
-                        .policy
+                        .auth
                         .authenticate(self.ip, authzid.as_deref(), &username, password.expose())
                         .await;
                     match (&verdict, &account) {
@@ -190,7 +192,7 @@ impl Conn<'_> {
                     let r = match self.svc.protocol {
                         Protocol::Submission => {
                             self.svc
-                                .policy
+                                .access
                                 .check_sender(self.account.as_ref().map(|a| a.id), address.as_ref())
                                 .await
                         }
@@ -205,13 +207,13 @@ impl Conn<'_> {
                     // Printers and legacy devices: `relay_networks` may relay through `smtp`
                     // listeners without AUTH (never through submission, which always wants AUTH).
                     let network = match self.svc.protocol {
-                        Protocol::Smtp if !authenticated => self.svc.policy.relay_network(self.ip),
+                        Protocol::Smtp if !authenticated => self.svc.access.relay_network(self.ip),
                         _ => None,
                     };
                     let may_relay = authenticated || network.is_some();
                     let r = self
                         .svc
-                        .policy
+                        .access
                         .check_recipient(&address, may_relay)
                         .await
                         .map(|t| {
@@ -330,7 +332,7 @@ impl Conn<'_> {
         };
         match self
             .svc
-            .policy
+            .access
             .store()
             .deliver_with_params(delivery, params)
             .await
@@ -396,9 +398,9 @@ impl Conn<'_> {
         };
         // None for the null sender: never a report about a report.
         let Some(d) = dsn::build(&input) else { return };
-        let policy = &self.svc.policy;
-        let store = policy.store().as_ref();
-        match crate::local_mail::store_dsn(store, |d| policy.is_local_domain(d), d, now).await {
+        let access = &self.svc.access;
+        let store = access.store().as_ref();
+        match crate::local_mail::store_dsn(store, |d| access.is_local_domain(d), d, now).await {
             Ok(_) => {
                 info!(to = %sender, "delivery status notification sent (NOTIFY=SUCCESS)");
                 self.svc.outbound.notify_one();

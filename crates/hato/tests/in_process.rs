@@ -32,7 +32,7 @@ hold = true
     );
     let config = Config::parse(&text, &dir.path().join("hato.toml")).unwrap();
     let store = Arc::new(SqliteStore::open(&config.db_path()).unwrap());
-    let hash = hato::policy::hash_password("secret").unwrap();
+    let hash = hato::auth::hash_password("secret").unwrap();
     store
         .create_account("alice@example.test", &hash)
         .await

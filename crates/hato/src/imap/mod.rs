@@ -1,5 +1,5 @@
 //! The IMAP driver: runs one connection of an `imap` listener through the sans-IO
-//! [`hato_imap::Session`], answering its actions with [`crate::policy::Policy`] (shared AUTH
+//! [`hato_imap::Session`], answering its actions with [`crate::auth::Authenticator`] (shared AUTH
 //! throttling) and the store. The selected mailbox is a [`SelectedView`] kept in step with the
 //! store through `changes_since`; after every command untagged updates are flushed as the
 //! view's [`Moment`] rules allow. IDLE wakes on [`hato_store::Store::subscribe_changes`] for the
@@ -33,8 +33,8 @@ use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::broadcast;
 use tracing::{error, info, warn};
 
+use crate::auth::Authenticator;
 use crate::net::{self, ClientStream, Connection, Input, Shutdown, Timeouts, write_with_timeout};
-use crate::policy::Policy;
 
 mod fetch;
 mod header_cache;
@@ -56,7 +56,8 @@ const IDLE_POLL: Duration = Duration::from_secs(1);
 /// The `imap` service: what its connections need, built once per listener.
 pub struct ImapService {
     pub config: Arc<hato_imap::Config>,
-    pub policy: Arc<Policy>,
+    pub auth: Arc<Authenticator>,
+    pub store: Arc<dyn Store>,
     pub timeouts: Timeouts,
     pub shutdown: Shutdown,
     /// Decoded header fields of messages, shared by all IMAP listeners.
@@ -82,7 +83,7 @@ impl net::Service for ImapService {
         } = conn;
         let mut conn = Conn {
             svc: self,
-            store: self.policy.store().clone(),
+            store: self.store.clone(),
             ip: peer.ip(),
             account: None,
             selected: None,
@@ -293,7 +294,7 @@ impl<'a> Conn<'a> {
                 Action::Authenticate { username, password } => {
                     let (verdict, account) = self
                         .svc
-                        .policy
+                        .auth
                         .login(self.ip, &username, password.expose(), s.tls())
                         .await;
                     self.account = account;

@@ -162,7 +162,7 @@ impl Scheduler {
         for to in &rua {
             let domain = hato_store::recipient_domain(to);
             if self.local_domains.contains(&domain) {
-                let address = crate::policy::normalize_address(to).unwrap_or(to.clone());
+                let address = hato_wire::domain::normalize_address(to).unwrap_or(to.clone());
                 if let Some(account) = self.store.resolve(&address).await? {
                     delivery.local.push(account);
                 }
