@@ -315,36 +315,49 @@ impl SharedState for SqliteStore {
 
     async fn tls_report_prune(&self, before_day: i64) -> Result<u64> {
         self.write(move |conn| {
-            let mut removed = 0;
-            for sql in [
-                "DELETE FROM tls_report_counts WHERE day < ?1",
-                "DELETE FROM tls_report_sent WHERE day < ?1",
-            ] {
-                removed += conn
-                    .prepare_cached(sql)
-                    .and_then(|mut s| s.execute([before_day]))
-                    .ctx("pruning TLS report counts")?;
-            }
-            Ok(removed as u64)
+            delete_all(
+                conn,
+                &[
+                    "DELETE FROM tls_report_counts WHERE day < ?1",
+                    "DELETE FROM tls_report_sent WHERE day < ?1",
+                ],
+                before_day,
+                "pruning TLS report counts",
+            )
         })
         .await
     }
 
     async fn prune_expired(&self, now: i64) -> Result<u64> {
         self.write(move |conn| {
-            let mut removed = 0;
-            for sql in [
-                "DELETE FROM counters WHERE expires <= ?1",
-                "DELETE FROM leases WHERE expires <= ?1",
-                "DELETE FROM cache WHERE expires <= ?1",
-            ] {
-                removed += conn
-                    .prepare_cached(sql)
-                    .and_then(|mut s| s.execute([now]))
-                    .ctx("pruning expired state")?;
-            }
-            Ok(removed as u64)
+            delete_all(
+                conn,
+                &[
+                    "DELETE FROM counters WHERE expires <= ?1",
+                    "DELETE FROM leases WHERE expires <= ?1",
+                    "DELETE FROM cache WHERE expires <= ?1",
+                ],
+                now,
+                "pruning expired state",
+            )
         })
         .await
     }
+}
+
+/// Runs each `DELETE` with its one parameter; the rows removed in all.
+fn delete_all(
+    conn: &rusqlite::Connection,
+    statements: &[&str],
+    param: i64,
+    what: &str,
+) -> Result<u64> {
+    let mut removed = 0;
+    for sql in statements {
+        removed += conn
+            .prepare_cached(sql)
+            .and_then(|mut s| s.execute([param]))
+            .ctx(what)?;
+    }
+    Ok(removed as u64)
 }
