@@ -154,6 +154,7 @@ use crate::transfer;
 pub use hato_wire::AuthOutcome;
 /// Negotiated TLS parameters.
 pub use hato_wire::TlsInfo;
+use hato_wire::step::Stop;
 
 /// Protocol state (RFC 1939 §3).
 #[derive(Debug)]
@@ -170,12 +171,15 @@ enum Phase {
 }
 
 /// Result of one processing step.
-enum Step {
-    Continue,
-    NeedInput,
-    StartTls,
-    Action(Action),
-}
+type Step = hato_wire::step::Step<Action>;
+
+/// What the shared poll loop calls.
+const STEPS: hato_wire::step::Parts<Session, Action> = hato_wire::step::Parts {
+    step: Session::step,
+    closing: |s| s.closing,
+    discard_input: Session::discard_input,
+    compact: Session::compact,
+};
 
 /// One POP3 server session (one connection).
 ///
@@ -274,24 +278,13 @@ impl Session {
         if self.stls_pending {
             return Action::StartTls;
         }
-        loop {
-            let step = self.step();
-            if self.closing {
-                self.discard_input();
-                return Action::Close;
-            }
-            match step {
-                Step::Continue => {}
-                Step::NeedInput => {
-                    self.compact();
-                    return Action::NeedInput;
-                }
-                Step::StartTls => return Action::StartTls,
-                Step::Action(a) => {
-                    self.compact();
-                    self.pending = Some(a.clone());
-                    return a;
-                }
+        match hato_wire::step::run(self, &STEPS) {
+            Stop::Close => Action::Close,
+            Stop::NeedInput => Action::NeedInput,
+            Stop::StartTls => Action::StartTls,
+            Stop::Action(a) => {
+                self.pending = Some(a.clone());
+                a
             }
         }
     }

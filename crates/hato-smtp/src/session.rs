@@ -140,6 +140,7 @@ use crate::reply::Reply;
 pub use hato_wire::AuthOutcome;
 /// Negotiated TLS parameters.
 pub use hato_wire::TlsInfo;
+use hato_wire::step::Stop;
 
 pub use self::config::{BareLinePolicy, Config, Mode, Peer};
 pub use self::envelope::Envelope;
@@ -249,12 +250,15 @@ enum Input {
 }
 
 /// Result of one processing step.
-enum Step {
-    Continue,
-    NeedInput,
-    StartTls,
-    Action(Action),
-}
+type Step = hato_wire::step::Step<Action>;
+
+/// What the shared poll loop calls.
+const STEPS: hato_wire::step::Parts<Session, Action> = hato_wire::step::Parts {
+    step: Session::step,
+    closing: |s| s.closing,
+    discard_input: Session::discard_input,
+    compact: Session::compact,
+};
 
 /// Result of extracting one line from the input buffer.
 enum Line {
@@ -411,24 +415,13 @@ impl Session {
         if self.starttls_pending {
             return Action::StartTls;
         }
-        loop {
-            let step = self.step();
-            if self.closing {
-                self.discard_input();
-                return Action::Close;
-            }
-            match step {
-                Step::Continue => {}
-                Step::NeedInput => {
-                    self.compact();
-                    return Action::NeedInput;
-                }
-                Step::StartTls => return Action::StartTls,
-                Step::Action(a) => {
-                    self.compact();
-                    self.pending = Some(a.clone());
-                    return a;
-                }
+        match hato_wire::step::run(self, &STEPS) {
+            Stop::Close => Action::Close,
+            Stop::NeedInput => Action::NeedInput,
+            Stop::StartTls => Action::StartTls,
+            Stop::Action(a) => {
+                self.pending = Some(a.clone());
+                a
             }
         }
     }
