@@ -154,6 +154,7 @@ use crate::transfer;
 pub use hato_wire::AuthOutcome;
 /// Negotiated TLS parameters.
 pub use hato_wire::TlsInfo;
+use hato_wire::input::InputBuffer;
 use hato_wire::step::Stop;
 
 /// Protocol state (RFC 1939 §3).
@@ -191,11 +192,8 @@ pub struct Session {
     greeted: bool,
     closing: bool,
     stls_pending: bool,
-    /// Client bytes not yet processed start at `inbuf[pos]`.
-    inbuf: Vec<u8>,
-    pos: usize,
-    /// Bytes after `pos` already searched for LF.
-    scanned: usize,
+    /// Client bytes not yet processed.
+    inbuf: InputBuffer,
     input: Input,
     pending: Option<Action>,
     phase: Phase,
@@ -212,7 +210,7 @@ impl fmt::Debug for Session {
             .field("state", &self.state())
             .field("user", &self.user)
             .field("input", &self.input)
-            .field("buffered", &(self.inbuf.len() - self.pos))
+            .field("buffered", &self.inbuf.pending().len())
             .field("pending", &self.pending)
             .field("stls_pending", &self.stls_pending)
             .field("stats", &self.stats)
@@ -229,9 +227,7 @@ impl Session {
             greeted: false,
             closing: false,
             stls_pending: false,
-            inbuf: Vec::new(),
-            pos: 0,
-            scanned: 0,
+            inbuf: InputBuffer::default(),
             input: Input::Command,
             pending: None,
             phase: Phase::Authorization { user: None },
@@ -261,7 +257,7 @@ impl Session {
         if self.closing || self.stls_pending {
             return;
         }
-        self.inbuf.extend_from_slice(bytes);
+        self.inbuf.extend(bytes);
     }
 
     /// Processes buffered input until the driver has to do something.

@@ -140,6 +140,7 @@ use crate::reply::Reply;
 pub use hato_wire::AuthOutcome;
 /// Negotiated TLS parameters.
 pub use hato_wire::TlsInfo;
+use hato_wire::input::InputBuffer;
 use hato_wire::step::Stop;
 
 pub use self::config::{BareLinePolicy, Config, Mode, Peer};
@@ -286,11 +287,8 @@ pub struct Session {
     early_talker: bool,
     closing: bool,
     starttls_pending: bool,
-    /// Client bytes not yet processed start at `inbuf[pos]`.
-    inbuf: Vec<u8>,
-    pos: usize,
-    /// Bytes after `pos` already searched for LF (line modes).
-    scanned: usize,
+    /// Client bytes not yet processed.
+    inbuf: InputBuffer,
     input: Input,
     pending: Option<Action>,
     pending_mail: Option<MailParams>,
@@ -321,7 +319,7 @@ impl fmt::Debug for Session {
             .field("esmtp", &self.esmtp)
             .field("auth_user", &self.auth_user)
             .field("input", &input)
-            .field("buffered", &(self.inbuf.len() - self.pos))
+            .field("buffered", &self.inbuf.pending().len())
             .field("in_transaction", &self.txn.is_some())
             .field("pending", &self.pending)
             .field("starttls_pending", &self.starttls_pending)
@@ -342,9 +340,7 @@ impl Session {
             early_talker: false,
             closing: false,
             starttls_pending: false,
-            inbuf: Vec::new(),
-            pos: 0,
-            scanned: 0,
+            inbuf: InputBuffer::default(),
             input: Input::Command,
             pending: None,
             pending_mail: None,
@@ -381,11 +377,10 @@ impl Session {
         }
         if !self.greeted && self.config.reject_early_talkers && !bytes.is_empty() {
             self.early_talker = true;
-            self.inbuf = Vec::new();
-            self.pos = 0;
+            self.inbuf.discard();
             return;
         }
-        self.inbuf.extend_from_slice(bytes);
+        self.inbuf.extend(bytes);
     }
 
     /// Processes buffered input until the driver has to do something.

@@ -9,7 +9,8 @@
 //!   printed with `{:?}` never shows it.
 //! * [`domain`]: domain names in the form hato compares and stores them (IDNA A-labels, RFC 5890).
 //! * [`date`]: the clock as Unix seconds and the RFC 5322 3.3 date-time.
-//! * [`step`]: the poll loop of the line-based sans-IO sessions (SMTP, POP3).
+//! * [`step`] and [`input`]: the poll loop and the input buffer of the line-based sans-IO
+//!   sessions (SMTP, POP3).
 //!
 //! Who depends on it: the sans-IO sessions (hato-smtp, hato-pop3, hato-imap), hato-tls,
 //! hato-delivery and the server. Must never: do I/O (sockets, files, DNS), depend on tokio or
@@ -17,6 +18,7 @@
 
 pub mod date;
 pub mod domain;
+pub mod input;
 pub mod step;
 
 /// Negotiated TLS parameters of one session.

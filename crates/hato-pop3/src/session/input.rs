@@ -2,6 +2,8 @@
 //! limits, over-long lines discarded as they arrive) and which line is a command and
 //! which a SASL response.
 
+use hato_wire::input::Framed;
+
 use super::{AUTH_LINE_MAX, MIN_COMMAND_LINE, Session, Step};
 
 /// How the next input bytes are interpreted.
@@ -29,25 +31,17 @@ enum Line {
 
 impl Session {
     pub(super) fn discard_input(&mut self) {
-        self.inbuf = Vec::new();
-        self.pos = 0;
-        self.scanned = 0;
+        self.inbuf.discard();
     }
 
     pub(super) fn compact(&mut self) {
-        if self.pos > 0 {
-            self.inbuf.drain(..self.pos);
-            self.pos = 0;
-        }
-        if self.inbuf.is_empty() && self.inbuf.capacity() > 64 * 1024 {
-            self.inbuf = Vec::new();
-        }
+        self.inbuf.compact();
     }
 
     /// Line limit for the line starting at `pos` (AUTH lines get [`AUTH_LINE_MAX`]).
     fn line_limit(&self) -> usize {
         let base = self.config.max_command_line.max(MIN_COMMAND_LINE);
-        let start = &self.inbuf[self.pos..];
+        let start = self.inbuf.pending();
         let is_auth = self.input == Input::Sasl || {
             let n = start.len().min(5);
             start[..n].eq_ignore_ascii_case(&b"AUTH "[..n])
@@ -61,38 +55,15 @@ impl Session {
 
     /// Extracts the next line (ending in CRLF or LF), enforcing the line limit.
     fn next_line(&mut self) -> Line {
-        let limit = self.line_limit();
-        let avail = &self.inbuf[self.pos..];
-        let from = self.scanned.min(avail.len());
-        match avail[from..].iter().position(|&b| b == b'\n') {
-            Some(off) => {
-                let lf = from + off;
-                let total = lf + 1;
-                let result = if total > limit {
-                    Line::TooLong
-                } else {
-                    let end = if lf > 0 && avail[lf - 1] == b'\r' {
-                        lf - 1
-                    } else {
-                        lf
-                    };
-                    Line::Complete(avail[..end].to_vec())
-                };
-                self.pos += total;
-                self.scanned = 0;
-                result
-            }
-            None if avail.len() >= limit => {
-                // Cannot become a valid line: drop what we have and discard the rest.
-                self.pos += avail.len();
-                self.scanned = 0;
+        match self.inbuf.next_line(self.line_limit()) {
+            Framed::Line { too_long: true, .. } => Line::TooLong,
+            Framed::Line { line, .. } => Line::Complete(line),
+            Framed::Overflow { .. } => {
+                // Cannot become a valid line: discard the rest of it.
                 self.input = Input::Discard;
                 Line::Discarding
             }
-            None => {
-                self.scanned = avail.len();
-                Line::Incomplete
-            }
+            Framed::Incomplete => Line::Incomplete,
         }
     }
 
@@ -125,19 +96,20 @@ impl Session {
     }
 
     fn step_discard(&mut self) -> Step {
-        let avail = &self.inbuf[self.pos..];
+        let avail = self.inbuf.pending();
         if avail.is_empty() {
             return Step::NeedInput;
         }
         match avail.iter().position(|&b| b == b'\n') {
             Some(lf) => {
-                self.pos += lf + 1;
+                self.inbuf.consume(lf + 1);
                 self.input = Input::Command;
                 self.line_too_long();
                 Step::Continue
             }
             None => {
-                self.pos += avail.len();
+                let n = avail.len();
+                self.inbuf.consume(n);
                 Step::NeedInput
             }
         }
@@ -146,6 +118,6 @@ impl Session {
     /// Bytes currently buffered from the client (tests: bounded-memory checks).
     #[cfg(test)]
     pub(super) fn buffered(&self) -> usize {
-        self.inbuf.len()
+        self.inbuf.held()
     }
 }

@@ -39,12 +39,12 @@ impl Session {
         let Input::Data(rx) = &mut self.input else {
             return Step::Continue;
         };
-        let avail = &self.inbuf[self.pos..];
+        let avail = self.inbuf.pending();
         if avail.is_empty() {
             return Step::NeedInput;
         }
         let (used, done) = rx.push(avail);
-        self.pos += used;
+        self.inbuf.consume(used);
         if !done {
             return Step::NeedInput;
         }
@@ -142,7 +142,7 @@ impl Session {
         };
         let mut remaining = remaining;
         if remaining > 0 {
-            let avail = &self.inbuf[self.pos..];
+            let avail = self.inbuf.pending();
             if avail.is_empty() {
                 return Step::NeedInput;
             }
@@ -152,7 +152,7 @@ impl Session {
             if let Some(txn) = &mut self.txn {
                 txn.body.extend_from_slice(&avail[..n]);
             }
-            self.pos += n;
+            self.inbuf.consume(n);
             remaining -= n as u64;
         }
         if remaining > 0 {
@@ -197,12 +197,12 @@ impl Session {
             return Step::Continue;
         };
         if *remaining > 0 {
-            let avail = self.inbuf.len() - self.pos;
+            let avail = self.inbuf.pending().len();
             if avail == 0 {
                 return Step::NeedInput;
             }
             let n = usize::try_from(*remaining).unwrap_or(usize::MAX).min(avail);
-            self.pos += n;
+            self.inbuf.consume(n);
             *remaining -= n as u64;
             if *remaining > 0 {
                 return Step::NeedInput;

@@ -5,25 +5,18 @@
 use super::command::{self, Verb};
 use super::{AUTH_LINE_MAX, Input, Line, MAIL_LINE_EXTRA, RCPT_LINE_EXTRA, Session, Step};
 use crate::reply::Reply;
+use hato_wire::input::Framed;
 
 impl Session {
     // ----------------------------------------------------------------------------
     // Input buffer
 
     pub(super) fn discard_input(&mut self) {
-        self.inbuf = Vec::new();
-        self.pos = 0;
-        self.scanned = 0;
+        self.inbuf.discard();
     }
 
     pub(super) fn compact(&mut self) {
-        if self.pos > 0 {
-            self.inbuf.drain(..self.pos);
-            self.pos = 0;
-        }
-        if self.inbuf.is_empty() && self.inbuf.capacity() > 64 * 1024 {
-            self.inbuf = Vec::new();
-        }
+        self.inbuf.compact();
     }
 
     /// Line limit for the line starting at `pos`: AUTH lines get RFC 4954's 12288,
@@ -32,7 +25,7 @@ impl Session {
     /// applies; it only matters once the line is longer.)
     fn line_limit(&self) -> usize {
         let base = self.config.max_command_line.max(3);
-        let start = &self.inbuf[self.pos..];
+        let start = self.inbuf.pending();
         let n = start.len().min(5);
         let starts = |verb: &[u8]| start[..n].eq_ignore_ascii_case(&verb[..n]);
         if matches!(self.input, Input::Auth(_)) || starts(b"AUTH ") {
@@ -48,37 +41,16 @@ impl Session {
 
     /// Extracts the next CRLF-terminated line, enforcing the line limit.
     pub(super) fn next_line(&mut self) -> Line {
-        let limit = self.line_limit();
-        let avail = &self.inbuf[self.pos..];
-        let from = self.scanned.min(avail.len());
-        match avail[from..].iter().position(|&b| b == b'\n') {
-            Some(off) => {
-                let lf = from + off;
-                let total = lf + 1;
-                let bare = lf == 0 || avail[lf - 1] != b'\r';
-                let result = if bare {
-                    Line::BareLf
-                } else if total > limit {
-                    Line::TooLong
-                } else {
-                    Line::Complete(avail[..lf - 1].to_vec())
-                };
-                self.pos += total;
-                self.scanned = 0;
-                result
-            }
-            None if avail.len() >= limit => {
-                // Cannot become a valid line: drop what we have and discard the rest.
-                let prev_cr = avail.last() == Some(&b'\r');
-                self.pos += avail.len();
-                self.scanned = 0;
-                self.input = Input::Discard { prev_cr };
+        match self.inbuf.next_line(self.line_limit()) {
+            Framed::Line { crlf: false, .. } => Line::BareLf,
+            Framed::Line { too_long: true, .. } => Line::TooLong,
+            Framed::Line { line, .. } => Line::Complete(line),
+            Framed::Overflow { last_cr } => {
+                // Cannot become a valid line: discard the rest of it.
+                self.input = Input::Discard { prev_cr: last_cr };
                 Line::Discarding
             }
-            None => {
-                self.scanned = avail.len();
-                Line::Incomplete
-            }
+            Framed::Incomplete => Line::Incomplete,
         }
     }
 
@@ -131,7 +103,7 @@ impl Session {
         let Input::Discard { prev_cr } = self.input else {
             return Step::Continue;
         };
-        let avail = &self.inbuf[self.pos..];
+        let avail = self.inbuf.pending();
         if avail.is_empty() {
             return Step::NeedInput;
         }
@@ -142,7 +114,7 @@ impl Session {
                 } else {
                     avail[lf - 1] != b'\r'
                 };
-                self.pos += lf + 1;
+                self.inbuf.consume(lf + 1);
                 self.input = Input::Command;
                 if bare {
                     self.bare_lf();
@@ -153,7 +125,8 @@ impl Session {
             }
             None => {
                 let prev_cr = avail.last() == Some(&b'\r');
-                self.pos += avail.len();
+                let n = avail.len();
+                self.inbuf.consume(n);
                 self.input = Input::Discard { prev_cr };
                 Step::NeedInput
             }
@@ -224,7 +197,7 @@ impl Session {
     /// Bytes currently buffered (tests: bounded-memory checks).
     #[cfg(test)]
     pub(super) fn buffered(&self) -> usize {
-        self.inbuf.len()
+        self.inbuf.held()
             + match &self.input {
                 Input::Data(rx) => rx.stored(),
                 _ => 0,
