@@ -1,12 +1,11 @@
-//! MTA-STS discovery, fetch and cache against real servers: hickory-server answers
-//! `_mta-sts.example.test` TXT and `mta-sts.example.test` A 127.0.0.1 from an in-memory zone
-//! that the tests change as they go; an HTTPS server (tokio-rustls, certificates from an rcgen
-//! test CA) on 127.0.0.1:<ephemeral> serves whatever response a test sets and counts requests.
+//! MTA-STS discovery, fetch and cache against real servers: `hato_dns::testing`'s in-test DNS
+//! server answers `_mta-sts.example.test` TXT and `mta-sts.example.test` A 127.0.0.1 from a
+//! zone that the tests change as they go; an HTTPS server (tokio-rustls, certificates from an
+//! rcgen test CA) on 127.0.0.1:<ephemeral> serves whatever response a test sets and counts
+//! requests.
 //! The persistent cache is a [`MemoryPolicyCache`] shared by the resolvers of a test (the
 //! server's is its store: the `hato` crate tests it).
 
-use std::net::{Ipv4Addr, SocketAddr};
-use std::str::FromStr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -18,98 +17,46 @@ use hato_delivery::mta_sts_fetch::{
 };
 use hato_delivery::route::{AddressOrder, DnsConfig, Router};
 use hato_delivery::state::{MemoryPolicyCache, PolicyCache};
-use hickory_server::Server;
-use hickory_server::proto::rr::rdata::{A, SOA, TXT};
-use hickory_server::proto::rr::{LowerName, Name, RData, Record, RecordType, RrKey};
-use hickory_server::store::in_memory::InMemoryZoneHandler;
-use hickory_server::zone_handler::{AxfrPolicy, Catalog, ZoneType};
+use hato_dns::testing::{DnsServer, DnsTree, a, txt};
+use hickory_resolver::proto::rr::RecordType;
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
 use rustls::RootCertStore;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, UdpSocket};
+use tokio::net::TcpListener;
 
 const ZONE: &str = "example.test.";
 const DOMAIN: &str = "example.test";
 const POLICY_HOST: &str = "mta-sts.example.test";
+/// A name in no zone of the test DNS server (which answers for everything below `test.`):
+/// REFUSED.
+const ELSEWHERE: &str = "elsewhere.example";
 
-type Zone = InMemoryZoneHandler<hickory_server::net::runtime::TokioRuntimeProvider>;
-
-fn name(n: &str) -> Name {
-    Name::from_str(n).unwrap()
-}
-
-/// TTL 0 everywhere, so the resolver sees every change of the zone at once.
-fn record(owner: &str, data: RData) -> Record {
-    Record::from_rdata(name(owner), 0, data)
-}
-
-/// The in-process DNS server and its zone.
+/// The in-process DNS server of the zone.
 struct Dns {
-    addr: SocketAddr,
-    zone: Arc<Zone>,
-    _server: Server<Catalog>,
+    server: DnsServer,
 }
 
 impl Dns {
+    /// TTL 0 everywhere, so the resolver sees every change of the zone at once.
     async fn start() -> Dns {
-        let origin = name(ZONE);
-        let mut zone = Zone::empty(origin.clone(), ZoneType::Primary, AxfrPolicy::Deny);
-        for r in [
-            record(
-                ZONE,
-                RData::SOA(SOA::new(
-                    name("ns.example.test."),
-                    name("hostmaster.example.test."),
-                    1,
-                    3600,
-                    600,
-                    86_400,
-                    0,
-                )),
-            ),
-            record("mta-sts.example.test.", RData::A(A(Ipv4Addr::LOCALHOST))),
-        ] {
-            zone.upsert_mut(r, 1);
-        }
-        let zone = Arc::new(zone);
-        let mut catalog = Catalog::new();
-        catalog.upsert(LowerName::new(&origin), vec![zone.clone()]);
-        let (udp, tcp, addr) = loop {
-            let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-            let addr = udp.local_addr().unwrap();
-            if let Ok(tcp) = TcpListener::bind(addr).await {
-                break (udp, tcp, addr);
-            }
-        };
-        let mut server = Server::new(catalog);
-        server.register_socket(udp);
-        server.register_listener(tcp, Duration::from_secs(5), 4096);
+        let mut tree = DnsTree::new();
+        tree.ttl(0)
+            .zone(ZONE, false)
+            .add(a("mta-sts.example.test.", "127.0.0.1"));
         Dns {
-            addr,
-            zone,
-            _server: server,
+            server: tree.serve().await,
         }
     }
 
     /// Replaces the `_mta-sts` TXT records (none: removed).
     async fn set_txt(&self, records: &[&str]) {
-        let owner = name("_mta-sts.example.test.");
-        self.zone
-            .records_mut()
-            .await
-            .remove(&RrKey::new(LowerName::new(&owner), RecordType::TXT));
-        for r in records {
-            self.zone
-                .upsert(
-                    record(
-                        "_mta-sts.example.test.",
-                        RData::TXT(TXT::new(vec![r.to_string()])),
-                    ),
-                    1,
-                )
-                .await;
-        }
+        let owner = "_mta-sts.example.test.";
+        self.server.replace(
+            owner,
+            RecordType::TXT,
+            records.iter().map(|r| txt(owner, r)).collect(),
+        );
     }
 
     async fn set_id(&self, id: &str) {
@@ -319,7 +266,7 @@ impl Env {
 
     fn router(&self) -> Router {
         let config = DnsConfig {
-            nameservers: vec![self.dns.addr],
+            nameservers: vec![self.dns.server.addr()],
             timeout: Duration::from_secs(2),
             attempts: 1,
             tcp_only: false,
@@ -462,7 +409,7 @@ async fn no_txt_record_no_policy() {
     );
     // An address literal or a domain we are not authoritative for: no policy either.
     assert_eq!(sts.policy_for("[127.0.0.1]").await.policy, None);
-    let refused = sts.policy_for("elsewhere.test").await;
+    let refused = sts.policy_for(ELSEWHERE).await;
     assert_eq!(refused.policy, None);
     assert!(
         matches!(refused.problem, Some(StsProblem::Txt(_))),
@@ -625,10 +572,9 @@ async fn failed_fetches_are_reported_and_the_cache_stays_in_force() {
     assert_eq!(fresh.policy, None);
 
     // No address for the policy host.
-    env.dns.zone.records_mut().await.remove(&RrKey::new(
-        LowerName::new(&name("mta-sts.example.test.")),
-        RecordType::A,
-    ));
+    env.dns
+        .server
+        .remove("mta-sts.example.test.", RecordType::A);
     let l = sts.policy_for(DOMAIN).await;
     assert!(matches!(fetch_error(&l), FetchError::Resolve(_)), "{l:?}");
     assert_eq!(summary(&l).unwrap().1, "1");

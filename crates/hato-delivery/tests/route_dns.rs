@@ -1,66 +1,28 @@
-//! MX routing against a real DNS server: hickory-server runs in-process with an in-memory zone
-//! on 127.0.0.1:<ephemeral> (UDP and TCP), and [`Router`] resolves over real sockets.
+//! MX routing against a real DNS server: `hato_dns::testing`'s in-test server answers from the
+//! zone `example.test.` (and the reverse zone `2.0.192.in-addr.arpa.`) on
+//! 127.0.0.1:<ephemeral> (UDP and TCP), and [`Router`] resolves over real sockets.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::str::FromStr;
-use std::sync::Arc;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use hato_delivery::route::{
     AddressOrder, DnsConfig, LocalIdentity, Route, RouteError, Router, prune_self,
 };
-use hickory_server::Server;
-use hickory_server::net::runtime::Time;
-use hickory_server::proto::op::ResponseCode;
-use hickory_server::proto::rr::rdata::{A, AAAA, CNAME, MX, PTR, SOA, TXT};
-use hickory_server::proto::rr::{LowerName, Name, RData, Record};
-use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
-use hickory_server::store::in_memory::InMemoryZoneHandler;
-use hickory_server::zone_handler::MessageResponseBuilder;
-use hickory_server::zone_handler::{AxfrPolicy, Catalog, ZoneType};
-use tokio::net::{TcpListener, UdpSocket};
+use hato_dns::testing::{DnsServer, DnsTree, a, aaaa, cname, mx, ptr, record, txt};
+use hickory_resolver::proto::rr::RData;
+use hickory_resolver::proto::rr::rdata::TXT;
+use tokio::net::UdpSocket;
 
 const ZONE: &str = "example.test.";
 
-fn name(n: &str) -> Name {
-    Name::from_str(n).unwrap()
-}
+/// A name in no zone of the test server (which answers for everything below `test.`):
+/// REFUSED.
+const ELSEWHERE: &str = "elsewhere.example";
 
-fn record(owner: &str, data: RData) -> Record {
-    Record::from_rdata(name(owner), 60, data)
-}
-
-fn a(owner: &str, ip: &str) -> Record {
-    record(owner, RData::A(A(Ipv4Addr::from_str(ip).unwrap())))
-}
-
-fn aaaa(owner: &str, ip: &str) -> Record {
-    record(owner, RData::AAAA(AAAA(Ipv6Addr::from_str(ip).unwrap())))
-}
-
-fn mx(owner: &str, preference: u16, exchange: &str) -> Record {
-    record(owner, RData::MX(MX::new(preference, name(exchange))))
-}
-
-fn cname(owner: &str, target: &str) -> Record {
-    record(owner, RData::CNAME(CNAME(name(target))))
-}
-
-/// The test zone.
-fn records() -> Vec<Record> {
-    vec![
-        record(
-            ZONE,
-            RData::SOA(SOA::new(
-                name("ns.example.test."),
-                name("hostmaster.example.test."),
-                1,
-                3600,
-                600,
-                86_400,
-                60,
-            )),
-        ),
+/// The test zone and the reverse zone.
+fn tree() -> DnsTree {
+    let mut tree = DnsTree::new();
+    tree.zone(ZONE, false).add_all([
         // Two MX at preference 10, one at 20 (an alias, as found in the wild).
         mx("multi.example.test.", 10, "mx1.example.test."),
         mx("multi.example.test.", 10, "mx2.example.test."),
@@ -80,10 +42,7 @@ fn records() -> Vec<Record> {
         // The only MX host does not exist.
         mx("dangling.example.test.", 10, "missing.example.test."),
         // Exists (a TXT record) but has neither MX nor addresses.
-        record(
-            "empty.example.test.",
-            RData::TXT(TXT::new(vec!["v=spf1 -all".into()])),
-        ),
+        txt("empty.example.test.", "v=spf1 -all"),
         // MTA-STS: the record split into two strings (they are concatenated), next to SPF.
         record(
             "_mta-sts.multi.example.test.",
@@ -92,127 +51,34 @@ fn records() -> Vec<Record> {
                 "id=20260101T000000;".into(),
             ])),
         ),
-        record(
-            "_mta-sts.multi.example.test.",
-            RData::TXT(TXT::new(vec!["v=spf1 -all".into()])),
-        ),
+        txt("_mta-sts.multi.example.test.", "v=spf1 -all"),
         // The MX is this server.
         mx("self.example.test.", 10, "mail.example.test."),
         a("mail.example.test.", "192.0.2.99"),
-    ]
+    ]);
+    // Reverse DNS for 192.0.2.0/24: .1 names mx1 (whose A record is .1: confirmed); .2 names
+    // mail.example.test (whose A record is .99: not confirmed).
+    tree.zone("2.0.192.in-addr.arpa.", false).add_all([
+        ptr("1.2.0.192.in-addr.arpa.", "MX1.example.test."),
+        ptr("2.2.0.192.in-addr.arpa.", "mail.example.test."),
+    ]);
+    tree
 }
 
-/// A running DNS server; dropping it stops it.
-struct Dns {
-    addr: SocketAddr,
-    _server: Server<Catalog>,
-}
-
-async fn start_dns() -> Dns {
+async fn start_dns() -> DnsServer {
     start_dns_on(true, true).await
 }
 
 /// A server listening on UDP and/or TCP (the same port).
-async fn start_dns_on(with_udp: bool, with_tcp: bool) -> Dns {
-    let origin = name(ZONE);
-    let mut zone = InMemoryZoneHandler::<hickory_server::net::runtime::TokioRuntimeProvider>::empty(
-        origin.clone(),
-        ZoneType::Primary,
-        AxfrPolicy::Deny,
-    );
-    for r in records() {
-        zone.upsert_mut(r, 1);
-    }
-    let mut catalog = Catalog::new();
-    catalog.upsert(LowerName::new(&origin), vec![Arc::new(zone)]);
-    // Reverse DNS for 192.0.2.0/24: .1 names mx1 (whose A record is .1: confirmed); .2 names
-    // mail.example.test (whose A record is .99: not confirmed).
-    let reverse = name("2.0.192.in-addr.arpa.");
-    let mut rzone =
-        InMemoryZoneHandler::<hickory_server::net::runtime::TokioRuntimeProvider>::empty(
-            reverse.clone(),
-            ZoneType::Primary,
-            AxfrPolicy::Deny,
-        );
-    for r in [
-        record(
-            "2.0.192.in-addr.arpa.",
-            RData::SOA(SOA::new(
-                name("ns.example.test."),
-                name("hostmaster.example.test."),
-                1,
-                3600,
-                600,
-                86_400,
-                60,
-            )),
-        ),
-        record(
-            "1.2.0.192.in-addr.arpa.",
-            RData::PTR(PTR(name("MX1.example.test."))),
-        ),
-        record(
-            "2.2.0.192.in-addr.arpa.",
-            RData::PTR(PTR(name("mail.example.test."))),
-        ),
-    ] {
-        rzone.upsert_mut(r, 1);
-    }
-    catalog.upsert(LowerName::new(&reverse), vec![Arc::new(rzone)]);
-    // Same port for UDP and TCP (retry if the TCP port happens to be taken).
-    let (udp, tcp, addr) = loop {
-        let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-        let addr = udp.local_addr().unwrap();
-        if let Ok(tcp) = TcpListener::bind(addr).await {
-            break (udp, tcp, addr);
-        }
-    };
-    let mut server = Server::new(catalog);
-    if with_udp {
-        server.register_socket(udp);
-    }
-    if with_tcp {
-        server.register_listener(tcp, Duration::from_secs(5), 4096);
-    }
-    Dns {
-        addr,
-        _server: server,
-    }
+async fn start_dns_on(with_udp: bool, with_tcp: bool) -> DnsServer {
+    tree().serve_on(with_udp, with_tcp).await
 }
 
-/// Answers every query with SERVFAIL.
-struct ServFail;
-
-#[async_trait::async_trait]
-impl RequestHandler for ServFail {
-    async fn handle_request<R: ResponseHandler, T: Time>(
-        &self,
-        request: &Request,
-        mut response_handle: R,
-    ) -> ResponseInfo {
-        let response = MessageResponseBuilder::new(&request.queries, request.edns.as_ref())
-            .error_msg(&request.metadata, ResponseCode::ServFail);
-        response_handle
-            .send_response(response)
-            .await
-            .expect("send SERVFAIL")
-    }
-}
-
-struct ServFailDns {
-    addr: SocketAddr,
-    _server: Server<ServFail>,
-}
-
-async fn start_servfail() -> ServFailDns {
-    let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let addr = udp.local_addr().unwrap();
-    let mut server = Server::new(ServFail);
-    server.register_socket(udp);
-    ServFailDns {
-        addr,
-        _server: server,
-    }
+/// A server that answers every query with SERVFAIL.
+async fn start_servfail() -> DnsServer {
+    let mut tree = tree();
+    tree.servfail_everything();
+    tree.serve().await
 }
 
 fn router(addr: SocketAddr, tcp_only: bool, order: AddressOrder) -> Router {
@@ -265,7 +131,7 @@ async fn mx_resolution_over_udp_and_tcp() {
     // answer must have come over that transport.
     for tcp_only in [false, true] {
         let dns = start_dns_on(!tcp_only, tcp_only).await;
-        let r = router(dns.addr, tcp_only, AddressOrder::Ipv6First);
+        let r = router(dns.addr(), tcp_only, AddressOrder::Ipv6First);
         check_multi(&r, "multi.example.test").await;
         check_multi(&r, "MULTI.example.test.").await;
         check_multi(&r, "alias.example.test").await;
@@ -275,7 +141,7 @@ async fn mx_resolution_over_udp_and_tcp() {
 #[tokio::test]
 async fn equal_preferences_are_shuffled() {
     let dns = start_dns().await;
-    let r = router(dns.addr, false, AddressOrder::Ipv6First);
+    let r = router(dns.addr(), false, AddressOrder::Ipv6First);
     let mut firsts = std::collections::BTreeSet::new();
     for _ in 0..40 {
         let route = r.route("multi.example.test").await.unwrap();
@@ -287,7 +153,7 @@ async fn equal_preferences_are_shuffled() {
 #[tokio::test]
 async fn implicit_mx_and_address_families() {
     let dns = start_dns().await;
-    let route = router(dns.addr, false, AddressOrder::Ipv6First)
+    let route = router(dns.addr(), false, AddressOrder::Ipv6First)
         .route("implicit.example.test")
         .await
         .unwrap();
@@ -300,12 +166,12 @@ async fn implicit_mx_and_address_families() {
             vec![ip("2001:db8::10"), ip("192.0.2.10")]
         )]
     );
-    let v4 = router(dns.addr, false, AddressOrder::Ipv4Only)
+    let v4 = router(dns.addr(), false, AddressOrder::Ipv4Only)
         .route("implicit.example.test")
         .await
         .unwrap();
     assert_eq!(v4.hosts[0].addresses, vec![ip("192.0.2.10")]);
-    let v4first = router(dns.addr, false, AddressOrder::Ipv4First)
+    let v4first = router(dns.addr(), false, AddressOrder::Ipv4First)
         .route("implicit.example.test")
         .await
         .unwrap();
@@ -318,7 +184,7 @@ async fn implicit_mx_and_address_families() {
 #[tokio::test]
 async fn permanent_failures() {
     let dns = start_dns().await;
-    let r = router(dns.addr, false, AddressOrder::Ipv6First);
+    let r = router(dns.addr(), false, AddressOrder::Ipv6First);
 
     let err = r.route("nullmx.example.test").await.unwrap_err();
     assert_eq!(
@@ -349,8 +215,8 @@ async fn permanent_failures() {
 async fn transient_failures() {
     // A zone the server is not authoritative for: REFUSED.
     let dns = start_dns().await;
-    let err = router(dns.addr, false, AddressOrder::Ipv6First)
-        .route("elsewhere.test")
+    let err = router(dns.addr(), false, AddressOrder::Ipv6First)
+        .route(ELSEWHERE)
         .await
         .unwrap_err();
     assert!(matches!(err, RouteError::Temporary { .. }), "{err:?}");
@@ -359,7 +225,7 @@ async fn transient_failures() {
 
     // SERVFAIL from the nameserver.
     let servfail = start_servfail().await;
-    let err = router(servfail.addr, false, AddressOrder::Ipv6First)
+    let err = router(servfail.addr(), false, AddressOrder::Ipv6First)
         .route("multi.example.test")
         .await
         .unwrap_err();
@@ -383,7 +249,7 @@ async fn transient_failures() {
 #[tokio::test]
 async fn destination_is_ourselves() {
     let dns = start_dns().await;
-    let r = router(dns.addr, false, AddressOrder::Ipv6First);
+    let r = router(dns.addr(), false, AddressOrder::Ipv6First);
     let me = LocalIdentity {
         hostnames: vec!["mail.example.test".into()],
         addresses: vec![],
@@ -414,7 +280,7 @@ async fn destination_is_ourselves() {
 async fn txt_records_for_mta_sts() {
     use hato_delivery::mta_sts;
     let dns = start_dns().await;
-    let r = router(dns.addr, false, AddressOrder::Ipv6First);
+    let r = router(dns.addr(), false, AddressOrder::Ipv6First);
     let records = r
         .txt(&mta_sts::txt_name("multi.example.test"))
         .await
@@ -440,14 +306,14 @@ async fn txt_records_for_mta_sts() {
             .is_empty()
     );
     // Not answerable: a temporary error.
-    assert!(r.txt("_mta-sts.elsewhere.test").await.is_err());
+    assert!(r.txt(&format!("_mta-sts.{ELSEWHERE}")).await.is_err());
 }
 
 /// Forward-confirmed reverse DNS: a PTR name counts only if it resolves back to the address.
 #[tokio::test]
 async fn reverse_names_are_forward_confirmed() {
     let dns = start_dns().await;
-    let r = router(dns.addr, false, AddressOrder::default());
+    let r = router(dns.addr(), false, AddressOrder::default());
     assert_eq!(
         r.reverse_name(ip("192.0.2.1")).await.as_deref(),
         Some("mx1.example.test")

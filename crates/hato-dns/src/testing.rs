@@ -19,6 +19,13 @@
 //! record, whose NSEC at the cut proves the delegation insecure. Records go to the deepest zone
 //! that contains their owner name.
 //!
+//! Unsigned zones outside the tree (a reverse zone such as `2.0.192.in-addr.arpa.`) are served
+//! authoritatively too, but not delegated from anywhere. Names in no zone get REFUSED.
+//! [`DnsTree::servfail_everything`] makes a server that answers every question with SERVFAIL,
+//! [`DnsTree::serve_on`] one that listens on UDP or TCP alone, and [`DnsTree::ttl`] sets the
+//! TTL of every record (0: resolvers see every change at once). [`DnsServer::replace`] and
+//! [`DnsServer::remove`] change records while the server runs (the zones are signed again).
+//!
 //! ```text
 //! let mut tree = DnsTree::new();
 //! tree.zone("remote.test", true)
@@ -32,7 +39,7 @@
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::str::FromStr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hickory_resolver::proto::dnssec::crypto::Ed25519SigningKey;
@@ -41,7 +48,7 @@ use hickory_resolver::proto::dnssec::{
     DigestType, DnssecSigner, PublicKey, SigningKey, TrustAnchors,
 };
 use hickory_resolver::proto::op::{Metadata, ResponseCode};
-use hickory_resolver::proto::rr::rdata::{A, AAAA, CNAME, MX, NS, SOA, TXT};
+use hickory_resolver::proto::rr::rdata::{A, AAAA, CNAME, MX, NS, PTR, SOA, TXT};
 use hickory_resolver::proto::rr::{
     DNSClass, LowerName, Name, RData, Record, RecordSet, RecordType,
 };
@@ -56,7 +63,7 @@ use crate::{Answer, DnsConfig, Family, Resolver, TrustAnchor};
 /// The zone whose key is the trust anchor.
 pub const ANCHOR_ZONE: &str = "test.";
 
-/// The TTL of every record.
+/// The TTL of every record (unless [`DnsTree::ttl`] says otherwise).
 pub const TTL: u32 = 300;
 
 /// An absolute or relative name (relative names are taken as absolute); panics if invalid.
@@ -91,12 +98,17 @@ pub fn txt(owner: &str, text: &str) -> Record {
     record(owner, RData::TXT(TXT::new(vec![text.to_owned()])))
 }
 
-fn soa_ns(origin: &Name) -> Vec<Record> {
+pub fn ptr(owner: &str, target: &str) -> Record {
+    record(owner, RData::PTR(PTR(name(target))))
+}
+
+/// SOA (its minimum, the negative-caching TTL, is `ttl` too), NS and `ns.<origin>` A.
+fn soa_ns(origin: &Name, ttl: u32) -> Vec<Record> {
     let ns = origin.prepend_label("ns").unwrap();
     vec![
         Record::from_rdata(
             origin.clone(),
-            TTL,
+            ttl,
             RData::SOA(SOA::new(
                 ns.clone(),
                 origin.prepend_label("hostmaster").unwrap(),
@@ -104,11 +116,11 @@ fn soa_ns(origin: &Name) -> Vec<Record> {
                 3600,
                 600,
                 86_400,
-                60,
+                ttl,
             )),
         ),
-        Record::from_rdata(origin.clone(), TTL, RData::NS(NS(ns.clone()))),
-        Record::from_rdata(ns, TTL, RData::A(A(Ipv4Addr::LOCALHOST))),
+        Record::from_rdata(origin.clone(), ttl, RData::NS(NS(ns.clone()))),
+        Record::from_rdata(ns, ttl, RData::A(A(Ipv4Addr::LOCALHOST))),
     ]
 }
 
@@ -166,13 +178,16 @@ struct ZoneSpec {
     key: Option<ZoneKey>,
 }
 
-/// A private DNS tree under [`ANCHOR_ZONE`]: its zones, records, tampered RRsets and names
-/// that get SERVFAIL. Built and signed by [`DnsTree::serve`].
+/// A private DNS tree under [`ANCHOR_ZONE`] (and unsigned zones outside it): its zones,
+/// records, tampered RRsets and names that get SERVFAIL. Built and signed by
+/// [`DnsTree::serve`].
 pub struct DnsTree {
     zones: Vec<ZoneSpec>,
     records: Vec<Record>,
     tampered: Vec<Record>,
     servfail: Vec<Name>,
+    servfail_everything: bool,
+    ttl: u32,
 }
 
 impl Default for DnsTree {
@@ -193,17 +208,25 @@ impl DnsTree {
             records: Vec::new(),
             tampered: Vec::new(),
             servfail: Vec::new(),
+            servfail_everything: false,
+            ttl: TTL,
         }
     }
 
-    /// Adds a child zone (below [`ANCHOR_ZONE`]) with its SOA, NS and `ns.<origin>`; `signed`:
-    /// with its own key and a DS record in the parent (a secure delegation), else unsigned (a
-    /// provably insecure delegation when the parent is signed).
+    /// Adds a zone with its SOA, NS and `ns.<origin>`. Below [`ANCHOR_ZONE`], a child zone:
+    /// `signed`, with its own key and a DS record in the parent (a secure delegation), else
+    /// unsigned (a provably insecure delegation when the parent is signed). Outside it (e.g. a
+    /// reverse zone `2.0.192.in-addr.arpa.`), an unsigned zone served authoritatively but
+    /// delegated from nowhere (`signed` must be false).
     pub fn zone(&mut self, origin: &str, signed: bool) -> &mut DnsTree {
         let origin = name(origin);
         assert!(
-            name(ANCHOR_ZONE).zone_of(&origin) && origin != name(ANCHOR_ZONE),
-            "{origin} is not below {ANCHOR_ZONE}"
+            origin != name(ANCHOR_ZONE),
+            "{ANCHOR_ZONE} is always in the tree"
+        );
+        assert!(
+            !signed || name(ANCHOR_ZONE).zone_of(&origin),
+            "{origin} is not below {ANCHOR_ZONE}: it can only be unsigned"
         );
         assert!(
             !self.zones.iter().any(|z| z.origin == origin),
@@ -242,6 +265,19 @@ impl DnsTree {
         self
     }
 
+    /// Every query gets SERVFAIL (a broken nameserver).
+    pub fn servfail_everything(&mut self) -> &mut DnsTree {
+        self.servfail_everything = true;
+        self
+    }
+
+    /// The TTL of every record, the SOA minimum (negative caching) included, instead of
+    /// [`TTL`]. 0: a resolver sees every change ([`DnsServer::replace`]) at once.
+    pub fn ttl(&mut self, ttl: u32) -> &mut DnsTree {
+        self.ttl = ttl;
+        self
+    }
+
     /// The trust anchor for [`ANCHOR_ZONE`] (also [`DnsServer::trust_anchor`]).
     pub fn trust_anchor(&self) -> TrustAnchor {
         anchor_for(&self.anchor_key().dnskey)
@@ -274,55 +310,76 @@ impl DnsTree {
     }
 
     /// The signed zones, ready to serve.
-    fn build(self) -> (Vec<Zone>, Vec<Name>, String, TrustAnchor) {
-        let anchor_text = self.trust_anchor_text();
-        let anchor = self.trust_anchor();
-        let mut records: Vec<Vec<Record>> = self.zones.iter().map(|z| soa_ns(&z.origin)).collect();
-        // Delegations: NS (and DS for a signed child) in the closest enclosing zone.
+    fn build(&self) -> Vec<Zone> {
+        let ttl = self.ttl;
+        let mut records: Vec<Vec<Record>> =
+            self.zones.iter().map(|z| soa_ns(&z.origin, ttl)).collect();
+        // Delegations: NS (and DS for a signed child) in the closest enclosing zone (none for
+        // a zone outside the tree).
         for (i, child) in self.zones.iter().enumerate().skip(1) {
-            let parent = self
-                .zone_index(&child.origin, Some(i))
-                .expect("the anchor zone encloses every zone");
+            let Some(parent) = self.zone_index(&child.origin, Some(i)) else {
+                continue;
+            };
             let ns = child.origin.prepend_label("ns").unwrap();
             records[parent].push(Record::from_rdata(
                 child.origin.clone(),
-                TTL,
+                ttl,
                 RData::NS(NS(ns)),
             ));
             if let Some(key) = &child.key {
-                records[parent].push(key.ds(&child.origin));
+                let mut ds = key.ds(&child.origin);
+                ds.ttl = ttl;
+                records[parent].push(ds);
             }
         }
         for r in &self.records {
             let i = self
                 .zone_index(&r.name, None)
-                .unwrap_or_else(|| panic!("{} is not below {ANCHOR_ZONE}", r.name));
+                .unwrap_or_else(|| panic!("{} is in no zone of the tree", r.name));
             records[i].push(r.clone());
         }
         let mut zones: Vec<Zone> = self
             .zones
             .iter()
             .zip(records)
-            .map(|(spec, records)| Zone::new(spec.origin.clone(), records, spec.key.as_ref()))
+            .map(|(spec, records)| Zone::new(spec.origin.clone(), records, spec.key.as_ref(), ttl))
             .collect();
         for r in &self.tampered {
             let i = self
                 .zone_index(&r.name, None)
-                .unwrap_or_else(|| panic!("{} is not below {ANCHOR_ZONE}", r.name));
-            zones[i].tamper(&r.name, r.data.clone());
+                .unwrap_or_else(|| panic!("{} is in no zone of the tree", r.name));
+            zones[i].tamper(&r.name, r.data.clone(), ttl);
         }
-        (zones, self.servfail, anchor_text, anchor)
+        zones
     }
 
     /// Signs the zones and serves them on 127.0.0.1 (UDP and TCP, one port) in the current
     /// tokio runtime, until the [`DnsServer`] is dropped.
     pub async fn serve(self) -> DnsServer {
-        let (zones, servfail, anchor_text, anchor) = self.build();
-        let (server, addr) = listen(Authoritative { zones, servfail }).await;
+        self.serve_on(true, true).await
+    }
+
+    /// [`DnsTree::serve`] on UDP and/or TCP only (the port of the other is not listened on:
+    /// a resolver trying it gets no answer or a refused connection).
+    pub async fn serve_on(self, udp: bool, tcp: bool) -> DnsServer {
+        assert!(udp || tcp, "a DNS server on neither UDP nor TCP");
+        let anchor_text = self.trust_anchor_text();
+        let anchor = self.trust_anchor();
+        let zones = self.build();
+        let state = Arc::new(Mutex::new(State { tree: self, zones }));
+        let (server, addr) = listen(
+            Authoritative {
+                state: state.clone(),
+            },
+            udp,
+            tcp,
+        )
+        .await;
         DnsServer {
             addr,
             anchor_text,
             anchor,
+            state,
             _server: server,
             _runtime: None,
         }
@@ -342,11 +399,18 @@ impl DnsTree {
     }
 }
 
+/// The tree of a running server and its zones as built from it.
+struct State {
+    tree: DnsTree,
+    zones: Vec<Zone>,
+}
+
 /// The running server of a [`DnsTree`]; stops when dropped.
 pub struct DnsServer {
     addr: SocketAddr,
     anchor_text: String,
     anchor: TrustAnchor,
+    state: Arc<Mutex<State>>,
     // Dropped before the runtime it runs on.
     _server: Server<Authoritative>,
     _runtime: Option<tokio::runtime::Runtime>,
@@ -377,9 +441,40 @@ impl DnsServer {
     pub fn trust_anchor_text(&self) -> &str {
         &self.anchor_text
     }
+
+    /// Replaces the records with `owner` and `kind` (none: removes them) by `records` (each
+    /// with that owner and type), then builds and signs the zones again; later answers come
+    /// from the changed tree. Tampered RRsets ([`DnsTree::tamper`]) stay tampered.
+    pub fn replace(&self, owner: &str, kind: RecordType, records: Vec<Record>) {
+        let owner = name(owner);
+        for r in &records {
+            assert!(
+                r.name == owner && r.record_type() == kind,
+                "{} {} is not a {kind} record of {owner}",
+                r.name,
+                r.record_type()
+            );
+        }
+        let mut state = self.state.lock().unwrap();
+        state
+            .tree
+            .records
+            .retain(|r| !(r.name == owner && r.record_type() == kind));
+        state.tree.records.extend(records);
+        state.zones = state.tree.build();
+    }
+
+    /// Removes the records with `owner` and `kind` ([`DnsServer::replace`] with none).
+    pub fn remove(&self, owner: &str, kind: RecordType) {
+        self.replace(owner, kind, Vec::new());
+    }
 }
 
-async fn listen(handler: Authoritative) -> (Server<Authoritative>, SocketAddr) {
+async fn listen(
+    handler: Authoritative,
+    with_udp: bool,
+    with_tcp: bool,
+) -> (Server<Authoritative>, SocketAddr) {
     // Same port for UDP and TCP (retry if the TCP port happens to be taken).
     let (udp, tcp, addr) = loop {
         let udp = UdpSocket::bind("127.0.0.1:0")
@@ -391,8 +486,12 @@ async fn listen(handler: Authoritative) -> (Server<Authoritative>, SocketAddr) {
         }
     };
     let mut server = Server::new(handler);
-    server.register_socket(udp);
-    server.register_listener(tcp, Duration::from_secs(5), 4096);
+    if with_udp {
+        server.register_socket(udp);
+    }
+    if with_tcp {
+        server.register_listener(tcp, Duration::from_secs(5), 4096);
+    }
     (server, addr)
 }
 
@@ -406,7 +505,7 @@ struct Zone {
 impl Zone {
     /// Groups the records into RRsets; with a key, adds the DNSKEY and the NSEC chain and
     /// signs every authoritative RRset (not the NS RRset of a delegation).
-    fn new(origin: Name, records: Vec<Record>, key: Option<&ZoneKey>) -> Zone {
+    fn new(origin: Name, records: Vec<Record>, key: Option<&ZoneKey>, ttl: u32) -> Zone {
         let mut names: BTreeMap<Name, Vec<RecordSet>> = BTreeMap::new();
         let add = |r: Record, names: &mut BTreeMap<Name, Vec<RecordSet>>| {
             let sets = names.entry(r.name.clone()).or_default();
@@ -415,7 +514,7 @@ impl Zone {
                     set.add_rdata(r.data);
                 }
                 None => {
-                    let mut set = RecordSet::with_ttl(r.name.clone(), r.record_type(), TTL);
+                    let mut set = RecordSet::with_ttl(r.name.clone(), r.record_type(), ttl);
                     set.add_rdata(r.data);
                     sets.push(set);
                 }
@@ -434,7 +533,7 @@ impl Zone {
         add(
             Record::from_rdata(
                 origin.clone(),
-                TTL,
+                ttl,
                 RData::DNSSEC(DNSSECRData::DNSKEY(key.dnskey.clone())),
             ),
             &mut names,
@@ -456,7 +555,7 @@ impl Zone {
             add(
                 Record::from_rdata(
                     owner.clone(),
-                    TTL,
+                    ttl,
                     RData::DNSSEC(DNSSECRData::NSEC(NSEC::new_cover_self(next, types))),
                 ),
                 &mut names,
@@ -473,7 +572,7 @@ impl Zone {
                     .expect("sign an RRset");
                 set.insert_rrsig(Record::from_rdata(
                     owner.clone(),
-                    TTL,
+                    ttl,
                     RData::DNSSEC(DNSSECRData::RRSIG(rrsig)),
                 ));
             }
@@ -486,7 +585,7 @@ impl Zone {
     }
 
     /// Replaces the data of a signed RRset but keeps its (now wrong) signature.
-    fn tamper(&mut self, owner: &Name, data: RData) {
+    fn tamper(&mut self, owner: &Name, data: RData, ttl: u32) {
         let kind = data.record_type();
         let set = self
             .names
@@ -498,7 +597,7 @@ impl Zone {
             "the {kind} RRset at {owner} is not signed"
         );
         let rrsigs = set.rrsigs().to_vec();
-        let mut forged = RecordSet::with_ttl(owner.clone(), kind, TTL);
+        let mut forged = RecordSet::with_ttl(owner.clone(), kind, ttl);
         forged.add_rdata(data);
         for sig in rrsigs {
             forged.insert_rrsig(sig);
@@ -611,18 +710,18 @@ impl Zone {
     }
 }
 
-/// An authoritative server for several zones; SERVFAIL for some names.
+/// An authoritative server for the zones of a tree; SERVFAIL for some names (or all).
 struct Authoritative {
-    zones: Vec<Zone>,
-    servfail: Vec<Name>,
+    state: Arc<Mutex<State>>,
 }
 
 impl Authoritative {
     fn respond(&self, qname: &Name, kind: RecordType) -> (ResponseCode, Vec<Record>, Vec<Record>) {
-        if self.servfail.contains(qname) {
+        let state = self.state.lock().unwrap();
+        if state.tree.servfail_everything || state.tree.servfail.contains(qname) {
             return (ResponseCode::ServFail, Vec::new(), Vec::new());
         }
-        let mut zones: Vec<&Zone> = self
+        let mut zones: Vec<&Zone> = state
             .zones
             .iter()
             .filter(|z| z.origin.zone_of(qname))
