@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use common::*;
 use hato_delivery::testing::{DnsServer, DnsTree, a, mx, txt};
-use hickory_server::proto::rr::Record;
+use hato_dns::hickory_resolver::proto::rr::Record;
 
 const BOB: &str = "bob@remote.test";
 
