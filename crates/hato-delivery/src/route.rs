@@ -241,11 +241,6 @@ impl Router {
         Router { dns, order }
     }
 
-    /// The resolver underneath.
-    pub fn resolver(&self) -> &Arc<dyn Resolver> {
-        &self.dns
-    }
-
     /// The hosts to try for `domain`, best first, each with its addresses.
     pub async fn route(&self, domain: &str) -> Result<Route, RouteError> {
         let domain = normalize(domain);

@@ -269,6 +269,30 @@ struct Active {
 }
 
 impl Active {
+    /// A transaction before MAIL: nothing accepted, nothing sent yet.
+    fn new(
+        txn: Transaction,
+        scan: Scan,
+        results: Vec<Option<Decided>>,
+        to_send: Vec<usize>,
+    ) -> Box<Active> {
+        let n = txn.recipients.len();
+        Box::new(Active {
+            txn,
+            scan,
+            results,
+            accepted: vec![false; n],
+            to_send,
+            next_rcpt: 0,
+            pipelining: false,
+            bdat: false,
+            mail_failed: false,
+            bdat_error: None,
+            stage: Stage::Envelope,
+            last_reply: None,
+        })
+    }
+
     fn any_accepted(&self) -> bool {
         !self.mail_failed && self.accepted.iter().any(|&a| a)
     }

@@ -24,20 +24,8 @@ impl ClientSession {
     ) {
         let scan = encode::scan(&txn.message);
         let n = txn.recipients.len();
-        let a = Box::new(Active {
-            txn,
-            scan,
-            results: results.unwrap_or_else(|| vec![None; n]),
-            accepted: vec![false; n],
-            to_send: Vec::new(),
-            next_rcpt: 0,
-            pipelining: false,
-            bdat: false,
-            mail_failed: false,
-            bdat_error: None,
-            stage: Stage::Envelope,
-            last_reply: None,
-        });
+        let results = results.unwrap_or_else(|| vec![None; n]);
+        let a = Active::new(txn, scan, results, Vec::new());
         self.finish_txn(a, Some(failure), None);
     }
 
@@ -139,20 +127,7 @@ impl ClientSession {
         let to_send: Vec<usize> = (0..n).filter(|&i| results[i].is_none()).collect();
         if to_send.is_empty() {
             // No recipients, or none left after the SMTPUTF8 refusals.
-            let a = Box::new(Active {
-                txn,
-                scan,
-                results,
-                accepted: vec![false; n],
-                to_send,
-                next_rcpt: 0,
-                pipelining: false,
-                bdat: false,
-                mail_failed: false,
-                bdat_error: None,
-                stage: Stage::Envelope,
-                last_reply: None,
-            });
+            let a = Active::new(txn, scan, results, to_send);
             let failure = (n > 0).then_some(ClientFailure::Smtputf8Unsupported);
             return self.finish_txn(a, failure, None);
         }
@@ -189,21 +164,9 @@ impl ClientSession {
         let pipelining = self.config.pipelining && caps.pipelining;
         let bdat = self.config.chunking && caps.chunking;
         self.command(&mail, Expect::Mail);
-        let a = Box::new(Active {
-            txn,
-            scan,
-            results,
-            accepted: vec![false; n],
-            to_send,
-            next_rcpt: 0,
-            pipelining,
-            bdat,
-            mail_failed: false,
-            bdat_error: None,
-            stage: Stage::Envelope,
-            last_reply: None,
-        });
-        let mut a = a;
+        let mut a = Active::new(txn, scan, results, to_send);
+        a.pipelining = pipelining;
+        a.bdat = bdat;
         if pipelining {
             while a.next_rcpt < a.to_send.len() {
                 self.send_rcpt(&mut a);

@@ -99,10 +99,12 @@ impl SharedState for SqliteStore {
         check_key(key)?;
         let key = key.to_owned();
         self.write(move |conn| {
-            conn.prepare_cached("DELETE FROM counters WHERE key = ?1")
-                .and_then(|mut s| s.execute([key]))
-                .map(|n| n > 0)
-                .ctx("resetting a counter")
+            delete_key(
+                conn,
+                "DELETE FROM counters WHERE key = ?1",
+                &key,
+                "resetting a counter",
+            )
         })
         .await
     }
@@ -200,10 +202,12 @@ impl SharedState for SqliteStore {
         check_key(key)?;
         let key = key.to_owned();
         self.write(move |conn| {
-            conn.prepare_cached("DELETE FROM cache WHERE key = ?1")
-                .and_then(|mut s| s.execute([key]))
-                .map(|n| n > 0)
-                .ctx("deleting a cache entry")
+            delete_key(
+                conn,
+                "DELETE FROM cache WHERE key = ?1",
+                &key,
+                "deleting a cache entry",
+            )
         })
         .await
     }
@@ -360,4 +364,12 @@ fn delete_all(
             .ctx(what)?;
     }
     Ok(removed as u64)
+}
+
+/// Runs a `DELETE` by key; whether a row went.
+fn delete_key(conn: &rusqlite::Connection, sql: &str, key: &str, what: &str) -> Result<bool> {
+    conn.prepare_cached(sql)
+        .and_then(|mut s| s.execute([key]))
+        .map(|n| n > 0)
+        .ctx(what)
 }
