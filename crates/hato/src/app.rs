@@ -21,6 +21,7 @@ use crate::auth::Authenticator;
 use crate::config::{BareLineEndings, Config, Listener as ListenerConfig, Protocol, TlsMode};
 use crate::https::{HttpsService, Site};
 use crate::imap::{HeaderCache, ImapService};
+use crate::metrics::Metrics;
 use crate::net::{ConnectionLimits, Listener, ServerTls, Service, Timeouts};
 use crate::pop3::{MaildropLocks, Pop3Service};
 use crate::smtp::SmtpService;
@@ -50,6 +51,7 @@ pub struct Server {
     resolver: Option<Arc<CertResolver>>,
     tls_summary: String,
     shutdown_tx: watch::Sender<bool>,
+    metrics: Metrics,
 }
 
 impl Server {
@@ -59,6 +61,8 @@ impl Server {
         tls: Option<(Arc<CertResolver>, String)>,
     ) -> anyhow::Result<Server> {
         let (shutdown_tx, shutdown) = watch::channel(false);
+        // Before any listener exists, so every counter lands in the one recorder.
+        let metrics = Metrics::install();
         let dns = resolver(&config);
         let auth = Arc::new(Authenticator::new(store.clone(), config.auth.clone())?);
         let access = Arc::new(
@@ -143,7 +147,13 @@ impl Server {
             resolver,
             tls_summary,
             shutdown_tx,
+            metrics,
         })
+    }
+
+    /// The process's counters (connections, AUTH, messages, deliveries), for `/metrics`.
+    pub fn metrics(&self) -> Metrics {
+        self.metrics.clone()
     }
 
     /// The human summary printed at start-up.

@@ -218,6 +218,7 @@ impl Authenticator {
         let user = normalize_address(username).unwrap_or_else(|| username.to_lowercase());
         let keys = Failures::new(ip, &user);
         if self.throttled(&keys, unix_now()).await {
+            crate::metrics::auth_attempt("throttled");
             return (AuthOutcome::Throttled, None);
         }
         let account = self.store.account(&user).await.ok().flatten();
@@ -252,8 +253,10 @@ impl Authenticator {
             && authz_ok
             && let Some(account) = account
         {
+            crate::metrics::auth_attempt("ok");
             return (AuthOutcome::Ok, Some(account));
         }
+        crate::metrics::auth_attempt("failed");
         self.count_failure(&keys, unix_now()).await;
         tokio::time::sleep(Duration::from_millis(self.auth.failure_delay_ms)).await;
         (AuthOutcome::Failed, None)
@@ -295,6 +298,16 @@ mod tests {
         };
         let node = || Authenticator::new(store.clone(), auth.clone()).unwrap();
         let (a, b) = (node(), node());
+        let metrics = crate::metrics::Metrics::install();
+        let count = |result: &str| {
+            let series = format!("hato_auth_attempts_total{{result=\"{result}\"}}");
+            metrics
+                .render()
+                .lines()
+                .find_map(|l| l.strip_prefix(series.as_str())?.trim().parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        let before = [count("ok"), count("failed"), count("throttled")];
         let ip: IpAddr = "192.0.2.8".parse().unwrap();
         for _ in 0..3 {
             let (verdict, _) = a.authenticate(ip, None, "bob@example.com", "wrong").await;
@@ -307,6 +320,9 @@ mod tests {
             .authenticate(other, None, "bob@example.com", "right")
             .await;
         assert_eq!(verdict, AuthOutcome::Ok, "another address is not throttled");
+        // Counted by result (other tests in this binary may add to the same counters).
+        let after = [count("ok"), count("failed"), count("throttled")];
+        assert!(after[0] > before[0] && after[1] >= before[1] + 3 && after[2] > before[2]);
     }
 
     #[test]

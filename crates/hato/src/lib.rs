@@ -14,6 +14,7 @@
 //! | [`auth`] | who may log in: argon2, throttling counted in the store, the verified cache | the store |
 //! | [`access`] | who may send and receive: sender, relay networks, recipients, quota | the store |
 //! | [`local_mail`] | mail hato writes itself (DSNs) entering the store | the store |
+//! | [`metrics`] | the counters (names and labels in one place) and the process's recorder | — |
 //! | [`shared_state`] | hato-delivery's shared-state traits (MTA-STS policy cache, TLS-RPT counts) over the store's `SharedState` role | the store, hato-delivery |
 //! | [`config`], [`mta_sts_policy`], [`dns_records`] | the TOML configuration, the published MTA-STS policy, the DNS records to publish | — |
 //!
@@ -29,6 +30,7 @@ pub mod dns_records;
 pub mod https;
 pub mod imap;
 pub mod local_mail;
+pub mod metrics;
 pub mod mta_sts_policy;
 pub mod net;
 mod outbound;

@@ -356,6 +356,7 @@ impl Conn<'_> {
                     user = env.auth_user.as_deref().unwrap_or("-"),
                     "message accepted"
                 );
+                crate::metrics::message_accepted(self.svc.protocol.name(), env.recipients.len());
                 Ok(id)
             }
             Err(e) => {

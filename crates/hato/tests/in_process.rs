@@ -43,6 +43,7 @@ hold = true
     assert_eq!(addrs[0].0, Protocol::Smtp);
     let port = addrs[0].1.port();
     assert_ne!(port, 0, "the bound port is reported");
+    let metrics = server.metrics();
 
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let running = tokio::spawn(server.run_until(async {
@@ -90,6 +91,24 @@ print("sent")
     assert!(text.contains("hello from the library"), "{text}");
     assert!(text.contains("Received: from client.example"), "{text}");
 
+    // The metrics hook counted the connection and the message, in Prometheus text format.
+    let exposition = metrics.render();
+    for (series, value) in [
+        (r#"hato_connections_total{service="smtp",tls="none"}"#, 1.0),
+        (r#"hato_messages_accepted_total{service="smtp"}"#, 1.0),
+        (r#"hato_recipients_accepted_total{service="smtp"}"#, 1.0),
+    ] {
+        assert_eq!(
+            sample(&exposition, series),
+            Some(value),
+            "{series} in:\n{exposition}"
+        );
+    }
+    assert!(
+        exposition.contains("# TYPE hato_connections_total counter"),
+        "{exposition}"
+    );
+
     // The shutdown future stops the listeners and returns.
     stop_tx.send(()).unwrap();
     tokio::time::timeout(Duration::from_secs(15), running)
@@ -99,4 +118,11 @@ print("sent")
         .unwrap();
     let refused = tokio::net::TcpStream::connect(("127.0.0.1", port)).await;
     assert!(refused.is_err(), "nothing listens after shutdown");
+}
+
+/// The value of one series in a Prometheus text exposition.
+fn sample(exposition: &str, series: &str) -> Option<f64> {
+    exposition
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
 }

@@ -50,6 +50,14 @@ impl Refusal {
             Refusal::TooManyFromAddress => "Too many connections from your address",
         }
     }
+
+    /// The metrics label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Refusal::TooMany => "busy",
+            Refusal::TooManyFromAddress => "per_address",
+        }
+    }
 }
 
 impl ConnectionLimits {

@@ -107,10 +107,12 @@ impl Handler {
             Ok(a) => a,
             Err(why) => {
                 warn!("refused: {}", why.text().to_lowercase());
+                crate::metrics::connection_refused(self.service.name(), why.label());
                 let _ = stream.write_all(&self.service.busy_reply(why.text())).await;
                 return;
             }
         };
+        crate::metrics::connection_accepted(self.service.name(), self.implicit_tls.is_some());
         info!(
             protocol = self.service.name(),
             tls = if self.implicit_tls.is_some() {

@@ -108,6 +108,7 @@ impl Scheduler {
                     error!(queue_id = e.id, error = %err, "cannot record the attempt");
                     return None;
                 }
+                crate::metrics::deferred();
                 let warn_at = e.created + self.delay_warning?;
                 let first_after = e.last_attempt.is_none_or(|t| t < warn_at);
                 if now < warn_at || !first_after {
@@ -188,8 +189,11 @@ impl Scheduler {
                 continue;
             }
             info!(queue_id = e.id, rcpt = %e.recipient, status = %r.status, "bounced");
-            if let Err(err) = self.store.queue_delivered(e.id, e.claim).await {
-                error!(queue_id = e.id, error = %err, "cannot remove the bounced entry");
+            match self.store.queue_delivered(e.id, e.claim).await {
+                Ok(_) => crate::metrics::bounced(),
+                Err(err) => {
+                    error!(queue_id = e.id, error = %err, "cannot remove the bounced entry")
+                }
             }
         }
     }

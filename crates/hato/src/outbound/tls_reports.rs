@@ -16,7 +16,7 @@ impl Scheduler {
         addr: SocketAddr,
         facts: &TlsFacts,
         outcome: Option<&TransactionOutcome>,
-        error: Option<&str>,
+        error: Option<&SessionError>,
         message: &[u8],
     ) {
         if self.reports.is_none() || ctx.kind != HopKind::Mx || tlsrpt::is_report_message(message) {
@@ -47,7 +47,7 @@ impl Scheduler {
             let not_offered = outcome.is_some_and(|o| {
                 matches!(o.failure, Some(ClientFailure::TlsRequiredButUnavailable))
                     || o.capabilities.as_ref().is_some_and(|c| !c.starttls)
-            }) || error.is_some_and(|e| e.contains("does not offer STARTTLS"));
+            }) || error.is_some_and(SessionError::starttls_not_offered);
             if !not_offered {
                 return;
             }

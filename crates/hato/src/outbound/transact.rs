@@ -10,9 +10,65 @@ pub(super) struct Attempt {
     pub(super) outcome: Option<TransactionOutcome>,
     pub(super) facts: TlsFacts,
     /// Why the connection ended, if it did.
-    pub(super) error: Option<String>,
+    pub(super) error: Option<SessionError>,
     /// The connection, still open and reusable for the next message.
     pub(super) conn: Option<Connection>,
+}
+
+/// What one transaction on an open connection came to (see [`Scheduler::transact`]).
+pub(super) struct Exchange {
+    /// None: the session could not take the transaction.
+    pub(super) outcome: Option<TransactionOutcome>,
+    /// Why the connection ended, if it did.
+    pub(super) ended: Option<SessionError>,
+}
+
+/// Why a connection gave no (complete) transaction. `Display` is the reply line recorded for
+/// the recipients (queue, logs, DSN).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum SessionError {
+    /// No connection could be opened.
+    Unopened(ConnectError),
+    /// The session was not ready for another transaction.
+    NotReady,
+    /// The session ended with a failure, and the TLS error behind it if there was one.
+    Ended {
+        addr: SocketAddr,
+        failure: ClientFailure,
+        tls_error: Option<String>,
+    },
+}
+
+impl SessionError {
+    /// The server does not offer STARTTLS while TLS is required (TLS-RPT counts these).
+    pub(super) fn starttls_not_offered(&self) -> bool {
+        matches!(
+            self,
+            SessionError::Ended {
+                failure: ClientFailure::TlsRequiredButUnavailable,
+                ..
+            }
+        )
+    }
+}
+
+impl std::fmt::Display for SessionError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SessionError::Unopened(e) => e.fmt(f),
+            SessionError::NotReady => f.write_str("451 4.3.0 connection not ready"),
+            SessionError::Ended {
+                addr,
+                failure,
+                tls_error: None,
+            } => write!(f, "451 4.4.2 {addr}: {failure}"),
+            SessionError::Ended {
+                addr,
+                failure,
+                tls_error: Some(e),
+            } => write!(f, "451 4.4.2 {addr}: {failure} ({e})"),
+        }
+    }
 }
 
 /// What one message's delivery attempts must respect.
@@ -194,7 +250,7 @@ impl Scheduler {
             // A REQUIRETLS message needs a verified connection (RFC 8689 4.2.1).
             let fits = !ctx.requiretls || conn.facts.verified.is_some();
             if fits && targets.iter().any(|(_, a)| *a == conn.addr) {
-                let (outcome, _) = self
+                let Exchange { outcome, .. } = self
                     .transact(&mut conn, transaction(&entries, message))
                     .await;
                 if let Some(o) = outcome {
@@ -267,14 +323,14 @@ impl Scheduler {
                     *addr,
                     &facts,
                     outcome.as_ref(),
-                    error.as_deref(),
+                    error.as_ref(),
                     message,
                 )
                 .await;
             }
             match outcome {
                 None => {
-                    let error = error.unwrap_or_default();
+                    let error = error.map(|e| e.to_string()).unwrap_or_default();
                     for e in &entries {
                         // No SMTP session: TLS was either never reached or failed (then say so).
                         let tls = match (&facts.version, &facts.error) {
@@ -293,7 +349,7 @@ impl Scheduler {
                 Some(o) => {
                     log_attempt(&entries, host, *addr, &facts, &o);
                     if try_elsewhere(&o) && !is_last {
-                        last_error = error.unwrap_or_default();
+                        last_error = error.map(|e| e.to_string()).unwrap_or_default();
                         last_facts = Some(facts);
                         if let Some(c) = conn {
                             self.close(c).await;
@@ -329,6 +385,7 @@ impl Scheduler {
                         error!(queue_id = e.id, error = %err, "cannot remove the delivered entry");
                         continue;
                     }
+                    crate::metrics::delivered(facts.version.is_some());
                     if !remote_dsn && dsn::notify_wants(e.dsn.notify.as_deref(), Action::Relayed) {
                         let mta = Some(facts.host.clone());
                         let mut rep = report(&e, "2.0.0", mta, Some(why), now, Some(facts.human()));
@@ -369,34 +426,33 @@ impl Scheduler {
                 return Attempt {
                     outcome: None,
                     facts,
-                    error: Some(error.to_string()),
+                    error: Some(SessionError::Unopened(error)),
                     conn: None,
                 };
             }
         };
-        let (outcome, error) = self.transact(&mut conn, txn).await;
+        let Exchange { outcome, ended } = self.transact(&mut conn, txn).await;
         let facts = conn.facts.clone();
         Attempt {
             outcome,
             facts,
-            error,
+            error: ended,
             conn: (!conn.closed).then_some(conn),
         }
     }
 
-    /// Runs one transaction on a connection: returns its outcome (None if the session could not
-    /// take it) and, if the connection ended, why. `conn.closed` tells whether it can be reused.
-    pub(super) async fn transact(
-        &self,
-        conn: &mut Connection,
-        txn: Transaction,
-    ) -> (Option<TransactionOutcome>, Option<String>) {
+    /// Runs one transaction on a connection: its outcome and, if the connection ended, why.
+    /// `conn.closed` tells whether it can be reused.
+    pub(super) async fn transact(&self, conn: &mut Connection, txn: Transaction) -> Exchange {
         // For a server without 8BITMIME: the message again, converted to 7 bit (RFC 6152 3).
         let original = txn.clone();
         let mut downgraded = false;
         let mut pending: Option<Transaction> = None;
         if conn.session.next_transaction(txn).is_err() {
-            return (None, Some("451 4.3.0 connection not ready".into()));
+            return Exchange {
+                outcome: None,
+                ended: Some(SessionError::NotReady),
+            };
         }
         let mut outcome = None;
         loop {
@@ -434,20 +490,23 @@ impl Scheduler {
                             conn.session.quit();
                         }
                     }
-                    None if outcome.is_some() => return (outcome, None),
+                    None if outcome.is_some() => {
+                        return Exchange {
+                            outcome,
+                            ended: None,
+                        };
+                    }
                     None => conn.session.quit(),
                 },
                 Some(ClientAction::Done(c)) => {
                     conn.io.shutdown().await;
                     conn.closed = true;
-                    let error = c.failure.as_ref().map(|f| {
-                        let mut s = f.to_string();
-                        if let Some(e) = &conn.facts.error {
-                            s = format!("{s} ({e})");
-                        }
-                        format!("451 4.4.2 {}: {s}", conn.addr)
+                    let ended = c.failure.map(|failure| SessionError::Ended {
+                        addr: conn.addr,
+                        failure,
+                        tls_error: conn.facts.error.clone(),
                     });
-                    return (outcome, error);
+                    return Exchange { outcome, ended };
                 }
                 _ => {}
             }
