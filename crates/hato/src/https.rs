@@ -736,28 +736,17 @@ mod tests {
         .await;
         assert_eq!(r.status, 405);
         assert!(r.head.contains("\r\nallow: get, head"), "{}", r.head);
-        let r = curl(port, &ca, host, "/", &[]).await;
-        assert_eq!(r.status, 404);
-        let r = curl(port, &ca, host, "/.well-known/other.txt", &[]).await;
-        assert_eq!(r.status, 404);
-        let r = curl(
-            port,
-            &ca,
-            host,
-            WELL_KNOWN_PATH,
-            &["-H", "Host: mta-sts.other.test"],
-        )
-        .await;
-        assert_eq!(r.status, 404);
-        let r = curl(
-            port,
-            &ca,
-            host,
-            WELL_KNOWN_PATH,
-            &["-H", "Host: mta-sts.second.test"],
-        )
-        .await;
-        assert_eq!(r.status, 421);
+        // Other paths and unknown hosts: 404; a Host header naming another served host than the
+        // TLS server name: 421 (misdirected).
+        for (path, args, status) in [
+            ("/", &[][..], 404),
+            ("/.well-known/other.txt", &[], 404),
+            (WELL_KNOWN_PATH, &["-H", "Host: mta-sts.other.test"], 404),
+            (WELL_KNOWN_PATH, &["-H", "Host: mta-sts.second.test"], 421),
+        ] {
+            let r = curl(port, &ca, host, path, args).await;
+            assert_eq!(r.status, status, "{path} {args:?}");
+        }
         for _ in 0..7 {
             assert_eq!(live.result().await.unwrap(), "requests=1");
         }
