@@ -53,6 +53,10 @@ pub trait SharedState: Send + Sync {
     async fn counter_bump(&self, key: &str, window_secs: i64, now: i64) -> Result<u32>;
     /// The counter's value at `now` (0 if absent or expired).
     async fn counter(&self, key: &str, now: i64) -> Result<u32>;
+    /// Takes one count back (an attempt counted in advance with `counter_bump` that turned out
+    /// not to count) and returns the new value, never below 0. An absent or expired counter
+    /// stays absent; the expiry does not change.
+    async fn counter_release(&self, key: &str, now: i64) -> Result<u32>;
     /// Removes a counter; false if there was none.
     async fn counter_reset(&self, key: &str) -> Result<bool>;
 

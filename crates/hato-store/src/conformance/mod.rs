@@ -42,8 +42,8 @@ pub use queue::{
     queue_attempts, queue_bounce_and_delete, queue_claims, queue_params, queue_release_leases,
 };
 pub use shared_state::{
-    state_cache, state_counter_concurrency, state_counters, state_lease_race, state_leases,
-    state_prune, state_tls_reports,
+    state_cache, state_counter_concurrency, state_counter_release, state_counters,
+    state_lease_race, state_leases, state_prune, state_tls_reports,
 };
 pub use sync::{account_usage, changes_and_vanished, notifications, recent_claims};
 
@@ -96,6 +96,7 @@ pub async fn run_all(store: &dyn Store) {
     queue_release_leases(store).await;
     state_counters(store).await;
     state_counter_concurrency(store).await;
+    state_counter_release(store).await;
     state_leases(store).await;
     state_lease_race(store).await;
     state_cache(store).await;

@@ -67,6 +67,34 @@ pub async fn state_counters(store: &dyn Store) {
     store.counter_reset(&longest).await.expect("reset");
 }
 
+/// `counter_release` takes one count back, never below 0, keeps the window, and leaves absent
+/// and expired counters absent.
+pub async fn state_counter_release(store: &dyn Store) {
+    let key = "conf.counter.release";
+    assert_eq!(store.counter_release(key, T).await.expect("absent"), 0);
+    assert_eq!(store.counter(key, T).await.expect("counter"), 0);
+    for _ in 0..2 {
+        store.counter_bump(key, 60, T).await.expect("bump");
+    }
+    assert_eq!(store.counter_release(key, T + 1).await.expect("release"), 1);
+    assert_eq!(store.counter_release(key, T + 2).await.expect("release"), 0);
+    assert_eq!(store.counter_release(key, T + 3).await.expect("at 0"), 0);
+    assert_eq!(store.counter_bump(key, 60, T + 4).await.expect("bump"), 1);
+    // The window still runs from the first bump: expired at T + 60.
+    assert_eq!(store.counter(key, T + 59).await.expect("counter"), 1);
+    assert_eq!(
+        store.counter_release(key, T + 60).await.expect("expired"),
+        0
+    );
+    assert_eq!(store.counter_bump(key, 60, T + 61).await.expect("fresh"), 1);
+    store.counter_reset(key).await.expect("reset");
+    assert_err(
+        store.counter_release("", T).await,
+        is_invalid,
+        "an empty key",
+    );
+}
+
 /// Concurrent bumps of one counter are all counted (each bump is atomic).
 pub async fn state_counter_concurrency(store: &dyn Store) {
     let key = "conf.counter.concurrent";

@@ -95,6 +95,22 @@ impl SharedState for SqliteStore {
         .await
     }
 
+    async fn counter_release(&self, key: &str, now: i64) -> Result<u32> {
+        check_key(key)?;
+        let key = key.to_owned();
+        self.write(move |conn| {
+            let count: Option<i64> = conn
+                .prepare_cached(
+                    "UPDATE counters SET count = MAX(count - 1, 0)
+                     WHERE key = ?1 AND expires > ?2 RETURNING count",
+                )
+                .and_then(|mut s| s.query_row(params![key, now], |r| r.get(0)).optional())
+                .ctx("taking a count back")?;
+            Ok(count.map_or(0, |c| u32::try_from(c).unwrap_or(u32::MAX)))
+        })
+        .await
+    }
+
     async fn counter_reset(&self, key: &str) -> Result<bool> {
         check_key(key)?;
         let key = key.to_owned();
