@@ -841,7 +841,10 @@ fn auth_per_account_throttle() {
             &wrong,
             &wrong,
             &wrong,
-            // The account is locked for now, whatever the spelling of its name...
+            // Over the limit, a network that never logged in to the account gets one check per
+            // interval (the slow lane: 900 s / 3), which this guess takes...
+            &wrong,
+            // ... then the account is refused unchecked, whatever the spelling of its name.
             &auth_plain_cmd("BOB@example.test", "bob pw"),
             "eof:3",
         ],
@@ -851,6 +854,7 @@ fn auth_per_account_throttle() {
         &[
             "220 ",
             "250",
+            "535 5.7.8",
             "535 5.7.8",
             "535 5.7.8",
             "535 5.7.8",

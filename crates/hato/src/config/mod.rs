@@ -569,9 +569,16 @@ pub struct AuthConfig {
     pub failure_delay_ms: u64,
     /// Failed AUTHs per client IP within `failure_window_secs` before further attempts are refused.
     pub max_failures_per_ip: u32,
-    /// Failed AUTHs per account within `failure_window_secs` before further attempts are refused.
+    /// Failed AUTHs per client network (/24, /64) within `failure_window_secs`.
+    pub max_failures_per_network: u32,
+    /// Failed AUTHs per account within `failure_window_secs` from networks that never logged in
+    /// to it; then those networks get one try per `failure_window_secs / max_failures_per_account`.
     pub max_failures_per_account: u32,
     pub failure_window_secs: u64,
+    /// Password checks (argon2) at once; 0: the number of cores.
+    pub max_concurrent_checks: usize,
+    /// How long an AUTH waits for a free check before a temporary failure, milliseconds.
+    pub check_wait_ms: u64,
 }
 
 impl Default for AuthConfig {
@@ -579,8 +586,11 @@ impl Default for AuthConfig {
         AuthConfig {
             failure_delay_ms: 1000,
             max_failures_per_ip: 10,
+            max_failures_per_network: 30,
             max_failures_per_account: 10,
             failure_window_secs: 900,
+            max_concurrent_checks: 0,
+            check_wait_ms: 5000,
         }
     }
 }
