@@ -22,23 +22,12 @@ use std::sync::Arc;
 
 use hato_fuzz::{Decisions, chunks, header, lossy};
 use hato_imap::framer::is_valid_tag;
+use hato_imap::fuzzing::{small_limits, tls};
 use hato_imap::{
     Action, AuthOutcome, Config, Data, Event, Framer, Limits, Outcome, ParseOptions, Response,
-    Session, StatusKind, TlsInfo, parse_command,
+    Session, StatusKind, parse_command,
 };
 use libfuzzer_sys::fuzz_target;
-
-fn small_limits() -> Limits {
-    Limits {
-        max_line: 40,
-        max_append_literal: 16,
-        max_literal: 8,
-        max_literals: 3,
-        max_command: 60,
-        max_depth: 4,
-        literal_minus: false,
-    }
-}
 
 fn framer_limits(flags: u8) -> Limits {
     let mut l = if flags & 2 != 0 {
@@ -101,14 +90,6 @@ fn frame(flags: u8, decisions: &[u8], pieces: &[&[u8]]) -> Vec<Event> {
         assert!(f.buffered() <= piece.len() + limits.max_command as usize + 4096);
     }
     events
-}
-
-fn tls() -> TlsInfo {
-    TlsInfo {
-        version: "TLSv1.3".into(),
-        cipher: "TLS_AES_128_GCM_SHA256".into(),
-        sni: None,
-    }
 }
 
 fn session(flags: u8, decisions: &[u8], pieces: &[&[u8]]) -> Vec<u8> {

@@ -79,6 +79,9 @@ pub mod datetime;
 pub mod encode;
 pub mod flag;
 pub mod framer;
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod mailbox;
 pub mod mime;
 pub mod parse;
