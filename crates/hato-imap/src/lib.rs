@@ -90,6 +90,8 @@ pub mod response;
 pub mod search;
 pub mod sequence;
 pub mod session;
+#[cfg(test)]
+mod testing;
 pub mod view;
 
 pub use command::{Command, CommandBody};

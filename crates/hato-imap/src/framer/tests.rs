@@ -1,4 +1,5 @@
 use super::*;
+use crate::fuzzing::small_limits;
 use proptest::prelude::*;
 
 /// Feeds `input` and collects events, accepting every synchronising literal.
@@ -623,50 +624,28 @@ fn input_buffer_is_compacted() {
 
 /// Pieces that make up plausible and implausible command streams.
 fn piece() -> impl Strategy<Value = Vec<u8>> {
-    prop_oneof![
-        Just(b"a NOOP\r\n".to_vec()),
-        Just(b"b LOGIN {3}\r\nabc {0+}\r\n\r\n".to_vec()),
-        Just(b"c APPEND INBOX {4+}\r\n\r\n\r\n\r\n".to_vec()),
-        Just(b"d APPEND INBOX ~{2}\r\n\0\0\r\n".to_vec()),
-        Just(b"e SEARCH ((((((((((((((((((((((((((((((((((((ALL\r\n".to_vec()),
-        Just(b"f LOGIN {999999999999}\r\n".to_vec()),
-        Just(b"g \"quoted {3}\r\n".to_vec()),
-        Just(b"h \"x\\\"\" {2+}\r\n()\r\n".to_vec()),
-        Just(b"\r\n".to_vec()),
-        Just(b"\n".to_vec()),
-        Just(b"+ BAD\r\n".to_vec()),
-        Just(b"i {70000+}\r\n".to_vec()),
-        "[ -~]{0,20}\r\n".prop_map(String::into_bytes),
-        proptest::collection::vec(any::<u8>(), 0..30),
-    ]
-}
-
-fn small_limits() -> Limits {
-    Limits {
-        max_line: 40,
-        max_append_literal: 16,
-        max_literal: 8,
-        max_literals: 3,
-        max_command: 60,
-        max_depth: 4,
-        literal_minus: false,
-    }
+    const PIECES: &[&[u8]] = &[
+        b"a NOOP\r\n",
+        b"b LOGIN {3}\r\nabc {0+}\r\n\r\n",
+        b"c APPEND INBOX {4+}\r\n\r\n\r\n\r\n",
+        b"d APPEND INBOX ~{2}\r\n\0\0\r\n",
+        b"e SEARCH ((((((((((((((((((((((((((((((((((((ALL\r\n",
+        b"f LOGIN {999999999999}\r\n",
+        b"g \"quoted {3}\r\n",
+        b"h \"x\\\"\" {2+}\r\n()\r\n",
+        b"\r\n",
+        b"\n",
+        b"+ BAD\r\n",
+        b"i {70000+}\r\n",
+    ];
+    crate::testing::piece(PIECES, "[ -~]{0,20}\r\n", 30)
 }
 
 fn run_chunked(limits: Limits, input: &[u8], chunks: &[usize]) -> Vec<Event> {
     let mut f = Framer::new(limits);
     let mut out = Vec::new();
-    let mut rest = input;
-    let mut i = 0;
-    while !rest.is_empty() {
-        let n = chunks
-            .get(i)
-            .copied()
-            .unwrap_or(rest.len())
-            .clamp(1, rest.len());
-        i += 1;
-        f.feed(&rest[..n]);
-        rest = &rest[n..];
+    for piece in crate::testing::cut(input, chunks) {
+        f.feed(piece);
         out.extend(drain(&mut f));
         check_bounds(&f, &limits);
     }

@@ -1381,34 +1381,33 @@ mod props {
     use proptest::prelude::*;
 
     fn token() -> impl Strategy<Value = Vec<u8>> {
-        prop_oneof![
-            Just(b"a ".to_vec()),
-            Just(b"UID ".to_vec()),
-            Just(b"FETCH ".to_vec()),
-            Just(b"SEARCH ".to_vec()),
-            Just(b"STORE ".to_vec()),
-            Just(b"APPEND ".to_vec()),
-            Just(b"LIST ".to_vec()),
-            Just(b"SELECT ".to_vec()),
-            Just(b"NOT ".to_vec()),
-            Just(b"OR ".to_vec()),
-            Just(b"(".to_vec()),
-            Just(b")".to_vec()),
-            Just(b"1:*".to_vec()),
-            Just(b"$".to_vec()),
-            Just(b"\"".to_vec()),
-            Just(b"\\".to_vec()),
-            Just(b"BODY[".to_vec()),
-            Just(b"]<".to_vec()),
-            Just(b"{3}\r\n".to_vec()),
-            Just(b"{99999999999999999999}\r\n".to_vec()),
-            Just(b"~{1+}\r\n".to_vec()),
-            Just(b"&U,BTFw-".to_vec()),
-            Just(b"RETURN (".to_vec()),
-            Just(b"(QRESYNC (".to_vec()),
-            "[ -~]{0,6}".prop_map(String::into_bytes),
-            proptest::collection::vec(any::<u8>(), 0..6),
-        ]
+        const TOKENS: &[&[u8]] = &[
+            b"a ",
+            b"UID ",
+            b"FETCH ",
+            b"SEARCH ",
+            b"STORE ",
+            b"APPEND ",
+            b"LIST ",
+            b"SELECT ",
+            b"NOT ",
+            b"OR ",
+            b"(",
+            b")",
+            b"1:*",
+            b"$",
+            b"\"",
+            b"\\",
+            b"BODY[",
+            b"]<",
+            b"{3}\r\n",
+            b"{99999999999999999999}\r\n",
+            b"~{1+}\r\n",
+            b"&U,BTFw-",
+            b"RETURN (",
+            b"(QRESYNC (",
+        ];
+        crate::testing::piece(TOKENS, "[ -~]{0,6}", 6)
     }
 
     proptest! {

@@ -1,15 +1,8 @@
 use super::*;
 use crate::command::{FetchCommand, SearchCommand};
+use crate::fuzzing::tls;
 use crate::sequence::SequenceSet;
 use proptest::prelude::*;
-
-fn tls() -> TlsInfo {
-    TlsInfo {
-        version: "TLSv1.3".into(),
-        cipher: "TLS_AES_128_GCM_SHA256".into(),
-        sni: None,
-    }
-}
 
 fn config(starttls: bool) -> Arc<Config> {
     Arc::new(Config {
@@ -951,23 +944,13 @@ fn debug_output_has_no_secrets() {
 /// A driver that answers every action; returns the output.
 fn drive(s: &mut Session, input: &[u8], chunks: &[usize]) -> Vec<u8> {
     let mut out = Vec::new();
-    let mut rest = input;
-    let mut i = 0;
+    let mut pieces = crate::testing::cut(input, chunks).into_iter();
     for _ in 0..10_000 {
         match s.poll() {
             Action::NeedInput | Action::Idle => {
                 out.extend(s.output());
-                if rest.is_empty() {
-                    break;
-                }
-                let n = chunks
-                    .get(i)
-                    .copied()
-                    .unwrap_or(rest.len())
-                    .clamp(1, rest.len());
-                i += 1;
-                s.feed(&rest[..n]);
-                rest = &rest[n..];
+                let Some(piece) = pieces.next() else { break };
+                s.feed(piece);
             }
             Action::StartTls => s.tls_established(tls()),
             Action::Close => break,
@@ -982,28 +965,27 @@ fn drive(s: &mut Session, input: &[u8], chunks: &[usize]) -> Vec<u8> {
 }
 
 fn piece() -> impl Strategy<Value = Vec<u8>> {
-    prop_oneof![
-        Just(b"a LOGIN alice secret\r\n".to_vec()),
-        Just(b"a STARTTLS\r\n".to_vec()),
-        Just(b"b SELECT INBOX\r\n".to_vec()),
-        Just(b"b EXAMINE INBOX\r\n".to_vec()),
-        Just(b"c UID FETCH 1:* (FLAGS) (CHANGEDSINCE 1 VANISHED)\r\n".to_vec()),
-        Just(b"c ENABLE QRESYNC IMAP4rev2\r\n".to_vec()),
-        Just(b"d IDLE\r\n".to_vec()),
-        Just(b"DONE\r\n".to_vec()),
-        Just(b"e AUTHENTICATE PLAIN\r\n".to_vec()),
-        Just(b"AGFsaWNlAHNlY3JldA==\r\n".to_vec()),
-        Just(b"f APPEND INBOX {3}\r\nabc\r\n".to_vec()),
-        Just(b"f APPEND INBOX {999999999999+}\r\n".to_vec()),
-        Just(b"g STORE 1 +FLAGS (\\Seen)\r\n".to_vec()),
-        Just(b"h CLOSE\r\n".to_vec()),
-        Just(b"i LOGOUT\r\n".to_vec()),
-        Just(b"j GETQUOTAROOT {5}\r\nINBOX\r\n".to_vec()),
-        Just(b"j GETQUOTA \"\"\r\n".to_vec()),
-        Just(b"j SETQUOTA \"\" (STORAGE 1)\r\n".to_vec()),
-        "[ -~]{0,20}\r\n".prop_map(String::into_bytes),
-        proptest::collection::vec(any::<u8>(), 0..20),
-    ]
+    const PIECES: &[&[u8]] = &[
+        b"a LOGIN alice secret\r\n",
+        b"a STARTTLS\r\n",
+        b"b SELECT INBOX\r\n",
+        b"b EXAMINE INBOX\r\n",
+        b"c UID FETCH 1:* (FLAGS) (CHANGEDSINCE 1 VANISHED)\r\n",
+        b"c ENABLE QRESYNC IMAP4rev2\r\n",
+        b"d IDLE\r\n",
+        b"DONE\r\n",
+        b"e AUTHENTICATE PLAIN\r\n",
+        b"AGFsaWNlAHNlY3JldA==\r\n",
+        b"f APPEND INBOX {3}\r\nabc\r\n",
+        b"f APPEND INBOX {999999999999+}\r\n",
+        b"g STORE 1 +FLAGS (\\Seen)\r\n",
+        b"h CLOSE\r\n",
+        b"i LOGOUT\r\n",
+        b"j GETQUOTAROOT {5}\r\nINBOX\r\n",
+        b"j GETQUOTA \"\"\r\n",
+        b"j SETQUOTA \"\" (STORAGE 1)\r\n",
+    ];
+    crate::testing::piece(PIECES, "[ -~]{0,20}\r\n", 20)
 }
 
 proptest! {
