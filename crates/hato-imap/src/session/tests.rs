@@ -11,12 +11,17 @@ fn config(starttls: bool) -> Arc<Config> {
     })
 }
 
-/// A session over implicit TLS, greeted, output drained.
-fn tls_session() -> Session {
-    let mut s = Session::new(config(false), Some(tls()));
+/// A session with this configuration (`tls`: over TLS), greeted, output drained.
+fn greeted(config: Arc<Config>, tls: Option<TlsInfo>) -> Session {
+    let mut s = Session::new(config, tls);
     s.greet();
     s.output();
     s
+}
+
+/// A session over implicit TLS, greeted, output drained.
+fn tls_session() -> Session {
+    greeted(config(false), Some(tls()))
 }
 
 /// A session over TLS, logged in as alice.
@@ -26,9 +31,7 @@ fn logged_in() -> Session {
 
 /// A session over TLS with this configuration, logged in as alice.
 fn logged_in_with(config: Arc<Config>) -> Session {
-    let mut s = Session::new(config, Some(tls()));
-    s.greet();
-    s.output();
+    let mut s = greeted(config, Some(tls()));
     s.feed(b"l LOGIN alice secret\r\n");
     assert!(matches!(s.poll(), Action::Authenticate { .. }));
     s.auth_result(AuthOutcome::Ok);
@@ -61,6 +64,27 @@ fn step(s: &mut Session, input: &[u8]) -> (Action, String) {
     s.feed(input);
     let a = s.poll();
     (a, out(s))
+}
+
+/// Feeds each input in turn: the session answers each at once, with exactly its reply.
+fn replies(s: &mut Session, exchanges: &[(&[u8], &str)]) {
+    for &(input, reply) in exchanges {
+        let (a, o) = step(s, input);
+        assert_eq!(
+            (a, o.as_str()),
+            (Action::NeedInput, reply),
+            "{:?}",
+            String::from_utf8_lossy(input)
+        );
+    }
+}
+
+/// Feeds `input`, a command for the driver; answers it OK and drains the output.
+fn executes(s: &mut Session, input: &[u8]) {
+    let (a, _) = step(s, input);
+    assert!(matches!(a, Action::Execute(_)), "{a:?}");
+    s.command_done(Outcome::ok(vec![]));
+    s.output();
 }
 
 #[test]
@@ -114,9 +138,7 @@ fn capabilities_over_tls() {
 
 #[test]
 fn no_login_before_tls() {
-    let mut s = Session::new(config(true), None);
-    s.greet();
-    s.output();
+    let mut s = greeted(config(true), None);
     let (a, o) = step(&mut s, b"a LOGIN alice secret\r\n");
     assert_eq!(a, Action::NeedInput);
     assert_eq!(
@@ -136,9 +158,7 @@ fn no_login_before_tls() {
 
 #[test]
 fn starttls_discards_injected_commands() {
-    let mut s = Session::new(config(true), None);
-    s.greet();
-    s.output();
+    let mut s = greeted(config(true), None);
     let (a, o) = step(
         &mut s,
         b"a STARTTLS\r\nb LOGIN evil pass\r\nc CAPABILITY\r\n",
@@ -163,9 +183,7 @@ fn starttls_not_available() {
     let mut s = tls_session();
     let (_, o) = step(&mut s, b"a STARTTLS\r\n");
     assert_eq!(o, "a BAD STARTTLS not available\r\n");
-    let mut s = Session::new(config(false), None);
-    s.greet();
-    s.output();
+    let mut s = greeted(config(false), None);
     let (a, o) = step(&mut s, b"a STARTTLS\r\n");
     assert_eq!(a, Action::NeedInput);
     assert_eq!(o, "a BAD STARTTLS not available\r\n");
@@ -283,34 +301,34 @@ fn authenticate_plain() {
 #[test]
 fn commands_in_the_wrong_state() {
     let mut s = tls_session();
-    for (cmd, reply) in [
-        (&b"a SELECT INBOX\r\n"[..], "a BAD Not authenticated\r\n"),
-        (b"b FETCH 1 FLAGS\r\n", "b BAD No mailbox selected\r\n"),
-        (b"c UID FETCH 1 FLAGS\r\n", "c BAD No mailbox selected\r\n"),
-        (b"d IDLE\r\n", "d BAD Not authenticated\r\n"),
-        (b"e ENABLE CONDSTORE\r\n", "e BAD Not authenticated\r\n"),
-    ] {
-        let (a, o) = step(&mut s, cmd);
-        assert_eq!((a, o.as_str()), (Action::NeedInput, reply));
-    }
+    replies(
+        &mut s,
+        &[
+            (&b"a SELECT INBOX\r\n"[..], "a BAD Not authenticated\r\n"),
+            (b"b FETCH 1 FLAGS\r\n", "b BAD No mailbox selected\r\n"),
+            (b"c UID FETCH 1 FLAGS\r\n", "c BAD No mailbox selected\r\n"),
+            (b"d IDLE\r\n", "d BAD Not authenticated\r\n"),
+            (b"e ENABLE CONDSTORE\r\n", "e BAD Not authenticated\r\n"),
+        ],
+    );
     let mut s = logged_in();
-    for (cmd, reply) in [
-        (&b"a EXPUNGE\r\n"[..], "a BAD No mailbox selected\r\n"),
-        (b"b CLOSE\r\n", "b BAD No mailbox selected\r\n"),
-        (
-            b"c STORE 1 +FLAGS (\\Seen)\r\n",
-            "c BAD No mailbox selected\r\n",
-        ),
-        (
-            b"d AUTHENTICATE PLAIN\r\n",
-            "d BAD Already authenticated\r\n",
-        ),
-        (b"e STARTTLS\r\n", "e BAD Already authenticated\r\n"),
-        (b"f FROB\r\n", "f BAD unknown command\r\n"),
-    ] {
-        let (a, o) = step(&mut s, cmd);
-        assert_eq!((a, o.as_str()), (Action::NeedInput, reply));
-    }
+    replies(
+        &mut s,
+        &[
+            (&b"a EXPUNGE\r\n"[..], "a BAD No mailbox selected\r\n"),
+            (b"b CLOSE\r\n", "b BAD No mailbox selected\r\n"),
+            (
+                b"c STORE 1 +FLAGS (\\Seen)\r\n",
+                "c BAD No mailbox selected\r\n",
+            ),
+            (
+                b"d AUTHENTICATE PLAIN\r\n",
+                "d BAD Already authenticated\r\n",
+            ),
+            (b"e STARTTLS\r\n", "e BAD Already authenticated\r\n"),
+            (b"f FROB\r\n", "f BAD unknown command\r\n"),
+        ],
+    );
     let mut s = selected(false);
     let (_, o) = step(&mut s, b"a ENABLE QRESYNC\r\n");
     assert_eq!(o, "a BAD ENABLE is not allowed after SELECT\r\n");
@@ -405,10 +423,7 @@ fn authenticated_commands_go_to_the_driver() {
         // Accepted with or without QUOTA (RFC 9208 §4.1.4 only requires it with it).
         b"a STATUS INBOX (DELETED DELETED-STORAGE)\r\n",
     ] {
-        let (a, _) = step(&mut s, input);
-        assert!(matches!(a, Action::Execute(_)), "{a:?}");
-        s.command_done(Outcome::ok(vec![]));
-        s.output();
+        executes(&mut s, input);
     }
 }
 
@@ -507,15 +522,9 @@ fn quota_commands_go_to_the_driver_in_authenticated_and_selected_states() {
     s.command_done(Outcome::no(Some(Code::NonExistent), "No such mailbox"));
     assert_eq!(out(&mut s), "g3 NO [NONEXISTENT] No such mailbox\r\n");
     // The selected state includes the authenticated commands; the mailbox stays selected.
-    s.feed(b"s SELECT INBOX\r\n");
-    assert!(matches!(s.poll(), Action::Execute(_)));
-    s.command_done(Outcome::ok(vec![]));
-    s.output();
+    executes(&mut s, b"s SELECT INBOX\r\n");
     for input in [&b"g4 GETQUOTAROOT Sent\r\n"[..], b"g5 GETQUOTA \"\"\r\n"] {
-        let (a, _) = step(&mut s, input);
-        assert!(matches!(a, Action::Execute(_)), "{a:?}");
-        s.command_done(Outcome::ok(vec![]));
-        s.output();
+        executes(&mut s, input);
     }
     assert!(matches!(s.state(), State::Selected { .. }));
     assert_eq!(s.stats().errors, 0);
@@ -524,33 +533,33 @@ fn quota_commands_go_to_the_driver_in_authenticated_and_selected_states() {
 #[test]
 fn quota_refusals_answered_by_the_session() {
     let mut s = logged_in_with(quota_config());
-    for (input, reply) in [
-        // RFC 9208 §4.1.1: only the account's root "" exists.
-        (
-            &b"a GETQUOTA \"User quota\"\r\n"[..],
-            "a NO [NONEXISTENT] No such quota root\r\n",
-        ),
-        (
-            b"b GETQUOTA INBOX\r\n",
-            "b NO [NONEXISTENT] No such quota root\r\n",
-        ),
-        // RFC 9208 §4.1.3: well-formed, but users may not change their quota.
-        (
-            b"c SETQUOTA \"\" (STORAGE 512)\r\n",
-            "c NO [NOPERM] Quotas can only be changed by the administrator\r\n",
-        ),
-        (
-            b"d setquota \"\" ()\r\n",
-            "d NO [NOPERM] Quotas can only be changed by the administrator\r\n",
-        ),
-        (
-            b"e SETQUOTA other (STORAGE 1 MESSAGE 2)\r\n",
-            "e NO [NOPERM] Quotas can only be changed by the administrator\r\n",
-        ),
-    ] {
-        let (a, o) = step(&mut s, input);
-        assert_eq!((a, o.as_str()), (Action::NeedInput, reply));
-    }
+    replies(
+        &mut s,
+        &[
+            // RFC 9208 §4.1.1: only the account's root "" exists.
+            (
+                &b"a GETQUOTA \"User quota\"\r\n"[..],
+                "a NO [NONEXISTENT] No such quota root\r\n",
+            ),
+            (
+                b"b GETQUOTA INBOX\r\n",
+                "b NO [NONEXISTENT] No such quota root\r\n",
+            ),
+            // RFC 9208 §4.1.3: well-formed, but users may not change their quota.
+            (
+                b"c SETQUOTA \"\" (STORAGE 512)\r\n",
+                "c NO [NOPERM] Quotas can only be changed by the administrator\r\n",
+            ),
+            (
+                b"d setquota \"\" ()\r\n",
+                "d NO [NOPERM] Quotas can only be changed by the administrator\r\n",
+            ),
+            (
+                b"e SETQUOTA other (STORAGE 1 MESSAGE 2)\r\n",
+                "e NO [NOPERM] Quotas can only be changed by the administrator\r\n",
+            ),
+        ],
+    );
     // NO is not an error; malformed commands are BAD and are.
     assert_eq!(s.stats().errors, 0);
     let (_, o) = step(&mut s, b"f SETQUOTA \"\" (STORAGE)\r\n");
@@ -579,48 +588,46 @@ fn quota_refusals_answered_by_the_session() {
 #[test]
 fn quota_commands_in_the_wrong_state_or_without_a_limit() {
     // Not authenticated: BAD, as for every authenticated-state command.
-    let mut s = Session::new(quota_config(), Some(tls()));
-    s.greet();
-    s.output();
-    for (input, reply) in [
-        (&b"a GETQUOTA \"\"\r\n"[..], "a BAD Not authenticated\r\n"),
-        (b"b GETQUOTAROOT INBOX\r\n", "b BAD Not authenticated\r\n"),
-        (
-            b"c SETQUOTA \"\" (STORAGE 1)\r\n",
-            "c BAD Not authenticated\r\n",
-        ),
-        (
-            b"d GETQUOTAROOT {5}\r\n",
-            "d BAD Command not valid in this state\r\n",
-        ),
-    ] {
-        let (a, o) = step(&mut s, input);
-        assert_eq!((a, o.as_str()), (Action::NeedInput, reply));
-    }
+    let mut s = greeted(quota_config(), Some(tls()));
+    replies(
+        &mut s,
+        &[
+            (&b"a GETQUOTA \"\"\r\n"[..], "a BAD Not authenticated\r\n"),
+            (b"b GETQUOTAROOT INBOX\r\n", "b BAD Not authenticated\r\n"),
+            (
+                b"c SETQUOTA \"\" (STORAGE 1)\r\n",
+                "c BAD Not authenticated\r\n",
+            ),
+            (
+                b"d GETQUOTAROOT {5}\r\n",
+                "d BAD Command not valid in this state\r\n",
+            ),
+        ],
+    );
     // No limit: the extension is not offered, its commands are unknown (BAD, counted),
     // and no literal upload is started for them.
     let mut s = logged_in();
-    for (input, reply) in [
-        (
-            &b"a GETQUOTA \"\"\r\n"[..],
-            "a BAD Command not supported\r\n",
-        ),
-        (
-            b"b GETQUOTAROOT INBOX\r\n",
-            "b BAD Command not supported\r\n",
-        ),
-        (
-            b"c SETQUOTA \"\" (STORAGE 1)\r\n",
-            "c BAD Command not supported\r\n",
-        ),
-        (
-            b"d GETQUOTAROOT {5}\r\n",
-            "d BAD Command not valid in this state\r\n",
-        ),
-    ] {
-        let (a, o) = step(&mut s, input);
-        assert_eq!((a, o.as_str()), (Action::NeedInput, reply));
-    }
+    replies(
+        &mut s,
+        &[
+            (
+                &b"a GETQUOTA \"\"\r\n"[..],
+                "a BAD Command not supported\r\n",
+            ),
+            (
+                b"b GETQUOTAROOT INBOX\r\n",
+                "b BAD Command not supported\r\n",
+            ),
+            (
+                b"c SETQUOTA \"\" (STORAGE 1)\r\n",
+                "c BAD Command not supported\r\n",
+            ),
+            (
+                b"d GETQUOTAROOT {5}\r\n",
+                "d BAD Command not valid in this state\r\n",
+            ),
+        ],
+    );
     assert_eq!(s.stats().errors, 4);
     // The rejected literal's bytes are not taken for a command.
     let (a, o) = step(&mut s, b"e NOOP\r\n");
@@ -639,13 +646,9 @@ fn read_only_mailbox() {
         b"a EXPUNGE\r\n",
         b"a MOVE 1 Trash\r\n",
     ] {
-        let (a, o) = step(&mut s, cmd);
-        assert_eq!(
-            (a, o.as_str()),
-            (
-                Action::NeedInput,
-                "a NO [READ-ONLY] Mailbox is read-only\r\n"
-            )
+        replies(
+            &mut s,
+            &[(cmd, "a NO [READ-ONLY] Mailbox is read-only\r\n")],
         );
     }
     // Reading and copying are fine.
@@ -834,15 +837,13 @@ fn literals_and_limits() {
 
 #[test]
 fn syntax_errors_and_error_limit() {
-    let mut s = Session::new(
+    let mut s = greeted(
         Arc::new(Config {
             max_errors: 3,
             ..Config::default()
         }),
         Some(tls()),
     );
-    s.greet();
-    s.output();
     let (_, o) = step(&mut s, b"a NOOP extra\r\n");
     assert_eq!(o, "a BAD unexpected arguments\r\n");
     let (_, o) = step(&mut s, b"+x NOOP\r\n");
@@ -886,9 +887,7 @@ fn search_badcharset() {
 
 #[test]
 fn any_state_commands() {
-    let mut s = Session::new(config(true), None);
-    s.greet();
-    s.output();
+    let mut s = greeted(config(true), None);
     let (_, o) = step(&mut s, b"a ID (\"name\" \"x\")\r\nb NOOP\r\n");
     assert_eq!(
         o,
