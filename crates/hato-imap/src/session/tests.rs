@@ -66,16 +66,22 @@ fn step(s: &mut Session, input: &[u8]) -> (Action, String) {
     (a, out(s))
 }
 
-/// Feeds each input in turn: the session answers each at once, with exactly its reply.
+/// Feeds `input`: the session answers at once (it waits for input again), with exactly
+/// `reply`.
+fn answers(s: &mut Session, input: &[u8], reply: &str) {
+    let (a, o) = step(s, input);
+    assert_eq!(
+        (a, o.as_str()),
+        (Action::NeedInput, reply),
+        "{:?}",
+        String::from_utf8_lossy(input)
+    );
+}
+
+/// [`answers`] for each exchange in turn.
 fn replies(s: &mut Session, exchanges: &[(&[u8], &str)]) {
     for &(input, reply) in exchanges {
-        let (a, o) = step(s, input);
-        assert_eq!(
-            (a, o.as_str()),
-            (Action::NeedInput, reply),
-            "{:?}",
-            String::from_utf8_lossy(input)
-        );
+        answers(s, input, reply);
     }
 }
 
@@ -265,8 +271,7 @@ fn authenticate_plain() {
     assert!(out(&mut s).starts_with("a OK [CAPABILITY"));
     // With a continuation.
     let mut s = tls_session();
-    let (a, o) = step(&mut s, b"a AUTHENTICATE PLAIN\r\n");
-    assert_eq!((a, o.as_str()), (Action::NeedInput, "+ \r\n"));
+    answers(&mut s, b"a AUTHENTICATE PLAIN\r\n", "+ \r\n");
     let (a, _) = step(&mut s, b"YWxpY2UAYWxpY2UAc2VjcmV0\r\n"); // alice\0alice\0secret
     assert!(matches!(a, Action::Authenticate { ref username, .. } if username == "alice"));
     // Cancel.
@@ -512,10 +517,10 @@ fn quota_commands_go_to_the_driver_in_authenticated_and_selected_states() {
         "* QUOTA \"\" (STORAGE 0 102400)\r\ng2 OK GETQUOTA completed\r\n"
     );
     // A literal mailbox name: the continuation is offered.
-    let (a, o) = step(&mut s, b"g3 GETQUOTAROOT {5}\r\n");
-    assert_eq!(
-        (a, o.as_str()),
-        (Action::NeedInput, "+ Ready for literal data\r\n")
+    answers(
+        &mut s,
+        b"g3 GETQUOTAROOT {5}\r\n",
+        "+ Ready for literal data\r\n",
     );
     let (a, _) = step(&mut s, b"Draft\r\n");
     assert!(matches!(a, Action::Execute(_)), "{a:?}");
@@ -570,13 +575,10 @@ fn quota_refusals_answered_by_the_session() {
     // A SETQUOTA with a literal root is read (the command is valid) and then refused.
     let (_, o) = step(&mut s, b"h SETQUOTA {4}\r\n");
     assert_eq!(o, "+ Ready for literal data\r\n");
-    let (a, o) = step(&mut s, b"root (STORAGE 1)\r\n");
-    assert_eq!(
-        (a, o.as_str()),
-        (
-            Action::NeedInput,
-            "h NO [NOPERM] Quotas can only be changed by the administrator\r\n"
-        )
+    answers(
+        &mut s,
+        b"root (STORAGE 1)\r\n",
+        "h NO [NOPERM] Quotas can only be changed by the administrator\r\n",
     );
     // Over quota (RFC 9208 §4.3.1), as the driver answers an APPEND.
     let (a, _) = step(&mut s, b"i APPEND INBOX {1+}\r\nx\r\n");
@@ -630,11 +632,7 @@ fn quota_commands_in_the_wrong_state_or_without_a_limit() {
     );
     assert_eq!(s.stats().errors, 4);
     // The rejected literal's bytes are not taken for a command.
-    let (a, o) = step(&mut s, b"e NOOP\r\n");
-    assert_eq!(
-        (a, o.as_str()),
-        (Action::NeedInput, "e OK NOOP completed\r\n")
-    );
+    answers(&mut s, b"e NOOP\r\n", "e OK NOOP completed\r\n");
 }
 
 #[test]
@@ -646,10 +644,7 @@ fn read_only_mailbox() {
         b"a EXPUNGE\r\n",
         b"a MOVE 1 Trash\r\n",
     ] {
-        replies(
-            &mut s,
-            &[(cmd, "a NO [READ-ONLY] Mailbox is read-only\r\n")],
-        );
+        answers(&mut s, cmd, "a NO [READ-ONLY] Mailbox is read-only\r\n");
     }
     // Reading and copying are fine.
     let (a, _) = step(&mut s, b"b COPY 1 Trash\r\n");
@@ -744,21 +739,13 @@ fn idle() {
     assert_eq!(out(&mut s), "* 4 EXISTS\r\n");
     let (a, o) = step(&mut s, b"DO");
     assert_eq!((a, o.as_str()), (Action::Idle, ""));
-    let (a, o) = step(&mut s, b"NE\r\n");
-    assert_eq!(
-        (a, o.as_str()),
-        (Action::NeedInput, "a OK IDLE terminated\r\n")
-    );
+    answers(&mut s, b"NE\r\n", "a OK IDLE terminated\r\n");
     // Updates outside IDLE are ignored.
     s.idle_update(vec![Response::Data(Data::Exists(5))]);
     assert_eq!(out(&mut s), "");
     // Anything but DONE ends IDLE with BAD.
     step(&mut s, b"b IDLE\r\n");
-    let (a, o) = step(&mut s, b"c NOOP\r\n");
-    assert_eq!(
-        (a, o.as_str()),
-        (Action::NeedInput, "b BAD Expected DONE\r\n")
-    );
+    answers(&mut s, b"c NOOP\r\n", "b BAD Expected DONE\r\n");
     // IDLE in the authenticated state is allowed; an over-long line ends it.
     let mut s = logged_in();
     step(&mut s, b"d IDLE\r\n");
@@ -786,11 +773,7 @@ fn pipelined_idle_and_sasl() {
 fn literals_and_limits() {
     // Synchronising literal: continuation request, then the command.
     let mut s = tls_session();
-    let (a, o) = step(&mut s, b"a LOGIN {5}\r\n");
-    assert_eq!(
-        (a, o.as_str()),
-        (Action::NeedInput, "+ Ready for literal data\r\n")
-    );
+    answers(&mut s, b"a LOGIN {5}\r\n", "+ Ready for literal data\r\n");
     let (a, _) = step(&mut s, b"alice {6}\r\n");
     assert_eq!(a, Action::NeedInput);
     let (a, _) = step(&mut s, b"secret\r\n");
@@ -812,10 +795,10 @@ fn literals_and_limits() {
     let mut s = logged_in();
     let (_, o) = step(&mut s, b"d APPEND INBOX {999999999999}\r\n");
     assert_eq!(o, "d NO [TOOBIG] Message exceeds the APPENDLIMIT\r\n");
-    let (a, o) = step(&mut s, b"e APPEND INBOX {100000}\r\n");
-    assert_eq!(
-        (a, o.as_str()),
-        (Action::NeedInput, "+ Ready for literal data\r\n")
+    answers(
+        &mut s,
+        b"e APPEND INBOX {100000}\r\n",
+        "+ Ready for literal data\r\n",
     );
     // A huge non-synchronising literal cannot be skipped: BAD, BYE, close.
     let mut s = logged_in();
