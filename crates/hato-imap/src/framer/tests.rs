@@ -27,6 +27,11 @@ fn cmd(tag: &str, bytes: &[u8], literals: usize) -> Event {
     })
 }
 
+/// `<tag> NOOP`: the command the tests send to see that the stream is still in step.
+fn noop(tag: &str) -> Event {
+    cmd(tag, format!("{tag} NOOP").as_bytes(), 0)
+}
+
 fn err(tag: Option<&str>, error: FrameError) -> Event {
     Event::Error {
         tag: tag.map(str::to_string),
@@ -44,7 +49,7 @@ fn simple_commands_and_line_endings() {
     assert_eq!(
         run(&mut f, b"a1 NOOP\r\na2 CAPABILITY\nA3 LOGOUT\r\n"),
         vec![
-            cmd("a1", b"a1 NOOP", 0),
+            noop("a1"),
             cmd("a2", b"a2 CAPABILITY", 0),
             cmd("A3", b"A3 LOGOUT", 0)
         ]
@@ -53,17 +58,41 @@ fn simple_commands_and_line_endings() {
     assert_eq!(run(&mut f, b"a4 NO"), vec![]);
     assert!(f.in_command());
     assert_eq!(run(&mut f, b"OP\r"), vec![]);
-    assert_eq!(run(&mut f, b"\n"), vec![cmd("a4", b"a4 NOOP", 0)]);
+    assert_eq!(run(&mut f, b"\n"), vec![noop("a4")]);
     assert!(!f.in_command());
 }
 
 #[test]
-fn blank_lines_are_ignored() {
-    let mut f = framer();
-    assert_eq!(
-        run(&mut f, b"\r\n\n\r\na NOOP\r\n\r\n"),
-        vec![cmd("a", b"a NOOP", 0)]
-    );
+fn streams_of_one_command() {
+    for (input, events) in [
+        // Blank lines are ignored.
+        (&b"\r\n\n\r\na NOOP\r\n\r\n"[..], vec![noop("a")]),
+        // literal8 with a NUL in it.
+        (
+            b"a APPEND INBOX ~{3+}\r\na\0c\r\n",
+            vec![cmd("a", b"a APPEND INBOX ~{3+}\r\na\0c", 1)],
+        ),
+        // An announcement ended by a bare LF is normalised.
+        (
+            b"a LOGIN {1+}\nx y\n",
+            vec![cmd("a", b"a LOGIN {1+}\r\nx y", 1)],
+        ),
+        // Zero-length literals, non-synchronising and synchronising.
+        (
+            b"a LOGIN {0+}\r\n {0}\r\n\r\n",
+            vec![
+                Event::SyncLiteral {
+                    tag: "a".into(),
+                    verb: "LOGIN".into(),
+                    size: 0,
+                },
+                cmd("a", b"a LOGIN {0+}\r\n {0}\r\n", 2),
+            ],
+        ),
+    ] {
+        let mut f = framer();
+        assert_eq!(run(&mut f, input), events, "{:?}", input.escape_ascii());
+    }
 }
 
 #[test]
@@ -123,7 +152,7 @@ fn rejected_synchronising_literal_drops_the_command() {
     assert!(matches!(f.next_event(), Some(Event::SyncLiteral { .. })));
     f.reject_literal();
     // The client does not send the literal; its next command is framed normally.
-    assert_eq!(run(&mut f, b"b NOOP\r\n"), vec![cmd("b", b"b NOOP", 0)]);
+    assert_eq!(run(&mut f, b"b NOOP\r\n"), vec![noop("b")]);
 }
 
 #[test]
@@ -136,7 +165,7 @@ fn non_synchronising_literals() {
         ),
         vec![
             cmd("a", b"a APPEND INBOX (\\Seen) {5+}\r\nab\r\nc", 1),
-            cmd("b", b"b NOOP", 0)
+            noop("b")
         ]
     );
     // Literal content is never scanned: parentheses, quotes and announcements inside it
@@ -144,40 +173,6 @@ fn non_synchronising_literals() {
     assert_eq!(
         run(&mut f, b"c LOGIN {9+}\r\n((\"{1}\r\n) x\r\n"),
         vec![cmd("c", b"c LOGIN {9+}\r\n((\"{1}\r\n) x", 1)]
-    );
-}
-
-#[test]
-fn literal8_and_nul() {
-    let mut f = framer();
-    assert_eq!(
-        run(&mut f, b"a APPEND INBOX ~{3+}\r\na\0c\r\n"),
-        vec![cmd("a", b"a APPEND INBOX ~{3+}\r\na\0c", 1)]
-    );
-}
-
-#[test]
-fn announcement_with_bare_lf_is_normalised() {
-    let mut f = framer();
-    assert_eq!(
-        run(&mut f, b"a LOGIN {1+}\nx y\n"),
-        vec![cmd("a", b"a LOGIN {1+}\r\nx y", 1)]
-    );
-}
-
-#[test]
-fn zero_length_literal() {
-    let mut f = framer();
-    assert_eq!(
-        run(&mut f, b"a LOGIN {0+}\r\n {0}\r\n\r\n"),
-        vec![
-            Event::SyncLiteral {
-                tag: "a".into(),
-                verb: "LOGIN".into(),
-                size: 0
-            },
-            cmd("a", b"a LOGIN {0+}\r\n {0}\r\n", 2)
-        ]
     );
 }
 
@@ -196,7 +191,7 @@ fn huge_synchronising_literal_is_refused_without_allocation() {
                     append: true
                 }
             ),
-            cmd("b", b"b NOOP", 0)
+            noop("b")
         ]
     );
     assert!(f.cmd.capacity() < 1024);
@@ -243,7 +238,7 @@ fn saturating_size_is_too_big_not_text() {
                     append: false
                 }
             ),
-            cmd("b", b"b NOOP", 0)
+            noop("b")
         ]
     );
 }
@@ -299,7 +294,7 @@ fn literal_minus() {
                     append: true
                 }
             ),
-            cmd("c", b"c NOOP", 0)
+            noop("c")
         ]
     );
     // Synchronising literals of any size (within limits) are fine.
@@ -325,20 +320,14 @@ fn too_many_literals() {
             &mut f,
             b"a LOGIN {1+}\r\na {1+}\r\nb {5+}\r\nc NOOP\r\nd NOOP\r\n"
         ),
-        vec![
-            err(Some("a"), FrameError::TooManyLiterals),
-            cmd("d", b"d NOOP", 0)
-        ]
+        vec![err(Some("a"), FrameError::TooManyLiterals), noop("d")]
     );
     // Synchronising: refused at once.
     let mut f = Framer::new(limits);
     let ev = run(&mut f, b"a LOGIN {1}\r\na {1}\r\nb {5}\r\nd NOOP\r\n");
     assert_eq!(
         ev[2..],
-        [
-            err(Some("a"), FrameError::TooManyLiterals),
-            cmd("d", b"d NOOP", 0)
-        ]
+        [err(Some("a"), FrameError::TooManyLiterals), noop("d")]
     );
 }
 
@@ -354,10 +343,7 @@ fn command_too_long() {
     let mut f = Framer::new(limits);
     assert_eq!(
         run(&mut f, b"a LOGIN {95}\r\nb NOOP\r\n"),
-        vec![
-            err(Some("a"), FrameError::CommandTooLong),
-            cmd("b", b"b NOOP", 0)
-        ]
+        vec![err(Some("a"), FrameError::CommandTooLong), noop("b")]
     );
     // Lines count too.
     let mut f = Framer::new(limits);
@@ -368,10 +354,7 @@ fn command_too_long() {
     );
     assert_eq!(
         run(&mut f, input.as_bytes()),
-        vec![
-            err(Some("a"), FrameError::CommandTooLong),
-            cmd("b", b"b NOOP", 0)
-        ]
+        vec![err(Some("a"), FrameError::CommandTooLong), noop("b")]
     );
 }
 
@@ -391,10 +374,7 @@ fn long_line_is_discarded_as_it_arrives() {
     }
     assert_eq!(
         run(&mut f, b"\r\na2 NOOP\r\n"),
-        vec![
-            err(Some("a1"), FrameError::LineTooLong),
-            cmd("a2", b"a2 NOOP", 0)
-        ]
+        vec![err(Some("a1"), FrameError::LineTooLong), noop("a2")]
     );
     // Exactly at the limit (including CRLF) is fine.
     let line = format!("a3 {}\r\n", "y".repeat(64 - 5));
@@ -424,19 +404,13 @@ fn long_line_with_literal_skips_the_literal() {
     // The literal "c NOOP\r\n" is skipped, never executed.
     assert_eq!(
         run(&mut f, input.as_bytes()),
-        vec![
-            err(Some("a"), FrameError::LineTooLong),
-            cmd("b", b"b NOOP", 0)
-        ]
+        vec![err(Some("a"), FrameError::LineTooLong), noop("b")]
     );
     // With a synchronising literal the command ends at the announcement.
     let input = format!("a SEARCH {} {{10}}\r\nb NOOP\r\n", "x".repeat(40));
     assert_eq!(
         run(&mut f, input.as_bytes()),
-        vec![
-            err(Some("a"), FrameError::LineTooLong),
-            cmd("b", b"b NOOP", 0)
-        ]
+        vec![err(Some("a"), FrameError::LineTooLong), noop("b")]
     );
 }
 
@@ -450,7 +424,7 @@ fn deep_nesting() {
     );
     assert_eq!(
         run(&mut f, deep.as_bytes()),
-        vec![err(Some("a"), FrameError::TooDeep), cmd("b", b"b NOOP", 0)]
+        vec![err(Some("a"), FrameError::TooDeep), noop("b")]
     );
     let ok = format!("a SEARCH {}ALL{}\r\n", "(".repeat(32), ")".repeat(32));
     assert!(matches!(
@@ -478,7 +452,7 @@ fn quoted_strings_hide_announcements() {
     // parser will reject it).
     assert_eq!(
         run(&mut f, b"a LOGIN \"x {5}\r\nb NOOP\r\n"),
-        vec![cmd("a", b"a LOGIN \"x {5}", 0), cmd("b", b"b NOOP", 0)]
+        vec![cmd("a", b"a LOGIN \"x {5}", 0), noop("b")]
     );
     // An escaped quote does not end the string.
     assert_eq!(
@@ -518,7 +492,7 @@ fn invalid_tags() {
     // An invalid tag followed by a synchronising literal ends at the announcement.
     assert_eq!(
         run(&mut f, b"+ LOGIN {5}\r\nb NOOP\r\n"),
-        vec![err(None, FrameError::InvalidTag), cmd("b", b"b NOOP", 0)]
+        vec![err(None, FrameError::InvalidTag), noop("b")]
     );
 }
 
@@ -551,7 +525,7 @@ fn expect_line_is_one_shot() {
     f.expect_line(100);
     assert_eq!(
         run(&mut f, b"DONE\r\na NOOP\r\n"),
-        vec![Event::Line(b"DONE".to_vec()), cmd("a", b"a NOOP", 0)]
+        vec![Event::Line(b"DONE".to_vec()), noop("a")]
     );
     // A plain line is not scanned for literals.
     f.expect_line(100);
@@ -565,7 +539,7 @@ fn expect_line_is_one_shot() {
     f.expect_line(10);
     assert_eq!(
         run(&mut f, b"0123456789ABCDEF\r\nb NOOP\r\n"),
-        vec![err(None, FrameError::LineTooLong), cmd("b", b"b NOOP", 0)]
+        vec![err(None, FrameError::LineTooLong), noop("b")]
     );
     // Exactly at the limit, including CRLF.
     f.expect_line(6);
@@ -593,7 +567,7 @@ fn starttls_injection_is_discarded() {
     // The rest of the partial command is framed as a (nonsensical) command of its own.
     assert_eq!(
         run(&mut f, b"IN x y\r\nc NOOP\r\n"),
-        vec![cmd("IN", b"IN x y", 0), cmd("c", b"c NOOP", 0)]
+        vec![cmd("IN", b"IN x y", 0), noop("c")]
     );
 }
 
@@ -708,6 +682,6 @@ proptest! {
         input.extend_from_slice(b"\r\nz NOOP\r\n");
         let ev = run_chunked(Limits::default(), &input, &[]);
         prop_assert_eq!(ev.len(), 2);
-        prop_assert_eq!(&ev[1], &cmd("z", b"z NOOP", 0));
+        prop_assert_eq!(&ev[1], &noop("z"));
     }
 }
