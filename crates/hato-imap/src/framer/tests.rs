@@ -27,6 +27,15 @@ fn cmd(tag: &str, bytes: &[u8], literals: usize) -> Event {
     })
 }
 
+/// A synchronising literal announced, waiting for the session's decision.
+fn sync(tag: &str, verb: &str, size: u64) -> Event {
+    Event::SyncLiteral {
+        tag: tag.to_string(),
+        verb: verb.to_string(),
+        size,
+    }
+}
+
 /// `<tag> NOOP`: the command the tests send to see that the stream is still in step.
 fn noop(tag: &str) -> Event {
     cmd(tag, format!("{tag} NOOP").as_bytes(), 0)
@@ -81,11 +90,7 @@ fn streams_of_one_command() {
         (
             b"a LOGIN {0+}\r\n {0}\r\n\r\n",
             vec![
-                Event::SyncLiteral {
-                    tag: "a".into(),
-                    verb: "LOGIN".into(),
-                    size: 0,
-                },
+                sync("a", "LOGIN", 0),
                 cmd("a", b"a LOGIN {0+}\r\n {0}\r\n", 2),
             ],
         ),
@@ -111,27 +116,13 @@ fn synchronising_literal_waits_for_decision() {
     // RFC 9051 §6.2.3 style LOGIN with literals.
     let mut f = framer();
     f.feed(b"a001 LOGIN {11}\r\n");
-    assert_eq!(
-        f.next_event(),
-        Some(Event::SyncLiteral {
-            tag: "a001".into(),
-            verb: "LOGIN".into(),
-            size: 11
-        })
-    );
+    assert_eq!(f.next_event(), Some(sync("a001", "LOGIN", 11)));
     assert!(f.awaiting_decision());
     // Nothing moves until the session decides, even if bytes arrive.
     f.feed(b"FRED FOOBAR {7}\r\n");
     assert_eq!(f.next_event(), None);
     f.accept_literal();
-    assert_eq!(
-        f.next_event(),
-        Some(Event::SyncLiteral {
-            tag: "a001".into(),
-            verb: "LOGIN".into(),
-            size: 7
-        })
-    );
+    assert_eq!(f.next_event(), Some(sync("a001", "LOGIN", 7)));
     f.accept_literal();
     f.feed(b"fat man\r\n");
     assert_eq!(
