@@ -596,10 +596,7 @@ impl FetchValue {
             } => {
                 out.extend_from_slice(b"BODY[");
                 section_spec(out, section);
-                out.push(b']');
-                origin(out, *o);
-                out.push(b' ');
-                message_data(out, data.as_deref(), false);
+                section_end(out, *o, data.as_deref(), false);
             }
             FetchValue::Binary {
                 part,
@@ -608,10 +605,7 @@ impl FetchValue {
             } => {
                 out.extend_from_slice(b"BINARY[");
                 part_numbers(out, part);
-                out.push(b']');
-                origin(out, *o);
-                out.push(b' ');
-                message_data(out, data.as_deref(), true);
+                section_end(out, *o, data.as_deref(), true);
             }
             FetchValue::BinarySize { part, size } => {
                 out.extend_from_slice(b"BINARY.SIZE[");
@@ -633,6 +627,14 @@ impl FetchValue {
             }
         }
     }
+}
+
+/// `]<origin> data`: how `BODY[...]` and `BINARY[...]` items end.
+fn section_end(out: &mut Vec<u8>, o: Option<u32>, data: Option<&[u8]>, literal8: bool) {
+    out.push(b']');
+    origin(out, o);
+    out.push(b' ');
+    message_data(out, data, literal8);
 }
 
 fn section_spec(out: &mut Vec<u8>, section: &Section) {
