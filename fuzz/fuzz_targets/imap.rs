@@ -22,7 +22,7 @@ use std::sync::Arc;
 
 use hato_fuzz::{Decisions, chunks, header, lossy};
 use hato_imap::framer::is_valid_tag;
-use hato_imap::fuzzing::{small_limits, tls};
+use hato_imap::fuzzing::{check_event, small_limits, tls};
 use hato_imap::{
     Action, AuthOutcome, Config, Data, Event, Framer, Limits, Outcome, ParseOptions, Response,
     Session, StatusKind, parse_command,
@@ -53,36 +53,26 @@ fn frame(flags: u8, decisions: &[u8], pieces: &[&[u8]]) -> Vec<Event> {
     for piece in pieces {
         f.feed(piece);
         while let Some(ev) = f.next_event() {
+            check_event(&ev, &limits);
             match &ev {
-                Event::SyncLiteral { tag, size, .. } => {
-                    assert!(is_valid_tag(tag.as_bytes()));
-                    assert!(*size <= limits.max_append_literal.max(limits.max_literal));
+                Event::SyncLiteral { .. } => {
                     if d.decide() {
                         f.accept_literal();
                     } else {
                         f.reject_literal();
                     }
                 }
-                Event::Command(raw) => {
-                    assert!(is_valid_tag(raw.tag.as_bytes()), "invalid tag framed");
-                    assert!(raw.bytes.starts_with(raw.tag.as_bytes()));
-                    assert!(raw.bytes.len() as u64 <= limits.max_command + 2);
-                    assert!(raw.literals <= limits.max_literals);
-                    match parse_command(&raw.bytes, &opts) {
-                        Ok(cmd) => {
-                            assert_eq!(cmd.tag, raw.tag);
-                            assert!(!cmd.body.name().is_empty());
-                        }
-                        Err(e) => {
-                            if let Some(t) = &e.tag {
-                                assert_eq!(t, &raw.tag);
-                            }
+                Event::Command(raw) => match parse_command(&raw.bytes, &opts) {
+                    Ok(cmd) => {
+                        assert_eq!(cmd.tag, raw.tag);
+                        assert!(!cmd.body.name().is_empty());
+                    }
+                    Err(e) => {
+                        if let Some(t) = &e.tag {
+                            assert_eq!(t, &raw.tag);
                         }
                     }
-                }
-                Event::Error { tag: Some(t), .. } | Event::Fatal { tag: Some(t), .. } => {
-                    assert!(is_valid_tag(t.as_bytes()));
-                }
+                },
                 _ => {}
             }
             events.push(ev);

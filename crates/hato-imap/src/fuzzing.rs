@@ -3,7 +3,7 @@
 //! and message parts. Not part of the API.
 
 use crate::command::SectionText;
-use crate::framer::Limits;
+use crate::framer::{Event, Limits, is_valid_tag};
 use crate::session::TlsInfo;
 
 /// Limits small enough that random input reaches every bound.
@@ -16,6 +16,28 @@ pub fn small_limits() -> Limits {
         max_command: 60,
         max_depth: 4,
         literal_minus: false,
+    }
+}
+
+/// Checks what the framer promises of every event under `limits`: a framed command starts
+/// with its valid tag and stays within the command and literal-count bounds, an announced
+/// literal within the larger literal limit, and an error names only a valid tag.
+pub fn check_event(ev: &Event, limits: &Limits) {
+    match ev {
+        Event::Command(raw) => {
+            assert!(is_valid_tag(raw.tag.as_bytes()), "invalid tag framed");
+            assert!(raw.bytes.starts_with(raw.tag.as_bytes()));
+            assert!(raw.bytes.len() as u64 <= limits.max_command + 2);
+            assert!(raw.literals <= limits.max_literals);
+        }
+        Event::SyncLiteral { tag, size, .. } => {
+            assert!(is_valid_tag(tag.as_bytes()));
+            assert!(*size <= limits.max_append_literal.max(limits.max_literal));
+        }
+        Event::Error { tag: Some(t), .. } | Event::Fatal { tag: Some(t), .. } => {
+            assert!(is_valid_tag(t.as_bytes()));
+        }
+        _ => {}
     }
 }
 

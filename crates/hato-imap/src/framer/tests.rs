@@ -648,19 +648,7 @@ proptest! {
     ) {
         let limits = small_limits();
         for ev in run_chunked(limits, &input, &chunks) {
-            match ev {
-                Event::Command(c) => {
-                    prop_assert!(c.bytes.len() as u64 <= limits.max_command + 2);
-                    prop_assert!(is_valid_tag(c.tag.as_bytes()));
-                    prop_assert!(c.bytes.starts_with(c.tag.as_bytes()));
-                    prop_assert!(c.literals <= limits.max_literals);
-                }
-                Event::SyncLiteral { size, .. } => prop_assert!(size <= limits.max_append_literal),
-                Event::Error { tag: Some(t), .. } | Event::Fatal { tag: Some(t), .. } => {
-                    prop_assert!(is_valid_tag(t.as_bytes()));
-                }
-                _ => {}
-            }
+            crate::fuzzing::check_event(&ev, &limits);
         }
     }
 
