@@ -22,23 +22,12 @@ use std::sync::Arc;
 
 use hato_fuzz::{Decisions, chunks, header, lossy};
 use hato_imap::framer::is_valid_tag;
+use hato_imap::fuzzing::{check_event, small_limits, tls};
 use hato_imap::{
     Action, AuthOutcome, Config, Data, Event, Framer, Limits, Outcome, ParseOptions, Response,
-    Session, StatusKind, TlsInfo, parse_command,
+    Session, StatusKind, parse_command,
 };
 use libfuzzer_sys::fuzz_target;
-
-fn small_limits() -> Limits {
-    Limits {
-        max_line: 40,
-        max_append_literal: 16,
-        max_literal: 8,
-        max_literals: 3,
-        max_command: 60,
-        max_depth: 4,
-        literal_minus: false,
-    }
-}
 
 fn framer_limits(flags: u8) -> Limits {
     let mut l = if flags & 2 != 0 {
@@ -64,36 +53,26 @@ fn frame(flags: u8, decisions: &[u8], pieces: &[&[u8]]) -> Vec<Event> {
     for piece in pieces {
         f.feed(piece);
         while let Some(ev) = f.next_event() {
+            check_event(&ev, &limits);
             match &ev {
-                Event::SyncLiteral { tag, size, .. } => {
-                    assert!(is_valid_tag(tag.as_bytes()));
-                    assert!(*size <= limits.max_append_literal.max(limits.max_literal));
+                Event::SyncLiteral { .. } => {
                     if d.decide() {
                         f.accept_literal();
                     } else {
                         f.reject_literal();
                     }
                 }
-                Event::Command(raw) => {
-                    assert!(is_valid_tag(raw.tag.as_bytes()), "invalid tag framed");
-                    assert!(raw.bytes.starts_with(raw.tag.as_bytes()));
-                    assert!(raw.bytes.len() as u64 <= limits.max_command + 2);
-                    assert!(raw.literals <= limits.max_literals);
-                    match parse_command(&raw.bytes, &opts) {
-                        Ok(cmd) => {
-                            assert_eq!(cmd.tag, raw.tag);
-                            assert!(!cmd.body.name().is_empty());
-                        }
-                        Err(e) => {
-                            if let Some(t) = &e.tag {
-                                assert_eq!(t, &raw.tag);
-                            }
+                Event::Command(raw) => match parse_command(&raw.bytes, &opts) {
+                    Ok(cmd) => {
+                        assert_eq!(cmd.tag, raw.tag);
+                        assert!(!cmd.body.name().is_empty());
+                    }
+                    Err(e) => {
+                        if let Some(t) = &e.tag {
+                            assert_eq!(t, &raw.tag);
                         }
                     }
-                }
-                Event::Error { tag: Some(t), .. } | Event::Fatal { tag: Some(t), .. } => {
-                    assert!(is_valid_tag(t.as_bytes()));
-                }
+                },
                 _ => {}
             }
             events.push(ev);
@@ -101,14 +80,6 @@ fn frame(flags: u8, decisions: &[u8], pieces: &[&[u8]]) -> Vec<Event> {
         assert!(f.buffered() <= piece.len() + limits.max_command as usize + 4096);
     }
     events
-}
-
-fn tls() -> TlsInfo {
-    TlsInfo {
-        version: "TLSv1.3".into(),
-        cipher: "TLS_AES_128_GCM_SHA256".into(),
-        sni: None,
-    }
 }
 
 fn session(flags: u8, decisions: &[u8], pieces: &[&[u8]]) -> Vec<u8> {

@@ -12,7 +12,8 @@
 //! response: no stored value can break the response's line structure or its literals.
 #![no_main]
 
-use hato_imap::command::{CommandBody, FetchAttr, Section, SectionText};
+use hato_imap::command::{CommandBody, FetchAttr, Section};
+use hato_imap::fuzzing::{SAMPLE_PARTS, sample_section_texts};
 use hato_imap::response::FetchValue;
 use hato_imap::{
     Data, EncodeOptions, Event, Framer, Limits, ParseOptions, ParsedMessage, Response,
@@ -29,21 +30,8 @@ fn default_items() -> Vec<FetchAttr> {
         FetchAttr::Rfc822Header,
         FetchAttr::Rfc822Text,
     ];
-    for part in [&[][..], &[1], &[2], &[1, 1], &[1, 2, 1], &[3, 1]] {
-        for text in [
-            None,
-            Some(SectionText::Header),
-            Some(SectionText::Text),
-            Some(SectionText::Mime),
-            Some(SectionText::HeaderFields {
-                not: false,
-                fields: vec!["Subject".into(), "from".into()],
-            }),
-            Some(SectionText::HeaderFields {
-                not: true,
-                fields: vec!["Subject".into()],
-            }),
-        ] {
+    for part in SAMPLE_PARTS {
+        for text in sample_section_texts() {
             items.push(FetchAttr::BodySection {
                 peek: true,
                 section: Section {

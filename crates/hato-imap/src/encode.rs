@@ -111,6 +111,32 @@ fn number64(out: &mut Vec<u8>, n: u64) {
     number(out, n.min(i64::MAX as u64));
 }
 
+/// `item *(sep item)`: each item written by `write`, `sep` between them.
+fn separated<T>(
+    out: &mut Vec<u8>,
+    items: impl IntoIterator<Item = T>,
+    sep: u8,
+    mut write: impl FnMut(&mut Vec<u8>, T),
+) {
+    for (i, item) in items.into_iter().enumerate() {
+        if i > 0 {
+            out.push(sep);
+        }
+        write(out, item);
+    }
+}
+
+/// `"(" item *(SP item) ")"`.
+fn paren_list<T>(
+    out: &mut Vec<u8>,
+    items: impl IntoIterator<Item = T>,
+    write: impl FnMut(&mut Vec<u8>, T),
+) {
+    out.push(b'(');
+    separated(out, items, b' ', write);
+    out.push(b')');
+}
+
 /// Whether `s` may be written as a quoted string.
 fn quotable(s: &[u8], utf8: bool) -> bool {
     s.len() <= MAX_QUOTED
@@ -181,12 +207,7 @@ fn atom(out: &mut Vec<u8>, s: &str) {
 
 fn flag_list(out: &mut Vec<u8>, flags: &[Flag], any: bool) {
     out.push(b'(');
-    for (i, f) in flags.iter().enumerate() {
-        if i > 0 {
-            out.push(b' ');
-        }
-        atom(out, f.as_str());
-    }
+    separated(out, flags, b' ', |out, f| atom(out, f.as_str()));
     if any {
         if !flags.is_empty() {
             out.push(b' ');
@@ -211,14 +232,8 @@ impl Code {
             Code::BadCharset(list) => {
                 simple(out, "BADCHARSET");
                 if !list.is_empty() {
-                    out.extend_from_slice(b" (");
-                    for (i, c) in list.iter().enumerate() {
-                        if i > 0 {
-                            out.push(b' ');
-                        }
-                        astring(out, c.as_bytes(), opts.utf8);
-                    }
-                    out.push(b')');
+                    out.push(b' ');
+                    paren_list(out, list, |out, c| astring(out, c.as_bytes(), opts.utf8));
                 }
             }
             Code::Capability(caps) => {
@@ -320,11 +335,8 @@ impl Data {
             } => {
                 out.extend_from_slice(b"STATUS ");
                 mailbox(out, name, opts);
-                out.extend_from_slice(b" (");
-                for (i, v) in items.iter().enumerate() {
-                    if i > 0 {
-                        out.push(b' ');
-                    }
+                out.push(b' ');
+                paren_list(out, items, |out, v| {
                     out.extend_from_slice(v.item().as_str().as_bytes());
                     out.push(b' ');
                     match *v {
@@ -339,8 +351,7 @@ impl Data {
                         StatusValue::AppendLimit(Some(n)) => number(out, n),
                         StatusValue::AppendLimit(None) => out.extend_from_slice(b"NIL"),
                     }
-                }
-                out.push(b')');
+                });
             }
             Data::Exists(n) => {
                 number(out, n);
@@ -364,14 +375,8 @@ impl Data {
             }
             Data::Fetch { seq, items } => {
                 number(out, seq);
-                out.extend_from_slice(b" FETCH (");
-                for (i, item) in items.iter().enumerate() {
-                    if i > 0 {
-                        out.push(b' ');
-                    }
-                    item.encode(out, opts);
-                }
-                out.push(b')');
+                out.extend_from_slice(b" FETCH ");
+                paren_list(out, items, |out, item| item.encode(out, opts));
             }
             Data::Search { ids, modseq } => {
                 out.extend_from_slice(b"SEARCH");
@@ -433,18 +438,11 @@ impl Data {
                 match params {
                     None => out.extend_from_slice(b"NIL"),
                     Some(params) if params.is_empty() => out.extend_from_slice(b"NIL"),
-                    Some(params) => {
-                        out.push(b'(');
-                        for (i, (k, v)) in params.iter().enumerate() {
-                            if i > 0 {
-                                out.push(b' ');
-                            }
-                            string(out, k.as_bytes(), opts.utf8);
-                            out.push(b' ');
-                            nstring(out, v.as_deref().map(str::as_bytes), opts.utf8);
-                        }
-                        out.push(b')');
-                    }
+                    Some(params) => paren_list(out, params, |out, (k, v)| {
+                        string(out, k.as_bytes(), opts.utf8);
+                        out.push(b' ');
+                        nstring(out, v.as_deref().map(str::as_bytes), opts.utf8);
+                    }),
                 }
             }
             Data::Namespace {
@@ -473,18 +471,14 @@ impl Data {
             Data::Quota { root, resources } => {
                 out.extend_from_slice(b"QUOTA ");
                 astring(out, root.as_bytes(), opts.utf8);
-                out.extend_from_slice(b" (");
-                for (i, r) in resources.iter().enumerate() {
-                    if i > 0 {
-                        out.push(b' ');
-                    }
+                out.push(b' ');
+                paren_list(out, resources, |out, r| {
                     atom(out, &r.name);
                     out.push(b' ');
                     number64(out, r.usage);
                     out.push(b' ');
                     number64(out, r.limit);
-                }
-                out.push(b')');
+                });
             }
             Data::QuotaRoot {
                 mailbox: name,
@@ -513,14 +507,8 @@ fn delimiter(out: &mut Vec<u8>, d: Option<char>) {
 
 fn list_item(out: &mut Vec<u8>, name: &[u8], item: &ListItem, opts: EncodeOptions) {
     out.extend_from_slice(name);
-    out.push(b'(');
-    for (i, a) in item.attributes.iter().enumerate() {
-        if i > 0 {
-            out.push(b' ');
-        }
-        atom(out, a);
-    }
-    out.extend_from_slice(b") ");
+    paren_list(out, &item.attributes, |out, a| atom(out, a));
+    out.push(b' ');
     delimiter(out, item.delimiter);
     out.push(b' ');
     mailbox(out, &item.name, opts);
@@ -542,12 +530,7 @@ fn list_item(out: &mut Vec<u8>, name: &[u8], item: &ListItem, opts: EncodeOption
 }
 
 fn part_numbers(out: &mut Vec<u8>, part: &[u32]) {
-    for (i, p) in part.iter().enumerate() {
-        if i > 0 {
-            out.push(b'.');
-        }
-        number(out, p);
-    }
+    separated(out, part, b'.', number);
 }
 
 fn origin(out: &mut Vec<u8>, origin: Option<u32>) {
@@ -613,10 +596,7 @@ impl FetchValue {
             } => {
                 out.extend_from_slice(b"BODY[");
                 section_spec(out, section);
-                out.push(b']');
-                origin(out, *o);
-                out.push(b' ');
-                message_data(out, data.as_deref(), false);
+                section_end(out, *o, data.as_deref(), false);
             }
             FetchValue::Binary {
                 part,
@@ -625,10 +605,7 @@ impl FetchValue {
             } => {
                 out.extend_from_slice(b"BINARY[");
                 part_numbers(out, part);
-                out.push(b']');
-                origin(out, *o);
-                out.push(b' ');
-                message_data(out, data.as_deref(), true);
+                section_end(out, *o, data.as_deref(), true);
             }
             FetchValue::BinarySize { part, size } => {
                 out.extend_from_slice(b"BINARY.SIZE[");
@@ -650,6 +627,14 @@ impl FetchValue {
             }
         }
     }
+}
+
+/// `]<origin> data`: how `BODY[...]` and `BINARY[...]` items end.
+fn section_end(out: &mut Vec<u8>, o: Option<u32>, data: Option<&[u8]>, literal8: bool) {
+    out.push(b']');
+    origin(out, o);
+    out.push(b' ');
+    message_data(out, data, literal8);
 }
 
 fn section_spec(out: &mut Vec<u8>, section: &Section) {
@@ -703,16 +688,11 @@ fn params(out: &mut Vec<u8>, params: &[(Vec<u8>, Vec<u8>)], opts: EncodeOptions)
         out.extend_from_slice(b"NIL");
         return;
     }
-    out.push(b'(');
-    for (i, (k, v)) in params.iter().enumerate() {
-        if i > 0 {
-            out.push(b' ');
-        }
+    paren_list(out, params, |out, (k, v)| {
         string(out, k, opts.utf8);
         out.push(b' ');
         string(out, v, opts.utf8);
-    }
-    out.push(b')');
+    });
 }
 
 fn disposition(out: &mut Vec<u8>, d: Option<&Disposition>, opts: EncodeOptions) {
@@ -732,17 +712,25 @@ fn language(out: &mut Vec<u8>, langs: &[Vec<u8>], opts: EncodeOptions) {
     match langs {
         [] => out.extend_from_slice(b"NIL"),
         [one] => string(out, one, opts.utf8),
-        many => {
-            out.push(b'(');
-            for (i, l) in many.iter().enumerate() {
-                if i > 0 {
-                    out.push(b' ');
-                }
-                string(out, l, opts.utf8);
-            }
-            out.push(b')');
-        }
+        many => paren_list(out, many, |out, l| string(out, l, opts.utf8)),
     }
+}
+
+/// `SP body-fld-dsp SP body-fld-lang SP body-fld-loc`: how the extension data of both
+/// kinds of body ends (RFC 9051 §9 `body-ext-1part`, `body-ext-mpart`).
+fn ext_tail(
+    out: &mut Vec<u8>,
+    d: Option<&Disposition>,
+    langs: &[Vec<u8>],
+    location: Option<&[u8]>,
+    opts: EncodeOptions,
+) {
+    out.push(b' ');
+    disposition(out, d, opts);
+    out.push(b' ');
+    language(out, langs, opts);
+    out.push(b' ');
+    nstring(out, location, opts.utf8);
 }
 
 fn body_structure(out: &mut Vec<u8>, b: &BodyStructure, ext: bool, opts: EncodeOptions) {
@@ -790,12 +778,13 @@ fn body_structure(out: &mut Vec<u8>, b: &BodyStructure, ext: bool, opts: EncodeO
             if ext {
                 out.push(b' ');
                 nstring(out, e.md5.as_deref(), opts.utf8);
-                out.push(b' ');
-                disposition(out, e.disposition.as_ref(), opts);
-                out.push(b' ');
-                language(out, &e.language, opts);
-                out.push(b' ');
-                nstring(out, e.location.as_deref(), opts.utf8);
+                ext_tail(
+                    out,
+                    e.disposition.as_ref(),
+                    &e.language,
+                    e.location.as_deref(),
+                    opts,
+                );
             }
         }
         BodyStructure::Multi {
@@ -811,12 +800,13 @@ fn body_structure(out: &mut Vec<u8>, b: &BodyStructure, ext: bool, opts: EncodeO
             if ext {
                 out.push(b' ');
                 params(out, &e.params, opts);
-                out.push(b' ');
-                disposition(out, e.disposition.as_ref(), opts);
-                out.push(b' ');
-                language(out, &e.language, opts);
-                out.push(b' ');
-                nstring(out, e.location.as_deref(), opts.utf8);
+                ext_tail(
+                    out,
+                    e.disposition.as_ref(),
+                    &e.language,
+                    e.location.as_deref(),
+                    opts,
+                );
             }
         }
     }

@@ -79,6 +79,9 @@ pub mod datetime;
 pub mod encode;
 pub mod flag;
 pub mod framer;
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod mailbox;
 pub mod mime;
 pub mod parse;
@@ -87,6 +90,8 @@ pub mod response;
 pub mod search;
 pub mod sequence;
 pub mod session;
+#[cfg(test)]
+mod testing;
 pub mod view;
 
 pub use command::{Command, CommandBody};

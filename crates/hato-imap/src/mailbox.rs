@@ -30,16 +30,7 @@ pub const INBOX: &str = "INBOX";
 /// `INBOX` in any case becomes `INBOX` (RFC 9051 §5.1); other names keep their case.
 /// Control characters are refused (they are never valid in a name; RFC 9051 §5.1).
 pub fn decode_mailbox(raw: &[u8], utf8: bool) -> Result<String, MailboxNameError> {
-    let name = if utf8 || !raw.is_ascii() {
-        std::str::from_utf8(raw)
-            .map_err(|_| MailboxNameError::InvalidUtf8)?
-            .to_string()
-    } else {
-        decode_utf7(raw)?
-    };
-    if name.chars().any(char::is_control) {
-        return Err(MailboxNameError::Control);
-    }
+    let name = decode_pattern(raw, utf8)?;
     if name.eq_ignore_ascii_case(INBOX) {
         return Ok(INBOX.to_string());
     }

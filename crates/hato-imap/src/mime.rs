@@ -308,14 +308,7 @@ impl ParsedMessage<'_> {
             FetchAttr::BodySection {
                 section, partial, ..
             } => {
-                let data = self.section(section);
-                let (data, origin) = match &data {
-                    Some(d) => {
-                        let (d, o) = apply_partial(d, *partial);
-                        (Some(d.to_vec()), o)
-                    }
-                    None => (None, partial.map(|p| p.offset)),
-                };
+                let (data, origin) = partial_of(self.section(section).as_deref(), *partial);
                 FetchValue::BodySection {
                     section: section.clone(),
                     origin,
@@ -327,13 +320,7 @@ impl ParsedMessage<'_> {
                     Ok(d) => d,
                     Err(e) => return Some(Err(e)),
                 };
-                let (data, origin) = match &data {
-                    Some(d) => {
-                        let (d, o) = apply_partial(d, *partial);
-                        (Some(d.to_vec()), o)
-                    }
-                    None => (None, partial.map(|p| p.offset)),
-                };
+                let (data, origin) = partial_of(data.as_deref(), *partial);
                 FetchValue::Binary {
                     part: part.clone(),
                     origin,
@@ -369,6 +356,18 @@ pub fn apply_partial(data: &[u8], partial: Option<Partial>) -> (&[u8], Option<u3
             let end = start.saturating_add(p.length as usize).min(data.len());
             (&data[start..end], Some(p.offset))
         }
+    }
+}
+
+/// [`apply_partial`] to data that may be missing (sent as NIL): the data to send and the
+/// origin to show, which a missing section shows too.
+fn partial_of(data: Option<&[u8]>, partial: Option<Partial>) -> (Option<Vec<u8>>, Option<u32>) {
+    match data {
+        Some(d) => {
+            let (d, o) = apply_partial(d, partial);
+            (Some(d.to_vec()), o)
+        }
+        None => (None, partial.map(|p| p.offset)),
     }
 }
 

@@ -174,10 +174,8 @@ impl<'a> Parser<'a> {
             "ID" => return self.id(),
             "AUTHENTICATE" => return self.authenticate(),
             "LOGIN" => {
-                self.sp()?;
-                let username = self.astring_utf8()?;
-                self.sp()?;
-                let password = Secret::new(self.astring()?);
+                let username = self.arg(Self::astring_utf8)?;
+                let password = Secret::new(self.arg(Self::astring)?);
                 CommandBody::Login { username, password }
             }
             "ENABLE" => {
@@ -193,66 +191,43 @@ impl<'a> Parser<'a> {
             }
             "SELECT" | "EXAMINE" => return self.select(name == "EXAMINE"),
             "CREATE" => return self.create(),
-            "DELETE" => {
-                self.sp()?;
-                CommandBody::Delete(self.mailbox()?)
-            }
+            "DELETE" => CommandBody::Delete(self.arg(Self::mailbox)?),
             "RENAME" => {
-                self.sp()?;
-                let from = self.mailbox()?;
-                self.sp()?;
-                let to = self.mailbox()?;
+                let from = self.arg(Self::mailbox)?;
+                let to = self.arg(Self::mailbox)?;
                 CommandBody::Rename { from, to }
             }
-            "SUBSCRIBE" => {
-                self.sp()?;
-                CommandBody::Subscribe(self.mailbox()?)
-            }
-            "UNSUBSCRIBE" => {
-                self.sp()?;
-                CommandBody::Unsubscribe(self.mailbox()?)
-            }
+            "SUBSCRIBE" => CommandBody::Subscribe(self.arg(Self::mailbox)?),
+            "UNSUBSCRIBE" => CommandBody::Unsubscribe(self.arg(Self::mailbox)?),
             "LIST" => return self.list(),
             "LSUB" => {
-                self.sp()?;
-                let reference = self.reference()?;
-                self.sp()?;
-                let pattern = self.list_mailbox()?;
+                let reference = self.arg(Self::reference)?;
+                let pattern = self.arg(Self::list_mailbox)?;
                 CommandBody::Lsub { reference, pattern }
             }
             "STATUS" => {
-                self.sp()?;
-                let mailbox = self.mailbox()?;
-                self.sp()?;
-                let items = self.paren_list(1, Self::status_item)?;
+                let mailbox = self.arg(Self::mailbox)?;
+                let items = self.arg(|p| p.paren_list(1, Self::status_item))?;
                 CommandBody::Status { mailbox, items }
             }
             "APPEND" => return self.append(),
             // RFC 9208: `quota-root-name = astring` (opaque, not a mailbox name).
-            "GETQUOTA" => {
-                self.sp()?;
-                CommandBody::GetQuota(self.astring_utf8()?)
-            }
-            "GETQUOTAROOT" => {
-                self.sp()?;
-                CommandBody::GetQuotaRoot(self.mailbox()?)
-            }
+            "GETQUOTA" => CommandBody::GetQuota(self.arg(Self::astring_utf8)?),
+            "GETQUOTAROOT" => CommandBody::GetQuotaRoot(self.arg(Self::mailbox)?),
             "SETQUOTA" => return self.setquota(),
             "SEARCH" => return self.search(false),
             "FETCH" => return self.fetch(false),
             "STORE" => return self.store(false),
             "COPY" | "MOVE" => return self.copy_move(false, name == "MOVE"),
             "UID" => {
-                self.sp()?;
-                let sub = self.word()?;
+                let sub = self.arg(Self::word)?;
                 return match sub.as_str() {
                     "SEARCH" => self.search(true),
                     "FETCH" => self.fetch(true),
                     "STORE" => self.store(true),
                     "COPY" | "MOVE" => self.copy_move(true, sub == "MOVE"),
                     "EXPUNGE" => {
-                        self.sp()?;
-                        let set = self.sequence_set()?;
+                        let set = self.arg(Self::sequence_set)?;
                         Ok(CommandBody::Expunge { uids: Some(set) })
                     }
                     _ => Err(self.error(ParseErrorKind::UnknownCommand, "unknown UID command")),
@@ -274,8 +249,7 @@ impl<'a> Parser<'a> {
         if self.peek() != Some(b')') {
             loop {
                 let field = self.string()?;
-                self.sp()?;
-                let value = self.nstring()?;
+                let value = self.arg(Self::nstring)?;
                 if field.len() > ID_MAX_FIELD
                     || value.as_ref().is_some_and(|v| v.len() > ID_MAX_VALUE)
                 {
@@ -296,8 +270,7 @@ impl<'a> Parser<'a> {
     }
 
     fn authenticate(&mut self) -> Result<CommandBody> {
-        self.sp()?;
-        let mechanism = self.word()?;
+        let mechanism = self.arg(Self::word)?;
         let mut initial_response = None;
         if !self.eof() {
             self.sp()?;

@@ -614,12 +614,7 @@ impl<'p, 'a> Content<'p, 'a> {
             .into_iter()
             .filter(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
             .any(|(_, range)| {
-                let field = &header[range];
-                let value = field
-                    .iter()
-                    .position(|&b| b == b':')
-                    .map_or(&[][..], |i| &field[i + 1..]);
-                fold_value(value).contains(needle)
+                fold_value(field_value(&header[range]).unwrap_or_default()).contains(needle)
             })
     }
 
@@ -637,9 +632,7 @@ impl<'p, 'a> Content<'p, 'a> {
             let (_, range) = mime::fields(header)
                 .into_iter()
                 .find(|(n, _)| n.eq_ignore_ascii_case(b"date"))?;
-            let field = &header[range];
-            let value = &field[field.iter().position(|&b| b == b':')? + 1..];
-            let value = with_newline(value);
+            let value = with_newline(field_value(&header[range])?);
             match MessageStream::new(&value).parse_date() {
                 HeaderValue::DateTime(dt) => {
                     Date::new(dt.year, dt.month, dt.day).map(Date::days_since_epoch)
@@ -648,6 +641,12 @@ impl<'p, 'a> Content<'p, 'a> {
             }
         })
     }
+}
+
+/// A header field's value: what follows the first colon (`None` without one).
+fn field_value(field: &[u8]) -> Option<&[u8]> {
+    let colon = field.iter().position(|&b| b == b':')?;
+    Some(&field[colon + 1..])
 }
 
 fn with_newline(value: &[u8]) -> Vec<u8> {
@@ -667,11 +666,7 @@ pub fn header_fields(raw: &[u8]) -> Vec<(String, String)> {
     mime::fields(header)
         .into_iter()
         .map(|(name, range)| {
-            let field = &header[range];
-            let value = field
-                .iter()
-                .position(|&b| b == b':')
-                .map_or(&[][..], |i| &field[i + 1..]);
+            let value = field_value(&header[range]).unwrap_or_default();
             (
                 String::from_utf8_lossy(name).to_ascii_lowercase(),
                 fold_value(value),

@@ -499,13 +499,7 @@ impl Session {
                 ));
             }
             AuthOutcome::Failed => {
-                self.stats.auth_failures = self.stats.auth_failures.saturating_add(1);
-                self.send(&Response::no(
-                    &tag,
-                    Some(Code::AuthenticationFailed),
-                    "Authentication failed",
-                ));
-                self.count_error();
+                self.auth_refused(&tag);
             }
             AuthOutcome::Throttled => {
                 self.stats.auth_failures = self.stats.auth_failures.saturating_add(1);
@@ -604,6 +598,12 @@ impl Session {
         }
     }
 
+    /// `tag NO [code] text`, counted as an error.
+    fn no(&mut self, tag: &str, code: Code, text: &str) {
+        self.send(&Response::no(tag, Some(code), text));
+        self.count_error();
+    }
+
     /// `tag BAD text` (`* BAD` without a tag), counted.
     fn bad(&mut self, tag: Option<&str>, code: Option<Code>, text: &str) {
         let r = match tag {
@@ -694,12 +694,7 @@ impl Session {
             // RFC 7889 §4: an APPEND over the limit fails with NO [TOOBIG].
             FrameError::LiteralTooBig { append: true, .. } if tag.is_some() => {
                 let tag = tag.unwrap_or_default();
-                self.send(&Response::no(
-                    tag,
-                    Some(Code::TooBig),
-                    "Message exceeds the APPENDLIMIT",
-                ));
-                self.count_error();
+                self.no(tag, Code::TooBig, "Message exceeds the APPENDLIMIT");
             }
             FrameError::LiteralTooBig { .. } | FrameError::CommandTooLong => {
                 self.bad(tag, Some(Code::TooBig), &error.to_string());
@@ -766,12 +761,7 @@ impl Session {
 
     fn auth_refused(&mut self, tag: &str) -> Option<(String, Action)> {
         self.stats.auth_failures = self.stats.auth_failures.saturating_add(1);
-        self.send(&Response::no(
-            tag,
-            Some(Code::AuthenticationFailed),
-            "Authentication failed",
-        ));
-        self.count_error();
+        self.no(tag, Code::AuthenticationFailed, "Authentication failed");
         None
     }
 
@@ -856,12 +846,7 @@ impl Session {
                     return self.privacy_required(&tag);
                 }
                 if mechanism != "PLAIN" {
-                    self.send(&Response::no(
-                        &tag,
-                        Some(Code::Cannot),
-                        "Unsupported authentication mechanism",
-                    ));
-                    self.count_error();
+                    self.no(&tag, Code::Cannot, "Unsupported authentication mechanism");
                     return None;
                 }
                 match initial_response {
@@ -965,12 +950,11 @@ impl Session {
     }
 
     fn privacy_required(&mut self, tag: &str) -> Option<(String, Action)> {
-        self.send(&Response::no(
+        self.no(
             tag,
-            Some(Code::PrivacyRequired),
+            Code::PrivacyRequired,
             "Login is disabled until STARTTLS",
-        ));
-        self.count_error();
+        );
         None
     }
 

@@ -1,4 +1,5 @@
 use super::*;
+use crate::fuzzing::small_limits;
 use proptest::prelude::*;
 
 /// Feeds `input` and collects events, accepting every synchronising literal.
@@ -26,6 +27,20 @@ fn cmd(tag: &str, bytes: &[u8], literals: usize) -> Event {
     })
 }
 
+/// A synchronising literal announced, waiting for the session's decision.
+fn sync(tag: &str, verb: &str, size: u64) -> Event {
+    Event::SyncLiteral {
+        tag: tag.to_string(),
+        verb: verb.to_string(),
+        size,
+    }
+}
+
+/// `<tag> NOOP`: the command the tests send to see that the stream is still in step.
+fn noop(tag: &str) -> Event {
+    cmd(tag, format!("{tag} NOOP").as_bytes(), 0)
+}
+
 fn err(tag: Option<&str>, error: FrameError) -> Event {
     Event::Error {
         tag: tag.map(str::to_string),
@@ -43,7 +58,7 @@ fn simple_commands_and_line_endings() {
     assert_eq!(
         run(&mut f, b"a1 NOOP\r\na2 CAPABILITY\nA3 LOGOUT\r\n"),
         vec![
-            cmd("a1", b"a1 NOOP", 0),
+            noop("a1"),
             cmd("a2", b"a2 CAPABILITY", 0),
             cmd("A3", b"A3 LOGOUT", 0)
         ]
@@ -52,17 +67,37 @@ fn simple_commands_and_line_endings() {
     assert_eq!(run(&mut f, b"a4 NO"), vec![]);
     assert!(f.in_command());
     assert_eq!(run(&mut f, b"OP\r"), vec![]);
-    assert_eq!(run(&mut f, b"\n"), vec![cmd("a4", b"a4 NOOP", 0)]);
+    assert_eq!(run(&mut f, b"\n"), vec![noop("a4")]);
     assert!(!f.in_command());
 }
 
 #[test]
-fn blank_lines_are_ignored() {
-    let mut f = framer();
-    assert_eq!(
-        run(&mut f, b"\r\n\n\r\na NOOP\r\n\r\n"),
-        vec![cmd("a", b"a NOOP", 0)]
-    );
+fn streams_of_one_command() {
+    for (input, events) in [
+        // Blank lines are ignored.
+        (&b"\r\n\n\r\na NOOP\r\n\r\n"[..], vec![noop("a")]),
+        // literal8 with a NUL in it.
+        (
+            b"a APPEND INBOX ~{3+}\r\na\0c\r\n",
+            vec![cmd("a", b"a APPEND INBOX ~{3+}\r\na\0c", 1)],
+        ),
+        // An announcement ended by a bare LF is normalised.
+        (
+            b"a LOGIN {1+}\nx y\n",
+            vec![cmd("a", b"a LOGIN {1+}\r\nx y", 1)],
+        ),
+        // Zero-length literals, non-synchronising and synchronising.
+        (
+            b"a LOGIN {0+}\r\n {0}\r\n\r\n",
+            vec![
+                sync("a", "LOGIN", 0),
+                cmd("a", b"a LOGIN {0+}\r\n {0}\r\n", 2),
+            ],
+        ),
+    ] {
+        let mut f = framer();
+        assert_eq!(run(&mut f, input), events, "{:?}", input.escape_ascii());
+    }
 }
 
 #[test]
@@ -81,27 +116,13 @@ fn synchronising_literal_waits_for_decision() {
     // RFC 9051 §6.2.3 style LOGIN with literals.
     let mut f = framer();
     f.feed(b"a001 LOGIN {11}\r\n");
-    assert_eq!(
-        f.next_event(),
-        Some(Event::SyncLiteral {
-            tag: "a001".into(),
-            verb: "LOGIN".into(),
-            size: 11
-        })
-    );
+    assert_eq!(f.next_event(), Some(sync("a001", "LOGIN", 11)));
     assert!(f.awaiting_decision());
     // Nothing moves until the session decides, even if bytes arrive.
     f.feed(b"FRED FOOBAR {7}\r\n");
     assert_eq!(f.next_event(), None);
     f.accept_literal();
-    assert_eq!(
-        f.next_event(),
-        Some(Event::SyncLiteral {
-            tag: "a001".into(),
-            verb: "LOGIN".into(),
-            size: 7
-        })
-    );
+    assert_eq!(f.next_event(), Some(sync("a001", "LOGIN", 7)));
     f.accept_literal();
     f.feed(b"fat man\r\n");
     assert_eq!(
@@ -122,7 +143,7 @@ fn rejected_synchronising_literal_drops_the_command() {
     assert!(matches!(f.next_event(), Some(Event::SyncLiteral { .. })));
     f.reject_literal();
     // The client does not send the literal; its next command is framed normally.
-    assert_eq!(run(&mut f, b"b NOOP\r\n"), vec![cmd("b", b"b NOOP", 0)]);
+    assert_eq!(run(&mut f, b"b NOOP\r\n"), vec![noop("b")]);
 }
 
 #[test]
@@ -135,7 +156,7 @@ fn non_synchronising_literals() {
         ),
         vec![
             cmd("a", b"a APPEND INBOX (\\Seen) {5+}\r\nab\r\nc", 1),
-            cmd("b", b"b NOOP", 0)
+            noop("b")
         ]
     );
     // Literal content is never scanned: parentheses, quotes and announcements inside it
@@ -143,40 +164,6 @@ fn non_synchronising_literals() {
     assert_eq!(
         run(&mut f, b"c LOGIN {9+}\r\n((\"{1}\r\n) x\r\n"),
         vec![cmd("c", b"c LOGIN {9+}\r\n((\"{1}\r\n) x", 1)]
-    );
-}
-
-#[test]
-fn literal8_and_nul() {
-    let mut f = framer();
-    assert_eq!(
-        run(&mut f, b"a APPEND INBOX ~{3+}\r\na\0c\r\n"),
-        vec![cmd("a", b"a APPEND INBOX ~{3+}\r\na\0c", 1)]
-    );
-}
-
-#[test]
-fn announcement_with_bare_lf_is_normalised() {
-    let mut f = framer();
-    assert_eq!(
-        run(&mut f, b"a LOGIN {1+}\nx y\n"),
-        vec![cmd("a", b"a LOGIN {1+}\r\nx y", 1)]
-    );
-}
-
-#[test]
-fn zero_length_literal() {
-    let mut f = framer();
-    assert_eq!(
-        run(&mut f, b"a LOGIN {0+}\r\n {0}\r\n\r\n"),
-        vec![
-            Event::SyncLiteral {
-                tag: "a".into(),
-                verb: "LOGIN".into(),
-                size: 0
-            },
-            cmd("a", b"a LOGIN {0+}\r\n {0}\r\n", 2)
-        ]
     );
 }
 
@@ -195,7 +182,7 @@ fn huge_synchronising_literal_is_refused_without_allocation() {
                     append: true
                 }
             ),
-            cmd("b", b"b NOOP", 0)
+            noop("b")
         ]
     );
     assert!(f.cmd.capacity() < 1024);
@@ -242,7 +229,7 @@ fn saturating_size_is_too_big_not_text() {
                     append: false
                 }
             ),
-            cmd("b", b"b NOOP", 0)
+            noop("b")
         ]
     );
 }
@@ -298,7 +285,7 @@ fn literal_minus() {
                     append: true
                 }
             ),
-            cmd("c", b"c NOOP", 0)
+            noop("c")
         ]
     );
     // Synchronising literals of any size (within limits) are fine.
@@ -324,20 +311,14 @@ fn too_many_literals() {
             &mut f,
             b"a LOGIN {1+}\r\na {1+}\r\nb {5+}\r\nc NOOP\r\nd NOOP\r\n"
         ),
-        vec![
-            err(Some("a"), FrameError::TooManyLiterals),
-            cmd("d", b"d NOOP", 0)
-        ]
+        vec![err(Some("a"), FrameError::TooManyLiterals), noop("d")]
     );
     // Synchronising: refused at once.
     let mut f = Framer::new(limits);
     let ev = run(&mut f, b"a LOGIN {1}\r\na {1}\r\nb {5}\r\nd NOOP\r\n");
     assert_eq!(
         ev[2..],
-        [
-            err(Some("a"), FrameError::TooManyLiterals),
-            cmd("d", b"d NOOP", 0)
-        ]
+        [err(Some("a"), FrameError::TooManyLiterals), noop("d")]
     );
 }
 
@@ -353,10 +334,7 @@ fn command_too_long() {
     let mut f = Framer::new(limits);
     assert_eq!(
         run(&mut f, b"a LOGIN {95}\r\nb NOOP\r\n"),
-        vec![
-            err(Some("a"), FrameError::CommandTooLong),
-            cmd("b", b"b NOOP", 0)
-        ]
+        vec![err(Some("a"), FrameError::CommandTooLong), noop("b")]
     );
     // Lines count too.
     let mut f = Framer::new(limits);
@@ -367,10 +345,7 @@ fn command_too_long() {
     );
     assert_eq!(
         run(&mut f, input.as_bytes()),
-        vec![
-            err(Some("a"), FrameError::CommandTooLong),
-            cmd("b", b"b NOOP", 0)
-        ]
+        vec![err(Some("a"), FrameError::CommandTooLong), noop("b")]
     );
 }
 
@@ -390,10 +365,7 @@ fn long_line_is_discarded_as_it_arrives() {
     }
     assert_eq!(
         run(&mut f, b"\r\na2 NOOP\r\n"),
-        vec![
-            err(Some("a1"), FrameError::LineTooLong),
-            cmd("a2", b"a2 NOOP", 0)
-        ]
+        vec![err(Some("a1"), FrameError::LineTooLong), noop("a2")]
     );
     // Exactly at the limit (including CRLF) is fine.
     let line = format!("a3 {}\r\n", "y".repeat(64 - 5));
@@ -423,19 +395,13 @@ fn long_line_with_literal_skips_the_literal() {
     // The literal "c NOOP\r\n" is skipped, never executed.
     assert_eq!(
         run(&mut f, input.as_bytes()),
-        vec![
-            err(Some("a"), FrameError::LineTooLong),
-            cmd("b", b"b NOOP", 0)
-        ]
+        vec![err(Some("a"), FrameError::LineTooLong), noop("b")]
     );
     // With a synchronising literal the command ends at the announcement.
     let input = format!("a SEARCH {} {{10}}\r\nb NOOP\r\n", "x".repeat(40));
     assert_eq!(
         run(&mut f, input.as_bytes()),
-        vec![
-            err(Some("a"), FrameError::LineTooLong),
-            cmd("b", b"b NOOP", 0)
-        ]
+        vec![err(Some("a"), FrameError::LineTooLong), noop("b")]
     );
 }
 
@@ -449,7 +415,7 @@ fn deep_nesting() {
     );
     assert_eq!(
         run(&mut f, deep.as_bytes()),
-        vec![err(Some("a"), FrameError::TooDeep), cmd("b", b"b NOOP", 0)]
+        vec![err(Some("a"), FrameError::TooDeep), noop("b")]
     );
     let ok = format!("a SEARCH {}ALL{}\r\n", "(".repeat(32), ")".repeat(32));
     assert!(matches!(
@@ -477,7 +443,7 @@ fn quoted_strings_hide_announcements() {
     // parser will reject it).
     assert_eq!(
         run(&mut f, b"a LOGIN \"x {5}\r\nb NOOP\r\n"),
-        vec![cmd("a", b"a LOGIN \"x {5}", 0), cmd("b", b"b NOOP", 0)]
+        vec![cmd("a", b"a LOGIN \"x {5}", 0), noop("b")]
     );
     // An escaped quote does not end the string.
     assert_eq!(
@@ -517,7 +483,7 @@ fn invalid_tags() {
     // An invalid tag followed by a synchronising literal ends at the announcement.
     assert_eq!(
         run(&mut f, b"+ LOGIN {5}\r\nb NOOP\r\n"),
-        vec![err(None, FrameError::InvalidTag), cmd("b", b"b NOOP", 0)]
+        vec![err(None, FrameError::InvalidTag), noop("b")]
     );
 }
 
@@ -550,7 +516,7 @@ fn expect_line_is_one_shot() {
     f.expect_line(100);
     assert_eq!(
         run(&mut f, b"DONE\r\na NOOP\r\n"),
-        vec![Event::Line(b"DONE".to_vec()), cmd("a", b"a NOOP", 0)]
+        vec![Event::Line(b"DONE".to_vec()), noop("a")]
     );
     // A plain line is not scanned for literals.
     f.expect_line(100);
@@ -564,7 +530,7 @@ fn expect_line_is_one_shot() {
     f.expect_line(10);
     assert_eq!(
         run(&mut f, b"0123456789ABCDEF\r\nb NOOP\r\n"),
-        vec![err(None, FrameError::LineTooLong), cmd("b", b"b NOOP", 0)]
+        vec![err(None, FrameError::LineTooLong), noop("b")]
     );
     // Exactly at the limit, including CRLF.
     f.expect_line(6);
@@ -592,7 +558,7 @@ fn starttls_injection_is_discarded() {
     // The rest of the partial command is framed as a (nonsensical) command of its own.
     assert_eq!(
         run(&mut f, b"IN x y\r\nc NOOP\r\n"),
-        vec![cmd("IN", b"IN x y", 0), cmd("c", b"c NOOP", 0)]
+        vec![cmd("IN", b"IN x y", 0), noop("c")]
     );
 }
 
@@ -623,50 +589,28 @@ fn input_buffer_is_compacted() {
 
 /// Pieces that make up plausible and implausible command streams.
 fn piece() -> impl Strategy<Value = Vec<u8>> {
-    prop_oneof![
-        Just(b"a NOOP\r\n".to_vec()),
-        Just(b"b LOGIN {3}\r\nabc {0+}\r\n\r\n".to_vec()),
-        Just(b"c APPEND INBOX {4+}\r\n\r\n\r\n\r\n".to_vec()),
-        Just(b"d APPEND INBOX ~{2}\r\n\0\0\r\n".to_vec()),
-        Just(b"e SEARCH ((((((((((((((((((((((((((((((((((((ALL\r\n".to_vec()),
-        Just(b"f LOGIN {999999999999}\r\n".to_vec()),
-        Just(b"g \"quoted {3}\r\n".to_vec()),
-        Just(b"h \"x\\\"\" {2+}\r\n()\r\n".to_vec()),
-        Just(b"\r\n".to_vec()),
-        Just(b"\n".to_vec()),
-        Just(b"+ BAD\r\n".to_vec()),
-        Just(b"i {70000+}\r\n".to_vec()),
-        "[ -~]{0,20}\r\n".prop_map(String::into_bytes),
-        proptest::collection::vec(any::<u8>(), 0..30),
-    ]
-}
-
-fn small_limits() -> Limits {
-    Limits {
-        max_line: 40,
-        max_append_literal: 16,
-        max_literal: 8,
-        max_literals: 3,
-        max_command: 60,
-        max_depth: 4,
-        literal_minus: false,
-    }
+    const PIECES: &[&[u8]] = &[
+        b"a NOOP\r\n",
+        b"b LOGIN {3}\r\nabc {0+}\r\n\r\n",
+        b"c APPEND INBOX {4+}\r\n\r\n\r\n\r\n",
+        b"d APPEND INBOX ~{2}\r\n\0\0\r\n",
+        b"e SEARCH ((((((((((((((((((((((((((((((((((((ALL\r\n",
+        b"f LOGIN {999999999999}\r\n",
+        b"g \"quoted {3}\r\n",
+        b"h \"x\\\"\" {2+}\r\n()\r\n",
+        b"\r\n",
+        b"\n",
+        b"+ BAD\r\n",
+        b"i {70000+}\r\n",
+    ];
+    crate::testing::piece(PIECES, "[ -~]{0,20}\r\n", 30)
 }
 
 fn run_chunked(limits: Limits, input: &[u8], chunks: &[usize]) -> Vec<Event> {
     let mut f = Framer::new(limits);
     let mut out = Vec::new();
-    let mut rest = input;
-    let mut i = 0;
-    while !rest.is_empty() {
-        let n = chunks
-            .get(i)
-            .copied()
-            .unwrap_or(rest.len())
-            .clamp(1, rest.len());
-        i += 1;
-        f.feed(&rest[..n]);
-        rest = &rest[n..];
+    for piece in crate::testing::cut(input, chunks) {
+        f.feed(piece);
         out.extend(drain(&mut f));
         check_bounds(&f, &limits);
     }
@@ -704,19 +648,7 @@ proptest! {
     ) {
         let limits = small_limits();
         for ev in run_chunked(limits, &input, &chunks) {
-            match ev {
-                Event::Command(c) => {
-                    prop_assert!(c.bytes.len() as u64 <= limits.max_command + 2);
-                    prop_assert!(is_valid_tag(c.tag.as_bytes()));
-                    prop_assert!(c.bytes.starts_with(c.tag.as_bytes()));
-                    prop_assert!(c.literals <= limits.max_literals);
-                }
-                Event::SyncLiteral { size, .. } => prop_assert!(size <= limits.max_append_literal),
-                Event::Error { tag: Some(t), .. } | Event::Fatal { tag: Some(t), .. } => {
-                    prop_assert!(is_valid_tag(t.as_bytes()));
-                }
-                _ => {}
-            }
+            crate::fuzzing::check_event(&ev, &limits);
         }
     }
 
@@ -729,6 +661,6 @@ proptest! {
         input.extend_from_slice(b"\r\nz NOOP\r\n");
         let ev = run_chunked(Limits::default(), &input, &[]);
         prop_assert_eq!(ev.len(), 2);
-        prop_assert_eq!(&ev[1], &cmd("z", b"z NOOP", 0));
+        prop_assert_eq!(&ev[1], &noop("z"));
     }
 }

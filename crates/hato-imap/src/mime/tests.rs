@@ -492,17 +492,8 @@ fn exercise(raw: &[u8]) {
             utf8,
         );
     }
-    for path in [&[][..], &[1], &[2], &[1, 1], &[1, 2, 1], &[3, 1]] {
-        for text in [
-            None,
-            Some(SectionText::Header),
-            Some(SectionText::Text),
-            Some(SectionText::Mime),
-            Some(SectionText::HeaderFields {
-                not: true,
-                fields: vec!["Subject".into()],
-            }),
-        ] {
+    for path in crate::fuzzing::SAMPLE_PARTS {
+        for text in crate::fuzzing::sample_section_texts() {
             let _ = m.section(&Section {
                 part: path.to_vec(),
                 text,

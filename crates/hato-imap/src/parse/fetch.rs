@@ -7,8 +7,7 @@ use crate::command::*;
 
 impl Parser<'_> {
     pub(super) fn fetch(&mut self, uid: bool) -> Result<CommandBody> {
-        self.sp()?;
-        let set = self.sequence_set()?;
+        let set = self.arg(Self::sequence_set)?;
         self.sp()?;
         let items = if self.peek() == Some(b'(') {
             self.paren_list(1, Self::fetch_attr)?

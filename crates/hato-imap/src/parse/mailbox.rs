@@ -10,8 +10,7 @@ use crate::sequence::SequenceSet;
 
 impl Parser<'_> {
     pub(super) fn select(&mut self, read_only: bool) -> Result<CommandBody> {
-        self.sp()?;
-        let mailbox = self.mailbox()?;
+        let mailbox = self.arg(Self::mailbox)?;
         let mut condstore = false;
         let mut qresync = None;
         if !self.eof() {
@@ -49,8 +48,7 @@ impl Parser<'_> {
     fn qresync(&mut self) -> Result<QResync> {
         self.byte(b'(', "expected '('")?;
         let uidvalidity = self.nz_number()?;
-        self.sp()?;
-        let modseq = self.modseq()?;
+        let modseq = self.arg(Self::modseq)?;
         let mut known_uids = None;
         let mut seq_match = None;
         if self.peek() == Some(b' ') {
@@ -64,8 +62,7 @@ impl Parser<'_> {
             if self.peek() == Some(b'(') {
                 self.pos += 1;
                 let seqs = self.known_set()?;
-                self.sp()?;
-                let uids = self.known_set()?;
+                let uids = self.arg(Self::known_set)?;
                 self.byte(b')', "expected ')'")?;
                 seq_match = Some((seqs, uids));
             }
@@ -89,8 +86,7 @@ impl Parser<'_> {
     }
 
     pub(super) fn create(&mut self) -> Result<CommandBody> {
-        self.sp()?;
-        let mailbox = self.mailbox()?;
+        let mailbox = self.arg(Self::mailbox)?;
         let mut special_use = Vec::new();
         if !self.eof() {
             self.sp()?;
@@ -173,8 +169,7 @@ impl Parser<'_> {
     /// `setquota-list = "(" [setquota-resource *(SP setquota-resource)] ")"`;
     /// `setquota-resource = resource-name SP resource-limit` (RFC 9208 formal syntax).
     pub(super) fn setquota(&mut self) -> Result<CommandBody> {
-        self.sp()?;
-        let root = self.astring_utf8()?;
+        let root = self.arg(Self::astring_utf8)?;
         self.sp()?;
         let limits = self.paren_list(0, |p| {
             let resource = p.word()?;
@@ -204,8 +199,7 @@ impl Parser<'_> {
     }
 
     pub(super) fn append(&mut self) -> Result<CommandBody> {
-        self.sp()?;
-        let mailbox = self.mailbox()?;
+        let mailbox = self.arg(Self::mailbox)?;
         let mut messages = Vec::new();
         while !self.eof() {
             self.sp()?;

@@ -35,6 +35,12 @@ impl<'a> Parser<'a> {
         self.byte(b' ', "expected a space")
     }
 
+    /// `SP item`: an argument after its separating space.
+    pub(super) fn arg<T>(&mut self, item: impl FnOnce(&mut Self) -> Result<T>) -> Result<T> {
+        self.sp()?;
+        item(self)
+    }
+
     pub(super) fn end(&self) -> Result<()> {
         if self.eof() {
             Ok(())
@@ -356,8 +362,7 @@ impl<'a> Parser<'a> {
         let month = self.month()?;
         self.byte(b'-', "invalid date-time")?;
         let year = self.year()?;
-        self.sp()?;
-        let hour = self.two_digits()?;
+        let hour = self.arg(Self::two_digits)?;
         self.byte(b':', "invalid date-time")?;
         let minute = self.two_digits()?;
         self.byte(b':', "invalid date-time")?;

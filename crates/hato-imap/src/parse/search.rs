@@ -44,8 +44,7 @@ impl Parser<'_> {
         }
         let mut criteria = vec![self.search_key()?];
         while !self.eof() {
-            self.sp()?;
-            criteria.push(self.search_key()?);
+            criteria.push(self.arg(Self::search_key)?);
         }
         Ok(CommandBody::Search(SearchCommand {
             uid,
@@ -66,13 +65,11 @@ impl Parser<'_> {
     }
 
     fn search_string(&mut self) -> Result<String> {
-        self.sp()?;
-        self.astring_utf8()
+        self.arg(Self::astring_utf8)
     }
 
     fn search_date(&mut self) -> Result<Date> {
-        self.sp()?;
-        self.date()
+        self.arg(Self::date)
     }
 
     fn search_key(&mut self) -> Result<SearchKey> {
@@ -130,29 +127,15 @@ impl Parser<'_> {
                     SearchKey::Unkeyword(k)
                 }
             }
-            "LARGER" => {
-                self.sp()?;
-                SearchKey::Larger(self.number64()?)
-            }
-            "SMALLER" => {
-                self.sp()?;
-                SearchKey::Smaller(self.number64()?)
-            }
-            "NOT" => {
-                self.sp()?;
-                SearchKey::Not(Box::new(self.nested(Self::search_key)?))
-            }
+            "LARGER" => SearchKey::Larger(self.arg(Self::number64)?),
+            "SMALLER" => SearchKey::Smaller(self.arg(Self::number64)?),
+            "NOT" => SearchKey::Not(Box::new(self.arg(|p| p.nested(Self::search_key))?)),
             "OR" => {
-                self.sp()?;
-                let a = self.nested(Self::search_key)?;
-                self.sp()?;
-                let b = self.nested(Self::search_key)?;
+                let a = self.arg(|p| p.nested(Self::search_key))?;
+                let b = self.arg(|p| p.nested(Self::search_key))?;
                 SearchKey::Or(Box::new(a), Box::new(b))
             }
-            "UID" => {
-                self.sp()?;
-                SearchKey::Uid(self.sequence_set()?)
-            }
+            "UID" => SearchKey::Uid(self.arg(Self::sequence_set)?),
             "MODSEQ" => {
                 self.sp()?;
                 let mut entry = None;
@@ -180,14 +163,8 @@ impl Parser<'_> {
                     modseq: self.number64()?,
                 }
             }
-            "OLDER" => {
-                self.sp()?;
-                SearchKey::Older(self.nz_number()?)
-            }
-            "YOUNGER" => {
-                self.sp()?;
-                SearchKey::Younger(self.nz_number()?)
-            }
+            "OLDER" => SearchKey::Older(self.arg(Self::nz_number)?),
+            "YOUNGER" => SearchKey::Younger(self.arg(Self::nz_number)?),
             _ => return Err(self.syntax("unknown search key")),
         })
     }

@@ -5,8 +5,7 @@ use crate::command::*;
 
 impl Parser<'_> {
     pub(super) fn store(&mut self, uid: bool) -> Result<CommandBody> {
-        self.sp()?;
-        let set = self.sequence_set()?;
+        let set = self.arg(Self::sequence_set)?;
         self.sp()?;
         let mut unchanged_since = None;
         if self.peek() == Some(b'(') {
@@ -44,8 +43,7 @@ impl Parser<'_> {
         } else {
             let mut flags = vec![self.flag()?];
             while !self.eof() {
-                self.sp()?;
-                flags.push(self.flag()?);
+                flags.push(self.arg(Self::flag)?);
             }
             flags
         };
@@ -61,10 +59,8 @@ impl Parser<'_> {
     }
 
     pub(super) fn copy_move(&mut self, uid: bool, is_move: bool) -> Result<CommandBody> {
-        self.sp()?;
-        let set = self.sequence_set()?;
-        self.sp()?;
-        let mailbox = self.mailbox()?;
+        let set = self.arg(Self::sequence_set)?;
+        let mailbox = self.arg(Self::mailbox)?;
         self.end()?;
         Ok(if is_move {
             CommandBody::Move { uid, set, mailbox }

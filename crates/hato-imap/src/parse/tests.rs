@@ -8,7 +8,20 @@ fn parse(input: &[u8]) -> Result<Command> {
 }
 
 fn ok(input: &[u8]) -> CommandBody {
-    match parse(input) {
+    ok_with(input, &ParseOptions::default())
+}
+
+/// [`ok`] for a client that uses UTF-8 mailbox names.
+fn ok_utf8(input: &[u8]) -> CommandBody {
+    let utf8 = ParseOptions {
+        utf8: true,
+        ..ParseOptions::default()
+    };
+    ok_with(input, &utf8)
+}
+
+fn ok_with(input: &[u8], opts: &ParseOptions) -> CommandBody {
+    match parse_command(input, opts) {
         Ok(c) => c.body,
         Err(e) => panic!("{:?}: {e:?}", String::from_utf8_lossy(input)),
     }
@@ -32,6 +45,27 @@ fn set(ranges: &[(crate::sequence::SeqNo, crate::sequence::SeqNo)]) -> SequenceS
 
 fn s(v: &str) -> String {
     v.to_string()
+}
+
+/// A LIST command with this reference and these patterns, nothing selected or returned.
+fn list_command(reference: &str, patterns: &[&str]) -> ListCommand {
+    ListCommand {
+        reference: s(reference),
+        patterns: patterns.iter().copied().map(s).collect(),
+        ..ListCommand::default()
+    }
+}
+
+/// `LIST reference pattern`: the basic form.
+fn list(reference: &str, pattern: &str) -> CommandBody {
+    CommandBody::List(list_command(reference, &[pattern]))
+}
+
+fn lsub(reference: &str, pattern: &str) -> CommandBody {
+    CommandBody::Lsub {
+        reference: s(reference),
+        pattern: s(pattern),
+    }
 }
 
 // ---- tag and command name ----------------------------------------------------------
@@ -302,14 +336,8 @@ fn mailbox_names() {
     );
     bad(b"a DELETE &Jjo!-");
     // UTF-8 once enabled.
-    let utf8 = ParseOptions {
-        utf8: true,
-        ..ParseOptions::default()
-    };
     assert_eq!(
-        parse_command("a DELETE \"Entwürfe & Co\"".as_bytes(), &utf8)
-            .unwrap()
-            .body,
+        ok_utf8("a DELETE \"Entwürfe & Co\"".as_bytes()),
         CommandBody::Delete(s("Entwürfe & Co"))
     );
     // 8-bit names are UTF-8 even for rev1 clients; invalid UTF-8 is refused.
@@ -363,46 +391,15 @@ fn create_special_use() {
 
 #[test]
 fn list_basic_and_lsub() {
-    assert_eq!(
-        ok(b"A101 LIST \"\" \"\""),
-        CommandBody::List(ListCommand {
-            reference: s(""),
-            patterns: vec![s("")],
-            ..ListCommand::default()
-        })
-    );
-    assert_eq!(
-        ok(b"A202 LIST ~/Mail/ %"),
-        CommandBody::List(ListCommand {
-            reference: s("~/Mail/"),
-            patterns: vec![s("%")],
-            ..ListCommand::default()
-        })
-    );
-    assert_eq!(
-        ok(b"a LIST \"\" INBOX/*"),
-        CommandBody::List(ListCommand {
-            reference: s(""),
-            patterns: vec![s("INBOX/*")],
-            ..ListCommand::default()
-        })
-    );
+    assert_eq!(ok(b"A101 LIST \"\" \"\""), list("", ""));
+    assert_eq!(ok(b"A202 LIST ~/Mail/ %"), list("~/Mail/", "%"));
+    assert_eq!(ok(b"a LIST \"\" INBOX/*"), list("", "INBOX/*"));
     assert_eq!(
         ok(b"A002 LSUB \"#news.\" \"comp.mail.*\""),
-        CommandBody::Lsub {
-            reference: s("#news."),
-            pattern: s("comp.mail.*")
-        }
+        lsub("#news.", "comp.mail.*")
     );
     // Pattern in modified UTF-7.
-    assert_eq!(
-        ok(b"a LIST \"\" Entw&APw-*"),
-        CommandBody::List(ListCommand {
-            reference: s(""),
-            patterns: vec![s("Entwü*")],
-            ..ListCommand::default()
-        })
-    );
+    assert_eq!(ok(b"a LIST \"\" Entw&APw-*"), list("", "Entwü*"));
     bad(b"a LIST \"\"");
     bad(b"a LIST \"\" * extra");
 }
@@ -414,13 +411,6 @@ fn list_basic_and_lsub() {
 /// sends them by default, and Dovecot refuses them too.
 #[test]
 fn list_forms_real_clients_send() {
-    let list = |reference: &str, pattern: &str| {
-        CommandBody::List(ListCommand {
-            reference: s(reference),
-            patterns: vec![s(pattern)],
-            ..ListCommand::default()
-        })
-    };
     // imaplib: list() and list('""', '*') (its default reference is the two characters `""`).
     assert_eq!(ok(br#"GNAI2 LIST "" *"#), list("", "*"));
     // imaplib list('""', '"*"') and most clients: quoted pattern.
@@ -441,20 +431,8 @@ fn list_forms_real_clients_send() {
     assert_eq!(ok(b"a LIST \"\" {1+}\r\n%"), list("", "%"));
     // Lower-case command name.
     assert_eq!(ok(b"a list \"\" *"), list("", "*"));
-    assert_eq!(
-        ok(b"a LSUB \"\" *"),
-        CommandBody::Lsub {
-            reference: s(""),
-            pattern: s("*")
-        }
-    );
-    assert_eq!(
-        ok(b"a LSUB \"\" \"*\""),
-        CommandBody::Lsub {
-            reference: s(""),
-            pattern: s("*")
-        }
-    );
+    assert_eq!(ok(b"a LSUB \"\" *"), lsub("", "*"));
+    assert_eq!(ok(b"a LSUB \"\" \"*\""), lsub("", "*"));
     // Not IMAP syntax: a missing reference, doubled or trailing spaces.
     bad(b"a LIST  *");
     bad(b"a LIST *");
@@ -470,11 +448,9 @@ fn list_extended() {
     assert_eq!(
         c,
         CommandBody::List(ListCommand {
-            reference: s(""),
-            patterns: vec![s("*")],
             select_subscribed: true,
             extended: true,
-            ..ListCommand::default()
+            ..list_command("", &["*"])
         })
     );
     let c = ok(b"A03 LIST () \"\" \"%\" RETURN (CHILDREN)");
@@ -501,10 +477,8 @@ fn list_extended() {
     assert_eq!(
         c,
         CommandBody::List(ListCommand {
-            reference: s(""),
-            patterns: vec![s("INBOX"), s("Drafts"), s("Sent/%")],
             extended: true,
-            ..ListCommand::default()
+            ..list_command("", &["INBOX", "Drafts", "Sent/%"])
         })
     );
     // RFC 6154 §5.1 and RFC 5819 §2 examples
@@ -615,50 +589,31 @@ fn status() {
 
 #[test]
 fn quota_commands() {
-    assert_eq!(ok(b"G0001 GETQUOTA \"\""), CommandBody::GetQuota(s("")));
-    assert_eq!(
-        ok(b"G0002 GETQUOTAROOT INBOX"),
-        CommandBody::GetQuotaRoot(s("INBOX"))
-    );
+    let quota = |root: &str| CommandBody::GetQuota(s(root));
+    let quota_root = |mailbox: &str| CommandBody::GetQuotaRoot(s(mailbox));
+    assert_eq!(ok(b"G0001 GETQUOTA \"\""), quota(""));
+    assert_eq!(ok(b"G0002 GETQUOTAROOT INBOX"), quota_root("INBOX"));
     // RFC 9208 §4.1.1 examples; atom, quoted and literal roots; case-insensitive names.
     assert_eq!(
         ok(b"G0001 GETQUOTA \"!partition/sda4\""),
-        CommandBody::GetQuota(s("!partition/sda4"))
+        quota("!partition/sda4")
     );
-    assert_eq!(ok(b"a getquota User"), CommandBody::GetQuota(s("User")));
-    assert_eq!(
-        ok(b"a GetQuota {10+}\r\nUser quota"),
-        CommandBody::GetQuota(s("User quota"))
-    );
-    assert_eq!(
-        ok(b"a GETQUOTA \"say \\\"hi\\\"\""),
-        CommandBody::GetQuota(s("say \"hi\""))
-    );
+    assert_eq!(ok(b"a getquota User"), quota("User"));
+    assert_eq!(ok(b"a GetQuota {10+}\r\nUser quota"), quota("User quota"));
+    assert_eq!(ok(b"a GETQUOTA \"say \\\"hi\\\"\""), quota("say \"hi\""));
     // The root is opaque: no modified UTF-7 decoding, no INBOX canonicalisation.
-    assert_eq!(ok(b"a GETQUOTA &AOQ-"), CommandBody::GetQuota(s("&AOQ-")));
-    assert_eq!(ok(b"a GETQUOTA inbox"), CommandBody::GetQuota(s("inbox")));
+    assert_eq!(ok(b"a GETQUOTA &AOQ-"), quota("&AOQ-"));
+    assert_eq!(ok(b"a GETQUOTA inbox"), quota("inbox"));
     // GETQUOTAROOT takes a mailbox: INBOX is case-insensitive, names are decoded.
-    assert_eq!(
-        ok(b"a getquotaroot inbox"),
-        CommandBody::GetQuotaRoot(s("INBOX"))
-    );
+    assert_eq!(ok(b"a getquotaroot inbox"), quota_root("INBOX"));
     assert_eq!(
         ok(b"a GETQUOTAROOT \"Entw&APw-rfe\""),
-        CommandBody::GetQuotaRoot(s("Entwürfe"))
+        quota_root("Entwürfe")
     );
+    assert_eq!(ok(b"a GETQUOTAROOT {5}\r\nDraft"), quota_root("Draft"));
     assert_eq!(
-        ok(b"a GETQUOTAROOT {5}\r\nDraft"),
-        CommandBody::GetQuotaRoot(s("Draft"))
-    );
-    let utf8 = ParseOptions {
-        utf8: true,
-        ..ParseOptions::default()
-    };
-    assert_eq!(
-        parse_command("a GETQUOTAROOT \"Entwürfe\"".as_bytes(), &utf8)
-            .unwrap()
-            .body,
-        CommandBody::GetQuotaRoot(s("Entwürfe"))
+        ok_utf8("a GETQUOTAROOT \"Entwürfe\"".as_bytes()),
+        quota_root("Entwürfe")
     );
     for input in [
         &b"a GETQUOTA"[..],
@@ -1381,34 +1336,33 @@ mod props {
     use proptest::prelude::*;
 
     fn token() -> impl Strategy<Value = Vec<u8>> {
-        prop_oneof![
-            Just(b"a ".to_vec()),
-            Just(b"UID ".to_vec()),
-            Just(b"FETCH ".to_vec()),
-            Just(b"SEARCH ".to_vec()),
-            Just(b"STORE ".to_vec()),
-            Just(b"APPEND ".to_vec()),
-            Just(b"LIST ".to_vec()),
-            Just(b"SELECT ".to_vec()),
-            Just(b"NOT ".to_vec()),
-            Just(b"OR ".to_vec()),
-            Just(b"(".to_vec()),
-            Just(b")".to_vec()),
-            Just(b"1:*".to_vec()),
-            Just(b"$".to_vec()),
-            Just(b"\"".to_vec()),
-            Just(b"\\".to_vec()),
-            Just(b"BODY[".to_vec()),
-            Just(b"]<".to_vec()),
-            Just(b"{3}\r\n".to_vec()),
-            Just(b"{99999999999999999999}\r\n".to_vec()),
-            Just(b"~{1+}\r\n".to_vec()),
-            Just(b"&U,BTFw-".to_vec()),
-            Just(b"RETURN (".to_vec()),
-            Just(b"(QRESYNC (".to_vec()),
-            "[ -~]{0,6}".prop_map(String::into_bytes),
-            proptest::collection::vec(any::<u8>(), 0..6),
-        ]
+        const TOKENS: &[&[u8]] = &[
+            b"a ",
+            b"UID ",
+            b"FETCH ",
+            b"SEARCH ",
+            b"STORE ",
+            b"APPEND ",
+            b"LIST ",
+            b"SELECT ",
+            b"NOT ",
+            b"OR ",
+            b"(",
+            b")",
+            b"1:*",
+            b"$",
+            b"\"",
+            b"\\",
+            b"BODY[",
+            b"]<",
+            b"{3}\r\n",
+            b"{99999999999999999999}\r\n",
+            b"~{1+}\r\n",
+            b"&U,BTFw-",
+            b"RETURN (",
+            b"(QRESYNC (",
+        ];
+        crate::testing::piece(TOKENS, "[ -~]{0,6}", 6)
     }
 
     proptest! {

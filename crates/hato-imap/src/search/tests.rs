@@ -167,33 +167,48 @@ struct Outcome {
     headers_only: Option<bool>,
 }
 
+/// The tag and the SEARCH command of `line`.
+fn parse_search(line: &str) -> (String, SearchCommand) {
+    let cmd = parse_command(line.as_bytes(), &ParseOptions::default())
+        .unwrap_or_else(|e| panic!("{line}: {e:?}"));
+    let CommandBody::Search(sc) = cmd.body else {
+        panic!("not a search")
+    };
+    (cmd.tag, sc)
+}
+
+/// `a SEARCH <criteria>` compiled for `view`, nothing enabled, at `now`.
+fn program(view: &SelectedView, criteria: &str, now: i64) -> SearchProgram {
+    let (_, sc) = parse_search(&format!("a SEARCH {criteria}"));
+    SearchProgram::new(&sc, view, Enabled::default(), now).unwrap()
+}
+
+/// What the driver knows of message `uid` (number `seq` in `view`) without loading it.
+fn meta_of<'a>(msgs: &'a [Msg], view: &SelectedView, seq: u32, uid: u32) -> MessageMeta<'a> {
+    let m = msgs.iter().find(|m| m.uid == uid).unwrap();
+    MessageMeta {
+        seq,
+        uid,
+        flags: &m.flags,
+        modseq: m.modseq,
+        size: m.raw.len() as u64,
+        internal_date: m.internal_date,
+        recent: view.is_recent(uid),
+    }
+}
+
 fn run_with(
     msgs: &[Msg],
     view: &mut SelectedView,
     line: &str,
     enabled: Enabled,
 ) -> Result<Outcome, SearchError> {
-    let cmd = parse_command(line.as_bytes(), &ParseOptions::default())
-        .unwrap_or_else(|e| panic!("{line}: {e:?}"));
-    let CommandBody::Search(sc) = &cmd.body else {
-        panic!("not a search")
-    };
+    let (tag, sc) = parse_search(line);
     let now = JAN1 + 10 * DAY;
-    let mut search = Search::new(sc, view, enabled, now)?;
+    let mut search = Search::new(&sc, view, enabled, now)?;
     let metas: Vec<MessageMeta<'_>> = view
         .messages()
-        .map(|(seq, uid)| {
-            let m = msgs.iter().find(|m| m.uid == uid).unwrap();
-            MessageMeta {
-                seq,
-                uid,
-                flags: &m.flags,
-                modseq: m.modseq,
-                size: m.raw.len() as u64,
-                internal_date: m.internal_date,
-                recent: view.is_recent(uid),
-            }
-        })
+        .map(|(seq, uid)| meta_of(msgs, view, seq, uid))
         .collect();
     let loads = Cell::new(0);
     let headers_only = Cell::new(None);
@@ -207,7 +222,7 @@ fn run_with(
             m.raw.clone()
         })
     })?;
-    let responses = search.finish(&cmd.tag, view);
+    let responses = search.finish(&tag, view);
     let mut wire = String::new();
     for r in responses {
         wire.push_str(&String::from_utf8(r.to_bytes(EncodeOptions::default())).unwrap());
@@ -371,36 +386,30 @@ fn modseq_key_and_responses() {
         condstore: true,
         ..Enabled::default()
     };
-    let out = run_with(&msgs, &mut view, "a SEARCH MODSEQ 25", e).unwrap();
-    assert_eq!(out.wire, "* SEARCH 3 4 5 (MODSEQ 50)\r\n");
+    let mut run = |line: &str| run_with(&msgs, &mut view, line, e).unwrap().wire;
+    assert_eq!(run("a SEARCH MODSEQ 25"), "* SEARCH 3 4 5 (MODSEQ 50)\r\n");
     // Entry forms are accepted and ignored.
-    let out = run_with(
-        &msgs,
-        &mut view,
-        "a SEARCH MODSEQ \"/flags/\\\\draft\" all 20 NOT 5",
-        e,
-    )
-    .unwrap();
-    assert_eq!(out.wire, "* SEARCH 2 3 4 (MODSEQ 40)\r\n");
+    assert_eq!(
+        run("a SEARCH MODSEQ \"/flags/\\\\draft\" all 20 NOT 5"),
+        "* SEARCH 2 3 4 (MODSEQ 40)\r\n"
+    );
     // No match: no MODSEQ.
-    let out = run_with(&msgs, &mut view, "a SEARCH MODSEQ 1000", e).unwrap();
-    assert_eq!(out.wire, "* SEARCH\r\n");
+    assert_eq!(run("a SEARCH MODSEQ 1000"), "* SEARCH\r\n");
     // ESEARCH: the highest MODSEQ of what is returned (RFC 4731 §3.2).
-    let out = run_with(&msgs, &mut view, "t UID SEARCH RETURN (MIN) MODSEQ 15", e).unwrap();
-    assert_eq!(out.wire, "* ESEARCH (TAG \"t\") UID MIN 2 MODSEQ 20\r\n");
-    let out = run_with(
-        &msgs,
-        &mut view,
-        "t SEARCH RETURN (MIN MAX) MODSEQ 15 NOT 5",
-        e,
-    )
-    .unwrap();
-    assert_eq!(out.wire, "* ESEARCH (TAG \"t\") MIN 2 MAX 4 MODSEQ 40\r\n");
-    let out = run_with(&msgs, &mut view, "t SEARCH RETURN (COUNT) MODSEQ 15", e).unwrap();
-    assert_eq!(out.wire, "* ESEARCH (TAG \"t\") COUNT 4 MODSEQ 50\r\n");
+    assert_eq!(
+        run("t UID SEARCH RETURN (MIN) MODSEQ 15"),
+        "* ESEARCH (TAG \"t\") UID MIN 2 MODSEQ 20\r\n"
+    );
+    assert_eq!(
+        run("t SEARCH RETURN (MIN MAX) MODSEQ 15 NOT 5"),
+        "* ESEARCH (TAG \"t\") MIN 2 MAX 4 MODSEQ 40\r\n"
+    );
+    assert_eq!(
+        run("t SEARCH RETURN (COUNT) MODSEQ 15"),
+        "* ESEARCH (TAG \"t\") COUNT 4 MODSEQ 50\r\n"
+    );
     // No MODSEQ key: no MODSEQ in the result.
-    let out = run_with(&msgs, &mut view, "a SEARCH SEEN", e).unwrap();
-    assert_eq!(out.wire, "* SEARCH 1 3 4\r\n");
+    assert_eq!(run("a SEARCH SEEN"), "* SEARCH 1 3 4\r\n");
 }
 
 #[test]
@@ -530,17 +539,7 @@ fn two_phases_load_only_what_is_needed() {
 fn program_needs() {
     let msgs = fixture();
     let view = view_of(&msgs);
-    let program = |criteria: &str| {
-        let cmd = parse_command(
-            format!("a SEARCH {criteria}").as_bytes(),
-            &ParseOptions::default(),
-        )
-        .unwrap();
-        let CommandBody::Search(sc) = cmd.body else {
-            panic!()
-        };
-        SearchProgram::new(&sc, &view, Enabled::default(), 0).unwrap()
-    };
+    let program = |criteria: &str| program(&view, criteria, 0);
     let p = program("SEEN 1:3 UID 5 LARGER 3 BEFORE 1-Jan-2030 MODSEQ 3");
     assert!(!p.needs_content() && !p.needs_headers_only() && p.uses_modseq());
     let p = program("OR FROM x SENTON 1-Jan-2020");
@@ -787,15 +786,10 @@ proptest! {
     #[test]
     fn prefilter_agrees_with_full(msgs in mailbox(), k in key()) {
         let view = view_of(&msgs);
-        let cmd = parse_command(format!("a SEARCH {k}").as_bytes(), &ParseOptions::default()).unwrap();
-        let CommandBody::Search(sc) = cmd.body else { panic!() };
-        let p = SearchProgram::new(&sc, &view, Enabled::default(), JAN1 + 10 * DAY).unwrap();
+        let p = program(&view, &k, JAN1 + 10 * DAY);
         for (seq, uid) in view.messages() {
             let m = msgs.iter().find(|m| m.uid == uid).unwrap();
-            let meta = MessageMeta {
-                seq, uid, flags: &m.flags, modseq: m.modseq, size: m.raw.len() as u64,
-                internal_date: m.internal_date, recent: view.is_recent(uid),
-            };
+            let meta = meta_of(&msgs, &view, seq, uid);
             let full = p.matches_message(&meta, &ParsedMessage::parse(&m.raw));
             match p.prefilter(&meta) {
                 Verdict::Match => prop_assert!(full),
@@ -809,18 +803,14 @@ proptest! {
     #[test]
     fn cached_fields_agree_with_the_message(msgs in mailbox(), k in key()) {
         let view = view_of(&msgs);
-        let cmd = parse_command(format!("a SEARCH {k}").as_bytes(), &ParseOptions::default()).unwrap();
-        let CommandBody::Search(sc) = cmd.body else { panic!() };
+        let (_, sc) = parse_search(&format!("a SEARCH {k}"));
         let enabled = Enabled::default();
         let mut by_raw = Search::new(&sc, &view, enabled, JAN1 + 10 * DAY).unwrap();
         let mut by_fields = Search::new(&sc, &view, enabled, JAN1 + 10 * DAY).unwrap();
         prop_assume!(by_raw.program().header_keys_only());
         for (seq, uid) in view.messages() {
             let m = msgs.iter().find(|m| m.uid == uid).unwrap();
-            let meta = MessageMeta {
-                seq, uid, flags: &m.flags, modseq: m.modseq, size: m.raw.len() as u64,
-                internal_date: m.internal_date, recent: view.is_recent(uid),
-            };
+            let meta = meta_of(&msgs, &view, seq, uid);
             if by_raw.check(&meta) == Verdict::NeedsMessage {
                 prop_assert_eq!(by_fields.check(&meta), Verdict::NeedsMessage);
                 let a = by_raw.check_message(&meta, &m.raw).unwrap();
@@ -869,18 +859,7 @@ fn nested_messages_charsets_and_encoded_headers() {
         internal_date: 0,
         recent: false,
     };
-    let matches = |criteria: &str| {
-        let cmd = parse_command(
-            format!("a SEARCH {criteria}").as_bytes(),
-            &ParseOptions::default(),
-        )
-        .unwrap();
-        let CommandBody::Search(sc) = cmd.body else {
-            panic!()
-        };
-        let p = SearchProgram::new(&sc, &view, Enabled::default(), 0).unwrap();
-        p.matches_message(&meta, &msg)
-    };
+    let matches = |criteria: &str| program(&view, criteria, 0).matches_message(&meta, &msg);
     assert!(matches("BODY \"ПРИВЕТ\""));
     assert!(matches("BODY \"unknown charset\""));
     assert!(matches("HEADER X-Note \"\u{201c}quoted\u{201d} naïve\""));
@@ -890,11 +869,7 @@ fn nested_messages_charsets_and_encoded_headers() {
     assert!(matches("SUBJECT FWD"));
     // A key given only the header block (headers-only load) still works.
     let header_only = ParsedMessage::parse(msg.header());
-    let cmd = parse_command(b"a SEARCH FROM EXAMPLE.com", &ParseOptions::default()).unwrap();
-    let CommandBody::Search(sc) = cmd.body else {
-        panic!()
-    };
-    let p = SearchProgram::new(&sc, &view, Enabled::default(), 0).unwrap();
+    let p = program(&view, "FROM EXAMPLE.com", 0);
     assert!(p.needs_headers_only());
     assert!(p.matches_message(&meta, &header_only));
 }

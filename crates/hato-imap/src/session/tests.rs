@@ -1,15 +1,8 @@
 use super::*;
 use crate::command::{FetchCommand, SearchCommand};
+use crate::fuzzing::tls;
 use crate::sequence::SequenceSet;
 use proptest::prelude::*;
-
-fn tls() -> TlsInfo {
-    TlsInfo {
-        version: "TLSv1.3".into(),
-        cipher: "TLS_AES_128_GCM_SHA256".into(),
-        sni: None,
-    }
-}
 
 fn config(starttls: bool) -> Arc<Config> {
     Arc::new(Config {
@@ -18,12 +11,17 @@ fn config(starttls: bool) -> Arc<Config> {
     })
 }
 
-/// A session over implicit TLS, greeted, output drained.
-fn tls_session() -> Session {
-    let mut s = Session::new(config(false), Some(tls()));
+/// A session with this configuration (`tls`: over TLS), greeted, output drained.
+fn greeted(config: Arc<Config>, tls: Option<TlsInfo>) -> Session {
+    let mut s = Session::new(config, tls);
     s.greet();
     s.output();
     s
+}
+
+/// A session over implicit TLS, greeted, output drained.
+fn tls_session() -> Session {
+    greeted(config(false), Some(tls()))
 }
 
 /// A session over TLS, logged in as alice.
@@ -33,9 +31,7 @@ fn logged_in() -> Session {
 
 /// A session over TLS with this configuration, logged in as alice.
 fn logged_in_with(config: Arc<Config>) -> Session {
-    let mut s = Session::new(config, Some(tls()));
-    s.greet();
-    s.output();
+    let mut s = greeted(config, Some(tls()));
     s.feed(b"l LOGIN alice secret\r\n");
     assert!(matches!(s.poll(), Action::Authenticate { .. }));
     s.auth_result(AuthOutcome::Ok);
@@ -68,6 +64,33 @@ fn step(s: &mut Session, input: &[u8]) -> (Action, String) {
     s.feed(input);
     let a = s.poll();
     (a, out(s))
+}
+
+/// Feeds `input`: the session answers at once (it waits for input again), with exactly
+/// `reply`.
+fn answers(s: &mut Session, input: &[u8], reply: &str) {
+    let (a, o) = step(s, input);
+    assert_eq!(
+        (a, o.as_str()),
+        (Action::NeedInput, reply),
+        "{:?}",
+        String::from_utf8_lossy(input)
+    );
+}
+
+/// [`answers`] for each exchange in turn.
+fn replies(s: &mut Session, exchanges: &[(&[u8], &str)]) {
+    for &(input, reply) in exchanges {
+        answers(s, input, reply);
+    }
+}
+
+/// Feeds `input`, a command for the driver; answers it OK and drains the output.
+fn executes(s: &mut Session, input: &[u8]) {
+    let (a, _) = step(s, input);
+    assert!(matches!(a, Action::Execute(_)), "{a:?}");
+    s.command_done(Outcome::ok(vec![]));
+    s.output();
 }
 
 #[test]
@@ -121,9 +144,7 @@ fn capabilities_over_tls() {
 
 #[test]
 fn no_login_before_tls() {
-    let mut s = Session::new(config(true), None);
-    s.greet();
-    s.output();
+    let mut s = greeted(config(true), None);
     let (a, o) = step(&mut s, b"a LOGIN alice secret\r\n");
     assert_eq!(a, Action::NeedInput);
     assert_eq!(
@@ -143,9 +164,7 @@ fn no_login_before_tls() {
 
 #[test]
 fn starttls_discards_injected_commands() {
-    let mut s = Session::new(config(true), None);
-    s.greet();
-    s.output();
+    let mut s = greeted(config(true), None);
     let (a, o) = step(
         &mut s,
         b"a STARTTLS\r\nb LOGIN evil pass\r\nc CAPABILITY\r\n",
@@ -170,9 +189,7 @@ fn starttls_not_available() {
     let mut s = tls_session();
     let (_, o) = step(&mut s, b"a STARTTLS\r\n");
     assert_eq!(o, "a BAD STARTTLS not available\r\n");
-    let mut s = Session::new(config(false), None);
-    s.greet();
-    s.output();
+    let mut s = greeted(config(false), None);
     let (a, o) = step(&mut s, b"a STARTTLS\r\n");
     assert_eq!(a, Action::NeedInput);
     assert_eq!(o, "a BAD STARTTLS not available\r\n");
@@ -254,8 +271,7 @@ fn authenticate_plain() {
     assert!(out(&mut s).starts_with("a OK [CAPABILITY"));
     // With a continuation.
     let mut s = tls_session();
-    let (a, o) = step(&mut s, b"a AUTHENTICATE PLAIN\r\n");
-    assert_eq!((a, o.as_str()), (Action::NeedInput, "+ \r\n"));
+    answers(&mut s, b"a AUTHENTICATE PLAIN\r\n", "+ \r\n");
     let (a, _) = step(&mut s, b"YWxpY2UAYWxpY2UAc2VjcmV0\r\n"); // alice\0alice\0secret
     assert!(matches!(a, Action::Authenticate { ref username, .. } if username == "alice"));
     // Cancel.
@@ -290,34 +306,34 @@ fn authenticate_plain() {
 #[test]
 fn commands_in_the_wrong_state() {
     let mut s = tls_session();
-    for (cmd, reply) in [
-        (&b"a SELECT INBOX\r\n"[..], "a BAD Not authenticated\r\n"),
-        (b"b FETCH 1 FLAGS\r\n", "b BAD No mailbox selected\r\n"),
-        (b"c UID FETCH 1 FLAGS\r\n", "c BAD No mailbox selected\r\n"),
-        (b"d IDLE\r\n", "d BAD Not authenticated\r\n"),
-        (b"e ENABLE CONDSTORE\r\n", "e BAD Not authenticated\r\n"),
-    ] {
-        let (a, o) = step(&mut s, cmd);
-        assert_eq!((a, o.as_str()), (Action::NeedInput, reply));
-    }
+    replies(
+        &mut s,
+        &[
+            (&b"a SELECT INBOX\r\n"[..], "a BAD Not authenticated\r\n"),
+            (b"b FETCH 1 FLAGS\r\n", "b BAD No mailbox selected\r\n"),
+            (b"c UID FETCH 1 FLAGS\r\n", "c BAD No mailbox selected\r\n"),
+            (b"d IDLE\r\n", "d BAD Not authenticated\r\n"),
+            (b"e ENABLE CONDSTORE\r\n", "e BAD Not authenticated\r\n"),
+        ],
+    );
     let mut s = logged_in();
-    for (cmd, reply) in [
-        (&b"a EXPUNGE\r\n"[..], "a BAD No mailbox selected\r\n"),
-        (b"b CLOSE\r\n", "b BAD No mailbox selected\r\n"),
-        (
-            b"c STORE 1 +FLAGS (\\Seen)\r\n",
-            "c BAD No mailbox selected\r\n",
-        ),
-        (
-            b"d AUTHENTICATE PLAIN\r\n",
-            "d BAD Already authenticated\r\n",
-        ),
-        (b"e STARTTLS\r\n", "e BAD Already authenticated\r\n"),
-        (b"f FROB\r\n", "f BAD unknown command\r\n"),
-    ] {
-        let (a, o) = step(&mut s, cmd);
-        assert_eq!((a, o.as_str()), (Action::NeedInput, reply));
-    }
+    replies(
+        &mut s,
+        &[
+            (&b"a EXPUNGE\r\n"[..], "a BAD No mailbox selected\r\n"),
+            (b"b CLOSE\r\n", "b BAD No mailbox selected\r\n"),
+            (
+                b"c STORE 1 +FLAGS (\\Seen)\r\n",
+                "c BAD No mailbox selected\r\n",
+            ),
+            (
+                b"d AUTHENTICATE PLAIN\r\n",
+                "d BAD Already authenticated\r\n",
+            ),
+            (b"e STARTTLS\r\n", "e BAD Already authenticated\r\n"),
+            (b"f FROB\r\n", "f BAD unknown command\r\n"),
+        ],
+    );
     let mut s = selected(false);
     let (_, o) = step(&mut s, b"a ENABLE QRESYNC\r\n");
     assert_eq!(o, "a BAD ENABLE is not allowed after SELECT\r\n");
@@ -412,10 +428,7 @@ fn authenticated_commands_go_to_the_driver() {
         // Accepted with or without QUOTA (RFC 9208 §4.1.4 only requires it with it).
         b"a STATUS INBOX (DELETED DELETED-STORAGE)\r\n",
     ] {
-        let (a, _) = step(&mut s, input);
-        assert!(matches!(a, Action::Execute(_)), "{a:?}");
-        s.command_done(Outcome::ok(vec![]));
-        s.output();
+        executes(&mut s, input);
     }
 }
 
@@ -504,25 +517,19 @@ fn quota_commands_go_to_the_driver_in_authenticated_and_selected_states() {
         "* QUOTA \"\" (STORAGE 0 102400)\r\ng2 OK GETQUOTA completed\r\n"
     );
     // A literal mailbox name: the continuation is offered.
-    let (a, o) = step(&mut s, b"g3 GETQUOTAROOT {5}\r\n");
-    assert_eq!(
-        (a, o.as_str()),
-        (Action::NeedInput, "+ Ready for literal data\r\n")
+    answers(
+        &mut s,
+        b"g3 GETQUOTAROOT {5}\r\n",
+        "+ Ready for literal data\r\n",
     );
     let (a, _) = step(&mut s, b"Draft\r\n");
     assert!(matches!(a, Action::Execute(_)), "{a:?}");
     s.command_done(Outcome::no(Some(Code::NonExistent), "No such mailbox"));
     assert_eq!(out(&mut s), "g3 NO [NONEXISTENT] No such mailbox\r\n");
     // The selected state includes the authenticated commands; the mailbox stays selected.
-    s.feed(b"s SELECT INBOX\r\n");
-    assert!(matches!(s.poll(), Action::Execute(_)));
-    s.command_done(Outcome::ok(vec![]));
-    s.output();
+    executes(&mut s, b"s SELECT INBOX\r\n");
     for input in [&b"g4 GETQUOTAROOT Sent\r\n"[..], b"g5 GETQUOTA \"\"\r\n"] {
-        let (a, _) = step(&mut s, input);
-        assert!(matches!(a, Action::Execute(_)), "{a:?}");
-        s.command_done(Outcome::ok(vec![]));
-        s.output();
+        executes(&mut s, input);
     }
     assert!(matches!(s.state(), State::Selected { .. }));
     assert_eq!(s.stats().errors, 0);
@@ -531,33 +538,33 @@ fn quota_commands_go_to_the_driver_in_authenticated_and_selected_states() {
 #[test]
 fn quota_refusals_answered_by_the_session() {
     let mut s = logged_in_with(quota_config());
-    for (input, reply) in [
-        // RFC 9208 §4.1.1: only the account's root "" exists.
-        (
-            &b"a GETQUOTA \"User quota\"\r\n"[..],
-            "a NO [NONEXISTENT] No such quota root\r\n",
-        ),
-        (
-            b"b GETQUOTA INBOX\r\n",
-            "b NO [NONEXISTENT] No such quota root\r\n",
-        ),
-        // RFC 9208 §4.1.3: well-formed, but users may not change their quota.
-        (
-            b"c SETQUOTA \"\" (STORAGE 512)\r\n",
-            "c NO [NOPERM] Quotas can only be changed by the administrator\r\n",
-        ),
-        (
-            b"d setquota \"\" ()\r\n",
-            "d NO [NOPERM] Quotas can only be changed by the administrator\r\n",
-        ),
-        (
-            b"e SETQUOTA other (STORAGE 1 MESSAGE 2)\r\n",
-            "e NO [NOPERM] Quotas can only be changed by the administrator\r\n",
-        ),
-    ] {
-        let (a, o) = step(&mut s, input);
-        assert_eq!((a, o.as_str()), (Action::NeedInput, reply));
-    }
+    replies(
+        &mut s,
+        &[
+            // RFC 9208 §4.1.1: only the account's root "" exists.
+            (
+                &b"a GETQUOTA \"User quota\"\r\n"[..],
+                "a NO [NONEXISTENT] No such quota root\r\n",
+            ),
+            (
+                b"b GETQUOTA INBOX\r\n",
+                "b NO [NONEXISTENT] No such quota root\r\n",
+            ),
+            // RFC 9208 §4.1.3: well-formed, but users may not change their quota.
+            (
+                b"c SETQUOTA \"\" (STORAGE 512)\r\n",
+                "c NO [NOPERM] Quotas can only be changed by the administrator\r\n",
+            ),
+            (
+                b"d setquota \"\" ()\r\n",
+                "d NO [NOPERM] Quotas can only be changed by the administrator\r\n",
+            ),
+            (
+                b"e SETQUOTA other (STORAGE 1 MESSAGE 2)\r\n",
+                "e NO [NOPERM] Quotas can only be changed by the administrator\r\n",
+            ),
+        ],
+    );
     // NO is not an error; malformed commands are BAD and are.
     assert_eq!(s.stats().errors, 0);
     let (_, o) = step(&mut s, b"f SETQUOTA \"\" (STORAGE)\r\n");
@@ -568,13 +575,10 @@ fn quota_refusals_answered_by_the_session() {
     // A SETQUOTA with a literal root is read (the command is valid) and then refused.
     let (_, o) = step(&mut s, b"h SETQUOTA {4}\r\n");
     assert_eq!(o, "+ Ready for literal data\r\n");
-    let (a, o) = step(&mut s, b"root (STORAGE 1)\r\n");
-    assert_eq!(
-        (a, o.as_str()),
-        (
-            Action::NeedInput,
-            "h NO [NOPERM] Quotas can only be changed by the administrator\r\n"
-        )
+    answers(
+        &mut s,
+        b"root (STORAGE 1)\r\n",
+        "h NO [NOPERM] Quotas can only be changed by the administrator\r\n",
     );
     // Over quota (RFC 9208 §4.3.1), as the driver answers an APPEND.
     let (a, _) = step(&mut s, b"i APPEND INBOX {1+}\r\nx\r\n");
@@ -586,55 +590,49 @@ fn quota_refusals_answered_by_the_session() {
 #[test]
 fn quota_commands_in_the_wrong_state_or_without_a_limit() {
     // Not authenticated: BAD, as for every authenticated-state command.
-    let mut s = Session::new(quota_config(), Some(tls()));
-    s.greet();
-    s.output();
-    for (input, reply) in [
-        (&b"a GETQUOTA \"\"\r\n"[..], "a BAD Not authenticated\r\n"),
-        (b"b GETQUOTAROOT INBOX\r\n", "b BAD Not authenticated\r\n"),
-        (
-            b"c SETQUOTA \"\" (STORAGE 1)\r\n",
-            "c BAD Not authenticated\r\n",
-        ),
-        (
-            b"d GETQUOTAROOT {5}\r\n",
-            "d BAD Command not valid in this state\r\n",
-        ),
-    ] {
-        let (a, o) = step(&mut s, input);
-        assert_eq!((a, o.as_str()), (Action::NeedInput, reply));
-    }
+    let mut s = greeted(quota_config(), Some(tls()));
+    replies(
+        &mut s,
+        &[
+            (&b"a GETQUOTA \"\"\r\n"[..], "a BAD Not authenticated\r\n"),
+            (b"b GETQUOTAROOT INBOX\r\n", "b BAD Not authenticated\r\n"),
+            (
+                b"c SETQUOTA \"\" (STORAGE 1)\r\n",
+                "c BAD Not authenticated\r\n",
+            ),
+            (
+                b"d GETQUOTAROOT {5}\r\n",
+                "d BAD Command not valid in this state\r\n",
+            ),
+        ],
+    );
     // No limit: the extension is not offered, its commands are unknown (BAD, counted),
     // and no literal upload is started for them.
     let mut s = logged_in();
-    for (input, reply) in [
-        (
-            &b"a GETQUOTA \"\"\r\n"[..],
-            "a BAD Command not supported\r\n",
-        ),
-        (
-            b"b GETQUOTAROOT INBOX\r\n",
-            "b BAD Command not supported\r\n",
-        ),
-        (
-            b"c SETQUOTA \"\" (STORAGE 1)\r\n",
-            "c BAD Command not supported\r\n",
-        ),
-        (
-            b"d GETQUOTAROOT {5}\r\n",
-            "d BAD Command not valid in this state\r\n",
-        ),
-    ] {
-        let (a, o) = step(&mut s, input);
-        assert_eq!((a, o.as_str()), (Action::NeedInput, reply));
-    }
+    replies(
+        &mut s,
+        &[
+            (
+                &b"a GETQUOTA \"\"\r\n"[..],
+                "a BAD Command not supported\r\n",
+            ),
+            (
+                b"b GETQUOTAROOT INBOX\r\n",
+                "b BAD Command not supported\r\n",
+            ),
+            (
+                b"c SETQUOTA \"\" (STORAGE 1)\r\n",
+                "c BAD Command not supported\r\n",
+            ),
+            (
+                b"d GETQUOTAROOT {5}\r\n",
+                "d BAD Command not valid in this state\r\n",
+            ),
+        ],
+    );
     assert_eq!(s.stats().errors, 4);
     // The rejected literal's bytes are not taken for a command.
-    let (a, o) = step(&mut s, b"e NOOP\r\n");
-    assert_eq!(
-        (a, o.as_str()),
-        (Action::NeedInput, "e OK NOOP completed\r\n")
-    );
+    answers(&mut s, b"e NOOP\r\n", "e OK NOOP completed\r\n");
 }
 
 #[test]
@@ -646,14 +644,7 @@ fn read_only_mailbox() {
         b"a EXPUNGE\r\n",
         b"a MOVE 1 Trash\r\n",
     ] {
-        let (a, o) = step(&mut s, cmd);
-        assert_eq!(
-            (a, o.as_str()),
-            (
-                Action::NeedInput,
-                "a NO [READ-ONLY] Mailbox is read-only\r\n"
-            )
-        );
+        answers(&mut s, cmd, "a NO [READ-ONLY] Mailbox is read-only\r\n");
     }
     // Reading and copying are fine.
     let (a, _) = step(&mut s, b"b COPY 1 Trash\r\n");
@@ -748,21 +739,13 @@ fn idle() {
     assert_eq!(out(&mut s), "* 4 EXISTS\r\n");
     let (a, o) = step(&mut s, b"DO");
     assert_eq!((a, o.as_str()), (Action::Idle, ""));
-    let (a, o) = step(&mut s, b"NE\r\n");
-    assert_eq!(
-        (a, o.as_str()),
-        (Action::NeedInput, "a OK IDLE terminated\r\n")
-    );
+    answers(&mut s, b"NE\r\n", "a OK IDLE terminated\r\n");
     // Updates outside IDLE are ignored.
     s.idle_update(vec![Response::Data(Data::Exists(5))]);
     assert_eq!(out(&mut s), "");
     // Anything but DONE ends IDLE with BAD.
     step(&mut s, b"b IDLE\r\n");
-    let (a, o) = step(&mut s, b"c NOOP\r\n");
-    assert_eq!(
-        (a, o.as_str()),
-        (Action::NeedInput, "b BAD Expected DONE\r\n")
-    );
+    answers(&mut s, b"c NOOP\r\n", "b BAD Expected DONE\r\n");
     // IDLE in the authenticated state is allowed; an over-long line ends it.
     let mut s = logged_in();
     step(&mut s, b"d IDLE\r\n");
@@ -790,11 +773,7 @@ fn pipelined_idle_and_sasl() {
 fn literals_and_limits() {
     // Synchronising literal: continuation request, then the command.
     let mut s = tls_session();
-    let (a, o) = step(&mut s, b"a LOGIN {5}\r\n");
-    assert_eq!(
-        (a, o.as_str()),
-        (Action::NeedInput, "+ Ready for literal data\r\n")
-    );
+    answers(&mut s, b"a LOGIN {5}\r\n", "+ Ready for literal data\r\n");
     let (a, _) = step(&mut s, b"alice {6}\r\n");
     assert_eq!(a, Action::NeedInput);
     let (a, _) = step(&mut s, b"secret\r\n");
@@ -816,10 +795,10 @@ fn literals_and_limits() {
     let mut s = logged_in();
     let (_, o) = step(&mut s, b"d APPEND INBOX {999999999999}\r\n");
     assert_eq!(o, "d NO [TOOBIG] Message exceeds the APPENDLIMIT\r\n");
-    let (a, o) = step(&mut s, b"e APPEND INBOX {100000}\r\n");
-    assert_eq!(
-        (a, o.as_str()),
-        (Action::NeedInput, "+ Ready for literal data\r\n")
+    answers(
+        &mut s,
+        b"e APPEND INBOX {100000}\r\n",
+        "+ Ready for literal data\r\n",
     );
     // A huge non-synchronising literal cannot be skipped: BAD, BYE, close.
     let mut s = logged_in();
@@ -841,15 +820,13 @@ fn literals_and_limits() {
 
 #[test]
 fn syntax_errors_and_error_limit() {
-    let mut s = Session::new(
+    let mut s = greeted(
         Arc::new(Config {
             max_errors: 3,
             ..Config::default()
         }),
         Some(tls()),
     );
-    s.greet();
-    s.output();
     let (_, o) = step(&mut s, b"a NOOP extra\r\n");
     assert_eq!(o, "a BAD unexpected arguments\r\n");
     let (_, o) = step(&mut s, b"+x NOOP\r\n");
@@ -893,9 +870,7 @@ fn search_badcharset() {
 
 #[test]
 fn any_state_commands() {
-    let mut s = Session::new(config(true), None);
-    s.greet();
-    s.output();
+    let mut s = greeted(config(true), None);
     let (_, o) = step(&mut s, b"a ID (\"name\" \"x\")\r\nb NOOP\r\n");
     assert_eq!(
         o,
@@ -951,23 +926,13 @@ fn debug_output_has_no_secrets() {
 /// A driver that answers every action; returns the output.
 fn drive(s: &mut Session, input: &[u8], chunks: &[usize]) -> Vec<u8> {
     let mut out = Vec::new();
-    let mut rest = input;
-    let mut i = 0;
+    let mut pieces = crate::testing::cut(input, chunks).into_iter();
     for _ in 0..10_000 {
         match s.poll() {
             Action::NeedInput | Action::Idle => {
                 out.extend(s.output());
-                if rest.is_empty() {
-                    break;
-                }
-                let n = chunks
-                    .get(i)
-                    .copied()
-                    .unwrap_or(rest.len())
-                    .clamp(1, rest.len());
-                i += 1;
-                s.feed(&rest[..n]);
-                rest = &rest[n..];
+                let Some(piece) = pieces.next() else { break };
+                s.feed(piece);
             }
             Action::StartTls => s.tls_established(tls()),
             Action::Close => break,
@@ -982,28 +947,27 @@ fn drive(s: &mut Session, input: &[u8], chunks: &[usize]) -> Vec<u8> {
 }
 
 fn piece() -> impl Strategy<Value = Vec<u8>> {
-    prop_oneof![
-        Just(b"a LOGIN alice secret\r\n".to_vec()),
-        Just(b"a STARTTLS\r\n".to_vec()),
-        Just(b"b SELECT INBOX\r\n".to_vec()),
-        Just(b"b EXAMINE INBOX\r\n".to_vec()),
-        Just(b"c UID FETCH 1:* (FLAGS) (CHANGEDSINCE 1 VANISHED)\r\n".to_vec()),
-        Just(b"c ENABLE QRESYNC IMAP4rev2\r\n".to_vec()),
-        Just(b"d IDLE\r\n".to_vec()),
-        Just(b"DONE\r\n".to_vec()),
-        Just(b"e AUTHENTICATE PLAIN\r\n".to_vec()),
-        Just(b"AGFsaWNlAHNlY3JldA==\r\n".to_vec()),
-        Just(b"f APPEND INBOX {3}\r\nabc\r\n".to_vec()),
-        Just(b"f APPEND INBOX {999999999999+}\r\n".to_vec()),
-        Just(b"g STORE 1 +FLAGS (\\Seen)\r\n".to_vec()),
-        Just(b"h CLOSE\r\n".to_vec()),
-        Just(b"i LOGOUT\r\n".to_vec()),
-        Just(b"j GETQUOTAROOT {5}\r\nINBOX\r\n".to_vec()),
-        Just(b"j GETQUOTA \"\"\r\n".to_vec()),
-        Just(b"j SETQUOTA \"\" (STORAGE 1)\r\n".to_vec()),
-        "[ -~]{0,20}\r\n".prop_map(String::into_bytes),
-        proptest::collection::vec(any::<u8>(), 0..20),
-    ]
+    const PIECES: &[&[u8]] = &[
+        b"a LOGIN alice secret\r\n",
+        b"a STARTTLS\r\n",
+        b"b SELECT INBOX\r\n",
+        b"b EXAMINE INBOX\r\n",
+        b"c UID FETCH 1:* (FLAGS) (CHANGEDSINCE 1 VANISHED)\r\n",
+        b"c ENABLE QRESYNC IMAP4rev2\r\n",
+        b"d IDLE\r\n",
+        b"DONE\r\n",
+        b"e AUTHENTICATE PLAIN\r\n",
+        b"AGFsaWNlAHNlY3JldA==\r\n",
+        b"f APPEND INBOX {3}\r\nabc\r\n",
+        b"f APPEND INBOX {999999999999+}\r\n",
+        b"g STORE 1 +FLAGS (\\Seen)\r\n",
+        b"h CLOSE\r\n",
+        b"i LOGOUT\r\n",
+        b"j GETQUOTAROOT {5}\r\nINBOX\r\n",
+        b"j GETQUOTA \"\"\r\n",
+        b"j SETQUOTA \"\" (STORAGE 1)\r\n",
+    ];
+    crate::testing::piece(PIECES, "[ -~]{0,20}\r\n", 20)
 }
 
 proptest! {
