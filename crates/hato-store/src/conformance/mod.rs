@@ -48,8 +48,8 @@ pub use shared_state::{
 pub use sync::{account_usage, changes_and_vanished, notifications, recent_claims};
 
 use crate::{
-    AccountId, Delivery, FlagOp, FlagsResult, Mailbox, MailboxId, MailboxStatus, MessageEntry,
-    QueueEntry, Store, StoreError,
+    AccountId, Changes, Delivery, DeliveryReceipt, Expunge, FlagOp, FlagsResult, Mailbox,
+    MailboxId, MailboxStatus, MessageEntry, QueueEntry, Store, StoreError,
 };
 
 /// Runs every check, in order.
@@ -115,6 +115,21 @@ async fn create(store: &dyn Store, address: &str) -> crate::Account {
         .unwrap_or_else(|e| panic!("create_account({address}) failed: {e}"))
 }
 
+/// Deletes the account of `address`; whether it existed.
+async fn delete_account(store: &dyn Store, address: &str) -> bool {
+    store
+        .delete_account(address)
+        .await
+        .unwrap_or_else(|e| panic!("delete_account({address}) failed: {e}"))
+}
+
+async fn resolved(store: &dyn Store, address: &str) -> Option<AccountId> {
+    store
+        .resolve(address)
+        .await
+        .unwrap_or_else(|e| panic!("resolve({address}) failed: {e}"))
+}
+
 async fn inbox(store: &dyn Store, account: AccountId) -> Mailbox {
     store
         .mailboxes(account)
@@ -146,6 +161,19 @@ async fn blob(store: &dyn Store, id: crate::BlobId) -> Vec<u8> {
         .await
         .expect("blob")
         .unwrap_or_else(|| panic!("blob {id} missing"))
+}
+
+async fn deliver(store: &dyn Store, delivery: Delivery) -> DeliveryReceipt {
+    store.deliver(delivery).await.expect("deliver")
+}
+
+/// Delivers `data` from `s@example.com` to the INBOX of `account`.
+async fn deliver_to(store: &dyn Store, account: AccountId, data: &[u8]) -> DeliveryReceipt {
+    deliver(
+        store,
+        delivery("s@example.com", data, vec![account], vec![]),
+    )
+    .await
 }
 
 fn delivery(sender: &str, data: &[u8], local: Vec<AccountId>, remote: Vec<&str>) -> Delivery {
@@ -205,6 +233,18 @@ async fn append_n(store: &dyn Store, mailbox: MailboxId, count: u32) -> Vec<u32>
         uids.push(appended.uid);
     }
     uids
+}
+
+async fn expunge(store: &dyn Store, mailbox: MailboxId, which: Expunge<'_>) -> Vec<u32> {
+    store.expunge(mailbox, which).await.expect("expunge")
+}
+
+async fn changes(store: &dyn Store, mailbox: MailboxId, since: u64) -> Changes {
+    store
+        .changes_since(mailbox, since)
+        .await
+        .expect("changes_since")
+        .unwrap_or_else(|| panic!("mailbox {mailbox} missing"))
 }
 
 async fn uids_of(store: &dyn Store, mailbox: MailboxId) -> Vec<u32> {
