@@ -117,17 +117,11 @@ async fn create(store: &dyn Store, address: &str) -> crate::Account {
 
 /// Deletes the account of `address`; whether it existed.
 async fn delete_account(store: &dyn Store, address: &str) -> bool {
-    store
-        .delete_account(address)
-        .await
-        .unwrap_or_else(|e| panic!("delete_account({address}) failed: {e}"))
+    store.delete_account(address).await.expect("delete_account")
 }
 
 async fn resolved(store: &dyn Store, address: &str) -> Option<AccountId> {
-    store
-        .resolve(address)
-        .await
-        .unwrap_or_else(|e| panic!("resolve({address}) failed: {e}"))
+    store.resolve(address).await.expect("resolve")
 }
 
 async fn inbox(store: &dyn Store, account: AccountId) -> Mailbox {
