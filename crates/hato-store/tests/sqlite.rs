@@ -74,7 +74,11 @@ fn two_stores() -> (tempfile::TempDir, SqliteStore, SqliteStore) {
 
 /// `a` for even `n`, `b` for odd: spreads work over two stores on one file.
 fn alternate(n: u64, a: &SqliteStore, b: &SqliteStore) -> SqliteStore {
-    if n % 2 == 0 { a.clone() } else { b.clone() }
+    if n.is_multiple_of(2) {
+        a.clone()
+    } else {
+        b.clone()
+    }
 }
 
 async fn account(store: &SqliteStore, address: &str) -> AccountId {

@@ -2,10 +2,10 @@
 //! deleting an account takes with it.
 
 use super::{
-    assert_err, create, delete_account, deliver, delivery, hash, inbox, inbox_entries, is_conflict,
-    is_not_found, queue_for, resolved,
+    ErrorKind, assert_err, create, delete_account, deliver, delivery, hash, inbox, inbox_entries,
+    is_conflict, is_not_found, queue_for, resolved,
 };
-use crate::{DEFAULT_MAILBOXES, Store, StoreError};
+use crate::{DEFAULT_MAILBOXES, Store};
 
 /// Account CRUD: create (normalised to lower case), look up by address (any case) and id, list,
 /// delete (true once, then false), gone afterwards.
@@ -186,11 +186,11 @@ pub async fn aliases(store: &dyn Store) {
         "{list:?}"
     );
 
-    for (alias, target, want, what) in [
+    let refused: [(&str, &str, ErrorKind, &str); 3] = [
         (
             "conf.ghost-alias@example.com",
             "conf.ghost@example.com",
-            is_not_found as fn(&StoreError) -> bool,
+            is_not_found,
             "alias to a missing account",
         ),
         (
@@ -205,7 +205,8 @@ pub async fn aliases(store: &dyn Store) {
             is_conflict,
             "duplicate alias",
         ),
-    ] {
+    ];
+    for (alias, target, want, what) in refused {
         assert_err(store.add_alias(alias, target).await, want, what);
     }
     assert_err(

@@ -3,7 +3,7 @@
 //! These checks queue mail with creation times far before the other checks' (1_700_000_000), so
 //! `due_queue` at their `now` sees only their own entries.
 
-use super::{delivery, queue_for};
+use super::{delivery, found, queue_for};
 use crate::{DueDomain, QueueAttempt, QueueEntry, QueueParams, QueueSelect, Store, StoreError};
 
 /// Queues `recipients` created at `at`; returns the entries in recipient order.
@@ -19,6 +19,17 @@ async fn queue_at(store: &dyn Store, at: i64, recipients: &[&str]) -> Vec<QueueE
     queue_for(store, recipients).await
 }
 
+/// Queues `recipients` at `at` and claims what is due then (with a lease of 600 seconds); the
+/// entries in recipient order and the claim.
+async fn queue_and_claim(
+    store: &dyn Store,
+    at: i64,
+    recipients: &[&str],
+) -> (Vec<QueueEntry>, Vec<DueDomain>) {
+    let entries = queue_at(store, at, recipients).await;
+    (entries, due(store, at, 10, 600).await)
+}
+
 /// Claims the due entries (`due_queue`).
 async fn due(store: &dyn Store, now: i64, limit: usize, lease_secs: i64) -> Vec<DueDomain> {
     store
@@ -29,11 +40,7 @@ async fn due(store: &dyn Store, now: i64, limit: usize, lease_secs: i64) -> Vec<
 
 /// The stored entry `id`, which must exist.
 async fn stored(store: &dyn Store, id: i64) -> QueueEntry {
-    store
-        .queue_entry(id)
-        .await
-        .expect("queue_entry")
-        .unwrap_or_else(|| panic!("queue entry {id} missing"))
+    found(store.queue_entry(id).await, || format!("queue entry {id}"))
 }
 
 /// A failed attempt at `at`, next one at `next_attempt`, no TLS facts.
@@ -243,13 +250,8 @@ pub async fn queue_claims(store: &dyn Store) {
 /// `retry_now` makes an entry due at once; ids are never reused.
 pub async fn queue_attempts(store: &dyn Store) {
     const T: i64 = 1_100_000;
-    let entries = queue_at(
-        store,
-        T,
-        &["conf.a1@attempt.example", "conf.a2@attempt.example"],
-    )
-    .await;
-    let groups = due(store, T, 10, 600).await;
+    let recipients = ["conf.a1@attempt.example", "conf.a2@attempt.example"];
+    let (entries, groups) = queue_and_claim(store, T, &recipients).await;
     assert_eq!(claimed(&groups).len(), 2);
     let e = &groups[0].entries[0];
     let tls = r#"{"host":"mx.attempt.example","tls":"TLSv1.3"}"#;
@@ -348,13 +350,8 @@ pub async fn queue_attempts(store: &dyn Store) {
 /// `queue_bounce` marks an entry and makes it due; an attempt running meanwhile keeps it due.
 pub async fn queue_bounce_and_delete(store: &dyn Store) {
     const T: i64 = 1_200_000;
-    let entries = queue_at(
-        store,
-        T,
-        &["conf.b1@bounce.example", "conf.b2@bounce.example"],
-    )
-    .await;
-    let groups = due(store, T, 10, 600).await;
+    let recipients = ["conf.b1@bounce.example", "conf.b2@bounce.example"];
+    let (entries, groups) = queue_and_claim(store, T, &recipients).await;
     let [first, second] = [&groups[0].entries[0], &groups[0].entries[1]];
     // b1 fails and waits an hour; the operator bounces it.
     assert!(
