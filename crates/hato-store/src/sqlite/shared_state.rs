@@ -44,6 +44,11 @@ fn check_count(c: &TlsReportCount) -> Result<()> {
     Ok(())
 }
 
+/// A stored count as the API's `u32` (`u32::MAX` if out of range).
+fn count_u32(count: i64) -> u32 {
+    u32::try_from(count).unwrap_or(u32::MAX)
+}
+
 /// Deletes up to [`PRUNE_ON_WRITE`] expired rows of `table` (whose key column is `key`).
 fn prune_some(conn: &Connection, table: &str, key: &str, now: i64) -> Result<()> {
     let sql = format!(
@@ -77,7 +82,7 @@ impl SharedState for SqliteStore {
                 )
                 .and_then(|mut s| s.query_row(params![key, now, expires], |r| r.get(0)))
                 .ctx("counting")?;
-            Ok(u32::try_from(count).unwrap_or(u32::MAX))
+            Ok(count_u32(count))
         })
         .await
     }
@@ -92,7 +97,7 @@ impl SharedState for SqliteStore {
                 "reading a counter",
             )
             .await?;
-        Ok(count.map_or(0, |c| u32::try_from(c).unwrap_or(u32::MAX)))
+        Ok(count.map_or(0, count_u32))
     }
 
     async fn counter_release(&self, key: &str, now: i64) -> Result<u32> {
@@ -106,7 +111,7 @@ impl SharedState for SqliteStore {
                 )
                 .and_then(|mut s| s.query_row(params![key, now], |r| r.get(0)).optional())
                 .ctx("taking a count back")?;
-            Ok(count.map_or(0, |c| u32::try_from(c).unwrap_or(u32::MAX)))
+            Ok(count.map_or(0, count_u32))
         })
         .await
     }
