@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 
 use hato_store::sqlite::{SCHEMA_VERSION, SqliteStore};
 use hato_store::{
-    AccountId, Deliver, Delivery, Directory, Expunge, FlagOp, Mailstore, Queue, SharedState, Store,
-    StoreError, conformance,
+    AccountId, Deliver, Delivery, DeliveryReceipt, Directory, Expunge, FlagOp, Mailbox,
+    MailboxStatus, Mailstore, MessageEntry, Queue, SharedState, Store, StoreError, conformance,
 };
 
 const HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA";
@@ -56,7 +56,36 @@ fn marker(blob: &[u8]) -> Option<u64> {
     text[start..end].parse().ok()
 }
 
-async fn inbox_id(store: &dyn Store, account: AccountId) -> i64 {
+/// A temporary directory (removed when dropped) and the database path in it.
+fn temp_db() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("hato.db");
+    (dir, path)
+}
+
+/// Two stores on one new file: two processes' worth of connections (a server and the CLI, or
+/// two nodes).
+fn two_stores() -> (tempfile::TempDir, SqliteStore, SqliteStore) {
+    let (dir, path) = temp_db();
+    let a = SqliteStore::open(&path).unwrap();
+    let b = SqliteStore::open(&path).unwrap();
+    (dir, a, b)
+}
+
+/// `a` for even `n`, `b` for odd: spreads work over two stores on one file.
+fn alternate(n: u64, a: &SqliteStore, b: &SqliteStore) -> SqliteStore {
+    if n.is_multiple_of(2) {
+        a.clone()
+    } else {
+        b.clone()
+    }
+}
+
+async fn account(store: &SqliteStore, address: &str) -> AccountId {
+    store.create_account(address, HASH).await.unwrap().id
+}
+
+async fn inbox(store: &dyn Store, account: AccountId) -> Mailbox {
     store
         .mailboxes(account)
         .await
@@ -64,13 +93,46 @@ async fn inbox_id(store: &dyn Store, account: AccountId) -> i64 {
         .into_iter()
         .find(|m| m.name == "INBOX")
         .unwrap()
-        .id
+}
+
+async fn inbox_id(store: &dyn Store, account: AccountId) -> i64 {
+    inbox(store, account).await.id
+}
+
+async fn inbox_entries(store: &dyn Store, account: AccountId) -> Vec<MessageEntry> {
+    store
+        .messages(inbox_id(store, account).await)
+        .await
+        .unwrap()
+}
+
+fn uids(entries: &[MessageEntry]) -> Vec<u32> {
+    entries.iter().map(|e| e.uid).collect()
+}
+
+async fn status(store: &dyn Store, mailbox: i64) -> MailboxStatus {
+    store.mailbox_status(mailbox).await.unwrap().unwrap()
+}
+
+/// Spawns every delivery at once (each on its store) and returns the results in order.
+async fn deliver_all(
+    jobs: impl IntoIterator<Item = (SqliteStore, Delivery)>,
+) -> Vec<hato_store::Result<DeliveryReceipt>> {
+    let tasks: Vec<_> = jobs
+        .into_iter()
+        .map(|(store, d)| tokio::spawn(async move { store.deliver(d).await }))
+        .collect();
+    let mut results = Vec::new();
+    for task in tasks {
+        results.push(task.await.unwrap());
+    }
+    results
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn conformance_suite() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(&dir.path().join("hato.db")).unwrap();
+    let (_dir, path) = temp_db();
+    let store = SqliteStore::open(&path).unwrap();
     conformance::run_all(&store).await;
 }
 
@@ -86,8 +148,7 @@ async fn open_creates_parent_directories() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reopen_keeps_data() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("hato.db");
+    let (_dir, path) = temp_db();
     let (account, receipt) = {
         let store = SqliteStore::open(&path).unwrap();
         let account = store
@@ -114,10 +175,7 @@ async fn reopen_keeps_data() {
         store.resolve("alias@example.com").await.unwrap(),
         Some(account.id)
     );
-    let entries = store
-        .messages(inbox_id(&store, account.id).await)
-        .await
-        .unwrap();
+    let entries = inbox_entries(&store, account.id).await;
     assert_eq!(entries.len(), 1);
     assert_eq!(Some(entries[0].blob), receipt.local_blob);
     assert_eq!(
@@ -132,20 +190,12 @@ async fn reopen_keeps_data() {
         .deliver(delivery(2, vec![account.id], vec![]))
         .await
         .unwrap();
-    let entries = store
-        .messages(inbox_id(&store, account.id).await)
-        .await
-        .unwrap();
-    assert_eq!(
-        entries.iter().map(|e| e.uid).collect::<Vec<_>>(),
-        vec![1, 2]
-    );
+    assert_eq!(uids(&inbox_entries(&store, account.id).await), [1, 2]);
 }
 
 #[test]
 fn future_schema_is_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("hato.db");
+    let (_dir, path) = temp_db();
     drop(SqliteStore::open(&path).unwrap());
     {
         let conn = rusqlite::Connection::open(&path).unwrap();
@@ -163,8 +213,7 @@ fn future_schema_is_refused() {
 
 #[test]
 fn garbage_file_is_an_error_not_a_panic() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("hato.db");
+    let (_dir, path) = temp_db();
     std::fs::write(&path, vec![0x42u8; 8192]).unwrap();
     match SqliteStore::open(&path) {
         Err(StoreError::Backend(message)) => assert!(!message.is_empty()),
@@ -174,30 +223,18 @@ fn garbage_file_is_an_error_not_a_panic() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_deliveries_all_land_with_unique_uids() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(SqliteStore::open(&dir.path().join("hato.db")).unwrap());
-    let a = store
-        .create_account("a@example.com", HASH)
-        .await
-        .unwrap()
-        .id;
-    let b = store
-        .create_account("b@example.com", HASH)
-        .await
-        .unwrap()
-        .id;
+    let (_dir, path) = temp_db();
+    let store = SqliteStore::open(&path).unwrap();
+    let a = account(&store, "a@example.com").await;
+    let b = account(&store, "b@example.com").await;
     let commits_before = store.commit_count();
 
-    let mut tasks = Vec::new();
-    for n in 0..200u64 {
-        let store = Arc::clone(&store);
-        tasks.push(tokio::spawn(async move {
-            let remote = vec![format!("r{n}@remote.test")];
-            (n, store.deliver(delivery(n, vec![a, b], remote)).await)
-        }));
-    }
-    for task in tasks {
-        let (n, result) = task.await.unwrap();
+    let results = deliver_all((0..200u64).map(|n| {
+        let remote = vec![format!("r{n}@remote.test")];
+        (store.clone(), delivery(n, vec![a, b], remote))
+    }))
+    .await;
+    for (n, result) in results.into_iter().enumerate() {
         result.unwrap_or_else(|e| panic!("delivery {n} failed: {e}"));
     }
     let commits = store.commit_count() - commits_before;
@@ -208,12 +245,8 @@ async fn concurrent_deliveries_all_land_with_unique_uids() {
     );
 
     for account in [a, b] {
-        let inbox = inbox_id(&*store, account).await;
-        let entries = store.messages(inbox).await.unwrap();
-        assert_eq!(
-            entries.iter().map(|e| e.uid).collect::<Vec<_>>(),
-            (1..=200).collect::<Vec<_>>()
-        );
+        let entries = inbox_entries(&store, account).await;
+        assert_eq!(uids(&entries), (1..=200).collect::<Vec<_>>());
         let mut modseqs: Vec<u64> = entries.iter().map(|e| e.modseq).collect();
         modseqs.dedup();
         assert_eq!(
@@ -246,46 +279,30 @@ fn hold_write_lock(path: &Path, hold: Duration) -> std::thread::JoinHandle<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn group_commit_batches_waiting_requests() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("hato.db");
-    let store = Arc::new(SqliteStore::open(&path).unwrap());
-    let a = store
-        .create_account("a@example.com", HASH)
-        .await
-        .unwrap()
-        .id;
+    let (_dir, path) = temp_db();
+    let store = SqliteStore::open(&path).unwrap();
+    let a = account(&store, "a@example.com").await;
     let before = store.commit_count();
 
     let lock = hold_write_lock(&path, Duration::from_millis(500));
-    let mut tasks = Vec::new();
-    for n in 0..200u64 {
-        let store = Arc::clone(&store);
-        tasks.push(tokio::spawn(async move {
-            store.deliver(delivery(n, vec![a], vec![])).await
-        }));
-    }
-    for task in tasks {
-        task.await.unwrap().unwrap();
+    let results =
+        deliver_all((0..200u64).map(|n| (store.clone(), delivery(n, vec![a], vec![])))).await;
+    for result in results {
+        result.unwrap();
     }
     lock.join().unwrap();
     let commits = store.commit_count() - before;
     // The first request may go alone; everything that queued behind the lock shares one commit
     // (two if the queue exceeded MAX_BATCH or a request arrived late).
     assert!(commits <= 4, "{commits} commits for 200 deliveries");
-    let entries = store.messages(inbox_id(&*store, a).await).await.unwrap();
-    assert_eq!(entries.len(), 200);
+    assert_eq!(inbox_entries(&store, a).await.len(), 200);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn failing_request_rolls_back_only_itself() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("hato.db");
+    let (_dir, path) = temp_db();
     let store = Arc::new(SqliteStore::open(&path).unwrap());
-    let a = store
-        .create_account("a@example.com", HASH)
-        .await
-        .unwrap()
-        .id;
+    let a = account(&store, "a@example.com").await;
     let before = store.commit_count();
 
     let lock = hold_write_lock(&path, Duration::from_millis(500));
@@ -312,12 +329,9 @@ async fn failing_request_rolls_back_only_itself() {
     let commits = store.commit_count() - before;
     assert!(commits <= 3, "the batch did not share a commit: {commits}");
 
-    let entries = store.messages(inbox_id(&*store, a).await).await.unwrap();
+    let entries = inbox_entries(&*store, a).await;
     assert_eq!(entries.len(), 40);
-    assert_eq!(
-        entries.iter().map(|e| e.uid).collect::<Vec<_>>(),
-        (1..=40).collect::<Vec<_>>()
-    );
+    assert_eq!(uids(&entries), (1..=40).collect::<Vec<_>>());
     let mut markers = BTreeSet::new();
     for e in &entries {
         markers.insert(marker(&store.blob(e.blob).await.unwrap().unwrap()).unwrap());
@@ -330,34 +344,19 @@ async fn failing_request_rolls_back_only_itself() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_stores_on_one_file_share_uid_space() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("hato.db");
-    let first = Arc::new(SqliteStore::open(&path).unwrap());
-    let second = Arc::new(SqliteStore::open(&path).unwrap());
-    let a = first
-        .create_account("a@example.com", HASH)
-        .await
-        .unwrap()
-        .id;
+    let (_dir, first, second) = two_stores();
+    let a = account(&first, "a@example.com").await;
     assert_eq!(second.resolve("A@example.com").await.unwrap(), Some(a));
 
-    let mut tasks = Vec::new();
-    for n in 0..100u64 {
-        let store = if n % 2 == 0 {
-            Arc::clone(&first)
-        } else {
-            Arc::clone(&second)
-        };
-        tasks.push(tokio::spawn(async move {
-            store.deliver(delivery(n, vec![a], vec![])).await
-        }));
+    let results = deliver_all(
+        (0..100u64).map(|n| (alternate(n, &first, &second), delivery(n, vec![a], vec![]))),
+    )
+    .await;
+    for result in results {
+        result.unwrap();
     }
-    for task in tasks {
-        task.await.unwrap().unwrap();
-    }
-    let entries = first.messages(inbox_id(&*first, a).await).await.unwrap();
     assert_eq!(
-        entries.iter().map(|e| e.uid).collect::<Vec<_>>(),
+        uids(&inbox_entries(&first, a).await),
         (1..=100).collect::<Vec<_>>()
     );
 }
@@ -523,13 +522,7 @@ async fn verify_after_kill(
     }
     let mut per_account = Vec::new();
     for account in accounts {
-        let mailbox = store
-            .mailboxes(account)
-            .await
-            .unwrap()
-            .into_iter()
-            .find(|m| m.name == "INBOX")
-            .unwrap();
+        let mailbox = inbox(store, account).await;
         let entries = store.messages(mailbox.id).await.unwrap();
         let mut found: BTreeMap<u64, i64> = BTreeMap::new();
         for (i, e) in entries.iter().enumerate() {
@@ -601,8 +594,7 @@ async fn verify_after_kill(
 
 #[test]
 fn acknowledged_deliveries_survive_kill_9() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("hato.db");
+    let (_dir, path) = temp_db();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -610,9 +602,10 @@ fn acknowledged_deliveries_survive_kill_9() {
         .unwrap();
     let setup = SqliteStore::open(&path).unwrap();
     let accounts = runtime.block_on(async {
-        let a = setup.create_account("a@kill.test", HASH).await.unwrap().id;
-        let b = setup.create_account("b@kill.test", HASH).await.unwrap().id;
-        [a, b]
+        [
+            account(&setup, "a@kill.test").await,
+            account(&setup, "b@kill.test").await,
+        ]
     });
     drop(setup);
 
@@ -641,7 +634,7 @@ fn acknowledged_deliveries_survive_kill_9() {
 }
 
 async fn mailbox_with(store: &SqliteStore, address: &str, count: u32) -> (AccountId, i64) {
-    let account = store.create_account(address, HASH).await.unwrap().id;
+    let account = account(store, address).await;
     let mailbox = store.create_mailbox(account, "Big", None).await.unwrap().id;
     store
         .append(mailbox, message(0), &[], 1_700_000_000)
@@ -662,8 +655,8 @@ async fn mailbox_with(store: &SqliteStore, address: &str, count: u32) -> (Accoun
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bulk_mailbox_operations_are_fast() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(&dir.path().join("hato.db")).unwrap();
+    let (_dir, path) = temp_db();
+    let store = SqliteStore::open(&path).unwrap();
     let (_, mailbox) = mailbox_with(&store, "bulk@example.com", 20_000).await;
     let uids: Vec<u32> = (1..=10_000).rev().collect();
     let flags = vec!["\\Seen".to_owned(), "$Label1".to_owned()];
@@ -683,9 +676,9 @@ async fn bulk_mailbox_operations_are_fast() {
     let conditional = started.elapsed();
     assert_eq!(r.modified.len(), 10_000);
 
-    let before = store.mailbox_status(mailbox).await.unwrap().unwrap();
+    let before = status(&store, mailbox).await;
     let started = Instant::now();
-    let status = store.mailbox_status(mailbox).await.unwrap().unwrap();
+    let status = status(&store, mailbox).await;
     let status_time = started.elapsed();
     assert_eq!((status.messages, status.unseen), (20_000, 10_000));
     let started = Instant::now();
@@ -719,46 +712,29 @@ async fn bulk_mailbox_operations_are_fast() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn one_commit_announces_every_changed_mailbox() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("hato.db");
-    let store = Arc::new(SqliteStore::open(&path).unwrap());
+    let (_dir, path) = temp_db();
+    let store = SqliteStore::open(&path).unwrap();
     let mut accounts = Vec::new();
     for n in 0..20 {
-        let account = store
-            .create_account(&format!("n{n}@example.com"), HASH)
-            .await
-            .unwrap()
-            .id;
-        accounts.push((account, inbox_id(&*store, account).await));
+        let account = account(&store, &format!("n{n}@example.com")).await;
+        accounts.push((account, inbox_id(&store, account).await));
     }
     let mut rx = store.subscribe_changes();
     let before = store.commit_count();
     let lock = hold_write_lock(&path, Duration::from_millis(300));
-    let mut tasks = Vec::new();
+    let mut jobs = Vec::new();
     for (n, &(account, _)) in accounts.iter().enumerate() {
-        let store = Arc::clone(&store);
         // Two deliveries per account in the same batch: one event with the final MODSEQ.
         for k in 0..2u64 {
-            let store = Arc::clone(&store);
-            tasks.push(tokio::spawn(async move {
-                store
-                    .deliver(delivery(n as u64 * 10 + k, vec![account], vec![]))
-                    .await
-            }));
+            jobs.push(delivery(n as u64 * 10 + k, vec![account], vec![]));
         }
         // One failing request in the batch announces nothing of its own.
         if n == 7 {
-            tasks.push(tokio::spawn(async move {
-                store
-                    .deliver(delivery(999, vec![account, 123_456_789], vec![]))
-                    .await
-            }));
+            jobs.push(delivery(999, vec![account, 123_456_789], vec![]));
         }
     }
-    let mut failures = 0;
-    for task in tasks {
-        failures += usize::from(task.await.unwrap().is_err());
-    }
+    let results = deliver_all(jobs.into_iter().map(|d| (store.clone(), d))).await;
+    let failures = results.iter().filter(|r| r.is_err()).count();
     lock.join().unwrap();
     assert_eq!(failures, 1);
     assert!(store.commit_count() - before <= 3);
@@ -774,7 +750,7 @@ async fn one_commit_announces_every_changed_mailbox() {
         *seen = event.highest_modseq;
     }
     for &(account, inbox) in &accounts {
-        let status = store.mailbox_status(inbox).await.unwrap().unwrap();
+        let status = status(&store, inbox).await;
         assert_eq!(status.messages, 2, "account {account}");
         assert_eq!(
             latest.get(&inbox),
@@ -789,23 +765,16 @@ async fn one_commit_announces_every_changed_mailbox() {
 /// announced, but polling mailbox_status / changes_since sees them at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn other_process_changes_are_seen_by_polling() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("hato.db");
-    let server = SqliteStore::open(&path).unwrap();
-    let cli = SqliteStore::open(&path).unwrap();
-    let account = server
-        .create_account("p@example.com", HASH)
-        .await
-        .unwrap()
-        .id;
+    let (_dir, server, cli) = two_stores();
+    let account = account(&server, "p@example.com").await;
     let inbox = inbox_id(&server, account).await;
-    let known = server.mailbox_status(inbox).await.unwrap().unwrap();
+    let known = status(&server, inbox).await;
 
     let mut server_rx = server.subscribe_changes();
     cli.deliver(delivery(1, vec![account], vec![]))
         .await
         .unwrap();
-    let polled = server.mailbox_status(inbox).await.unwrap().unwrap();
+    let polled = status(&server, inbox).await;
     assert!(polled.highest_modseq > known.highest_modseq);
     assert_eq!(polled.messages, 1);
     let changes = server
@@ -824,10 +793,7 @@ async fn other_process_changes_are_seen_by_polling() {
 /// same time: every entry is claimed exactly once. `retry_now(All)` makes every waiting entry due.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_stores_claim_the_queue_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("hato.db");
-    let a = SqliteStore::open(&path).unwrap();
-    let b = SqliteStore::open(&path).unwrap();
+    let (_dir, a, b) = two_stores();
     for n in 0..50u64 {
         let remote = (0..4).map(|r| format!("r{r}@d{}.example", n % 5)).collect();
         a.deliver(delivery(n, vec![], remote)).await.unwrap();
@@ -835,7 +801,7 @@ async fn two_stores_claim_the_queue_once() {
     let now = 1_800_000_000;
     let claims: Vec<_> = (0..10)
         .map(|i| {
-            let store = if i % 2 == 0 { a.clone() } else { b.clone() };
+            let store = alternate(i, &a, &b);
             tokio::spawn(async move { store.due_queue(now, 25, 600).await.unwrap() })
         })
         .collect();
@@ -889,15 +855,8 @@ async fn two_stores_claim_the_queue_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn other_processes_writes_are_announced() {
     use tokio::sync::broadcast::error::TryRecvError;
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("hato.db");
-    let server = SqliteStore::open(&path).unwrap();
-    let cli = SqliteStore::open(&path).unwrap();
-    let a = server
-        .create_account("w@example.com", HASH)
-        .await
-        .unwrap()
-        .id;
+    let (_dir, server, cli) = two_stores();
+    let a = account(&server, "w@example.com").await;
     let inbox = inbox_id(&server, a).await;
     let mut rx = server.subscribe_changes();
     // The account was made after the store opened: the watcher learns its mailboxes at its
@@ -913,7 +872,7 @@ async fn other_processes_writes_are_announced() {
         (event.mailbox, event.account, event.deleted),
         (inbox, a, false)
     );
-    let status = server.mailbox_status(inbox).await.unwrap().unwrap();
+    let status = status(&server, inbox).await;
     assert_eq!(event.highest_modseq, status.highest_modseq);
 
     // Our own write: one event, and no echo from the watcher afterwards.
@@ -944,20 +903,15 @@ async fn other_processes_writes_are_announced() {
 /// mailbox (RFC 7162 allows more than was expunged), and recent history stays exact.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn vanished_history_is_bounded() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(&dir.path().join("hato.db")).unwrap();
+    let (_dir, path) = temp_db();
+    let store = SqliteStore::open(&path).unwrap();
     let (_, mailbox) = mailbox_with(&store, "v@example.com", 10_100).await;
     // Expunged before the client's MODSEQ: exact history would not mention it again.
     store
         .expunge(mailbox, Expunge::Uids(&[10_080]))
         .await
         .unwrap();
-    let before = store
-        .mailbox_status(mailbox)
-        .await
-        .unwrap()
-        .unwrap()
-        .highest_modseq;
+    let before = status(&store, mailbox).await.highest_modseq;
     // 10,050 UIDs expunged in one go (one MODSEQ): over the bound, so that MODSEQ is forgotten.
     let gone: Vec<u32> = (1..=10_050).collect();
     assert_eq!(
@@ -968,23 +922,13 @@ async fn vanished_history_is_bounded() {
             .len(),
         10_050
     );
-    let after_big = store
-        .mailbox_status(mailbox)
-        .await
-        .unwrap()
-        .unwrap()
-        .highest_modseq;
+    let after_big = status(&store, mailbox).await.highest_modseq;
     // Then two small expunges, remembered exactly.
     store
         .expunge(mailbox, Expunge::Uids(&[10_060]))
         .await
         .unwrap();
-    let mid = store
-        .mailbox_status(mailbox)
-        .await
-        .unwrap()
-        .unwrap()
-        .highest_modseq;
+    let mid = status(&store, mailbox).await.highest_modseq;
     store
         .expunge(mailbox, Expunge::Uids(&[10_070]))
         .await
@@ -1012,16 +956,13 @@ async fn vanished_history_is_bounded() {
 /// sent by one of them only.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_stores_share_leases_counters_and_report_marks() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("hato.db");
-    let a = SqliteStore::open(&path).unwrap();
-    let b = SqliteStore::open(&path).unwrap();
+    let (_dir, a, b) = two_stores();
     let now = 1_800_000_000;
     for round in 0..5 {
         let name = format!("pop3:{round}");
         let tasks: Vec<_> = (0..8)
             .map(|n| {
-                let store = if n % 2 == 0 { a.clone() } else { b.clone() };
+                let store = alternate(n, &a, &b);
                 let name = name.clone();
                 tokio::spawn(async move {
                     store
@@ -1040,7 +981,7 @@ async fn two_stores_share_leases_counters_and_report_marks() {
 
     let tasks: Vec<_> = (0..40)
         .map(|n| {
-            let store = if n % 2 == 0 { a.clone() } else { b.clone() };
+            let store = alternate(n, &a, &b);
             tokio::spawn(async move { store.counter_bump("ip:192.0.2.9", 900, now).await })
         })
         .collect();

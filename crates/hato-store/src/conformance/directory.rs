@@ -1,8 +1,11 @@
 //! Checks of the [`Directory`](crate::Directory) role: accounts, aliases, `resolve`, and what
 //! deleting an account takes with it.
 
-use super::{create, delivery, hash, inbox, inbox_entries, queue_for};
-use crate::{DEFAULT_MAILBOXES, Store, StoreError};
+use super::{
+    ErrorKind, assert_err, create, delete_account, deliver, delivery, hash, inbox, inbox_entries,
+    is_conflict, is_not_found, queue_for, resolved,
+};
+use crate::{DEFAULT_MAILBOXES, Store};
 
 /// Account CRUD: create (normalised to lower case), look up by address (any case) and id, list,
 /// delete (true once, then false), gone afterwards.
@@ -37,17 +40,10 @@ pub async fn accounts(store: &dyn Store) {
         None
     );
 
+    assert!(delete_account(store, "conf.alice@EXAMPLE.com").await);
     assert!(
-        store
-            .delete_account("conf.alice@EXAMPLE.com")
-            .await
-            .expect("delete")
-    );
-    assert!(
-        !store
-            .delete_account("conf.alice@example.com")
-            .await
-            .expect("delete again")
+        !delete_account(store, "conf.alice@example.com").await,
+        "delete again"
     );
     assert_eq!(
         store
@@ -114,12 +110,7 @@ pub async fn default_mailboxes(store: &dyn Store) {
     );
 
     // Re-creating the account must not reuse a UIDVALIDITY for the same names.
-    assert!(
-        store
-            .delete_account(&account.address)
-            .await
-            .expect("delete")
-    );
+    assert!(delete_account(store, &account.address).await);
     let again = create(store, "conf.mailboxes@example.com").await;
     let inbox_before = mailboxes
         .iter()
@@ -136,13 +127,10 @@ pub async fn default_mailboxes(store: &dyn Store) {
 /// Creating an account whose address (in any case) exists is a Conflict.
 pub async fn duplicate_account(store: &dyn Store) {
     create(store, "conf.dup@example.com").await;
-    let err = store
-        .create_account("Conf.DUP@example.com", &hash(1))
-        .await
-        .expect_err("duplicate account must fail");
-    assert!(
-        matches!(err, StoreError::Conflict(_)),
-        "want Conflict, got {err:?}"
+    assert_err(
+        store.create_account("Conf.DUP@example.com", &hash(1)).await,
+        is_conflict,
+        "duplicate account",
     );
     let account = store
         .account("conf.dup@example.com")
@@ -198,48 +186,40 @@ pub async fn aliases(store: &dyn Store) {
         "{list:?}"
     );
 
-    let err = store
-        .add_alias("conf.ghost-alias@example.com", "conf.ghost@example.com")
-        .await
-        .expect_err("alias to a missing account");
-    assert!(
-        matches!(err, StoreError::NotFound(_)),
-        "want NotFound, got {err:?}"
-    );
-
-    let err = store
-        .add_alias("conf.other@example.com", "conf.target@example.com")
-        .await
-        .expect_err("alias shadowing an account");
-    assert!(
-        matches!(err, StoreError::Conflict(_)),
-        "want Conflict, got {err:?}"
-    );
-
-    let err = store
-        .add_alias("conf.postmaster@example.com", "conf.other@example.com")
-        .await
-        .expect_err("duplicate alias");
-    assert!(
-        matches!(err, StoreError::Conflict(_)),
-        "want Conflict, got {err:?}"
-    );
-
-    let err = store
-        .create_account("CONF.postmaster@example.com", &hash(0))
-        .await
-        .expect_err("account shadowing an alias");
-    assert!(
-        matches!(err, StoreError::Conflict(_)),
-        "want Conflict, got {err:?}"
+    let refused: [(&str, &str, ErrorKind, &str); 3] = [
+        (
+            "conf.ghost-alias@example.com",
+            "conf.ghost@example.com",
+            is_not_found,
+            "alias to a missing account",
+        ),
+        (
+            "conf.other@example.com",
+            "conf.target@example.com",
+            is_conflict,
+            "alias shadowing an account",
+        ),
+        (
+            "conf.postmaster@example.com",
+            "conf.other@example.com",
+            is_conflict,
+            "duplicate alias",
+        ),
+    ];
+    for (alias, target, want, what) in refused {
+        assert_err(store.add_alias(alias, target).await, want, what);
+    }
+    assert_err(
+        store
+            .create_account("CONF.postmaster@example.com", &hash(0))
+            .await,
+        is_conflict,
+        "account shadowing an alias",
     );
 
     // The failed add left the alias on its original target.
     assert_eq!(
-        store
-            .resolve("conf.postmaster@example.com")
-            .await
-            .expect("resolve"),
+        resolved(store, "conf.postmaster@example.com").await,
         Some(target.id)
     );
 
@@ -255,25 +235,14 @@ pub async fn aliases(store: &dyn Store) {
             .await
             .expect("remove again")
     );
-    assert_eq!(
-        store
-            .resolve("conf.postmaster@example.com")
-            .await
-            .expect("resolve"),
-        None
-    );
+    assert_eq!(resolved(store, "conf.postmaster@example.com").await, None);
 
     // Deleting the target removes its aliases.
     store
         .add_alias("conf.abuse@example.com", "conf.other@example.com")
         .await
         .expect("add_alias");
-    assert!(
-        store
-            .delete_account("conf.other@example.com")
-            .await
-            .expect("delete")
-    );
+    assert!(delete_account(store, "conf.other@example.com").await);
     assert!(
         !store
             .list_aliases()
@@ -283,13 +252,7 @@ pub async fn aliases(store: &dyn Store) {
             .any(|a| a.address == "conf.abuse@example.com"),
         "alias of a deleted account must be gone"
     );
-    assert_eq!(
-        store
-            .resolve("conf.abuse@example.com")
-            .await
-            .expect("resolve"),
-        None
-    );
+    assert_eq!(resolved(store, "conf.abuse@example.com").await, None);
 }
 
 /// resolve maps an account address or an alias, in any case, to the account id.
@@ -306,18 +269,12 @@ pub async fn resolve(store: &dyn Store) {
         "CONF.RESOLVE-ALIAS@Example.Com",
     ] {
         assert_eq!(
-            store.resolve(address).await.expect("resolve"),
+            resolved(store, address).await,
             Some(account.id),
             "resolve({address})"
         );
     }
-    assert_eq!(
-        store
-            .resolve("conf.unknown@example.com")
-            .await
-            .expect("resolve"),
-        None
-    );
+    assert_eq!(resolved(store, "conf.unknown@example.com").await, None);
 }
 
 /// Deleting an account drops its entries and frees each blob once nothing references it any
@@ -326,42 +283,35 @@ pub async fn delete_account_frees_blobs(store: &dyn Store) {
     let a = create(store, "conf.free1@example.com").await;
     let b = create(store, "conf.free2@example.com").await;
 
-    let shared = store
-        .deliver(delivery(
-            "s@example.com",
-            b"shared\r\n",
-            vec![a.id, b.id],
-            vec![],
-        ))
-        .await
-        .expect("deliver")
-        .local_blob
-        .expect("blob");
-    let own = store
-        .deliver(delivery("s@example.com", b"own\r\n", vec![a.id], vec![]))
-        .await
-        .expect("deliver")
-        .local_blob
-        .expect("blob");
-    let mixed = store
-        .deliver(delivery(
+    let shared = deliver(
+        store,
+        delivery("s@example.com", b"shared\r\n", vec![a.id, b.id], vec![]),
+    )
+    .await
+    .local_blob
+    .expect("blob");
+    let own = deliver(
+        store,
+        delivery("s@example.com", b"own\r\n", vec![a.id], vec![]),
+    )
+    .await
+    .local_blob
+    .expect("blob");
+    let mixed = deliver(
+        store,
+        delivery(
             "s@example.com",
             b"mixed\r\n",
             vec![a.id],
             vec!["conf.free-remote@remote.example"],
-        ))
-        .await
-        .expect("deliver");
+        ),
+    )
+    .await;
     let mixed_local = mixed.local_blob.expect("blob");
     let mixed_queue = mixed.queue_blob.expect("blob");
     let inbox_a = inbox(store, a.id).await.id;
 
-    assert!(
-        store
-            .delete_account("CONF.FREE1@example.com")
-            .await
-            .expect("delete")
-    );
+    assert!(delete_account(store, "CONF.FREE1@example.com").await);
     assert!(
         store.messages(inbox_a).await.expect("messages").is_empty(),
         "entries must go"
@@ -382,12 +332,7 @@ pub async fn delete_account_frees_blobs(store: &dyn Store) {
     );
     assert_eq!(inbox_entries(store, b.id).await.len(), 1);
 
-    assert!(
-        store
-            .delete_account("conf.free2@example.com")
-            .await
-            .expect("delete")
-    );
+    assert!(delete_account(store, "conf.free2@example.com").await);
     assert_eq!(
         store.blob(shared).await.expect("blob"),
         None,
@@ -407,12 +352,7 @@ pub async fn unknown_ids(store: &dyn Store) {
     assert!(store.mailboxes(-1).await.expect("mailboxes").is_empty());
     assert!(store.messages(-1).await.expect("messages").is_empty());
     assert_eq!(store.blob(-1).await.expect("blob"), None);
-    assert!(
-        !store
-            .delete_account("conf.never@example.com")
-            .await
-            .expect("delete")
-    );
+    assert!(!delete_account(store, "conf.never@example.com").await);
     assert!(
         !store
             .remove_alias("conf.never@example.com")

@@ -2,10 +2,11 @@
 //! subscriptions, unknown and stale ids.
 
 use super::{
-    append_n, assert_err, create, delivery, entry, flags, inbox, is_conflict, is_has_children,
-    is_invalid, is_not_found, mailbox_named, new_mailbox, set, status, uids_of,
+    ErrorKind, append_n, assert_err, changes, create, delete_account, deliver_to, entry, expunge,
+    flags, inbox, is_conflict, is_has_children, is_invalid, is_not_found, mailbox_named,
+    new_mailbox, set, status, uids_of,
 };
-use crate::{DEFAULT_MAILBOXES, Expunge, FlagOp, MailboxId, Store, Usage};
+use crate::{AccountId, DEFAULT_MAILBOXES, Expunge, FlagOp, MailboxId, Store, Usage};
 
 /// create_mailbox: fresh UIDVALIDITY, UIDNEXT 1, not subscribed; found by name (case-sensitive
 /// except INBOX); Conflict on duplicates and on INBOX in any case; superiors created; special-use
@@ -175,10 +176,7 @@ pub async fn mailbox_rename(store: &dyn Store) {
     let lists = mailbox_named(store, a.id, "Lists").await;
     append_n(store, rust.id, 2).await;
     set(store, rust.id, &[1], FlagOp::Add, &["\\Seen"]).await;
-    store
-        .set_subscribed(a.id, "Lists/rust", true)
-        .await
-        .expect("subscribe");
+    subscribe(store, a.id, "Lists/rust", true).await;
 
     store
         .rename_mailbox(a.id, "Lists", "Archive/Lists")
@@ -205,7 +203,7 @@ pub async fn mailbox_rename(store: &dyn Store) {
     }
     assert_eq!(uids_of(store, rust.id).await, vec![1, 2]);
     assert_eq!(entry(store, rust.id, 1).await.flags, flags(&["\\Seen"]));
-    let subs = store.subscriptions(a.id).await.expect("subscriptions");
+    let subs = subscribed(store, a.id).await;
     assert!(subs.contains(&"Archive/Lists/rust".to_owned()), "{subs:?}");
     assert!(!subs.contains(&"Lists/rust".to_owned()), "{subs:?}");
     assert!(
@@ -214,30 +212,29 @@ pub async fn mailbox_rename(store: &dyn Store) {
             .subscribed
     );
 
-    assert_err(
-        store.rename_mailbox(a.id, "Archive/Lists/go", "Sent").await,
-        is_conflict,
-        "rename onto an existing mailbox",
-    );
-    assert_err(
-        store
-            .rename_mailbox(a.id, "Archive/Lists/go", "inbox")
-            .await,
-        is_conflict,
-        "rename onto INBOX",
-    );
-    assert_err(
-        store.rename_mailbox(a.id, "Nope", "Nope2").await,
-        is_not_found,
-        "rename a missing mailbox",
-    );
-    assert_err(
-        store
-            .rename_mailbox(a.id, "Archive/Lists", "Archive/Lists/sub")
-            .await,
-        is_invalid,
-        "rename below itself",
-    );
+    let refused: [(&str, &str, ErrorKind, &str); 4] = [
+        (
+            "Archive/Lists/go",
+            "Sent",
+            is_conflict,
+            "onto an existing mailbox",
+        ),
+        ("Archive/Lists/go", "inbox", is_conflict, "onto INBOX"),
+        ("Nope", "Nope2", is_not_found, "a missing mailbox"),
+        (
+            "Archive/Lists",
+            "Archive/Lists/sub",
+            is_invalid,
+            "below itself",
+        ),
+    ];
+    for (from, to, want, what) in refused {
+        assert_err(
+            store.rename_mailbox(a.id, from, to).await,
+            want,
+            &format!("rename {what}"),
+        );
+    }
     new_mailbox(store, a.id, "P/c").await;
     new_mailbox(store, a.id, "Q").await;
     assert_err(
@@ -299,11 +296,7 @@ pub async fn rename_inbox(store: &dyn Store) {
     assert_eq!(status_now.messages, 0, "INBOX is empty");
     assert_eq!(status_now.uidnext, status_before.uidnext, "UIDNEXT kept");
     assert!(status_now.highest_modseq > status_before.highest_modseq);
-    let changes = store
-        .changes_since(inbox.id, status_before.highest_modseq)
-        .await
-        .expect("changes_since")
-        .expect("mailbox exists");
+    let changes = changes(store, inbox.id, status_before.highest_modseq).await;
     assert_eq!(changes.vanished, vec![1, 2, 3]);
     assert_eq!(
         uids_of(store, keep.id).await,
@@ -318,6 +311,19 @@ pub async fn rename_inbox(store: &dyn Store) {
     assert_eq!(next.uid, status_before.uidnext, "UIDs continue");
 }
 
+/// Subscribes (`on`) or unsubscribes `name`.
+async fn subscribe(store: &dyn Store, account: AccountId, name: &str, on: bool) {
+    store
+        .set_subscribed(account, name, on)
+        .await
+        .unwrap_or_else(|e| panic!("set_subscribed({name}, {on}) failed: {e}"));
+}
+
+/// The names `account` subscribes to.
+async fn subscribed(store: &dyn Store, account: AccountId) -> Vec<String> {
+    store.subscriptions(account).await.expect("subscriptions")
+}
+
 /// Subscriptions are kept by name: default mailboxes subscribed, new ones not; subscribing needs
 /// the mailbox, unsubscribing does not; deleting a mailbox keeps its subscription; deleting the
 /// account removes them.
@@ -328,30 +334,18 @@ pub async fn subscriptions(store: &dyn Store) {
         .map(|(n, _)| (*n).to_owned())
         .collect();
     defaults.sort();
-    assert_eq!(
-        store.subscriptions(a.id).await.expect("subscriptions"),
-        defaults
-    );
+    assert_eq!(subscribed(store, a.id).await, defaults);
 
     new_mailbox(store, a.id, "News").await;
-    store
-        .set_subscribed(a.id, "News", true)
-        .await
-        .expect("subscribe");
+    subscribe(store, a.id, "News", true).await;
     assert!(mailbox_named(store, a.id, "News").await.subscribed);
-    store
-        .set_subscribed(a.id, "News", true)
-        .await
-        .expect("subscribe twice");
+    subscribe(store, a.id, "News", true).await; // twice: no error
     assert_err(
         store.set_subscribed(a.id, "Nope", true).await,
         is_not_found,
         "subscribe a missing mailbox",
     );
-    store
-        .set_subscribed(a.id, "Nope", false)
-        .await
-        .expect("unsubscribe a missing name");
+    subscribe(store, a.id, "Nope", false).await; // unsubscribing needs no mailbox
     assert_err(
         store.set_subscribed(a.id, "a//b", true).await,
         is_invalid,
@@ -360,39 +354,18 @@ pub async fn subscriptions(store: &dyn Store) {
 
     store.delete_mailbox(a.id, "News").await.expect("delete");
     assert!(
-        store
-            .subscriptions(a.id)
-            .await
-            .expect("subscriptions")
-            .contains(&"News".to_owned()),
+        subscribed(store, a.id).await.contains(&"News".to_owned()),
         "a subscription survives DELETE"
     );
     assert!(new_mailbox(store, a.id, "News").await.subscribed, "by name");
-    store
-        .set_subscribed(a.id, "News", false)
-        .await
-        .expect("unsubscribe");
-    store
-        .set_subscribed(a.id, "inbox", false)
-        .await
-        .expect("unsubscribe INBOX");
-    let subs = store.subscriptions(a.id).await.expect("subscriptions");
+    subscribe(store, a.id, "News", false).await;
+    subscribe(store, a.id, "inbox", false).await;
+    let subs = subscribed(store, a.id).await;
     assert!(!subs.contains(&"News".to_owned()) && !subs.contains(&"INBOX".to_owned()));
     assert!(!mailbox_named(store, a.id, "INBOX").await.subscribed);
 
-    assert!(
-        store
-            .delete_account(&a.address)
-            .await
-            .expect("delete account")
-    );
-    assert!(
-        store
-            .subscriptions(a.id)
-            .await
-            .expect("subscriptions")
-            .is_empty()
-    );
+    assert!(delete_account(store, &a.address).await);
+    assert!(subscribed(store, a.id).await.is_empty());
 }
 
 /// Mailbox reads of unknown ids are empty or absent; writes to them are NotFound.
@@ -413,13 +386,7 @@ pub async fn mailbox_unknown_ids(store: &dyn Store) {
             .expect("by name"),
         None
     );
-    assert!(
-        store
-            .subscriptions(ghost)
-            .await
-            .expect("subscriptions")
-            .is_empty()
-    );
+    assert!(subscribed(store, ghost).await.is_empty());
     assert_err(
         store.delete_mailbox(ghost, "X").await,
         is_not_found,
@@ -444,10 +411,7 @@ pub async fn ids_never_reused(store: &dyn Store) {
     let mailbox = new_mailbox(store, a.id, "Ids").await;
     append_n(store, mailbox.id, 1).await;
     let blob = entry(store, mailbox.id, 1).await.blob;
-    store
-        .expunge(mailbox.id, Expunge::Uids(&[1]))
-        .await
-        .expect("expunge");
+    expunge(store, mailbox.id, Expunge::Uids(&[1])).await;
     assert_eq!(store.blob(blob).await.expect("blob"), None);
     append_n(store, mailbox.id, 1).await;
     assert_ne!(
@@ -455,17 +419,14 @@ pub async fn ids_never_reused(store: &dyn Store) {
         blob,
         "blob id reused"
     );
-    let receipt = store
-        .deliver(delivery("s@example.com", b"x\r\n", vec![a.id], vec![]))
-        .await
-        .expect("deliver");
+    let receipt = deliver_to(store, a.id, b"x\r\n").await;
     assert_ne!(receipt.local_blob, Some(blob), "blob id reused");
 
     store.delete_mailbox(a.id, "Ids").await.expect("delete");
     let again = new_mailbox(store, a.id, "Ids2").await;
     assert_ne!(again.id, mailbox.id, "mailbox id reused");
 
-    assert!(store.delete_account(&a.address).await.expect("delete"));
+    assert!(delete_account(store, &a.address).await);
     let b = create(store, "conf.ids2@example.com").await;
     assert_ne!(b.id, a.id, "account id reused");
     for m in store.mailboxes(b.id).await.expect("mailboxes") {

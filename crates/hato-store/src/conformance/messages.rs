@@ -2,7 +2,7 @@
 //! copy and move, UIDs and MODSEQs, 10,000-UID operations.
 
 use super::{
-    append_n, assert_err, create, delivery, entry, flags, inbox, is_invalid, is_limit,
+    append_n, assert_err, create, deliver_to, entry, expunge, flags, inbox, is_invalid, is_limit,
     is_not_found, mailbox_named, new_mailbox, set, status, uids_of,
 };
 use crate::{AppendUid, CopyUids, Expunge, FlagOp, Store};
@@ -343,31 +343,19 @@ pub async fn expunge_variants(store: &dyn Store) {
     assert!(s.deleted_size < s.size);
 
     let h = status(store, mailbox).await.highest_modseq;
-    let gone = store
-        .expunge(mailbox, Expunge::DeletedAmong(&[3, 1, 2, 77]))
-        .await
-        .expect("expunge");
+    let gone = expunge(store, mailbox, Expunge::DeletedAmong(&[3, 1, 2, 77])).await;
     assert_eq!(gone, vec![2, 3], "only \\Deleted ones among the UIDs");
     let h2 = status(store, mailbox).await.highest_modseq;
     assert!(h2 > h);
-    let gone = store
-        .expunge(mailbox, Expunge::Uids(&[1, 99]))
-        .await
-        .expect("expunge");
+    let gone = expunge(store, mailbox, Expunge::Uids(&[1, 99])).await;
     assert_eq!(gone, vec![1], "exactly the UIDs, whatever their flags");
     let h3 = status(store, mailbox).await.highest_modseq;
     assert!(h3 > h2);
-    let gone = store
-        .expunge(mailbox, Expunge::Deleted)
-        .await
-        .expect("expunge");
+    let gone = expunge(store, mailbox, Expunge::Deleted).await;
     assert_eq!(gone, vec![5]);
     let h4 = status(store, mailbox).await.highest_modseq;
     assert!(h4 > h3);
-    let gone = store
-        .expunge(mailbox, Expunge::Deleted)
-        .await
-        .expect("expunge");
+    let gone = expunge(store, mailbox, Expunge::Deleted).await;
     assert!(gone.is_empty());
     assert_eq!(
         status(store, mailbox).await.highest_modseq,
@@ -390,37 +378,22 @@ pub async fn uids_never_reused(store: &dyn Store) {
     let a = create(store, "conf.uids@example.com").await;
     let mailbox = new_mailbox(store, a.id, "Uids").await.id;
     assert_eq!(append_n(store, mailbox, 3).await, vec![1, 2, 3]);
-    store
-        .expunge(mailbox, Expunge::Uids(&[3]))
-        .await
-        .expect("expunge");
+    expunge(store, mailbox, Expunge::Uids(&[3])).await;
     assert_eq!(
         status(store, mailbox).await.uidnext,
         4,
         "UIDNEXT never shrinks"
     );
     assert_eq!(append_n(store, mailbox, 1).await, vec![4]);
-    store
-        .expunge(mailbox, Expunge::Uids(&[1, 2, 4]))
-        .await
-        .expect("expunge");
+    expunge(store, mailbox, Expunge::Uids(&[1, 2, 4])).await;
     assert_eq!(status(store, mailbox).await.messages, 0);
     assert_eq!(append_n(store, mailbox, 1).await, vec![5]);
     let copied = store.copy(mailbox, &[5], mailbox).await.expect("copy");
     assert_eq!(copied.uids, vec![(5, 6)]);
     let inbox = inbox(store, a.id).await.id;
-    store
-        .deliver(delivery("s@example.com", b"x\r\n", vec![a.id], vec![]))
-        .await
-        .expect("deliver");
-    store
-        .expunge(inbox, Expunge::Uids(&[1]))
-        .await
-        .expect("expunge");
-    store
-        .deliver(delivery("s@example.com", b"y\r\n", vec![a.id], vec![]))
-        .await
-        .expect("deliver");
+    deliver_to(store, a.id, b"x\r\n").await;
+    expunge(store, inbox, Expunge::Uids(&[1])).await;
+    deliver_to(store, a.id, b"y\r\n").await;
     assert_eq!(
         uids_of(store, inbox).await,
         vec![2],
@@ -439,10 +412,7 @@ pub async fn modseq_increases(store: &dyn Store) {
         assert!(now > last, "{what}: HIGHESTMODSEQ {now} not above {last}");
         last = now;
     };
-    store
-        .deliver(delivery("s@example.com", b"1\r\n", vec![a.id], vec![]))
-        .await
-        .expect("deliver");
+    deliver_to(store, a.id, b"1\r\n").await;
     step(status(store, inbox).await.highest_modseq, "deliver");
     append_n(store, inbox, 2).await;
     step(status(store, inbox).await.highest_modseq, "append");
@@ -455,10 +425,7 @@ pub async fn modseq_increases(store: &dyn Store) {
     step(status(store, inbox).await.highest_modseq, "move out");
     set(store, inbox, &[1], FlagOp::Add, &["\\Deleted"]).await;
     step(status(store, inbox).await.highest_modseq, "flags");
-    store
-        .expunge(inbox, Expunge::Deleted)
-        .await
-        .expect("expunge");
+    expunge(store, inbox, Expunge::Deleted).await;
     step(status(store, inbox).await.highest_modseq, "expunge");
     for e in store.messages(inbox).await.expect("messages") {
         assert!(e.modseq <= last, "entry MODSEQ above HIGHESTMODSEQ");
@@ -474,10 +441,7 @@ pub async fn copy_single_instance(store: &dyn Store) {
     let src = inbox(store, a.id).await.id;
     for n in 0..2 {
         let data = format!("Subject: copy {n}\r\n\r\n").into_bytes();
-        store
-            .deliver(delivery("s@example.com", &data, vec![a.id], vec![]))
-            .await
-            .expect("deliver");
+        deliver_to(store, a.id, &data).await;
     }
     set(store, src, &[2], FlagOp::Add, &["\\Flagged", "$Keep"]).await;
     let dst = new_mailbox(store, a.id, "Copies").await;
@@ -540,22 +504,13 @@ pub async fn copy_single_instance(store: &dyn Store) {
     );
 
     let blob = originals[0].blob;
-    store
-        .expunge(src, Expunge::Uids(&[1]))
-        .await
-        .expect("expunge");
-    store
-        .expunge(dst.id, Expunge::Uids(&[1]))
-        .await
-        .expect("expunge");
+    expunge(store, src, Expunge::Uids(&[1])).await;
+    expunge(store, dst.id, Expunge::Uids(&[1])).await;
     assert!(
         store.blob(blob).await.expect("blob").is_some(),
         "still referenced by Copies UID 3"
     );
-    store
-        .expunge(dst.id, Expunge::Uids(&[3]))
-        .await
-        .expect("expunge");
+    expunge(store, dst.id, Expunge::Uids(&[3])).await;
     assert_eq!(
         store.blob(blob).await.expect("blob"),
         None,
@@ -637,16 +592,15 @@ pub async fn bulk_operations(store: &dyn Store) {
         "one blob for all copies"
     );
 
-    let gone = store
-        .expunge(mailbox, Expunge::Uids(&uids))
-        .await
-        .expect("expunge");
+    let gone = expunge(store, mailbox, Expunge::Uids(&uids)).await;
     assert_eq!(gone.len(), 10_000);
     assert_eq!(status(store, mailbox).await.messages, count - 10_000);
     assert!(store.blob(blob).await.expect("blob").is_some());
-    store
-        .expunge(mailbox, Expunge::Uids(&(1..=count).collect::<Vec<_>>()))
-        .await
-        .expect("expunge");
+    expunge(
+        store,
+        mailbox,
+        Expunge::Uids(&(1..=count).collect::<Vec<_>>()),
+    )
+    .await;
     assert_eq!(store.blob(blob).await.expect("blob"), None);
 }

@@ -48,8 +48,8 @@ pub use shared_state::{
 pub use sync::{account_usage, changes_and_vanished, notifications, recent_claims};
 
 use crate::{
-    AccountId, Delivery, FlagOp, FlagsResult, Mailbox, MailboxId, MailboxStatus, MessageEntry,
-    QueueEntry, Store, StoreError,
+    AccountId, Changes, Delivery, DeliveryReceipt, Expunge, FlagOp, FlagsResult, Mailbox,
+    MailboxId, MailboxStatus, MessageEntry, QueueEntry, Store, StoreError,
 };
 
 /// Runs every check, in order.
@@ -115,6 +115,15 @@ async fn create(store: &dyn Store, address: &str) -> crate::Account {
         .unwrap_or_else(|e| panic!("create_account({address}) failed: {e}"))
 }
 
+/// Deletes the account of `address`; whether it existed.
+async fn delete_account(store: &dyn Store, address: &str) -> bool {
+    store.delete_account(address).await.expect("delete_account")
+}
+
+async fn resolved(store: &dyn Store, address: &str) -> Option<AccountId> {
+    store.resolve(address).await.expect("resolve")
+}
+
 async fn inbox(store: &dyn Store, account: AccountId) -> Mailbox {
     store
         .mailboxes(account)
@@ -141,11 +150,20 @@ async fn queue_for(store: &dyn Store, recipients: &[&str]) -> Vec<QueueEntry> {
 }
 
 async fn blob(store: &dyn Store, id: crate::BlobId) -> Vec<u8> {
-    store
-        .blob(id)
-        .await
-        .expect("blob")
-        .unwrap_or_else(|| panic!("blob {id} missing"))
+    found(store.blob(id).await, || format!("blob {id}"))
+}
+
+async fn deliver(store: &dyn Store, delivery: Delivery) -> DeliveryReceipt {
+    store.deliver(delivery).await.expect("deliver")
+}
+
+/// Delivers `data` from `s@example.com` to the INBOX of `account`.
+async fn deliver_to(store: &dyn Store, account: AccountId, data: &[u8]) -> DeliveryReceipt {
+    deliver(
+        store,
+        delivery("s@example.com", data, vec![account], vec![]),
+    )
+    .await
 }
 
 fn delivery(sender: &str, data: &[u8], local: Vec<AccountId>, remote: Vec<&str>) -> Delivery {
@@ -172,11 +190,9 @@ fn flags(list: &[&str]) -> Vec<String> {
 }
 
 async fn mailbox_named(store: &dyn Store, account: AccountId, name: &str) -> Mailbox {
-    store
-        .mailbox_by_name(account, name)
-        .await
-        .expect("mailbox_by_name")
-        .unwrap_or_else(|| panic!("mailbox {name} missing"))
+    found(store.mailbox_by_name(account, name).await, || {
+        format!("mailbox {name}")
+    })
 }
 
 async fn new_mailbox(store: &dyn Store, account: AccountId, name: &str) -> Mailbox {
@@ -187,11 +203,9 @@ async fn new_mailbox(store: &dyn Store, account: AccountId, name: &str) -> Mailb
 }
 
 async fn status(store: &dyn Store, mailbox: MailboxId) -> MailboxStatus {
-    store
-        .mailbox_status(mailbox)
-        .await
-        .expect("mailbox_status")
-        .unwrap_or_else(|| panic!("mailbox {mailbox} has no status"))
+    found(store.mailbox_status(mailbox).await, || {
+        format!("status of mailbox {mailbox}")
+    })
 }
 
 async fn append_n(store: &dyn Store, mailbox: MailboxId, count: u32) -> Vec<u32> {
@@ -207,6 +221,16 @@ async fn append_n(store: &dyn Store, mailbox: MailboxId, count: u32) -> Vec<u32>
     uids
 }
 
+async fn expunge(store: &dyn Store, mailbox: MailboxId, which: Expunge<'_>) -> Vec<u32> {
+    store.expunge(mailbox, which).await.expect("expunge")
+}
+
+async fn changes(store: &dyn Store, mailbox: MailboxId, since: u64) -> Changes {
+    found(store.changes_since(mailbox, since).await, || {
+        format!("changes of mailbox {mailbox}")
+    })
+}
+
 async fn uids_of(store: &dyn Store, mailbox: MailboxId) -> Vec<u32> {
     store
         .messages(mailbox)
@@ -218,11 +242,9 @@ async fn uids_of(store: &dyn Store, mailbox: MailboxId) -> Vec<u32> {
 }
 
 async fn entry(store: &dyn Store, mailbox: MailboxId, uid: u32) -> MessageEntry {
-    store
-        .message(mailbox, uid)
-        .await
-        .expect("message")
-        .unwrap_or_else(|| panic!("message {uid} of mailbox {mailbox} missing"))
+    found(store.message(mailbox, uid).await, || {
+        format!("message {uid} of mailbox {mailbox}")
+    })
 }
 
 async fn set(
@@ -238,11 +260,19 @@ async fn set(
         .unwrap_or_else(|e| panic!("set_flags({op:?} {list:?}) failed: {e}"))
 }
 
-fn assert_err<T: std::fmt::Debug>(
-    result: crate::Result<T>,
-    want: fn(&StoreError) -> bool,
-    what: &str,
-) {
+/// What a read must find: panics, naming `what`, on an error and on None.
+fn found<T>(result: crate::Result<Option<T>>, what: impl FnOnce() -> String) -> T {
+    match result {
+        Ok(Some(value)) => value,
+        Ok(None) => panic!("{} missing", what()),
+        Err(e) => panic!("reading {} failed: {e}", what()),
+    }
+}
+
+/// Which error a call must fail with: `is_conflict`, `is_not_found` and the like.
+type ErrorKind = fn(&StoreError) -> bool;
+
+fn assert_err<T: std::fmt::Debug>(result: crate::Result<T>, want: ErrorKind, what: &str) {
     match result {
         Err(e) if want(&e) => {}
         other => panic!("{what}: unexpected {other:?}"),

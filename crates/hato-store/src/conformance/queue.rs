@@ -3,8 +3,8 @@
 //! These checks queue mail with creation times far before the other checks' (1_700_000_000), so
 //! `due_queue` at their `now` sees only their own entries.
 
-use super::{delivery, queue_for};
-use crate::{QueueAttempt, QueueEntry, QueueParams, QueueSelect, Store, StoreError};
+use super::{delivery, found, queue_for};
+use crate::{DueDomain, QueueAttempt, QueueEntry, QueueParams, QueueSelect, Store, StoreError};
 
 /// Queues `recipients` created at `at`; returns the entries in recipient order.
 async fn queue_at(store: &dyn Store, at: i64, recipients: &[&str]) -> Vec<QueueEntry> {
@@ -19,7 +19,41 @@ async fn queue_at(store: &dyn Store, at: i64, recipients: &[&str]) -> Vec<QueueE
     queue_for(store, recipients).await
 }
 
-fn claimed(groups: &[crate::DueDomain]) -> Vec<(String, String)> {
+/// Queues `recipients` at `at` and claims what is due then (with a lease of 600 seconds); the
+/// entries in recipient order and the claim.
+async fn queue_and_claim(
+    store: &dyn Store,
+    at: i64,
+    recipients: &[&str],
+) -> (Vec<QueueEntry>, Vec<DueDomain>) {
+    let entries = queue_at(store, at, recipients).await;
+    (entries, due(store, at, 10, 600).await)
+}
+
+/// Claims the due entries (`due_queue`).
+async fn due(store: &dyn Store, now: i64, limit: usize, lease_secs: i64) -> Vec<DueDomain> {
+    store
+        .due_queue(now, limit, lease_secs)
+        .await
+        .expect("due_queue")
+}
+
+/// The stored entry `id`, which must exist.
+async fn stored(store: &dyn Store, id: i64) -> QueueEntry {
+    found(store.queue_entry(id).await, || format!("queue entry {id}"))
+}
+
+/// A failed attempt at `at`, next one at `next_attempt`, no TLS facts.
+fn failed(at: i64, error: &str, next_attempt: i64) -> QueueAttempt {
+    QueueAttempt {
+        at,
+        error: error.into(),
+        next_attempt,
+        tls: None,
+    }
+}
+
+fn claimed(groups: &[DueDomain]) -> Vec<(String, String)> {
     groups
         .iter()
         .flat_map(|g| {
@@ -58,11 +92,7 @@ pub async fn queue_params(store: &dyn Store) {
         .expect("deliver");
     let queued = queue_for(store, &["conf.dsn1@dsn.example", "conf.dsn2@dsn.example"]).await;
     assert_eq!(queued.len(), 2);
-    let first = store
-        .queue_entry(queued[0].id)
-        .await
-        .expect("read")
-        .expect("entry");
+    let first = stored(store, queued[0].id).await;
     assert_eq!(first, queued[0], "queue_entry equals the queue() row");
     assert_eq!(first.dsn.notify.as_deref(), Some("FAILURE,DELAY"));
     assert_eq!(first.dsn.orcpt.as_deref(), Some("rfc822;orig@dsn.example"));
@@ -120,23 +150,12 @@ pub async fn queue_claims(store: &dyn Store) {
     assert_ne!(first[0].blob, second[0].blob);
 
     assert!(
-        store
-            .due_queue(T - 1, 100, 600)
-            .await
-            .expect("due")
-            .is_empty(),
+        due(store, T - 1, 100, 600).await.is_empty(),
         "nothing due yet"
     );
-    assert!(
-        store
-            .due_queue(T + 10, 0, 600)
-            .await
-            .expect("due")
-            .is_empty(),
-        "limit 0"
-    );
+    assert!(due(store, T + 10, 0, 600).await.is_empty(), "limit 0");
 
-    let groups = store.due_queue(T + 10, 100, 600).await.expect("due");
+    let groups = due(store, T + 10, 100, 600).await;
     assert_eq!(
         claimed(&groups),
         vec![
@@ -150,30 +169,22 @@ pub async fn queue_claims(store: &dyn Store) {
     for e in groups.iter().flat_map(|g| &g.entries) {
         assert_eq!(e.leased_until, T + 610);
         assert_eq!(e.claim, 1);
-        let stored = store.queue_entry(e.id).await.expect("read").expect("entry");
+        let stored = stored(store, e.id).await;
         assert_eq!(&stored, e, "the claim is stored");
     }
     assert!(
-        store
-            .due_queue(T + 10, 100, 600)
-            .await
-            .expect("due")
-            .is_empty(),
+        due(store, T + 10, 100, 600).await.is_empty(),
         "leased: not again"
     );
     assert!(
-        store
-            .due_queue(T + 609, 100, 600)
-            .await
-            .expect("due")
-            .is_empty(),
+        due(store, T + 609, 100, 600).await.is_empty(),
         "lease still runs"
     );
 
     // The lease expired (the claimer died): due again, with a new claim token.
-    let again = store.due_queue(T + 610, 2, 60).await.expect("due");
+    let again = due(store, T + 610, 2, 60).await;
     assert_eq!(claimed(&again).len(), 2, "limit counts entries");
-    let rest = store.due_queue(T + 610, 100, 60).await.expect("due");
+    let rest = due(store, T + 610, 100, 60).await;
     assert_eq!(claimed(&again).len() + claimed(&rest).len(), 4);
     for e in again.iter().chain(&rest).flat_map(|g| &g.entries) {
         assert_eq!((e.claim, e.leased_until), (2, T + 670));
@@ -187,16 +198,7 @@ pub async fn queue_claims(store: &dyn Store) {
     );
     assert!(
         !store
-            .record_attempt(
-                first[0].id,
-                1,
-                QueueAttempt {
-                    at: T,
-                    error: "x".into(),
-                    next_attempt: T,
-                    tls: None
-                }
-            )
+            .record_attempt(first[0].id, 1, failed(T, "x", T))
             .await
             .expect("attempt")
     );
@@ -248,13 +250,8 @@ pub async fn queue_claims(store: &dyn Store) {
 /// `retry_now` makes an entry due at once; ids are never reused.
 pub async fn queue_attempts(store: &dyn Store) {
     const T: i64 = 1_100_000;
-    let entries = queue_at(
-        store,
-        T,
-        &["conf.a1@attempt.example", "conf.a2@attempt.example"],
-    )
-    .await;
-    let groups = store.due_queue(T, 10, 600).await.expect("due");
+    let recipients = ["conf.a1@attempt.example", "conf.a2@attempt.example"];
+    let (entries, groups) = queue_and_claim(store, T, &recipients).await;
     assert_eq!(claimed(&groups).len(), 2);
     let e = &groups[0].entries[0];
     let tls = r#"{"host":"mx.attempt.example","tls":"TLSv1.3"}"#;
@@ -270,23 +267,17 @@ pub async fn queue_attempts(store: &dyn Store) {
             .await
             .expect("attempt")
     );
-    let after = store.queue_entry(e.id).await.expect("read").expect("entry");
+    let after = stored(store, e.id).await;
     assert_eq!(after.attempts, 1);
     assert_eq!(after.last_error.as_deref(), Some("451 4.7.1 greylisted"));
     assert_eq!(after.last_attempt, Some(T + 1));
     assert_eq!(after.last_tls.as_deref(), Some(tls));
     assert_eq!(after.next_attempt, T + 61);
     assert_eq!(after.leased_until, 0, "lease released");
-    assert!(
-        store
-            .due_queue(T + 60, 10, 600)
-            .await
-            .expect("due")
-            .is_empty()
-    );
+    assert!(due(store, T + 60, 10, 600).await.is_empty());
     // A second record with the same (now unleased but still current) claim is allowed once more:
     // the token changes only with the next claim.
-    let groups = store.due_queue(T + 61, 10, 600).await.expect("due");
+    let groups = due(store, T + 61, 10, 600).await;
     assert_eq!(
         claimed(&groups),
         vec![("attempt.example".into(), "conf.a1@attempt.example".into())]
@@ -302,15 +293,7 @@ pub async fn queue_attempts(store: &dyn Store) {
             .await
             .expect("attempt")
     );
-    assert_eq!(
-        store
-            .queue_entry(e.id)
-            .await
-            .expect("read")
-            .expect("entry")
-            .attempts,
-        2
-    );
+    assert_eq!(stored(store, e.id).await.attempts, 2);
 
     // retry_now: due at once; an unknown id changes nothing.
     assert_eq!(
@@ -335,7 +318,7 @@ pub async fn queue_attempts(store: &dyn Store) {
             .expect("retry"),
         0
     );
-    let groups = store.due_queue(T + 100, 10, 600).await.expect("due");
+    let groups = due(store, T + 100, 10, 600).await;
     assert_eq!(
         claimed(&groups),
         vec![("attempt.example".into(), "conf.a1@attempt.example".into())]
@@ -367,27 +350,13 @@ pub async fn queue_attempts(store: &dyn Store) {
 /// `queue_bounce` marks an entry and makes it due; an attempt running meanwhile keeps it due.
 pub async fn queue_bounce_and_delete(store: &dyn Store) {
     const T: i64 = 1_200_000;
-    let entries = queue_at(
-        store,
-        T,
-        &["conf.b1@bounce.example", "conf.b2@bounce.example"],
-    )
-    .await;
-    let groups = store.due_queue(T, 10, 600).await.expect("due");
+    let recipients = ["conf.b1@bounce.example", "conf.b2@bounce.example"];
+    let (entries, groups) = queue_and_claim(store, T, &recipients).await;
     let [first, second] = [&groups[0].entries[0], &groups[0].entries[1]];
     // b1 fails and waits an hour; the operator bounces it.
     assert!(
         store
-            .record_attempt(
-                first.id,
-                first.claim,
-                QueueAttempt {
-                    at: T,
-                    error: "421 busy".into(),
-                    next_attempt: T + 3600,
-                    tls: None
-                }
-            )
+            .record_attempt(first.id, first.claim, failed(T, "421 busy", T + 3600))
             .await
             .expect("attempt")
     );
@@ -397,11 +366,7 @@ pub async fn queue_bounce_and_delete(store: &dyn Store) {
             .await
             .expect("bounce")
     );
-    let b1 = store
-        .queue_entry(first.id)
-        .await
-        .expect("read")
-        .expect("entry");
+    let b1 = stored(store, first.id).await;
     assert!(b1.bounce_requested);
     assert_eq!(b1.next_attempt, T + 5);
     assert_eq!(b1.last_error.as_deref(), Some("bounced by the operator"));
@@ -413,31 +378,18 @@ pub async fn queue_bounce_and_delete(store: &dyn Store) {
             .await
             .expect("bounce")
     );
-    let due = store.due_queue(T + 5, 10, 600).await.expect("due");
+    let bounced = due(store, T + 5, 10, 600).await;
     assert_eq!(
-        claimed(&due),
+        claimed(&bounced),
         vec![("bounce.example".into(), "conf.b1@bounce.example".into())]
     );
     assert!(
         store
-            .record_attempt(
-                second.id,
-                second.claim,
-                QueueAttempt {
-                    at: T + 6,
-                    error: "421 busy".into(),
-                    next_attempt: T + 3600,
-                    tls: None
-                }
-            )
+            .record_attempt(second.id, second.claim, failed(T + 6, "421 busy", T + 3600))
             .await
             .expect("attempt")
     );
-    let b2 = store
-        .queue_entry(second.id)
-        .await
-        .expect("read")
-        .expect("entry");
+    let b2 = stored(store, second.id).await;
     assert_eq!((b2.next_attempt, b2.bounce_requested), (T + 6, true));
     assert!(!store.queue_bounce(i64::MAX, "x", T).await.expect("bounce"));
     for e in &entries {
@@ -450,7 +402,7 @@ pub async fn queue_bounce_and_delete(store: &dyn Store) {
 pub async fn queue_release_leases(store: &dyn Store) {
     const T: i64 = 3_000_000;
     queue_at(store, T, &["conf.rl1@lease.example"]).await;
-    let mine = |groups: &[crate::DueDomain]| {
+    let mine = |groups: &[DueDomain]| {
         groups
             .iter()
             .flat_map(|g| g.entries.iter())
@@ -458,14 +410,14 @@ pub async fn queue_release_leases(store: &dyn Store) {
             .cloned()
             .collect::<Vec<_>>()
     };
-    let first = mine(&store.due_queue(T + 1, 1000, 600).await.expect("due"));
+    let first = mine(&due(store, T + 1, 1000, 600).await);
     assert_eq!(first.len(), 1);
     assert!(
-        mine(&store.due_queue(T + 2, 1000, 600).await.expect("due")).is_empty(),
+        mine(&due(store, T + 2, 1000, 600).await).is_empty(),
         "leased"
     );
     assert!(store.release_leases().await.expect("release") >= 1);
-    let again = mine(&store.due_queue(T + 2, 1000, 600).await.expect("due"));
+    let again = mine(&due(store, T + 2, 1000, 600).await);
     assert_eq!(again.len(), 1, "due again after the release");
     assert!(
         !store

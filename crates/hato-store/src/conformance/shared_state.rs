@@ -138,84 +138,69 @@ where
     out.into_iter().map(|r| r.expect("finished")).collect()
 }
 
+async fn acquire(store: &dyn Store, name: &str, owner: &str, ttl: i64, now: i64) -> bool {
+    store
+        .lease_acquire(name, owner, ttl, now)
+        .await
+        .unwrap_or_else(|e| panic!("lease_acquire({name}, {owner}) failed: {e}"))
+}
+
+/// Renews `owner`'s lease `name` for 30 seconds from `now`.
+async fn renew(store: &dyn Store, name: &str, owner: &str, now: i64) -> bool {
+    store
+        .lease_renew(name, owner, 30, now)
+        .await
+        .unwrap_or_else(|e| panic!("lease_renew({name}, {owner}) failed: {e}"))
+}
+
+async fn release(store: &dyn Store, name: &str, owner: &str) -> bool {
+    store
+        .lease_release(name, owner)
+        .await
+        .unwrap_or_else(|e| panic!("lease_release({name}, {owner}) failed: {e}"))
+}
+
 /// A lease is exclusive while it runs: another owner is refused, its holder may take it again
 /// (a renewal) or renew it; after its expiry anyone may take it, and the old holder can no
 /// longer renew or release it. A release frees it at once.
 pub async fn state_leases(store: &dyn Store) {
     let name = "conf.lease.pop3:1";
     let (a, b) = ("conf.owner.a", "conf.owner.b");
-    assert!(store.lease_acquire(name, a, 30, T).await.expect("acquire"));
+    assert!(acquire(store, name, a, 30, T).await);
+    assert!(!acquire(store, name, b, 30, T + 1).await, "held by a");
     assert!(
-        !store
-            .lease_acquire(name, b, 30, T + 1)
-            .await
-            .expect("other"),
-        "held by a"
-    );
-    assert!(
-        store
-            .lease_acquire(name, a, 30, T + 2)
-            .await
-            .expect("again"),
+        acquire(store, name, a, 30, T + 2).await,
         "the holder may take it again"
     );
-    assert!(store.lease_renew(name, a, 30, T + 20).await.expect("renew"));
+    assert!(renew(store, name, a, T + 20).await);
     assert!(
-        !store
-            .lease_acquire(name, b, 30, T + 49)
-            .await
-            .expect("other"),
+        !acquire(store, name, b, 30, T + 49).await,
         "renewed until T + 50"
     );
     assert!(
-        !store
-            .lease_renew(name, b, 30, T + 49)
-            .await
-            .expect("renew b"),
+        !renew(store, name, b, T + 49).await,
         "only the holder renews"
     );
-    assert!(
-        !store.lease_release(name, b).await.expect("release b"),
-        "only the holder releases"
-    );
+    assert!(!release(store, name, b).await, "only the holder releases");
     // Expired (the holder crashed): another owner takes it over.
+    assert!(acquire(store, name, b, 30, T + 50).await);
     assert!(
-        store
-            .lease_acquire(name, b, 30, T + 50)
-            .await
-            .expect("take over")
-    );
-    assert!(
-        !store
-            .lease_renew(name, a, 30, T + 51)
-            .await
-            .expect("renew a"),
+        !renew(store, name, a, T + 51).await,
         "the old holder lost it"
     );
-    assert!(!store.lease_release(name, a).await.expect("release a"));
-    assert!(store.lease_release(name, b).await.expect("release"));
-    assert!(!store.lease_release(name, b).await.expect("release again"));
+    assert!(!release(store, name, a).await);
+    assert!(release(store, name, b).await);
+    assert!(!release(store, name, b).await);
     assert!(
-        store
-            .lease_acquire(name, a, 30, T + 52)
-            .await
-            .expect("free"),
+        acquire(store, name, a, 30, T + 52).await,
         "free after the release"
     );
     assert!(
-        store
-            .lease_acquire("conf.lease.pop3:2", b, 30, T + 52)
-            .await
-            .expect("another name"),
+        acquire(store, "conf.lease.pop3:2", b, 30, T + 52).await,
         "names are separate"
     );
-    assert!(store.lease_release(name, a).await.expect("release"));
-    assert!(
-        store
-            .lease_release("conf.lease.pop3:2", b)
-            .await
-            .expect("release")
-    );
+    assert!(release(store, name, a).await);
+    assert!(release(store, "conf.lease.pop3:2", b).await);
     assert_err(
         store.lease_acquire(name, a, 0, T).await,
         is_invalid,
@@ -236,7 +221,7 @@ pub async fn state_lease_race(store: &dyn Store) {
     let won: Vec<bool> = futures_join(attempts).await;
     assert_eq!(won.iter().filter(|w| **w).count(), 1, "one winner: {won:?}");
     let winner = &owners[won.iter().position(|w| *w).expect("a winner")];
-    assert!(store.lease_release(name, winner).await.expect("release"));
+    assert!(release(store, name, winner).await);
 }
 
 /// Cache entries are read back until they expire, replaced by a put, removed by a delete;
@@ -461,18 +446,8 @@ pub async fn state_prune(store: &dyn Store) {
         .counter_bump("conf.prune.c2", 1000, now)
         .await
         .expect("bump");
-    assert!(
-        store
-            .lease_acquire("conf.prune.l1", "o", 10, now)
-            .await
-            .expect("lease")
-    );
-    assert!(
-        store
-            .lease_acquire("conf.prune.l2", "o", 1000, now)
-            .await
-            .expect("lease")
-    );
+    assert!(acquire(store, "conf.prune.l1", "o", 10, now).await);
+    assert!(acquire(store, "conf.prune.l2", "o", 1000, now).await);
     store
         .cache_put("conf.prune.k1", b"v", now + 10)
         .await
@@ -491,12 +466,7 @@ pub async fn state_prune(store: &dyn Store) {
         1
     );
     assert!(!store.counter_reset("conf.prune.c1").await.expect("c1 gone"));
-    assert!(
-        !store
-            .lease_release("conf.prune.l1", "o")
-            .await
-            .expect("l1 gone")
-    );
+    assert!(!release(store, "conf.prune.l1", "o").await);
     assert!(!store.cache_delete("conf.prune.k1").await.expect("k1 gone"));
     assert_eq!(
         store

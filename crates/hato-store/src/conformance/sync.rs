@@ -2,9 +2,10 @@
 //! `changes_since`, `\Recent` claims, `account_usage`, change notifications.
 
 use super::{
-    append_n, create, delivery, entry, flags, inbox, mailbox_named, new_mailbox, set, status,
+    append_n, changes, create, delete_account, deliver_to, delivery, entry, expunge, flags, inbox,
+    mailbox_named, new_mailbox, set, status,
 };
-use crate::{Expunge, FlagOp, MailboxChanged, MailboxId, Store, Usage};
+use crate::{AccountId, Expunge, FlagOp, MailboxChanged, MailboxId, Store, Usage};
 
 /// changes_since: messages with a greater MODSEQ (flag changes and new messages) and UIDs
 /// expunged after it, with the HIGHESTMODSEQ of the same snapshot; None for a missing mailbox.
@@ -13,28 +14,18 @@ pub async fn changes_and_vanished(store: &dyn Store) {
     let mailbox = new_mailbox(store, a.id, "Sync").await.id;
     append_n(store, mailbox, 3).await;
     let s0 = status(store, mailbox).await.highest_modseq;
-    let changes = |since: u64| async move {
-        store
-            .changes_since(mailbox, since)
-            .await
-            .expect("changes_since")
-            .expect("mailbox exists")
-    };
-    let c = changes(s0).await;
+    let c = changes(store, mailbox, s0).await;
     assert!(c.changed.is_empty() && c.vanished.is_empty());
     assert_eq!(c.highest_modseq, s0);
 
     set(store, mailbox, &[2], FlagOp::Add, &["\\Seen"]).await;
-    let c = changes(s0).await;
+    let c = changes(store, mailbox, s0).await;
     assert_eq!(c.changed.iter().map(|e| e.uid).collect::<Vec<_>>(), vec![2]);
     assert_eq!(c.changed[0].flags, flags(&["\\Seen"]));
 
-    store
-        .expunge(mailbox, Expunge::Uids(&[3]))
-        .await
-        .expect("expunge");
+    expunge(store, mailbox, Expunge::Uids(&[3])).await;
     append_n(store, mailbox, 1).await;
-    let c = changes(s0).await;
+    let c = changes(store, mailbox, s0).await;
     assert_eq!(
         c.changed.iter().map(|e| e.uid).collect::<Vec<_>>(),
         vec![2, 4]
@@ -44,15 +35,15 @@ pub async fn changes_and_vanished(store: &dyn Store) {
     assert_eq!(c.highest_modseq, s.highest_modseq);
     assert_eq!(c.uidnext, 5);
 
-    let c = changes(s.highest_modseq).await;
+    let c = changes(store, mailbox, s.highest_modseq).await;
     assert!(c.changed.is_empty() && c.vanished.is_empty());
-    let c = changes(0).await;
+    let c = changes(store, mailbox, 0).await;
     assert_eq!(
         c.changed.iter().map(|e| e.uid).collect::<Vec<_>>(),
         vec![1, 2, 4]
     );
     assert_eq!(c.vanished, vec![3]);
-    let c = changes(u64::MAX).await;
+    let c = changes(store, mailbox, u64::MAX).await;
     assert!(c.changed.is_empty() && c.vanished.is_empty());
     assert_eq!(
         store
@@ -78,62 +69,38 @@ pub async fn recent_claims(store: &dyn Store) {
         "a new mailbox starts at 1"
     );
     assert_eq!(
-        store.claim_recent(inbox).await.expect("claim"),
+        claim(store, inbox).await,
         Some((1, 1)),
         "nothing to claim yet"
     );
 
     for n in 0..2 {
-        store
-            .deliver(delivery(
-                "s@example.com",
-                format!("Subject: recent {n}\r\n\r\nx\r\n").as_bytes(),
-                vec![a.id],
-                vec![],
-            ))
-            .await
-            .expect("deliver");
+        let data = format!("Subject: recent {n}\r\n\r\nx\r\n");
+        deliver_to(store, a.id, data.as_bytes()).await;
     }
     let s = status(store, inbox).await;
     assert_eq!((s.uidnext, s.recent_uid, s.recent), (3, 1, 2), "{s:?}");
-    let c = store
-        .changes_since(inbox, 0)
-        .await
-        .expect("changes_since")
-        .expect("mailbox exists");
+    let c = changes(store, inbox, 0).await;
     assert_eq!((c.uidnext, c.recent_uid), (3, 1));
 
-    assert_eq!(
-        store.claim_recent(inbox).await.expect("claim"),
-        Some((1, 3))
-    );
+    assert_eq!(claim(store, inbox).await, Some((1, 3)));
     let s = status(store, inbox).await;
     assert_eq!((s.uidnext, s.recent_uid, s.recent), (3, 3, 0), "{s:?}");
     assert_eq!(
-        store.claim_recent(inbox).await.expect("claim"),
+        claim(store, inbox).await,
         Some((3, 3)),
         "a second claim gets nothing"
     );
-    let c = store
-        .changes_since(inbox, 0)
-        .await
-        .expect("changes_since")
-        .expect("mailbox exists");
+    let c = changes(store, inbox, 0).await;
     assert_eq!(c.recent_uid, 3);
 
     // New mail becomes claimable; an expunged recent message no longer counts.
     append_n(store, inbox, 3).await;
     let s = status(store, inbox).await;
     assert_eq!((s.uidnext, s.recent_uid, s.recent), (6, 3, 3), "{s:?}");
-    store
-        .expunge(inbox, Expunge::Uids(&[4]))
-        .await
-        .expect("expunge");
+    expunge(store, inbox, Expunge::Uids(&[4])).await;
     assert_eq!(status(store, inbox).await.recent, 2);
-    assert_eq!(
-        store.claim_recent(inbox).await.expect("claim"),
-        Some((3, 6))
-    );
+    assert_eq!(claim(store, inbox).await, Some((3, 6)));
     assert_eq!(status(store, inbox).await.recent, 0);
 
     // Copies into another mailbox are recent there; the source is unaffected.
@@ -142,10 +109,7 @@ pub async fn recent_claims(store: &dyn Store) {
     let s = status(store, other).await;
     assert_eq!((s.uidnext, s.recent_uid, s.recent), (3, 1, 2), "{s:?}");
     assert_eq!(status(store, inbox).await.recent, 0);
-    assert_eq!(
-        store.claim_recent(other).await.expect("claim"),
-        Some((1, 3))
-    );
+    assert_eq!(claim(store, other).await, Some((1, 3)));
 
     // Concurrent claims, with deliveries between them: disjoint, and together everything.
     let start = status(store, inbox).await.recent_uid;
@@ -192,17 +156,19 @@ pub async fn recent_claims(store: &dyn Store) {
     );
 }
 
+async fn claim(store: &dyn Store, mailbox: MailboxId) -> Option<(u32, u32)> {
+    store.claim_recent(mailbox).await.expect("claim_recent")
+}
+
+async fn usage(store: &dyn Store, account: AccountId) -> Usage {
+    store.account_usage(account).await.expect("account_usage")
+}
+
 /// account_usage sums the sizes of an account's entries (a copy counts again).
 pub async fn account_usage(store: &dyn Store) {
     let a = create(store, "conf.quota@example.com").await;
-    assert_eq!(
-        store.account_usage(a.id).await.expect("usage"),
-        Usage::default()
-    );
-    store
-        .deliver(delivery("s@example.com", b"12345\r\n", vec![a.id], vec![]))
-        .await
-        .expect("deliver");
+    assert_eq!(usage(store, a.id).await, Usage::default());
+    deliver_to(store, a.id, b"12345\r\n").await;
     let delivered = entry(store, inbox(store, a.id).await.id, 1).await.size;
     let drafts = mailbox_named(store, a.id, "Drafts").await.id;
     store
@@ -215,18 +181,15 @@ pub async fn account_usage(store: &dyn Store) {
         .await
         .expect("copy");
     assert_eq!(
-        store.account_usage(a.id).await.expect("usage"),
+        usage(store, a.id).await,
         Usage {
             messages: 3,
             bytes: 2 * delivered + 1000
         }
     );
-    store
-        .expunge(drafts, Expunge::Uids(&[1]))
-        .await
-        .expect("expunge");
+    expunge(store, drafts, Expunge::Uids(&[1])).await;
     assert_eq!(
-        store.account_usage(a.id).await.expect("usage"),
+        usage(store, a.id).await,
         Usage {
             messages: 2,
             bytes: 2 * delivered
@@ -264,10 +227,7 @@ pub async fn notifications(store: &dyn Store) {
     let a = create(store, "conf.notify@example.com").await;
     let inbox = inbox(store, a.id).await.id;
 
-    store
-        .deliver(delivery("s@example.com", b"hi\r\n", vec![a.id], vec![]))
-        .await
-        .expect("deliver");
+    deliver_to(store, a.id, b"hi\r\n").await;
     let event = notified(&mut rx, inbox, |e| !e.deleted, "delivery").await;
     assert_eq!(event.account, a.id);
     assert_eq!(
@@ -295,10 +255,7 @@ pub async fn notifications(store: &dyn Store) {
     let tmp = new_mailbox(store, a.id, "Tmp").await.id;
     append_n(store, tmp, 1).await;
     notified(&mut rx, tmp, |e| !e.deleted, "append").await;
-    store
-        .expunge(tmp, Expunge::Uids(&[1]))
-        .await
-        .expect("expunge");
+    expunge(store, tmp, Expunge::Uids(&[1])).await;
     let expunged = status(store, tmp).await.highest_modseq;
     notified(&mut rx, tmp, |e| e.highest_modseq == expunged, "expunge").await;
     store.delete_mailbox(a.id, "Tmp").await.expect("delete");
@@ -306,12 +263,7 @@ pub async fn notifications(store: &dyn Store) {
     assert_eq!(event.account, a.id);
 
     // Deleting the account deletes (and announces) every mailbox, INBOX included.
-    assert!(
-        store
-            .delete_account(&a.address)
-            .await
-            .expect("delete account")
-    );
+    assert!(delete_account(store, &a.address).await);
     let event = notified(&mut rx, inbox, |e| e.deleted, "account deletion").await;
     assert_eq!(event.account, a.id);
 }

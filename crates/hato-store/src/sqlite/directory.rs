@@ -18,45 +18,41 @@ impl Directory for SqliteStore {
     }
 
     async fn delete_account(&self, address: &str) -> Result<bool> {
-        let address = normalize(address);
-        self.write(move |conn| {
-            // Cascades to aliases, mailboxes and entries; triggers free orphaned blobs.
-            conn.prepare_cached("DELETE FROM accounts WHERE address = ?1")
-                .and_then(|mut s| s.execute([&address]))
-                .map(|n| n > 0)
-                .ctx("deleting account")
-        })
+        // Cascades to aliases, mailboxes and entries; triggers free orphaned blobs.
+        self.write_changed(
+            "DELETE FROM accounts WHERE address = ?1",
+            [normalize(address)],
+            "deleting account",
+        )
         .await
     }
 
     async fn set_password(&self, address: &str, password_hash: &str) -> Result<bool> {
-        let address = normalize(address);
-        let hash = password_hash.to_owned();
-        self.write(move |conn| {
-            conn.prepare_cached("UPDATE accounts SET password_hash = ?1 WHERE address = ?2")
-                .and_then(|mut s| s.execute([&hash, &address]))
-                .map(|n| n > 0)
-                .ctx("setting password")
-        })
+        self.write_changed(
+            "UPDATE accounts SET password_hash = ?1 WHERE address = ?2",
+            [password_hash.to_owned(), normalize(address)],
+            "setting password",
+        )
         .await
     }
 
     async fn account(&self, address: &str) -> Result<Option<Account>> {
-        let address = normalize(address);
-        self.read(move |conn| {
-            conn.prepare_cached(&format!("{ACCOUNT_COLUMNS} WHERE address = ?1"))
-                .and_then(|mut s| s.query_row([&address], account_row).optional())
-                .ctx("reading account")
-        })
+        self.read_row(
+            format!("{ACCOUNT_COLUMNS} WHERE address = ?1"),
+            [normalize(address)],
+            account_row,
+            "reading account",
+        )
         .await
     }
 
     async fn account_by_id(&self, id: AccountId) -> Result<Option<Account>> {
-        self.read(move |conn| {
-            conn.prepare_cached(&format!("{ACCOUNT_COLUMNS} WHERE id = ?1"))
-                .and_then(|mut s| s.query_row([id], account_row).optional())
-                .ctx("reading account")
-        })
+        self.read_row(
+            format!("{ACCOUNT_COLUMNS} WHERE id = ?1"),
+            [id],
+            account_row,
+            "reading account",
+        )
         .await
     }
 
@@ -77,13 +73,11 @@ impl Directory for SqliteStore {
     }
 
     async fn remove_alias(&self, alias: &str) -> Result<bool> {
-        let alias = normalize(alias);
-        self.write(move |conn| {
-            conn.prepare_cached("DELETE FROM aliases WHERE address = ?1")
-                .and_then(|mut s| s.execute([&alias]))
-                .map(|n| n > 0)
-                .ctx("removing alias")
-        })
+        self.write_changed(
+            "DELETE FROM aliases WHERE address = ?1",
+            [normalize(alias)],
+            "removing alias",
+        )
         .await
     }
 

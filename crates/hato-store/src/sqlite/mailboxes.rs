@@ -287,22 +287,53 @@ pub(super) fn claim_recent_tx(conn: &Connection, mailbox: MailboxId) -> Result<O
     Ok(Some((from.min(to), to)))
 }
 
+/// The counters of a mailbox's row, read by [`mailbox_counters`].
+pub(super) struct MailboxCounters {
+    pub uidvalidity: u32,
+    pub uidnext: u32,
+    pub highest_modseq: u64,
+    /// The `\Recent` watermark as stored (readers clamp it to `uidnext`).
+    pub recent_uid: u32,
+    /// Expunges with a MODSEQ up to this one are forgotten.
+    pub vanished_floor: i64,
+}
+
+/// The counters of a mailbox, None if it does not exist.
+pub(super) fn mailbox_counters(
+    conn: &Connection,
+    mailbox: MailboxId,
+) -> Result<Option<MailboxCounters>> {
+    conn.prepare_cached(
+        "SELECT uidvalidity, uidnext, highest_modseq, recent_uid, vanished_floor
+         FROM mailboxes WHERE id = ?1",
+    )
+    .and_then(|mut s| {
+        s.query_row([mailbox], |r| {
+            Ok(MailboxCounters {
+                uidvalidity: r.get(0)?,
+                uidnext: r.get(1)?,
+                highest_modseq: get_u64(r, 2)?,
+                recent_uid: r.get(3)?,
+                vanished_floor: r.get(4)?,
+            })
+        })
+        .optional()
+    })
+    .ctx("reading mailbox")
+}
+
 pub(super) fn mailbox_status_read(
     conn: &Connection,
     mailbox: MailboxId,
 ) -> Result<Option<MailboxStatus>> {
     let tx = conn.unchecked_transaction().ctx("starting a read")?;
-    let Some((uidvalidity, uidnext, highest_modseq, recent_uid)) = tx
-        .prepare_cached(
-            "SELECT uidvalidity, uidnext, highest_modseq, recent_uid FROM mailboxes WHERE id = ?1",
-        )
-        .and_then(|mut s| {
-            s.query_row([mailbox], |r| {
-                Ok((r.get(0)?, r.get(1)?, get_u64(r, 2)?, r.get::<_, u32>(3)?))
-            })
-            .optional()
-        })
-        .ctx("reading mailbox")?
+    let Some(MailboxCounters {
+        uidvalidity,
+        uidnext,
+        highest_modseq,
+        recent_uid,
+        ..
+    }) = mailbox_counters(&tx, mailbox)?
     else {
         return Ok(None);
     };

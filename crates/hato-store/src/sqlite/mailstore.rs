@@ -23,6 +23,10 @@ use crate::{
     MailboxChanged, MailboxId, MailboxStatus, Mailstore, MessageEntry, Result, Usage,
 };
 
+/// The bytes of one message of a mailbox, by `(mailbox, uid)`.
+const MESSAGE_DATA_SELECT: &str = "SELECT b.data FROM messages m JOIN blobs b ON b.id = m.blob_id
+     WHERE m.mailbox_id = ?1 AND m.uid = ?2";
+
 #[async_trait]
 impl Mailstore for SqliteStore {
     async fn mailboxes(&self, account: AccountId) -> Result<Vec<Mailbox>> {
@@ -76,11 +80,12 @@ impl Mailstore for SqliteStore {
     }
 
     async fn blob(&self, blob: BlobId) -> Result<Option<Vec<u8>>> {
-        self.read(move |conn| {
-            conn.prepare_cached("SELECT data FROM blobs WHERE id = ?1")
-                .and_then(|mut s| s.query_row([blob], |r| r.get(0)).optional())
-                .ctx("reading blob")
-        })
+        self.read_row(
+            "SELECT data FROM blobs WHERE id = ?1",
+            [blob],
+            |r| r.get(0),
+            "reading blob",
+        )
         .await
     }
 
@@ -113,13 +118,12 @@ impl Mailstore for SqliteStore {
         let Ok(name) = canonical_mailbox_name(name) else {
             return Ok(None);
         };
-        self.read(move |conn| {
-            conn.prepare_cached(&format!(
-                "{MAILBOX_SELECT} WHERE m.account_id = ?1 AND m.name = ?2"
-            ))
-            .and_then(|mut s| s.query_row(params![account, name], mailbox_row).optional())
-            .ctx("reading mailbox")
-        })
+        self.read_row(
+            format!("{MAILBOX_SELECT} WHERE m.account_id = ?1 AND m.name = ?2"),
+            (account, name),
+            mailbox_row,
+            "reading mailbox",
+        )
         .await
     }
 
@@ -153,25 +157,22 @@ impl Mailstore for SqliteStore {
     }
 
     async fn message(&self, mailbox: MailboxId, uid: u32) -> Result<Option<MessageEntry>> {
-        self.read(move |conn| {
-            conn.prepare_cached(&format!(
-                "{ENTRY_SELECT} WHERE mailbox_id = ?1 AND uid = ?2"
-            ))
-            .and_then(|mut s| s.query_row(params![mailbox, uid], entry_row).optional())
-            .ctx("reading message")
-        })
+        self.read_row(
+            format!("{ENTRY_SELECT} WHERE mailbox_id = ?1 AND uid = ?2"),
+            (mailbox, uid),
+            entry_row,
+            "reading message",
+        )
         .await
     }
 
     async fn message_data(&self, mailbox: MailboxId, uid: u32) -> Result<Option<Vec<u8>>> {
-        self.read(move |conn| {
-            conn.prepare_cached(
-                "SELECT b.data FROM messages m JOIN blobs b ON b.id = m.blob_id
-                 WHERE m.mailbox_id = ?1 AND m.uid = ?2",
-            )
-            .and_then(|mut s| s.query_row(params![mailbox, uid], |r| r.get(0)).optional())
-            .ctx("reading message data")
-        })
+        self.read_row(
+            MESSAGE_DATA_SELECT,
+            (mailbox, uid),
+            |r| r.get(0),
+            "reading message data",
+        )
         .await
     }
 
@@ -179,10 +180,7 @@ impl Mailstore for SqliteStore {
         let uids = uids.to_vec();
         self.read(move |conn| {
             let mut stmt = conn
-                .prepare_cached(
-                    "SELECT b.data FROM messages m JOIN blobs b ON b.id = m.blob_id
-                     WHERE m.mailbox_id = ?1 AND m.uid = ?2",
-                )
+                .prepare_cached(MESSAGE_DATA_SELECT)
                 .ctx("reading message data")?;
             let mut out = Vec::with_capacity(uids.len());
             for uid in uids {

@@ -7,7 +7,7 @@
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::ids::{IdSpace, next_id};
-use super::mailboxes::mailbox_owner;
+use super::mailboxes::{MailboxCounters, mailbox_counters, mailbox_owner};
 use super::{Context, get_u64, parse_flags, sql_u64, to_u32};
 use crate::rules::FlagSet;
 use crate::{
@@ -371,22 +371,13 @@ pub(super) fn changes_since_read(
     // MODSEQs are stored as SQLite integers; larger values than i64::MAX cannot exist.
     let since = i64::try_from(since).unwrap_or(i64::MAX);
     let tx = conn.unchecked_transaction().ctx("starting a read")?;
-    let Some((uidnext, highest_modseq, recent_uid, floor)) = tx
-        .prepare_cached(
-            "SELECT uidnext, highest_modseq, recent_uid, vanished_floor FROM mailboxes WHERE id = ?1",
-        )
-        .and_then(|mut s| {
-            s.query_row([mailbox], |r| {
-                Ok((
-                    r.get::<_, u32>(0)?,
-                    get_u64(r, 1)?,
-                    r.get::<_, u32>(2)?,
-                    r.get::<_, i64>(3)?,
-                ))
-            })
-            .optional()
-        })
-        .ctx("reading mailbox")?
+    let Some(MailboxCounters {
+        uidnext,
+        highest_modseq,
+        recent_uid,
+        vanished_floor: floor,
+        ..
+    }) = mailbox_counters(&tx, mailbox)?
     else {
         return Ok(None);
     };

@@ -76,7 +76,7 @@ use std::sync::{Arc, Mutex, mpsc};
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use rusqlite::{Connection, ErrorCode, OpenFlags};
+use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension};
 use tokio::sync::{Semaphore, broadcast, oneshot};
 
 use crate::{AccountId, MailboxChanged, MailboxId, Result, StoreError};
@@ -275,6 +275,47 @@ impl SqliteStore {
         })
         .await
         .map_err(|e| StoreError::Backend(format!("read task failed: {e}")))?
+    }
+
+    /// Runs one statement with `params` on the writer; whether it changed a row.
+    async fn write_changed<P>(
+        &self,
+        sql: &'static str,
+        params: P,
+        what: &'static str,
+    ) -> Result<bool>
+    where
+        P: rusqlite::Params + Send + 'static,
+    {
+        self.write(move |conn| {
+            conn.prepare_cached(sql)
+                .and_then(|mut s| s.execute(params))
+                .map(|n| n > 0)
+                .ctx(what)
+        })
+        .await
+    }
+
+    /// Reads the first row of `sql` with `params` through `row` on the read pool (None if there
+    /// is none).
+    async fn read_row<T, P, F>(
+        &self,
+        sql: impl AsRef<str> + Send + 'static,
+        params: P,
+        row: F,
+        what: &'static str,
+    ) -> Result<Option<T>>
+    where
+        T: Send + 'static,
+        P: rusqlite::Params + Send + 'static,
+        F: FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T> + Send + 'static,
+    {
+        self.read(move |conn| {
+            conn.prepare_cached(sql.as_ref())
+                .and_then(|mut s| s.query_row(params, row).optional())
+                .ctx(what)
+        })
+        .await
     }
 }
 

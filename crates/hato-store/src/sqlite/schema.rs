@@ -303,6 +303,17 @@ mod tests {
         .unwrap();
     }
 
+    /// The database of [`write_version_1`] as hato with schema `version` left it.
+    fn write_version(path: &Path, version: usize) {
+        write_version_1(path);
+        let conn = Connection::open(path).unwrap();
+        for sql in &MIGRATIONS[1..version] {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.pragma_update(None, "user_version", version as i64)
+            .unwrap();
+    }
+
     /// A version 2 database with queue rows (id 7 the largest, id 5 kept) gets the version 3
     /// columns with their defaults, and new queue ids start above every id seen.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -358,14 +369,7 @@ mod tests {
     async fn version_3_mailboxes_get_recent_watermark() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("hato.db");
-        write_version_1(&path);
-        {
-            let conn = Connection::open(&path).unwrap();
-            for sql in &MIGRATIONS[1..3] {
-                conn.execute_batch(sql).unwrap();
-            }
-            conn.execute_batch("PRAGMA user_version = 3;").unwrap();
-        }
+        write_version(&path, 3);
         let store = SqliteStore::open(&path).unwrap();
         assert_eq!(
             user_version(&Connection::open(&path).unwrap()).unwrap(),
@@ -408,14 +412,7 @@ mod tests {
         use crate::SharedState;
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("hato.db");
-        write_version_1(&path);
-        {
-            let conn = Connection::open(&path).unwrap();
-            for sql in &MIGRATIONS[1..5] {
-                conn.execute_batch(sql).unwrap();
-            }
-            conn.execute_batch("PRAGMA user_version = 5;").unwrap();
-        }
+        write_version(&path, 5);
         let store = SqliteStore::open(&path).unwrap();
         assert_eq!(store.mailbox_status(1).await.unwrap().unwrap().messages, 2);
         assert_eq!(store.counter("ip:192.0.2.1", 1000).await.unwrap(), 0);

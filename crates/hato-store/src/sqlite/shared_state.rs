@@ -44,6 +44,11 @@ fn check_count(c: &TlsReportCount) -> Result<()> {
     Ok(())
 }
 
+/// A stored count as the API's `u32` (`u32::MAX` if out of range).
+fn count_u32(count: i64) -> u32 {
+    u32::try_from(count).unwrap_or(u32::MAX)
+}
+
 /// Deletes up to [`PRUNE_ON_WRITE`] expired rows of `table` (whose key column is `key`).
 fn prune_some(conn: &Connection, table: &str, key: &str, now: i64) -> Result<()> {
     let sql = format!(
@@ -77,22 +82,22 @@ impl SharedState for SqliteStore {
                 )
                 .and_then(|mut s| s.query_row(params![key, now, expires], |r| r.get(0)))
                 .ctx("counting")?;
-            Ok(u32::try_from(count).unwrap_or(u32::MAX))
+            Ok(count_u32(count))
         })
         .await
     }
 
     async fn counter(&self, key: &str, now: i64) -> Result<u32> {
         check_key(key)?;
-        let key = key.to_owned();
-        self.read(move |conn| {
-            let count: Option<i64> = conn
-                .prepare_cached("SELECT count FROM counters WHERE key = ?1 AND expires > ?2")
-                .and_then(|mut s| s.query_row(params![key, now], |r| r.get(0)).optional())
-                .ctx("reading a counter")?;
-            Ok(count.map_or(0, |c| u32::try_from(c).unwrap_or(u32::MAX)))
-        })
-        .await
+        let count: Option<i64> = self
+            .read_row(
+                "SELECT count FROM counters WHERE key = ?1 AND expires > ?2",
+                (key.to_owned(), now),
+                |r| r.get(0),
+                "reading a counter",
+            )
+            .await?;
+        Ok(count.map_or(0, count_u32))
     }
 
     async fn counter_release(&self, key: &str, now: i64) -> Result<u32> {
@@ -106,22 +111,18 @@ impl SharedState for SqliteStore {
                 )
                 .and_then(|mut s| s.query_row(params![key, now], |r| r.get(0)).optional())
                 .ctx("taking a count back")?;
-            Ok(count.map_or(0, |c| u32::try_from(c).unwrap_or(u32::MAX)))
+            Ok(count.map_or(0, count_u32))
         })
         .await
     }
 
     async fn counter_reset(&self, key: &str) -> Result<bool> {
         check_key(key)?;
-        let key = key.to_owned();
-        self.write(move |conn| {
-            delete_key(
-                conn,
-                "DELETE FROM counters WHERE key = ?1",
-                &key,
-                "resetting a counter",
-            )
-        })
+        self.write_changed(
+            "DELETE FROM counters WHERE key = ?1",
+            [key.to_owned()],
+            "resetting a counter",
+        )
         .await
     }
 
@@ -158,27 +159,26 @@ impl SharedState for SqliteStore {
         check_key(name)?;
         check_key(owner)?;
         check_duration(ttl_secs, "a lease time")?;
-        let (name, owner) = (name.to_owned(), owner.to_owned());
-        let expires = now.saturating_add(ttl_secs);
-        self.write(move |conn| {
-            conn.prepare_cached("UPDATE leases SET expires = ?3 WHERE name = ?1 AND owner = ?2")
-                .and_then(|mut s| s.execute(params![name, owner, expires]))
-                .map(|n| n > 0)
-                .ctx("renewing a lease")
-        })
+        self.write_changed(
+            "UPDATE leases SET expires = ?3 WHERE name = ?1 AND owner = ?2",
+            (
+                name.to_owned(),
+                owner.to_owned(),
+                now.saturating_add(ttl_secs),
+            ),
+            "renewing a lease",
+        )
         .await
     }
 
     async fn lease_release(&self, name: &str, owner: &str) -> Result<bool> {
         check_key(name)?;
         check_key(owner)?;
-        let (name, owner) = (name.to_owned(), owner.to_owned());
-        self.write(move |conn| {
-            conn.prepare_cached("DELETE FROM leases WHERE name = ?1 AND owner = ?2")
-                .and_then(|mut s| s.execute(params![name, owner]))
-                .map(|n| n > 0)
-                .ctx("releasing a lease")
-        })
+        self.write_changed(
+            "DELETE FROM leases WHERE name = ?1 AND owner = ?2",
+            (name.to_owned(), owner.to_owned()),
+            "releasing a lease",
+        )
         .await
     }
 
@@ -205,26 +205,22 @@ impl SharedState for SqliteStore {
 
     async fn cache_get(&self, key: &str, now: i64) -> Result<Option<Vec<u8>>> {
         check_key(key)?;
-        let key = key.to_owned();
-        self.read(move |conn| {
-            conn.prepare_cached("SELECT value FROM cache WHERE key = ?1 AND expires > ?2")
-                .and_then(|mut s| s.query_row(params![key, now], |r| r.get(0)).optional())
-                .ctx("reading a cache entry")
-        })
+        self.read_row(
+            "SELECT value FROM cache WHERE key = ?1 AND expires > ?2",
+            (key.to_owned(), now),
+            |r| r.get(0),
+            "reading a cache entry",
+        )
         .await
     }
 
     async fn cache_delete(&self, key: &str) -> Result<bool> {
         check_key(key)?;
-        let key = key.to_owned();
-        self.write(move |conn| {
-            delete_key(
-                conn,
-                "DELETE FROM cache WHERE key = ?1",
-                &key,
-                "deleting a cache entry",
-            )
-        })
+        self.write_changed(
+            "DELETE FROM cache WHERE key = ?1",
+            [key.to_owned()],
+            "deleting a cache entry",
+        )
         .await
     }
 
@@ -309,83 +305,69 @@ impl SharedState for SqliteStore {
 
     async fn tls_report_mark_sent(&self, day: i64, domain: &str, now: i64) -> Result<bool> {
         check_key(domain)?;
-        let domain = domain.to_owned();
-        self.write(move |conn| {
-            conn.prepare_cached(
-                "INSERT INTO tls_report_sent (day, domain, sent_at) VALUES (?1, ?2, ?3)
-                 ON CONFLICT DO NOTHING",
-            )
-            .and_then(|mut s| s.execute(params![day, domain, now]))
-            .map(|n| n > 0)
-            .ctx("marking a TLS report sent")
-        })
+        self.write_changed(
+            "INSERT INTO tls_report_sent (day, domain, sent_at) VALUES (?1, ?2, ?3)
+             ON CONFLICT DO NOTHING",
+            (day, domain.to_owned(), now),
+            "marking a TLS report sent",
+        )
         .await
     }
 
     async fn tls_report_unmark_sent(&self, day: i64, domain: &str) -> Result<bool> {
-        let domain = domain.to_owned();
-        self.write(move |conn| {
-            conn.prepare_cached("DELETE FROM tls_report_sent WHERE day = ?1 AND domain = ?2")
-                .and_then(|mut s| s.execute(params![day, domain]))
-                .map(|n| n > 0)
-                .ctx("unmarking a TLS report")
-        })
+        self.write_changed(
+            "DELETE FROM tls_report_sent WHERE day = ?1 AND domain = ?2",
+            (day, domain.to_owned()),
+            "unmarking a TLS report",
+        )
         .await
     }
 
     async fn tls_report_prune(&self, before_day: i64) -> Result<u64> {
-        self.write(move |conn| {
-            delete_all(
-                conn,
-                &[
-                    "DELETE FROM tls_report_counts WHERE day < ?1",
-                    "DELETE FROM tls_report_sent WHERE day < ?1",
-                ],
-                before_day,
-                "pruning TLS report counts",
-            )
-        })
+        self.delete_all(
+            &[
+                "DELETE FROM tls_report_counts WHERE day < ?1",
+                "DELETE FROM tls_report_sent WHERE day < ?1",
+            ],
+            before_day,
+            "pruning TLS report counts",
+        )
         .await
     }
 
     async fn prune_expired(&self, now: i64) -> Result<u64> {
-        self.write(move |conn| {
-            delete_all(
-                conn,
-                &[
-                    "DELETE FROM counters WHERE expires <= ?1",
-                    "DELETE FROM leases WHERE expires <= ?1",
-                    "DELETE FROM cache WHERE expires <= ?1",
-                ],
-                now,
-                "pruning expired state",
-            )
-        })
+        self.delete_all(
+            &[
+                "DELETE FROM counters WHERE expires <= ?1",
+                "DELETE FROM leases WHERE expires <= ?1",
+                "DELETE FROM cache WHERE expires <= ?1",
+            ],
+            now,
+            "pruning expired state",
+        )
         .await
     }
 }
 
-/// Runs each `DELETE` with its one parameter; the rows removed in all.
-fn delete_all(
-    conn: &rusqlite::Connection,
-    statements: &[&str],
-    param: i64,
-    what: &str,
-) -> Result<u64> {
-    let mut removed = 0;
-    for sql in statements {
-        removed += conn
-            .prepare_cached(sql)
-            .and_then(|mut s| s.execute([param]))
-            .ctx(what)?;
+impl SqliteStore {
+    /// Runs each `DELETE` with its one parameter, in one request on the writer; the rows
+    /// removed in all.
+    async fn delete_all(
+        &self,
+        statements: &'static [&'static str],
+        param: i64,
+        what: &'static str,
+    ) -> Result<u64> {
+        self.write(move |conn| {
+            let mut removed = 0;
+            for sql in statements {
+                removed += conn
+                    .prepare_cached(sql)
+                    .and_then(|mut s| s.execute([param]))
+                    .ctx(what)?;
+            }
+            Ok(removed as u64)
+        })
+        .await
     }
-    Ok(removed as u64)
-}
-
-/// Runs a `DELETE` by key; whether a row went.
-fn delete_key(conn: &rusqlite::Connection, sql: &str, key: &str, what: &str) -> Result<bool> {
-    conn.prepare_cached(sql)
-        .and_then(|mut s| s.execute([key]))
-        .map(|n| n > 0)
-        .ctx(what)
 }
