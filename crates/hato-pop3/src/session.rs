@@ -122,10 +122,13 @@
 //! | `maildrop.rs` | the open maildrop: listing, deletion marks, unique-id checks (RFC 1939 §7) |
 //! | `reply.rs` | `+OK`/`-ERR`, response codes (RFC 2449 §8, RFC 3206), the error limit |
 //! | `tests.rs`, `proptests.rs` | transcript and property tests |
+//! | `fuzzing.rs` | the driver the property tests and the fuzz target share (feature `fuzzing`) |
 
 mod authorization;
 mod command;
 mod dispatch;
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod fuzzing;
 mod input;
 mod maildrop;
 #[cfg(test)]

@@ -112,6 +112,7 @@
 //! | `session/command.rs` | command-line parsing (verbs, paths, parameters, BDAT arguments) |
 //! | `session/data.rs` | the DATA byte-level receiver (end of data, dot transparency, bare line endings, limits) |
 //! | `session/envelope.rs` | [`Envelope`] and the `Received:` trace field |
+//! | `session/fuzzing.rs` | the driver the property tests and the fuzz target share (feature `fuzzing`) |
 
 mod auth;
 mod body;
@@ -119,6 +120,8 @@ mod command;
 mod config;
 mod data;
 mod envelope;
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod fuzzing;
 mod hello;
 mod input;
 mod mail;

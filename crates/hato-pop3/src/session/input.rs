@@ -116,7 +116,7 @@ impl Session {
     }
 
     /// Bytes currently buffered from the client (tests: bounded-memory checks).
-    #[cfg(test)]
+    #[cfg(any(test, feature = "fuzzing"))]
     pub(super) fn buffered(&self) -> usize {
         self.inbuf.held()
     }

@@ -195,7 +195,7 @@ impl Session {
     }
 
     /// Bytes currently buffered (tests: bounded-memory checks).
-    #[cfg(test)]
+    #[cfg(any(test, feature = "fuzzing"))]
     pub(super) fn buffered(&self) -> usize {
         self.inbuf.held()
             + match &self.input {
