@@ -167,3 +167,38 @@ pub fn drive(cfg: &ClientConfig, txns: &[&Transaction], server: Server<'_>) -> T
     }
     trace
 }
+
+/// Transactions worth handing over whatever the server says: a plain one, a null
+/// sender with three recipients and a message with a lone dot, bare CR and LF and no
+/// final line end, 8-bit content, a UTF-8 sender, a UTF-8 recipient, no recipients.
+pub fn transactions() -> Vec<Transaction> {
+    let a = |s: &str| Address::parse(s).unwrap();
+    vec![
+        Transaction::new(
+            Some(a("a@s.example")),
+            [a("b@r.example")],
+            &b"Subject: x\r\n\r\nhi\r\n"[..],
+        ),
+        Transaction::new(
+            None,
+            [a("b@r.example"), a("c@r.example"), a("d@r.example")],
+            &b".\r\n..\n.x\rend"[..],
+        ),
+        Transaction::new(
+            Some(a("a@s.example")),
+            [a("b@r.example")],
+            "8bit: \u{fc}\r\n".as_bytes(),
+        ),
+        Transaction::new(
+            Some(a("j\u{f6}rg@s.example")),
+            [a("b@r.example")],
+            &b"x"[..],
+        ),
+        Transaction::new(
+            Some(a("a@s.example")),
+            [a("\u{fc}@r.example"), a("b@r.example")],
+            &b"x"[..],
+        ),
+        Transaction::new(Some(a("a@s.example")), [], &b"x"[..]),
+    ]
+}

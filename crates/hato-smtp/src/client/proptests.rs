@@ -68,29 +68,8 @@ fn config() -> impl Strategy<Value = ClientConfig> {
 
 fn transaction() -> impl Strategy<Value = Transaction> {
     let a = |s: &str| Address::parse(s).unwrap();
-    let pool = vec![
-        Transaction::new(
-            Some(a("a@s.example")),
-            [a("b@r.example")],
-            &b"Subject: x\r\n\r\nhi\r\n"[..],
-        ),
-        Transaction::new(
-            None,
-            [a("b@r.example"), a("c@r.example"), a("d@r.example")],
-            &b".\r\n..\n.x\rend"[..],
-        ),
-        Transaction::new(
-            Some(a("a@s.example")),
-            [a("b@r.example")],
-            "8bit: ü\r\n".as_bytes(),
-        ),
-        Transaction::new(Some(a("jörg@s.example")), [a("b@r.example")], &b"x"[..]),
-        Transaction::new(
-            Some(a("a@s.example")),
-            [a("ü@r.example"), a("b@r.example")],
-            &b"x"[..],
-        ),
-        Transaction::new(Some(a("a@s.example")), [], &b"x"[..]),
+    let mut pool = fuzzing::transactions();
+    pool.extend([
         Transaction::new(Some(a("a@s.example")), [a("b@r.example")], vec![b'y'; 300]),
         Transaction {
             requiretls: true,
@@ -103,7 +82,7 @@ fn transaction() -> impl Strategy<Value = Transaction> {
             }],
             ..Transaction::new(Some(a("a@s.example")), [], &b"x\r\n"[..])
         },
-    ];
+    ]);
     proptest::sample::select(pool)
 }
 
