@@ -40,11 +40,7 @@ fn drive(flags: u8, decisions: &[u8], messages: &[&[u8]], pieces: &[&[u8]]) -> R
         tls: flags & 2 != 0,
         messages,
         decide: &mut || d.decide(),
-        end: if flags & 16 != 0 {
-            End::Shutdown
-        } else {
-            End::Timeout
-        },
+        end: End::closing(flags & 16 != 0),
     }
     .run(pieces)
 }

@@ -62,11 +62,7 @@ fn drive(flags: u8, decisions: &[u8], pieces: &[&[u8]]) -> Run {
         },
         tls: flags & 8 != 0,
         decide: &mut || d.decide(),
-        end: if flags & 128 != 0 {
-            End::Shutdown
-        } else {
-            End::Timeout
-        },
+        end: End::closing(flags & 128 != 0),
     }
     .run(pieces)
 }

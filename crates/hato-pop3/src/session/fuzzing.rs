@@ -45,16 +45,10 @@ impl Driver<'_> {
     /// credentials without TLS, a commit of unknown or unordered indices, a retrieval
     /// outside the listing, unbounded output or buffering.
     pub fn run<P: AsRef<[u8]>>(self, pieces: &[P]) -> Run {
-        let Driver {
-            config,
-            tls,
-            messages,
-            decide,
-            end,
-        } = self;
-        let max_line = AUTH_LINE_MAX.max(config.max_command_line);
-        let max_message = messages.iter().map(|m| m.len()).max().unwrap_or(0);
-        let mut s = Session::new(Arc::new(config), tls.then(tls_info));
+        let max_line = AUTH_LINE_MAX.max(self.config.max_command_line);
+        let max_message = self.messages.iter().map(|m| m.len()).max().unwrap_or(0);
+        let (messages, decide) = (self.messages, self.decide);
+        let mut s = Session::new(Arc::new(self.config), self.tls.then(tls_info));
         s.greet();
         let answer = |s: &mut Session, a, output: &mut Vec<u8>| {
             match a {
@@ -106,7 +100,7 @@ impl Driver<'_> {
                 s.buffered()
             );
         };
-        hato_wire::testing::pump(&mut s, pieces, end, answer, check)
+        hato_wire::testing::pump(&mut s, pieces, self.end, answer, check)
     }
 }
 

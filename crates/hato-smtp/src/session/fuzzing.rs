@@ -35,17 +35,11 @@ impl Driver<'_> {
     /// round-trip, a delivery over the size limit, without recipients, with REQUIRETLS
     /// but no TLS or with a malformed `Received:` field, unbounded buffering.
     pub fn run<P: AsRef<[u8]>>(self, pieces: &[P]) -> Run {
-        let Driver {
-            config,
-            peer,
-            tls_info,
-            tls,
-            decide,
-            end,
-        } = self;
-        let max_message = config.max_message_size;
-        let max_mem = AUTH_LINE_MAX + config.max_message_size + config.max_command_line;
-        let mut s = Session::new(Arc::new(config), peer, tls.then(|| tls_info.clone()));
+        let max_message = self.config.max_message_size;
+        let max_mem = AUTH_LINE_MAX + max_message + self.config.max_command_line;
+        let (tls_info, decide) = (self.tls_info, self.decide);
+        let implicit_tls = self.tls.then(|| tls_info.clone());
+        let mut s = Session::new(Arc::new(self.config), self.peer, implicit_tls);
         s.greet();
         let answer = |s: &mut Session, a, _: &mut Vec<u8>| match a {
             Action::NeedInput | Action::Close => unreachable!("not a decision"),
@@ -109,7 +103,7 @@ impl Driver<'_> {
                 s.buffered()
             );
         };
-        hato_wire::testing::pump(&mut s, pieces, end, answer, check)
+        hato_wire::testing::pump(&mut s, pieces, self.end, answer, check)
     }
 }
 
