@@ -181,8 +181,8 @@ type Step = hato_wire::step::Step<Action>;
 const STEPS: hato_wire::step::Parts<Session, Action> = hato_wire::step::Parts {
     step: Session::step,
     closing: |s| s.closing,
-    discard_input: Session::discard_input,
-    compact: Session::compact,
+    discard_input: |s| s.inbuf.discard(),
+    compact: |s| s.inbuf.compact(),
 };
 
 /// One POP3 server session (one connection).
@@ -299,7 +299,7 @@ impl Session {
     pub fn tls_established(&mut self, info: TlsInfo) {
         self.tls = Some(info);
         self.stls_pending = false;
-        self.discard_input();
+        self.inbuf.discard();
         self.input = Input::Command;
         self.pending = None;
         self.phase = Phase::Authorization { user: None };
@@ -456,7 +456,7 @@ impl Session {
         self.closing = true;
         self.pending = None;
         self.stls_pending = false;
-        self.discard_input();
+        self.inbuf.discard();
         if let Some(t) = text {
             self.output.extend_from_slice(t.as_bytes());
         }

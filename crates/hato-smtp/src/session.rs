@@ -260,8 +260,8 @@ type Step = hato_wire::step::Step<Action>;
 const STEPS: hato_wire::step::Parts<Session, Action> = hato_wire::step::Parts {
     step: Session::step,
     closing: |s| s.closing,
-    discard_input: Session::discard_input,
-    compact: Session::compact,
+    discard_input: |s| s.inbuf.discard(),
+    compact: |s| s.inbuf.compact(),
 };
 
 /// Result of extracting one line from the input buffer.
@@ -495,7 +495,7 @@ impl Session {
         self.greeted = true;
         self.closing = true;
         self.pending = None;
-        self.discard_input();
+        self.inbuf.discard();
         self.output.extend_from_slice(&r.to_bytes());
     }
 
