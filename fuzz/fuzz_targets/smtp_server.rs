@@ -7,19 +7,17 @@
 //! - `chunking` how the bytes are cut into reads (see `hato_fuzz::chunks`);
 //! - `d0 d1` the driver's decisions (refuse a delivery, ...).
 //!
-//! The driver answers every action the way `hato`'s does. Checked: no panic, the session
-//! ends every feed with NeedInput or Close, the output is well-formed SMTP replies
-//! and bounded by the input, deliveries are consistent, the `Received:`
-//! field is one header field whatever the client sent, and (without STARTTLS, where the
-//! cut matters by design) the cut of the input changes nothing.
+//! The driver (the crate's, shared with its property tests) answers every action the way
+//! `hato`'s does. Checked: no panic, the session ends every feed with NeedInput or Close,
+//! the output is well-formed SMTP replies and bounded by the input, buffering is
+//! bounded, deliveries are consistent, the `Received:` field is one header field
+//! whatever the client sent, and (without STARTTLS, where the cut matters by design) the
+//! cut of the input changes nothing.
 #![no_main]
 
-use std::sync::Arc;
-
 use hato_fuzz::{Decisions, assert_smtp_replies, chunks, header};
-use hato_smtp::{
-    Action, Address, AuthOutcome, BareLinePolicy, Config, Mode, Peer, Reply, Session, TlsInfo,
-};
+use hato_smtp::session::fuzzing::{Driver, End, Run};
+use hato_smtp::{BareLinePolicy, Config, Mode, Peer, TlsInfo};
 use libfuzzer_sys::fuzz_target;
 
 fn config(flags: u8) -> Config {
@@ -47,145 +45,26 @@ fn config(flags: u8) -> Config {
     }
 }
 
-fn tls_info() -> TlsInfo {
-    TlsInfo {
-        version: "TLSv1.3".into(),
-        cipher: "TLS_AES_128_GCM_SHA256".into(),
-        sni: Some("mx.example".into()),
-    }
-}
-
-/// Everything observable about a run.
-#[derive(Debug, Default, PartialEq, Eq)]
-struct Trace {
-    output: Vec<u8>,
-    actions: Vec<String>,
-    closed: bool,
-}
-
-fn check_address(a: &Address) {
-    let again = Address::parse(&a.to_string());
-    assert_eq!(again.as_ref(), Ok(a), "address does not round-trip");
-    assert!(!a.local_part().is_empty());
-}
-
-fn check_received(h: &str) {
-    assert!(h.is_ascii(), "non-ASCII Received: {h:?}");
-    let body = h.strip_suffix("\r\n").expect("Received: ends with CRLF");
-    for (i, line) in body.split("\r\n").enumerate() {
-        assert!(
-            !line.contains(['\r', '\n']),
-            "bare CR/LF in Received: {h:?}"
-        );
-        if i == 0 {
-            assert!(line.starts_with("Received: "), "{h:?}");
-        } else {
-            assert!(line.starts_with('\t'), "Received: continuation {h:?}");
-        }
-        assert!(line.len() <= 998, "Received: line too long");
-    }
-}
-
-fn drive(flags: u8, decisions: &[u8], pieces: &[&[u8]]) -> Trace {
-    let cfg = config(flags);
-    let max_message = cfg.max_message_size;
-    let implicit = flags & 8 != 0;
+/// Runs the crate's checking driver (see `hato_smtp::session::fuzzing`).
+fn drive(flags: u8, decisions: &[u8], pieces: &[&[u8]]) -> Run {
     let mut d = Decisions::new(decisions);
-    let mut s = Session::new(
-        Arc::new(cfg),
-        Peer {
+    Driver {
+        config: config(flags),
+        peer: Peer {
             ip: "2001:db8::7".parse().unwrap(),
             port: 1,
             reverse_name: Some("client.example".into()),
         },
-        implicit.then(tls_info),
-    );
-    s.greet();
-    let mut t = Trace::default();
-    'feed: for piece in pieces {
-        s.feed(piece);
-        let mut guard = 0u32;
-        loop {
-            guard += 1;
-            assert!(guard < 100_000, "session loops");
-            let a = s.poll();
-            if !matches!(a, Action::NeedInput | Action::Close) {
-                t.actions.push(format!("{a:?}"));
-            }
-            match a {
-                Action::NeedInput => break,
-                Action::Close => {
-                    t.closed = true;
-                    assert_eq!(s.poll(), Action::Close, "Close is final");
-                    break 'feed;
-                }
-                Action::StartTls => {
-                    assert!(!s.is_tls(), "STARTTLS under TLS");
-                    s.tls_established(tls_info());
-                }
-                Action::Authenticate { username, .. } => {
-                    let v = match username.as_str() {
-                        "alice" => AuthOutcome::Ok,
-                        "throttle" => AuthOutcome::Throttled,
-                        _ => AuthOutcome::Failed,
-                    };
-                    s.auth_result(v);
-                }
-                Action::CheckSender { address } => {
-                    if let Some(a) = &address {
-                        check_address(a);
-                    }
-                    let r = if address.as_ref().is_some_and(|a| a.local_part() == "bad") {
-                        Err(Reply::new(550, (5, 7, 1), "no"))
-                    } else {
-                        Ok(())
-                    };
-                    s.sender_result(r);
-                }
-                Action::CheckRecipient { address } => {
-                    check_address(&address);
-                    let r = if address.local_part() == "bad" {
-                        Err(Reply::new(550, (5, 1, 1), "no"))
-                    } else {
-                        Ok(())
-                    };
-                    s.recipient_result(r);
-                }
-                Action::Deliver(env) => {
-                    assert!(env.body.len() <= max_message, "message over the size limit");
-                    assert!(!env.recipients.is_empty(), "delivery without recipients");
-                    assert_eq!(env.rcpt_dsn.len(), env.recipients.len());
-                    assert!(
-                        !env.requiretls || env.tls.is_some(),
-                        "REQUIRETLS without TLS"
-                    );
-                    assert_eq!(env.tls.is_some(), s.is_tls());
-                    check_received(&env.received_header(
-                        "mx.example",
-                        "ID",
-                        "Thu, 1 Jan 2026 00:00:00 +0000",
-                    ));
-                    let r = if d.decide() {
-                        Err(Reply::new(451, (4, 3, 0), "try later"))
-                    } else {
-                        Ok("ID".into())
-                    };
-                    s.delivery_result(r);
-                }
-            }
-        }
-        t.output.extend(s.output());
+        tls_info: TlsInfo {
+            version: "TLSv1.3".into(),
+            cipher: "TLS_AES_128_GCM_SHA256".into(),
+            sni: Some("mx.example".into()),
+        },
+        tls: flags & 8 != 0,
+        decide: &mut || d.decide(),
+        end: End::closing(flags & 128 != 0),
     }
-    if !t.closed {
-        if flags & 128 != 0 {
-            s.shutdown();
-        } else {
-            s.timeout();
-        }
-        assert_eq!(s.poll(), Action::Close);
-    }
-    t.output.extend(s.output());
-    t
+    .run(pieces)
 }
 
 fuzz_target!(|data: &[u8]| {

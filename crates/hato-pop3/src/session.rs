@@ -122,10 +122,13 @@
 //! | `maildrop.rs` | the open maildrop: listing, deletion marks, unique-id checks (RFC 1939 §7) |
 //! | `reply.rs` | `+OK`/`-ERR`, response codes (RFC 2449 §8, RFC 3206), the error limit |
 //! | `tests.rs`, `proptests.rs` | transcript and property tests |
+//! | `fuzzing.rs` | the driver the property tests and the fuzz target share (feature `fuzzing`) |
 
 mod authorization;
 mod command;
 mod dispatch;
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod fuzzing;
 mod input;
 mod maildrop;
 #[cfg(test)]
@@ -178,8 +181,8 @@ type Step = hato_wire::step::Step<Action>;
 const STEPS: hato_wire::step::Parts<Session, Action> = hato_wire::step::Parts {
     step: Session::step,
     closing: |s| s.closing,
-    discard_input: Session::discard_input,
-    compact: Session::compact,
+    discard_input: |s| s.inbuf.discard(),
+    compact: |s| s.inbuf.compact(),
 };
 
 /// One POP3 server session (one connection).
@@ -296,7 +299,7 @@ impl Session {
     pub fn tls_established(&mut self, info: TlsInfo) {
         self.tls = Some(info);
         self.stls_pending = false;
-        self.discard_input();
+        self.inbuf.discard();
         self.input = Input::Command;
         self.pending = None;
         self.phase = Phase::Authorization { user: None };
@@ -453,7 +456,7 @@ impl Session {
         self.closing = true;
         self.pending = None;
         self.stls_pending = false;
-        self.discard_input();
+        self.inbuf.discard();
         if let Some(t) = text {
             self.output.extend_from_slice(t.as_bytes());
         }

@@ -151,6 +151,7 @@
 //! | `client/capabilities.rs` | [`Capabilities`] from the EHLO reply |
 //! | `client/encode.rs` | line-ending normalisation, DATA transparency (dot-stuffing), the RFC 1870 size and the 8-bit scan |
 //! | `client/downgrade.rs` | [`downgrade_8bit`] |
+//! | `client/fuzzing.rs` | the driver the property tests and the fuzz target share (feature `fuzzing`) |
 
 mod action;
 mod auth;
@@ -158,6 +159,8 @@ mod capabilities;
 mod config;
 mod downgrade;
 mod encode;
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod fuzzing;
 mod outcome;
 #[cfg(test)]
 mod proptests;

@@ -112,6 +112,7 @@
 //! | `session/command.rs` | command-line parsing (verbs, paths, parameters, BDAT arguments) |
 //! | `session/data.rs` | the DATA byte-level receiver (end of data, dot transparency, bare line endings, limits) |
 //! | `session/envelope.rs` | [`Envelope`] and the `Received:` trace field |
+//! | `session/fuzzing.rs` | the driver the property tests and the fuzz target share (feature `fuzzing`) |
 
 mod auth;
 mod body;
@@ -119,6 +120,8 @@ mod command;
 mod config;
 mod data;
 mod envelope;
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod fuzzing;
 mod hello;
 mod input;
 mod mail;
@@ -257,8 +260,8 @@ type Step = hato_wire::step::Step<Action>;
 const STEPS: hato_wire::step::Parts<Session, Action> = hato_wire::step::Parts {
     step: Session::step,
     closing: |s| s.closing,
-    discard_input: Session::discard_input,
-    compact: Session::compact,
+    discard_input: |s| s.inbuf.discard(),
+    compact: |s| s.inbuf.compact(),
 };
 
 /// Result of extracting one line from the input buffer.
@@ -492,7 +495,7 @@ impl Session {
         self.greeted = true;
         self.closing = true;
         self.pending = None;
-        self.discard_input();
+        self.inbuf.discard();
         self.output.extend_from_slice(&r.to_bytes());
     }
 

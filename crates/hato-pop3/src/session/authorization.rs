@@ -69,7 +69,7 @@ impl Session {
         }
         self.ok("Begin TLS negotiation");
         // CVE-2011-0411: nothing sent before the handshake counts.
-        self.discard_input();
+        self.inbuf.discard();
         self.stls_pending = true;
         Step::StartTls
     }

@@ -30,14 +30,6 @@ enum Line {
 }
 
 impl Session {
-    pub(super) fn discard_input(&mut self) {
-        self.inbuf.discard();
-    }
-
-    pub(super) fn compact(&mut self) {
-        self.inbuf.compact();
-    }
-
     /// Line limit for the line starting at `pos` (AUTH lines get [`AUTH_LINE_MAX`]).
     fn line_limit(&self) -> usize {
         let base = self.config.max_command_line.max(MIN_COMMAND_LINE);
@@ -116,7 +108,7 @@ impl Session {
     }
 
     /// Bytes currently buffered from the client (tests: bounded-memory checks).
-    #[cfg(test)]
+    #[cfg(any(test, feature = "fuzzing"))]
     pub(super) fn buffered(&self) -> usize {
         self.inbuf.held()
     }

@@ -4,6 +4,9 @@
 
 use proptest::prelude::*;
 
+use hato_wire::testing::{assert_cut_does_not_matter, assert_no_bare_cr_lf, split};
+
+use super::fuzzing::{self, End, Run, tls_info};
 use super::*;
 use crate::wire_size;
 
@@ -26,100 +29,17 @@ fn config(stls: bool, max_errors: u32) -> Config {
     }
 }
 
-fn tls_info() -> TlsInfo {
-    TlsInfo {
-        version: "TLSv1.3".into(),
-        cipher: "TLS_AES_128_GCM_SHA256".into(),
-        sni: None,
+/// Drives a session over `chunks` (see [`fuzzing::Driver`]: it checks the memory and
+/// output bounds), answering every decision with success.
+fn drive(cfg: Config, tls: bool, chunks: &[Vec<u8>]) -> Run {
+    fuzzing::Driver {
+        config: cfg,
+        tls,
+        messages: &MESSAGES,
+        decide: &mut || false,
+        end: End::Open,
     }
-}
-
-/// Everything observable about a run.
-#[derive(Debug, Default, PartialEq, Eq)]
-struct Outcome {
-    output: Vec<u8>,
-    actions: Vec<Action>,
-    closed: bool,
-}
-
-/// Drives a session over `chunks`, answering every decision deterministically and
-/// taking the output before each Retrieve. After each poll cycle checks the memory
-/// and output bounds.
-fn drive(cfg: Config, tls: bool, chunks: &[Vec<u8>]) -> Outcome {
-    let max_line = AUTH_LINE_MAX.max(cfg.max_command_line);
-    let mut s = Session::new(Arc::new(cfg), tls.then(tls_info));
-    s.greet();
-    let mut out = Outcome::default();
-    'feed: for chunk in chunks {
-        s.feed(chunk);
-        let mut guard = 0;
-        loop {
-            guard += 1;
-            assert!(guard < 1_000_000, "session loops");
-            let a = s.poll();
-            match &a {
-                Action::NeedInput => break,
-                Action::Close => {
-                    out.closed = true;
-                    break 'feed;
-                }
-                Action::StartTls => {
-                    out.actions.push(a.clone());
-                    s.tls_established(tls_info());
-                }
-                Action::Authenticate { username, password } => {
-                    let v = match (username.as_str(), password.expose()) {
-                        ("throttle", _) => AuthOutcome::Throttled,
-                        (_, "secret") => AuthOutcome::Ok,
-                        _ => AuthOutcome::Failed,
-                    };
-                    out.actions.push(a.clone());
-                    s.auth_result(v);
-                }
-                Action::OpenMaildrop { username } => {
-                    let r = match username.as_str() {
-                        "busy" => Err(MaildropError::InUse),
-                        "temp" => Err(MaildropError::Temporary),
-                        _ => Ok(MESSAGES
-                            .iter()
-                            .enumerate()
-                            .map(|(i, m)| MessageInfo {
-                                size: wire_size(m),
-                                uid: format!("u{i}"),
-                            })
-                            .collect()),
-                    };
-                    out.actions.push(a.clone());
-                    s.maildrop_result(r);
-                }
-                Action::Retrieve { index, .. } => {
-                    out.output.extend(s.output());
-                    out.actions.push(a.clone());
-                    let r = match MESSAGES.get(*index) {
-                        Some(m) => Ok(m.to_vec()),
-                        None => Err(MessageError::Gone),
-                    };
-                    s.message_result(r);
-                }
-                Action::Commit { deleted } => {
-                    assert!(deleted.windows(2).all(|w| w[0] < w[1]));
-                    assert!(deleted.iter().all(|&i| i < MESSAGES.len()));
-                    out.actions.push(a.clone());
-                    s.commit_result(Ok(()));
-                }
-            }
-            // A Retrieve response adds at most one (stuffed) message to the output.
-            assert!(s.output.len() <= 4096 + 2 * MAX_MESSAGE + 2 * chunk.len() * 64);
-        }
-        assert!(
-            s.buffered() <= max_line + chunk.len(),
-            "buffered {}",
-            s.buffered()
-        );
-        out.output.extend(s.output());
-    }
-    out.output.extend(s.output());
-    out
+    .run(chunks)
 }
 
 /// Well-formed commands that move the session forward.
@@ -204,21 +124,6 @@ fn stream(with_stls: bool) -> impl Strategy<Value = Vec<u8>> {
         .prop_map(|(p, v)| [p.to_vec(), v.concat()].concat())
 }
 
-/// Splits `data` at the given positions (taken modulo the length).
-fn split(data: &[u8], cuts: &[usize]) -> Vec<Vec<u8>> {
-    let mut points: Vec<usize> = cuts.iter().map(|c| c % (data.len() + 1)).collect();
-    points.sort_unstable();
-    points.dedup();
-    let mut out = Vec::new();
-    let mut start = 0;
-    for p in points {
-        out.push(data[start..p].to_vec());
-        start = p;
-    }
-    out.push(data[start..].to_vec());
-    out
-}
-
 /// Undoes the RETR encoding of a response body (up to and excluding `.` CRLF).
 fn unstuff(body: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
@@ -289,12 +194,7 @@ proptest! {
         tls in any::<bool>(),
     ) {
         let cfg = config(stls, 50);
-        let whole = drive(cfg.clone(), tls, std::slice::from_ref(&data));
-        let bytewise: Vec<Vec<u8>> = data.iter().map(|&b| vec![b]).collect();
-        let by_byte = drive(cfg.clone(), tls, &bytewise);
-        let chunked = drive(cfg, tls, &split(&data, &cuts));
-        prop_assert_eq!(&whole, &by_byte);
-        prop_assert_eq!(&whole, &chunked);
+        assert_cut_does_not_matter(&data, &cuts, |pieces| drive(cfg.clone(), tls, pieces));
     }
 
     /// Whatever the stored bytes, RETR sends `+OK n octets`, a body in which the only
@@ -327,10 +227,7 @@ proptest! {
         let end = probe.windows(5).position(|w| w == b"\r\n.\r\n");
         prop_assert_eq!(end, Some(probe.len() - 5));
         // No CR or LF outside CRLF pairs.
-        for (i, &c) in body.iter().enumerate() {
-            if c == b'\n' { prop_assert_eq!(body[i - 1], b'\r'); }
-            if c == b'\r' { prop_assert_eq!(body.get(i + 1), Some(&b'\n')); }
-        }
+        assert_no_bare_cr_lf(body);
         let content = unstuff(&body[..body.len() - 3]);
         prop_assert_eq!(header, format!("+OK {} octets\r\n", content.len()));
         prop_assert_eq!(content.len() as u64, wire_size(&message));

@@ -3,24 +3,16 @@
 //! feeding everything at once; TLS policy holds whatever the server says; the
 //! message encoders agree with each other.
 
+use hato_wire::testing::assert_no_bare_cr_lf;
 use proptest::prelude::*;
 
 use super::encode::{Normalizer, scan};
+use super::fuzzing::{self, Trace};
 use super::*;
 use crate::address::Address;
 
-/// Everything observable about a run.
-#[derive(Debug, Default, PartialEq, Eq)]
-struct Trace {
-    /// Bytes written; `<TLS>` marks the handshake.
-    sent: Vec<u8>,
-    outcomes: Vec<TransactionOutcome>,
-    done: Option<ConnectionOutcome>,
-}
-
-/// A driver: feeds `plain` (then `tls` after a handshake) in pieces of `chunk`,
-/// hands over `txns` one by one, QUITs when out of work, reports EOF when the
-/// script is exhausted. Checks the invariants that hold for any server.
+/// Runs `cfg` against a well-behaved server that says `plain` (then `tls` after a
+/// handshake) in reads of `chunk` octets (see [`fuzzing::drive`] for what it checks).
 fn drive(
     cfg: &ClientConfig,
     txns: &[Transaction],
@@ -29,107 +21,15 @@ fn drive(
     chunk: usize,
 ) -> Trace {
     let chunk = chunk.max(1);
-    let mut s = ClientSession::new(cfg.clone());
-    let mut pending: VecDeque<&Transaction> = txns.iter().collect();
-    let mut handed: Vec<&Transaction> = Vec::new();
-    if let Some(t) = pending.pop_front() {
-        s.next_transaction(t.clone()).unwrap();
-        handed.push(t);
-    }
-    let bound = (s.config.max_reply_line * (s.config.max_reply_lines + 1)).saturating_add(chunk);
-    let mut stream = plain;
-    let mut in_tls = false;
-    let mut plain_sent: Vec<u8> = Vec::new();
-    let mut trace = Trace::default();
-    for _ in 0..1_000_000 {
-        let action = s.poll();
-        assert!(
-            s.reader.buffered() <= bound,
-            "buffered {}",
-            s.reader.buffered()
-        );
-        match action {
-            ClientAction::Send(b) => {
-                assert!(!b.is_empty());
-                if !in_tls && !cfg.already_tls {
-                    plain_sent.extend_from_slice(&b);
-                }
-                trace.sent.extend(b);
-            }
-            ClientAction::NeedInput => {
-                if stream.is_empty() {
-                    s.connection_lost();
-                } else {
-                    let n = chunk.min(stream.len());
-                    s.feed(&stream[..n]);
-                    stream = &stream[n..];
-                }
-            }
-            ClientAction::StartTls => {
-                assert!(!in_tls && !cfg.already_tls && cfg.tls != TlsRequirement::None);
-                if stream.is_empty() {
-                    in_tls = true;
-                    stream = tls;
-                    s.tls_established();
-                    s.set_tls_verified(true);
-                    trace.sent.extend_from_slice(b"<TLS>");
-                } else {
-                    // A driver that keeps reading plaintext: must be caught.
-                    let n = chunk.min(stream.len());
-                    s.feed(&stream[..n]);
-                    stream = &stream[n..];
-                }
-            }
-            ClientAction::TransactionDone(o) => trace.outcomes.push(*o),
-            ClientAction::Ready => match pending.pop_front() {
-                Some(t) => {
-                    s.next_transaction(t.clone()).unwrap();
-                    handed.push(t);
-                }
-                None => s.quit(),
-            },
-            ClientAction::Done(o) => {
-                trace.done = Some(*o);
-                break;
-            }
-        }
-    }
-    let Some(done) = &trace.done else {
-        panic!("session did not finish: {s:?}");
+    let txns: Vec<&Transaction> = txns.iter().collect();
+    let server = fuzzing::Server {
+        plain: plain.chunks(chunk).collect(),
+        tls: tls.chunks(chunk).collect(),
+        tls_fails: false,
+        tls_verified: true,
+        time_out: false,
     };
-    assert_eq!(s.poll(), ClientAction::Done(Box::new(done.clone())));
-
-    // One outcome per transaction handed over, recipients in order.
-    assert_eq!(trace.outcomes.len(), handed.len());
-    for (o, t) in trace.outcomes.iter().zip(&handed) {
-        let got: Vec<&Address> = o.recipients.iter().map(|r| &r.address).collect();
-        let want: Vec<&Address> = t.recipients.iter().map(|r| &r.address).collect();
-        assert_eq!(got, want);
-        for r in &o.recipients {
-            assert!(r.reply.code >= 200 && r.reply.code < 600);
-            if r.status == RecipientStatus::Delivered {
-                assert!(r.remote && r.reply.is_positive());
-            }
-        }
-    }
-    assert_eq!(done.transactions as usize, handed.len());
-
-    // Credentials never in plaintext; under Required nothing but EHLO/HELO/STARTTLS
-    // (and QUIT) in plaintext.
-    let plain_text = String::from_utf8_lossy(&plain_sent);
-    assert!(!plain_text.contains("AUTH"), "{plain_text}");
-    if cfg.tls == TlsRequirement::Required {
-        for line in plain_text.split_terminator("\r\n") {
-            assert!(
-                line.starts_with("EHLO ")
-                    || line.starts_with("HELO ")
-                    || line == "STARTTLS"
-                    || line == "QUIT",
-                "{line}"
-            );
-        }
-    }
-    trace
+    fuzzing::drive(cfg, &txns, server)
 }
 
 fn config() -> impl Strategy<Value = ClientConfig> {
@@ -168,29 +68,8 @@ fn config() -> impl Strategy<Value = ClientConfig> {
 
 fn transaction() -> impl Strategy<Value = Transaction> {
     let a = |s: &str| Address::parse(s).unwrap();
-    let pool = vec![
-        Transaction::new(
-            Some(a("a@s.example")),
-            [a("b@r.example")],
-            &b"Subject: x\r\n\r\nhi\r\n"[..],
-        ),
-        Transaction::new(
-            None,
-            [a("b@r.example"), a("c@r.example"), a("d@r.example")],
-            &b".\r\n..\n.x\rend"[..],
-        ),
-        Transaction::new(
-            Some(a("a@s.example")),
-            [a("b@r.example")],
-            "8bit: ü\r\n".as_bytes(),
-        ),
-        Transaction::new(Some(a("jörg@s.example")), [a("b@r.example")], &b"x"[..]),
-        Transaction::new(
-            Some(a("a@s.example")),
-            [a("ü@r.example"), a("b@r.example")],
-            &b"x"[..],
-        ),
-        Transaction::new(Some(a("a@s.example")), [], &b"x"[..]),
+    let mut pool = fuzzing::transactions();
+    pool.extend([
         Transaction::new(Some(a("a@s.example")), [a("b@r.example")], vec![b'y'; 300]),
         Transaction {
             requiretls: true,
@@ -203,7 +82,7 @@ fn transaction() -> impl Strategy<Value = Transaction> {
             }],
             ..Transaction::new(Some(a("a@s.example")), [], &b"x\r\n"[..])
         },
-    ];
+    ]);
     proptest::sample::select(pool)
 }
 
@@ -359,14 +238,7 @@ proptest! {
         prop_assert_eq!(plain.len() as u64, sc.size);
         prop_assert_eq!(sc.eight_bit, msg.iter().any(|&b| b >= 0x80));
         // Only CRLF line ends, and the last line is terminated.
-        for (i, &b) in plain.iter().enumerate() {
-            if b == b'\r' {
-                prop_assert_eq!(plain.get(i + 1), Some(&b'\n'));
-            }
-            if b == b'\n' {
-                prop_assert!(i > 0 && plain[i - 1] == b'\r');
-            }
-        }
+        assert_no_bare_cr_lf(&plain);
         prop_assert!(plain.is_empty() || plain.ends_with(b"\r\n"));
 
         let mut data = Vec::new();

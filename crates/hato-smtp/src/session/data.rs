@@ -204,7 +204,7 @@ impl DataReceiver {
     }
 
     /// Octets currently held in memory.
-    #[cfg(test)]
+    #[cfg(any(test, feature = "fuzzing"))]
     pub(super) fn stored(&self) -> usize {
         self.body.len()
     }

@@ -80,7 +80,7 @@ impl Session {
         self.output
             .extend_from_slice(&Reply::new(220, (2, 0, 0), "Ready to start TLS").to_bytes());
         // RFC 3207 §4.2 / CVE-2011-0411: nothing sent before the handshake counts.
-        self.discard_input();
+        self.inbuf.discard();
         self.starttls_pending = true;
         Step::StartTls
     }
@@ -91,7 +91,7 @@ impl Session {
     pub fn tls_established(&mut self, info: TlsInfo) {
         self.tls = Some(info);
         self.starttls_pending = false;
-        self.discard_input();
+        self.inbuf.discard();
         self.input = Input::Command;
         self.pending = None;
         self.pending_mail = None;

@@ -9,15 +9,7 @@ use hato_wire::input::Framed;
 
 impl Session {
     // ----------------------------------------------------------------------------
-    // Input buffer
-
-    pub(super) fn discard_input(&mut self) {
-        self.inbuf.discard();
-    }
-
-    pub(super) fn compact(&mut self) {
-        self.inbuf.compact();
-    }
+    // Line framing
 
     /// Line limit for the line starting at `pos`: AUTH lines get RFC 4954's 12288,
     /// MAIL and RCPT lines the extensions' increments ([`MAIL_LINE_EXTRA`],
@@ -195,7 +187,7 @@ impl Session {
     }
 
     /// Bytes currently buffered (tests: bounded-memory checks).
-    #[cfg(test)]
+    #[cfg(any(test, feature = "fuzzing"))]
     pub(super) fn buffered(&self) -> usize {
         self.inbuf.held()
             + match &self.input {

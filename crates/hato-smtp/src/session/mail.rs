@@ -2,7 +2,7 @@
 //! RFC 4954 §5, RFC 3461 §4.3/§4.4, RFC 8689 §4.1) and RCPT TO (RFC 5321 §4.1.1.3,
 //! RFC 3461 §4.1/§4.2), and the policy layer's answers to them.
 
-use super::command::{self, PathError};
+use super::command::{self, Param, PathError};
 use super::{Action, MailParams, Mode, Session, Step, Transaction};
 use crate::address::Address;
 use crate::dsn::{self, DsnRet, Notify, Orcpt, RcptDsn};
@@ -24,44 +24,18 @@ impl Session {
         if self.txn.is_some() {
             return self.simple(Reply::new(503, (5, 5, 1), "Nested MAIL command"));
         }
-        let arg = match command::parse_path_arg(args, "FROM:") {
-            Ok(a) => a,
-            Err(PathError::Syntax) => {
-                return self.simple(Reply::new(501, (5, 5, 4), "Syntax: MAIL FROM:<address>"));
-            }
-            Err(PathError::Path) => {
-                return self.simple(Reply::new(501, (5, 1, 7), "Bad sender address syntax"));
-            }
-            Err(PathError::Params) => {
-                return self.simple(Reply::new(501, (5, 5, 4), "Invalid parameter syntax"));
-            }
-        };
-        let sender = match command::parse_reverse_path(arg.inner) {
-            Ok(s) => s,
-            Err(e) => {
-                return self.simple(Reply::new(
-                    501,
-                    (5, 1, 7),
-                    format!("Bad sender address syntax: {e}"),
-                ));
-            }
-        };
-        if !self.esmtp && !arg.params.is_empty() {
-            return self.simple(Reply::new(555, (5, 5, 4), "MAIL parameters require EHLO"));
-        }
+        let (sender, params_given) =
+            match self.path_arg(args, &MAIL_PATH, command::parse_reverse_path) {
+                Ok(a) => a,
+                Err(r) => return self.simple(r),
+            };
         let mut params = MailParams::default();
-        let mut seen: Vec<String> = Vec::new();
-        for p in &arg.params {
-            let key = p.keyword.to_ascii_uppercase();
-            if seen.contains(&key) {
-                return self.simple(Reply::new(
-                    501,
-                    (5, 5, 4),
-                    format!("Duplicate parameter {key}"),
-                ));
-            }
-            seen.push(key.clone());
-            match (key.as_str(), p.value) {
+        for p in keywords(&params_given) {
+            let (key, value) = match p {
+                Ok(p) => p,
+                Err(r) => return self.simple(r),
+            };
+            match (key.as_str(), value) {
                 ("SIZE", Some(v)) if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) => {
                     let too_big = v.len() > 19
                         || v.parse::<u64>()
@@ -177,51 +151,23 @@ impl Session {
         }
         let smtputf8 = txn.params.smtputf8;
         let count = txn.recipients.len();
-        let arg = match command::parse_path_arg(args, "TO:") {
+        let hostname = &self.config.hostname;
+        let parse = |inner: &str| command::parse_forward_path(inner, hostname);
+        let (address, params) = match self.path_arg(args, &RCPT_PATH, parse) {
             Ok(a) => a,
-            Err(PathError::Syntax) => {
-                return self.simple(Reply::new(501, (5, 5, 4), "Syntax: RCPT TO:<address>"));
-            }
-            Err(PathError::Path) => {
-                return self.simple(Reply::new(
-                    501,
-                    (5, 1, 3),
-                    "Bad destination mailbox address syntax",
-                ));
-            }
-            Err(PathError::Params) => {
-                return self.simple(Reply::new(501, (5, 5, 4), "Invalid parameter syntax"));
-            }
+            Err(r) => return self.simple(r),
         };
-        let address = match command::parse_forward_path(arg.inner, &self.config.hostname) {
-            Ok(a) => a,
-            Err(e) => {
-                return self.simple(Reply::new(
-                    501,
-                    (5, 1, 3),
-                    format!("Bad destination mailbox address syntax: {e}"),
-                ));
-            }
-        };
-        if !self.esmtp && !arg.params.is_empty() {
-            return self.simple(Reply::new(555, (5, 5, 4), "RCPT parameters require EHLO"));
-        }
         let mut dsn = RcptDsn::default();
-        let mut seen: Vec<String> = Vec::new();
-        for p in &arg.params {
-            let key = p.keyword.to_ascii_uppercase();
-            if seen.contains(&key) {
-                return self.simple(Reply::new(
-                    501,
-                    (5, 5, 4),
-                    format!("Duplicate parameter {key}"),
-                ));
-            }
+        for p in keywords(&params) {
+            let (key, value) = match p {
+                Ok(p) => p,
+                Err(r) => return self.simple(r),
+            };
             let parsed = match key.as_str() {
-                "NOTIFY" => dsn::value(p.value)
+                "NOTIFY" => dsn::value(value)
                     .and_then(Notify::parse)
                     .map(|n| dsn.notify = Some(n)),
-                "ORCPT" => dsn::value(p.value)
+                "ORCPT" => dsn::value(value)
                     .and_then(Orcpt::parse)
                     .map(|o| dsn.orcpt = Some(o)),
                 _ => {
@@ -235,7 +181,6 @@ impl Session {
             if let Err(e) = parsed {
                 return self.simple(invalid_param(&key, e));
             }
-            seen.push(key);
         }
         if address.is_utf8() && !smtputf8 {
             return self.simple(Reply::new(
@@ -259,6 +204,27 @@ impl Session {
         Step::Action(Action::CheckRecipient { address })
     }
 
+    /// The argument of MAIL or RCPT: `<path> [params]`, the path parsed by `parse`.
+    /// Parameters need EHLO (RFC 5321 §4.1.1.2/§4.1.1.3: they are service extensions).
+    fn path_arg<'a, T, E: std::fmt::Display>(
+        &self,
+        args: &'a str,
+        cmd: &PathCommand,
+        parse: impl FnOnce(&str) -> Result<T, E>,
+    ) -> Result<(T, Vec<Param<'a>>), Reply> {
+        let bad_path = |text: String| Reply::new(501, cmd.bad_path_status, text);
+        let arg = command::parse_path_arg(args, cmd.prefix).map_err(|e| match e {
+            PathError::Syntax => Reply::new(501, (5, 5, 4), cmd.syntax),
+            PathError::Path => bad_path(cmd.bad_path.into()),
+            PathError::Params => Reply::new(501, (5, 5, 4), "Invalid parameter syntax"),
+        })?;
+        let path = parse(arg.inner).map_err(|e| bad_path(format!("{}: {e}", cmd.bad_path)))?;
+        if !self.esmtp && !arg.params.is_empty() {
+            return Err(Reply::new(555, (5, 5, 4), cmd.params_need_ehlo));
+        }
+        Ok((path, arg.params))
+    }
+
     /// Answer to [`Action::CheckRecipient`]: `Ok` -> `250 2.1.5 Ok`, `Err(reply)` -> reply.
     pub fn recipient_result(&mut self, r: Result<(), Reply>) {
         let Some(Action::CheckRecipient { address }) = self
@@ -279,6 +245,55 @@ impl Session {
             Err(reply) => self.reply(reply),
         }
     }
+}
+
+/// What MAIL and RCPT answer to a bad argument.
+struct PathCommand {
+    /// `FROM:` or `TO:`.
+    prefix: &'static str,
+    /// The `FROM:`/`TO:` is missing.
+    syntax: &'static str,
+    /// The path is malformed (followed by the reason where the address is).
+    bad_path: &'static str,
+    bad_path_status: (u8, u16, u16),
+    params_need_ehlo: &'static str,
+}
+
+const MAIL_PATH: PathCommand = PathCommand {
+    prefix: "FROM:",
+    syntax: "Syntax: MAIL FROM:<address>",
+    bad_path: "Bad sender address syntax",
+    bad_path_status: (5, 1, 7),
+    params_need_ehlo: "MAIL parameters require EHLO",
+};
+
+const RCPT_PATH: PathCommand = PathCommand {
+    prefix: "TO:",
+    syntax: "Syntax: RCPT TO:<address>",
+    bad_path: "Bad destination mailbox address syntax",
+    bad_path_status: (5, 1, 3),
+    params_need_ehlo: "RCPT parameters require EHLO",
+};
+
+/// The parameters' keywords (upper-cased) with their values, in order; in place of a
+/// keyword given a second time, `501 5.5.4 Duplicate parameter <KEY>` (RFC 5321
+/// §4.1.1.11 does not allow it).
+fn keywords<'p>(
+    params: &'p [Param<'p>],
+) -> impl Iterator<Item = Result<(String, Option<&'p str>), Reply>> + 'p {
+    let mut seen: Vec<String> = Vec::new();
+    params.iter().map(move |p| {
+        let key = p.keyword.to_ascii_uppercase();
+        if seen.contains(&key) {
+            return Err(Reply::new(
+                501,
+                (5, 5, 4),
+                format!("Duplicate parameter {key}"),
+            ));
+        }
+        seen.push(key.clone());
+        Ok((key, p.value))
+    })
 }
 
 /// `501 5.5.4 Invalid <KEY> parameter: <why>` (RFC 3461 §4, RFC 5321 §4.1.1.11).

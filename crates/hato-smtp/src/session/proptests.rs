@@ -4,6 +4,9 @@
 
 use proptest::prelude::*;
 
+use hato_wire::testing::{assert_cut_does_not_matter, assert_no_bare_cr_lf, split};
+
+use super::fuzzing::{self, End, Run};
 use super::*;
 
 const MAX_MESSAGE: usize = 2000;
@@ -32,90 +35,22 @@ fn peer() -> Peer {
     }
 }
 
-/// Everything observable about a run.
-#[derive(Debug, Default, PartialEq, Eq)]
-struct Outcome {
-    output: Vec<u8>,
-    actions: Vec<Action>,
-    closed: bool,
-}
-
-/// Drives a session over `chunks`, answering every decision deterministically.
-/// After each poll cycle checks the memory bound.
-fn drive(cfg: Config, tls: bool, chunks: &[Vec<u8>]) -> Outcome {
-    let tls_info = TlsInfo {
-        version: "TLSv1.3".into(),
-        cipher: "TLS_AES_128_GCM_SHA256".into(),
-        sni: None,
-    };
-    let max_mem = AUTH_LINE_MAX + cfg.max_message_size + cfg.max_command_line;
-    let mut s = Session::new(Arc::new(cfg), peer(), tls.then(|| tls_info.clone()));
-    s.greet();
-    let mut out = Outcome::default();
-    'feed: for chunk in chunks {
-        s.feed(chunk);
-        let mut guard = 0;
-        loop {
-            guard += 1;
-            assert!(guard < 1_000_000, "session loops");
-            let a = s.poll();
-            match &a {
-                Action::NeedInput => break,
-                Action::Close => {
-                    out.closed = true;
-                    break 'feed;
-                }
-                Action::StartTls => {
-                    out.actions.push(a.clone());
-                    s.tls_established(tls_info.clone());
-                }
-                Action::Authenticate { username, .. } => {
-                    let v = match username.as_str() {
-                        "alice" => AuthOutcome::Ok,
-                        "throttle" => AuthOutcome::Throttled,
-                        _ => AuthOutcome::Failed,
-                    };
-                    out.actions.push(a.clone());
-                    s.auth_result(v);
-                }
-                Action::CheckSender { address } => {
-                    let r = if address.as_ref().is_some_and(|a| a.local_part() == "bad") {
-                        Err(Reply::new(550, (5, 7, 1), "no"))
-                    } else {
-                        Ok(())
-                    };
-                    out.actions.push(a.clone());
-                    s.sender_result(r);
-                }
-                Action::CheckRecipient { address } => {
-                    let r = if address.local_part() == "bad" {
-                        Err(Reply::new(550, (5, 1, 1), "no"))
-                    } else {
-                        Ok(())
-                    };
-                    out.actions.push(a.clone());
-                    s.recipient_result(r);
-                }
-                Action::Deliver(env) => {
-                    assert!(env.body.len() <= MAX_MESSAGE);
-                    assert!(!env.recipients.is_empty());
-                    assert_eq!(env.rcpt_dsn.len(), env.recipients.len());
-                    assert!(!env.requiretls || env.tls.is_some());
-                    let _ = env.received_header("mx.example", "ID", "date");
-                    out.actions.push(a.clone());
-                    s.delivery_result(Ok("ID".into()));
-                }
-            }
-        }
-        assert!(
-            s.buffered() <= max_mem + chunk.len(),
-            "buffered {}",
-            s.buffered()
-        );
-        out.output.extend(s.output());
+/// Drives a session over `chunks` (see [`fuzzing::Driver`]: it checks the memory
+/// bound and what the session hands over), accepting every delivery.
+fn drive(cfg: Config, tls: bool, chunks: &[Vec<u8>]) -> Run {
+    fuzzing::Driver {
+        config: cfg,
+        peer: peer(),
+        tls_info: TlsInfo {
+            version: "TLSv1.3".into(),
+            cipher: "TLS_AES_128_GCM_SHA256".into(),
+            sni: None,
+        },
+        tls,
+        decide: &mut || false,
+        end: End::Open,
     }
-    out.output.extend(s.output());
-    out
+    .run(chunks)
 }
 
 /// Well-formed commands that move the session forward.
@@ -241,21 +176,6 @@ fn stream(with_starttls: bool) -> impl Strategy<Value = Vec<u8>> {
         .prop_map(|(p, v)| [p.to_vec(), v.concat()].concat())
 }
 
-/// Splits `data` at the given (sorted, deduplicated) positions.
-fn split(data: &[u8], cuts: &[usize]) -> Vec<Vec<u8>> {
-    let mut points: Vec<usize> = cuts.iter().map(|c| c % (data.len() + 1)).collect();
-    points.sort_unstable();
-    points.dedup();
-    let mut out = Vec::new();
-    let mut start = 0;
-    for p in points {
-        out.push(data[start..p].to_vec());
-        start = p;
-    }
-    out.push(data[start..].to_vec());
-    out
-}
-
 fn modes() -> impl Strategy<Value = (Mode, BareLinePolicy, bool, bool)> {
     (
         prop_oneof![Just(Mode::Mx), Just(Mode::Submission)],
@@ -315,12 +235,7 @@ proptest! {
         (mode, policy, starttls, tls) in modes(),
     ) {
         let cfg = config(mode, policy, starttls);
-        let whole = drive(cfg.clone(), tls, std::slice::from_ref(&data));
-        let bytewise: Vec<Vec<u8>> = data.iter().map(|&b| vec![b]).collect();
-        let by_byte = drive(cfg.clone(), tls, &bytewise);
-        let chunked = drive(cfg, tls, &split(&data, &cuts));
-        prop_assert_eq!(&whole, &by_byte);
-        prop_assert_eq!(&whole, &chunked);
+        assert_cut_does_not_matter(&data, &cuts, |pieces| drive(cfg.clone(), tls, pieces));
     }
 
     /// Inside DATA, nothing but `CRLF . CRLF` ends the data: arbitrary CR/LF/dot soup
@@ -367,14 +282,7 @@ proptest! {
                     return Err(TestCaseError::fail("no delivery"));
                 };
                 // Only CRLF line endings in the stored body.
-                for (i, &c) in env.body.iter().enumerate() {
-                    if c == b'\n' {
-                        prop_assert_eq!(env.body[i - 1], b'\r');
-                    }
-                    if c == b'\r' {
-                        prop_assert_eq!(env.body.get(i + 1), Some(&b'\n'));
-                    }
-                }
+                assert_no_bare_cr_lf(&env.body);
                 prop_assert!(env.body.ends_with(b"\r\n"));
             }
         }
