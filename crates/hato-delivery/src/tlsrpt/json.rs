@@ -6,15 +6,15 @@ use serde::{Deserialize, Serialize};
 use super::model::{FailureDetail, FailureType, PolicyCounts, PolicyDesc, PolicyType};
 use super::normalize_domain;
 
+// Field names are those of RFC 8460 4.4 in kebab case, unless renamed; the order of the fields
+// is the RFC's, and the order in which they are written.
+
 #[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub(super) struct ReportJson {
-    #[serde(rename = "organization-name")]
     pub(super) organization_name: String,
-    #[serde(rename = "date-range")]
     pub(super) date_range: DateRangeJson,
-    #[serde(rename = "contact-info")]
     pub(super) contact_info: String,
-    #[serde(rename = "report-id")]
     pub(super) report_id: String,
     pub(super) policies: Vec<PolicyResultJson>,
 }
@@ -28,30 +28,22 @@ pub(super) struct DateRangeJson {
 }
 
 #[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub(super) struct PolicyResultJson {
     pub(super) policy: PolicyJson,
     pub(super) summary: SummaryJson,
-    #[serde(
-        rename = "failure-details",
-        default,
-        skip_serializing_if = "Vec::is_empty"
-    )]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub(super) failure_details: Vec<FailureDetailJson>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub(super) struct PolicyJson {
-    #[serde(rename = "policy-type")]
     policy_type: PolicyType,
-    #[serde(
-        rename = "policy-string",
-        default,
-        skip_serializing_if = "Vec::is_empty"
-    )]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     policy_string: Vec<String>,
-    #[serde(rename = "policy-domain")]
     policy_domain: String,
-    #[serde(rename = "mx-host", default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     mx_host: Vec<String>,
 }
 
@@ -65,52 +57,24 @@ pub(super) struct SummaryJson {
 
 /// A failure detail (RFC 8460 4.4). In a report it carries its `failed-session-count`; without
 /// it, it is the `result` under which the recorder stores the count of failed sessions with this
-/// detail (the count is never read back from a key).
+/// detail (the count is never read back from a key). Absent optional fields are left out.
 #[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub(super) struct FailureDetailJson {
-    #[serde(rename = "result-type")]
     result_type: FailureType,
-    #[serde(
-        rename = "sending-mta-ip",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     sending_mta_ip: Option<String>,
-    #[serde(
-        rename = "receiving-mx-hostname",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     receiving_mx_hostname: Option<String>,
-    #[serde(
-        rename = "receiving-mx-helo",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     receiving_mx_helo: Option<String>,
-    #[serde(
-        rename = "receiving-ip",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     receiving_ip: Option<String>,
-    #[serde(
-        rename = "failed-session-count",
-        skip_deserializing,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(skip_deserializing, skip_serializing_if = "Option::is_none")]
     failed_session_count: Option<u64>,
-    #[serde(
-        rename = "additional-information",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     additional_information: Option<String>,
-    #[serde(
-        rename = "failure-reason-code",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     failure_reason_code: Option<String>,
 }
 
