@@ -230,44 +230,48 @@ pub fn build(input: &DsnInput<'_>) -> Option<Dsn> {
     let header = header_of(input.original);
     let full = input.ret == ReturnContent::Full && input.original.len() <= input.max_full_size;
     let mut out = m.into_bytes();
-    if full {
-        let encoding = if input.original.is_ascii() {
-            "7bit"
-        } else {
-            "8bit"
-        };
+    // The message with its transfer encoding, or its header alone.
+    let (description, content_type, encoding, body) = if full {
         let content_type = if international || !header.is_ascii() {
             "message/global"
         } else {
             "message/rfc822"
         };
-        let _ = write!(
-            Writer(&mut out),
-            "\r\n--{boundary}\r\n\
-             Content-Description: Undelivered Message\r\n\
-             Content-Type: {content_type}\r\n\
-             Content-Transfer-Encoding: {encoding}\r\n\r\n"
-        );
-        out.extend_from_slice(&crlf(input.original));
-        if !out.ends_with(b"\r\n") {
-            out.extend_from_slice(b"\r\n");
-        }
+        let encoding = if input.original.is_ascii() {
+            "7bit"
+        } else {
+            "8bit"
+        };
+        (
+            "Undelivered Message",
+            content_type,
+            Some(encoding),
+            input.original,
+        )
     } else {
         let content_type = if header.is_ascii() {
             "text/rfc822-headers"
         } else {
             "message/global-headers"
         };
+        ("Undelivered Message Headers", content_type, None, header)
+    };
+    let _ = write!(
+        Writer(&mut out),
+        "\r\n--{boundary}\r\n\
+         Content-Description: {description}\r\n\
+         Content-Type: {content_type}\r\n"
+    );
+    if let Some(encoding) = encoding {
         let _ = write!(
             Writer(&mut out),
-            "\r\n--{boundary}\r\n\
-             Content-Description: Undelivered Message Headers\r\n\
-             Content-Type: {content_type}\r\n\r\n"
+            "Content-Transfer-Encoding: {encoding}\r\n"
         );
-        out.extend_from_slice(&crlf(header));
-        if !out.ends_with(b"\r\n") {
-            out.extend_from_slice(b"\r\n");
-        }
+    }
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(&crlf(body));
+    if !out.ends_with(b"\r\n") {
+        out.extend_from_slice(b"\r\n");
     }
     let _ = write!(Writer(&mut out), "\r\n--{boundary}--\r\n");
     Some(Dsn {
