@@ -391,7 +391,7 @@ impl std::fmt::Write for Writer<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use mail_parser::{MessageParser, MimeHeaders};
+    use mail_parser::{MessageParser, MessagePart, MimeHeaders};
 
     const ORIGINAL: &[u8] = b"Received: from client by mail.example.com\r\n\
         From: Alice <alice@example.com>\r\n\
@@ -449,6 +449,12 @@ mod tests {
             .map(|(_, v)| v.as_str())
     }
 
+    /// A part's content type and subtype.
+    fn mime_type<'a>(part: &'a MessagePart<'_>) -> (&'a str, Option<&'a str>) {
+        let ct = part.content_type().expect("a content type");
+        (ct.ctype(), ct.subtype())
+    }
+
     #[test]
     fn failure_report_structure() {
         let dsn = build(&input(
@@ -490,11 +496,7 @@ mod tests {
         assert!(human_text.contains("TLS of the last attempt: TLSv1.3"));
 
         let status = msg.part(parts[1]).unwrap();
-        let sct = status.content_type().unwrap();
-        assert_eq!(
-            (sct.ctype(), sct.subtype()),
-            ("message", Some("delivery-status"))
-        );
+        assert_eq!(mime_type(status), ("message", Some("delivery-status")));
         let body = std::str::from_utf8(status.contents()).unwrap();
         let g = groups(body);
         assert_eq!(g.len(), 3, "{body}");
@@ -523,11 +525,7 @@ mod tests {
         }
 
         let headers = msg.part(parts[2]).unwrap();
-        let hct = headers.content_type().unwrap();
-        assert_eq!(
-            (hct.ctype(), hct.subtype()),
-            ("text", Some("rfc822-headers"))
-        );
+        assert_eq!(mime_type(headers), ("text", Some("rfc822-headers")));
         let returned = std::str::from_utf8(headers.contents()).unwrap();
         assert!(returned.contains("Subject: lunch"));
         assert!(!returned.contains("noon"), "RET=HDRS returns no body");
@@ -539,8 +537,7 @@ mod tests {
         let msg = MessageParser::default().parse(&dsn.message).unwrap();
         let parts = msg.root_part().sub_parts().unwrap();
         let original = msg.part(parts[2]).unwrap();
-        let ct = original.content_type().unwrap();
-        assert_eq!((ct.ctype(), ct.subtype()), ("message", Some("rfc822")));
+        assert_eq!(mime_type(original), ("message", Some("rfc822")));
         let inner = original.message().expect("nested message");
         assert_eq!(inner.subject(), Some("lunch"));
         assert!(inner.body_text(0).unwrap().contains("noon"));
