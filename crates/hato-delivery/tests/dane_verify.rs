@@ -214,6 +214,16 @@ fn dane_ta_rules() {
         DaneVerifier::new(records, names(reference)).verify_chain(&chain[0], &chain[1..], now())
     };
     let full = [leaf.der.clone(), ca.der().clone()];
+    // 2 0 1: the anchor's certificate, the record of most cases below.
+    let anchor = Tlsa::for_selected(2, 0, 1, ca.der());
+    // A leaf sent with the anchor, checked against that record for the MX host name.
+    let verify_leaf = |presented: &Leaf| {
+        verify(
+            vec![anchor.clone()],
+            &["mx.example.net"],
+            &[presented.der.clone(), ca.der().clone()],
+        )
+    };
 
     // 2 1 1: the anchor's public key.
     let ca_spki = ca.key().subject_public_key_info();
@@ -226,69 +236,38 @@ fn dane_ta_rules() {
     assert_eq!(v.describe(), "DANE-TA(2) SPKI(1) SHA2-256(1)");
 
     // The server must send the trust anchor (RFC 7672 3.1.2): without it nothing matches.
-    let err = verify(
-        vec![Tlsa::for_selected(2, 0, 1, ca.der())],
-        &["mx.example.net"],
-        &full[..1],
-    )
-    .unwrap_err();
+    let err = verify(vec![anchor.clone()], &["mx.example.net"], &full[..1]).unwrap_err();
     assert!(err.to_string().contains("no TLSA record matched"), "{err}");
 
     // Unlike DANE-EE, the leaf's dates count under DANE-TA.
     let expired = issued(&ca, "mx.example.net", true);
-    let err = verify(
-        vec![Tlsa::for_selected(2, 0, 1, ca.der())],
-        &["mx.example.net"],
-        &[expired.der.clone(), ca.der().clone()],
-    )
-    .unwrap_err();
+    let err = verify_leaf(&expired).unwrap_err();
     assert!(err.to_string().to_lowercase().contains("expired"), "{err}");
 
     // A wildcard in the leftmost label matches.
     let wild = issued(&ca, "*.example.net", false);
-    let v = verify(
-        vec![Tlsa::for_selected(2, 0, 1, ca.der())],
-        &["mx.example.net"],
-        &[wild.der.clone(), ca.der().clone()],
-    )
-    .unwrap();
+    let v = verify_leaf(&wild).unwrap();
     assert_eq!(v.name.as_deref(), Some("mx.example.net"));
 
     // A leaf not issued by the matched anchor: the signature check fails.
     let other_ca = new_ca();
     let stranger = issued(&other_ca, "mx.example.net", false);
-    assert!(
-        verify(
-            vec![Tlsa::for_selected(2, 0, 1, ca.der())],
-            &["mx.example.net"],
-            &[stranger.der.clone(), ca.der().clone()],
-        )
-        .is_err()
-    );
+    assert!(verify_leaf(&stranger).is_err());
 
     // Rollover: the first matching record's anchor does not validate the chain, the second
     // record's does.
-    let records = vec![
-        Tlsa::for_selected(2, 0, 1, other_ca.der()),
-        Tlsa::for_selected(2, 0, 1, ca.der()),
-    ];
+    let records = vec![Tlsa::for_selected(2, 0, 1, other_ca.der()), anchor.clone()];
     let v = verify(
         records,
         &["mx.example.net"],
         &[leaf.der.clone(), other_ca.der().clone(), ca.der().clone()],
     )
     .unwrap();
-    assert_eq!(
-        (v.depth, v.record.data.clone()),
-        (2, Tlsa::for_selected(2, 0, 1, ca.der()).data)
-    );
+    assert_eq!((v.depth, v.record.data.clone()), (2, anchor.data.clone()));
 
     // DANE-EE wins over DANE-TA and needs no name.
     let v = verify(
-        vec![
-            Tlsa::for_selected(2, 0, 1, ca.der()),
-            Tlsa::for_selected(3, 1, 2, &leaf.spki()),
-        ],
+        vec![anchor.clone(), Tlsa::for_selected(3, 1, 2, &leaf.spki())],
         &[],
         &full,
     )
@@ -296,13 +275,13 @@ fn dane_ta_rules() {
     assert_eq!(v.describe(), "DANE-EE(3) SPKI(1) SHA2-512(2)");
 
     // DANE-TA without any reference identifier cannot succeed.
-    assert!(verify(vec![Tlsa::for_selected(2, 0, 1, ca.der())], &[], &full).is_err());
+    assert!(verify(vec![anchor.clone()], &[], &full).is_err());
 
     // Garbage in the chain is an error, not a match.
     let junk = CertificateDer::from(b"junk".to_vec());
     assert!(
         verify(
-            vec![Tlsa::for_selected(2, 0, 1, ca.der())],
+            vec![anchor.clone()],
             &["mx.example.net"],
             &[leaf.der.clone(), junk],
         )
