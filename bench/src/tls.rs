@@ -4,12 +4,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
+use hato_tls::verify::{ChainCheck, PresentedChain, ServerVerifier};
 use rustls::client::Resumption;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::WebPkiSupportedAlgorithms;
-use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls::{ClientConfig, RootCertStore};
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls_pki_types::{CertificateDer, ServerName};
 use tokio_rustls::TlsConnector;
 
 /// The TLS client options of both load generators.
@@ -75,9 +74,10 @@ fn client_config(
     let mut config = if insecure {
         builder
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(AcceptAnyCert {
-                algorithms: provider.signature_verification_algorithms,
-            }))
+            .with_custom_certificate_verifier(Arc::new(ServerVerifier::new(
+                AcceptAnyCert,
+                &provider,
+            )))
             .with_no_client_auth()
     } else {
         let path = match ca_file {
@@ -119,44 +119,13 @@ fn server_name(name: &str) -> anyhow::Result<ServerName<'static>> {
 /// connection, and what is being measured is the cost of the TLS handshake and of
 /// encryption, not the trust decision. The handshake signature is still verified
 /// properly, so the client does the same cryptographic work as a real client and a
-/// broken server-side signature still fails the run.
+/// broken server-side signature still fails the run ([`ServerVerifier`]).
 #[derive(Debug)]
-struct AcceptAnyCert {
-    algorithms: WebPkiSupportedAlgorithms,
-}
+struct AcceptAnyCert;
 
-impl ServerCertVerifier for AcceptAnyCert {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.algorithms.supported_schemes()
+impl ChainCheck for AcceptAnyCert {
+    fn check_chain(&self, _chain: PresentedChain<'_>) -> Result<(), rustls::Error> {
+        Ok(())
     }
 }
 

@@ -23,6 +23,18 @@ pub const DANE_TA: u8 = 2;
 pub const DANE_EE: u8 = 3;
 
 impl Tlsa {
+    /// The record whose certificate association data is `selected` (the certificate, or its
+    /// SubjectPublicKeyInfo, as `selector` says) under `matching`: its SHA-256 (1) or SHA-512 (2)
+    /// digest, or `selected` itself (0, or an unknown matching type).
+    pub fn for_selected(usage: u8, selector: u8, matching: u8, selected: &[u8]) -> Tlsa {
+        Tlsa {
+            usage,
+            selector,
+            matching,
+            data: association_data(matching, selected).unwrap_or_else(|| selected.to_vec()),
+        }
+    }
+
     /// Usable for SMTP per RFC 7672 3.1: DANE-TA(2) or DANE-EE(3) (PKIX usages are not),
     /// a known selector and matching type, and a digest of the right length.
     pub fn is_usable(&self) -> bool {
@@ -70,12 +82,18 @@ impl Tlsa {
             1 => spki(cert_der)?,
             _ => return Ok(false),
         };
-        Ok(match self.matching {
-            0 => selected == self.data,
-            1 => digest::digest(&digest::SHA256, &selected).as_ref() == self.data.as_slice(),
-            2 => digest::digest(&digest::SHA512, &selected).as_ref() == self.data.as_slice(),
-            _ => false,
-        })
+        Ok(association_data(self.matching, &selected).is_some_and(|data| data == self.data))
+    }
+}
+
+/// The certificate association data of `selected` under a matching type (RFC 6698 2.1.3):
+/// 0 exact, 1 SHA-256, 2 SHA-512; None for another type.
+fn association_data(matching: u8, selected: &[u8]) -> Option<Vec<u8>> {
+    match matching {
+        0 => Some(selected.to_vec()),
+        1 => Some(digest::digest(&digest::SHA256, selected).as_ref().to_vec()),
+        2 => Some(digest::digest(&digest::SHA512, selected).as_ref().to_vec()),
+        _ => None,
     }
 }
 
@@ -141,7 +159,7 @@ pub fn match_all(records: &[Tlsa], chain: &[&[u8]]) -> Result<Vec<DaneMatch>, Da
 }
 
 /// The DER SubjectPublicKeyInfo of a certificate.
-fn spki(cert_der: &[u8]) -> Result<Vec<u8>, DaneError> {
+pub(crate) fn spki(cert_der: &[u8]) -> Result<Vec<u8>, DaneError> {
     let (_, cert) = x509_parser::parse_x509_certificate(cert_der).map_err(|_| DaneError(0))?;
     Ok(cert.tbs_certificate.subject_pki.raw.to_vec())
 }
@@ -175,40 +193,29 @@ mod tests {
         }
     }
 
-    fn tlsa(usage: u8, selector: u8, matching: u8, data: &[u8]) -> Tlsa {
-        let data = match matching {
-            1 => digest::digest(&digest::SHA256, data).as_ref().to_vec(),
-            2 => digest::digest(&digest::SHA512, data).as_ref().to_vec(),
-            _ => data.to_vec(),
-        };
-        Tlsa {
-            usage,
-            selector,
-            matching,
-            data,
-        }
-    }
-
     #[test]
     fn usable_records() {
-        assert!(tlsa(3, 1, 1, b"x").is_usable());
-        assert!(tlsa(2, 0, 2, b"x").is_usable());
-        assert!(tlsa(3, 0, 0, b"x").is_usable());
+        assert!(Tlsa::for_selected(3, 1, 1, b"x").is_usable());
+        assert!(Tlsa::for_selected(2, 0, 2, b"x").is_usable());
+        assert!(Tlsa::for_selected(3, 0, 0, b"x").is_usable());
         assert!(
-            !tlsa(1, 1, 1, b"x").is_usable(),
+            !Tlsa::for_selected(1, 1, 1, b"x").is_usable(),
             "PKIX-EE is unusable for SMTP"
         );
         assert!(
-            !tlsa(0, 1, 1, b"x").is_usable(),
+            !Tlsa::for_selected(0, 1, 1, b"x").is_usable(),
             "PKIX-TA is unusable for SMTP"
         );
-        assert!(!tlsa(3, 2, 1, b"x").is_usable());
-        assert!(!tlsa(3, 1, 3, b"x").is_usable());
-        let mut short = tlsa(3, 1, 1, b"x");
+        assert!(!Tlsa::for_selected(3, 2, 1, b"x").is_usable());
+        assert!(!Tlsa::for_selected(3, 1, 3, b"x").is_usable());
+        let mut short = Tlsa::for_selected(3, 1, 1, b"x");
         short.data.pop();
         assert!(!short.is_usable(), "a truncated digest");
-        assert!(!any_usable(&[tlsa(1, 1, 1, b"x")]));
-        assert!(any_usable(&[tlsa(1, 1, 1, b"x"), tlsa(3, 1, 1, b"x")]));
+        assert!(!any_usable(&[Tlsa::for_selected(1, 1, 1, b"x")]));
+        assert!(any_usable(&[
+            Tlsa::for_selected(1, 1, 1, b"x"),
+            Tlsa::for_selected(3, 1, 1, b"x")
+        ]));
     }
 
     #[test]
@@ -217,7 +224,7 @@ mod tests {
         let chain = [c.leaf.as_slice(), c.ca.as_slice()];
         for (selector, data) in [(0, &c.leaf), (1, &c.leaf_spki)] {
             for matching in [0, 1, 2] {
-                let records = [tlsa(3, selector, matching, data)];
+                let records = [Tlsa::for_selected(3, selector, matching, data)];
                 assert_eq!(
                     match_chain(&records, &chain).unwrap(),
                     Some(DaneMatch::EndEntity { record: 0 }),
@@ -226,29 +233,22 @@ mod tests {
             }
         }
         // DANE-EE never matches the issuer.
-        let records = [tlsa(3, 0, 1, &c.ca)];
+        let records = [Tlsa::for_selected(3, 0, 1, &c.ca)];
         assert_eq!(match_chain(&records, &chain).unwrap(), None);
     }
 
     #[test]
     fn records_describe_themselves_with_rfc7218_acronyms() {
-        assert_eq!(
-            tlsa(3, 1, 1, b"x").describe(),
-            "DANE-EE(3) SPKI(1) SHA2-256(1)"
-        );
-        assert_eq!(
-            tlsa(2, 0, 2, b"x").describe(),
-            "DANE-TA(2) Cert(0) SHA2-512(2)"
-        );
-        assert_eq!(tlsa(3, 0, 0, b"x").describe(), "DANE-EE(3) Cert(0) Full(0)");
-        assert_eq!(
-            tlsa(1, 1, 1, b"x").describe(),
-            "PKIX-EE(1) SPKI(1) SHA2-256(1)"
-        );
-        assert_eq!(
-            tlsa(9, 7, 5, b"x").describe(),
-            "usage(9) selector(7) matching(5)"
-        );
+        for ((usage, selector, matching), described) in [
+            ((3, 1, 1), "DANE-EE(3) SPKI(1) SHA2-256(1)"),
+            ((2, 0, 2), "DANE-TA(2) Cert(0) SHA2-512(2)"),
+            ((3, 0, 0), "DANE-EE(3) Cert(0) Full(0)"),
+            ((1, 1, 1), "PKIX-EE(1) SPKI(1) SHA2-256(1)"),
+            ((9, 7, 5), "usage(9) selector(7) matching(5)"),
+        ] {
+            let record = Tlsa::for_selected(usage, selector, matching, b"x");
+            assert_eq!(record.describe(), described);
+        }
     }
 
     #[test]
@@ -256,9 +256,9 @@ mod tests {
         let c = chain();
         let chain = [c.leaf.as_slice(), c.ca.as_slice()];
         let records = [
-            tlsa(2, 0, 1, &c.ca),
-            tlsa(3, 1, 1, &c.leaf_spki),
-            tlsa(2, 0, 1, &c.leaf),
+            Tlsa::for_selected(2, 0, 1, &c.ca),
+            Tlsa::for_selected(3, 1, 1, &c.leaf_spki),
+            Tlsa::for_selected(2, 0, 1, &c.leaf),
         ];
         assert_eq!(
             match_all(&records, &chain).unwrap(),
@@ -281,7 +281,10 @@ mod tests {
     fn dane_ta_matches_the_issuer() {
         let c = chain();
         let chain = [c.leaf.as_slice(), c.ca.as_slice()];
-        let records = [tlsa(3, 1, 1, b"other key"), tlsa(2, 0, 1, &c.ca)];
+        let records = [
+            Tlsa::for_selected(3, 1, 1, b"other key"),
+            Tlsa::for_selected(2, 0, 1, &c.ca),
+        ];
         assert_eq!(
             match_chain(&records, &chain).unwrap(),
             Some(DaneMatch::TrustAnchor {
@@ -290,11 +293,14 @@ mod tests {
             })
         );
         // Unusable records are ignored even if they would match.
-        let pkix = [tlsa(1, 0, 1, &c.leaf), tlsa(0, 0, 1, &c.ca)];
+        let pkix = [
+            Tlsa::for_selected(1, 0, 1, &c.leaf),
+            Tlsa::for_selected(0, 0, 1, &c.ca),
+        ];
         assert_eq!(match_chain(&pkix, &chain).unwrap(), None);
         assert_eq!(match_chain(&records, &[]).unwrap(), None);
         // Garbage in the chain is an error, not a match.
-        let spki_ta = [tlsa(2, 1, 1, b"x")];
+        let spki_ta = [Tlsa::for_selected(2, 1, 1, b"x")];
         assert_eq!(
             match_chain(&spki_ta, &[c.leaf.as_slice(), b"junk"]),
             Err(DaneError(1))

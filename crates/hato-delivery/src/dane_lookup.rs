@@ -233,6 +233,14 @@ enum Answer {
     Failed(Security, String),
 }
 
+/// Why a CNAME chain could not be followed to its end.
+enum CnameBreak {
+    /// The CNAME question of a link failed: its status, and what failed.
+    Failed(Security, String),
+    /// More than [`MAX_CNAME_LINKS`] links.
+    TooLong,
+}
+
 impl DaneResolver {
     /// A validating resolver with the configured (or the system's) nameservers and the trust
     /// anchor. Needs a tokio runtime. The nameservers must pass DNSSEC records through (any
@@ -349,37 +357,22 @@ impl DaneResolver {
             expanded: None,
             addresses: Vec::new(),
         };
-        let Some(mut name) = absolute(&original) else {
+        let Some(name) = absolute(&original) else {
             result.detail = Some(format!("invalid host name {original:?}"));
             return result;
         };
-        let mut links: Vec<Security> = Vec::new();
-        loop {
-            let target = match self.query(name.clone(), RecordType::CNAME).await {
-                Answer::Records(records, security) => records
-                    .iter()
-                    .find_map(|r| match &r.data {
-                        RData::CNAME(target) if r.name == name => Some(target.0.clone()),
-                        _ => None,
-                    })
-                    .map(|target| (target, security)),
-                Answer::NoRecords(_) => None,
-                Answer::Failed(security, detail) => {
-                    result.security = security;
-                    result.detail = Some(format!("{name} CNAME: {detail}"));
-                    return result;
-                }
-            };
-            let Some((target, security)) = target else {
-                break;
-            };
-            links.push(security);
-            if links.len() > MAX_CNAME_LINKS {
+        let (name, links) = match self.follow_cnames(name).await {
+            Ok(chain) => chain,
+            Err(CnameBreak::Failed(security, detail)) => {
+                result.security = security;
+                result.detail = Some(detail);
+                return result;
+            }
+            Err(CnameBreak::TooLong) => {
                 result.detail = Some(format!("{original}: more than {MAX_CNAME_LINKS} CNAMEs"));
                 return result;
             }
-            name = target;
-        }
+        };
         let (v4, v6) = tokio::join!(
             self.query(name.clone(), RecordType::A),
             self.query(name.clone(), RecordType::AAAA)
@@ -484,29 +477,9 @@ impl DaneResolver {
         if !matches!(first, Answer::Failed(Security::Bogus, _)) {
             return first;
         }
-        let mut links: Vec<Security> = Vec::new();
-        let mut target = name;
-        loop {
-            let next = match self.query(target.clone(), RecordType::CNAME).await {
-                Answer::Records(records, security) => records
-                    .iter()
-                    .find_map(|r| match &r.data {
-                        RData::CNAME(next) if r.name == target => Some(next.0.clone()),
-                        _ => None,
-                    })
-                    .map(|next| (next, security)),
-                Answer::NoRecords(_) => None,
-                Answer::Failed(..) => return first,
-            };
-            let Some((next, security)) = next else {
-                break;
-            };
-            links.push(security);
-            if links.len() > MAX_CNAME_LINKS {
-                return first;
-            }
-            target = next;
-        }
+        let Ok((target, links)) = self.follow_cnames(name).await else {
+            return first;
+        };
         if links.is_empty() {
             // Not an alias: the verdict stands.
             return first;
@@ -521,6 +494,38 @@ impl DaneResolver {
                 security => Answer::NoRecords(security),
             },
             Answer::Failed(..) => first,
+        }
+    }
+
+    /// Follows the CNAME chain from `name` link by link: the name at its end (`name` itself if
+    /// it is no alias) and the security of each link.
+    async fn follow_cnames(&self, mut name: Name) -> Result<(Name, Vec<Security>), CnameBreak> {
+        let mut links: Vec<Security> = Vec::new();
+        loop {
+            let target = match self.query(name.clone(), RecordType::CNAME).await {
+                Answer::Records(records, security) => records
+                    .iter()
+                    .find_map(|r| match &r.data {
+                        RData::CNAME(target) if r.name == name => Some(target.0.clone()),
+                        _ => None,
+                    })
+                    .map(|target| (target, security)),
+                Answer::NoRecords(_) => None,
+                Answer::Failed(security, detail) => {
+                    return Err(CnameBreak::Failed(
+                        security,
+                        format!("{name} CNAME: {detail}"),
+                    ));
+                }
+            };
+            let Some((target, security)) = target else {
+                return Ok((name, links));
+            };
+            links.push(security);
+            if links.len() > MAX_CNAME_LINKS {
+                return Err(CnameBreak::TooLong);
+            }
+            name = target;
         }
     }
 

@@ -15,19 +15,20 @@
 //! * PKIX-TA(0) and PKIX-EE(1) records are unusable for SMTP (RFC 7672 3.1.3) and ignored.
 //!
 //! The handshake signatures (CertificateVerify, ServerKeyExchange) are checked as always, with
-//! the ring provider's algorithms (`rustls::crypto::verify_tls12_signature` and
-//! `verify_tls13_signature`), so the server must hold the key of the matched certificate.
+//! the provider's algorithms ([`hato_tls::verify::ServerVerifier`]), so the server must hold the
+//! key of the matched certificate.
 //!
 //! The server name rustls passes in is not used: the reference identifiers come from DNSSEC
 //! ([`crate::dane_lookup::DaneHost::names`]).
 
 use std::sync::{Arc, Mutex};
 
+use hato_tls::verify::{ChainCheck, PresentedChain, ServerVerifier};
 use rustls::client::WebPkiServerVerifier;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::danger::ServerCertVerifier;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{CertificateError, DigitallySignedStruct, OtherError, RootCertStore, SignatureScheme};
+use rustls::{CertificateError, OtherError, RootCertStore};
 
 use crate::dane::{DaneMatch, Tlsa, match_all};
 
@@ -59,8 +60,8 @@ impl std::fmt::Display for DaneVerified {
 #[error("DANE: {0}")]
 pub struct DaneFailure(pub String);
 
-/// A rustls [`ServerCertVerifier`] that authenticates the server by its TLSA records. Create
-/// one per connection: it remembers the match of its last handshake ([`DaneVerifier::matched`]).
+/// A rustls certificate verifier (a [`ChainCheck`]; [`DaneVerifier::client_config`] installs it)
+/// that authenticates the server by its TLSA records. Create one per connection: it remembers the match of its last handshake ([`DaneVerifier::matched`]).
 pub struct DaneVerifier {
     records: Vec<Tlsa>,
     names: Vec<String>,
@@ -116,7 +117,10 @@ impl DaneVerifier {
         let mut config = rustls::ClientConfig::builder_with_provider(self.provider.clone())
             .with_safe_default_protocol_versions()?
             .dangerous()
-            .with_custom_certificate_verifier(self.clone())
+            .with_custom_certificate_verifier(Arc::new(ServerVerifier::new(
+                self.clone(),
+                &self.provider,
+            )))
             .with_no_client_auth();
         config.resumption = rustls::client::Resumption::disabled();
         Ok(config)
@@ -209,53 +213,14 @@ fn failure(message: String) -> rustls::Error {
     )))))
 }
 
-impl ServerCertVerifier for DaneVerifier {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        let verified = self.verify_chain(end_entity, intermediates, now)?;
+/// The chain decision of the verifier [`DaneVerifier::client_config`] installs; the server name
+/// rustls passes in and a stapled OCSP response are not used.
+impl ChainCheck for DaneVerifier {
+    fn check_chain(&self, chain: PresentedChain<'_>) -> Result<(), rustls::Error> {
+        let verified = self.verify_chain(chain.end_entity, chain.intermediates, chain.now)?;
         if let Ok(mut matched) = self.matched.lock() {
             *matched = Some(verified);
         }
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
+        Ok(())
     }
 }

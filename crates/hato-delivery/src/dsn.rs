@@ -230,44 +230,48 @@ pub fn build(input: &DsnInput<'_>) -> Option<Dsn> {
     let header = header_of(input.original);
     let full = input.ret == ReturnContent::Full && input.original.len() <= input.max_full_size;
     let mut out = m.into_bytes();
-    if full {
-        let encoding = if input.original.is_ascii() {
-            "7bit"
-        } else {
-            "8bit"
-        };
+    // The message with its transfer encoding, or its header alone.
+    let (description, content_type, encoding, body) = if full {
         let content_type = if international || !header.is_ascii() {
             "message/global"
         } else {
             "message/rfc822"
         };
-        let _ = write!(
-            Writer(&mut out),
-            "\r\n--{boundary}\r\n\
-             Content-Description: Undelivered Message\r\n\
-             Content-Type: {content_type}\r\n\
-             Content-Transfer-Encoding: {encoding}\r\n\r\n"
-        );
-        out.extend_from_slice(&crlf(input.original));
-        if !out.ends_with(b"\r\n") {
-            out.extend_from_slice(b"\r\n");
-        }
+        let encoding = if input.original.is_ascii() {
+            "7bit"
+        } else {
+            "8bit"
+        };
+        (
+            "Undelivered Message",
+            content_type,
+            Some(encoding),
+            input.original,
+        )
     } else {
         let content_type = if header.is_ascii() {
             "text/rfc822-headers"
         } else {
             "message/global-headers"
         };
+        ("Undelivered Message Headers", content_type, None, header)
+    };
+    let _ = write!(
+        Writer(&mut out),
+        "\r\n--{boundary}\r\n\
+         Content-Description: {description}\r\n\
+         Content-Type: {content_type}\r\n"
+    );
+    if let Some(encoding) = encoding {
         let _ = write!(
             Writer(&mut out),
-            "\r\n--{boundary}\r\n\
-             Content-Description: Undelivered Message Headers\r\n\
-             Content-Type: {content_type}\r\n\r\n"
+            "Content-Transfer-Encoding: {encoding}\r\n"
         );
-        out.extend_from_slice(&crlf(header));
-        if !out.ends_with(b"\r\n") {
-            out.extend_from_slice(b"\r\n");
-        }
+    }
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(&crlf(body));
+    if !out.ends_with(b"\r\n") {
+        out.extend_from_slice(b"\r\n");
     }
     let _ = write!(Writer(&mut out), "\r\n--{boundary}--\r\n");
     Some(Dsn {
@@ -387,7 +391,7 @@ impl std::fmt::Write for Writer<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use mail_parser::{MessageParser, MimeHeaders};
+    use mail_parser::{MessageParser, MessagePart, MimeHeaders};
 
     const ORIGINAL: &[u8] = b"Received: from client by mail.example.com\r\n\
         From: Alice <alice@example.com>\r\n\
@@ -445,6 +449,12 @@ mod tests {
             .map(|(_, v)| v.as_str())
     }
 
+    /// A part's content type and subtype.
+    fn mime_type<'a>(part: &'a MessagePart<'_>) -> (&'a str, Option<&'a str>) {
+        let ct = part.content_type().expect("a content type");
+        (ct.ctype(), ct.subtype())
+    }
+
     #[test]
     fn failure_report_structure() {
         let dsn = build(&input(
@@ -486,50 +496,36 @@ mod tests {
         assert!(human_text.contains("TLS of the last attempt: TLSv1.3"));
 
         let status = msg.part(parts[1]).unwrap();
-        let sct = status.content_type().unwrap();
-        assert_eq!(
-            (sct.ctype(), sct.subtype()),
-            ("message", Some("delivery-status"))
-        );
+        assert_eq!(mime_type(status), ("message", Some("delivery-status")));
         let body = std::str::from_utf8(status.contents()).unwrap();
         let g = groups(body);
         assert_eq!(g.len(), 3, "{body}");
-        assert_eq!(field(&g[0], "Reporting-MTA"), Some("dns; mail.example.com"));
-        assert_eq!(field(&g[0], "Original-Envelope-Id"), Some("QQ314159"));
-        assert_eq!(
-            field(&g[0], "Arrival-Date"),
-            Some("Tue, 14 Nov 2023 22:13:20 +0000")
-        );
-        assert_eq!(
-            field(&g[1], "Final-Recipient"),
-            Some("rfc822; bob@example.net")
-        );
-        assert_eq!(
-            field(&g[1], "Original-Recipient"),
-            Some("rfc822;bob@example.net")
-        );
-        assert_eq!(field(&g[1], "Action"), Some("failed"));
-        assert_eq!(field(&g[1], "Status"), Some("5.1.1"));
-        assert_eq!(field(&g[1], "Remote-MTA"), Some("dns; mx.example.net"));
-        assert_eq!(
-            field(&g[1], "Diagnostic-Code"),
-            Some("smtp; 550 5.1.1 <bob@example.net>: Recipient address rejected")
-        );
-        assert_eq!(
-            field(&g[1], "Last-Attempt-Date"),
-            Some("Tue, 14 Nov 2023 22:15:00 +0000")
-        );
-        assert_eq!(
-            field(&g[2], "Final-Recipient"),
-            Some("rfc822; carol@example.net")
-        );
+        for (group, name, value) in [
+            (0, "Reporting-MTA", "dns; mail.example.com"),
+            (0, "Original-Envelope-Id", "QQ314159"),
+            (0, "Arrival-Date", "Tue, 14 Nov 2023 22:13:20 +0000"),
+            (1, "Final-Recipient", "rfc822; bob@example.net"),
+            (1, "Original-Recipient", "rfc822;bob@example.net"),
+            (1, "Action", "failed"),
+            (1, "Status", "5.1.1"),
+            (1, "Remote-MTA", "dns; mx.example.net"),
+            (
+                1,
+                "Diagnostic-Code",
+                "smtp; 550 5.1.1 <bob@example.net>: Recipient address rejected",
+            ),
+            (1, "Last-Attempt-Date", "Tue, 14 Nov 2023 22:15:00 +0000"),
+            (2, "Final-Recipient", "rfc822; carol@example.net"),
+        ] {
+            assert_eq!(
+                field(&g[group], name),
+                Some(value),
+                "{name} of group {group}"
+            );
+        }
 
         let headers = msg.part(parts[2]).unwrap();
-        let hct = headers.content_type().unwrap();
-        assert_eq!(
-            (hct.ctype(), hct.subtype()),
-            ("text", Some("rfc822-headers"))
-        );
+        assert_eq!(mime_type(headers), ("text", Some("rfc822-headers")));
         let returned = std::str::from_utf8(headers.contents()).unwrap();
         assert!(returned.contains("Subject: lunch"));
         assert!(!returned.contains("noon"), "RET=HDRS returns no body");
@@ -541,8 +537,7 @@ mod tests {
         let msg = MessageParser::default().parse(&dsn.message).unwrap();
         let parts = msg.root_part().sub_parts().unwrap();
         let original = msg.part(parts[2]).unwrap();
-        let ct = original.content_type().unwrap();
-        assert_eq!((ct.ctype(), ct.subtype()), ("message", Some("rfc822")));
+        assert_eq!(mime_type(original), ("message", Some("rfc822")));
         let inner = original.message().expect("nested message");
         assert_eq!(inner.subject(), Some("lunch"));
         assert!(inner.body_text(0).unwrap().contains("noon"));

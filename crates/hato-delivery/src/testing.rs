@@ -26,29 +26,14 @@ pub fn tlsa(owner: &str, t: &Tlsa) -> Record {
 /// The TLSA record (`usage selector matching`) for a certificate (DER): selector 0 the whole
 /// certificate, 1 its SubjectPublicKeyInfo; matching 0 exact, 1 SHA-256, 2 SHA-512.
 pub fn tlsa_for(usage: u8, selector: u8, matching: u8, cert_der: &[u8]) -> Tlsa {
+    assert!(
+        matches!(matching, 0..=2),
+        "matching type {matching} not supported"
+    );
     let selected = match selector {
         0 => cert_der.to_vec(),
-        1 => {
-            let (_, cert) =
-                x509_parser::parse_x509_certificate(cert_der).expect("a DER X.509 certificate");
-            cert.tbs_certificate.subject_pki.raw.to_vec()
-        }
+        1 => crate::dane::spki(cert_der).expect("a DER X.509 certificate"),
         other => panic!("selector {other} not supported"),
     };
-    let data = match matching {
-        0 => selected,
-        1 => ring::digest::digest(&ring::digest::SHA256, &selected)
-            .as_ref()
-            .to_vec(),
-        2 => ring::digest::digest(&ring::digest::SHA512, &selected)
-            .as_ref()
-            .to_vec(),
-        other => panic!("matching type {other} not supported"),
-    };
-    Tlsa {
-        usage,
-        selector,
-        matching,
-        data,
-    }
+    Tlsa::for_selected(usage, selector, matching, &selected)
 }

@@ -8,16 +8,14 @@
 
 use std::net::IpAddr;
 use std::str::FromStr;
-use std::time::Duration;
 
 use hato_delivery::dane::Tlsa;
 use hato_delivery::dane_lookup::{DaneResolver, Security, TlsaLookup, TrustAnchor};
-use hato_delivery::route::DnsConfig;
 use hato_delivery::testing::{
-    DnsServer, DnsTree, a, aaaa, cname, mx, tlsa as tlsa_record, unrelated_trust_anchor,
+    DnsServer, DnsTree, a, aaaa, cname, mx, silent_nameserver, tlsa as tlsa_record,
+    unrelated_trust_anchor,
 };
 use hato_delivery::tls_policy::TlsaStatus;
-use tokio::net::UdpSocket;
 
 /// A DANE-EE(3) SPKI(1) SHA-256(1) record with made-up data (the lookup does not care).
 fn ee(fill: u8) -> Tlsa {
@@ -311,13 +309,7 @@ async fn lookup_failures_are_indeterminate() {
     assert_eq!(host.status(), TlsaStatus::Failed);
 
     // A nameserver that never answers.
-    let silent = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let config = DnsConfig {
-        nameservers: vec![silent.local_addr().unwrap()],
-        timeout: Duration::from_millis(300),
-        attempts: 1,
-        tcp_only: false,
-    };
+    let (_silent, config) = silent_nameserver().await;
     let r = DaneResolver::new(&config, &t.dns.trust_anchor()).unwrap();
     let lookup = r.tlsa("mx.test", 25).await;
     assert!(matches!(lookup, TlsaLookup::Indeterminate(_)), "{lookup:?}");

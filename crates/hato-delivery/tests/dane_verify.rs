@@ -10,7 +10,6 @@ use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair, PublicKeyData,
     date_time_ymd,
 };
-use ring::digest;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -72,20 +71,6 @@ fn issued(ca: &CertifiedIssuer<'static, KeyPair>, name: &str, expired: bool) -> 
     }
 }
 
-fn tlsa(usage: u8, selector: u8, matching: u8, data: &[u8]) -> Tlsa {
-    let data = match matching {
-        1 => digest::digest(&digest::SHA256, data).as_ref().to_vec(),
-        2 => digest::digest(&digest::SHA512, data).as_ref().to_vec(),
-        _ => data.to_vec(),
-    };
-    Tlsa {
-        usage,
-        selector,
-        matching,
-        data,
-    }
-}
-
 fn names(n: &[&str]) -> Vec<String> {
     n.iter().map(|s| s.to_string()).collect()
 }
@@ -144,8 +129,8 @@ async fn dane_ee_spki_sha256_authenticates_without_name_or_date_checks() {
     let leaf = expired_self_signed("unrelated.example");
     let addr = serve(vec![leaf.der.clone()], &leaf.key).await;
     let records = vec![
-        tlsa(3, 1, 1, b"some other key"),
-        tlsa(3, 1, 1, &leaf.spki()),
+        Tlsa::for_selected(3, 1, 1, b"some other key"),
+        Tlsa::for_selected(3, 1, 1, &leaf.spki()),
     ];
     let matched = connect(addr, records, &["mx.example.net"]).await.unwrap();
     assert_eq!(matched.describe(), "DANE-EE(3) SPKI(1) SHA2-256(1)");
@@ -156,9 +141,13 @@ async fn dane_ee_spki_sha256_authenticates_without_name_or_date_checks() {
 async fn dane_ee_full_certificate() {
     let leaf = self_signed("mx.example.net");
     let addr = serve(vec![leaf.der.clone()], &leaf.key).await;
-    let matched = connect(addr, vec![tlsa(3, 0, 0, &leaf.der)], &["mx.example.net"])
-        .await
-        .unwrap();
+    let matched = connect(
+        addr,
+        vec![Tlsa::for_selected(3, 0, 0, &leaf.der)],
+        &["mx.example.net"],
+    )
+    .await
+    .unwrap();
     assert_eq!(matched.to_string(), "DANE-EE(3) Cert(0) Full(0)");
 }
 
@@ -168,10 +157,10 @@ async fn a_mismatch_fails_the_handshake() {
     let other = self_signed("mx.example.net");
     let addr = serve(vec![leaf.der.clone()], &leaf.key).await;
     let records = vec![
-        tlsa(3, 1, 1, &other.spki()),
+        Tlsa::for_selected(3, 1, 1, &other.spki()),
         // Unusable records never authenticate, even when they match.
-        tlsa(1, 1, 1, &leaf.spki()),
-        tlsa(0, 0, 1, &leaf.der),
+        Tlsa::for_selected(1, 1, 1, &leaf.spki()),
+        Tlsa::for_selected(0, 0, 1, &leaf.der),
     ];
     let err = connect(addr, records, &["mx.example.net"])
         .await
@@ -184,7 +173,7 @@ async fn dane_ta_authenticates_the_chain_and_checks_the_name() {
     let ca = new_ca();
     let leaf = issued(&ca, "mx.example.net", false);
     let chain = vec![leaf.der.clone(), ca.der().clone()];
-    let records = vec![tlsa(2, 0, 1, ca.der())];
+    let records = vec![Tlsa::for_selected(2, 0, 1, ca.der())];
 
     let addr = serve(chain.clone(), &leaf.key).await;
     let matched = connect(addr, records.clone(), &["mx.example.net"])
@@ -225,70 +214,60 @@ fn dane_ta_rules() {
         DaneVerifier::new(records, names(reference)).verify_chain(&chain[0], &chain[1..], now())
     };
     let full = [leaf.der.clone(), ca.der().clone()];
+    // 2 0 1: the anchor's certificate, the record of most cases below.
+    let anchor = Tlsa::for_selected(2, 0, 1, ca.der());
+    // A leaf sent with the anchor, checked against that record for the MX host name.
+    let verify_leaf = |presented: &Leaf| {
+        verify(
+            vec![anchor.clone()],
+            &["mx.example.net"],
+            &[presented.der.clone(), ca.der().clone()],
+        )
+    };
 
     // 2 1 1: the anchor's public key.
     let ca_spki = ca.key().subject_public_key_info();
-    let v = verify(vec![tlsa(2, 1, 1, &ca_spki)], &["mx.example.net"], &full).unwrap();
+    let v = verify(
+        vec![Tlsa::for_selected(2, 1, 1, &ca_spki)],
+        &["mx.example.net"],
+        &full,
+    )
+    .unwrap();
     assert_eq!(v.describe(), "DANE-TA(2) SPKI(1) SHA2-256(1)");
 
     // The server must send the trust anchor (RFC 7672 3.1.2): without it nothing matches.
-    let err = verify(
-        vec![tlsa(2, 0, 1, ca.der())],
-        &["mx.example.net"],
-        &full[..1],
-    )
-    .unwrap_err();
+    let err = verify(vec![anchor.clone()], &["mx.example.net"], &full[..1]).unwrap_err();
     assert!(err.to_string().contains("no TLSA record matched"), "{err}");
 
     // Unlike DANE-EE, the leaf's dates count under DANE-TA.
     let expired = issued(&ca, "mx.example.net", true);
-    let err = verify(
-        vec![tlsa(2, 0, 1, ca.der())],
-        &["mx.example.net"],
-        &[expired.der.clone(), ca.der().clone()],
-    )
-    .unwrap_err();
+    let err = verify_leaf(&expired).unwrap_err();
     assert!(err.to_string().to_lowercase().contains("expired"), "{err}");
 
     // A wildcard in the leftmost label matches.
     let wild = issued(&ca, "*.example.net", false);
-    let v = verify(
-        vec![tlsa(2, 0, 1, ca.der())],
-        &["mx.example.net"],
-        &[wild.der.clone(), ca.der().clone()],
-    )
-    .unwrap();
+    let v = verify_leaf(&wild).unwrap();
     assert_eq!(v.name.as_deref(), Some("mx.example.net"));
 
     // A leaf not issued by the matched anchor: the signature check fails.
     let other_ca = new_ca();
     let stranger = issued(&other_ca, "mx.example.net", false);
-    assert!(
-        verify(
-            vec![tlsa(2, 0, 1, ca.der())],
-            &["mx.example.net"],
-            &[stranger.der.clone(), ca.der().clone()],
-        )
-        .is_err()
-    );
+    assert!(verify_leaf(&stranger).is_err());
 
     // Rollover: the first matching record's anchor does not validate the chain, the second
     // record's does.
-    let records = vec![tlsa(2, 0, 1, other_ca.der()), tlsa(2, 0, 1, ca.der())];
+    let records = vec![Tlsa::for_selected(2, 0, 1, other_ca.der()), anchor.clone()];
     let v = verify(
         records,
         &["mx.example.net"],
         &[leaf.der.clone(), other_ca.der().clone(), ca.der().clone()],
     )
     .unwrap();
-    assert_eq!(
-        (v.depth, v.record.data.clone()),
-        (2, tlsa(2, 0, 1, ca.der()).data)
-    );
+    assert_eq!((v.depth, v.record.data.clone()), (2, anchor.data.clone()));
 
     // DANE-EE wins over DANE-TA and needs no name.
     let v = verify(
-        vec![tlsa(2, 0, 1, ca.der()), tlsa(3, 1, 2, &leaf.spki())],
+        vec![anchor.clone(), Tlsa::for_selected(3, 1, 2, &leaf.spki())],
         &[],
         &full,
     )
@@ -296,13 +275,13 @@ fn dane_ta_rules() {
     assert_eq!(v.describe(), "DANE-EE(3) SPKI(1) SHA2-512(2)");
 
     // DANE-TA without any reference identifier cannot succeed.
-    assert!(verify(vec![tlsa(2, 0, 1, ca.der())], &[], &full).is_err());
+    assert!(verify(vec![anchor.clone()], &[], &full).is_err());
 
     // Garbage in the chain is an error, not a match.
     let junk = CertificateDer::from(b"junk".to_vec());
     assert!(
         verify(
-            vec![tlsa(2, 0, 1, ca.der())],
+            vec![anchor.clone()],
             &["mx.example.net"],
             &[leaf.der.clone(), junk],
         )

@@ -264,6 +264,12 @@ impl Env {
         Env { dns, pki, https }
     }
 
+    /// A new policy: the TXT record with `id`, and the policy (`mode`, `max_age`) served.
+    async fn publish(&self, id: &str, mode: &str, max_age: u64) {
+        self.dns.set_id(id).await;
+        self.https.respond(serve_policy(mode, max_age));
+    }
+
     fn router(&self) -> Router {
         let config = DnsConfig {
             nameservers: vec![self.dns.server.addr()],
@@ -355,8 +361,7 @@ async fn enforce_policy_is_fetched_then_cached_by_id() {
     assert_eq!(sts.cached(DOMAIN).await.unwrap().id, "1");
 
     // A new id: fetched again.
-    env.dns.set_id("2").await;
-    env.https.respond(serve_policy("testing", 3600));
+    env.publish("2", "testing", 3600).await;
     let third = sts.policy_for(DOMAIN).await;
     assert_eq!(
         summary(&third),
@@ -545,8 +550,7 @@ async fn failed_fetches_are_reported_and_the_cache_stays_in_force() {
     env.https.certificate(&env.pki.good);
 
     // Too slow: the overall time limit.
-    env.dns.set_id("slow").await;
-    env.https.respond(serve_policy("testing", 600));
+    env.publish("slow", "testing", 600).await;
     env.https.delay(Duration::from_secs(10));
     let started = std::time::Instant::now();
     let l = sts.policy_for(DOMAIN).await;
@@ -725,8 +729,7 @@ async fn nodes_sharing_a_cache_fetch_each_id_once() {
         summary(&b.policy_for(DOMAIN).await),
         Some((Mode::Enforce, "1".into(), Source::Cache))
     );
-    env.dns.set_id("2").await;
-    env.https.respond(serve_policy("testing", 86_400));
+    env.publish("2", "testing", 86_400).await;
     assert_eq!(
         summary(&a.policy_for(DOMAIN).await),
         Some((Mode::Testing, "2".into(), Source::Fresh))
@@ -786,8 +789,7 @@ async fn a_failed_fetch_is_not_repeated_at_once() {
     ));
     assert_eq!(env.https.requests(), 1);
     // A new id is fetched at once.
-    env.dns.set_id("2").await;
-    env.https.respond(serve_policy("enforce", 600));
+    env.publish("2", "enforce", 600).await;
     let third = sts.policy_for(DOMAIN).await;
     assert_eq!(
         summary(&third),

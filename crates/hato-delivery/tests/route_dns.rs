@@ -8,10 +8,11 @@ use std::time::Duration;
 use hato_delivery::route::{
     AddressOrder, DnsConfig, LocalIdentity, Route, RouteError, Router, prune_self,
 };
-use hato_dns::testing::{DnsServer, DnsTree, a, aaaa, cname, mx, ptr, record, txt};
+use hato_dns::testing::{
+    DnsServer, DnsTree, a, aaaa, cname, mx, ptr, record, silent_nameserver, txt,
+};
 use hickory_resolver::proto::rr::RData;
 use hickory_resolver::proto::rr::rdata::TXT;
-use tokio::net::UdpSocket;
 
 const ZONE: &str = "example.test.";
 
@@ -232,13 +233,7 @@ async fn transient_failures() {
     assert!(matches!(err, RouteError::Temporary { .. }), "{err:?}");
 
     // A nameserver that never answers: timeout.
-    let silent = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let config = DnsConfig {
-        nameservers: vec![silent.local_addr().unwrap()],
-        timeout: Duration::from_millis(300),
-        attempts: 1,
-        tcp_only: false,
-    };
+    let (_silent, config) = silent_nameserver().await;
     let r = Router::new(&config, AddressOrder::Ipv6First).unwrap();
     let started = std::time::Instant::now();
     let err = r.route("multi.example.test").await.unwrap_err();

@@ -470,6 +470,21 @@ impl DnsServer {
     }
 }
 
+/// A nameserver that never answers (a UDP socket nobody reads: keep it while it is used) and a
+/// resolver configuration for it alone (300 ms timeout, one attempt): for lookups that time out.
+pub async fn silent_nameserver() -> (UdpSocket, DnsConfig) {
+    let silent = UdpSocket::bind("127.0.0.1:0")
+        .await
+        .expect("bind a UDP socket");
+    let config = DnsConfig {
+        nameservers: vec![silent.local_addr().expect("its address")],
+        timeout: Duration::from_millis(300),
+        attempts: 1,
+        tcp_only: false,
+    };
+    (silent, config)
+}
+
 async fn listen(
     handler: Authoritative,
     with_udp: bool,

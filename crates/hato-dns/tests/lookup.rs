@@ -62,20 +62,18 @@ async fn reverse_name_must_be_confirmed_forward() {
         .ptr("192.0.2.30", "nothing.example")
         .ptr("192.0.2.30", "second.example")
         .ip("second.example", "192.0.2.30");
-    assert_eq!(
-        confirmed_reverse_name(&dns, ip("192.0.2.10"))
-            .await
-            .as_deref(),
-        Some("mail.example")
-    );
-    assert_eq!(confirmed_reverse_name(&dns, ip("192.0.2.20")).await, None);
-    assert_eq!(
-        confirmed_reverse_name(&dns, ip("192.0.2.30"))
-            .await
-            .as_deref(),
-        Some("second.example")
-    );
-    assert_eq!(confirmed_reverse_name(&dns, ip("192.0.2.99")).await, None);
+    for (address, name) in [
+        ("192.0.2.10", Some("mail.example")),
+        ("192.0.2.20", None),
+        ("192.0.2.30", Some("second.example")),
+        ("192.0.2.99", None),
+    ] {
+        assert_eq!(
+            confirmed_reverse_name(&dns, ip(address)).await.as_deref(),
+            name,
+            "{address}"
+        );
+    }
 }
 
 #[tokio::test]

@@ -10,6 +10,8 @@
 //!   connections: new handshakes use the new certificate, running ones keep theirs.
 //! - Generates a self-signed development certificate once into the data directory.
 //! - Builds the rustls server configuration: TLS 1.2 and 1.3 only, ring provider.
+//! - For TLS clients, [`verify::ServerVerifier`]: a rustls certificate verifier from a decision
+//!   on the chain, with the handshake signatures checked alike for every client.
 //!
 //! Must never: start with a certificate that does not match its key, or silently serve an expired one.
 
@@ -22,6 +24,8 @@ use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+
+pub mod verify;
 
 /// A certificate that expires within this many days starts with a warning.
 pub const EXPIRY_WARNING_DAYS: i64 = 14;

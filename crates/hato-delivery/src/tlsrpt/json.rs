@@ -6,15 +6,15 @@ use serde::{Deserialize, Serialize};
 use super::model::{FailureDetail, FailureType, PolicyCounts, PolicyDesc, PolicyType};
 use super::normalize_domain;
 
+// Field names are those of RFC 8460 4.4 in kebab case, unless renamed; the order of the fields
+// is the RFC's, and the order in which they are written.
+
 #[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub(super) struct ReportJson {
-    #[serde(rename = "organization-name")]
     pub(super) organization_name: String,
-    #[serde(rename = "date-range")]
     pub(super) date_range: DateRangeJson,
-    #[serde(rename = "contact-info")]
     pub(super) contact_info: String,
-    #[serde(rename = "report-id")]
     pub(super) report_id: String,
     pub(super) policies: Vec<PolicyResultJson>,
 }
@@ -28,30 +28,22 @@ pub(super) struct DateRangeJson {
 }
 
 #[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub(super) struct PolicyResultJson {
     pub(super) policy: PolicyJson,
     pub(super) summary: SummaryJson,
-    #[serde(
-        rename = "failure-details",
-        default,
-        skip_serializing_if = "Vec::is_empty"
-    )]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub(super) failure_details: Vec<FailureDetailJson>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub(super) struct PolicyJson {
-    #[serde(rename = "policy-type")]
     policy_type: PolicyType,
-    #[serde(
-        rename = "policy-string",
-        default,
-        skip_serializing_if = "Vec::is_empty"
-    )]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     policy_string: Vec<String>,
-    #[serde(rename = "policy-domain")]
     policy_domain: String,
-    #[serde(rename = "mx-host", default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     mx_host: Vec<String>,
 }
 
@@ -63,92 +55,26 @@ pub(super) struct SummaryJson {
     pub(super) failed: u64,
 }
 
+/// A failure detail (RFC 8460 4.4). In a report it carries its `failed-session-count`; without
+/// it, it is the `result` under which the recorder stores the count of failed sessions with this
+/// detail (the count is never read back from a key). Absent optional fields are left out.
 #[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub(super) struct FailureDetailJson {
-    #[serde(rename = "result-type")]
     result_type: FailureType,
-    #[serde(
-        rename = "sending-mta-ip",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     sending_mta_ip: Option<String>,
-    #[serde(
-        rename = "receiving-mx-hostname",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     receiving_mx_hostname: Option<String>,
-    #[serde(
-        rename = "receiving-mx-helo",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     receiving_mx_helo: Option<String>,
-    #[serde(
-        rename = "receiving-ip",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     receiving_ip: Option<String>,
-    #[serde(rename = "failed-session-count")]
-    failed_session_count: u64,
-    #[serde(
-        rename = "additional-information",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(skip_deserializing, skip_serializing_if = "Option::is_none")]
+    failed_session_count: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     additional_information: Option<String>,
-    #[serde(
-        rename = "failure-reason-code",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    failure_reason_code: Option<String>,
-}
-
-/// A failure detail without its count: the `result` under which the recorder stores the count
-/// of failed sessions with this detail (the report's [`FailureDetailJson`] less
-/// `failed-session-count`).
-#[derive(Debug, Serialize, Deserialize)]
-struct DetailKeyJson {
-    #[serde(rename = "result-type")]
-    result_type: FailureType,
-    #[serde(
-        rename = "sending-mta-ip",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    sending_mta_ip: Option<String>,
-    #[serde(
-        rename = "receiving-mx-hostname",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    receiving_mx_hostname: Option<String>,
-    #[serde(
-        rename = "receiving-mx-helo",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    receiving_mx_helo: Option<String>,
-    #[serde(
-        rename = "receiving-ip",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    receiving_ip: Option<String>,
-    #[serde(
-        rename = "additional-information",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    additional_information: Option<String>,
-    #[serde(
-        rename = "failure-reason-code",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     failure_reason_code: Option<String>,
 }
 
@@ -161,14 +87,15 @@ pub(super) fn policy_json(domain: &str, policy: &PolicyDesc) -> PolicyJson {
     }
 }
 
-fn detail_json(detail: &FailureDetail, count: u64) -> FailureDetailJson {
+/// `detail` with `failed_session_count` (None: as a stored key).
+fn detail_json(detail: &FailureDetail, failed_session_count: Option<u64>) -> FailureDetailJson {
     FailureDetailJson {
         result_type: detail.result_type,
         sending_mta_ip: detail.sending_mta_ip.map(|ip| ip.to_string()),
         receiving_mx_hostname: detail.receiving_mx_hostname.clone(),
         receiving_mx_helo: detail.receiving_mx_helo.clone(),
         receiving_ip: detail.receiving_ip.map(|ip| ip.to_string()),
-        failed_session_count: count,
+        failed_session_count,
         additional_information: detail.additional_information.clone(),
         failure_reason_code: detail.failure_reason_code.clone(),
     }
@@ -178,7 +105,7 @@ pub(super) fn details_json(counts: &PolicyCounts) -> Vec<FailureDetailJson> {
     counts
         .failure_details
         .iter()
-        .map(|(detail, &n)| detail_json(detail, n))
+        .map(|(detail, &n)| detail_json(detail, Some(n)))
         .collect()
 }
 
@@ -189,16 +116,7 @@ pub(super) fn policy_key(domain: &str, policy: &PolicyDesc) -> String {
 
 /// The stored key of a failure detail.
 pub(super) fn detail_key(detail: &FailureDetail) -> String {
-    let key = DetailKeyJson {
-        result_type: detail.result_type,
-        sending_mta_ip: detail.sending_mta_ip.map(|ip| ip.to_string()),
-        receiving_mx_hostname: detail.receiving_mx_hostname.clone(),
-        receiving_mx_helo: detail.receiving_mx_helo.clone(),
-        receiving_ip: detail.receiving_ip.map(|ip| ip.to_string()),
-        additional_information: detail.additional_information.clone(),
-        failure_reason_code: detail.failure_reason_code.clone(),
-    };
-    serde_json::to_string(&key).unwrap_or_default()
+    serde_json::to_string(&detail_json(detail, None)).unwrap_or_default()
 }
 
 /// A stored policy key back into a policy; None if it does not parse or has no domain.
@@ -219,7 +137,7 @@ pub(super) fn policy_from_key(key: &str) -> Option<PolicyDesc> {
 
 /// A stored detail key back into a failure detail; None if it does not parse.
 pub(super) fn detail_from_key(key: &str) -> Option<FailureDetail> {
-    let d: DetailKeyJson = serde_json::from_str(key).ok()?;
+    let d: FailureDetailJson = serde_json::from_str(key).ok()?;
     Some(
         FailureDetail {
             result_type: d.result_type,

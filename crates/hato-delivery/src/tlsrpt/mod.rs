@@ -101,6 +101,11 @@ mod test_support {
         }
     }
 
+    /// A successful session of `domain` on `day` under `policy`.
+    pub(super) fn success(domain: &str, day: Date, policy: PolicyDesc) -> SessionEvent {
+        event(domain, day, policy, SessionResult::Success)
+    }
+
     /// A recorder without background flushes, and its in-memory ledger.
     pub(super) fn quiet() -> (Recorder, Arc<MemoryReportLedger>) {
         let ledger = Arc::new(MemoryReportLedger::default());

@@ -286,7 +286,7 @@ mod tests {
 
     use super::*;
     use crate::state::MemoryReportLedger;
-    use crate::tlsrpt::test_support::{event, failure, quiet, sts_policy};
+    use crate::tlsrpt::test_support::{event, failure, quiet, sts_policy, success};
     use crate::tlsrpt::{FailureType, PolicyDesc};
 
     /// The counts of a day per domain, as the ledger has them.
@@ -309,12 +309,7 @@ mod tests {
         let (rec, ledger) = quiet();
         let day = date!(2024 - 05 - 01);
         for _ in 0..3 {
-            rec.record(event(
-                "Example.COM.",
-                day,
-                sts_policy(),
-                SessionResult::Success,
-            ));
+            rec.record(success("Example.COM.", day, sts_policy()));
         }
         for _ in 0..2 {
             rec.record(event(
@@ -333,25 +328,10 @@ mod tests {
                 "mx2.example.com",
             )),
         ));
-        rec.record(event(
-            "example.com",
-            day,
-            PolicyDesc::no_policy_found(),
-            SessionResult::Success,
-        ));
-        rec.record(event(
-            "other.example",
-            day,
-            PolicyDesc::no_policy_found(),
-            SessionResult::Success,
-        ));
-        rec.record(event(
-            "example.com",
-            date!(2024 - 05 - 02),
-            sts_policy(),
-            SessionResult::Success,
-        ));
-        rec.record(event("", day, sts_policy(), SessionResult::Success));
+        rec.record(success("example.com", day, PolicyDesc::no_policy_found()));
+        rec.record(success("other.example", day, PolicyDesc::no_policy_found()));
+        rec.record(success("example.com", date!(2024 - 05 - 02), sts_policy()));
+        rec.record(success("", day, sts_policy()));
         rec.flush().await.unwrap();
 
         let loaded = load_day(&rec, &ledger, day).await;
@@ -391,19 +371,9 @@ mod tests {
         };
         {
             let rec = Recorder::with_options(ledger.clone(), options.clone());
-            rec.record(event(
-                "example.com",
-                day,
-                sts_policy(),
-                SessionResult::Success,
-            ));
+            rec.record(success("example.com", day, sts_policy()));
             rec.flush().await.unwrap();
-            rec.record(event(
-                "example.com",
-                day,
-                sts_policy(),
-                SessionResult::Success,
-            ));
+            rec.record(success("example.com", day, sts_policy()));
             // Dropping the last handle flushes too (in the background).
         }
         let rec = Recorder::with_options(ledger.clone(), options);
@@ -559,19 +529,9 @@ mod tests {
             },
         );
         let day = date!(2024 - 05 - 01);
-        rec.record(event(
-            "example.com",
-            day,
-            sts_policy(),
-            SessionResult::Success,
-        ));
+        rec.record(success("example.com", day, sts_policy()));
         assert!(rec.flush().await.is_err());
-        rec.record(event(
-            "example.com",
-            day,
-            sts_policy(),
-            SessionResult::Success,
-        ));
+        rec.record(success("example.com", day, sts_policy()));
         rec.flush().await.unwrap();
         assert_eq!(
             rec.counts(day, "example.com")
@@ -594,12 +554,7 @@ mod tests {
             (date!(2024 - 05 - 09), "a.example"),
             (today, "today.example"),
         ] {
-            rec.record(event(
-                domain,
-                day,
-                PolicyDesc::no_policy_found(),
-                SessionResult::Success,
-            ));
+            rec.record(success(domain, day, PolicyDesc::no_policy_found()));
         }
         let due = rec.due_reports(today).await.unwrap();
         let keys: Vec<(Date, &str)> = due.iter().map(|(d, n, _)| (*d, n.as_str())).collect();
@@ -640,11 +595,10 @@ mod tests {
         assert!(rec.claim(date!(2024 - 05 - 09), "b.example").await.unwrap());
         assert!(rec.due_reports(today).await.unwrap().is_empty());
         // Counts recorded for a sent day later do not bring the report back.
-        rec.record(event(
+        rec.record(success(
             "b.example",
             date!(2024 - 05 - 09),
             PolicyDesc::no_policy_found(),
-            SessionResult::Success,
         ));
         assert!(rec.due_reports(today).await.unwrap().is_empty());
         // The next day, today's report is due.

@@ -133,7 +133,7 @@ mod tests {
 
     use super::*;
     use crate::dane::Tlsa;
-    use crate::tlsrpt::test_support::{event, failure, quiet, sts_policy};
+    use crate::tlsrpt::test_support::{event, failure, quiet, sts_policy, success};
     use crate::tlsrpt::{FailureDetail, FailureType, PolicyDesc, SessionResult};
 
     /// The example report of RFC 8460 4.8 (`mx-host` an array, erratum 6241), the
@@ -248,12 +248,7 @@ mod tests {
     async fn report_json_of_a_small_aggregate() {
         let (rec, _ledger) = quiet();
         let day = date!(2024 - 02 - 29);
-        rec.record(event(
-            "Example.NET",
-            day,
-            PolicyDesc::no_policy_found(),
-            SessionResult::Success,
-        ));
+        rec.record(success("Example.NET", day, PolicyDesc::no_policy_found()));
         let tlsa = PolicyDesc::tlsa(
             &[Tlsa {
                 usage: 3,

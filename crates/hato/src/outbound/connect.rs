@@ -1,6 +1,8 @@
 //! Connecting: TCP, STARTTLS or implicit TLS, and certificate verification by WebPKI, DANE or
 //! MTA-STS; the TLS facts of each session for the queue, the logs, DSNs and TLS reports.
 
+use hato_tls::verify::{ChainCheck, PresentedChain, ServerVerifier};
+
 use super::*;
 
 /// An SMTP connection to one address (see [`Scheduler::attempt`]).
@@ -118,18 +120,28 @@ pub(super) struct Lenient {
 }
 
 impl Lenient {
-    pub(super) fn accept_any(webpki: Arc<rustls::client::WebPkiServerVerifier>) -> Lenient {
-        Lenient {
-            webpki,
-            failure: None,
-        }
+    pub(super) fn accept_any(
+        webpki: Arc<rustls::client::WebPkiServerVerifier>,
+    ) -> ServerVerifier<Lenient> {
+        Lenient::verifier(webpki, None)
     }
 
-    pub(super) fn would_verify(webpki: Arc<rustls::client::WebPkiServerVerifier>) -> Lenient {
-        Lenient {
-            webpki,
-            failure: Some(Mutex::new(None)),
-        }
+    pub(super) fn would_verify(
+        webpki: Arc<rustls::client::WebPkiServerVerifier>,
+    ) -> ServerVerifier<Lenient> {
+        Lenient::verifier(webpki, Some(Mutex::new(None)))
+    }
+
+    /// The handshake signatures are checked with the ring provider's algorithms, those `webpki`
+    /// is built with.
+    fn verifier(
+        webpki: Arc<rustls::client::WebPkiServerVerifier>,
+        failure: Option<Mutex<Option<rustls::Error>>>,
+    ) -> ServerVerifier<Lenient> {
+        ServerVerifier::new(
+            Lenient { webpki, failure },
+            &rustls::crypto::ring::default_provider(),
+        )
     }
 
     pub(super) fn take_failure(&self) -> Option<rustls::Error> {
@@ -141,49 +153,20 @@ impl Lenient {
     }
 }
 
-impl ServerCertVerifier for Lenient {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        server_name: &ServerName<'_>,
-        ocsp_response: &[u8],
-        now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
+impl ChainCheck for Lenient {
+    fn check_chain(&self, chain: PresentedChain<'_>) -> Result<(), rustls::Error> {
         if let Some(slot) = &self.failure
             && let Err(e) = self.webpki.verify_server_cert(
-                end_entity,
-                intermediates,
-                server_name,
-                ocsp_response,
-                now,
+                chain.end_entity,
+                chain.intermediates,
+                chain.server_name,
+                chain.ocsp_response,
+                chain.now,
             )
         {
             *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(e);
         }
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.webpki.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.webpki.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.webpki.supported_verify_schemes()
+        Ok(())
     }
 }
 
