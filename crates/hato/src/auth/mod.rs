@@ -355,40 +355,24 @@ mod tests {
             ..AuthConfig::default()
         })
         .await;
-        let try_ = |ip: &str, user: &'static str, pw: &'static str| {
-            let (auth, ip) = (auth.clone(), ip.parse::<IpAddr>().unwrap());
-            async move { auth.authenticate(ip, None, user, pw).await.0 }
-        };
-        for _ in 0..3 {
-            assert_eq!(
-                try_("192.0.2.1", "bob@example.com", "right").await,
-                AuthOutcome::Ok
-            );
+        use AuthOutcome::{Failed, Ok, Throttled};
+        let steps = [
+            ("192.0.2.1", "bob@example.com", "right", Ok),
+            ("192.0.2.1", "bob@example.com", "right", Ok),
+            ("192.0.2.1", "bob@example.com", "right", Ok),
+            ("192.0.2.1", "x@example.com", "a", Failed),
+            ("192.0.2.1", "y@example.com", "b", Failed),
+            // The address has had its 2 failures.
+            ("192.0.2.1", "bob@example.com", "right", Throttled),
+            ("192.0.2.2", "z@example.com", "c", Failed),
+            // The /24 has had its 3 failures; the next /24 has not.
+            ("192.0.2.3", "bob@example.com", "right", Throttled),
+            ("192.0.3.3", "bob@example.com", "right", Ok),
+        ];
+        for (i, (ip, user, password, want)) in steps.into_iter().enumerate() {
+            let ip: IpAddr = ip.parse().unwrap();
+            let (got, _) = auth.authenticate(ip, None, user, password).await;
+            assert_eq!(got, want, "step {i}: {ip} {user}");
         }
-        assert_eq!(
-            try_("192.0.2.1", "x@example.com", "a").await,
-            AuthOutcome::Failed
-        );
-        assert_eq!(
-            try_("192.0.2.1", "y@example.com", "b").await,
-            AuthOutcome::Failed
-        );
-        assert_eq!(
-            try_("192.0.2.1", "bob@example.com", "right").await,
-            AuthOutcome::Throttled
-        );
-        assert_eq!(
-            try_("192.0.2.2", "z@example.com", "c").await,
-            AuthOutcome::Failed
-        );
-        // The /24 has had its 3 failures; the next /24 has not.
-        assert_eq!(
-            try_("192.0.2.3", "bob@example.com", "right").await,
-            AuthOutcome::Throttled
-        );
-        assert_eq!(
-            try_("192.0.3.3", "bob@example.com", "right").await,
-            AuthOutcome::Ok
-        );
     }
 }
