@@ -158,7 +158,6 @@ pub use hato_wire::AuthOutcome;
 /// Negotiated TLS parameters.
 pub use hato_wire::TlsInfo;
 use hato_wire::input::InputBuffer;
-use hato_wire::step::Stop;
 
 /// Protocol state (RFC 1939 §3).
 #[derive(Debug)]
@@ -183,6 +182,12 @@ const STEPS: hato_wire::step::Parts<Session, Action> = hato_wire::step::Parts {
     closing: |s| s.closing,
     discard_input: |s| s.inbuf.discard(),
     compact: |s| s.inbuf.compact(),
+    greet: Session::greet,
+    pending: |s| &mut s.pending,
+    tls_pending: |s| s.stls_pending,
+    close: Action::Close,
+    need_input: Action::NeedInput,
+    start_tls: Action::StartTls,
 };
 
 /// One POP3 server session (one connection).
@@ -265,27 +270,7 @@ impl Session {
 
     /// Processes buffered input until the driver has to do something.
     pub fn poll(&mut self) -> Action {
-        if self.closing {
-            return Action::Close;
-        }
-        if !self.greeted {
-            self.greet();
-        }
-        if let Some(a) = &self.pending {
-            return a.clone();
-        }
-        if self.stls_pending {
-            return Action::StartTls;
-        }
-        match hato_wire::step::run(self, &STEPS) {
-            Stop::Close => Action::Close,
-            Stop::NeedInput => Action::NeedInput,
-            Stop::StartTls => Action::StartTls,
-            Stop::Action(a) => {
-                self.pending = Some(a.clone());
-                a
-            }
-        }
+        hato_wire::step::poll(self, &STEPS)
     }
 
     /// Takes the queued response bytes. May be called at any time.

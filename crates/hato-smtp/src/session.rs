@@ -144,7 +144,6 @@ pub use hato_wire::AuthOutcome;
 /// Negotiated TLS parameters.
 pub use hato_wire::TlsInfo;
 use hato_wire::input::InputBuffer;
-use hato_wire::step::Stop;
 
 pub use self::config::{BareLinePolicy, Config, Mode, Peer};
 pub use self::envelope::Envelope;
@@ -262,6 +261,12 @@ const STEPS: hato_wire::step::Parts<Session, Action> = hato_wire::step::Parts {
     closing: |s| s.closing,
     discard_input: |s| s.inbuf.discard(),
     compact: |s| s.inbuf.compact(),
+    greet: Session::greet,
+    pending: |s| &mut s.pending,
+    tls_pending: |s| s.starttls_pending,
+    close: Action::Close,
+    need_input: Action::NeedInput,
+    start_tls: Action::StartTls,
 };
 
 /// Result of extracting one line from the input buffer.
@@ -401,27 +406,7 @@ impl Session {
             self.stats.errors = self.stats.errors.saturating_add(1);
             self.closing = true;
         }
-        if self.closing {
-            return Action::Close;
-        }
-        if !self.greeted {
-            self.greet();
-        }
-        if let Some(a) = &self.pending {
-            return a.clone();
-        }
-        if self.starttls_pending {
-            return Action::StartTls;
-        }
-        match hato_wire::step::run(self, &STEPS) {
-            Stop::Close => Action::Close,
-            Stop::NeedInput => Action::NeedInput,
-            Stop::StartTls => Action::StartTls,
-            Stop::Action(a) => {
-                self.pending = Some(a.clone());
-                a
-            }
-        }
+        hato_wire::step::poll(self, &STEPS)
     }
 
     /// Takes the queued reply bytes.

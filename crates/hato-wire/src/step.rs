@@ -1,6 +1,8 @@
-//! The loop a line-based sans-IO session (SMTP, POP3) runs over its buffered input in `poll`:
-//! step until the driver has to act, compacting the buffer when it stops and dropping it when
-//! the session closes (nothing the client sent after a fatal reply is ever read).
+//! What a line-based sans-IO session (SMTP, POP3) does in `poll`: greet first; repeat an action
+//! the driver has not answered yet; wait for the TLS handshake once STARTTLS/STLS is accepted;
+//! otherwise step over the buffered input until the driver has to act, compacting the buffer
+//! when it stops and dropping it when the session closes (nothing the client sent after a
+//! fatal reply is ever read).
 
 /// What one step over the buffered input came to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,16 +26,49 @@ pub enum Stop<A> {
     Action(A),
 }
 
-/// The session's parts [`run`] calls (plain functions, so the session exposes nothing).
+/// The session's parts [`poll`] calls (plain functions, so the session exposes nothing), and
+/// its actions for the three outcomes every session has.
 pub struct Parts<S, A> {
     pub step: fn(&mut S) -> Step<A>,
     pub closing: fn(&S) -> bool,
     pub discard_input: fn(&mut S),
     pub compact: fn(&mut S),
+    /// Queues the greeting unless it was queued before.
+    pub greet: fn(&mut S),
+    /// The action awaiting the driver's answer (the session clears it when answered).
+    pub pending: fn(&mut S) -> &mut Option<A>,
+    /// STARTTLS/STLS was accepted: the handshake comes next.
+    pub tls_pending: fn(&S) -> bool,
+    pub close: A,
+    pub need_input: A,
+    pub start_tls: A,
+}
+
+/// A session's `poll`: what the driver must do next.
+pub fn poll<S, A: Clone>(session: &mut S, parts: &Parts<S, A>) -> A {
+    if (parts.closing)(session) {
+        return parts.close.clone();
+    }
+    (parts.greet)(session);
+    if let Some(a) = (parts.pending)(session) {
+        return a.clone();
+    }
+    if (parts.tls_pending)(session) {
+        return parts.start_tls.clone();
+    }
+    match run(session, parts) {
+        Stop::Close => parts.close.clone(),
+        Stop::NeedInput => parts.need_input.clone(),
+        Stop::StartTls => parts.start_tls.clone(),
+        Stop::Action(a) => {
+            *(parts.pending)(session) = Some(a.clone());
+            a
+        }
+    }
 }
 
 /// Steps `session` until it closes or the driver has to act.
-pub fn run<S, A>(session: &mut S, parts: &Parts<S, A>) -> Stop<A> {
+fn run<S, A>(session: &mut S, parts: &Parts<S, A>) -> Stop<A> {
     loop {
         let step = (parts.step)(session);
         if (parts.closing)(session) {
@@ -64,6 +99,9 @@ mod tests {
         closing: bool,
         compacted: usize,
         discarded: bool,
+        greetings: usize,
+        pending: Option<u8>,
+        tls_pending: bool,
     }
 
     fn parts() -> Parts<Fake, u8> {
@@ -78,6 +116,12 @@ mod tests {
             closing: |f| f.closing,
             discard_input: |f| f.discarded = true,
             compact: |f| f.compacted += 1,
+            greet: |f| f.greetings = 1,
+            pending: |f| &mut f.pending,
+            tls_pending: |f| f.tls_pending,
+            close: 100,
+            need_input: 101,
+            start_tls: 102,
         }
     }
 
@@ -87,7 +131,28 @@ mod tests {
             closing: false,
             compacted: 0,
             discarded: false,
+            greetings: 0,
+            pending: None,
+            tls_pending: false,
         }
+    }
+
+    #[test]
+    fn poll_greets_repeats_the_unanswered_action_and_waits_for_tls() {
+        let mut f = fake(vec![Step::Action(1), Step::StartTls]);
+        assert_eq!(poll(&mut f, &parts()), 1);
+        assert_eq!((f.greetings, f.pending), (1, Some(1)));
+        // Not answered yet: the same action again, no step taken.
+        assert_eq!(poll(&mut f, &parts()), 1);
+        assert_eq!(f.steps, vec![Step::StartTls]);
+        f.pending = None;
+        assert_eq!(poll(&mut f, &parts()), 102);
+        f.tls_pending = true;
+        assert_eq!(poll(&mut f, &parts()), 102, "until the handshake is done");
+        f.closing = true;
+        assert_eq!(poll(&mut f, &parts()), 100);
+        let mut f = fake(vec![Step::NeedInput]);
+        assert_eq!(poll(&mut f, &parts()), 101);
     }
 
     #[test]
