@@ -22,19 +22,13 @@ OTHER=postfix
 # shellcheck source=bench/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-MESSAGES=${MESSAGES:-2000}
-SIZE=${SIZE:-4096}
-CONCURRENCY=${CONCURRENCY:-20}
-RECIPIENTS=${RECIPIENTS:-1}
 VARIANTS=${VARIANTS:-plain starttls}
-ONLY=${ONLY:-}
-KEEP=${KEEP:-0}
 TLS_LEVEL=${TLS_LEVEL:-encrypt}
 DRAIN_TIMEOUT=${DRAIN_TIMEOUT:-300}
 INJECT_CONCURRENCY=${INJECT_CONCURRENCY:-16}
 PERF=${PERF:-0}
 
-bench_args "messages size concurrency recipients variants only" "$@"
+bench_args "messages=2000 size=4096 concurrency=20 recipients=1 variants only" "$@"
 case "$TLS_LEVEL" in may|encrypt) ;; *) usage_error "TLS_LEVEL must be may or encrypt" ;; esac
 for v in $VARIANTS; do
     case "$v" in plain|starttls) ;; *) usage_error "VARIANTS: plain and/or starttls, not $v" ;; esac
@@ -46,8 +40,6 @@ done
 # above that the two senders would not make the same number of transactions.
 [ "$RECIPIENTS" -le 50 ] || usage_error "at most 50 recipients per message"
 
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-HATO_BIN=${HATO_BIN:-$ROOT/target/release/hato}
 HATO_LOAD=${HATO_LOAD:-$ROOT/target/release/hato-load}
 SINK_DOMAIN=sink.test
 SENDER=bench@sender.test
@@ -87,47 +79,6 @@ cleanup() {
 }
 on_exit cleanup
 
-# A private Postfix instance: config directory $1/etc, queue $1/queue, data $1/data, log
-# $1/maillog, master.cf from the system with chroot off and the smtp service moved to
-# 127.0.0.1:$2; $3 is appended to main.cf. Nothing touches /etc/postfix or the system queue.
-postfix_instance() { # dir port main.cf-lines
-    local dir=$1 port=$2
-    mkdir -p "$dir/etc" "$dir/queue" "$dir/data"
-    chown postfix:postfix "$dir/data"
-    cp /etc/postfix/master.cf "$dir/etc/master.cf"
-    cat >"$dir/etc/main.cf" <<EOF
-# Private benchmark instance: nothing here touches /etc/postfix or the system queue.
-compatibility_level = 3.6
-queue_directory = $dir/queue
-data_directory = $dir/data
-mail_owner = postfix
-setgid_group = postdrop
-mydomain = localdomain
-myorigin = \$myhostname
-mydestination =
-inet_interfaces = 127.0.0.1
-inet_protocols = ipv4
-mynetworks = 127.0.0.0/8
-smtpd_relay_restrictions = permit_mynetworks, reject
-smtpd_client_connection_count_limit = 0
-alias_maps =
-alias_database =
-local_recipient_maps =
-maillog_file = $dir/maillog
-maillog_file_prefixes = $TMP
-$3
-EOF
-    postconf -c "$dir/etc" -MX smtp/inet
-    postconf -c "$dir/etc" -M "127.0.0.1:$port/inet=127.0.0.1:$port inet n - n - - smtpd"
-    # Debian ships tlsproxy commented out; smtp_tls_connection_reuse = yes needs it.
-    postconf -c "$dir/etc" -M "tlsproxy/unix=tlsproxy unix - - n - 0 tlsproxy"
-    postconf -c "$dir/etc" -F '*/*/chroot = n'
-    postfix -c "$dir/etc" check >/dev/null 2>&1 || postfix -c "$dir/etc" check
-    postfix -c "$dir/etc" start >/dev/null 2>&1 || { cat "$dir/maillog" >&2 2>/dev/null; die "postfix start failed ($dir)"; }
-    POSTFIX_UP+=("$dir/etc")
-    wait_listening "$port" "" 30 || die "postfix did not start listening on 127.0.0.1:$port (log: $dir/maillog)"
-}
-
 # --- the sink ----------------------------------------------------------------------
 # smtp-sink counts: with -c it rewrites "sess=S quit=Q mesg=M" (\r-separated) on stdout
 # after every session, QUIT and "."; mesg counts transactions (one per message here).
@@ -154,6 +105,7 @@ if [[ " $VARIANTS " == *" starttls "* ]]; then
     # The senders do not verify it.
     self_signed "$SINK_DOMAIN" "$TS/etc/key.pem" "$TS/etc/cert.pem"
     postfix_instance "$TS" "$TLS_SINK_PORT" "myhostname = tls-sink.localdomain
+smtpd_relay_restrictions = permit_mynetworks, reject
 # Every transaction goes to smtp-sink as it arrives; smtp-sink's reply is the reply.
 smtpd_proxy_filter = 127.0.0.1:$SINK_PORT
 # Nothing is queued here (the proxy answers); discard, not error, so smtpd accepts RCPT.
@@ -326,6 +278,7 @@ run_postfix() { # variant
     level=$(level_for "$v")
     sink=$(sink_port_for "$v")
     postfix_instance "$dir" "$port" "myhostname = postfix-bench.localdomain
+smtpd_relay_restrictions = permit_mynetworks, reject
 # Everything for $SINK_DOMAIN to the sink; nothing can leave this machine.
 transport_maps = inline:{ $SINK_DOMAIN=smtp:[127.0.0.1]:$sink }
 default_transport = error:5.7.1 benchmark instance delivers to the sink only

@@ -22,26 +22,16 @@ OTHER=dovecot
 # shellcheck source=bench/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-MESSAGES=${MESSAGES:-1000}
-CONCURRENCY=${CONCURRENCY:-16}
-DURATION=${DURATION:-20}
-IDLE=${IDLE:-1000}
-ONLY=${ONLY:-}
-KEEP=${KEEP:-0}
 SIZE=${SIZE:-2048}
 LOAD_THREADS=${LOAD_THREADS:-1}
 MIX=${MIX:-fetch_flags=1,fetch_body=3,search_unseen=1,search_subject=1,store=2,append=1,noop=1}
 DOVECOT_LOGIN=${DOVECOT_LOGIN:-security}
 DOVECOT_AUTH_CACHE=${DOVECOT_AUTH_CACHE:-1M}
 
-bench_args "messages concurrency duration idle only" "$@"
+bench_args "messages=1000 concurrency=16 duration=20 idle=1000 only" "$@"
 case "$DOVECOT_LOGIN" in security|performance) ;; *) usage_error "DOVECOT_LOGIN must be security or performance" ;; esac
 
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-HATO_BIN=${HATO_BIN:-$ROOT/target/release/hato}
 IMAP_LOAD=${IMAP_LOAD:-$ROOT/target/release/hato-imap-load}
-BENCH_USER=bench@example.test
-BENCH_PASSWORD=secret
 
 # --- preconditions: check everything before starting anything ----------------------
 require_root_and_binaries "Dovecot's master must start as root (it drops privileges)" "$IMAP_LOAD"

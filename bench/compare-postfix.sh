@@ -19,22 +19,12 @@ OTHER=postfix
 # shellcheck source=bench/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-MESSAGES=${MESSAGES:-2000}
-CONCURRENCY=${CONCURRENCY:-16}
-SIZE=${SIZE:-4096}
-PER_CONNECTION=${PER_CONNECTION:-1}
-ONLY=${ONLY:-}
-KEEP=${KEEP:-0}
 DRAIN_TIMEOUT=${DRAIN_TIMEOUT:-300}
 LOAD_THREADS=${LOAD_THREADS:-1}
 
-bench_args "messages concurrency size per-connection only" "$@"
+bench_args "messages=2000 concurrency=16 size=4096 per-connection=1 only" "$@"
 
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-HATO_BIN=${HATO_BIN:-$ROOT/target/release/hato}
 HATO_LOAD=${HATO_LOAD:-$ROOT/target/release/hato-load}
-BENCH_USER=bench@example.test
-BENCH_PASSWORD=secret
 
 # --- preconditions: check everything before starting anything ----------------------
 require_root_and_binaries "Postfix's master must start as root (it drops to the postfix user)" "$HATO_LOAD"
@@ -49,14 +39,14 @@ bench_tmp hato-bench "set TMPDIR to a disk to measure durability"
 # paths below here.
 chmod 0755 "$TMP"
 HATO_PID=
-POSTFIX_UP=0
+POSTFIX_UP=() # the config directory of the running Postfix instance
 PF=$TMP/postfix
 
 cleanup() {
-    local rc=$?
+    local rc=$? d
     set +e
     [ -n "$HATO_PID" ] && stop_pid "$HATO_PID"
-    [ "$POSTFIX_UP" = 1 ] && postfix_stop "$PF/etc"
+    for d in "${POSTFIX_UP[@]}"; do postfix_stop "$d"; done
     remove_tmp "logs, queues, mailboxes"
     exit "$rc"
 }
@@ -110,39 +100,22 @@ run_postfix() {
     port=$(pick_port "${POSTFIX_PORT:-10600}")
     uid=$(id -u postfix)
     gid=$(id -g postfix)
-    mkdir -p "$PF/etc" "$PF/queue" "$PF/data" "$PF/mail"
-    chown postfix:postfix "$PF/data" "$PF/mail"
-    cp /etc/postfix/master.cf "$PF/etc/master.cf"
+    mkdir -p "$PF/etc" "$PF/mail"
+    chown postfix:postfix "$PF/mail"
     # Its certificate (hato-load --ca-file cert.pem works as well as --insecure).
     self_signed localhost "$PF/etc/key.pem" "$PF/etc/cert.pem"
     echo "$BENCH_USER example.test/bench/" >"$PF/etc/vmailbox"
-    cat >"$PF/etc/main.cf" <<EOF
-# Private benchmark instance: nothing here touches /etc/postfix or the system queue.
-compatibility_level = 3.6
-queue_directory = $PF/queue
-data_directory = $PF/data
-mail_owner = postfix
-setgid_group = postdrop
-myhostname = postfix-bench.localdomain
-mydomain = localdomain
-myorigin = \$myhostname
-mydestination =
-inet_interfaces = 127.0.0.1
-inet_protocols = ipv4
+    postmap "$PF/etc/vmailbox"
+    say "postfix: $(postconf -d -h mail_version) private instance on 127.0.0.1:$port (config $PF/etc)"
+    postfix_instance "$PF" "$port" "myhostname = postfix-bench.localdomain
 # AUTH would need a SASL server (Dovecot or Cyrus): clients are trusted by address instead.
-mynetworks = 127.0.0.0/8
 smtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination
 smtpd_helo_required = yes
-# All load comes from one client address: no per-client connection limit.
-smtpd_client_connection_count_limit = 0
 default_process_limit = $((CONCURRENCY > 90 ? CONCURRENCY + 10 : 100))
 relay_domains =
 # Never send anything off this machine, whatever the recipients.
 default_transport = error:5.7.1 benchmark instance delivers locally only
 relay_transport = error:5.7.1 benchmark instance delivers locally only
-alias_maps =
-alias_database =
-local_recipient_maps =
 # Final delivery to Maildirs under $PF/mail, like hato's own store.
 virtual_mailbox_domains = example.test
 virtual_mailbox_base = $PF/mail
@@ -155,21 +128,7 @@ smtpd_tls_security_level = encrypt
 smtpd_tls_chain_files = $PF/etc/key.pem, $PF/etc/cert.pem
 smtpd_tls_loglevel = 0
 smtpd_tls_session_cache_database = btree:\${data_directory}/smtpd_scache
-maillog_file = $PF/maillog
-maillog_file_prefixes = $TMP
-${POSTFIX_MAINCF_EXTRA:-}
-EOF
-    postmap "$PF/etc/vmailbox"
-    # Listen on 127.0.0.1:$port instead of port 25; no chroot (it would need copies of
-    # /etc files inside the queue directory).
-    postconf -c "$PF/etc" -MX smtp/inet
-    postconf -c "$PF/etc" -M "127.0.0.1:$port/inet=127.0.0.1:$port inet n - n - - smtpd"
-    postconf -c "$PF/etc" -F '*/*/chroot = n'
-    postfix -c "$PF/etc" check >/dev/null 2>&1 || postfix -c "$PF/etc" check
-    say "postfix: $(postconf -d -h mail_version) private instance on 127.0.0.1:$port (config $PF/etc)"
-    postfix -c "$PF/etc" start >/dev/null 2>&1 || { cat "$PF/maillog" >&2 2>/dev/null; die "postfix start failed"; }
-    POSTFIX_UP=1
-    wait_listening "$port" "" 30 || die "postfix did not start listening on 127.0.0.1:$port (log: $PF/maillog)"
+${POSTFIX_MAINCF_EXTRA:-}"
 
     say "postfix: $MESSAGES messages, C=$CONCURRENCY, $SIZE B, K=$PER_CONNECTION, STARTTLS, no AUTH"
     run_load "$TMP/postfix.json" --server "127.0.0.1:$port" \
@@ -195,7 +154,7 @@ EOF
     POSTFIX_DELIVERED=$delivered
     POSTFIX_DRAIN_S=$(awk -v a="$start" -v b="$now" 'BEGIN { printf "%.2f", b - a }')
     postfix_stop "$PF/etc"
-    POSTFIX_UP=0
+    POSTFIX_UP=()
 }
 
 # --- run and report ----------------------------------------------------------------

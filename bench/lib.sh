@@ -5,11 +5,31 @@ say() { printf '==> %s\n' "$*" >&2; }
 die() { printf '%s: error: %s\n' "$BENCH" "$*" >&2; exit 1; }
 usage_error() { echo "$BENCH: $*" >&2; exit 64; }
 
-# bench_args "OPTION..." "$@": each --OPTION VALUE (OPTION one of the first argument's words)
-# sets the variable named like the option in upper case with _ for - (--per-connection 4:
-# PER_CONNECTION=4); --keep sets KEEP=1; -h/--help prints the script's header comment.
+# What every script takes from the environment, or defaults to: ONLY (one server: hato or
+# $OTHER; empty: both), KEEP (1: keep $TMP), the hato binary, and the account hato_user adds.
+ONLY=${ONLY:-}
+KEEP=${KEEP:-0}
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+HATO_BIN=${HATO_BIN:-$ROOT/target/release/hato}
+BENCH_USER=bench@example.test
+BENCH_PASSWORD=secret
+
+# bench_args "OPTION[=DEFAULT]..." "$@": each OPTION (one of the first argument's words) is
+# a variable named like it in upper case with _ for - (per-connection: PER_CONNECTION),
+# which keeps its value from the environment, else takes DEFAULT; --OPTION VALUE overrides
+# both (--per-connection 4: PER_CONNECTION=4). --keep sets KEEP=1; -h/--help prints the
+# script's header comment.
 bench_args() {
-    local options=" $1 " name
+    local options=" " spec name var
+    for spec in $1; do
+        name=${spec%%=*}
+        options+="$name "
+        var=${name//-/_}
+        var=${var^^}
+        if [[ "$spec" == *=* && -z "${!var:-}" ]]; then
+            printf -v "$var" '%s' "${spec#*=}"
+        fi
+    done
     shift
     while [ $# -gt 0 ]; do
         case "$1" in
@@ -103,6 +123,49 @@ stop_pid() { # pid [tenths of a second to wait]: TERM, wait (5 s), KILL
     for _ in $(seq "${2:-50}"); do kill -0 "$1" 2>/dev/null || break; sleep 0.1; done
     kill -0 "$1" 2>/dev/null && kill -KILL "$1"
     wait "$1" 2>/dev/null || true
+}
+# A private Postfix instance: config directory $1/etc, queue $1/queue, data $1/data, log
+# $1/maillog, master.cf from the system with chroot off and the smtp service moved to
+# 127.0.0.1:$2; $3 is appended to main.cf. Nothing touches /etc/postfix or the system queue.
+# Started, its config directory is added to POSTFIX_UP (for postfix_stop).
+postfix_instance() { # dir port main.cf-lines
+    local dir=$1 port=$2
+    mkdir -p "$dir/etc" "$dir/queue" "$dir/data"
+    chown postfix:postfix "$dir/data"
+    cp /etc/postfix/master.cf "$dir/etc/master.cf"
+    cat >"$dir/etc/main.cf" <<EOF
+# Private benchmark instance: nothing here touches /etc/postfix or the system queue.
+compatibility_level = 3.6
+queue_directory = $dir/queue
+data_directory = $dir/data
+mail_owner = postfix
+setgid_group = postdrop
+mydomain = localdomain
+myorigin = \$myhostname
+mydestination =
+inet_interfaces = 127.0.0.1
+inet_protocols = ipv4
+mynetworks = 127.0.0.0/8
+# All load comes from one client address: no per-client connection limit.
+smtpd_client_connection_count_limit = 0
+alias_maps =
+alias_database =
+local_recipient_maps =
+maillog_file = $dir/maillog
+maillog_file_prefixes = $TMP
+$3
+EOF
+    # Listen on 127.0.0.1:$port instead of port 25; no chroot (it would need copies of
+    # /etc files inside the queue directory).
+    postconf -c "$dir/etc" -MX smtp/inet
+    postconf -c "$dir/etc" -M "127.0.0.1:$port/inet=127.0.0.1:$port inet n - n - - smtpd"
+    # Debian ships tlsproxy commented out; smtp_tls_connection_reuse = yes needs it.
+    postconf -c "$dir/etc" -M "tlsproxy/unix=tlsproxy unix - - n - 0 tlsproxy"
+    postconf -c "$dir/etc" -F '*/*/chroot = n'
+    postfix -c "$dir/etc" check >/dev/null 2>&1 || postfix -c "$dir/etc" check
+    postfix -c "$dir/etc" start >/dev/null 2>&1 || { cat "$dir/maillog" >&2 2>/dev/null; die "postfix start failed ($dir)"; }
+    POSTFIX_UP+=("$dir/etc")
+    wait_listening "$port" "" 30 || die "postfix did not start listening on 127.0.0.1:$port (log: $dir/maillog)"
 }
 postfix_stop() { # config dir
     local pid_file
