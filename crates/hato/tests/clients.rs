@@ -19,6 +19,21 @@ fn stored_with(server: &TestServer, user: &str, token: &str) -> String {
     found.into_iter().next().unwrap()
 }
 
+/// The one message in alice's INBOX containing `token`, which came over TLS 1.3: asserts its
+/// Return-Path is `<sender>` and its Received header says `with` and names the TLS 1.3 cipher.
+/// Returns the message and that header.
+fn stored_over_tls(server: &TestServer, token: &str, sender: &str, with: &str) -> (String, String) {
+    let msg = stored_with(server, USER, token);
+    assert!(
+        msg.starts_with(&format!("Return-Path: <{sender}>\r\n")),
+        "{msg}"
+    );
+    let rec = received(&msg);
+    assert!(received_with(&rec, with), "{rec}");
+    assert!(rec.contains("using TLSv1.3 with cipher"), "{rec}");
+    (msg, rec)
+}
+
 /// Runs `script` (after [`PY_UNVERIFIED`]) with the arguments port, user and password; the
 /// "KEY value" lines it printed.
 fn smtplib(port: u16, script: &str) -> HashMap<String, String> {
@@ -90,39 +105,19 @@ fn smtplib_submission_starttls_auth_and_send() {
         "AUTH mechanisms after TLS: {auth}"
     );
     assert_eq!(get(&r, "STARTTLS2"), "False", "STARTTLS offered inside TLS");
-    assert!(
-        get(&r, "LOGIN2").starts_with("235 2.7.0"),
-        "{}",
-        get(&r, "LOGIN2")
-    );
-    assert!(
-        get(&r, "MAIL").starts_with("250 2.1.0"),
-        "{}",
-        get(&r, "MAIL")
-    );
-    assert!(
-        get(&r, "RCPT").starts_with("250 2.1.5"),
-        "{}",
-        get(&r, "RCPT")
-    );
-    assert!(
-        get(&r, "DATA").starts_with("250 2.0.0"),
-        "{}",
-        get(&r, "DATA")
-    );
-    assert!(
-        get(&r, "DATA2").starts_with("250 2.0.0"),
-        "{}",
-        get(&r, "DATA2")
-    );
+    for (key, reply) in [
+        ("LOGIN2", "235 2.7.0"),
+        ("MAIL", "250 2.1.0"),
+        ("RCPT", "250 2.1.5"),
+        ("DATA", "250 2.0.0"),
+        ("DATA2", "250 2.0.0"),
+    ] {
+        let got = get(&r, key);
+        assert!(got.starts_with(reply), "{key}: {got}");
+    }
     assert_eq!(get(&r, "QUIT"), "221");
 
-    let msg = stored_with(&server, USER, "smtplib-sub-token");
-    assert!(
-        msg.starts_with("Return-Path: <alice@example.test>\r\n"),
-        "{msg}"
-    );
-    let rec = received(&msg);
+    let (msg, rec) = stored_over_tls(&server, "smtplib-sub-token", USER, "ESMTPSA");
     // The cipher by its standard (IANA/OpenSSL) name, as the client negotiated it, e.g.
     // "(using TLSv1.3 with cipher TLS_AES_256_GCM_SHA384)" as the README shows.
     let cipher = get(&r, "TLS").split_whitespace().nth(1).unwrap().to_owned();
@@ -130,7 +125,6 @@ fn smtplib_submission_starttls_auth_and_send() {
         rec.contains(&format!("(using TLSv1.3 with cipher {cipher})")),
         "Received does not name the cipher {cipher}: {rec}"
     );
-    assert!(received_with(&rec, "ESMTPSA"), "{rec}");
     assert!(rec.contains("client.example"), "HELO name missing: {rec}");
     assert_eq!(header_values(&msg, "Date").len(), 1, "{msg}");
     let mid = header_values(&msg, "Message-ID");
@@ -186,14 +180,7 @@ fn smtplib_implicit_tls_login_and_send() {
     assert!(get(&r, "AUTH").contains("PLAIN"), "{}", get(&r, "AUTH"));
     assert_eq!(get(&r, "LOGIN"), "235");
     assert_eq!(get(&r, "SEND"), "{}", "refused recipients");
-    let msg = stored_with(&server, USER, "smtplib-ssl-token");
-    assert!(
-        msg.starts_with("Return-Path: <alice@example.test>\r\n"),
-        "{msg}"
-    );
-    let rec = received(&msg);
-    assert!(received_with(&rec, "ESMTPSA"), "{rec}");
-    assert!(rec.contains("using TLSv1.3 with cipher"), "{rec}");
+    let (msg, _) = stored_over_tls(&server, "smtplib-ssl-token", USER, "ESMTPSA");
     assert_eq!(body(&msg), "over implicit TLS\r\n");
 }
 
@@ -227,14 +214,12 @@ fn swaks_mx_with_starttls_is_esmtps() {
         Some("sent by swaks over STARTTLS"),
     );
     assert!(out.stdout.contains("<~  250 2.0.0"), "{}", out.stdout);
-    let msg = stored_with(&server, USER, "swaks-tls-token");
-    assert!(
-        msg.starts_with("Return-Path: <someone@outside.example>\r\n"),
-        "{msg}"
+    let (msg, rec) = stored_over_tls(
+        &server,
+        "swaks-tls-token",
+        "someone@outside.example",
+        "ESMTPS",
     );
-    let rec = received(&msg);
-    assert!(received_with(&rec, "ESMTPS"), "{rec}");
-    assert!(rec.contains("using TLSv1.3 with cipher"), "{rec}");
     assert!(rec.contains("sender.example"), "{rec}");
     assert!(rec.contains("for <alice@example.test>"), "{rec}");
     assert!(body(&msg).contains("sent by swaks over STARTTLS"), "{msg}");
@@ -349,53 +334,40 @@ fn curl_remote_only_recipient_goes_to_queue() {
     assert_eq!(queue[0].recipient, "bob@remote.example");
 }
 
-/// The EHLO reply s_client got for our own EHLO after the handshake (the last one in its output).
-fn ehlo_after_tls(out: &str) -> String {
-    let start = out
+/// `openssl s_client` to submission `port` (`starttls`: with STARTTLS) sending EHLO and QUIT:
+/// asserts a TLS 1.3 handshake and an EHLO reply inside TLS (the last one in the output) that
+/// offers AUTH PLAIN LOGIN and no STARTTLS; returns all of s_client's output.
+fn s_client_ehlo(port: u16, starttls: bool) -> String {
+    let all = s_client(port, starttls, &[], "EHLO sclient.example\nquit\n").all();
+    assert!(all.contains("New, TLSv1.3, Cipher is TLS_"), "{all}");
+    let start = all
         .rfind("250-localhost")
-        .unwrap_or_else(|| panic!("no EHLO reply after TLS in:\n{out}"));
-    out[start..]
+        .unwrap_or_else(|| panic!("no EHLO reply after TLS in:\n{all}"));
+    let ehlo = all[start..]
         .lines()
         .take_while(|l| l.starts_with("250"))
         .collect::<Vec<_>>()
-        .join("\n")
-}
-
-#[test]
-fn openssl_s_client_starttls_submission() {
-    let server = TestServer::start();
-    let out = s_client(
-        server.ports.submission,
-        true,
-        &[],
-        "EHLO sclient.example\nquit\n",
-    );
-    let all = out.all();
-    assert!(all.contains("New, TLSv1.3, Cipher is TLS_"), "{all}");
-    let ehlo = ehlo_after_tls(&all);
+        .join("\n");
     assert!(ehlo.contains("AUTH PLAIN LOGIN"), "{ehlo}");
     assert!(
         !ehlo.contains("STARTTLS"),
         "STARTTLS offered inside TLS: {ehlo}"
     );
+    all
+}
+
+#[test]
+fn openssl_s_client_starttls_submission() {
+    let server = TestServer::start();
+    let all = s_client_ehlo(server.ports.submission, true);
     assert!(all.contains("221"), "no reply to QUIT: {all}");
 }
 
 #[test]
 fn openssl_s_client_implicit_tls() {
     let server = TestServer::start();
-    let out = s_client(
-        server.ports.submissions,
-        false,
-        &[],
-        "EHLO sclient.example\nquit\n",
-    );
-    let all = out.all();
-    assert!(all.contains("New, TLSv1.3, Cipher is TLS_"), "{all}");
+    let all = s_client_ehlo(server.ports.submissions, false);
     assert!(all.contains("220 localhost"), "no greeting: {all}");
-    let ehlo = ehlo_after_tls(&all);
-    assert!(ehlo.contains("AUTH PLAIN LOGIN"), "{ehlo}");
-    assert!(!ehlo.contains("STARTTLS"), "{ehlo}");
     // The certificate served is the generated development certificate.
     let served = first_pem_cert(&all).expect("certificate in s_client output");
     let file = std::fs::read_to_string(server.cert()).unwrap();
@@ -406,12 +378,15 @@ fn openssl_s_client_implicit_tls() {
 fn openssl_old_tls_versions_are_refused() {
     let server = TestServer::start();
     // SECLEVEL=0 so that the client really offers TLS 1.1 and the server is the one refusing.
-    let old = s_client(
-        server.ports.submissions,
-        false,
-        &["-tls1_1", "-cipher", "DEFAULT@SECLEVEL=0"],
-        "quit\n",
-    );
+    let tls11 = |port, starttls| {
+        s_client(
+            port,
+            starttls,
+            &["-tls1_1", "-cipher", "DEFAULT@SECLEVEL=0"],
+            "quit\n",
+        )
+    };
+    let old = tls11(server.ports.submissions, false);
     let all = old.all();
     assert!(!old.status.success(), "TLS 1.1 handshake succeeded:\n{all}");
     assert!(!all.contains("New, TLSv1.1"), "{all}");
@@ -422,12 +397,7 @@ fn openssl_old_tls_versions_are_refused() {
         "the server did not refuse a TLS 1.1 ClientHello with an alert:\n{all}"
     );
     // Same on STARTTLS.
-    let old = s_client(
-        server.ports.submission,
-        true,
-        &["-tls1_1", "-cipher", "DEFAULT@SECLEVEL=0"],
-        "quit\n",
-    );
+    let old = tls11(server.ports.submission, true);
     assert!(
         !old.status.success(),
         "TLS 1.1 via STARTTLS:\n{}",
