@@ -424,6 +424,13 @@ impl TestServer {
         })
     }
 
+    /// The one message in the INBOX of `address` (asserted to be the only one).
+    pub fn only_message(&self, address: &str) -> String {
+        let mut inbox = self.inbox(address);
+        assert_eq!(inbox.len(), 1, "{address}'s INBOX: {inbox:#?}");
+        inbox.remove(0)
+    }
+
     /// One stored blob (e.g. the copy a queue entry references).
     pub fn blob(&self, id: hato_store::BlobId) -> Option<String> {
         self.with_store(|store| async move {
