@@ -101,6 +101,54 @@ const CAPA_PLAIN: &str = "+OK Capability list follows\r\nTOP\r\nUIDL\r\nRESP-COD
     AUTH-RESP-CODE\r\nPIPELINING\r\nSTLS\r\nIMPLEMENTATION hato\r\n.\r\n";
 const CAPA_TLS: &str = "+OK Capability list follows\r\nTOP\r\nUIDL\r\nRESP-CODES\r\n\
     AUTH-RESP-CODE\r\nPIPELINING\r\nUSER\r\nSASL PLAIN\r\nIMPLEMENTATION hato\r\n.\r\n";
+const TLS_ACTIVE: &str = "-ERR Command not permitted when TLS active";
+const THROTTLED: &str =
+    "-ERR [SYS/TEMP] Too many failed authentication attempts, try again later\r\n";
+
+/// The capabilities of a CAPA response (`capa`, as on the wire) as [`joined`] lines.
+fn capa_lines(capa: &str) -> String {
+    let lines: Vec<&str> = capa.split("\r\n").collect();
+    // The status line first; the terminating "." and the empty rest after its CRLF last.
+    lines[1..lines.len() - 2].join("|")
+}
+
+/// A POP3 [`conversation`] with `server` over implicit TLS: reads the greeting (asserted), then
+/// `steps`; their recordings.
+fn pop3s_conv(server: &TestServer, steps: &[&str]) -> Vec<String> {
+    greeted(conversation(
+        server.ports.pop3s,
+        true,
+        &with_greeting(steps),
+    ))
+}
+
+/// [`pop3s_conv`] in plaintext, on the STLS listener.
+fn stls_conv(server: &TestServer, steps: &[&str]) -> Vec<String> {
+    greeted(conversation(
+        server.ports.pop3,
+        false,
+        &with_greeting(steps),
+    ))
+}
+
+/// `steps` after a step reading the greeting.
+fn with_greeting<'a>(steps: &[&'a str]) -> Vec<&'a str> {
+    let mut all = vec!["line"];
+    all.extend(steps);
+    all
+}
+
+/// The recordings after the first, the greeting (asserted).
+fn greeted(mut got: Vec<String>) -> Vec<String> {
+    assert_eq!(got.first().map(String::as_str), Some(GREETING), "{got:#?}");
+    got.remove(0);
+    got
+}
+
+/// The step that sends USER alice and PASS `password` in one write.
+fn user_pass(password: &str) -> String {
+    format!("send:USER {USER}\r\nPASS {password}\r\n")
+}
 
 // ---------------------------------------------------------------------------------------------
 // poplib
@@ -197,11 +245,8 @@ fn poplib_stls_capabilities_commands_and_stable_uidls() {
 
     let r = poplib(server.ports.pop3, POPLIB_STLS, &[]);
     // Before TLS: STLS offered, no USER/SASL, and no password is accepted.
-    assert_eq!(get(&r, "WELCOME"), "+OK localhost hato POP3 server ready");
-    assert_eq!(
-        get(&r, "CAPA1"),
-        "TOP|UIDL|RESP-CODES|AUTH-RESP-CODE|PIPELINING|STLS|IMPLEMENTATION hato"
-    );
+    assert_eq!(get(&r, "WELCOME"), GREETING.trim_end());
+    assert_eq!(get(&r, "CAPA1"), capa_lines(CAPA_PLAIN));
     assert_eq!(
         get(&r, "POPLIBCAPA1"),
         "AUTH-RESP-CODE,IMPLEMENTATION,PIPELINING,RESP-CODES,STLS,TOP,UIDL"
@@ -213,18 +258,12 @@ fn poplib_stls_capabilities_commands_and_stable_uidls() {
     // After STLS: USER and SASL PLAIN, no STLS.
     assert_eq!(get(&r, "STLS"), "+OK Begin TLS negotiation");
     assert_eq!(get(&r, "TLS"), "TLSv1.3");
-    assert_eq!(
-        get(&r, "CAPA2"),
-        "TOP|UIDL|RESP-CODES|AUTH-RESP-CODE|PIPELINING|USER|SASL PLAIN|IMPLEMENTATION hato"
-    );
+    assert_eq!(get(&r, "CAPA2"), capa_lines(CAPA_TLS));
     assert_eq!(
         get(&r, "POPLIBCAPA2"),
         "AUTH-RESP-CODE,IMPLEMENTATION,PIPELINING,RESP-CODES,SASL,TOP,UIDL,USER"
     );
-    assert_eq!(
-        get(&r, "STLS2"),
-        "-ERR Command not permitted when TLS active"
-    );
+    assert_eq!(get(&r, "STLS2"), TLS_ACTIVE);
     assert_eq!(get(&r, "USER2"), "+OK send PASS");
     assert_eq!(get(&r, "PASS2"), "+OK maildrop locked and ready");
 
@@ -335,16 +374,10 @@ fn poplib_implicit_tls_auth_plain_and_user_pass() {
     let stored = deliver_numbered(&server, 1);
     let r = poplib(server.ports.pop3s, POPLIB_IMPLICIT, &[]);
     let size = stored[0].len();
-    assert_eq!(get(&r, "WELCOME"), "+OK localhost hato POP3 server ready");
+    assert_eq!(get(&r, "WELCOME"), GREETING.trim_end());
     assert_eq!(get(&r, "TLS"), "TLSv1.3");
-    assert_eq!(
-        get(&r, "CAPA"),
-        "TOP|UIDL|RESP-CODES|AUTH-RESP-CODE|PIPELINING|USER|SASL PLAIN|IMPLEMENTATION hato"
-    );
-    assert_eq!(
-        get(&r, "STLS"),
-        "-ERR Command not permitted when TLS active"
-    );
+    assert_eq!(get(&r, "CAPA"), capa_lines(CAPA_TLS));
+    assert_eq!(get(&r, "STLS"), TLS_ACTIVE);
     assert_eq!(get(&r, "MECHS"), "+OK PLAIN");
     assert_eq!(
         get(&r, "AUTHLOGIN"),
@@ -556,16 +589,15 @@ fn mail_arriving_during_a_session_waits_for_the_next_one() {
         get(&r, "QUIT")
     );
     // QUIT removed only the message it deleted; the new one has a new unique-id.
-    let now = server.inbox(USER);
-    assert_eq!(now.len(), 1, "{now:#?}");
-    assert!(now[0].contains("Subject: arrived-during\r\n"), "{}", now[0]);
+    let now = server.only_message(USER);
+    assert!(now.contains("Subject: arrived-during\r\n"), "{now}");
     let (old_id, new_id) = (
         get(&r, "UIDL").split_once(' ').unwrap().1,
         get(&r, "UIDL2").split_once(' ').unwrap().1,
     );
     assert_eq!(get(&r, "UIDL2"), format!("1 {new_id}"));
     assert_ne!(old_id, new_id);
-    assert_eq!(unhex_text(get(&r, "NEW")), now[0]);
+    assert_eq!(unhex_text(get(&r, "NEW")), now);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -574,31 +606,25 @@ fn mail_arriving_during_a_session_waits_for_the_next_one() {
 #[test]
 fn too_many_errors_close_the_connection() {
     let server = TestServer::start();
-    let got = conversation(
-        server.ports.pop3s,
-        true,
-        &["line", &format!("send:{}", "NOPE\r\n".repeat(11)), "eof:5"],
+    let got = pop3s_conv(
+        &server,
+        &[&format!("send:{}", "NOPE\r\n".repeat(11)), "eof:5"],
     );
     assert_eq!(
         got,
-        [
-            GREETING.to_owned(),
-            format!(
-                "EOF{}-ERR Too many errors, closing connection\r\n",
-                "-ERR Unknown command\r\n".repeat(10)
-            ),
-        ]
+        [format!(
+            "EOF{}-ERR Too many errors, closing connection\r\n",
+            "-ERR Unknown command\r\n".repeat(10)
+        )]
     );
 }
 
 #[test]
 fn stls_discards_commands_pipelined_before_the_handshake() {
     let server = TestServer::start();
-    let got = conversation(
-        server.ports.pop3,
-        false,
+    let got = stls_conv(
+        &server,
         &[
-            "line",
             "send:STLS\r\nUSER alice@example.test\r\n",
             "line",
             "tls:version",
@@ -616,7 +642,6 @@ fn stls_discards_commands_pipelined_before_the_handshake() {
     assert_eq!(
         got,
         [
-            GREETING,
             "+OK Begin TLS negotiation\r\n",
             "TLS TLSv1.3",
             "SILENT",
@@ -631,11 +656,9 @@ fn stls_discards_commands_pipelined_before_the_handshake() {
 #[test]
 fn plaintext_capa_and_refusals_on_the_wire() {
     let server = TestServer::start();
-    let got = conversation(
-        server.ports.pop3,
-        false,
+    let got = stls_conv(
+        &server,
         &[
-            "line",
             "send:CAPA\r\n",
             "multi",
             "send:USER alice@example.test\r\n",
@@ -652,7 +675,6 @@ fn plaintext_capa_and_refusals_on_the_wire() {
     assert_eq!(
         got,
         [
-            GREETING,
             CAPA_PLAIN,
             "-ERR [AUTH] Must issue STLS command first\r\n",
             "-ERR [AUTH] Must issue STLS command first\r\n",
@@ -689,11 +711,9 @@ fn dot_stuffing_round_trip() {
     assert_eq!(get(&r, "OCTETS"), size.to_string());
 
     // On the wire: every line starting with "." carries one more.
-    let got = conversation(
-        server.ports.pop3s,
-        true,
+    let got = pop3s_conv(
+        &server,
         &[
-            "line",
             &format!("send:USER {USER}\r\nPASS {PASSWORD}\r\nRETR 1\r\nTOP 1 3\r\nQUIT\r\n"),
             "line",
             "line",
@@ -706,7 +726,6 @@ fn dot_stuffing_round_trip() {
     assert_eq!(
         got,
         [
-            GREETING.to_owned(),
             "+OK send PASS\r\n".to_owned(),
             "+OK maildrop locked and ready\r\n".to_owned(),
             format!(
@@ -726,55 +745,41 @@ const THROTTLE: &str = "[auth]\nfailure_delay_ms = 50\nmax_failures_per_ip = 3\n
 #[test]
 fn wrong_passwords_then_throttled_and_the_throttle_counts_for_smtp() {
     let server = TestServer::start_with("", THROTTLE);
-    let got = conversation(
-        server.ports.pop3s,
-        true,
+    let got = pop3s_conv(
+        &server,
         &[
-            "line",
-            &format!("send:USER {USER}\r\nPASS wrong one\r\n"),
+            &user_pass("wrong one"),
             "line",
             "line",
             &format!("send:AUTH PLAIN {}\r\n", auth_plain(USER, "wrong two")),
             "line",
-            &format!("send:USER {USER}\r\nPASS wrong three\r\n"),
+            &user_pass("wrong three"),
             "line",
             "line",
             // The right password, after three failures: refused, and the connection closes.
-            &format!("send:USER {USER}\r\nPASS {PASSWORD}\r\n"),
+            &user_pass(PASSWORD),
             "line",
             "line",
             "eof:5",
         ],
     );
     let failed = "-ERR [AUTH] Authentication failed\r\n";
-    let throttled = "-ERR [SYS/TEMP] Too many failed authentication attempts, try again later\r\n";
     assert_eq!(
         got,
         [
-            GREETING,
             "+OK send PASS\r\n",
             failed,
             failed,
             "+OK send PASS\r\n",
             failed,
             "+OK send PASS\r\n",
-            throttled,
+            THROTTLED,
             "EOF",
         ]
     );
     // A new POP3 connection is refused too.
-    let got = conversation(
-        server.ports.pop3s,
-        true,
-        &[
-            "line",
-            &format!("send:USER {USER}\r\nPASS {PASSWORD}\r\n"),
-            "line",
-            "line",
-            "eof:5",
-        ],
-    );
-    assert_eq!(got, [GREETING, "+OK send PASS\r\n", throttled, "EOF"]);
+    let got = pop3s_conv(&server, &[&user_pass(PASSWORD), "line", "line", "eof:5"]);
+    assert_eq!(got, ["+OK send PASS\r\n", THROTTLED, "EOF"]);
     // And SMTP AUTH from the same address, with the right password.
     let got = submissions(&server, &[&auth_plain_cmd(USER, PASSWORD)]);
     assert_replies(&got, &["220 ", "250", "454 4.7.0"]);
@@ -791,27 +796,22 @@ fn smtp_auth_failures_count_for_pop3() {
         &["220 ", "250", "535 5.7.8", "535 5.7.8", "535 5.7.8"],
     );
     // POP3 with the right password, over both POP3 listeners.
-    let throttled = "-ERR [SYS/TEMP] Too many failed authentication attempts, try again later\r\n";
-    let got = conversation(
-        server.ports.pop3s,
-        true,
+    let got = pop3s_conv(
+        &server,
         &[
-            "line",
             &format!("send:AUTH PLAIN {}\r\n", auth_plain(USER, PASSWORD)),
             "line",
             "eof:5",
         ],
     );
-    assert_eq!(got, [GREETING, throttled, "EOF"]);
-    let got = conversation(
-        server.ports.pop3,
-        false,
+    assert_eq!(got, [THROTTLED, "EOF"]);
+    let got = stls_conv(
+        &server,
         &[
-            "line",
             "send:STLS\r\n",
             "line",
             "tls:version",
-            &format!("send:USER {USER}\r\nPASS {PASSWORD}\r\n"),
+            &user_pass(PASSWORD),
             "line",
             "line",
             "eof:5",
@@ -820,11 +820,10 @@ fn smtp_auth_failures_count_for_pop3() {
     assert_eq!(
         got,
         [
-            GREETING,
             "+OK Begin TLS negotiation\r\n",
             "TLS TLSv1.3",
             "+OK send PASS\r\n",
-            throttled,
+            THROTTLED,
             "EOF",
         ]
     );
@@ -1013,15 +1012,12 @@ fn list_sizes_match_retr_for_a_message_not_in_canonical_form() {
     let (got, mut r) = bdat(&server);
     assert!(got.starts_with("250 "), "{got}");
     r.expect("QUIT", "221");
-    let stored = server.inbox(USER);
-    assert_eq!(stored.len(), 1);
-    assert!(
-        stored[0].ends_with("\r\n\r\nline one\r\nline two\r\n"),
-        "{:?}",
-        stored[0]
-    );
     // What RETR sends is the stored message itself.
-    let wire = stored[0].clone();
+    let wire = server.only_message(USER);
+    assert!(
+        wire.ends_with("\r\n\r\nline one\r\nline two\r\n"),
+        "{wire:?}"
+    );
     let size = wire.len();
 
     let r = poplib(server.ports.pop3s, POPLIB_SIZES, &[]);

@@ -31,7 +31,7 @@ fn submission_refuses_mail_after_tls_without_auth() {
     let server = TestServer::start();
     let got = starttls_conv(
         server.ports.submission,
-        "STARTTLS",
+        None,
         &[
             "EHLO client.example",
             &format!("MAIL FROM:<{USER}>"),
@@ -95,7 +95,7 @@ fn starttls_injection(port: u16, mail_after_ehlo: &str) {
     let mail = format!("MAIL FROM:<{OUTSIDE}>");
     let got = starttls_conv(
         port,
-        "STARTTLS\r\nNOOP",
+        Some("NOOP"),
         &["silence:0.25", &mail, "EHLO client.example", &mail, "QUIT"],
     );
     assert_replies(
@@ -131,7 +131,7 @@ fn starttls_injection_of_a_whole_transaction_is_discarded() {
     let server = TestServer::start();
     let got = starttls_conv(
         server.ports.smtp,
-        "STARTTLS\r\nMAIL FROM:<evil@outside.example>\r\nRCPT TO:<alice@example.test>",
+        Some("MAIL FROM:<evil@outside.example>\r\nRCPT TO:<alice@example.test>"),
         &[
             "EHLO client.example",
             // Had the injected MAIL survived, this would be "503 nested MAIL"; RCPT must need MAIL.
@@ -620,7 +620,7 @@ fn mx_with_require_tls_refuses_plaintext_mail() {
     c.expect("DATA", "530 5.7.0");
     let got = starttls_conv(
         server.ports.smtp,
-        "STARTTLS",
+        None,
         &[
             "EHLO client.example",
             &format!("MAIL FROM:<{OUTSIDE}>"),

@@ -287,12 +287,16 @@ pub fn submissions(server: &TestServer, lines: &[&str]) -> Vec<String> {
     smtp_conv(server.ports.submissions, true, &all)
 }
 
-/// The SMTP dialogue on `port` in plaintext: EHLO, `starttls` (the STARTTLS command and whatever
-/// is sent in the same write after it), the TLS handshake, then `lines` ([`smtp_conv`]).
-/// Asserts the greeting, the EHLO, the 220 to STARTTLS and a TLS 1.3 handshake; returns the
-/// recordings after the handshake.
-pub fn starttls_conv(port: u16, starttls: &str, lines: &[&str]) -> Vec<String> {
-    let mut all = vec!["EHLO client.example", starttls, "tls"];
+/// The SMTP dialogue on `port` in plaintext: EHLO, STARTTLS (in the same write followed by
+/// the lines `injected`, if any), the TLS handshake, then `lines` ([`smtp_conv`]). Asserts the
+/// greeting, the EHLO, the 220 to STARTTLS and a TLS 1.3 handshake; returns the recordings
+/// after the handshake.
+pub fn starttls_conv(port: u16, injected: Option<&str>, lines: &[&str]) -> Vec<String> {
+    let starttls = match injected {
+        Some(injected) => format!("STARTTLS\r\n{injected}"),
+        None => "STARTTLS".to_owned(),
+    };
+    let mut all = vec!["EHLO client.example", &starttls, "tls"];
     all.extend(lines);
     let got = smtp_conv(port, false, &all);
     assert_replies(&got, &["220 ", "250", "220 ", "TLS TLSv1.3 "]);
