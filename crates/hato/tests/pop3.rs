@@ -42,8 +42,9 @@ fn list_lines(stored: &[String]) -> String {
 /// Python prelude: `port`, `user`, `pw` from the first three arguments, `hexlines` (poplib's
 /// unstuffed lines back to message bytes, as hex), `text` (a response or the `-ERR` line of an
 /// exception), `attempt` (a command's response, `+OK` or `-ERR`), `joined` (multi-line response
-/// lines joined by `|`), `drop` (close without QUIT) and `login` (USER/PASS over implicit TLS,
-/// optionally retrying while the maildrop is `[IN-USE]`).
+/// lines joined by `|`), `listing` and `retrieved` (print a multi-line response, or a message
+/// RETR or TOP got, under a key), `drop` (close without QUIT) and `login` (USER/PASS over
+/// implicit TLS, optionally retrying while the maildrop is `[IN-USE]`).
 const PY_PRELUDE: &str = r#"
 import base64, poplib, socket, sys, time
 port, user, pw = int(sys.argv[1]), sys.argv[2], sys.argv[3]
@@ -60,6 +61,19 @@ def attempt(f, *args):
         return text(e)
 def joined(lines):
     return "|".join(l.decode() for l in lines)
+def listing(key, response):
+    # A multi-line response (resp, lines, octets): the status line as key + "RESP", the lines
+    # joined by "|" as key.
+    resp, lines, _ = response
+    print(key + "RESP", text(resp))
+    print(key, joined(lines))
+def retrieved(key, response):
+    # RETR's or TOP's response (resp, lines, octets): the status line as key + "RESP", the
+    # message as hex as key, and the octets poplib counted as key + "OCTETS".
+    resp, lines, octets = response
+    print(key + "RESP", text(resp))
+    print(key, hexlines(lines))
+    print(key + "OCTETS", octets)
 def drop(p):
     # Close the TCP connection without QUIT (and without a TLS close_notify).
     p.sock.shutdown(socket.SHUT_RDWR)
@@ -156,8 +170,7 @@ fn user_pass(password: &str) -> String {
 /// UIDL over implicit TLS, then QUIT (deletes nothing).
 const POPLIB_UIDL: &str = r#"
 p, _ = login(retry_in_use=5)
-resp, lines, _ = p.uidl()
-print("UIDL", joined(lines))
+listing("UIDL", p.uidl())
 print("QUIT", text(p.quit()))
 "#;
 
@@ -174,8 +187,7 @@ fn uidl(server: &TestServer) -> Vec<String> {
 const POPLIB_STLS: &str = r#"
 p = poplib.POP3("127.0.0.1", port, timeout=10)
 print("WELCOME", text(p.getwelcome()))
-resp, lines, _ = p._longcmd("CAPA")
-print("CAPA1", joined(lines))
+listing("CAPA1", p._longcmd("CAPA"))
 print("POPLIBCAPA1", ",".join(sorted(p.capa())))
 print("USER1", attempt(p.user, user))
 print("PASS1", attempt(p.pass_, pw))
@@ -183,39 +195,26 @@ cred = base64.b64encode(("\0%s\0%s" % (user, pw)).encode()).decode()
 print("AUTH1", attempt(p._shortcmd, "AUTH PLAIN " + cred))
 print("STLS", text(p.stls(context=ctx)))
 print("TLS", p.sock.version())
-resp, lines, _ = p._longcmd("CAPA")
-print("CAPA2", joined(lines))
+listing("CAPA2", p._longcmd("CAPA"))
 print("POPLIBCAPA2", ",".join(sorted(p.capa())))
 print("STLS2", attempt(p._shortcmd, "STLS"))
 print("USER2", text(p.user(user)))
 print("PASS2", text(p.pass_(pw)))
 print("STAT", text(p._shortcmd("STAT")))
-resp, lines, _ = p.list()
-print("LISTRESP", text(resp))
-print("LIST", joined(lines))
+listing("LIST", p.list())
 print("LIST1", text(p.list(1)))
-resp, lines, _ = p.uidl()
-print("UIDLRESP", text(resp))
-print("UIDL", joined(lines))
+listing("UIDL", p.uidl())
 print("UIDL2", text(p.uidl(2)))
 for i in (1, 2, 3):
-    resp, lines, octets = p.retr(i)
-    print("RETRRESP%d" % i, text(resp))
-    print("RETR%d" % i, hexlines(lines))
-    print("OCTETS%d" % i, octets)
-resp, lines, _ = p.top(1, 2)
-print("TOPRESP", text(resp))
-print("TOP12", hexlines(lines))
-resp, lines, _ = p.top(1, 0)
-print("TOP10", hexlines(lines))
+    retrieved("RETR%d" % i, p.retr(i))
+retrieved("TOP12", p.top(1, 2))
+retrieved("TOP10", p.top(1, 0))
 print("RETR4", attempt(p.retr, 4))
 print("DELE", text(p.dele(1)))
 print("DELEAGAIN", attempt(p.dele, 1))
 print("RETRDELETED", attempt(p.retr, 1))
 print("STAT2", text(p._shortcmd("STAT")))
-resp, lines, _ = p.list()
-print("LISTRESP2", text(resp))
-print("LIST2", joined(lines))
+listing("LIST2", p.list())
 print("QUIT", text(p.quit()))
 "#;
 
@@ -283,12 +282,12 @@ fn poplib_stls_capabilities_commands_and_stable_uidls() {
     for (i, m) in stored.iter().enumerate() {
         let n = i + 1;
         assert_eq!(
-            get(&r, &format!("RETRRESP{n}")),
+            get(&r, &format!("RETR{n}RESP")),
             format!("+OK {} octets", m.len())
         );
         let got = unhex_text(get(&r, &format!("RETR{n}")));
         assert_eq!(&got, m, "RETR {n}");
-        assert_eq!(get(&r, &format!("OCTETS{n}")), m.len().to_string());
+        assert_eq!(get(&r, &format!("RETR{n}OCTETS")), m.len().to_string());
         assert!(
             m.ends_with(&format!(
                 "\r\n\r\nline one of {n}\r\nline two\r\nline three\r\n"
@@ -302,7 +301,7 @@ fn poplib_stls_capabilities_commands_and_stable_uidls() {
     }
     // TOP: the header, the empty line and the first n body lines.
     let head = headers(&stored[0]);
-    assert_eq!(get(&r, "TOPRESP"), "+OK top of message follows");
+    assert_eq!(get(&r, "TOP12RESP"), "+OK top of message follows");
     assert_eq!(
         unhex_text(get(&r, "TOP12")),
         format!("{head}\r\n\r\nline one of 1\r\nline two\r\n")
@@ -318,7 +317,7 @@ fn poplib_stls_capabilities_commands_and_stable_uidls() {
     assert_eq!(get(&r, "RETRDELETED"), "-ERR message 1 already deleted");
     assert_eq!(get(&r, "STAT2"), format!("+OK 2 {}", sizes[1] + sizes[2]));
     assert_eq!(
-        get(&r, "LISTRESP2"),
+        get(&r, "LIST2RESP"),
         format!("+OK 2 messages ({} octets)", sizes[1] + sizes[2])
     );
     assert_eq!(get(&r, "LIST2"), format!("2 {}|3 {}", sizes[1], sizes[2]));
@@ -344,8 +343,7 @@ cred = base64.b64encode(("\0%s\0%s" % (user, pw)).encode()).decode()
 p = poplib.POP3_SSL("127.0.0.1", port, timeout=10, context=ctx)
 print("WELCOME", text(p.getwelcome()))
 print("TLS", p.sock.version())
-resp, lines, _ = p._longcmd("CAPA")
-print("CAPA", joined(lines))
+listing("CAPA", p._longcmd("CAPA"))
 print("STLS", attempt(p._shortcmd, "STLS"))
 resp, lines, _ = p._longcmd("AUTH")
 print("MECHS", text(resp), joined(lines))
@@ -357,8 +355,7 @@ print("QUIT", text(p.quit()))
 p = poplib.POP3_SSL("127.0.0.1", port, timeout=10, context=ctx)
 print("CHALLENGE", text(p._shortcmd("AUTH PLAIN")))
 print("AUTH2", text(p._shortcmd(cred)))
-resp, lines, octets = p.retr(1)
-print("RETR", hexlines(lines))
+retrieved("RETR", p.retr(1))
 print("QUIT2", text(p.quit()))
 # USER/PASS.
 p = poplib.POP3_SSL("127.0.0.1", port, timeout=10, context=ctx)
@@ -544,23 +541,19 @@ import smtplib
 smtp_port = int(sys.argv[4])
 p, _ = login()
 print("STAT", text(p._shortcmd("STAT")))
-resp, lines, _ = p.uidl()
-print("UIDL", joined(lines))
+listing("UIDL", p.uidl())
 s = smtplib.SMTP("127.0.0.1", smtp_port, timeout=10)
 s.sendmail("bob@sender.example", [user],
            "From: bob@sender.example\r\nTo: %s\r\nSubject: arrived-during\r\n\r\nnew\r\n" % user)
 s.quit()
 print("STAT2", text(p._shortcmd("STAT")))
-resp, lines, _ = p.list()
-print("LIST", joined(lines))
+listing("LIST", p.list())
 print("RETR2", attempt(p.retr, 2))
 print("DELE", text(p.dele(1)))
 print("QUIT", text(p.quit()))
 p, _ = login(retry_in_use=5)
-resp, lines, _ = p.uidl()
-print("UIDL2", joined(lines))
-resp, lines, _ = p.retr(1)
-print("NEW", hexlines(lines))
+listing("UIDL2", p.uidl())
+retrieved("NEW", p.retr(1))
 print("QUIT2", text(p.quit()))
 "#;
 
@@ -687,10 +680,7 @@ fn plaintext_capa_and_refusals_on_the_wire() {
 
 const POPLIB_RETR_ONE: &str = r#"
 p, _ = login()
-resp, lines, octets = p.retr(1)
-print("RESP", text(resp))
-print("RETR", hexlines(lines))
-print("OCTETS", octets)
+retrieved("RETR", p.retr(1))
 print("QUIT", text(p.quit()))
 "#;
 
@@ -706,9 +696,9 @@ fn dot_stuffing_round_trip() {
 
     // poplib removes POP3's stuffing: the original lines again.
     let r = poplib(server.ports.pop3s, POPLIB_RETR_ONE, &[]);
-    assert_eq!(get(&r, "RESP"), format!("+OK {size} octets"));
+    assert_eq!(get(&r, "RETRRESP"), format!("+OK {size} octets"));
     assert_eq!(unhex_text(get(&r, "RETR")), stored[0]);
-    assert_eq!(get(&r, "OCTETS"), size.to_string());
+    assert_eq!(get(&r, "RETROCTETS"), size.to_string());
 
     // On the wire: every line starting with "." carries one more.
     let got = pop3s_conv(
@@ -931,13 +921,9 @@ fn openssl_s_client_starttls_pop3_negotiates_tls13() {
 const POPLIB_MANY: &str = r#"
 p, _ = login()
 print("STAT", text(p._shortcmd("STAT")))
-resp, lines, _ = p.list()
-print("LISTRESP", text(resp))
-print("LIST", joined(lines))
-resp, lines, _ = p.uidl()
-print("UIDL", joined(lines))
-resp, lines, octets = p.retr(200)
-print("RETR200", hexlines(lines))
+listing("LIST", p.list())
+listing("UIDL", p.uidl())
+retrieved("RETR200", p.retr(200))
 print("QUIT", text(p.quit()))
 "#;
 
@@ -981,10 +967,7 @@ const POPLIB_SIZES: &str = r#"
 p, _ = login()
 print("STAT", text(p._shortcmd("STAT")))
 print("LIST1", text(p.list(1)))
-resp, lines, octets = p.retr(1)
-print("RETRRESP", text(resp))
-print("RETR", hexlines(lines))
-print("OCTETS", octets)
+retrieved("RETR", p.retr(1))
 print("QUIT", text(p.quit()))
 "#;
 
@@ -1023,7 +1006,7 @@ fn list_sizes_match_retr_for_a_message_not_in_canonical_form() {
     let r = poplib(server.ports.pop3s, POPLIB_SIZES, &[]);
     assert_eq!(unhex_text(get(&r, "RETR")), wire);
     assert_eq!(get(&r, "RETRRESP"), format!("+OK {size} octets"));
-    assert_eq!(get(&r, "OCTETS"), size.to_string());
+    assert_eq!(get(&r, "RETROCTETS"), size.to_string());
     assert_eq!(
         get(&r, "LIST1"),
         format!("+OK 1 {size}"),
