@@ -71,7 +71,7 @@ cleanup() {
     local rc=$? d
     set +e
     [ -n "$PERF_PID" ] && stop_pid "$PERF_PID"
-    [ -n "$HATO_PID" ] && stop_pid "$HATO_PID"
+    stop_hato
     for d in "${POSTFIX_UP[@]}"; do postfix_stop "$d"; done
     [ -n "$SINK_PID" ] && stop_pid "$SINK_PID"
     remove_tmp "logs, queues, sink counters"
@@ -238,7 +238,7 @@ EOF
     say "hato/$v: injecting $MESSAGES messages × $RECIPIENTS recipients on hold (127.0.0.1:$port)"
     start_hato "$dir/hato.toml" "$dir/hato-inject.log" "$port"
     inject "$port" "$TMP/hato-$v-inject.json" || { tail -n 20 "$dir/hato-inject.log" >&2; die "injection into hato failed"; }
-    stop_pid "$HATO_PID"; HATO_PID=
+    stop_hato
     queued=$("$HATO_BIN" --config "$dir/hato.toml" queue list | grep -c "@$SINK_DOMAIN" || true)
     [ "$queued" -eq $((MESSAGES * RECIPIENTS)) ] || die "hato queued $queued recipients, expected $((MESSAGES * RECIPIENTS))"
 
@@ -261,7 +261,7 @@ EOF
         kill -INT "$PERF_PID"; wait "$PERF_PID" 2>/dev/null || true; PERF_PID=
         say "hato/$v: perf data in $TMP/hato-$v.perf.data (KEEP=1 keeps it)"
     fi
-    stop_pid "$HATO_PID"; HATO_PID=
+    stop_hato
     R[hato.$v.sink_s]=$SINK_S
     R[hato.$v.drain_s]=$DRAIN_S
     R[hato.$v.cpu_s]=$(awk -v t="$cpu" -v h="$TICKS" 'BEGIN { printf "%.2f", t / h }')

@@ -90,10 +90,6 @@ IDLE_PID=
 DOVECOT_UP=0
 DV=$TMP/dovecot
 
-stop_hato() {
-    if [ -n "$HATO_PID" ]; then stop_pid "$HATO_PID" 100; fi
-    HATO_PID=
-}
 stop_dovecot() {
     if [ "$DOVECOT_UP" = 1 ]; then
         local pid
@@ -117,7 +113,7 @@ cleanup() {
     local rc=$?
     set +e
     stop_idle
-    stop_hato
+    stop_hato 100
     stop_dovecot
     remove_tmp "logs, configurations, mailboxes"
     exit "$rc"
@@ -187,10 +183,10 @@ EOF
     run_load "$TMP/hato.preload.json" --server "127.0.0.1:$port" --append-only "$MESSAGES" \
         --concurrency "$CONCURRENCY" --size "$SIZE" || die "preloading hato failed"
     # A fresh process for the memory figures: the preload's heap growth doesn't count.
-    stop_hato
+    stop_hato 100
     start_hato "$dir/hato.toml" "$dir/hato.log" "$port"
     measure hato "$port" "$HATO_PID"
-    stop_hato
+    stop_hato 100
 }
 
 # --- Dovecot -----------------------------------------------------------------------

@@ -45,7 +45,7 @@ PF=$TMP/postfix
 cleanup() {
     local rc=$? d
     set +e
-    [ -n "$HATO_PID" ] && stop_pid "$HATO_PID"
+    stop_hato
     for d in "${POSTFIX_UP[@]}"; do postfix_stop "$d"; done
     remove_tmp "logs, queues, mailboxes"
     exit "$rc"
@@ -89,9 +89,7 @@ EOF
     say "hato: $MESSAGES messages, C=$CONCURRENCY, $SIZE B, K=$PER_CONNECTION, STARTTLS + AUTH PLAIN"
     run_load "$TMP/hato.json" --server "127.0.0.1:$port" --auth "$BENCH_USER:$BENCH_PASSWORD" --from "$BENCH_USER" \
         || { tail -n 20 "$dir/hato.log" >&2; die "load against hato failed"; }
-    kill -TERM "$HATO_PID"
-    wait "$HATO_PID" 2>/dev/null || true
-    HATO_PID=
+    stop_hato
 }
 
 # --- Postfix -----------------------------------------------------------------------

@@ -201,6 +201,13 @@ start_hato() {
     fi
 }
 
+# stop_hato [TENTHS]: stops the hato of HATO_PID, if any (stop_pid: TERM, up to TENTHS tenths
+# of a second, default 50, then KILL); HATO_PID is empty after.
+stop_hato() {
+    if [ -n "$HATO_PID" ]; then stop_pid "$HATO_PID" "${1:-50}"; fi
+    HATO_PID=
+}
+
 # load_json WHAT OUT COMMAND...: runs a load generator with its JSON to OUT; exit status 2
 # (some WHAT failed) is a warning and the run goes on, any other failure is returned.
 load_json() {
