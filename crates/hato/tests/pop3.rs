@@ -39,7 +39,8 @@ fn list_lines(stored: &[String]) -> String {
         .join("|")
 }
 
-/// Python prelude: `port`, `user`, `pw` from the first three arguments, `hexlines` (poplib's
+/// Python prelude: `port` (POP3 over implicit TLS), `stls_port` (POP3 with STLS), `smtp_port`,
+/// `user` and `pw` from the arguments [`poplib`] passes, `hexlines` (poplib's
 /// unstuffed lines back to message bytes, as hex), `text` (a response or the `-ERR` line of an
 /// exception), `attempt` (a command's response, `+OK` or `-ERR`), `joined` (multi-line response
 /// lines joined by `|`), `listing` and `retrieved` (print a multi-line response, or a message
@@ -47,7 +48,8 @@ fn list_lines(stored: &[String]) -> String {
 /// implicit TLS, optionally retrying while the maildrop is `[IN-USE]`).
 const PY_PRELUDE: &str = r#"
 import base64, poplib, socket, sys, time
-port, user, pw = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+port, stls_port, smtp_port = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+user, pw = sys.argv[4], sys.argv[5]
 def hexlines(lines):
     return b"".join(l + b"\r\n" for l in lines).hex()
 def text(x):
@@ -98,15 +100,12 @@ def login(retry_in_use=0.0):
             time.sleep(0.05)
 "#;
 
-/// Runs `script` after the prelude for alice on `port`; `extra` arguments follow the three of
-/// the prelude.
-fn poplib(port: u16, script: &str, extra: &[&str]) -> HashMap<String, String> {
-    let port = port.to_string();
-    let mut args = vec![port.as_str(), USER, PASSWORD];
-    args.extend(extra);
+/// Runs `script` after the prelude for alice against `server`.
+fn poplib(server: &TestServer, script: &str) -> HashMap<String, String> {
+    let ports = [server.ports.pop3s, server.ports.pop3, server.ports.smtp].map(|p| p.to_string());
     results(&python(
         &format!("{PY_UNVERIFIED}{PY_PRELUDE}{script}"),
-        &args,
+        &[&ports[0], &ports[1], &ports[2], USER, PASSWORD],
     ))
 }
 
@@ -175,7 +174,7 @@ print("QUIT", text(p.quit()))
 "#;
 
 fn uidl(server: &TestServer) -> Vec<String> {
-    let r = poplib(server.ports.pop3s, POPLIB_UIDL, &[]);
+    let r = poplib(server, POPLIB_UIDL);
     assert!(get(&r, "QUIT").starts_with("+OK localhost POP3 server signing off"));
     get(&r, "UIDL")
         .split('|')
@@ -185,7 +184,7 @@ fn uidl(server: &TestServer) -> Vec<String> {
 }
 
 const POPLIB_STLS: &str = r#"
-p = poplib.POP3("127.0.0.1", port, timeout=10)
+p = poplib.POP3("127.0.0.1", stls_port, timeout=10)
 print("WELCOME", text(p.getwelcome()))
 listing("CAPA1", p._longcmd("CAPA"))
 print("POPLIBCAPA1", ",".join(sorted(p.capa())))
@@ -242,7 +241,7 @@ fn poplib_stls_capabilities_commands_and_stable_uidls() {
     assert!(ids[0] != ids[1] && ids[1] != ids[2] && ids[0] != ids[2]);
     assert_eq!(uidl(&server), first);
 
-    let r = poplib(server.ports.pop3, POPLIB_STLS, &[]);
+    let r = poplib(&server, POPLIB_STLS);
     // Before TLS: STLS offered, no USER/SASL, and no password is accepted.
     assert_eq!(get(&r, "WELCOME"), GREETING.trim_end());
     assert_eq!(get(&r, "CAPA1"), capa_lines(CAPA_PLAIN));
@@ -369,7 +368,7 @@ print("QUIT3", text(p.quit()))
 fn poplib_implicit_tls_auth_plain_and_user_pass() {
     let server = TestServer::start();
     let stored = deliver_numbered(&server, 1);
-    let r = poplib(server.ports.pop3s, POPLIB_IMPLICIT, &[]);
+    let r = poplib(&server, POPLIB_IMPLICIT);
     let size = stored[0].len();
     assert_eq!(get(&r, "WELCOME"), GREETING.trim_end());
     assert_eq!(get(&r, "TLS"), "TLSv1.3");
@@ -422,7 +421,7 @@ fn messages_are_removed_only_at_quit() {
     let server = TestServer::start();
     let stored = deliver_numbered(&server, 2);
     let total = stored[0].len() + stored[1].len();
-    let r = poplib(server.ports.pop3s, POPLIB_DELETE_WITHOUT_QUIT, &[]);
+    let r = poplib(&server, POPLIB_DELETE_WITHOUT_QUIT);
     assert_eq!(get(&r, "DELE1"), "+OK message 1 deleted");
     assert_eq!(get(&r, "DELE2"), "+OK message 2 deleted");
     assert_eq!(get(&r, "STAT"), "+OK 0 0");
@@ -456,7 +455,7 @@ b.user(user.upper())
 print("B_UPPER", attempt(b.pass_, pw))
 b.close()
 # Also with AUTH PLAIN, and over STLS.
-c = poplib.POP3("127.0.0.1", int(sys.argv[4]), timeout=10)
+c = poplib.POP3("127.0.0.1", stls_port, timeout=10)
 c.stls(context=ctx)
 cred = base64.b64encode(("\0%s\0%s" % (user, pw)).encode()).decode()
 print("C_AUTH", attempt(c._shortcmd, "AUTH PLAIN " + cred))
@@ -478,11 +477,7 @@ print("E_QUIT", text(e.quit()))
 fn maildrop_lock_refuses_a_second_session_until_the_first_ends() {
     let server = TestServer::start();
     let stored = deliver_numbered(&server, 1);
-    let r = poplib(
-        server.ports.pop3s,
-        POPLIB_LOCK,
-        &[&server.ports.pop3.to_string()],
-    );
+    let r = poplib(&server, POPLIB_LOCK);
     let in_use = "-ERR [IN-USE] Maildrop is locked by another session";
     assert_eq!(get(&r, "B_USER"), "+OK send PASS");
     assert_eq!(get(&r, "B_PASS"), in_use);
@@ -538,7 +533,6 @@ fn shutdown_during_a_session_deletes_nothing() {
 
 const POPLIB_NEW_MAIL: &str = r#"
 import smtplib
-smtp_port = int(sys.argv[4])
 p, _ = login()
 print("STAT", text(p._shortcmd("STAT")))
 listing("UIDL", p.uidl())
@@ -561,11 +555,7 @@ print("QUIT2", text(p.quit()))
 fn mail_arriving_during_a_session_waits_for_the_next_one() {
     let server = TestServer::start();
     let stored = deliver_numbered(&server, 1);
-    let r = poplib(
-        server.ports.pop3s,
-        POPLIB_NEW_MAIL,
-        &[&server.ports.smtp.to_string()],
-    );
+    let r = poplib(&server, POPLIB_NEW_MAIL);
     // The listing is fixed at login (RFC 1939 5).
     let stat = format!("+OK 1 {}", stored[0].len());
     assert_eq!(get(&r, "STAT"), stat);
@@ -695,7 +685,7 @@ fn dot_stuffing_round_trip() {
     let size = stored[0].len();
 
     // poplib removes POP3's stuffing: the original lines again.
-    let r = poplib(server.ports.pop3s, POPLIB_RETR_ONE, &[]);
+    let r = poplib(&server, POPLIB_RETR_ONE);
     assert_eq!(get(&r, "RETRRESP"), format!("+OK {size} octets"));
     assert_eq!(unhex_text(get(&r, "RETR")), stored[0]);
     assert_eq!(get(&r, "RETROCTETS"), size.to_string());
@@ -936,7 +926,7 @@ fn two_hundred_messages() {
     let stored = deliver_to_alice(&server, &msgs);
     let total: usize = stored.iter().map(String::len).sum();
 
-    let r = poplib(server.ports.pop3s, POPLIB_MANY, &[]);
+    let r = poplib(&server, POPLIB_MANY);
     assert_eq!(get(&r, "STAT"), format!("+OK 200 {total}"));
     assert_eq!(
         get(&r, "LISTRESP"),
@@ -1003,7 +993,7 @@ fn list_sizes_match_retr_for_a_message_not_in_canonical_form() {
     );
     let size = wire.len();
 
-    let r = poplib(server.ports.pop3s, POPLIB_SIZES, &[]);
+    let r = poplib(&server, POPLIB_SIZES);
     assert_eq!(unhex_text(get(&r, "RETR")), wire);
     assert_eq!(get(&r, "RETRRESP"), format!("+OK {size} octets"));
     assert_eq!(get(&r, "RETROCTETS"), size.to_string());
