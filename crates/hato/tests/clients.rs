@@ -34,16 +34,20 @@ fn stored_over_tls(server: &TestServer, token: &str, sender: &str, with: &str) -
     (msg, rec)
 }
 
-/// Runs `script` (after [`PY_UNVERIFIED`]) with the arguments port, user and password; the
+/// Python prelude: `port`, `user` and `pw` from the arguments [`smtplib`] passes.
+const PY_PRELUDE: &str = r#"
+import base64, smtplib, sys
+port, user, pw = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+"#;
+
+/// Runs `script` (after [`PY_UNVERIFIED`] and [`PY_PRELUDE`]) for alice on `port`; the
 /// "KEY value" lines it printed.
 fn smtplib(port: u16, script: &str) -> HashMap<String, String> {
-    let script = format!("{PY_UNVERIFIED}{script}");
+    let script = format!("{PY_UNVERIFIED}{PY_PRELUDE}{script}");
     results(&python(&script, &[&port.to_string(), USER, PASSWORD]))
 }
 
 const SMTPLIB_SUBMISSION: &str = r#"
-import smtplib, sys, base64
-port, user, pw = int(sys.argv[1]), sys.argv[2], sys.argv[3]
 s = smtplib.SMTP("127.0.0.1", port, timeout=10)
 code, _ = s.ehlo("client.example")
 print("EHLO1", code)
@@ -151,8 +155,6 @@ fn smtplib_submission_starttls_auth_and_send() {
 }
 
 const SMTPLIB_SSL: &str = r#"
-import smtplib, sys
-port, user, pw = int(sys.argv[1]), sys.argv[2], sys.argv[3]
 s = smtplib.SMTP_SSL("127.0.0.1", port, timeout=10, context=ctx)
 print("TLS", s.sock.version())
 code, _ = s.ehlo("implicit.example")
