@@ -22,7 +22,7 @@ use crate::config::{BareLineEndings, Config, Listener as ListenerConfig, Protoco
 use crate::https::{HttpsService, Site};
 use crate::imap::{HeaderCache, ImapService};
 use crate::metrics::Metrics;
-use crate::net::{ConnectionLimits, Listener, ServerTls, Service, Timeouts};
+use crate::net::{Budget, ConnectionLimits, Listener, ServerTls, Service, Timeouts};
 use crate::pop3::{MaildropLocks, Pop3Service};
 use crate::smtp::SmtpService;
 
@@ -134,6 +134,7 @@ impl Server {
                 service,
                 implicit_tls,
                 starttls,
+                budget: Budget::new(l.max_connections(limits)),
             };
             listeners.push((listener, described));
         }

@@ -246,7 +246,10 @@ pub async fn serve(
     shutdown: Shutdown,
 ) -> anyhow::Result<String> {
     let started = tokio::time::Instant::now();
-    let (tls, facts) = site.tls.accept(stream).await?;
+    let (tls, facts) = site
+        .tls
+        .accept(stream, &crate::net::Pressure::default())
+        .await?;
     serve_tls(tls, facts.sni, site, shutdown, started).await
 }
 

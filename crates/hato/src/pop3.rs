@@ -222,7 +222,8 @@ impl<'a> Conn<'a> {
                     } else {
                         self.svc.timeouts.command.max(MIN_TRANSACTION_TIMEOUT)
                     };
-                    match net::read_input(io, &mut buf, timeout, &mut shutdown).await? {
+                    let logged_in = self.account.is_some();
+                    match net::read_input(io, &mut buf, timeout, logged_in, &mut shutdown).await? {
                         Input::Data(n) => s.feed(&buf[..n]),
                         Input::Closed => return Ok(false),
                         Input::TimedOut => s.timeout(),

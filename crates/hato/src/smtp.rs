@@ -150,7 +150,10 @@ impl Conn<'_> {
                     } else {
                         self.svc.timeouts.command
                     };
-                    match net::read_input(io, &mut buf, timeout, &mut self.shutdown).await? {
+                    let logged_in = s.auth_user().is_some();
+                    match net::read_input(io, &mut buf, timeout, logged_in, &mut self.shutdown)
+                        .await?
+                    {
                         Input::Data(n) => s.feed(&buf[..n]),
                         Input::Closed => return Ok(Step::Closed),
                         Input::TimedOut => s.timeout(),

@@ -500,6 +500,10 @@ pub struct Listener {
     /// Milliseconds to wait before the greeting; a client that talks first is rejected.
     /// Default: 500 on smtp listeners, 0 on submission.
     pub greeting_delay_ms: Option<u64>,
+    /// Connections at once on this listener. Default: half of `limits.max_connections` on smtp
+    /// listeners (strangers' port 25 cannot take the slots of submission, IMAP and POP3), all
+    /// of it elsewhere.
+    pub max_connections: Option<usize>,
 }
 
 impl Listener {
@@ -513,6 +517,13 @@ impl Listener {
                 .require_tls
                 .unwrap_or(self.protocol == Protocol::Submission),
         }
+    }
+
+    pub fn max_connections(&self, limits: &Limits) -> usize {
+        self.max_connections.unwrap_or(match self.protocol {
+            Protocol::Smtp => (limits.max_connections / 2).max(1),
+            _ => limits.max_connections,
+        })
     }
 
     pub fn greeting_delay_ms(&self) -> u64 {
@@ -724,6 +735,12 @@ impl Config {
                         l.protocol.name().to_uppercase(),
                         l.bind
                     ),
+                ));
+            }
+            if l.max_connections == Some(0) {
+                return Err(err(
+                    "listener.max_connections",
+                    format!("must be positive (listener {})", l.bind),
                 ));
             }
             if l.protocol == Protocol::Https && l.tls != TlsMode::Implicit {

@@ -254,3 +254,24 @@ fn errors_name_the_key() {
         assert_rejected(text, fragment);
     }
 }
+
+#[test]
+fn listener_connection_budgets() {
+    let base = "[limits]\nmax_connections = 101\n";
+    let c = parse(&format!(
+        "{base}[[listener]]\nprotocol = \"smtp\"\nbind = \"127.0.0.1:1\"\n\
+         [[listener]]\nprotocol = \"submission\"\nbind = \"127.0.0.1:2\"\n\
+         [[listener]]\nprotocol = \"smtp\"\nbind = \"127.0.0.1:3\"\nmax_connections = 7\n"
+    ))
+    .unwrap();
+    let budgets: Vec<usize> = c
+        .listeners
+        .iter()
+        .map(|l| l.max_connections(&c.limits))
+        .collect();
+    assert_eq!(budgets, [50, 101, 7]);
+    assert_rejected(
+        "[[listener]]\nprotocol = \"smtp\"\nbind = \"127.0.0.1:1\"\nmax_connections = 0\n",
+        "listener.max_connections",
+    );
+}

@@ -227,7 +227,8 @@ impl<'a> Conn<'a> {
                 Action::NeedInput => {
                     write_with_timeout(io, &s.output(), write_timeout).await?;
                     let timeout = self.read_timeout();
-                    match net::read_input(io, &mut buf, timeout, &mut shutdown).await? {
+                    let logged_in = self.account.is_some();
+                    match net::read_input(io, &mut buf, timeout, logged_in, &mut shutdown).await? {
                         Input::Data(n) => s.feed(&buf[..n]),
                         Input::Closed => return Ok(false),
                         Input::TimedOut => s.timeout(),

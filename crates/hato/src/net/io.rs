@@ -3,10 +3,11 @@
 use std::time::Duration;
 
 use anyhow::Context;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::time::Instant;
 use tracing::info;
 
-use super::Shutdown;
+use super::{ClientStream, PRESSURE_TIMEOUT, Shutdown};
 
 /// What one wait for the client brought.
 #[derive(Debug, PartialEq, Eq)]
@@ -21,24 +22,40 @@ pub enum Input {
     Shutdown,
 }
 
-/// Waits for the client's next bytes, at most `timeout`, and for shutdown.
-pub async fn read_input<S: AsyncRead + Unpin>(
-    io: &mut S,
+/// Waits for the client's next bytes, at most `timeout`, and for shutdown. A client that has
+/// not logged in is looked at again every [`PRESSURE_TIMEOUT`]: once its listener is under
+/// pressure, that is all the time it gets.
+pub async fn read_input(
+    io: &mut ClientStream,
     buf: &mut [u8],
     timeout: Duration,
+    logged_in: bool,
     shutdown: &mut Shutdown,
 ) -> std::io::Result<Input> {
-    tokio::select! {
-        r = tokio::time::timeout(timeout, io.read(buf)) => match r {
-            Ok(Ok(0)) => Ok(Input::Closed),
-            Ok(Ok(n)) => Ok(Input::Data(n)),
-            Ok(Err(e)) => Err(e),
-            Err(_) => {
-                info!(timeout_s = timeout.as_secs(), "timeout");
-                Ok(Input::TimedOut)
-            }
-        },
-        _ = shutdown.changed() => Ok(Input::Shutdown),
+    let deadline = Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let wait = if logged_in {
+            left
+        } else {
+            left.min(PRESSURE_TIMEOUT)
+        };
+        tokio::select! {
+            r = tokio::time::timeout(wait, io.read(buf)) => match r {
+                Ok(Ok(0)) => return Ok(Input::Closed),
+                Ok(Ok(n)) => return Ok(Input::Data(n)),
+                Ok(Err(e)) => return Err(e),
+                Err(_) => {
+                    let pressure = !logged_in && io.under_pressure();
+                    if !pressure && Instant::now() < deadline {
+                        continue;
+                    }
+                    info!(timeout_s = timeout.as_secs(), pressure, "timeout");
+                    return Ok(Input::TimedOut);
+                }
+            },
+            _ = shutdown.changed() => return Ok(Input::Shutdown),
+        }
     }
 }
 

@@ -1,4 +1,8 @@
-//! Connection limits: one budget for the whole server and one per client address.
+//! Connection limits: one budget for the whole server, one per listener (so a flood on port 25
+//! cannot take the slots of submission, IMAP and POP3), and one per client address, checked in
+//! that order backwards: a connection refused for its address holds no other slot, even during
+//! its grace. A listener whose budget is three quarters used is under pressure: its sessions
+//! wait less for clients that have not logged in ([`Pressure`]), as Postfix's stress mode does.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -17,22 +21,67 @@ pub struct ConnectionLimits {
     max_per_ip: usize,
 }
 
+/// One listener's share of the connections.
+pub struct Budget {
+    max: usize,
+    slots: Arc<Semaphore>,
+}
+
+impl Budget {
+    pub fn new(max: usize) -> Arc<Budget> {
+        Arc::new(Budget {
+            max,
+            slots: Arc::new(Semaphore::new(max)),
+        })
+    }
+
+    fn under_pressure(&self) -> bool {
+        let used = self.max.saturating_sub(self.slots.available_permits());
+        used.saturating_mul(4) >= self.max.saturating_mul(3)
+    }
+}
+
+/// Whether a connection's listener is nearly full: then clients that have not logged in get
+/// [`PRESSURE_TIMEOUT`] at most for each wait (`net::read_input`), the TLS handshake included.
+#[derive(Clone, Default)]
+pub struct Pressure(Option<Arc<Budget>>);
+
+/// The longest wait for a client that has not logged in while its listener is under pressure.
+pub const PRESSURE_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl Pressure {
+    pub fn high(&self) -> bool {
+        self.0.as_ref().is_some_and(|b| b.under_pressure())
+    }
+
+    /// `timeout`, shortened under pressure for a client that has not logged in.
+    pub fn timeout(&self, timeout: Duration, logged_in: bool) -> Duration {
+        if !logged_in && self.high() {
+            timeout.min(PRESSURE_TIMEOUT)
+        } else {
+            timeout
+        }
+    }
+}
+
 /// An admitted connection's slots, released when it is dropped, however the connection ends.
 pub struct Admission {
-    _permit: OwnedSemaphorePermit,
+    _global: OwnedSemaphorePermit,
+    _listener: OwnedSemaphorePermit,
     limits: Arc<ConnectionLimits>,
     ip: IpAddr,
+    budget: Arc<Budget>,
+}
+
+impl Admission {
+    pub fn pressure(&self) -> Pressure {
+        Pressure(Some(self.budget.clone()))
+    }
 }
 
 impl Drop for Admission {
     fn drop(&mut self) {
-        let mut map = self.limits.per_ip.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(n) = map.get_mut(&self.ip) {
-            *n -= 1;
-            if *n == 0 {
-                map.remove(&self.ip);
-            }
-        }
+        self.limits.release_ip(self.ip);
     }
 }
 
@@ -40,13 +89,15 @@ impl Drop for Admission {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
     TooMany,
+    /// The listener's own budget is used up.
+    ListenerFull,
     TooManyFromAddress,
 }
 
 impl Refusal {
     pub fn text(self) -> &'static str {
         match self {
-            Refusal::TooMany => "Too many connections",
+            Refusal::TooMany | Refusal::ListenerFull => "Too many connections",
             Refusal::TooManyFromAddress => "Too many connections from your address",
         }
     }
@@ -55,6 +106,7 @@ impl Refusal {
     pub fn label(self) -> &'static str {
         match self {
             Refusal::TooMany => "busy",
+            Refusal::ListenerFull => "listener_busy",
             Refusal::TooManyFromAddress => "per_address",
         }
     }
@@ -70,13 +122,12 @@ impl ConnectionLimits {
         })
     }
 
-    /// Takes a slot for a connection from `ip`.
-    pub async fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<Admission, Refusal> {
-        let permit = self
-            .connections
-            .clone()
-            .try_acquire_owned()
-            .map_err(|_| Refusal::TooMany)?;
+    /// Takes the slots for a connection from `ip` on a listener with `budget`.
+    pub async fn admit(
+        self: &Arc<Self>,
+        ip: IpAddr,
+        budget: &Arc<Budget>,
+    ) -> Result<Admission, Refusal> {
         let take = || {
             let mut map = self.per_ip.lock().unwrap_or_else(|e| e.into_inner());
             let n = map.entry(ip).or_insert(0);
@@ -100,11 +151,39 @@ impl ConnectionLimits {
         if !admitted {
             return Err(Refusal::TooManyFromAddress);
         }
+        // From here the address's slot is taken: a refusal gives it back.
+        let release_ip = || self.release_ip(ip);
+        let listener = match budget.slots.clone().try_acquire_owned() {
+            Ok(p) => p,
+            Err(_) => {
+                release_ip();
+                return Err(Refusal::ListenerFull);
+            }
+        };
+        let global = match self.connections.clone().try_acquire_owned() {
+            Ok(p) => p,
+            Err(_) => {
+                release_ip();
+                return Err(Refusal::TooMany);
+            }
+        };
         Ok(Admission {
-            _permit: permit,
+            _global: global,
+            _listener: listener,
             limits: self.clone(),
             ip,
+            budget: budget.clone(),
         })
+    }
+
+    fn release_ip(&self, ip: IpAddr) {
+        let mut map = self.per_ip.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = map.get_mut(&ip) {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(&ip);
+            }
+        }
     }
 
     /// Waits until every connection has ended, at most `timeout`; false if some remain.
@@ -112,5 +191,62 @@ impl ConnectionLimits {
         tokio::time::timeout(timeout, self.connections.acquire_many(self.max as u32))
             .await
             .is_ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(last: u8) -> IpAddr {
+        IpAddr::from([192, 0, 2, last])
+    }
+
+    /// Checked from the narrowest: a refusal holds no slot of the wider budgets.
+    #[tokio::test]
+    async fn refusals_hold_no_slot() {
+        let limits = ConnectionLimits::new(4, 1);
+        let (small, big) = (Budget::new(2), Budget::new(4));
+        let a = limits.admit(ip(1), &small).await.unwrap();
+        let refused = limits.admit(ip(1), &big).await.err();
+        assert_eq!(refused, Some(Refusal::TooManyFromAddress));
+        let b = limits.admit(ip(2), &small).await.unwrap();
+        assert_eq!(
+            limits.admit(ip(3), &small).await.err(),
+            Some(Refusal::ListenerFull)
+        );
+        // Neither refusal took a global slot or the address's slot.
+        let c = limits.admit(ip(3), &big).await.unwrap();
+        let d = limits.admit(ip(4), &big).await.unwrap();
+        assert_eq!(
+            limits.admit(ip(5), &big).await.err(),
+            Some(Refusal::TooMany)
+        );
+        drop((a, b, c));
+        let again = limits.admit(ip(1), &big).await.unwrap();
+        drop((d, again));
+        assert!(limits.drain(Duration::from_secs(1)).await);
+    }
+
+    /// Pressure from three quarters of a listener's budget; it shortens only the waits of
+    /// clients that have not logged in.
+    #[tokio::test]
+    async fn pressure_at_three_quarters() {
+        let limits = ConnectionLimits::new(100, 100);
+        let budget = Budget::new(4);
+        let mut held = Vec::new();
+        for i in 0..3 {
+            let admission = limits.admit(ip(i), &budget).await.unwrap();
+            assert_eq!(admission.pressure().high(), i == 2, "{} in use", i + 1);
+            held.push(admission);
+        }
+        let p = held[0].pressure();
+        let long = Duration::from_secs(300);
+        assert_eq!(p.timeout(long, false), PRESSURE_TIMEOUT);
+        assert_eq!(p.timeout(long, true), long);
+        held.pop();
+        assert!(!p.high());
+        assert_eq!(p.timeout(long, false), long);
+        assert!(!Pressure::default().high());
     }
 }

@@ -10,15 +10,15 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tracing::{Instrument, info, info_span, warn};
 
-use super::{ClientStream, ConnectionLimits, ServerTls, Shutdown};
+use super::{Budget, ClientStream, ConnectionLimits, ServerTls, Shutdown};
 
 /// A protocol served on a listener.
 #[async_trait::async_trait]
 pub trait Service: Send + Sync + 'static {
     /// The protocol's name in logs ("smtp", "imap", ...).
     fn name(&self) -> &'static str;
-    /// The refusal written when a connection limit is reached, in the protocol's words (empty
-    /// where nothing readable can be said, e.g. before a TLS handshake).
+    /// The refusal written when a connection limit is reached, in the protocol's words (over
+    /// TLS on implicit-TLS listeners; empty: close without a word).
     fn busy_reply(&self, why: &str) -> Vec<u8>;
     /// Serves one admitted connection to its end; returns the counts for the disconnect line.
     async fn serve(&self, conn: Connection) -> anyhow::Result<String>;
@@ -40,6 +40,8 @@ pub struct Listener {
     pub implicit_tls: Option<ServerTls>,
     /// For STARTTLS/STLS on a plain listener (None: no certificates).
     pub starttls: Option<ServerTls>,
+    /// This listener's share of the connections.
+    pub budget: Arc<Budget>,
 }
 
 impl Listener {
@@ -59,11 +61,13 @@ impl Listener {
             service,
             implicit_tls,
             starttls,
+            budget,
         } = self;
         let this = Arc::new(Handler {
             service,
             implicit_tls,
             starttls,
+            budget,
         });
         loop {
             let (stream, peer) = tokio::select! {
@@ -93,22 +97,23 @@ struct Handler {
     service: Arc<dyn Service>,
     implicit_tls: Option<ServerTls>,
     starttls: Option<ServerTls>,
+    budget: Arc<Budget>,
 }
 
 impl Handler {
     async fn connection(
         &self,
-        mut stream: TcpStream,
+        stream: TcpStream,
         peer: SocketAddr,
         limits: &Arc<ConnectionLimits>,
     ) {
         let started = Instant::now();
-        let _admission = match limits.admit(peer.ip()).await {
+        let admission = match limits.admit(peer.ip(), &self.budget).await {
             Ok(a) => a,
             Err(why) => {
                 warn!("refused: {}", why.text().to_lowercase());
                 crate::metrics::connection_refused(self.service.name(), why.label());
-                let _ = stream.write_all(&self.service.busy_reply(why.text())).await;
+                self.refuse(stream, why.text()).await;
                 return;
             }
         };
@@ -124,18 +129,19 @@ impl Handler {
             },
             "connect"
         );
+        let pressure = admission.pressure();
         let result = async {
             let conn = match &self.implicit_tls {
                 Some(tls) => {
-                    let (stream, facts) = tls.accept(stream).await?;
+                    let (stream, facts) = tls.accept(stream, &pressure).await?;
                     Connection {
-                        stream: ClientStream::tls(stream),
+                        stream: ClientStream::tls(stream, pressure),
                         peer,
                         tls: Some(facts),
                     }
                 }
                 None => Connection {
-                    stream: ClientStream::plain(stream, self.starttls.clone()),
+                    stream: ClientStream::plain(stream, self.starttls.clone(), pressure),
                     peer,
                     tls: None,
                 },
@@ -147,6 +153,42 @@ impl Handler {
         match result {
             Ok(counts) => info!(duration_ms, counts = %counts, "disconnect"),
             Err(e) => info!(duration_ms, error = %e, "disconnect"),
+        }
+    }
+}
+
+/// TLS handshakes at once for refusals on implicit-TLS listeners; past this, refused
+/// connections are closed without a word (a flood must not buy handshakes).
+const REFUSAL_HANDSHAKES: usize = 16;
+/// How long a refused client gets to complete its handshake.
+const REFUSAL_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+
+impl Handler {
+    /// Says why a connection is refused, in the protocol's words: in plaintext on a plain
+    /// listener; on an implicit-TLS listener after the handshake (a client would read plaintext
+    /// as a TLS error), or not at all when too many refusals are under way.
+    async fn refuse(&self, mut stream: TcpStream, why: &str) {
+        let reply = self.service.busy_reply(why);
+        if reply.is_empty() {
+            return;
+        }
+        let Some(tls) = &self.implicit_tls else {
+            let _ = stream.write_all(&reply).await;
+            return;
+        };
+        static HANDSHAKES: tokio::sync::Semaphore =
+            tokio::sync::Semaphore::const_new(REFUSAL_HANDSHAKES);
+        let Ok(_permit) = HANDSHAKES.try_acquire() else {
+            return;
+        };
+        let tls = tls.clone().with_timeout(REFUSAL_HANDSHAKE_TIMEOUT);
+        if let Ok((mut s, _)) = tls.accept(stream, &Default::default()).await {
+            let _ = tokio::time::timeout(REFUSAL_HANDSHAKE_TIMEOUT, async {
+                let _ = s.write_all(&reply).await;
+                // close_notify, so the client reads the reply as the end of the session.
+                let _ = s.shutdown().await;
+            })
+            .await;
         }
     }
 }

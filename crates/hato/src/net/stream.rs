@@ -13,6 +13,8 @@ use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 use tracing::info;
 
+use super::Pressure;
+
 /// The server side of TLS for a listener: its certificates (chosen by SNI, reloaded in place)
 /// and how long a handshake may take.
 #[derive(Clone)]
@@ -34,12 +36,14 @@ impl ServerTls {
         ServerTls { timeout, ..self }
     }
 
-    /// Performs the handshake on an accepted TCP stream.
+    /// Performs the handshake on an accepted TCP stream (in less time under pressure).
     pub async fn accept(
         &self,
         stream: TcpStream,
+        pressure: &Pressure,
     ) -> anyhow::Result<(TlsStream<TcpStream>, TlsInfo)> {
-        let tls = tokio::time::timeout(self.timeout, self.acceptor.accept(stream))
+        let timeout = pressure.timeout(self.timeout, false);
+        let tls = tokio::time::timeout(timeout, self.acceptor.accept(stream))
             .await
             .context("TLS handshake timed out")?
             .context("TLS handshake failed")?;
@@ -53,6 +57,7 @@ impl ServerTls {
 pub struct ClientStream {
     inner: Inner,
     tls: Option<ServerTls>,
+    pressure: Pressure,
 }
 
 enum Inner {
@@ -64,19 +69,26 @@ enum Inner {
 
 impl ClientStream {
     /// A plain stream that may be upgraded with `tls` later (None: no certificates).
-    pub fn plain(stream: TcpStream, tls: Option<ServerTls>) -> ClientStream {
+    pub fn plain(stream: TcpStream, tls: Option<ServerTls>, pressure: Pressure) -> ClientStream {
         ClientStream {
             inner: Inner::Plain(stream),
             tls,
+            pressure,
         }
     }
 
     /// A stream whose TLS handshake is done (implicit TLS).
-    pub fn tls(stream: TlsStream<TcpStream>) -> ClientStream {
+    pub fn tls(stream: TlsStream<TcpStream>, pressure: Pressure) -> ClientStream {
         ClientStream {
             inner: Inner::Tls(Box::new(stream)),
             tls: None,
+            pressure,
         }
+    }
+
+    /// The listener is nearly full (see [`Pressure`]).
+    pub fn under_pressure(&self) -> bool {
+        self.pressure.high()
     }
 
     /// Upgrades to TLS in place (STARTTLS, STLS). The caller has already discarded whatever
@@ -89,7 +101,7 @@ impl ClientStream {
         let Inner::Plain(tcp) = std::mem::replace(&mut self.inner, Inner::Gone) else {
             anyhow::bail!("TLS requested twice");
         };
-        let (stream, facts) = tls.accept(tcp).await?;
+        let (stream, facts) = tls.accept(tcp, &self.pressure).await?;
         self.inner = Inner::Tls(Box::new(stream));
         Ok(facts)
     }

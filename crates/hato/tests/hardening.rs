@@ -1,0 +1,168 @@
+//! Holding up on the open Internet: connection budgets per listener, timeouts that tighten
+//! under pressure, refusals on implicit-TLS ports after the handshake, and AUTH that strangers
+//! can neither exhaust nor turn against the owner. Real server, real TLS clients (Python).
+
+mod common;
+
+use common::*;
+
+/// Python: `ctx` plus `src(i)`, a distinct loopback source address in its own /24 per `i`
+/// (Linux routes all of 127.0.0.0/8 to loopback), so each client is a different stranger.
+fn prelude(script: &str) -> String {
+    format!(
+        "{PY_UNVERIFIED}\nimport socket, smtplib, imaplib, sys, time, threading, base64\n\
+         def src(i):\n    return (\"127.%d.%d.1\" % (1 + i // 250, i % 250), 0)\n{script}"
+    )
+}
+
+/// A connection refused on an implicit-TLS listener is told why over TLS (a client reading
+/// plaintext there sees only a TLS error), on submissions and on IMAP.
+#[test]
+fn implicit_tls_refusals_come_after_the_handshake() {
+    let server = TestServer::start_with(
+        "",
+        &format!("[limits]\nmax_connections_per_ip = 1\n{FAST_AUTH}"),
+    );
+    const SCRIPT: &str = r#"
+for port in sys.argv[1:3]:
+    # The first connection takes the address's only slot (its handshake never starts).
+    hold = socket.create_connection(("127.0.0.1", int(port)), timeout=10)
+    time.sleep(0.3)
+    s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", int(port)), timeout=10),
+                        server_hostname="localhost")
+    data = b""
+    while True:
+        chunk = s.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+    print(port, data.decode().strip())
+    hold.close()
+    time.sleep(0.3)
+"#;
+    let (subs, imaps) = (
+        server.ports.submissions.to_string(),
+        server.ports.imaps.to_string(),
+    );
+    let out = python(&prelude(SCRIPT), &[&subs, &imaps]);
+    out.assert_ok();
+    assert!(
+        out.stdout.contains(&format!(
+            "{subs} 421 4.7.0 localhost Too many connections from your address"
+        )),
+        "{}",
+        out.all()
+    );
+    assert!(
+        out.stdout.contains(&format!(
+            "{imaps} * BYE [UNAVAILABLE] Too many connections from your address"
+        )),
+        "{}",
+        out.all()
+    );
+}
+
+/// Strangers filling port 25 take only its share of the connections: submission and IMAP
+/// logins still succeed at once, the flood beyond the share is refused, and idle connections
+/// are dropped after the short pressure timeout instead of the 5-minute one, so a sender that
+/// comes later gets in.
+#[test]
+fn port_25_flood_leaves_submission_and_imap_open() {
+    let server =
+        TestServer::start_with("", &format!("[limits]\nmax_connections = 60\n{FAST_AUTH}"));
+    const SCRIPT: &str = r#"
+smtp, subs, imaps, n, user, pw = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5], sys.argv[6]
+flood = [socket.create_connection(("127.0.0.1", smtp), timeout=30, source_address=src(i))
+         for i in range(n)]
+time.sleep(1)
+t = time.time()
+c = smtplib.SMTP_SSL("127.0.0.1", subs, context=ctx, timeout=10)
+c.login(user, pw)
+c.quit()
+print("submission_s", round(time.time() - t, 2))
+t = time.time()
+m = imaplib.IMAP4_SSL("127.0.0.1", imaps, ssl_context=ctx, timeout=10)
+m.login(user, pw)
+m.logout()
+print("imap_s", round(time.time() - t, 2))
+# The flood beyond port 25's share was told so at once; the rest got the greeting.
+admitted = refused = 0
+for s in flood:
+    s.settimeout(5)
+    data = s.recv(4096)
+    if b"Too many connections" in data:
+        refused += 1
+    elif data.startswith(b"220 "):
+        admitted += 1
+print("admitted", admitted)
+print("refused", refused)
+# Under pressure the idle ones get 10 s, not 5 minutes: soon the listener has room again.
+time.sleep(12)
+late = socket.create_connection(("127.0.0.1", smtp), timeout=10, source_address=src(n))
+print("late", late.recv(4096)[:4].decode().strip())
+"#;
+    let args = [
+        server.ports.smtp.to_string(),
+        server.ports.submissions.to_string(),
+        server.ports.imaps.to_string(),
+        "90".to_string(),
+        USER.to_string(),
+        PASSWORD.to_string(),
+    ];
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = python(&prelude(SCRIPT), &args);
+    assert!(out.status.success(), "{}\n{}", out.all(), server.logs());
+    let r = results(&out);
+    for login in ["submission_s", "imap_s"] {
+        let secs: f64 = get(&r, login).parse().unwrap();
+        assert!(secs < 5.0, "{login} took {secs} s during the flood");
+    }
+    // Port 25's share: half of the 60 connections.
+    assert_eq!(get(&r, "admitted"), "30", "{}", out.all());
+    assert_eq!(get(&r, "refused"), "60", "{}", out.all());
+    assert_eq!(get(&r, "late"), "220", "{}", out.all());
+}
+
+/// 100 wrong passwords at once, each from another network, for one account: at most the
+/// account's limit of them is checked (535), the rest are refused unchecked (454), and the
+/// owner, who logged in from this address before, still gets in.
+#[test]
+fn concurrent_guesses_neither_exhaust_nor_lock_out() {
+    let server = TestServer::start();
+    const SCRIPT: &str = r#"
+port, user, pw = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+def login(password, source=None):
+    c = smtplib.SMTP_SSL("127.0.0.1", port, context=ctx, timeout=30, source_address=source)
+    c.ehlo("client.example")
+    cred = base64.b64encode(("\0%s\0%s" % (user, password)).encode()).decode()
+    code, _ = c.docmd("AUTH", "PLAIN " + cred)
+    try:
+        c.quit()
+    except Exception:
+        pass
+    return code
+print("owner_before", login(pw))
+codes = []
+def guess(i):
+    codes.append(login("guess%d" % i, src(i)))
+threads = [threading.Thread(target=guess, args=(i,)) for i in range(100)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+print("checked", codes.count(535))
+print("refused", codes.count(454))
+print("other", len(codes) - codes.count(535) - codes.count(454))
+print("owner_after", login(pw))
+"#;
+    let port = server.ports.submissions.to_string();
+    let out = python(&prelude(SCRIPT), &[&port, USER, PASSWORD]);
+    out.assert_ok();
+    let r = results(&out);
+    assert_eq!(get(&r, "owner_before"), "235", "{}", out.all());
+    let checked: u32 = get(&r, "checked").parse().unwrap();
+    // The limit (10), plus the slow lane's one check once the account is over it.
+    assert!((10..=11).contains(&checked), "{}", out.all());
+    assert_eq!(get(&r, "other"), "0", "{}", out.all());
+    assert_eq!(get(&r, "owner_after"), "235", "{}", out.all());
+}
