@@ -208,14 +208,7 @@ mod tests {
     /// Two servers on one store (two nodes): failures counted by one throttle the other.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn failures_are_shared_through_the_store() {
-        let dir = tempfile::tempdir().unwrap();
-        let store: Arc<dyn Store> =
-            Arc::new(hato_store::sqlite::SqliteStore::open(&dir.path().join("hato.db")).unwrap());
-        let hash = hash_password("right").unwrap();
-        store
-            .create_account("bob@example.com", &hash)
-            .await
-            .unwrap();
+        let (_dir, store) = bobs_store().await;
         let auth = AuthConfig {
             failure_delay_ms: 0,
             max_failures_per_ip: 3,
@@ -260,7 +253,8 @@ mod tests {
         assert!(!checker::verify_password("wrong", &h));
     }
 
-    async fn one_account(auth: AuthConfig) -> (tempfile::TempDir, Arc<Authenticator>) {
+    /// A store with bob@example.com, password "right".
+    async fn bobs_store() -> (tempfile::TempDir, Arc<dyn Store>) {
         let dir = tempfile::tempdir().unwrap();
         let store: Arc<dyn Store> =
             Arc::new(hato_store::sqlite::SqliteStore::open(&dir.path().join("hato.db")).unwrap());
@@ -269,6 +263,11 @@ mod tests {
             .create_account("bob@example.com", &hash)
             .await
             .unwrap();
+        (dir, store)
+    }
+
+    async fn one_account(auth: AuthConfig) -> (tempfile::TempDir, Arc<Authenticator>) {
+        let (dir, store) = bobs_store().await;
         let auth = AuthConfig {
             failure_delay_ms: 0,
             ..auth
