@@ -803,9 +803,9 @@ fn per_ip_limit_caps_connections_to_one_address() {
                 route("b.test", port)
             ),
         );
+        // Each message to both domains, so their deliveries are due at the same moment.
         for i in 0..3 {
-            submit(&tx, &format!("x{i}@a.test"), "to a");
-            submit(&tx, &format!("y{i}@b.test"), "to b");
+            submit(&tx, &format!("x{i}@a.test,y{i}@b.test"), "to a and b");
         }
         tx.wait_queue_empty(Duration::from_secs(30));
         let (max, msgs) = counting_result(mta);

@@ -395,7 +395,8 @@ pub fn python_submit(server: &TestServer, script: &str, args: &[&str]) -> CmdOut
     python(&format!("{PY_UNVERIFIED}{PY_SUBMIT}{script}"), &all)
 }
 
-/// Submits one message from alice to `to` over submission (STARTTLS + AUTH) with smtplib.
+/// Submits one message from alice to `to` (addresses separated by commas) over submission
+/// (STARTTLS + AUTH) with smtplib.
 pub fn submit(server: &TestServer, to: &str, subject: &str) {
     submit_with(server, to, subject, "", "", "");
 }
@@ -414,7 +415,7 @@ pub fn submit_with(
 to, subject, mail_params, rcpt_params, headers = sys.argv[4:9]
 s = login()
 msg = "From: %s\r\nTo: %s\r\nSubject: %s\r\n%s\r\nHello from the delivery test.\r\n" % (user, to, subject, headers)
-s.sendmail(user, [to], msg, mail_options=mail_params.split(), rcpt_options=rcpt_params.split())
+s.sendmail(user, to.split(","), msg, mail_options=mail_params.split(), rcpt_options=rcpt_params.split())
 s.quit()
 "#;
     let headers = if headers.is_empty() {
