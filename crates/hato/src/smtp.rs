@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
 
 use hato_delivery::dsn;
 use hato_smtp::{Action, Session};
@@ -81,6 +82,7 @@ impl net::Service for SmtpService {
             shutdown: self.shutdown.clone(),
             reverse,
             reverse_name: None,
+            stopping: None,
         };
         let mut session = Session::new(self.config.clone(), smtp_peer, tls);
         conn.greet(&mut session, &mut stream).await?;
@@ -113,7 +115,13 @@ struct Conn<'a> {
     /// The reverse lookup under way, then its result.
     reverse: Option<tokio::task::JoinHandle<Option<String>>>,
     reverse_name: Option<String>,
+    /// The server is stopping: the end of the grace for the message under way.
+    stopping: Option<Instant>,
 }
+
+/// How long a message whose data is arriving when the server stops may take to finish (the
+/// server waits 10 s for all sessions).
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// How long the client's reverse DNS lookup may take (PTR and the confirming A/AAAA).
 const REVERSE_LOOKUP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
@@ -143,20 +151,34 @@ impl Conn<'_> {
             match s.poll() {
                 Action::NeedInput => {
                     self.write_out(io, s.output()).await?;
-                    let timeout = if s.in_data() {
+                    let mut timeout = if s.in_data() {
                         self.svc.timeouts.data
                     } else if self.svc.protocol == Protocol::Submission && s.auth_user().is_none() {
                         self.svc.timeouts.unauthenticated
                     } else {
                         self.svc.timeouts.command
                     };
+                    // Stopping: a message whose data is arriving may finish within the grace.
+                    if let Some(deadline) = self.stopping {
+                        let left = deadline.saturating_duration_since(Instant::now());
+                        if !s.in_data() || left.is_zero() {
+                            s.shutdown();
+                            continue;
+                        }
+                        timeout = timeout.min(left);
+                    }
                     let logged_in = s.auth_user().is_some();
                     match net::read_input(io, &mut buf, timeout, logged_in, &mut self.shutdown)
                         .await?
                     {
                         Input::Data(n) => s.feed(&buf[..n]),
                         Input::Closed => return Ok(Step::Closed),
+                        Input::TimedOut if self.stopping.is_some() => s.shutdown(),
                         Input::TimedOut => s.timeout(),
+                        Input::Shutdown if s.in_data() => {
+                            info!("shutting down: letting the message being sent finish");
+                            self.stopping = Some(Instant::now() + SHUTDOWN_GRACE);
+                        }
                         Input::Shutdown => s.shutdown(),
                     }
                 }

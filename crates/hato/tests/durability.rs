@@ -132,6 +132,36 @@ fn kill_9_loses_no_acknowledged_message() {
     assert_eq!(server.inbox(USER).len(), inbox.len() + 1);
 }
 
+/// A message whose data is arriving when the server stops may finish for a few seconds: it
+/// is stored and acknowledged, and only then does the session get its 421.
+#[test]
+fn sigterm_lets_the_message_being_sent_finish() {
+    let mut server = TestServer::start();
+    let mut c = Raw::hello(server.ports.smtp, "client.example");
+    c.envelope("someone@outside.example", USER);
+    c.send(b"Subject: in flight\r\n\r\nfirst half\r\n");
+    signal(server.pid(), "TERM");
+    assert_eq!(
+        c.silent(Duration::from_secs(1)),
+        "",
+        "nothing said mid-message"
+    );
+    let r = c.data("second half\r\n");
+    assert!(r.starts_with("250 2.0.0"), "{r:?}");
+    let (all, _) = c.until_closed(Duration::from_secs(8));
+    assert!(all.starts_with("421 4.3.2"), "{all:?}");
+    let status = server.wait_exit(Duration::from_secs(12), "hato did not exit after SIGTERM");
+    assert!(status.success(), "{status}\n{}", server.logs());
+    server.spawn();
+    let inbox = server.inbox(USER);
+    assert_eq!(inbox.len(), 1);
+    assert!(
+        inbox[0].contains("first half\r\nsecond half\r\n"),
+        "{}",
+        inbox[0]
+    );
+}
+
 #[test]
 fn sigterm_tells_sessions_421_and_exits_cleanly() {
     let mut server = TestServer::start();
