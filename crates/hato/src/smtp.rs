@@ -275,17 +275,20 @@ impl Conn<'_> {
         let now = unix_now();
         let date = hato_wire::date::rfc5322(now);
         let hostname = &self.svc.hostname;
-        let mut data = env.received_header(hostname, &id, &date).into_bytes();
+        let mut head = env.received_header(hostname, &id, &date).into_bytes();
         if self.svc.protocol == Protocol::Submission {
             // RFC 6409 8.2/8.3: a submission server may add missing Date and Message-ID.
             if !hato_smtp::message::header_present(&env.body, "Date") {
-                data.extend_from_slice(format!("Date: {date}\r\n").as_bytes());
+                head.extend_from_slice(format!("Date: {date}\r\n").as_bytes());
             }
             if !hato_smtp::message::header_present(&env.body, "Message-ID") {
-                data.extend_from_slice(format!("Message-ID: <{id}@{hostname}>\r\n").as_bytes());
+                head.extend_from_slice(format!("Message-ID: <{id}@{hostname}>\r\n").as_bytes());
             }
         }
-        data.extend_from_slice(&env.body);
+        // The new header lines go in front of the body in place: one copy of the message in
+        // memory, not two.
+        let mut data = std::mem::take(&mut env.body);
+        data.splice(0..0, head);
         let size = data.len();
 
         let mut local = Vec::new();

@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::ids::{IdSpace, next_id};
-use super::messages::insert_blob;
+use super::messages::{insert_blob, insert_blob_parts};
 use super::{Context, SqliteStore};
 use crate::{
     AccountId, Deliver, Delivery, DeliveryReceipt, MailboxId, QueueParams, Result, StoreError,
@@ -45,8 +45,9 @@ struct PreparedDelivery {
     sender: String,
     /// Deduplicated account ids.
     local: Vec<AccountId>,
-    /// `Return-Path` + data, if there are local recipients.
-    local_copy: Option<Vec<u8>>,
+    /// The `Return-Path` line that heads the local copy, if there are local recipients (written
+    /// in front of `data` in the blob, not copied with it in memory).
+    return_path: Option<Vec<u8>>,
     remote: Vec<String>,
     data: Vec<u8>,
     received_at: i64,
@@ -58,12 +59,11 @@ impl PreparedDelivery {
         let mut local = delivery.local;
         local.sort_unstable();
         local.dedup();
-        let local_copy =
-            (!local.is_empty()).then(|| return_path_copy(&delivery.sender, &delivery.data));
+        let return_path = (!local.is_empty()).then(|| return_path(&delivery.sender));
         PreparedDelivery {
             sender: delivery.sender,
             local,
-            local_copy,
+            return_path,
             remote: delivery.remote,
             data: delivery.data,
             received_at: delivery.received_at,
@@ -74,14 +74,9 @@ impl PreparedDelivery {
 
 /// `Return-Path: <sender>\r\n`; control characters in the sender are dropped so a malformed
 /// reverse-path can never inject header lines.
-fn return_path_copy(sender: &str, data: &[u8]) -> Vec<u8> {
+fn return_path(sender: &str) -> Vec<u8> {
     let sender: String = sender.chars().filter(|c| !c.is_control()).collect();
-    let mut copy = Vec::with_capacity(sender.len() + data.len() + 18);
-    copy.extend_from_slice(b"Return-Path: <");
-    copy.extend_from_slice(sender.as_bytes());
-    copy.extend_from_slice(b">\r\n");
-    copy.extend_from_slice(data);
-    copy
+    format!("Return-Path: <{sender}>\r\n").into_bytes()
 }
 
 fn deliver_tx(conn: &Connection, d: &PreparedDelivery) -> Result<DeliveryReceipt> {
@@ -89,9 +84,9 @@ fn deliver_tx(conn: &Connection, d: &PreparedDelivery) -> Result<DeliveryReceipt
         local_blob: None,
         queue_blob: None,
     };
-    if let Some(copy) = &d.local_copy {
-        let blob = insert_blob(conn, copy)?;
-        let size = copy.len() as i64;
+    if let Some(return_path) = &d.return_path {
+        let blob = insert_blob_parts(conn, &[return_path, &d.data])?;
+        let size = (return_path.len() + d.data.len()) as i64;
         let mut take_uid = conn
             .prepare_cached(
                 "UPDATE mailboxes SET uidnext = uidnext + 1, highest_modseq = highest_modseq + 1
@@ -165,9 +160,9 @@ mod tests {
     #[test]
     fn return_path_strips_control_characters() {
         assert_eq!(
-            return_path_copy("a\r\nX-Evil: 1@b", b"body"),
-            b"Return-Path: <aX-Evil: 1@b>\r\nbody".to_vec()
+            return_path("a\r\nX-Evil: 1@b"),
+            b"Return-Path: <aX-Evil: 1@b>\r\n".to_vec()
         );
-        assert_eq!(return_path_copy("", b"x"), b"Return-Path: <>\r\nx".to_vec());
+        assert_eq!(return_path(""), b"Return-Path: <>\r\n".to_vec());
     }
 }

@@ -43,10 +43,33 @@ pub(super) fn sorted_uids(uids: &[u32]) -> Vec<u32> {
 }
 
 pub(super) fn insert_blob(conn: &Connection, data: &[u8]) -> Result<BlobId> {
+    insert_blob_parts(conn, &[data])
+}
+
+/// Stores the concatenation of `parts` as one blob without building it in memory (a header
+/// line in front of a message is not worth a copy of the message).
+pub(super) fn insert_blob_parts(conn: &Connection, parts: &[&[u8]]) -> Result<BlobId> {
     let id = next_id(conn, IdSpace::Blob)?;
-    conn.prepare_cached("INSERT INTO blobs (id, size, data) VALUES (?1, ?2, ?3)")
-        .and_then(|mut s| s.execute(params![id, data.len() as i64, data]))
+    if let [data] = parts {
+        conn.prepare_cached("INSERT INTO blobs (id, size, data) VALUES (?1, ?2, ?3)")
+            .and_then(|mut s| s.execute(params![id, data.len() as i64, data]))
+            .ctx("inserting blob")?;
+        return Ok(id);
+    }
+    let size: usize = parts.iter().map(|p| p.len()).sum();
+    let size =
+        i64::try_from(size).map_err(|_| StoreError::Limit(format!("a blob of {size} bytes")))?;
+    conn.prepare_cached("INSERT INTO blobs (id, size, data) VALUES (?1, ?2, zeroblob(?2))")
+        .and_then(|mut s| s.execute(params![id, size]))
         .ctx("inserting blob")?;
+    let mut blob = conn
+        .blob_open(rusqlite::MAIN_DB, "blobs", "data", id, false)
+        .ctx("opening blob")?;
+    let mut at = 0;
+    for part in parts {
+        blob.write_at(part, at).ctx("writing blob")?;
+        at += part.len();
+    }
     Ok(id)
 }
 

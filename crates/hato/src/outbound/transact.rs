@@ -88,7 +88,7 @@ pub(super) fn tls_required_no(message: &[u8]) -> bool {
 }
 
 /// The SMTP transaction for the entries of one message.
-pub(super) fn transaction(entries: &[QueueEntry], message: &[u8]) -> Transaction {
+pub(super) fn transaction(entries: &[QueueEntry], message: &Arc<[u8]>) -> Transaction {
     let first = &entries[0];
     let mail_from = if first.sender.is_empty() {
         None
@@ -120,7 +120,8 @@ pub(super) fn transaction(entries: &[QueueEntry], message: &[u8]) -> Transaction
             Some(r)
         })
         .collect();
-    let mut t = Transaction::new(mail_from, std::iter::empty(), message.to_vec());
+    // The message is shared, not copied, by every attempt's transaction.
+    let mut t = Transaction::new(mail_from, std::iter::empty(), message.clone());
     t.recipients = recipients;
     t.requiretls = first.requiretls;
     t.envid = first.dsn.envid.clone();
@@ -151,8 +152,8 @@ impl Scheduler {
         cached: &mut Option<Connection>,
     ) {
         let now = unix_now();
-        let message = match self.store.blob(entries[0].blob).await {
-            Ok(Some(m)) => m,
+        let message: Arc<[u8]> = match self.store.blob(entries[0].blob).await {
+            Ok(Some(m)) => m.into(),
             Ok(None) => {
                 error!(queue_id = entries[0].id, "queued message data missing");
                 return;
@@ -237,7 +238,7 @@ impl Scheduler {
         entries: Vec<QueueEntry>,
         targets: &[(String, SocketAddr)],
         ctx: &AttemptCtx<'_>,
-        message: &[u8],
+        message: &Arc<[u8]>,
         now: i64,
         cached: &mut Option<Connection>,
     ) -> Vec<(QueueEntry, RecipientReport)> {
