@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use std::cell::RefCell;
 
-use argon2::password_hash::PasswordHash;
+use argon2::password_hash::phc::PasswordHash;
 use argon2::{Algorithm, Argon2, Block, Params, Version};
 use tokio::sync::{Semaphore, oneshot};
 
