@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use std::cell::RefCell;
 
-use argon2::password_hash::phc::PasswordHash;
+use argon2::password_hash::phc::{Output, PasswordHash};
 use argon2::{Algorithm, Argon2, Block, Params, Version};
 use tokio::sync::{Semaphore, oneshot};
 
@@ -119,7 +119,8 @@ pub(super) fn verify_password(password: &str, phc: &str) -> bool {
             )
             .is_ok()
     });
-    hashed && ring::constant_time::verify_slices_are_equal(&out, expected.as_bytes()).is_ok()
+    // Output's equality is constant-time.
+    hashed && Output::new(&out).is_ok_and(|out| out == *expected)
 }
 
 #[cfg(test)]
