@@ -136,6 +136,7 @@ enum AliasCommand {
 
 /// Parses the command line and runs the command; the process exit code.
 pub fn main() -> std::process::ExitCode {
+    release_big_buffers();
     let cli = Cli::parse();
     init_logging(cli.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -154,6 +155,18 @@ pub fn main() -> std::process::ExitCode {
             eprintln!("hato: error: {e:#}");
             std::process::ExitCode::FAILURE
         }
+    }
+}
+
+/// Memory for big buffers (messages in transit, argon2) goes back to the system when freed.
+/// glibc otherwise raises its mmap threshold after the first big buffer is freed and keeps
+/// every later one in its heaps: measured, 8 messages of 24 MiB received at once left hato at
+/// +206 MiB afterwards (+6 MiB with this), with a peak of +280 MiB (+172 MiB with this).
+fn release_big_buffers() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets an allocator parameter; called before any other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 256 * 1024);
     }
 }
 

@@ -46,11 +46,17 @@ pub(super) fn insert_blob(conn: &Connection, data: &[u8]) -> Result<BlobId> {
     insert_blob_parts(conn, &[data])
 }
 
+/// Blobs up to this size are inserted as one bound value; larger ones are written in place.
+const SMALL_BLOB: usize = 64 * 1024;
+
 /// Stores the concatenation of `parts` as one blob without building it in memory (a header
-/// line in front of a message is not worth a copy of the message).
+/// line in front of a message is not worth a copy of the message, nor is SQLite's row).
 pub(super) fn insert_blob_parts(conn: &Connection, parts: &[&[u8]]) -> Result<BlobId> {
     let id = next_id(conn, IdSpace::Blob)?;
-    if let [data] = parts {
+    // A bound blob is copied into the row SQLite builds; a zeroblob written in place is not.
+    if let [data] = parts
+        && data.len() <= SMALL_BLOB
+    {
         conn.prepare_cached("INSERT INTO blobs (id, size, data) VALUES (?1, ?2, ?3)")
             .and_then(|mut s| s.execute(params![id, data.len() as i64, data]))
             .ctx("inserting blob")?;
