@@ -221,6 +221,8 @@ struct Transaction {
     body: Vec<u8>,
     /// BDAT was used: DATA and RCPT are no longer allowed.
     chunking: bool,
+    /// The server has no room for this message ([`Session::refuse_data`]).
+    no_room: bool,
 }
 
 /// SASL exchange in progress.
@@ -437,6 +439,31 @@ impl Session {
     /// The remote peer.
     pub fn peer(&self) -> &Peer {
         &self.peer
+    }
+
+    /// Message octets the session holds in memory (DATA received so far, or the BDAT chunks),
+    /// for the driver's budget of memory for messages in transit.
+    pub fn data_held(&self) -> usize {
+        let data = match &self.input {
+            Input::Data(rx) => rx.stored(),
+            _ => 0,
+        };
+        data + self.txn.as_ref().map_or(0, |t| t.body.len())
+    }
+
+    /// The server has no room for the message being received (its memory budget is used up):
+    /// what is held is dropped, the rest of the data is read and discarded, and the message is
+    /// answered `452 4.3.1` at its end (the client retries later).
+    pub fn refuse_data(&mut self) {
+        if let Input::Data(rx) = &mut self.input {
+            rx.no_room();
+        }
+        if let Some(t) = &mut self.txn
+            && (t.chunking || matches!(self.input, Input::Bdat { .. }))
+        {
+            t.no_room = true;
+            t.body = Vec::new();
+        }
     }
 
     /// Receiving message contents (DATA or a BDAT chunk): the driver may use a

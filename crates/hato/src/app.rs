@@ -95,6 +95,7 @@ impl Server {
             outbound: Arc::new(tokio::sync::Notify::new()),
             header_cache: Arc::new(HeaderCache::new(HEADER_CACHE_BYTES)),
             pop3_locks: Arc::new(MaildropLocks::default()),
+            data_budget: crate::net::DataBudget::new(limits.max_data_in_flight),
             dns: dns.as_ref().ok().cloned(),
             https: https_site(&config, resolver.as_ref()),
         };
@@ -328,6 +329,7 @@ struct Parts {
     outbound: Arc<tokio::sync::Notify>,
     header_cache: Arc<HeaderCache>,
     pop3_locks: Arc<MaildropLocks>,
+    data_budget: Arc<crate::net::DataBudget>,
     /// For the reverse DNS name of SMTP clients (Received headers); None without a resolver.
     dns: Option<Arc<dyn hato_dns::Resolver>>,
     https: Option<Arc<Site>>,
@@ -379,6 +381,7 @@ fn service(config: &Config, l: &ListenerConfig, parts: &Parts) -> anyhow::Result
             shutdown: parts.shutdown.clone(),
             outbound: parts.outbound.clone(),
             dns: parts.dns.clone(),
+            data_budget: parts.data_budget.clone(),
         }),
         Protocol::Pop3 => Arc::new(Pop3Service {
             config: Arc::new(hato_pop3::Config {

@@ -77,6 +77,11 @@ pub fn message_accepted(service: &'static str, recipients: usize) {
     counter!("hato_recipients_accepted_total", "service" => service).increment(recipients as u64);
 }
 
+/// A message refused for a reason of the server's own (`reason`: "no_room").
+pub fn message_refused(service: &'static str, reason: &'static str) {
+    counter!("hato_messages_refused_total", "service" => service, "reason" => reason).increment(1);
+}
+
 /// An outbound recipient accepted by the next hop, over TLS or not.
 pub fn delivered(tls: bool) {
     let tls = if tls { "yes" } else { "no" };

@@ -36,6 +36,8 @@ pub struct SmtpService {
     pub outbound: Arc<tokio::sync::Notify>,
     /// For the reverse DNS name of clients (Received headers); None without a resolver.
     pub dns: Option<Arc<dyn hato_dns::Resolver>>,
+    /// Memory for message data in transit, shared by every SMTP listener.
+    pub data_budget: Arc<net::DataBudget>,
 }
 
 #[async_trait::async_trait]
@@ -83,6 +85,7 @@ impl net::Service for SmtpService {
             reverse,
             reverse_name: None,
             stopping: None,
+            data_share: self.data_budget.share(),
         };
         let mut session = Session::new(self.config.clone(), smtp_peer, tls);
         conn.greet(&mut session, &mut stream).await?;
@@ -117,6 +120,8 @@ struct Conn<'a> {
     reverse_name: Option<String>,
     /// The server is stopping: the end of the grace for the message under way.
     stopping: Option<Instant>,
+    /// What the session holds of message data, within the server's budget.
+    data_share: net::DataShare,
 }
 
 /// How long a message whose data is arriving when the server stops may take to finish (the
@@ -150,6 +155,15 @@ impl Conn<'_> {
         loop {
             match s.poll() {
                 Action::NeedInput => {
+                    if !self.data_share.set(s.data_held()) {
+                        warn!(
+                            held = s.data_held(),
+                            "no room for this message (limits.max_data_in_flight): refused with 452 at its end"
+                        );
+                        crate::metrics::message_refused(self.svc.protocol.name(), "no_room");
+                        s.refuse_data();
+                        self.data_share.set(s.data_held());
+                    }
                     self.write_out(io, s.output()).await?;
                     let mut timeout = if s.in_data() {
                         self.svc.timeouts.data

@@ -166,3 +166,51 @@ print("owner_after", login(pw))
     assert_eq!(get(&r, "other"), "0", "{}", out.all());
     assert_eq!(get(&r, "owner_after"), "235", "{}", out.all());
 }
+
+/// The memory all sessions may hold for messages in transit is bounded: a message that would
+/// pass the budget is answered 452 4.3.1 at its end while the one holding the memory goes
+/// through, and the refused sender's retry is accepted once there is room.
+#[test]
+fn messages_in_transit_stay_within_the_memory_budget() {
+    let server = TestServer::start_with(
+        "",
+        &format!("[limits]\nmax_message_size = 2000000\nmax_data_in_flight = 2000000\n{FAST_AUTH}"),
+    );
+    const SCRIPT: &str = r#"
+port, rcpt = int(sys.argv[1]), sys.argv[2]
+def session():
+    s = socket.create_connection(("127.0.0.1", port), timeout=30)
+    f = s.makefile("rb")
+    def reply():
+        lines = [f.readline()]
+        while lines[-1][3:4] == b"-":
+            lines.append(f.readline())
+        return lines[-1].decode().strip()
+    reply()
+    for cmd in ("EHLO c.example", "MAIL FROM:<a@outside.example>", "RCPT TO:<%s>" % rcpt, "DATA"):
+        s.sendall(cmd.encode() + b"\r\n")
+        reply()
+    return s, reply
+line = b"y" * 998 + b"\r\n"
+a, a_reply = session()
+b, b_reply = session()
+a.sendall(b"Subject: a\r\n\r\n" + line * 1500)
+time.sleep(0.5)
+b.sendall(b"Subject: b\r\n\r\n" + line * 1000)
+time.sleep(0.5)
+b.sendall(b".\r\n")
+print("b", b_reply())
+a.sendall(b".\r\n")
+print("a", a_reply())
+c, c_reply = session()
+c.sendall(b"Subject: b again\r\n\r\n" + line * 1000 + b".\r\n")
+print("retry", c_reply())
+"#;
+    let port = server.ports.smtp.to_string();
+    let out = python(&prelude(SCRIPT), &[&port, USER]);
+    let r = results(&out);
+    assert!(get(&r, "b").starts_with("452 4.3.1 "), "{}", out.all());
+    assert!(get(&r, "a").starts_with("250 2.0.0 "), "{}", out.all());
+    assert!(get(&r, "retry").starts_with("250 2.0.0 "), "{}", out.all());
+    assert_eq!(server.inbox(USER).len(), 2);
+}

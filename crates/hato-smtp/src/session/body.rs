@@ -71,6 +71,7 @@ impl Session {
                             self.config.max_text_line
                         ),
                     ),
+                    DataRejection::NoRoom => no_room_reply(),
                 };
                 self.reply(r);
                 Step::Continue
@@ -149,7 +150,9 @@ impl Session {
             let n = usize::try_from(remaining)
                 .unwrap_or(usize::MAX)
                 .min(avail.len());
-            if let Some(txn) = &mut self.txn {
+            if let Some(txn) = &mut self.txn
+                && !txn.no_room
+            {
                 txn.body.extend_from_slice(&avail[..n]);
             }
             self.inbuf.consume(n);
@@ -164,6 +167,12 @@ impl Session {
             return Step::NeedInput;
         }
         self.input = Input::Command;
+        if self.txn.as_ref().is_some_and(|t| t.no_room) {
+            self.txn = None;
+            self.stats.messages_rejected += 1;
+            self.reply(no_room_reply());
+            return Step::Continue;
+        }
         if last {
             let body = self
                 .txn
@@ -274,4 +283,101 @@ fn bare_line_reply() -> Reply {
         (5, 5, 0),
         "Message contains bare <CR> or <LF> line endings, lines must end with <CR><LF>",
     )
+}
+
+/// The server's memory budget for messages in transit is used up (RFC 3463 4.3.1: mail system
+/// full): the client tries again later.
+fn no_room_reply() -> Reply {
+    Reply::new(
+        452,
+        (4, 3, 1),
+        "Insufficient system storage for this message now, try again later",
+    )
+}
+
+#[cfg(test)]
+mod no_room_tests {
+    use std::sync::Arc;
+
+    use super::super::{Action, Config, Peer, Session};
+
+    /// Feeds `input` and answers every decision with yes; returns the output and whether a
+    /// message was handed over for delivery.
+    fn exchange(s: &mut Session, input: &[u8]) -> (String, bool) {
+        s.feed(input);
+        let mut delivered = false;
+        loop {
+            match s.poll() {
+                Action::NeedInput | Action::Close | Action::StartTls => break,
+                Action::CheckSender { .. } => s.sender_result(Ok(())),
+                Action::CheckRecipient { .. } => s.recipient_result(Ok(())),
+                Action::Deliver(_) => {
+                    delivered = true;
+                    s.delivery_result(Ok("ID".into()));
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        (String::from_utf8(s.output()).unwrap(), delivered)
+    }
+
+    fn in_transaction() -> Session {
+        let config = Config {
+            hostname: "mx.example".into(),
+            ..Config::default()
+        };
+        let peer = Peer {
+            ip: "192.0.2.1".parse().unwrap(),
+            port: 40000,
+            reverse_name: None,
+        };
+        let mut s = Session::new(Arc::new(config), peer, None);
+        s.greet();
+        let (out, _) = exchange(
+            &mut s,
+            b"EHLO c.example\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<x@mx.example>\r\n",
+        );
+        assert!(
+            out.ends_with("250 2.1.5 OK\r\n") || out.contains("\r\n250 2.1.5"),
+            "{out}"
+        );
+        s
+    }
+
+    /// Refused for want of room mid-DATA: what was held is dropped at once, the rest of the
+    /// data is read to its end, and the answer is 452 4.3.1; the session goes on.
+    #[test]
+    fn data_without_room_is_452_at_its_end() {
+        let mut s = in_transaction();
+        let (out, _) = exchange(&mut s, b"DATA\r\nSubject: x\r\n\r\nfirst part\r\n");
+        assert!(s.data_held() > 0, "{out}");
+        s.refuse_data();
+        assert_eq!(s.data_held(), 0);
+        let (out, delivered) = exchange(&mut s, b"second part\r\n.\r\nNOOP\r\n");
+        assert!(!delivered);
+        assert!(out.starts_with("452 4.3.1 "), "{out}");
+        assert!(
+            out.ends_with("250 2.0.0 OK\r\n") || out.contains("\r\n250 "),
+            "{out}"
+        );
+        assert_eq!(s.data_held(), 0);
+    }
+
+    /// The same for BDAT: the chunk is consumed, the transaction ends with 452 4.3.1.
+    #[test]
+    fn bdat_without_room_is_452_at_the_chunk_end() {
+        let mut s = in_transaction();
+        exchange(&mut s, b"BDAT 10\r\n01234");
+        assert_eq!(s.data_held(), 5);
+        s.refuse_data();
+        assert_eq!(s.data_held(), 0);
+        let (out, delivered) = exchange(&mut s, b"56789");
+        assert!(!delivered);
+        assert!(out.starts_with("452 4.3.1 "), "{out}");
+        let (out, _) = exchange(&mut s, b"BDAT 1 LAST\r\nx");
+        assert!(
+            out.starts_with("503 5.5.1 "),
+            "the transaction is over: {out}"
+        );
+    }
 }

@@ -47,6 +47,8 @@ pub(super) enum DataRejection {
     BareLineEnding,
     /// A line longer than `max_text_line` (including CRLF): 500 5.5.2.
     LineTooLong,
+    /// The server had no room for it (its memory budget for messages in transit): 452 4.3.1.
+    NoRoom,
 }
 
 /// Incremental DATA receiver.
@@ -63,6 +65,7 @@ pub(super) struct DataReceiver {
     too_big: bool,
     bare: bool,
     long_line: bool,
+    no_room: bool,
     body: Vec<u8>,
 }
 
@@ -78,13 +81,23 @@ impl DataReceiver {
             too_big: false,
             bare: false,
             long_line: false,
+            no_room: false,
             body: Vec::new(),
         }
     }
 
     /// Is the message already known to be refused?
     fn refused(&self) -> bool {
-        self.too_big || self.long_line || (self.bare && self.policy == BareLinePolicy::Reject)
+        self.too_big
+            || self.long_line
+            || self.no_room
+            || (self.bare && self.policy == BareLinePolicy::Reject)
+    }
+
+    /// The server has no room for this message: drop what is held, count the rest.
+    pub(super) fn no_room(&mut self) {
+        self.no_room = true;
+        self.drop_body_if_refused();
     }
 
     /// Frees the stored body once the message is known to be refused.
@@ -204,7 +217,6 @@ impl DataReceiver {
     }
 
     /// Octets currently held in memory.
-    #[cfg(any(test, feature = "fuzzing"))]
     pub(super) fn stored(&self) -> usize {
         self.body.len()
     }
@@ -217,6 +229,8 @@ impl DataReceiver {
             Err(DataRejection::BareLineEnding)
         } else if self.long_line {
             Err(DataRejection::LineTooLong)
+        } else if self.no_room {
+            Err(DataRejection::NoRoom)
         } else {
             Ok(self.body)
         }

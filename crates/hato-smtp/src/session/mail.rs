@@ -131,6 +131,7 @@ impl Session {
                     rcpt_dsn: Vec::new(),
                     body: Vec::new(),
                     chunking: false,
+                    no_room: false,
                 });
                 self.reply(Reply::new(250, (2, 1, 0), "Ok"));
             }

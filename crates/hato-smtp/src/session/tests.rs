@@ -2205,6 +2205,7 @@ fn auth_during_transaction() {
         rcpt_dsn: Vec::new(),
         body: Vec::new(),
         chunking: false,
+        no_room: false,
     });
     s.feed(b"AUTH PLAIN\r\n");
     assert_eq!(s.poll(), Action::NeedInput);

@@ -542,6 +542,9 @@ pub struct Limits {
     pub max_errors: u32,
     pub max_connections: usize,
     pub max_connections_per_ip: usize,
+    /// Bytes of message data all SMTP sessions together may hold in memory; a message that
+    /// would pass it is answered 452 4.3.1 at its end (the sender retries).
+    pub max_data_in_flight: usize,
     /// Seconds to wait for a command (RFC 5321 4.5.3.2: at least 5 minutes).
     pub command_timeout_secs: u64,
     /// Seconds to wait for a command on submission before AUTH succeeded.
@@ -563,6 +566,7 @@ impl Default for Limits {
             max_errors: 10,
             max_connections: 1000,
             max_connections_per_ip: 20,
+            max_data_in_flight: 256 * 1024 * 1024,
             command_timeout_secs: 300,
             unauthenticated_timeout_secs: 60,
             data_timeout_secs: 300,
@@ -791,6 +795,15 @@ impl Config {
             return Err(err(
                 "limits.max_text_line",
                 "must be at least 1000 (RFC 5321 4.5.3.1.6)".into(),
+            ));
+        }
+        if l.max_data_in_flight < l.max_message_size {
+            return Err(err(
+                "limits.max_data_in_flight",
+                format!(
+                    "{} is less than limits.max_message_size ({}): no message of the largest size could be received",
+                    l.max_data_in_flight, l.max_message_size
+                ),
             ));
         }
         if l.max_recipients == 0 || l.max_message_size == 0 || l.max_connections == 0 {

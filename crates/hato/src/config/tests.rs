@@ -274,4 +274,8 @@ fn listener_connection_budgets() {
         "[[listener]]\nprotocol = \"smtp\"\nbind = \"127.0.0.1:1\"\nmax_connections = 0\n",
         "listener.max_connections",
     );
+    assert_rejected(
+        "[limits]\nmax_data_in_flight = 1000\n[[listener]]\nprotocol = \"smtp\"\nbind = \"127.0.0.1:1\"\n",
+        "limits.max_data_in_flight",
+    );
 }

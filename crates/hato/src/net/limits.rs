@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -194,6 +195,72 @@ impl ConnectionLimits {
     }
 }
 
+/// The memory all sessions together may hold for message data in transit
+/// (`limits.max_data_in_flight`): each session's [`DataShare`] grows and shrinks within it.
+pub struct DataBudget {
+    max: usize,
+    used: AtomicUsize,
+}
+
+impl DataBudget {
+    pub fn new(max: usize) -> Arc<DataBudget> {
+        Arc::new(DataBudget {
+            max,
+            used: AtomicUsize::new(0),
+        })
+    }
+
+    /// A share of nothing yet, given back when dropped.
+    pub fn share(self: &Arc<Self>) -> DataShare {
+        DataShare {
+            budget: self.clone(),
+            held: 0,
+        }
+    }
+
+    fn grow(&self, by: usize) -> bool {
+        self.used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                used.checked_add(by).filter(|&n| n <= self.max)
+            })
+            .is_ok()
+    }
+
+    fn shrink(&self, by: usize) {
+        self.used.fetch_sub(by, Ordering::AcqRel);
+    }
+
+    /// Bytes held by all sessions now.
+    pub fn used(&self) -> usize {
+        self.used.load(Ordering::Acquire)
+    }
+}
+
+/// One session's part of the [`DataBudget`].
+pub struct DataShare {
+    budget: Arc<DataBudget>,
+    held: usize,
+}
+
+impl DataShare {
+    /// Makes the share `bytes`; false (the share unchanged) if growing it would pass the budget.
+    pub fn set(&mut self, bytes: usize) -> bool {
+        if bytes <= self.held {
+            self.budget.shrink(self.held - bytes);
+        } else if !self.budget.grow(bytes - self.held) {
+            return false;
+        }
+        self.held = bytes;
+        true
+    }
+}
+
+impl Drop for DataShare {
+    fn drop(&mut self) {
+        self.budget.shrink(self.held);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -248,5 +315,22 @@ mod tests {
         assert!(!p.high());
         assert_eq!(p.timeout(long, false), long);
         assert!(!Pressure::default().high());
+    }
+
+    /// Shares grow within the budget, shrink, and give back what they held when dropped.
+    #[test]
+    fn data_shares_stay_within_the_budget() {
+        let budget = DataBudget::new(100);
+        let (mut a, mut b) = (budget.share(), budget.share());
+        assert!(a.set(60));
+        assert!(!b.set(41), "60 + 41 > 100");
+        assert!(b.set(40));
+        assert_eq!(budget.used(), 100);
+        assert!(a.set(10));
+        assert!(b.set(90));
+        drop(b);
+        assert_eq!(budget.used(), 10);
+        assert!(a.set(0));
+        assert_eq!(budget.used(), 0);
     }
 }

@@ -15,7 +15,7 @@ mod listener;
 mod stream;
 
 pub use io::{Input, read_input, write_with_timeout};
-pub use limits::{Budget, ConnectionLimits, PRESSURE_TIMEOUT, Pressure};
+pub use limits::{Budget, ConnectionLimits, DataBudget, DataShare, PRESSURE_TIMEOUT, Pressure};
 pub use listener::{Connection, Listener, Service};
 pub use stream::{ClientStream, ServerTls};
 
