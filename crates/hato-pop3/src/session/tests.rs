@@ -134,6 +134,14 @@ impl Driver {
         self.run()
     }
 
+    /// A transcript: sends each input in turn and checks the output it produces.
+    #[track_caller]
+    fn converse(&mut self, steps: &[(&str, &str)]) {
+        for (input, expected) in steps {
+            assert_eq!(self.send(input), *expected, "reply to {input:?}");
+        }
+    }
+
     fn run(&mut self) -> String {
         let mut out = Vec::new();
         for _ in 0..100_000 {
@@ -248,10 +256,7 @@ fn poll_greets_implicitly() {
 #[test]
 fn quit_in_authorization_closes_without_commit() {
     let mut d = Driver::plain();
-    assert_eq!(
-        d.send("QUIT\r\n"),
-        "+OK pop.example POP3 server signing off\r\n"
-    );
+    d.converse(&[("QUIT\r\n", "+OK pop.example POP3 server signing off\r\n")]);
     assert!(d.closed());
     assert!(d.actions.is_empty());
     assert_eq!(d.s.state(), State::Closed);
@@ -264,89 +269,80 @@ fn quit_in_authorization_closes_without_commit() {
 #[test]
 fn quit_with_arguments_is_an_error() {
     let mut d = Driver::plain();
-    assert_eq!(d.send("QUIT now\r\n"), "-ERR Syntax: QUIT\r\n");
+    d.converse(&[("QUIT now\r\n", "-ERR Syntax: QUIT\r\n")]);
     assert!(!d.closed());
 }
 
 #[test]
 fn noop_in_both_states() {
     let mut d = Driver::tls();
-    assert_eq!(d.send("NOOP\r\n"), "+OK\r\n");
+    d.converse(&[("NOOP\r\n", "+OK\r\n")]);
     d.login();
-    assert_eq!(d.send("NOOP\r\n"), "+OK\r\n");
-    assert_eq!(d.send("NOOP x\r\n"), "-ERR Syntax: NOOP\r\n");
+    d.converse(&[
+        ("NOOP\r\n", "+OK\r\n"),
+        ("NOOP x\r\n", "-ERR Syntax: NOOP\r\n"),
+    ]);
 }
 
 #[test]
 fn unknown_commands() {
     let mut d = Driver::plain();
-    assert_eq!(d.send("XTND XMIT\r\n"), "-ERR Unknown command\r\n");
-    assert_eq!(d.send("\r\n"), "-ERR Unknown command\r\n");
-    assert_eq!(d.send("LAST\r\n"), "-ERR Unknown command\r\n");
+    d.converse(&[
+        ("XTND XMIT\r\n", "-ERR Unknown command\r\n"),
+        ("\r\n", "-ERR Unknown command\r\n"),
+        ("LAST\r\n", "-ERR Unknown command\r\n"),
+    ]);
     assert_eq!(d.s.stats().errors, 3);
 }
 
 #[test]
 fn commands_are_case_insensitive() {
     let mut d = Driver::tls();
-    assert_eq!(
-        d.send("user alice\r\npAsS secret\r\nstat\r\n"),
-        format!(
+    d.converse(&[(
+        "user alice\r\npAsS secret\r\nstat\r\n",
+        &format!(
             "+OK send PASS\r\n+OK maildrop locked and ready\r\n+OK 3 {}\r\n",
             total()
-        )
-    );
+        ),
+    )]);
 }
 
 #[test]
 fn apop_is_not_supported() {
     let mut d = Driver::tls();
-    assert_eq!(
-        d.send("APOP alice c4c9334bac560ecc979e58001b3e22fb\r\n"),
-        "-ERR APOP not supported\r\n"
-    );
+    d.converse(&[(
+        "APOP alice c4c9334bac560ecc979e58001b3e22fb\r\n",
+        "-ERR APOP not supported\r\n",
+    )]);
     assert!(d.actions.is_empty());
 }
 
 #[test]
 fn http_request_closes_the_connection() {
     let mut d = Driver::plain();
-    assert_eq!(
-        d.send("POST / HTTP/1.1\r\nHost: x\r\n\r\nUSER a\r\n"),
-        "-ERR This is a POP3 server\r\n"
-    );
+    d.converse(&[(
+        "POST / HTTP/1.1\r\nHost: x\r\n\r\nUSER a\r\n",
+        "-ERR This is a POP3 server\r\n",
+    )]);
     assert!(d.closed());
 }
 
 #[test]
 fn http_header_line_closes_the_connection() {
     let mut d = Driver::plain();
-    assert_eq!(
-        d.send("Host: pop.example\r\n"),
-        "-ERR This is a POP3 server\r\n"
-    );
+    d.converse(&[("Host: pop.example\r\n", "-ERR This is a POP3 server\r\n")]);
     assert!(d.closed());
 }
 
 #[test]
 fn control_characters_are_refused() {
     let mut d = Driver::tls();
-    assert_eq!(
-        d.send("NOOP\rx\r\n"),
-        "-ERR Invalid character in command\r\n"
-    );
-    assert_eq!(
-        d.send("USER a\0b\r\n"),
-        "-ERR Invalid character in command\r\n"
-    );
-    assert_eq!(
-        d.send("USER\ta\r\n"),
-        "-ERR Invalid character in command\r\n"
-    );
-    assert_eq!(
-        d.send("USER a\x7f\r\n"),
-        "-ERR Invalid character in command\r\n"
-    );
+    d.converse(&[
+        ("NOOP\rx\r\n", "-ERR Invalid character in command\r\n"),
+        ("USER a\0b\r\n", "-ERR Invalid character in command\r\n"),
+        ("USER\ta\r\n", "-ERR Invalid character in command\r\n"),
+        ("USER a\x7f\r\n", "-ERR Invalid character in command\r\n"),
+    ]);
     assert!(d.actions.is_empty());
 }
 
@@ -375,25 +371,29 @@ fn utf8_user_names_are_passed_on() {
 #[test]
 fn bare_lf_line_endings_are_accepted() {
     let mut d = Driver::tls();
-    assert_eq!(
-        d.send("USER alice\nPASS secret\nSTAT\n"),
-        format!(
+    d.converse(&[(
+        "USER alice\nPASS secret\nSTAT\n",
+        &format!(
             "+OK send PASS\r\n+OK maildrop locked and ready\r\n+OK 3 {}\r\n",
             total()
-        )
-    );
+        ),
+    )]);
 }
 
 #[test]
 fn arguments_on_argumentless_commands_are_refused() {
     let mut d = Driver::stls();
-    assert_eq!(d.send("CAPA x\r\n"), "-ERR Syntax: CAPA\r\n");
-    assert_eq!(d.send("STLS x\r\n"), "-ERR Syntax: STLS\r\n");
+    d.converse(&[
+        ("CAPA x\r\n", "-ERR Syntax: CAPA\r\n"),
+        ("STLS x\r\n", "-ERR Syntax: STLS\r\n"),
+    ]);
     let mut d = logged_in();
-    assert_eq!(d.send("STAT 1\r\n"), "-ERR Syntax: STAT\r\n");
-    assert_eq!(d.send("RSET 1\r\n"), "-ERR Syntax: RSET\r\n");
-    // A trailing space is not an argument.
-    assert_eq!(d.send("STAT \r\n"), format!("+OK 3 {}\r\n", total()));
+    d.converse(&[
+        ("STAT 1\r\n", "-ERR Syntax: STAT\r\n"),
+        ("RSET 1\r\n", "-ERR Syntax: RSET\r\n"),
+        // A trailing space is not an argument.
+        ("STAT \r\n", &format!("+OK 3 {}\r\n", total())),
+    ]);
 }
 
 // ------------------------------------------------------------------------------------
@@ -405,10 +405,10 @@ const CAPA_COMMON: &str =
 #[test]
 fn capa_plaintext_without_stls() {
     let mut d = Driver::plain();
-    assert_eq!(
-        d.send("CAPA\r\n"),
-        format!("{CAPA_COMMON}IMPLEMENTATION hato\r\n.\r\n")
-    );
+    d.converse(&[(
+        "CAPA\r\n",
+        &format!("{CAPA_COMMON}IMPLEMENTATION hato\r\n.\r\n"),
+    )]);
 }
 
 #[test]
@@ -426,20 +426,20 @@ fn capa_before_tls_offers_stls_but_no_login() {
 #[test]
 fn capa_under_implicit_tls_offers_login_not_stls() {
     let mut d = Driver::with(stls_config(), Some(tls_info()));
-    assert_eq!(
-        d.send("CAPA\r\n"),
-        format!("{CAPA_COMMON}USER\r\nSASL PLAIN\r\nIMPLEMENTATION hato\r\n.\r\n")
-    );
+    d.converse(&[(
+        "CAPA\r\n",
+        &format!("{CAPA_COMMON}USER\r\nSASL PLAIN\r\nIMPLEMENTATION hato\r\n.\r\n"),
+    )]);
 }
 
 #[test]
 fn capa_after_stls() {
     let mut d = Driver::stls();
     d.stls_handshake();
-    assert_eq!(
-        d.send("CAPA\r\n"),
-        format!("{CAPA_COMMON}USER\r\nSASL PLAIN\r\nIMPLEMENTATION hato\r\n.\r\n")
-    );
+    d.converse(&[(
+        "CAPA\r\n",
+        &format!("{CAPA_COMMON}USER\r\nSASL PLAIN\r\nIMPLEMENTATION hato\r\n.\r\n"),
+    )]);
 }
 
 #[test]
@@ -447,7 +447,7 @@ fn capa_in_transaction_matches_authorization() {
     let mut d = Driver::tls();
     let before = d.send("CAPA\r\n");
     d.login();
-    assert_eq!(d.send("capa\r\n"), before);
+    d.converse(&[("capa\r\n", &before)]);
 }
 
 // ------------------------------------------------------------------------------------
@@ -473,21 +473,20 @@ fn stls_injection_is_impossible() {
     assert_eq!(d.last, Action::StartTls);
     d.s.tls_established(tls_info());
     // The injected USER was never executed and is not remembered.
-    assert_eq!(d.send(""), "");
-    assert_eq!(d.send("PASS secret\r\n"), "-ERR Send USER first\r\n");
+    d.converse(&[("", ""), ("PASS secret\r\n", "-ERR Send USER first\r\n")]);
     assert!(d.actions.is_empty());
 }
 
 #[test]
 fn bytes_fed_during_the_handshake_are_discarded() {
     let mut d = Driver::stls();
-    assert_eq!(d.send("STLS\r\n"), "+OK Begin TLS negotiation\r\n");
+    d.converse(&[("STLS\r\n", "+OK Begin TLS negotiation\r\n")]);
     d.s.feed(b"USER alice\r\n");
     // poll keeps asking for the handshake.
     assert_eq!(d.s.poll(), Action::StartTls);
     assert_eq!(d.s.poll(), Action::StartTls);
     d.s.tls_established(tls_info());
-    assert_eq!(d.send("PASS secret\r\n"), "-ERR Send USER first\r\n");
+    d.converse(&[("PASS secret\r\n", "-ERR Send USER first\r\n")]);
 }
 
 #[test]
@@ -502,43 +501,37 @@ fn stls_keeps_error_count_and_stats() {
     d.send("BOGUS\r\nBOGUS\r\n");
     d.stls_handshake();
     assert_eq!(d.s.stats().errors, 2);
-    assert_eq!(
-        d.send("BOGUS\r\n"),
-        "-ERR Unknown command\r\n-ERR Too many errors, closing connection\r\n"
-    );
+    d.converse(&[(
+        "BOGUS\r\n",
+        "-ERR Unknown command\r\n-ERR Too many errors, closing connection\r\n",
+    )]);
     assert!(d.closed());
 }
 
 #[test]
 fn stls_not_configured() {
     let mut d = Driver::plain();
-    assert_eq!(d.send("STLS\r\n"), "-ERR STLS not available\r\n");
+    d.converse(&[("STLS\r\n", "-ERR STLS not available\r\n")]);
     assert_eq!(d.last, Action::NeedInput);
 }
 
 #[test]
 fn stls_under_tls_is_refused() {
     let mut d = Driver::with(stls_config(), Some(tls_info()));
-    assert_eq!(
-        d.send("STLS\r\n"),
-        "-ERR Command not permitted when TLS active\r\n"
-    );
+    d.converse(&[("STLS\r\n", "-ERR Command not permitted when TLS active\r\n")]);
     let mut d = Driver::stls();
     d.stls_handshake();
-    assert_eq!(
-        d.send("STLS\r\n"),
-        "-ERR Command not permitted when TLS active\r\n"
-    );
+    d.converse(&[("STLS\r\n", "-ERR Command not permitted when TLS active\r\n")]);
 }
 
 #[test]
 fn stls_in_transaction_is_refused() {
     let mut d = Driver::with(stls_config(), Some(tls_info()));
     d.login();
-    assert_eq!(
-        d.send("STLS\r\n"),
-        "-ERR Command not valid in TRANSACTION state\r\n"
-    );
+    d.converse(&[(
+        "STLS\r\n",
+        "-ERR Command not valid in TRANSACTION state\r\n",
+    )]);
 }
 
 // ------------------------------------------------------------------------------------
@@ -548,14 +541,13 @@ fn stls_in_transaction_is_refused() {
 fn login_before_tls_is_refused_with_stls_hint() {
     let mut d = Driver::stls();
     let e = "-ERR [AUTH] Must issue STLS command first\r\n";
-    assert_eq!(d.send("USER alice\r\n"), e);
-    assert_eq!(d.send("PASS secret\r\n"), e);
-    assert_eq!(
-        d.send(format!("AUTH PLAIN {}\r\n", b64(b"\0alice\0secret"))),
-        e
-    );
-    assert_eq!(d.send("AUTH PLAIN\r\n"), e);
-    assert_eq!(d.send("AUTH\r\n"), e);
+    d.converse(&[
+        ("USER alice\r\n", e),
+        ("PASS secret\r\n", e),
+        (&format!("AUTH PLAIN {}\r\n", b64(b"\0alice\0secret")), e),
+        ("AUTH PLAIN\r\n", e),
+        ("AUTH\r\n", e),
+    ]);
     assert!(d.actions.is_empty());
     assert_eq!(d.s.user(), None);
     assert_eq!(d.s.stats().errors, 5);
@@ -565,12 +557,11 @@ fn login_before_tls_is_refused_with_stls_hint() {
 fn login_on_plaintext_only_listener_is_refused() {
     let mut d = Driver::plain();
     let e = "-ERR [SYS/PERM] Authentication requires TLS, which this port does not offer\r\n";
-    assert_eq!(d.send("USER alice\r\n"), e);
-    assert_eq!(d.send("PASS secret\r\n"), e);
-    assert_eq!(
-        d.send(format!("AUTH PLAIN {}\r\n", b64(b"\0alice\0secret"))),
-        e
-    );
+    d.converse(&[
+        ("USER alice\r\n", e),
+        ("PASS secret\r\n", e),
+        (&format!("AUTH PLAIN {}\r\n", b64(b"\0alice\0secret")), e),
+    ]);
     assert!(d.actions.is_empty());
 }
 
@@ -579,7 +570,7 @@ fn user_given_before_tls_is_not_remembered() {
     let mut d = Driver::stls();
     d.send("USER alice\r\n");
     d.stls_handshake();
-    assert_eq!(d.send("PASS secret\r\n"), "-ERR Send USER first\r\n");
+    d.converse(&[("PASS secret\r\n", "-ERR Send USER first\r\n")]);
 }
 
 #[test]
@@ -623,15 +614,17 @@ fn user_pass_login() {
 #[test]
 fn pass_without_user() {
     let mut d = Driver::tls();
-    assert_eq!(d.send("PASS secret\r\n"), "-ERR Send USER first\r\n");
+    d.converse(&[("PASS secret\r\n", "-ERR Send USER first\r\n")]);
     assert!(d.actions.is_empty());
 }
 
 #[test]
 fn user_needs_a_name() {
     let mut d = Driver::tls();
-    assert_eq!(d.send("USER\r\n"), "-ERR Syntax: USER name\r\n");
-    assert_eq!(d.send("USER  \r\n"), "-ERR Syntax: USER name\r\n");
+    d.converse(&[
+        ("USER\r\n", "-ERR Syntax: USER name\r\n"),
+        ("USER  \r\n", "-ERR Syntax: USER name\r\n"),
+    ]);
 }
 
 #[test]
@@ -650,22 +643,22 @@ fn user_name_is_trimmed_and_replaced() {
 #[test]
 fn user_reply_does_not_reveal_unknown_users() {
     let mut d = Driver::tls();
-    assert_eq!(d.send("USER nosuchuser\r\n"), "+OK send PASS\r\n");
+    d.converse(&[("USER nosuchuser\r\n", "+OK send PASS\r\n")]);
 }
 
 #[test]
 fn wrong_password() {
     let mut d = Driver::tls();
-    assert_eq!(
-        d.send("USER alice\r\nPASS wrong\r\n"),
-        "+OK send PASS\r\n-ERR [AUTH] Authentication failed\r\n"
-    );
+    d.converse(&[(
+        "USER alice\r\nPASS wrong\r\n",
+        "+OK send PASS\r\n-ERR [AUTH] Authentication failed\r\n",
+    )]);
     assert_eq!(d.s.state(), State::Authorization);
     assert_eq!(d.s.user(), None);
     assert_eq!(d.s.stats().auth_failures, 1);
     assert_eq!(d.s.stats().errors, 1);
     // USER must be given again.
-    assert_eq!(d.send("PASS secret\r\n"), "-ERR Send USER first\r\n");
+    d.converse(&[("PASS secret\r\n", "-ERR Send USER first\r\n")]);
     d.login();
 }
 
@@ -685,14 +678,16 @@ fn password_keeps_spaces() {
 #[test]
 fn empty_password_fails_without_asking() {
     let mut d = Driver::tls();
-    assert_eq!(
-        d.send("USER alice\r\nPASS\r\n"),
-        "+OK send PASS\r\n-ERR [AUTH] Authentication failed\r\n"
-    );
-    assert_eq!(
-        d.send("USER alice\r\nPASS \r\n"),
-        "+OK send PASS\r\n-ERR [AUTH] Authentication failed\r\n"
-    );
+    d.converse(&[
+        (
+            "USER alice\r\nPASS\r\n",
+            "+OK send PASS\r\n-ERR [AUTH] Authentication failed\r\n",
+        ),
+        (
+            "USER alice\r\nPASS \r\n",
+            "+OK send PASS\r\n-ERR [AUTH] Authentication failed\r\n",
+        ),
+    ]);
     assert!(d.actions.is_empty());
     assert_eq!(d.s.stats().auth_failures, 2);
 }
@@ -700,10 +695,9 @@ fn empty_password_fails_without_asking() {
 #[test]
 fn throttled_login_closes_with_sys_temp() {
     let mut d = Driver::tls();
-    assert_eq!(
-        d.send("USER throttle\r\nPASS x\r\nSTAT\r\n"),
-        "+OK send PASS\r\n-ERR [SYS/TEMP] Too many failed authentication attempts, try again later\r\n"
-    );
+    d.converse(&[
+        ("USER throttle\r\nPASS x\r\nSTAT\r\n", "+OK send PASS\r\n-ERR [SYS/TEMP] Too many failed authentication attempts, try again later\r\n"),
+    ]);
     assert!(d.closed());
     assert_eq!(d.s.stats().auth_failures, 1);
     assert_eq!(d.s.user(), None);
@@ -728,16 +722,16 @@ fn login_commands_in_transaction_are_refused() {
 #[test]
 fn auth_without_arguments_lists_mechanisms() {
     let mut d = Driver::tls();
-    assert_eq!(d.send("AUTH\r\n"), "+OK\r\nPLAIN\r\n.\r\n");
+    d.converse(&[("AUTH\r\n", "+OK\r\nPLAIN\r\n.\r\n")]);
 }
 
 #[test]
 fn auth_plain_with_initial_response() {
     let mut d = Driver::tls();
-    assert_eq!(
-        d.send(format!("AUTH PLAIN {}\r\n", b64(b"\0alice\0secret"))),
-        "+OK maildrop locked and ready\r\n"
-    );
+    d.converse(&[(
+        &format!("AUTH PLAIN {}\r\n", b64(b"\0alice\0secret")),
+        "+OK maildrop locked and ready\r\n",
+    )]);
     assert_eq!(d.decisions(), ["auth", "open"]);
     assert_eq!(d.s.state(), State::Transaction);
 }
@@ -745,12 +739,12 @@ fn auth_plain_with_initial_response() {
 #[test]
 fn auth_plain_with_continuation() {
     let mut d = Driver::tls();
-    assert_eq!(d.send("AUTH plain\r\n"), "+ \r\n");
+    d.converse(&[("AUTH plain\r\n", "+ \r\n")]);
     assert!(d.actions.is_empty());
-    assert_eq!(
-        d.send(format!("{}\r\n", b64(b"alice\0alice\0secret"))),
-        "+OK maildrop locked and ready\r\n"
-    );
+    d.converse(&[(
+        &format!("{}\r\n", b64(b"alice\0alice\0secret")),
+        "+OK maildrop locked and ready\r\n",
+    )]);
     assert_eq!(
         d.actions[0],
         Action::Authenticate {
@@ -763,40 +757,38 @@ fn auth_plain_with_continuation() {
 #[test]
 fn auth_pipelined_with_continuation() {
     let mut d = Driver::tls();
-    assert_eq!(
-        d.send(format!(
-            "AUTH PLAIN\r\n{}\r\nSTAT\r\n",
-            b64(b"\0alice\0secret")
-        )),
-        format!(
+    d.converse(&[(
+        &format!("AUTH PLAIN\r\n{}\r\nSTAT\r\n", b64(b"\0alice\0secret")),
+        &format!(
             "+ \r\n+OK maildrop locked and ready\r\n+OK 3 {}\r\n",
             total()
-        )
-    );
+        ),
+    )]);
 }
 
 #[test]
 fn auth_cancelled() {
     let mut d = Driver::tls();
-    assert_eq!(
-        d.send("AUTH PLAIN\r\n*\r\nNOOP\r\n"),
-        "+ \r\n-ERR Authentication cancelled\r\n+OK\r\n"
-    );
-    assert_eq!(
-        d.send("AUTH PLAIN *\r\n"),
-        "-ERR Authentication cancelled\r\n"
-    );
+    d.converse(&[
+        (
+            "AUTH PLAIN\r\n*\r\nNOOP\r\n",
+            "+ \r\n-ERR Authentication cancelled\r\n+OK\r\n",
+        ),
+        ("AUTH PLAIN *\r\n", "-ERR Authentication cancelled\r\n"),
+    ]);
     assert!(d.actions.is_empty());
 }
 
 #[test]
 fn auth_bad_base64() {
     let mut d = Driver::tls();
-    assert_eq!(d.send("AUTH PLAIN !!!\r\n"), "-ERR Invalid base64 data\r\n");
-    assert_eq!(
-        d.send("AUTH PLAIN\r\nnot base64\r\n"),
-        "+ \r\n-ERR Invalid base64 data\r\n"
-    );
+    d.converse(&[
+        ("AUTH PLAIN !!!\r\n", "-ERR Invalid base64 data\r\n"),
+        (
+            "AUTH PLAIN\r\nnot base64\r\n",
+            "+ \r\n-ERR Invalid base64 data\r\n",
+        ),
+    ]);
     assert!(d.actions.is_empty());
 }
 
@@ -823,29 +815,28 @@ fn auth_plain_malformed_messages() {
         );
     }
     // An empty argument is no initial response at all.
-    assert_eq!(
-        d.send("AUTH PLAIN \r\n*\r\n"),
-        "+ \r\n-ERR Authentication cancelled\r\n"
-    );
-    // "=" is the empty initial response: not a valid PLAIN message either.
-    assert_eq!(
-        d.send("AUTH PLAIN =\r\n"),
-        "-ERR Invalid PLAIN response\r\n"
-    );
-    assert_eq!(
-        d.send("AUTH PLAIN\r\n=\r\n"),
-        "+ \r\n-ERR Invalid PLAIN response\r\n"
-    );
+    d.converse(&[
+        (
+            "AUTH PLAIN \r\n*\r\n",
+            "+ \r\n-ERR Authentication cancelled\r\n",
+        ),
+        // "=" is the empty initial response: not a valid PLAIN message either.
+        ("AUTH PLAIN =\r\n", "-ERR Invalid PLAIN response\r\n"),
+        (
+            "AUTH PLAIN\r\n=\r\n",
+            "+ \r\n-ERR Invalid PLAIN response\r\n",
+        ),
+    ]);
     assert!(d.actions.is_empty());
 }
 
 #[test]
 fn auth_plain_refuses_proxy_authorization() {
     let mut d = Driver::tls();
-    assert_eq!(
-        d.send(format!("AUTH PLAIN {}\r\n", b64(b"bob\0alice\0secret"))),
-        "-ERR [AUTH] Authentication failed\r\n"
-    );
+    d.converse(&[(
+        &format!("AUTH PLAIN {}\r\n", b64(b"bob\0alice\0secret")),
+        "-ERR [AUTH] Authentication failed\r\n",
+    )]);
     assert!(d.actions.is_empty());
     assert_eq!(d.s.stats().auth_failures, 1);
 }
@@ -853,53 +844,57 @@ fn auth_plain_refuses_proxy_authorization() {
 #[test]
 fn auth_plain_empty_password_fails_without_asking() {
     let mut d = Driver::tls();
-    assert_eq!(
-        d.send(format!("AUTH PLAIN {}\r\n", b64(b"\0alice\0"))),
-        "-ERR [AUTH] Authentication failed\r\n"
-    );
+    d.converse(&[(
+        &format!("AUTH PLAIN {}\r\n", b64(b"\0alice\0")),
+        "-ERR [AUTH] Authentication failed\r\n",
+    )]);
     assert!(d.actions.is_empty());
 }
 
 #[test]
 fn auth_plain_wrong_password_then_retry() {
     let mut d = Driver::tls();
-    assert_eq!(
-        d.send(format!("AUTH PLAIN {}\r\n", b64(b"\0alice\0nope"))),
-        "-ERR [AUTH] Authentication failed\r\n"
-    );
-    assert_eq!(
-        d.send(format!("AUTH PLAIN {}\r\n", b64(b"\0alice\0secret"))),
-        "+OK maildrop locked and ready\r\n"
-    );
+    d.converse(&[
+        (
+            &format!("AUTH PLAIN {}\r\n", b64(b"\0alice\0nope")),
+            "-ERR [AUTH] Authentication failed\r\n",
+        ),
+        (
+            &format!("AUTH PLAIN {}\r\n", b64(b"\0alice\0secret")),
+            "+OK maildrop locked and ready\r\n",
+        ),
+    ]);
 }
 
 #[test]
 fn auth_unknown_mechanism() {
     let mut d = Driver::tls();
-    assert_eq!(
-        d.send("AUTH CRAM-MD5\r\n"),
-        "-ERR Unrecognized authentication type\r\n"
-    );
-    assert_eq!(
-        d.send("AUTH LOGIN YWxpY2U=\r\n"),
-        "-ERR Unrecognized authentication type\r\n"
-    );
+    d.converse(&[
+        (
+            "AUTH CRAM-MD5\r\n",
+            "-ERR Unrecognized authentication type\r\n",
+        ),
+        (
+            "AUTH LOGIN YWxpY2U=\r\n",
+            "-ERR Unrecognized authentication type\r\n",
+        ),
+    ]);
 }
 
 #[test]
 fn auth_too_many_arguments() {
     let mut d = Driver::tls();
-    assert_eq!(
-        d.send("AUTH PLAIN a b\r\n"),
-        "-ERR Syntax: AUTH mechanism [initial-response]\r\n"
-    );
+    d.converse(&[(
+        "AUTH PLAIN a b\r\n",
+        "-ERR Syntax: AUTH mechanism [initial-response]\r\n",
+    )]);
 }
 
 #[test]
 fn auth_forgets_a_pending_user() {
     let mut d = Driver::tls();
     d.send("USER alice\r\nAUTH PLAIN *\r\n");
-    assert_eq!(d.send("PASS secret\r\n"), "-ERR Send USER first\r\n");
+    d.converse(&[("PASS secret\r\n", "-ERR Send USER first\r\n")]);
 }
 
 #[test]
@@ -924,19 +919,19 @@ fn auth_lines_may_exceed_the_command_limit() {
 #[test]
 fn auth_lines_are_bounded() {
     let mut d = Driver::tls();
-    assert_eq!(d.send("AUTH PLAIN\r\n"), "+ \r\n");
+    d.converse(&[("AUTH PLAIN\r\n", "+ \r\n")]);
     let long = "A".repeat(AUTH_LINE_MAX + 10);
-    assert_eq!(
-        d.send(format!("{long}\r\nNOOP\r\n")),
-        "-ERR Line too long\r\n+OK\r\n"
-    );
+    d.converse(&[(
+        &format!("{long}\r\nNOOP\r\n"),
+        "-ERR Line too long\r\n+OK\r\n",
+    )]);
     assert!(d.s.buffered() < 100);
     // Exactly at the limit (including CRLF) is fine; one more is not.
     let ok = format!("AUTH PLAIN {}\r\n", "A".repeat(AUTH_LINE_MAX - 13));
     assert_eq!(ok.len(), AUTH_LINE_MAX);
-    assert_eq!(d.send(&ok), "-ERR Invalid base64 data\r\n");
+    d.converse(&[(&ok, "-ERR Invalid base64 data\r\n")]);
     let over = format!("AUTH PLAIN {}\r\n", "A".repeat(AUTH_LINE_MAX - 12));
-    assert_eq!(d.send(&over), "-ERR Line too long\r\n");
+    d.converse(&[(&over, "-ERR Line too long\r\n")]);
     assert!(d.actions.is_empty());
 }
 
@@ -946,10 +941,10 @@ fn auth_lines_are_bounded() {
 #[test]
 fn maildrop_in_use() {
     let mut d = Driver::tls();
-    assert_eq!(
-        d.send("USER busy\r\nPASS secret\r\nSTAT\r\n"),
-        "+OK send PASS\r\n-ERR [IN-USE] Maildrop is locked by another session\r\n"
-    );
+    d.converse(&[(
+        "USER busy\r\nPASS secret\r\nSTAT\r\n",
+        "+OK send PASS\r\n-ERR [IN-USE] Maildrop is locked by another session\r\n",
+    )]);
     assert!(d.closed());
     assert_eq!(d.decisions(), ["auth", "open"]);
     assert_eq!(d.s.user(), Some("busy"));
@@ -958,11 +953,11 @@ fn maildrop_in_use() {
 #[test]
 fn maildrop_temporarily_unavailable() {
     let mut d = Driver::tls();
-    assert_eq!(
-        d.send("USER temp\r\nPASS secret\r\nSTAT\r\n"),
+    d.converse(&[(
+        "USER temp\r\nPASS secret\r\nSTAT\r\n",
         "+OK send PASS\r\n-ERR [SYS/TEMP] Cannot open maildrop, try again later\r\n\
-         -ERR Command not valid in AUTHORIZATION state\r\n"
-    );
+         -ERR Command not valid in AUTHORIZATION state\r\n",
+    )]);
     assert!(!d.closed());
     assert_eq!(d.s.state(), State::Authorization);
     assert_eq!(d.s.user(), None);
@@ -974,10 +969,10 @@ fn maildrop_temporarily_unavailable() {
 #[test]
 fn invalid_listing_is_refused() {
     let mut d = Driver::tls();
-    assert_eq!(
-        d.send("USER broken\r\nPASS secret\r\n"),
-        "+OK send PASS\r\n-ERR [SYS/PERM] Maildrop listing is invalid\r\n"
-    );
+    d.converse(&[(
+        "USER broken\r\nPASS secret\r\n",
+        "+OK send PASS\r\n-ERR [SYS/PERM] Maildrop listing is invalid\r\n",
+    )]);
     assert!(d.closed());
 }
 
@@ -1003,15 +998,17 @@ fn listing_validation() {
 fn empty_maildrop() {
     let mut d = Driver::tls();
     d.send("USER empty\r\nPASS secret\r\n");
-    assert_eq!(
-        d.send("STAT\r\nLIST\r\nUIDL\r\nRETR 1\r\n"),
-        "+OK 0 0\r\n+OK 0 messages (0 octets)\r\n.\r\n+OK unique-id listing follows\r\n.\r\n\
-         -ERR no such message, only 0 messages in maildrop\r\n"
-    );
-    assert_eq!(
-        d.send("QUIT\r\n"),
-        "+OK pop.example POP3 server signing off (maildrop empty)\r\n"
-    );
+    d.converse(&[
+        (
+            "STAT\r\nLIST\r\nUIDL\r\nRETR 1\r\n",
+            "+OK 0 0\r\n+OK 0 messages (0 octets)\r\n.\r\n+OK unique-id listing follows\r\n.\r\n\
+         -ERR no such message, only 0 messages in maildrop\r\n",
+        ),
+        (
+            "QUIT\r\n",
+            "+OK pop.example POP3 server signing off (maildrop empty)\r\n",
+        ),
+    ]);
     assert_eq!(d.actions.last(), Some(&Action::Commit { deleted: vec![] }));
 }
 
@@ -1021,24 +1018,26 @@ fn empty_maildrop() {
 #[test]
 fn stat() {
     let mut d = logged_in();
-    assert_eq!(d.send("STAT\r\n"), format!("+OK 3 {}\r\n", total()));
+    d.converse(&[("STAT\r\n", &format!("+OK 3 {}\r\n", total()))]);
 }
 
 #[test]
 fn list_all_and_one() {
     let mut d = logged_in();
-    assert_eq!(
-        d.send("LIST\r\n"),
-        format!(
-            "+OK 3 messages ({} octets)\r\n1 {}\r\n2 {}\r\n3 {}\r\n.\r\n",
-            total(),
-            size(0),
-            size(1),
-            size(2)
-        )
-    );
-    assert_eq!(d.send("LIST 2\r\n"), format!("+OK 2 {}\r\n", size(1)));
-    assert_eq!(d.send("list  3\r\n"), format!("+OK 3 {}\r\n", size(2)));
+    d.converse(&[
+        (
+            "LIST\r\n",
+            &format!(
+                "+OK 3 messages ({} octets)\r\n1 {}\r\n2 {}\r\n3 {}\r\n.\r\n",
+                total(),
+                size(0),
+                size(1),
+                size(2)
+            ),
+        ),
+        ("LIST 2\r\n", &format!("+OK 2 {}\r\n", size(1))),
+        ("list  3\r\n", &format!("+OK 3 {}\r\n", size(2))),
+    ]);
 }
 
 #[test]
@@ -1072,36 +1071,39 @@ fn message_number_checks() {
         }
         assert_eq!(d.send(format!("TOP {arg} 1\r\n")), expected, "TOP {arg}");
     }
-    assert_eq!(d.send("LIST 1 2\r\n"), "-ERR Syntax: LIST [msg]\r\n");
-    assert_eq!(d.send("UIDL 1 2\r\n"), "-ERR Syntax: UIDL [msg]\r\n");
-    assert_eq!(d.send("RETR\r\n"), "-ERR Syntax: RETR msg\r\n");
-    assert_eq!(d.send("RETR 1 2\r\n"), "-ERR Syntax: RETR msg\r\n");
-    assert_eq!(d.send("DELE\r\n"), "-ERR Syntax: DELE msg\r\n");
+    d.converse(&[
+        ("LIST 1 2\r\n", "-ERR Syntax: LIST [msg]\r\n"),
+        ("UIDL 1 2\r\n", "-ERR Syntax: UIDL [msg]\r\n"),
+        ("RETR\r\n", "-ERR Syntax: RETR msg\r\n"),
+        ("RETR 1 2\r\n", "-ERR Syntax: RETR msg\r\n"),
+        ("DELE\r\n", "-ERR Syntax: DELE msg\r\n"),
+    ]);
     assert_eq!(d.decisions(), ["auth", "open"]);
     // Nothing was deleted by the failed DELEs.
-    assert_eq!(d.send("STAT\r\n"), format!("+OK 3 {}\r\n", total()));
+    d.converse(&[("STAT\r\n", &format!("+OK 3 {}\r\n", total()))]);
 }
 
 #[test]
 fn uidl_all_and_one() {
     let mut d = logged_in();
-    assert_eq!(
-        d.send("UIDL\r\n"),
-        "+OK unique-id listing follows\r\n1 uid-1\r\n2 uid-2\r\n3 uid-3\r\n.\r\n"
-    );
-    assert_eq!(d.send("UIDL 3\r\n"), "+OK 3 uid-3\r\n");
+    d.converse(&[
+        (
+            "UIDL\r\n",
+            "+OK unique-id listing follows\r\n1 uid-1\r\n2 uid-2\r\n3 uid-3\r\n.\r\n",
+        ),
+        ("UIDL 3\r\n", "+OK 3 uid-3\r\n"),
+    ]);
 }
 
 #[test]
 fn retr_dot_stuffs() {
     let mut d = logged_in();
-    assert_eq!(
-        d.send("RETR 1\r\n"),
-        format!(
+    d.converse(&[
+        ("RETR 1\r\n", &format!(
             "+OK {} octets\r\nFrom: bob@example.org\r\nSubject: one\r\n\r\nline 1\r\n..dot line\r\nline 3\r\n.\r\n",
             MSG1.len()
-        )
-    );
+        )),
+    ]);
     assert_eq!(
         d.actions.last(),
         Some(&Action::Retrieve {
@@ -1115,10 +1117,10 @@ fn retr_dot_stuffs() {
 fn retr_normalises_bare_lf() {
     let mut d = logged_in();
     // Normalised: 14 + 2 + 7 + 3 + 7 octets.
-    assert_eq!(
-        d.send("RETR 2\r\n"),
-        "+OK 33 octets\r\nSubject: two\r\n\r\nhello\r\n..\r\nworld\r\n.\r\n"
-    );
+    d.converse(&[(
+        "RETR 2\r\n",
+        "+OK 33 octets\r\nSubject: two\r\n\r\nhello\r\n..\r\nworld\r\n.\r\n",
+    )]);
     assert_eq!(size(1), 33);
 }
 
@@ -1126,19 +1128,19 @@ fn retr_normalises_bare_lf() {
 fn retr_with_bare_cr_cannot_end_the_response_early() {
     let mut d = logged_in();
     d.message = Box::new(|_| Ok(b"a\r.\r\nb\n.\r\n+OK fake\r\n".to_vec()));
-    assert_eq!(
-        d.send("RETR 1\r\n"),
-        "+OK 22 octets\r\na\r\n..\r\nb\r\n..\r\n+OK fake\r\n.\r\n"
-    );
+    d.converse(&[(
+        "RETR 1\r\n",
+        "+OK 22 octets\r\na\r\n..\r\nb\r\n..\r\n+OK fake\r\n.\r\n",
+    )]);
 }
 
 #[test]
 fn top_with_zero_lines() {
     let mut d = logged_in();
-    assert_eq!(
-        d.send("TOP 1 0\r\n"),
-        "+OK top of message follows\r\nFrom: bob@example.org\r\nSubject: one\r\n\r\n.\r\n"
-    );
+    d.converse(&[(
+        "TOP 1 0\r\n",
+        "+OK top of message follows\r\nFrom: bob@example.org\r\nSubject: one\r\n\r\n.\r\n",
+    )]);
     assert_eq!(
         d.actions.last(),
         Some(&Action::Retrieve {
@@ -1151,19 +1153,12 @@ fn top_with_zero_lines() {
 #[test]
 fn top_with_lines() {
     let mut d = logged_in();
-    assert_eq!(
-        d.send("TOP 1 2\r\n"),
-        "+OK top of message follows\r\nFrom: bob@example.org\r\nSubject: one\r\n\r\nline 1\r\n..dot line\r\n.\r\n"
-    );
-    assert_eq!(
-        d.send("TOP 2 1\r\n"),
-        "+OK top of message follows\r\nSubject: two\r\n\r\nhello\r\n.\r\n"
-    );
-    // More lines than the body has: the whole message.
-    assert_eq!(
-        d.send("TOP 3 100\r\n"),
-        "+OK top of message follows\r\nSubject: three\r\n\r\nbody\r\n.\r\n"
-    );
+    d.converse(&[
+        ("TOP 1 2\r\n", "+OK top of message follows\r\nFrom: bob@example.org\r\nSubject: one\r\n\r\nline 1\r\n..dot line\r\n.\r\n"),
+        ("TOP 2 1\r\n", "+OK top of message follows\r\nSubject: two\r\n\r\nhello\r\n.\r\n"),
+        // More lines than the body has: the whole message.
+        ("TOP 3 100\r\n", "+OK top of message follows\r\nSubject: three\r\n\r\nbody\r\n.\r\n"),
+    ]);
     // A line count beyond usize means "all".
     d.send("TOP 3 99999999999999999999999\r\n");
     assert_eq!(
@@ -1178,43 +1173,44 @@ fn top_with_lines() {
 #[test]
 fn top_argument_checks() {
     let mut d = logged_in();
-    assert_eq!(d.send("TOP 1\r\n"), "-ERR Syntax: TOP msg n\r\n");
-    assert_eq!(d.send("TOP\r\n"), "-ERR Syntax: TOP msg n\r\n");
-    assert_eq!(d.send("TOP 1 2 3\r\n"), "-ERR Syntax: TOP msg n\r\n");
-    assert_eq!(d.send("TOP 1 -1\r\n"), "-ERR Invalid line count\r\n");
-    assert_eq!(d.send("TOP 1 01\r\n"), "-ERR Invalid line count\r\n");
-    assert_eq!(d.send("TOP 1 x\r\n"), "-ERR Invalid line count\r\n");
+    d.converse(&[
+        ("TOP 1\r\n", "-ERR Syntax: TOP msg n\r\n"),
+        ("TOP\r\n", "-ERR Syntax: TOP msg n\r\n"),
+        ("TOP 1 2 3\r\n", "-ERR Syntax: TOP msg n\r\n"),
+        ("TOP 1 -1\r\n", "-ERR Invalid line count\r\n"),
+        ("TOP 1 01\r\n", "-ERR Invalid line count\r\n"),
+        ("TOP 1 x\r\n", "-ERR Invalid line count\r\n"),
+    ]);
     assert_eq!(d.decisions(), ["auth", "open"]);
 }
 
 #[test]
 fn dele_hides_the_message() {
     let mut d = logged_in();
-    assert_eq!(d.send("DELE 2\r\n"), "+OK message 2 deleted\r\n");
+    d.converse(&[("DELE 2\r\n", "+OK message 2 deleted\r\n")]);
     let gone = "-ERR message 2 already deleted\r\n";
-    assert_eq!(d.send("DELE 2\r\n"), gone);
-    assert_eq!(d.send("RETR 2\r\n"), gone);
-    assert_eq!(d.send("TOP 2 0\r\n"), gone);
-    assert_eq!(d.send("LIST 2\r\n"), gone);
-    assert_eq!(d.send("UIDL 2\r\n"), gone);
-    assert_eq!(
-        d.send("STAT\r\n"),
-        format!("+OK 2 {}\r\n", size(0) + size(2))
-    );
-    // Numbers are stable: message 3 is still 3.
-    assert_eq!(
-        d.send("LIST\r\n"),
-        format!(
-            "+OK 2 messages ({} octets)\r\n1 {}\r\n3 {}\r\n.\r\n",
-            size(0) + size(2),
-            size(0),
-            size(2)
-        )
-    );
-    assert_eq!(
-        d.send("UIDL\r\n"),
-        "+OK unique-id listing follows\r\n1 uid-1\r\n3 uid-3\r\n.\r\n"
-    );
+    d.converse(&[
+        ("DELE 2\r\n", gone),
+        ("RETR 2\r\n", gone),
+        ("TOP 2 0\r\n", gone),
+        ("LIST 2\r\n", gone),
+        ("UIDL 2\r\n", gone),
+        ("STAT\r\n", &format!("+OK 2 {}\r\n", size(0) + size(2))),
+        // Numbers are stable: message 3 is still 3.
+        (
+            "LIST\r\n",
+            &format!(
+                "+OK 2 messages ({} octets)\r\n1 {}\r\n3 {}\r\n.\r\n",
+                size(0) + size(2),
+                size(0),
+                size(2)
+            ),
+        ),
+        (
+            "UIDL\r\n",
+            "+OK unique-id listing follows\r\n1 uid-1\r\n3 uid-3\r\n.\r\n",
+        ),
+    ]);
     assert_eq!(d.decisions(), ["auth", "open"]);
 }
 
@@ -1222,22 +1218,24 @@ fn dele_hides_the_message() {
 fn rset_undeletes() {
     let mut d = logged_in();
     d.send("DELE 1\r\nDELE 3\r\n");
-    assert_eq!(
-        d.send("RSET\r\n"),
-        format!("+OK maildrop has 3 messages ({} octets)\r\n", total())
-    );
-    assert_eq!(d.send("STAT\r\n"), format!("+OK 3 {}\r\n", total()));
-    assert_eq!(d.send("LIST 1\r\n"), format!("+OK 1 {}\r\n", size(0)));
+    d.converse(&[
+        (
+            "RSET\r\n",
+            &format!("+OK maildrop has 3 messages ({} octets)\r\n", total()),
+        ),
+        ("STAT\r\n", &format!("+OK 3 {}\r\n", total())),
+        ("LIST 1\r\n", &format!("+OK 1 {}\r\n", size(0))),
+    ]);
 }
 
 #[test]
 fn quit_commits_the_deletions() {
     let mut d = logged_in();
     d.send("DELE 3\r\nDELE 1\r\n");
-    assert_eq!(
-        d.send("QUIT\r\n"),
-        "+OK pop.example POP3 server signing off (1 message left)\r\n"
-    );
+    d.converse(&[(
+        "QUIT\r\n",
+        "+OK pop.example POP3 server signing off (1 message left)\r\n",
+    )]);
     assert!(d.closed());
     assert_eq!(
         d.actions.last(),
@@ -1253,10 +1251,10 @@ fn quit_commits_the_deletions() {
 fn quit_after_rset_commits_nothing() {
     let mut d = logged_in();
     d.send("DELE 1\r\nRSET\r\nDELE 2\r\nRSET\r\n");
-    assert_eq!(
-        d.send("QUIT\r\n"),
-        "+OK pop.example POP3 server signing off (3 messages left)\r\n"
-    );
+    d.converse(&[(
+        "QUIT\r\n",
+        "+OK pop.example POP3 server signing off (3 messages left)\r\n",
+    )]);
     assert_eq!(d.actions.last(), Some(&Action::Commit { deleted: vec![] }));
     assert_eq!(d.s.stats().messages_deleted, 0);
 }
@@ -1264,11 +1262,11 @@ fn quit_after_rset_commits_nothing() {
 #[test]
 fn quit_deleting_everything() {
     let mut d = logged_in();
-    assert_eq!(
-        d.send("DELE 1\r\nDELE 2\r\nDELE 3\r\nQUIT\r\n"),
+    d.converse(&[(
+        "DELE 1\r\nDELE 2\r\nDELE 3\r\nQUIT\r\n",
         "+OK message 1 deleted\r\n+OK message 2 deleted\r\n+OK message 3 deleted\r\n\
-         +OK pop.example POP3 server signing off (maildrop empty)\r\n"
-    );
+         +OK pop.example POP3 server signing off (maildrop empty)\r\n",
+    )]);
     assert_eq!(
         d.actions.last(),
         Some(&Action::Commit {
@@ -1281,10 +1279,10 @@ fn quit_deleting_everything() {
 fn commit_failure() {
     let mut d = logged_in();
     d.commit = Box::new(|_| Err(CommitError));
-    assert_eq!(
-        d.send("DELE 1\r\nQUIT\r\n"),
-        "+OK message 1 deleted\r\n-ERR [SYS/TEMP] some deleted messages not removed\r\n"
-    );
+    d.converse(&[(
+        "DELE 1\r\nQUIT\r\n",
+        "+OK message 1 deleted\r\n-ERR [SYS/TEMP] some deleted messages not removed\r\n",
+    )]);
     assert!(d.closed());
     assert_eq!(d.s.stats().messages_deleted, 0);
 }
@@ -1310,11 +1308,13 @@ fn message_read_failures() {
         0 => Err(MessageError::Gone),
         _ => Err(MessageError::Temporary),
     });
-    assert_eq!(d.send("RETR 1\r\n"), "-ERR message 1 no longer exists\r\n");
-    assert_eq!(
-        d.send("TOP 2 0\r\n"),
-        "-ERR [SYS/TEMP] Cannot read message 2, try again later\r\n"
-    );
+    d.converse(&[
+        ("RETR 1\r\n", "-ERR message 1 no longer exists\r\n"),
+        (
+            "TOP 2 0\r\n",
+            "-ERR [SYS/TEMP] Cannot read message 2, try again later\r\n",
+        ),
+    ]);
     // Server-side failures are not client errors.
     assert_eq!(d.s.stats().errors, 0);
     assert_eq!(d.s.stats().messages_retrieved, 0);
@@ -1380,11 +1380,11 @@ fn too_many_errors_in_transaction_does_not_commit() {
         Some(tls_info()),
     );
     d.login();
-    assert_eq!(
-        d.send("DELE 1\r\nDELE 1\r\nBOGUS\r\nQUIT\r\n"),
+    d.converse(&[(
+        "DELE 1\r\nDELE 1\r\nBOGUS\r\nQUIT\r\n",
         "+OK message 1 deleted\r\n-ERR message 1 already deleted\r\n-ERR Unknown command\r\n\
-         -ERR Too many errors, closing connection\r\n"
-    );
+         -ERR Too many errors, closing connection\r\n",
+    )]);
     assert!(d.closed());
     assert_eq!(d.decisions(), ["auth", "open"]);
 }
@@ -1398,10 +1398,10 @@ fn max_errors_zero_acts_as_one() {
         },
         None,
     );
-    assert_eq!(
-        d.send("BOGUS\r\n"),
-        "-ERR Unknown command\r\n-ERR Too many errors, closing connection\r\n"
-    );
+    d.converse(&[(
+        "BOGUS\r\n",
+        "-ERR Unknown command\r\n-ERR Too many errors, closing connection\r\n",
+    )]);
     assert!(d.closed());
 }
 
@@ -1539,16 +1539,16 @@ fn at_most_one_message_is_buffered() {
 fn long_lines_are_discarded_and_refused() {
     let mut d = Driver::tls();
     let long = "x".repeat(100_000);
-    assert_eq!(
-        d.send(format!("USER {long}\r\nNOOP\r\n")),
-        "-ERR Line too long\r\n+OK\r\n"
-    );
+    d.converse(&[(
+        &format!("USER {long}\r\nNOOP\r\n"),
+        "-ERR Line too long\r\n+OK\r\n",
+    )]);
     // Fed in pieces without a line end: nothing accumulates.
     for _ in 0..20 {
         assert_eq!(d.send(&long), "");
         assert!(d.s.buffered() <= long.len());
     }
-    assert_eq!(d.send("\r\nNOOP\r\n"), "-ERR Line too long\r\n+OK\r\n");
+    d.converse(&[("\r\nNOOP\r\n", "-ERR Line too long\r\n+OK\r\n")]);
     assert!(d.s.buffered() < 100);
 }
 
@@ -1557,14 +1557,13 @@ fn command_line_limit_is_inclusive_of_crlf() {
     let mut d = Driver::tls();
     // 512 octets with CRLF: accepted.
     let name = "n".repeat(512 - "USER \r\n".len());
-    assert_eq!(d.send(format!("USER {name}\r\n")), "+OK send PASS\r\n");
-    // 513: refused.
-    assert_eq!(
-        d.send(format!("USER {name}n\r\n")),
-        "-ERR Line too long\r\n"
-    );
-    // With a bare LF, 512 octets including the LF.
-    assert_eq!(d.send(format!("USER {name}n\n")), "+OK send PASS\r\n");
+    d.converse(&[
+        (&format!("USER {name}\r\n"), "+OK send PASS\r\n"),
+        // 513: refused.
+        (&format!("USER {name}n\r\n"), "-ERR Line too long\r\n"),
+        // With a bare LF, 512 octets including the LF.
+        (&format!("USER {name}n\n"), "+OK send PASS\r\n"),
+    ]);
 }
 
 #[test]
@@ -1577,11 +1576,10 @@ fn command_line_limit_is_configurable_with_a_floor() {
         Some(tls_info()),
     );
     let name = "n".repeat(300 - "USER \r\n".len());
-    assert_eq!(d.send(format!("USER {name}\r\n")), "+OK send PASS\r\n");
-    assert_eq!(
-        d.send(format!("USER {name}n\r\n")),
-        "-ERR Line too long\r\n"
-    );
+    d.converse(&[
+        (&format!("USER {name}\r\n"), "+OK send PASS\r\n"),
+        (&format!("USER {name}n\r\n"), "-ERR Line too long\r\n"),
+    ]);
     let mut d = Driver::with(
         Config {
             max_command_line: 10,
@@ -1590,20 +1588,21 @@ fn command_line_limit_is_configurable_with_a_floor() {
         Some(tls_info()),
     );
     let name = "n".repeat(MIN_COMMAND_LINE - "USER \r\n".len());
-    assert_eq!(d.send(format!("USER {name}\r\n")), "+OK send PASS\r\n");
-    assert_eq!(
-        d.send(format!("USER {name}n\r\n")),
-        "-ERR Line too long\r\n"
-    );
+    d.converse(&[
+        (&format!("USER {name}\r\n"), "+OK send PASS\r\n"),
+        (&format!("USER {name}n\r\n"), "-ERR Line too long\r\n"),
+    ]);
 }
 
 #[test]
 fn long_line_split_across_feeds() {
     let mut d = Driver::tls();
-    assert_eq!(d.send("x".repeat(400)), "");
-    assert_eq!(d.send("y".repeat(400)), "");
-    assert_eq!(d.send("\r"), "");
-    assert_eq!(d.send("\nNOOP\r\n"), "-ERR Line too long\r\n+OK\r\n");
+    d.converse(&[
+        (&"x".repeat(400), ""),
+        (&"y".repeat(400), ""),
+        ("\r", ""),
+        ("\nNOOP\r\n", "-ERR Line too long\r\n+OK\r\n"),
+    ]);
 }
 
 // ------------------------------------------------------------------------------------
