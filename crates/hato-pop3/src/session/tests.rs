@@ -215,6 +215,11 @@ fn b64(data: &[u8]) -> String {
     BASE64.encode(data)
 }
 
+/// `AUTH PLAIN` with `message` as the initial response.
+fn auth_plain(message: &[u8]) -> String {
+    format!("AUTH PLAIN {}\r\n", b64(message))
+}
+
 /// A logged-in session on implicit TLS.
 fn logged_in() -> Driver {
     let mut d = Driver::tls();
@@ -318,20 +323,16 @@ fn apop_is_not_supported() {
 }
 
 #[test]
-fn http_request_closes_the_connection() {
-    let mut d = Driver::plain();
-    d.converse(&[(
+fn http_closes_the_connection() {
+    // A request line, or a header line on its own.
+    for http in [
         "POST / HTTP/1.1\r\nHost: x\r\n\r\nUSER a\r\n",
-        "-ERR This is a POP3 server\r\n",
-    )]);
-    assert!(d.closed());
-}
-
-#[test]
-fn http_header_line_closes_the_connection() {
-    let mut d = Driver::plain();
-    d.converse(&[("Host: pop.example\r\n", "-ERR This is a POP3 server\r\n")]);
-    assert!(d.closed());
+        "Host: pop.example\r\n",
+    ] {
+        let mut d = Driver::plain();
+        d.converse(&[(http, "-ERR This is a POP3 server\r\n")]);
+        assert!(d.closed(), "{http:?}");
+    }
 }
 
 #[test]
@@ -403,12 +404,25 @@ const CAPA_COMMON: &str =
     "+OK Capability list follows\r\nTOP\r\nUIDL\r\nRESP-CODES\r\nAUTH-RESP-CODE\r\nPIPELINING\r\n";
 
 #[test]
-fn capa_plaintext_without_stls() {
-    let mut d = Driver::plain();
-    d.converse(&[(
-        "CAPA\r\n",
-        &format!("{CAPA_COMMON}IMPLEMENTATION hato\r\n.\r\n"),
-    )]);
+fn capa_offers_login_only_under_tls() {
+    let mut after_stls = Driver::stls();
+    after_stls.stls_handshake();
+    let login = "USER\r\nSASL PLAIN\r\n";
+    for (name, mut d, offered) in [
+        ("plaintext without STLS", Driver::plain(), ""),
+        (
+            "implicit TLS, no STLS",
+            Driver::with(stls_config(), Some(tls_info())),
+            login,
+        ),
+        ("after STLS", after_stls, login),
+    ] {
+        assert_eq!(
+            d.send("CAPA\r\n"),
+            format!("{CAPA_COMMON}{offered}IMPLEMENTATION hato\r\n.\r\n"),
+            "{name}"
+        );
+    }
 }
 
 #[test]
@@ -421,25 +435,6 @@ fn capa_before_tls_offers_stls_but_no_login() {
     );
     assert!(!out.contains("USER"));
     assert!(!out.contains("SASL"));
-}
-
-#[test]
-fn capa_under_implicit_tls_offers_login_not_stls() {
-    let mut d = Driver::with(stls_config(), Some(tls_info()));
-    d.converse(&[(
-        "CAPA\r\n",
-        &format!("{CAPA_COMMON}USER\r\nSASL PLAIN\r\nIMPLEMENTATION hato\r\n.\r\n"),
-    )]);
-}
-
-#[test]
-fn capa_after_stls() {
-    let mut d = Driver::stls();
-    d.stls_handshake();
-    d.converse(&[(
-        "CAPA\r\n",
-        &format!("{CAPA_COMMON}USER\r\nSASL PLAIN\r\nIMPLEMENTATION hato\r\n.\r\n"),
-    )]);
 }
 
 #[test]
@@ -538,30 +533,31 @@ fn stls_in_transaction_is_refused() {
 // No authentication before TLS (RFC 2595 §2.1)
 
 #[test]
-fn login_before_tls_is_refused_with_stls_hint() {
+fn login_without_tls_is_refused() {
+    let auth = auth_plain(b"\0alice\0secret");
+    let login = [
+        "USER alice\r\n",
+        "PASS secret\r\n",
+        &auth,
+        "AUTH PLAIN\r\n",
+        "AUTH\r\n",
+    ];
+
+    // Before STLS: with a hint at it.
     let mut d = Driver::stls();
-    let e = "-ERR [AUTH] Must issue STLS command first\r\n";
-    d.converse(&[
-        ("USER alice\r\n", e),
-        ("PASS secret\r\n", e),
-        (&format!("AUTH PLAIN {}\r\n", b64(b"\0alice\0secret")), e),
-        ("AUTH PLAIN\r\n", e),
-        ("AUTH\r\n", e),
-    ]);
+    for input in login {
+        d.converse(&[(input, "-ERR [AUTH] Must issue STLS command first\r\n")]);
+    }
     assert!(d.actions.is_empty());
     assert_eq!(d.s.user(), None);
     assert_eq!(d.s.stats().errors, 5);
-}
 
-#[test]
-fn login_on_plaintext_only_listener_is_refused() {
+    // On a plaintext-only listener.
     let mut d = Driver::plain();
     let e = "-ERR [SYS/PERM] Authentication requires TLS, which this port does not offer\r\n";
-    d.converse(&[
-        ("USER alice\r\n", e),
-        ("PASS secret\r\n", e),
-        (&format!("AUTH PLAIN {}\r\n", b64(b"\0alice\0secret")), e),
-    ]);
+    for input in &login[..3] {
+        d.converse(&[(input, e)]);
+    }
     assert!(d.actions.is_empty());
 }
 
@@ -729,7 +725,7 @@ fn auth_without_arguments_lists_mechanisms() {
 fn auth_plain_with_initial_response() {
     let mut d = Driver::tls();
     d.converse(&[(
-        &format!("AUTH PLAIN {}\r\n", b64(b"\0alice\0secret")),
+        &auth_plain(b"\0alice\0secret"),
         "+OK maildrop locked and ready\r\n",
     )]);
     assert_eq!(d.decisions(), ["auth", "open"]);
@@ -809,7 +805,7 @@ fn auth_plain_malformed_messages() {
         b"\0al\xffice\0secret",
     ] {
         assert_eq!(
-            d.send(format!("AUTH PLAIN {}\r\n", b64(msg))),
+            d.send(auth_plain(msg)),
             "-ERR Invalid PLAIN response\r\n",
             "{msg:?}"
         );
@@ -834,7 +830,7 @@ fn auth_plain_malformed_messages() {
 fn auth_plain_refuses_proxy_authorization() {
     let mut d = Driver::tls();
     d.converse(&[(
-        &format!("AUTH PLAIN {}\r\n", b64(b"bob\0alice\0secret")),
+        &auth_plain(b"bob\0alice\0secret"),
         "-ERR [AUTH] Authentication failed\r\n",
     )]);
     assert!(d.actions.is_empty());
@@ -845,7 +841,7 @@ fn auth_plain_refuses_proxy_authorization() {
 fn auth_plain_empty_password_fails_without_asking() {
     let mut d = Driver::tls();
     d.converse(&[(
-        &format!("AUTH PLAIN {}\r\n", b64(b"\0alice\0")),
+        &auth_plain(b"\0alice\0"),
         "-ERR [AUTH] Authentication failed\r\n",
     )]);
     assert!(d.actions.is_empty());
@@ -856,11 +852,11 @@ fn auth_plain_wrong_password_then_retry() {
     let mut d = Driver::tls();
     d.converse(&[
         (
-            &format!("AUTH PLAIN {}\r\n", b64(b"\0alice\0nope")),
+            &auth_plain(b"\0alice\0nope"),
             "-ERR [AUTH] Authentication failed\r\n",
         ),
         (
-            &format!("AUTH PLAIN {}\r\n", b64(b"\0alice\0secret")),
+            &auth_plain(b"\0alice\0secret"),
             "+OK maildrop locked and ready\r\n",
         ),
     ]);
