@@ -220,6 +220,14 @@ fn auth_plain(message: &[u8]) -> String {
     format!("AUTH PLAIN {}\r\n", b64(message))
 }
 
+/// The decision the session asks for on a login.
+fn authenticate(username: &str, password: &str) -> Action {
+    Action::Authenticate {
+        username: username.into(),
+        password: password.into(),
+    }
+}
+
 /// A logged-in session on implicit TLS.
 fn logged_in() -> Driver {
     let mut d = Driver::tls();
@@ -360,13 +368,7 @@ fn invalid_utf8_is_refused() {
 fn utf8_user_names_are_passed_on() {
     let mut d = Driver::tls();
     d.send("USER jörg\r\nPASS pässword\r\n");
-    assert_eq!(
-        d.actions,
-        [Action::Authenticate {
-            username: "jörg".into(),
-            password: "pässword".into()
-        }]
-    );
+    assert_eq!(d.actions, [authenticate("jörg", "pässword")]);
 }
 
 #[test]
@@ -595,10 +597,7 @@ fn user_pass_login() {
     assert_eq!(
         d.actions,
         [
-            Action::Authenticate {
-                username: "alice".into(),
-                password: "secret".into()
-            },
+            authenticate("alice", "secret"),
             Action::OpenMaildrop {
                 username: "alice".into()
             }
@@ -627,13 +626,7 @@ fn user_needs_a_name() {
 fn user_name_is_trimmed_and_replaced() {
     let mut d = Driver::tls();
     d.send("USER bob\r\nUSER  alice \r\nPASS secret\r\n");
-    assert_eq!(
-        d.actions[0],
-        Action::Authenticate {
-            username: "alice".into(),
-            password: "secret".into()
-        }
-    );
+    assert_eq!(d.actions[0], authenticate("alice", "secret"));
 }
 
 #[test]
@@ -662,13 +655,7 @@ fn wrong_password() {
 fn password_keeps_spaces() {
     let mut d = Driver::tls();
     d.send("USER alice\r\nPASS  my secret \r\n");
-    assert_eq!(
-        d.actions[0],
-        Action::Authenticate {
-            username: "alice".into(),
-            password: " my secret ".into()
-        }
-    );
+    assert_eq!(d.actions[0], authenticate("alice", " my secret "));
 }
 
 #[test]
@@ -741,13 +728,7 @@ fn auth_plain_with_continuation() {
         &format!("{}\r\n", b64(b"alice\0alice\0secret")),
         "+OK maildrop locked and ready\r\n",
     )]);
-    assert_eq!(
-        d.actions[0],
-        Action::Authenticate {
-            username: "alice".into(),
-            password: "secret".into()
-        }
-    );
+    assert_eq!(d.actions[0], authenticate("alice", "secret"));
 }
 
 #[test]
@@ -827,24 +808,19 @@ fn auth_plain_malformed_messages() {
 }
 
 #[test]
-fn auth_plain_refuses_proxy_authorization() {
-    let mut d = Driver::tls();
-    d.converse(&[(
-        &auth_plain(b"bob\0alice\0secret"),
-        "-ERR [AUTH] Authentication failed\r\n",
-    )]);
-    assert!(d.actions.is_empty());
-    assert_eq!(d.s.stats().auth_failures, 1);
-}
-
-#[test]
-fn auth_plain_empty_password_fails_without_asking() {
-    let mut d = Driver::tls();
-    d.converse(&[(
-        &auth_plain(b"\0alice\0"),
-        "-ERR [AUTH] Authentication failed\r\n",
-    )]);
-    assert!(d.actions.is_empty());
+fn auth_plain_fails_without_asking() {
+    for (case, message) in [
+        ("proxy authorization", &b"bob\0alice\0secret"[..]),
+        ("empty password", b"\0alice\0"),
+    ] {
+        let mut d = Driver::tls();
+        d.converse(&[(
+            &auth_plain(message),
+            "-ERR [AUTH] Authentication failed\r\n",
+        )]);
+        assert!(d.actions.is_empty(), "{case}");
+        assert_eq!(d.s.stats().auth_failures, 1, "{case}");
+    }
 }
 
 #[test]
@@ -903,13 +879,7 @@ fn auth_lines_may_exceed_the_command_limit() {
     );
     assert!(line.len() > 512);
     d.send(line);
-    assert_eq!(
-        d.actions,
-        [Action::Authenticate {
-            username: "alice".into(),
-            password: password.into()
-        }]
-    );
+    assert_eq!(d.actions, [authenticate("alice", &password)]);
 }
 
 #[test]
@@ -935,15 +905,25 @@ fn auth_lines_are_bounded() {
 // Opening the maildrop (RFC 1939 §4, RFC 2449 §8.1.2, RFC 3206)
 
 #[test]
-fn maildrop_in_use() {
-    let mut d = Driver::tls();
-    d.converse(&[(
-        "USER busy\r\nPASS secret\r\nSTAT\r\n",
-        "+OK send PASS\r\n-ERR [IN-USE] Maildrop is locked by another session\r\n",
-    )]);
-    assert!(d.closed());
-    assert_eq!(d.decisions(), ["auth", "open"]);
-    assert_eq!(d.s.user(), Some("busy"));
+fn maildrop_that_cannot_be_opened_for_good_closes() {
+    for (user, input, expected) in [
+        (
+            "busy",
+            "USER busy\r\nPASS secret\r\nSTAT\r\n",
+            "+OK send PASS\r\n-ERR [IN-USE] Maildrop is locked by another session\r\n",
+        ),
+        (
+            "broken",
+            "USER broken\r\nPASS secret\r\n",
+            "+OK send PASS\r\n-ERR [SYS/PERM] Maildrop listing is invalid\r\n",
+        ),
+    ] {
+        let mut d = Driver::tls();
+        d.converse(&[(input, expected)]);
+        assert!(d.closed(), "{user}");
+        assert_eq!(d.decisions(), ["auth", "open"], "{user}");
+        assert_eq!(d.s.user(), Some(user));
+    }
 }
 
 #[test]
@@ -960,16 +940,6 @@ fn maildrop_temporarily_unavailable() {
     // Not a client error.
     assert_eq!(d.s.stats().errors, 1);
     d.login();
-}
-
-#[test]
-fn invalid_listing_is_refused() {
-    let mut d = Driver::tls();
-    d.converse(&[(
-        "USER broken\r\nPASS secret\r\n",
-        "+OK send PASS\r\n-ERR [SYS/PERM] Maildrop listing is invalid\r\n",
-    )]);
-    assert!(d.closed());
 }
 
 #[test]
@@ -1651,10 +1621,7 @@ fn state_transitions() {
 
 #[test]
 fn debug_output_redacts_secrets() {
-    let a = Action::Authenticate {
-        username: "alice".into(),
-        password: "hunter2".into(),
-    };
+    let a = authenticate("alice", "hunter2");
     let text = format!("{a:?}");
     assert!(
         text.contains("alice") && !text.contains("hunter2"),
