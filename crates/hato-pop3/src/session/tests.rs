@@ -82,6 +82,9 @@ fn stls_config() -> Config {
 }
 
 const GREETING: &str = "+OK pop.example hato POP3 server ready\r\n";
+const SEND_PASS: &str = "+OK send PASS\r\n";
+const LOCKED: &str = "+OK maildrop locked and ready\r\n";
+const AUTH_FAILED: &str = "-ERR [AUTH] Authentication failed\r\n";
 
 impl Driver {
     /// Implicit TLS (port 995).
@@ -188,9 +191,15 @@ impl Driver {
     fn login(&mut self) {
         assert_eq!(
             self.send("USER alice\r\nPASS secret\r\n"),
-            "+OK send PASS\r\n+OK maildrop locked and ready\r\n"
+            format!("{SEND_PASS}{LOCKED}")
         );
         assert_eq!(self.s.state(), State::Transaction);
+    }
+
+    /// PASS is refused: no USER is pending.
+    #[track_caller]
+    fn assert_no_user_pending(&mut self) {
+        assert_eq!(self.send("PASS secret\r\n"), "-ERR Send USER first\r\n");
     }
 
     fn closed(&self) -> bool {
@@ -470,7 +479,8 @@ fn stls_injection_is_impossible() {
     assert_eq!(d.last, Action::StartTls);
     d.s.tls_established(tls_info());
     // The injected USER was never executed and is not remembered.
-    d.converse(&[("", ""), ("PASS secret\r\n", "-ERR Send USER first\r\n")]);
+    assert_eq!(d.send(""), "");
+    d.assert_no_user_pending();
     assert!(d.actions.is_empty());
 }
 
@@ -483,7 +493,7 @@ fn bytes_fed_during_the_handshake_are_discarded() {
     assert_eq!(d.s.poll(), Action::StartTls);
     assert_eq!(d.s.poll(), Action::StartTls);
     d.s.tls_established(tls_info());
-    d.converse(&[("PASS secret\r\n", "-ERR Send USER first\r\n")]);
+    d.assert_no_user_pending();
 }
 
 #[test]
@@ -568,7 +578,7 @@ fn user_given_before_tls_is_not_remembered() {
     let mut d = Driver::stls();
     d.send("USER alice\r\n");
     d.stls_handshake();
-    d.converse(&[("PASS secret\r\n", "-ERR Send USER first\r\n")]);
+    d.assert_no_user_pending();
 }
 
 #[test]
@@ -609,7 +619,7 @@ fn user_pass_login() {
 #[test]
 fn pass_without_user() {
     let mut d = Driver::tls();
-    d.converse(&[("PASS secret\r\n", "-ERR Send USER first\r\n")]);
+    d.assert_no_user_pending();
     assert!(d.actions.is_empty());
 }
 
@@ -623,16 +633,25 @@ fn user_needs_a_name() {
 }
 
 #[test]
-fn user_name_is_trimmed_and_replaced() {
-    let mut d = Driver::tls();
-    d.send("USER bob\r\nUSER  alice \r\nPASS secret\r\n");
-    assert_eq!(d.actions[0], authenticate("alice", "secret"));
+fn user_name_is_trimmed_and_replaced_password_keeps_spaces() {
+    for (input, username, password) in [
+        (
+            "USER bob\r\nUSER  alice \r\nPASS secret\r\n",
+            "alice",
+            "secret",
+        ),
+        ("USER alice\r\nPASS  my secret \r\n", "alice", " my secret "),
+    ] {
+        let mut d = Driver::tls();
+        d.send(input);
+        assert_eq!(d.actions[0], authenticate(username, password), "{input:?}");
+    }
 }
 
 #[test]
 fn user_reply_does_not_reveal_unknown_users() {
     let mut d = Driver::tls();
-    d.converse(&[("USER nosuchuser\r\n", "+OK send PASS\r\n")]);
+    d.converse(&[("USER nosuchuser\r\n", SEND_PASS)]);
 }
 
 #[test]
@@ -640,22 +659,15 @@ fn wrong_password() {
     let mut d = Driver::tls();
     d.converse(&[(
         "USER alice\r\nPASS wrong\r\n",
-        "+OK send PASS\r\n-ERR [AUTH] Authentication failed\r\n",
+        &format!("{SEND_PASS}{AUTH_FAILED}"),
     )]);
     assert_eq!(d.s.state(), State::Authorization);
     assert_eq!(d.s.user(), None);
     assert_eq!(d.s.stats().auth_failures, 1);
     assert_eq!(d.s.stats().errors, 1);
     // USER must be given again.
-    d.converse(&[("PASS secret\r\n", "-ERR Send USER first\r\n")]);
+    d.assert_no_user_pending();
     d.login();
-}
-
-#[test]
-fn password_keeps_spaces() {
-    let mut d = Driver::tls();
-    d.send("USER alice\r\nPASS  my secret \r\n");
-    assert_eq!(d.actions[0], authenticate("alice", " my secret "));
 }
 
 #[test]
@@ -664,11 +676,11 @@ fn empty_password_fails_without_asking() {
     d.converse(&[
         (
             "USER alice\r\nPASS\r\n",
-            "+OK send PASS\r\n-ERR [AUTH] Authentication failed\r\n",
+            &format!("{SEND_PASS}{AUTH_FAILED}"),
         ),
         (
             "USER alice\r\nPASS \r\n",
-            "+OK send PASS\r\n-ERR [AUTH] Authentication failed\r\n",
+            &format!("{SEND_PASS}{AUTH_FAILED}"),
         ),
     ]);
     assert!(d.actions.is_empty());
@@ -711,10 +723,7 @@ fn auth_without_arguments_lists_mechanisms() {
 #[test]
 fn auth_plain_with_initial_response() {
     let mut d = Driver::tls();
-    d.converse(&[(
-        &auth_plain(b"\0alice\0secret"),
-        "+OK maildrop locked and ready\r\n",
-    )]);
+    d.converse(&[(&auth_plain(b"\0alice\0secret"), LOCKED)]);
     assert_eq!(d.decisions(), ["auth", "open"]);
     assert_eq!(d.s.state(), State::Transaction);
 }
@@ -724,10 +733,7 @@ fn auth_plain_with_continuation() {
     let mut d = Driver::tls();
     d.converse(&[("AUTH plain\r\n", "+ \r\n")]);
     assert!(d.actions.is_empty());
-    d.converse(&[(
-        &format!("{}\r\n", b64(b"alice\0alice\0secret")),
-        "+OK maildrop locked and ready\r\n",
-    )]);
+    d.converse(&[(&format!("{}\r\n", b64(b"alice\0alice\0secret")), LOCKED)]);
     assert_eq!(d.actions[0], authenticate("alice", "secret"));
 }
 
@@ -814,10 +820,7 @@ fn auth_plain_fails_without_asking() {
         ("empty password", b"\0alice\0"),
     ] {
         let mut d = Driver::tls();
-        d.converse(&[(
-            &auth_plain(message),
-            "-ERR [AUTH] Authentication failed\r\n",
-        )]);
+        d.converse(&[(&auth_plain(message), AUTH_FAILED)]);
         assert!(d.actions.is_empty(), "{case}");
         assert_eq!(d.s.stats().auth_failures, 1, "{case}");
     }
@@ -827,14 +830,8 @@ fn auth_plain_fails_without_asking() {
 fn auth_plain_wrong_password_then_retry() {
     let mut d = Driver::tls();
     d.converse(&[
-        (
-            &auth_plain(b"\0alice\0nope"),
-            "-ERR [AUTH] Authentication failed\r\n",
-        ),
-        (
-            &auth_plain(b"\0alice\0secret"),
-            "+OK maildrop locked and ready\r\n",
-        ),
+        (&auth_plain(b"\0alice\0nope"), AUTH_FAILED),
+        (&auth_plain(b"\0alice\0secret"), LOCKED),
     ]);
 }
 
@@ -866,7 +863,7 @@ fn auth_too_many_arguments() {
 fn auth_forgets_a_pending_user() {
     let mut d = Driver::tls();
     d.send("USER alice\r\nAUTH PLAIN *\r\n");
-    d.converse(&[("PASS secret\r\n", "-ERR Send USER first\r\n")]);
+    d.assert_no_user_pending();
 }
 
 #[test]
@@ -1524,11 +1521,11 @@ fn command_line_limit_is_inclusive_of_crlf() {
     // 512 octets with CRLF: accepted.
     let name = "n".repeat(512 - "USER \r\n".len());
     d.converse(&[
-        (&format!("USER {name}\r\n"), "+OK send PASS\r\n"),
+        (&format!("USER {name}\r\n"), SEND_PASS),
         // 513: refused.
         (&format!("USER {name}n\r\n"), "-ERR Line too long\r\n"),
         // With a bare LF, 512 octets including the LF.
-        (&format!("USER {name}n\n"), "+OK send PASS\r\n"),
+        (&format!("USER {name}n\n"), SEND_PASS),
     ]);
 }
 
@@ -1543,7 +1540,7 @@ fn command_line_limit_is_configurable_with_a_floor() {
     );
     let name = "n".repeat(300 - "USER \r\n".len());
     d.converse(&[
-        (&format!("USER {name}\r\n"), "+OK send PASS\r\n"),
+        (&format!("USER {name}\r\n"), SEND_PASS),
         (&format!("USER {name}n\r\n"), "-ERR Line too long\r\n"),
     ]);
     let mut d = Driver::with(
@@ -1555,7 +1552,7 @@ fn command_line_limit_is_configurable_with_a_floor() {
     );
     let name = "n".repeat(MIN_COMMAND_LINE - "USER \r\n".len());
     d.converse(&[
-        (&format!("USER {name}\r\n"), "+OK send PASS\r\n"),
+        (&format!("USER {name}\r\n"), SEND_PASS),
         (&format!("USER {name}n\r\n"), "-ERR Line too long\r\n"),
     ]);
 }
