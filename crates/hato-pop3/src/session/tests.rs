@@ -626,10 +626,9 @@ fn pass_without_user() {
 #[test]
 fn user_needs_a_name() {
     let mut d = Driver::tls();
-    d.converse(&[
-        ("USER\r\n", "-ERR Syntax: USER name\r\n"),
-        ("USER  \r\n", "-ERR Syntax: USER name\r\n"),
-    ]);
+    for input in ["USER\r\n", "USER  \r\n"] {
+        d.converse(&[(input, "-ERR Syntax: USER name\r\n")]);
+    }
 }
 
 #[test]
@@ -1287,10 +1286,16 @@ fn message_read_failures() {
 // ------------------------------------------------------------------------------------
 // No UPDATE without QUIT (RFC 1939 §3, §6)
 
+/// Logged in, with message 1 marked deleted: QUIT would remove it.
+fn one_deleted() -> Driver {
+    let mut d = logged_in();
+    d.converse(&[("DELE 1\r\n", "+OK message 1 deleted\r\n")]);
+    d
+}
+
 #[test]
 fn timeout_in_transaction_does_not_commit() {
-    let mut d = logged_in();
-    d.send("DELE 1\r\n");
+    let mut d = one_deleted();
     d.s.timeout();
     assert_eq!(d.s.poll(), Action::Close);
     // RFC 1939 §3: no response on autologout.
@@ -1305,8 +1310,7 @@ fn timeout_in_transaction_does_not_commit() {
 
 #[test]
 fn shutdown_does_not_commit() {
-    let mut d = logged_in();
-    d.send("DELE 1\r\n");
+    let mut d = one_deleted();
     d.s.shutdown();
     assert_eq!(d.s.poll(), Action::Close);
     assert_eq!(
