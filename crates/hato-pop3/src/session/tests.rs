@@ -156,27 +156,18 @@ impl Driver {
                     return String::from_utf8(out).expect("test output is UTF-8");
                 }
                 Action::Authenticate { username, password } => {
-                    let v = (self.auth)(username, password.expose());
-                    self.actions.push(a.clone());
-                    self.s.auth_result(v);
+                    self.s.auth_result((self.auth)(username, password.expose()));
                 }
                 Action::OpenMaildrop { username } => {
-                    let r = (self.maildrop)(username);
-                    self.actions.push(a.clone());
-                    self.s.maildrop_result(r);
+                    self.s.maildrop_result((self.maildrop)(username));
                 }
                 Action::Retrieve { index, .. } => {
                     out.extend(self.s.output());
-                    let r = (self.message)(*index);
-                    self.actions.push(a.clone());
-                    self.s.message_result(r);
+                    self.s.message_result((self.message)(*index));
                 }
-                Action::Commit { deleted } => {
-                    let r = (self.commit)(deleted);
-                    self.actions.push(a.clone());
-                    self.s.commit_result(r);
-                }
+                Action::Commit { deleted } => self.s.commit_result((self.commit)(deleted)),
             }
+            self.actions.push(a);
         }
         panic!("session did not settle");
     }
