@@ -3,6 +3,7 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 
+use super::fuzzing::tls_info;
 use super::*;
 use crate::wire_size;
 
@@ -45,8 +46,8 @@ fn total() -> u64 {
     (0..3).map(size).sum()
 }
 
-/// A fake driver answering decisions with configurable closures. Like the real
-/// driver, it takes the output before answering a Retrieve.
+/// A fake driver answering decisions with configurable closures. It takes the output
+/// after every poll, so (like the real driver) before answering a Retrieve.
 struct Driver {
     s: Session,
     /// Every decision action seen, in order.
@@ -59,14 +60,6 @@ struct Driver {
     commit: CommitFn,
 }
 
-fn tls_info() -> TlsInfo {
-    TlsInfo {
-        version: "TLSv1.3".into(),
-        cipher: "TLS_AES_256_GCM_SHA384".into(),
-        sni: Some("pop.example".into()),
-    }
-}
-
 fn config() -> Config {
     Config {
         hostname: "pop.example".into(),
@@ -74,11 +67,15 @@ fn config() -> Config {
     }
 }
 
+/// [`config`] with `change` made to it.
+fn config_with(change: impl FnOnce(&mut Config)) -> Config {
+    let mut cfg = config();
+    change(&mut cfg);
+    cfg
+}
+
 fn stls_config() -> Config {
-    Config {
-        stls: true,
-        ..config()
-    }
+    config_with(|c| c.stls = true)
 }
 
 const GREETING: &str = "+OK pop.example hato POP3 server ready\r\n";
@@ -90,6 +87,11 @@ impl Driver {
     /// Implicit TLS (port 995).
     fn tls() -> Driver {
         Driver::with(config(), Some(tls_info()))
+    }
+
+    /// Implicit TLS, with `change` made to the configuration.
+    fn tls_with(change: impl FnOnce(&mut Config)) -> Driver {
+        Driver::with(config_with(change), Some(tls_info()))
     }
 
     /// Port 110 with STLS offered.
@@ -149,9 +151,9 @@ impl Driver {
         let mut out = Vec::new();
         for _ in 0..100_000 {
             let a = self.s.poll();
+            out.extend(self.s.output());
             match &a {
                 Action::NeedInput | Action::StartTls | Action::Close => {
-                    out.extend(self.s.output());
                     self.last = a;
                     return String::from_utf8(out).expect("test output is UTF-8");
                 }
@@ -161,10 +163,7 @@ impl Driver {
                 Action::OpenMaildrop { username } => {
                     self.s.maildrop_result((self.maildrop)(username));
                 }
-                Action::Retrieve { index, .. } => {
-                    out.extend(self.s.output());
-                    self.s.message_result((self.message)(*index));
-                }
+                Action::Retrieve { index, .. } => self.s.message_result((self.message)(*index)),
                 Action::Commit { deleted } => self.s.commit_result((self.commit)(deleted)),
             }
             self.actions.push(a);
@@ -490,10 +489,10 @@ fn bytes_fed_during_the_handshake_are_discarded() {
 #[test]
 fn stls_keeps_error_count_and_stats() {
     let mut d = Driver::with(
-        Config {
-            max_errors: 3,
-            ..stls_config()
-        },
+        config_with(|c| {
+            c.stls = true;
+            c.max_errors = 3;
+        }),
         None,
     );
     d.send("BOGUS\r\nBOGUS\r\n");
@@ -767,13 +766,7 @@ fn auth_bad_base64() {
 
 #[test]
 fn auth_plain_malformed_messages() {
-    let mut d = Driver::with(
-        Config {
-            max_errors: 100,
-            ..config()
-        },
-        Some(tls_info()),
-    );
+    let mut d = Driver::tls_with(|c| c.max_errors = 100);
     for msg in [
         &b"alice secret"[..],
         b"alice\0secret",
@@ -995,13 +988,7 @@ fn list_all_and_one() {
 
 #[test]
 fn message_number_checks() {
-    let mut d = Driver::with(
-        Config {
-            max_errors: 100,
-            ..config()
-        },
-        Some(tls_info()),
-    );
+    let mut d = Driver::tls_with(|c| c.max_errors = 100);
     d.login();
     let none = "-ERR no such message, only 3 messages in maildrop\r\n";
     let invalid = "-ERR Invalid message number\r\n";
@@ -1330,13 +1317,7 @@ fn shutdown_drops_a_pending_action() {
 
 #[test]
 fn too_many_errors_in_transaction_does_not_commit() {
-    let mut d = Driver::with(
-        Config {
-            max_errors: 2,
-            ..config()
-        },
-        Some(tls_info()),
-    );
+    let mut d = Driver::tls_with(|c| c.max_errors = 2);
     d.login();
     d.converse(&[(
         "DELE 1\r\nDELE 1\r\nBOGUS\r\nQUIT\r\n",
@@ -1349,13 +1330,7 @@ fn too_many_errors_in_transaction_does_not_commit() {
 
 #[test]
 fn max_errors_zero_acts_as_one() {
-    let mut d = Driver::with(
-        Config {
-            max_errors: 0,
-            ..config()
-        },
-        None,
-    );
+    let mut d = Driver::with(config_with(|c| c.max_errors = 0), None);
     d.converse(&[(
         "BOGUS\r\n",
         "-ERR Unknown command\r\n-ERR Too many errors, closing connection\r\n",
@@ -1365,13 +1340,7 @@ fn max_errors_zero_acts_as_one() {
 
 #[test]
 fn failed_logins_count_as_errors() {
-    let mut d = Driver::with(
-        Config {
-            max_errors: 3,
-            ..config()
-        },
-        Some(tls_info()),
-    );
+    let mut d = Driver::tls_with(|c| c.max_errors = 3);
     let out = d.send("USER a\r\nPASS b\r\nUSER a\r\nPASS b\r\nUSER a\r\nPASS b\r\nUSER alice\r\n");
     assert_eq!(
         statuses(&out),
@@ -1526,25 +1495,13 @@ fn command_line_limit_is_inclusive_of_crlf() {
 
 #[test]
 fn command_line_limit_is_configurable_with_a_floor() {
-    let mut d = Driver::with(
-        Config {
-            max_command_line: 300,
-            ..config()
-        },
-        Some(tls_info()),
-    );
+    let mut d = Driver::tls_with(|c| c.max_command_line = 300);
     let name = "n".repeat(300 - "USER \r\n".len());
     d.converse(&[
         (&format!("USER {name}\r\n"), SEND_PASS),
         (&format!("USER {name}n\r\n"), "-ERR Line too long\r\n"),
     ]);
-    let mut d = Driver::with(
-        Config {
-            max_command_line: 10,
-            ..config()
-        },
-        Some(tls_info()),
-    );
+    let mut d = Driver::tls_with(|c| c.max_command_line = 10);
     let name = "n".repeat(MIN_COMMAND_LINE - "USER \r\n".len());
     d.converse(&[
         (&format!("USER {name}\r\n"), SEND_PASS),
