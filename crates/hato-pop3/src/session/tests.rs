@@ -962,15 +962,10 @@ fn empty_maildrop() {
 // TRANSACTION (RFC 1939 §5, §7)
 
 #[test]
-fn stat() {
-    let mut d = logged_in();
-    d.converse(&[("STAT\r\n", &format!("+OK 3 {}\r\n", total()))]);
-}
-
-#[test]
-fn list_all_and_one() {
+fn stat_and_list_report_the_sizes() {
     let mut d = logged_in();
     d.converse(&[
+        ("STAT\r\n", &format!("+OK 3 {}\r\n", total())),
         (
             "LIST\r\n",
             &format!(
