@@ -308,15 +308,21 @@ fn unknown_commands() {
 }
 
 #[test]
-fn commands_are_case_insensitive() {
-    let mut d = Driver::tls();
-    d.converse(&[(
-        "user alice\r\npAsS secret\r\nstat\r\n",
-        &format!(
-            "+OK send PASS\r\n+OK maildrop locked and ready\r\n+OK 3 {}\r\n",
-            total()
+fn lenient_spellings_are_accepted() {
+    for (case, input) in [
+        (
+            "commands in any case",
+            "user alice\r\npAsS secret\r\nstat\r\n",
         ),
-    )]);
+        ("bare LF line endings", "USER alice\nPASS secret\nSTAT\n"),
+    ] {
+        let mut d = Driver::tls();
+        assert_eq!(
+            d.send(input),
+            format!("{SEND_PASS}{LOCKED}+OK 3 {}\r\n", total()),
+            "{case}"
+        );
+    }
 }
 
 #[test]
@@ -368,18 +374,6 @@ fn utf8_user_names_are_passed_on() {
     let mut d = Driver::tls();
     d.send("USER jörg\r\nPASS pässword\r\n");
     assert_eq!(d.actions, [authenticate("jörg", "pässword")]);
-}
-
-#[test]
-fn bare_lf_line_endings_are_accepted() {
-    let mut d = Driver::tls();
-    d.converse(&[(
-        "USER alice\nPASS secret\nSTAT\n",
-        &format!(
-            "+OK send PASS\r\n+OK maildrop locked and ready\r\n+OK 3 {}\r\n",
-            total()
-        ),
-    )]);
 }
 
 #[test]
@@ -679,9 +673,10 @@ fn empty_password_fails_without_asking() {
 #[test]
 fn throttled_login_closes_with_sys_temp() {
     let mut d = Driver::tls();
-    d.converse(&[
-        ("USER throttle\r\nPASS x\r\nSTAT\r\n", "+OK send PASS\r\n-ERR [SYS/TEMP] Too many failed authentication attempts, try again later\r\n"),
-    ]);
+    d.converse(&[(
+        "USER throttle\r\nPASS x\r\nSTAT\r\n",
+        "+OK send PASS\r\n-ERR [SYS/TEMP] Too many failed authentication attempts, try again later\r\n",
+    )]);
     assert!(d.closed());
     assert_eq!(d.s.stats().auth_failures, 1);
     assert_eq!(d.s.user(), None);
@@ -1033,12 +1028,13 @@ fn uidl_all_and_one() {
 #[test]
 fn retr_dot_stuffs() {
     let mut d = logged_in();
-    d.converse(&[
-        ("RETR 1\r\n", &format!(
+    d.converse(&[(
+        "RETR 1\r\n",
+        &format!(
             "+OK {} octets\r\nFrom: bob@example.org\r\nSubject: one\r\n\r\nline 1\r\n..dot line\r\nline 3\r\n.\r\n",
             MSG1.len()
-        )),
-    ]);
+        ),
+    )]);
     assert_eq!(
         d.actions.last(),
         Some(&Action::Retrieve {
@@ -1089,10 +1085,19 @@ fn top_with_zero_lines() {
 fn top_with_lines() {
     let mut d = logged_in();
     d.converse(&[
-        ("TOP 1 2\r\n", "+OK top of message follows\r\nFrom: bob@example.org\r\nSubject: one\r\n\r\nline 1\r\n..dot line\r\n.\r\n"),
-        ("TOP 2 1\r\n", "+OK top of message follows\r\nSubject: two\r\n\r\nhello\r\n.\r\n"),
+        (
+            "TOP 1 2\r\n",
+            "+OK top of message follows\r\nFrom: bob@example.org\r\nSubject: one\r\n\r\nline 1\r\n..dot line\r\n.\r\n",
+        ),
+        (
+            "TOP 2 1\r\n",
+            "+OK top of message follows\r\nSubject: two\r\n\r\nhello\r\n.\r\n",
+        ),
         // More lines than the body has: the whole message.
-        ("TOP 3 100\r\n", "+OK top of message follows\r\nSubject: three\r\n\r\nbody\r\n.\r\n"),
+        (
+            "TOP 3 100\r\n",
+            "+OK top of message follows\r\nSubject: three\r\n\r\nbody\r\n.\r\n",
+        ),
     ]);
     // A line count beyond usize means "all".
     d.send("TOP 3 99999999999999999999999\r\n");
