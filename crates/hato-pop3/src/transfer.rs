@@ -130,43 +130,60 @@ mod tests {
         assert_eq!(wire_size(b"a\rb\n"), 6);
     }
 
+    /// RETR: (case, message, what is sent, its octet count where checked).
     #[test]
-    fn canonical_message_is_sent_unchanged() {
-        let (out, n) = encode(b"Subject: x\r\n\r\nhello\r\n", None);
-        assert_eq!(out, "Subject: x\r\n\r\nhello\r\n.\r\n");
-        assert_eq!(n, 21);
-    }
-
-    #[test]
-    fn leading_dots_are_stuffed() {
-        let (out, n) = encode(b"a\r\n.\r\n..x\r\n.b\r\n", None);
-        assert_eq!(out, "a\r\n..\r\n...x\r\n..b\r\n.\r\n");
-        assert_eq!(n, 3 + 3 + 5 + 4);
-        // Only at the start of a line.
-        let (out, _) = encode(b"a.b\r\n", None);
-        assert_eq!(out, "a.b\r\n.\r\n");
-        // A message starting with a dot.
-        let (out, _) = encode(b".", None);
-        assert_eq!(out, "..\r\n.\r\n");
-    }
-
-    #[test]
-    fn bare_line_endings_become_crlf() {
-        let (out, n) = encode(b"a\nb\rc\r\n", None);
-        assert_eq!(out, "a\r\nb\r\nc\r\n.\r\n");
-        assert_eq!(n, 9);
-        // A bare-LF terminator sequence cannot fake the end of the response.
-        let (out, _) = encode(b"a\n.\nb\n", None);
-        assert_eq!(out, "a\r\n..\r\nb\r\n.\r\n");
-        let (out, _) = encode(b"a\r.\rb", None);
-        assert_eq!(out, "a\r\n..\r\nb\r\n.\r\n");
-    }
-
-    #[test]
-    fn missing_final_line_end_is_added() {
-        let (out, n) = encode(b"a\r\nb", None);
-        assert_eq!(out, "a\r\nb\r\n.\r\n");
-        assert_eq!(n, 6);
+    fn retr_encoding() {
+        for (case, message, sent, octets) in [
+            (
+                "a canonical message is sent unchanged",
+                &b"Subject: x\r\n\r\nhello\r\n"[..],
+                "Subject: x\r\n\r\nhello\r\n.\r\n",
+                Some(21),
+            ),
+            (
+                "leading dots are stuffed",
+                b"a\r\n.\r\n..x\r\n.b\r\n",
+                "a\r\n..\r\n...x\r\n..b\r\n.\r\n",
+                Some(3 + 3 + 5 + 4),
+            ),
+            (
+                "only at the start of a line",
+                b"a.b\r\n",
+                "a.b\r\n.\r\n",
+                None,
+            ),
+            ("a message starting with a dot", b".", "..\r\n.\r\n", None),
+            (
+                "bare line endings become CRLF",
+                b"a\nb\rc\r\n",
+                "a\r\nb\r\nc\r\n.\r\n",
+                Some(9),
+            ),
+            (
+                "a bare-LF terminator sequence cannot fake the end of the response",
+                b"a\n.\nb\n",
+                "a\r\n..\r\nb\r\n.\r\n",
+                None,
+            ),
+            (
+                "nor a bare-CR one",
+                b"a\r.\rb",
+                "a\r\n..\r\nb\r\n.\r\n",
+                None,
+            ),
+            (
+                "a missing final line end is added",
+                b"a\r\nb",
+                "a\r\nb\r\n.\r\n",
+                Some(6),
+            ),
+        ] {
+            let (out, n) = encode(message, None);
+            assert_eq!(out, sent, "{case}");
+            if let Some(octets) = octets {
+                assert_eq!(n, octets, "{case}");
+            }
+        }
     }
 
     #[test]

@@ -124,6 +124,20 @@ fn stream(with_stls: bool) -> impl Strategy<Value = Vec<u8>> {
         .prop_map(|(p, v)| [p.to_vec(), v.concat()].concat())
 }
 
+/// A run's input: the bytes, up to `max_cuts` points to cut them at, whether STLS is
+/// offered, and whether the connection is under implicit TLS.
+fn input(
+    data: impl Strategy<Value = Vec<u8>>,
+    max_cuts: usize,
+) -> impl Strategy<Value = (Vec<u8>, Vec<usize>, bool, bool)> {
+    (
+        data,
+        proptest::collection::vec(any::<usize>(), 0..max_cuts),
+        any::<bool>(),
+        any::<bool>(),
+    )
+}
+
 /// Undoes the RETR encoding of a response body (up to and excluding `.` CRLF).
 fn unstuff(body: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
@@ -140,12 +154,7 @@ proptest! {
     /// Protocol-shaped input split at arbitrary points: no panic, bounded memory and
     /// output (checked in `drive`), well-formed status lines, commits only at QUIT.
     #[test]
-    fn arbitrary_input_never_panics(
-        data in stream(true),
-        cuts in proptest::collection::vec(any::<usize>(), 0..20),
-        stls in any::<bool>(),
-        tls in any::<bool>(),
-    ) {
+    fn arbitrary_input_never_panics((data, cuts, stls, tls) in input(stream(true), 20)) {
         let chunks = split(&data, &cuts);
         let out = drive(config(stls, 50), tls, &chunks);
         // Every response is caused by a line end in the input (a Retrieve adds one
@@ -175,10 +184,7 @@ proptest! {
     /// Purely random bytes, no protocol structure.
     #[test]
     fn random_bytes_never_panic(
-        data in proptest::collection::vec(any::<u8>(), 0..4000),
-        cuts in proptest::collection::vec(any::<usize>(), 0..10),
-        stls in any::<bool>(),
-        tls in any::<bool>(),
+        (data, cuts, stls, tls) in input(proptest::collection::vec(any::<u8>(), 0..4000), 10),
     ) {
         let out = drive(config(stls, 1000), tls, &split(&data, &cuts));
         prop_assert!(out.output.len() <= 1024 + 200 * (data.len() + 1));
@@ -187,12 +193,7 @@ proptest! {
     /// Feeding byte-by-byte, at once, or in random chunks gives the same responses
     /// and the same decisions.
     #[test]
-    fn chunking_does_not_change_result(
-        data in stream(false),
-        cuts in proptest::collection::vec(any::<usize>(), 0..20),
-        stls in any::<bool>(),
-        tls in any::<bool>(),
-    ) {
+    fn chunking_does_not_change_result((data, cuts, stls, tls) in input(stream(false), 20)) {
         let cfg = config(stls, 50);
         assert_cut_does_not_matter(&data, &cuts, |pieces| drive(cfg.clone(), tls, pieces));
     }

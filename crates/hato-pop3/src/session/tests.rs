@@ -3,6 +3,7 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 
+use super::fuzzing::tls_info;
 use super::*;
 use crate::wire_size;
 
@@ -45,8 +46,8 @@ fn total() -> u64 {
     (0..3).map(size).sum()
 }
 
-/// A fake driver answering decisions with configurable closures. Like the real
-/// driver, it takes the output before answering a Retrieve.
+/// A fake driver answering decisions with configurable closures. It takes the output
+/// after every poll, so (like the real driver) before answering a Retrieve.
 struct Driver {
     s: Session,
     /// Every decision action seen, in order.
@@ -59,14 +60,6 @@ struct Driver {
     commit: CommitFn,
 }
 
-fn tls_info() -> TlsInfo {
-    TlsInfo {
-        version: "TLSv1.3".into(),
-        cipher: "TLS_AES_256_GCM_SHA384".into(),
-        sni: Some("pop.example".into()),
-    }
-}
-
 fn config() -> Config {
     Config {
         hostname: "pop.example".into(),
@@ -74,19 +67,31 @@ fn config() -> Config {
     }
 }
 
+/// [`config`] with `change` made to it.
+fn config_with(change: impl FnOnce(&mut Config)) -> Config {
+    let mut cfg = config();
+    change(&mut cfg);
+    cfg
+}
+
 fn stls_config() -> Config {
-    Config {
-        stls: true,
-        ..config()
-    }
+    config_with(|c| c.stls = true)
 }
 
 const GREETING: &str = "+OK pop.example hato POP3 server ready\r\n";
+const SEND_PASS: &str = "+OK send PASS\r\n";
+const LOCKED: &str = "+OK maildrop locked and ready\r\n";
+const AUTH_FAILED: &str = "-ERR [AUTH] Authentication failed\r\n";
 
 impl Driver {
     /// Implicit TLS (port 995).
     fn tls() -> Driver {
         Driver::with(config(), Some(tls_info()))
+    }
+
+    /// Implicit TLS, with `change` made to the configuration.
+    fn tls_with(change: impl FnOnce(&mut Config)) -> Driver {
+        Driver::with(config_with(change), Some(tls_info()))
     }
 
     /// Port 110 with STLS offered.
@@ -134,38 +139,34 @@ impl Driver {
         self.run()
     }
 
+    /// A transcript: sends each input in turn and checks the output it produces.
+    #[track_caller]
+    fn converse(&mut self, steps: &[(&str, &str)]) {
+        for (input, expected) in steps {
+            assert_eq!(self.send(input), *expected, "reply to {input:?}");
+        }
+    }
+
     fn run(&mut self) -> String {
         let mut out = Vec::new();
         for _ in 0..100_000 {
             let a = self.s.poll();
+            out.extend(self.s.output());
             match &a {
                 Action::NeedInput | Action::StartTls | Action::Close => {
-                    out.extend(self.s.output());
                     self.last = a;
                     return String::from_utf8(out).expect("test output is UTF-8");
                 }
                 Action::Authenticate { username, password } => {
-                    let v = (self.auth)(username, password.expose());
-                    self.actions.push(a.clone());
-                    self.s.auth_result(v);
+                    self.s.auth_result((self.auth)(username, password.expose()));
                 }
                 Action::OpenMaildrop { username } => {
-                    let r = (self.maildrop)(username);
-                    self.actions.push(a.clone());
-                    self.s.maildrop_result(r);
+                    self.s.maildrop_result((self.maildrop)(username));
                 }
-                Action::Retrieve { index, .. } => {
-                    out.extend(self.s.output());
-                    let r = (self.message)(*index);
-                    self.actions.push(a.clone());
-                    self.s.message_result(r);
-                }
-                Action::Commit { deleted } => {
-                    let r = (self.commit)(deleted);
-                    self.actions.push(a.clone());
-                    self.s.commit_result(r);
-                }
+                Action::Retrieve { index, .. } => self.s.message_result((self.message)(*index)),
+                Action::Commit { deleted } => self.s.commit_result((self.commit)(deleted)),
             }
+            self.actions.push(a);
         }
         panic!("session did not settle");
     }
@@ -180,9 +181,15 @@ impl Driver {
     fn login(&mut self) {
         assert_eq!(
             self.send("USER alice\r\nPASS secret\r\n"),
-            "+OK send PASS\r\n+OK maildrop locked and ready\r\n"
+            format!("{SEND_PASS}{LOCKED}")
         );
         assert_eq!(self.s.state(), State::Transaction);
+    }
+
+    /// PASS is refused: no USER is pending.
+    #[track_caller]
+    fn assert_no_user_pending(&mut self) {
+        assert_eq!(self.send("PASS secret\r\n"), "-ERR Send USER first\r\n");
     }
 
     fn closed(&self) -> bool {
@@ -205,6 +212,19 @@ impl Driver {
 
 fn b64(data: &[u8]) -> String {
     BASE64.encode(data)
+}
+
+/// `AUTH PLAIN` with `message` as the initial response.
+fn auth_plain(message: &[u8]) -> String {
+    format!("AUTH PLAIN {}\r\n", b64(message))
+}
+
+/// The decision the session asks for on a login.
+fn authenticate(username: &str, password: &str) -> Action {
+    Action::Authenticate {
+        username: username.into(),
+        password: password.into(),
+    }
 }
 
 /// A logged-in session on implicit TLS.
@@ -248,10 +268,7 @@ fn poll_greets_implicitly() {
 #[test]
 fn quit_in_authorization_closes_without_commit() {
     let mut d = Driver::plain();
-    assert_eq!(
-        d.send("QUIT\r\n"),
-        "+OK pop.example POP3 server signing off\r\n"
-    );
+    d.converse(&[("QUIT\r\n", "+OK pop.example POP3 server signing off\r\n")]);
     assert!(d.closed());
     assert!(d.actions.is_empty());
     assert_eq!(d.s.state(), State::Closed);
@@ -264,89 +281,82 @@ fn quit_in_authorization_closes_without_commit() {
 #[test]
 fn quit_with_arguments_is_an_error() {
     let mut d = Driver::plain();
-    assert_eq!(d.send("QUIT now\r\n"), "-ERR Syntax: QUIT\r\n");
+    d.converse(&[("QUIT now\r\n", "-ERR Syntax: QUIT\r\n")]);
     assert!(!d.closed());
 }
 
 #[test]
 fn noop_in_both_states() {
     let mut d = Driver::tls();
-    assert_eq!(d.send("NOOP\r\n"), "+OK\r\n");
+    d.converse(&[("NOOP\r\n", "+OK\r\n")]);
     d.login();
-    assert_eq!(d.send("NOOP\r\n"), "+OK\r\n");
-    assert_eq!(d.send("NOOP x\r\n"), "-ERR Syntax: NOOP\r\n");
+    d.converse(&[
+        ("NOOP\r\n", "+OK\r\n"),
+        ("NOOP x\r\n", "-ERR Syntax: NOOP\r\n"),
+    ]);
 }
 
 #[test]
 fn unknown_commands() {
     let mut d = Driver::plain();
-    assert_eq!(d.send("XTND XMIT\r\n"), "-ERR Unknown command\r\n");
-    assert_eq!(d.send("\r\n"), "-ERR Unknown command\r\n");
-    assert_eq!(d.send("LAST\r\n"), "-ERR Unknown command\r\n");
+    d.converse(&[
+        ("XTND XMIT\r\n", "-ERR Unknown command\r\n"),
+        ("\r\n", "-ERR Unknown command\r\n"),
+        ("LAST\r\n", "-ERR Unknown command\r\n"),
+    ]);
     assert_eq!(d.s.stats().errors, 3);
 }
 
 #[test]
-fn commands_are_case_insensitive() {
-    let mut d = Driver::tls();
-    assert_eq!(
-        d.send("user alice\r\npAsS secret\r\nstat\r\n"),
-        format!(
-            "+OK send PASS\r\n+OK maildrop locked and ready\r\n+OK 3 {}\r\n",
-            total()
-        )
-    );
+fn lenient_spellings_are_accepted() {
+    for (case, input) in [
+        (
+            "commands in any case",
+            "user alice\r\npAsS secret\r\nstat\r\n",
+        ),
+        ("bare LF line endings", "USER alice\nPASS secret\nSTAT\n"),
+    ] {
+        let mut d = Driver::tls();
+        assert_eq!(
+            d.send(input),
+            format!("{SEND_PASS}{LOCKED}+OK 3 {}\r\n", total()),
+            "{case}"
+        );
+    }
 }
 
 #[test]
 fn apop_is_not_supported() {
     let mut d = Driver::tls();
-    assert_eq!(
-        d.send("APOP alice c4c9334bac560ecc979e58001b3e22fb\r\n"),
-        "-ERR APOP not supported\r\n"
-    );
+    d.converse(&[(
+        "APOP alice c4c9334bac560ecc979e58001b3e22fb\r\n",
+        "-ERR APOP not supported\r\n",
+    )]);
     assert!(d.actions.is_empty());
 }
 
 #[test]
-fn http_request_closes_the_connection() {
-    let mut d = Driver::plain();
-    assert_eq!(
-        d.send("POST / HTTP/1.1\r\nHost: x\r\n\r\nUSER a\r\n"),
-        "-ERR This is a POP3 server\r\n"
-    );
-    assert!(d.closed());
-}
-
-#[test]
-fn http_header_line_closes_the_connection() {
-    let mut d = Driver::plain();
-    assert_eq!(
-        d.send("Host: pop.example\r\n"),
-        "-ERR This is a POP3 server\r\n"
-    );
-    assert!(d.closed());
+fn http_closes_the_connection() {
+    // A request line, or a header line on its own.
+    for http in [
+        "POST / HTTP/1.1\r\nHost: x\r\n\r\nUSER a\r\n",
+        "Host: pop.example\r\n",
+    ] {
+        let mut d = Driver::plain();
+        d.converse(&[(http, "-ERR This is a POP3 server\r\n")]);
+        assert!(d.closed(), "{http:?}");
+    }
 }
 
 #[test]
 fn control_characters_are_refused() {
     let mut d = Driver::tls();
-    assert_eq!(
-        d.send("NOOP\rx\r\n"),
-        "-ERR Invalid character in command\r\n"
-    );
-    assert_eq!(
-        d.send("USER a\0b\r\n"),
-        "-ERR Invalid character in command\r\n"
-    );
-    assert_eq!(
-        d.send("USER\ta\r\n"),
-        "-ERR Invalid character in command\r\n"
-    );
-    assert_eq!(
-        d.send("USER a\x7f\r\n"),
-        "-ERR Invalid character in command\r\n"
-    );
+    d.converse(&[
+        ("NOOP\rx\r\n", "-ERR Invalid character in command\r\n"),
+        ("USER a\0b\r\n", "-ERR Invalid character in command\r\n"),
+        ("USER\ta\r\n", "-ERR Invalid character in command\r\n"),
+        ("USER a\x7f\r\n", "-ERR Invalid character in command\r\n"),
+    ]);
     assert!(d.actions.is_empty());
 }
 
@@ -363,37 +373,23 @@ fn invalid_utf8_is_refused() {
 fn utf8_user_names_are_passed_on() {
     let mut d = Driver::tls();
     d.send("USER jörg\r\nPASS pässword\r\n");
-    assert_eq!(
-        d.actions,
-        [Action::Authenticate {
-            username: "jörg".into(),
-            password: "pässword".into()
-        }]
-    );
-}
-
-#[test]
-fn bare_lf_line_endings_are_accepted() {
-    let mut d = Driver::tls();
-    assert_eq!(
-        d.send("USER alice\nPASS secret\nSTAT\n"),
-        format!(
-            "+OK send PASS\r\n+OK maildrop locked and ready\r\n+OK 3 {}\r\n",
-            total()
-        )
-    );
+    assert_eq!(d.actions, [authenticate("jörg", "pässword")]);
 }
 
 #[test]
 fn arguments_on_argumentless_commands_are_refused() {
     let mut d = Driver::stls();
-    assert_eq!(d.send("CAPA x\r\n"), "-ERR Syntax: CAPA\r\n");
-    assert_eq!(d.send("STLS x\r\n"), "-ERR Syntax: STLS\r\n");
+    d.converse(&[
+        ("CAPA x\r\n", "-ERR Syntax: CAPA\r\n"),
+        ("STLS x\r\n", "-ERR Syntax: STLS\r\n"),
+    ]);
     let mut d = logged_in();
-    assert_eq!(d.send("STAT 1\r\n"), "-ERR Syntax: STAT\r\n");
-    assert_eq!(d.send("RSET 1\r\n"), "-ERR Syntax: RSET\r\n");
-    // A trailing space is not an argument.
-    assert_eq!(d.send("STAT \r\n"), format!("+OK 3 {}\r\n", total()));
+    d.converse(&[
+        ("STAT 1\r\n", "-ERR Syntax: STAT\r\n"),
+        ("RSET 1\r\n", "-ERR Syntax: RSET\r\n"),
+        // A trailing space is not an argument.
+        ("STAT \r\n", &format!("+OK 3 {}\r\n", total())),
+    ]);
 }
 
 // ------------------------------------------------------------------------------------
@@ -403,12 +399,25 @@ const CAPA_COMMON: &str =
     "+OK Capability list follows\r\nTOP\r\nUIDL\r\nRESP-CODES\r\nAUTH-RESP-CODE\r\nPIPELINING\r\n";
 
 #[test]
-fn capa_plaintext_without_stls() {
-    let mut d = Driver::plain();
-    assert_eq!(
-        d.send("CAPA\r\n"),
-        format!("{CAPA_COMMON}IMPLEMENTATION hato\r\n.\r\n")
-    );
+fn capa_offers_login_only_under_tls() {
+    let mut after_stls = Driver::stls();
+    after_stls.stls_handshake();
+    let login = "USER\r\nSASL PLAIN\r\n";
+    for (name, mut d, offered) in [
+        ("plaintext without STLS", Driver::plain(), ""),
+        (
+            "implicit TLS, no STLS",
+            Driver::with(stls_config(), Some(tls_info())),
+            login,
+        ),
+        ("after STLS", after_stls, login),
+    ] {
+        assert_eq!(
+            d.send("CAPA\r\n"),
+            format!("{CAPA_COMMON}{offered}IMPLEMENTATION hato\r\n.\r\n"),
+            "{name}"
+        );
+    }
 }
 
 #[test]
@@ -424,30 +433,11 @@ fn capa_before_tls_offers_stls_but_no_login() {
 }
 
 #[test]
-fn capa_under_implicit_tls_offers_login_not_stls() {
-    let mut d = Driver::with(stls_config(), Some(tls_info()));
-    assert_eq!(
-        d.send("CAPA\r\n"),
-        format!("{CAPA_COMMON}USER\r\nSASL PLAIN\r\nIMPLEMENTATION hato\r\n.\r\n")
-    );
-}
-
-#[test]
-fn capa_after_stls() {
-    let mut d = Driver::stls();
-    d.stls_handshake();
-    assert_eq!(
-        d.send("CAPA\r\n"),
-        format!("{CAPA_COMMON}USER\r\nSASL PLAIN\r\nIMPLEMENTATION hato\r\n.\r\n")
-    );
-}
-
-#[test]
 fn capa_in_transaction_matches_authorization() {
     let mut d = Driver::tls();
     let before = d.send("CAPA\r\n");
     d.login();
-    assert_eq!(d.send("capa\r\n"), before);
+    d.converse(&[("capa\r\n", &before)]);
 }
 
 // ------------------------------------------------------------------------------------
@@ -474,103 +464,96 @@ fn stls_injection_is_impossible() {
     d.s.tls_established(tls_info());
     // The injected USER was never executed and is not remembered.
     assert_eq!(d.send(""), "");
-    assert_eq!(d.send("PASS secret\r\n"), "-ERR Send USER first\r\n");
+    d.assert_no_user_pending();
     assert!(d.actions.is_empty());
 }
 
 #[test]
 fn bytes_fed_during_the_handshake_are_discarded() {
     let mut d = Driver::stls();
-    assert_eq!(d.send("STLS\r\n"), "+OK Begin TLS negotiation\r\n");
+    d.converse(&[("STLS\r\n", "+OK Begin TLS negotiation\r\n")]);
     d.s.feed(b"USER alice\r\n");
     // poll keeps asking for the handshake.
     assert_eq!(d.s.poll(), Action::StartTls);
     assert_eq!(d.s.poll(), Action::StartTls);
     d.s.tls_established(tls_info());
-    assert_eq!(d.send("PASS secret\r\n"), "-ERR Send USER first\r\n");
+    d.assert_no_user_pending();
 }
 
 #[test]
 fn stls_keeps_error_count_and_stats() {
     let mut d = Driver::with(
-        Config {
-            max_errors: 3,
-            ..stls_config()
-        },
+        config_with(|c| {
+            c.stls = true;
+            c.max_errors = 3;
+        }),
         None,
     );
     d.send("BOGUS\r\nBOGUS\r\n");
     d.stls_handshake();
     assert_eq!(d.s.stats().errors, 2);
-    assert_eq!(
-        d.send("BOGUS\r\n"),
-        "-ERR Unknown command\r\n-ERR Too many errors, closing connection\r\n"
-    );
+    d.converse(&[(
+        "BOGUS\r\n",
+        "-ERR Unknown command\r\n-ERR Too many errors, closing connection\r\n",
+    )]);
     assert!(d.closed());
 }
 
 #[test]
 fn stls_not_configured() {
     let mut d = Driver::plain();
-    assert_eq!(d.send("STLS\r\n"), "-ERR STLS not available\r\n");
+    d.converse(&[("STLS\r\n", "-ERR STLS not available\r\n")]);
     assert_eq!(d.last, Action::NeedInput);
 }
 
 #[test]
 fn stls_under_tls_is_refused() {
     let mut d = Driver::with(stls_config(), Some(tls_info()));
-    assert_eq!(
-        d.send("STLS\r\n"),
-        "-ERR Command not permitted when TLS active\r\n"
-    );
+    d.converse(&[("STLS\r\n", "-ERR Command not permitted when TLS active\r\n")]);
     let mut d = Driver::stls();
     d.stls_handshake();
-    assert_eq!(
-        d.send("STLS\r\n"),
-        "-ERR Command not permitted when TLS active\r\n"
-    );
+    d.converse(&[("STLS\r\n", "-ERR Command not permitted when TLS active\r\n")]);
 }
 
 #[test]
 fn stls_in_transaction_is_refused() {
     let mut d = Driver::with(stls_config(), Some(tls_info()));
     d.login();
-    assert_eq!(
-        d.send("STLS\r\n"),
-        "-ERR Command not valid in TRANSACTION state\r\n"
-    );
+    d.converse(&[(
+        "STLS\r\n",
+        "-ERR Command not valid in TRANSACTION state\r\n",
+    )]);
 }
 
 // ------------------------------------------------------------------------------------
 // No authentication before TLS (RFC 2595 §2.1)
 
 #[test]
-fn login_before_tls_is_refused_with_stls_hint() {
+fn login_without_tls_is_refused() {
+    let auth = auth_plain(b"\0alice\0secret");
+    let login = [
+        "USER alice\r\n",
+        "PASS secret\r\n",
+        &auth,
+        "AUTH PLAIN\r\n",
+        "AUTH\r\n",
+    ];
+
+    // Before STLS: with a hint at it.
     let mut d = Driver::stls();
-    let e = "-ERR [AUTH] Must issue STLS command first\r\n";
-    assert_eq!(d.send("USER alice\r\n"), e);
-    assert_eq!(d.send("PASS secret\r\n"), e);
-    assert_eq!(
-        d.send(format!("AUTH PLAIN {}\r\n", b64(b"\0alice\0secret"))),
-        e
-    );
-    assert_eq!(d.send("AUTH PLAIN\r\n"), e);
-    assert_eq!(d.send("AUTH\r\n"), e);
+    for input in login {
+        d.converse(&[(input, "-ERR [AUTH] Must issue STLS command first\r\n")]);
+    }
     assert!(d.actions.is_empty());
     assert_eq!(d.s.user(), None);
     assert_eq!(d.s.stats().errors, 5);
-}
 
-#[test]
-fn login_on_plaintext_only_listener_is_refused() {
+    // On a plaintext-only listener.
     let mut d = Driver::plain();
     let e = "-ERR [SYS/PERM] Authentication requires TLS, which this port does not offer\r\n";
-    assert_eq!(d.send("USER alice\r\n"), e);
-    assert_eq!(d.send("PASS secret\r\n"), e);
-    assert_eq!(
-        d.send(format!("AUTH PLAIN {}\r\n", b64(b"\0alice\0secret"))),
-        e
-    );
+    for input in &login[..3] {
+        d.converse(&[(input, e)]);
+    }
     assert!(d.actions.is_empty());
 }
 
@@ -579,7 +562,7 @@ fn user_given_before_tls_is_not_remembered() {
     let mut d = Driver::stls();
     d.send("USER alice\r\n");
     d.stls_handshake();
-    assert_eq!(d.send("PASS secret\r\n"), "-ERR Send USER first\r\n");
+    d.assert_no_user_pending();
 }
 
 #[test]
@@ -608,10 +591,7 @@ fn user_pass_login() {
     assert_eq!(
         d.actions,
         [
-            Action::Authenticate {
-                username: "alice".into(),
-                password: "secret".into()
-            },
+            authenticate("alice", "secret"),
             Action::OpenMaildrop {
                 username: "alice".into()
             }
@@ -623,76 +603,69 @@ fn user_pass_login() {
 #[test]
 fn pass_without_user() {
     let mut d = Driver::tls();
-    assert_eq!(d.send("PASS secret\r\n"), "-ERR Send USER first\r\n");
+    d.assert_no_user_pending();
     assert!(d.actions.is_empty());
 }
 
 #[test]
 fn user_needs_a_name() {
     let mut d = Driver::tls();
-    assert_eq!(d.send("USER\r\n"), "-ERR Syntax: USER name\r\n");
-    assert_eq!(d.send("USER  \r\n"), "-ERR Syntax: USER name\r\n");
+    for input in ["USER\r\n", "USER  \r\n"] {
+        d.converse(&[(input, "-ERR Syntax: USER name\r\n")]);
+    }
 }
 
 #[test]
-fn user_name_is_trimmed_and_replaced() {
-    let mut d = Driver::tls();
-    d.send("USER bob\r\nUSER  alice \r\nPASS secret\r\n");
-    assert_eq!(
-        d.actions[0],
-        Action::Authenticate {
-            username: "alice".into(),
-            password: "secret".into()
-        }
-    );
+fn user_name_is_trimmed_and_replaced_password_keeps_spaces() {
+    for (input, username, password) in [
+        (
+            "USER bob\r\nUSER  alice \r\nPASS secret\r\n",
+            "alice",
+            "secret",
+        ),
+        ("USER alice\r\nPASS  my secret \r\n", "alice", " my secret "),
+    ] {
+        let mut d = Driver::tls();
+        d.send(input);
+        assert_eq!(d.actions[0], authenticate(username, password), "{input:?}");
+    }
 }
 
 #[test]
 fn user_reply_does_not_reveal_unknown_users() {
     let mut d = Driver::tls();
-    assert_eq!(d.send("USER nosuchuser\r\n"), "+OK send PASS\r\n");
+    d.converse(&[("USER nosuchuser\r\n", SEND_PASS)]);
 }
 
 #[test]
 fn wrong_password() {
     let mut d = Driver::tls();
-    assert_eq!(
-        d.send("USER alice\r\nPASS wrong\r\n"),
-        "+OK send PASS\r\n-ERR [AUTH] Authentication failed\r\n"
-    );
+    d.converse(&[(
+        "USER alice\r\nPASS wrong\r\n",
+        &format!("{SEND_PASS}{AUTH_FAILED}"),
+    )]);
     assert_eq!(d.s.state(), State::Authorization);
     assert_eq!(d.s.user(), None);
     assert_eq!(d.s.stats().auth_failures, 1);
     assert_eq!(d.s.stats().errors, 1);
     // USER must be given again.
-    assert_eq!(d.send("PASS secret\r\n"), "-ERR Send USER first\r\n");
+    d.assert_no_user_pending();
     d.login();
-}
-
-#[test]
-fn password_keeps_spaces() {
-    let mut d = Driver::tls();
-    d.send("USER alice\r\nPASS  my secret \r\n");
-    assert_eq!(
-        d.actions[0],
-        Action::Authenticate {
-            username: "alice".into(),
-            password: " my secret ".into()
-        }
-    );
 }
 
 #[test]
 fn empty_password_fails_without_asking() {
     let mut d = Driver::tls();
-    assert_eq!(
-        d.send("USER alice\r\nPASS\r\n"),
-        "+OK send PASS\r\n-ERR [AUTH] Authentication failed\r\n"
-    );
-    assert_eq!(
-        d.send("USER alice\r\nPASS \r\n"),
-        "+OK send PASS\r\n-ERR [AUTH] Authentication failed\r\n"
-    );
+    d.converse(&[
+        (
+            "USER alice\r\nPASS\r\n",
+            &format!("{SEND_PASS}{AUTH_FAILED}"),
+        ),
+        (
+            "USER alice\r\nPASS \r\n",
+            &format!("{SEND_PASS}{AUTH_FAILED}"),
+        ),
+    ]);
     assert!(d.actions.is_empty());
     assert_eq!(d.s.stats().auth_failures, 2);
 }
@@ -700,10 +673,10 @@ fn empty_password_fails_without_asking() {
 #[test]
 fn throttled_login_closes_with_sys_temp() {
     let mut d = Driver::tls();
-    assert_eq!(
-        d.send("USER throttle\r\nPASS x\r\nSTAT\r\n"),
-        "+OK send PASS\r\n-ERR [SYS/TEMP] Too many failed authentication attempts, try again later\r\n"
-    );
+    d.converse(&[(
+        "USER throttle\r\nPASS x\r\nSTAT\r\n",
+        "+OK send PASS\r\n-ERR [SYS/TEMP] Too many failed authentication attempts, try again later\r\n",
+    )]);
     assert!(d.closed());
     assert_eq!(d.s.stats().auth_failures, 1);
     assert_eq!(d.s.user(), None);
@@ -728,16 +701,13 @@ fn login_commands_in_transaction_are_refused() {
 #[test]
 fn auth_without_arguments_lists_mechanisms() {
     let mut d = Driver::tls();
-    assert_eq!(d.send("AUTH\r\n"), "+OK\r\nPLAIN\r\n.\r\n");
+    d.converse(&[("AUTH\r\n", "+OK\r\nPLAIN\r\n.\r\n")]);
 }
 
 #[test]
 fn auth_plain_with_initial_response() {
     let mut d = Driver::tls();
-    assert_eq!(
-        d.send(format!("AUTH PLAIN {}\r\n", b64(b"\0alice\0secret"))),
-        "+OK maildrop locked and ready\r\n"
-    );
+    d.converse(&[(&auth_plain(b"\0alice\0secret"), LOCKED)]);
     assert_eq!(d.decisions(), ["auth", "open"]);
     assert_eq!(d.s.state(), State::Transaction);
 }
@@ -745,70 +715,53 @@ fn auth_plain_with_initial_response() {
 #[test]
 fn auth_plain_with_continuation() {
     let mut d = Driver::tls();
-    assert_eq!(d.send("AUTH plain\r\n"), "+ \r\n");
+    d.converse(&[("AUTH plain\r\n", "+ \r\n")]);
     assert!(d.actions.is_empty());
-    assert_eq!(
-        d.send(format!("{}\r\n", b64(b"alice\0alice\0secret"))),
-        "+OK maildrop locked and ready\r\n"
-    );
-    assert_eq!(
-        d.actions[0],
-        Action::Authenticate {
-            username: "alice".into(),
-            password: "secret".into()
-        }
-    );
+    d.converse(&[(&format!("{}\r\n", b64(b"alice\0alice\0secret")), LOCKED)]);
+    assert_eq!(d.actions[0], authenticate("alice", "secret"));
 }
 
 #[test]
 fn auth_pipelined_with_continuation() {
     let mut d = Driver::tls();
-    assert_eq!(
-        d.send(format!(
-            "AUTH PLAIN\r\n{}\r\nSTAT\r\n",
-            b64(b"\0alice\0secret")
-        )),
-        format!(
+    d.converse(&[(
+        &format!("AUTH PLAIN\r\n{}\r\nSTAT\r\n", b64(b"\0alice\0secret")),
+        &format!(
             "+ \r\n+OK maildrop locked and ready\r\n+OK 3 {}\r\n",
             total()
-        )
-    );
+        ),
+    )]);
 }
 
 #[test]
 fn auth_cancelled() {
     let mut d = Driver::tls();
-    assert_eq!(
-        d.send("AUTH PLAIN\r\n*\r\nNOOP\r\n"),
-        "+ \r\n-ERR Authentication cancelled\r\n+OK\r\n"
-    );
-    assert_eq!(
-        d.send("AUTH PLAIN *\r\n"),
-        "-ERR Authentication cancelled\r\n"
-    );
+    d.converse(&[
+        (
+            "AUTH PLAIN\r\n*\r\nNOOP\r\n",
+            "+ \r\n-ERR Authentication cancelled\r\n+OK\r\n",
+        ),
+        ("AUTH PLAIN *\r\n", "-ERR Authentication cancelled\r\n"),
+    ]);
     assert!(d.actions.is_empty());
 }
 
 #[test]
 fn auth_bad_base64() {
     let mut d = Driver::tls();
-    assert_eq!(d.send("AUTH PLAIN !!!\r\n"), "-ERR Invalid base64 data\r\n");
-    assert_eq!(
-        d.send("AUTH PLAIN\r\nnot base64\r\n"),
-        "+ \r\n-ERR Invalid base64 data\r\n"
-    );
+    d.converse(&[
+        ("AUTH PLAIN !!!\r\n", "-ERR Invalid base64 data\r\n"),
+        (
+            "AUTH PLAIN\r\nnot base64\r\n",
+            "+ \r\n-ERR Invalid base64 data\r\n",
+        ),
+    ]);
     assert!(d.actions.is_empty());
 }
 
 #[test]
 fn auth_plain_malformed_messages() {
-    let mut d = Driver::with(
-        Config {
-            max_errors: 100,
-            ..config()
-        },
-        Some(tls_info()),
-    );
+    let mut d = Driver::tls_with(|c| c.max_errors = 100);
     for msg in [
         &b"alice secret"[..],
         b"alice\0secret",
@@ -817,89 +770,78 @@ fn auth_plain_malformed_messages() {
         b"\0al\xffice\0secret",
     ] {
         assert_eq!(
-            d.send(format!("AUTH PLAIN {}\r\n", b64(msg))),
+            d.send(auth_plain(msg)),
             "-ERR Invalid PLAIN response\r\n",
             "{msg:?}"
         );
     }
     // An empty argument is no initial response at all.
-    assert_eq!(
-        d.send("AUTH PLAIN \r\n*\r\n"),
-        "+ \r\n-ERR Authentication cancelled\r\n"
-    );
-    // "=" is the empty initial response: not a valid PLAIN message either.
-    assert_eq!(
-        d.send("AUTH PLAIN =\r\n"),
-        "-ERR Invalid PLAIN response\r\n"
-    );
-    assert_eq!(
-        d.send("AUTH PLAIN\r\n=\r\n"),
-        "+ \r\n-ERR Invalid PLAIN response\r\n"
-    );
+    d.converse(&[
+        (
+            "AUTH PLAIN \r\n*\r\n",
+            "+ \r\n-ERR Authentication cancelled\r\n",
+        ),
+        // "=" is the empty initial response: not a valid PLAIN message either.
+        ("AUTH PLAIN =\r\n", "-ERR Invalid PLAIN response\r\n"),
+        (
+            "AUTH PLAIN\r\n=\r\n",
+            "+ \r\n-ERR Invalid PLAIN response\r\n",
+        ),
+    ]);
     assert!(d.actions.is_empty());
 }
 
 #[test]
-fn auth_plain_refuses_proxy_authorization() {
-    let mut d = Driver::tls();
-    assert_eq!(
-        d.send(format!("AUTH PLAIN {}\r\n", b64(b"bob\0alice\0secret"))),
-        "-ERR [AUTH] Authentication failed\r\n"
-    );
-    assert!(d.actions.is_empty());
-    assert_eq!(d.s.stats().auth_failures, 1);
-}
-
-#[test]
-fn auth_plain_empty_password_fails_without_asking() {
-    let mut d = Driver::tls();
-    assert_eq!(
-        d.send(format!("AUTH PLAIN {}\r\n", b64(b"\0alice\0"))),
-        "-ERR [AUTH] Authentication failed\r\n"
-    );
-    assert!(d.actions.is_empty());
+fn auth_plain_fails_without_asking() {
+    for (case, message) in [
+        ("proxy authorization", &b"bob\0alice\0secret"[..]),
+        ("empty password", b"\0alice\0"),
+    ] {
+        let mut d = Driver::tls();
+        d.converse(&[(&auth_plain(message), AUTH_FAILED)]);
+        assert!(d.actions.is_empty(), "{case}");
+        assert_eq!(d.s.stats().auth_failures, 1, "{case}");
+    }
 }
 
 #[test]
 fn auth_plain_wrong_password_then_retry() {
     let mut d = Driver::tls();
-    assert_eq!(
-        d.send(format!("AUTH PLAIN {}\r\n", b64(b"\0alice\0nope"))),
-        "-ERR [AUTH] Authentication failed\r\n"
-    );
-    assert_eq!(
-        d.send(format!("AUTH PLAIN {}\r\n", b64(b"\0alice\0secret"))),
-        "+OK maildrop locked and ready\r\n"
-    );
+    d.converse(&[
+        (&auth_plain(b"\0alice\0nope"), AUTH_FAILED),
+        (&auth_plain(b"\0alice\0secret"), LOCKED),
+    ]);
 }
 
 #[test]
 fn auth_unknown_mechanism() {
     let mut d = Driver::tls();
-    assert_eq!(
-        d.send("AUTH CRAM-MD5\r\n"),
-        "-ERR Unrecognized authentication type\r\n"
-    );
-    assert_eq!(
-        d.send("AUTH LOGIN YWxpY2U=\r\n"),
-        "-ERR Unrecognized authentication type\r\n"
-    );
+    d.converse(&[
+        (
+            "AUTH CRAM-MD5\r\n",
+            "-ERR Unrecognized authentication type\r\n",
+        ),
+        (
+            "AUTH LOGIN YWxpY2U=\r\n",
+            "-ERR Unrecognized authentication type\r\n",
+        ),
+    ]);
 }
 
 #[test]
 fn auth_too_many_arguments() {
     let mut d = Driver::tls();
-    assert_eq!(
-        d.send("AUTH PLAIN a b\r\n"),
-        "-ERR Syntax: AUTH mechanism [initial-response]\r\n"
-    );
+    d.converse(&[(
+        "AUTH PLAIN a b\r\n",
+        "-ERR Syntax: AUTH mechanism [initial-response]\r\n",
+    )]);
 }
 
 #[test]
 fn auth_forgets_a_pending_user() {
     let mut d = Driver::tls();
     d.send("USER alice\r\nAUTH PLAIN *\r\n");
-    assert_eq!(d.send("PASS secret\r\n"), "-ERR Send USER first\r\n");
+    d.assert_no_user_pending();
 }
 
 #[test]
@@ -912,31 +854,25 @@ fn auth_lines_may_exceed_the_command_limit() {
     );
     assert!(line.len() > 512);
     d.send(line);
-    assert_eq!(
-        d.actions,
-        [Action::Authenticate {
-            username: "alice".into(),
-            password: password.into()
-        }]
-    );
+    assert_eq!(d.actions, [authenticate("alice", &password)]);
 }
 
 #[test]
 fn auth_lines_are_bounded() {
     let mut d = Driver::tls();
-    assert_eq!(d.send("AUTH PLAIN\r\n"), "+ \r\n");
+    d.converse(&[("AUTH PLAIN\r\n", "+ \r\n")]);
     let long = "A".repeat(AUTH_LINE_MAX + 10);
-    assert_eq!(
-        d.send(format!("{long}\r\nNOOP\r\n")),
-        "-ERR Line too long\r\n+OK\r\n"
-    );
+    d.converse(&[(
+        &format!("{long}\r\nNOOP\r\n"),
+        "-ERR Line too long\r\n+OK\r\n",
+    )]);
     assert!(d.s.buffered() < 100);
     // Exactly at the limit (including CRLF) is fine; one more is not.
     let ok = format!("AUTH PLAIN {}\r\n", "A".repeat(AUTH_LINE_MAX - 13));
     assert_eq!(ok.len(), AUTH_LINE_MAX);
-    assert_eq!(d.send(&ok), "-ERR Invalid base64 data\r\n");
+    d.converse(&[(&ok, "-ERR Invalid base64 data\r\n")]);
     let over = format!("AUTH PLAIN {}\r\n", "A".repeat(AUTH_LINE_MAX - 12));
-    assert_eq!(d.send(&over), "-ERR Line too long\r\n");
+    d.converse(&[(&over, "-ERR Line too long\r\n")]);
     assert!(d.actions.is_empty());
 }
 
@@ -944,41 +880,41 @@ fn auth_lines_are_bounded() {
 // Opening the maildrop (RFC 1939 §4, RFC 2449 §8.1.2, RFC 3206)
 
 #[test]
-fn maildrop_in_use() {
-    let mut d = Driver::tls();
-    assert_eq!(
-        d.send("USER busy\r\nPASS secret\r\nSTAT\r\n"),
-        "+OK send PASS\r\n-ERR [IN-USE] Maildrop is locked by another session\r\n"
-    );
-    assert!(d.closed());
-    assert_eq!(d.decisions(), ["auth", "open"]);
-    assert_eq!(d.s.user(), Some("busy"));
+fn maildrop_that_cannot_be_opened_for_good_closes() {
+    for (user, input, expected) in [
+        (
+            "busy",
+            "USER busy\r\nPASS secret\r\nSTAT\r\n",
+            "+OK send PASS\r\n-ERR [IN-USE] Maildrop is locked by another session\r\n",
+        ),
+        (
+            "broken",
+            "USER broken\r\nPASS secret\r\n",
+            "+OK send PASS\r\n-ERR [SYS/PERM] Maildrop listing is invalid\r\n",
+        ),
+    ] {
+        let mut d = Driver::tls();
+        d.converse(&[(input, expected)]);
+        assert!(d.closed(), "{user}");
+        assert_eq!(d.decisions(), ["auth", "open"], "{user}");
+        assert_eq!(d.s.user(), Some(user));
+    }
 }
 
 #[test]
 fn maildrop_temporarily_unavailable() {
     let mut d = Driver::tls();
-    assert_eq!(
-        d.send("USER temp\r\nPASS secret\r\nSTAT\r\n"),
+    d.converse(&[(
+        "USER temp\r\nPASS secret\r\nSTAT\r\n",
         "+OK send PASS\r\n-ERR [SYS/TEMP] Cannot open maildrop, try again later\r\n\
-         -ERR Command not valid in AUTHORIZATION state\r\n"
-    );
+         -ERR Command not valid in AUTHORIZATION state\r\n",
+    )]);
     assert!(!d.closed());
     assert_eq!(d.s.state(), State::Authorization);
     assert_eq!(d.s.user(), None);
     // Not a client error.
     assert_eq!(d.s.stats().errors, 1);
     d.login();
-}
-
-#[test]
-fn invalid_listing_is_refused() {
-    let mut d = Driver::tls();
-    assert_eq!(
-        d.send("USER broken\r\nPASS secret\r\n"),
-        "+OK send PASS\r\n-ERR [SYS/PERM] Maildrop listing is invalid\r\n"
-    );
-    assert!(d.closed());
 }
 
 #[test]
@@ -1003,15 +939,17 @@ fn listing_validation() {
 fn empty_maildrop() {
     let mut d = Driver::tls();
     d.send("USER empty\r\nPASS secret\r\n");
-    assert_eq!(
-        d.send("STAT\r\nLIST\r\nUIDL\r\nRETR 1\r\n"),
-        "+OK 0 0\r\n+OK 0 messages (0 octets)\r\n.\r\n+OK unique-id listing follows\r\n.\r\n\
-         -ERR no such message, only 0 messages in maildrop\r\n"
-    );
-    assert_eq!(
-        d.send("QUIT\r\n"),
-        "+OK pop.example POP3 server signing off (maildrop empty)\r\n"
-    );
+    d.converse(&[
+        (
+            "STAT\r\nLIST\r\nUIDL\r\nRETR 1\r\n",
+            "+OK 0 0\r\n+OK 0 messages (0 octets)\r\n.\r\n+OK unique-id listing follows\r\n.\r\n\
+         -ERR no such message, only 0 messages in maildrop\r\n",
+        ),
+        (
+            "QUIT\r\n",
+            "+OK pop.example POP3 server signing off (maildrop empty)\r\n",
+        ),
+    ]);
     assert_eq!(d.actions.last(), Some(&Action::Commit { deleted: vec![] }));
 }
 
@@ -1019,37 +957,28 @@ fn empty_maildrop() {
 // TRANSACTION (RFC 1939 §5, §7)
 
 #[test]
-fn stat() {
+fn stat_and_list_report_the_sizes() {
     let mut d = logged_in();
-    assert_eq!(d.send("STAT\r\n"), format!("+OK 3 {}\r\n", total()));
-}
-
-#[test]
-fn list_all_and_one() {
-    let mut d = logged_in();
-    assert_eq!(
-        d.send("LIST\r\n"),
-        format!(
-            "+OK 3 messages ({} octets)\r\n1 {}\r\n2 {}\r\n3 {}\r\n.\r\n",
-            total(),
-            size(0),
-            size(1),
-            size(2)
-        )
-    );
-    assert_eq!(d.send("LIST 2\r\n"), format!("+OK 2 {}\r\n", size(1)));
-    assert_eq!(d.send("list  3\r\n"), format!("+OK 3 {}\r\n", size(2)));
+    d.converse(&[
+        ("STAT\r\n", &format!("+OK 3 {}\r\n", total())),
+        (
+            "LIST\r\n",
+            &format!(
+                "+OK 3 messages ({} octets)\r\n1 {}\r\n2 {}\r\n3 {}\r\n.\r\n",
+                total(),
+                size(0),
+                size(1),
+                size(2)
+            ),
+        ),
+        ("LIST 2\r\n", &format!("+OK 2 {}\r\n", size(1))),
+        ("list  3\r\n", &format!("+OK 3 {}\r\n", size(2))),
+    ]);
 }
 
 #[test]
 fn message_number_checks() {
-    let mut d = Driver::with(
-        Config {
-            max_errors: 100,
-            ..config()
-        },
-        Some(tls_info()),
-    );
+    let mut d = Driver::tls_with(|c| c.max_errors = 100);
     d.login();
     let none = "-ERR no such message, only 3 messages in maildrop\r\n";
     let invalid = "-ERR Invalid message number\r\n";
@@ -1072,36 +1001,40 @@ fn message_number_checks() {
         }
         assert_eq!(d.send(format!("TOP {arg} 1\r\n")), expected, "TOP {arg}");
     }
-    assert_eq!(d.send("LIST 1 2\r\n"), "-ERR Syntax: LIST [msg]\r\n");
-    assert_eq!(d.send("UIDL 1 2\r\n"), "-ERR Syntax: UIDL [msg]\r\n");
-    assert_eq!(d.send("RETR\r\n"), "-ERR Syntax: RETR msg\r\n");
-    assert_eq!(d.send("RETR 1 2\r\n"), "-ERR Syntax: RETR msg\r\n");
-    assert_eq!(d.send("DELE\r\n"), "-ERR Syntax: DELE msg\r\n");
+    d.converse(&[
+        ("LIST 1 2\r\n", "-ERR Syntax: LIST [msg]\r\n"),
+        ("UIDL 1 2\r\n", "-ERR Syntax: UIDL [msg]\r\n"),
+        ("RETR\r\n", "-ERR Syntax: RETR msg\r\n"),
+        ("RETR 1 2\r\n", "-ERR Syntax: RETR msg\r\n"),
+        ("DELE\r\n", "-ERR Syntax: DELE msg\r\n"),
+    ]);
     assert_eq!(d.decisions(), ["auth", "open"]);
     // Nothing was deleted by the failed DELEs.
-    assert_eq!(d.send("STAT\r\n"), format!("+OK 3 {}\r\n", total()));
+    d.converse(&[("STAT\r\n", &format!("+OK 3 {}\r\n", total()))]);
 }
 
 #[test]
 fn uidl_all_and_one() {
     let mut d = logged_in();
-    assert_eq!(
-        d.send("UIDL\r\n"),
-        "+OK unique-id listing follows\r\n1 uid-1\r\n2 uid-2\r\n3 uid-3\r\n.\r\n"
-    );
-    assert_eq!(d.send("UIDL 3\r\n"), "+OK 3 uid-3\r\n");
+    d.converse(&[
+        (
+            "UIDL\r\n",
+            "+OK unique-id listing follows\r\n1 uid-1\r\n2 uid-2\r\n3 uid-3\r\n.\r\n",
+        ),
+        ("UIDL 3\r\n", "+OK 3 uid-3\r\n"),
+    ]);
 }
 
 #[test]
 fn retr_dot_stuffs() {
     let mut d = logged_in();
-    assert_eq!(
-        d.send("RETR 1\r\n"),
-        format!(
+    d.converse(&[(
+        "RETR 1\r\n",
+        &format!(
             "+OK {} octets\r\nFrom: bob@example.org\r\nSubject: one\r\n\r\nline 1\r\n..dot line\r\nline 3\r\n.\r\n",
             MSG1.len()
-        )
-    );
+        ),
+    )]);
     assert_eq!(
         d.actions.last(),
         Some(&Action::Retrieve {
@@ -1115,10 +1048,10 @@ fn retr_dot_stuffs() {
 fn retr_normalises_bare_lf() {
     let mut d = logged_in();
     // Normalised: 14 + 2 + 7 + 3 + 7 octets.
-    assert_eq!(
-        d.send("RETR 2\r\n"),
-        "+OK 33 octets\r\nSubject: two\r\n\r\nhello\r\n..\r\nworld\r\n.\r\n"
-    );
+    d.converse(&[(
+        "RETR 2\r\n",
+        "+OK 33 octets\r\nSubject: two\r\n\r\nhello\r\n..\r\nworld\r\n.\r\n",
+    )]);
     assert_eq!(size(1), 33);
 }
 
@@ -1126,19 +1059,19 @@ fn retr_normalises_bare_lf() {
 fn retr_with_bare_cr_cannot_end_the_response_early() {
     let mut d = logged_in();
     d.message = Box::new(|_| Ok(b"a\r.\r\nb\n.\r\n+OK fake\r\n".to_vec()));
-    assert_eq!(
-        d.send("RETR 1\r\n"),
-        "+OK 22 octets\r\na\r\n..\r\nb\r\n..\r\n+OK fake\r\n.\r\n"
-    );
+    d.converse(&[(
+        "RETR 1\r\n",
+        "+OK 22 octets\r\na\r\n..\r\nb\r\n..\r\n+OK fake\r\n.\r\n",
+    )]);
 }
 
 #[test]
 fn top_with_zero_lines() {
     let mut d = logged_in();
-    assert_eq!(
-        d.send("TOP 1 0\r\n"),
-        "+OK top of message follows\r\nFrom: bob@example.org\r\nSubject: one\r\n\r\n.\r\n"
-    );
+    d.converse(&[(
+        "TOP 1 0\r\n",
+        "+OK top of message follows\r\nFrom: bob@example.org\r\nSubject: one\r\n\r\n.\r\n",
+    )]);
     assert_eq!(
         d.actions.last(),
         Some(&Action::Retrieve {
@@ -1151,19 +1084,21 @@ fn top_with_zero_lines() {
 #[test]
 fn top_with_lines() {
     let mut d = logged_in();
-    assert_eq!(
-        d.send("TOP 1 2\r\n"),
-        "+OK top of message follows\r\nFrom: bob@example.org\r\nSubject: one\r\n\r\nline 1\r\n..dot line\r\n.\r\n"
-    );
-    assert_eq!(
-        d.send("TOP 2 1\r\n"),
-        "+OK top of message follows\r\nSubject: two\r\n\r\nhello\r\n.\r\n"
-    );
-    // More lines than the body has: the whole message.
-    assert_eq!(
-        d.send("TOP 3 100\r\n"),
-        "+OK top of message follows\r\nSubject: three\r\n\r\nbody\r\n.\r\n"
-    );
+    d.converse(&[
+        (
+            "TOP 1 2\r\n",
+            "+OK top of message follows\r\nFrom: bob@example.org\r\nSubject: one\r\n\r\nline 1\r\n..dot line\r\n.\r\n",
+        ),
+        (
+            "TOP 2 1\r\n",
+            "+OK top of message follows\r\nSubject: two\r\n\r\nhello\r\n.\r\n",
+        ),
+        // More lines than the body has: the whole message.
+        (
+            "TOP 3 100\r\n",
+            "+OK top of message follows\r\nSubject: three\r\n\r\nbody\r\n.\r\n",
+        ),
+    ]);
     // A line count beyond usize means "all".
     d.send("TOP 3 99999999999999999999999\r\n");
     assert_eq!(
@@ -1178,43 +1113,44 @@ fn top_with_lines() {
 #[test]
 fn top_argument_checks() {
     let mut d = logged_in();
-    assert_eq!(d.send("TOP 1\r\n"), "-ERR Syntax: TOP msg n\r\n");
-    assert_eq!(d.send("TOP\r\n"), "-ERR Syntax: TOP msg n\r\n");
-    assert_eq!(d.send("TOP 1 2 3\r\n"), "-ERR Syntax: TOP msg n\r\n");
-    assert_eq!(d.send("TOP 1 -1\r\n"), "-ERR Invalid line count\r\n");
-    assert_eq!(d.send("TOP 1 01\r\n"), "-ERR Invalid line count\r\n");
-    assert_eq!(d.send("TOP 1 x\r\n"), "-ERR Invalid line count\r\n");
+    d.converse(&[
+        ("TOP 1\r\n", "-ERR Syntax: TOP msg n\r\n"),
+        ("TOP\r\n", "-ERR Syntax: TOP msg n\r\n"),
+        ("TOP 1 2 3\r\n", "-ERR Syntax: TOP msg n\r\n"),
+        ("TOP 1 -1\r\n", "-ERR Invalid line count\r\n"),
+        ("TOP 1 01\r\n", "-ERR Invalid line count\r\n"),
+        ("TOP 1 x\r\n", "-ERR Invalid line count\r\n"),
+    ]);
     assert_eq!(d.decisions(), ["auth", "open"]);
 }
 
 #[test]
 fn dele_hides_the_message() {
     let mut d = logged_in();
-    assert_eq!(d.send("DELE 2\r\n"), "+OK message 2 deleted\r\n");
+    d.converse(&[("DELE 2\r\n", "+OK message 2 deleted\r\n")]);
     let gone = "-ERR message 2 already deleted\r\n";
-    assert_eq!(d.send("DELE 2\r\n"), gone);
-    assert_eq!(d.send("RETR 2\r\n"), gone);
-    assert_eq!(d.send("TOP 2 0\r\n"), gone);
-    assert_eq!(d.send("LIST 2\r\n"), gone);
-    assert_eq!(d.send("UIDL 2\r\n"), gone);
-    assert_eq!(
-        d.send("STAT\r\n"),
-        format!("+OK 2 {}\r\n", size(0) + size(2))
-    );
-    // Numbers are stable: message 3 is still 3.
-    assert_eq!(
-        d.send("LIST\r\n"),
-        format!(
-            "+OK 2 messages ({} octets)\r\n1 {}\r\n3 {}\r\n.\r\n",
-            size(0) + size(2),
-            size(0),
-            size(2)
-        )
-    );
-    assert_eq!(
-        d.send("UIDL\r\n"),
-        "+OK unique-id listing follows\r\n1 uid-1\r\n3 uid-3\r\n.\r\n"
-    );
+    d.converse(&[
+        ("DELE 2\r\n", gone),
+        ("RETR 2\r\n", gone),
+        ("TOP 2 0\r\n", gone),
+        ("LIST 2\r\n", gone),
+        ("UIDL 2\r\n", gone),
+        ("STAT\r\n", &format!("+OK 2 {}\r\n", size(0) + size(2))),
+        // Numbers are stable: message 3 is still 3.
+        (
+            "LIST\r\n",
+            &format!(
+                "+OK 2 messages ({} octets)\r\n1 {}\r\n3 {}\r\n.\r\n",
+                size(0) + size(2),
+                size(0),
+                size(2)
+            ),
+        ),
+        (
+            "UIDL\r\n",
+            "+OK unique-id listing follows\r\n1 uid-1\r\n3 uid-3\r\n.\r\n",
+        ),
+    ]);
     assert_eq!(d.decisions(), ["auth", "open"]);
 }
 
@@ -1222,22 +1158,24 @@ fn dele_hides_the_message() {
 fn rset_undeletes() {
     let mut d = logged_in();
     d.send("DELE 1\r\nDELE 3\r\n");
-    assert_eq!(
-        d.send("RSET\r\n"),
-        format!("+OK maildrop has 3 messages ({} octets)\r\n", total())
-    );
-    assert_eq!(d.send("STAT\r\n"), format!("+OK 3 {}\r\n", total()));
-    assert_eq!(d.send("LIST 1\r\n"), format!("+OK 1 {}\r\n", size(0)));
+    d.converse(&[
+        (
+            "RSET\r\n",
+            &format!("+OK maildrop has 3 messages ({} octets)\r\n", total()),
+        ),
+        ("STAT\r\n", &format!("+OK 3 {}\r\n", total())),
+        ("LIST 1\r\n", &format!("+OK 1 {}\r\n", size(0))),
+    ]);
 }
 
 #[test]
 fn quit_commits_the_deletions() {
     let mut d = logged_in();
     d.send("DELE 3\r\nDELE 1\r\n");
-    assert_eq!(
-        d.send("QUIT\r\n"),
-        "+OK pop.example POP3 server signing off (1 message left)\r\n"
-    );
+    d.converse(&[(
+        "QUIT\r\n",
+        "+OK pop.example POP3 server signing off (1 message left)\r\n",
+    )]);
     assert!(d.closed());
     assert_eq!(
         d.actions.last(),
@@ -1253,10 +1191,10 @@ fn quit_commits_the_deletions() {
 fn quit_after_rset_commits_nothing() {
     let mut d = logged_in();
     d.send("DELE 1\r\nRSET\r\nDELE 2\r\nRSET\r\n");
-    assert_eq!(
-        d.send("QUIT\r\n"),
-        "+OK pop.example POP3 server signing off (3 messages left)\r\n"
-    );
+    d.converse(&[(
+        "QUIT\r\n",
+        "+OK pop.example POP3 server signing off (3 messages left)\r\n",
+    )]);
     assert_eq!(d.actions.last(), Some(&Action::Commit { deleted: vec![] }));
     assert_eq!(d.s.stats().messages_deleted, 0);
 }
@@ -1264,11 +1202,11 @@ fn quit_after_rset_commits_nothing() {
 #[test]
 fn quit_deleting_everything() {
     let mut d = logged_in();
-    assert_eq!(
-        d.send("DELE 1\r\nDELE 2\r\nDELE 3\r\nQUIT\r\n"),
+    d.converse(&[(
+        "DELE 1\r\nDELE 2\r\nDELE 3\r\nQUIT\r\n",
         "+OK message 1 deleted\r\n+OK message 2 deleted\r\n+OK message 3 deleted\r\n\
-         +OK pop.example POP3 server signing off (maildrop empty)\r\n"
-    );
+         +OK pop.example POP3 server signing off (maildrop empty)\r\n",
+    )]);
     assert_eq!(
         d.actions.last(),
         Some(&Action::Commit {
@@ -1281,10 +1219,10 @@ fn quit_deleting_everything() {
 fn commit_failure() {
     let mut d = logged_in();
     d.commit = Box::new(|_| Err(CommitError));
-    assert_eq!(
-        d.send("DELE 1\r\nQUIT\r\n"),
-        "+OK message 1 deleted\r\n-ERR [SYS/TEMP] some deleted messages not removed\r\n"
-    );
+    d.converse(&[(
+        "DELE 1\r\nQUIT\r\n",
+        "+OK message 1 deleted\r\n-ERR [SYS/TEMP] some deleted messages not removed\r\n",
+    )]);
     assert!(d.closed());
     assert_eq!(d.s.stats().messages_deleted, 0);
 }
@@ -1310,11 +1248,13 @@ fn message_read_failures() {
         0 => Err(MessageError::Gone),
         _ => Err(MessageError::Temporary),
     });
-    assert_eq!(d.send("RETR 1\r\n"), "-ERR message 1 no longer exists\r\n");
-    assert_eq!(
-        d.send("TOP 2 0\r\n"),
-        "-ERR [SYS/TEMP] Cannot read message 2, try again later\r\n"
-    );
+    d.converse(&[
+        ("RETR 1\r\n", "-ERR message 1 no longer exists\r\n"),
+        (
+            "TOP 2 0\r\n",
+            "-ERR [SYS/TEMP] Cannot read message 2, try again later\r\n",
+        ),
+    ]);
     // Server-side failures are not client errors.
     assert_eq!(d.s.stats().errors, 0);
     assert_eq!(d.s.stats().messages_retrieved, 0);
@@ -1324,10 +1264,16 @@ fn message_read_failures() {
 // ------------------------------------------------------------------------------------
 // No UPDATE without QUIT (RFC 1939 §3, §6)
 
+/// Logged in, with message 1 marked deleted: QUIT would remove it.
+fn one_deleted() -> Driver {
+    let mut d = logged_in();
+    d.converse(&[("DELE 1\r\n", "+OK message 1 deleted\r\n")]);
+    d
+}
+
 #[test]
 fn timeout_in_transaction_does_not_commit() {
-    let mut d = logged_in();
-    d.send("DELE 1\r\n");
+    let mut d = one_deleted();
     d.s.timeout();
     assert_eq!(d.s.poll(), Action::Close);
     // RFC 1939 §3: no response on autologout.
@@ -1342,8 +1288,7 @@ fn timeout_in_transaction_does_not_commit() {
 
 #[test]
 fn shutdown_does_not_commit() {
-    let mut d = logged_in();
-    d.send("DELE 1\r\n");
+    let mut d = one_deleted();
     d.s.shutdown();
     assert_eq!(d.s.poll(), Action::Close);
     assert_eq!(
@@ -1372,48 +1317,30 @@ fn shutdown_drops_a_pending_action() {
 
 #[test]
 fn too_many_errors_in_transaction_does_not_commit() {
-    let mut d = Driver::with(
-        Config {
-            max_errors: 2,
-            ..config()
-        },
-        Some(tls_info()),
-    );
+    let mut d = Driver::tls_with(|c| c.max_errors = 2);
     d.login();
-    assert_eq!(
-        d.send("DELE 1\r\nDELE 1\r\nBOGUS\r\nQUIT\r\n"),
+    d.converse(&[(
+        "DELE 1\r\nDELE 1\r\nBOGUS\r\nQUIT\r\n",
         "+OK message 1 deleted\r\n-ERR message 1 already deleted\r\n-ERR Unknown command\r\n\
-         -ERR Too many errors, closing connection\r\n"
-    );
+         -ERR Too many errors, closing connection\r\n",
+    )]);
     assert!(d.closed());
     assert_eq!(d.decisions(), ["auth", "open"]);
 }
 
 #[test]
 fn max_errors_zero_acts_as_one() {
-    let mut d = Driver::with(
-        Config {
-            max_errors: 0,
-            ..config()
-        },
-        None,
-    );
-    assert_eq!(
-        d.send("BOGUS\r\n"),
-        "-ERR Unknown command\r\n-ERR Too many errors, closing connection\r\n"
-    );
+    let mut d = Driver::with(config_with(|c| c.max_errors = 0), None);
+    d.converse(&[(
+        "BOGUS\r\n",
+        "-ERR Unknown command\r\n-ERR Too many errors, closing connection\r\n",
+    )]);
     assert!(d.closed());
 }
 
 #[test]
 fn failed_logins_count_as_errors() {
-    let mut d = Driver::with(
-        Config {
-            max_errors: 3,
-            ..config()
-        },
-        Some(tls_info()),
-    );
+    let mut d = Driver::tls_with(|c| c.max_errors = 3);
     let out = d.send("USER a\r\nPASS b\r\nUSER a\r\nPASS b\r\nUSER a\r\nPASS b\r\nUSER alice\r\n");
     assert_eq!(
         statuses(&out),
@@ -1539,16 +1466,16 @@ fn at_most_one_message_is_buffered() {
 fn long_lines_are_discarded_and_refused() {
     let mut d = Driver::tls();
     let long = "x".repeat(100_000);
-    assert_eq!(
-        d.send(format!("USER {long}\r\nNOOP\r\n")),
-        "-ERR Line too long\r\n+OK\r\n"
-    );
+    d.converse(&[(
+        &format!("USER {long}\r\nNOOP\r\n"),
+        "-ERR Line too long\r\n+OK\r\n",
+    )]);
     // Fed in pieces without a line end: nothing accumulates.
     for _ in 0..20 {
         assert_eq!(d.send(&long), "");
         assert!(d.s.buffered() <= long.len());
     }
-    assert_eq!(d.send("\r\nNOOP\r\n"), "-ERR Line too long\r\n+OK\r\n");
+    d.converse(&[("\r\nNOOP\r\n", "-ERR Line too long\r\n+OK\r\n")]);
     assert!(d.s.buffered() < 100);
 }
 
@@ -1557,53 +1484,40 @@ fn command_line_limit_is_inclusive_of_crlf() {
     let mut d = Driver::tls();
     // 512 octets with CRLF: accepted.
     let name = "n".repeat(512 - "USER \r\n".len());
-    assert_eq!(d.send(format!("USER {name}\r\n")), "+OK send PASS\r\n");
-    // 513: refused.
-    assert_eq!(
-        d.send(format!("USER {name}n\r\n")),
-        "-ERR Line too long\r\n"
-    );
-    // With a bare LF, 512 octets including the LF.
-    assert_eq!(d.send(format!("USER {name}n\n")), "+OK send PASS\r\n");
+    d.converse(&[
+        (&format!("USER {name}\r\n"), SEND_PASS),
+        // 513: refused.
+        (&format!("USER {name}n\r\n"), "-ERR Line too long\r\n"),
+        // With a bare LF, 512 octets including the LF.
+        (&format!("USER {name}n\n"), SEND_PASS),
+    ]);
 }
 
 #[test]
 fn command_line_limit_is_configurable_with_a_floor() {
-    let mut d = Driver::with(
-        Config {
-            max_command_line: 300,
-            ..config()
-        },
-        Some(tls_info()),
-    );
+    let mut d = Driver::tls_with(|c| c.max_command_line = 300);
     let name = "n".repeat(300 - "USER \r\n".len());
-    assert_eq!(d.send(format!("USER {name}\r\n")), "+OK send PASS\r\n");
-    assert_eq!(
-        d.send(format!("USER {name}n\r\n")),
-        "-ERR Line too long\r\n"
-    );
-    let mut d = Driver::with(
-        Config {
-            max_command_line: 10,
-            ..config()
-        },
-        Some(tls_info()),
-    );
+    d.converse(&[
+        (&format!("USER {name}\r\n"), SEND_PASS),
+        (&format!("USER {name}n\r\n"), "-ERR Line too long\r\n"),
+    ]);
+    let mut d = Driver::tls_with(|c| c.max_command_line = 10);
     let name = "n".repeat(MIN_COMMAND_LINE - "USER \r\n".len());
-    assert_eq!(d.send(format!("USER {name}\r\n")), "+OK send PASS\r\n");
-    assert_eq!(
-        d.send(format!("USER {name}n\r\n")),
-        "-ERR Line too long\r\n"
-    );
+    d.converse(&[
+        (&format!("USER {name}\r\n"), SEND_PASS),
+        (&format!("USER {name}n\r\n"), "-ERR Line too long\r\n"),
+    ]);
 }
 
 #[test]
 fn long_line_split_across_feeds() {
     let mut d = Driver::tls();
-    assert_eq!(d.send("x".repeat(400)), "");
-    assert_eq!(d.send("y".repeat(400)), "");
-    assert_eq!(d.send("\r"), "");
-    assert_eq!(d.send("\nNOOP\r\n"), "-ERR Line too long\r\n+OK\r\n");
+    d.converse(&[
+        (&"x".repeat(400), ""),
+        (&"y".repeat(400), ""),
+        ("\r", ""),
+        ("\nNOOP\r\n", "-ERR Line too long\r\n+OK\r\n"),
+    ]);
 }
 
 // ------------------------------------------------------------------------------------
@@ -1656,10 +1570,7 @@ fn state_transitions() {
 
 #[test]
 fn debug_output_redacts_secrets() {
-    let a = Action::Authenticate {
-        username: "alice".into(),
-        password: "hunter2".into(),
-    };
+    let a = authenticate("alice", "hunter2");
     let text = format!("{a:?}");
     assert!(
         text.contains("alice") && !text.contains("hunter2"),
