@@ -104,6 +104,13 @@ impl Driver {
         self.run()
     }
 
+    /// Sends each input in turn and checks the reply it gets.
+    fn converse(&mut self, steps: &[(&str, &str)]) {
+        for (input, reply) in steps {
+            assert_eq!(self.send(input), *reply, "reply to {input:?}");
+        }
+    }
+
     fn run(&mut self) -> String {
         let mut out = Vec::new();
         for _ in 0..100_000 {
@@ -158,6 +165,14 @@ impl Driver {
         );
         assert_eq!(self.last, Action::StartTls);
         self.s.tls_established(tls_info());
+    }
+
+    /// Submission after STARTTLS and EHLO: AUTH is offered.
+    fn ready_for_auth() -> Driver {
+        let mut d = Driver::new(submission());
+        d.starttls();
+        d.send("EHLO c\r\n");
+        d
     }
 
     /// Submission: STARTTLS, EHLO, AUTH as alice.
@@ -302,10 +317,12 @@ fn ehlo_keywords_submission() {
 #[test]
 fn helo_reply_and_arguments() {
     let mut d = Driver::new(mx());
-    assert_eq!(d.send("HELO client.example\r\n"), "250 mx.example\r\n");
-    assert_eq!(d.send("HELO\r\n"), "501 5.5.4 Syntax: HELO hostname\r\n");
-    assert_eq!(d.send("EHLO\r\n"), "501 5.5.4 Syntax: EHLO hostname\r\n");
-    assert_eq!(d.send("EHLO   \r\n"), "501 5.5.4 Syntax: EHLO hostname\r\n");
+    d.converse(&[
+        ("HELO client.example\r\n", "250 mx.example\r\n"),
+        ("HELO\r\n", "501 5.5.4 Syntax: HELO hostname\r\n"),
+        ("EHLO\r\n", "501 5.5.4 Syntax: EHLO hostname\r\n"),
+        ("EHLO   \r\n", "501 5.5.4 Syntax: EHLO hostname\r\n"),
+    ]);
     assert_eq!(d.s.helo(), Some("client.example"));
 }
 
@@ -330,19 +347,23 @@ fn verbs_are_case_insensitive() {
 #[test]
 fn misc_commands() {
     let mut d = Driver::new(mx());
-    assert_eq!(d.send("NOOP\r\n"), "250 2.0.0 Ok\r\n");
-    assert_eq!(d.send("NOOP with args\r\n"), "250 2.0.0 Ok\r\n");
+    d.converse(&[
+        ("NOOP\r\n", "250 2.0.0 Ok\r\n"),
+        ("NOOP with args\r\n", "250 2.0.0 Ok\r\n"),
+    ]);
     assert!(d.send("HELP\r\n").starts_with("214 2.0.0 "));
-    assert_eq!(
-        d.send("VRFY alice\r\n"),
-        "252 2.5.0 Cannot VRFY user, but will accept message and attempt delivery\r\n"
-    );
-    assert_eq!(d.send("VRFY\r\n"), "501 5.5.4 Syntax: VRFY address\r\n");
-    assert_eq!(d.send("EXPN staff\r\n"), "502 5.5.1 EXPN not available\r\n");
-    assert_eq!(d.send("FOO bar\r\n"), "500 5.5.1 Command unrecognized\r\n");
-    assert_eq!(d.send("\r\n"), "500 5.5.1 Command unrecognized\r\n");
-    assert_eq!(d.send("RSET x\r\n"), "501 5.5.4 Syntax: RSET\r\n");
-    assert_eq!(d.send("RSET\r\n"), "250 2.0.0 Ok\r\n");
+    d.converse(&[
+        (
+            "VRFY alice\r\n",
+            "252 2.5.0 Cannot VRFY user, but will accept message and attempt delivery\r\n",
+        ),
+        ("VRFY\r\n", "501 5.5.4 Syntax: VRFY address\r\n"),
+        ("EXPN staff\r\n", "502 5.5.1 EXPN not available\r\n"),
+        ("FOO bar\r\n", "500 5.5.1 Command unrecognized\r\n"),
+        ("\r\n", "500 5.5.1 Command unrecognized\r\n"),
+        ("RSET x\r\n", "501 5.5.4 Syntax: RSET\r\n"),
+        ("RSET\r\n", "250 2.0.0 Ok\r\n"),
+    ]);
 }
 
 #[test]
@@ -367,8 +388,10 @@ fn full_transaction_with_data() {
         "354 End data with <CR><LF>.<CR><LF>\r\n"
     );
     assert!(d.s.in_data());
-    assert_eq!(d.send("Subject: hi\r\n\r\n..dot\r\nbody\r\n"), "");
-    assert_eq!(d.send(".\r\n"), "250 2.0.0 Ok: queued as Q1\r\n");
+    d.converse(&[
+        ("Subject: hi\r\n\r\n..dot\r\nbody\r\n", ""),
+        (".\r\n", "250 2.0.0 Ok: queued as Q1\r\n"),
+    ]);
     assert!(!d.s.in_data());
     let env = &d.delivered[0];
     assert_eq!(env.helo, "client.example");
@@ -517,21 +540,23 @@ fn policy_rejections_are_passed_through() {
     });
     d.deliver = Box::new(|_| Err(Reply::new(451, (4, 3, 0), "Try again later")));
     d.send("EHLO c\r\n");
-    assert_eq!(
-        d.send("MAIL FROM:<a@b.example>\r\n"),
-        "550-5.7.1 Sender rejected\r\n550 5.7.1 see https://example\r\n"
-    );
-    assert_eq!(d.send("MAIL FROM:<>\r\n"), "250 2.1.0 Ok\r\n");
-    assert_eq!(
-        d.send("RCPT TO:<nobody@mx.example>\r\n"),
-        "550 5.1.1 No such user\r\n"
-    );
-    assert_eq!(d.send("DATA\r\n"), "554 5.5.1 No valid recipients\r\n");
-    assert_eq!(d.send("RCPT TO:<alice@mx.example>\r\n"), "250 2.1.5 Ok\r\n");
-    assert_eq!(
-        d.send("DATA\r\nx\r\n.\r\n"),
-        "354 End data with <CR><LF>.<CR><LF>\r\n451 4.3.0 Try again later\r\n"
-    );
+    d.converse(&[
+        (
+            "MAIL FROM:<a@b.example>\r\n",
+            "550-5.7.1 Sender rejected\r\n550 5.7.1 see https://example\r\n",
+        ),
+        ("MAIL FROM:<>\r\n", "250 2.1.0 Ok\r\n"),
+        (
+            "RCPT TO:<nobody@mx.example>\r\n",
+            "550 5.1.1 No such user\r\n",
+        ),
+        ("DATA\r\n", "554 5.5.1 No valid recipients\r\n"),
+        ("RCPT TO:<alice@mx.example>\r\n", "250 2.1.5 Ok\r\n"),
+        (
+            "DATA\r\nx\r\n.\r\n",
+            "354 End data with <CR><LF>.<CR><LF>\r\n451 4.3.0 Try again later\r\n",
+        ),
+    ]);
     assert_eq!(d.s.stats().messages_rejected, 1);
     assert_eq!(d.s.stats().messages_accepted, 0);
     // transaction over
@@ -544,33 +569,37 @@ fn policy_rejections_are_passed_through() {
 #[test]
 fn sequence_errors() {
     let mut d = Driver::new(mx());
-    assert_eq!(
-        d.send("MAIL FROM:<a@b.example>\r\n"),
-        "503 5.5.1 Send HELO/EHLO first\r\n"
-    );
-    assert_eq!(
-        d.send("RCPT TO:<a@b.example>\r\n"),
-        "503 5.5.1 Need MAIL command\r\n"
-    );
-    assert_eq!(d.send("DATA\r\n"), "503 5.5.1 Need MAIL command\r\n");
+    d.converse(&[
+        (
+            "MAIL FROM:<a@b.example>\r\n",
+            "503 5.5.1 Send HELO/EHLO first\r\n",
+        ),
+        (
+            "RCPT TO:<a@b.example>\r\n",
+            "503 5.5.1 Need MAIL command\r\n",
+        ),
+        ("DATA\r\n", "503 5.5.1 Need MAIL command\r\n"),
+    ]);
     d.send("EHLO c\r\n");
-    assert_eq!(
-        d.send("RCPT TO:<a@b.example>\r\n"),
-        "503 5.5.1 Need MAIL command\r\n"
-    );
-    assert_eq!(d.send("DATA\r\n"), "503 5.5.1 Need MAIL command\r\n");
-    assert_eq!(d.send("MAIL FROM:<a@b.example>\r\n"), "250 2.1.0 Ok\r\n");
-    assert_eq!(
-        d.send("MAIL FROM:<a@b.example>\r\n"),
-        "503 5.5.1 Nested MAIL command\r\n"
-    );
-    assert_eq!(d.send("DATA\r\n"), "554 5.5.1 No valid recipients\r\n");
-    assert_eq!(d.send("DATA x\r\n"), "501 5.5.4 Syntax: DATA\r\n");
-    assert_eq!(d.send("RSET\r\n"), "250 2.0.0 Ok\r\n");
-    assert_eq!(
-        d.send("RCPT TO:<a@b.example>\r\n"),
-        "503 5.5.1 Need MAIL command\r\n"
-    );
+    d.converse(&[
+        (
+            "RCPT TO:<a@b.example>\r\n",
+            "503 5.5.1 Need MAIL command\r\n",
+        ),
+        ("DATA\r\n", "503 5.5.1 Need MAIL command\r\n"),
+        ("MAIL FROM:<a@b.example>\r\n", "250 2.1.0 Ok\r\n"),
+        (
+            "MAIL FROM:<a@b.example>\r\n",
+            "503 5.5.1 Nested MAIL command\r\n",
+        ),
+        ("DATA\r\n", "554 5.5.1 No valid recipients\r\n"),
+        ("DATA x\r\n", "501 5.5.4 Syntax: DATA\r\n"),
+        ("RSET\r\n", "250 2.0.0 Ok\r\n"),
+        (
+            "RCPT TO:<a@b.example>\r\n",
+            "503 5.5.1 Need MAIL command\r\n",
+        ),
+    ]);
 }
 
 #[test]
@@ -580,11 +609,13 @@ fn ehlo_and_helo_reset_transaction() {
         d.send("EHLO c\r\n");
         transaction(&mut d);
         d.send(greeting);
-        assert_eq!(
-            d.send("RCPT TO:<a@b.example>\r\n"),
-            "503 5.5.1 Need MAIL command\r\n"
-        );
-        assert_eq!(d.send("MAIL FROM:<a@b.example>\r\n"), "250 2.1.0 Ok\r\n");
+        d.converse(&[
+            (
+                "RCPT TO:<a@b.example>\r\n",
+                "503 5.5.1 Need MAIL command\r\n",
+            ),
+            ("MAIL FROM:<a@b.example>\r\n", "250 2.1.0 Ok\r\n"),
+        ]);
     }
 }
 
@@ -761,14 +792,16 @@ fn body_and_smtputf8_flags_reach_envelope() {
 fn utf8_addresses_need_smtputf8() {
     let mut d = Driver::new(mx());
     d.send("EHLO c\r\n");
-    assert_eq!(
-        d.send("MAIL FROM:<jörg@b.example>\r\n"),
-        "553 5.6.7 Non-ASCII address requires SMTPUTF8\r\n"
-    );
-    assert_eq!(
-        d.send("MAIL FROM:<jörg@b.example> SMTPUTF8\r\n"),
-        "250 2.1.0 Ok\r\n"
-    );
+    d.converse(&[
+        (
+            "MAIL FROM:<jörg@b.example>\r\n",
+            "553 5.6.7 Non-ASCII address requires SMTPUTF8\r\n",
+        ),
+        (
+            "MAIL FROM:<jörg@b.example> SMTPUTF8\r\n",
+            "250 2.1.0 Ok\r\n",
+        ),
+    ]);
     d.send("RSET\r\nMAIL FROM:<a@b.example>\r\n");
     assert_eq!(
         d.send("RCPT TO:<user@bücher.example>\r\n"),
@@ -1094,14 +1127,16 @@ fn requiretls_only_under_tls() {
     d.starttls();
     let env = deliver_with(&mut d, " RequireTLS", "");
     assert!(env.requiretls);
-    assert_eq!(
-        d.send("MAIL FROM:<> REQUIRETLS\r\nRSET\r\n"),
-        "250 2.1.0 Ok\r\n250 2.0.0 Ok\r\n"
-    );
-    assert_eq!(
-        d.send("MAIL FROM:<a@b.example> REQUIRETLS REQUIRETLS\r\n"),
-        "501 5.5.4 Duplicate parameter REQUIRETLS\r\n"
-    );
+    d.converse(&[
+        (
+            "MAIL FROM:<> REQUIRETLS\r\nRSET\r\n",
+            "250 2.1.0 Ok\r\n250 2.0.0 Ok\r\n",
+        ),
+        (
+            "MAIL FROM:<a@b.example> REQUIRETLS REQUIRETLS\r\n",
+            "501 5.5.4 Duplicate parameter REQUIRETLS\r\n",
+        ),
+    ]);
     // Valid for submission too (RFC 8689 §2).
     let mut d = Driver::new(submission());
     d.login();
@@ -1620,12 +1655,14 @@ fn bdat_chunks() {
     transaction(&mut d);
     assert_eq!(d.send("BDAT 5\r\nhel"), "");
     assert!(d.s.in_data());
-    assert_eq!(d.send("lo"), "250 2.0.0 5 octets received\r\n");
-    assert_eq!(d.send("BDAT 0\r\n"), "250 2.0.0 0 octets received\r\n");
-    assert_eq!(
-        d.send("BDAT 7 LAST\r\n\r\n.\r\nxy"),
-        "250 2.0.0 Ok: queued as Q1\r\n"
-    );
+    d.converse(&[
+        ("lo", "250 2.0.0 5 octets received\r\n"),
+        ("BDAT 0\r\n", "250 2.0.0 0 octets received\r\n"),
+        (
+            "BDAT 7 LAST\r\n\r\n.\r\nxy",
+            "250 2.0.0 Ok: queued as Q1\r\n",
+        ),
+    ]);
     // No dot-stuffing in BDAT: a lone dot line is content; the last line gets its CRLF.
     assert_eq!(d.delivered[0].body, b"hello\r\n.\r\nxy\r\n");
     // Bare line endings are refused in chunks as in DATA (the default policy).
@@ -1724,14 +1761,10 @@ fn bdat_size_exceeded() {
     });
     d.send("EHLO c\r\n");
     transaction(&mut d);
-    assert_eq!(
-        d.send("BDAT 6\r\n123456"),
-        "250 2.0.0 6 octets received\r\n"
-    );
-    assert_eq!(
-        d.send("BDAT 6\r\nRSET\r\nBDAT 1 LAST\r\nX"),
-        "552 5.3.4 Message size exceeds fixed maximum message size\r\n503 5.5.1 Need MAIL command\r\n"
-    );
+    d.converse(&[
+        ("BDAT 6\r\n123456", "250 2.0.0 6 octets received\r\n"),
+        ("BDAT 6\r\nRSET\r\nBDAT 1 LAST\r\nX", "552 5.3.4 Message size exceeds fixed maximum message size\r\n503 5.5.1 Need MAIL command\r\n"),
+    ]);
     assert!(d.delivered.is_empty());
     assert_eq!(d.s.stats().messages_rejected, 1);
     // A huge announced chunk is rejected upfront and skipped.
@@ -1762,15 +1795,14 @@ fn data_after_bdat_and_rcpt_after_bdat() {
     d.send("EHLO c\r\n");
     transaction(&mut d);
     d.send("BDAT 2\r\nab");
-    assert_eq!(
-        d.send("DATA\r\n"),
-        "503 5.5.1 DATA not allowed after BDAT\r\n"
-    );
-    assert_eq!(
-        d.send("RCPT TO:<z@d.example>\r\n"),
-        "503 5.5.1 RCPT not allowed after BDAT\r\n"
-    );
-    assert_eq!(d.send("BDAT 1 LAST\r\nc"), "250 2.0.0 Ok: queued as Q1\r\n");
+    d.converse(&[
+        ("DATA\r\n", "503 5.5.1 DATA not allowed after BDAT\r\n"),
+        (
+            "RCPT TO:<z@d.example>\r\n",
+            "503 5.5.1 RCPT not allowed after BDAT\r\n",
+        ),
+        ("BDAT 1 LAST\r\nc", "250 2.0.0 Ok: queued as Q1\r\n"),
+    ]);
     assert_eq!(d.delivered[0].body, b"abc\r\n");
     assert_eq!(d.delivered[0].recipients.len(), 1);
 }
@@ -1863,22 +1895,21 @@ fn bare_lf_command_closes_connection() {
 fn bare_cr_and_controls_in_command() {
     let mut d = Driver::new(mx());
     d.send("EHLO c\r\n");
-    assert_eq!(
-        d.send("RSET\rMAIL FROM:<a@b.example>\r\n"),
-        "500 5.5.2 Bare <CR> not allowed in commands\r\n"
-    );
-    assert_eq!(
-        d.send("NO\0OP\r\n"),
-        "500 5.5.2 Invalid control character in command\r\n"
-    );
-    assert_eq!(
-        d.send("NOOP\t\r\n"),
-        "500 5.5.2 Invalid control character in command\r\n"
-    );
-    assert_eq!(
-        d.send("\r\r\n"),
-        "500 5.5.2 Bare <CR> not allowed in commands\r\n"
-    );
+    d.converse(&[
+        (
+            "RSET\rMAIL FROM:<a@b.example>\r\n",
+            "500 5.5.2 Bare <CR> not allowed in commands\r\n",
+        ),
+        (
+            "NO\0OP\r\n",
+            "500 5.5.2 Invalid control character in command\r\n",
+        ),
+        (
+            "NOOP\t\r\n",
+            "500 5.5.2 Invalid control character in command\r\n",
+        ),
+        ("\r\r\n", "500 5.5.2 Bare <CR> not allowed in commands\r\n"),
+    ]);
     assert!(d.actions.is_empty());
 }
 
@@ -1984,9 +2015,7 @@ fn require_tls() {
 
 #[test]
 fn submission_requires_auth() {
-    let mut d = Driver::new(submission());
-    d.starttls();
-    d.send("EHLO c\r\n");
+    let mut d = Driver::ready_for_auth();
     assert_eq!(
         d.send("MAIL FROM:<alice@mx.example>\r\n"),
         "530 5.7.0 Authentication required\r\n"
@@ -2011,14 +2040,14 @@ fn submission_requires_auth() {
 
 #[test]
 fn auth_plain_without_initial_response() {
-    let mut d = Driver::new(submission());
-    d.starttls();
-    d.send("EHLO c\r\n");
-    assert_eq!(d.send("AUTH PLAIN\r\n"), "334 \r\n");
-    assert_eq!(
-        d.send(format!("{}\r\n", b64(b"alice\0alice\0secret"))),
-        "235 2.7.0 Authentication successful\r\n"
-    );
+    let mut d = Driver::ready_for_auth();
+    d.converse(&[
+        ("AUTH PLAIN\r\n", "334 \r\n"),
+        (
+            &format!("{}\r\n", b64(b"alice\0alice\0secret")),
+            "235 2.7.0 Authentication successful\r\n",
+        ),
+    ]);
     assert_eq!(
         d.actions[0],
         Action::Authenticate {
@@ -2031,18 +2060,15 @@ fn auth_plain_without_initial_response() {
 
 #[test]
 fn auth_login() {
-    let mut d = Driver::new(submission());
-    d.starttls();
-    d.send("EHLO c\r\n");
-    assert_eq!(d.send("AUTH LOGIN\r\n"), "334 VXNlcm5hbWU6\r\n");
-    assert_eq!(
-        d.send(format!("{}\r\n", b64(b"alice"))),
-        "334 UGFzc3dvcmQ6\r\n"
-    );
-    assert_eq!(
-        d.send(format!("{}\r\n", b64(b"secret"))),
-        "235 2.7.0 Authentication successful\r\n"
-    );
+    let mut d = Driver::ready_for_auth();
+    d.converse(&[
+        ("AUTH LOGIN\r\n", "334 VXNlcm5hbWU6\r\n"),
+        (&format!("{}\r\n", b64(b"alice")), "334 UGFzc3dvcmQ6\r\n"),
+        (
+            &format!("{}\r\n", b64(b"secret")),
+            "235 2.7.0 Authentication successful\r\n",
+        ),
+    ]);
     // with initial response, pipelined
     let mut d = Driver::new(submission());
     d.starttls();
@@ -2059,33 +2085,30 @@ fn auth_login() {
 
 #[test]
 fn auth_failures_and_cancel() {
-    let mut d = Driver::new(submission());
-    d.starttls();
-    d.send("EHLO c\r\n");
+    let mut d = Driver::ready_for_auth();
     let bad = b64(b"\0alice\0wrong");
     assert_eq!(
         d.send(format!("AUTH PLAIN {bad}\r\n")),
         "535 5.7.8 Authentication credentials invalid\r\n"
     );
     assert_eq!(d.s.auth_user(), None);
-    assert_eq!(
-        d.send("AUTH PLAIN\r\n*\r\n"),
-        "334 \r\n501 5.7.0 Authentication cancelled\r\n"
-    );
-    assert_eq!(d.send("AUTH LOGIN\r\n"), "334 VXNlcm5hbWU6\r\n");
-    assert_eq!(d.send("*\r\n"), "501 5.7.0 Authentication cancelled\r\n");
-    assert_eq!(
-        d.send("AUTH PLAIN !!!notbase64\r\n"),
-        "501 5.5.2 Invalid base64 data\r\n"
-    );
-    assert_eq!(
-        d.send("AUTH PLAIN\r\nAA=\r\n"),
-        "334 \r\n501 5.5.2 Invalid base64 data\r\n"
-    );
-    assert_eq!(
-        d.send("AUTH PLAIN =\r\n"),
-        "501 5.5.2 Invalid PLAIN response\r\n"
-    );
+    d.converse(&[
+        (
+            "AUTH PLAIN\r\n*\r\n",
+            "334 \r\n501 5.7.0 Authentication cancelled\r\n",
+        ),
+        ("AUTH LOGIN\r\n", "334 VXNlcm5hbWU6\r\n"),
+        ("*\r\n", "501 5.7.0 Authentication cancelled\r\n"),
+        (
+            "AUTH PLAIN !!!notbase64\r\n",
+            "501 5.5.2 Invalid base64 data\r\n",
+        ),
+        (
+            "AUTH PLAIN\r\nAA=\r\n",
+            "334 \r\n501 5.5.2 Invalid base64 data\r\n",
+        ),
+        ("AUTH PLAIN =\r\n", "501 5.5.2 Invalid PLAIN response\r\n"),
+    ]);
     assert_eq!(
         d.send(format!("AUTH PLAIN {}\r\n", b64(b"alice"))),
         "501 5.5.2 Invalid PLAIN response\r\n"
@@ -2128,23 +2151,22 @@ fn auth_plain_edge_cases() {
     }
     // none of them reached the policy layer
     assert!(d.actions.is_empty());
-    assert_eq!(
-        d.send("AUTH CRAM-MD5\r\n"),
-        "504 5.5.4 Unrecognized authentication type\r\n"
-    );
-    assert_eq!(
-        d.send("AUTH\r\n"),
-        "501 5.5.4 Syntax: AUTH mechanism [initial-response]\r\n"
-    );
-    assert_eq!(
-        d.send("AUTH PLAIN a b\r\n"),
-        "501 5.5.4 Syntax: AUTH mechanism [initial-response]\r\n"
-    );
-    assert_eq!(d.send("AUTH LOGIN =\r\n"), "501 5.5.2 Invalid username\r\n");
-    assert_eq!(
-        d.send("AUTH PLAIN *\r\n"),
-        "501 5.7.0 Authentication cancelled\r\n"
-    );
+    d.converse(&[
+        (
+            "AUTH CRAM-MD5\r\n",
+            "504 5.5.4 Unrecognized authentication type\r\n",
+        ),
+        (
+            "AUTH\r\n",
+            "501 5.5.4 Syntax: AUTH mechanism [initial-response]\r\n",
+        ),
+        (
+            "AUTH PLAIN a b\r\n",
+            "501 5.5.4 Syntax: AUTH mechanism [initial-response]\r\n",
+        ),
+        ("AUTH LOGIN =\r\n", "501 5.5.2 Invalid username\r\n"),
+        ("AUTH PLAIN *\r\n", "501 5.7.0 Authentication cancelled\r\n"),
+    ]);
 }
 
 #[test]
@@ -2267,9 +2289,7 @@ fn auth_throttled_closes() {
 
 #[test]
 fn auth_long_response_lines() {
-    let mut d = Driver::new(submission());
-    d.starttls();
-    d.send("EHLO c\r\n");
+    let mut d = Driver::ready_for_auth();
     // An AUTH line may exceed 512 octets (RFC 4954: 12288).
     let long_pass = "p".repeat(2000);
     d.auth = Box::new(|_, _, p| {
@@ -2286,9 +2306,7 @@ fn auth_long_response_lines() {
         "235 2.7.0 Authentication successful\r\n"
     );
     // Continuation lines are bounded too.
-    let mut d = Driver::new(submission());
-    d.starttls();
-    d.send("EHLO c\r\n");
+    let mut d = Driver::ready_for_auth();
     assert_eq!(d.send("AUTH LOGIN\r\n"), "334 VXNlcm5hbWU6\r\n");
     for _ in 0..20 {
         assert_eq!(d.send("A".repeat(1000)), "");
