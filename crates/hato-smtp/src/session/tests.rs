@@ -68,6 +68,16 @@ fn submission() -> Config {
     }
 }
 
+/// A session without the driver: the test polls and answers decisions itself.
+fn bare(cfg: Config) -> Session {
+    Session::new(Arc::new(cfg), peer(), None)
+}
+
+/// What the session has to send, as text.
+fn output(s: &mut Session) -> String {
+    String::from_utf8(s.output()).unwrap()
+}
+
 impl Driver {
     fn new(cfg: Config) -> Driver {
         Driver::with_tls(cfg, None)
@@ -76,7 +86,7 @@ impl Driver {
     fn with_tls(cfg: Config, tls: Option<TlsInfo>) -> Driver {
         let mut s = Session::new(Arc::new(cfg), peer(), tls);
         s.greet();
-        let greeting = String::from_utf8(s.output()).unwrap();
+        let greeting = output(&mut s);
         assert_eq!(greeting, "220 mx.example ESMTP hato\r\n");
         Driver {
             s,
@@ -167,6 +177,24 @@ impl Driver {
         self.s.tls_established(tls_info());
     }
 
+    /// After `EHLO c`.
+    fn after_ehlo(cfg: Config) -> Driver {
+        let mut d = Driver::new(cfg);
+        d.send("EHLO c\r\n");
+        d
+    }
+
+    /// MX after `EHLO c` and `MAIL FROM:<>`, with room for many errors (for tables of
+    /// rejected commands).
+    fn after_mail_tolerant() -> Driver {
+        let mut d = Driver::after_ehlo(Config {
+            max_errors: 100,
+            ..mx()
+        });
+        d.send("MAIL FROM:<>\r\n");
+        d
+    }
+
     /// Submission after STARTTLS and EHLO: AUTH is offered.
     fn ready_for_auth() -> Driver {
         let mut d = Driver::new(submission());
@@ -224,11 +252,11 @@ fn greeting_and_quit() {
 
 #[test]
 fn early_talker_rejected() {
-    let mut s = Session::new(Arc::new(mx()), peer(), None);
+    let mut s = bare(mx());
     s.feed(b"EHLO x\r\nMAIL FROM:<a@b>\r\n");
     s.greet();
     assert_eq!(s.poll(), Action::Close);
-    let out = String::from_utf8(s.output()).unwrap();
+    let out = output(&mut s);
     assert!(
         out.starts_with("554 5.5.1 mx.example Error: early talker"),
         "{out}"
@@ -240,10 +268,10 @@ fn early_talker_rejected() {
 
 #[test]
 fn early_talker_poll_without_greet() {
-    let mut s = Session::new(Arc::new(mx()), peer(), None);
+    let mut s = bare(mx());
     s.feed(b"x");
     assert_eq!(s.poll(), Action::Close);
-    let out = String::from_utf8(s.output()).unwrap();
+    let out = output(&mut s);
     assert!(out.starts_with("554 5.5.1 "), "{out}");
 }
 
@@ -253,7 +281,7 @@ fn early_talking_allowed_when_configured() {
         reject_early_talkers: false,
         ..mx()
     };
-    let mut s = Session::new(Arc::new(cfg), peer(), None);
+    let mut s = bare(cfg);
     s.feed(b"NOOP\r\n");
     s.greet();
     assert_eq!(s.poll(), Action::NeedInput);
@@ -262,7 +290,7 @@ fn early_talking_allowed_when_configured() {
 
 #[test]
 fn empty_feed_before_greeting_is_not_early_talking() {
-    let mut s = Session::new(Arc::new(mx()), peer(), None);
+    let mut s = bare(mx());
     s.feed(b"");
     s.greet();
     assert_eq!(s.poll(), Action::NeedInput);
@@ -271,7 +299,7 @@ fn empty_feed_before_greeting_is_not_early_talking() {
 
 #[test]
 fn poll_greets_implicitly() {
-    let mut s = Session::new(Arc::new(mx()), peer(), None);
+    let mut s = bare(mx());
     assert_eq!(s.poll(), Action::NeedInput);
     assert_eq!(s.output(), b"220 mx.example ESMTP hato\r\n");
     s.greet(); // idempotent
@@ -457,7 +485,7 @@ fn pipelined_transaction_in_one_feed() {
 
 #[test]
 fn pipelined_replies_wait_for_decisions_and_stay_in_order() {
-    let mut s = Session::new(Arc::new(mx()), peer(), None);
+    let mut s = bare(mx());
     s.greet();
     s.output();
     s.feed(b"EHLO c\r\nMAIL FROM:<a@c.example>\r\nRCPT TO:<x@mx.example>\r\nNOOP\r\n");
@@ -466,7 +494,7 @@ fn pipelined_replies_wait_for_decisions_and_stay_in_order() {
     // While a decision is pending, poll returns the same action and nothing else runs.
     assert_eq!(s.poll(), a);
     assert_eq!(s.poll(), a);
-    let out = String::from_utf8(s.output()).unwrap();
+    let out = output(&mut s);
     assert!(
         out.ends_with("250 CHUNKING\r\n"),
         "only the EHLO reply so far: {out}"
@@ -489,14 +517,14 @@ fn pipelined_replies_wait_for_decisions_and_stay_in_order() {
     s.recipient_result(Err(Reply::new(550, (5, 1, 1), "No such user")));
     assert_eq!(s.poll(), Action::NeedInput);
     assert_eq!(
-        String::from_utf8(s.output()).unwrap(),
+        output(&mut s),
         "250 2.1.0 Ok\r\n550 5.1.1 No such user\r\n250 2.0.0 Ok\r\n"
     );
 }
 
 #[test]
 fn repeated_poll_returns_deliver_again() {
-    let mut s = Session::new(Arc::new(mx()), peer(), None);
+    let mut s = bare(mx());
     s.greet();
     s.feed(b"EHLO c\r\nMAIL FROM:<a@c.example>\r\n");
     assert!(matches!(s.poll(), Action::CheckSender { .. }));
@@ -605,8 +633,7 @@ fn sequence_errors() {
 #[test]
 fn ehlo_and_helo_reset_transaction() {
     for greeting in ["EHLO again\r\n", "HELO again\r\n"] {
-        let mut d = Driver::new(mx());
-        d.send("EHLO c\r\n");
+        let mut d = Driver::after_ehlo(mx());
         transaction(&mut d);
         d.send(greeting);
         d.converse(&[
@@ -651,8 +678,7 @@ fn helo_client_gets_smtp_protocol_and_no_params() {
 
 #[test]
 fn mail_from_syntax() {
-    let mut d = Driver::new(mx());
-    d.send("EHLO c\r\n");
+    let mut d = Driver::after_ehlo(mx());
     for (cmd, reply) in [
         ("MAIL\r\n", "501 5.5.4 Syntax: MAIL FROM:<address>"),
         ("MAIL TO:<a@b>\r\n", "501 5.5.4 Syntax: MAIL FROM:<address>"),
@@ -717,8 +743,7 @@ fn mail_from_accepted_forms() {
             Some("a@b.example"),
         ),
     ] {
-        let mut d = Driver::new(mx());
-        d.send("EHLO c\r\n");
+        let mut d = Driver::after_ehlo(mx());
         assert_eq!(d.send(cmd), "250 2.1.0 Ok\r\n", "{cmd:?}");
         let Action::CheckSender { address } = &d.actions[0] else {
             panic!()
@@ -790,8 +815,7 @@ fn body_and_smtputf8_flags_reach_envelope() {
 
 #[test]
 fn utf8_addresses_need_smtputf8() {
-    let mut d = Driver::new(mx());
-    d.send("EHLO c\r\n");
+    let mut d = Driver::after_ehlo(mx());
     d.converse(&[
         (
             "MAIL FROM:<jörg@b.example>\r\n",
@@ -811,8 +835,7 @@ fn utf8_addresses_need_smtputf8() {
 
 #[test]
 fn non_utf8_command_rejected() {
-    let mut d = Driver::new(mx());
-    d.send("EHLO c\r\n");
+    let mut d = Driver::after_ehlo(mx());
     assert_eq!(
         d.send(b"MAIL FROM:<\xff\xfe@b.example>\r\n"),
         "500 5.5.2 Invalid UTF-8 in command\r\n"
@@ -865,11 +888,7 @@ fn rcpt_to_forms() {
 
 #[test]
 fn rcpt_to_errors() {
-    let mut d = Driver::new(Config {
-        max_errors: 100,
-        ..mx()
-    });
-    d.send("EHLO c\r\nMAIL FROM:<>\r\n");
+    let mut d = Driver::after_mail_tolerant();
     for (cmd, reply) in [
         (
             "RCPT TO:<>\r\n",
@@ -1117,8 +1136,7 @@ fn mail_dsn_param_errors() {
 #[test]
 fn requiretls_only_under_tls() {
     // Plain MX (not advertised): 530 5.7.10, nothing reaches the policy layer.
-    let mut d = Driver::new(mx_starttls());
-    d.send("EHLO c\r\n");
+    let mut d = Driver::after_ehlo(mx_starttls());
     let refused = "530 5.7.10 REQUIRETLS requires a TLS-protected session\r\n";
     assert_eq!(d.send("MAIL FROM:<a@b.example> REQUIRETLS\r\n"), refused);
     assert_eq!(d.send("MAIL FROM:<> requiretls RET=HDRS\r\n"), refused);
@@ -1218,11 +1236,7 @@ fn rcpt_dsn_params_reach_envelope() {
 #[test]
 fn rcpt_dsn_param_errors() {
     let long = format!("ORCPT=rfc822;{}@x", "o".repeat(492));
-    let mut d = Driver::new(Config {
-        max_errors: 100,
-        ..mx()
-    });
-    d.send("EHLO c\r\nMAIL FROM:<>\r\n");
+    let mut d = Driver::after_mail_tolerant();
     for (params, reply) in [
         (
             "NOTIFY=NEVER,SUCCESS",
@@ -1468,8 +1482,7 @@ fn mail_and_rcpt_lines_get_the_extension_increments() {
 // DATA
 
 fn data_session(cfg: Config) -> Driver {
-    let mut d = Driver::new(cfg);
-    d.send("EHLO c\r\n");
+    let mut d = Driver::after_ehlo(cfg);
     transaction(&mut d);
     assert_eq!(
         d.send("DATA\r\n"),
@@ -1650,8 +1663,7 @@ fn data_split_at_every_position() {
 
 #[test]
 fn bdat_chunks() {
-    let mut d = Driver::new(mx());
-    d.send("EHLO c\r\n");
+    let mut d = Driver::after_ehlo(mx());
     transaction(&mut d);
     assert_eq!(d.send("BDAT 5\r\nhel"), "");
     assert!(d.s.in_data());
@@ -1698,8 +1710,7 @@ fn bdat_pipelined_chunks_with_commands_inside() {
 
 #[test]
 fn bdat_zero_last() {
-    let mut d = Driver::new(mx());
-    d.send("EHLO c\r\n");
+    let mut d = Driver::after_ehlo(mx());
     transaction(&mut d);
     assert_eq!(d.send("BDAT 0 LAST\r\n"), "250 2.0.0 Ok: queued as Q1\r\n");
     assert_eq!(d.delivered[0].body, b"");
@@ -1708,8 +1719,7 @@ fn bdat_zero_last() {
 #[test]
 fn bdat_errors_consume_chunk() {
     // No transaction.
-    let mut d = Driver::new(mx());
-    d.send("EHLO c\r\n");
+    let mut d = Driver::after_ehlo(mx());
     assert_eq!(
         d.send("BDAT 28 LAST\r\nMAIL FROM:<evil@x.example>\r\nNOOP\r\n"),
         "503 5.5.1 Need MAIL command\r\n250 2.0.0 Ok\r\n"
@@ -1738,8 +1748,7 @@ fn bdat_errors_consume_chunk() {
 
 #[test]
 fn bdat_error_skips_without_buffering() {
-    let mut d = Driver::new(mx());
-    d.send("EHLO c\r\n");
+    let mut d = Driver::after_ehlo(mx());
     assert_eq!(d.send("BDAT 1000000\r\n"), "");
     let chunk = vec![b'Q'; 10_000];
     for _ in 0..99 {
@@ -1776,8 +1785,7 @@ fn bdat_size_exceeded() {
 
 #[test]
 fn bdat_unreadable_size_closes() {
-    let mut d = Driver::new(mx());
-    d.send("EHLO c\r\n");
+    let mut d = Driver::after_ehlo(mx());
     transaction(&mut d);
     let out = d.send("BDAT x LAST\r\nMAIL FROM:<a@b>\r\n");
     assert_eq!(
@@ -1791,8 +1799,7 @@ fn bdat_unreadable_size_closes() {
 
 #[test]
 fn data_after_bdat_and_rcpt_after_bdat() {
-    let mut d = Driver::new(mx());
-    d.send("EHLO c\r\n");
+    let mut d = Driver::after_ehlo(mx());
     transaction(&mut d);
     d.send("BDAT 2\r\nab");
     d.converse(&[
@@ -1812,8 +1819,7 @@ fn data_after_bdat_and_rcpt_after_bdat() {
 
 #[test]
 fn line_too_long_discarded_without_buffering() {
-    let mut d = Driver::new(mx());
-    d.send("EHLO c\r\n");
+    let mut d = Driver::after_ehlo(mx());
     assert_eq!(d.send("NOOP "), "");
     for _ in 0..100 {
         assert_eq!(d.send("x".repeat(1000)), "");
@@ -1854,8 +1860,7 @@ fn line_length_boundary() {
 
 #[test]
 fn long_line_is_not_executed_even_if_it_contains_commands() {
-    let mut d = Driver::new(mx());
-    d.send("EHLO c\r\n");
+    let mut d = Driver::after_ehlo(mx());
     let out = d.send(format!("{}QUIT\r\n", "x".repeat(600)));
     assert_eq!(out, "500 5.5.2 Line too long\r\n");
     assert!(!d.closed());
@@ -1863,8 +1868,7 @@ fn long_line_is_not_executed_even_if_it_contains_commands() {
 
 #[test]
 fn bare_lf_command_closes_connection() {
-    let mut d = Driver::new(mx());
-    d.send("EHLO c\r\n");
+    let mut d = Driver::after_ehlo(mx());
     let out = d.send("NOOP\nMAIL FROM:<a@b.example>\r\n");
     assert_eq!(
         out,
@@ -1893,8 +1897,7 @@ fn bare_lf_command_closes_connection() {
 
 #[test]
 fn bare_cr_and_controls_in_command() {
-    let mut d = Driver::new(mx());
-    d.send("EHLO c\r\n");
+    let mut d = Driver::after_ehlo(mx());
     d.converse(&[
         (
             "RSET\rMAIL FROM:<a@b.example>\r\n",
@@ -1918,8 +1921,7 @@ fn bare_cr_and_controls_in_command() {
 
 #[test]
 fn starttls_injection_is_discarded() {
-    let mut d = Driver::new(mx_starttls());
-    d.send("EHLO c\r\n");
+    let mut d = Driver::after_ehlo(mx_starttls());
     let out = d.send("STARTTLS\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<c@d.example>\r\n");
     assert_eq!(out, "220 2.0.0 Ready to start TLS\r\n");
     assert_eq!(d.last, Action::StartTls);
@@ -1944,8 +1946,7 @@ fn starttls_injection_is_discarded() {
 
 #[test]
 fn starttls_resets_transaction() {
-    let mut d = Driver::new(mx_starttls());
-    d.send("EHLO c\r\n");
+    let mut d = Driver::after_ehlo(mx_starttls());
     transaction(&mut d);
     d.starttls();
     d.send("EHLO c\r\n");
@@ -1993,8 +1994,7 @@ fn require_tls() {
         require_tls: true,
         ..mx_starttls()
     };
-    let mut d = Driver::new(cfg);
-    d.send("EHLO c\r\n");
+    let mut d = Driver::after_ehlo(cfg);
     let tls_first = "530 5.7.0 Must issue a STARTTLS command first\r\n";
     assert_eq!(d.send("MAIL FROM:<a@b.example>\r\n"), tls_first);
     assert_eq!(d.send("RCPT TO:<a@b.example>\r\n"), tls_first);
@@ -2375,8 +2375,7 @@ fn timeout_and_shutdown() {
     d.s.shutdown(); // no second 421
     assert!(d.s.output().is_empty());
 
-    let mut d = Driver::new(mx());
-    d.send("EHLO c\r\n");
+    let mut d = Driver::after_ehlo(mx());
     d.s.shutdown();
     assert_eq!(
         d.send("NOOP\r\n"),
@@ -2387,7 +2386,7 @@ fn timeout_and_shutdown() {
 
 #[test]
 fn timeout_while_decision_pending() {
-    let mut s = Session::new(Arc::new(mx()), peer(), None);
+    let mut s = bare(mx());
     s.greet();
     s.feed(b"EHLO c\r\nMAIL FROM:<a@b.example>\r\n");
     assert!(matches!(s.poll(), Action::CheckSender { .. }));
@@ -2431,8 +2430,7 @@ fn received_header_from_session() {
 
 #[test]
 fn stats_counts() {
-    let mut d = Driver::new(mx());
-    d.send("EHLO c\r\n");
+    let mut d = Driver::after_ehlo(mx());
     transaction(&mut d);
     d.send("DATA\r\nx\r\n.\r\n");
     transaction(&mut d);
