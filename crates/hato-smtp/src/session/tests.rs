@@ -73,6 +73,23 @@ fn bare(cfg: Config) -> Session {
     Session::new(Arc::new(cfg), peer(), None)
 }
 
+/// A bare session fed `input` before its greeting.
+fn fed_before_greeting(cfg: Config, input: &[u8]) -> Session {
+    let mut s = bare(cfg);
+    s.feed(input);
+    s.greet();
+    s
+}
+
+/// A bare session after `EHLO` and `MAIL FROM:<a@b.example>`, asking to check the sender.
+fn checking_sender() -> Session {
+    let mut s = bare(mx());
+    s.greet();
+    s.feed(b"EHLO c\r\nMAIL FROM:<a@b.example>\r\n");
+    assert!(matches!(s.poll(), Action::CheckSender { .. }));
+    s
+}
+
 /// What the session has to send, as text.
 fn output(s: &mut Session) -> String {
     String::from_utf8(s.output()).unwrap()
@@ -252,9 +269,7 @@ fn greeting_and_quit() {
 
 #[test]
 fn early_talker_rejected() {
-    let mut s = bare(mx());
-    s.feed(b"EHLO x\r\nMAIL FROM:<a@b>\r\n");
-    s.greet();
+    let mut s = fed_before_greeting(mx(), b"EHLO x\r\nMAIL FROM:<a@b>\r\n");
     assert_eq!(s.poll(), Action::Close);
     let out = output(&mut s);
     assert!(
@@ -281,18 +296,14 @@ fn early_talking_allowed_when_configured() {
         reject_early_talkers: false,
         ..mx()
     };
-    let mut s = bare(cfg);
-    s.feed(b"NOOP\r\n");
-    s.greet();
+    let mut s = fed_before_greeting(cfg, b"NOOP\r\n");
     assert_eq!(s.poll(), Action::NeedInput);
     assert_eq!(s.output(), b"220 mx.example ESMTP hato\r\n250 2.0.0 Ok\r\n");
 }
 
 #[test]
 fn empty_feed_before_greeting_is_not_early_talking() {
-    let mut s = bare(mx());
-    s.feed(b"");
-    s.greet();
+    let mut s = fed_before_greeting(mx(), b"");
     assert_eq!(s.poll(), Action::NeedInput);
     assert_eq!(s.output(), b"220 mx.example ESMTP hato\r\n");
 }
@@ -524,10 +535,7 @@ fn pipelined_replies_wait_for_decisions_and_stay_in_order() {
 
 #[test]
 fn repeated_poll_returns_deliver_again() {
-    let mut s = bare(mx());
-    s.greet();
-    s.feed(b"EHLO c\r\nMAIL FROM:<a@c.example>\r\n");
-    assert!(matches!(s.poll(), Action::CheckSender { .. }));
+    let mut s = checking_sender();
     s.sender_result(Ok(()));
     s.feed(b"RCPT TO:<x@mx.example>\r\n");
     assert!(matches!(s.poll(), Action::CheckRecipient { .. }));
@@ -541,11 +549,7 @@ fn repeated_poll_returns_deliver_again() {
     assert_eq!(s.poll(), a);
     s.delivery_result(Ok("ID7".into()));
     assert_eq!(s.poll(), Action::NeedInput);
-    assert!(
-        String::from_utf8(s.output())
-            .unwrap()
-            .ends_with("250 2.0.0 Ok: queued as ID7\r\n")
-    );
+    assert!(output(&mut s).ends_with("250 2.0.0 Ok: queued as ID7\r\n"));
 }
 
 #[test]
@@ -2386,18 +2390,11 @@ fn timeout_and_shutdown() {
 
 #[test]
 fn timeout_while_decision_pending() {
-    let mut s = bare(mx());
-    s.greet();
-    s.feed(b"EHLO c\r\nMAIL FROM:<a@b.example>\r\n");
-    assert!(matches!(s.poll(), Action::CheckSender { .. }));
+    let mut s = checking_sender();
     s.timeout();
     assert_eq!(s.poll(), Action::Close);
     s.sender_result(Ok(())); // ignored
-    assert!(
-        String::from_utf8(s.output())
-            .unwrap()
-            .ends_with("421 4.4.2 mx.example Error: timeout exceeded\r\n")
-    );
+    assert!(output(&mut s).ends_with("421 4.4.2 mx.example Error: timeout exceeded\r\n"));
 }
 
 #[test]
