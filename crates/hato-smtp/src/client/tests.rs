@@ -50,6 +50,20 @@ impl Run {
         self.step()
     }
 
+    /// The server sends these replies in turn (what the client sends back is not checked).
+    fn replies(&mut self, replies: &[&str]) {
+        for reply in replies {
+            self.server(reply);
+        }
+    }
+
+    /// Feeds each server reply in turn and checks what the client sends back.
+    fn exchange(&mut self, steps: &[(&str, &str)]) {
+        for (reply, sent) in steps {
+            assert_eq!(self.server(reply), *sent, "answer to {reply:?}");
+        }
+    }
+
     fn start(&mut self, t: Transaction) -> String {
         self.s.next_transaction(t).unwrap();
         self.step()
@@ -109,6 +123,11 @@ fn txn(from: &str, to: &[&str], msg: &str) -> Transaction {
 
 fn simple() -> Transaction {
     txn("a@s.example", &["b@r.example"], MSG)
+}
+
+/// `simple()` with a second recipient, c@r.example.
+fn two_rcpts() -> Transaction {
+    txn("a@s.example", &["b@r.example", "c@r.example"], MSG)
 }
 
 /// A 250 EHLO reply with these keywords.
@@ -259,18 +278,19 @@ fn ehlo_capabilities_parsed() {
 fn ehlo_5xx_falls_back_to_helo_without_extensions() {
     let mut r = Run::new(cfg());
     r.s.next_transaction(simple()).unwrap();
-    assert_eq!(r.server("220 old.example\r\n"), "EHLO client.example\r\n");
-    assert_eq!(
-        r.server("502 5.5.2 Command not recognized\r\n"),
-        "HELO client.example\r\n"
-    );
-    assert_eq!(
-        r.server("250 old.example\r\n"),
-        "MAIL FROM:<a@s.example>\r\n"
-    );
+    r.exchange(&[
+        ("220 old.example\r\n", "EHLO client.example\r\n"),
+        (
+            "502 5.5.2 Command not recognized\r\n",
+            "HELO client.example\r\n",
+        ),
+        ("250 old.example\r\n", "MAIL FROM:<a@s.example>\r\n"),
+    ]);
     assert!(!r.s.capabilities().unwrap().esmtp);
-    assert_eq!(r.server("250 ok\r\n"), "RCPT TO:<b@r.example>\r\n");
-    assert_eq!(r.server("250 ok\r\n"), "DATA\r\n");
+    r.exchange(&[
+        ("250 ok\r\n", "RCPT TO:<b@r.example>\r\n"),
+        ("250 ok\r\n", "DATA\r\n"),
+    ]);
     assert_eq!(r.server("354 go\r\n"), format!("{MSG}.\r\n"));
     r.server("250 ok\r\n");
     assert!(r.outcome().all_delivered());
@@ -279,8 +299,7 @@ fn ehlo_5xx_falls_back_to_helo_without_extensions() {
 #[test]
 fn helo_fallback_with_8bit_message_needs_downgrade() {
     let mut r = Run::new(cfg());
-    r.server("220 old\r\n");
-    r.server("500 what\r\n");
+    r.replies(&["220 old\r\n", "500 what\r\n"]);
     assert_eq!(r.server("250 old\r\n"), "");
     assert_eq!(
         r.start(txn(
@@ -301,8 +320,10 @@ fn helo_fallback_allowed_over_implicit_tls_even_when_required() {
         ..required()
     });
     r.server("220 old\r\n");
-    assert_eq!(r.server("502 no\r\n"), "HELO client.example\r\n");
-    assert_eq!(r.server("250 old\r\n"), "");
+    r.exchange(&[
+        ("502 no\r\n", "HELO client.example\r\n"),
+        ("250 old\r\n", ""),
+    ]);
     assert_eq!(r.last, ClientAction::Ready);
 }
 
@@ -338,8 +359,7 @@ fn ehlo_4xx_and_helo_refused() {
 
     let mut r = Run::new(cfg());
     r.s.next_transaction(simple()).unwrap();
-    r.server("220 mx\r\n");
-    r.server("550 no\r\n");
+    r.replies(&["220 mx\r\n", "550 no\r\n"]);
     assert_eq!(r.server("550 5.7.1 go away\r\n"), "QUIT\r\n");
     assert_eq!(r.statuses()[0].1, RecipientStatus::Permanent);
     assert_eq!(r.outcome().reply.as_ref().unwrap().text, "go away");
@@ -373,8 +393,7 @@ fn opportunistic_starttls_then_ehlo_again_forgets_capabilities() {
     );
     let c = r.s.capabilities().unwrap();
     assert!(!c.starttls && c.size.is_none() && c.auth.is_empty());
-    r.server("250 ok\r\n250 ok\r\n354 go\r\n");
-    r.server("250 ok\r\n");
+    r.replies(&["250 ok\r\n250 ok\r\n354 go\r\n", "250 ok\r\n"]);
     let o = r.outcome();
     assert!(o.all_delivered() && o.tls && !o.tls_verified);
     assert!(r.s.is_tls());
@@ -528,10 +547,7 @@ fn tls_verified_only_counts_after_tls() {
     let mut r = ready(cfg(), &[]);
     r.s.set_tls_verified(true);
     r.start(simple());
-    r.server("250 ok\r\n");
-    r.server("250 ok\r\n");
-    r.server("354 go\r\n");
-    r.server("250 ok\r\n");
+    r.replies(&["250 ok\r\n", "250 ok\r\n", "354 go\r\n", "250 ok\r\n"]);
     assert!(!r.outcome().tls && !r.outcome().tls_verified);
 }
 
@@ -574,9 +590,11 @@ fn auth_login_when_plain_is_not_offered() {
     }));
     r.server("220 smarthost\r\n");
     assert_eq!(r.server(&ehlo(&["AUTH LOGIN"])), "AUTH LOGIN\r\n");
-    assert_eq!(r.server("334 VXNlcm5hbWU6\r\n"), "YWxpY2U=\r\n");
-    assert_eq!(r.server("334 UGFzc3dvcmQ6\r\n"), "czNjcmV0\r\n");
-    assert_eq!(r.server("235 2.7.0 ok\r\n"), "");
+    r.exchange(&[
+        ("334 VXNlcm5hbWU6\r\n", "YWxpY2U=\r\n"),
+        ("334 UGFzc3dvcmQ6\r\n", "czNjcmV0\r\n"),
+        ("235 2.7.0 ok\r\n", ""),
+    ]);
     assert_eq!(r.last, ClientAction::Ready);
 }
 
@@ -681,16 +699,18 @@ fn credentials_never_in_debug_output() {
 #[test]
 fn one_command_at_a_time_without_pipelining() {
     let mut r = ready(cfg(), &["8BITMIME"]);
-    let t = txn("a@s.example", &["b@r.example", "c@r.example"], MSG);
+    let t = two_rcpts();
     assert_eq!(r.start(t), "MAIL FROM:<a@s.example>\r\n");
     assert_eq!(r.s.phase(), ClientPhase::Mail);
     assert_eq!(r.server("250 2.1.0 Ok\r\n"), "RCPT TO:<b@r.example>\r\n");
     assert_eq!(r.s.phase(), ClientPhase::Rcpt);
-    assert_eq!(
-        r.server("550-5.1.1 No such user\r\n550 5.1.1 really\r\n"),
-        "RCPT TO:<c@r.example>\r\n"
-    );
-    assert_eq!(r.server("250 2.1.5 Ok\r\n"), "DATA\r\n");
+    r.exchange(&[
+        (
+            "550-5.1.1 No such user\r\n550 5.1.1 really\r\n",
+            "RCPT TO:<c@r.example>\r\n",
+        ),
+        ("250 2.1.5 Ok\r\n", "DATA\r\n"),
+    ]);
     assert_eq!(r.s.phase(), ClientPhase::DataInit);
     assert_eq!(r.s.timeout(), Some(Duration::from_secs(120)));
     assert_eq!(r.server("354 go ahead\r\n"), format!("{MSG}.\r\n"));
@@ -726,10 +746,9 @@ fn one_command_at_a_time_without_pipelining() {
 #[test]
 fn all_recipients_rejected_no_data_then_rset_before_next() {
     let mut r = ready(cfg(), &[]);
-    let t = txn("a@s.example", &["b@r.example", "c@r.example"], MSG);
+    let t = two_rcpts();
     r.start(t);
-    r.server("250 ok\r\n");
-    r.server("550 5.1.1 no\r\n");
+    r.replies(&["250 ok\r\n", "550 5.1.1 no\r\n"]);
     assert_eq!(r.server("451 4.3.0 later\r\n"), "");
     assert_eq!(r.last, ClientAction::Ready);
     assert_eq!(
@@ -744,8 +763,7 @@ fn all_recipients_rejected_no_data_then_rset_before_next() {
     assert_eq!(r.s.phase(), ClientPhase::Rset);
     assert_eq!(r.server("250 2.0.0 ok\r\n"), "MAIL FROM:<a@s.example>\r\n");
     // But never RSET before QUIT.
-    r.server("250 ok\r\n");
-    r.server("550 no\r\n");
+    r.replies(&["250 ok\r\n", "550 no\r\n"]);
     r.s.quit();
     assert_eq!(r.step(), "QUIT\r\n");
 }
@@ -753,7 +771,7 @@ fn all_recipients_rejected_no_data_then_rset_before_next() {
 #[test]
 fn mail_rejected_no_rcpt_no_rset() {
     let mut r = ready(cfg(), &[]);
-    r.start(txn("a@s.example", &["b@r.example", "c@r.example"], MSG));
+    r.start(two_rcpts());
     assert_eq!(r.server("553 5.7.1 sender refused\r\n"), "");
     assert_eq!(
         r.statuses(),
@@ -769,10 +787,8 @@ fn mail_rejected_no_rcpt_no_rset() {
 #[test]
 fn data_refused_applies_to_accepted_recipients() {
     let mut r = ready(cfg(), &[]);
-    r.start(txn("a@s.example", &["b@r.example", "c@r.example"], MSG));
-    r.server("250 ok\r\n");
-    r.server("250 ok\r\n");
-    r.server("550 5.1.1 no\r\n");
+    r.start(two_rcpts());
+    r.replies(&["250 ok\r\n", "250 ok\r\n", "550 5.1.1 no\r\n"]);
     assert_eq!(r.server("451 4.3.0 not now\r\n"), "");
     assert_eq!(
         r.statuses(),
@@ -793,9 +809,7 @@ fn final_reply_decides_for_accepted_recipients() {
     ] {
         let mut r = ready(cfg(), &[]);
         r.start(simple());
-        r.server("250 ok\r\n");
-        r.server("250 ok\r\n");
-        r.server("354 go\r\n");
+        r.replies(&["250 ok\r\n", "250 ok\r\n", "354 go\r\n"]);
         r.server(reply);
         assert_eq!(r.statuses()[0].1, status, "{reply}");
         // The end of the data ends the transaction whatever the reply: no RSET.
@@ -811,8 +825,7 @@ fn too_many_recipients_452_is_transient_for_the_rest() {
         &["b@r.example", "c@r.example", "d@r.example"],
         MSG,
     ));
-    r.server("250 ok\r\n250 ok\r\n452 4.5.3 Too many recipients\r\n452 4.5.3 Too many recipients\r\n354 go\r\n");
-    r.server("250 ok\r\n");
+    r.replies(&["250 ok\r\n250 ok\r\n452 4.5.3 Too many recipients\r\n452 4.5.3 Too many recipients\r\n354 go\r\n", "250 ok\r\n"]);
     assert_eq!(
         r.statuses(),
         vec![
@@ -868,7 +881,7 @@ fn pipelined_group_is_one_send_and_replies_match_in_order() {
 #[test]
 fn pipelined_replies_in_one_read() {
     let mut r = ready(cfg(), &["PIPELINING"]);
-    r.start(txn("a@s.example", &["b@r.example", "c@r.example"], MSG));
+    r.start(two_rcpts());
     assert_eq!(
         r.server("250 ok\r\n250 ok\r\n250 ok\r\n354 go\r\n"),
         format!("{MSG}.\r\n")
@@ -880,7 +893,7 @@ fn pipelined_replies_in_one_read() {
 #[test]
 fn pipelined_all_rcpts_rejected_data_refused_no_body() {
     let mut r = ready(cfg(), &["PIPELINING"]);
-    r.start(txn("a@s.example", &["b@r.example", "c@r.example"], MSG));
+    r.start(two_rcpts());
     assert_eq!(
         r.server("250 ok\r\n550 5.1.1 no\r\n550 5.1.1 no\r\n554 5.5.1 No valid recipients\r\n"),
         ""
@@ -917,7 +930,7 @@ fn pipelined_all_rcpts_rejected_but_354_gets_a_lone_dot() {
 #[test]
 fn pipelined_mail_rejected_recipients_get_the_mail_reply() {
     let mut r = ready(cfg(), &["PIPELINING"]);
-    r.start(txn("a@s.example", &["b@r.example", "c@r.example"], MSG));
+    r.start(two_rcpts());
     assert_eq!(
         r.server("451 4.7.1 sender greylisted\r\n503 5.5.1 need MAIL\r\n503 5.5.1 need MAIL\r\n"),
         ""
@@ -952,7 +965,7 @@ fn pipelining_disabled_by_config() {
 #[test]
 fn service_closing_421_mid_pipeline() {
     let mut r = ready(cfg(), &["PIPELINING"]);
-    r.start(txn("a@s.example", &["b@r.example", "c@r.example"], MSG));
+    r.start(two_rcpts());
     assert_eq!(
         r.server("250 ok\r\n550 5.1.1 no\r\n421 4.7.0 too fast, closing\r\n"),
         ""
@@ -1001,8 +1014,7 @@ fn data_in_pieces_of_chunk_size() {
         &[],
     );
     r.start(txn("a@s.example", &["b@r.example"], "0123456789\r\n.x\r\n"));
-    r.server("250 ok\r\n");
-    r.server("250 ok\r\n");
+    r.replies(&["250 ok\r\n", "250 ok\r\n"]);
     r.s.feed(b"354 go\r\n");
     let mut pieces = Vec::new();
     loop {
@@ -1105,9 +1117,11 @@ fn bdat_one_chunk_at_a_time_without_pipelining() {
     );
     r.start(txn("a@s.example", &["b@r.example"], "0123456789abcdefXYZ"));
     r.server("250 ok\r\n");
-    assert_eq!(r.server("250 ok\r\n"), "BDAT 8\r\n01234567");
-    assert_eq!(r.server("250 ok\r\n"), "BDAT 8\r\n89abcdef");
-    assert_eq!(r.server("250 ok\r\n"), "BDAT 5 LAST\r\nXYZ\r\n");
+    r.exchange(&[
+        ("250 ok\r\n", "BDAT 8\r\n01234567"),
+        ("250 ok\r\n", "BDAT 8\r\n89abcdef"),
+        ("250 ok\r\n", "BDAT 5 LAST\r\nXYZ\r\n"),
+    ]);
     r.server("250 ok\r\n");
     assert!(r.outcome().all_delivered());
 }
@@ -1122,8 +1136,7 @@ fn bdat_chunk_refused_stops_and_needs_rset() {
         &["CHUNKING"],
     );
     r.start(txn("a@s.example", &["b@r.example"], "0123456789abcdefXYZ"));
-    r.server("250 ok\r\n");
-    r.server("250 ok\r\n");
+    r.replies(&["250 ok\r\n", "250 ok\r\n"]);
     assert_eq!(r.server("552 5.3.4 too big\r\n"), "");
     assert_eq!(
         r.statuses()[0],
@@ -1310,8 +1323,7 @@ fn smtputf8_missing_fails_only_utf8_recipients() {
         )),
         "MAIL FROM:<a@s.example>\r\nRCPT TO:<b@r.example>\r\nDATA\r\n"
     );
-    r.server("250 ok\r\n250 ok\r\n354 go\r\n");
-    r.server("250 ok\r\n");
+    r.replies(&["250 ok\r\n250 ok\r\n354 go\r\n", "250 ok\r\n"]);
     let o = r.outcome();
     assert_eq!(o.failure, None);
     assert_eq!(
@@ -1371,8 +1383,7 @@ fn requiretls_needs_verified_tls_and_the_extension() {
         r.start(t()),
         "MAIL FROM:<a@s.example> REQUIRETLS\r\nRCPT TO:<b@r.example>\r\nDATA\r\n"
     );
-    r.server("250 ok\r\n250 ok\r\n354 go\r\n");
-    r.server("250 ok\r\n");
+    r.replies(&["250 ok\r\n250 ok\r\n354 go\r\n", "250 ok\r\n"]);
     assert!(r.outcome().tls && r.outcome().tls_verified && r.outcome().all_delivered());
 }
 
@@ -1443,8 +1454,7 @@ fn connection_reuse_without_rset_after_clean_transactions() {
     for i in 0..3 {
         let sent = r.start(simple());
         assert!(sent.starts_with("MAIL FROM"), "{i}: {sent}");
-        r.server("250 ok\r\n250 ok\r\n354 go\r\n");
-        r.server("250 ok\r\n");
+        r.replies(&["250 ok\r\n250 ok\r\n354 go\r\n", "250 ok\r\n"]);
         assert_eq!(r.last, ClientAction::Ready);
     }
     assert_eq!(r.outcomes.len(), 3);
@@ -1465,9 +1475,7 @@ fn next_transaction_refused_when_busy_or_quitting() {
     assert!(r.s.next_transaction(simple()).is_err());
     r.s.quit();
     // The running transaction finishes first, then QUIT.
-    r.server("250 ok\r\n");
-    r.server("250 ok\r\n");
-    r.server("354 go\r\n");
+    r.replies(&["250 ok\r\n", "250 ok\r\n", "354 go\r\n"]);
     assert_eq!(r.server("250 ok\r\n"), "QUIT\r\n");
     assert!(r.outcome().all_delivered());
     assert!(r.s.next_transaction(simple()).is_err());
@@ -1612,10 +1620,7 @@ fn unexpected_and_malformed_replies_mid_transaction() {
     // 354 to the end of the data: not delivered.
     let mut r = ready(cfg(), &[]);
     r.start(simple());
-    r.server("250 ok\r\n");
-    r.server("250 ok\r\n");
-    r.server("354 go\r\n");
-    r.server("354 again\r\n");
+    r.replies(&["250 ok\r\n", "250 ok\r\n", "354 go\r\n", "354 again\r\n"]);
     assert_eq!(r.statuses()[0].1, RecipientStatus::Transient);
     assert!(matches!(
         r.done().failure,
@@ -1630,8 +1635,7 @@ fn unexpected_and_malformed_replies_mid_transaction() {
 fn rset_refused_ends_the_session() {
     let mut r = ready(cfg(), &[]);
     r.start(simple());
-    r.server("250 ok\r\n");
-    r.server("550 no\r\n");
+    r.replies(&["250 ok\r\n", "550 no\r\n"]);
     assert_eq!(r.start(simple()), "RSET\r\n");
     r.outcomes.clear();
     assert_eq!(r.server("500 no RSET for you\r\n"), "");
