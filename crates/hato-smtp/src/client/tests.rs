@@ -81,6 +81,15 @@ impl Run {
         &self.outcomes[0]
     }
 
+    /// The recipients of the last outcome are these, with these statuses and reply codes.
+    fn expect_statuses(&self, want: &[(&str, RecipientStatus, u16)]) {
+        let want: Vec<_> = want
+            .iter()
+            .map(|&(a, s, c)| (a.to_string(), s, c))
+            .collect();
+        assert_eq!(self.statuses(), want);
+    }
+
     fn statuses(&self) -> Vec<(String, RecipientStatus, u16)> {
         self.outcomes
             .last()
@@ -190,10 +199,7 @@ fn greeting_554_permanent_quit_and_next_mx() {
     r.s.next_transaction(simple()).unwrap();
     assert_eq!(r.server("554 5.7.1 No SMTP service here\r\n"), "QUIT\r\n");
     let o = r.outcome();
-    assert_eq!(
-        r.statuses(),
-        vec![("b@r.example".into(), RecipientStatus::Permanent, 554)]
-    );
+    r.expect_statuses(&[("b@r.example", RecipientStatus::Permanent, 554)]);
     assert!(o.recipients[0].remote);
     let f = o.failure.clone().unwrap();
     assert!(matches!(f, ClientFailure::Greeting(_)));
@@ -751,13 +757,10 @@ fn all_recipients_rejected_no_data_then_rset_before_next() {
     r.replies(&["250 ok\r\n", "550 5.1.1 no\r\n"]);
     assert_eq!(r.server("451 4.3.0 later\r\n"), "");
     assert_eq!(r.last, ClientAction::Ready);
-    assert_eq!(
-        r.statuses(),
-        vec![
-            ("b@r.example".into(), RecipientStatus::Permanent, 550),
-            ("c@r.example".into(), RecipientStatus::Transient, 451)
-        ]
-    );
+    r.expect_statuses(&[
+        ("b@r.example", RecipientStatus::Permanent, 550),
+        ("c@r.example", RecipientStatus::Transient, 451),
+    ]);
     // The server still has an open transaction: RSET first, then MAIL.
     assert_eq!(r.start(simple()), "RSET\r\n");
     assert_eq!(r.s.phase(), ClientPhase::Rset);
@@ -773,13 +776,10 @@ fn mail_rejected_no_rcpt_no_rset() {
     let mut r = ready(cfg(), &[]);
     r.start(two_rcpts());
     assert_eq!(r.server("553 5.7.1 sender refused\r\n"), "");
-    assert_eq!(
-        r.statuses(),
-        vec![
-            ("b@r.example".into(), RecipientStatus::Permanent, 553),
-            ("c@r.example".into(), RecipientStatus::Permanent, 553)
-        ]
-    );
+    r.expect_statuses(&[
+        ("b@r.example", RecipientStatus::Permanent, 553),
+        ("c@r.example", RecipientStatus::Permanent, 553),
+    ]);
     // A failed MAIL opens no transaction: no RSET needed.
     assert_eq!(r.start(simple()), "MAIL FROM:<a@s.example>\r\n");
 }
@@ -790,13 +790,10 @@ fn data_refused_applies_to_accepted_recipients() {
     r.start(two_rcpts());
     r.replies(&["250 ok\r\n", "250 ok\r\n", "550 5.1.1 no\r\n"]);
     assert_eq!(r.server("451 4.3.0 not now\r\n"), "");
-    assert_eq!(
-        r.statuses(),
-        vec![
-            ("b@r.example".into(), RecipientStatus::Transient, 451),
-            ("c@r.example".into(), RecipientStatus::Permanent, 550)
-        ]
-    );
+    r.expect_statuses(&[
+        ("b@r.example", RecipientStatus::Transient, 451),
+        ("c@r.example", RecipientStatus::Permanent, 550),
+    ]);
     assert_eq!(r.start(simple()), "RSET\r\n");
 }
 
@@ -826,14 +823,11 @@ fn too_many_recipients_452_is_transient_for_the_rest() {
         MSG,
     ));
     r.replies(&["250 ok\r\n250 ok\r\n452 4.5.3 Too many recipients\r\n452 4.5.3 Too many recipients\r\n354 go\r\n", "250 ok\r\n"]);
-    assert_eq!(
-        r.statuses(),
-        vec![
-            ("b@r.example".into(), RecipientStatus::Delivered, 250),
-            ("c@r.example".into(), RecipientStatus::Transient, 452),
-            ("d@r.example".into(), RecipientStatus::Transient, 452)
-        ]
-    );
+    r.expect_statuses(&[
+        ("b@r.example", RecipientStatus::Delivered, 250),
+        ("c@r.example", RecipientStatus::Transient, 452),
+        ("d@r.example", RecipientStatus::Transient, 452),
+    ]);
 }
 
 // ------------------------------------------------------------------------------------
@@ -868,14 +862,11 @@ fn pipelined_group_is_one_send_and_replies_match_in_order() {
     assert_eq!(r.s.phase(), ClientPhase::DataInit);
     assert_eq!(r.server("354 go\r\n"), format!("{MSG}.\r\n"));
     r.server("250 2.0.0 ok\r\n");
-    assert_eq!(
-        r.statuses(),
-        vec![
-            ("b@r.example".into(), RecipientStatus::Delivered, 250),
-            ("c@r.example".into(), RecipientStatus::Permanent, 550),
-            ("d@r.example".into(), RecipientStatus::Transient, 450)
-        ]
-    );
+    r.expect_statuses(&[
+        ("b@r.example", RecipientStatus::Delivered, 250),
+        ("c@r.example", RecipientStatus::Permanent, 550),
+        ("d@r.example", RecipientStatus::Transient, 450),
+    ]);
 }
 
 #[test]
@@ -937,13 +928,10 @@ fn pipelined_mail_rejected_recipients_get_the_mail_reply() {
     );
     assert_eq!(r.last, ClientAction::NeedInput);
     assert_eq!(r.server("503 5.5.1 need MAIL\r\n"), "");
-    assert_eq!(
-        r.statuses(),
-        vec![
-            ("b@r.example".into(), RecipientStatus::Transient, 451),
-            ("c@r.example".into(), RecipientStatus::Transient, 451)
-        ]
-    );
+    r.expect_statuses(&[
+        ("b@r.example", RecipientStatus::Transient, 451),
+        ("c@r.example", RecipientStatus::Transient, 451),
+    ]);
     assert_eq!(
         r.start(simple()).lines().next(),
         Some("MAIL FROM:<a@s.example>")
@@ -970,13 +958,10 @@ fn service_closing_421_mid_pipeline() {
         r.server("250 ok\r\n550 5.1.1 no\r\n421 4.7.0 too fast, closing\r\n"),
         ""
     );
-    assert_eq!(
-        r.statuses(),
-        vec![
-            ("b@r.example".into(), RecipientStatus::Permanent, 550),
-            ("c@r.example".into(), RecipientStatus::Transient, 421)
-        ]
-    );
+    r.expect_statuses(&[
+        ("b@r.example", RecipientStatus::Permanent, 550),
+        ("c@r.example", RecipientStatus::Transient, 421),
+    ]);
     assert!(matches!(
         r.done().failure,
         Some(ClientFailure::ServiceClosing(_))
@@ -1326,14 +1311,11 @@ fn smtputf8_missing_fails_only_utf8_recipients() {
     r.replies(&["250 ok\r\n250 ok\r\n354 go\r\n", "250 ok\r\n"]);
     let o = r.outcome();
     assert_eq!(o.failure, None);
-    assert_eq!(
-        r.statuses(),
-        vec![
-            ("ü@r.example".into(), RecipientStatus::Permanent, 553),
-            ("b@r.example".into(), RecipientStatus::Delivered, 250),
-            ("c@bücher.example".into(), RecipientStatus::Permanent, 553)
-        ]
-    );
+    r.expect_statuses(&[
+        ("ü@r.example", RecipientStatus::Permanent, 553),
+        ("b@r.example", RecipientStatus::Delivered, 250),
+        ("c@bücher.example", RecipientStatus::Permanent, 553),
+    ]);
     assert!(!o.recipients[0].remote);
 
     // Only UTF-8 recipients: nothing is sent.
