@@ -158,6 +158,20 @@ fn ready(cfg: ClientConfig, keywords: &[&str]) -> Run {
     r
 }
 
+/// Ready with `keywords` and 8-octet chunks; a 19-octet message from a@s.example to
+/// b@r.example started.
+fn chunking_started(keywords: &[&str]) -> Run {
+    let mut r = ready(
+        ClientConfig {
+            chunk_size: 8,
+            ..cfg()
+        },
+        keywords,
+    );
+    r.start(txn("a@s.example", &["b@r.example"], "0123456789abcdefXYZ"));
+    r
+}
+
 /// Greeting, EHLO, STARTTLS, handshake (verified), EHLO again with `post`.
 fn ready_tls(cfg: ClientConfig, post: &[&str]) -> Run {
     let mut r = Run::new(cfg);
@@ -907,10 +921,7 @@ fn pipelined_all_rcpts_rejected_but_354_gets_a_lone_dot() {
     assert_eq!(r.server("250 ok\r\n550 5.1.1 no\r\n354 go\r\n"), ".\r\n");
     assert_eq!(r.s.phase(), ClientPhase::DataTermination);
     assert_eq!(r.server("554 5.5.1 no valid recipients\r\n"), "");
-    assert_eq!(
-        r.statuses()[0],
-        ("b@r.example".into(), RecipientStatus::Permanent, 550)
-    );
+    r.expect_statuses(&[("b@r.example", RecipientStatus::Permanent, 550)]);
     // The empty DATA ended the transaction.
     assert_eq!(
         r.start(simple()).lines().next(),
@@ -1073,14 +1084,7 @@ fn bdat_normalises_without_dot_stuffing() {
 
 #[test]
 fn bdat_several_chunks_pipelined_in_one_go() {
-    let mut r = ready(
-        ClientConfig {
-            chunk_size: 8,
-            ..cfg()
-        },
-        &["PIPELINING", "CHUNKING"],
-    );
-    r.start(txn("a@s.example", &["b@r.example"], "0123456789abcdefXYZ"));
+    let mut r = chunking_started(&["PIPELINING", "CHUNKING"]);
     assert_eq!(
         r.server("250 ok\r\n250 ok\r\n"),
         "BDAT 8\r\n01234567BDAT 8\r\n89abcdefBDAT 5 LAST\r\nXYZ\r\n"
@@ -1093,14 +1097,7 @@ fn bdat_several_chunks_pipelined_in_one_go() {
 
 #[test]
 fn bdat_one_chunk_at_a_time_without_pipelining() {
-    let mut r = ready(
-        ClientConfig {
-            chunk_size: 8,
-            ..cfg()
-        },
-        &["CHUNKING"],
-    );
-    r.start(txn("a@s.example", &["b@r.example"], "0123456789abcdefXYZ"));
+    let mut r = chunking_started(&["CHUNKING"]);
     r.server("250 ok\r\n");
     r.exchange(&[
         ("250 ok\r\n", "BDAT 8\r\n01234567"),
@@ -1113,41 +1110,21 @@ fn bdat_one_chunk_at_a_time_without_pipelining() {
 
 #[test]
 fn bdat_chunk_refused_stops_and_needs_rset() {
-    let mut r = ready(
-        ClientConfig {
-            chunk_size: 8,
-            ..cfg()
-        },
-        &["CHUNKING"],
-    );
-    r.start(txn("a@s.example", &["b@r.example"], "0123456789abcdefXYZ"));
+    let mut r = chunking_started(&["CHUNKING"]);
     r.replies(&["250 ok\r\n", "250 ok\r\n"]);
     assert_eq!(r.server("552 5.3.4 too big\r\n"), "");
-    assert_eq!(
-        r.statuses()[0],
-        ("b@r.example".into(), RecipientStatus::Permanent, 552)
-    );
+    r.expect_statuses(&[("b@r.example", RecipientStatus::Permanent, 552)]);
     assert_eq!(r.start(simple()), "RSET\r\n");
 }
 
 #[test]
 fn bdat_pipelined_error_ignores_later_chunk_replies() {
-    let mut r = ready(
-        ClientConfig {
-            chunk_size: 8,
-            ..cfg()
-        },
-        &["PIPELINING", "CHUNKING"],
-    );
-    r.start(txn("a@s.example", &["b@r.example"], "0123456789abcdefXYZ"));
+    let mut r = chunking_started(&["PIPELINING", "CHUNKING"]);
     r.server("250 ok\r\n250 ok\r\n");
     assert_eq!(r.server("451 4.3.0 failed\r\n503 5.5.1 no\r\n"), "");
     assert!(r.outcomes.is_empty());
     r.server("250 2.0.0 strange\r\n");
-    assert_eq!(
-        r.statuses()[0],
-        ("b@r.example".into(), RecipientStatus::Transient, 451)
-    );
+    r.expect_statuses(&[("b@r.example", RecipientStatus::Transient, 451)]);
     assert_eq!(r.start(simple()), "RSET\r\n");
 }
 
