@@ -25,6 +25,13 @@ impl Run {
         r
     }
 
+    /// A new session with `simple()` queued before the greeting.
+    fn queued(cfg: ClientConfig) -> Run {
+        let mut r = Run::new(cfg);
+        r.s.next_transaction(simple()).unwrap();
+        r
+    }
+
     /// Polls until the driver has to wait; returns everything sent meanwhile.
     fn step(&mut self) -> String {
         let mut sent = Vec::new();
@@ -158,6 +165,13 @@ fn ready(cfg: ClientConfig, keywords: &[&str]) -> Run {
     r
 }
 
+/// Ready with `keywords` (default config), `t` started.
+fn started(keywords: &[&str], t: Transaction) -> Run {
+    let mut r = ready(cfg(), keywords);
+    r.start(t);
+    r
+}
+
 /// Ready with `keywords` and 8-octet chunks; a 19-octet message from a@s.example to
 /// b@r.example started.
 fn chunking_started(keywords: &[&str]) -> Run {
@@ -209,8 +223,7 @@ fn greeting_then_ehlo_multi_line_greeting() {
 
 #[test]
 fn greeting_554_permanent_quit_and_next_mx() {
-    let mut r = Run::new(cfg());
-    r.s.next_transaction(simple()).unwrap();
+    let mut r = Run::queued(cfg());
     assert_eq!(r.server("554 5.7.1 No SMTP service here\r\n"), "QUIT\r\n");
     let o = r.outcome();
     r.expect_statuses(&[("b@r.example", RecipientStatus::Permanent, 554)]);
@@ -228,8 +241,7 @@ fn greeting_554_permanent_quit_and_next_mx() {
 
 #[test]
 fn greeting_4xx_transient() {
-    let mut r = Run::new(cfg());
-    r.s.next_transaction(simple()).unwrap();
+    let mut r = Run::queued(cfg());
     assert_eq!(r.server("450 4.3.2 busy\r\n"), "QUIT\r\n");
     assert_eq!(r.statuses()[0].1, RecipientStatus::Transient);
     // The connection drops instead of answering QUIT: still a clean end of a failed
@@ -241,8 +253,7 @@ fn greeting_4xx_transient() {
 
 #[test]
 fn greeting_421_closes_without_quit() {
-    let mut r = Run::new(cfg());
-    r.s.next_transaction(simple()).unwrap();
+    let mut r = Run::queued(cfg());
     assert_eq!(r.server("421 4.3.2 shutting down\r\n"), "");
     assert_eq!(r.statuses()[0].1, RecipientStatus::Transient);
     assert!(matches!(r.done().failure, Some(ClientFailure::Greeting(_))));
@@ -255,8 +266,7 @@ fn greeting_garbage_is_a_protocol_error() {
         "250 wrong code\r\n",
         "HTTP/1.1 200 OK\r\n",
     ] {
-        let mut r = Run::new(cfg());
-        r.s.next_transaction(simple()).unwrap();
+        let mut r = Run::queued(cfg());
         assert_eq!(r.server(garbage), "", "{garbage}");
         assert!(matches!(r.done().failure, Some(ClientFailure::Protocol(_))));
         assert_eq!(r.statuses()[0].1, RecipientStatus::Transient);
@@ -296,8 +306,7 @@ fn ehlo_capabilities_parsed() {
 
 #[test]
 fn ehlo_5xx_falls_back_to_helo_without_extensions() {
-    let mut r = Run::new(cfg());
-    r.s.next_transaction(simple()).unwrap();
+    let mut r = Run::queued(cfg());
     r.exchange(&[
         ("220 old.example\r\n", "EHLO client.example\r\n"),
         (
@@ -349,8 +358,7 @@ fn helo_fallback_allowed_over_implicit_tls_even_when_required() {
 
 #[test]
 fn ehlo_refused_under_required_tls_defers_without_helo() {
-    let mut r = Run::new(required());
-    r.s.next_transaction(simple()).unwrap();
+    let mut r = Run::queued(required());
     r.server("220 old\r\n");
     // No HELO: it could never lead to STARTTLS.
     assert_eq!(r.server("502 no\r\n"), "");
@@ -377,8 +385,7 @@ fn ehlo_4xx_and_helo_refused() {
     r.server("221 bye\r\n");
     assert!(matches!(r.done().failure, Some(ClientFailure::Ehlo(_))));
 
-    let mut r = Run::new(cfg());
-    r.s.next_transaction(simple()).unwrap();
+    let mut r = Run::queued(cfg());
     r.replies(&["220 mx\r\n", "550 no\r\n"]);
     assert_eq!(r.server("550 5.7.1 go away\r\n"), "QUIT\r\n");
     assert_eq!(r.statuses()[0].1, RecipientStatus::Permanent);
@@ -390,8 +397,7 @@ fn ehlo_4xx_and_helo_refused() {
 
 #[test]
 fn opportunistic_starttls_then_ehlo_again_forgets_capabilities() {
-    let mut r = Run::new(cfg());
-    r.s.next_transaction(simple()).unwrap();
+    let mut r = Run::queued(cfg());
     r.server("220 mx\r\n");
     assert_eq!(
         r.server(&ehlo(&["STARTTLS", "SIZE 10", "AUTH PLAIN"])),
@@ -421,8 +427,7 @@ fn opportunistic_starttls_then_ehlo_again_forgets_capabilities() {
 
 #[test]
 fn starttls_stripping_under_required_defers_with_nothing_sent() {
-    let mut r = Run::new(required());
-    r.s.next_transaction(simple()).unwrap();
+    let mut r = Run::queued(required());
     assert_eq!(r.server("220 mx\r\n"), "EHLO client.example\r\n");
     // An attacker replaced STARTTLS in the EHLO reply.
     assert_eq!(r.server(&ehlo(&["PIPELINING", "XXXXXXXA"])), "");
@@ -444,8 +449,7 @@ fn starttls_stripping_under_required_defers_with_nothing_sent() {
 #[test]
 fn starttls_refused_under_required_defers() {
     for refusal in ["454 4.7.0 TLS not available\r\n", "502 5.5.1 no\r\n"] {
-        let mut r = Run::new(required());
-        r.s.next_transaction(simple()).unwrap();
+        let mut r = Run::queued(required());
         r.server("220 mx\r\n");
         assert_eq!(r.server(&ehlo(&["STARTTLS"])), "STARTTLS\r\n");
         assert_eq!(r.server(refusal), "");
@@ -460,8 +464,7 @@ fn starttls_refused_under_required_defers() {
 
 #[test]
 fn starttls_refused_opportunistic_continues_in_plaintext() {
-    let mut r = Run::new(cfg());
-    r.s.next_transaction(simple()).unwrap();
+    let mut r = Run::queued(cfg());
     r.server("220 mx\r\n");
     r.server(&ehlo(&["STARTTLS", "PIPELINING"]));
     assert_eq!(
@@ -487,8 +490,7 @@ fn opportunistic_without_offer_is_plaintext_and_none_never_starttls() {
 
 #[test]
 fn starttls_response_injection_in_the_same_read() {
-    let mut r = Run::new(required());
-    r.s.next_transaction(simple()).unwrap();
+    let mut r = Run::queued(required());
     r.server("220 mx\r\n");
     r.server(&ehlo(&["STARTTLS"]));
     assert_eq!(
@@ -550,8 +552,7 @@ fn implicit_tls_skips_starttls_even_when_required() {
 
 #[test]
 fn tls_handshake_failure_defers() {
-    let mut r = Run::new(required());
-    r.s.next_transaction(simple()).unwrap();
+    let mut r = Run::queued(required());
     r.server("220 mx\r\n");
     r.server(&ehlo(&["STARTTLS"]));
     r.server("220 go\r\n");
@@ -648,8 +649,7 @@ fn auth_failures() {
         })
     };
     // 535: permanent, QUIT, not worth another host.
-    let mut r = Run::new(tls());
-    r.s.next_transaction(simple()).unwrap();
+    let mut r = Run::queued(tls());
     r.server("220 smarthost\r\n");
     r.server(&ehlo(&["AUTH PLAIN"]));
     assert_eq!(
@@ -661,8 +661,7 @@ fn auth_failures() {
     assert!(matches!(f, ClientFailure::AuthFailed(_)) && !f.try_next_host());
 
     // 454: transient.
-    let mut r = Run::new(tls());
-    r.s.next_transaction(simple()).unwrap();
+    let mut r = Run::queued(tls());
     r.server("220 smarthost\r\n");
     r.server(&ehlo(&["AUTH LOGIN"]));
     r.server("334 VXNlcm5hbWU6\r\n");
@@ -787,8 +786,7 @@ fn all_recipients_rejected_no_data_then_rset_before_next() {
 
 #[test]
 fn mail_rejected_no_rcpt_no_rset() {
-    let mut r = ready(cfg(), &[]);
-    r.start(two_rcpts());
+    let mut r = started(&[], two_rcpts());
     assert_eq!(r.server("553 5.7.1 sender refused\r\n"), "");
     r.expect_statuses(&[
         ("b@r.example", RecipientStatus::Permanent, 553),
@@ -800,8 +798,7 @@ fn mail_rejected_no_rcpt_no_rset() {
 
 #[test]
 fn data_refused_applies_to_accepted_recipients() {
-    let mut r = ready(cfg(), &[]);
-    r.start(two_rcpts());
+    let mut r = started(&[], two_rcpts());
     r.replies(&["250 ok\r\n", "250 ok\r\n", "550 5.1.1 no\r\n"]);
     assert_eq!(r.server("451 4.3.0 not now\r\n"), "");
     r.expect_statuses(&[
@@ -818,8 +815,7 @@ fn final_reply_decides_for_accepted_recipients() {
         ("452 4.3.1 disk full\r\n", RecipientStatus::Transient),
         ("554 5.6.0 spam\r\n", RecipientStatus::Permanent),
     ] {
-        let mut r = ready(cfg(), &[]);
-        r.start(simple());
+        let mut r = started(&[], simple());
         r.replies(&["250 ok\r\n", "250 ok\r\n", "354 go\r\n"]);
         r.server(reply);
         assert_eq!(r.statuses()[0].1, status, "{reply}");
@@ -885,8 +881,7 @@ fn pipelined_group_is_one_send_and_replies_match_in_order() {
 
 #[test]
 fn pipelined_replies_in_one_read() {
-    let mut r = ready(cfg(), &["PIPELINING"]);
-    r.start(two_rcpts());
+    let mut r = started(&["PIPELINING"], two_rcpts());
     assert_eq!(
         r.server("250 ok\r\n250 ok\r\n250 ok\r\n354 go\r\n"),
         format!("{MSG}.\r\n")
@@ -897,8 +892,7 @@ fn pipelined_replies_in_one_read() {
 
 #[test]
 fn pipelined_all_rcpts_rejected_data_refused_no_body() {
-    let mut r = ready(cfg(), &["PIPELINING"]);
-    r.start(two_rcpts());
+    let mut r = started(&["PIPELINING"], two_rcpts());
     assert_eq!(
         r.server("250 ok\r\n550 5.1.1 no\r\n550 5.1.1 no\r\n554 5.5.1 No valid recipients\r\n"),
         ""
@@ -916,8 +910,7 @@ fn pipelined_all_rcpts_rejected_data_refused_no_body() {
 #[test]
 fn pipelined_all_rcpts_rejected_but_354_gets_a_lone_dot() {
     // RFC 2920 §3.1: a broken server accepts DATA anyway; send no message.
-    let mut r = ready(cfg(), &["PIPELINING"]);
-    r.start(simple());
+    let mut r = started(&["PIPELINING"], simple());
     assert_eq!(r.server("250 ok\r\n550 5.1.1 no\r\n354 go\r\n"), ".\r\n");
     assert_eq!(r.s.phase(), ClientPhase::DataTermination);
     assert_eq!(r.server("554 5.5.1 no valid recipients\r\n"), "");
@@ -931,8 +924,7 @@ fn pipelined_all_rcpts_rejected_but_354_gets_a_lone_dot() {
 
 #[test]
 fn pipelined_mail_rejected_recipients_get_the_mail_reply() {
-    let mut r = ready(cfg(), &["PIPELINING"]);
-    r.start(two_rcpts());
+    let mut r = started(&["PIPELINING"], two_rcpts());
     assert_eq!(
         r.server("451 4.7.1 sender greylisted\r\n503 5.5.1 need MAIL\r\n503 5.5.1 need MAIL\r\n"),
         ""
@@ -963,8 +955,7 @@ fn pipelining_disabled_by_config() {
 
 #[test]
 fn service_closing_421_mid_pipeline() {
-    let mut r = ready(cfg(), &["PIPELINING"]);
-    r.start(two_rcpts());
+    let mut r = started(&["PIPELINING"], two_rcpts());
     assert_eq!(
         r.server("250 ok\r\n550 5.1.1 no\r\n421 4.7.0 too fast, closing\r\n"),
         ""
@@ -1130,8 +1121,7 @@ fn bdat_pipelined_error_ignores_later_chunk_replies() {
 
 #[test]
 fn bdat_not_sent_when_all_rcpts_fail() {
-    let mut r = ready(cfg(), &["PIPELINING", "CHUNKING"]);
-    r.start(simple());
+    let mut r = started(&["PIPELINING", "CHUNKING"], simple());
     assert_eq!(r.server("250 ok\r\n550 5.1.1 no\r\n"), "");
     assert_eq!(r.last, ClientAction::Ready);
     assert!(!r.outcome().chunking);
@@ -1442,8 +1432,7 @@ fn next_transaction_refused_when_busy_or_quitting() {
 
 #[test]
 fn transaction_queued_before_the_greeting() {
-    let mut r = Run::new(cfg());
-    r.s.next_transaction(simple()).unwrap();
+    let mut r = Run::queued(cfg());
     r.server("220 mx\r\n");
     assert_eq!(
         r.server(&ehlo(&["PIPELINING"])),
@@ -1487,8 +1476,7 @@ fn quit_before_the_greeting() {
 
 #[test]
 fn connection_lost_after_the_data_is_transient_not_delivered() {
-    let mut r = ready(cfg(), &["PIPELINING"]);
-    r.start(simple());
+    let mut r = started(&["PIPELINING"], simple());
     r.server("250 ok\r\n250 ok\r\n354 go\r\n");
     r.s.connection_lost();
     assert_eq!(r.step(), "");
@@ -1499,8 +1487,7 @@ fn connection_lost_after_the_data_is_transient_not_delivered() {
 
 #[test]
 fn timeout_ends_the_session() {
-    let mut r = ready(cfg(), &[]);
-    r.start(simple());
+    let mut r = started(&[], simple());
     r.s.timed_out();
     assert_eq!(r.step(), "");
     assert_eq!(r.outcome().failure, Some(ClientFailure::Timeout));
@@ -1516,8 +1503,7 @@ fn timeout_ends_the_session() {
 
 #[test]
 fn overlong_reply_is_bounded_and_fails() {
-    let mut r = ready(cfg(), &[]);
-    r.start(simple());
+    let mut r = started(&[], simple());
     let long = format!("250 {}", "x".repeat(10_000));
     assert_eq!(r.server(&long), "");
     assert_eq!(
@@ -1529,8 +1515,7 @@ fn overlong_reply_is_bounded_and_fails() {
     assert_eq!(r.statuses()[0].1, RecipientStatus::Transient);
 
     // Without a line end, fed a little at a time: fails as soon as the limit is hit.
-    let mut r = ready(cfg(), &[]);
-    r.start(simple());
+    let mut r = started(&[], simple());
     let mut fed = 0;
     while matches!(r.last, ClientAction::NeedInput) {
         r.server(&"y".repeat(100));
@@ -1567,8 +1552,7 @@ fn unexpected_and_malformed_replies_mid_transaction() {
         "999 what\r\n",
         "250-a\r\n550 b\r\n",
     ] {
-        let mut r = ready(cfg(), &[]);
-        r.start(simple());
+        let mut r = started(&[], simple());
         assert_eq!(r.server(bad), "", "{bad}");
         assert!(
             matches!(r.done().failure, Some(ClientFailure::Protocol(_))),
@@ -1577,8 +1561,7 @@ fn unexpected_and_malformed_replies_mid_transaction() {
         assert_eq!(r.statuses()[0].1, RecipientStatus::Transient);
     }
     // 354 to the end of the data: not delivered.
-    let mut r = ready(cfg(), &[]);
-    r.start(simple());
+    let mut r = started(&[], simple());
     r.replies(&["250 ok\r\n", "250 ok\r\n", "354 go\r\n", "354 again\r\n"]);
     assert_eq!(r.statuses()[0].1, RecipientStatus::Transient);
     assert!(matches!(
@@ -1592,8 +1575,7 @@ fn unexpected_and_malformed_replies_mid_transaction() {
 
 #[test]
 fn rset_refused_ends_the_session() {
-    let mut r = ready(cfg(), &[]);
-    r.start(simple());
+    let mut r = started(&[], simple());
     r.replies(&["250 ok\r\n", "550 no\r\n"]);
     assert_eq!(r.start(simple()), "RSET\r\n");
     r.outcomes.clear();
@@ -1604,8 +1586,7 @@ fn rset_refused_ends_the_session() {
 
 #[test]
 fn multi_line_rejection_text_kept() {
-    let mut r = ready(cfg(), &[]);
-    r.start(simple());
+    let mut r = started(&[], simple());
     r.server("250 ok\r\n");
     r.server(
         "550-5.7.1 Message rejected.\r\n550-5.7.1 See https://example/why\r\n550 5.7.1 Bye\r\n",
