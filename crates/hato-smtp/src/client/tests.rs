@@ -465,8 +465,7 @@ fn starttls_refused_under_required_defers() {
 #[test]
 fn starttls_refused_opportunistic_continues_in_plaintext() {
     let mut r = Run::queued(cfg());
-    r.server("220 mx\r\n");
-    r.server(&ehlo(&["STARTTLS", "PIPELINING"]));
+    r.replies(&["220 mx\r\n", &ehlo(&["STARTTLS", "PIPELINING"])]);
     assert_eq!(
         r.server("454 4.7.0 not now\r\n"),
         "MAIL FROM:<a@s.example>\r\nRCPT TO:<b@r.example>\r\nDATA\r\n"
@@ -491,8 +490,7 @@ fn opportunistic_without_offer_is_plaintext_and_none_never_starttls() {
 #[test]
 fn starttls_response_injection_in_the_same_read() {
     let mut r = Run::queued(required());
-    r.server("220 mx\r\n");
-    r.server(&ehlo(&["STARTTLS"]));
+    r.replies(&["220 mx\r\n", &ehlo(&["STARTTLS"])]);
     assert_eq!(
         r.server("220 2.0.0 go\r\n250-evil.example\r\n250 AUTH PLAIN\r\n"),
         ""
@@ -512,9 +510,7 @@ fn starttls_response_injection_in_the_same_read() {
 fn starttls_response_injection_fed_before_the_handshake() {
     // A partial line is enough.
     let mut r = Run::new(required());
-    r.server("220 mx\r\n");
-    r.server(&ehlo(&["STARTTLS"]));
-    r.server("220 go\r\n");
+    r.replies(&["220 mx\r\n", &ehlo(&["STARTTLS"]), "220 go\r\n"]);
     assert_eq!(r.last, ClientAction::StartTls);
     r.s.feed(b"2");
     assert_eq!(r.step(), "");
@@ -525,9 +521,7 @@ fn starttls_response_injection_fed_before_the_handshake() {
 
     // Fed, then the driver calls tls_established without polling.
     let mut r = Run::new(required());
-    r.server("220 mx\r\n");
-    r.server(&ehlo(&["STARTTLS"]));
-    r.server("220 go\r\n");
+    r.replies(&["220 mx\r\n", &ehlo(&["STARTTLS"]), "220 go\r\n"]);
     r.s.feed(b"250 injected\r\n");
     r.s.tls_established();
     assert_eq!(r.step(), "");
@@ -553,9 +547,7 @@ fn implicit_tls_skips_starttls_even_when_required() {
 #[test]
 fn tls_handshake_failure_defers() {
     let mut r = Run::queued(required());
-    r.server("220 mx\r\n");
-    r.server(&ehlo(&["STARTTLS"]));
-    r.server("220 go\r\n");
+    r.replies(&["220 mx\r\n", &ehlo(&["STARTTLS"]), "220 go\r\n"]);
     r.s.tls_failed();
     assert_eq!(r.step(), "");
     assert_eq!(r.done().failure, Some(ClientFailure::TlsHandshakeFailed));
@@ -650,8 +642,7 @@ fn auth_failures() {
     };
     // 535: permanent, QUIT, not worth another host.
     let mut r = Run::queued(tls());
-    r.server("220 smarthost\r\n");
-    r.server(&ehlo(&["AUTH PLAIN"]));
+    r.replies(&["220 smarthost\r\n", &ehlo(&["AUTH PLAIN"])]);
     assert_eq!(
         r.server("535 5.7.8 Authentication credentials invalid\r\n"),
         "QUIT\r\n"
@@ -662,9 +653,11 @@ fn auth_failures() {
 
     // 454: transient.
     let mut r = Run::queued(tls());
-    r.server("220 smarthost\r\n");
-    r.server(&ehlo(&["AUTH LOGIN"]));
-    r.server("334 VXNlcm5hbWU6\r\n");
+    r.replies(&[
+        "220 smarthost\r\n",
+        &ehlo(&["AUTH LOGIN"]),
+        "334 VXNlcm5hbWU6\r\n",
+    ]);
     assert_eq!(r.server("454 4.7.0 Temporary failure\r\n"), "QUIT\r\n");
     assert_eq!(r.statuses()[0].1, RecipientStatus::Transient);
 
@@ -677,8 +670,7 @@ fn auth_failures() {
 
     // A 334 to AUTH PLAIN with an initial response, or 235 too early: protocol error.
     let mut r = Run::new(tls());
-    r.server("220 smarthost\r\n");
-    r.server(&ehlo(&["AUTH PLAIN"]));
+    r.replies(&["220 smarthost\r\n", &ehlo(&["AUTH PLAIN"])]);
     assert_eq!(r.server("334 \r\n"), "");
     assert!(matches!(r.done().failure, Some(ClientFailure::Protocol(_))));
 }
