@@ -146,6 +146,15 @@ fn two_rcpts() -> Transaction {
     txn("a@s.example", &["b@r.example", "c@r.example"], MSG)
 }
 
+/// `two_rcpts()` with a third recipient, d@r.example.
+fn three_rcpts() -> Transaction {
+    txn(
+        "a@s.example",
+        &["b@r.example", "c@r.example", "d@r.example"],
+        MSG,
+    )
+}
+
 /// A 250 EHLO reply with these keywords.
 fn ehlo(keywords: &[&str]) -> String {
     let mut lines = vec!["mx.example"];
@@ -818,13 +827,11 @@ fn final_reply_decides_for_accepted_recipients() {
 
 #[test]
 fn too_many_recipients_452_is_transient_for_the_rest() {
-    let mut r = ready(cfg(), &["PIPELINING"]);
-    r.start(txn(
-        "a@s.example",
-        &["b@r.example", "c@r.example", "d@r.example"],
-        MSG,
-    ));
-    r.replies(&["250 ok\r\n250 ok\r\n452 4.5.3 Too many recipients\r\n452 4.5.3 Too many recipients\r\n354 go\r\n", "250 ok\r\n"]);
+    let mut r = started(&["PIPELINING"], three_rcpts());
+    r.replies(&[
+        "250 ok\r\n250 ok\r\n452 4.5.3 Too many recipients\r\n452 4.5.3 Too many recipients\r\n354 go\r\n",
+        "250 ok\r\n",
+    ]);
     r.expect_statuses(&[
         ("b@r.example", RecipientStatus::Delivered, 250),
         ("c@r.example", RecipientStatus::Transient, 452),
@@ -838,12 +845,7 @@ fn too_many_recipients_452_is_transient_for_the_rest() {
 #[test]
 fn pipelined_group_is_one_send_and_replies_match_in_order() {
     let mut r = ready(cfg(), &["PIPELINING"]);
-    r.s.next_transaction(txn(
-        "a@s.example",
-        &["b@r.example", "c@r.example", "d@r.example"],
-        MSG,
-    ))
-    .unwrap();
+    r.s.next_transaction(three_rcpts()).unwrap();
     let a = r.s.poll();
     assert_eq!(
         a,

@@ -1776,7 +1776,10 @@ fn bdat_size_exceeded() {
     transaction(&mut d);
     d.converse(&[
         ("BDAT 6\r\n123456", "250 2.0.0 6 octets received\r\n"),
-        ("BDAT 6\r\nRSET\r\nBDAT 1 LAST\r\nX", "552 5.3.4 Message size exceeds fixed maximum message size\r\n503 5.5.1 Need MAIL command\r\n"),
+        (
+            "BDAT 6\r\nRSET\r\nBDAT 1 LAST\r\nX",
+            "552 5.3.4 Message size exceeds fixed maximum message size\r\n503 5.5.1 Need MAIL command\r\n",
+        ),
     ]);
     assert!(d.delivered.is_empty());
     assert_eq!(d.s.stats().messages_rejected, 1);
