@@ -1446,11 +1446,10 @@ fn rset_and_new_transactions_clear_dsn_params() {
 
 #[test]
 fn mail_and_rcpt_lines_get_the_extension_increments() {
-    let mut d = Driver::new(Config {
+    let mut d = Driver::after_ehlo(Config {
         max_errors: 100,
         ..mx()
     });
-    d.send("EHLO c\r\n");
     // MAIL: 512 + MAIL_LINE_EXTRA octets including CRLF.
     let head = "MAIL FROM:<a@b.example> AUTH=";
     let max = 512 + MAIL_LINE_EXTRA;
@@ -1768,11 +1767,10 @@ fn bdat_error_skips_without_buffering() {
 
 #[test]
 fn bdat_size_exceeded() {
-    let mut d = Driver::new(Config {
+    let mut d = Driver::after_ehlo(Config {
         max_message_size: 10,
         ..mx()
     });
-    d.send("EHLO c\r\n");
     transaction(&mut d);
     d.converse(&[
         ("BDAT 6\r\n123456", "250 2.0.0 6 octets received\r\n"),
@@ -2258,21 +2256,19 @@ fn auth_not_offered_on_mx() {
 fn auth_without_tls_never_accepted() {
     let ir = b64(b"\0alice\0secret");
     // STARTTLS available: 530
-    let mut d = Driver::new(Config {
+    let mut d = Driver::after_ehlo(Config {
         require_tls: false,
         ..submission()
     });
-    d.send("EHLO c\r\n");
     assert_eq!(
         d.send(format!("AUTH PLAIN {ir}\r\n")),
         "530 5.7.0 Must issue a STARTTLS command first\r\n"
     );
     // No STARTTLS on this listener: 538
-    let mut d = Driver::new(Config {
+    let mut d = Driver::after_ehlo(Config {
         mode: Mode::Submission,
         ..mx()
     });
-    d.send("EHLO c\r\n");
     assert_eq!(
         d.send(format!("AUTH LOGIN {ir}\r\n")),
         "538 5.7.11 Encryption required for requested authentication mechanism\r\n"
