@@ -220,40 +220,40 @@ mod tests {
         r.next_reply()
     }
 
+    /// The one complete reply in `bytes`.
+    fn parsed(bytes: &[u8]) -> Reply {
+        one(bytes).unwrap().unwrap()
+    }
+
     #[test]
     fn single_line_with_status() {
-        let r = one(b"250 2.1.0 Sender ok\r\n").unwrap().unwrap();
-        assert_eq!(r, Reply::new(250, (2, 1, 0), "Sender ok"));
+        assert_eq!(
+            parsed(b"250 2.1.0 Sender ok\r\n"),
+            Reply::new(250, (2, 1, 0), "Sender ok")
+        );
     }
 
     #[test]
     fn single_line_without_status() {
-        let r = one(b"220 mx.example ESMTP\r\n").unwrap().unwrap();
-        assert_eq!(r, Reply::without_status(220, "mx.example ESMTP"));
+        assert_eq!(
+            parsed(b"220 mx.example ESMTP\r\n"),
+            Reply::without_status(220, "mx.example ESMTP")
+        );
     }
 
     #[test]
     fn code_only_and_empty_text() {
-        assert_eq!(
-            one(b"250\r\n").unwrap().unwrap(),
-            Reply::without_status(250, "")
-        );
-        assert_eq!(
-            one(b"250 \r\n").unwrap().unwrap(),
-            Reply::without_status(250, "")
-        );
-        assert_eq!(
-            one(b"250 2.0.0\r\n").unwrap().unwrap(),
-            Reply::new(250, (2, 0, 0), "")
-        );
+        assert_eq!(parsed(b"250\r\n"), Reply::without_status(250, ""));
+        assert_eq!(parsed(b"250 \r\n"), Reply::without_status(250, ""));
+        assert_eq!(parsed(b"250 2.0.0\r\n"), Reply::new(250, (2, 0, 0), ""));
     }
 
     #[test]
     fn multi_line_status_on_every_line_is_stripped() {
-        let r = one(b"550-5.7.1 first\r\n550-5.7.1 second\r\n550 5.7.1 third\r\n")
-            .unwrap()
-            .unwrap();
-        assert_eq!(r, Reply::new(550, (5, 7, 1), "first\nsecond\nthird"));
+        assert_eq!(
+            parsed(b"550-5.7.1 first\r\n550-5.7.1 second\r\n550 5.7.1 third\r\n"),
+            Reply::new(550, (5, 7, 1), "first\nsecond\nthird")
+        );
     }
 
     #[test]
@@ -263,33 +263,35 @@ mod tests {
             Reply::without_status(250, "mx.example\nPIPELINING\nSIZE 100"),
             Reply::new(250, (2, 0, 0), ""),
         ] {
-            assert_eq!(one(&reply.to_bytes()).unwrap().unwrap(), reply);
+            assert_eq!(parsed(&reply.to_bytes()), reply);
         }
     }
 
     #[test]
     fn status_class_must_match_code() {
-        let r = one(b"250 5.1.1 odd\r\n").unwrap().unwrap();
-        assert_eq!(r, Reply::without_status(250, "5.1.1 odd"));
-        let r = one(b"550 5.1.1234 odd\r\n").unwrap().unwrap();
+        assert_eq!(
+            parsed(b"250 5.1.1 odd\r\n"),
+            Reply::without_status(250, "5.1.1 odd")
+        );
+        let r = parsed(b"550 5.1.1234 odd\r\n");
         assert_eq!(r.status, None);
-        let r = one(b"550 5.1.1.1 odd\r\n").unwrap().unwrap();
+        let r = parsed(b"550 5.1.1.1 odd\r\n");
         assert_eq!(r.status, None);
-        let r = one(b"550 5.1. odd\r\n").unwrap().unwrap();
+        let r = parsed(b"550 5.1. odd\r\n");
         assert_eq!(r.status, None);
     }
 
     #[test]
     fn bare_lf_accepted() {
-        let r = one(b"250-a\n250 b\n").unwrap().unwrap();
-        assert_eq!(r, Reply::without_status(250, "a\nb"));
+        assert_eq!(
+            parsed(b"250-a\n250 b\n"),
+            Reply::without_status(250, "a\nb")
+        );
     }
 
     #[test]
     fn control_characters_dropped_invalid_utf8_replaced() {
-        let r = one(b"550 5.1.1 a\x00b\x1b[31m\tc\xff\r\n")
-            .unwrap()
-            .unwrap();
+        let r = parsed(b"550 5.1.1 a\x00b\x1b[31m\tc\xff\r\n");
         assert_eq!(r.text, "ab[31m c\u{fffd}");
     }
 
@@ -344,7 +346,7 @@ mod tests {
         let mut exact = b"250 ".to_vec();
         exact.extend(std::iter::repeat_n(b'a', 512 - 6));
         exact.extend_from_slice(b"\r\n");
-        assert_eq!(one(&exact).unwrap().unwrap().text.len(), 512 - 6);
+        assert_eq!(parsed(&exact).text.len(), 512 - 6);
     }
 
     #[test]

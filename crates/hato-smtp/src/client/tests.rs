@@ -25,6 +25,13 @@ impl Run {
         r
     }
 
+    /// A new session with `simple()` queued before the greeting.
+    fn queued(cfg: ClientConfig) -> Run {
+        let mut r = Run::new(cfg);
+        r.s.next_transaction(simple()).unwrap();
+        r
+    }
+
     /// Polls until the driver has to wait; returns everything sent meanwhile.
     fn step(&mut self) -> String {
         let mut sent = Vec::new();
@@ -50,6 +57,20 @@ impl Run {
         self.step()
     }
 
+    /// The server sends these replies in turn (what the client sends back is not checked).
+    fn replies(&mut self, replies: &[&str]) {
+        for reply in replies {
+            self.server(reply);
+        }
+    }
+
+    /// Feeds each server reply in turn and checks what the client sends back.
+    fn exchange(&mut self, steps: &[(&str, &str)]) {
+        for (reply, sent) in steps {
+            assert_eq!(self.server(reply), *sent, "answer to {reply:?}");
+        }
+    }
+
     fn start(&mut self, t: Transaction) -> String {
         self.s.next_transaction(t).unwrap();
         self.step()
@@ -65,6 +86,15 @@ impl Run {
     fn outcome(&self) -> &TransactionOutcome {
         assert_eq!(self.outcomes.len(), 1, "{:?}", self.outcomes);
         &self.outcomes[0]
+    }
+
+    /// The recipients of the last outcome are these, with these statuses and reply codes.
+    fn expect_statuses(&self, want: &[(&str, RecipientStatus, u16)]) {
+        let want: Vec<_> = want
+            .iter()
+            .map(|&(a, s, c)| (a.to_string(), s, c))
+            .collect();
+        assert_eq!(self.statuses(), want);
     }
 
     fn statuses(&self) -> Vec<(String, RecipientStatus, u16)> {
@@ -111,6 +141,20 @@ fn simple() -> Transaction {
     txn("a@s.example", &["b@r.example"], MSG)
 }
 
+/// `simple()` with a second recipient, c@r.example.
+fn two_rcpts() -> Transaction {
+    txn("a@s.example", &["b@r.example", "c@r.example"], MSG)
+}
+
+/// `two_rcpts()` with a third recipient, d@r.example.
+fn three_rcpts() -> Transaction {
+    txn(
+        "a@s.example",
+        &["b@r.example", "c@r.example", "d@r.example"],
+        MSG,
+    )
+}
+
 /// A 250 EHLO reply with these keywords.
 fn ehlo(keywords: &[&str]) -> String {
     let mut lines = vec!["mx.example"];
@@ -127,6 +171,27 @@ fn ready(cfg: ClientConfig, keywords: &[&str]) -> Run {
     );
     assert_eq!(r.server(&ehlo(keywords)), "");
     assert_eq!(r.last, ClientAction::Ready);
+    r
+}
+
+/// Ready with `keywords` (default config), `t` started.
+fn started(keywords: &[&str], t: Transaction) -> Run {
+    let mut r = ready(cfg(), keywords);
+    r.start(t);
+    r
+}
+
+/// Ready with `keywords` and 8-octet chunks; a 19-octet message from a@s.example to
+/// b@r.example started.
+fn chunking_started(keywords: &[&str]) -> Run {
+    let mut r = ready(
+        ClientConfig {
+            chunk_size: 8,
+            ..cfg()
+        },
+        keywords,
+    );
+    r.start(txn("a@s.example", &["b@r.example"], "0123456789abcdefXYZ"));
     r
 }
 
@@ -167,14 +232,10 @@ fn greeting_then_ehlo_multi_line_greeting() {
 
 #[test]
 fn greeting_554_permanent_quit_and_next_mx() {
-    let mut r = Run::new(cfg());
-    r.s.next_transaction(simple()).unwrap();
+    let mut r = Run::queued(cfg());
     assert_eq!(r.server("554 5.7.1 No SMTP service here\r\n"), "QUIT\r\n");
     let o = r.outcome();
-    assert_eq!(
-        r.statuses(),
-        vec![("b@r.example".into(), RecipientStatus::Permanent, 554)]
-    );
+    r.expect_statuses(&[("b@r.example", RecipientStatus::Permanent, 554)]);
     assert!(o.recipients[0].remote);
     let f = o.failure.clone().unwrap();
     assert!(matches!(f, ClientFailure::Greeting(_)));
@@ -189,8 +250,7 @@ fn greeting_554_permanent_quit_and_next_mx() {
 
 #[test]
 fn greeting_4xx_transient() {
-    let mut r = Run::new(cfg());
-    r.s.next_transaction(simple()).unwrap();
+    let mut r = Run::queued(cfg());
     assert_eq!(r.server("450 4.3.2 busy\r\n"), "QUIT\r\n");
     assert_eq!(r.statuses()[0].1, RecipientStatus::Transient);
     // The connection drops instead of answering QUIT: still a clean end of a failed
@@ -202,8 +262,7 @@ fn greeting_4xx_transient() {
 
 #[test]
 fn greeting_421_closes_without_quit() {
-    let mut r = Run::new(cfg());
-    r.s.next_transaction(simple()).unwrap();
+    let mut r = Run::queued(cfg());
     assert_eq!(r.server("421 4.3.2 shutting down\r\n"), "");
     assert_eq!(r.statuses()[0].1, RecipientStatus::Transient);
     assert!(matches!(r.done().failure, Some(ClientFailure::Greeting(_))));
@@ -216,8 +275,7 @@ fn greeting_garbage_is_a_protocol_error() {
         "250 wrong code\r\n",
         "HTTP/1.1 200 OK\r\n",
     ] {
-        let mut r = Run::new(cfg());
-        r.s.next_transaction(simple()).unwrap();
+        let mut r = Run::queued(cfg());
         assert_eq!(r.server(garbage), "", "{garbage}");
         assert!(matches!(r.done().failure, Some(ClientFailure::Protocol(_))));
         assert_eq!(r.statuses()[0].1, RecipientStatus::Transient);
@@ -257,20 +315,20 @@ fn ehlo_capabilities_parsed() {
 
 #[test]
 fn ehlo_5xx_falls_back_to_helo_without_extensions() {
-    let mut r = Run::new(cfg());
-    r.s.next_transaction(simple()).unwrap();
-    assert_eq!(r.server("220 old.example\r\n"), "EHLO client.example\r\n");
-    assert_eq!(
-        r.server("502 5.5.2 Command not recognized\r\n"),
-        "HELO client.example\r\n"
-    );
-    assert_eq!(
-        r.server("250 old.example\r\n"),
-        "MAIL FROM:<a@s.example>\r\n"
-    );
+    let mut r = Run::queued(cfg());
+    r.exchange(&[
+        ("220 old.example\r\n", "EHLO client.example\r\n"),
+        (
+            "502 5.5.2 Command not recognized\r\n",
+            "HELO client.example\r\n",
+        ),
+        ("250 old.example\r\n", "MAIL FROM:<a@s.example>\r\n"),
+    ]);
     assert!(!r.s.capabilities().unwrap().esmtp);
-    assert_eq!(r.server("250 ok\r\n"), "RCPT TO:<b@r.example>\r\n");
-    assert_eq!(r.server("250 ok\r\n"), "DATA\r\n");
+    r.exchange(&[
+        ("250 ok\r\n", "RCPT TO:<b@r.example>\r\n"),
+        ("250 ok\r\n", "DATA\r\n"),
+    ]);
     assert_eq!(r.server("354 go\r\n"), format!("{MSG}.\r\n"));
     r.server("250 ok\r\n");
     assert!(r.outcome().all_delivered());
@@ -279,8 +337,7 @@ fn ehlo_5xx_falls_back_to_helo_without_extensions() {
 #[test]
 fn helo_fallback_with_8bit_message_needs_downgrade() {
     let mut r = Run::new(cfg());
-    r.server("220 old\r\n");
-    r.server("500 what\r\n");
+    r.replies(&["220 old\r\n", "500 what\r\n"]);
     assert_eq!(r.server("250 old\r\n"), "");
     assert_eq!(
         r.start(txn(
@@ -301,15 +358,16 @@ fn helo_fallback_allowed_over_implicit_tls_even_when_required() {
         ..required()
     });
     r.server("220 old\r\n");
-    assert_eq!(r.server("502 no\r\n"), "HELO client.example\r\n");
-    assert_eq!(r.server("250 old\r\n"), "");
+    r.exchange(&[
+        ("502 no\r\n", "HELO client.example\r\n"),
+        ("250 old\r\n", ""),
+    ]);
     assert_eq!(r.last, ClientAction::Ready);
 }
 
 #[test]
 fn ehlo_refused_under_required_tls_defers_without_helo() {
-    let mut r = Run::new(required());
-    r.s.next_transaction(simple()).unwrap();
+    let mut r = Run::queued(required());
     r.server("220 old\r\n");
     // No HELO: it could never lead to STARTTLS.
     assert_eq!(r.server("502 no\r\n"), "");
@@ -336,10 +394,8 @@ fn ehlo_4xx_and_helo_refused() {
     r.server("221 bye\r\n");
     assert!(matches!(r.done().failure, Some(ClientFailure::Ehlo(_))));
 
-    let mut r = Run::new(cfg());
-    r.s.next_transaction(simple()).unwrap();
-    r.server("220 mx\r\n");
-    r.server("550 no\r\n");
+    let mut r = Run::queued(cfg());
+    r.replies(&["220 mx\r\n", "550 no\r\n"]);
     assert_eq!(r.server("550 5.7.1 go away\r\n"), "QUIT\r\n");
     assert_eq!(r.statuses()[0].1, RecipientStatus::Permanent);
     assert_eq!(r.outcome().reply.as_ref().unwrap().text, "go away");
@@ -350,8 +406,7 @@ fn ehlo_4xx_and_helo_refused() {
 
 #[test]
 fn opportunistic_starttls_then_ehlo_again_forgets_capabilities() {
-    let mut r = Run::new(cfg());
-    r.s.next_transaction(simple()).unwrap();
+    let mut r = Run::queued(cfg());
     r.server("220 mx\r\n");
     assert_eq!(
         r.server(&ehlo(&["STARTTLS", "SIZE 10", "AUTH PLAIN"])),
@@ -373,8 +428,7 @@ fn opportunistic_starttls_then_ehlo_again_forgets_capabilities() {
     );
     let c = r.s.capabilities().unwrap();
     assert!(!c.starttls && c.size.is_none() && c.auth.is_empty());
-    r.server("250 ok\r\n250 ok\r\n354 go\r\n");
-    r.server("250 ok\r\n");
+    r.replies(&["250 ok\r\n250 ok\r\n354 go\r\n", "250 ok\r\n"]);
     let o = r.outcome();
     assert!(o.all_delivered() && o.tls && !o.tls_verified);
     assert!(r.s.is_tls());
@@ -382,8 +436,7 @@ fn opportunistic_starttls_then_ehlo_again_forgets_capabilities() {
 
 #[test]
 fn starttls_stripping_under_required_defers_with_nothing_sent() {
-    let mut r = Run::new(required());
-    r.s.next_transaction(simple()).unwrap();
+    let mut r = Run::queued(required());
     assert_eq!(r.server("220 mx\r\n"), "EHLO client.example\r\n");
     // An attacker replaced STARTTLS in the EHLO reply.
     assert_eq!(r.server(&ehlo(&["PIPELINING", "XXXXXXXA"])), "");
@@ -405,8 +458,7 @@ fn starttls_stripping_under_required_defers_with_nothing_sent() {
 #[test]
 fn starttls_refused_under_required_defers() {
     for refusal in ["454 4.7.0 TLS not available\r\n", "502 5.5.1 no\r\n"] {
-        let mut r = Run::new(required());
-        r.s.next_transaction(simple()).unwrap();
+        let mut r = Run::queued(required());
         r.server("220 mx\r\n");
         assert_eq!(r.server(&ehlo(&["STARTTLS"])), "STARTTLS\r\n");
         assert_eq!(r.server(refusal), "");
@@ -421,10 +473,8 @@ fn starttls_refused_under_required_defers() {
 
 #[test]
 fn starttls_refused_opportunistic_continues_in_plaintext() {
-    let mut r = Run::new(cfg());
-    r.s.next_transaction(simple()).unwrap();
-    r.server("220 mx\r\n");
-    r.server(&ehlo(&["STARTTLS", "PIPELINING"]));
+    let mut r = Run::queued(cfg());
+    r.replies(&["220 mx\r\n", &ehlo(&["STARTTLS", "PIPELINING"])]);
     assert_eq!(
         r.server("454 4.7.0 not now\r\n"),
         "MAIL FROM:<a@s.example>\r\nRCPT TO:<b@r.example>\r\nDATA\r\n"
@@ -448,10 +498,8 @@ fn opportunistic_without_offer_is_plaintext_and_none_never_starttls() {
 
 #[test]
 fn starttls_response_injection_in_the_same_read() {
-    let mut r = Run::new(required());
-    r.s.next_transaction(simple()).unwrap();
-    r.server("220 mx\r\n");
-    r.server(&ehlo(&["STARTTLS"]));
+    let mut r = Run::queued(required());
+    r.replies(&["220 mx\r\n", &ehlo(&["STARTTLS"])]);
     assert_eq!(
         r.server("220 2.0.0 go\r\n250-evil.example\r\n250 AUTH PLAIN\r\n"),
         ""
@@ -471,9 +519,7 @@ fn starttls_response_injection_in_the_same_read() {
 fn starttls_response_injection_fed_before_the_handshake() {
     // A partial line is enough.
     let mut r = Run::new(required());
-    r.server("220 mx\r\n");
-    r.server(&ehlo(&["STARTTLS"]));
-    r.server("220 go\r\n");
+    r.replies(&["220 mx\r\n", &ehlo(&["STARTTLS"]), "220 go\r\n"]);
     assert_eq!(r.last, ClientAction::StartTls);
     r.s.feed(b"2");
     assert_eq!(r.step(), "");
@@ -484,9 +530,7 @@ fn starttls_response_injection_fed_before_the_handshake() {
 
     // Fed, then the driver calls tls_established without polling.
     let mut r = Run::new(required());
-    r.server("220 mx\r\n");
-    r.server(&ehlo(&["STARTTLS"]));
-    r.server("220 go\r\n");
+    r.replies(&["220 mx\r\n", &ehlo(&["STARTTLS"]), "220 go\r\n"]);
     r.s.feed(b"250 injected\r\n");
     r.s.tls_established();
     assert_eq!(r.step(), "");
@@ -511,11 +555,8 @@ fn implicit_tls_skips_starttls_even_when_required() {
 
 #[test]
 fn tls_handshake_failure_defers() {
-    let mut r = Run::new(required());
-    r.s.next_transaction(simple()).unwrap();
-    r.server("220 mx\r\n");
-    r.server(&ehlo(&["STARTTLS"]));
-    r.server("220 go\r\n");
+    let mut r = Run::queued(required());
+    r.replies(&["220 mx\r\n", &ehlo(&["STARTTLS"]), "220 go\r\n"]);
     r.s.tls_failed();
     assert_eq!(r.step(), "");
     assert_eq!(r.done().failure, Some(ClientFailure::TlsHandshakeFailed));
@@ -528,10 +569,7 @@ fn tls_verified_only_counts_after_tls() {
     let mut r = ready(cfg(), &[]);
     r.s.set_tls_verified(true);
     r.start(simple());
-    r.server("250 ok\r\n");
-    r.server("250 ok\r\n");
-    r.server("354 go\r\n");
-    r.server("250 ok\r\n");
+    r.replies(&["250 ok\r\n", "250 ok\r\n", "354 go\r\n", "250 ok\r\n"]);
     assert!(!r.outcome().tls && !r.outcome().tls_verified);
 }
 
@@ -574,9 +612,11 @@ fn auth_login_when_plain_is_not_offered() {
     }));
     r.server("220 smarthost\r\n");
     assert_eq!(r.server(&ehlo(&["AUTH LOGIN"])), "AUTH LOGIN\r\n");
-    assert_eq!(r.server("334 VXNlcm5hbWU6\r\n"), "YWxpY2U=\r\n");
-    assert_eq!(r.server("334 UGFzc3dvcmQ6\r\n"), "czNjcmV0\r\n");
-    assert_eq!(r.server("235 2.7.0 ok\r\n"), "");
+    r.exchange(&[
+        ("334 VXNlcm5hbWU6\r\n", "YWxpY2U=\r\n"),
+        ("334 UGFzc3dvcmQ6\r\n", "czNjcmV0\r\n"),
+        ("235 2.7.0 ok\r\n", ""),
+    ]);
     assert_eq!(r.last, ClientAction::Ready);
 }
 
@@ -610,10 +650,8 @@ fn auth_failures() {
         })
     };
     // 535: permanent, QUIT, not worth another host.
-    let mut r = Run::new(tls());
-    r.s.next_transaction(simple()).unwrap();
-    r.server("220 smarthost\r\n");
-    r.server(&ehlo(&["AUTH PLAIN"]));
+    let mut r = Run::queued(tls());
+    r.replies(&["220 smarthost\r\n", &ehlo(&["AUTH PLAIN"])]);
     assert_eq!(
         r.server("535 5.7.8 Authentication credentials invalid\r\n"),
         "QUIT\r\n"
@@ -623,11 +661,12 @@ fn auth_failures() {
     assert!(matches!(f, ClientFailure::AuthFailed(_)) && !f.try_next_host());
 
     // 454: transient.
-    let mut r = Run::new(tls());
-    r.s.next_transaction(simple()).unwrap();
-    r.server("220 smarthost\r\n");
-    r.server(&ehlo(&["AUTH LOGIN"]));
-    r.server("334 VXNlcm5hbWU6\r\n");
+    let mut r = Run::queued(tls());
+    r.replies(&[
+        "220 smarthost\r\n",
+        &ehlo(&["AUTH LOGIN"]),
+        "334 VXNlcm5hbWU6\r\n",
+    ]);
     assert_eq!(r.server("454 4.7.0 Temporary failure\r\n"), "QUIT\r\n");
     assert_eq!(r.statuses()[0].1, RecipientStatus::Transient);
 
@@ -640,8 +679,7 @@ fn auth_failures() {
 
     // A 334 to AUTH PLAIN with an initial response, or 235 too early: protocol error.
     let mut r = Run::new(tls());
-    r.server("220 smarthost\r\n");
-    r.server(&ehlo(&["AUTH PLAIN"]));
+    r.replies(&["220 smarthost\r\n", &ehlo(&["AUTH PLAIN"])]);
     assert_eq!(r.server("334 \r\n"), "");
     assert!(matches!(r.done().failure, Some(ClientFailure::Protocol(_))));
 }
@@ -681,16 +719,18 @@ fn credentials_never_in_debug_output() {
 #[test]
 fn one_command_at_a_time_without_pipelining() {
     let mut r = ready(cfg(), &["8BITMIME"]);
-    let t = txn("a@s.example", &["b@r.example", "c@r.example"], MSG);
+    let t = two_rcpts();
     assert_eq!(r.start(t), "MAIL FROM:<a@s.example>\r\n");
     assert_eq!(r.s.phase(), ClientPhase::Mail);
     assert_eq!(r.server("250 2.1.0 Ok\r\n"), "RCPT TO:<b@r.example>\r\n");
     assert_eq!(r.s.phase(), ClientPhase::Rcpt);
-    assert_eq!(
-        r.server("550-5.1.1 No such user\r\n550 5.1.1 really\r\n"),
-        "RCPT TO:<c@r.example>\r\n"
-    );
-    assert_eq!(r.server("250 2.1.5 Ok\r\n"), "DATA\r\n");
+    r.exchange(&[
+        (
+            "550-5.1.1 No such user\r\n550 5.1.1 really\r\n",
+            "RCPT TO:<c@r.example>\r\n",
+        ),
+        ("250 2.1.5 Ok\r\n", "DATA\r\n"),
+    ]);
     assert_eq!(r.s.phase(), ClientPhase::DataInit);
     assert_eq!(r.s.timeout(), Some(Duration::from_secs(120)));
     assert_eq!(r.server("354 go ahead\r\n"), format!("{MSG}.\r\n"));
@@ -726,61 +766,46 @@ fn one_command_at_a_time_without_pipelining() {
 #[test]
 fn all_recipients_rejected_no_data_then_rset_before_next() {
     let mut r = ready(cfg(), &[]);
-    let t = txn("a@s.example", &["b@r.example", "c@r.example"], MSG);
+    let t = two_rcpts();
     r.start(t);
-    r.server("250 ok\r\n");
-    r.server("550 5.1.1 no\r\n");
+    r.replies(&["250 ok\r\n", "550 5.1.1 no\r\n"]);
     assert_eq!(r.server("451 4.3.0 later\r\n"), "");
     assert_eq!(r.last, ClientAction::Ready);
-    assert_eq!(
-        r.statuses(),
-        vec![
-            ("b@r.example".into(), RecipientStatus::Permanent, 550),
-            ("c@r.example".into(), RecipientStatus::Transient, 451)
-        ]
-    );
+    r.expect_statuses(&[
+        ("b@r.example", RecipientStatus::Permanent, 550),
+        ("c@r.example", RecipientStatus::Transient, 451),
+    ]);
     // The server still has an open transaction: RSET first, then MAIL.
     assert_eq!(r.start(simple()), "RSET\r\n");
     assert_eq!(r.s.phase(), ClientPhase::Rset);
     assert_eq!(r.server("250 2.0.0 ok\r\n"), "MAIL FROM:<a@s.example>\r\n");
     // But never RSET before QUIT.
-    r.server("250 ok\r\n");
-    r.server("550 no\r\n");
+    r.replies(&["250 ok\r\n", "550 no\r\n"]);
     r.s.quit();
     assert_eq!(r.step(), "QUIT\r\n");
 }
 
 #[test]
 fn mail_rejected_no_rcpt_no_rset() {
-    let mut r = ready(cfg(), &[]);
-    r.start(txn("a@s.example", &["b@r.example", "c@r.example"], MSG));
+    let mut r = started(&[], two_rcpts());
     assert_eq!(r.server("553 5.7.1 sender refused\r\n"), "");
-    assert_eq!(
-        r.statuses(),
-        vec![
-            ("b@r.example".into(), RecipientStatus::Permanent, 553),
-            ("c@r.example".into(), RecipientStatus::Permanent, 553)
-        ]
-    );
+    r.expect_statuses(&[
+        ("b@r.example", RecipientStatus::Permanent, 553),
+        ("c@r.example", RecipientStatus::Permanent, 553),
+    ]);
     // A failed MAIL opens no transaction: no RSET needed.
     assert_eq!(r.start(simple()), "MAIL FROM:<a@s.example>\r\n");
 }
 
 #[test]
 fn data_refused_applies_to_accepted_recipients() {
-    let mut r = ready(cfg(), &[]);
-    r.start(txn("a@s.example", &["b@r.example", "c@r.example"], MSG));
-    r.server("250 ok\r\n");
-    r.server("250 ok\r\n");
-    r.server("550 5.1.1 no\r\n");
+    let mut r = started(&[], two_rcpts());
+    r.replies(&["250 ok\r\n", "250 ok\r\n", "550 5.1.1 no\r\n"]);
     assert_eq!(r.server("451 4.3.0 not now\r\n"), "");
-    assert_eq!(
-        r.statuses(),
-        vec![
-            ("b@r.example".into(), RecipientStatus::Transient, 451),
-            ("c@r.example".into(), RecipientStatus::Permanent, 550)
-        ]
-    );
+    r.expect_statuses(&[
+        ("b@r.example", RecipientStatus::Transient, 451),
+        ("c@r.example", RecipientStatus::Permanent, 550),
+    ]);
     assert_eq!(r.start(simple()), "RSET\r\n");
 }
 
@@ -791,11 +816,8 @@ fn final_reply_decides_for_accepted_recipients() {
         ("452 4.3.1 disk full\r\n", RecipientStatus::Transient),
         ("554 5.6.0 spam\r\n", RecipientStatus::Permanent),
     ] {
-        let mut r = ready(cfg(), &[]);
-        r.start(simple());
-        r.server("250 ok\r\n");
-        r.server("250 ok\r\n");
-        r.server("354 go\r\n");
+        let mut r = started(&[], simple());
+        r.replies(&["250 ok\r\n", "250 ok\r\n", "354 go\r\n"]);
         r.server(reply);
         assert_eq!(r.statuses()[0].1, status, "{reply}");
         // The end of the data ends the transaction whatever the reply: no RSET.
@@ -805,22 +827,16 @@ fn final_reply_decides_for_accepted_recipients() {
 
 #[test]
 fn too_many_recipients_452_is_transient_for_the_rest() {
-    let mut r = ready(cfg(), &["PIPELINING"]);
-    r.start(txn(
-        "a@s.example",
-        &["b@r.example", "c@r.example", "d@r.example"],
-        MSG,
-    ));
-    r.server("250 ok\r\n250 ok\r\n452 4.5.3 Too many recipients\r\n452 4.5.3 Too many recipients\r\n354 go\r\n");
-    r.server("250 ok\r\n");
-    assert_eq!(
-        r.statuses(),
-        vec![
-            ("b@r.example".into(), RecipientStatus::Delivered, 250),
-            ("c@r.example".into(), RecipientStatus::Transient, 452),
-            ("d@r.example".into(), RecipientStatus::Transient, 452)
-        ]
-    );
+    let mut r = started(&["PIPELINING"], three_rcpts());
+    r.replies(&[
+        "250 ok\r\n250 ok\r\n452 4.5.3 Too many recipients\r\n452 4.5.3 Too many recipients\r\n354 go\r\n",
+        "250 ok\r\n",
+    ]);
+    r.expect_statuses(&[
+        ("b@r.example", RecipientStatus::Delivered, 250),
+        ("c@r.example", RecipientStatus::Transient, 452),
+        ("d@r.example", RecipientStatus::Transient, 452),
+    ]);
 }
 
 // ------------------------------------------------------------------------------------
@@ -829,12 +845,7 @@ fn too_many_recipients_452_is_transient_for_the_rest() {
 #[test]
 fn pipelined_group_is_one_send_and_replies_match_in_order() {
     let mut r = ready(cfg(), &["PIPELINING"]);
-    r.s.next_transaction(txn(
-        "a@s.example",
-        &["b@r.example", "c@r.example", "d@r.example"],
-        MSG,
-    ))
-    .unwrap();
+    r.s.next_transaction(three_rcpts()).unwrap();
     let a = r.s.poll();
     assert_eq!(
         a,
@@ -855,20 +866,16 @@ fn pipelined_group_is_one_send_and_replies_match_in_order() {
     assert_eq!(r.s.phase(), ClientPhase::DataInit);
     assert_eq!(r.server("354 go\r\n"), format!("{MSG}.\r\n"));
     r.server("250 2.0.0 ok\r\n");
-    assert_eq!(
-        r.statuses(),
-        vec![
-            ("b@r.example".into(), RecipientStatus::Delivered, 250),
-            ("c@r.example".into(), RecipientStatus::Permanent, 550),
-            ("d@r.example".into(), RecipientStatus::Transient, 450)
-        ]
-    );
+    r.expect_statuses(&[
+        ("b@r.example", RecipientStatus::Delivered, 250),
+        ("c@r.example", RecipientStatus::Permanent, 550),
+        ("d@r.example", RecipientStatus::Transient, 450),
+    ]);
 }
 
 #[test]
 fn pipelined_replies_in_one_read() {
-    let mut r = ready(cfg(), &["PIPELINING"]);
-    r.start(txn("a@s.example", &["b@r.example", "c@r.example"], MSG));
+    let mut r = started(&["PIPELINING"], two_rcpts());
     assert_eq!(
         r.server("250 ok\r\n250 ok\r\n250 ok\r\n354 go\r\n"),
         format!("{MSG}.\r\n")
@@ -879,8 +886,7 @@ fn pipelined_replies_in_one_read() {
 
 #[test]
 fn pipelined_all_rcpts_rejected_data_refused_no_body() {
-    let mut r = ready(cfg(), &["PIPELINING"]);
-    r.start(txn("a@s.example", &["b@r.example", "c@r.example"], MSG));
+    let mut r = started(&["PIPELINING"], two_rcpts());
     assert_eq!(
         r.server("250 ok\r\n550 5.1.1 no\r\n550 5.1.1 no\r\n554 5.5.1 No valid recipients\r\n"),
         ""
@@ -898,15 +904,11 @@ fn pipelined_all_rcpts_rejected_data_refused_no_body() {
 #[test]
 fn pipelined_all_rcpts_rejected_but_354_gets_a_lone_dot() {
     // RFC 2920 §3.1: a broken server accepts DATA anyway; send no message.
-    let mut r = ready(cfg(), &["PIPELINING"]);
-    r.start(simple());
+    let mut r = started(&["PIPELINING"], simple());
     assert_eq!(r.server("250 ok\r\n550 5.1.1 no\r\n354 go\r\n"), ".\r\n");
     assert_eq!(r.s.phase(), ClientPhase::DataTermination);
     assert_eq!(r.server("554 5.5.1 no valid recipients\r\n"), "");
-    assert_eq!(
-        r.statuses()[0],
-        ("b@r.example".into(), RecipientStatus::Permanent, 550)
-    );
+    r.expect_statuses(&[("b@r.example", RecipientStatus::Permanent, 550)]);
     // The empty DATA ended the transaction.
     assert_eq!(
         r.start(simple()).lines().next(),
@@ -916,21 +918,17 @@ fn pipelined_all_rcpts_rejected_but_354_gets_a_lone_dot() {
 
 #[test]
 fn pipelined_mail_rejected_recipients_get_the_mail_reply() {
-    let mut r = ready(cfg(), &["PIPELINING"]);
-    r.start(txn("a@s.example", &["b@r.example", "c@r.example"], MSG));
+    let mut r = started(&["PIPELINING"], two_rcpts());
     assert_eq!(
         r.server("451 4.7.1 sender greylisted\r\n503 5.5.1 need MAIL\r\n503 5.5.1 need MAIL\r\n"),
         ""
     );
     assert_eq!(r.last, ClientAction::NeedInput);
     assert_eq!(r.server("503 5.5.1 need MAIL\r\n"), "");
-    assert_eq!(
-        r.statuses(),
-        vec![
-            ("b@r.example".into(), RecipientStatus::Transient, 451),
-            ("c@r.example".into(), RecipientStatus::Transient, 451)
-        ]
-    );
+    r.expect_statuses(&[
+        ("b@r.example", RecipientStatus::Transient, 451),
+        ("c@r.example", RecipientStatus::Transient, 451),
+    ]);
     assert_eq!(
         r.start(simple()).lines().next(),
         Some("MAIL FROM:<a@s.example>")
@@ -951,19 +949,15 @@ fn pipelining_disabled_by_config() {
 
 #[test]
 fn service_closing_421_mid_pipeline() {
-    let mut r = ready(cfg(), &["PIPELINING"]);
-    r.start(txn("a@s.example", &["b@r.example", "c@r.example"], MSG));
+    let mut r = started(&["PIPELINING"], two_rcpts());
     assert_eq!(
         r.server("250 ok\r\n550 5.1.1 no\r\n421 4.7.0 too fast, closing\r\n"),
         ""
     );
-    assert_eq!(
-        r.statuses(),
-        vec![
-            ("b@r.example".into(), RecipientStatus::Permanent, 550),
-            ("c@r.example".into(), RecipientStatus::Transient, 421)
-        ]
-    );
+    r.expect_statuses(&[
+        ("b@r.example", RecipientStatus::Permanent, 550),
+        ("c@r.example", RecipientStatus::Transient, 421),
+    ]);
     assert!(matches!(
         r.done().failure,
         Some(ClientFailure::ServiceClosing(_))
@@ -1001,8 +995,7 @@ fn data_in_pieces_of_chunk_size() {
         &[],
     );
     r.start(txn("a@s.example", &["b@r.example"], "0123456789\r\n.x\r\n"));
-    r.server("250 ok\r\n");
-    r.server("250 ok\r\n");
+    r.replies(&["250 ok\r\n", "250 ok\r\n"]);
     r.s.feed(b"354 go\r\n");
     let mut pieces = Vec::new();
     loop {
@@ -1076,14 +1069,7 @@ fn bdat_normalises_without_dot_stuffing() {
 
 #[test]
 fn bdat_several_chunks_pipelined_in_one_go() {
-    let mut r = ready(
-        ClientConfig {
-            chunk_size: 8,
-            ..cfg()
-        },
-        &["PIPELINING", "CHUNKING"],
-    );
-    r.start(txn("a@s.example", &["b@r.example"], "0123456789abcdefXYZ"));
+    let mut r = chunking_started(&["PIPELINING", "CHUNKING"]);
     assert_eq!(
         r.server("250 ok\r\n250 ok\r\n"),
         "BDAT 8\r\n01234567BDAT 8\r\n89abcdefBDAT 5 LAST\r\nXYZ\r\n"
@@ -1096,67 +1082,40 @@ fn bdat_several_chunks_pipelined_in_one_go() {
 
 #[test]
 fn bdat_one_chunk_at_a_time_without_pipelining() {
-    let mut r = ready(
-        ClientConfig {
-            chunk_size: 8,
-            ..cfg()
-        },
-        &["CHUNKING"],
-    );
-    r.start(txn("a@s.example", &["b@r.example"], "0123456789abcdefXYZ"));
+    let mut r = chunking_started(&["CHUNKING"]);
     r.server("250 ok\r\n");
-    assert_eq!(r.server("250 ok\r\n"), "BDAT 8\r\n01234567");
-    assert_eq!(r.server("250 ok\r\n"), "BDAT 8\r\n89abcdef");
-    assert_eq!(r.server("250 ok\r\n"), "BDAT 5 LAST\r\nXYZ\r\n");
+    r.exchange(&[
+        ("250 ok\r\n", "BDAT 8\r\n01234567"),
+        ("250 ok\r\n", "BDAT 8\r\n89abcdef"),
+        ("250 ok\r\n", "BDAT 5 LAST\r\nXYZ\r\n"),
+    ]);
     r.server("250 ok\r\n");
     assert!(r.outcome().all_delivered());
 }
 
 #[test]
 fn bdat_chunk_refused_stops_and_needs_rset() {
-    let mut r = ready(
-        ClientConfig {
-            chunk_size: 8,
-            ..cfg()
-        },
-        &["CHUNKING"],
-    );
-    r.start(txn("a@s.example", &["b@r.example"], "0123456789abcdefXYZ"));
-    r.server("250 ok\r\n");
-    r.server("250 ok\r\n");
+    let mut r = chunking_started(&["CHUNKING"]);
+    r.replies(&["250 ok\r\n", "250 ok\r\n"]);
     assert_eq!(r.server("552 5.3.4 too big\r\n"), "");
-    assert_eq!(
-        r.statuses()[0],
-        ("b@r.example".into(), RecipientStatus::Permanent, 552)
-    );
+    r.expect_statuses(&[("b@r.example", RecipientStatus::Permanent, 552)]);
     assert_eq!(r.start(simple()), "RSET\r\n");
 }
 
 #[test]
 fn bdat_pipelined_error_ignores_later_chunk_replies() {
-    let mut r = ready(
-        ClientConfig {
-            chunk_size: 8,
-            ..cfg()
-        },
-        &["PIPELINING", "CHUNKING"],
-    );
-    r.start(txn("a@s.example", &["b@r.example"], "0123456789abcdefXYZ"));
+    let mut r = chunking_started(&["PIPELINING", "CHUNKING"]);
     r.server("250 ok\r\n250 ok\r\n");
     assert_eq!(r.server("451 4.3.0 failed\r\n503 5.5.1 no\r\n"), "");
     assert!(r.outcomes.is_empty());
     r.server("250 2.0.0 strange\r\n");
-    assert_eq!(
-        r.statuses()[0],
-        ("b@r.example".into(), RecipientStatus::Transient, 451)
-    );
+    r.expect_statuses(&[("b@r.example", RecipientStatus::Transient, 451)]);
     assert_eq!(r.start(simple()), "RSET\r\n");
 }
 
 #[test]
 fn bdat_not_sent_when_all_rcpts_fail() {
-    let mut r = ready(cfg(), &["PIPELINING", "CHUNKING"]);
-    r.start(simple());
+    let mut r = started(&["PIPELINING", "CHUNKING"], simple());
     assert_eq!(r.server("250 ok\r\n550 5.1.1 no\r\n"), "");
     assert_eq!(r.last, ClientAction::Ready);
     assert!(!r.outcome().chunking);
@@ -1310,18 +1269,14 @@ fn smtputf8_missing_fails_only_utf8_recipients() {
         )),
         "MAIL FROM:<a@s.example>\r\nRCPT TO:<b@r.example>\r\nDATA\r\n"
     );
-    r.server("250 ok\r\n250 ok\r\n354 go\r\n");
-    r.server("250 ok\r\n");
+    r.replies(&["250 ok\r\n250 ok\r\n354 go\r\n", "250 ok\r\n"]);
     let o = r.outcome();
     assert_eq!(o.failure, None);
-    assert_eq!(
-        r.statuses(),
-        vec![
-            ("ü@r.example".into(), RecipientStatus::Permanent, 553),
-            ("b@r.example".into(), RecipientStatus::Delivered, 250),
-            ("c@bücher.example".into(), RecipientStatus::Permanent, 553)
-        ]
-    );
+    r.expect_statuses(&[
+        ("ü@r.example", RecipientStatus::Permanent, 553),
+        ("b@r.example", RecipientStatus::Delivered, 250),
+        ("c@bücher.example", RecipientStatus::Permanent, 553),
+    ]);
     assert!(!o.recipients[0].remote);
 
     // Only UTF-8 recipients: nothing is sent.
@@ -1371,8 +1326,7 @@ fn requiretls_needs_verified_tls_and_the_extension() {
         r.start(t()),
         "MAIL FROM:<a@s.example> REQUIRETLS\r\nRCPT TO:<b@r.example>\r\nDATA\r\n"
     );
-    r.server("250 ok\r\n250 ok\r\n354 go\r\n");
-    r.server("250 ok\r\n");
+    r.replies(&["250 ok\r\n250 ok\r\n354 go\r\n", "250 ok\r\n"]);
     assert!(r.outcome().tls && r.outcome().tls_verified && r.outcome().all_delivered());
 }
 
@@ -1443,8 +1397,7 @@ fn connection_reuse_without_rset_after_clean_transactions() {
     for i in 0..3 {
         let sent = r.start(simple());
         assert!(sent.starts_with("MAIL FROM"), "{i}: {sent}");
-        r.server("250 ok\r\n250 ok\r\n354 go\r\n");
-        r.server("250 ok\r\n");
+        r.replies(&["250 ok\r\n250 ok\r\n354 go\r\n", "250 ok\r\n"]);
         assert_eq!(r.last, ClientAction::Ready);
     }
     assert_eq!(r.outcomes.len(), 3);
@@ -1465,9 +1418,7 @@ fn next_transaction_refused_when_busy_or_quitting() {
     assert!(r.s.next_transaction(simple()).is_err());
     r.s.quit();
     // The running transaction finishes first, then QUIT.
-    r.server("250 ok\r\n");
-    r.server("250 ok\r\n");
-    r.server("354 go\r\n");
+    r.replies(&["250 ok\r\n", "250 ok\r\n", "354 go\r\n"]);
     assert_eq!(r.server("250 ok\r\n"), "QUIT\r\n");
     assert!(r.outcome().all_delivered());
     assert!(r.s.next_transaction(simple()).is_err());
@@ -1475,8 +1426,7 @@ fn next_transaction_refused_when_busy_or_quitting() {
 
 #[test]
 fn transaction_queued_before_the_greeting() {
-    let mut r = Run::new(cfg());
-    r.s.next_transaction(simple()).unwrap();
+    let mut r = Run::queued(cfg());
     r.server("220 mx\r\n");
     assert_eq!(
         r.server(&ehlo(&["PIPELINING"])),
@@ -1520,8 +1470,7 @@ fn quit_before_the_greeting() {
 
 #[test]
 fn connection_lost_after_the_data_is_transient_not_delivered() {
-    let mut r = ready(cfg(), &["PIPELINING"]);
-    r.start(simple());
+    let mut r = started(&["PIPELINING"], simple());
     r.server("250 ok\r\n250 ok\r\n354 go\r\n");
     r.s.connection_lost();
     assert_eq!(r.step(), "");
@@ -1532,8 +1481,7 @@ fn connection_lost_after_the_data_is_transient_not_delivered() {
 
 #[test]
 fn timeout_ends_the_session() {
-    let mut r = ready(cfg(), &[]);
-    r.start(simple());
+    let mut r = started(&[], simple());
     r.s.timed_out();
     assert_eq!(r.step(), "");
     assert_eq!(r.outcome().failure, Some(ClientFailure::Timeout));
@@ -1549,8 +1497,7 @@ fn timeout_ends_the_session() {
 
 #[test]
 fn overlong_reply_is_bounded_and_fails() {
-    let mut r = ready(cfg(), &[]);
-    r.start(simple());
+    let mut r = started(&[], simple());
     let long = format!("250 {}", "x".repeat(10_000));
     assert_eq!(r.server(&long), "");
     assert_eq!(
@@ -1562,8 +1509,7 @@ fn overlong_reply_is_bounded_and_fails() {
     assert_eq!(r.statuses()[0].1, RecipientStatus::Transient);
 
     // Without a line end, fed a little at a time: fails as soon as the limit is hit.
-    let mut r = ready(cfg(), &[]);
-    r.start(simple());
+    let mut r = started(&[], simple());
     let mut fed = 0;
     while matches!(r.last, ClientAction::NeedInput) {
         r.server(&"y".repeat(100));
@@ -1600,8 +1546,7 @@ fn unexpected_and_malformed_replies_mid_transaction() {
         "999 what\r\n",
         "250-a\r\n550 b\r\n",
     ] {
-        let mut r = ready(cfg(), &[]);
-        r.start(simple());
+        let mut r = started(&[], simple());
         assert_eq!(r.server(bad), "", "{bad}");
         assert!(
             matches!(r.done().failure, Some(ClientFailure::Protocol(_))),
@@ -1610,12 +1555,8 @@ fn unexpected_and_malformed_replies_mid_transaction() {
         assert_eq!(r.statuses()[0].1, RecipientStatus::Transient);
     }
     // 354 to the end of the data: not delivered.
-    let mut r = ready(cfg(), &[]);
-    r.start(simple());
-    r.server("250 ok\r\n");
-    r.server("250 ok\r\n");
-    r.server("354 go\r\n");
-    r.server("354 again\r\n");
+    let mut r = started(&[], simple());
+    r.replies(&["250 ok\r\n", "250 ok\r\n", "354 go\r\n", "354 again\r\n"]);
     assert_eq!(r.statuses()[0].1, RecipientStatus::Transient);
     assert!(matches!(
         r.done().failure,
@@ -1628,10 +1569,8 @@ fn unexpected_and_malformed_replies_mid_transaction() {
 
 #[test]
 fn rset_refused_ends_the_session() {
-    let mut r = ready(cfg(), &[]);
-    r.start(simple());
-    r.server("250 ok\r\n");
-    r.server("550 no\r\n");
+    let mut r = started(&[], simple());
+    r.replies(&["250 ok\r\n", "550 no\r\n"]);
     assert_eq!(r.start(simple()), "RSET\r\n");
     r.outcomes.clear();
     assert_eq!(r.server("500 no RSET for you\r\n"), "");
@@ -1641,8 +1580,7 @@ fn rset_refused_ends_the_session() {
 
 #[test]
 fn multi_line_rejection_text_kept() {
-    let mut r = ready(cfg(), &[]);
-    r.start(simple());
+    let mut r = started(&[], simple());
     r.server("250 ok\r\n");
     r.server(
         "550-5.7.1 Message rejected.\r\n550-5.7.1 See https://example/why\r\n550 5.7.1 Bye\r\n",

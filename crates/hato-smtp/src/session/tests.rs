@@ -68,6 +68,33 @@ fn submission() -> Config {
     }
 }
 
+/// A session without the driver: the test polls and answers decisions itself.
+fn bare(cfg: Config) -> Session {
+    Session::new(Arc::new(cfg), peer(), None)
+}
+
+/// A bare session fed `input` before its greeting.
+fn fed_before_greeting(cfg: Config, input: &[u8]) -> Session {
+    let mut s = bare(cfg);
+    s.feed(input);
+    s.greet();
+    s
+}
+
+/// A bare session after `EHLO` and `MAIL FROM:<a@b.example>`, asking to check the sender.
+fn checking_sender() -> Session {
+    let mut s = bare(mx());
+    s.greet();
+    s.feed(b"EHLO c\r\nMAIL FROM:<a@b.example>\r\n");
+    assert!(matches!(s.poll(), Action::CheckSender { .. }));
+    s
+}
+
+/// What the session has to send, as text.
+fn output(s: &mut Session) -> String {
+    String::from_utf8(s.output()).unwrap()
+}
+
 impl Driver {
     fn new(cfg: Config) -> Driver {
         Driver::with_tls(cfg, None)
@@ -76,7 +103,7 @@ impl Driver {
     fn with_tls(cfg: Config, tls: Option<TlsInfo>) -> Driver {
         let mut s = Session::new(Arc::new(cfg), peer(), tls);
         s.greet();
-        let greeting = String::from_utf8(s.output()).unwrap();
+        let greeting = output(&mut s);
         assert_eq!(greeting, "220 mx.example ESMTP hato\r\n");
         Driver {
             s,
@@ -102,6 +129,13 @@ impl Driver {
     fn send(&mut self, input: impl AsRef<[u8]>) -> String {
         self.s.feed(input.as_ref());
         self.run()
+    }
+
+    /// Sends each input in turn and checks the reply it gets.
+    fn converse(&mut self, steps: &[(&str, &str)]) {
+        for (input, reply) in steps {
+            assert_eq!(self.send(input), *reply, "reply to {input:?}");
+        }
     }
 
     fn run(&mut self) -> String {
@@ -160,6 +194,32 @@ impl Driver {
         self.s.tls_established(tls_info());
     }
 
+    /// After `EHLO c`.
+    fn after_ehlo(cfg: Config) -> Driver {
+        let mut d = Driver::new(cfg);
+        d.send("EHLO c\r\n");
+        d
+    }
+
+    /// MX after `EHLO c` and `MAIL FROM:<>`, with room for many errors (for tables of
+    /// rejected commands).
+    fn after_mail_tolerant() -> Driver {
+        let mut d = Driver::after_ehlo(Config {
+            max_errors: 100,
+            ..mx()
+        });
+        d.send("MAIL FROM:<>\r\n");
+        d
+    }
+
+    /// Submission after STARTTLS and EHLO: AUTH is offered.
+    fn ready_for_auth() -> Driver {
+        let mut d = Driver::new(submission());
+        d.starttls();
+        d.send("EHLO c\r\n");
+        d
+    }
+
     /// Submission: STARTTLS, EHLO, AUTH as alice.
     fn login(&mut self) {
         self.starttls();
@@ -209,11 +269,9 @@ fn greeting_and_quit() {
 
 #[test]
 fn early_talker_rejected() {
-    let mut s = Session::new(Arc::new(mx()), peer(), None);
-    s.feed(b"EHLO x\r\nMAIL FROM:<a@b>\r\n");
-    s.greet();
+    let mut s = fed_before_greeting(mx(), b"EHLO x\r\nMAIL FROM:<a@b>\r\n");
     assert_eq!(s.poll(), Action::Close);
-    let out = String::from_utf8(s.output()).unwrap();
+    let out = output(&mut s);
     assert!(
         out.starts_with("554 5.5.1 mx.example Error: early talker"),
         "{out}"
@@ -225,10 +283,10 @@ fn early_talker_rejected() {
 
 #[test]
 fn early_talker_poll_without_greet() {
-    let mut s = Session::new(Arc::new(mx()), peer(), None);
+    let mut s = bare(mx());
     s.feed(b"x");
     assert_eq!(s.poll(), Action::Close);
-    let out = String::from_utf8(s.output()).unwrap();
+    let out = output(&mut s);
     assert!(out.starts_with("554 5.5.1 "), "{out}");
 }
 
@@ -238,25 +296,21 @@ fn early_talking_allowed_when_configured() {
         reject_early_talkers: false,
         ..mx()
     };
-    let mut s = Session::new(Arc::new(cfg), peer(), None);
-    s.feed(b"NOOP\r\n");
-    s.greet();
+    let mut s = fed_before_greeting(cfg, b"NOOP\r\n");
     assert_eq!(s.poll(), Action::NeedInput);
     assert_eq!(s.output(), b"220 mx.example ESMTP hato\r\n250 2.0.0 Ok\r\n");
 }
 
 #[test]
 fn empty_feed_before_greeting_is_not_early_talking() {
-    let mut s = Session::new(Arc::new(mx()), peer(), None);
-    s.feed(b"");
-    s.greet();
+    let mut s = fed_before_greeting(mx(), b"");
     assert_eq!(s.poll(), Action::NeedInput);
     assert_eq!(s.output(), b"220 mx.example ESMTP hato\r\n");
 }
 
 #[test]
 fn poll_greets_implicitly() {
-    let mut s = Session::new(Arc::new(mx()), peer(), None);
+    let mut s = bare(mx());
     assert_eq!(s.poll(), Action::NeedInput);
     assert_eq!(s.output(), b"220 mx.example ESMTP hato\r\n");
     s.greet(); // idempotent
@@ -302,10 +356,12 @@ fn ehlo_keywords_submission() {
 #[test]
 fn helo_reply_and_arguments() {
     let mut d = Driver::new(mx());
-    assert_eq!(d.send("HELO client.example\r\n"), "250 mx.example\r\n");
-    assert_eq!(d.send("HELO\r\n"), "501 5.5.4 Syntax: HELO hostname\r\n");
-    assert_eq!(d.send("EHLO\r\n"), "501 5.5.4 Syntax: EHLO hostname\r\n");
-    assert_eq!(d.send("EHLO   \r\n"), "501 5.5.4 Syntax: EHLO hostname\r\n");
+    d.converse(&[
+        ("HELO client.example\r\n", "250 mx.example\r\n"),
+        ("HELO\r\n", "501 5.5.4 Syntax: HELO hostname\r\n"),
+        ("EHLO\r\n", "501 5.5.4 Syntax: EHLO hostname\r\n"),
+        ("EHLO   \r\n", "501 5.5.4 Syntax: EHLO hostname\r\n"),
+    ]);
     assert_eq!(d.s.helo(), Some("client.example"));
 }
 
@@ -330,19 +386,23 @@ fn verbs_are_case_insensitive() {
 #[test]
 fn misc_commands() {
     let mut d = Driver::new(mx());
-    assert_eq!(d.send("NOOP\r\n"), "250 2.0.0 Ok\r\n");
-    assert_eq!(d.send("NOOP with args\r\n"), "250 2.0.0 Ok\r\n");
+    d.converse(&[
+        ("NOOP\r\n", "250 2.0.0 Ok\r\n"),
+        ("NOOP with args\r\n", "250 2.0.0 Ok\r\n"),
+    ]);
     assert!(d.send("HELP\r\n").starts_with("214 2.0.0 "));
-    assert_eq!(
-        d.send("VRFY alice\r\n"),
-        "252 2.5.0 Cannot VRFY user, but will accept message and attempt delivery\r\n"
-    );
-    assert_eq!(d.send("VRFY\r\n"), "501 5.5.4 Syntax: VRFY address\r\n");
-    assert_eq!(d.send("EXPN staff\r\n"), "502 5.5.1 EXPN not available\r\n");
-    assert_eq!(d.send("FOO bar\r\n"), "500 5.5.1 Command unrecognized\r\n");
-    assert_eq!(d.send("\r\n"), "500 5.5.1 Command unrecognized\r\n");
-    assert_eq!(d.send("RSET x\r\n"), "501 5.5.4 Syntax: RSET\r\n");
-    assert_eq!(d.send("RSET\r\n"), "250 2.0.0 Ok\r\n");
+    d.converse(&[
+        (
+            "VRFY alice\r\n",
+            "252 2.5.0 Cannot VRFY user, but will accept message and attempt delivery\r\n",
+        ),
+        ("VRFY\r\n", "501 5.5.4 Syntax: VRFY address\r\n"),
+        ("EXPN staff\r\n", "502 5.5.1 EXPN not available\r\n"),
+        ("FOO bar\r\n", "500 5.5.1 Command unrecognized\r\n"),
+        ("\r\n", "500 5.5.1 Command unrecognized\r\n"),
+        ("RSET x\r\n", "501 5.5.4 Syntax: RSET\r\n"),
+        ("RSET\r\n", "250 2.0.0 Ok\r\n"),
+    ]);
 }
 
 #[test]
@@ -367,8 +427,10 @@ fn full_transaction_with_data() {
         "354 End data with <CR><LF>.<CR><LF>\r\n"
     );
     assert!(d.s.in_data());
-    assert_eq!(d.send("Subject: hi\r\n\r\n..dot\r\nbody\r\n"), "");
-    assert_eq!(d.send(".\r\n"), "250 2.0.0 Ok: queued as Q1\r\n");
+    d.converse(&[
+        ("Subject: hi\r\n\r\n..dot\r\nbody\r\n", ""),
+        (".\r\n", "250 2.0.0 Ok: queued as Q1\r\n"),
+    ]);
     assert!(!d.s.in_data());
     let env = &d.delivered[0];
     assert_eq!(env.helo, "client.example");
@@ -434,7 +496,7 @@ fn pipelined_transaction_in_one_feed() {
 
 #[test]
 fn pipelined_replies_wait_for_decisions_and_stay_in_order() {
-    let mut s = Session::new(Arc::new(mx()), peer(), None);
+    let mut s = bare(mx());
     s.greet();
     s.output();
     s.feed(b"EHLO c\r\nMAIL FROM:<a@c.example>\r\nRCPT TO:<x@mx.example>\r\nNOOP\r\n");
@@ -443,7 +505,7 @@ fn pipelined_replies_wait_for_decisions_and_stay_in_order() {
     // While a decision is pending, poll returns the same action and nothing else runs.
     assert_eq!(s.poll(), a);
     assert_eq!(s.poll(), a);
-    let out = String::from_utf8(s.output()).unwrap();
+    let out = output(&mut s);
     assert!(
         out.ends_with("250 CHUNKING\r\n"),
         "only the EHLO reply so far: {out}"
@@ -466,17 +528,14 @@ fn pipelined_replies_wait_for_decisions_and_stay_in_order() {
     s.recipient_result(Err(Reply::new(550, (5, 1, 1), "No such user")));
     assert_eq!(s.poll(), Action::NeedInput);
     assert_eq!(
-        String::from_utf8(s.output()).unwrap(),
+        output(&mut s),
         "250 2.1.0 Ok\r\n550 5.1.1 No such user\r\n250 2.0.0 Ok\r\n"
     );
 }
 
 #[test]
 fn repeated_poll_returns_deliver_again() {
-    let mut s = Session::new(Arc::new(mx()), peer(), None);
-    s.greet();
-    s.feed(b"EHLO c\r\nMAIL FROM:<a@c.example>\r\n");
-    assert!(matches!(s.poll(), Action::CheckSender { .. }));
+    let mut s = checking_sender();
     s.sender_result(Ok(()));
     s.feed(b"RCPT TO:<x@mx.example>\r\n");
     assert!(matches!(s.poll(), Action::CheckRecipient { .. }));
@@ -490,11 +549,7 @@ fn repeated_poll_returns_deliver_again() {
     assert_eq!(s.poll(), a);
     s.delivery_result(Ok("ID7".into()));
     assert_eq!(s.poll(), Action::NeedInput);
-    assert!(
-        String::from_utf8(s.output())
-            .unwrap()
-            .ends_with("250 2.0.0 Ok: queued as ID7\r\n")
-    );
+    assert!(output(&mut s).ends_with("250 2.0.0 Ok: queued as ID7\r\n"));
 }
 
 #[test]
@@ -517,21 +572,23 @@ fn policy_rejections_are_passed_through() {
     });
     d.deliver = Box::new(|_| Err(Reply::new(451, (4, 3, 0), "Try again later")));
     d.send("EHLO c\r\n");
-    assert_eq!(
-        d.send("MAIL FROM:<a@b.example>\r\n"),
-        "550-5.7.1 Sender rejected\r\n550 5.7.1 see https://example\r\n"
-    );
-    assert_eq!(d.send("MAIL FROM:<>\r\n"), "250 2.1.0 Ok\r\n");
-    assert_eq!(
-        d.send("RCPT TO:<nobody@mx.example>\r\n"),
-        "550 5.1.1 No such user\r\n"
-    );
-    assert_eq!(d.send("DATA\r\n"), "554 5.5.1 No valid recipients\r\n");
-    assert_eq!(d.send("RCPT TO:<alice@mx.example>\r\n"), "250 2.1.5 Ok\r\n");
-    assert_eq!(
-        d.send("DATA\r\nx\r\n.\r\n"),
-        "354 End data with <CR><LF>.<CR><LF>\r\n451 4.3.0 Try again later\r\n"
-    );
+    d.converse(&[
+        (
+            "MAIL FROM:<a@b.example>\r\n",
+            "550-5.7.1 Sender rejected\r\n550 5.7.1 see https://example\r\n",
+        ),
+        ("MAIL FROM:<>\r\n", "250 2.1.0 Ok\r\n"),
+        (
+            "RCPT TO:<nobody@mx.example>\r\n",
+            "550 5.1.1 No such user\r\n",
+        ),
+        ("DATA\r\n", "554 5.5.1 No valid recipients\r\n"),
+        ("RCPT TO:<alice@mx.example>\r\n", "250 2.1.5 Ok\r\n"),
+        (
+            "DATA\r\nx\r\n.\r\n",
+            "354 End data with <CR><LF>.<CR><LF>\r\n451 4.3.0 Try again later\r\n",
+        ),
+    ]);
     assert_eq!(d.s.stats().messages_rejected, 1);
     assert_eq!(d.s.stats().messages_accepted, 0);
     // transaction over
@@ -544,47 +601,52 @@ fn policy_rejections_are_passed_through() {
 #[test]
 fn sequence_errors() {
     let mut d = Driver::new(mx());
-    assert_eq!(
-        d.send("MAIL FROM:<a@b.example>\r\n"),
-        "503 5.5.1 Send HELO/EHLO first\r\n"
-    );
-    assert_eq!(
-        d.send("RCPT TO:<a@b.example>\r\n"),
-        "503 5.5.1 Need MAIL command\r\n"
-    );
-    assert_eq!(d.send("DATA\r\n"), "503 5.5.1 Need MAIL command\r\n");
+    d.converse(&[
+        (
+            "MAIL FROM:<a@b.example>\r\n",
+            "503 5.5.1 Send HELO/EHLO first\r\n",
+        ),
+        (
+            "RCPT TO:<a@b.example>\r\n",
+            "503 5.5.1 Need MAIL command\r\n",
+        ),
+        ("DATA\r\n", "503 5.5.1 Need MAIL command\r\n"),
+    ]);
     d.send("EHLO c\r\n");
-    assert_eq!(
-        d.send("RCPT TO:<a@b.example>\r\n"),
-        "503 5.5.1 Need MAIL command\r\n"
-    );
-    assert_eq!(d.send("DATA\r\n"), "503 5.5.1 Need MAIL command\r\n");
-    assert_eq!(d.send("MAIL FROM:<a@b.example>\r\n"), "250 2.1.0 Ok\r\n");
-    assert_eq!(
-        d.send("MAIL FROM:<a@b.example>\r\n"),
-        "503 5.5.1 Nested MAIL command\r\n"
-    );
-    assert_eq!(d.send("DATA\r\n"), "554 5.5.1 No valid recipients\r\n");
-    assert_eq!(d.send("DATA x\r\n"), "501 5.5.4 Syntax: DATA\r\n");
-    assert_eq!(d.send("RSET\r\n"), "250 2.0.0 Ok\r\n");
-    assert_eq!(
-        d.send("RCPT TO:<a@b.example>\r\n"),
-        "503 5.5.1 Need MAIL command\r\n"
-    );
+    d.converse(&[
+        (
+            "RCPT TO:<a@b.example>\r\n",
+            "503 5.5.1 Need MAIL command\r\n",
+        ),
+        ("DATA\r\n", "503 5.5.1 Need MAIL command\r\n"),
+        ("MAIL FROM:<a@b.example>\r\n", "250 2.1.0 Ok\r\n"),
+        (
+            "MAIL FROM:<a@b.example>\r\n",
+            "503 5.5.1 Nested MAIL command\r\n",
+        ),
+        ("DATA\r\n", "554 5.5.1 No valid recipients\r\n"),
+        ("DATA x\r\n", "501 5.5.4 Syntax: DATA\r\n"),
+        ("RSET\r\n", "250 2.0.0 Ok\r\n"),
+        (
+            "RCPT TO:<a@b.example>\r\n",
+            "503 5.5.1 Need MAIL command\r\n",
+        ),
+    ]);
 }
 
 #[test]
 fn ehlo_and_helo_reset_transaction() {
     for greeting in ["EHLO again\r\n", "HELO again\r\n"] {
-        let mut d = Driver::new(mx());
-        d.send("EHLO c\r\n");
+        let mut d = Driver::after_ehlo(mx());
         transaction(&mut d);
         d.send(greeting);
-        assert_eq!(
-            d.send("RCPT TO:<a@b.example>\r\n"),
-            "503 5.5.1 Need MAIL command\r\n"
-        );
-        assert_eq!(d.send("MAIL FROM:<a@b.example>\r\n"), "250 2.1.0 Ok\r\n");
+        d.converse(&[
+            (
+                "RCPT TO:<a@b.example>\r\n",
+                "503 5.5.1 Need MAIL command\r\n",
+            ),
+            ("MAIL FROM:<a@b.example>\r\n", "250 2.1.0 Ok\r\n"),
+        ]);
     }
 }
 
@@ -620,8 +682,7 @@ fn helo_client_gets_smtp_protocol_and_no_params() {
 
 #[test]
 fn mail_from_syntax() {
-    let mut d = Driver::new(mx());
-    d.send("EHLO c\r\n");
+    let mut d = Driver::after_ehlo(mx());
     for (cmd, reply) in [
         ("MAIL\r\n", "501 5.5.4 Syntax: MAIL FROM:<address>"),
         ("MAIL TO:<a@b>\r\n", "501 5.5.4 Syntax: MAIL FROM:<address>"),
@@ -686,8 +747,7 @@ fn mail_from_accepted_forms() {
             Some("a@b.example"),
         ),
     ] {
-        let mut d = Driver::new(mx());
-        d.send("EHLO c\r\n");
+        let mut d = Driver::after_ehlo(mx());
         assert_eq!(d.send(cmd), "250 2.1.0 Ok\r\n", "{cmd:?}");
         let Action::CheckSender { address } = &d.actions[0] else {
             panic!()
@@ -759,16 +819,17 @@ fn body_and_smtputf8_flags_reach_envelope() {
 
 #[test]
 fn utf8_addresses_need_smtputf8() {
-    let mut d = Driver::new(mx());
-    d.send("EHLO c\r\n");
-    assert_eq!(
-        d.send("MAIL FROM:<jörg@b.example>\r\n"),
-        "553 5.6.7 Non-ASCII address requires SMTPUTF8\r\n"
-    );
-    assert_eq!(
-        d.send("MAIL FROM:<jörg@b.example> SMTPUTF8\r\n"),
-        "250 2.1.0 Ok\r\n"
-    );
+    let mut d = Driver::after_ehlo(mx());
+    d.converse(&[
+        (
+            "MAIL FROM:<jörg@b.example>\r\n",
+            "553 5.6.7 Non-ASCII address requires SMTPUTF8\r\n",
+        ),
+        (
+            "MAIL FROM:<jörg@b.example> SMTPUTF8\r\n",
+            "250 2.1.0 Ok\r\n",
+        ),
+    ]);
     d.send("RSET\r\nMAIL FROM:<a@b.example>\r\n");
     assert_eq!(
         d.send("RCPT TO:<user@bücher.example>\r\n"),
@@ -778,8 +839,7 @@ fn utf8_addresses_need_smtputf8() {
 
 #[test]
 fn non_utf8_command_rejected() {
-    let mut d = Driver::new(mx());
-    d.send("EHLO c\r\n");
+    let mut d = Driver::after_ehlo(mx());
     assert_eq!(
         d.send(b"MAIL FROM:<\xff\xfe@b.example>\r\n"),
         "500 5.5.2 Invalid UTF-8 in command\r\n"
@@ -832,11 +892,7 @@ fn rcpt_to_forms() {
 
 #[test]
 fn rcpt_to_errors() {
-    let mut d = Driver::new(Config {
-        max_errors: 100,
-        ..mx()
-    });
-    d.send("EHLO c\r\nMAIL FROM:<>\r\n");
+    let mut d = Driver::after_mail_tolerant();
     for (cmd, reply) in [
         (
             "RCPT TO:<>\r\n",
@@ -1084,8 +1140,7 @@ fn mail_dsn_param_errors() {
 #[test]
 fn requiretls_only_under_tls() {
     // Plain MX (not advertised): 530 5.7.10, nothing reaches the policy layer.
-    let mut d = Driver::new(mx_starttls());
-    d.send("EHLO c\r\n");
+    let mut d = Driver::after_ehlo(mx_starttls());
     let refused = "530 5.7.10 REQUIRETLS requires a TLS-protected session\r\n";
     assert_eq!(d.send("MAIL FROM:<a@b.example> REQUIRETLS\r\n"), refused);
     assert_eq!(d.send("MAIL FROM:<> requiretls RET=HDRS\r\n"), refused);
@@ -1094,14 +1149,16 @@ fn requiretls_only_under_tls() {
     d.starttls();
     let env = deliver_with(&mut d, " RequireTLS", "");
     assert!(env.requiretls);
-    assert_eq!(
-        d.send("MAIL FROM:<> REQUIRETLS\r\nRSET\r\n"),
-        "250 2.1.0 Ok\r\n250 2.0.0 Ok\r\n"
-    );
-    assert_eq!(
-        d.send("MAIL FROM:<a@b.example> REQUIRETLS REQUIRETLS\r\n"),
-        "501 5.5.4 Duplicate parameter REQUIRETLS\r\n"
-    );
+    d.converse(&[
+        (
+            "MAIL FROM:<> REQUIRETLS\r\nRSET\r\n",
+            "250 2.1.0 Ok\r\n250 2.0.0 Ok\r\n",
+        ),
+        (
+            "MAIL FROM:<a@b.example> REQUIRETLS REQUIRETLS\r\n",
+            "501 5.5.4 Duplicate parameter REQUIRETLS\r\n",
+        ),
+    ]);
     // Valid for submission too (RFC 8689 §2).
     let mut d = Driver::new(submission());
     d.login();
@@ -1183,11 +1240,7 @@ fn rcpt_dsn_params_reach_envelope() {
 #[test]
 fn rcpt_dsn_param_errors() {
     let long = format!("ORCPT=rfc822;{}@x", "o".repeat(492));
-    let mut d = Driver::new(Config {
-        max_errors: 100,
-        ..mx()
-    });
-    d.send("EHLO c\r\nMAIL FROM:<>\r\n");
+    let mut d = Driver::after_mail_tolerant();
     for (params, reply) in [
         (
             "NOTIFY=NEVER,SUCCESS",
@@ -1393,11 +1446,10 @@ fn rset_and_new_transactions_clear_dsn_params() {
 
 #[test]
 fn mail_and_rcpt_lines_get_the_extension_increments() {
-    let mut d = Driver::new(Config {
+    let mut d = Driver::after_ehlo(Config {
         max_errors: 100,
         ..mx()
     });
-    d.send("EHLO c\r\n");
     // MAIL: 512 + MAIL_LINE_EXTRA octets including CRLF.
     let head = "MAIL FROM:<a@b.example> AUTH=";
     let max = 512 + MAIL_LINE_EXTRA;
@@ -1433,8 +1485,7 @@ fn mail_and_rcpt_lines_get_the_extension_increments() {
 // DATA
 
 fn data_session(cfg: Config) -> Driver {
-    let mut d = Driver::new(cfg);
-    d.send("EHLO c\r\n");
+    let mut d = Driver::after_ehlo(cfg);
     transaction(&mut d);
     assert_eq!(
         d.send("DATA\r\n"),
@@ -1615,17 +1666,18 @@ fn data_split_at_every_position() {
 
 #[test]
 fn bdat_chunks() {
-    let mut d = Driver::new(mx());
-    d.send("EHLO c\r\n");
+    let mut d = Driver::after_ehlo(mx());
     transaction(&mut d);
     assert_eq!(d.send("BDAT 5\r\nhel"), "");
     assert!(d.s.in_data());
-    assert_eq!(d.send("lo"), "250 2.0.0 5 octets received\r\n");
-    assert_eq!(d.send("BDAT 0\r\n"), "250 2.0.0 0 octets received\r\n");
-    assert_eq!(
-        d.send("BDAT 7 LAST\r\n\r\n.\r\nxy"),
-        "250 2.0.0 Ok: queued as Q1\r\n"
-    );
+    d.converse(&[
+        ("lo", "250 2.0.0 5 octets received\r\n"),
+        ("BDAT 0\r\n", "250 2.0.0 0 octets received\r\n"),
+        (
+            "BDAT 7 LAST\r\n\r\n.\r\nxy",
+            "250 2.0.0 Ok: queued as Q1\r\n",
+        ),
+    ]);
     // No dot-stuffing in BDAT: a lone dot line is content; the last line gets its CRLF.
     assert_eq!(d.delivered[0].body, b"hello\r\n.\r\nxy\r\n");
     // Bare line endings are refused in chunks as in DATA (the default policy).
@@ -1661,8 +1713,7 @@ fn bdat_pipelined_chunks_with_commands_inside() {
 
 #[test]
 fn bdat_zero_last() {
-    let mut d = Driver::new(mx());
-    d.send("EHLO c\r\n");
+    let mut d = Driver::after_ehlo(mx());
     transaction(&mut d);
     assert_eq!(d.send("BDAT 0 LAST\r\n"), "250 2.0.0 Ok: queued as Q1\r\n");
     assert_eq!(d.delivered[0].body, b"");
@@ -1671,8 +1722,7 @@ fn bdat_zero_last() {
 #[test]
 fn bdat_errors_consume_chunk() {
     // No transaction.
-    let mut d = Driver::new(mx());
-    d.send("EHLO c\r\n");
+    let mut d = Driver::after_ehlo(mx());
     assert_eq!(
         d.send("BDAT 28 LAST\r\nMAIL FROM:<evil@x.example>\r\nNOOP\r\n"),
         "503 5.5.1 Need MAIL command\r\n250 2.0.0 Ok\r\n"
@@ -1701,8 +1751,7 @@ fn bdat_errors_consume_chunk() {
 
 #[test]
 fn bdat_error_skips_without_buffering() {
-    let mut d = Driver::new(mx());
-    d.send("EHLO c\r\n");
+    let mut d = Driver::after_ehlo(mx());
     assert_eq!(d.send("BDAT 1000000\r\n"), "");
     let chunk = vec![b'Q'; 10_000];
     for _ in 0..99 {
@@ -1718,20 +1767,18 @@ fn bdat_error_skips_without_buffering() {
 
 #[test]
 fn bdat_size_exceeded() {
-    let mut d = Driver::new(Config {
+    let mut d = Driver::after_ehlo(Config {
         max_message_size: 10,
         ..mx()
     });
-    d.send("EHLO c\r\n");
     transaction(&mut d);
-    assert_eq!(
-        d.send("BDAT 6\r\n123456"),
-        "250 2.0.0 6 octets received\r\n"
-    );
-    assert_eq!(
-        d.send("BDAT 6\r\nRSET\r\nBDAT 1 LAST\r\nX"),
-        "552 5.3.4 Message size exceeds fixed maximum message size\r\n503 5.5.1 Need MAIL command\r\n"
-    );
+    d.converse(&[
+        ("BDAT 6\r\n123456", "250 2.0.0 6 octets received\r\n"),
+        (
+            "BDAT 6\r\nRSET\r\nBDAT 1 LAST\r\nX",
+            "552 5.3.4 Message size exceeds fixed maximum message size\r\n503 5.5.1 Need MAIL command\r\n",
+        ),
+    ]);
     assert!(d.delivered.is_empty());
     assert_eq!(d.s.stats().messages_rejected, 1);
     // A huge announced chunk is rejected upfront and skipped.
@@ -1743,8 +1790,7 @@ fn bdat_size_exceeded() {
 
 #[test]
 fn bdat_unreadable_size_closes() {
-    let mut d = Driver::new(mx());
-    d.send("EHLO c\r\n");
+    let mut d = Driver::after_ehlo(mx());
     transaction(&mut d);
     let out = d.send("BDAT x LAST\r\nMAIL FROM:<a@b>\r\n");
     assert_eq!(
@@ -1758,19 +1804,17 @@ fn bdat_unreadable_size_closes() {
 
 #[test]
 fn data_after_bdat_and_rcpt_after_bdat() {
-    let mut d = Driver::new(mx());
-    d.send("EHLO c\r\n");
+    let mut d = Driver::after_ehlo(mx());
     transaction(&mut d);
     d.send("BDAT 2\r\nab");
-    assert_eq!(
-        d.send("DATA\r\n"),
-        "503 5.5.1 DATA not allowed after BDAT\r\n"
-    );
-    assert_eq!(
-        d.send("RCPT TO:<z@d.example>\r\n"),
-        "503 5.5.1 RCPT not allowed after BDAT\r\n"
-    );
-    assert_eq!(d.send("BDAT 1 LAST\r\nc"), "250 2.0.0 Ok: queued as Q1\r\n");
+    d.converse(&[
+        ("DATA\r\n", "503 5.5.1 DATA not allowed after BDAT\r\n"),
+        (
+            "RCPT TO:<z@d.example>\r\n",
+            "503 5.5.1 RCPT not allowed after BDAT\r\n",
+        ),
+        ("BDAT 1 LAST\r\nc", "250 2.0.0 Ok: queued as Q1\r\n"),
+    ]);
     assert_eq!(d.delivered[0].body, b"abc\r\n");
     assert_eq!(d.delivered[0].recipients.len(), 1);
 }
@@ -1780,8 +1824,7 @@ fn data_after_bdat_and_rcpt_after_bdat() {
 
 #[test]
 fn line_too_long_discarded_without_buffering() {
-    let mut d = Driver::new(mx());
-    d.send("EHLO c\r\n");
+    let mut d = Driver::after_ehlo(mx());
     assert_eq!(d.send("NOOP "), "");
     for _ in 0..100 {
         assert_eq!(d.send("x".repeat(1000)), "");
@@ -1822,8 +1865,7 @@ fn line_length_boundary() {
 
 #[test]
 fn long_line_is_not_executed_even_if_it_contains_commands() {
-    let mut d = Driver::new(mx());
-    d.send("EHLO c\r\n");
+    let mut d = Driver::after_ehlo(mx());
     let out = d.send(format!("{}QUIT\r\n", "x".repeat(600)));
     assert_eq!(out, "500 5.5.2 Line too long\r\n");
     assert!(!d.closed());
@@ -1831,8 +1873,7 @@ fn long_line_is_not_executed_even_if_it_contains_commands() {
 
 #[test]
 fn bare_lf_command_closes_connection() {
-    let mut d = Driver::new(mx());
-    d.send("EHLO c\r\n");
+    let mut d = Driver::after_ehlo(mx());
     let out = d.send("NOOP\nMAIL FROM:<a@b.example>\r\n");
     assert_eq!(
         out,
@@ -1861,24 +1902,22 @@ fn bare_lf_command_closes_connection() {
 
 #[test]
 fn bare_cr_and_controls_in_command() {
-    let mut d = Driver::new(mx());
-    d.send("EHLO c\r\n");
-    assert_eq!(
-        d.send("RSET\rMAIL FROM:<a@b.example>\r\n"),
-        "500 5.5.2 Bare <CR> not allowed in commands\r\n"
-    );
-    assert_eq!(
-        d.send("NO\0OP\r\n"),
-        "500 5.5.2 Invalid control character in command\r\n"
-    );
-    assert_eq!(
-        d.send("NOOP\t\r\n"),
-        "500 5.5.2 Invalid control character in command\r\n"
-    );
-    assert_eq!(
-        d.send("\r\r\n"),
-        "500 5.5.2 Bare <CR> not allowed in commands\r\n"
-    );
+    let mut d = Driver::after_ehlo(mx());
+    d.converse(&[
+        (
+            "RSET\rMAIL FROM:<a@b.example>\r\n",
+            "500 5.5.2 Bare <CR> not allowed in commands\r\n",
+        ),
+        (
+            "NO\0OP\r\n",
+            "500 5.5.2 Invalid control character in command\r\n",
+        ),
+        (
+            "NOOP\t\r\n",
+            "500 5.5.2 Invalid control character in command\r\n",
+        ),
+        ("\r\r\n", "500 5.5.2 Bare <CR> not allowed in commands\r\n"),
+    ]);
     assert!(d.actions.is_empty());
 }
 
@@ -1887,8 +1926,7 @@ fn bare_cr_and_controls_in_command() {
 
 #[test]
 fn starttls_injection_is_discarded() {
-    let mut d = Driver::new(mx_starttls());
-    d.send("EHLO c\r\n");
+    let mut d = Driver::after_ehlo(mx_starttls());
     let out = d.send("STARTTLS\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<c@d.example>\r\n");
     assert_eq!(out, "220 2.0.0 Ready to start TLS\r\n");
     assert_eq!(d.last, Action::StartTls);
@@ -1913,8 +1951,7 @@ fn starttls_injection_is_discarded() {
 
 #[test]
 fn starttls_resets_transaction() {
-    let mut d = Driver::new(mx_starttls());
-    d.send("EHLO c\r\n");
+    let mut d = Driver::after_ehlo(mx_starttls());
     transaction(&mut d);
     d.starttls();
     d.send("EHLO c\r\n");
@@ -1962,8 +1999,7 @@ fn require_tls() {
         require_tls: true,
         ..mx_starttls()
     };
-    let mut d = Driver::new(cfg);
-    d.send("EHLO c\r\n");
+    let mut d = Driver::after_ehlo(cfg);
     let tls_first = "530 5.7.0 Must issue a STARTTLS command first\r\n";
     assert_eq!(d.send("MAIL FROM:<a@b.example>\r\n"), tls_first);
     assert_eq!(d.send("RCPT TO:<a@b.example>\r\n"), tls_first);
@@ -1984,9 +2020,7 @@ fn require_tls() {
 
 #[test]
 fn submission_requires_auth() {
-    let mut d = Driver::new(submission());
-    d.starttls();
-    d.send("EHLO c\r\n");
+    let mut d = Driver::ready_for_auth();
     assert_eq!(
         d.send("MAIL FROM:<alice@mx.example>\r\n"),
         "530 5.7.0 Authentication required\r\n"
@@ -2011,14 +2045,14 @@ fn submission_requires_auth() {
 
 #[test]
 fn auth_plain_without_initial_response() {
-    let mut d = Driver::new(submission());
-    d.starttls();
-    d.send("EHLO c\r\n");
-    assert_eq!(d.send("AUTH PLAIN\r\n"), "334 \r\n");
-    assert_eq!(
-        d.send(format!("{}\r\n", b64(b"alice\0alice\0secret"))),
-        "235 2.7.0 Authentication successful\r\n"
-    );
+    let mut d = Driver::ready_for_auth();
+    d.converse(&[
+        ("AUTH PLAIN\r\n", "334 \r\n"),
+        (
+            &format!("{}\r\n", b64(b"alice\0alice\0secret")),
+            "235 2.7.0 Authentication successful\r\n",
+        ),
+    ]);
     assert_eq!(
         d.actions[0],
         Action::Authenticate {
@@ -2031,18 +2065,15 @@ fn auth_plain_without_initial_response() {
 
 #[test]
 fn auth_login() {
-    let mut d = Driver::new(submission());
-    d.starttls();
-    d.send("EHLO c\r\n");
-    assert_eq!(d.send("AUTH LOGIN\r\n"), "334 VXNlcm5hbWU6\r\n");
-    assert_eq!(
-        d.send(format!("{}\r\n", b64(b"alice"))),
-        "334 UGFzc3dvcmQ6\r\n"
-    );
-    assert_eq!(
-        d.send(format!("{}\r\n", b64(b"secret"))),
-        "235 2.7.0 Authentication successful\r\n"
-    );
+    let mut d = Driver::ready_for_auth();
+    d.converse(&[
+        ("AUTH LOGIN\r\n", "334 VXNlcm5hbWU6\r\n"),
+        (&format!("{}\r\n", b64(b"alice")), "334 UGFzc3dvcmQ6\r\n"),
+        (
+            &format!("{}\r\n", b64(b"secret")),
+            "235 2.7.0 Authentication successful\r\n",
+        ),
+    ]);
     // with initial response, pipelined
     let mut d = Driver::new(submission());
     d.starttls();
@@ -2059,33 +2090,30 @@ fn auth_login() {
 
 #[test]
 fn auth_failures_and_cancel() {
-    let mut d = Driver::new(submission());
-    d.starttls();
-    d.send("EHLO c\r\n");
+    let mut d = Driver::ready_for_auth();
     let bad = b64(b"\0alice\0wrong");
     assert_eq!(
         d.send(format!("AUTH PLAIN {bad}\r\n")),
         "535 5.7.8 Authentication credentials invalid\r\n"
     );
     assert_eq!(d.s.auth_user(), None);
-    assert_eq!(
-        d.send("AUTH PLAIN\r\n*\r\n"),
-        "334 \r\n501 5.7.0 Authentication cancelled\r\n"
-    );
-    assert_eq!(d.send("AUTH LOGIN\r\n"), "334 VXNlcm5hbWU6\r\n");
-    assert_eq!(d.send("*\r\n"), "501 5.7.0 Authentication cancelled\r\n");
-    assert_eq!(
-        d.send("AUTH PLAIN !!!notbase64\r\n"),
-        "501 5.5.2 Invalid base64 data\r\n"
-    );
-    assert_eq!(
-        d.send("AUTH PLAIN\r\nAA=\r\n"),
-        "334 \r\n501 5.5.2 Invalid base64 data\r\n"
-    );
-    assert_eq!(
-        d.send("AUTH PLAIN =\r\n"),
-        "501 5.5.2 Invalid PLAIN response\r\n"
-    );
+    d.converse(&[
+        (
+            "AUTH PLAIN\r\n*\r\n",
+            "334 \r\n501 5.7.0 Authentication cancelled\r\n",
+        ),
+        ("AUTH LOGIN\r\n", "334 VXNlcm5hbWU6\r\n"),
+        ("*\r\n", "501 5.7.0 Authentication cancelled\r\n"),
+        (
+            "AUTH PLAIN !!!notbase64\r\n",
+            "501 5.5.2 Invalid base64 data\r\n",
+        ),
+        (
+            "AUTH PLAIN\r\nAA=\r\n",
+            "334 \r\n501 5.5.2 Invalid base64 data\r\n",
+        ),
+        ("AUTH PLAIN =\r\n", "501 5.5.2 Invalid PLAIN response\r\n"),
+    ]);
     assert_eq!(
         d.send(format!("AUTH PLAIN {}\r\n", b64(b"alice"))),
         "501 5.5.2 Invalid PLAIN response\r\n"
@@ -2128,23 +2156,22 @@ fn auth_plain_edge_cases() {
     }
     // none of them reached the policy layer
     assert!(d.actions.is_empty());
-    assert_eq!(
-        d.send("AUTH CRAM-MD5\r\n"),
-        "504 5.5.4 Unrecognized authentication type\r\n"
-    );
-    assert_eq!(
-        d.send("AUTH\r\n"),
-        "501 5.5.4 Syntax: AUTH mechanism [initial-response]\r\n"
-    );
-    assert_eq!(
-        d.send("AUTH PLAIN a b\r\n"),
-        "501 5.5.4 Syntax: AUTH mechanism [initial-response]\r\n"
-    );
-    assert_eq!(d.send("AUTH LOGIN =\r\n"), "501 5.5.2 Invalid username\r\n");
-    assert_eq!(
-        d.send("AUTH PLAIN *\r\n"),
-        "501 5.7.0 Authentication cancelled\r\n"
-    );
+    d.converse(&[
+        (
+            "AUTH CRAM-MD5\r\n",
+            "504 5.5.4 Unrecognized authentication type\r\n",
+        ),
+        (
+            "AUTH\r\n",
+            "501 5.5.4 Syntax: AUTH mechanism [initial-response]\r\n",
+        ),
+        (
+            "AUTH PLAIN a b\r\n",
+            "501 5.5.4 Syntax: AUTH mechanism [initial-response]\r\n",
+        ),
+        ("AUTH LOGIN =\r\n", "501 5.5.2 Invalid username\r\n"),
+        ("AUTH PLAIN *\r\n", "501 5.7.0 Authentication cancelled\r\n"),
+    ]);
 }
 
 #[test]
@@ -2230,21 +2257,19 @@ fn auth_not_offered_on_mx() {
 fn auth_without_tls_never_accepted() {
     let ir = b64(b"\0alice\0secret");
     // STARTTLS available: 530
-    let mut d = Driver::new(Config {
+    let mut d = Driver::after_ehlo(Config {
         require_tls: false,
         ..submission()
     });
-    d.send("EHLO c\r\n");
     assert_eq!(
         d.send(format!("AUTH PLAIN {ir}\r\n")),
         "530 5.7.0 Must issue a STARTTLS command first\r\n"
     );
     // No STARTTLS on this listener: 538
-    let mut d = Driver::new(Config {
+    let mut d = Driver::after_ehlo(Config {
         mode: Mode::Submission,
         ..mx()
     });
-    d.send("EHLO c\r\n");
     assert_eq!(
         d.send(format!("AUTH LOGIN {ir}\r\n")),
         "538 5.7.11 Encryption required for requested authentication mechanism\r\n"
@@ -2268,9 +2293,7 @@ fn auth_throttled_closes() {
 
 #[test]
 fn auth_long_response_lines() {
-    let mut d = Driver::new(submission());
-    d.starttls();
-    d.send("EHLO c\r\n");
+    let mut d = Driver::ready_for_auth();
     // An AUTH line may exceed 512 octets (RFC 4954: 12288).
     let long_pass = "p".repeat(2000);
     d.auth = Box::new(|_, _, p| {
@@ -2287,9 +2310,7 @@ fn auth_long_response_lines() {
         "235 2.7.0 Authentication successful\r\n"
     );
     // Continuation lines are bounded too.
-    let mut d = Driver::new(submission());
-    d.starttls();
-    d.send("EHLO c\r\n");
+    let mut d = Driver::ready_for_auth();
     assert_eq!(d.send("AUTH LOGIN\r\n"), "334 VXNlcm5hbWU6\r\n");
     for _ in 0..20 {
         assert_eq!(d.send("A".repeat(1000)), "");
@@ -2358,8 +2379,7 @@ fn timeout_and_shutdown() {
     d.s.shutdown(); // no second 421
     assert!(d.s.output().is_empty());
 
-    let mut d = Driver::new(mx());
-    d.send("EHLO c\r\n");
+    let mut d = Driver::after_ehlo(mx());
     d.s.shutdown();
     assert_eq!(
         d.send("NOOP\r\n"),
@@ -2370,18 +2390,11 @@ fn timeout_and_shutdown() {
 
 #[test]
 fn timeout_while_decision_pending() {
-    let mut s = Session::new(Arc::new(mx()), peer(), None);
-    s.greet();
-    s.feed(b"EHLO c\r\nMAIL FROM:<a@b.example>\r\n");
-    assert!(matches!(s.poll(), Action::CheckSender { .. }));
+    let mut s = checking_sender();
     s.timeout();
     assert_eq!(s.poll(), Action::Close);
     s.sender_result(Ok(())); // ignored
-    assert!(
-        String::from_utf8(s.output())
-            .unwrap()
-            .ends_with("421 4.4.2 mx.example Error: timeout exceeded\r\n")
-    );
+    assert!(output(&mut s).ends_with("421 4.4.2 mx.example Error: timeout exceeded\r\n"));
 }
 
 #[test]
@@ -2414,8 +2427,7 @@ fn received_header_from_session() {
 
 #[test]
 fn stats_counts() {
-    let mut d = Driver::new(mx());
-    d.send("EHLO c\r\n");
+    let mut d = Driver::after_ehlo(mx());
     transaction(&mut d);
     d.send("DATA\r\nx\r\n.\r\n");
     transaction(&mut d);
