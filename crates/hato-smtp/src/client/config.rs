@@ -1,7 +1,7 @@
 //! What the caller hands in: per-connection settings and the transactions.
 
+use bytes::Bytes;
 use std::fmt;
-use std::sync::Arc;
 
 use super::{DsnRet, Notify};
 use crate::address::Address;
@@ -99,8 +99,9 @@ pub struct Transaction {
     /// Reverse-path; `None` is the null sender `<>` (bounces).
     pub mail_from: Option<Address>,
     pub recipients: Vec<Recipient>,
-    /// The message (header and body). Line endings are normalised when sent.
-    pub message: Arc<[u8]>,
+    /// The message (header and body). Line endings are normalised when sent. `Bytes`: made
+    /// from a `Vec` without a copy, shared by every attempt without one.
+    pub message: Bytes,
     /// The message itself needs SMTPUTF8 (RFC 6532 UTF-8 header fields), even if
     /// every address is ASCII.
     pub smtputf8: bool,
@@ -117,7 +118,7 @@ impl Transaction {
     pub fn new(
         mail_from: Option<Address>,
         recipients: impl IntoIterator<Item = Address>,
-        message: impl Into<Arc<[u8]>>,
+        message: impl Into<Bytes>,
     ) -> Transaction {
         Transaction {
             mail_from,

@@ -1,6 +1,8 @@
 //! Transacting: one message's recipients at a domain, tried host by host and address by
 //! address over one SMTP transaction each (hato-smtp's client session, sans-IO).
 
+use bytes::Bytes;
+
 use super::*;
 
 /// What one attempt at one address came to.
@@ -88,7 +90,7 @@ pub(super) fn tls_required_no(message: &[u8]) -> bool {
 }
 
 /// The SMTP transaction for the entries of one message.
-pub(super) fn transaction(entries: &[QueueEntry], message: &Arc<[u8]>) -> Transaction {
+pub(super) fn transaction(entries: &[QueueEntry], message: &Bytes) -> Transaction {
     let first = &entries[0];
     let mail_from = if first.sender.is_empty() {
         None
@@ -152,7 +154,8 @@ impl Scheduler {
         cached: &mut Option<Connection>,
     ) {
         let now = unix_now();
-        let message: Arc<[u8]> = match self.store.blob(entries[0].blob).await {
+        // Bytes from the Vec: no copy; each attempt's transaction shares it.
+        let message: Bytes = match self.store.blob(entries[0].blob).await {
             Ok(Some(m)) => m.into(),
             Ok(None) => {
                 error!(queue_id = entries[0].id, "queued message data missing");
@@ -238,7 +241,7 @@ impl Scheduler {
         entries: Vec<QueueEntry>,
         targets: &[(String, SocketAddr)],
         ctx: &AttemptCtx<'_>,
-        message: &Arc<[u8]>,
+        message: &Bytes,
         now: i64,
         cached: &mut Option<Connection>,
     ) -> Vec<(QueueEntry, RecipientReport)> {
