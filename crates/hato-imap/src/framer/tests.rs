@@ -410,21 +410,25 @@ fn quoted_strings_hide_announcements() {
 #[test]
 fn invalid_tags() {
     let mut f = framer();
-    let invalid = err(None, FrameError::InvalidTag);
+    let invalid = || err(None, FrameError::InvalidTag);
     check(
         &mut f,
         b"+a NOOP\r\n* NOOP\r\n(x) NOOP\r\na{1} NOOP\r\n",
-        &vec![invalid.clone(); 4],
+        &vec![invalid(); 4],
     );
     // A leading space means an empty tag.
-    check(&mut f, b" NOOP\r\n", &[invalid.clone()]);
+    check(&mut f, b" NOOP\r\n", &[invalid()]);
     // A tag alone is framed (the parser complains about the missing command).
     check(&mut f, b"abc\r\n", &[cmd("abc", b"abc", 0)]);
     // A tag too long to keep is refused.
     let long = format!("{} NOOP\r\n", "t".repeat(200));
-    check(&mut f, long, &[invalid.clone()]);
+    check(&mut f, long, &[invalid()]);
     // An invalid tag followed by a synchronising literal ends at the announcement.
-    check(&mut f, b"+ LOGIN {5}\r\nb NOOP\r\n", &[invalid, noop("b")]);
+    check(
+        &mut f,
+        b"+ LOGIN {5}\r\nb NOOP\r\n",
+        &[invalid(), noop("b")],
+    );
 }
 
 #[test]
