@@ -106,6 +106,25 @@ fn number(out: &mut Vec<u8>, n: impl std::fmt::Display) {
     out.extend_from_slice(n.to_string().as_bytes());
 }
 
+/// `name` then the number `n`: `UID 7`, ` MIN 1`.
+fn item(out: &mut Vec<u8>, name: &[u8], n: impl std::fmt::Display) {
+    out.extend_from_slice(name);
+    number(out, n);
+}
+
+/// [`item`] when there is a value: the optional items of ESEARCH.
+fn optional_item(out: &mut Vec<u8>, name: &[u8], n: Option<impl std::fmt::Display>) {
+    if let Some(n) = n {
+        item(out, name, n);
+    }
+}
+
+/// The number `n` then `name`: `3 EXISTS`.
+fn counted(out: &mut Vec<u8>, n: impl std::fmt::Display, name: &[u8]) {
+    number(out, n);
+    out.extend_from_slice(name);
+}
+
 /// `number64` (RFC 9051 §9: at most 2^63-1); larger values are written as the maximum.
 fn number64(out: &mut Vec<u8>, n: u64) {
     number(out, n.min(i64::MAX as u64));
@@ -134,6 +153,21 @@ fn paren_list<T>(
 ) {
     out.push(b'(');
     separated(out, items, b' ', write);
+    out.push(b')');
+}
+
+/// `"(" 1*("(" item ")") ")"`, or `NIL` when there are no items (namespaces, addresses).
+fn nil_or_nested<T>(out: &mut Vec<u8>, items: &[T], mut write: impl FnMut(&mut Vec<u8>, &T)) {
+    if items.is_empty() {
+        out.extend_from_slice(b"NIL");
+        return;
+    }
+    out.push(b'(');
+    for item in items {
+        out.push(b'(');
+        write(out, item);
+        out.push(b')');
+    }
     out.push(b')');
 }
 
@@ -198,6 +232,12 @@ fn mailbox(out: &mut Vec<u8>, name: &str, opts: EncodeOptions) {
 
 /// Atoms the server writes itself (capabilities, attributes, flags). Anything outside
 /// the atom characters (which the server never produces) is dropped rather than sent.
+/// `name` then the mailbox name `m`: `STATUS INBOX`, `QUOTAROOT INBOX`.
+fn named_mailbox(out: &mut Vec<u8>, name: &[u8], m: &str, opts: EncodeOptions) {
+    out.extend_from_slice(name);
+    mailbox(out, m, opts);
+}
+
 fn atom(out: &mut Vec<u8>, s: &str) {
     out.extend(
         s.bytes()
@@ -333,8 +373,7 @@ impl Data {
                 mailbox: name,
                 items,
             } => {
-                out.extend_from_slice(b"STATUS ");
-                mailbox(out, name, opts);
+                named_mailbox(out, b"STATUS ", name, opts);
                 out.push(b' ');
                 paren_list(out, items, |out, v| {
                     out.extend_from_slice(v.item().as_str().as_bytes());
@@ -353,18 +392,9 @@ impl Data {
                     }
                 });
             }
-            Data::Exists(n) => {
-                number(out, n);
-                out.extend_from_slice(b" EXISTS");
-            }
-            Data::Recent(n) => {
-                number(out, n);
-                out.extend_from_slice(b" RECENT");
-            }
-            Data::Expunge(n) => {
-                number(out, n);
-                out.extend_from_slice(b" EXPUNGE");
-            }
+            Data::Exists(n) => counted(out, n, b" EXISTS"),
+            Data::Recent(n) => counted(out, n, b" RECENT"),
+            Data::Expunge(n) => counted(out, n, b" EXPUNGE"),
             Data::Vanished { earlier, uids } => {
                 out.extend_from_slice(if *earlier {
                     b"VANISHED (EARLIER) "
@@ -408,26 +438,11 @@ impl Data {
                 if *uid {
                     out.extend_from_slice(b" UID");
                 }
-                if let Some(n) = min {
-                    out.extend_from_slice(b" MIN ");
-                    number(out, n);
-                }
-                if let Some(n) = max {
-                    out.extend_from_slice(b" MAX ");
-                    number(out, n);
-                }
-                if let Some(set) = all.as_ref().filter(|s| !s.is_empty()) {
-                    out.extend_from_slice(b" ALL ");
-                    number(out, set);
-                }
-                if let Some(n) = count {
-                    out.extend_from_slice(b" COUNT ");
-                    number(out, n);
-                }
-                if let Some(n) = modseq {
-                    out.extend_from_slice(b" MODSEQ ");
-                    number(out, n);
-                }
+                optional_item(out, b" MIN ", min.as_ref());
+                optional_item(out, b" MAX ", max.as_ref());
+                optional_item(out, b" ALL ", all.as_ref().filter(|s| !s.is_empty()));
+                optional_item(out, b" COUNT ", count.as_ref());
+                optional_item(out, b" MODSEQ ", modseq.as_ref());
             }
             Data::Flags(flags) => {
                 out.extend_from_slice(b"FLAGS ");
@@ -453,19 +468,11 @@ impl Data {
                 out.extend_from_slice(b"NAMESPACE");
                 for ns in [personal, other, shared] {
                     out.push(b' ');
-                    if ns.is_empty() {
-                        out.extend_from_slice(b"NIL");
-                        continue;
-                    }
-                    out.push(b'(');
-                    for d in ns {
-                        out.push(b'(');
+                    nil_or_nested(out, ns, |out, d| {
                         mailbox(out, &d.prefix, opts);
                         out.push(b' ');
                         delimiter(out, d.delimiter);
-                        out.push(b')');
-                    }
-                    out.push(b')');
+                    });
                 }
             }
             Data::Quota { root, resources } => {
@@ -484,8 +491,7 @@ impl Data {
                 mailbox: name,
                 roots,
             } => {
-                out.extend_from_slice(b"QUOTAROOT ");
-                mailbox(out, name, opts);
+                named_mailbox(out, b"QUOTAROOT ", name, opts);
                 for r in roots {
                     out.push(b' ');
                     astring(out, r.as_bytes(), opts.utf8);
@@ -560,18 +566,12 @@ impl FetchValue {
                 out.extend_from_slice(b"FLAGS ");
                 flag_list(out, flags, false);
             }
-            FetchValue::Uid(n) => {
-                out.extend_from_slice(b"UID ");
-                number(out, n);
-            }
+            FetchValue::Uid(n) => item(out, b"UID ", n),
             FetchValue::InternalDate(dt) => {
                 out.extend_from_slice(b"INTERNALDATE ");
                 date_time(out, dt);
             }
-            FetchValue::Rfc822Size(n) => {
-                out.extend_from_slice(b"RFC822.SIZE ");
-                number(out, n);
-            }
+            FetchValue::Rfc822Size(n) => item(out, b"RFC822.SIZE ", n),
             FetchValue::ModSeq(n) => {
                 out.extend_from_slice(b"MODSEQ (");
                 number(out, n);
@@ -591,21 +591,15 @@ impl FetchValue {
             }
             FetchValue::BodySection {
                 section,
-                origin: o,
+                origin,
                 data,
             } => {
-                out.extend_from_slice(b"BODY[");
-                section_spec(out, section);
-                section_end(out, *o, data.as_deref(), false);
+                let spec = |out: &mut Vec<u8>| section_spec(out, section);
+                section_item(out, b"BODY[", spec, *origin, data.as_deref(), false);
             }
-            FetchValue::Binary {
-                part,
-                origin: o,
-                data,
-            } => {
-                out.extend_from_slice(b"BINARY[");
-                part_numbers(out, part);
-                section_end(out, *o, data.as_deref(), true);
+            FetchValue::Binary { part, origin, data } => {
+                let spec = |out: &mut Vec<u8>| part_numbers(out, part);
+                section_item(out, b"BINARY[", spec, *origin, data.as_deref(), true);
             }
             FetchValue::BinarySize { part, size } => {
                 out.extend_from_slice(b"BINARY.SIZE[");
@@ -613,24 +607,31 @@ impl FetchValue {
                 out.extend_from_slice(b"] ");
                 number(out, size);
             }
-            FetchValue::Rfc822(d) => {
-                out.extend_from_slice(b"RFC822 ");
-                message_data(out, d.as_deref(), false);
-            }
-            FetchValue::Rfc822Header(d) => {
-                out.extend_from_slice(b"RFC822.HEADER ");
-                message_data(out, d.as_deref(), false);
-            }
-            FetchValue::Rfc822Text(d) => {
-                out.extend_from_slice(b"RFC822.TEXT ");
-                message_data(out, d.as_deref(), false);
-            }
+            FetchValue::Rfc822(d) => rfc822_item(out, b"RFC822 ", d.as_deref()),
+            FetchValue::Rfc822Header(d) => rfc822_item(out, b"RFC822.HEADER ", d.as_deref()),
+            FetchValue::Rfc822Text(d) => rfc822_item(out, b"RFC822.TEXT ", d.as_deref()),
         }
     }
 }
 
-/// `]<origin> data`: how `BODY[...]` and `BINARY[...]` items end.
-fn section_end(out: &mut Vec<u8>, o: Option<u32>, data: Option<&[u8]>, literal8: bool) {
+/// `name` then the message data: the RFC822 items (never literal8).
+fn rfc822_item(out: &mut Vec<u8>, name: &[u8], data: Option<&[u8]>) {
+    out.extend_from_slice(name);
+    message_data(out, data, false);
+}
+
+/// `name spec ]<origin> data`: the `BODY[...]` and `BINARY[...]` items, `spec` written by
+/// `spec`.
+fn section_item(
+    out: &mut Vec<u8>,
+    name: &[u8],
+    spec: impl FnOnce(&mut Vec<u8>),
+    o: Option<u32>,
+    data: Option<&[u8]>,
+    literal8: bool,
+) {
+    out.extend_from_slice(name);
+    spec(out);
     out.push(b']');
     origin(out, o);
     out.push(b' ');
@@ -648,23 +649,12 @@ fn date_time(out: &mut Vec<u8>, dt: &DateTime) {
 }
 
 fn address_list(out: &mut Vec<u8>, list: &[Address], opts: EncodeOptions) {
-    if list.is_empty() {
-        out.extend_from_slice(b"NIL");
-        return;
-    }
-    out.push(b'(');
-    for a in list {
-        out.push(b'(');
-        nstring(out, a.name.as_deref(), opts.utf8);
-        out.push(b' ');
-        nstring(out, a.adl.as_deref(), opts.utf8);
-        out.push(b' ');
-        nstring(out, a.mailbox.as_deref(), opts.utf8);
-        out.push(b' ');
-        nstring(out, a.host.as_deref(), opts.utf8);
-        out.push(b')');
-    }
-    out.push(b')');
+    nil_or_nested(out, list, |out, a| {
+        let parts = [&a.name, &a.adl, &a.mailbox, &a.host];
+        separated(out, parts, b' ', |out, p| {
+            nstring(out, p.as_deref(), opts.utf8)
+        });
+    });
 }
 
 fn envelope(out: &mut Vec<u8>, e: &Envelope, opts: EncodeOptions) {
@@ -720,17 +710,17 @@ fn language(out: &mut Vec<u8>, langs: &[Vec<u8>], opts: EncodeOptions) {
 /// kinds of body ends (RFC 9051 §9 `body-ext-1part`, `body-ext-mpart`).
 fn ext_tail(
     out: &mut Vec<u8>,
-    d: Option<&Disposition>,
+    d: &Option<Disposition>,
     langs: &[Vec<u8>],
-    location: Option<&[u8]>,
+    location: &Option<Vec<u8>>,
     opts: EncodeOptions,
 ) {
     out.push(b' ');
-    disposition(out, d, opts);
+    disposition(out, d.as_ref(), opts);
     out.push(b' ');
     language(out, langs, opts);
     out.push(b' ');
-    nstring(out, location, opts.utf8);
+    nstring(out, location.as_deref(), opts.utf8);
 }
 
 fn body_structure(out: &mut Vec<u8>, b: &BodyStructure, ext: bool, opts: EncodeOptions) {
@@ -778,13 +768,7 @@ fn body_structure(out: &mut Vec<u8>, b: &BodyStructure, ext: bool, opts: EncodeO
             if ext {
                 out.push(b' ');
                 nstring(out, e.md5.as_deref(), opts.utf8);
-                ext_tail(
-                    out,
-                    e.disposition.as_ref(),
-                    &e.language,
-                    e.location.as_deref(),
-                    opts,
-                );
+                ext_tail(out, &e.disposition, &e.language, &e.location, opts);
             }
         }
         BodyStructure::Multi {
@@ -800,13 +784,7 @@ fn body_structure(out: &mut Vec<u8>, b: &BodyStructure, ext: bool, opts: EncodeO
             if ext {
                 out.push(b' ');
                 params(out, &e.params, opts);
-                ext_tail(
-                    out,
-                    e.disposition.as_ref(),
-                    &e.language,
-                    e.location.as_deref(),
-                    opts,
-                );
+                ext_tail(out, &e.disposition, &e.language, &e.location, opts);
             }
         }
     }

@@ -9,12 +9,10 @@ use common::*;
 
 #[test]
 fn before_tls_login_is_disabled_and_starttls_enables_it() {
-    let server = TestServer::start();
-    let r = imap_py(
-        &server,
+    let (server, r) = imap_py_new(
+        &[],
         r#"
-s = socket.create_connection(("127.0.0.1", IMAP))
-r = Raw(s)
+s, r = plain()
 out("GREETING", r.line())
 r.send(b"a CAPABILITY\r\n")
 out("CAPS", " ".join(r.until("a")))
@@ -84,12 +82,10 @@ c.logout()
 
 #[test]
 fn starttls_injection_is_not_executed() {
-    let server = TestServer::start();
-    let r = imap_py(
-        &server,
+    let (_server, r) = imap_py_new(
+        &[],
         r#"
-s = socket.create_connection(("127.0.0.1", IMAP))
-r = Raw(s)
+s, r = plain()
 r.line()
 # One write: STARTTLS and a LOGIN that must never run.
 r.send(b"a STARTTLS\r\nb LOGIN " + USER.encode() + b" \"" + PASS.encode() + b"\"\r\n")
@@ -197,10 +193,8 @@ c.logout()
 
 #[test]
 fn flags_persist_and_condstore() {
-    let server = TestServer::start();
-    deliver_to_alice(&server, &[message("flag me", "x")]);
-    let r = imap_py(
-        &server,
+    let (_server, r) = imap_py_new(
+        &[message("flag me", "x")],
         r#"
 c = login()
 c.select("INBOX")
@@ -251,10 +245,8 @@ c.logout()
 
 #[test]
 fn two_sessions_see_each_others_changes_and_idle_reports_delivery() {
-    let server = TestServer::start();
-    deliver_to_alice(&server, &[message("one", "1")]);
-    let r = imap_py(
-        &server,
+    let (_server, r) = imap_py_new(
+        &[message("one", "1")],
         r#"
 a = login()
 b = login()
@@ -302,10 +294,8 @@ r.until("d")
 /// a client with IMAP4rev2 enabled sees no `\Recent` and takes none.
 #[test]
 fn recent_is_shown_to_exactly_one_session() {
-    let server = TestServer::start();
-    deliver_to_alice(&server, &[message("r1", "1"), message("r2", "2")]);
-    let r = imap_py(
-        &server,
+    let (_server, r) = imap_py_new(
+        &[message("r1", "1"), message("r2", "2")],
         r#"
 n = [0]
 def cmd(r, text):
@@ -425,16 +415,11 @@ out("STATUS_5", status(z))
 
 #[test]
 fn append_copy_move_search() {
-    let server = TestServer::start();
-    deliver_to_alice(
-        &server,
+    let (server, r) = imap_py_new(
         &[
             message("apples", "red fruit"),
             message("pears", "green fruit"),
         ],
-    );
-    let r = imap_py(
-        &server,
         r#"
 c = login()
 typ, data = c.append("Drafts", "(\\Draft)", None, b"Subject: draft\r\n\r\nbody\r\n")
@@ -492,13 +477,11 @@ c.logout()
 
 #[test]
 fn huge_literals_are_refused_without_allocation() {
-    let server = TestServer::start();
-    let r = imap_py(
-        &server,
+    let (server, r) = imap_py_new(
+        &[],
         r#"
 # Before login: a synchronising literal far beyond the limit is refused, the connection lives.
-s = socket.create_connection(("127.0.0.1", IMAP))
-r = Raw(s)
+s, r = plain()
 r.line()
 r.send(b"a LOGIN {999999999999}\r\n")
 out("PREAUTH", r.line())
@@ -533,9 +516,8 @@ out("NONSYNC", " | ".join(lines))
 
 #[test]
 fn mailboxes_list_create_rename_delete_subscribe() {
-    let server = TestServer::start();
-    let r = imap_py(
-        &server,
+    let (_server, r) = imap_py_new(
+        &[],
         r#"
 c = login()
 typ, data = c.list()
@@ -626,13 +608,8 @@ c.logout()
 
 #[test]
 fn qresync_idle_flag_changes_and_imap4rev2_search() {
-    let server = TestServer::start();
-    deliver_to_alice(
-        &server,
+    let (_server, r) = imap_py_new(
         &[message("q1", "1"), message("q2", "2"), message("q3", "3")],
-    );
-    let r = imap_py(
-        &server,
         r#"
 a = conn()
 a.send(b"b ENABLE QRESYNC\r\n")

@@ -14,9 +14,8 @@ use common::*;
 
 #[test]
 fn imaplib_list_forms_are_accepted() {
-    let server = TestServer::start();
-    let r = imap_py(
-        &server,
+    let (_server, r) = imap_py_new(
+        &[],
         r#"
 c = login()
 c.debug = 0
@@ -336,9 +335,8 @@ fn fetchmail_downloads_the_inbox_over_imaps() {
 
 #[test]
 fn ten_thousand_messages() {
-    let server = TestServer::start();
-    let r = imap_py(
-        &server,
+    let (_server, r) = imap_py_new(
+        &[],
         r#"
 N = 10000
 def msg(i):
@@ -515,15 +513,10 @@ out("SEARCH", " | ".join(x[0] for x in res))
 
 #[test]
 fn four_sessions_on_one_mailbox_agree() {
-    let server = TestServer::start();
-    deliver_to_alice(
-        &server,
+    let (server, r) = imap_py_new(
         &(1..=20)
             .map(|i| message(&format!("seed {i}"), "seed"))
             .collect::<Vec<_>>(),
-    );
-    let r = imap_py(
-        &server,
         r#"
 WORKERS, ROUNDS = 4, 40
 errors = []

@@ -29,6 +29,18 @@ fn deliver_numbered(server: &TestServer, n: usize) -> Vec<String> {
     deliver_to_alice(server, &msgs)
 }
 
+/// A server with `n` small numbered messages delivered to alice; the messages as stored.
+fn server_with_numbered(n: usize) -> (TestServer, Vec<String>) {
+    let server = TestServer::start();
+    let stored = deliver_numbered(&server, n);
+    (server, stored)
+}
+
+/// The reply to QUIT (without CRLF) with `left` (`1 message`, `2 messages`) left.
+fn signing_off(left: &str) -> String {
+    format!("+OK localhost POP3 server signing off ({left} left)")
+}
+
 /// The "n size" lines (joined by `|`) a LIST of `stored` must show.
 fn list_lines(stored: &[String]) -> String {
     stored
@@ -219,8 +231,7 @@ print("QUIT", text(p.quit()))
 
 #[test]
 fn poplib_stls_capabilities_commands_and_stable_uidls() {
-    let mut server = TestServer::start();
-    let stored = deliver_numbered(&server, 3);
+    let (mut server, stored) = server_with_numbered(3);
 
     // UIDLs: one per message, distinct, identical across sessions.
     let first = uidl(&server);
@@ -320,10 +331,7 @@ fn poplib_stls_capabilities_commands_and_stable_uidls() {
         format!("+OK 2 messages ({} octets)", sizes[1] + sizes[2])
     );
     assert_eq!(get(&r, "LIST2"), format!("2 {}|3 {}", sizes[1], sizes[2]));
-    assert_eq!(
-        get(&r, "QUIT"),
-        "+OK localhost POP3 server signing off (2 messages left)"
-    );
+    assert_eq!(get(&r, "QUIT"), signing_off("2 messages"));
     assert_eq!(server.inbox(USER), stored[1..].to_vec());
 
     // The remaining messages keep their unique-ids (renumbered), also after a restart.
@@ -366,8 +374,7 @@ print("QUIT3", text(p.quit()))
 
 #[test]
 fn poplib_implicit_tls_auth_plain_and_user_pass() {
-    let server = TestServer::start();
-    let stored = deliver_numbered(&server, 1);
+    let (server, stored) = server_with_numbered(1);
     let r = poplib(&server, POPLIB_IMPLICIT);
     let size = stored[0].len();
     assert_eq!(get(&r, "WELCOME"), GREETING.trim_end());
@@ -381,17 +388,11 @@ fn poplib_implicit_tls_auth_plain_and_user_pass() {
     );
     assert_eq!(get(&r, "AUTH"), "+OK maildrop locked and ready");
     assert_eq!(get(&r, "STAT"), format!("+OK 1 {size}"));
-    assert_eq!(
-        get(&r, "QUIT"),
-        "+OK localhost POP3 server signing off (1 message left)"
-    );
+    assert_eq!(get(&r, "QUIT"), signing_off("1 message"));
     assert_eq!(get(&r, "CHALLENGE"), "+ ");
     assert_eq!(get(&r, "AUTH2"), "+OK maildrop locked and ready");
     assert_eq!(unhex_text(get(&r, "RETR")), stored[0]);
-    assert_eq!(
-        get(&r, "QUIT2"),
-        "+OK localhost POP3 server signing off (1 message left)"
-    );
+    assert_eq!(get(&r, "QUIT2"), signing_off("1 message"));
     assert_eq!(get(&r, "USER"), "+OK send PASS");
     assert_eq!(get(&r, "PASS"), "+OK maildrop locked and ready");
     assert_eq!(get(&r, "STAT3"), format!("+OK 1 {size}"));
@@ -418,8 +419,7 @@ print("QUIT", text(p.quit()))
 
 #[test]
 fn messages_are_removed_only_at_quit() {
-    let server = TestServer::start();
-    let stored = deliver_numbered(&server, 2);
+    let (server, stored) = server_with_numbered(2);
     let total = stored[0].len() + stored[1].len();
     let r = poplib(&server, POPLIB_DELETE_WITHOUT_QUIT);
     assert_eq!(get(&r, "DELE1"), "+OK message 1 deleted");
@@ -434,10 +434,7 @@ fn messages_are_removed_only_at_quit() {
         format!("+OK maildrop has 2 messages ({total} octets)")
     );
     assert_eq!(get(&r, "STAT3"), format!("+OK 2 {total}"));
-    assert_eq!(
-        get(&r, "QUIT"),
-        "+OK localhost POP3 server signing off (2 messages left)"
-    );
+    assert_eq!(get(&r, "QUIT"), signing_off("2 messages"));
     assert_eq!(server.inbox(USER), stored);
 }
 
@@ -475,8 +472,7 @@ print("E_QUIT", text(e.quit()))
 
 #[test]
 fn maildrop_lock_refuses_a_second_session_until_the_first_ends() {
-    let server = TestServer::start();
-    let stored = deliver_numbered(&server, 1);
+    let (server, stored) = server_with_numbered(1);
     let r = poplib(&server, POPLIB_LOCK);
     let in_use = "-ERR [IN-USE] Maildrop is locked by another session";
     assert_eq!(get(&r, "B_USER"), "+OK send PASS");
@@ -486,10 +482,7 @@ fn maildrop_lock_refuses_a_second_session_until_the_first_ends() {
     assert_eq!(get(&r, "C_AUTH"), in_use);
     let stat = format!("+OK 1 {}", stored[0].len());
     assert_eq!(get(&r, "A_STAT"), stat);
-    assert_eq!(
-        get(&r, "A_QUIT"),
-        "+OK localhost POP3 server signing off (1 message left)"
-    );
+    assert_eq!(get(&r, "A_QUIT"), signing_off("1 message"));
     assert_eq!(get(&r, "D_STAT"), stat);
     assert_eq!(get(&r, "E_STAT"), stat);
     assert_eq!(server.inbox(USER), stored);
@@ -497,8 +490,7 @@ fn maildrop_lock_refuses_a_second_session_until_the_first_ends() {
 
 #[test]
 fn shutdown_during_a_session_deletes_nothing() {
-    let mut server = TestServer::start();
-    let stored = deliver_numbered(&server, 1);
+    let (mut server, stored) = server_with_numbered(1);
     let marker = server.dir.path().join("dele-done");
     let login = format!("send:USER {USER}\r\nPASS {PASSWORD}\r\nDELE 1\r\n");
     let touch = format!("touch:{}", marker.display());
@@ -553,8 +545,7 @@ print("QUIT2", text(p.quit()))
 
 #[test]
 fn mail_arriving_during_a_session_waits_for_the_next_one() {
-    let server = TestServer::start();
-    let stored = deliver_numbered(&server, 1);
+    let (server, stored) = server_with_numbered(1);
     let r = poplib(&server, POPLIB_NEW_MAIL);
     // The listing is fixed at login (RFC 1939 5).
     let stat = format!("+OK 1 {}", stored[0].len());
@@ -814,8 +805,7 @@ fn smtp_auth_failures_count_for_pop3() {
 
 #[test]
 fn curl_retrieves_over_stls_and_lists_over_implicit_tls() {
-    let server = TestServer::start();
-    let stored = deliver_numbered(&server, 2);
+    let (server, stored) = server_with_numbered(2);
     let creds = credentials();
     let first = format!("pop3://127.0.0.1:{}/1", server.ports.pop3);
     let out = curl(&["--ssl-reqd", "-k", &first, "-u", &creds]);
@@ -947,10 +937,7 @@ fn two_hundred_messages() {
     assert_eq!(ids.len(), 200, "unique-ids are not distinct");
     assert_eq!(unhex_text(get(&r, "RETR200")), stored[199]);
     assert!(stored[199].ends_with("bulk body 200\r\n"));
-    assert_eq!(
-        get(&r, "QUIT"),
-        "+OK localhost POP3 server signing off (200 messages left)"
-    );
+    assert_eq!(get(&r, "QUIT"), signing_off("200 messages"));
 }
 
 const POPLIB_SIZES: &str = r#"

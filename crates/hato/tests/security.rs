@@ -514,11 +514,7 @@ fn auth_brute_force_is_throttled_per_ip() {
         "[auth]\nfailure_delay_ms = 50\nmax_failures_per_ip = 3\n",
     );
     let wrong = auth_plain_cmd(USER, "wrong password");
-    let attacker = |lines: &[&str]| {
-        let mut all = vec!["EHLO attacker.example"];
-        all.extend(lines);
-        smtp_conv(server.ports.submissions, true, &all)
-    };
+    let attacker = |lines: &[&str]| submissions_from(&server, "attacker.example", lines);
     let got = attacker(&[&wrong, &wrong, &wrong, &wrong, "eof:3"]);
     assert_replies(
         &got,
@@ -767,11 +763,10 @@ fn auth_per_account_throttle() {
     );
     server.add_user("bob@example.test", "bob pw");
     let wrong = auth_plain_cmd("bob@example.test", "guess");
-    let got = smtp_conv(
-        server.ports.submissions,
-        true,
+    let got = submissions_from(
+        &server,
+        "attacker.example",
         &[
-            "EHLO attacker.example",
             &wrong,
             &wrong,
             &wrong,

@@ -219,60 +219,44 @@ fn enable_and_id() {
 
 #[test]
 fn select_and_examine() {
-    assert_eq!(
-        ok(b"A142 SELECT INBOX"),
-        CommandBody::Select {
-            mailbox: s("INBOX"),
-            read_only: false,
-            condstore: false,
-            qresync: None
-        }
-    );
-    assert_eq!(
-        ok(b"A932 EXAMINE blurdybloop"),
-        CommandBody::Select {
-            mailbox: s("blurdybloop"),
-            read_only: true,
-            condstore: false,
-            qresync: None
-        }
-    );
-    assert_eq!(
-        ok(b"a select inbox (CONDSTORE)"),
-        CommandBody::Select {
-            mailbox: s("INBOX"),
-            read_only: false,
-            condstore: true,
-            qresync: None
-        }
-    );
-    // RFC 7162 §3.2.5.2 example
-    assert_eq!(
-        ok(b"A02 SELECT INBOX (QRESYNC (67890007 20050715194045000 41,43:211,214:541))"),
-        CommandBody::Select {
-            mailbox: s("INBOX"),
-            read_only: false,
-            condstore: false,
-            qresync: Some(QResync {
-                uidvalidity: 67890007,
-                modseq: 20050715194045000,
-                known_uids: Some(set(&[(V(41), V(41)), (V(43), V(211)), (V(214), V(541))])),
-                seq_match: None
-            })
-        }
-    );
-    // With seq-match-data (RFC 7162 §3.2.5.2).
-    assert_eq!(
-        ok(b"B04 SELECT INBOX (QRESYNC (67890007 90060115194045000 1:29997 (5000,7500,9000,9990:9999 15000,22500,27000,29970,29973,29976,29979,29982,29985,29988,29991,29994,29997)))"),
-        CommandBody::Select {
-            mailbox: s("INBOX"),
-            read_only: false,
-            condstore: false,
-            qresync: Some(QResync {
-                uidvalidity: 67890007,
-                modseq: 90060115194045000,
-                known_uids: Some(set(&[(V(1), V(29997))])),
-                seq_match: Some((
+    let select = |mailbox: &str, read_only, condstore, qresync| CommandBody::Select {
+        mailbox: s(mailbox),
+        read_only,
+        condstore,
+        qresync,
+    };
+    // SELECT INBOX (QRESYNC (...)) with these values.
+    let qresync = |uidvalidity, modseq, known_uids, seq_match| {
+        let qresync = QResync {
+            uidvalidity,
+            modseq,
+            known_uids: Some(known_uids),
+            seq_match,
+        };
+        select("INBOX", false, false, Some(qresync))
+    };
+    for (input, body) in [
+        (&b"A142 SELECT INBOX"[..], select("INBOX", false, false, None)),
+        (b"A932 EXAMINE blurdybloop", select("blurdybloop", true, false, None)),
+        (b"a select inbox (CONDSTORE)", select("INBOX", false, true, None)),
+        // RFC 7162 §3.2.5.2 example
+        (
+            b"A02 SELECT INBOX (QRESYNC (67890007 20050715194045000 41,43:211,214:541))",
+            qresync(
+                67890007,
+                20050715194045000,
+                set(&[(V(41), V(41)), (V(43), V(211)), (V(214), V(541))]),
+                None,
+            ),
+        ),
+        // With seq-match-data (RFC 7162 §3.2.5.2).
+        (
+            b"B04 SELECT INBOX (QRESYNC (67890007 90060115194045000 1:29997 (5000,7500,9000,9990:9999 15000,22500,27000,29970,29973,29976,29979,29982,29985,29988,29991,29994,29997)))",
+            qresync(
+                67890007,
+                90060115194045000,
+                set(&[(V(1), V(29997))]),
+                Some((
                     set(&[(V(5000), V(5000)), (V(7500), V(7500)), (V(9000), V(9000)), (V(9990), V(9999))]),
                     set(&[
                         (V(15000), V(15000)), (V(22500), V(22500)), (V(27000), V(27000)),
@@ -281,10 +265,12 @@ fn select_and_examine() {
                         (V(29988), V(29988)), (V(29991), V(29991)), (V(29994), V(29994)),
                         (V(29997), V(29997)),
                     ])
-                ))
-            })
-        }
-    );
+                )),
+            ),
+        ),
+    ] {
+        assert_eq!(ok(input), body, "{:?}", input.escape_ascii());
+    }
     // Minimal QRESYNC and seq-match without known-uids.
     assert!(matches!(
         ok(b"a EXAMINE x (QRESYNC (1 2))"),
@@ -441,85 +427,52 @@ fn list_forms_real_clients_send() {
     bad(b"a LSUB  *");
 }
 
+/// The LIST command `input` parses to.
+#[track_caller]
+fn parsed_list(input: &[u8]) -> ListCommand {
+    match ok(input) {
+        CommandBody::List(l) => l,
+        c => panic!("{:?} parsed to {c:?}", input.escape_ascii()),
+    }
+}
+
 #[test]
 fn list_extended() {
     // RFC 5258 §5 examples
-    let c = ok(b"A02 LIST (SUBSCRIBED) \"\" \"*\"");
     assert_eq!(
-        c,
-        CommandBody::List(ListCommand {
+        parsed_list(b"A02 LIST (SUBSCRIBED) \"\" \"*\""),
+        ListCommand {
             select_subscribed: true,
             extended: true,
             ..list_command("", &["*"])
-        })
+        }
     );
-    let c = ok(b"A03 LIST () \"\" \"%\" RETURN (CHILDREN)");
-    assert!(matches!(
-        c,
-        CommandBody::List(ListCommand {
-            return_children: true,
-            extended: true,
-            ..
-        })
-    ));
-    let c = ok(b"A04 LIST (REMOTE RECURSIVEMATCH SUBSCRIBED) \"\" \"%\" RETURN (CHILDREN)");
-    assert!(matches!(
-        c,
-        CommandBody::List(ListCommand {
-            select_remote: true,
-            select_recursive_match: true,
-            select_subscribed: true,
-            return_children: true,
-            ..
-        })
-    ));
-    let c = ok(b"A05 LIST \"\" (\"INBOX\" \"Drafts\" \"Sent/%\")");
+    let l = parsed_list(b"A03 LIST () \"\" \"%\" RETURN (CHILDREN)");
+    assert!(l.return_children && l.extended);
+    let l =
+        parsed_list(b"A04 LIST (REMOTE RECURSIVEMATCH SUBSCRIBED) \"\" \"%\" RETURN (CHILDREN)");
+    assert!(
+        l.select_remote && l.select_recursive_match && l.select_subscribed && l.return_children
+    );
     assert_eq!(
-        c,
-        CommandBody::List(ListCommand {
+        parsed_list(b"A05 LIST \"\" (\"INBOX\" \"Drafts\" \"Sent/%\")"),
+        ListCommand {
             extended: true,
             ..list_command("", &["INBOX", "Drafts", "Sent/%"])
-        })
+        }
     );
     // RFC 6154 §5.1 and RFC 5819 §2 examples
-    let c = ok(b"t1 LIST \"\" \"%\" RETURN (SPECIAL-USE)");
-    assert!(matches!(
-        c,
-        CommandBody::List(ListCommand {
-            return_special_use: true,
-            ..
-        })
-    ));
-    let c = ok(b"t3 LIST (SPECIAL-USE) \"\" \"*\"");
-    assert!(matches!(
-        c,
-        CommandBody::List(ListCommand {
-            select_special_use: true,
-            ..
-        })
-    ));
-    let c = ok(b"A01 LIST \"\" % RETURN (STATUS (MESSAGES UNSEEN))");
-    assert!(matches!(
-        &c,
-        CommandBody::List(ListCommand { return_status: Some(items), .. })
-            if items == &[StatusItem::Messages, StatusItem::Unseen]
-    ));
-    let c = ok(b"a LIST (subscribed) \"\" * return (subscribed children special-use status (size highestmodseq))");
-    assert!(matches!(
-        c,
-        CommandBody::List(ListCommand {
-            return_subscribed: true,
-            return_children: true,
-            return_special_use: true,
-            return_status: Some(_),
-            ..
-        })
-    ));
-    let c = ok(b"a LIST \"\" * RETURN ()");
-    assert!(matches!(
-        c,
-        CommandBody::List(ListCommand { extended: true, .. })
-    ));
+    assert!(parsed_list(b"t1 LIST \"\" \"%\" RETURN (SPECIAL-USE)").return_special_use);
+    assert!(parsed_list(b"t3 LIST (SPECIAL-USE) \"\" \"*\"").select_special_use);
+    let l = parsed_list(b"A01 LIST \"\" % RETURN (STATUS (MESSAGES UNSEEN))");
+    assert_eq!(
+        l.return_status,
+        Some(vec![StatusItem::Messages, StatusItem::Unseen])
+    );
+    let l = parsed_list(b"a LIST (subscribed) \"\" * return (subscribed children special-use status (size highestmodseq))");
+    assert!(l.return_subscribed && l.return_children && l.return_special_use);
+    assert!(l.return_status.is_some());
+    assert!(parsed_list(b"a LIST \"\" * RETURN ()").extended);
     bad(b"A06 LIST (RECURSIVEMATCH) \"\" \"%\"");
     bad(b"a LIST (BOGUS) \"\" *");
     bad(b"a LIST \"\" * RETURN (BOGUS)");
@@ -575,9 +528,7 @@ fn status() {
         }
     );
     // In LIST-STATUS too.
-    let CommandBody::List(l) = ok(b"a LIST \"\" * RETURN (STATUS (DELETED-STORAGE))") else {
-        panic!()
-    };
+    let l = parsed_list(b"a LIST \"\" * RETURN (STATUS (DELETED-STORAGE))");
     assert_eq!(l.return_status, Some(vec![StatusItem::DeletedStorage]));
     bad(b"a STATUS INBOX ()");
     bad(b"a STATUS INBOX (FOO)");
@@ -591,26 +542,27 @@ fn status() {
 fn quota_commands() {
     let quota = |root: &str| CommandBody::GetQuota(s(root));
     let quota_root = |mailbox: &str| CommandBody::GetQuotaRoot(s(mailbox));
-    assert_eq!(ok(b"G0001 GETQUOTA \"\""), quota(""));
-    assert_eq!(ok(b"G0002 GETQUOTAROOT INBOX"), quota_root("INBOX"));
-    // RFC 9208 §4.1.1 examples; atom, quoted and literal roots; case-insensitive names.
-    assert_eq!(
-        ok(b"G0001 GETQUOTA \"!partition/sda4\""),
-        quota("!partition/sda4")
-    );
-    assert_eq!(ok(b"a getquota User"), quota("User"));
-    assert_eq!(ok(b"a GetQuota {10+}\r\nUser quota"), quota("User quota"));
-    assert_eq!(ok(b"a GETQUOTA \"say \\\"hi\\\"\""), quota("say \"hi\""));
-    // The root is opaque: no modified UTF-7 decoding, no INBOX canonicalisation.
-    assert_eq!(ok(b"a GETQUOTA &AOQ-"), quota("&AOQ-"));
-    assert_eq!(ok(b"a GETQUOTA inbox"), quota("inbox"));
-    // GETQUOTAROOT takes a mailbox: INBOX is case-insensitive, names are decoded.
-    assert_eq!(ok(b"a getquotaroot inbox"), quota_root("INBOX"));
-    assert_eq!(
-        ok(b"a GETQUOTAROOT \"Entw&APw-rfe\""),
-        quota_root("Entwürfe")
-    );
-    assert_eq!(ok(b"a GETQUOTAROOT {5}\r\nDraft"), quota_root("Draft"));
+    for (input, body) in [
+        (&b"G0001 GETQUOTA \"\""[..], quota("")),
+        (b"G0002 GETQUOTAROOT INBOX", quota_root("INBOX")),
+        // RFC 9208 §4.1.1 examples; atom, quoted and literal roots; case-insensitive names.
+        (
+            b"G0001 GETQUOTA \"!partition/sda4\"",
+            quota("!partition/sda4"),
+        ),
+        (b"a getquota User", quota("User")),
+        (b"a GetQuota {10+}\r\nUser quota", quota("User quota")),
+        (b"a GETQUOTA \"say \\\"hi\\\"\"", quota("say \"hi\"")),
+        // The root is opaque: no modified UTF-7 decoding, no INBOX canonicalisation.
+        (b"a GETQUOTA &AOQ-", quota("&AOQ-")),
+        (b"a GETQUOTA inbox", quota("inbox")),
+        // GETQUOTAROOT takes a mailbox: INBOX is case-insensitive, names are decoded.
+        (b"a getquotaroot inbox", quota_root("INBOX")),
+        (b"a GETQUOTAROOT \"Entw&APw-rfe\"", quota_root("Entwürfe")),
+        (b"a GETQUOTAROOT {5}\r\nDraft", quota_root("Draft")),
+    ] {
+        assert_eq!(ok(input), body, "{:?}", input.escape_ascii());
+    }
     assert_eq!(
         ok_utf8("a GETQUOTAROOT \"Entwürfe\"".as_bytes()),
         quota_root("Entwürfe")

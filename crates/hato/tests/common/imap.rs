@@ -2,14 +2,15 @@
 
 use std::collections::HashMap;
 
-use super::{PASSWORD, PY_UNVERIFIED, TestServer, USER, python, results};
+use super::{PASSWORD, PY_UNVERIFIED, TestServer, USER, deliver_to_alice, python, results};
 
 /// Python prelude: arguments (imap port, imaps port, smtp port, user, password), `ctx` (an
 /// unverifying TLS context), `out()` (a "KEY value" line), `login()` (imaplib over implicit
 /// TLS), `deliver()` (a message to the user over SMTP), `flat()` (imaplib data as text), `Raw`
 /// (byte-level conversations: `line()` and `until(tag)` as text; `response()`, `responses(tag)`
-/// and `cmd(tag, text)` with literals, as `(text, [literal bytes])`) and `conn()` (a logged-in
-/// `Raw` over implicit TLS).
+/// and `cmd(tag, text)` with literals, as `(text, [literal bytes])`), `plain()` (a socket to
+/// the plaintext port and a `Raw` on it, greeting unread) and `conn()` (a logged-in `Raw` over
+/// implicit TLS).
 const PY_PRELUDE: &str = r#"
 import imaplib, smtplib, socket, sys, time, re, threading, random
 IMAP, IMAPS, SMTP, USER, PASS = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5]
@@ -78,6 +79,9 @@ class Raw:
     def cmd(self, tag, text, timeout=60):
         self.send(("%s %s\r\n" % (tag, text)).encode())
         return self.responses(tag, timeout)
+def plain():
+    s = socket.create_connection(("127.0.0.1", IMAP))
+    return s, Raw(s)
 def conn():
     s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", IMAPS)), server_hostname="localhost")
     r = Raw(s)
@@ -104,4 +108,15 @@ pub fn imap_py(server: &TestServer, script: &str) -> HashMap<String, String> {
         );
     }
     results(&out)
+}
+
+/// A new server (default configuration) with `messages` delivered to alice, and what `script`
+/// printed when run against it ([`imap_py`]).
+pub fn imap_py_new(messages: &[String], script: &str) -> (TestServer, HashMap<String, String>) {
+    let server = TestServer::start();
+    if !messages.is_empty() {
+        deliver_to_alice(&server, messages);
+    }
+    let r = imap_py(&server, script);
+    (server, r)
 }

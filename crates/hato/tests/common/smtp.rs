@@ -282,7 +282,13 @@ pub fn smtp_conv(port: u16, implicit: bool, lines: &[&str]) -> Vec<String> {
 /// `EHLO client.example` and then `lines` over implicit TLS on the submissions port: the
 /// greeting, the EHLO reply and one recording per line.
 pub fn submissions(server: &TestServer, lines: &[&str]) -> Vec<String> {
-    let mut all = vec!["EHLO client.example"];
+    submissions_from(server, "client.example", lines)
+}
+
+/// [`submissions`] from the client that says `EHLO <client>`.
+pub fn submissions_from(server: &TestServer, client: &str, lines: &[&str]) -> Vec<String> {
+    let ehlo = format!("EHLO {client}");
+    let mut all = vec![ehlo.as_str()];
     all.extend(lines);
     smtp_conv(server.ports.submissions, true, &all)
 }
