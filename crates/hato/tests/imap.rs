@@ -415,7 +415,7 @@ out("STATUS_5", status(z))
 
 #[test]
 fn append_copy_move_search() {
-    let (server, r) = imap_py_new(
+    let (_server, r) = imap_py_new(
         &[
             message("apples", "red fruit"),
             message("pears", "green fruit"),
@@ -477,7 +477,7 @@ c.logout()
 
 #[test]
 fn huge_literals_are_refused_without_allocation() {
-    let (server, r) = imap_py_new(
+    let (_server, r) = imap_py_new(
         &[],
         r#"
 # Before login: a synchronising literal far beyond the limit is refused, the connection lives.
