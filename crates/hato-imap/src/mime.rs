@@ -21,7 +21,9 @@
 //! Work is bounded: nesting deeper than [`MAX_DEPTH`] and parts beyond [`MAX_PARTS`] are
 //! not split further (shown as `APPLICATION/OCTET-STREAM` leaves), so a message costs at
 //! most `MAX_DEPTH` linear scans however it is built, and the [`BodyStructure`] handed to
-//! the encoder has bounded depth.
+//! the encoder has bounded depth. The text of such a part is still searched, flat: its raw
+//! octets (nested headers, boundaries and all, transfer encodings not undone), so nothing
+//! can be hidden from SEARCH by nesting it deep.
 //!
 //! # Approximations (documented choices)
 //!
@@ -74,6 +76,8 @@ struct Part {
     body: Range<usize>,
     info: PartInfo,
     kind: PartKind,
+    /// Not split further because of [`MAX_DEPTH`] or [`MAX_PARTS`]: searched as raw text.
+    deep: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -266,6 +270,9 @@ impl<'a> ParsedMessage<'a> {
         text_leaves(&self.root, &mut leaves);
         leaves.into_iter().map(|p| {
             let body = &self.raw[p.body.clone()];
+            if p.deep {
+                return String::from_utf8_lossy(body).into_owned();
+            }
             let bytes: Cow<'_, [u8]> = match p.info.encoding.as_str() {
                 "BASE64" => Cow::Owned(decode_base64(body)),
                 "QUOTED-PRINTABLE" => Cow::Owned(decode_qp(body)),
@@ -427,6 +434,7 @@ fn parse_part(
     let body = body_start..range.end;
     let mut info = part_info(&raw[header.clone()], digest_child);
     let mut kind = PartKind::Leaf;
+    let mut deep = false;
     let too_deep = depth >= MAX_DEPTH || *budget == 0;
     if info.media_type == "MULTIPART" {
         let boundary = info
@@ -449,11 +457,15 @@ fn parse_part(
                 }
                 if parts.is_empty() {
                     info.set_opaque();
+                    deep = true;
                 } else {
                     kind = PartKind::Multi(parts);
                 }
             }
-            Some(ranges) if !ranges.is_empty() => info.set_opaque(),
+            Some(ranges) if !ranges.is_empty() => {
+                info.set_opaque();
+                deep = true;
+            }
             _ => {
                 // No boundary (parameter missing or never found): best effort, plain text.
                 info.media_type = "TEXT".into();
@@ -467,6 +479,7 @@ fn parse_part(
             // Encoded encapsulation is not allowed (RFC 2046 §5.2.1): keep it opaque.
         } else if too_deep {
             info.set_opaque();
+            deep = true;
         } else {
             *budget -= 1;
             let inner = parse_part(raw, body.clone(), false, depth + 1, budget);
@@ -478,6 +491,7 @@ fn parse_part(
         body,
         info,
         kind,
+        deep,
     }
 }
 
@@ -538,7 +552,7 @@ fn split_multipart(raw: &[u8], body: Range<usize>, boundary: &[u8]) -> Vec<Range
 /// The `TEXT/*` leaves under `p`, in order (depth is bounded by [`MAX_DEPTH`]).
 fn text_leaves<'p>(p: &'p Part, out: &mut Vec<&'p Part>) {
     match &p.kind {
-        PartKind::Leaf if p.info.media_type == "TEXT" => out.push(p),
+        PartKind::Leaf if p.info.media_type == "TEXT" || p.deep => out.push(p),
         PartKind::Leaf => {}
         PartKind::Multi(children) => children.iter().for_each(|c| text_leaves(c, out)),
         PartKind::Message(inner) => text_leaves(inner, out),

@@ -389,6 +389,11 @@ fn deep_nesting_is_bounded() {
     }
     raw.extend_from_slice(b"\r\nleaf\r\n");
     let m = ParsedMessage::parse(&raw);
+    // Below the limit the text is not split out, but it is still searched (flat).
+    assert!(
+        m.texts().any(|t| t.contains("leaf")),
+        "deep text hidden from SEARCH"
+    );
     fn depth(b: &BodyStructure) -> usize {
         match b {
             BodyStructure::Multi { parts, .. } => 1 + parts.iter().map(depth).max().unwrap_or(0),
@@ -405,7 +410,9 @@ fn deep_nesting_is_bounded() {
     for _ in 0..200 {
         raw.extend_from_slice(b"Content-Type: message/rfc822\r\n\r\n");
     }
+    raw.extend_from_slice(b"Subject: inner\r\n\r\nhidden words\r\n");
     let m = ParsedMessage::parse(&raw);
+    assert!(m.texts().any(|t| t.contains("hidden words")));
     assert!(depth(&m.body_structure(false)) <= MAX_DEPTH + 1);
     let _ = wire(
         FetchValue::BodyStructure(Box::new(m.body_structure(true))),
