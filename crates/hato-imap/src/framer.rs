@@ -129,6 +129,10 @@ pub enum FrameError {
     /// The command does not start with a valid tag.
     #[error("invalid tag")]
     InvalidTag,
+    /// An APPEND literal within the limits, but the server has no room for it now (see
+    /// [`Framer::set_room`]): answer `NO [UNAVAILABLE]`, the client may retry.
+    #[error("no room for a message of {size} octets now")]
+    NoRoom { size: u64 },
 }
 
 /// A complete command as framed: the tag and the whole command text.
@@ -241,6 +245,8 @@ pub struct Framer {
     ann: Ann,
     /// Whether the first line of the command is being read.
     first_line: bool,
+    /// APPEND literal octets the server has room for now ([`Framer::set_room`]).
+    room: Option<u64>,
 }
 
 impl Framer {
@@ -261,6 +267,7 @@ impl Framer {
             escaped: false,
             ann: Ann::None,
             first_line: true,
+            room: None,
         }
     }
 
@@ -285,6 +292,19 @@ impl Framer {
     /// Octets received but not yet framed.
     pub fn buffered(&self) -> usize {
         self.input.len() - self.pos
+    }
+
+    /// Octets held: received and not yet framed, and the command being framed.
+    pub fn held(&self) -> usize {
+        self.buffered() + self.cmd.len() + self.head.len()
+    }
+
+    /// How many octets of APPEND literal the server has room for now (its memory for mail in
+    /// transit, shared by every session); `None`: no such bound. A larger APPEND literal
+    /// announced from now on is refused with [`FrameError::NoRoom`]: a synchronising one
+    /// before the client sends it, a non-synchronising one skipped without being stored.
+    pub fn set_room(&mut self, room: Option<u64>) {
+        self.room = room;
     }
 
     /// Drops every buffered octet and any partial command (after STARTTLS, RFC 9051
@@ -604,6 +624,8 @@ impl Framer {
                 });
             } else if size > remaining_command {
                 self.fail(FrameError::CommandTooLong);
+            } else if append && self.room.is_some_and(|room| size > room) {
+                self.fail(FrameError::NoRoom { size });
             }
         }
         self.total = self.total.saturating_add(2).saturating_add(size);

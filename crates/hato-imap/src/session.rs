@@ -416,6 +416,19 @@ impl Session {
 
     /// Appends client bytes. Bytes fed while closing or while a STARTTLS handshake is
     /// pending are discarded.
+    /// Octets of client input the session holds (a command being received, with its
+    /// literals), for the driver's budget of memory for mail in transit.
+    pub fn data_held(&self) -> usize {
+        self.framer.held()
+    }
+
+    /// How many octets of APPEND message the server has room for now; a larger APPEND
+    /// literal is refused with `NO [UNAVAILABLE]` before the client sends it (a
+    /// non-synchronising one is skipped unread). `None`: no bound.
+    pub fn set_literal_room(&mut self, room: Option<u64>) {
+        self.framer.set_room(room);
+    }
+
     pub fn feed(&mut self, bytes: &[u8]) {
         if self.closing || self.starttls_pending {
             return;
@@ -695,6 +708,15 @@ impl Session {
             FrameError::LiteralTooBig { append: true, .. } if tag.is_some() => {
                 let tag = tag.unwrap_or_default();
                 self.no(tag, Code::TooBig, "Message exceeds the APPENDLIMIT");
+            }
+            // RFC 5530 §3: a temporary failure; the client retries later.
+            FrameError::NoRoom { .. } if tag.is_some() => {
+                let tag = tag.unwrap_or_default();
+                self.no(
+                    tag,
+                    Code::Unavailable,
+                    "No room for this message now, try again later",
+                );
             }
             FrameError::LiteralTooBig { .. } | FrameError::CommandTooLong => {
                 self.bad(tag, Some(Code::TooBig), &error.to_string());

@@ -218,11 +218,9 @@ struct Transaction {
     /// DSN parameters of `recipients[i]`; always as long as `recipients`.
     rcpt_dsn: Vec<RcptDsn>,
     /// BDAT chunks received so far.
-    body: Vec<u8>,
+    chunks: data::Chunks,
     /// BDAT was used: DATA and RCPT are no longer allowed.
     chunking: bool,
-    /// The server has no room for this message ([`Session::refuse_data`]).
-    no_room: bool,
 }
 
 /// SASL exchange in progress.
@@ -448,7 +446,21 @@ impl Session {
             Input::Data(rx) => rx.stored(),
             _ => 0,
         };
-        data + self.txn.as_ref().map_or(0, |t| t.body.len())
+        data + self.txn.as_ref().map_or(0, |t| t.chunks.stored())
+    }
+
+    /// Moves the message octets held so far out of the session, if there are at least `min`:
+    /// their offset in the message and the octets. The driver keeps them (in a spool file) so
+    /// memory does not grow with the message; [`Envelope::body`] then holds only what came
+    /// after the last of them ([`Envelope::body_offset`]). Refused messages hold nothing.
+    pub fn take_data(&mut self, min: usize) -> Option<(u64, Vec<u8>)> {
+        if self.data_held() < min.max(1) {
+            return None;
+        }
+        match &mut self.input {
+            Input::Data(rx) => Some(rx.take()),
+            _ => self.txn.as_mut().map(|t| t.chunks.take()),
+        }
     }
 
     /// The server has no room for the message being received (its memory budget is used up):
@@ -461,8 +473,7 @@ impl Session {
         if let Some(t) = &mut self.txn
             && (t.chunking || matches!(self.input, Input::Bdat { .. }))
         {
-            t.no_room = true;
-            t.body = Vec::new();
+            t.chunks.no_room();
         }
     }
 

@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 
-use crate::{AccountId, BlobId, Result};
+use crate::{AccountId, BlobId, MessageData, Result};
 
 /// Per-message submission parameters for the queued copy (see [`Deliver::deliver_with_params`]).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -22,8 +22,9 @@ pub struct QueueParams {
 pub struct Delivery {
     /// Envelope reverse-path, "" for the null sender.
     pub sender: String,
-    /// The message as received, with hato's Received header at the top, CRLF line endings.
-    pub data: Vec<u8>,
+    /// The message as received, with hato's Received header at the top, CRLF line endings; a
+    /// large one partly in a spool file, streamed into the store.
+    pub data: MessageData,
     /// Accounts whose INBOX gets the message. Stored once, as `Return-Path: <sender>\r\n` + data,
     /// referenced by every INBOX entry (single instance). Duplicates are delivered once.
     pub local: Vec<AccountId>,

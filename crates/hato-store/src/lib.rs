@@ -64,6 +64,7 @@ pub mod conformance;
 mod deliver;
 mod directory;
 mod mailstore;
+mod message_data;
 mod queue;
 pub mod rules;
 mod shared_state;
@@ -75,6 +76,7 @@ pub use mailstore::{
     AppendUid, Changes, CopyUids, Expunge, FlagOp, FlagUpdate, FlagsResult, Mailbox,
     MailboxChanged, MailboxStatus, Mailstore, MessageEntry, Usage,
 };
+pub use message_data::MessageData;
 pub use queue::{
     DsnParams, DueDomain, Queue, QueueAttempt, QueueEntry, QueueSelect, recipient_domain,
 };

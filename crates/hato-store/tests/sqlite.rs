@@ -25,7 +25,7 @@ const HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA";
 fn delivery(n: u64, local: Vec<AccountId>, remote: Vec<String>) -> Delivery {
     Delivery {
         sender: format!("sender{n}@remote.test"),
-        data: message(n),
+        data: message(n).into(),
         local,
         remote,
         received_at: 1_700_000_000 + n as i64,

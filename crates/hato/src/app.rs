@@ -96,6 +96,14 @@ impl Server {
             header_cache: Arc::new(HeaderCache::new(HEADER_CACHE_BYTES)),
             pop3_locks: Arc::new(MaildropLocks::default()),
             data_budget: crate::net::DataBudget::new(limits.max_data_in_flight),
+            spool_dir: crate::spool::dir(&config.data_dir)
+                .map_err(|e| {
+                    anyhow::anyhow!(
+                        "cannot make the spool directory {}: {e} (it must be writable by hato)",
+                        config.data_dir.join("spool").display()
+                    )
+                })?
+                .into(),
             dns: dns.as_ref().ok().cloned(),
             https: https_site(&config, resolver.as_ref()),
         };
@@ -330,6 +338,7 @@ struct Parts {
     header_cache: Arc<HeaderCache>,
     pop3_locks: Arc<MaildropLocks>,
     data_budget: Arc<crate::net::DataBudget>,
+    spool_dir: Arc<std::path::Path>,
     /// For the reverse DNS name of SMTP clients (Received headers); None without a resolver.
     dns: Option<Arc<dyn hato_dns::Resolver>>,
     https: Option<Arc<Site>>,
@@ -382,6 +391,7 @@ fn service(config: &Config, l: &ListenerConfig, parts: &Parts) -> anyhow::Result
             outbound: parts.outbound.clone(),
             dns: parts.dns.clone(),
             data_budget: parts.data_budget.clone(),
+            spool_dir: parts.spool_dir.clone(),
         }),
         Protocol::Pop3 => Arc::new(Pop3Service {
             config: Arc::new(hato_pop3::Config {
@@ -398,7 +408,8 @@ fn service(config: &Config, l: &ListenerConfig, parts: &Parts) -> anyhow::Result
         }),
         Protocol::Imap => {
             let mut limits = hato_imap::Limits::default();
-            limits.max_append_literal = lim.max_message_size as u64;
+            // APPEND messages are held in memory while they arrive: never more than the budget.
+            limits.max_append_literal = lim.max_message_size.min(lim.max_data_in_flight) as u64;
             limits.max_command = limits
                 .max_command
                 .max(limits.max_append_literal.saturating_add(1024 * 1024));
@@ -416,6 +427,7 @@ fn service(config: &Config, l: &ListenerConfig, parts: &Parts) -> anyhow::Result
                 timeouts: parts.timeouts,
                 shutdown: parts.shutdown.clone(),
                 header_cache: parts.header_cache.clone(),
+                data_budget: parts.data_budget.clone(),
             })
         }
         Protocol::Https => Arc::new(HttpsService {

@@ -37,3 +37,4 @@ mod outbound;
 pub mod pop3;
 pub mod shared_state;
 pub mod smtp;
+pub mod spool;

@@ -18,7 +18,7 @@ pub async fn store_dsn(
     let rcpt = d.rcpt_to;
     let mut delivery = Delivery {
         sender: String::new(),
-        data: d.message,
+        data: d.message.into(),
         local: Vec::new(),
         remote: Vec::new(),
         received_at: now,

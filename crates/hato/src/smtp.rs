@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use hato_delivery::dsn;
 use hato_smtp::{Action, Session};
-use hato_store::{Account, Delivery, QueueParams};
+use hato_store::{Account, Delivery, MessageData, QueueParams};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tracing::{debug, error, info, warn};
 
@@ -18,6 +18,7 @@ use crate::access::{Access, Target};
 use crate::auth::Authenticator;
 use crate::config::Protocol;
 use crate::net::{self, ClientStream, Connection, Input, Shutdown, Timeouts, write_with_timeout};
+use crate::spool::{SPOOL_AT, Spool};
 use hato_wire::date::unix_now;
 
 /// The `smtp` and `submission` service: what its connections need, built once per listener.
@@ -38,6 +39,8 @@ pub struct SmtpService {
     pub dns: Option<Arc<dyn hato_dns::Resolver>>,
     /// Memory for message data in transit, shared by every SMTP listener.
     pub data_budget: Arc<net::DataBudget>,
+    /// Where message data goes once a message passes [`spool::SPOOL_AT`].
+    pub spool_dir: Arc<std::path::Path>,
 }
 
 #[async_trait::async_trait]
@@ -86,6 +89,7 @@ impl net::Service for SmtpService {
             reverse_name: None,
             stopping: None,
             data_share: self.data_budget.share(),
+            spool: Spool::new(self.spool_dir.clone()),
         };
         let mut session = Session::new(self.config.clone(), smtp_peer, tls);
         conn.greet(&mut session, &mut stream).await?;
@@ -122,6 +126,8 @@ struct Conn<'a> {
     stopping: Option<Instant>,
     /// What the session holds of message data, within the server's budget.
     data_share: net::DataShare,
+    /// The part of the message under way that went to disk.
+    spool: Spool,
 }
 
 /// How long a message whose data is arriving when the server stops may take to finish (the
@@ -155,6 +161,12 @@ impl Conn<'_> {
         loop {
             match s.poll() {
                 Action::NeedInput => {
+                    if let Some((at, bytes)) = s.take_data(SPOOL_AT)
+                        && let Err(e) = self.spool.write(at, bytes).await
+                    {
+                        error!(error = %e, dir = %self.svc.spool_dir.display(), "cannot spool message data: refused with 452 at its end");
+                        s.refuse_data();
+                    }
                     if !self.data_share.set(s.data_held()) {
                         warn!(
                             held = s.data_held(),
@@ -290,19 +302,41 @@ impl Conn<'_> {
         let date = hato_wire::date::rfc5322(now);
         let hostname = &self.svc.hostname;
         let mut head = env.received_header(hostname, &id, &date).into_bytes();
+        let spooled = env.body_offset > 0;
+        if !spooled {
+            self.spool.discard();
+        }
         if self.svc.protocol == Protocol::Submission {
             // RFC 6409 8.2/8.3: a submission server may add missing Date and Message-ID.
-            if !hato_smtp::message::header_present(&env.body, "Date") {
+            let start = if spooled {
+                self.spool.start()
+            } else {
+                &env.body
+            };
+            if !hato_smtp::message::header_present(start, "Date") {
                 head.extend_from_slice(format!("Date: {date}\r\n").as_bytes());
             }
-            if !hato_smtp::message::header_present(&env.body, "Message-ID") {
+            if !hato_smtp::message::header_present(start, "Message-ID") {
                 head.extend_from_slice(format!("Message-ID: <{id}@{hostname}>\r\n").as_bytes());
             }
         }
-        // The new header lines go in front of the body in place: one copy of the message in
-        // memory, not two.
-        let mut data = std::mem::take(&mut env.body);
-        data.splice(0..0, head);
+        let body = std::mem::take(&mut env.body);
+        let data: MessageData = if spooled {
+            // Header lines, the spool file, the rest: streamed into the store, never whole in
+            // memory.
+            self.spool
+                .message(head, env.body_offset, body)
+                .map_err(|e| {
+                    error!(queue_id = %id, error = %e, "the spooled message is incomplete");
+                    local_error()
+                })?
+        } else {
+            // The new header lines go in front of the body in place: one copy of the message in
+            // memory, not two.
+            let mut data = body;
+            data.splice(0..0, head);
+            data.into()
+        };
         let size = data.len();
 
         let mut local = Vec::new();
@@ -357,14 +391,17 @@ impl Conn<'_> {
         };
         let (nlocal, nremote) = (delivery.local.len(), delivery.remote.len());
         // The report returns the header only: keep just that, not a copy of the whole message.
-        let data_for_report = (!success.is_empty()).then(|| {
-            let d = &delivery.data;
-            let end = d
-                .windows(4)
-                .position(|w| w == b"\r\n\r\n")
-                .map_or(d.len(), |i| i + 4);
-            d[..end].to_vec()
-        });
+        let data_for_report = (!success.is_empty())
+            .then(|| delivery.data.prefix(REPORT_HEADER_MAX).ok())
+            .flatten()
+            .map(|mut d| {
+                let end = d
+                    .windows(4)
+                    .position(|w| w == b"\r\n\r\n")
+                    .map_or(d.len(), |i| i + 4);
+                d.truncate(end);
+                d
+            });
         // RFC 3461 / RFC 8689 parameters travel with the remote recipients (same order).
         let params = QueueParams {
             ret: env.ret.map(|r| r.as_str().to_owned()),
@@ -403,11 +440,7 @@ impl Conn<'_> {
             }
             Err(e) => {
                 error!(queue_id = %id, error = %e, "storing the message failed");
-                Err(hato_smtp::Reply::new(
-                    451,
-                    (4, 3, 0),
-                    "Local error in processing, try again later",
-                ))
+                Err(local_error())
             }
         }
     }
@@ -451,6 +484,13 @@ impl Conn<'_> {
             Err(e) => warn!(error = %e, "cannot store the success notification"),
         }
     }
+}
+
+/// The most of a message's start searched for its header section (NOTIFY=SUCCESS reports).
+const REPORT_HEADER_MAX: usize = 1024 * 1024;
+
+fn local_error() -> hato_smtp::Reply {
+    hato_smtp::Reply::new(451, (4, 3, 0), "Local error in processing, try again later")
 }
 
 fn queue_id() -> String {

@@ -167,14 +167,15 @@ print("owner_after", login(pw))
     assert_eq!(get(&r, "owner_after"), "235", "{}", out.all());
 }
 
-/// The memory all sessions may hold for messages in transit is bounded: a message that would
-/// pass the budget is answered 452 4.3.1 at its end while the one holding the memory goes
-/// through, and the refused sender's retry is accepted once there is room.
+/// The memory all sessions may hold for messages in transit is bounded: sessions hold message
+/// data in memory up to 256 KiB (then it goes to the spool), and a message that would pass the
+/// budget is answered 452 4.3.1 at its end while those holding the memory go through; the
+/// refused sender's retry is accepted once there is room.
 #[test]
 fn messages_in_transit_stay_within_the_memory_budget() {
     let server = TestServer::start_with(
         "",
-        &format!("[limits]\nmax_message_size = 2000000\nmax_data_in_flight = 2000000\n{FAST_AUTH}"),
+        &format!("[limits]\nmax_message_size = 2000000\nmax_data_in_flight = 524288\n{FAST_AUTH}"),
     );
     const SCRIPT: &str = r#"
 port, rcpt = int(sys.argv[1]), sys.argv[2]
@@ -192,25 +193,183 @@ def session():
         reply()
     return s, reply
 line = b"y" * 998 + b"\r\n"
+# a and b each hold 200 kB (under the 256 KiB that go to the spool); c cannot get its share.
 a, a_reply = session()
 b, b_reply = session()
-a.sendall(b"Subject: a\r\n\r\n" + line * 1500)
+c, c_reply = session()
+a.sendall(b"Subject: a\r\n\r\n" + line * 200)
+b.sendall(b"Subject: b\r\n\r\n" + line * 200)
 time.sleep(0.5)
-b.sendall(b"Subject: b\r\n\r\n" + line * 1000)
+c.sendall(b"Subject: c\r\n\r\n" + line * 200)
 time.sleep(0.5)
-b.sendall(b".\r\n")
-print("b", b_reply())
+c.sendall(b".\r\n")
+print("c", c_reply())
 a.sendall(b".\r\n")
 print("a", a_reply())
-c, c_reply = session()
-c.sendall(b"Subject: b again\r\n\r\n" + line * 1000 + b".\r\n")
-print("retry", c_reply())
+b.sendall(b".\r\n")
+print("b", b_reply())
+d, d_reply = session()
+d.sendall(b"Subject: c again\r\n\r\n" + line * 200 + b".\r\n")
+print("retry", d_reply())
 "#;
     let port = server.ports.smtp.to_string();
     let out = python(&prelude(SCRIPT), &[&port, USER]);
     let r = results(&out);
-    assert!(get(&r, "b").starts_with("452 4.3.1 "), "{}", out.all());
+    assert!(get(&r, "c").starts_with("452 4.3.1 "), "{}", out.all());
     assert!(get(&r, "a").starts_with("250 2.0.0 "), "{}", out.all());
+    assert!(get(&r, "b").starts_with("250 2.0.0 "), "{}", out.all());
     assert!(get(&r, "retry").starts_with("250 2.0.0 "), "{}", out.all());
+    assert_eq!(server.inbox(USER).len(), 3);
+}
+
+/// Python: `session(port)` opens an SMTP session to the MAIL/RCPT point and returns the socket
+/// and `reply()` (the last line of the next reply).
+const SMTP_RAW: &str = r#"
+def session(port, rcpt):
+    s = socket.create_connection(("127.0.0.1", port), timeout=30)
+    f = s.makefile("rb")
+    def reply():
+        lines = [f.readline()]
+        while lines[-1][3:4] == b"-":
+            lines.append(f.readline())
+        return lines[-1].decode().strip()
+    reply()
+    for cmd in ("EHLO c.example", "MAIL FROM:<a@outside.example>", "RCPT TO:<%s>" % rcpt):
+        s.sendall(cmd.encode() + b"\r\n")
+        reply()
+    return s, reply
+"#;
+
+/// Messages larger than what a session keeps in memory go through the spool file and are
+/// stored exactly: a 3 MB DATA message with dot-stuffed lines, and a BDAT message whose chunks
+/// cut CRLF pairs apart; nothing is left in the spool directory.
+#[test]
+fn large_messages_pass_through_the_spool_intact() {
+    let server = TestServer::start_with("", FAST_AUTH);
+    let script = format!(
+        "{SMTP_RAW}{}",
+        r#"
+port, rcpt = int(sys.argv[1]), sys.argv[2]
+body = b"".join(b".line %d " % i + b"z" * (i % 700) + b"\r\n" for i in range(6000))
+data = b"Subject: big data\r\n\r\n" + body
+s, reply = session(port, rcpt)
+s.sendall(b"DATA\r\n")
+reply()
+s.sendall(data.replace(b"\r\n.", b"\r\n..") + b".\r\n")
+print("data", reply())
+chunked = b"Subject: big bdat\r\n\r\n" + body
+s.sendall(b"MAIL FROM:<a@outside.example>\r\nRCPT TO:<%s>\r\n" % rcpt.encode())
+reply(); reply()
+at, n = 0, 0
+while at < len(chunked):
+    size = 300001 + n  # odd sizes: chunk ends fall between CR and LF
+    chunk = chunked[at:at + size]
+    last = at + size >= len(chunked)
+    s.sendall(b"BDAT %d%s\r\n" % (len(chunk), b" LAST" if last else b"") + chunk)
+    r = reply()
+    at, n = at + size, n + 1
+print("bdat", r, n)
+open(sys.argv[3], "wb").write(data)
+"#
+    );
+    let port = server.ports.smtp.to_string();
+    let sent = server.dir.path().join("sent");
+    let out = python(&prelude(&script), &[&port, USER, sent.to_str().unwrap()]);
+    let r = results(&out);
+    assert!(get(&r, "data").starts_with("250 2.0.0 "), "{}", out.all());
+    assert!(get(&r, "bdat").starts_with("250 2.0.0 "), "{}", out.all());
+    let data = String::from_utf8(std::fs::read(&sent).unwrap()).unwrap();
+    assert!(data.len() > 2_000_000, "{}", data.len());
+    let inbox = server.inbox(USER);
+    assert_eq!(inbox.len(), 2);
+    let bdat = data.replace("Subject: big data", "Subject: big bdat");
+    for (stored, sent) in inbox.iter().zip([&data, &bdat]) {
+        assert!(stored.starts_with("Return-Path: <a@outside.example>\r\nReceived: "));
+        assert!(stored.ends_with(sent.as_str()), "stored message differs");
+        assert_eq!(stored.find("\r\n\r\n"), stored.find("\r\n\r\n.line 0 "));
+    }
+    let spool = std::fs::read_dir(server.dir.path().join("data").join("spool")).unwrap();
+    assert_eq!(spool.count(), 0, "spool files left behind");
+}
+
+/// When message data cannot go to disk (the spool directory is gone), the message is refused
+/// with 452 4.3.1 at its end, never accepted and lost; the next one goes through once the
+/// directory is back.
+#[test]
+fn a_spool_failure_is_a_temporary_refusal() {
+    let server = TestServer::start_with("", FAST_AUTH);
+    let spool = server.dir.path().join("data").join("spool");
+    std::fs::remove_dir(&spool).unwrap();
+    let script = format!(
+        "{SMTP_RAW}{}",
+        r#"
+port, rcpt, spool = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+data = b"Subject: big\r\n\r\n" + (b"x" * 998 + b"\r\n") * 600 + b".\r\n"
+s, reply = session(port, rcpt)
+s.sendall(b"DATA\r\n")
+reply()
+s.sendall(data)
+print("gone", reply())
+os.mkdir(spool)
+s.sendall(b"MAIL FROM:<a@outside.example>\r\nRCPT TO:<%s>\r\nDATA\r\n" % rcpt.encode())
+reply(); reply(); reply()
+s.sendall(data)
+print("back", reply())
+"#
+    );
+    let port = server.ports.smtp.to_string();
+    let out = python(
+        &prelude(&format!("import os\n{script}")),
+        &[&port, USER, spool.to_str().unwrap()],
+    );
+    let r = results(&out);
+    assert!(get(&r, "gone").starts_with("452 4.3.1 "), "{}", out.all());
+    assert!(get(&r, "back").starts_with("250 2.0.0 "), "{}", out.all());
+    assert_eq!(server.inbox(USER).len(), 1);
+    assert!(server.logs().contains("cannot spool message data"));
+}
+
+/// IMAP APPEND messages are held in memory while they arrive, so they count against the same
+/// budget: while an SMTP session holds 200 kB of a 524288-octet budget, an APPEND of 400 kB is
+/// refused with NO [UNAVAILABLE] before the client sends it; once the SMTP message is stored,
+/// the same APPEND goes through.
+#[test]
+fn imap_append_shares_the_memory_budget() {
+    let server = TestServer::start_with(
+        "",
+        &format!("[limits]\nmax_message_size = 2000000\nmax_data_in_flight = 524288\n{FAST_AUTH}"),
+    );
+    let r = imap_py(
+        &server,
+        r#"
+s = socket.create_connection(("127.0.0.1", SMTP), timeout=30)
+f = s.makefile("rb")
+def reply():
+    lines = [f.readline()]
+    while lines[-1][3:4] == b"-":
+        lines.append(f.readline())
+    return lines[-1].decode().strip()
+reply()
+for c in ("EHLO c.example", "MAIL FROM:<a@outside.example>", "RCPT TO:<%s>" % USER, "DATA"):
+    s.sendall(c.encode() + b"\r\n")
+    reply()
+s.sendall(b"Subject: held\r\n\r\n" + (b"y" * 998 + b"\r\n") * 200)
+time.sleep(0.5)
+message = b"Subject: appended\r\n\r\n" + (b"z" * 998 + b"\r\n") * 400
+r = conn()
+r.send(b"a APPEND INBOX {%d}\r\n" % len(message))
+out("BUSY", r.line())
+s.sendall(b".\r\n")
+out("SMTP", reply())
+r.send(b"b APPEND INBOX {%d}\r\n" % len(message))
+out("CONT", r.line())
+r.send(message + b"\r\n")
+out("APPEND", r.until("b")[-1])
+"#,
+    );
+    assert!(get(&r, "BUSY").starts_with("a NO [UNAVAILABLE]"), "{r:?}");
+    assert!(get(&r, "SMTP").starts_with("250 2.0.0 "), "{r:?}");
+    assert!(get(&r, "CONT").starts_with("+ "), "{r:?}");
+    assert!(get(&r, "APPEND").starts_with("b OK [APPENDUID "), "{r:?}");
     assert_eq!(server.inbox(USER).len(), 2);
 }

@@ -606,3 +606,36 @@ proptest! {
         prop_assert_eq!(&ev[1], &noop("z"));
     }
 }
+
+/// Without room for an APPEND literal (the server's memory for mail in transit is taken), a
+/// synchronising one is refused before the client sends it and a non-synchronising one is
+/// skipped unread; both end in `NoRoom` and the stream stays in step. Other literals, and
+/// APPEND literals that fit, are not affected.
+#[test]
+fn append_literals_beyond_the_room_are_refused() {
+    let mut f = framer();
+    f.set_room(Some(10));
+    let no_room = |size| FrameError::NoRoom { size };
+    check(
+        &mut f,
+        b"a APPEND INBOX {11}\r\nb NOOP\r\n",
+        &refused_then_noop("a", no_room(11), "b"),
+    );
+    check(
+        &mut f,
+        b"c APPEND INBOX {11+}\r\n01234567890\r\nd NOOP\r\n",
+        &refused_then_noop("c", no_room(11), "d"),
+    );
+    assert_eq!(f.held(), 0, "the skipped literal was not stored");
+    check(
+        &mut f,
+        b"e APPEND INBOX {10}\r\n0123456789\r\n",
+        &[
+            sync("e", "APPEND", 10),
+            cmd("e", b"e APPEND INBOX {10}\r\n0123456789", 1),
+        ],
+    );
+    check_one_command(&mut f, b"f LOGIN {11+}\r\nalice@a.exa secret\r\n");
+    f.set_room(None);
+    check_one_command(&mut f, b"g APPEND INBOX {11+}\r\n01234567890\r\n");
+}

@@ -52,7 +52,7 @@ impl Session {
             return Step::Continue;
         };
         match rx.finish() {
-            Ok(body) => self.deliver(body),
+            Ok((at, body)) => self.deliver(at, body),
             Err(why) => {
                 self.txn = None;
                 self.stats.messages_rejected += 1;
@@ -106,7 +106,7 @@ impl Session {
         if txn.recipients.is_empty() {
             return self.skip_chunk(size, Reply::new(554, (5, 5, 1), "No valid recipients"));
         }
-        if (txn.body.len() as u64).saturating_add(size) > max {
+        if txn.chunks.received().saturating_add(size) > max {
             self.txn = None;
             self.stats.messages_rejected += 1;
             return self.skip_chunk(
@@ -150,10 +150,8 @@ impl Session {
             let n = usize::try_from(remaining)
                 .unwrap_or(usize::MAX)
                 .min(avail.len());
-            if let Some(txn) = &mut self.txn
-                && !txn.no_room
-            {
-                txn.body.extend_from_slice(&avail[..n]);
+            if let Some(txn) = &mut self.txn {
+                txn.chunks.push(&avail[..n]);
             }
             self.inbuf.consume(n);
             remaining -= n as u64;
@@ -167,23 +165,21 @@ impl Session {
             return Step::NeedInput;
         }
         self.input = Input::Command;
-        if self.txn.as_ref().is_some_and(|t| t.no_room) {
+        if self.txn.as_ref().is_some_and(|t| t.chunks.is_no_room()) {
             self.txn = None;
             self.stats.messages_rejected += 1;
             self.reply(no_room_reply());
             return Step::Continue;
         }
         if last {
-            let body = self
-                .txn
-                .as_mut()
-                .map(|t| std::mem::take(&mut t.body))
-                .unwrap_or_default();
-            // BINARYMIME is not offered, so a chunked message is text like a DATA one: the same
-            // line-ending policy applies, and it is stored in canonical CRLF form (so sizes
-            // reported later by POP3/IMAP equal the stored length).
-            match data::canonical_lines(body, self.config.bare_line_endings) {
-                Ok(body) => self.deliver(body),
+            let chunks = self.txn.as_mut().map(|t| {
+                std::mem::replace(
+                    &mut t.chunks,
+                    data::Chunks::new(self.config.bare_line_endings),
+                )
+            });
+            match chunks.map_or(Ok((0, Vec::new())), |c| c.finish()) {
+                Ok((at, body)) => self.deliver(at, body),
                 Err(DataRejection::BareLineEnding) | Err(_) => {
                     self.txn = None;
                     self.stats.messages_rejected += 1;
@@ -226,7 +222,7 @@ impl Session {
     }
 
     /// Builds the envelope from the transaction (which ends here).
-    fn deliver(&mut self, body: Vec<u8>) -> Step {
+    fn deliver(&mut self, body_offset: u64, body: Vec<u8>) -> Step {
         let Some(txn) = self.txn.take() else {
             // Cannot happen (DATA/BDAT require a transaction); refuse safely.
             self.reply(Reply::new(503, (5, 5, 1), "No mail transaction"));
@@ -241,6 +237,7 @@ impl Session {
             envid: txn.params.envid,
             requiretls: txn.params.requiretls,
             body,
+            body_offset,
             body_8bitmime: txn.params.body_8bitmime,
             smtputf8: txn.params.smtputf8,
             auth_user: self.auth_user.clone(),
@@ -296,23 +293,23 @@ fn no_room_reply() -> Reply {
 }
 
 #[cfg(test)]
-mod no_room_tests {
+mod data_tests {
     use std::sync::Arc;
 
-    use super::super::{Action, Config, Peer, Session};
+    use super::super::{Action, Config, Envelope, Peer, Session};
 
-    /// Feeds `input` and answers every decision with yes; returns the output and whether a
-    /// message was handed over for delivery.
-    fn exchange(s: &mut Session, input: &[u8]) -> (String, bool) {
+    /// Feeds `input` and answers every decision with yes; returns the output and the message
+    /// handed over for delivery, if one was.
+    fn exchange(s: &mut Session, input: &[u8]) -> (String, Option<Box<Envelope>>) {
         s.feed(input);
-        let mut delivered = false;
+        let mut delivered = None;
         loop {
             match s.poll() {
                 Action::NeedInput | Action::Close | Action::StartTls => break,
                 Action::CheckSender { .. } => s.sender_result(Ok(())),
                 Action::CheckRecipient { .. } => s.recipient_result(Ok(())),
-                Action::Deliver(_) => {
-                    delivered = true;
+                Action::Deliver(env) => {
+                    delivered = Some(env);
                     s.delivery_result(Ok("ID".into()));
                 }
                 other => panic!("{other:?}"),
@@ -354,7 +351,7 @@ mod no_room_tests {
         s.refuse_data();
         assert_eq!(s.data_held(), 0);
         let (out, delivered) = exchange(&mut s, b"second part\r\n.\r\nNOOP\r\n");
-        assert!(!delivered);
+        assert!(delivered.is_none());
         assert!(out.starts_with("452 4.3.1 "), "{out}");
         assert!(
             out.ends_with("250 2.0.0 OK\r\n") || out.contains("\r\n250 "),
@@ -372,12 +369,69 @@ mod no_room_tests {
         s.refuse_data();
         assert_eq!(s.data_held(), 0);
         let (out, delivered) = exchange(&mut s, b"56789");
-        assert!(!delivered);
+        assert!(delivered.is_none());
         assert!(out.starts_with("452 4.3.1 "), "{out}");
         let (out, _) = exchange(&mut s, b"BDAT 1 LAST\r\nx");
         assert!(
             out.starts_with("503 5.5.1 "),
             "the transaction is over: {out}"
         );
+    }
+
+    /// The driver takes what is held while DATA arrives (to spool it): the envelope's body is
+    /// the rest, at its offset, and the pieces make the message.
+    #[test]
+    fn data_taken_while_it_arrives() {
+        let mut s = in_transaction();
+        exchange(&mut s, b"DATA\r\nSubject: x\r\n\r\n..first\r\n");
+        assert_eq!(s.take_data(1000), None, "less than asked for");
+        let (at, first) = s.take_data(1).unwrap();
+        assert_eq!(at, 0);
+        assert_eq!(first, b"Subject: x\r\n\r\n.first\r\n");
+        assert_eq!((s.data_held(), s.take_data(1)), (0, None));
+        exchange(&mut s, b"sec");
+        let (at, second) = s.take_data(1).unwrap();
+        assert_eq!((at, &second[..]), (first.len() as u64, &b"sec"[..]));
+        let (out, env) = exchange(&mut s, b"ond\r\n.\r\n");
+        let env = env.unwrap_or_else(|| panic!("no delivery: {out}"));
+        assert_eq!(env.body_offset, (first.len() + second.len()) as u64);
+        assert_eq!(env.body, b"ond\r\n");
+
+        // The next message starts again at offset 0.
+        exchange(
+            &mut s,
+            b"MAIL FROM:<a@b.example>\r\nRCPT TO:<x@mx.example>\r\nDATA\r\nx\r\n",
+        );
+        assert_eq!(s.take_data(1).unwrap().0, 0);
+    }
+
+    /// BDAT chunks are taken in canonical form, a CR at the cut meeting its LF after it.
+    #[test]
+    fn bdat_taken_while_it_arrives() {
+        let mut s = in_transaction();
+        exchange(&mut s, b"BDAT 6\r\nab\r");
+        let (at, first) = s.take_data(1).unwrap();
+        assert_eq!((at, &first[..]), (0, &b"ab"[..]));
+        let (out, env) = exchange(&mut s, b"\ncd");
+        assert!(
+            env.is_none() && out.starts_with("250 2.0.0 6 octets"),
+            "{out}"
+        );
+        let (out, env) = exchange(&mut s, b"BDAT 1 LAST\r\nx");
+        let env = env.unwrap_or_else(|| panic!("no delivery: {out}"));
+        assert_eq!(env.body_offset, 2);
+        assert_eq!(env.body, b"\r\ncdx\r\n");
+    }
+
+    /// A message refused after part of it was taken is not delivered: the driver drops its
+    /// spool when the next message starts at offset 0 or the connection ends.
+    #[test]
+    fn refused_after_taking_is_not_delivered() {
+        let mut s = in_transaction();
+        exchange(&mut s, b"DATA\r\nSubject: x\r\n\r\nfirst\r\n");
+        assert!(s.take_data(1).is_some());
+        let (out, env) = exchange(&mut s, b"bare\nline\r\n.\r\n");
+        assert!(env.is_none());
+        assert!(out.starts_with("554 5.5.0 "), "{out}");
     }
 }

@@ -67,6 +67,8 @@ pub(super) struct DataReceiver {
     long_line: bool,
     no_room: bool,
     body: Vec<u8>,
+    /// Message octets the driver took out of `body` so far ([`DataReceiver::take`]).
+    taken: u64,
 }
 
 impl DataReceiver {
@@ -83,7 +85,17 @@ impl DataReceiver {
             long_line: false,
             no_room: false,
             body: Vec::new(),
+            taken: 0,
         }
+    }
+
+    /// Hands over the octets held so far (the driver spools them): their offset in the message
+    /// and the octets. The receiver goes on from an empty buffer.
+    pub(super) fn take(&mut self) -> (u64, Vec<u8>) {
+        let at = self.taken;
+        let body = std::mem::take(&mut self.body);
+        self.taken += body.len() as u64;
+        (at, body)
     }
 
     /// Is the message already known to be refused?
@@ -221,8 +233,9 @@ impl DataReceiver {
         self.body.len()
     }
 
-    /// The accepted body, or why it is refused. Call after `push` reported the end.
-    pub(super) fn finish(self) -> Result<Vec<u8>, DataRejection> {
+    /// The accepted body (the octets after those [taken](DataReceiver::take), with their
+    /// offset), or why it is refused. Call after `push` reported the end.
+    pub(super) fn finish(self) -> Result<(u64, Vec<u8>), DataRejection> {
         if self.too_big {
             Err(DataRejection::TooBig)
         } else if self.bare && self.policy == BareLinePolicy::Reject {
@@ -232,63 +245,156 @@ impl DataReceiver {
         } else if self.no_room {
             Err(DataRejection::NoRoom)
         } else {
-            Ok(self.body)
+            Ok((self.taken, self.body))
         }
     }
 }
 
-/// Brings a BDAT body to canonical form: every line ends with CRLF, including the last.
-/// A bare CR or LF is refused under [`BareLinePolicy::Reject`] and becomes CRLF under
-/// [`BareLinePolicy::Normalize`]. The common case (already canonical) returns the input as is.
-pub(super) fn canonical_lines(
-    body: Vec<u8>,
+/// The BDAT chunks of one message (RFC 3030), brought to canonical form as they arrive: every
+/// line ends with CRLF, including the last. BINARYMIME is not offered, so a chunked message is
+/// text like a DATA one: a bare CR or LF is refused under [`BareLinePolicy::Reject`] and becomes
+/// CRLF under [`BareLinePolicy::Normalize`], and the stored form is canonical (so sizes reported
+/// later by POP3/IMAP equal the stored length). A CR that ends one chunk may meet its LF in the
+/// next.
+#[derive(Debug)]
+pub(super) struct Chunks {
     policy: BareLinePolicy,
-) -> Result<Vec<u8>, DataRejection> {
-    let mut bare = false;
-    let mut i = 0;
-    while i < body.len() {
-        match body[i] {
-            b'\r' if body.get(i + 1) == Some(&b'\n') => i += 2,
-            b'\r' | b'\n' => {
-                bare = true;
-                break;
-            }
-            _ => i += 1,
+    body: Vec<u8>,
+    /// Octets received in chunks, as sent (the size limit counts these).
+    received: u64,
+    /// Canonical octets the driver took out of `body` ([`Chunks::take`]).
+    taken: u64,
+    /// The last chunk octet was a CR whose LF may start the next chunk.
+    pending_cr: bool,
+    bare: bool,
+    /// The canonical body so far ends with CRLF (or is empty).
+    ends_crlf: bool,
+    /// The server has no room for the message: held octets dropped, the rest only counted.
+    no_room: bool,
+}
+
+impl Chunks {
+    pub(super) fn new(policy: BareLinePolicy) -> Chunks {
+        Chunks {
+            policy,
+            body: Vec::new(),
+            received: 0,
+            taken: 0,
+            pending_cr: false,
+            bare: false,
+            ends_crlf: true,
+            no_room: false,
         }
     }
-    let complete = body.is_empty() || body.ends_with(b"\r\n");
-    if !bare {
-        let mut body = body;
-        if !complete {
-            body.extend_from_slice(b"\r\n");
+
+    /// Octets received so far, as sent.
+    pub(super) fn received(&self) -> u64 {
+        self.received
+    }
+
+    /// Octets held in memory.
+    pub(super) fn stored(&self) -> usize {
+        self.body.len()
+    }
+
+    /// Already known to be refused: nothing more is kept.
+    fn refused(&self) -> bool {
+        self.no_room || (self.bare && self.policy == BareLinePolicy::Reject)
+    }
+
+    pub(super) fn no_room(&mut self) {
+        self.no_room = true;
+        self.body = Vec::new();
+    }
+
+    pub(super) fn is_no_room(&self) -> bool {
+        self.no_room
+    }
+
+    /// Part of a chunk.
+    pub(super) fn push(&mut self, input: &[u8]) {
+        self.received = self.received.saturating_add(input.len() as u64);
+        let mut i = 0;
+        if self.pending_cr && !input.is_empty() {
+            self.pending_cr = false;
+            if input[0] == b'\n' {
+                self.line_end(false);
+                i = 1;
+            } else {
+                self.line_end(true);
+            }
         }
-        return Ok(body);
-    }
-    if policy == BareLinePolicy::Reject {
-        return Err(DataRejection::BareLineEnding);
-    }
-    let mut out = Vec::with_capacity(body.len() + 16);
-    let mut i = 0;
-    while i < body.len() {
-        match body[i] {
-            b'\r' if body.get(i + 1) == Some(&b'\n') => {
-                out.extend_from_slice(b"\r\n");
-                i += 2;
+        while i < input.len() {
+            let rest = &input[i..];
+            let n = rest
+                .iter()
+                .position(|&c| c == b'\r' || c == b'\n')
+                .unwrap_or(rest.len());
+            if n > 0 {
+                self.ends_crlf = false;
+                if !self.refused() {
+                    self.body.extend_from_slice(&rest[..n]);
+                }
+                i += n;
+                continue;
             }
-            b'\r' | b'\n' => {
-                out.extend_from_slice(b"\r\n");
-                i += 1;
-            }
-            b => {
-                out.push(b);
-                i += 1;
+            match (rest[0], rest.get(1)) {
+                (b'\r', Some(b'\n')) => {
+                    self.line_end(false);
+                    i += 2;
+                }
+                (b'\r', None) => {
+                    self.pending_cr = true;
+                    i += 1;
+                }
+                _ => {
+                    self.line_end(true);
+                    i += 1;
+                }
             }
         }
     }
-    if !out.ends_with(b"\r\n") {
-        out.extend_from_slice(b"\r\n");
+
+    /// A line break: CRLF, or a bare CR or LF (stored as CRLF under `Normalize`).
+    fn line_end(&mut self, bare: bool) {
+        if bare {
+            self.bare = true;
+            if self.refused() {
+                self.body = Vec::new();
+            }
+        }
+        self.ends_crlf = true;
+        if !self.refused() {
+            self.body.extend_from_slice(b"\r\n");
+        }
     }
-    Ok(out)
+
+    /// Hands over the canonical octets held so far, with their offset in the message.
+    pub(super) fn take(&mut self) -> (u64, Vec<u8>) {
+        let at = self.taken;
+        let body = std::mem::take(&mut self.body);
+        self.taken += body.len() as u64;
+        (at, body)
+    }
+
+    /// After the LAST chunk: the rest of the canonical body with its offset, or why the
+    /// message is refused.
+    pub(super) fn finish(mut self) -> Result<(u64, Vec<u8>), DataRejection> {
+        if self.pending_cr {
+            self.pending_cr = false;
+            self.line_end(true);
+        }
+        if self.no_room {
+            return Err(DataRejection::NoRoom);
+        }
+        if self.bare && self.policy == BareLinePolicy::Reject {
+            return Err(DataRejection::BareLineEnding);
+        }
+        if !self.ends_crlf {
+            self.body.extend_from_slice(b"\r\n");
+        }
+        Ok((self.taken, self.body))
+    }
 }
 
 #[cfg(test)]
@@ -305,7 +411,32 @@ mod tests {
         let (n, done, rx) = run(policy, input);
         assert!(done, "no end seen in {input:?}");
         assert_eq!(n, input.len());
-        rx.finish()
+        rx.finish().map(|(at, b)| {
+            assert_eq!(at, 0);
+            b
+        })
+    }
+
+    /// A BDAT body through [`Chunks`]: in one chunk, and cut in two at every point with the
+    /// driver taking the first part in between; every way gives the same result.
+    fn canonical_lines(body: Vec<u8>, policy: BareLinePolicy) -> Result<Vec<u8>, DataRejection> {
+        let mut c = Chunks::new(policy);
+        c.push(&body);
+        let whole = c.finish().map(|(_, b)| b);
+        for cut in 0..=body.len() {
+            let mut c = Chunks::new(policy);
+            c.push(&body[..cut]);
+            let (at, first) = c.take();
+            assert_eq!(at, 0);
+            c.push(&body[cut..]);
+            assert_eq!(c.received(), body.len() as u64);
+            let r = c.finish().map(|(at, rest)| {
+                assert_eq!(at, first.len() as u64);
+                [first, rest].concat()
+            });
+            assert_eq!(r, whole, "cut at {cut} of {body:?}");
+        }
+        whole
     }
 
     #[test]
@@ -398,6 +529,15 @@ mod tests {
             canonical_lines(b"a\nb\rc\r\nd".to_vec(), Normalize).unwrap(),
             b"a\r\nb\r\nc\r\nd\r\n"
         );
+        // A CR ending one chunk and the LF starting the next are one line break.
+        assert_eq!(
+            canonical_lines(b"a\r\n\r\nb\r".to_vec(), Normalize).unwrap(),
+            b"a\r\n\r\nb\r\n"
+        );
+        assert_eq!(
+            canonical_lines(b"\n\r\r\n".to_vec(), Normalize).unwrap(),
+            b"\r\n\r\n\r\n"
+        );
     }
 
     #[test]
@@ -429,11 +569,11 @@ mod tests {
         assert_eq!(rx.stored(), 0);
         let (_, done) = rx.push(b"\r\n.\r\n");
         assert!(done);
-        assert_eq!(rx.finish(), Err(DataRejection::TooBig));
+        assert_eq!(rx.finish().map(|(_, b)| b), Err(DataRejection::TooBig));
 
         let mut rx = DataReceiver::new(BareLinePolicy::Reject, 10, 1000);
         assert!(rx.push(b"01234567\r\n.\r\n").1);
-        assert_eq!(rx.finish().unwrap(), b"01234567\r\n");
+        assert_eq!(rx.finish().map(|(_, b)| b).unwrap(), b"01234567\r\n");
     }
 
     #[test]
@@ -457,10 +597,13 @@ mod tests {
     fn rejection_priority() {
         let mut rx = DataReceiver::new(BareLinePolicy::Reject, 5, 4);
         assert!(rx.push(b"abcdefgh\n\r\n.\r\n").1);
-        assert_eq!(rx.finish(), Err(DataRejection::TooBig));
+        assert_eq!(rx.finish().map(|(_, b)| b), Err(DataRejection::TooBig));
         let mut rx = DataReceiver::new(BareLinePolicy::Reject, 100, 4);
         assert!(rx.push(b"abcdefgh\n\r\n.\r\n").1);
-        assert_eq!(rx.finish(), Err(DataRejection::BareLineEnding));
+        assert_eq!(
+            rx.finish().map(|(_, b)| b),
+            Err(DataRejection::BareLineEnding)
+        );
     }
 
     #[test]
@@ -474,7 +617,24 @@ mod tests {
             let (n2, d2) = rx.push(&input[split..]);
             assert!(d1 || d2);
             assert_eq!(n1 + n2, input.len());
-            assert_eq!(rx.finish().unwrap(), b".a\r\nb\r\n");
+            assert_eq!(rx.finish().map(|(_, b)| b).unwrap(), b".a\r\nb\r\n");
+        }
+    }
+
+    #[test]
+    fn taken_octets_leave_the_receiver() {
+        let input = b"..a\r\nb\r\n.\r\n";
+        for split in 0..input.len() {
+            let mut rx = DataReceiver::new(BareLinePolicy::Reject, 100, 100);
+            let (n1, _) = rx.push(&input[..split]);
+            let (at, first) = rx.take();
+            assert_eq!((at, rx.stored()), (0, 0));
+            let (n2, done) = rx.push(&input[split..]);
+            assert!(done);
+            assert_eq!(n1 + n2, input.len());
+            let (at, rest) = rx.finish().unwrap();
+            assert_eq!(at, first.len() as u64);
+            assert_eq!([first, rest].concat(), b".a\r\nb\r\n");
         }
     }
 }

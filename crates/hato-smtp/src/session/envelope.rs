@@ -33,8 +33,12 @@ pub struct Envelope {
     /// `MAIL ... REQUIRETLS` was given (RFC 8689 §4.1; only accepted under TLS).
     pub requiretls: bool,
     /// DATA: dot-unstuffed, CRLF line endings, without the final `.CRLF`.
-    /// BDAT: the chunks concatenated, exactly as received.
+    /// BDAT: the chunks concatenated, in canonical CRLF form.
+    /// Only what follows the octets the driver took with [`Session::take_data`](crate::Session::take_data).
     pub body: Vec<u8>,
+    /// How many octets of the message come before `body` (taken by the driver); 0 when the
+    /// whole message is in `body`.
+    pub body_offset: u64,
     /// `MAIL ... BODY=8BITMIME` was given (RFC 6152).
     pub body_8bitmime: bool,
     /// `MAIL ... SMTPUTF8` was given (RFC 6531).
@@ -177,6 +181,7 @@ mod tests {
             envid: None,
             requiretls: false,
             body: b"x\r\n".to_vec(),
+            body_offset: 0,
             body_8bitmime: false,
             smtputf8: false,
             auth_user: None,

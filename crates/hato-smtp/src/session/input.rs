@@ -194,6 +194,6 @@ impl Session {
                 Input::Data(rx) => rx.stored(),
                 _ => 0,
             }
-            + self.txn.as_ref().map_or(0, |t| t.body.len())
+            + self.txn.as_ref().map_or(0, |t| t.chunks.stored())
     }
 }

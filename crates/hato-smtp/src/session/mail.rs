@@ -129,9 +129,8 @@ impl Session {
                     params,
                     recipients: Vec::new(),
                     rcpt_dsn: Vec::new(),
-                    body: Vec::new(),
+                    chunks: super::data::Chunks::new(self.config.bare_line_endings),
                     chunking: false,
-                    no_room: false,
                 });
                 self.reply(Reply::new(250, (2, 1, 0), "Ok"));
             }

@@ -2230,9 +2230,8 @@ fn auth_during_transaction() {
         params: MailParams::default(),
         recipients: Vec::new(),
         rcpt_dsn: Vec::new(),
-        body: Vec::new(),
+        chunks: super::data::Chunks::new(BareLinePolicy::Reject),
         chunking: false,
-        no_room: false,
     });
     s.feed(b"AUTH PLAIN\r\n");
     assert_eq!(s.poll(), Action::NeedInput);

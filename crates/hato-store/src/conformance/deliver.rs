@@ -5,7 +5,7 @@ use super::{
     assert_err, blob, create, deliver, delivery, inbox, inbox_entries, is_not_found, local_copy,
     queue_for, uids_of,
 };
-use crate::{AccountId, Mailbox, Store};
+use crate::{AccountId, Delivery, Mailbox, MessageData, Store};
 
 /// Local delivery to several accounts (with a duplicate): one blob `Return-Path: <sender>\r\n` +
 /// data, one INBOX entry per account referencing it, UIDs 1, 2, 3 in order, UIDNEXT and
@@ -130,6 +130,59 @@ pub async fn deliver_remote(store: &dyn Store) {
         all.windows(2).all(|w| w[0].created <= w[1].created),
         "queue must be oldest first"
     );
+}
+
+/// A large message partly in a spool file (as the SMTP server hands it over): both copies hold
+/// head, spooled octets and tail in order, the sizes count them all, and octets of the file
+/// past the announced length are not part of it.
+pub async fn deliver_spooled(store: &dyn Store) {
+    use std::io::Write;
+    let a = create(store, "conf.spooled@example.com").await.id;
+    let remote = ["conf.spooled@remote.example"];
+    let middle: Vec<u8> = (0..700_000u32)
+        .map(|i| b"abcdefghij\r\n"[i as usize % 12])
+        .collect();
+    let path = std::env::temp_dir().join(format!(
+        "hato-conformance-spool-{}-{:?}",
+        std::process::id(),
+        std::thread::current().id()
+    ));
+    let mut file = std::fs::File::options()
+        .create(true)
+        .truncate(true)
+        .read(true)
+        .write(true)
+        .open(&path)
+        .expect("spool file");
+    let _ = std::fs::remove_file(&path);
+    file.write_all(&middle).expect("writing the spool file");
+    file.write_all(b"NOT PART OF IT")
+        .expect("writing the spool file");
+    let head = b"Received: by conformance\r\nSubject: spooled\r\n\r\n".to_vec();
+    let tail = b"the end\r\n".to_vec();
+    let whole = [&head[..], &middle, &tail].concat();
+    let data = MessageData::spooled(head, file, middle.len() as u64, tail);
+    assert_eq!(data.len(), whole.len() as u64);
+    let receipt = deliver(
+        store,
+        Delivery {
+            sender: "conf.big@example.com".into(),
+            data,
+            local: vec![a],
+            remote: remote.iter().map(|r| (*r).to_owned()).collect(),
+            received_at: 1_700_000_000,
+        },
+    )
+    .await;
+    let local = local_copy("conf.big@example.com", &whole);
+    let local_blob = receipt.local_blob.expect("local blob");
+    assert!(blob(store, local_blob).await == local, "local copy differs");
+    let queued = receipt.queue_blob.expect("queue blob");
+    assert!(blob(store, queued).await == whole, "queued copy differs");
+    let entries = inbox_entries(store, a).await;
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0].size, local.len() as u64);
+    assert_eq!(queue_for(store, &remote).await.len(), 1);
 }
 
 /// Local and remote recipients together: two blobs, the local one with Return-Path.

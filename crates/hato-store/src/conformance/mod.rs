@@ -24,7 +24,7 @@ mod sync;
 
 pub use deliver::{
     deliver_empty, deliver_local, deliver_mixed, deliver_null_sender, deliver_remote,
-    deliver_unknown_account,
+    deliver_spooled, deliver_unknown_account,
 };
 pub use directory::{
     accounts, aliases, default_mailboxes, delete_account_frees_blobs, duplicate_account,
@@ -64,6 +64,7 @@ pub async fn run_all(store: &dyn Store) {
     deliver_null_sender(store).await;
     deliver_remote(store).await;
     deliver_mixed(store).await;
+    deliver_spooled(store).await;
     deliver_empty(store).await;
     deliver_unknown_account(store).await;
     delete_account_frees_blobs(store).await;
@@ -169,7 +170,7 @@ async fn deliver_to(store: &dyn Store, account: AccountId, data: &[u8]) -> Deliv
 fn delivery(sender: &str, data: &[u8], local: Vec<AccountId>, remote: Vec<&str>) -> Delivery {
     Delivery {
         sender: sender.to_owned(),
-        data: data.to_vec(),
+        data: data.to_vec().into(),
         local,
         remote: remote.into_iter().map(str::to_owned).collect(),
         received_at: 1_700_000_000,

@@ -4,10 +4,11 @@ use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::ids::{IdSpace, next_id};
-use super::messages::{insert_blob, insert_blob_parts};
+use super::messages::insert_message_blob;
 use super::{Context, SqliteStore};
 use crate::{
-    AccountId, Deliver, Delivery, DeliveryReceipt, MailboxId, QueueParams, Result, StoreError,
+    AccountId, Deliver, Delivery, DeliveryReceipt, MailboxId, MessageData, QueueParams, Result,
+    StoreError,
 };
 
 #[async_trait]
@@ -49,7 +50,7 @@ struct PreparedDelivery {
     /// in front of `data` in the blob, not copied with it in memory).
     return_path: Option<Vec<u8>>,
     remote: Vec<String>,
-    data: Vec<u8>,
+    data: MessageData,
     received_at: i64,
     params: QueueParams,
 }
@@ -85,8 +86,8 @@ fn deliver_tx(conn: &Connection, d: &PreparedDelivery) -> Result<DeliveryReceipt
         queue_blob: None,
     };
     if let Some(return_path) = &d.return_path {
-        let blob = insert_blob_parts(conn, &[return_path, &d.data])?;
-        let size = (return_path.len() + d.data.len()) as i64;
+        let blob = insert_message_blob(conn, return_path, &d.data)?;
+        let size = (return_path.len() as u64 + d.data.len()) as i64;
         let mut take_uid = conn
             .prepare_cached(
                 "UPDATE mailboxes SET uidnext = uidnext + 1, highest_modseq = highest_modseq + 1
@@ -122,7 +123,7 @@ fn deliver_tx(conn: &Connection, d: &PreparedDelivery) -> Result<DeliveryReceipt
         receipt.local_blob = Some(blob);
     }
     if !d.remote.is_empty() {
-        let blob = insert_blob(conn, &d.data)?;
+        let blob = insert_message_blob(conn, b"", &d.data)?;
         let p = &d.params;
         for (index, recipient) in d.remote.iter().enumerate() {
             let id = next_id(conn, IdSpace::Queue)?;

@@ -12,7 +12,7 @@ use super::{Context, get_u64, parse_flags, sql_u64, to_u32};
 use crate::rules::FlagSet;
 use crate::{
     AppendUid, BlobId, Changes, CopyUids, Expunge, FlagOp, FlagUpdate, FlagsResult, MailboxId,
-    MessageEntry, Result, StoreError,
+    MessageData, MessageEntry, Result, StoreError,
 };
 
 /// Expunged UIDs remembered per mailbox for QRESYNC; older ones are forgotten (see migration 5).
@@ -52,17 +52,48 @@ const SMALL_BLOB: usize = 64 * 1024;
 /// Stores the concatenation of `parts` as one blob without building it in memory (a header
 /// line in front of a message is not worth a copy of the message, nor is SQLite's row).
 pub(super) fn insert_blob_parts(conn: &Connection, parts: &[&[u8]]) -> Result<BlobId> {
-    let id = next_id(conn, IdSpace::Blob)?;
     // A bound blob is copied into the row SQLite builds; a zeroblob written in place is not.
     if let [data] = parts
         && data.len() <= SMALL_BLOB
     {
+        let id = next_id(conn, IdSpace::Blob)?;
         conn.prepare_cached("INSERT INTO blobs (id, size, data) VALUES (?1, ?2, ?3)")
             .and_then(|mut s| s.execute(params![id, data.len() as i64, data]))
             .ctx("inserting blob")?;
         return Ok(id);
     }
     let size: usize = parts.iter().map(|p| p.len()).sum();
+    insert_blob_with(conn, size as u64, |write| {
+        for part in parts {
+            write(part)?;
+        }
+        Ok(())
+    })
+}
+
+/// Stores `prefix` and then the message as one blob, a spooled message streamed from its file.
+pub(super) fn insert_message_blob(
+    conn: &Connection,
+    prefix: &[u8],
+    data: &MessageData,
+) -> Result<BlobId> {
+    match data.as_slice() {
+        Some(d) if prefix.is_empty() => insert_blob_parts(conn, &[d]),
+        Some(d) => insert_blob_parts(conn, &[prefix, d]),
+        None => insert_blob_with(conn, prefix.len() as u64 + data.len(), |write| {
+            write(prefix)?;
+            data.for_each_chunk(|c| write(c).map(|()| true))
+        }),
+    }
+}
+
+/// Inserts a blob of `size` zero octets and lets `fill` write it in order, in place.
+fn insert_blob_with(
+    conn: &Connection,
+    size: u64,
+    fill: impl FnOnce(&mut dyn FnMut(&[u8]) -> Result<()>) -> Result<()>,
+) -> Result<BlobId> {
+    let id = next_id(conn, IdSpace::Blob)?;
     let size =
         i64::try_from(size).map_err(|_| StoreError::Limit(format!("a blob of {size} bytes")))?;
     conn.prepare_cached("INSERT INTO blobs (id, size, data) VALUES (?1, ?2, zeroblob(?2))")
@@ -71,10 +102,21 @@ pub(super) fn insert_blob_parts(conn: &Connection, parts: &[&[u8]]) -> Result<Bl
     let mut blob = conn
         .blob_open(rusqlite::MAIN_DB, "blobs", "data", id, false)
         .ctx("opening blob")?;
-    let mut at = 0;
-    for part in parts {
+    let mut at = 0usize;
+    fill(&mut |part: &[u8]| {
+        if (at + part.len()) as u64 > size as u64 {
+            return Err(StoreError::Backend(format!(
+                "blob {id}: more than the {size} octets announced"
+            )));
+        }
         blob.write_at(part, at).ctx("writing blob")?;
         at += part.len();
+        Ok(())
+    })?;
+    if at as u64 != size as u64 {
+        return Err(StoreError::Backend(format!(
+            "blob {id}: {at} of the {size} octets announced"
+        )));
     }
     Ok(id)
 }

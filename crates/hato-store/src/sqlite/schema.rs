@@ -352,7 +352,7 @@ mod tests {
         store
             .deliver(Delivery {
                 sender: String::new(),
-                data: b"x".to_vec(),
+                data: b"x".to_vec().into(),
                 local: vec![],
                 remote: vec!["c@remote.example".into()],
                 received_at: 3000,

@@ -534,6 +534,10 @@ impl Listener {
     }
 }
 
+/// The least `limits.max_data_in_flight` (unless messages are smaller): room for what one
+/// session holds before it spools, and its read buffer, with room to spare.
+pub const MIN_DATA_IN_FLIGHT: usize = 2 * crate::spool::SPOOL_AT;
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Limits {
@@ -542,8 +546,9 @@ pub struct Limits {
     pub max_errors: u32,
     pub max_connections: usize,
     pub max_connections_per_ip: usize,
-    /// Bytes of message data all SMTP sessions together may hold in memory; a message that
-    /// would pass it is answered 452 4.3.1 at its end (the sender retries).
+    /// Bytes of message data all SMTP sessions together may hold in memory (each holds at most
+    /// 256 KiB before the rest goes to the spool file); a message that would pass it is
+    /// answered 452 4.3.1 at its end (the sender retries).
     pub max_data_in_flight: usize,
     /// Seconds to wait for a command (RFC 5321 4.5.3.2: at least 5 minutes).
     pub command_timeout_secs: u64,
@@ -797,12 +802,14 @@ impl Config {
                 "must be at least 1000 (RFC 5321 4.5.3.1.6)".into(),
             ));
         }
-        if l.max_data_in_flight < l.max_message_size {
+        // A session holds at most this much before the rest goes to the spool file.
+        let one_session = l.max_message_size.min(MIN_DATA_IN_FLIGHT);
+        if l.max_data_in_flight < one_session {
             return Err(err(
                 "limits.max_data_in_flight",
                 format!(
-                    "{} is less than limits.max_message_size ({}): no message of the largest size could be received",
-                    l.max_data_in_flight, l.max_message_size
+                    "{} is less than {one_session}: a session holds up to 256 KiB of a message in memory before the rest goes to disk, so no large message could be received",
+                    l.max_data_in_flight
                 ),
             ));
         }

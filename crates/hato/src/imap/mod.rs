@@ -62,6 +62,8 @@ pub struct ImapService {
     pub shutdown: Shutdown,
     /// Decoded header fields of messages, shared by all IMAP listeners.
     pub header_cache: Arc<HeaderCache>,
+    /// Memory for mail in transit (APPEND messages here), shared with SMTP.
+    pub data_budget: Arc<net::DataBudget>,
 }
 
 #[async_trait::async_trait]
@@ -89,6 +91,7 @@ impl net::Service for ImapService {
             selected: None,
             append_limit: self.config.limits.max_append_literal,
             quota_bytes: self.config.quota_bytes,
+            data_share: self.data_budget.share(),
         };
         let mut session = Session::new(self.config.clone(), tls);
         session.greet();
@@ -113,6 +116,8 @@ struct Conn<'a> {
     append_limit: u64,
     /// `[limits] quota_bytes`: the account's storage limit (RFC 9208 root "").
     quota_bytes: Option<u64>,
+    /// What the session holds of client input (APPEND messages), within the server's budget.
+    data_share: net::DataShare,
 }
 
 /// A store error as a tagged NO.
@@ -225,11 +230,19 @@ impl<'a> Conn<'a> {
             }
             match action {
                 Action::NeedInput => {
+                    // What the session holds counts against the budget for mail in transit,
+                    // and an APPEND message that does not fit what is left is refused (NO
+                    // [UNAVAILABLE]) before the client sends it.
+                    self.data_share.set_regardless(s.data_held());
                     write_with_timeout(io, &s.output(), write_timeout).await?;
                     let timeout = self.read_timeout();
                     let logged_in = self.account.is_some();
                     match net::read_input(io, &mut buf, timeout, logged_in, &mut shutdown).await? {
-                        Input::Data(n) => s.feed(&buf[..n]),
+                        Input::Data(n) => {
+                            // The room as it is now, not before the wait for input.
+                            s.set_literal_room(Some(self.svc.data_budget.free() as u64));
+                            s.feed(&buf[..n]);
+                        }
                         Input::Closed => return Ok(false),
                         Input::TimedOut => s.timeout(),
                         Input::Shutdown => s.shutdown(),

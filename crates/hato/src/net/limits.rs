@@ -234,6 +234,11 @@ impl DataBudget {
     pub fn used(&self) -> usize {
         self.used.load(Ordering::Acquire)
     }
+
+    /// Bytes not held by anyone now.
+    pub fn free(&self) -> usize {
+        self.max.saturating_sub(self.used())
+    }
 }
 
 /// One session's part of the [`DataBudget`].
@@ -252,6 +257,22 @@ impl DataShare {
         }
         self.held = bytes;
         true
+    }
+}
+
+impl DataShare {
+    /// Makes the share `bytes` even past the budget: for data a session already took within
+    /// the room it was told of (an IMAP APPEND literal announced within
+    /// [`DataBudget::free`]), which another session may have taken meanwhile.
+    pub fn set_regardless(&mut self, bytes: usize) {
+        if bytes <= self.held {
+            self.budget.shrink(self.held - bytes);
+        } else {
+            self.budget
+                .used
+                .fetch_add(bytes - self.held, Ordering::AcqRel);
+        }
+        self.held = bytes;
     }
 }
 

@@ -154,7 +154,7 @@ impl Scheduler {
         let data = tlsrpt::report_message(&contact, &rua, domain, &submitter, &id, &json, day, now);
         let mut delivery = Delivery {
             sender: String::new(),
-            data,
+            data: data.into(),
             local: Vec::new(),
             remote: Vec::new(),
             received_at: now,
