@@ -171,6 +171,8 @@ pub trait Mailstore: Send + Sync {
     /// A blob by id. Sessions should read messages with [`Mailstore::message_data`], which cannot
     /// stray outside the mailbox.
     async fn blob(&self, blob: BlobId) -> Result<Option<Vec<u8>>>;
+    /// The size of a blob in octets, without reading it (to reserve memory before reading).
+    async fn blob_size(&self, blob: BlobId) -> Result<Option<u64>>;
 
     // -- Mailboxes ---------------------------------------------------------------------------
     //

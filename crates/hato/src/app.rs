@@ -48,6 +48,8 @@ pub struct Server {
     store: Arc<dyn Store>,
     limits: Arc<ConnectionLimits>,
     outbound: Arc<tokio::sync::Notify>,
+    /// Memory for mail in transit: SMTP and IMAP sessions and outbound delivery share it.
+    data_budget: Arc<crate::net::DataBudget>,
     resolver: Option<Arc<CertResolver>>,
     tls_summary: String,
     shutdown_tx: watch::Sender<bool>,
@@ -151,6 +153,7 @@ impl Server {
             dns,
             limits: ConnectionLimits::new(limits.max_connections, limits.max_connections_per_ip),
             outbound: shared.outbound,
+            data_budget: shared.data_budget,
             config,
             listeners,
             store,
@@ -263,6 +266,7 @@ impl Server {
             store,
             limits,
             outbound,
+            data_budget,
             resolver,
             shutdown_tx,
             ..
@@ -276,7 +280,14 @@ impl Server {
             tokio::spawn(reload_certificates(r, hup, check));
         }
         let shutdown = shutdown_tx.subscribe();
-        crate::outbound::spawn(&config, store.clone(), dns, outbound, shutdown.clone())?;
+        crate::outbound::spawn(
+            &config,
+            store.clone(),
+            dns,
+            outbound,
+            shutdown.clone(),
+            data_budget,
+        )?;
         tokio::spawn(prune_shared_state(store.clone(), shutdown.clone()));
         let accepting: Vec<_> = listeners
             .into_iter()

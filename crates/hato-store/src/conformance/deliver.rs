@@ -179,6 +179,11 @@ pub async fn deliver_spooled(store: &dyn Store) {
     assert!(blob(store, local_blob).await == local, "local copy differs");
     let queued = receipt.queue_blob.expect("queue blob");
     assert!(blob(store, queued).await == whole, "queued copy differs");
+    assert_eq!(
+        store.blob_size(queued).await.unwrap(),
+        Some(whole.len() as u64)
+    );
+    assert_eq!(store.blob_size(queued + 1_000_000).await.unwrap(), None);
     let entries = inbox_entries(store, a).await;
     assert_eq!(entries.len(), 1);
     assert_eq!(entries[0].size, local.len() as u64);

@@ -89,6 +89,16 @@ impl Mailstore for SqliteStore {
         .await
     }
 
+    async fn blob_size(&self, blob: BlobId) -> Result<Option<u64>> {
+        self.read_row(
+            "SELECT size FROM blobs WHERE id = ?1",
+            [blob],
+            |r| super::get_u64(r, 0),
+            "reading a blob's size",
+        )
+        .await
+    }
+
     async fn create_mailbox(
         &self,
         account: AccountId,

@@ -200,6 +200,8 @@ impl ConnectionLimits {
 pub struct DataBudget {
     max: usize,
     used: AtomicUsize,
+    /// Woken when bytes are given back ([`DataBudget::hold`] waits on it).
+    freed: tokio::sync::Notify,
 }
 
 impl DataBudget {
@@ -207,6 +209,7 @@ impl DataBudget {
         Arc::new(DataBudget {
             max,
             used: AtomicUsize::new(0),
+            freed: tokio::sync::Notify::new(),
         })
     }
 
@@ -227,7 +230,28 @@ impl DataBudget {
     }
 
     fn shrink(&self, by: usize) {
-        self.used.fetch_sub(by, Ordering::AcqRel);
+        if by > 0 {
+            self.used.fetch_sub(by, Ordering::AcqRel);
+            self.freed.notify_waiters();
+        }
+    }
+
+    /// A share of `bytes` (at most the whole budget), waiting until there is room: for work
+    /// that can wait (outbound delivery reading a queued message) rather than be refused.
+    pub async fn hold(self: &Arc<Self>, bytes: usize) -> DataShare {
+        let bytes = bytes.min(self.max);
+        loop {
+            let freed = self.freed.notified();
+            tokio::pin!(freed);
+            freed.as_mut().enable();
+            if self.grow(bytes) {
+                return DataShare {
+                    budget: self.clone(),
+                    held: bytes,
+                };
+            }
+            freed.await;
+        }
     }
 
     /// Bytes held by all sessions now.
@@ -353,5 +377,31 @@ mod tests {
         assert_eq!(budget.used(), 10);
         assert!(a.set(0));
         assert_eq!(budget.used(), 0);
+    }
+
+    /// `hold` waits for room and gets it as soon as another share gives bytes back; a share
+    /// larger than the budget is capped at it (it still runs, alone).
+    #[tokio::test]
+    async fn hold_waits_for_room() {
+        let budget = DataBudget::new(100);
+        let mut first = budget.share();
+        assert!(first.set(80));
+        let waiting = tokio::spawn({
+            let budget = budget.clone();
+            async move { budget.hold(50).await }
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        assert!(!waiting.is_finished(), "50 more than the 20 left");
+        assert!(first.set(10));
+        let held = tokio::time::timeout(std::time::Duration::from_secs(5), waiting)
+            .await
+            .expect("woken when room was given back")
+            .unwrap();
+        assert_eq!(budget.used(), 60);
+        drop((held, first));
+        assert_eq!(budget.used(), 0);
+        let all = budget.hold(1_000).await;
+        assert_eq!(budget.used(), 100);
+        drop(all);
     }
 }

@@ -112,6 +112,9 @@ pub(crate) struct Scheduler {
     refill: Notify,
     /// `[delivery.smarthost]`: every domain without a `[[route]]` goes there.
     smarthost: Option<Smarthost>,
+    /// Memory for mail in transit, shared with the listeners: a message is read from the
+    /// queue only when its size fits (it is held in memory while it is sent).
+    data_budget: Arc<crate::net::DataBudget>,
 }
 
 /// One destination domain's claimed messages and its running workers.
@@ -182,8 +185,9 @@ pub(crate) fn spawn(
     dns: Result<Arc<dyn hato_dns::Resolver>, String>,
     wake: Arc<Notify>,
     shutdown: watch::Receiver<bool>,
+    data_budget: Arc<crate::net::DataBudget>,
 ) -> anyhow::Result<()> {
-    let scheduler = Arc::new(Scheduler::new(config, store, dns)?);
+    let scheduler = Arc::new(Scheduler::new(config, store, dns, data_budget)?);
     if let Some(sh) = &config.delivery.smarthost {
         match (sh.tls, &sh.ca_file) {
             (SmarthostTls::None, _) => warn!(
@@ -228,6 +232,7 @@ impl Scheduler {
         config: &Config,
         store: Arc<dyn Store>,
         resolver: Result<Arc<dyn hato_dns::Resolver>, String>,
+        data_budget: Arc<crate::net::DataBudget>,
     ) -> anyhow::Result<Scheduler> {
         let d = &config.delivery;
         let dns = config.dns_config();
@@ -350,6 +355,7 @@ impl Scheduler {
             in_flight: AtomicUsize::new(0),
             refill: Notify::new(),
             smarthost,
+            data_budget,
         })
     }
 

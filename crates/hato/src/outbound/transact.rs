@@ -154,6 +154,19 @@ impl Scheduler {
         cached: &mut Option<Connection>,
     ) {
         let now = unix_now();
+        // The message is held in memory while it is sent: within the budget for mail in
+        // transit, waiting for room (the delivery can wait; a listener's message cannot).
+        let size = match self.store.blob_size(entries[0].blob).await {
+            Ok(size) => size.unwrap_or(0),
+            Err(e) => {
+                error!(queue_id = entries[0].id, error = %e, "cannot read the queued message");
+                return;
+            }
+        };
+        let _held = self
+            .data_budget
+            .hold(usize::try_from(size).unwrap_or(usize::MAX))
+            .await;
         // Bytes from the Vec: no copy; each attempt's transaction shares it.
         let message: Bytes = match self.store.blob(entries[0].blob).await {
             Ok(Some(m)) => m.into(),
