@@ -22,7 +22,7 @@ use std::sync::Arc;
 
 use hato_fuzz::{Decisions, chunks, header, lossy};
 use hato_imap::framer::is_valid_tag;
-use hato_imap::fuzzing::{check_event, small_limits, tls};
+use hato_imap::fuzzing::{check_event, small_limits, tls_info};
 use hato_imap::{
     Action, AuthOutcome, Config, Data, Event, Framer, Limits, Outcome, ParseOptions, Response,
     Session, StatusKind, parse_command,
@@ -101,7 +101,7 @@ fn session(flags: u8, decisions: &[u8], pieces: &[&[u8]]) -> Vec<u8> {
         config.max_errors = 3;
     }
     let mut d = Decisions::new(decisions);
-    let mut s = Session::new(Arc::new(config), (flags & 4 != 0).then(tls));
+    let mut s = Session::new(Arc::new(config), (flags & 4 != 0).then(tls_info));
     s.greet();
     let mut out = Vec::new();
     let mut rest = pieces.iter();
@@ -118,7 +118,7 @@ fn session(flags: u8, decisions: &[u8], pieces: &[&[u8]]) -> Vec<u8> {
             }
             Action::StartTls => {
                 assert!(s.tls().is_none(), "STARTTLS under TLS");
-                s.tls_established(tls());
+                s.tls_established(tls_info());
             }
             Action::Close => {
                 assert_eq!(s.poll(), Action::Close, "Close is final");

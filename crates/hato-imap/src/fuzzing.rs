@@ -2,9 +2,10 @@
 //! the `fuzzing` feature): one definition each, so that the two exercise the same limits
 //! and message parts. Not part of the API.
 
+pub use hato_wire::testing::tls_info;
+
 use crate::command::SectionText;
 use crate::framer::{Event, Limits, is_valid_tag};
-use crate::session::TlsInfo;
 
 /// Limits small enough that random input reaches every bound.
 pub fn small_limits() -> Limits {
@@ -38,15 +39,6 @@ pub fn check_event(ev: &Event, limits: &Limits) {
             assert!(is_valid_tag(t.as_bytes()));
         }
         _ => {}
-    }
-}
-
-/// A TLS 1.3 connection, as a driver reports it.
-pub fn tls() -> TlsInfo {
-    TlsInfo {
-        version: "TLSv1.3".into(),
-        cipher: "TLS_AES_128_GCM_SHA256".into(),
-        sni: None,
     }
 }
 

@@ -11,8 +11,8 @@
 //! * [`date`]: the clock as Unix seconds and the RFC 5322 3.3 date-time.
 //! * [`step`] and [`input`]: the poll loop and the input buffer of the line-based sans-IO
 //!   sessions (SMTP, POP3).
-//! * `testing` (feature `test-support`): the feed-and-poll loop, input cutting and output
-//!   checks the sessions' property tests and fuzz targets share.
+//! * `testing` (feature `test-support`): the feed-and-poll loop, input cutting, output
+//!   checks and the reported TLS facts the sessions' property tests and fuzz targets share.
 //!
 //! Who depends on it: the sans-IO sessions (hato-smtp, hato-pop3, hato-imap), hato-tls,
 //! hato-delivery and the server. Must never: do I/O (sockets, files, DNS), depend on tokio or

@@ -1,10 +1,23 @@
 //! What the property tests and fuzz targets of the line-based server sessions (SMTP,
 //! POP3) share: the loop that feeds a session client bytes piece by piece and polls it
-//! until it needs input, the record of a run, and the cutting of input into pieces.
+//! until it needs input, the record of a run, and the cutting of input into pieces; and
+//! the TLS facts the test drivers of all three server sessions (IMAP too) report.
 //!
 //! Compiled with the `test-support` feature only.
 
 use std::fmt;
+
+use crate::TlsInfo;
+
+/// A TLS 1.3 connection without SNI, as a test driver reports it (for implicit TLS and
+/// after STARTTLS/STLS).
+pub fn tls_info() -> TlsInfo {
+    TlsInfo {
+        version: "TLSv1.3".into(),
+        cipher: "TLS_AES_128_GCM_SHA256".into(),
+        sni: None,
+    }
+}
 
 /// Everything observable about a run of a server session.
 #[derive(Debug, PartialEq, Eq)]

@@ -1,6 +1,6 @@
 use super::*;
 use crate::command::{FetchCommand, SearchCommand};
-use crate::fuzzing::tls;
+use crate::fuzzing::tls_info;
 use crate::sequence::SequenceSet;
 use proptest::prelude::*;
 
@@ -21,7 +21,7 @@ fn greeted(config: Arc<Config>, tls: Option<TlsInfo>) -> Session {
 
 /// A session over implicit TLS, greeted, output drained.
 fn tls_session() -> Session {
-    greeted(config(false), Some(tls()))
+    greeted(config(false), Some(tls_info()))
 }
 
 /// A session over TLS, logged in as alice.
@@ -31,7 +31,7 @@ fn logged_in() -> Session {
 
 /// A session over TLS with this configuration, logged in as alice.
 fn logged_in_with(config: Arc<Config>) -> Session {
-    let mut s = greeted(config, Some(tls()));
+    let mut s = greeted(config, Some(tls_info()));
     s.feed(b"l LOGIN alice secret\r\n");
     assert!(matches!(s.poll(), Action::Authenticate { .. }));
     s.auth_result(AuthOutcome::Ok);
@@ -126,7 +126,7 @@ fn greeting_and_capabilities_before_tls() {
 
 #[test]
 fn capabilities_over_tls() {
-    let mut s = Session::new(config(false), Some(tls()));
+    let mut s = Session::new(config(false), Some(tls_info()));
     s.greet();
     let g = out(&mut s);
     assert!(g.contains("AUTH=PLAIN SASL-IR"), "{g}");
@@ -187,7 +187,7 @@ fn starttls_discards_injected_commands() {
     // Still StartTls, and input before the handshake is dropped.
     s.feed(b"d LOGIN evil pass\r\n");
     assert_eq!(s.poll(), Action::StartTls);
-    s.tls_established(tls());
+    s.tls_established(tls_info());
     assert_eq!(s.poll(), Action::NeedInput);
     assert_eq!(out(&mut s), "");
     // Fresh state; AUTH=PLAIN now offered.
@@ -458,14 +458,14 @@ fn quota_config() -> Arc<Config> {
 fn quota_capabilities_only_with_a_limit() {
     let has = |caps: &[String], c: &str| caps.iter().any(|x| x == c);
     // No limit configured: nothing announced, in no state.
-    let mut s = Session::new(config(false), Some(tls()));
+    let mut s = Session::new(config(false), Some(tls_info()));
     s.greet();
     assert!(!out(&mut s).contains("QUOTA"));
     let s = logged_in();
     assert!(!has(&s.capabilities(), "QUOTA"));
     // A limit: QUOTA and QUOTA=RES-STORAGE after TLS, before and after login; never
     // QUOTA=RES-MESSAGE (no message-count limit) or QUOTASET (SETQUOTA is refused).
-    let mut s = Session::new(quota_config(), Some(tls()));
+    let mut s = Session::new(quota_config(), Some(tls_info()));
     s.greet();
     let g = out(&mut s);
     assert!(
@@ -604,7 +604,7 @@ fn quota_refusals_answered_by_the_session() {
 #[test]
 fn quota_commands_in_the_wrong_state_or_without_a_limit() {
     // Not authenticated: BAD, as for every authenticated-state command.
-    let mut s = greeted(quota_config(), Some(tls()));
+    let mut s = greeted(quota_config(), Some(tls_info()));
     replies(
         &mut s,
         &[
@@ -851,7 +851,7 @@ fn syntax_errors_and_error_limit() {
             max_errors: 3,
             ..Config::default()
         }),
-        Some(tls()),
+        Some(tls_info()),
     );
     answers(
         &mut s,
@@ -961,7 +961,7 @@ fn drive(s: &mut Session, input: &[u8], chunks: &[usize]) -> Vec<u8> {
                 let Some(piece) = pieces.next() else { break };
                 s.feed(piece);
             }
-            Action::StartTls => s.tls_established(tls()),
+            Action::StartTls => s.tls_established(tls_info()),
             Action::Close => break,
             Action::Authenticate { .. } => s.auth_result(AuthOutcome::Ok),
             Action::Execute(_) => {
@@ -1013,7 +1013,7 @@ proptest! {
             quota_bytes: quota.then_some(1 << 20),
             ..Config::default()
         });
-        let mut s = Session::new(config.clone(), if starttls { None } else { Some(tls()) });
+        let mut s = Session::new(config.clone(), if starttls { None } else { Some(tls_info()) });
         s.greet();
         let out = drive(&mut s, &input, &chunks);
         // Every response line is well formed: it starts with "* ", "+ " or a tag.
@@ -1023,7 +1023,7 @@ proptest! {
         if input.windows(8).any(|w| w.eq_ignore_ascii_case(b"STARTTLS")) {
             return Ok(());
         }
-        let mut s2 = Session::new(config, if starttls { None } else { Some(tls()) });
+        let mut s2 = Session::new(config, if starttls { None } else { Some(tls_info()) });
         s2.greet();
         let out2 = drive(&mut s2, &input, &vec![1; input.len()]);
         prop_assert_eq!(out, out2);

@@ -6,11 +6,11 @@
 
 use std::sync::Arc;
 
-pub use hato_wire::testing::{End, assert_no_bare_cr_lf};
+pub use hato_wire::testing::{End, assert_no_bare_cr_lf, tls_info};
 
 use super::{
     AUTH_LINE_MAX, Action, AuthOutcome, CommitError, Config, MaildropError, MessageError,
-    MessageInfo, Session, TlsInfo,
+    MessageInfo, Session,
 };
 use crate::wire_size;
 
@@ -18,15 +18,6 @@ hato_wire::server_session!(Session, Action);
 
 /// Everything observable about a run.
 pub type Run = hato_wire::testing::Run<Action>;
-
-/// The TLS parameters the driver reports (for implicit TLS and after STLS).
-pub fn tls_info() -> TlsInfo {
-    TlsInfo {
-        version: "TLSv1.3".into(),
-        cipher: "TLS_AES_128_GCM_SHA256".into(),
-        sni: None,
-    }
-}
 
 /// A driver: `messages` is the maildrop of every user (users `busy` and `temp` get
 /// the maildrop errors); `decide` says when a retrieval or the commit fails.

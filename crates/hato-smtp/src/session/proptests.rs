@@ -41,11 +41,7 @@ fn drive(cfg: Config, tls: bool, chunks: &[Vec<u8>]) -> Run {
     fuzzing::Driver {
         config: cfg,
         peer: peer(),
-        tls_info: TlsInfo {
-            version: "TLSv1.3".into(),
-            cipher: "TLS_AES_128_GCM_SHA256".into(),
-            sni: None,
-        },
+        tls_info: hato_wire::testing::tls_info(),
         tls,
         decide: &mut || false,
         end: End::Open,

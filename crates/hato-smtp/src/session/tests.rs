@@ -131,6 +131,17 @@ impl Driver {
         self.run()
     }
 
+    /// Refuses recipients whose local part is `bad` with `550 5.1.1 no`; others pass.
+    fn refuse_bad_recipients(&mut self) {
+        self.recipient = Box::new(|a| {
+            if a.local_part() == "bad" {
+                Err(Reply::new(550, (5, 1, 1), "no"))
+            } else {
+                Ok(())
+            }
+        });
+    }
+
     /// Sends each input in turn and checks the reply it gets.
     fn converse(&mut self, steps: &[(&str, &str)]) {
         for (input, reply) in steps {
@@ -982,13 +993,7 @@ fn rejected_recipients_do_not_count_toward_limit() {
         max_recipients: 1,
         ..mx()
     });
-    d.recipient = Box::new(|a| {
-        if a.local_part() == "bad" {
-            Err(Reply::new(550, (5, 1, 1), "no"))
-        } else {
-            Ok(())
-        }
-    });
+    d.refuse_bad_recipients();
     let out =
         d.send("EHLO c\r\nMAIL FROM:<>\r\nRCPT TO:<bad@x.example>\r\nRCPT TO:<good@x.example>\r\n");
     assert!(out.ends_with("550 5.1.1 no\r\n250 2.1.5 Ok\r\n"), "{out}");
@@ -1339,13 +1344,7 @@ fn rcpt_dsn_param_errors() {
 #[test]
 fn rcpt_dsn_slots_follow_accepted_recipients() {
     let mut d = Driver::new(mx());
-    d.recipient = Box::new(|a| {
-        if a.local_part() == "bad" {
-            Err(Reply::new(550, (5, 1, 1), "no"))
-        } else {
-            Ok(())
-        }
-    });
+    d.refuse_bad_recipients();
     let out = d.send(
         "EHLO c\r\nMAIL FROM:<s@b.example> RET=HDRS ENVID=ID1\r\n\
          RCPT TO:<a@x.example> NOTIFY=SUCCESS ORCPT=rfc822;orig-a@y.example\r\n\
