@@ -100,12 +100,44 @@ type Result<T> = std::result::Result<T, ParseError>;
 
 /// Parses one framed command (the bytes of [`crate::framer::RawCommand`]).
 pub fn parse_command(input: &[u8], opts: &ParseOptions) -> Result<Command> {
+    parse(input, opts, None)
+}
+
+/// [`parse_command`] taking the command's bytes: an APPEND message is cut out of them rather
+/// than copied (the last one in place, without a second allocation), so a message of any
+/// size is in memory once.
+pub fn parse_command_owned(mut input: Vec<u8>, opts: &ParseOptions) -> Result<Command> {
+    let mut at = Vec::new();
+    let mut cmd = parse(&input, opts, Some(&mut at))?;
+    if let CommandBody::Append { messages, .. } = &mut cmd.body
+        && let Some(last) = at.pop()
+    {
+        for (m, r) in messages.iter_mut().zip(&at) {
+            m.data = input[r.clone()].to_vec();
+        }
+        input.truncate(last.end);
+        input.drain(..last.start);
+        if let Some(m) = messages.last_mut() {
+            m.data = input;
+        }
+    }
+    Ok(cmd)
+}
+
+/// `append_at`: where APPEND messages are left in `input` (their data stays empty) instead of
+/// being copied.
+fn parse(
+    input: &[u8],
+    opts: &ParseOptions,
+    append_at: Option<&mut Vec<std::ops::Range<usize>>>,
+) -> Result<Command> {
     let mut p = Parser {
         buf: input,
         pos: 0,
         opts: *opts,
         depth: 0,
         tag: None,
+        append_at,
     };
     let tag_end = input.iter().position(|&b| b == b' ').unwrap_or(input.len());
     if !is_valid_tag(&input[..tag_end]) {
@@ -130,15 +162,17 @@ const ID_MAX_FIELD: usize = 30;
 const ID_MAX_VALUE: usize = 1024;
 const ID_MAX_PAIRS: usize = 30;
 
-struct Parser<'a> {
+struct Parser<'a, 'r> {
     buf: &'a [u8],
     pos: usize,
     opts: ParseOptions,
     depth: usize,
     tag: Option<String>,
+    /// Where APPEND messages are (instead of copies), for [`parse_command_owned`].
+    append_at: Option<&'r mut Vec<std::ops::Range<usize>>>,
 }
 
-impl<'a> Parser<'a> {
+impl<'a> Parser<'a, '_> {
     // ---- errors ---------------------------------------------------------------------
 
     fn error(&self, kind: ParseErrorKind, message: &str) -> ParseError {

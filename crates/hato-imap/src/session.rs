@@ -71,7 +71,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use crate::command::{Command, CommandBody, FetchAttr, SearchKey};
 use crate::encode::EncodeOptions;
 use crate::framer::{Event, FrameError, Framer, Limits};
-use crate::parse::{ParseErrorKind, ParseOptions, parse_command};
+use crate::parse::{ParseErrorKind, ParseOptions, parse_command_owned};
 use crate::quota;
 
 use crate::response::{Code, Data, NamespaceDesc, Response, StatusKind};
@@ -656,7 +656,7 @@ impl Session {
                     utf8: self.enabled.utf8(),
                     max_depth: self.framer.limits().max_depth,
                 };
-                match parse_command(&raw.bytes, &opts) {
+                match parse_command_owned(raw.bytes, &opts) {
                     Ok(cmd) => {
                         self.stats.commands += 1;
                         self.command(cmd)

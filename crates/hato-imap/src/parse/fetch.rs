@@ -5,7 +5,7 @@ use super::primitives::valid_field_name;
 use super::{Parser, Result};
 use crate::command::*;
 
-impl Parser<'_> {
+impl Parser<'_, '_> {
     pub(super) fn fetch(&mut self, uid: bool) -> Result<CommandBody> {
         let set = self.arg(Self::sequence_set)?;
         self.sp()?;

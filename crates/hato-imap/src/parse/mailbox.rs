@@ -8,7 +8,7 @@ use super::{Parser, Result};
 use crate::command::*;
 use crate::sequence::SequenceSet;
 
-impl Parser<'_> {
+impl Parser<'_, '_> {
     pub(super) fn select(&mut self, read_only: bool) -> Result<CommandBody> {
         let mailbox = self.arg(Self::mailbox)?;
         let mut condstore = false;
@@ -214,7 +214,15 @@ impl Parser<'_> {
                 self.sp()?;
             }
             let binary = self.peek() == Some(b'~');
-            let data = self.literal_raw(binary)?.to_vec();
+            let data = self.literal_raw(binary)?;
+            let data = match &mut self.append_at {
+                Some(at) => {
+                    let start = self.pos - data.len();
+                    at.push(start..self.pos);
+                    Vec::new()
+                }
+                None => data.to_vec(),
+            };
             messages.push(AppendMessage {
                 flags,
                 date,

@@ -11,7 +11,7 @@ use crate::framer::{is_astring_char, is_atom_char};
 use crate::mailbox::{decode_mailbox, decode_pattern};
 use crate::sequence::{SeqNo, SeqRange, SequenceSet};
 
-impl<'a> Parser<'a> {
+impl<'a> Parser<'a, '_> {
     // ---- low-level ------------------------------------------------------------------
 
     pub(super) fn eof(&self) -> bool {

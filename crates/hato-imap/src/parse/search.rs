@@ -8,7 +8,7 @@ use crate::command::*;
 use crate::datetime::Date;
 use crate::flag::Flag;
 
-impl Parser<'_> {
+impl Parser<'_, '_> {
     pub(super) fn search(&mut self, uid: bool) -> Result<CommandBody> {
         self.sp()?;
         let mut returns = None;

@@ -3,7 +3,7 @@
 use super::{Parser, Result};
 use crate::command::*;
 
-impl Parser<'_> {
+impl Parser<'_, '_> {
     pub(super) fn store(&mut self, uid: bool) -> Result<CommandBody> {
         let set = self.arg(Self::sequence_set)?;
         self.sp()?;

@@ -20,11 +20,30 @@ fn ok_utf8(input: &[u8]) -> CommandBody {
     ok_with(input, &utf8)
 }
 
+/// Parsed both ways ([`parse_command`] and [`parse_command_owned`]), which must agree.
 fn ok_with(input: &[u8], opts: &ParseOptions) -> CommandBody {
     match parse_command(input, opts) {
-        Ok(c) => c.body,
+        Ok(c) => {
+            let owned = parse_command_owned(input.to_vec(), opts).expect("owned parse");
+            assert_eq!(owned, c, "owned parse differs");
+            c.body
+        }
         Err(e) => panic!("{:?}: {e:?}", String::from_utf8_lossy(input)),
     }
+}
+
+/// A single APPEND message is cut out of the command's own buffer: no second copy.
+#[test]
+fn owned_append_is_not_copied() {
+    let mut input = b"a APPEND INBOX (\\Seen) {5}\r\nhello".to_vec();
+    input.reserve(100);
+    let at = input.as_ptr();
+    let c = parse_command_owned(input, &ParseOptions::default()).unwrap();
+    let CommandBody::Append { messages, .. } = c.body else {
+        panic!()
+    };
+    assert_eq!(messages[0].data, b"hello");
+    assert_eq!(messages[0].data.as_ptr(), at, "the message was copied");
 }
 
 fn bad(input: &[u8]) -> ParseError {

@@ -259,6 +259,11 @@ impl DataBudget {
         self.used.load(Ordering::Acquire)
     }
 
+    /// The budget.
+    pub fn max(&self) -> usize {
+        self.max
+    }
+
     /// Bytes not held by anyone now.
     pub fn free(&self) -> usize {
         self.max.saturating_sub(self.used())

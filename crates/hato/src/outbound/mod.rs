@@ -113,8 +113,11 @@ pub(crate) struct Scheduler {
     /// `[delivery.smarthost]`: every domain without a `[[route]]` goes there.
     smarthost: Option<Smarthost>,
     /// Memory for mail in transit, shared with the listeners: a message is read from the
-    /// queue only when its size fits (it is held in memory while it is sent).
+    /// queue only when its size fits (it is held in memory while it is sent)...
     data_budget: Arc<crate::net::DataBudget>,
+    /// ...and outbound delivery as a whole holds at most half of it, so slow remote servers
+    /// never leave the listeners without room.
+    outbound_budget: Arc<crate::net::DataBudget>,
 }
 
 /// One destination domain's claimed messages and its running workers.
@@ -355,6 +358,7 @@ impl Scheduler {
             in_flight: AtomicUsize::new(0),
             refill: Notify::new(),
             smarthost,
+            outbound_budget: crate::net::DataBudget::new(data_budget.max() / 2),
             data_budget,
         })
     }

@@ -163,10 +163,9 @@ impl Scheduler {
                 return;
             }
         };
-        let _held = self
-            .data_budget
-            .hold(usize::try_from(size).unwrap_or(usize::MAX))
-            .await;
+        let size = usize::try_from(size).unwrap_or(usize::MAX);
+        let _outbound = self.outbound_budget.hold(size).await;
+        let _held = self.data_budget.hold(size).await;
         // Bytes from the Vec: no copy; each attempt's transaction shares it.
         let message: Bytes = match self.store.blob(entries[0].blob).await {
             Ok(Some(m)) => m.into(),
