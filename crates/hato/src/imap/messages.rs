@@ -3,7 +3,7 @@
 use super::*;
 
 impl Conn<'_> {
-    pub(super) async fn append(&mut self, name: &str, messages: &[AppendMessage]) -> Outcome {
+    pub(super) async fn append(&mut self, name: &str, messages: Vec<AppendMessage>) -> Outcome {
         let mb = match self.mailbox(name).await {
             Ok(Some(mb)) => mb,
             Ok(None) => return Outcome::no(Some(Code::TryCreate), "No such mailbox"),
@@ -20,7 +20,7 @@ impl Conn<'_> {
             let date = m.date.map(|d| d.to_unix()).unwrap_or(now);
             match self
                 .store
-                .append(mb.id, m.data.clone(), &flags_out(&m.flags), date)
+                .append(mb.id, m.data, &flags_out(&m.flags), date)
                 .await
             {
                 Ok(a) => {

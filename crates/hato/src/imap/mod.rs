@@ -314,7 +314,7 @@ impl<'a> Conn<'a> {
                     self.account = account;
                     s.auth_result(verdict);
                 }
-                Action::Execute(cmd) => {
+                Action::Execute(mut cmd) => {
                     // Send what is pending first: FETCH streams its responses itself.
                     write_with_timeout(io, &s.output(), write_timeout).await?;
                     let enabled = s.enabled();
@@ -332,7 +332,7 @@ impl<'a> Conn<'a> {
                             o.untagged.extend(more);
                             o
                         }
-                        _ => self.execute(&cmd, enabled).await,
+                        _ => self.execute(&mut cmd, enabled).await,
                     };
                     s.command_done(outcome);
                 }
@@ -397,7 +397,12 @@ impl<'a> Conn<'a> {
         }
     }
 
-    async fn execute(&mut self, cmd: &Command, enabled: Enabled) -> Outcome {
+    async fn execute(&mut self, cmd: &mut Command, enabled: Enabled) -> Outcome {
+        // APPEND messages move to the store: never a second copy of one in memory.
+        let appended = match &mut cmd.body {
+            CommandBody::Append { messages, .. } => std::mem::take(messages),
+            _ => Vec::new(),
+        };
         let mut outcome = match &cmd.body {
             CommandBody::Select {
                 mailbox,
@@ -456,7 +461,7 @@ impl<'a> Conn<'a> {
                 Ok(None) => Outcome::no(Some(Code::NonExistent), "No such mailbox"),
                 Err(e) => store_no(&e),
             },
-            CommandBody::Append { mailbox, messages } => self.append(mailbox, messages).await,
+            CommandBody::Append { mailbox, .. } => self.append(mailbox, appended).await,
             CommandBody::Expunge { uids } => self.expunge(uids.as_ref()).await,
             CommandBody::Search(sc) => self.search(&cmd.tag, sc, enabled).await,
             // Streamed by `drive`.
