@@ -278,10 +278,15 @@ impl StatusItem {
 pub struct AppendMessage {
     pub flags: Vec<Flag>,
     pub date: Option<DateTime>,
+    /// The message, or what follows the octets the driver took while it arrived.
     pub data: Vec<u8>,
     /// Sent as `literal8` (RFC 3516 §4.4): the client says the data may hold NUL and 8-bit
     /// content without transfer encoding.
     pub binary: bool,
+    /// (literal number in the command, octets) when the driver took the message's first
+    /// octets while it arrived ([`crate::framer::Framer::take_literal`]): the message is
+    /// those octets, then `data`.
+    pub taken: Option<(usize, u64)>,
 }
 
 impl fmt::Debug for AppendMessage {

@@ -141,10 +141,14 @@ pub struct RawCommand {
     /// The tag (validated: 1*<ASTRING-CHAR except "+">).
     pub tag: String,
     /// The command from its tag to its end, without the final line ending. Every literal
-    /// is present as `{n}` / `{n+}` / `~{n}`, CRLF, then its `n` octets.
+    /// is present as `{n}` / `{n+}` / `~{n}`, CRLF, then its `n` octets, less those
+    /// [taken](Framer::take_literal) while it arrived.
     pub bytes: Vec<u8>,
     /// Number of literals in `bytes`.
     pub literals: usize,
+    /// (literal number, octets taken from its start) for the APPEND literals the driver
+    /// took while they arrived ([`Framer::take_literal`]); the parser knows them by this.
+    pub taken: Vec<(usize, u64)>,
 }
 
 impl std::fmt::Debug for RawCommand {
@@ -247,6 +251,19 @@ pub struct Framer {
     first_line: bool,
     /// APPEND literal octets the server has room for now ([`Framer::set_room`]).
     room: Option<u64>,
+    /// The APPEND literal being received, for [`Framer::take_literal`].
+    taking: Taking,
+}
+
+/// Where the literal being kept starts in the command, and what was taken of the
+/// command's APPEND literals.
+#[derive(Debug, Default)]
+struct Taking {
+    /// `cmd` offset of the current literal's first octet still held.
+    at: usize,
+    /// The current literal is an APPEND message (only those may be taken).
+    append: bool,
+    taken: Vec<(usize, u64)>,
 }
 
 impl Framer {
@@ -268,6 +285,7 @@ impl Framer {
             ann: Ann::None,
             first_line: true,
             room: None,
+            taking: Taking::default(),
         }
     }
 
@@ -330,11 +348,47 @@ impl Framer {
     /// Accepts the synchronising literal of the last [`Event::SyncLiteral`].
     pub fn accept_literal(&mut self) {
         if let State::AwaitDecision { size } = self.state {
-            self.state = State::Literal {
-                remaining: size,
-                keep: true,
-            };
+            self.keep_literal(size);
         }
+    }
+
+    /// The literal's `size` octets follow and are kept (after its `{n}` CRLF in `cmd`).
+    fn keep_literal(&mut self, size: u64) {
+        self.taking.at = self.cmd.len();
+        self.taking.append = self.verb() == "APPEND";
+        self.state = State::Literal {
+            remaining: size,
+            keep: true,
+        };
+    }
+
+    /// Hands over the octets of the APPEND literal being received, once at least `min` are
+    /// held: (its number in the command, its offset in the literal, the octets). The driver
+    /// keeps them (in a spool file) so memory does not grow with the message; the command's
+    /// [`RawCommand::taken`] says what was taken and [`crate::parse::parse_raw_command`]
+    /// leaves it out. Other literals are never taken.
+    pub fn take_literal(&mut self, min: usize) -> Option<(usize, u64, Vec<u8>)> {
+        let State::Literal { keep: true, .. } = self.state else {
+            return None;
+        };
+        let held = self.cmd.len() - self.taking.at;
+        if !self.taking.append || held < min.max(1) {
+            return None;
+        }
+        let literal = self.literals.checked_sub(1)?;
+        let bytes = self.cmd.split_off(self.taking.at);
+        let offset = match self.taking.taken.last_mut() {
+            Some((n, taken)) if *n == literal => {
+                let at = *taken;
+                *taken += bytes.len() as u64;
+                at
+            }
+            _ => {
+                self.taking.taken.push((literal, bytes.len() as u64));
+                0
+            }
+        };
+        Some((literal, offset, bytes))
     }
 
     /// Refuses the synchronising literal of the last [`Event::SyncLiteral`]: the command
@@ -374,6 +428,7 @@ impl Framer {
         self.escaped = false;
         self.ann = Ann::None;
         self.first_line = true;
+        self.taking = Taking::default();
     }
 
     fn compact(&mut self) {
@@ -641,10 +696,7 @@ impl Framer {
             }
             (None, true) => {
                 self.cmd.extend_from_slice(b"\r\n");
-                self.state = State::Literal {
-                    remaining: size,
-                    keep: true,
-                };
+                self.keep_literal(size);
                 None
             }
             // Refused, and the client waits for a continuation that will not come.
@@ -680,6 +732,7 @@ impl Framer {
                 tag: self.tag().unwrap_or_default(),
                 bytes: std::mem::take(&mut self.cmd),
                 literals: self.literals,
+                taken: std::mem::take(&mut self.taking.taken),
             }),
         };
         self.reset_command();

@@ -98,7 +98,9 @@ pub use command::{Command, CommandBody};
 pub use encode::EncodeOptions;
 pub use framer::{Event, FrameError, Framer, Limits, RawCommand};
 pub use mime::ParsedMessage;
-pub use parse::{ParseError, ParseErrorKind, ParseOptions, parse_command, parse_command_owned};
+pub use parse::{
+    ParseError, ParseErrorKind, ParseOptions, parse_command, parse_command_owned, parse_raw_command,
+};
 pub use response::{Code, Data, Response, StatusKind};
 pub use search::{MessageMeta, Search, SearchError, SearchProgram, Verdict};
 pub use session::{

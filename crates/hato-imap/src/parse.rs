@@ -52,7 +52,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 
 use crate::command::*;
-use crate::framer::is_valid_tag;
+use crate::framer::{RawCommand, is_valid_tag};
 
 /// How to parse.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -100,15 +100,26 @@ type Result<T> = std::result::Result<T, ParseError>;
 
 /// Parses one framed command (the bytes of [`crate::framer::RawCommand`]).
 pub fn parse_command(input: &[u8], opts: &ParseOptions) -> Result<Command> {
-    parse(input, opts, None)
+    parse(input, &[], opts, None)
+}
+
+/// A command as the framer gives it: [`parse_command_owned`] of its bytes, knowing which
+/// APPEND literals the driver [took](crate::framer::Framer::take_literal) while they
+/// arrived (their [`AppendMessage::taken`](crate::command::AppendMessage::taken)).
+pub fn parse_raw_command(raw: RawCommand, opts: &ParseOptions) -> Result<Command> {
+    owned(raw.bytes, &raw.taken, opts)
 }
 
 /// [`parse_command`] taking the command's bytes: an APPEND message is cut out of them rather
 /// than copied (the last one in place, without a second allocation), so a message of any
 /// size is in memory once.
-pub fn parse_command_owned(mut input: Vec<u8>, opts: &ParseOptions) -> Result<Command> {
+pub fn parse_command_owned(input: Vec<u8>, opts: &ParseOptions) -> Result<Command> {
+    owned(input, &[], opts)
+}
+
+fn owned(mut input: Vec<u8>, taken: &[(usize, u64)], opts: &ParseOptions) -> Result<Command> {
     let mut at = Vec::new();
-    let mut cmd = parse(&input, opts, Some(&mut at))?;
+    let mut cmd = parse(&input, taken, opts, Some(&mut at))?;
     if let CommandBody::Append { messages, .. } = &mut cmd.body
         && let Some(last) = at.pop()
     {
@@ -128,6 +139,7 @@ pub fn parse_command_owned(mut input: Vec<u8>, opts: &ParseOptions) -> Result<Co
 /// being copied.
 fn parse(
     input: &[u8],
+    taken: &[(usize, u64)],
     opts: &ParseOptions,
     append_at: Option<&mut Vec<std::ops::Range<usize>>>,
 ) -> Result<Command> {
@@ -138,6 +150,11 @@ fn parse(
         depth: 0,
         tag: None,
         append_at,
+        literals: Literals {
+            taken,
+            next: 0,
+            last_taken: None,
+        },
     };
     let tag_end = input.iter().position(|&b| b == b' ').unwrap_or(input.len());
     if !is_valid_tag(&input[..tag_end]) {
@@ -170,6 +187,16 @@ struct Parser<'a, 'r> {
     tag: Option<String>,
     /// Where APPEND messages are (instead of copies), for [`parse_command_owned`].
     append_at: Option<&'r mut Vec<std::ops::Range<usize>>>,
+    literals: Literals<'r>,
+}
+
+/// The literals seen so far, and what the driver took of them ([`RawCommand::taken`]).
+struct Literals<'r> {
+    taken: &'r [(usize, u64)],
+    /// Number of the next literal.
+    next: usize,
+    /// (number, octets taken) of the last literal read, if some were taken.
+    last_taken: Option<(usize, u64)>,
 }
 
 impl<'a> Parser<'a, '_> {

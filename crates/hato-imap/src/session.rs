@@ -71,7 +71,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use crate::command::{Command, CommandBody, FetchAttr, SearchKey};
 use crate::encode::EncodeOptions;
 use crate::framer::{Event, FrameError, Framer, Limits};
-use crate::parse::{ParseErrorKind, ParseOptions, parse_command_owned};
+use crate::parse::{ParseErrorKind, ParseOptions, parse_raw_command};
 use crate::quota;
 
 use crate::response::{Code, Data, NamespaceDesc, Response, StatusKind};
@@ -429,6 +429,19 @@ impl Session {
         self.framer.set_room(room);
     }
 
+    /// The octets of the APPEND message being received, once at least `min` are held: (its
+    /// literal number in the command, its offset, the octets), for the driver to spool; the
+    /// message's [`AppendMessage::taken`](crate::command::AppendMessage::taken) then says
+    /// so. See [`Framer::take_literal`].
+    pub fn take_literal(&mut self, min: usize) -> Option<(usize, u64, Vec<u8>)> {
+        self.framer.take_literal(min)
+    }
+
+    /// A command is being received (the driver's spooled pieces belong to it).
+    pub fn in_command(&self) -> bool {
+        self.framer.in_command()
+    }
+
     pub fn feed(&mut self, bytes: &[u8]) {
         if self.closing || self.starttls_pending {
             return;
@@ -656,7 +669,7 @@ impl Session {
                     utf8: self.enabled.utf8(),
                     max_depth: self.framer.limits().max_depth,
                 };
-                match parse_command_owned(raw.bytes, &opts) {
+                match parse_raw_command(raw, &opts) {
                     Ok(cmd) => {
                         self.stats.commands += 1;
                         self.command(cmd)

@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 
-use crate::{AccountId, BlobId, MailboxId, Result};
+use crate::{AccountId, BlobId, MailboxId, MessageData, Result};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Mailbox {
@@ -219,7 +219,7 @@ pub trait Mailstore: Send + Sync {
     async fn append(
         &self,
         mailbox: MailboxId,
-        data: Vec<u8>,
+        data: MessageData,
         flags: &[String],
         internal_date: i64,
     ) -> Result<AppendUid>;

@@ -637,7 +637,7 @@ async fn mailbox_with(store: &SqliteStore, address: &str, count: u32) -> (Accoun
     let account = account(store, address).await;
     let mailbox = store.create_mailbox(account, "Big", None).await.unwrap().id;
     store
-        .append(mailbox, message(0), &[], 1_700_000_000)
+        .append(mailbox, message(0).into(), &[], 1_700_000_000)
         .await
         .unwrap();
     let mut n = 1;

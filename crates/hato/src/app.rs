@@ -419,8 +419,7 @@ fn service(config: &Config, l: &ListenerConfig, parts: &Parts) -> anyhow::Result
         }),
         Protocol::Imap => {
             let mut limits = hato_imap::Limits::default();
-            // APPEND messages are held in memory while they arrive: never more than the budget.
-            limits.max_append_literal = lim.max_message_size.min(lim.max_data_in_flight) as u64;
+            limits.max_append_literal = lim.max_message_size as u64;
             limits.max_command = limits
                 .max_command
                 .max(limits.max_append_literal.saturating_add(1024 * 1024));
@@ -439,6 +438,7 @@ fn service(config: &Config, l: &ListenerConfig, parts: &Parts) -> anyhow::Result
                 shutdown: parts.shutdown.clone(),
                 header_cache: parts.header_cache.clone(),
                 data_budget: parts.data_budget.clone(),
+                spool_dir: parts.spool_dir.clone(),
             })
         }
         Protocol::Https => Arc::new(HttpsService {

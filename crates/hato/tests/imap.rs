@@ -768,3 +768,76 @@ c.logout()
     assert!(full.starts_with("452 4.2.2"), "{full}");
     assert_eq!(get(&r, "POSTMASTER"), "accepted");
 }
+
+/// APPEND messages larger than what a session keeps in memory go through the spool file and
+/// are stored exactly: a 3 MB message from imaplib (synchronising literal), then a MULTIAPPEND
+/// of two 1 MB messages as LITERAL+ with the mailbox name as a literal; each is fetched back
+/// whole, and nothing is left in the spool directory.
+#[test]
+fn large_appends_pass_through_the_spool_intact() {
+    let (server, r) = imap_py_new(
+        &[],
+        r#"
+import hashlib
+def body(tag, n):
+    return b"Subject: %s\r\n\r\n" % tag + b"".join(b"%s line %d " % (tag, i) + b"q" * (i % 500) + b"\r\n" for i in range(n))
+big = body(b"big", 12000)
+c = login()
+typ, data = c.append("Archive", None, None, big)
+out("APPEND", typ + " " + data[0].decode())
+one, two = body(b"one", 4000), body(b"two", 4000)
+r = conn()
+r.send(b"m APPEND {7+}\r\nArchive {%d+}\r\n" % len(one) + one + b" (\\Seen) {%d+}\r\n" % len(two) + two + b"\r\n")
+out("MULTI", r.until("m")[-1])
+c.select("Archive")
+for i, m in enumerate((big, one, two)):
+    typ, data = c.fetch(str(i + 1), "(BODY.PEEK[] RFC822.SIZE)")
+    got = data[0][1]
+    out("SAME%d" % i, "yes" if got == m else "no %d %d" % (len(got), len(m)))
+out("SIZES", " ".join(str(len(m)) for m in (big, one, two)))
+c.logout()
+"#,
+    );
+    assert!(get(&r, "APPEND").starts_with("OK [APPENDUID "), "{r:?}");
+    assert!(get(&r, "MULTI").starts_with("m OK [APPENDUID "), "{r:?}");
+    for i in 0..3 {
+        assert_eq!(get(&r, &format!("SAME{i}")), "yes", "{r:?}");
+    }
+    let sizes: Vec<usize> = get(&r, "SIZES")
+        .split(' ')
+        .map(|s| s.parse().unwrap())
+        .collect();
+    assert!(sizes[0] > 2_000_000 && sizes[1] > 1_000_000, "{sizes:?}");
+    let spool = std::fs::read_dir(server.dir.path().join("data").join("spool")).unwrap();
+    assert_eq!(spool.count(), 0, "spool files left behind");
+}
+
+/// When an APPEND message cannot go to disk (the spool directory is gone), the connection
+/// ends before the message is acknowledged, never with a message half stored; a small one,
+/// which needs no spool, still goes through.
+#[test]
+fn a_spool_failure_ends_the_append_unacknowledged() {
+    let server = TestServer::start();
+    std::fs::remove_dir(server.dir.path().join("data").join("spool")).unwrap();
+    let r = imap_py(
+        &server,
+        r#"
+big = b"Subject: big\r\n\r\n" + (b"x" * 998 + b"\r\n") * 1000
+c = login()
+try:
+    typ, data = c.append("Archive", None, None, big)
+    out("BIG", typ)
+except (imaplib.IMAP4.abort, OSError) as e:
+    out("BIG", "aborted")
+c = login()
+typ, data = c.append("Archive", None, None, b"Subject: small\r\n\r\nhi\r\n")
+out("SMALL", typ)
+typ, data = c.status("Archive", "(MESSAGES)")
+out("COUNT", data[0].decode())
+"#,
+    );
+    assert_eq!(get(&r, "BIG"), "aborted", "{r:?}");
+    assert_eq!(get(&r, "SMALL"), "OK", "{r:?}");
+    assert!(get(&r, "COUNT").contains("MESSAGES 1"), "{r:?}");
+    assert!(server.logs().contains("cannot spool an APPEND message"));
+}

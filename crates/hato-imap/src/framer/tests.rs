@@ -38,6 +38,7 @@ fn cmd(tag: &str, bytes: &[u8], literals: usize) -> Event {
         tag: tag.to_string(),
         bytes: bytes.to_vec(),
         literals,
+        taken: Vec::new(),
     })
 }
 
@@ -638,4 +639,80 @@ fn append_literals_beyond_the_room_are_refused() {
     check_one_command(&mut f, b"f LOGIN {11+}\r\nalice@a.exa secret\r\n");
     f.set_room(None);
     check_one_command(&mut f, b"g APPEND INBOX {11+}\r\n01234567890\r\n");
+}
+
+/// The driver takes an APPEND message's octets while they arrive (MULTIAPPEND, LITERAL+
+/// and synchronising, a literal mailbox name first): what it took and what the command
+/// keeps make each message, and the parser knows which literal lost what. Other literals
+/// are never taken.
+#[test]
+fn append_literals_are_taken_while_they_arrive() {
+    let mut f = framer();
+    let first: Vec<u8> = (0..1000u32).map(|i| b'a' + (i % 26) as u8).collect();
+    let second = b"Subject: two\r\n\r\nshort\r\n".to_vec();
+    let mut input = b"t APPEND {5+}\r\nINBOX (\\Seen) {1000+}\r\n".to_vec();
+    input.extend_from_slice(&first);
+    input.extend_from_slice(format!(" {{{}}}\r\n", second.len()).as_bytes());
+    input.extend_from_slice(&second);
+    input.extend_from_slice(b"\r\n");
+    let mut taken: Vec<(usize, u64, Vec<u8>)> = Vec::new();
+    let mut raw = None;
+    for piece in input.chunks(64) {
+        f.feed(piece);
+        while let Some(ev) = f.next_event() {
+            match ev {
+                Event::SyncLiteral { .. } => f.accept_literal(),
+                Event::Command(c) => raw = Some(c),
+                other => panic!("{other:?}"),
+            }
+        }
+        // The mailbox name literal is never taken, however little is asked for.
+        if let Some(t) = f.take_literal(100) {
+            taken.push(t);
+        }
+    }
+    let raw = raw.expect("the command");
+    assert!(taken.iter().all(|(lit, _, _)| *lit == 1), "{taken:?}");
+    let spooled: Vec<u8> = taken.iter().flat_map(|t| t.2.clone()).collect();
+    assert!(spooled.len() >= 900, "{}", spooled.len());
+    let offsets: Vec<u64> = taken.iter().map(|t| t.1).collect();
+    let mut expect = 0;
+    for (o, t) in offsets.iter().zip(&taken) {
+        assert_eq!(*o, expect);
+        expect += t.2.len() as u64;
+    }
+    assert_eq!(raw.taken, vec![(1, spooled.len() as u64)]);
+    let cmd = crate::parse::parse_raw_command(raw, &crate::ParseOptions::default()).unwrap();
+    let crate::CommandBody::Append { mailbox, messages } = cmd.body else {
+        panic!("{cmd:?}")
+    };
+    assert_eq!(mailbox, "INBOX");
+    assert_eq!(messages[0].taken, Some((1, spooled.len() as u64)));
+    assert_eq!([spooled, messages[0].data.clone()].concat(), first);
+    assert_eq!((messages[1].taken, &messages[1].data), (None, &second));
+    assert_eq!(f.held(), 0);
+}
+
+/// A string literal that the driver took (a huge mailbox name in an APPEND command) is a
+/// syntax error, never parsed from what is left of it.
+#[test]
+fn a_taken_string_literal_is_refused() {
+    let mut f = framer();
+    f.feed(b"t APPEND {300+}\r\n");
+    assert!(f.next_event().is_none());
+    f.feed(&[b'x'; 299]);
+    assert!(f.next_event().is_none());
+    assert_eq!(
+        f.take_literal(1).map(|t| (t.0, t.1, t.2.len())),
+        Some((0, 0, 299))
+    );
+    f.feed(b"x {1}\r\n");
+    assert!(matches!(f.next_event(), Some(Event::SyncLiteral { .. })));
+    f.accept_literal();
+    f.feed(b"m\r\n");
+    let Some(Event::Command(raw)) = f.next_event() else {
+        panic!()
+    };
+    let e = crate::parse::parse_raw_command(raw, &crate::ParseOptions::default()).unwrap_err();
+    assert!(e.message.contains("too long"), "{e:?}");
 }

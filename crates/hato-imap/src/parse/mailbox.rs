@@ -228,6 +228,7 @@ impl Parser<'_, '_> {
                 date,
                 data,
                 binary,
+                taken: self.literals.last_taken,
             });
         }
         if messages.is_empty() {

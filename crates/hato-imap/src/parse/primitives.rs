@@ -177,6 +177,19 @@ impl<'a> Parser<'a, '_> {
         self.byte(b'}', "malformed literal")?;
         self.byte(b'\r', "malformed literal")?;
         self.byte(b'\n', "malformed literal")?;
+        // Octets the driver took while the literal arrived are not in the buffer.
+        let number = self.literals.next;
+        self.literals.next += 1;
+        let taken = self
+            .literals
+            .taken
+            .iter()
+            .find(|(i, _)| *i == number)
+            .map_or(0, |t| t.1);
+        self.literals.last_taken = (taken > 0).then_some((number, taken));
+        let n = n
+            .checked_sub(taken)
+            .ok_or_else(|| self.syntax("literal shorter than announced"))?;
         let n = usize::try_from(n).map_err(|_| self.syntax("literal too long"))?;
         if self.buf.len() - self.pos < n {
             return Err(self.syntax("literal shorter than announced"));
@@ -188,6 +201,11 @@ impl<'a> Parser<'a, '_> {
 
     fn literal(&mut self) -> Result<Vec<u8>> {
         let data = self.literal_raw(false)?;
+        // Only APPEND messages may be taken by the driver (a huge mailbox name in an APPEND
+        // command would be): never parse what is left of one as a string.
+        if self.literals.last_taken.is_some() {
+            return Err(self.syntax("string literal too long"));
+        }
         if data.contains(&0) {
             return Err(self.syntax("NUL in literal"));
         }

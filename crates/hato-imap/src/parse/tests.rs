@@ -701,7 +701,8 @@ fn append() {
                 flags: vec![Flag::Seen],
                 date: None,
                 data: msg.to_vec(),
-                binary: false
+                binary: false,
+                taken: None,
             }]
         }
     );

@@ -305,7 +305,7 @@ pub async fn rename_inbox(store: &dyn Store) {
     );
     assert_eq!(mailbox_named(store, a.id, "INBOX/Keep").await.id, keep.id);
     let next = store
-        .append(inbox.id, b"x\r\n".to_vec(), &[], 1)
+        .append(inbox.id, b"x\r\n".to_vec().into(), &[], 1)
         .await
         .expect("append");
     assert_eq!(next.uid, status_before.uidnext, "UIDs continue");

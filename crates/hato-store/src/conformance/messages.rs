@@ -16,7 +16,7 @@ pub async fn append_and_read(store: &dyn Store) {
     let first = store
         .append(
             drafts.id,
-            data.clone(),
+            data.clone().into(),
             &flags(&["\\Draft", "\\seen"]),
             1_600_000_000,
         )
@@ -30,7 +30,7 @@ pub async fn append_and_read(store: &dyn Store) {
         }
     );
     let second = store
-        .append(drafts.id, b"two\r\n".to_vec(), &[], 1_600_000_001)
+        .append(drafts.id, b"two\r\n".to_vec().into(), &[], 1_600_000_001)
         .await
         .expect("append");
     assert_eq!(second.uid, 2);
@@ -74,13 +74,15 @@ pub async fn append_and_read(store: &dyn Store) {
     );
 
     assert_err(
-        store.append(0x7fff_ffff_fff2, b"x".to_vec(), &[], 0).await,
+        store
+            .append(0x7fff_ffff_fff2, b"x".to_vec().into(), &[], 0)
+            .await,
         is_not_found,
         "append to a missing mailbox",
     );
     assert_err(
         store
-            .append(drafts.id, b"x".to_vec(), &flags(&["\\Recent"]), 0)
+            .append(drafts.id, b"x".to_vec().into(), &flags(&["\\Recent"]), 0)
             .await,
         is_invalid,
         "append with \\Recent",
@@ -105,7 +107,7 @@ pub async fn flags_normalised(store: &dyn Store) {
     let uid = store
         .append(
             inbox.id,
-            b"x\r\n".to_vec(),
+            b"x\r\n".to_vec().into(),
             &flags(&["$Label1", "\\SEEN", "$label1", "Junk", "\\Seen"]),
             0,
         )
@@ -150,7 +152,7 @@ pub async fn flags_normalised(store: &dyn Store) {
     let full = entry(store, inbox.id, uid).await;
     assert_eq!(full.flags.len(), 101, "\\Seen + 100 keywords");
     let second = store
-        .append(inbox.id, b"y\r\n".to_vec(), &[], 0)
+        .append(inbox.id, b"y\r\n".to_vec().into(), &[], 0)
         .await
         .expect("append")
         .uid;

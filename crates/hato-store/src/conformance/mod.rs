@@ -214,7 +214,7 @@ async fn append_n(store: &dyn Store, mailbox: MailboxId, count: u32) -> Vec<u32>
     for n in 0..count {
         let data = format!("Subject: appended {n}\r\n\r\nbody {n}\r\n").into_bytes();
         let appended = store
-            .append(mailbox, data, &[], 1_650_000_000 + i64::from(n))
+            .append(mailbox, data.into(), &[], 1_650_000_000 + i64::from(n))
             .await
             .expect("append");
         uids.push(appended.uid);

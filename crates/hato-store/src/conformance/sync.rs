@@ -172,7 +172,7 @@ pub async fn account_usage(store: &dyn Store) {
     let delivered = entry(store, inbox(store, a.id).await.id, 1).await.size;
     let drafts = mailbox_named(store, a.id, "Drafts").await.id;
     store
-        .append(drafts, vec![b'x'; 1000], &[], 0)
+        .append(drafts, vec![b'x'; 1000].into(), &[], 0)
         .await
         .expect("append");
     let archive = mailbox_named(store, a.id, "Archive").await.id;

@@ -20,7 +20,7 @@ use super::{Context, SqliteStore, get_u64, parse_flags, to_u64};
 use crate::rules::{FlagSet, canonical_mailbox_name, canonical_special_use};
 use crate::{
     AccountId, AppendUid, BlobId, Changes, CopyUids, Expunge, FlagOp, FlagsResult, Mailbox,
-    MailboxChanged, MailboxId, MailboxStatus, Mailstore, MessageEntry, Result, Usage,
+    MailboxChanged, MailboxId, MailboxStatus, Mailstore, MessageData, MessageEntry, Result, Usage,
 };
 
 /// The bytes of one message of a mailbox, by `(mailbox, uid)`.
@@ -157,7 +157,7 @@ impl Mailstore for SqliteStore {
     async fn append(
         &self,
         mailbox: MailboxId,
-        data: Vec<u8>,
+        data: MessageData,
         flags: &[String],
         internal_date: i64,
     ) -> Result<AppendUid> {

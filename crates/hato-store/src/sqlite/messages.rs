@@ -42,10 +42,6 @@ pub(super) fn sorted_uids(uids: &[u32]) -> Vec<u32> {
     uids
 }
 
-pub(super) fn insert_blob(conn: &Connection, data: &[u8]) -> Result<BlobId> {
-    insert_blob_parts(conn, &[data])
-}
-
 /// Blobs up to this size are inserted as one bound value; larger ones are written in place.
 const SMALL_BLOB: usize = 64 * 1024;
 
@@ -190,12 +186,12 @@ fn insert_entry(conn: &Connection, mailbox: MailboxId, uid: u32, e: &NewEntry<'_
 pub(super) fn append_tx(
     conn: &Connection,
     mailbox: MailboxId,
-    data: &[u8],
+    data: &MessageData,
     flags: &str,
     internal_date: i64,
 ) -> Result<AppendUid> {
     let (uid, modseq, uidvalidity) = allocate_uids(conn, mailbox, 1)?;
-    let blob = insert_blob(conn, data)?;
+    let blob = insert_message_blob(conn, b"", data)?;
     let size = i64::try_from(data.len()).unwrap_or(i64::MAX);
     let entry = NewEntry {
         blob,

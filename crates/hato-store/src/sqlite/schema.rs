@@ -389,7 +389,10 @@ mod tests {
         let sent = store.mailbox_status(2).await.unwrap().unwrap();
         assert_eq!((sent.recent_uid, sent.recent), (1, 0));
         assert_eq!(store.claim_recent(1).await.unwrap(), Some((3, 3)));
-        let appended = store.append(1, b"new\n".to_vec(), &[], 2000).await.unwrap();
+        let appended = store
+            .append(1, b"new\n".to_vec().into(), &[], 2000)
+            .await
+            .unwrap();
         assert_eq!(appended.uid, 3);
         let inbox = store.mailbox_status(1).await.unwrap().unwrap();
         assert_eq!((inbox.recent_uid, inbox.recent), (3, 1));
@@ -465,7 +468,10 @@ mod tests {
         let changes = store.changes_since(1, 3).await.unwrap().unwrap();
         assert_eq!(changes.changed.len(), 1);
         assert_eq!(changes.vanished, [2]);
-        let appended = store.append(1, b"new\n".to_vec(), &[], 2000).await.unwrap();
+        let appended = store
+            .append(1, b"new\n".to_vec().into(), &[], 2000)
+            .await
+            .unwrap();
         assert_eq!((appended.uidvalidity, appended.uid), (101, 3));
         let blob = store.message(1, 3).await.unwrap().unwrap().blob;
         assert!(blob > 2, "blob id {blob} reused after the upgrade");

@@ -9,7 +9,10 @@ impl Conn<'_> {
             Ok(None) => return Outcome::no(Some(Code::TryCreate), "No such mailbox"),
             Err(e) => return store_no(&e),
         };
-        let adding: u64 = messages.iter().map(|m| m.data.len() as u64).sum();
+        let adding: u64 = messages
+            .iter()
+            .map(|m| m.data.len() as u64 + m.taken.map_or(0, |t| t.1))
+            .sum();
         if let Some(o) = self.over_quota(adding).await {
             return o;
         }
@@ -18,11 +21,30 @@ impl Conn<'_> {
         let now = hato_wire::date::unix_now();
         for m in messages {
             let date = m.date.map(|d| d.to_unix()).unwrap_or(now);
-            match self
-                .store
-                .append(mb.id, m.data, &flags_out(&m.flags), date)
-                .await
-            {
+            let flags = flags_out(&m.flags);
+            // A large message: what went to the spool file, then the rest.
+            let data = match m.taken {
+                None => m.data.into(),
+                Some((literal, taken)) => {
+                    let spooled = self
+                        .spools
+                        .iter_mut()
+                        .find(|(l, _)| *l == literal)
+                        .map(|(_, s)| s.message(Vec::new(), taken, m.data));
+                    match spooled {
+                        Some(Ok(d)) => d,
+                        e => {
+                            let e = e.and_then(|r| r.err());
+                            error!(error = ?e, "an APPEND message's spool is incomplete");
+                            return Outcome::no(
+                                Some(Code::ServerBug),
+                                "Message lost in transit, try again",
+                            );
+                        }
+                    }
+                }
+            };
+            match self.store.append(mb.id, data, &flags, date).await {
                 Ok(a) => {
                     uidvalidity = a.uidvalidity;
                     uids.insert(a.uid);

@@ -35,6 +35,7 @@ use tracing::{error, info, warn};
 
 use crate::auth::Authenticator;
 use crate::net::{self, ClientStream, Connection, Input, Shutdown, Timeouts, write_with_timeout};
+use crate::spool::{SPOOL_AT, Spool};
 
 mod fetch;
 mod header_cache;
@@ -64,6 +65,8 @@ pub struct ImapService {
     pub header_cache: Arc<HeaderCache>,
     /// Memory for mail in transit (APPEND messages here), shared with SMTP.
     pub data_budget: Arc<net::DataBudget>,
+    /// Where APPEND messages go once they pass [`SPOOL_AT`].
+    pub spool_dir: Arc<std::path::Path>,
 }
 
 #[async_trait::async_trait]
@@ -92,6 +95,7 @@ impl net::Service for ImapService {
             append_limit: self.config.limits.max_append_literal,
             quota_bytes: self.config.quota_bytes,
             data_share: self.data_budget.share(),
+            spools: Vec::new(),
         };
         let mut session = Session::new(self.config.clone(), tls);
         session.greet();
@@ -118,6 +122,8 @@ struct Conn<'a> {
     quota_bytes: Option<u64>,
     /// What the session holds of client input (APPEND messages), within the server's budget.
     data_share: net::DataShare,
+    /// The parts of the command's APPEND messages that went to disk, by literal number.
+    spools: Vec<(usize, Spool)>,
 }
 
 /// A store error as a tagged NO.
@@ -233,14 +239,19 @@ impl<'a> Conn<'a> {
                     // What the session holds counts against the budget for mail in transit,
                     // and an APPEND message that does not fit what is left is refused (NO
                     // [UNAVAILABLE]) before the client sends it.
+                    self.spool_literal(s).await?;
                     self.data_share.set_regardless(s.data_held());
                     write_with_timeout(io, &s.output(), write_timeout).await?;
                     let timeout = self.read_timeout();
                     let logged_in = self.account.is_some();
                     match net::read_input(io, &mut buf, timeout, logged_in, &mut shutdown).await? {
                         Input::Data(n) => {
-                            // The room as it is now, not before the wait for input.
-                            s.set_literal_room(Some(self.svc.data_budget.free() as u64));
+                            // The room as it is now, not before the wait for input. A
+                            // message needs room only for what is held before it spools.
+                            let free = self.svc.data_budget.free();
+                            s.set_literal_room(
+                                (free < SPOOL_AT + 64 * 1024).then_some(free as u64),
+                            );
                             s.feed(&buf[..n]);
                         }
                         Input::Closed => return Ok(false),
@@ -338,6 +349,31 @@ impl<'a> Conn<'a> {
                 }
             }
         }
+    }
+
+    /// Moves what the session holds of the APPEND message being received to its spool file
+    /// (past [`SPOOL_AT`]); spools of a finished command are dropped. A spool that cannot be
+    /// written ends the connection (the client retries the APPEND).
+    async fn spool_literal(&mut self, s: &mut Session) -> anyhow::Result<()> {
+        if !s.in_command() {
+            self.spools.clear();
+        }
+        let Some((literal, at, bytes)) = s.take_literal(SPOOL_AT) else {
+            return Ok(());
+        };
+        let i = match self.spools.iter().position(|(l, _)| *l == literal) {
+            Some(i) => i,
+            None => {
+                self.spools
+                    .push((literal, Spool::new(self.svc.spool_dir.clone())));
+                self.spools.len() - 1
+            }
+        };
+        if let Err(e) = self.spools[i].1.write(at, bytes).await {
+            error!(error = %e, dir = %self.svc.spool_dir.display(), "cannot spool an APPEND message: closing the connection");
+            anyhow::bail!("cannot spool an APPEND message: {e}");
+        }
+        Ok(())
     }
 
     fn read_timeout(&self) -> Duration {
