@@ -174,7 +174,7 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::time::Duration;
 
-use self::encode::{Normalizer, Scan};
+use self::encode::{MessageFacts as Scan, Normalizer, Pieces};
 use self::reader::ReplyReader;
 #[cfg(doc)]
 use crate::address::Address;
@@ -185,9 +185,10 @@ pub use self::action::{ClientAction, ClientPhase};
 pub use self::capabilities::Capabilities;
 pub use self::config::{
     ClientConfig, Credentials, DEFAULT_CHUNK_SIZE, DEFAULT_MAX_REPLY_LINE, DEFAULT_MAX_REPLY_LINES,
-    Recipient, TlsRequirement, Transaction,
+    Recipient, Streamed, TlsRequirement, Transaction,
 };
 pub use self::downgrade::{DowngradeError, downgrade_8bit};
+pub use self::encode::{FactsScanner, MessageFacts};
 pub use self::outcome::{
     ClientFailure, ConnectionOutcome, ProtocolError, RecipientOutcome, RecipientStatus,
     TransactionOutcome,
@@ -269,6 +270,8 @@ struct Active {
     bdat_error: Option<Reply>,
     stage: Stage,
     last_reply: Option<Reply>,
+    /// The message as the driver hands it over, when it is [streamed](Transaction::streamed).
+    pieces: Option<Pieces>,
 }
 
 impl Active {
@@ -280,7 +283,9 @@ impl Active {
         to_send: Vec<usize>,
     ) -> Box<Active> {
         let n = txn.recipients.len();
+        let pieces = txn.streamed.map(|s| Pieces::new(s.len));
         Box::new(Active {
+            pieces,
             txn,
             scan,
             results,
@@ -428,6 +433,9 @@ impl ClientSession {
                 }
                 return ClientAction::StartTls;
             }
+            if let Some(offset) = self.awaiting_message() {
+                return ClientAction::NeedMessage { offset };
+            }
             if self.can_stream() {
                 self.stream();
                 continue;
@@ -487,6 +495,19 @@ impl ClientSession {
         }
         self.queued = Some(txn);
         Ok(())
+    }
+
+    /// The next piece of a [streamed](Transaction::streamed) message, after
+    /// [`ClientAction::NeedMessage`]: at least one octet, from the offset asked for (octets
+    /// past the message's length are ignored). A driver that cannot read the message calls
+    /// [`ClientSession::connection_lost`] instead.
+    pub fn message_data(&mut self, piece: &[u8]) {
+        if let Some(p) = self.txn.as_mut().and_then(|a| a.pieces.as_mut())
+            && p.waiting
+            && !piece.is_empty()
+        {
+            p.give(piece);
+        }
     }
 
     /// Ends the session with QUIT once the current transaction (if any) is finished.

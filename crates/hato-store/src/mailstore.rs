@@ -173,6 +173,9 @@ pub trait Mailstore: Send + Sync {
     async fn blob(&self, blob: BlobId) -> Result<Option<Vec<u8>>>;
     /// The size of a blob in octets, without reading it (to reserve memory before reading).
     async fn blob_size(&self, blob: BlobId) -> Result<Option<u64>>;
+    /// Up to `len` octets of a blob from `offset` (fewer at its end, none past it), without
+    /// reading the rest: a large message is sent in pieces.
+    async fn blob_range(&self, blob: BlobId, offset: u64, len: usize) -> Result<Option<Vec<u8>>>;
 
     // -- Mailboxes ---------------------------------------------------------------------------
     //

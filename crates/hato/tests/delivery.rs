@@ -1145,3 +1145,26 @@ s.quit()
         "PTR not confirmed: {unconfirmed}"
     );
 }
+
+/// A large message leaves in pieces read from the store as they are sent (never whole in
+/// memory) and arrives exactly as submitted, dot-stuffed lines and all.
+#[test]
+fn a_large_message_is_sent_in_pieces_intact() {
+    const SCRIPT: &str = r#"
+to = sys.argv[4]
+body = "".join(".line %d %s\r\n" % (i, "w" * (i % 300)) for i in range(12000))
+msg = "From: %s\r\nTo: %s\r\nSubject: big one\r\n\r\n%s" % (user, to, body)
+open(sys.argv[5], "w", newline="").write(msg)
+s = login()
+s.sendmail(user, [to], msg)
+s.quit()
+"#;
+    let rx = receiver("partner.test");
+    let tx = sender(free_port(), None, &route("partner.test", rx.ports.smtp));
+    let sent = tx.dir.path().join("sent.eml");
+    python_submit(&tx, SCRIPT, &["bob@partner.test", sent.to_str().unwrap()]).assert_ok();
+    let inbox = rx.wait_inbox("bob@partner.test", 1, Duration::from_secs(30));
+    let sent = std::fs::read_to_string(&sent).unwrap();
+    assert!(sent.len() > 1_500_000, "{}", sent.len());
+    assert!(inbox[0].ends_with(&sent), "the message arrived changed");
+}

@@ -77,6 +77,9 @@ pub enum ClientAction {
     TransactionDone(Box<TransactionOutcome>),
     /// The connection is over: close it.
     Done(Box<ConnectionOutcome>),
+    /// Give the next piece of the [streamed](super::Transaction::streamed) message, from
+    /// `offset`, with [`ClientSession::message_data`](super::ClientSession::message_data).
+    NeedMessage { offset: u64 },
 }
 
 impl fmt::Debug for ClientAction {
@@ -88,6 +91,10 @@ impl fmt::Debug for ClientAction {
             ClientAction::Ready => f.write_str("Ready"),
             ClientAction::TransactionDone(o) => f.debug_tuple("TransactionDone").field(o).finish(),
             ClientAction::Done(o) => f.debug_tuple("Done").field(o).finish(),
+            ClientAction::NeedMessage { offset } => f
+                .debug_struct("NeedMessage")
+                .field("offset", offset)
+                .finish(),
         }
     }
 }

@@ -3,6 +3,7 @@
 use bytes::Bytes;
 use std::fmt;
 
+use super::encode::MessageFacts;
 use super::{DsnRet, Notify};
 use crate::address::Address;
 
@@ -111,6 +112,20 @@ pub struct Transaction {
     pub ret: Option<DsnRet>,
     /// DSN ENVID, decoded (sent xtext-encoded when the server announces DSN).
     pub envid: Option<String>,
+    /// The message is handed over in pieces instead ([`ClientAction::NeedMessage`],
+    /// [`ClientSession::message_data`]): its length and facts, from a pass over it; `message`
+    /// is not used.
+    ///
+    /// [`ClientAction::NeedMessage`]: super::ClientAction::NeedMessage
+    /// [`ClientSession::message_data`]: super::ClientSession::message_data
+    pub streamed: Option<Streamed>,
+}
+
+/// A message sent in pieces: its length and [`MessageFacts`] ([`FactsScanner`](super::FactsScanner)).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Streamed {
+    pub len: u64,
+    pub facts: MessageFacts,
 }
 
 impl Transaction {
@@ -128,6 +143,15 @@ impl Transaction {
             requiretls: false,
             ret: None,
             envid: None,
+            streamed: None,
+        }
+    }
+
+    /// The message's size and 8-bit content.
+    pub(super) fn facts(&self) -> MessageFacts {
+        match &self.streamed {
+            Some(s) => s.facts,
+            None => super::encode::scan(&self.message),
         }
     }
 }
@@ -142,6 +166,7 @@ impl fmt::Debug for Transaction {
             .field("requiretls", &self.requiretls)
             .field("ret", &self.ret)
             .field("envid", &self.envid)
+            .field("streamed", &self.streamed)
             .finish()
     }
 }

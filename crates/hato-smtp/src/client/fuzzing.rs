@@ -108,6 +108,18 @@ pub fn drive(cfg: &ClientConfig, txns: &[&Transaction], server: Server<'_>) -> T
                 trace.done = Some(*o);
                 break;
             }
+            // A streamed transaction: its `message` holds what the store would hand over,
+            // given here in pieces of a third of a chunk (at least one octet).
+            ClientAction::NeedMessage { offset } => {
+                let t = handed
+                    .last()
+                    .expect("a message asked for outside a transaction");
+                assert!(t.streamed.is_some(), "NeedMessage for a whole message");
+                let at = usize::try_from(offset).unwrap();
+                assert!(at < t.message.len(), "asked past the end");
+                let end = (at + (cfg.chunk_size / 3).max(1)).min(t.message.len());
+                s.message_data(&t.message[at..end]);
+            }
         }
     }
     let Some(done) = &trace.done else {

@@ -219,6 +219,28 @@ proptest! {
         prop_assert_eq!(&whole, &pieces);
     }
 
+    /// A message handed over in pieces (as outbound delivery does with large ones) goes out
+    /// exactly as the whole message does, with the same outcomes.
+    #[test]
+    fn streamed_messages_go_out_like_whole_ones(
+        cfg in config(),
+        txns in transactions(),
+        plain in script(),
+        tls in tls_script(),
+    ) {
+        let whole = drive(&cfg, &txns, &plain, &tls, usize::MAX);
+        let streamed: Vec<Transaction> = txns
+            .iter()
+            .cloned()
+            .map(|mut t| {
+                let len = t.message.len() as u64;
+                t.streamed = Some(Streamed { len, facts: scan(&t.message) });
+                t
+            })
+            .collect();
+        prop_assert_eq!(whole, drive(&cfg, &streamed, &plain, &tls, usize::MAX));
+    }
+
     /// The normaliser and the size scan agree; DATA transparency round-trips.
     #[test]
     fn encoders_agree(

@@ -4,7 +4,7 @@
 
 use std::fmt::Write as _;
 
-use super::encode::{self, Normalizer};
+use super::encode::Normalizer;
 use super::{
     Active, ClientFailure, ClientSession, Decided, Expect, RecipientOutcome, RecipientStatus,
     Stage, Transaction, TransactionOutcome,
@@ -22,7 +22,7 @@ impl ClientSession {
         failure: ClientFailure,
         results: Option<Vec<Option<Decided>>>,
     ) {
-        let scan = encode::scan(&txn.message);
+        let scan = txn.facts();
         let n = txn.recipients.len();
         let results = results.unwrap_or_else(|| vec![None; n]);
         let a = Active::new(txn, scan, results, Vec::new());
@@ -89,7 +89,7 @@ impl ClientSession {
     /// Local checks, then MAIL (+ RCPTs + DATA when pipelining).
     pub(super) fn begin(&mut self, txn: Transaction) {
         let caps = self.caps.clone().unwrap_or_default();
-        let scan = encode::scan(&txn.message);
+        let scan = txn.facts();
         let n = txn.recipients.len();
 
         if txn.requiretls && !(self.tls && self.tls_verified && caps.requiretls) {
@@ -335,19 +335,38 @@ impl ClientSession {
         }
     }
 
+    /// Where the streamed message's next piece starts, while the session waits for it.
+    pub(super) fn awaiting_message(&self) -> Option<u64> {
+        let p = self.txn.as_ref()?.pieces.as_ref()?;
+        p.waiting.then(|| p.given())
+    }
+
     /// Produces the next piece of message data into the output.
     pub(super) fn stream(&mut self) {
         let chunk_size = self.config.chunk_size;
         let Some(a) = self.txn.as_mut() else {
             return;
         };
+        let a = &mut **a;
         let Stage::Body(norm) = &mut a.stage else {
             return;
         };
         self.sending_data = true;
+        // A streamed message: wait for enough of it for a chunk, then encode what is held.
+        let (msg, more) = match &mut a.pieces {
+            Some(p) if !p.ready(chunk_size) => {
+                p.waiting = true;
+                return;
+            }
+            Some(p) => p.view(),
+            None => (&a.txn.message[..], false),
+        };
         if a.bdat {
             let mut chunk = Vec::new();
-            norm.fill(&a.txn.message, &mut chunk, chunk_size);
+            norm.fill_part(msg, &mut chunk, chunk_size, more);
+            if let Some(p) = &mut a.pieces {
+                p.consumed(norm.rebase());
+            }
             let last = norm.is_done();
             let header = format!(
                 "BDAT {}{}\r\n",
@@ -361,7 +380,10 @@ impl ClientSession {
                 a.stage = Stage::Final;
             }
         } else {
-            norm.fill(&a.txn.message, &mut self.output, chunk_size);
+            norm.fill_part(msg, &mut self.output, chunk_size, more);
+            if let Some(p) = &mut a.pieces {
+                p.consumed(norm.rebase());
+            }
             if norm.is_done() {
                 a.stage = Stage::Final;
                 self.expects.push_back(Expect::DataEnd);

@@ -184,6 +184,24 @@ pub async fn deliver_spooled(store: &dyn Store) {
         Some(whole.len() as u64)
     );
     assert_eq!(store.blob_size(queued + 1_000_000).await.unwrap(), None);
+    // Pieces of it, as outbound delivery reads a large message.
+    let piece = |offset: u64, len: usize| store.blob_range(queued, offset, len);
+    assert_eq!(piece(0, 10).await.unwrap().unwrap(), &whole[..10]);
+    let at = 300_000;
+    assert_eq!(
+        piece(at as u64, 100_000).await.unwrap().unwrap(),
+        &whole[at..at + 100_000]
+    );
+    let tail = piece(whole.len() as u64 - 5, 100).await.unwrap().unwrap();
+    assert_eq!(tail, &whole[whole.len() - 5..]);
+    assert_eq!(
+        piece(whole.len() as u64 + 7, 10).await.unwrap().unwrap(),
+        b""
+    );
+    assert_eq!(
+        store.blob_range(queued + 1_000_000, 0, 10).await.unwrap(),
+        None
+    );
     let entries = inbox_entries(store, a).await;
     assert_eq!(entries.len(), 1);
     assert_eq!(entries[0].size, local.len() as u64);

@@ -99,6 +99,28 @@ impl Mailstore for SqliteStore {
         .await
     }
 
+    async fn blob_range(&self, blob: BlobId, offset: u64, len: usize) -> Result<Option<Vec<u8>>> {
+        self.read(move |conn| {
+            let b = match conn.blob_open(rusqlite::MAIN_DB, "blobs", "data", blob, true) {
+                Ok(b) => b,
+                // No such row.
+                Err(rusqlite::Error::SqliteFailure(e, _))
+                    if e.code == rusqlite::ErrorCode::Unknown =>
+                {
+                    return Ok(None);
+                }
+                Err(e) => return Err(e).ctx("opening a blob"),
+            };
+            let size = b.len() as u64;
+            let start = offset.min(size) as usize;
+            let n = len.min(size as usize - start);
+            let mut out = vec![0u8; n];
+            b.read_at_exact(&mut out, start).ctx("reading a blob")?;
+            Ok(Some(out))
+        })
+        .await
+    }
+
     async fn create_mailbox(
         &self,
         account: AccountId,

@@ -141,6 +141,7 @@ impl Scheduler {
         &self,
         failed: Vec<(QueueEntry, RecipientReport)>,
         message: &[u8],
+        whole: bool,
         now: i64,
     ) {
         let first = failed[0].0.clone();
@@ -159,6 +160,8 @@ impl Scheduler {
             recipients: reports,
             original: message,
             ret: match (any_failed, first.dsn.ret.as_deref()) {
+                // Only the start of a large message is at hand: its header.
+                _ if !whole => ReturnContent::Headers,
                 (false, _) => ReturnContent::Headers,
                 (true, Some(ret)) => ReturnContent::from_ret(Some(ret)),
                 (true, None) => self.bounce_return,

@@ -2,6 +2,8 @@
 //! address over one SMTP transaction each (hato-smtp's client session, sans-IO).
 
 use bytes::Bytes;
+use hato_smtp::client::{FactsScanner, Streamed};
+use hato_store::BlobId;
 
 use super::*;
 
@@ -73,6 +75,20 @@ impl std::fmt::Display for SessionError {
     }
 }
 
+/// Queued messages larger than this are read from the store in pieces as they are sent.
+const STREAM_AT: u64 = 1024 * 1024;
+/// How much of a streamed message is read at a time (and how much of its start is kept).
+const PIECE: usize = 256 * 1024;
+
+/// A queued message as delivery holds it: whole, or (a large 7-bit one) its start, with the
+/// rest read from the store as it is sent, so it is never whole in memory.
+pub(super) struct Queued {
+    /// The message, or its first [`PIECE`] octets (its header section, as a rule).
+    pub(super) data: Bytes,
+    /// Sent in pieces from this blob: its length and facts.
+    pub(super) streamed: Option<(BlobId, Streamed)>,
+}
+
 /// What one message's delivery attempts must respect.
 pub(super) struct AttemptCtx<'a> {
     pub(super) domain: &'a str,
@@ -81,6 +97,8 @@ pub(super) struct AttemptCtx<'a> {
     pub(super) requiretls: bool,
     /// `TLS-Required: No` (RFC 8689 5): MTA-STS does not stop the message.
     pub(super) tls_optional: bool,
+    /// The blob a streamed message is read from.
+    pub(super) blob: Option<BlobId>,
 }
 
 /// The message's header has `TLS-Required: No` (RFC 8689 5).
@@ -90,7 +108,7 @@ pub(super) fn tls_required_no(message: &[u8]) -> bool {
 }
 
 /// The SMTP transaction for the entries of one message.
-pub(super) fn transaction(entries: &[QueueEntry], message: &Bytes) -> Transaction {
+pub(super) fn transaction(entries: &[QueueEntry], message: &Queued) -> Transaction {
     let first = &entries[0];
     let mail_from = if first.sender.is_empty() {
         None
@@ -123,7 +141,8 @@ pub(super) fn transaction(entries: &[QueueEntry], message: &Bytes) -> Transactio
         })
         .collect();
     // The message is shared, not copied, by every attempt's transaction.
-    let mut t = Transaction::new(mail_from, std::iter::empty(), message.clone());
+    let mut t = Transaction::new(mail_from, std::iter::empty(), message.data.clone());
+    t.streamed = message.streamed.map(|s| s.1);
     t.recipients = recipients;
     t.requiretls = first.requiretls;
     t.envid = first.dsn.envid.clone();
@@ -154,21 +173,8 @@ impl Scheduler {
         cached: &mut Option<Connection>,
     ) {
         let now = unix_now();
-        // The message is held in memory while it is sent: within the budget for mail in
-        // transit, waiting for room (the delivery can wait; a listener's message cannot).
-        let size = match self.store.blob_size(entries[0].blob).await {
-            Ok(size) => size.unwrap_or(0),
-            Err(e) => {
-                error!(queue_id = entries[0].id, error = %e, "cannot read the queued message");
-                return;
-            }
-        };
-        let size = usize::try_from(size).unwrap_or(usize::MAX);
-        let _outbound = self.outbound_budget.hold(size).await;
-        let _held = self.data_budget.hold(size).await;
-        // Bytes from the Vec: no copy; each attempt's transaction shares it.
-        let message: Bytes = match self.store.blob(entries[0].blob).await {
-            Ok(Some(m)) => m.into(),
+        let (queued, _held) = match self.load(entries[0].blob).await {
+            Ok(Some(q)) => q,
             Ok(None) => {
                 error!(queue_id = entries[0].id, "queued message data missing");
                 return;
@@ -178,6 +184,7 @@ impl Scheduler {
                 return;
             }
         };
+        let message = &queued.data;
         // Bounces requested by `hato queue bounce`, and mail that loops.
         let (requested, entries): (Vec<_>, Vec<_>) =
             entries.into_iter().partition(|e| e.bounce_requested);
@@ -200,7 +207,7 @@ impl Scheduler {
             let r = report(&e, "5.1.3", None, Some(why), now, None);
             failed.push((e, r));
         }
-        if hato_delivery::route::received_count(&message) > hato_delivery::route::MAX_HOPS {
+        if hato_delivery::route::received_count(message) > hato_delivery::route::MAX_HOPS {
             for e in entries.drain(..) {
                 let why = "554 5.4.6 too many Received headers: mail loop".to_string();
                 let r = report(&e, "5.4.6", None, Some(why), now, None);
@@ -233,18 +240,73 @@ impl Scheduler {
                         requiretls: entries[0].requiretls,
                         // RFC 8689 5: the sender asks that recipient-domain TLS policies
                         // (MTA-STS) not stop this message; ignored under REQUIRETLS.
-                        tls_optional: !entries[0].requiretls && tls_required_no(&message),
+                        tls_optional: !entries[0].requiretls && tls_required_no(message),
+                        blob: queued.streamed.map(|s| s.0),
                     };
                     let more = self
-                        .send(entries, &plan.hops, &ctx, &message, now, cached)
+                        .send(entries, &plan.hops, &ctx, &queued, now, cached)
                         .await;
                     failed.extend(more);
                 }
             }
         }
         if !failed.is_empty() {
-            self.bounce(failed, &message, now).await;
+            self.bounce(failed, message, queued.streamed.is_none(), now)
+                .await;
         }
+    }
+
+    /// Reads a queued message for delivery, within the budget for mail in transit (waiting
+    /// for room: the delivery can wait, a listener's message cannot): whole, or a large 7-bit
+    /// one as its start and facts, to be read in pieces as it is sent (an 8-bit one may need
+    /// converting to 7 bit, which takes it whole).
+    async fn load(
+        &self,
+        blob: BlobId,
+    ) -> hato_store::Result<Option<(Queued, [crate::net::DataShare; 2])>> {
+        let Some(size) = self.store.blob_size(blob).await? else {
+            return Ok(None);
+        };
+        if size > STREAM_AT {
+            let held = self.hold(2 * PIECE).await;
+            let mut scanner = FactsScanner::new();
+            let mut start = None;
+            let mut at = 0;
+            while at < size {
+                let Some(piece) = self.store.blob_range(blob, at, PIECE).await? else {
+                    return Ok(None);
+                };
+                if piece.is_empty() {
+                    break;
+                }
+                at += piece.len() as u64;
+                scanner.push(&piece);
+                start.get_or_insert(piece);
+            }
+            let facts = scanner.finish();
+            if !facts.eight_bit {
+                let queued = Queued {
+                    data: start.unwrap_or_default().into(),
+                    streamed: Some((blob, Streamed { len: at, facts })),
+                };
+                return Ok(Some((queued, held)));
+            }
+        }
+        let held = self.hold(usize::try_from(size).unwrap_or(usize::MAX)).await;
+        // Bytes from the Vec: no copy; each attempt's transaction shares it.
+        Ok(self.store.blob(blob).await?.map(|m| {
+            let queued = Queued {
+                data: m.into(),
+                streamed: None,
+            };
+            (queued, held)
+        }))
+    }
+
+    /// `bytes` of the budget for mail in transit, of which outbound holds at most half.
+    async fn hold(&self, bytes: usize) -> [crate::net::DataShare; 2] {
+        let outbound = self.outbound_budget.hold(bytes).await;
+        [outbound, self.data_budget.hold(bytes).await]
     }
 
     /// Tries the targets in order until one gives an answer; returns the entries to bounce.
@@ -253,7 +315,7 @@ impl Scheduler {
         entries: Vec<QueueEntry>,
         targets: &[(String, SocketAddr)],
         ctx: &AttemptCtx<'_>,
-        message: &Bytes,
+        message: &Queued,
         now: i64,
         cached: &mut Option<Connection>,
     ) -> Vec<(QueueEntry, RecipientReport)> {
@@ -267,7 +329,7 @@ impl Scheduler {
             let fits = !ctx.requiretls || conn.facts.verified.is_some();
             if fits && targets.iter().any(|(_, a)| *a == conn.addr) {
                 let Exchange { outcome, .. } = self
-                    .transact(&mut conn, transaction(&entries, message))
+                    .transact(&mut conn, transaction(&entries, message), ctx.blob)
                     .await;
                 if let Some(o) = outcome {
                     log_attempt(&entries, &conn.host, conn.addr, &conn.facts, &o);
@@ -312,7 +374,7 @@ impl Scheduler {
                     &r.facts,
                     r.outcome.as_ref(),
                     None,
-                    message,
+                    &message.data,
                 )
                 .await;
                 fell_back = true;
@@ -340,7 +402,7 @@ impl Scheduler {
                     &facts,
                     outcome.as_ref(),
                     error.as_ref(),
-                    message,
+                    &message.data,
                 )
                 .await;
             }
@@ -447,7 +509,7 @@ impl Scheduler {
                 };
             }
         };
-        let Exchange { outcome, ended } = self.transact(&mut conn, txn).await;
+        let Exchange { outcome, ended } = self.transact(&mut conn, txn, ctx.blob).await;
         let facts = conn.facts.clone();
         Attempt {
             outcome,
@@ -459,7 +521,12 @@ impl Scheduler {
 
     /// Runs one transaction on a connection: its outcome and, if the connection ended, why.
     /// `conn.closed` tells whether it can be reused.
-    pub(super) async fn transact(&self, conn: &mut Connection, txn: Transaction) -> Exchange {
+    pub(super) async fn transact(
+        &self,
+        conn: &mut Connection,
+        txn: Transaction,
+        blob: Option<BlobId>,
+    ) -> Exchange {
         // For a server without 8BITMIME: the message again, converted to 7 bit (RFC 6152 3).
         let original = txn.clone();
         let mut downgraded = false;
@@ -514,6 +581,20 @@ impl Scheduler {
                     }
                     None => conn.session.quit(),
                 },
+                // A streamed message: its next piece from the store.
+                Some(ClientAction::NeedMessage { offset }) => {
+                    let piece = match blob {
+                        Some(b) => self.store.blob_range(b, offset, PIECE).await,
+                        None => Ok(None),
+                    };
+                    match piece {
+                        Ok(Some(p)) if !p.is_empty() => conn.session.message_data(&p),
+                        other => {
+                            error!(host = %conn.host, offset, result = ?other.map(|p| p.map(|p| p.len())), "cannot read the queued message to send it: trying again later");
+                            conn.session.connection_lost();
+                        }
+                    }
+                }
                 Some(ClientAction::Done(c)) => {
                     conn.io.shutdown().await;
                     conn.closed = true;
