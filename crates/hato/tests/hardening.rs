@@ -179,24 +179,13 @@ fn messages_in_transit_stay_within_the_memory_budget() {
     );
     const SCRIPT: &str = r#"
 port, rcpt = int(sys.argv[1]), sys.argv[2]
-def session():
-    s = socket.create_connection(("127.0.0.1", port), timeout=30)
-    f = s.makefile("rb")
-    def reply():
-        lines = [f.readline()]
-        while lines[-1][3:4] == b"-":
-            lines.append(f.readline())
-        return lines[-1].decode().strip()
-    reply()
-    for cmd in ("EHLO c.example", "MAIL FROM:<a@outside.example>", "RCPT TO:<%s>" % rcpt, "DATA"):
-        s.sendall(cmd.encode() + b"\r\n")
-        reply()
-    return s, reply
+def sender():
+    return in_data(port, rcpt)
 line = b"y" * 998 + b"\r\n"
 # a and b each hold 200 kB (under the 256 KiB that go to the spool); c cannot get its share.
-a, a_reply = session()
-b, b_reply = session()
-c, c_reply = session()
+a, a_reply = sender()
+b, b_reply = sender()
+c, c_reply = sender()
 a.sendall(b"Subject: a\r\n\r\n" + line * 200)
 b.sendall(b"Subject: b\r\n\r\n" + line * 200)
 time.sleep(0.5)
@@ -208,12 +197,12 @@ a.sendall(b".\r\n")
 print("a", a_reply())
 b.sendall(b".\r\n")
 print("b", b_reply())
-d, d_reply = session()
+d, d_reply = sender()
 d.sendall(b"Subject: c again\r\n\r\n" + line * 200 + b".\r\n")
 print("retry", d_reply())
 "#;
     let port = server.ports.smtp.to_string();
-    let out = python(&prelude(SCRIPT), &[&port, USER]);
+    let out = python(&prelude(&format!("{SMTP_RAW}{SCRIPT}")), &[&port, USER]);
     let r = results(&out);
     assert!(get(&r, "c").starts_with("452 4.3.1 "), "{}", out.all());
     assert!(get(&r, "a").starts_with("250 2.0.0 "), "{}", out.all());
@@ -222,8 +211,8 @@ print("retry", d_reply())
     assert_eq!(server.inbox(USER).len(), 3);
 }
 
-/// Python: `session(port)` opens an SMTP session to the MAIL/RCPT point and returns the socket
-/// and `reply()` (the last line of the next reply).
+/// Python: `session(port, rcpt)` opens an SMTP session to the MAIL/RCPT point and returns the
+/// socket and `reply()` (the last line of the next reply); `in_data(port, rcpt)` goes on into DATA.
 const SMTP_RAW: &str = r#"
 def session(port, rcpt):
     s = socket.create_connection(("127.0.0.1", port), timeout=30)
@@ -237,6 +226,11 @@ def session(port, rcpt):
     for cmd in ("EHLO c.example", "MAIL FROM:<a@outside.example>", "RCPT TO:<%s>" % rcpt):
         s.sendall(cmd.encode() + b"\r\n")
         reply()
+    return s, reply
+def in_data(port, rcpt):
+    s, reply = session(port, rcpt)
+    s.sendall(b"DATA\r\n")
+    reply()
     return s, reply
 "#;
 
@@ -339,20 +333,10 @@ fn imap_append_shares_the_memory_budget() {
         "",
         &format!("[limits]\nmax_message_size = 2000000\nmax_data_in_flight = 524288\n{FAST_AUTH}"),
     );
-    let r = imap_py(
-        &server,
+    let script = format!(
+        "{SMTP_RAW}{}",
         r#"
-s = socket.create_connection(("127.0.0.1", SMTP), timeout=30)
-f = s.makefile("rb")
-def reply():
-    lines = [f.readline()]
-    while lines[-1][3:4] == b"-":
-        lines.append(f.readline())
-    return lines[-1].decode().strip()
-reply()
-for c in ("EHLO c.example", "MAIL FROM:<a@outside.example>", "RCPT TO:<%s>" % USER, "DATA"):
-    s.sendall(c.encode() + b"\r\n")
-    reply()
+s, reply = in_data(SMTP, USER)
 s.sendall(b"Subject: held\r\n\r\n" + (b"y" * 998 + b"\r\n") * 200)
 time.sleep(0.5)
 message = b"Subject: appended\r\n\r\n" + (b"z" * 998 + b"\r\n") * 400
@@ -365,8 +349,9 @@ r.send(b"b APPEND INBOX {%d}\r\n" % len(message))
 out("CONT", r.line())
 r.send(message + b"\r\n")
 out("APPEND", r.until("b")[-1])
-"#,
+"#
     );
+    let r = imap_py(&server, &script);
     assert!(get(&r, "BUSY").starts_with("a NO [UNAVAILABLE]"), "{r:?}");
     assert!(get(&r, "SMTP").starts_with("250 2.0.0 "), "{r:?}");
     assert!(get(&r, "CONT").starts_with("+ "), "{r:?}");

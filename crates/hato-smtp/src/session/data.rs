@@ -161,10 +161,7 @@ impl DataReceiver {
             match self.state {
                 State::Mid => {
                     let rest = &input[i..];
-                    let n = rest
-                        .iter()
-                        .position(|&c| c == b'\r' || c == b'\n')
-                        .unwrap_or(rest.len());
+                    let n = text_run(rest);
                     if n > 0 {
                         self.count(n);
                         self.emit(&rest[..n]);
@@ -250,6 +247,14 @@ impl DataReceiver {
     }
 }
 
+/// Octets at the start of `bytes` before any CR or LF.
+fn text_run(bytes: &[u8]) -> usize {
+    bytes
+        .iter()
+        .position(|&c| c == b'\r' || c == b'\n')
+        .unwrap_or(bytes.len())
+}
+
 /// The BDAT chunks of one message (RFC 3030), brought to canonical form as they arrive: every
 /// line ends with CRLF, including the last. BINARYMIME is not offered, so a chunked message is
 /// text like a DATA one: a bare CR or LF is refused under [`BareLinePolicy::Reject`] and becomes
@@ -326,10 +331,7 @@ impl Chunks {
         }
         while i < input.len() {
             let rest = &input[i..];
-            let n = rest
-                .iter()
-                .position(|&c| c == b'\r' || c == b'\n')
-                .unwrap_or(rest.len());
+            let n = text_run(rest);
             if n > 0 {
                 self.ends_crlf = false;
                 if !self.refused() {
@@ -508,36 +510,25 @@ mod tests {
     #[test]
     fn bdat_bodies_are_made_canonical() {
         use BareLinePolicy::*;
-        assert_eq!(
-            canonical_lines(b"a\r\nb\r\n".to_vec(), Reject).unwrap(),
-            b"a\r\nb\r\n"
-        );
-        assert_eq!(
-            canonical_lines(b"a\r\nb".to_vec(), Reject).unwrap(),
-            b"a\r\nb\r\n"
-        );
-        assert_eq!(canonical_lines(Vec::new(), Reject).unwrap(), b"");
-        assert!(matches!(
-            canonical_lines(b"a\nb\r\n".to_vec(), Reject),
-            Err(DataRejection::BareLineEnding)
-        ));
-        assert!(matches!(
-            canonical_lines(b"a\r".to_vec(), Reject),
-            Err(DataRejection::BareLineEnding)
-        ));
-        assert_eq!(
-            canonical_lines(b"a\nb\rc\r\nd".to_vec(), Normalize).unwrap(),
-            b"a\r\nb\r\nc\r\nd\r\n"
-        );
-        // A CR ending one chunk and the LF starting the next are one line break.
-        assert_eq!(
-            canonical_lines(b"a\r\n\r\nb\r".to_vec(), Normalize).unwrap(),
-            b"a\r\n\r\nb\r\n"
-        );
-        assert_eq!(
-            canonical_lines(b"\n\r\r\n".to_vec(), Normalize).unwrap(),
-            b"\r\n\r\n\r\n"
-        );
+        let bare = Err(DataRejection::BareLineEnding);
+        for (input, policy, expected) in [
+            (&b"a\r\nb\r\n"[..], Reject, Ok(&b"a\r\nb\r\n"[..])),
+            (b"a\r\nb", Reject, Ok(b"a\r\nb\r\n")),
+            (b"", Reject, Ok(b"")),
+            (b"a\nb\r\n", Reject, bare),
+            (b"a\r", Reject, bare),
+            (b"a\nb\rc\r\nd", Normalize, Ok(b"a\r\nb\r\nc\r\nd\r\n")),
+            // A CR ending one chunk and the LF starting the next are one line break.
+            (b"a\r\n\r\nb\r", Normalize, Ok(b"a\r\n\r\nb\r\n")),
+            (b"\n\r\r\n", Normalize, Ok(b"\r\n\r\n\r\n")),
+        ] {
+            let got = canonical_lines(input.to_vec(), policy);
+            assert_eq!(
+                got.as_deref().map_err(|e| *e),
+                expected,
+                "{input:?} {policy:?}"
+            );
+        }
     }
 
     #[test]
