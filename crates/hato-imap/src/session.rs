@@ -375,6 +375,7 @@ impl Session {
             "IDLE",
             "NAMESPACE",
             "UIDPLUS",
+            "MULTIAPPEND",
             "MOVE",
             "UNSELECT",
             "CHILDREN",

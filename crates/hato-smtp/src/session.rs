@@ -221,6 +221,8 @@ struct Transaction {
     chunks: data::Chunks,
     /// BDAT was used: DATA and RCPT are no longer allowed.
     chunking: bool,
+    /// RCPT commands in this transaction, whatever their answer.
+    rcpt_commands: usize,
 }
 
 /// SASL exchange in progress.
@@ -530,16 +532,21 @@ impl Session {
     fn reply(&mut self, r: Reply) {
         self.output.extend_from_slice(&r.to_bytes());
         if r.is_permanent() {
-            self.stats.errors = self.stats.errors.saturating_add(1);
-            if !self.closing && self.stats.errors >= self.config.max_errors.max(1) {
-                let bye = Reply::new(
-                    421,
-                    (4, 7, 0),
-                    format!("{} Too many errors", self.config.hostname),
-                );
-                self.output.extend_from_slice(&bye.to_bytes());
-                self.closing = true;
-            }
+            self.count_error();
+        }
+    }
+
+    /// One more error; at `max_errors` the session says 421 and closes.
+    fn count_error(&mut self) {
+        self.stats.errors = self.stats.errors.saturating_add(1);
+        if !self.closing && self.stats.errors >= self.config.max_errors.max(1) {
+            let bye = Reply::new(
+                421,
+                (4, 7, 0),
+                format!("{} Too many errors", self.config.hostname),
+            );
+            self.output.extend_from_slice(&bye.to_bytes());
+            self.closing = true;
         }
     }
 

@@ -141,6 +141,7 @@ fn capabilities_over_tls() {
         "IMAP4rev2",
         "IDLE",
         "UIDPLUS",
+        "MULTIAPPEND",
         "MOVE",
         "CONDSTORE",
         "QRESYNC",

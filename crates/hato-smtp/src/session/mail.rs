@@ -131,6 +131,7 @@ impl Session {
                     rcpt_dsn: Vec::new(),
                     chunks: super::data::Chunks::new(self.config.bare_line_endings),
                     chunking: false,
+                    rcpt_commands: 0,
                 });
                 self.reply(Reply::new(250, (2, 1, 0), "Ok"));
             }
@@ -143,11 +144,19 @@ impl Session {
         if let Some(r) = self.tls_required() {
             return self.simple(r);
         }
-        let Some(txn) = &self.txn else {
+        let Some(txn) = &mut self.txn else {
             return self.simple(Reply::new(503, (5, 5, 1), "Need MAIL command"));
         };
         if txn.chunking {
             return self.simple(Reply::new(503, (5, 5, 1), "RCPT not allowed after BDAT"));
+        }
+        // Every RCPT counts, repeated or refused ones too: past the limit the answer is 452 and
+        // an error, so a client looping on RCPT reaches the error limit and is disconnected.
+        txn.rcpt_commands = txn.rcpt_commands.saturating_add(1);
+        if txn.rcpt_commands > self.config.max_recipients.saturating_mul(2).max(100) {
+            self.reply(Reply::new(452, (4, 5, 3), "Too many recipients"));
+            self.count_error();
+            return Step::Continue;
         }
         let smtputf8 = txn.params.smtputf8;
         let count = txn.recipients.len();

@@ -987,6 +987,29 @@ fn rcpt_limit() {
     assert_eq!(rcpts, ["a@x.example", "b@x.example"]);
 }
 
+/// Repeating one RCPT is not a way to loop forever: every RCPT command counts, past twice
+/// the recipient limit (at least 100) each is 452 and an error, and the error limit closes.
+#[test]
+fn repeated_rcpt_commands_are_capped() {
+    let mut d = Driver::new(Config {
+        max_recipients: 2,
+        max_errors: 5,
+        ..mx()
+    });
+    let mut input = "EHLO c\r\nMAIL FROM:<>\r\n".to_string();
+    for _ in 0..120 {
+        input.push_str("RCPT TO:<a@x.example>\r\n");
+    }
+    let out = d.send(&input);
+    let codes = codes(&out);
+    assert_eq!(codes.iter().filter(|c| *c == "250 2.1.5").count(), 100);
+    assert_eq!(codes.iter().filter(|c| *c == "452 4.5.3").count(), 5);
+    assert!(
+        out.ends_with("421 4.7.0 mx.example Too many errors\r\n"),
+        "{out}"
+    );
+}
+
 #[test]
 fn rejected_recipients_do_not_count_toward_limit() {
     let mut d = Driver::new(Config {
@@ -2231,6 +2254,7 @@ fn auth_during_transaction() {
         rcpt_dsn: Vec::new(),
         chunks: super::data::Chunks::new(BareLinePolicy::Reject),
         chunking: false,
+        rcpt_commands: 0,
     });
     s.feed(b"AUTH PLAIN\r\n");
     assert_eq!(s.poll(), Action::NeedInput);
