@@ -95,16 +95,18 @@ impl Default for Limits {
 }
 
 impl Limits {
-    /// Before authentication: 8 KiB lines and literals (enough for LOGIN), 16 KiB commands,
+    /// Before authentication: 40 KiB lines (an RFC 2971 ID of 30 fields fits), 8 KiB literals
+    /// (enough for LOGIN), 48 KiB commands,
     /// 4 literals, nesting 8. A client that has not logged in cannot make the server
     /// buffer more than this per connection.
     pub fn pre_auth() -> Limits {
         Limits {
-            max_line: 8 * 1024,
+            // 40 KiB: an RFC 2971 ID with its 30 fields of 1024 octets fits.
+            max_line: 40 * 1024,
             max_append_literal: 8 * 1024,
             max_literal: 8 * 1024,
             max_literals: 4,
-            max_command: 16 * 1024,
+            max_command: 48 * 1024,
             max_depth: 8,
             literal_minus: false,
         }

@@ -305,7 +305,9 @@ impl ParsedMessage<'_> {
         attr: &FetchAttr,
         utf8: bool,
     ) -> Option<Result<FetchValue, BinaryError>> {
-        let whole = |r: &Range<usize>| Some(self.raw[r.clone()].to_vec());
+        let whole = |r: &Range<usize>| {
+            Some(nul::without_nul(Cow::Borrowed(&self.raw[r.clone()])).into_owned())
+        };
         Some(Ok(match attr {
             FetchAttr::Envelope => FetchValue::Envelope(Box::new(self.envelope(utf8))),
             FetchAttr::Body => FetchValue::Body(Box::new(self.body_structure(utf8))),
@@ -315,7 +317,19 @@ impl ParsedMessage<'_> {
             FetchAttr::BodySection {
                 section, partial, ..
             } => {
-                let (data, origin) = partial_of(self.section(section).as_deref(), *partial);
+                let data = self.section(section).map(|d| {
+                    let leaf = section.text.is_none()
+                        && !section.part.is_empty()
+                        && self
+                            .resolve(&section.part)
+                            .is_some_and(|p| matches!(p.kind, PartKind::Leaf));
+                    if leaf {
+                        nul::leaf_body(d)
+                    } else {
+                        nul::without_nul(d)
+                    }
+                });
+                let (data, origin) = partial_of(data.as_deref(), *partial);
                 FetchValue::BodySection {
                     section: section.clone(),
                     origin,
@@ -341,7 +355,9 @@ impl ParsedMessage<'_> {
                 },
                 Err(e) => return Some(Err(e)),
             },
-            FetchAttr::Rfc822 => FetchValue::Rfc822(Some(self.raw.to_vec())),
+            FetchAttr::Rfc822 => {
+                FetchValue::Rfc822(Some(nul::without_nul(Cow::Borrowed(self.raw)).into_owned()))
+            }
             FetchAttr::Rfc822Header => FetchValue::Rfc822Header(whole(&self.root.header)),
             FetchAttr::Rfc822Text => FetchValue::Rfc822Text(whole(&self.root.body)),
             FetchAttr::Flags
@@ -961,6 +977,8 @@ fn decode_qp(data: &[u8]) -> Vec<u8> {
     }
     out
 }
+
+mod nul;
 
 #[cfg(test)]
 mod tests;

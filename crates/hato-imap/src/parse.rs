@@ -94,6 +94,10 @@ pub enum ParseErrorKind {
     BadCharset,
     /// Nested too deeply: `BAD`.
     TooDeep,
+    /// A mailbox name no mailbox can have (not valid modified UTF-7 or UTF-8, control
+    /// characters): `NO [CANNOT]`, as for any mailbox that does not exist (imaptest expects
+    /// NO; a BAD would make clients drop the connection).
+    MailboxName,
 }
 
 type Result<T> = std::result::Result<T, ParseError>;

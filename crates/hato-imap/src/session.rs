@@ -675,6 +675,11 @@ impl Session {
                         self.stats.commands += 1;
                         self.command(cmd)
                     }
+                    Err(e) if e.kind == ParseErrorKind::MailboxName => {
+                        let tag = e.tag.unwrap_or_default();
+                        self.send(&Response::no(&tag, Some(Code::Cannot), &e.message));
+                        None
+                    }
                     Err(e) if e.kind == ParseErrorKind::BadCharset => {
                         let tag = e.tag.unwrap_or_default();
                         let code = Code::BadCharset(vec!["UTF-8".into(), "US-ASCII".into()]);

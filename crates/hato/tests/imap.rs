@@ -841,3 +841,43 @@ out("COUNT", data[0].decode())
     assert!(get(&r, "COUNT").contains("MESSAGES 1"), "{r:?}");
     assert!(server.logs().contains("cannot spool an APPEND message"));
 }
+
+/// LSUB with `%` shows an unsubscribed parent of a subscribed mailbox as \Noselect (RFC 3501
+/// 6.3.9), not the child; LIST (SUBSCRIBED RECURSIVEMATCH) gives a parent CHILDINFO only
+/// for subscribed descendants the patterns do not return themselves (RFC 5258 3.5); an
+/// RFC 2971 ID of 30 long fields is taken before login; a name that is not modified UTF-7
+/// is NO, not BAD.
+#[test]
+fn lsub_parents_childinfo_long_id_and_impossible_names() {
+    let (_server, r) = imap_py_new(
+        &[],
+        r#"
+s, p = plain()
+p.line()
+fields = " ".join('"k%02d" "%s"' % (i, "v" * 1024) for i in range(30))
+p.send(b"i ID (" + fields.encode() + b")\r\n")
+out("ID", p.until("i")[-1])
+s.close()
+r = conn()
+for c in ("CREATE p/c", "CREATE q/c", "SUBSCRIBE p/c", "SUBSCRIBE q/c", "SUBSCRIBE q"):
+    r.cmd("t", c)
+out("LSUB", " | ".join(t for t, _ in r.cmd("l", 'LSUB "" %')))
+out("ONE", " | ".join(t for t, _ in r.cmd("m", 'LIST (SUBSCRIBED RECURSIVEMATCH) "" (p)')))
+out("BOTH", " | ".join(t for t, _ in r.cmd("n", 'LIST (SUBSCRIBED RECURSIVEMATCH) "" (p p/c)')))
+out("SELECT", r.cmd("o", "SELECT &Jjo!-")[-1][0])
+"#,
+    );
+    assert!(get(&r, "ID").starts_with("i OK"), "{r:?}");
+    let lsub = get(&r, "LSUB");
+    assert!(lsub.contains(r#"* LSUB (\Noselect) "/" "p""#), "{lsub}");
+    assert!(lsub.contains(r#"* LSUB () "/" "q""#), "{lsub}");
+    assert!(!lsub.contains("p/c") && !lsub.contains("q/c"), "{lsub}");
+    let one = get(&r, "ONE");
+    assert!(one.contains(r#""p" ("CHILDINFO" ("SUBSCRIBED"))"#), "{one}");
+    let both = get(&r, "BOTH");
+    assert!(
+        !both.contains("CHILDINFO") && both.contains("p/c"),
+        "{both}"
+    );
+    assert!(get(&r, "SELECT").starts_with("o NO [CANNOT]"), "{r:?}");
+}

@@ -588,3 +588,35 @@ Content-Transfer-Encoding: base64\r\n\r\nAAEC\r\n--b\r\nContent-Transfer-Encodin
         b"a NO [UNKNOWN-CTE] Unknown encoding\r\n"
     );
 }
+
+/// NUL never leaves in a plain literal: BODY[1] of a binary leaf comes base64-encoded, the
+/// whole message and RFC822 with each NUL as 0x80 (sizes kept); BINARY[1] is untouched.
+#[test]
+fn nul_bytes_are_encoded_outside_binary() {
+    let raw = b"Content-Type: application/octet-stream\r\nContent-Transfer-Encoding: binary\r\n\r\n\0-\xe4\r\n";
+    let m = ParsedMessage::parse(raw);
+    let body = |part: Vec<u32>| {
+        let attr = FetchAttr::BodySection {
+            peek: true,
+            section: Section { part, text: None },
+            partial: None,
+        };
+        match m.fetch_item(&attr, false) {
+            Some(Ok(FetchValue::BodySection { data, .. })) => data.unwrap(),
+            other => panic!("{other:?}"),
+        }
+    };
+    assert_eq!(body(vec![1]), b"AC3kDQo=\r\n");
+    let whole = body(vec![]);
+    assert_eq!(whole.len(), raw.len());
+    assert!(!whole.contains(&0) && whole.ends_with(b"\r\n\x80-\xe4\r\n"));
+    let binary = FetchAttr::Binary {
+        peek: true,
+        part: vec![1],
+        partial: None,
+    };
+    match m.fetch_item(&binary, false) {
+        Some(Ok(FetchValue::Binary { data, .. })) => assert_eq!(data.unwrap(), b"\0-\xe4\r\n"),
+        other => panic!("{other:?}"),
+    }
+}

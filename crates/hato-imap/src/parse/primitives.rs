@@ -256,7 +256,8 @@ impl<'a> Parser<'a, '_> {
 
     pub(super) fn mailbox(&mut self) -> Result<String> {
         let raw = self.astring()?;
-        decode_mailbox(&raw, self.opts.utf8).map_err(|e| self.syntax(&e.to_string()))
+        decode_mailbox(&raw, self.opts.utf8)
+            .map_err(|e| self.error(super::ParseErrorKind::MailboxName, &e.to_string()))
     }
 
     /// `list-mailbox = 1*list-char / string` (list-char adds `%`, `*` and `]` to ATOM-CHAR).
@@ -271,7 +272,14 @@ impl<'a> Parser<'a, '_> {
                 a.to_vec()
             }
         };
-        decode_pattern(&raw, self.opts.utf8).map_err(|e| self.syntax(&e.to_string()))
+        match decode_pattern(&raw, self.opts.utf8) {
+            // Not valid modified UTF-7: taken literally (it matches no stored name's
+            // encoding; LIST answers OK with what it finds, as Dovecot does).
+            Err(crate::mailbox::MailboxNameError::InvalidUtf7) => {
+                Ok(String::from_utf8_lossy(&raw).into_owned())
+            }
+            r => r.map_err(|e| self.syntax(&e.to_string())),
+        }
     }
 
     /// A reference name (LIST/LSUB): a mailbox name that may be empty, not canonicalised.

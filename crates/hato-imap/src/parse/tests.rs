@@ -597,11 +597,15 @@ fn quota_commands() {
         b"a GETQUOTA \"\xff\"",
         b"a GETQUOTAROOT",
         b"a GETQUOTAROOT INBOX bogus",
-        b"a GETQUOTAROOT &Jjo!-",
         b"a GETQUOTAROOT foo*",
     ] {
         assert_eq!(bad(input).kind, ParseErrorKind::Syntax, "{input:?}");
     }
+    // A name no mailbox can have is a NO (like any missing mailbox), not a BAD.
+    assert_eq!(
+        bad(b"a GETQUOTAROOT &Jjo!-").kind,
+        ParseErrorKind::MailboxName
+    );
     assert_eq!(
         bad(b"a GETQUOTAS \"\"").kind,
         ParseErrorKind::UnknownCommand

@@ -1040,3 +1040,14 @@ fn idle_session_is_small() {
     let _ = step(&mut s, b"a NOOP\r\n");
     assert_eq!(s.framer.buffered(), 0);
 }
+
+/// A mailbox name no mailbox can have (not valid modified UTF-7) is answered NO, like a
+/// missing mailbox: a BAD makes clients such as imaptest drop the connection.
+#[test]
+fn impossible_mailbox_names_are_no_not_bad() {
+    let mut s = logged_in();
+    let (_, o) = step(&mut s, b"a SELECT !#$&'+,-.0123456789:;<=>?@^_`|[}\r\n");
+    assert!(o.starts_with("a NO [CANNOT] "), "{o}");
+    let (_, o) = step(&mut s, b"b NOOP\r\n");
+    assert!(o.starts_with("b OK"), "{o}");
+}

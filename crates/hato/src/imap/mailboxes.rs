@@ -253,9 +253,10 @@ impl Conn<'_> {
             };
             let is_sub = subscribed(&name);
             if l.select_subscribed && !is_sub {
-                // RECURSIVEMATCH: only parents of subscribed mailboxes.
+                // RECURSIVEMATCH (RFC 5258 3.5): a parent is there for a subscribed
+                // descendant the patterns do not return themselves.
                 let prefix = format!("{name}/");
-                if !subs.iter().any(|s| s.starts_with(&prefix)) {
+                if !subs.iter().any(|s| s.starts_with(&prefix) && !matches(s)) {
                     continue;
                 }
                 item.child_info_subscribed = true;
@@ -300,19 +301,38 @@ impl Conn<'_> {
             (Err(e), _) | (_, Err(e)) => return store_no(&e),
         };
         let pattern = format!("{reference}{pattern}");
-        let out = subs
-            .iter()
-            .filter(|s| pattern_matches(&pattern, s))
-            .map(|s| {
+        let mut names: Vec<(String, bool)> = Vec::new();
+        for s in &subs {
+            if pattern_matches(&pattern, s) {
                 let exists = mailboxes.iter().any(|m| &m.name == s);
+                names.push((s.clone(), !exists));
+                continue;
+            }
+            // RFC 3501 6.3.9: with `%`, a subscribed `foo/bar` shows its unsubscribed parent
+            // `foo` when the pattern matches it, flagged \Noselect.
+            let mut at = 0;
+            while let Some(i) = s[at..].find('/') {
+                let parent = &s[..at + i];
+                at += i + 1;
+                if pattern_matches(&pattern, parent)
+                    && !subs.iter().any(|x| x == parent)
+                    && !names.iter().any(|(n, _)| n == parent)
+                {
+                    names.push((parent.to_string(), true));
+                }
+            }
+        }
+        let out = names
+            .into_iter()
+            .map(|(name, noselect)| {
                 Response::Data(Data::Lsub(ListItem {
-                    attributes: if exists {
-                        Vec::new()
-                    } else {
+                    attributes: if noselect {
                         vec!["\\Noselect".into()]
+                    } else {
+                        Vec::new()
                     },
                     delimiter: Some('/'),
-                    name: s.clone(),
+                    name,
                     ..Default::default()
                 }))
             })
