@@ -21,6 +21,19 @@
 //!   the client reads it; with QRESYNC one `VANISHED` lists the UIDs.
 //! * CONDSTORE: [`SelectedView::highest_modseq`] never passes an expunge the client has not
 //!   been told about (RFC 7162 §3.1.2.1 / §3.2.10).
+//! * CONDSTORE enabled by a command while the mailbox is selected (`FETCH ... MODSEQ`,
+//!   `SEARCH MODSEQ`, `STORE (UNCHANGEDSINCE ...)`, RFC 7162 §3.1): the next flush sends
+//!   `OK [HIGHESTMODSEQ n]` once, as SELECT would have.
+//!
+//! # Keywords (RFC 9051 §7.3.5, RFC 3501 §7.2.6)
+//!
+//! The client learns which flags the mailbox uses from `FLAGS`; a keyword must be in it
+//! before a `FETCH FLAGS` uses it. The view keeps every keyword it has seen on a message
+//! (ASCII-case-insensitive, never shrinking) and how many of them the client was told:
+//! [`SelectedView::flags_responses`] at SELECT, and whenever the set grows (a STORE of this
+//! or another session, APPEND, COPY) `FLAGS` and `OK [PERMANENTFLAGS]` again, before the
+//! FETCH that uses it: at the start of [`SelectedView::flush`], or returned by
+//! [`SelectedView::record_sent_flags`] for the driver's own STORE/FETCH responses.
 //!
 //! # `\Recent` (IMAP4rev1 only)
 //!
@@ -37,6 +50,8 @@
 //!
 //! Saved as UIDs, so expunges cannot shift it; a sequence-number command using `$` gets
 //! the sequence numbers of the saved UIDs still in the view. Before any `SAVE` it is empty.
+
+use std::collections::HashSet;
 
 use crate::command::CommandBody;
 use crate::flag::Flag;
@@ -145,6 +160,16 @@ pub struct SelectedView {
     /// The HIGHESTMODSEQ the client may be told.
     reported_modseq: u64,
     saved: NumberSet,
+    /// Every keyword seen on a message, in the order seen (see the module documentation).
+    keywords: Vec<String>,
+    /// `keywords`, ASCII-lowercased.
+    keyword_set: HashSet<String>,
+    /// How many of `keywords` the client was told about in `FLAGS`.
+    keywords_announced: usize,
+    /// The mailbox is read-only (EXAMINE): PERMANENTFLAGS is empty.
+    read_only: bool,
+    /// The client was told HIGHESTMODSEQ (RFC 7162 §3.1).
+    modseq_announced: bool,
 }
 
 impl SelectedView {
@@ -167,7 +192,7 @@ impl SelectedView {
         let uidnext = snapshot
             .uidnext
             .max(entries.last().map_or(1, |e| e.uid.saturating_add(1)));
-        SelectedView {
+        let mut view = SelectedView {
             uidvalidity: snapshot.uidvalidity,
             uidnext,
             entries,
@@ -177,13 +202,88 @@ impl SelectedView {
             synced_modseq: snapshot.highest_modseq,
             reported_modseq: snapshot.highest_modseq,
             saved: NumberSet::new(),
+            keywords: Vec::new(),
+            keyword_set: HashSet::new(),
+            keywords_announced: 0,
+            read_only: false,
+            modseq_announced: false,
+        };
+        for i in 0..view.entries.len() {
+            let flags = std::mem::take(&mut view.entries[i].flags);
+            view.note_keywords(&flags);
+            view.entries[i].flags = flags;
+        }
+        view
+    }
+
+    /// Marks the mailbox read-only (EXAMINE): `PERMANENTFLAGS ()` from then on.
+    pub fn set_read_only(&mut self, read_only: bool) {
+        self.read_only = read_only;
+    }
+
+    /// `FLAGS` (the system flags and every keyword the view has seen) and
+    /// `OK [PERMANENTFLAGS]` (the same and `\*`, or nothing when read-only): the first
+    /// responses of SELECT/EXAMINE (RFC 9051 §6.3.2), and what announces new keywords
+    /// later (§7.3.5). Afterwards the client knows every keyword.
+    pub fn flags_responses(&mut self) -> Vec<Response> {
+        self.keywords_announced = self.keywords.len();
+        let mut flags = vec![
+            Flag::Answered,
+            Flag::Flagged,
+            Flag::Deleted,
+            Flag::Seen,
+            Flag::Draft,
+        ];
+        flags.extend(self.keywords.iter().map(|k| Flag::Keyword(k.clone())));
+        let (permanent, text) = if self.read_only {
+            (Vec::new(), "Read-only mailbox")
+        } else {
+            (flags.clone(), "Flags permitted")
+        };
+        vec![
+            Response::Data(Data::Flags(flags)),
+            ok_code(
+                Code::PermanentFlags {
+                    flags: permanent,
+                    any: !self.read_only,
+                },
+                text,
+            ),
+        ]
+    }
+
+    /// The keywords the client was told about (in `FLAGS`) or will be at the next flush.
+    pub fn keywords(&self) -> &[String] {
+        &self.keywords
+    }
+
+    /// Adds the keywords among `flags` that the view has not seen yet.
+    fn note_keywords(&mut self, flags: &[Flag]) {
+        for f in flags {
+            if let Flag::Keyword(k) = f {
+                let lower = k.to_ascii_lowercase();
+                if !self.keyword_set.contains(&lower) {
+                    self.keyword_set.insert(lower);
+                    self.keywords.push(k.clone());
+                }
+            }
+        }
+    }
+
+    /// `FLAGS`/`PERMANENTFLAGS` if a keyword was seen that the client was not told about.
+    fn keyword_announcement(&mut self) -> Vec<Response> {
+        if self.keywords_announced < self.keywords.len() {
+            self.flags_responses()
+        } else {
+            Vec::new()
         }
     }
 
     /// The untagged responses of a successful SELECT/EXAMINE that depend on the mailbox
     /// (RFC 9051 §6.3.2; RFC 3501 RECENT and UNSEEN for IMAP4rev1 clients; RFC 7162
-    /// HIGHESTMODSEQ with CONDSTORE). FLAGS and PERMANENTFLAGS are the driver's. Call it
-    /// after [`SelectedView::add_recent`] of the selection's recent UIDs.
+    /// HIGHESTMODSEQ with CONDSTORE). FLAGS and PERMANENTFLAGS come before them, from
+    /// [`SelectedView::flags_responses`]. Call it after [`SelectedView::add_recent`] of the
+    /// selection's recent UIDs.
     pub fn select_responses(&mut self, enabled: Enabled) -> Vec<Response> {
         self.recent_unannounced = false;
         let mut out = vec![Response::Data(Data::Exists(self.exists()))];
@@ -200,6 +300,7 @@ impl SelectedView {
                 Code::HighestModSeq(self.highest_modseq()),
                 "Highest",
             ));
+            self.modseq_announced = true;
         }
         out
     }
@@ -466,6 +567,7 @@ impl SelectedView {
             }
         }
         for m in c.changed {
+            self.note_keywords(&m.flags);
             if let Some(i) = self.index(m.uid) {
                 let e = &mut self.entries[i];
                 if e.expunged {
@@ -504,9 +606,13 @@ impl SelectedView {
         }
     }
 
-    /// Records that the client was just sent this message's flags (e.g. by the driver's own
-    /// STORE response), so they are not reported again.
-    pub fn record_sent_flags(&mut self, uid: u32, flags: Vec<Flag>, modseq: u64) {
+    /// Records that the client is being sent this message's flags (by the driver's own
+    /// STORE or FETCH response), so they are not reported again. Returns what must go
+    /// before that FETCH: `FLAGS` and `OK [PERMANENTFLAGS]` when the flags carry a keyword
+    /// the client was not told about (RFC 9051 §7.3.5), else nothing.
+    #[must_use = "the FLAGS announcing new keywords must precede the FETCH"]
+    pub fn record_sent_flags(&mut self, uid: u32, flags: Vec<Flag>, modseq: u64) -> Vec<Response> {
+        self.note_keywords(&flags);
         if let Some(i) = self.index(uid) {
             let e = &mut self.entries[i];
             if !e.expunged {
@@ -515,14 +621,16 @@ impl SelectedView {
                 e.dirty = false;
             }
         }
+        self.keyword_announcement()
     }
 
-    /// The untagged responses that may be sent now, in order: EXPUNGE/VANISHED (unless
-    /// [`Moment::NoExpunge`]), EXISTS (and RECENT for IMAP4rev1, also when
-    /// [`SelectedView::add_recent`] marked known messages), then FETCH of changed flags.
-    /// Afterwards the view matches what the client was told.
+    /// The untagged responses that may be sent now, in order: FLAGS and PERMANENTFLAGS when
+    /// keywords were added, EXPUNGE/VANISHED (unless [`Moment::NoExpunge`]), EXISTS (and
+    /// RECENT for IMAP4rev1, also when [`SelectedView::add_recent`] marked known messages),
+    /// FETCH of changed flags, then `OK [HIGHESTMODSEQ]` if CONDSTORE was enabled since
+    /// SELECT. Afterwards the view matches what the client was told.
     pub fn flush(&mut self, moment: Moment, enabled: Enabled) -> Vec<Response> {
-        let mut out = Vec::new();
+        let mut out = self.keyword_announcement();
         if moment == Moment::Any && self.entries.iter().any(|e| e.expunged) {
             if enabled.qresync {
                 let uids = NumberSet::from_numbers(
@@ -576,6 +684,14 @@ impl SelectedView {
                 items,
             }));
             self.entries[i].dirty = false;
+        }
+        if condstore && !self.modseq_announced {
+            // RFC 7162 §3.1: CONDSTORE was enabled while the mailbox was selected.
+            out.push(ok_code(
+                Code::HighestModSeq(self.highest_modseq()),
+                "Highest",
+            ));
+            self.modseq_announced = true;
         }
         out
     }

@@ -894,6 +894,12 @@ fn store() {
             ..
         })
     ));
+    // `flag-keyword = ... / atom`: NIL is an atom like any other here (no nstring in
+    // a flag list), a keyword as Dovecot and imaptest's `nil` script expect.
+    assert!(matches!(
+        ok(b"a STORE 1 +FLAGS NIL"),
+        CommandBody::Store(StoreCommand { ref flags, .. }) if *flags == [Flag::Keyword(s("NIL"))]
+    ));
     bad(b"a STORE 1 +FLAGS");
     bad(b"a STORE 1 FLAG (\\Seen)");
     bad(b"a STORE 1 *FLAGS (\\Seen)");

@@ -297,6 +297,7 @@ fn renumbering_after_expunging_several() {
 fn vanished_with_qresync() {
     let mut sim = Sim::new(6);
     let mut v = SelectedView::new(sim.snapshot());
+    v.select_responses(QRESYNC);
     sim.set_flags(6, &[Flag::Seen]);
     sim.expunge(&[2, 3, 4]);
     sim.sync(&mut v);
@@ -387,9 +388,13 @@ fn appended_then_expunged_before_report_is_never_shown() {
 fn own_store_is_not_reported_twice() {
     let mut sim = Sim::new(2);
     let mut v = SelectedView::new(sim.snapshot());
+    v.select_responses(QRESYNC);
     sim.set_flags(1, &[Flag::Seen]);
     // The driver answered the STORE with its own FETCH and records it.
-    v.record_sent_flags(1, vec![Flag::Seen], sim.modseq);
+    assert!(
+        v.record_sent_flags(1, vec![Flag::Seen], sim.modseq)
+            .is_empty()
+    );
     sim.sync(&mut v);
     assert!(v.flush(Moment::Any, QRESYNC).is_empty());
     // A flag change by someone else later is reported with MODSEQ.
@@ -430,14 +435,15 @@ fn resync_responses_for_qresync_select() {
 
 proptest::proptest! {
     /// Random interleavings of changes and flushes: replaying what a client was told on
-    /// its own list of UIDs always gives the view's list, and the sequence numbers in each
-    /// response are valid when read.
+    /// its own list of UIDs always gives the view's list, the sequence numbers in each
+    /// response are valid when read, and every keyword a FETCH shows was in FLAGS before.
     #[test]
     fn client_model_stays_in_sync(ops in proptest::collection::vec((0u8..5, 0u32..12), 1..80)) {
         let mut sim = Sim::new(5);
         let mut v = SelectedView::new(sim.snapshot());
         let mut client: Vec<u32> = v.messages().map(|(_, u)| u).collect();
         let mut known_uids: Vec<u32> = sim.messages.iter().map(|m| m.uid).collect();
+        let mut client_keywords: Vec<String> = Vec::new();
         for (op, n) in ops {
             match op {
                 0 => { sim.append(&[]); }
@@ -469,9 +475,22 @@ proptest::proptest! {
                                 client.extend(news);
                                 proptest::prop_assert_eq!(count as usize, client.len());
                             }
-                            Response::Data(Data::Fetch { seq, .. }) => {
+                            Response::Data(Data::Fetch { seq, items }) => {
                                 proptest::prop_assert!(seq >= 1 && seq as usize <= client.len());
+                                for item in items {
+                                    if let FetchValue::Flags(flags) = item {
+                                        for f in flags {
+                                            if let Flag::Keyword(k) = f {
+                                                proptest::prop_assert!(client_keywords.contains(&k), "{k} not in FLAGS");
+                                            }
+                                        }
+                                    }
+                                }
                             }
+                            Response::Data(Data::Flags(flags)) => {
+                                client_keywords = flags.iter().filter(|f| !f.is_system()).map(|f| f.to_string()).collect();
+                            }
+                            Response::Status { code: Some(Code::PermanentFlags { .. }), .. } => {}
                             other => proptest::prop_assert!(false, "{other:?}"),
                         }
                     }
@@ -612,4 +631,145 @@ fn only_the_session_that_claims_a_delivery_sees_it_recent() {
     );
     assert!(a.is_recent(1) && !a.is_recent(2));
     assert!(!b.is_recent(1) && b.is_recent(2));
+}
+
+const CONDSTORE: Enabled = Enabled {
+    imap4rev2: false,
+    condstore: true,
+    qresync: false,
+};
+
+fn kw(k: &str) -> Flag {
+    Flag::Keyword(k.to_string())
+}
+
+#[test]
+fn flags_at_select_list_the_mailbox_keywords() {
+    let mut sim = Sim::new(2);
+    sim.set_flags(1, &[Flag::Seen, kw("$Junk")]);
+    sim.set_flags(2, &[kw("$junk"), kw("NIL")]);
+    let mut v = SelectedView::new(sim.snapshot());
+    assert_eq!(
+        wire(&v.flags_responses()),
+        [
+            "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Junk NIL)",
+            "* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Junk NIL \\*)] Flags permitted",
+        ]
+    );
+    // Nothing new: no FLAGS at the next flush.
+    assert!(v.flush(Moment::Any, REV2).is_empty());
+
+    let mut ro = SelectedView::new(sim.snapshot());
+    ro.set_read_only(true);
+    assert_eq!(
+        wire(&ro.flags_responses())[1],
+        "* OK [PERMANENTFLAGS ()] Read-only mailbox"
+    );
+}
+
+/// RFC 9051 §7.3.5: a keyword set by another session is announced in FLAGS (and
+/// PERMANENTFLAGS) before the FETCH that shows it; once only, whatever its case.
+#[test]
+fn new_keyword_from_another_session_is_announced_before_fetch() {
+    let mut sim = Sim::new(2);
+    let mut v = SelectedView::new(sim.snapshot());
+    v.flags_responses();
+    sim.set_flags(1, &[kw("$Hello")]);
+    sim.sync(&mut v);
+    assert_eq!(
+        wire(&v.flush(Moment::NoExpunge, REV2)),
+        [
+            "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Hello)",
+            "* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Hello \\*)] Flags permitted",
+            "* 1 FETCH (FLAGS ($Hello))",
+        ]
+    );
+    sim.set_flags(2, &[kw("$HELLO")]);
+    sim.sync(&mut v);
+    assert_eq!(
+        wire(&v.flush(Moment::NoExpunge, REV2)),
+        ["* 2 FETCH (FLAGS ($HELLO))"]
+    );
+    // Removing a keyword from every message does not shrink FLAGS.
+    sim.set_flags(1, &[]);
+    sim.set_flags(2, &[]);
+    sim.sync(&mut v);
+    v.flush(Moment::Any, REV2);
+    assert_eq!(v.keywords(), ["$Hello"]);
+}
+
+/// APPEND/COPY of a message with a new keyword: FLAGS comes before its EXISTS, so a FETCH
+/// of the new message finds the keyword announced.
+#[test]
+fn new_message_with_new_keyword_is_announced() {
+    let mut sim = Sim::new(1);
+    let mut v = SelectedView::new(sim.snapshot());
+    v.flags_responses();
+    sim.append(&[Flag::Seen, kw("$Forwarded")]);
+    sim.sync(&mut v);
+    assert_eq!(
+        wire(&v.flush(Moment::Any, REV2)),
+        [
+            "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Forwarded)",
+            "* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Forwarded \\*)] Flags permitted",
+            "* 2 EXISTS",
+        ]
+    );
+}
+
+/// The driver's own STORE (or a FETCH that set \Seen) gets the FLAGS to send before its
+/// FETCH from `record_sent_flags`; the keyword is not announced again at the flush.
+#[test]
+fn own_store_of_new_keyword_returns_flags_first() {
+    let mut sim = Sim::new(2);
+    let mut v = SelectedView::new(sim.snapshot());
+    v.set_read_only(false);
+    v.flags_responses();
+    sim.set_flags(1, &[kw("NIL")]);
+    assert_eq!(
+        wire(&v.record_sent_flags(1, vec![kw("NIL")], sim.modseq)),
+        [
+            "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft NIL)",
+            "* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft NIL \\*)] Flags permitted",
+        ]
+    );
+    sim.set_flags(2, &[kw("nil")]);
+    assert!(
+        v.record_sent_flags(2, vec![kw("nil")], sim.modseq)
+            .is_empty()
+    );
+    sim.sync(&mut v);
+    assert!(v.flush(Moment::Any, REV1).is_empty());
+}
+
+/// RFC 7162 §3.1: CONDSTORE enabled by a command while the mailbox is selected (here
+/// `FETCH 1 (MODSEQ)`) makes the next flush send HIGHESTMODSEQ, once.
+#[test]
+fn condstore_enabled_while_selected_announces_highestmodseq() {
+    let mut sim = Sim::new(3);
+    let mut v = SelectedView::new(sim.snapshot());
+    v.flags_responses();
+    v.select_responses(REV1);
+    assert!(v.flush(Moment::NoExpunge, REV1).is_empty());
+    assert_eq!(
+        wire(&v.flush(Moment::NoExpunge, CONDSTORE)),
+        ["* OK [HIGHESTMODSEQ 3] Highest"]
+    );
+    assert!(v.flush(Moment::NoExpunge, CONDSTORE).is_empty());
+    // After the FETCH responses of a change, never before.
+    sim.set_flags(2, &[Flag::Seen]);
+    let mut w = SelectedView::new(Sim::new(3).snapshot());
+    w.select_responses(REV1);
+    sim.sync(&mut w);
+    assert_eq!(
+        wire(&w.flush(Moment::NoExpunge, CONDSTORE)),
+        [
+            "* 2 FETCH (FLAGS (\\Seen) MODSEQ (4))",
+            "* OK [HIGHESTMODSEQ 4] Highest",
+        ]
+    );
+    // SELECT (CONDSTORE) told the client already.
+    let mut x = SelectedView::new(sim.snapshot());
+    x.select_responses(CONDSTORE);
+    assert!(x.flush(Moment::Any, CONDSTORE).is_empty());
 }

@@ -219,11 +219,15 @@ impl Conn<'_> {
                         .is_some_and(|v| matches!(v, FetchValue::Uid(_))),
                 );
                 values.insert(at, FetchValue::Flags(flags.clone()));
-                sel.view.record_sent_flags(
+                let announce = sel.view.record_sent_flags(
                     uid,
                     flags.into_iter().filter(|f| *f != Flag::Recent).collect(),
                     modseq,
                 );
+                // FLAGS first when the message has a keyword the client was not told about.
+                for r in &announce {
+                    sink.push(r).await?;
+                }
             }
             sink.push(&Response::Data(Data::Fetch { seq, items: values }))
                 .await?;

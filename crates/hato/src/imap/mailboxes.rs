@@ -108,18 +108,8 @@ impl Conn<'_> {
         sel.take_recent(self.store.as_ref(), recent_uid, uidnext)
             .await;
         let view = &mut sel.view;
-        untagged.push(Response::Data(Data::Flags(system_flags())));
-        untagged.push(untagged_ok(
-            Code::PermanentFlags {
-                flags: if read_only {
-                    Vec::new()
-                } else {
-                    system_flags()
-                },
-                any: !read_only,
-            },
-            "Flags permitted",
-        ));
+        view.set_read_only(read_only);
+        untagged.extend(view.flags_responses());
         untagged.extend(view.select_responses(enabled));
         if let Some(q) = qresync
             && q.uidvalidity == view.uidvalidity()

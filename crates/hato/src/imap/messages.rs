@@ -140,7 +140,9 @@ impl Conn<'_> {
                 continue;
             };
             let mut flags = flags_in(&u.flags);
-            sel.view.record_sent_flags(u.uid, flags.clone(), u.modseq);
+            // FLAGS first when the message has a keyword the client was not told about.
+            let announce = sel.view.record_sent_flags(u.uid, flags.clone(), u.modseq);
+            untagged.extend(announce);
             // RFC 7162 3.1.3: with UNCHANGEDSINCE the new MODSEQ is reported even if SILENT.
             if st.silent && !(st.unchanged_since.is_some() && u.changed) {
                 continue;

@@ -199,16 +199,6 @@ fn error_outcome(r: Response) -> Outcome {
     }
 }
 
-fn system_flags() -> Vec<Flag> {
-    vec![
-        Flag::Answered,
-        Flag::Flagged,
-        Flag::Deleted,
-        Flag::Seen,
-        Flag::Draft,
-    ]
-}
-
 /// Length of the header block (up to and including the blank line).
 fn header_end(data: &[u8]) -> usize {
     data.windows(4)
