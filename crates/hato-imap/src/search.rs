@@ -76,7 +76,11 @@
 //!   message that has the field (HEADER, SUBJECT, FROM, ...) and every message for BODY/TEXT.
 //! * Header keys (FROM, TO, CC, BCC, SUBJECT, HEADER) search each field of that name in the
 //!   top-level header, unfolded, with RFC 2047 encoded words decoded (mail-parser), so
-//!   `FROM` matches display names and addresses alike.
+//!   `FROM` matches display names and addresses alike. FROM, TO, CC and BCC also match
+//!   each address of those fields in its canonical form, `local@domain` as parsed (comments,
+//!   blanks and an obsolete source route left out), as Dovecot does: `FROM user@domain.org`
+//!   finds `From: <user (comment)@ (comment) domain.org>`. HEADER FROM, by contrast, reads
+//!   the field's text only.
 //! * BODY searches the text of every `TEXT/*` leaf (inside encapsulated messages too),
 //!   with its transfer encoding undone and its charset converted
 //!   ([`ParsedMessage::texts`]); other parts (attachments, images) are not searched.
@@ -231,6 +235,9 @@ enum Node {
     Sent(DateCmp, i64),
     /// Lower-case field name, case-folded needle.
     Header(String, String),
+    /// An address field (FROM, TO, CC, BCC): as `Header`, or a canonical address contains
+    /// the needle.
+    Address(&'static str, String),
     Body(String),
     Text(String),
     Not(Box<Node>),
@@ -241,7 +248,7 @@ enum Node {
 impl Node {
     fn need(&self) -> Need {
         match self {
-            Node::Sent(..) | Node::Header(..) => Need::Headers,
+            Node::Sent(..) | Node::Header(..) | Node::Address(..) => Need::Headers,
             Node::Body(_) | Node::Text(_) => Need::Content,
             Node::Not(n) => n.need(),
             Node::And(v) => v.iter().map(Node::need).max().unwrap_or(Need::Metadata),
@@ -417,11 +424,15 @@ impl Compiler<'_> {
             SearchKey::Recent => Node::Recent,
             SearchKey::New => Node::And(vec![Node::Recent, not(Node::Flag(Flag::Seen))]),
             SearchKey::Old => not(Node::Recent),
-            SearchKey::Bcc(s) => header("bcc", s),
-            SearchKey::Cc(s) => header("cc", s),
-            SearchKey::From(s) => header("from", s),
-            SearchKey::To(s) => header("to", s),
+            SearchKey::Bcc(s) => Node::Address("bcc", fold(s)),
+            SearchKey::Cc(s) => Node::Address("cc", fold(s)),
+            SearchKey::From(s) => Node::Address("from", fold(s)),
+            SearchKey::To(s) => Node::Address("to", fold(s)),
             SearchKey::Subject(s) => header("subject", s),
+            // No field name has a colon (the name ends at the first): such a HEADER key
+            // matches nothing, never the canonical address entries of `header_fields` (the
+            // parser refuses such names; this holds for a key built otherwise too).
+            SearchKey::Header(name, _) if name.contains(':') => Node::Const(false),
             SearchKey::Header(name, s) => header(&name.to_ascii_lowercase(), s),
             SearchKey::Body(s) => Node::Body(fold(s)),
             SearchKey::Text(s) => Node::Text(fold(s)),
@@ -510,6 +521,10 @@ fn eval(node: &Node, meta: &MessageMeta<'_>, content: Option<&Content<'_, '_>>) 
         Node::ModSeq(m) => meta.modseq >= *m,
         Node::Sent(cmp, key) => content?.sent_day().is_some_and(|d| cmp.test(d, *key)),
         Node::Header(name, needle) => content?.header_contains(name, needle),
+        Node::Address(name, needle) => {
+            let c = content?;
+            c.header_contains(name, needle) || c.address_contains(name, needle)
+        }
         Node::Body(needle) => content?.body_contains(needle),
         Node::Text(needle) => {
             let c = content?;
@@ -594,6 +609,9 @@ impl<'p, 'a> Content<'p, 'a> {
         self.header_text.get_or_init(|| {
             let mut text = String::new();
             for (n, v) in self.headers() {
+                if n.starts_with(ADDRESS_PREFIX) {
+                    continue;
+                }
                 text.push_str(n);
                 text.push_str(": ");
                 text.push_str(v);
@@ -615,6 +633,26 @@ impl<'p, 'a> Content<'p, 'a> {
             .filter(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
             .any(|(_, range)| {
                 fold_value(field_value(&header[range]).unwrap_or_default()).contains(needle)
+            })
+    }
+
+    /// Whether a canonical address (`local@domain`) of a field named `name` contains
+    /// `needle`.
+    fn address_contains(&self, name: &str, needle: &str) -> bool {
+        if let Some(all) = self.fields.or(self.headers.get().map(Vec::as_slice)) {
+            return all
+                .iter()
+                .any(|(n, v)| n.strip_prefix(ADDRESS_PREFIX) == Some(name) && v.contains(needle));
+        }
+        let header = self.header;
+        mime::fields(header)
+            .into_iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
+            .any(|(_, range)| {
+                let value = field_value(&header[range]).unwrap_or_default();
+                mime::canonical_addresses(value)
+                    .iter()
+                    .any(|a| fold(a).contains(needle))
             })
     }
 
@@ -657,22 +695,39 @@ fn with_newline(value: &[u8]) -> Vec<u8> {
     v
 }
 
+/// The name prefix of the canonical address entries in [`header_fields`]: it has a colon, so
+/// no field's name is one of them.
+const ADDRESS_PREFIX: &str = "address:";
+
+/// The fields whose canonical addresses FROM/TO/CC/BCC match.
+const ADDRESS_FIELDS: [&str; 4] = ["from", "to", "cc", "bcc"];
+
 /// Every field of a message's top-level header as (lower-case name, decoded and case-folded
-/// value), in order: what header SEARCH keys compare against. `raw` may be the whole message
-/// or its header block. A driver may keep these per message (they never change) and pass them
-/// to [`Search::check_fields`] instead of the message.
+/// value), in order: what header SEARCH keys compare against. After each From, To, Cc and
+/// Bcc field come its addresses in canonical form (`local@domain`, case-folded), one entry
+/// each, named `address:` and the field's name (for FROM/TO/CC/BCC; no real field has a
+/// colon in its name). `raw` may be the whole message or its header block. A driver may keep
+/// these per message (they never change) and pass them to [`Search::check_fields`] instead
+/// of the message.
 pub fn header_fields(raw: &[u8]) -> Vec<(String, String)> {
     let header = mime::header_block(raw);
-    mime::fields(header)
-        .into_iter()
-        .map(|(name, range)| {
-            let value = field_value(&header[range]).unwrap_or_default();
-            (
-                String::from_utf8_lossy(name).to_ascii_lowercase(),
-                fold_value(value),
-            )
-        })
-        .collect()
+    let mut out = Vec::new();
+    for (name, range) in mime::fields(header) {
+        let value = field_value(&header[range]).unwrap_or_default();
+        let name = String::from_utf8_lossy(name).to_ascii_lowercase();
+        let addresses = if ADDRESS_FIELDS.contains(&name.as_str()) {
+            mime::canonical_addresses(value)
+        } else {
+            Vec::new()
+        };
+        let entries = addresses
+            .iter()
+            .map(|a| (format!("{ADDRESS_PREFIX}{name}"), fold(a)));
+        let entries: Vec<_> = entries.collect();
+        out.push((name, fold_value(value)));
+        out.extend(entries);
+    }
+    out
 }
 
 /// A header field value decoded ([`decode_unstructured`]) and case-folded. Plain ASCII

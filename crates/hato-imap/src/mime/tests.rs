@@ -620,3 +620,91 @@ fn nul_bytes_are_encoded_outside_binary() {
         other => panic!("{other:?}"),
     }
 }
+
+/// imaptest `fetch-envelope`: groups (empty, or with only a comment) and source routes.
+#[test]
+fn envelope_groups_comments_and_routes() {
+    let raw = b"From: user@domain (Real Name)\r\n\
+To: group: g1@d1.org, g2@d2.org;, group2: g3@d3.org;\r\n\
+Cc: group:;, group2: (foo) ;\r\n\r\nbody";
+    let w = env(raw, false);
+    assert!(
+        w.contains("((\"Real Name\" NIL \"user\" \"domain\"))"),
+        "{w}"
+    );
+    assert!(
+        w.contains(
+            "((NIL NIL \"group\" NIL)(NIL NIL \"g1\" \"d1.org\")(NIL NIL \"g2\" \"d2.org\")\
+(NIL NIL NIL NIL)(NIL NIL \"group2\" NIL)(NIL NIL \"g3\" \"d3.org\")(NIL NIL NIL NIL))"
+        ),
+        "{w}"
+    );
+    assert!(
+        w.contains(
+            "((NIL NIL \"group\" NIL)(NIL NIL NIL NIL)(NIL NIL \"group2\" NIL)(NIL NIL NIL NIL))"
+        ),
+        "{w}"
+    );
+
+    let w = env(b"From: <@route:user@domain>\r\n\r\n", false);
+    assert!(w.contains("((NIL \"@route\" \"user\" \"domain\"))"), "{w}");
+    let w = env(b"To: Name <@r1,@r2:u@d>, x@y\r\n\r\n", false);
+    assert!(
+        w.contains("((\"Name\" \"@r1,@r2\" \"u\" \"d\")(NIL NIL \"x\" \"y\"))"),
+        "{w}"
+    );
+
+    // A comment-only member is no address, in a group or not; a bare phrase still is
+    // one (as before), and comments around an address stay its display name.
+    let w = env(b"To: a@b, (c), g: (c1), d@e (c2);\r\n\r\n", false);
+    assert!(
+        w.contains(
+            "((NIL NIL \"a\" \"b\")(NIL NIL \"g\" NIL)(\"c2\" NIL \"d\" \"e\")(NIL NIL NIL NIL))"
+        ),
+        "{w}"
+    );
+    let w = env(b"To: (only a comment)\r\nCc: undisclosed\r\n\r\n", false);
+    assert_eq!(
+        w,
+        "ENVELOPE (NIL NIL NIL NIL NIL NIL ((\"undisclosed\" NIL \"\" \"\")) NIL NIL NIL)"
+    );
+    // Commas and colons inside quotes, comments and angle brackets don't split members.
+    let w = env(
+        b"To: \"a,b:c\" (x,y;z) <a@b>, (q,r), <@r:s@t>\r\n\r\n",
+        false,
+    );
+    assert!(
+        w.contains("((\"a,b:c (x,y;z)\" NIL \"a\" \"b\")(NIL \"@r\" \"s\" \"t\"))"),
+        "{w}"
+    );
+}
+
+#[test]
+fn comment_only_member_scan() {
+    assert_eq!(comment_only_members(b"group:;, group2: (foo) ;"), [true]);
+    assert_eq!(
+        comment_only_members(b"a@b, , (c), \"q(\" <x@y>, g: (c1) d;"),
+        [false, true, false, false]
+    );
+    assert_eq!(comment_only_members(b"(a (nested\\) b) c)"), [true]);
+    assert_eq!(comment_only_members(b"<user (c)@ (c) domain>"), [false]);
+    assert!(comment_only_members(b"").is_empty());
+}
+
+#[test]
+fn canonical_address_forms() {
+    assert_eq!(
+        canonical_addresses(b" <user-from (comment)@ (comment) domain.org>"),
+        ["user-from@domain.org"]
+    );
+    assert_eq!(
+        canonical_addresses(b" g: (c) x@y, <u (c)@ d.org>;, N <@r1,@r2:v@e>, (only)"),
+        ["x@y", "u@d.org", "v@e"]
+    );
+    assert!(canonical_addresses(b" undisclosed-recipients:;").is_empty());
+    assert_eq!(without_blanks("\"a b\"@ c"), "\"a b\"@c");
+    assert_eq!(without_blanks("\"a\\\" b\" @c"), "\"a\\\" b\"@c");
+    // The ENVELOPE's mailbox and host lose such blanks too.
+    let w = env(b"From: <u (c)@ (c) d.org>\r\n\r\n", false);
+    assert!(w.contains("NIL \"u\" \"d.org\")"), "{w}");
+}

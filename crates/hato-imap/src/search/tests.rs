@@ -902,3 +902,73 @@ fn header_keys_decode_only_what_they_read() {
     );
     assert!(c.body_contains("body"));
 }
+
+/// imaptest `search-addresses`: FROM/TO/CC/BCC match the raw field text and each address's
+/// canonical form (comments and blanks left out); HEADER reads the text only.
+#[test]
+fn address_keys_match_canonical_addresses() {
+    let headers = [
+        "From: user-from@domain.org\nTo: user-to@domain.org\n",
+        "From: RealFrom <user-from@domain.org>\nTo: RealTo <user-to@domain.org>\n",
+        "From: <user-from (comment)@ (comment) domain.org>\nTo: <@route:user-to@domain.org>\n",
+        "From: user-from@domain.org (RealFrom)\nCc: group: (c) x@y, <user-cc (c)@ domain.org>;\n",
+        "From: user-from1@domain.org, user-from2@domain.org\n\
+         Bcc: =?UTF-8?Q?B=C3=A9?= <USER-BCC@\n (folded) Domain.ORG>\n",
+    ];
+    let msgs: Vec<Msg> = headers
+        .iter()
+        .zip(1..)
+        .map(|(h, uid)| Msg {
+            uid,
+            flags: vec![],
+            modseq: 1,
+            internal_date: JAN1,
+            raw: crlf(&format!("{h}\nbody\n")),
+        })
+        .collect();
+    let search = |criteria: &str| {
+        let mut view = view_of(&msgs);
+        let out = run_with(
+            &msgs,
+            &mut view,
+            &format!("a SEARCH {criteria}"),
+            Enabled::default(),
+        )
+        .unwrap();
+        // The same verdicts from cached fields.
+        let (_, sc) = parse_search(&format!("a SEARCH {criteria}"));
+        let mut by_fields = Search::new(&sc, &view, Enabled::default(), JAN1).unwrap();
+        for (seq, uid) in view.messages() {
+            let meta = meta_of(&msgs, &view, seq, uid);
+            let raw = &msgs[uid as usize - 1].raw;
+            if by_fields.check(&meta) == Verdict::NeedsMessage {
+                by_fields.check_fields(&meta, &header_fields(raw));
+            }
+        }
+        let hits: Vec<u32> = by_fields.hits().iter().map(|h| h.seq).collect();
+        let line = out.wire.strip_prefix("* SEARCH").unwrap().trim_end();
+        let got: Vec<u32> = line
+            .split_whitespace()
+            .map(|n| n.parse().unwrap())
+            .collect();
+        assert_eq!(got, hits, "SEARCH {criteria}: message and cached fields");
+        got
+    };
+    assert_eq!(search("FROM user-from@domain.org"), [1, 2, 3, 4]);
+    assert_eq!(search("FROM USER-FROM@DOMAIN"), [1, 2, 3, 4]);
+    assert_eq!(search("FROM ser-fro"), [1, 2, 3, 4, 5]);
+    assert_eq!(search("FROM comment"), [3]);
+    assert_eq!(search("FROM realfrom"), [2, 4]);
+    assert_eq!(search("FROM user-from2@domain.org"), [5]);
+    // A source route is left out of the canonical form.
+    assert_eq!(search("TO user-to@domain.org"), [1, 2, 3]);
+    assert_eq!(search("CC user-cc@domain.org"), [4]);
+    assert_eq!(search("CC x@y"), [4]);
+    assert_eq!(search("BCC user-bcc@domain.org"), [5]);
+    assert_eq!(search("BCC \"bé\""), [5]);
+    // HEADER reads the field's text, not the canonical addresses.
+    assert_eq!(search("HEADER From user-from@domain.org"), [1, 2, 4]);
+    assert_eq!(search("HEADER From \"\""), [1, 2, 3, 4, 5]);
+    // TEXT doesn't see the canonical address entries.
+    assert_eq!(search("TEXT address:"), Vec::<u32>::new());
+}
