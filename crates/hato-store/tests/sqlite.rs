@@ -997,3 +997,52 @@ async fn two_stores_share_leases_counters_and_report_marks() {
     );
     assert!(ma.unwrap() ^ mb.unwrap(), "exactly one marks the report");
 }
+
+/// The store's size in pages and its auto_vacuum mode, read by another connection.
+fn pages_and_mode(path: &Path) -> (i64, i64) {
+    let c = rusqlite::Connection::open(path).unwrap();
+    let pages = c
+        .pragma_query_value(None, "page_count", |r| r.get(0))
+        .unwrap();
+    let mode = c
+        .pragma_query_value(None, "auto_vacuum", |r| r.get(0))
+        .unwrap();
+    (pages, mode)
+}
+
+/// Deleting mail gives its space back to the file system: a new store uses incremental
+/// vacuum and its writer hands free pages back (when idle, every few seconds); a store made
+/// without it is converted when it is opened.
+#[tokio::test]
+async fn deleted_space_goes_back_to_the_file_system() {
+    let (_dir, path) = temp_db();
+    let store = SqliteStore::open(&path).unwrap();
+    let a = account(&store, "big@example.test").await;
+    let inbox = inbox_id(&store, a).await;
+    let line = format!("{}\r\n", "y".repeat(998));
+    let big = format!("Subject: big\r\n\r\n{}", line.repeat(8_000)).into_bytes();
+    store.append(inbox, big.into(), &[], 0).await.unwrap();
+    let (full, mode) = pages_and_mode(&path);
+    assert_eq!(mode, 2, "incremental auto_vacuum");
+    assert!(full > 1_900, "{full} pages");
+    store.delete_account("big@example.test").await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (now, _) = pages_and_mode(&path);
+        if now < full / 4 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "still {now} of {full} pages");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    drop(store);
+
+    // A store made before incremental vacuum is converted when opened.
+    let c = rusqlite::Connection::open(&path).unwrap();
+    c.execute_batch("PRAGMA auto_vacuum = 0; VACUUM;").unwrap();
+    drop(c);
+    assert_eq!(pages_and_mode(&path).1, 0);
+    let store = SqliteStore::open(&path).unwrap();
+    assert_eq!(pages_and_mode(&path).1, 2);
+    drop(store);
+}

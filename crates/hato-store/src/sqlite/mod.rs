@@ -153,6 +153,7 @@ impl SqliteStore {
             })?;
         }
         let mut conn = open_connection(path, false)?;
+        incremental_vacuum(&conn, path)?;
         // journal_mode is persistent and cannot change inside a transaction: set it first.
         let mode: String = conn
             .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
@@ -397,7 +398,15 @@ fn writer_loop(
     announced: Arc<Mutex<HashMap<MailboxId, (AccountId, u64)>>>,
 ) {
     let mut batch: Vec<Box<dyn WriteJob>> = Vec::with_capacity(MAX_BATCH);
-    while let Ok(first) = rx.recv() {
+    loop {
+        let first = match rx.recv_timeout(RECLAIM_EVERY) {
+            Ok(job) => job,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                reclaim(&conn, RECLAIM_STEP);
+                continue;
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        };
         batch.push(first);
         while batch.len() < MAX_BATCH {
             match rx.try_recv() {
@@ -442,8 +451,67 @@ fn writer_loop(
         for job in batch.drain(..) {
             job.finish(failure.as_deref());
         }
+        if commits.load(Ordering::Relaxed).is_multiple_of(64) {
+            reclaim(&conn, RECLAIM_STEP);
+        }
     }
     tracing::debug!("hato-store writer thread stopped");
+}
+
+/// How often an idle writer gives freed pages back to the file system, and how many at most
+/// at a time (4 KiB pages: 16 MiB), so a large deletion never stalls writes for long.
+const RECLAIM_EVERY: Duration = Duration::from_secs(5);
+const RECLAIM_STEP: i64 = 4096;
+/// Free pages worth a reclaim (1 MiB).
+const RECLAIM_MIN: i64 = 256;
+
+/// Space freed by deletions goes back to the file system instead of staying in the file (a
+/// deleted 2 GB folder shrinks the file): new stores are created with `auto_vacuum =
+/// INCREMENTAL`; an older one is converted once (VACUUM rewrites the file, which takes a while
+/// for a large store, and needs its size free on disk).
+fn incremental_vacuum(conn: &Connection, path: &Path) -> Result<()> {
+    let mode: i64 = conn
+        .pragma_query_value(None, "auto_vacuum", |r| r.get(0))
+        .ctx("reading auto_vacuum")?;
+    if mode == 2 {
+        return Ok(());
+    }
+    conn.pragma_update(None, "auto_vacuum", 2)
+        .ctx("setting auto_vacuum")?;
+    let pages: i64 = conn
+        .pragma_query_value(None, "page_count", |r| r.get(0))
+        .ctx("reading page_count")?;
+    if pages > 0 {
+        tracing::info!(store = %path.display(), pages, "converting the store to incremental vacuum (once)");
+        conn.execute_batch("VACUUM").map_err(|e| {
+            StoreError::Backend(format!(
+                "{}: converting to incremental vacuum: {e} (it needs as much free disk space as the file)",
+                path.display()
+            ))
+        })?;
+    }
+    Ok(())
+}
+
+/// Gives up to `max` free pages back to the file system when there are enough of them.
+fn reclaim(conn: &Connection, max: i64) {
+    let free: i64 = conn
+        .pragma_query_value(None, "freelist_count", |r| r.get(0))
+        .unwrap_or(0);
+    if free < RECLAIM_MIN {
+        return;
+    }
+    // Each step of the pragma frees one page: step it to its end.
+    let freed = conn
+        .prepare(&format!("PRAGMA incremental_vacuum({max})"))
+        .and_then(|mut st| {
+            let mut rows = st.query([])?;
+            while rows.next()?.is_some() {}
+            Ok(())
+        });
+    if let Err(e) = freed {
+        tracing::warn!(error = %e, "giving free store pages back to the file system");
+    }
 }
 
 /// Runs one batch in one transaction; returns the mailboxes it changed, or Err(message) if it
