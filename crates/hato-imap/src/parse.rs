@@ -281,6 +281,8 @@ impl<'a> Parser<'a, '_> {
             "GETQUOTAROOT" => CommandBody::GetQuotaRoot(self.arg(Self::mailbox)?),
             "SETQUOTA" => return self.setquota(),
             "SEARCH" => return self.search(false),
+            "SORT" => return self.sort(false),
+            "THREAD" => return self.thread(false),
             "FETCH" => return self.fetch(false),
             "STORE" => return self.store(false),
             "COPY" | "MOVE" => return self.copy_move(false, name == "MOVE"),
@@ -288,6 +290,8 @@ impl<'a> Parser<'a, '_> {
                 let sub = self.arg(Self::word)?;
                 return match sub.as_str() {
                     "SEARCH" => self.search(true),
+                    "SORT" => self.sort(true),
+                    "THREAD" => self.thread(true),
                     "FETCH" => self.fetch(true),
                     "STORE" => self.store(true),
                     "COPY" | "MOVE" => self.copy_move(true, sub == "MOVE"),
