@@ -22,6 +22,7 @@
 //! | [`view`] | the selected mailbox of one session ([`view::SelectedView`]): sequence numbers ↔ UIDs, RFC 9051 §7.5.1 / RFC 3501 §7.4.1 rules for when EXISTS/EXPUNGE/FETCH may be sent, RFC 7162 VANISHED and HIGHESTMODSEQ, RFC 3501 `\Recent` (the UIDs this session claimed), RFC 5182 `$` |
 //! | [`search`] | RFC 9051 §6.4.4 / RFC 3501 §6.4.4 SEARCH evaluation in two phases (metadata, then message bytes only when a key needs them), RFC 4731 ESEARCH, RFC 5182 SAVE, RFC 7162 §3.1.5 MODSEQ, RFC 5032 OLDER/YOUNGER ([`search::Search`]) |
 //! | [`sort`] | RFC 5256 §3 SORT and §2.1 base subject, §2.2 sent date; RFC 5957 SORT=DISPLAY ([`sort::SortMessage`]) |
+//! | [`thread`] | RFC 5256 §3 THREAD=ORDEREDSUBJECT and THREAD=REFERENCES, §4 `* THREAD` |
 //! | [`mime`] | RFC 9051 §7.5.2 ENVELOPE and BODYSTRUCTURE, §6.4.5 `BODY[section]<partial>`, RFC 3516 BINARY/BINARY.SIZE ([`mime::ParsedMessage`]; header fields parsed by mail-parser) |
 //!
 //! # Wire layer decision: our own parser, not imap-codec
@@ -94,6 +95,7 @@ pub mod session;
 pub mod sort;
 #[cfg(test)]
 mod testing;
+pub mod thread;
 pub mod view;
 
 pub use command::{Command, CommandBody};

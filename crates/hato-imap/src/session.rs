@@ -386,6 +386,8 @@ impl Session {
             "SEARCHRES",
             "SORT",
             "SORT=DISPLAY",
+            "THREAD=ORDEREDSUBJECT",
+            "THREAD=REFERENCES",
             "CONDSTORE",
             "QRESYNC",
             "BINARY",

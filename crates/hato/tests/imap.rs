@@ -974,3 +974,36 @@ c.logout()
     assert_eq!(get(&r, "UID_SORT"), "2 4 3");
     assert!(get(&r, "BADCHARSET").contains("BADCHARSET"), "{r:?}");
 }
+
+#[test]
+fn thread_with_imaplib() {
+    let (_server, r) = imap_py_new(
+        &sort_fixture(),
+        r#"
+c = login()
+typ, data = c.capability()
+out("CAPS", data[0].decode())
+c.select("INBOX")
+typ, data = c.thread("REFERENCES", "UTF-8", "ALL")
+out("REFERENCES", typ + " " + data[0].decode())
+typ, data = c.thread("ORDEREDSUBJECT", "UTF-8", "ALL")
+out("ORDEREDSUBJECT", data[0].decode())
+typ, data = c.uid("THREAD", "REFERENCES", "US-ASCII", "NOT", "UID", "4")
+out("UID_THREAD", data[0].decode())
+typ, data = c._simple_command("THREAD", "REFERENCES", "KOI8-R", "ALL")
+out("BADCHARSET", typ + " " + data[0].decode())
+c.logout()
+"#,
+    );
+    let caps = get(&r, "CAPS");
+    assert!(
+        caps.contains("THREAD=REFERENCES") && caps.contains("THREAD=ORDEREDSUBJECT"),
+        "{caps}"
+    );
+    // 2 and 4 answer 1, 5 answers 4; siblings and roots by Date.
+    assert_eq!(get(&r, "REFERENCES"), "OK (3)(1 (4 5)(2))");
+    assert_eq!(get(&r, "ORDEREDSUBJECT"), "(3)(1 (4)(2)(5))");
+    // Without 4, its reply 5 hangs under 1 (the dummy for 4 is pruned).
+    assert_eq!(get(&r, "UID_THREAD"), "(3)(1 (2)(5))");
+    assert!(get(&r, "BADCHARSET").contains("NO [BADCHARSET"), "{r:?}");
+}

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use hato_imap::command::{
     AppendMessage, CommandBody, FetchAttr, FetchCommand, ListCommand, SearchCommand, SortCommand,
-    StatusItem, StoreCommand, StoreOp,
+    StatusItem, StoreCommand, StoreOp, ThreadCommand,
 };
 use hato_imap::flag::Flag;
 use hato_imap::response::{FetchValue, ListItem, StatusValue};
@@ -492,7 +492,7 @@ impl<'a> Conn<'a> {
             CommandBody::Expunge { uids } => self.expunge(uids.as_ref()).await,
             CommandBody::Search(sc) => self.search(&cmd.tag, sc, enabled).await,
             CommandBody::Sort(sc) => self.sort(&cmd.tag, sc, enabled).await,
-            CommandBody::Thread(_) => bad("Command not available"),
+            CommandBody::Thread(tc) => self.thread(&cmd.tag, tc, enabled).await,
             // Streamed by `drive`.
             CommandBody::Fetch(_) => bad("Command not available"),
             CommandBody::Store(st) => self.store_flags(st, enabled).await,

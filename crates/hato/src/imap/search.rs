@@ -200,6 +200,26 @@ impl Conn<'_> {
         Outcome::ok(vec![hato_imap::sort::response(sc.uid, &msgs)])
     }
 
+    /// THREAD / UID THREAD (RFC 5256): the search, then the hits' headers, threaded.
+    pub(super) async fn thread(
+        &mut self,
+        tag: &str,
+        tc: &ThreadCommand,
+        enabled: Enabled,
+    ) -> Outcome {
+        match self
+            .sort_messages(tag, &tc.search_command(), true, enabled)
+            .await
+        {
+            Ok(msgs) => Outcome::ok(vec![hato_imap::thread::response(
+                tc.algorithm,
+                tc.uid,
+                &msgs,
+            )]),
+            Err(outcome) => outcome,
+        }
+    }
+
     /// The messages a SORT or THREAD search selects, with their keys (header keys only when
     /// `with_header`), in sequence order.
     pub(super) async fn sort_messages(
