@@ -47,6 +47,8 @@ pub struct SortMessage {
     pub size: u64,
     /// The sent date (Unix seconds): `Date:` or else INTERNALDATE.
     pub sent: i64,
+    /// The instant of the `Date:` field, if it parsed.
+    pub date: Option<i64>,
     /// The base subject, upper-cased for comparison.
     pub subject: String,
     /// The base subject extraction removed a `Re:`, `Fwd:`, `(fwd)` or `[fwd: ]`.
@@ -101,9 +103,8 @@ impl SortMessage {
             }
             match i {
                 0 => {
-                    if let Some(t) = sent_date(value) {
-                        m.sent = t;
-                    }
+                    m.date = sent_date(value);
+                    m.sent = m.date.unwrap_or(internal_date);
                 }
                 1 => {
                     let (base, reply) = base_subject(&decode_unstructured(value));
@@ -124,6 +125,35 @@ impl SortMessage {
             m.references.push(id);
         }
         m
+    }
+
+    /// The same header keys for another message with the same content (a driver may cache
+    /// the keys per message blob, built with zero metadata, and place them with this).
+    pub fn at(&self, seq: u32, uid: u32, internal_date: i64, size: u64) -> SortMessage {
+        SortMessage {
+            seq,
+            uid,
+            internal_date,
+            size,
+            sent: self.date.unwrap_or(internal_date),
+            ..self.clone()
+        }
+    }
+
+    /// Roughly the bytes this takes in memory (for a cache's budget).
+    pub fn footprint(&self) -> usize {
+        let strings = [
+            &self.subject,
+            &self.from,
+            &self.to,
+            &self.cc,
+            &self.display_from,
+            &self.display_to,
+        ];
+        std::mem::size_of::<SortMessage>()
+            + strings.iter().map(|s| s.len()).sum::<usize>()
+            + self.message_id.as_ref().map_or(0, String::len)
+            + self.references.iter().map(|r| r.len() + 24).sum::<usize>()
     }
 
     fn key_cmp(&self, other: &SortMessage, key: SortKey) -> Ordering {

@@ -948,6 +948,9 @@ typ, data = c.sort("(REVERSE DATE)", "UTF-8", "ALL")
 out("REVERSE_DATE", typ + " " + data[0].decode())
 typ, data = c.sort("(SUBJECT DATE)", "UTF-8", "ALL")
 out("SUBJECT", data[0].decode())
+# Again: the keys now come from the server's cache.
+typ, data = c.sort("(SUBJECT DATE)", "UTF-8", "ALL")
+out("SUBJECT_AGAIN", data[0].decode())
 typ, data = c.sort("(FROM)", "US-ASCII", "NOT", "SUBJECT", "other")
 out("FROM", data[0].decode())
 typ, data = c.sort("(DISPLAYFROM)", "UTF-8", "ALL")
@@ -967,6 +970,7 @@ c.logout()
     assert_eq!(get(&r, "REVERSE_DATE"), "OK 5 2 4 1 3");
     // Base subjects: OTHER (3), PLANS (1, 4, 2, 5 by date).
     assert_eq!(get(&r, "SUBJECT"), "3 1 4 2 5");
+    assert_eq!(get(&r, "SUBJECT_AGAIN"), "3 1 4 2 5");
     // Local parts: alice, bob, carol, dan (3 "zed" is left out by the search).
     assert_eq!(get(&r, "FROM"), "2 4 1 5");
     // Display names, else addresses: alice@x, Bob, bob@x, Carol, dan@x.

@@ -69,6 +69,17 @@ fn sent_date_uses_the_zone_else_internal_date() {
     assert_eq!(m.sent, 7);
     let m = SortMessage::new(1, 1, 7, 0, b"Subject: x\r\n\r\n");
     assert_eq!(m.sent, 7);
+    // Keys cached without metadata, placed on a message: the fallback follows.
+    let cached = SortMessage::new(0, 0, 0, 0, b"Subject: x\r\n\r\n");
+    let m = cached.at(3, 30, 9, 100);
+    assert_eq!(
+        (m.seq, m.uid, m.internal_date, m.size, m.sent),
+        (3, 30, 9, 100, 9)
+    );
+    assert_eq!(m.subject, "X");
+    let cached = SortMessage::new(0, 0, 0, 0, b"Date: Fri, 22 Feb 2008 02:00:00 +0200\r\n\r\n");
+    assert_eq!(cached.at(1, 1, 9, 0).sent, 1_203_638_400);
+    assert!(cached.footprint() >= std::mem::size_of::<SortMessage>());
 }
 
 #[test]

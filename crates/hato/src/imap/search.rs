@@ -254,6 +254,19 @@ impl Conn<'_> {
             }
             return Ok(out);
         }
+        // Keys from the cache; the other messages' header blocks are read below.
+        let cache = &self.svc.header_cache;
+        let mut misses = Vec::new();
+        for (seq, uid) in hits {
+            let Some(e) = entries.get(&uid) else {
+                continue;
+            };
+            match cache.get_sort_keys(e.blob) {
+                Some(keys) => out.push(keys.at(seq, uid, e.internal_date, e.size)),
+                None => misses.push((seq, uid)),
+            }
+        }
+        let hits = misses;
         // Header blocks, in batches bounded in count and bytes.
         const BATCH_MESSAGES: usize = 256;
         const BATCH_BYTES: u64 = 8 * 1024 * 1024;
@@ -280,10 +293,13 @@ impl Conn<'_> {
                     continue;
                 };
                 let header = &data[..header_end(data)];
-                out.push(SortMessage::new(seq, uid, e.internal_date, e.size, header));
+                let keys = Arc::new(SortMessage::new(0, 0, 0, 0, header));
+                out.push(keys.at(seq, uid, e.internal_date, e.size));
+                self.svc.header_cache.insert_sort_keys(e.blob, keys);
             }
             start = end;
         }
+        out.sort_unstable_by_key(|m| m.seq);
         Ok(out)
     }
 }
