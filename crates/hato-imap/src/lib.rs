@@ -10,7 +10,7 @@
 //! | module | implements |
 //! |---|---|
 //! | [`framer`] | RFC 9051 §4.3 literals, §2.2.1 command continuation; RFC 7888 LITERAL+/LITERAL- (§4 the 4096-octet bound, `[TOOBIG]`); RFC 3516 `literal8`; RFC 7889 APPENDLIMIT (checked at announcement); RFC 9051 §6.2.1 STARTTLS injection defence |
-//! | [`parse`] | RFC 9051 §9 / RFC 3501 §9 command grammar; RFC 2971 ID, 3502 MULTIAPPEND, 3516 BINARY, 4315 UID EXPUNGE, 4466, 4731 ESEARCH, 4959 SASL-IR, 5032, 5161 ENABLE, 5182 SEARCHRES, 5258 LIST-EXTENDED, 5819 LIST-STATUS, 6154 SPECIAL-USE, 6851 MOVE, 7162 CONDSTORE/QRESYNC, 9208 QUOTA (§4.1.1–§4.1.3 GETQUOTA/GETQUOTAROOT/SETQUOTA, §4.1.4 STATUS DELETED-STORAGE) |
+//! | [`parse`] | RFC 9051 §9 / RFC 3501 §9 command grammar; RFC 2971 ID, 3502 MULTIAPPEND, 3516 BINARY, 4315 UID EXPUNGE, 4466, 4731 ESEARCH, 4959 SASL-IR, 5032, 5161 ENABLE, 5182 SEARCHRES, 5256 SORT/THREAD, 5258 LIST-EXTENDED, 5819 LIST-STATUS, 6154 SPECIAL-USE, 6851 MOVE, 7162 CONDSTORE/QRESYNC, 9208 QUOTA (§4.1.1–§4.1.3 GETQUOTA/GETQUOTAROOT/SETQUOTA, §4.1.4 STATUS DELETED-STORAGE) |
 //! | [`command`] | the typed commands |
 //! | [`response`], [`encode`] | RFC 9051 §7 responses and §7.1 response codes (+ RFC 4315, 5530, 7162, 9208 codes), string quoting/literal choice; RFC 9208 §4.2.1 QUOTA / §4.2.2 QUOTAROOT responses |
 //! | [`quota`] | RFC 9208 as hato serves it: one root `""` per account, STORAGE (§5.1) in KiB, capabilities only with a configured limit, SETQUOTA refused `NO [NOPERM]`, `[OVERQUOTA]` (§4.3.1) |

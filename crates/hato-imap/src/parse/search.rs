@@ -1,6 +1,8 @@
 //! SEARCH (RFC 9051 §6.4.4): RFC 4731 ESEARCH `RETURN`, the charset rule, and the
 //! search keys with RFC 7162 MODSEQ and RFC 5032 OLDER/YOUNGER. Nesting (`NOT`, `OR`,
-//! parentheses) is bounded by [`super::ParseOptions::max_depth`].
+//! parentheses) is bounded by [`super::ParseOptions::max_depth`]. RFC 5256 SORT and THREAD
+//! (sort criteria or algorithm, a mandatory charset, then search keys), RFC 5957
+//! DISPLAYFROM/DISPLAYTO.
 
 use super::primitives::valid_field_name;
 use super::{ParseErrorKind, Parser, Result};
