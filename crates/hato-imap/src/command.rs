@@ -128,6 +128,10 @@ pub enum CommandBody {
         uids: Option<SequenceSet>,
     },
     Search(SearchCommand),
+    /// RFC 5256 SORT / UID SORT (RFC 5957 DISPLAYFROM/DISPLAYTO).
+    Sort(SortCommand),
+    /// RFC 5256 THREAD / UID THREAD.
+    Thread(ThreadCommand),
     Fetch(FetchCommand),
     Store(StoreCommand),
     Copy {
@@ -183,6 +187,10 @@ impl CommandBody {
             CommandBody::Expunge { uids: Some(_) } => "UID EXPUNGE",
             CommandBody::Search(s) if s.uid => "UID SEARCH",
             CommandBody::Search(_) => "SEARCH",
+            CommandBody::Sort(s) if s.uid => "UID SORT",
+            CommandBody::Sort(_) => "SORT",
+            CommandBody::Thread(t) if t.uid => "UID THREAD",
+            CommandBody::Thread(_) => "THREAD",
             CommandBody::Fetch(f) if f.uid => "UID FETCH",
             CommandBody::Fetch(_) => "FETCH",
             CommandBody::Store(s) if s.uid => "UID STORE",
@@ -311,6 +319,80 @@ pub struct SearchCommand {
     pub charset: Option<String>,
     /// The keys, all of which must match.
     pub criteria: Vec<SearchKey>,
+}
+
+/// A SORT key (RFC 5256 §3 `sort-key`, RFC 5957 DISPLAYFROM/DISPLAYTO).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum SortKey {
+    Arrival,
+    Cc,
+    Date,
+    From,
+    Size,
+    Subject,
+    To,
+    DisplayFrom,
+    DisplayTo,
+}
+
+/// One `sort-criterion`: `[REVERSE] sort-key`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct SortCriterion {
+    pub reverse: bool,
+    pub key: SortKey,
+}
+
+/// SORT / UID SORT (RFC 5256 §3): `SORT (criteria) charset search-keys`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SortCommand {
+    pub uid: bool,
+    /// At least one.
+    pub criteria: Vec<SortCriterion>,
+    /// Always `UTF-8` or `US-ASCII` (any case): others are refused by the parser.
+    pub charset: String,
+    /// The search keys, all of which must match.
+    pub search: Vec<SearchKey>,
+}
+
+/// A THREAD algorithm (RFC 5256 §3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ThreadAlgorithm {
+    OrderedSubject,
+    References,
+}
+
+/// THREAD / UID THREAD (RFC 5256 §3): `THREAD algorithm charset search-keys`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ThreadCommand {
+    pub uid: bool,
+    pub algorithm: ThreadAlgorithm,
+    /// Always `UTF-8` or `US-ASCII` (any case).
+    pub charset: String,
+    pub search: Vec<SearchKey>,
+}
+
+impl SortCommand {
+    /// The SEARCH that selects the messages to sort.
+    pub fn search_command(&self) -> SearchCommand {
+        SearchCommand {
+            uid: self.uid,
+            returns: None,
+            charset: Some(self.charset.clone()),
+            criteria: self.search.clone(),
+        }
+    }
+}
+
+impl ThreadCommand {
+    /// The SEARCH that selects the messages to thread.
+    pub fn search_command(&self) -> SearchCommand {
+        SearchCommand {
+            uid: self.uid,
+            returns: None,
+            charset: Some(self.charset.clone()),
+            criteria: self.search.clone(),
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -444,6 +444,42 @@ impl Data {
                 optional_item(out, b" COUNT ", count.as_ref());
                 optional_item(out, b" MODSEQ ", modseq.as_ref());
             }
+            Data::Sort(ids) => {
+                out.extend_from_slice(b"SORT");
+                for id in ids {
+                    out.push(b' ');
+                    number(out, id);
+                }
+            }
+            Data::Thread(tokens) => {
+                out.extend_from_slice(b"THREAD");
+                if !tokens.is_empty() {
+                    out.push(b' ');
+                }
+                let mut after_id = false;
+                for t in tokens {
+                    match t {
+                        ThreadToken::Open => {
+                            if after_id {
+                                out.push(b' ');
+                            }
+                            out.push(b'(');
+                            after_id = false;
+                        }
+                        ThreadToken::Close => {
+                            out.push(b')');
+                            after_id = false;
+                        }
+                        ThreadToken::Id(id) => {
+                            if after_id {
+                                out.push(b' ');
+                            }
+                            number(out, id);
+                            after_id = true;
+                        }
+                    }
+                }
+            }
             Data::Flags(flags) => {
                 out.extend_from_slice(b"FLAGS ");
                 flag_list(out, flags, false);

@@ -1008,6 +1008,18 @@ fn comment_only_members(raw: &[u8]) -> Vec<bool> {
     out
 }
 
+/// The first address of an address field's raw value as the ENVELOPE shows it (with UTF-8
+/// text): a group's start marker (`mailbox` is the group's name) when the field starts with
+/// a group. For the SORT keys FROM/TO/CC and DISPLAYFROM/DISPLAYTO.
+pub(crate) fn first_address(value: &[u8]) -> Option<Address> {
+    let mut v = value.to_vec();
+    if !v.ends_with(b"\n") {
+        v.push(b'\n');
+    }
+    let parsed = mail_parser::parsers::MessageStream::new(&v).parse_address();
+    addresses(&parsed, value, true).into_iter().next()
+}
+
 /// An address as mail-parser gives it (`local@domain`, or `@route,@route:local@domain` for
 /// an obsolete source route) split into the route (RFC 5322 §4.4 obs-route, the ENVELOPE's
 /// `adl`, without its final colon) and the address proper.

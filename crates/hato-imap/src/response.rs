@@ -192,6 +192,11 @@ pub enum Data {
         count: Option<u32>,
         modseq: Option<u64>,
     },
+    /// RFC 5256 `* SORT n n n` (sequence numbers or UIDs, in sorted order).
+    Sort(Vec<u32>),
+    /// RFC 5256 `* THREAD (1)(2 3 (4)(5))`, as the tokens of its thread lists (a flat
+    /// form, so that neither building nor encoding nor dropping a deep thread recurses).
+    Thread(Vec<ThreadToken>),
     Flags(Vec<Flag>),
     /// RFC 2971 (`None`: `* ID NIL`).
     Id(Option<Vec<(String, Option<String>)>>),
@@ -339,6 +344,16 @@ pub struct Address {
     pub adl: Option<Vec<u8>>,
     pub mailbox: Option<Vec<u8>>,
     pub host: Option<Vec<u8>>,
+}
+
+/// One token of a THREAD response: `(`, `)` or a message number. The encoder puts a
+/// space before a number or `(` that follows a number, as RFC 5256 §4 `thread-members`
+/// wants.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ThreadToken {
+    Open,
+    Close,
+    Id(u32),
 }
 
 /// RFC 9051 §7.5.2 BODYSTRUCTURE. The producer (the MIME layer) must bound its depth.

@@ -682,12 +682,12 @@ impl<'p, 'a> Content<'p, 'a> {
 }
 
 /// A header field's value: what follows the first colon (`None` without one).
-fn field_value(field: &[u8]) -> Option<&[u8]> {
+pub(crate) fn field_value(field: &[u8]) -> Option<&[u8]> {
     let colon = field.iter().position(|&b| b == b':')?;
     Some(&field[colon + 1..])
 }
 
-fn with_newline(value: &[u8]) -> Vec<u8> {
+pub(crate) fn with_newline(value: &[u8]) -> Vec<u8> {
     let mut v = value.to_vec();
     if !v.ends_with(b"\n") {
         v.push(b'\n');
@@ -757,7 +757,7 @@ fn fold_value(value: &[u8]) -> String {
 }
 
 /// An unstructured header value (folded, possibly with RFC 2047 encoded words) as text.
-fn decode_unstructured(value: &[u8]) -> String {
+pub(crate) fn decode_unstructured(value: &[u8]) -> String {
     let v = with_newline(value);
     match MessageStream::new(&v).parse_unstructured() {
         HeaderValue::Text(t) => t.into_owned(),

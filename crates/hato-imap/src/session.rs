@@ -246,7 +246,7 @@ fn validity(verb: &str) -> Validity {
         | "UNSUBSCRIBE" | "LIST" | "LSUB" | "NAMESPACE" | "STATUS" | "APPEND" | "IDLE"
         | "GETQUOTA" | "GETQUOTAROOT" | "SETQUOTA" => Validity::Authenticated,
         "CHECK" | "CLOSE" | "UNSELECT" | "EXPUNGE" | "SEARCH" | "FETCH" | "STORE" | "COPY"
-        | "MOVE" | "UID" => Validity::Selected,
+        | "MOVE" | "UID" | "SORT" | "THREAD" => Validity::Selected,
         _ => Validity::Unknown,
     }
 }
@@ -384,6 +384,10 @@ impl Session {
             "SPECIAL-USE",
             "ESEARCH",
             "SEARCHRES",
+            "SORT",
+            "SORT=DISPLAY",
+            "THREAD=ORDEREDSUBJECT",
+            "THREAD=REFERENCES",
             "CONDSTORE",
             "QRESYNC",
             "BINARY",
@@ -982,6 +986,18 @@ impl Session {
             }
             CommandBody::Search(s) => {
                 if s.criteria.iter().any(uses_modseq) {
+                    self.enabled.condstore = true;
+                }
+                Some((tag, Action::Execute(cmd)))
+            }
+            CommandBody::Sort(s) => {
+                if s.search.iter().any(uses_modseq) {
+                    self.enabled.condstore = true;
+                }
+                Some((tag, Action::Execute(cmd)))
+            }
+            CommandBody::Thread(t) => {
+                if t.search.iter().any(uses_modseq) {
                     self.enabled.condstore = true;
                 }
                 Some((tag, Action::Execute(cmd)))

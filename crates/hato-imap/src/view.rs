@@ -126,6 +126,8 @@ impl Moment {
             CommandBody::Fetch(f) if !f.uid => Moment::NoExpunge,
             CommandBody::Store(s) if !s.uid => Moment::NoExpunge,
             CommandBody::Search(s) if !s.uid => Moment::NoExpunge,
+            CommandBody::Sort(s) if !s.uid => Moment::NoExpunge,
+            CommandBody::Thread(t) if !t.uid => Moment::NoExpunge,
             _ => Moment::Any,
         }
     }

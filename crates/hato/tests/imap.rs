@@ -881,3 +881,133 @@ out("SELECT", r.cmd("o", "SELECT &Jjo!-")[-1][0])
     );
     assert!(get(&r, "SELECT").starts_with("o NO [CANNOT]"), "{r:?}");
 }
+
+/// A message for SORT/THREAD: its own Date, From, Message-ID and References.
+fn threaded(subject: &str, date: &str, from: &str, id: &str, refs: &str) -> String {
+    let refs = if refs.is_empty() {
+        String::new()
+    } else {
+        format!("References: {refs}\r\n")
+    };
+    format!(
+        "From: {from}\r\nTo: alice@example.com\r\nSubject: {subject}\r\n\
+         Date: {date}\r\nMessage-ID: <{id}>\r\n{refs}\r\nbody of {id}\r\n"
+    )
+}
+
+fn sort_fixture() -> Vec<String> {
+    vec![
+        threaded(
+            "Plans",
+            "Mon, 1 Jan 2024 10:00:00 +0000",
+            "Carol <carol@x.example>",
+            "1@x",
+            "",
+        ),
+        threaded(
+            "Re: Plans",
+            "Mon, 1 Jan 2024 12:00:00 +0000",
+            "alice@x.example",
+            "2@x",
+            "<1@x>",
+        ),
+        threaded(
+            "Other",
+            "Mon, 1 Jan 2024 09:00:00 +0000",
+            "Bob <zed@x.example>",
+            "3@x",
+            "",
+        ),
+        threaded(
+            "Re: Plans",
+            "Mon, 1 Jan 2024 11:00:00 +0000",
+            "bob@x.example",
+            "4@x",
+            "<1@x>",
+        ),
+        threaded(
+            "[list] Fwd: Plans",
+            "Mon, 1 Jan 2024 13:00:00 +0000",
+            "dan@x.example",
+            "5@x",
+            "<1@x> <4@x>",
+        ),
+    ]
+}
+
+#[test]
+fn sort_with_imaplib() {
+    let (_server, r) = imap_py_new(
+        &sort_fixture(),
+        r#"
+c = login()
+typ, data = c.capability()
+out("CAPS", data[0].decode())
+c.select("INBOX")
+typ, data = c.sort("(REVERSE DATE)", "UTF-8", "ALL")
+out("REVERSE_DATE", typ + " " + data[0].decode())
+typ, data = c.sort("(SUBJECT DATE)", "UTF-8", "ALL")
+out("SUBJECT", data[0].decode())
+# Again: the keys now come from the server's cache.
+typ, data = c.sort("(SUBJECT DATE)", "UTF-8", "ALL")
+out("SUBJECT_AGAIN", data[0].decode())
+typ, data = c.sort("(FROM)", "US-ASCII", "NOT", "SUBJECT", "other")
+out("FROM", data[0].decode())
+typ, data = c.sort("(DISPLAYFROM)", "UTF-8", "ALL")
+out("DISPLAYFROM", data[0].decode())
+typ, data = c.uid("SORT", "(REVERSE DATE)", "UTF-8", "UID", "2:4")
+out("UID_SORT", data[0].decode())
+typ, data = c._simple_command("SORT", "(DATE)", "KOI8-R", "ALL")
+out("BADCHARSET", typ + " " + data[0].decode())
+c.logout()
+"#,
+    );
+    let caps = get(&r, "CAPS");
+    assert!(
+        caps.contains(" SORT ") && caps.contains("SORT=DISPLAY"),
+        "{caps}"
+    );
+    assert_eq!(get(&r, "REVERSE_DATE"), "OK 5 2 4 1 3");
+    // Base subjects: OTHER (3), PLANS (1, 4, 2, 5 by date).
+    assert_eq!(get(&r, "SUBJECT"), "3 1 4 2 5");
+    assert_eq!(get(&r, "SUBJECT_AGAIN"), "3 1 4 2 5");
+    // Local parts: alice, bob, carol, dan (3 "zed" is left out by the search).
+    assert_eq!(get(&r, "FROM"), "2 4 1 5");
+    // Display names, else addresses: alice@x, Bob, bob@x, Carol, dan@x.
+    assert_eq!(get(&r, "DISPLAYFROM"), "2 3 4 1 5");
+    assert_eq!(get(&r, "UID_SORT"), "2 4 3");
+    assert!(get(&r, "BADCHARSET").contains("BADCHARSET"), "{r:?}");
+}
+
+#[test]
+fn thread_with_imaplib() {
+    let (_server, r) = imap_py_new(
+        &sort_fixture(),
+        r#"
+c = login()
+typ, data = c.capability()
+out("CAPS", data[0].decode())
+c.select("INBOX")
+typ, data = c.thread("REFERENCES", "UTF-8", "ALL")
+out("REFERENCES", typ + " " + data[0].decode())
+typ, data = c.thread("ORDEREDSUBJECT", "UTF-8", "ALL")
+out("ORDEREDSUBJECT", data[0].decode())
+typ, data = c.uid("THREAD", "REFERENCES", "US-ASCII", "NOT", "UID", "4")
+out("UID_THREAD", data[0].decode())
+typ, data = c._simple_command("THREAD", "REFERENCES", "KOI8-R", "ALL")
+out("BADCHARSET", typ + " " + data[0].decode())
+c.logout()
+"#,
+    );
+    let caps = get(&r, "CAPS");
+    assert!(
+        caps.contains("THREAD=REFERENCES") && caps.contains("THREAD=ORDEREDSUBJECT"),
+        "{caps}"
+    );
+    // 2 and 4 answer 1, 5 answers 4; siblings and roots by Date.
+    assert_eq!(get(&r, "REFERENCES"), "OK (3)(1 (4 5)(2))");
+    assert_eq!(get(&r, "ORDEREDSUBJECT"), "(3)(1 (4)(2)(5))");
+    // Without 4, its reply 5 hangs under 1 (the dummy for 4 is pruned).
+    assert_eq!(get(&r, "UID_THREAD"), "(3)(1 (2)(5))");
+    assert!(get(&r, "BADCHARSET").contains("NO [BADCHARSET"), "{r:?}");
+}

@@ -1,6 +1,8 @@
 //! SEARCH (RFC 9051 §6.4.4): RFC 4731 ESEARCH `RETURN`, the charset rule, and the
 //! search keys with RFC 7162 MODSEQ and RFC 5032 OLDER/YOUNGER. Nesting (`NOT`, `OR`,
-//! parentheses) is bounded by [`super::ParseOptions::max_depth`].
+//! parentheses) is bounded by [`super::ParseOptions::max_depth`]. RFC 5256 SORT and THREAD
+//! (sort criteria or algorithm, a mandatory charset, then search keys), RFC 5957
+//! DISPLAYFROM/DISPLAYTO.
 
 use super::primitives::valid_field_name;
 use super::{ParseErrorKind, Parser, Result};
@@ -31,26 +33,94 @@ impl Parser<'_, '_> {
         }
         if self.keyword("CHARSET") {
             self.sp()?;
-            let cs = match self.peek() {
-                Some(b'"') => self.quoted()?,
-                _ => self.atom()?.to_vec(),
-            };
-            let cs = String::from_utf8_lossy(&cs).into_owned();
-            if !cs.eq_ignore_ascii_case("UTF-8") && !cs.eq_ignore_ascii_case("US-ASCII") {
-                return Err(self.error(ParseErrorKind::BadCharset, "unsupported charset"));
-            }
-            charset = Some(cs);
+            charset = Some(self.charset()?);
             self.sp()?;
         }
-        let mut criteria = vec![self.search_key()?];
-        while !self.eof() {
-            criteria.push(self.arg(Self::search_key)?);
-        }
+        let criteria = self.search_keys()?;
         Ok(CommandBody::Search(SearchCommand {
             uid,
             returns,
             charset,
             criteria,
+        }))
+    }
+
+    /// A search charset: `UTF-8` or `US-ASCII`, else [`ParseErrorKind::BadCharset`].
+    fn charset(&mut self) -> Result<String> {
+        let cs = match self.peek() {
+            Some(b'"') => self.quoted()?,
+            _ => self.atom()?.to_vec(),
+        };
+        let cs = String::from_utf8_lossy(&cs).into_owned();
+        if !cs.eq_ignore_ascii_case("UTF-8") && !cs.eq_ignore_ascii_case("US-ASCII") {
+            return Err(self.error(ParseErrorKind::BadCharset, "unsupported charset"));
+        }
+        Ok(cs)
+    }
+
+    /// One or more search keys up to the end of the command.
+    fn search_keys(&mut self) -> Result<Vec<SearchKey>> {
+        let mut criteria = vec![self.search_key()?];
+        while !self.eof() {
+            criteria.push(self.arg(Self::search_key)?);
+        }
+        Ok(criteria)
+    }
+
+    /// RFC 5256 `sort`: `SORT SP sort-criteria SP search-charset 1*(SP search-key)`, with
+    /// the RFC 5957 DISPLAYFROM/DISPLAYTO keys.
+    pub(super) fn sort(&mut self, uid: bool) -> Result<CommandBody> {
+        self.sp()?;
+        let criteria = self.paren_list(1, |p| {
+            let mut w = p.word()?;
+            let reverse = w == "REVERSE";
+            if reverse {
+                p.sp()?;
+                w = p.word()?;
+            }
+            let key = match w.as_str() {
+                "ARRIVAL" => SortKey::Arrival,
+                "CC" => SortKey::Cc,
+                "DATE" => SortKey::Date,
+                "FROM" => SortKey::From,
+                "SIZE" => SortKey::Size,
+                "SUBJECT" => SortKey::Subject,
+                "TO" => SortKey::To,
+                "DISPLAYFROM" => SortKey::DisplayFrom,
+                "DISPLAYTO" => SortKey::DisplayTo,
+                _ => return Err(p.syntax("unknown sort key")),
+            };
+            Ok(SortCriterion { reverse, key })
+        })?;
+        self.sp()?;
+        let charset = self.charset()?;
+        self.sp()?;
+        let search = self.search_keys()?;
+        Ok(CommandBody::Sort(SortCommand {
+            uid,
+            criteria,
+            charset,
+            search,
+        }))
+    }
+
+    /// RFC 5256 `thread`: `THREAD SP thread-alg SP search-charset 1*(SP search-key)`.
+    pub(super) fn thread(&mut self, uid: bool) -> Result<CommandBody> {
+        self.sp()?;
+        let algorithm = match self.word()?.as_str() {
+            "ORDEREDSUBJECT" => ThreadAlgorithm::OrderedSubject,
+            "REFERENCES" => ThreadAlgorithm::References,
+            _ => return Err(self.syntax("unknown thread algorithm")),
+        };
+        self.sp()?;
+        let charset = self.charset()?;
+        self.sp()?;
+        let search = self.search_keys()?;
+        Ok(CommandBody::Thread(ThreadCommand {
+            uid,
+            algorithm,
+            charset,
+            search,
         }))
     }
 

@@ -17,12 +17,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hato_imap::command::{
-    AppendMessage, CommandBody, FetchAttr, FetchCommand, ListCommand, SearchCommand, StatusItem,
-    StoreCommand, StoreOp,
+    AppendMessage, CommandBody, FetchAttr, FetchCommand, ListCommand, SearchCommand, SortCommand,
+    StatusItem, StoreCommand, StoreOp, ThreadCommand,
 };
 use hato_imap::flag::Flag;
 use hato_imap::response::{FetchValue, ListItem, StatusValue};
 use hato_imap::sequence::{NumberSet, SequenceSet};
+use hato_imap::sort::SortMessage;
 use hato_imap::view::{Snapshot, Update, ViewMessage};
 use hato_imap::{
     Action, Code, Command, Data, Enabled, Moment, Outcome, ParsedMessage, Response, Search,
@@ -490,6 +491,8 @@ impl<'a> Conn<'a> {
             CommandBody::Append { mailbox, .. } => self.append(mailbox, appended).await,
             CommandBody::Expunge { uids } => self.expunge(uids.as_ref()).await,
             CommandBody::Search(sc) => self.search(&cmd.tag, sc, enabled).await,
+            CommandBody::Sort(sc) => self.sort(&cmd.tag, sc, enabled).await,
+            CommandBody::Thread(tc) => self.thread(&cmd.tag, tc, enabled).await,
             // Streamed by `drive`.
             CommandBody::Fetch(_) => bad("Command not available"),
             CommandBody::Store(st) => self.store_flags(st, enabled).await,
