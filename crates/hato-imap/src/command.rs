@@ -371,27 +371,27 @@ pub struct ThreadCommand {
     pub search: Vec<SearchKey>,
 }
 
+/// The plain SEARCH of a SORT or THREAD: the messages it orders.
+fn selecting(uid: bool, charset: &str, search: &[SearchKey]) -> SearchCommand {
+    SearchCommand {
+        uid,
+        returns: None,
+        charset: Some(charset.to_owned()),
+        criteria: search.to_vec(),
+    }
+}
+
 impl SortCommand {
     /// The SEARCH that selects the messages to sort.
     pub fn search_command(&self) -> SearchCommand {
-        SearchCommand {
-            uid: self.uid,
-            returns: None,
-            charset: Some(self.charset.clone()),
-            criteria: self.search.clone(),
-        }
+        selecting(self.uid, &self.charset, &self.search)
     }
 }
 
 impl ThreadCommand {
     /// The SEARCH that selects the messages to thread.
     pub fn search_command(&self) -> SearchCommand {
-        SearchCommand {
-            uid: self.uid,
-            returns: None,
-            charset: Some(self.charset.clone()),
-            criteria: self.search.clone(),
-        }
+        selecting(self.uid, &self.charset, &self.search)
     }
 }
 
