@@ -342,10 +342,14 @@ pub struct SortCriterion {
     pub key: SortKey,
 }
 
-/// SORT / UID SORT (RFC 5256 §3): `SORT (criteria) charset search-keys`.
+/// SORT / UID SORT (RFC 5256 §3): `SORT [RETURN (...)] (criteria) charset search-keys`
+/// (ESORT, RFC 5267 §3).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SortCommand {
     pub uid: bool,
+    /// ESORT `RETURN (...)` (MIN, MAX, ALL, COUNT; never SAVE); `Some(vec![])` for
+    /// `RETURN ()`, which means ALL. `None`: a plain SORT answered with `* SORT`.
+    pub returns: Option<Vec<SearchReturn>>,
     /// At least one.
     pub criteria: Vec<SortCriterion>,
     /// Always `UTF-8` or `US-ASCII` (any case): others are refused by the parser.

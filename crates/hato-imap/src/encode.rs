@@ -119,6 +119,32 @@ fn optional_item(out: &mut Vec<u8>, name: &[u8], n: Option<impl std::fmt::Displa
     }
 }
 
+/// `ids` as a sequence-set in their own order: a range `a:b` only where the numbers
+/// ascend by one (`3 4 5 1 2` is `3:5,1:2`), so that the set keeps the order (RFC 5267 §3).
+fn ordered_set(out: &mut Vec<u8>, ids: &[u32]) {
+    let mut i = 0;
+    while i < ids.len() {
+        let start = ids[i];
+        let mut end = start;
+        while ids
+            .get(i + 1)
+            .is_some_and(|&n| end.checked_add(1) == Some(n))
+        {
+            end += 1;
+            i += 1;
+        }
+        number(out, start);
+        if end != start {
+            out.push(b':');
+            number(out, end);
+        }
+        i += 1;
+        if i < ids.len() {
+            out.push(b',');
+        }
+    }
+}
+
 /// The number `n` then `name`: `3 EXISTS`.
 fn counted(out: &mut Vec<u8>, n: impl std::fmt::Display, name: &[u8]) {
     number(out, n);
@@ -443,6 +469,28 @@ impl Data {
                 optional_item(out, b" ALL ", all.as_ref().filter(|s| !s.is_empty()));
                 optional_item(out, b" COUNT ", count.as_ref());
                 optional_item(out, b" MODSEQ ", modseq.as_ref());
+            }
+            Data::ESort {
+                tag,
+                uid,
+                min,
+                max,
+                all,
+                count,
+            } => {
+                out.extend_from_slice(b"ESEARCH (TAG ");
+                string(out, tag.as_bytes(), opts.utf8);
+                out.push(b')');
+                if *uid {
+                    out.extend_from_slice(b" UID");
+                }
+                optional_item(out, b" MIN ", min.as_ref());
+                optional_item(out, b" MAX ", max.as_ref());
+                if let Some(all) = all.as_ref().filter(|a| !a.is_empty()) {
+                    out.extend_from_slice(b" ALL ");
+                    ordered_set(out, all);
+                }
+                optional_item(out, b" COUNT ", count.as_ref());
             }
             Data::Sort(ids) => {
                 out.extend_from_slice(b"SORT");

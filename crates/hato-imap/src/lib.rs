@@ -21,7 +21,7 @@
 //! | [`session`] | RFC 9051 §3 states, §6 command validity, §6.2.1 STARTTLS, §6.2.2/§6.2.3 AUTHENTICATE/LOGIN (RFC 4616 PLAIN, RFC 4959 SASL-IR), RFC 2177 IDLE, RFC 5161 ENABLE, RFC 7162 §3.1/§3.2.3 enabling rules, RFC 9208 QUOTA announcement and command refusals |
 //! | [`view`] | the selected mailbox of one session ([`view::SelectedView`]): sequence numbers ↔ UIDs, RFC 9051 §7.5.1 / RFC 3501 §7.4.1 rules for when EXISTS/EXPUNGE/FETCH may be sent, RFC 7162 VANISHED and HIGHESTMODSEQ, RFC 3501 `\Recent` (the UIDs this session claimed), RFC 5182 `$` |
 //! | [`search`] | RFC 9051 §6.4.4 / RFC 3501 §6.4.4 SEARCH evaluation in two phases (metadata, then message bytes only when a key needs them), RFC 4731 ESEARCH, RFC 5182 SAVE, RFC 7162 §3.1.5 MODSEQ, RFC 5032 OLDER/YOUNGER ([`search::Search`]) |
-//! | [`sort`] | RFC 5256 §3 SORT and §2.1 base subject, §2.2 sent date; RFC 5957 SORT=DISPLAY ([`sort::SortMessage`]) |
+//! | [`sort`] | RFC 5256 §3 SORT and §2.1 base subject, §2.2 sent date; RFC 5957 SORT=DISPLAY; RFC 5267 §3 ESORT ([`sort::SortMessage`]) |
 //! | [`thread`] | RFC 5256 §3 THREAD=ORDEREDSUBJECT and THREAD=REFERENCES, §4 `* THREAD` |
 //! | [`mime`] | RFC 9051 §7.5.2 ENVELOPE and BODYSTRUCTURE, §6.4.5 `BODY[section]<partial>`, RFC 3516 BINARY/BINARY.SIZE ([`mime::ParsedMessage`]; header fields parsed by mail-parser) |
 //!

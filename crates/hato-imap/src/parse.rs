@@ -35,7 +35,7 @@
 //! |---|---|
 //! | `primitives.rs` | RFC 9051 §9 basic productions: atoms, numbers, `number64`/mod-sequences, quoted strings, literals (RFC 7888 `{n+}`, RFC 3516 `literal8`), `astring`/`nstring`, mailbox names and patterns, flags, `date`/`date-time`, `sequence-set` (RFC 5182 `$`), parenthesised lists |
 //! | `mailbox.rs` | SELECT/EXAMINE (RFC 7162 CONDSTORE, QRESYNC), CREATE (RFC 6154 USE), LIST (RFC 5258, 5819, 6154), STATUS items, SETQUOTA (RFC 9208 §4.1.3), APPEND (RFC 3502 MULTIAPPEND) |
-//! | `search.rs` | SEARCH: RFC 4731 `RETURN`, CHARSET, search keys (RFC 7162 MODSEQ, RFC 5032 OLDER/YOUNGER), the nesting bound; RFC 5256 SORT (RFC 5957 DISPLAYFROM/DISPLAYTO) and THREAD |
+//! | `search.rs` | SEARCH: RFC 4731 `RETURN`, CHARSET, search keys (RFC 7162 MODSEQ, RFC 5032 OLDER/YOUNGER), the nesting bound; RFC 5256 SORT (RFC 5957 DISPLAYFROM/DISPLAYTO, RFC 5267 ESORT `RETURN`) and THREAD |
 //! | `fetch.rs` | FETCH: attributes, `section`, `partial`, RFC 3516 BINARY, RFC 7162 CHANGEDSINCE/VANISHED |
 //! | `store.rs` | STORE (RFC 7162 UNCHANGEDSINCE), COPY, MOVE (RFC 6851) |
 //! | `tests.rs` | parser tests |

@@ -194,6 +194,19 @@ pub enum Data {
     },
     /// RFC 5256 `* SORT n n n` (sequence numbers or UIDs, in sorted order).
     Sort(Vec<u32>),
+    /// RFC 5267 §3 ESORT: `* ESEARCH (TAG "t") [UID] MIN n MAX n ALL set COUNT n`, where
+    /// MIN and MAX are the first and last messages in sort order and ALL lists the
+    /// messages in sort order, as ranges only where numbers ascend by one in that order
+    /// (`3:5,1:2`).
+    ESort {
+        tag: String,
+        uid: bool,
+        min: Option<u32>,
+        max: Option<u32>,
+        /// In sort order; not written when empty.
+        all: Option<Vec<u32>>,
+        count: Option<u32>,
+    },
     /// RFC 5256 `* THREAD (1)(2 3 (4)(5))`, as the tokens of its thread lists (a flat
     /// form, so that neither building nor encoding nor dropping a deep thread recurses).
     Thread(Vec<ThreadToken>),

@@ -4,7 +4,7 @@
 //! A driver runs the command's search keys as a SEARCH ([`crate::command::SortCommand::search_command`],
 //! [`crate::search::Search`]), builds a [`SortMessage`] for every hit from the store's
 //! metadata and the message's header block (only when [`needs_header`] says a key reads it),
-//! and calls [`sort`] and [`response`].
+//! and calls [`sort`] and [`sort_response`] (`* SORT`, or the RFC 5267 ESORT `* ESEARCH`).
 //!
 //! # Keys (documented choices)
 //!
@@ -31,7 +31,7 @@ use std::cmp::Ordering;
 use mail_parser::HeaderValue;
 use mail_parser::parsers::MessageStream;
 
-use crate::command::{SortCriterion, SortKey};
+use crate::command::{SearchReturn, SortCriterion, SortKey};
 use crate::mime;
 use crate::response::{Data, Response};
 use crate::search::{decode_unstructured, field_value, with_newline};
@@ -201,6 +201,30 @@ pub fn response(uid: bool, messages: &[SortMessage]) -> Response {
             .map(|m| if uid { m.uid } else { m.seq })
             .collect(),
     ))
+}
+
+/// The answer to a SORT: `* SORT ...` ([`response`]) for a plain SORT, else the RFC 5267
+/// §3 ESORT `* ESEARCH` for `returns` (`RETURN ()` meaning ALL); `messages` are sorted.
+pub fn sort_response(
+    tag: &str,
+    uid: bool,
+    returns: Option<&[SearchReturn]>,
+    messages: &[SortMessage],
+) -> Response {
+    let Some(returns) = returns else {
+        return response(uid, messages);
+    };
+    let all = returns.is_empty() || returns.contains(&SearchReturn::All);
+    let has = |r: SearchReturn| returns.contains(&r);
+    let id = |m: &SortMessage| if uid { m.uid } else { m.seq };
+    Response::Data(Data::ESort {
+        tag: tag.to_owned(),
+        uid,
+        min: messages.first().filter(|_| has(SearchReturn::Min)).map(id),
+        max: messages.last().filter(|_| has(SearchReturn::Max)).map(id),
+        all: all.then(|| messages.iter().map(id).collect()),
+        count: has(SearchReturn::Count).then_some(messages.len() as u32),
+    })
 }
 
 /// The instant of a `Date:` value (Unix seconds), if it parses.

@@ -979,6 +979,49 @@ c.logout()
     assert!(get(&r, "BADCHARSET").contains("BADCHARSET"), "{r:?}");
 }
 
+/// ESORT (RFC 5267 §3): `SORT RETURN (...)` answered with an ESEARCH in sort order.
+#[test]
+fn esort_with_imaplib() {
+    let (_server, r) = imap_py_new(
+        &sort_fixture(),
+        r#"
+c = login()
+typ, data = c.capability()
+out("CAPS", data[0].decode())
+c.select("INBOX")
+def esort(name, *args, uid=False):
+    if uid:
+        typ, data = c.uid("SORT", *args)
+    else:
+        typ, data = c._simple_command("SORT", *args)
+    got = c.untagged_responses.pop("ESEARCH", [None])
+    out(name, typ + " " + (got[-1].decode() if got[-1] else "-"))
+esort("ALL4", "RETURN (MIN MAX COUNT ALL)", "(DATE)", "UTF-8", "ALL")
+esort("REVERSE", "RETURN (MIN MAX)", "(REVERSE DATE)", "UTF-8", "ALL")
+esort("EMPTY_RETURN", "RETURN ()", "(SUBJECT DATE)", "UTF-8", "ALL")
+esort("UID", "RETURN (ALL COUNT)", "(REVERSE DATE)", "UTF-8", "UID", "2:4", uid=True)
+esort("NONE", "RETURN (MIN MAX ALL COUNT)", "(DATE)", "UTF-8", "SUBJECT", "nothing-like-this")
+try:
+    typ, data = c._simple_command("SORT", "RETURN (SAVE)", "(DATE)", "UTF-8", "ALL")
+    out("SAVE", typ)
+except c.error as e:
+    out("SAVE", "BAD " + str(e))
+c.logout()
+"#,
+    );
+    assert!(get(&r, "CAPS").contains(" ESORT"), "{r:?}");
+    // DATE order is 3 1 4 2 5 (see sort_with_imaplib): MIN and MAX are its ends.
+    let tag = |v: &str| v.split(')').nth(1).unwrap_or_default().trim().to_string();
+    let all = get(&r, "ALL4");
+    assert!(all.starts_with("OK (TAG \""), "{all}");
+    assert_eq!(tag(all), "MIN 3 MAX 5 ALL 3,1,4,2,5 COUNT 5");
+    assert_eq!(tag(get(&r, "REVERSE")), "MIN 5 MAX 3");
+    assert_eq!(tag(get(&r, "EMPTY_RETURN")), "ALL 3,1,4,2,5");
+    assert_eq!(tag(get(&r, "UID")), "UID ALL 2,4,3 COUNT 3");
+    assert_eq!(tag(get(&r, "NONE")), "COUNT 0");
+    assert!(get(&r, "SAVE").starts_with("BAD"), "{r:?}");
+}
+
 #[test]
 fn thread_with_imaplib() {
     let (_server, r) = imap_py_new(

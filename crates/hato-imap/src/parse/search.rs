@@ -16,20 +16,7 @@ impl Parser<'_, '_> {
         let mut returns = None;
         let mut charset = None;
         if self.keyword("RETURN") {
-            self.sp()?;
-            let r = self.paren_list(0, |p| {
-                let w = p.word()?;
-                Ok(match w.as_str() {
-                    "MIN" => SearchReturn::Min,
-                    "MAX" => SearchReturn::Max,
-                    "ALL" => SearchReturn::All,
-                    "COUNT" => SearchReturn::Count,
-                    "SAVE" => SearchReturn::Save,
-                    _ => return Err(p.syntax("unknown SEARCH return option")),
-                })
-            })?;
-            returns = Some(r);
-            self.sp()?;
+            returns = Some(self.search_returns(true)?);
         }
         if self.keyword("CHARSET") {
             self.sp()?;
@@ -43,6 +30,25 @@ impl Parser<'_, '_> {
             charset,
             criteria,
         }))
+    }
+
+    /// After `RETURN`: ` (option ...) `, the RFC 4731 return options (SAVE, RFC 5182, only
+    /// when `save`: ESORT takes MIN, MAX, ALL and COUNT), and the space after the list.
+    fn search_returns(&mut self, save: bool) -> Result<Vec<SearchReturn>> {
+        self.sp()?;
+        let r = self.paren_list(0, |p| {
+            let w = p.word()?;
+            Ok(match w.as_str() {
+                "MIN" => SearchReturn::Min,
+                "MAX" => SearchReturn::Max,
+                "ALL" => SearchReturn::All,
+                "COUNT" => SearchReturn::Count,
+                "SAVE" if save => SearchReturn::Save,
+                _ => return Err(p.syntax("unknown SEARCH return option")),
+            })
+        })?;
+        self.sp()?;
+        Ok(r)
     }
 
     /// A search charset: `UTF-8` or `US-ASCII`, else [`ParseErrorKind::BadCharset`].
@@ -68,9 +74,15 @@ impl Parser<'_, '_> {
     }
 
     /// RFC 5256 `sort`: `SORT SP sort-criteria SP search-charset 1*(SP search-key)`, with
-    /// the RFC 5957 DISPLAYFROM/DISPLAYTO keys.
+    /// the RFC 5957 DISPLAYFROM/DISPLAYTO keys and the RFC 5267 §3 ESORT
+    /// `RETURN (...)` before the criteria.
     pub(super) fn sort(&mut self, uid: bool) -> Result<CommandBody> {
         self.sp()?;
+        let returns = if self.keyword("RETURN") {
+            Some(self.search_returns(false)?)
+        } else {
+            None
+        };
         let criteria = self.paren_list(1, |p| {
             let mut w = p.word()?;
             let reverse = w == "REVERSE";
@@ -98,6 +110,7 @@ impl Parser<'_, '_> {
         let search = self.search_keys()?;
         Ok(CommandBody::Sort(SortCommand {
             uid,
+            returns,
             criteria,
             charset,
             search,

@@ -279,3 +279,79 @@ fn sort_response_encoding() {
         &parse_sort("a SORT (SIZE REVERSE ARRIVAL) UTF-8 ALL").criteria
     ));
 }
+
+#[test]
+fn parses_esort_return_options() {
+    let s = parse_sort("a SORT RETURN (MIN max ALL count) (DATE) UTF-8 ALL");
+    assert_eq!(
+        s.returns,
+        Some(vec![
+            SearchReturn::Min,
+            SearchReturn::Max,
+            SearchReturn::All,
+            SearchReturn::Count
+        ])
+    );
+    assert_eq!(s.criteria.len(), 1);
+    assert_eq!(s.charset, "UTF-8");
+    // The selecting SEARCH stays a plain one.
+    assert_eq!(s.search_command().returns, None);
+    let s = parse_sort("a UID SORT return () (REVERSE ARRIVAL) US-ASCII 1:5");
+    assert!(s.uid);
+    assert_eq!(s.returns, Some(vec![]));
+    assert_eq!(parse_sort("a SORT (DATE) UTF-8 ALL").returns, None);
+    let opts = ParseOptions::default();
+    for bad in [
+        "a SORT RETURN (SAVE) (DATE) UTF-8 ALL",
+        "a SORT RETURN (BOGUS) (DATE) UTF-8 ALL",
+        "a SORT RETURN MIN (DATE) UTF-8 ALL",
+        "a SORT RETURN (MIN)(DATE) UTF-8 ALL",
+        "a SORT RETURN (MIN) UTF-8 ALL",
+        "a SORT (DATE) RETURN (MIN) UTF-8 ALL",
+    ] {
+        assert!(parse_command(bad.as_bytes(), &opts).is_err(), "{bad}");
+    }
+}
+
+#[test]
+fn esort_response_in_sort_order() {
+    let enc = |tag: &str, uid: bool, returns: Option<&[SearchReturn]>, msgs: &[SortMessage]| {
+        String::from_utf8(sort_response(tag, uid, returns, msgs).to_bytes(EncodeOptions::default()))
+            .unwrap()
+    };
+    use SearchReturn::*;
+    // Sorted order 3 4 5 1 2 7: MIN/MAX are the first and last in that order, and ALL
+    // keeps the order, with ranges only where it ascends by one.
+    let msgs: Vec<SortMessage> = [3, 4, 5, 1, 2, 7]
+        .into_iter()
+        .map(|n| msg(n, "\r\n", 0, 0))
+        .collect();
+    assert_eq!(
+        enc("a1", false, Some(&[Min, Max, Count, All]), &msgs),
+        "* ESEARCH (TAG \"a1\") MIN 3 MAX 7 ALL 3:5,1:2,7 COUNT 6\r\n"
+    );
+    assert_eq!(
+        enc("a2", true, Some(&[]), &msgs),
+        "* ESEARCH (TAG \"a2\") UID ALL 30,40,50,10,20,70\r\n"
+    );
+    assert_eq!(
+        enc("a3", false, Some(&[Max]), &msgs),
+        "* ESEARCH (TAG \"a3\") MAX 7\r\n"
+    );
+    // Descending runs are not ranges (5:3 would be the set 3:5, in ascending order).
+    let desc: Vec<SortMessage> = [5, 4, 3]
+        .into_iter()
+        .map(|n| msg(n, "\r\n", 0, 0))
+        .collect();
+    assert_eq!(
+        enc("a4", false, Some(&[All]), &desc),
+        "* ESEARCH (TAG \"a4\") ALL 5,4,3\r\n"
+    );
+    // No match: COUNT 0, nothing else.
+    assert_eq!(
+        enc("a5", false, Some(&[Min, Max, All, Count]), &[]),
+        "* ESEARCH (TAG \"a5\") COUNT 0\r\n"
+    );
+    // A plain SORT stays `* SORT`.
+    assert_eq!(enc("a6", false, None, &msgs), "* SORT 3 4 5 1 2 7\r\n");
+}

@@ -186,7 +186,7 @@ impl Conn<'_> {
         Ok(())
     }
 
-    /// SORT / UID SORT (RFC 5256): the search, then the hits' keys, sorted.
+    /// SORT / UID SORT (RFC 5256; ESORT RFC 5267 §3): the search, then the hits' keys, sorted.
     pub(super) async fn sort(&mut self, tag: &str, sc: &SortCommand, enabled: Enabled) -> Outcome {
         let with_header = hato_imap::sort::needs_header(&sc.criteria);
         let mut msgs = match self
@@ -197,7 +197,12 @@ impl Conn<'_> {
             Err(outcome) => return outcome,
         };
         hato_imap::sort::sort(&sc.criteria, &mut msgs);
-        Outcome::ok(vec![hato_imap::sort::response(sc.uid, &msgs)])
+        Outcome::ok(vec![hato_imap::sort::sort_response(
+            tag,
+            sc.uid,
+            sc.returns.as_deref(),
+            &msgs,
+        )])
     }
 
     /// THREAD / UID THREAD (RFC 5256): the search, then the hits' headers, threaded.
