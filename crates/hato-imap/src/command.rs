@@ -295,6 +295,28 @@ pub struct AppendMessage {
     /// octets while it arrived ([`crate::framer::Framer::take_literal`]): the message is
     /// those octets, then `data`.
     pub taken: Option<(usize, u64)>,
+    /// `CATENATE (...)` (RFC 4469): the message is these parts in order (`data` is empty and
+    /// `taken` None; TEXT parts are ordinary literals, never taken by the driver).
+    pub catenate: Option<Vec<CatenatePart>>,
+}
+
+/// One part of a CATENATE message (RFC 4469 §5).
+#[derive(Clone, PartialEq, Eq)]
+pub enum CatenatePart {
+    /// `TEXT literal`: octets as sent.
+    Text(Vec<u8>),
+    /// `URL astring`: an IMAP URL (RFC 5092) naming a message or part on this server, as
+    /// sent (see [`crate::url::ImapUrl::parse`]).
+    Url(String),
+}
+
+impl fmt::Debug for CatenatePart {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CatenatePart::Text(t) => write!(f, "Text({} octets)", t.len()),
+            CatenatePart::Url(u) => write!(f, "Url({u:?})"),
+        }
+    }
 }
 
 impl fmt::Debug for AppendMessage {
@@ -304,6 +326,7 @@ impl fmt::Debug for AppendMessage {
             .field("date", &self.date)
             .field("len", &self.data.len())
             .field("binary", &self.binary)
+            .field("catenate", &self.catenate)
             .finish()
     }
 }

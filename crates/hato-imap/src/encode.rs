@@ -356,6 +356,16 @@ impl Code {
             }
             Code::Closed => simple(out, "CLOSED"),
             Code::TooBig => simple(out, "TOOBIG"),
+            Code::BadUrl(url) => {
+                simple(out, "BADURL ");
+                // Quoted (as in RFC 4469's examples); what cannot be in resp-text is left out.
+                let url: Vec<u8> = url
+                    .bytes()
+                    .filter(|&b| b != b']' && b != b'\r' && b != b'\n' && b != 0)
+                    .take(MAX_QUOTED)
+                    .collect();
+                quoted(out, &url);
+            }
             Code::OverQuota => simple(out, "OVERQUOTA"),
             Code::Limit => simple(out, "LIMIT"),
             Code::Cannot => simple(out, "CANNOT"),

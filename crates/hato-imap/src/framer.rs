@@ -253,6 +253,11 @@ pub struct Framer {
     first_line: bool,
     /// APPEND literal octets the server has room for now ([`Framer::set_room`]).
     room: Option<u64>,
+    /// The last unquoted line octets (upper case), to spot `CATENATE (`.
+    tail: [u8; 10],
+    /// Inside a `CATENATE (...)` list (RFC 4469) opened at this nesting depth: its TEXT
+    /// literals are parts of a message, not messages (never taken, ordinary literal limit).
+    catenate: Option<usize>,
     /// The APPEND literal being received, for [`Framer::take_literal`].
     taking: Taking,
 }
@@ -287,6 +292,8 @@ impl Framer {
             ann: Ann::None,
             first_line: true,
             room: None,
+            tail: [0; 10],
+            catenate: None,
             taking: Taking::default(),
         }
     }
@@ -357,7 +364,7 @@ impl Framer {
     /// The literal's `size` octets follow and are kept (after its `{n}` CRLF in `cmd`).
     fn keep_literal(&mut self, size: u64) {
         self.taking.at = self.cmd.len();
-        self.taking.append = self.verb() == "APPEND";
+        self.taking.append = self.message_literal();
         self.state = State::Literal {
             remaining: size,
             keep: true,
@@ -431,6 +438,14 @@ impl Framer {
         self.ann = Ann::None;
         self.first_line = true;
         self.taking = Taking::default();
+        self.tail = [0; 10];
+        self.catenate = None;
+    }
+
+    /// Whether a literal announced now is an APPEND message (checked against the APPENDLIMIT
+    /// and the room for mail in transit, and may be taken by the driver).
+    fn message_literal(&self) -> bool {
+        self.catenate.is_none() && self.verb() == "APPEND"
     }
 
     fn compact(&mut self) {
@@ -571,6 +586,10 @@ impl Framer {
             self.ann = Ann::None;
             return;
         }
+        if b != b'(' {
+            self.tail.rotate_left(1);
+            self.tail[9] = b.to_ascii_uppercase();
+        }
         self.ann = match (b, self.ann) {
             (b'"', _) => {
                 self.quoted = true;
@@ -581,9 +600,15 @@ impl Framer {
                 if self.depth > self.limits.max_depth {
                     self.fail(FrameError::TooDeep);
                 }
+                if self.catenate.is_none() && &self.tail == b" CATENATE " {
+                    self.catenate = Some(self.depth);
+                }
                 Ann::None
             }
             (b')', _) => {
+                if self.catenate == Some(self.depth) {
+                    self.catenate = None;
+                }
                 self.depth = self.depth.saturating_sub(1);
                 Ann::None
             }
@@ -655,7 +680,7 @@ impl Framer {
             _ => return Some(self.finish()),
         };
         // A literal is announced.
-        let append = self.verb() == "APPEND";
+        let append = self.message_literal();
         let limit = if append {
             self.limits.max_append_literal
         } else {

@@ -10,7 +10,7 @@
 //! | module | implements |
 //! |---|---|
 //! | [`framer`] | RFC 9051 §4.3 literals, §2.2.1 command continuation; RFC 7888 LITERAL+/LITERAL- (§4 the 4096-octet bound, `[TOOBIG]`); RFC 3516 `literal8`; RFC 7889 APPENDLIMIT (checked at announcement); RFC 9051 §6.2.1 STARTTLS injection defence |
-//! | [`parse`] | RFC 9051 §9 / RFC 3501 §9 command grammar; RFC 2971 ID, 3502 MULTIAPPEND, 3516 BINARY, 4315 UID EXPUNGE, 4466, 4731 ESEARCH, 4959 SASL-IR, 5032, 5161 ENABLE, 5182 SEARCHRES, 5256 SORT/THREAD, 5258 LIST-EXTENDED, 5819 LIST-STATUS, 6154 SPECIAL-USE, 6851 MOVE, 7162 CONDSTORE/QRESYNC, 9208 QUOTA (§4.1.1–§4.1.3 GETQUOTA/GETQUOTAROOT/SETQUOTA, §4.1.4 STATUS DELETED-STORAGE) |
+//! | [`parse`] | RFC 9051 §9 / RFC 3501 §9 command grammar; RFC 2971 ID, 3502 MULTIAPPEND, 3516 BINARY, 4315 UID EXPUNGE, 4466, 4469 CATENATE, 4731 ESEARCH, 4959 SASL-IR, 5032, 5161 ENABLE, 5182 SEARCHRES, 5256 SORT/THREAD, 5258 LIST-EXTENDED, 5819 LIST-STATUS, 6154 SPECIAL-USE, 6851 MOVE, 7162 CONDSTORE/QRESYNC, 9208 QUOTA (§4.1.1–§4.1.3 GETQUOTA/GETQUOTAROOT/SETQUOTA, §4.1.4 STATUS DELETED-STORAGE) |
 //! | [`command`] | the typed commands |
 //! | [`response`], [`encode`] | RFC 9051 §7 responses and §7.1 response codes (+ RFC 4315, 5530, 7162, 9208 codes), string quoting/literal choice; RFC 9208 §4.2.1 QUOTA / §4.2.2 QUOTAROOT responses |
 //! | [`quota`] | RFC 9208 as hato serves it: one root `""` per account, STORAGE (§5.1) in KiB, capabilities only with a configured limit, SETQUOTA refused `NO [NOPERM]`, `[OVERQUOTA]` (§4.3.1) |
@@ -22,6 +22,7 @@
 //! | [`view`] | the selected mailbox of one session ([`view::SelectedView`]): sequence numbers ↔ UIDs, RFC 9051 §7.5.1 / RFC 3501 §7.4.1 rules for when EXISTS/EXPUNGE/FETCH may be sent, RFC 7162 VANISHED and HIGHESTMODSEQ, RFC 3501 `\Recent` (the UIDs this session claimed), RFC 5182 `$` |
 //! | [`search`] | RFC 9051 §6.4.4 / RFC 3501 §6.4.4 SEARCH evaluation in two phases (metadata, then message bytes only when a key needs them), RFC 4731 ESEARCH, RFC 5182 SAVE, RFC 7162 §3.1.5 MODSEQ, RFC 5032 OLDER/YOUNGER ([`search::Search`]) |
 //! | [`sort`] | RFC 5256 §3 SORT and §2.1 base subject, §2.2 sent date; RFC 5957 SORT=DISPLAY; RFC 5267 §3 ESORT ([`sort::SortMessage`]) |
+//! | [`url`] | RFC 5092 IMAP URLs naming a message or section on this server, for RFC 4469 CATENATE |
 //! | [`thread`] | RFC 5256 §3 THREAD=ORDEREDSUBJECT and THREAD=REFERENCES, §4 `* THREAD` |
 //! | [`mime`] | RFC 9051 §7.5.2 ENVELOPE and BODYSTRUCTURE, §6.4.5 `BODY[section]<partial>`, RFC 3516 BINARY/BINARY.SIZE ([`mime::ParsedMessage`]; header fields parsed by mail-parser) |
 //!
@@ -96,6 +97,7 @@ pub mod sort;
 #[cfg(test)]
 mod testing;
 pub mod thread;
+pub mod url;
 pub mod view;
 
 pub use command::{Command, CommandBody};

@@ -139,6 +139,26 @@ fn owned(mut input: Vec<u8>, taken: &[(usize, u64)], opts: &ParseOptions) -> Res
     Ok(cmd)
 }
 
+/// `[section]` as in `BODY[section]` (for IMAP URLs, [`crate::url`]); `None` unless the
+/// input is exactly one section.
+pub(crate) fn parse_section(input: &[u8]) -> Option<crate::command::Section> {
+    let mut p = Parser {
+        buf: input,
+        pos: 0,
+        opts: ParseOptions::default(),
+        depth: 0,
+        tag: None,
+        append_at: None,
+        literals: Literals {
+            taken: &[],
+            next: 0,
+            last_taken: None,
+        },
+    };
+    let section = p.section().ok()?;
+    p.eof().then_some(section)
+}
+
 /// `append_at`: where APPEND messages are left in `input` (their data stays empty) instead of
 /// being copied.
 fn parse(

@@ -125,6 +125,8 @@ pub enum Code {
     Modified(NumberSet),
     Closed,
     TooBig,
+    /// RFC 4469 §5: a CATENATE URL that cannot be resolved, as the client sent it.
+    BadUrl(String),
     /// RFC 9208 §4.3.1 / RFC 5530 §3: the command (APPEND, COPY) would exceed a quota
     /// (`NO [OVERQUOTA]`).
     OverQuota,

@@ -376,6 +376,7 @@ impl Session {
             "NAMESPACE",
             "UIDPLUS",
             "MULTIAPPEND",
+            "CATENATE",
             "MOVE",
             "UNSELECT",
             "CHILDREN",

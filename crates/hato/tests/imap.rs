@@ -1054,3 +1054,60 @@ c.logout()
     assert_eq!(get(&r, "UID_THREAD"), "(3)(1 (2)(5))");
     assert!(get(&r, "BADCHARSET").contains("NO [BADCHARSET"), "{r:?}");
 }
+
+/// CATENATE (RFC 4469): a message made of a TEXT part and a URL naming a section of an
+/// existing message is their concatenation; a URL that names nothing gives NO [BADURL] and
+/// appends nothing.
+#[test]
+fn append_catenate() {
+    let (_server, r) = imap_py_new(
+        &[],
+        r#"
+r = conn()
+out("CAPS", r.cmd("C", "CAPABILITY")[0][0])
+msg = b"From: a@example.com\r\nSubject: base\r\n\r\nbase body\r\n"
+r.send(b"A APPEND INBOX {%d+}\r\n" % len(msg) + msg + b"\r\n")
+t = r.responses("A")[-1][0]
+uv, uid = re.search(r"APPENDUID (\d+) (\d+)", t).groups()
+text = b"From: new@example.com\r\nSubject: cat\r\n\r\n"
+url = "/INBOX;UIDVALIDITY=%s/;UID=%s/;SECTION=TEXT" % (uv, uid)
+r.send(b"B APPEND INBOX (\\Seen) CATENATE (TEXT {%d+}\r\n" % len(text) + text + b" URL \"" + url.encode() + b"\")\r\n")
+t = r.responses("B")[-1][0]
+out("CAT", t)
+new = re.search(r"APPENDUID \d+ (\d+)", t).group(1)
+r.cmd("S", "SELECT INBOX")
+resp = r.cmd("F", "UID FETCH %s BODY.PEEK[]" % new)
+out("SAME", resp[0][1][0] == text + b"base body\r\n")
+# A whole message and a partial, within MULTIAPPEND.
+t = r.cmd("G", "APPEND INBOX CATENATE (URL \"/INBOX/;UID=%s\") CATENATE (URL \"/INBOX/;UID=%s/;PARTIAL=6.13\")" % (uid, uid))[-1][0]
+out("MULTI", t)
+resp = r.cmd("H", "FETCH 3:4 BODY.PEEK[]")
+out("WHOLE", resp[0][1][0] == msg)
+out("PARTIAL", resp[1][1][0].decode())
+bad = "/INBOX;UIDVALIDITY=%d/;UID=%s/;SECTION=TEXT" % (int(uv) + 1, uid)
+out("BADUV", r.cmd("D", "APPEND INBOX CATENATE (URL \"%s\")" % bad)[-1][0])
+out("NOUID", r.cmd("E", "APPEND INBOX CATENATE (TEXT {1+}\r\nx URL \"/INBOX/;UID=999\")")[-1][0])
+out("NOBOX", r.cmd("I", "APPEND INBOX (\\Seen) CATENATE (URL \"/INBOX/;UID=%s\") CATENATE (URL \"/Nope/;UID=1\")" % uid)[-1][0])
+out("COUNT", r.cmd("J", "STATUS INBOX (MESSAGES)")[0][0])
+"#,
+    );
+    assert!(get(&r, "CAPS").contains(" CATENATE"), "{r:?}");
+    assert!(get(&r, "CAT").starts_with("B OK [APPENDUID"), "{r:?}");
+    assert_eq!(get(&r, "SAME"), "True", "{r:?}");
+    assert!(get(&r, "MULTI").starts_with("G OK [APPENDUID"), "{r:?}");
+    assert_eq!(get(&r, "WHOLE"), "True", "{r:?}");
+    assert_eq!(get(&r, "PARTIAL"), "a@example.com", "{r:?}");
+    assert!(
+        get(&r, "BADUV").starts_with("D NO [BADURL \"/INBOX;UIDVALIDITY="),
+        "{r:?}"
+    );
+    assert!(
+        get(&r, "NOUID").starts_with("E NO [BADURL \"/INBOX/;UID=999\"]"),
+        "{r:?}"
+    );
+    assert!(
+        get(&r, "NOBOX").starts_with("I NO [BADURL \"/Nope/;UID=1\"]"),
+        "{r:?}"
+    );
+    assert!(get(&r, "COUNT").contains("(MESSAGES 4)"), "{r:?}");
+}

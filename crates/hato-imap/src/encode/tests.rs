@@ -141,6 +141,10 @@ fn codes() {
         ),
         (Code::Closed, "CLOSED"),
         (Code::TooBig, "TOOBIG"),
+        (
+            Code::BadUrl("/INBOX;UIDVALIDITY=5/;UID=3/;SECTION=\"]x".into()),
+            "BADURL \"/INBOX;UIDVALIDITY=5/;UID=3/;SECTION=\\\"x\"",
+        ),
         (Code::OverQuota, "OVERQUOTA"),
         (Code::AuthenticationFailed, "AUTHENTICATIONFAILED"),
         (Code::PrivacyRequired, "PRIVACYREQUIRED"),

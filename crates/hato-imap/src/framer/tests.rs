@@ -716,3 +716,55 @@ fn a_taken_string_literal_is_refused() {
     let e = crate::parse::parse_raw_command(raw, &crate::ParseOptions::default()).unwrap_err();
     assert!(e.message.contains("too long"), "{e:?}");
 }
+
+/// CATENATE (RFC 4469) TEXT literals are message parts, not messages: never taken by the
+/// driver and held to the ordinary literal limit; a plain message after the list is a
+/// message again.
+#[test]
+fn catenate_text_literals_are_not_taken() {
+    let mut f = framer();
+    let text: Vec<u8> = (0..1000u32).map(|i| b'a' + (i % 26) as u8).collect();
+    let mut input = b"t APPEND INBOX CATENATE (URL \"/INBOX/;UID=1\" TEXT {1000+}\r\n".to_vec();
+    input.extend_from_slice(&text);
+    input.extend_from_slice(b") (\\Seen) {1000+}\r\n");
+    input.extend_from_slice(&text);
+    input.extend_from_slice(b"\r\n");
+    let mut taken = Vec::new();
+    let mut raw = None;
+    for piece in input.chunks(64) {
+        f.feed(piece);
+        while let Some(ev) = f.next_event() {
+            match ev {
+                Event::Command(c) => raw = Some(c),
+                other => panic!("{other:?}"),
+            }
+        }
+        if let Some(t) = f.take_literal(100) {
+            taken.push(t);
+        }
+    }
+    assert!(!taken.is_empty());
+    assert!(taken.iter().all(|(lit, _, _)| *lit == 1), "{taken:?}");
+    let raw = raw.expect("the command");
+    let cmd = crate::parse::parse_raw_command(raw, &crate::ParseOptions::default()).unwrap();
+    let crate::CommandBody::Append { messages, .. } = cmd.body else {
+        panic!("{cmd:?}")
+    };
+    assert_eq!(
+        messages[0].catenate.as_ref().unwrap()[1],
+        crate::command::CatenatePart::Text(text.clone())
+    );
+    assert!(messages[1].taken.is_some() && messages[1].catenate.is_none());
+
+    // A TEXT literal beyond the ordinary literal limit is refused.
+    let mut f = framer();
+    let max = f.limits().max_literal;
+    f.feed(format!("t APPEND INBOX CATENATE (TEXT {{{}}}\r\n", max + 1).as_bytes());
+    match f.next_event() {
+        Some(Event::Error {
+            error: FrameError::LiteralTooBig { append: false, .. },
+            ..
+        }) => {}
+        other => panic!("{other:?}"),
+    }
+}

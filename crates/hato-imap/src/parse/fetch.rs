@@ -117,7 +117,7 @@ impl Parser<'_, '_> {
     }
 
     /// `section = "[" [section-spec] "]"`.
-    fn section(&mut self) -> Result<Section> {
+    pub(super) fn section(&mut self) -> Result<Section> {
         self.byte(b'[', "expected '['")?;
         let mut section = Section::default();
         if self.peek() == Some(b']') {

@@ -2,7 +2,7 @@
 //! CONDSTORE and QRESYNC, CREATE with RFC 6154 USE, LIST (RFC 5258 LIST-EXTENDED,
 //! RFC 5819 LIST-STATUS, RFC 6154 SPECIAL-USE), STATUS items (RFC 7889 APPENDLIMIT,
 //! RFC 9208 §4.1.4 DELETED-STORAGE), SETQUOTA (RFC 9208 §4.1.3) and APPEND (RFC 3502
-//! MULTIAPPEND, RFC 3516 `literal8`).
+//! MULTIAPPEND, RFC 3516 `literal8`, RFC 4469 CATENATE).
 
 use super::{Parser, Result};
 use crate::command::*;
@@ -213,6 +213,23 @@ impl Parser<'_, '_> {
                 date = Some(self.date_time()?);
                 self.sp()?;
             }
+            if matches!(self.peek(), Some(b'C' | b'c')) {
+                let parts = self.catenate()?;
+                // Nothing of the command is the message: an empty range keeps the places of
+                // the other messages in step.
+                if let Some(at) = &mut self.append_at {
+                    at.push(self.pos..self.pos);
+                }
+                messages.push(AppendMessage {
+                    flags,
+                    date,
+                    data: Vec::new(),
+                    binary: false,
+                    taken: None,
+                    catenate: Some(parts),
+                });
+                continue;
+            }
             let binary = self.peek() == Some(b'~');
             let data = self.literal_raw(binary)?;
             let data = match &mut self.append_at {
@@ -229,11 +246,39 @@ impl Parser<'_, '_> {
                 data,
                 binary,
                 taken: self.literals.last_taken,
+                catenate: None,
             });
         }
         if messages.is_empty() {
             return Err(self.syntax("APPEND needs a message"));
         }
         Ok(CommandBody::Append { mailbox, messages })
+    }
+
+    /// `"CATENATE" SP "(" cat-part *(SP cat-part) ")"` with `cat-part = "TEXT" SP literal /
+    /// "URL" SP astring` (RFC 4469 §5; a TEXT part may be a `literal8`, RFC 3516).
+    fn catenate(&mut self) -> Result<Vec<CatenatePart>> {
+        if self.word()? != "CATENATE" {
+            return Err(self.syntax("expected a message literal or CATENATE"));
+        }
+        self.sp()?;
+        self.paren_list(1, |p| match p.word()?.as_str() {
+            "TEXT" => {
+                p.sp()?;
+                let data = p.literal_raw(p.peek() == Some(b'~'))?;
+                // The framer never lets the driver take a CATENATE literal.
+                if p.literals.last_taken.is_some() {
+                    return Err(p.syntax("CATENATE TEXT literal too long"));
+                }
+                Ok(CatenatePart::Text(data.to_vec()))
+            }
+            "URL" => {
+                p.sp()?;
+                let url = p.astring()?;
+                let url = String::from_utf8(url).map_err(|_| p.syntax("URL is not UTF-8"))?;
+                Ok(CatenatePart::Url(url))
+            }
+            _ => Err(p.syntax("expected TEXT or URL")),
+        })
     }
 }

@@ -707,6 +707,7 @@ fn append() {
                 data: msg.to_vec(),
                 binary: false,
                 taken: None,
+                catenate: None,
             }]
         }
     );
@@ -753,6 +754,64 @@ fn append() {
     bad(b"a APPEND INBOX (\\Seen {1}\r\nx");
     bad(b"a APPEND INBOX {1}\r\nx ");
     bad(b"a APPEND INBOX (\\*) {1}\r\nx");
+}
+
+/// RFC 4469 CATENATE, alone and within MULTIAPPEND with plain messages.
+#[test]
+fn append_catenate() {
+    let c = ok(b"A003 APPEND Drafts (\\Seen \\Draft $MDNSent) CATENATE (URL \"/Drafts;UIDVALIDITY=385759045/;UID=20/;section=HEADER\" TEXT {40}\r\n--------------030308070208000400050907\r\n URL \"/Drafts;UIDVALIDITY=385759045/;UID=20/;section=1.MIME\" url /Drafts/;UID=20/;section=1 text ~{2}\r\n\r\n)");
+    let CommandBody::Append { mailbox, messages } = c else {
+        panic!()
+    };
+    assert_eq!(mailbox, "Drafts");
+    assert_eq!(messages.len(), 1);
+    let m = &messages[0];
+    assert_eq!(m.flags.len(), 3);
+    assert!(m.data.is_empty() && m.taken.is_none() && !m.binary);
+    assert_eq!(
+        m.catenate.as_deref().unwrap(),
+        [
+            CatenatePart::Url(s("/Drafts;UIDVALIDITY=385759045/;UID=20/;section=HEADER")),
+            CatenatePart::Text(b"--------------030308070208000400050907\r\n".to_vec()),
+            CatenatePart::Url(s("/Drafts;UIDVALIDITY=385759045/;UID=20/;section=1.MIME")),
+            CatenatePart::Url(s("/Drafts/;UID=20/;section=1")),
+            CatenatePart::Text(b"\r\n".to_vec()),
+        ]
+    );
+    // MULTIAPPEND: catenated and plain messages in any order, each with its options.
+    let c = ok(b"a append INBOX {3}\r\nabc catenate (url \"/INBOX/;uid=1\") (\\Answered) \"17-Jul-1996 02:44:25 -0700\" CATENATE (TEXT {1+}\r\nx) {1}\r\nz");
+    let CommandBody::Append { messages, .. } = c else {
+        panic!()
+    };
+    assert_eq!(messages.len(), 4);
+    assert_eq!(
+        (messages[0].data.as_slice(), &messages[0].catenate),
+        (&b"abc"[..], &None)
+    );
+    assert_eq!(
+        messages[1].catenate,
+        Some(vec![CatenatePart::Url(s("/INBOX/;uid=1"))])
+    );
+    assert!(messages[1].data.is_empty());
+    assert_eq!(messages[2].flags, vec![Flag::Answered]);
+    assert!(messages[2].date.is_some());
+    assert_eq!(
+        messages[2].catenate,
+        Some(vec![CatenatePart::Text(b"x".to_vec())])
+    );
+    assert_eq!(
+        (messages[3].data.as_slice(), &messages[3].catenate),
+        (&b"z"[..], &None)
+    );
+    // Errors.
+    bad(b"a APPEND INBOX CATENATE ()");
+    bad(b"a APPEND INBOX CATENATE");
+    bad(b"a APPEND INBOX CATENATE (TEXT \"quoted\")");
+    bad(b"a APPEND INBOX CATENATE (URL)");
+    bad(b"a APPEND INBOX CATENATE (FOO x)");
+    bad(b"a APPEND INBOX CATENATE (URL x");
+    bad(b"a APPEND INBOX CATENATE (URL x  URL y)");
+    bad(b"a APPEND INBOX CONCATENATE (URL x)");
 }
 
 // ---- selected state ------------------------------------------------------------------------

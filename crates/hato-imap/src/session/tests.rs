@@ -142,6 +142,7 @@ fn capabilities_over_tls() {
         "IDLE",
         "UIDPLUS",
         "MULTIAPPEND",
+        "CATENATE",
         "MOVE",
         "CONDSTORE",
         "QRESYNC",

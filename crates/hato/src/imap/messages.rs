@@ -1,14 +1,28 @@
-//! Message commands that write: APPEND (with QUOTA), EXPUNGE, STORE, COPY and MOVE.
+//! Message commands that write: APPEND (with QUOTA and CATENATE), EXPUNGE, STORE, COPY
+//! and MOVE.
+
+use hato_imap::command::CatenatePart;
+use hato_imap::url::ImapUrl;
 
 use super::*;
 
 impl Conn<'_> {
-    pub(super) async fn append(&mut self, name: &str, messages: Vec<AppendMessage>) -> Outcome {
+    pub(super) async fn append(&mut self, name: &str, mut messages: Vec<AppendMessage>) -> Outcome {
         let mb = match self.mailbox(name).await {
             Ok(Some(mb)) => mb,
             Ok(None) => return Outcome::no(Some(Code::TryCreate), "No such mailbox"),
             Err(e) => return store_no(&e),
         };
+        // CATENATE (RFC 4469): every message is put together before any is stored, so a URL
+        // that cannot be resolved appends nothing.
+        for m in &mut messages {
+            if let Some(parts) = m.catenate.take() {
+                match self.catenate(parts).await {
+                    Ok(data) => m.data = data,
+                    Err(o) => return o,
+                }
+            }
+        }
         let adding: u64 = messages
             .iter()
             .map(|m| m.data.len() as u64 + m.taken.map_or(0, |t| t.1))
@@ -58,6 +72,60 @@ impl Conn<'_> {
             code: Some(Code::AppendUid { uidvalidity, uids }),
             text: String::new(),
         }
+    }
+
+    /// The message a CATENATE list makes: its TEXT parts and what its URLs name, in order.
+    /// `NO [BADURL url]` for a URL that names nothing here, `NO [TOOBIG]` past the
+    /// APPENDLIMIT.
+    async fn catenate(&self, parts: Vec<CatenatePart>) -> Result<Vec<u8>, Outcome> {
+        let mut data = Vec::new();
+        for part in parts {
+            match part {
+                CatenatePart::Text(t) => data.extend_from_slice(&t),
+                CatenatePart::Url(url) => match self.url_data(&url).await {
+                    Ok(Some(d)) => data.extend_from_slice(&d),
+                    Ok(None) => {
+                        return Err(Outcome::no(
+                            Some(Code::BadUrl(url)),
+                            "CATENATE URL cannot be resolved",
+                        ));
+                    }
+                    Err(e) => return Err(store_no(&e)),
+                },
+            }
+            if data.len() as u64 > self.append_limit {
+                return Err(Outcome::no(
+                    Some(Code::TooBig),
+                    "Message exceeds the APPENDLIMIT",
+                ));
+            }
+        }
+        Ok(data)
+    }
+
+    /// The octets an IMAP URL names (a message of this user, or a section of one, with the
+    /// partial applied); `None` when it names nothing.
+    async fn url_data(&self, url: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let Some(url) = ImapUrl::parse(url) else {
+            return Ok(None);
+        };
+        let Some(mb) = self.mailbox(&url.mailbox).await? else {
+            return Ok(None);
+        };
+        if url.uidvalidity.is_some_and(|v| v != mb.uidvalidity) {
+            return Ok(None);
+        }
+        let Some(message) = self.store.message_data(mb.id, url.uid).await? else {
+            return Ok(None);
+        };
+        let data = match &url.section {
+            None => url.apply_partial(&message).to_vec(),
+            Some(section) => match ParsedMessage::parse(&message).section(section) {
+                Some(d) => url.apply_partial(&d).to_vec(),
+                None => return Ok(None),
+            },
+        };
+        Ok(Some(data))
     }
 
     /// `NO [OVERQUOTA]` (RFC 9208 §4.3.1) when adding `bytes` would take the account past its
