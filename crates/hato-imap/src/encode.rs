@@ -465,15 +465,7 @@ impl Data {
                 count,
                 modseq,
             } => {
-                out.extend_from_slice(b"ESEARCH");
-                if let Some(tag) = tag {
-                    out.extend_from_slice(b" (TAG ");
-                    string(out, tag.as_bytes(), opts.utf8);
-                    out.push(b')');
-                }
-                if *uid {
-                    out.extend_from_slice(b" UID");
-                }
+                esearch_head(out, tag.as_deref(), *uid, opts);
                 optional_item(out, b" MIN ", min.as_ref());
                 optional_item(out, b" MAX ", max.as_ref());
                 optional_item(out, b" ALL ", all.as_ref().filter(|s| !s.is_empty()));
@@ -488,12 +480,7 @@ impl Data {
                 all,
                 count,
             } => {
-                out.extend_from_slice(b"ESEARCH (TAG ");
-                string(out, tag.as_bytes(), opts.utf8);
-                out.push(b')');
-                if *uid {
-                    out.extend_from_slice(b" UID");
-                }
+                esearch_head(out, Some(tag), *uid, opts);
                 optional_item(out, b" MIN ", min.as_ref());
                 optional_item(out, b" MAX ", max.as_ref());
                 if let Some(all) = all.as_ref().filter(|a| !a.is_empty()) {
@@ -638,6 +625,19 @@ fn origin(out: &mut Vec<u8>, origin: Option<u32>) {
         out.push(b'<');
         number(out, o);
         out.push(b'>');
+    }
+}
+
+/// `ESEARCH [(TAG "t")] [UID]`, the start of an ESEARCH response (RFC 4731 §3.1, RFC 5267 §3).
+fn esearch_head(out: &mut Vec<u8>, tag: Option<&str>, uid: bool, opts: EncodeOptions) {
+    out.extend_from_slice(b"ESEARCH");
+    if let Some(tag) = tag {
+        out.extend_from_slice(b" (TAG ");
+        string(out, tag.as_bytes(), opts.utf8);
+        out.push(b')');
+    }
+    if uid {
+        out.extend_from_slice(b" UID");
     }
 }
 
