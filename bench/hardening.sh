@@ -8,15 +8,17 @@
 #             owner (who logged in from 127.0.0.1 before) still gets in.
 #   flood     IDLE connections to port 25 from IDLE addresses, held open: seconds for a
 #             submission (465) and an IMAP (993) login.
+#   append    SENDERS IMAP sessions of the one account each APPEND a SIZE_MIB MiB message at once
+#             (imaps): how many were stored, RSS growth.
 # Usage: bench/hardening.sh [--senders 40] [--size-mib 24] [--guesses 100] [--idle 1500]
-#        [--probes "inflight auth flood"] [--keep]
+#        [--probes "inflight auth flood append"] [--keep]
 # HATO_BIN=path/to/hato compares another build (default: target/release/hato).
 set -euo pipefail
 BENCH=hardening.sh
 OTHER=none
 source "$(dirname "$0")/lib.sh"
 HATO_PID=
-bench_args "senders=40 size-mib=24 guesses=100 idle=1500 probes=inflight_auth_flood" "$@"
+bench_args "senders=40 size-mib=24 guesses=100 idle=1500 probes=inflight_auth_flood_append" "$@"
 PROBES=${PROBES//_/ }
 [ -x "$HATO_BIN" ] || die "no hato binary at $HATO_BIN: cargo build --release -p hato"
 command -v python3 >/dev/null || die "python3 is needed: apt-get install python3"
@@ -142,6 +144,37 @@ print("flood_imap_login_s", timed(imap))'
         probe "$SMTP" "$SUBS" "$IMAPS" "$IDLE" "$BENCH_USER" "$BENCH_PASSWORD"
         stop_hato 100
         ;;
-    *) usage_error "unknown probe $p (inflight, auth, flood)" ;;
+    append)
+        start_probe append
+        PROBE='
+n, size, port, user, pw = int(sys.argv[1]), int(sys.argv[2]) << 20, int(sys.argv[3]), sys.argv[4], sys.argv[5]
+line = b"x" * 998 + b"\r\n"
+body = b"Subject: big\r\n\r\n" + line * (size // len(line))
+stored = []
+# One login first: the others find the password verified (40 logins at once with a password not
+# yet verified count as 40 guesses against the per-address limit until the first check ends).
+m = imaplib.IMAP4_SSL("127.0.0.1", port, ssl_context=ctx, timeout=60); m.login(user, pw); m.logout()
+class From(imaplib.IMAP4_SSL):  # each session from its own address (the per-address limit)
+    def __init__(self, source, *a, **k):
+        self.source = source
+        super().__init__(*a, **k)
+    def _create_socket(self, timeout):
+        s = socket.create_connection((self.host, self.port), timeout, source_address=self.source)
+        return self.ssl_context.wrap_socket(s, server_hostname=self.host)
+def append(i):
+    m = From(src(i), "127.0.0.1", port, ssl_context=ctx, timeout=300)
+    m.login(user, pw)
+    typ, _ = m.append("INBOX", None, None, body)
+    stored.append(typ)
+    m.logout()
+ts = [threading.Thread(target=append, args=(i,)) for i in range(n)]
+[t.start() for t in ts]; [t.join() for t in ts]
+print("append_stored", stored.count("OK"))'
+        say "append: $SENDERS IMAP APPENDs x $SIZE_MIB MiB at once"
+        probe "$SENDERS" "$SIZE_MIB" "$IMAPS" "$BENCH_USER" "$BENCH_PASSWORD"
+        echo "append_rss_growth_mib $(growth)"
+        stop_hato 100
+        ;;
+    *) usage_error "unknown probe $p (inflight, auth, flood, append)" ;;
     esac
 done
