@@ -151,9 +151,6 @@ n, size, port, user, pw = int(sys.argv[1]), int(sys.argv[2]) << 20, int(sys.argv
 line = b"x" * 998 + b"\r\n"
 body = b"Subject: big\r\n\r\n" + line * (size // len(line))
 stored = []
-# One login first: the others find the password verified (40 logins at once with a password not
-# yet verified count as 40 guesses against the per-address limit until the first check ends).
-m = imaplib.IMAP4_SSL("127.0.0.1", port, ssl_context=ctx, timeout=60); m.login(user, pw); m.logout()
 class From(imaplib.IMAP4_SSL):  # each session from its own address (the per-address limit)
     def __init__(self, source, *a, **k):
         self.source = source

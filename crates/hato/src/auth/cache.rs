@@ -40,6 +40,13 @@ impl VerifiedCache {
         }
     }
 
+    /// What identifies one set of credentials without keeping the password: its HMAC.
+    pub(super) fn credentials_id(&self, user: &str, password: &str) -> Vec<u8> {
+        ring::hmac::sign(&self.key, &Self::message(user, password))
+            .as_ref()
+            .to_vec()
+    }
+
     pub(super) fn insert(&mut self, user: &str, password: &str, phc: &str) {
         if self.entries.len() >= VERIFIED_MAX {
             self.entries

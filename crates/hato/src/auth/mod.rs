@@ -10,6 +10,7 @@ mod cache;
 mod checker;
 mod throttle;
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -39,6 +40,9 @@ pub fn hash_password(password: &str) -> anyhow::Result<String> {
 pub struct Authenticator {
     store: Arc<dyn Store>,
     verified: Mutex<VerifiedCache>,
+    /// Checks under way, by credentials: a login with the same credentials waits for that check
+    /// (then finds the password verified) instead of making its own and counting as a guess.
+    flights: Mutex<HashMap<Vec<u8>, Arc<tokio::sync::Mutex<()>>>>,
     auth: AuthConfig,
     checker: Checker,
     /// A valid hash to verify against for unknown users, so timing does not reveal which exist.
@@ -56,6 +60,7 @@ impl Authenticator {
             checker: Checker::new(threads, Duration::from_millis(auth.check_wait_ms))?,
             auth,
             verified: Mutex::new(VerifiedCache::new()?),
+            flights: Mutex::new(HashMap::new()),
             dummy_hash: hash_password("hato-dummy-password")?,
         })
     }
@@ -104,6 +109,27 @@ impl Authenticator {
         }
     }
 
+    /// Waits until no check of these credentials is under way, and holds that until dropped.
+    async fn flight(&self, user: &str, password: &str) -> Flight<'_> {
+        let id = self
+            .verified
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .credentials_id(user, password);
+        let lock = self
+            .flights
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(id.clone())
+            .or_default()
+            .clone();
+        Flight {
+            guard: Some(lock.lock_owned().await),
+            flights: &self.flights,
+            id,
+        }
+    }
+
     /// Checks credentials. Returns the verdict and the account on success. `Throttled` means
     /// no check was made: a limit is reached ([`throttle`]) or no checking thread was free in
     /// time ([`checker`]); the sessions answer it as a temporary failure and close.
@@ -134,12 +160,22 @@ impl Authenticator {
             .as_ref()
             .map(|a| a.password_hash.clone())
             .unwrap_or_else(|| self.dummy_hash.clone());
-        let cached = account.is_some()
-            && self
-                .verified
+        let hit = || {
+            self.verified
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .hit(&user, password, &hash);
+                .hit(&user, password, &hash)
+        };
+        let mut cached = account.is_some() && hit();
+        // Logins with the same credentials at once (a client opening many connections) make
+        // one check: the others wait for it and find the password verified.
+        let _flight = if cached || account.is_none() {
+            None
+        } else {
+            let flight = self.flight(&user, password).await;
+            cached = hit();
+            Some(flight)
+        };
         let mut reservation = None;
         if !cached && let (Some(t), Some(a)) = (&throttle, admitted) {
             match t.reserve(&keys, a, now).await {
@@ -187,6 +223,27 @@ impl Authenticator {
         crate::metrics::auth_attempt("failed");
         tokio::time::sleep(Duration::from_millis(self.auth.failure_delay_ms)).await;
         (AuthOutcome::Failed, None)
+    }
+}
+
+/// One check of a set of credentials under way ([`Authenticator::flight`]); the last one out
+/// removes the entry.
+struct Flight<'a> {
+    guard: Option<tokio::sync::OwnedMutexGuard<()>>,
+    flights: &'a Mutex<HashMap<Vec<u8>, Arc<tokio::sync::Mutex<()>>>>,
+    id: Vec<u8>,
+}
+
+impl Drop for Flight<'_> {
+    fn drop(&mut self) {
+        self.guard = None;
+        let mut flights = self.flights.lock().unwrap_or_else(|e| e.into_inner());
+        if flights
+            .get(&self.id)
+            .is_some_and(|lock| Arc::strong_count(lock) == 1)
+        {
+            flights.remove(&self.id);
+        }
     }
 }
 
@@ -243,6 +300,66 @@ mod tests {
         // Counted by result (other tests in this binary may add to the same counters).
         let after = [count("ok"), count("failed"), count("throttled")];
         assert!(after[0] > before[0] && after[1] >= before[1] + 3 && after[2] > before[2]);
+    }
+
+    /// Many logins at once with the right password, from one address, before it is verified:
+    /// they share one check instead of counting as that many guesses against the per-address
+    /// limit, and all get in; wrong ones at once are still counted and refused past the limit.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn simultaneous_logins_share_one_check() {
+        let (_dir, store) = bobs_store().await;
+        let auth = Arc::new(
+            Authenticator::new(
+                store,
+                AuthConfig {
+                    failure_delay_ms: 0,
+                    max_failures_per_ip: 3,
+                    failure_window_secs: 900,
+                    ..AuthConfig::default()
+                },
+            )
+            .unwrap(),
+        );
+        let ip: IpAddr = "192.0.2.20".parse().unwrap();
+        let logins = |password: &'static str| {
+            let tasks: Vec<_> = (0..20)
+                .map(|_| {
+                    let auth = auth.clone();
+                    tokio::spawn(async move {
+                        auth.authenticate(ip, None, "bob@example.com", password)
+                            .await
+                            .0
+                    })
+                })
+                .collect();
+            async move {
+                let mut v = Vec::new();
+                for t in tasks {
+                    v.push(t.await.unwrap());
+                }
+                v
+            }
+        };
+        let right = logins("right").await;
+        assert!(right.iter().all(|v| *v == AuthOutcome::Ok), "{right:?}");
+        let other: IpAddr = "192.0.2.21".parse().unwrap();
+        let mut wrong = Vec::new();
+        for i in 0..6 {
+            let guess = format!("guess{i}");
+            wrong.push(
+                auth.authenticate(other, None, "bob@example.com", &guess)
+                    .await
+                    .0,
+            );
+        }
+        assert_eq!(
+            wrong.iter().filter(|v| **v == AuthOutcome::Failed).count(),
+            3
+        );
+        assert!(
+            auth.flights.lock().unwrap().is_empty(),
+            "no flight left behind"
+        );
     }
 
     #[test]
