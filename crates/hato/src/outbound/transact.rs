@@ -264,36 +264,56 @@ impl Scheduler {
         &self,
         blob: BlobId,
     ) -> hato_store::Result<Option<(Queued, [crate::net::DataShare; 2])>> {
-        let Some(size) = self.store.blob_size(blob).await? else {
+        // One read for the common case: a message of at most STREAM_AT comes whole with it.
+        let mut held = self.hold(STREAM_AT as usize + 1).await;
+        let Some(first) = self
+            .store
+            .blob_range(blob, 0, STREAM_AT as usize + 1)
+            .await?
+        else {
             return Ok(None);
         };
-        if size > STREAM_AT {
-            let held = self.hold(2 * PIECE).await;
-            let mut scanner = FactsScanner::new();
-            let mut start = None;
-            let mut at = 0;
-            while at < size {
-                let Some(piece) = self.store.blob_range(blob, at, PIECE).await? else {
-                    return Ok(None);
-                };
-                if piece.is_empty() {
-                    break;
-                }
-                at += piece.len() as u64;
-                scanner.push(&piece);
-                start.get_or_insert(piece);
-            }
-            let facts = scanner.finish();
-            if !facts.eight_bit {
-                let queued = Queued {
-                    data: start.unwrap_or_default().into(),
-                    streamed: Some((blob, Streamed { len: at, facts })),
-                };
-                return Ok(Some((queued, held)));
-            }
+        if first.len() as u64 <= STREAM_AT {
+            held.iter_mut().for_each(|s| {
+                s.set(first.len());
+            });
+            // Bytes from the Vec: no copy; each attempt's transaction shares it.
+            let queued = Queued {
+                data: first.into(),
+                streamed: None,
+            };
+            return Ok(Some((queued, held)));
         }
-        let held = self.hold(usize::try_from(size).unwrap_or(usize::MAX)).await;
-        // Bytes from the Vec: no copy; each attempt's transaction shares it.
+        // A large one: its facts from a pass over the rest, in pieces; its start is kept.
+        let mut scanner = FactsScanner::new();
+        scanner.push(&first);
+        let mut at = first.len() as u64;
+        let start = first[..PIECE].to_vec();
+        drop(first);
+        held.iter_mut().for_each(|s| {
+            s.set(2 * PIECE);
+        });
+        loop {
+            let Some(piece) = self.store.blob_range(blob, at, PIECE).await? else {
+                return Ok(None);
+            };
+            if piece.is_empty() {
+                break;
+            }
+            at += piece.len() as u64;
+            scanner.push(&piece);
+        }
+        let facts = scanner.finish();
+        if !facts.eight_bit {
+            let queued = Queued {
+                data: start.into(),
+                streamed: Some((blob, Streamed { len: at, facts })),
+            };
+            return Ok(Some((queued, held)));
+        }
+        // 8-bit: it may need converting to 7 bit, which takes it whole.
+        drop(held);
+        let held = self.hold(usize::try_from(at).unwrap_or(usize::MAX)).await;
         Ok(self.store.blob(blob).await?.map(|m| {
             let queued = Queued {
                 data: m.into(),
