@@ -234,12 +234,11 @@ fn run_with(
     })
 }
 
-/// `* SEARCH` numbers (sequence numbers, or UIDs for `UID SEARCH`) of a search.
-fn ids(criteria: &str) -> Vec<u32> {
-    let msgs = fixture();
-    let mut view = view_of(&msgs);
+/// `a SEARCH <criteria>` over `msgs`: the view it ran on and the `* SEARCH` numbers.
+fn searched(msgs: &[Msg], criteria: &str) -> (SelectedView, Vec<u32>) {
+    let mut view = view_of(msgs);
     let out = run_with(
-        &msgs,
+        msgs,
         &mut view,
         &format!("a SEARCH {criteria}"),
         Enabled::default(),
@@ -247,9 +246,16 @@ fn ids(criteria: &str) -> Vec<u32> {
     .unwrap();
     let line = out.wire.strip_prefix("* SEARCH").unwrap();
     let line = line.trim_end().split(" (MODSEQ").next().unwrap();
-    line.split_whitespace()
+    let ids = line
+        .split_whitespace()
         .map(|n| n.parse().unwrap())
-        .collect()
+        .collect();
+    (view, ids)
+}
+
+/// `* SEARCH` numbers (sequence numbers, or UIDs for `UID SEARCH`) of a search.
+fn ids(criteria: &str) -> Vec<u32> {
+    searched(&fixture(), criteria).1
 }
 
 #[track_caller]
@@ -927,14 +933,7 @@ fn address_keys_match_canonical_addresses() {
         })
         .collect();
     let search = |criteria: &str| {
-        let mut view = view_of(&msgs);
-        let out = run_with(
-            &msgs,
-            &mut view,
-            &format!("a SEARCH {criteria}"),
-            Enabled::default(),
-        )
-        .unwrap();
+        let (view, got) = searched(&msgs, criteria);
         // The same verdicts from cached fields.
         let (_, sc) = parse_search(&format!("a SEARCH {criteria}"));
         let mut by_fields = Search::new(&sc, &view, Enabled::default(), JAN1).unwrap();
@@ -946,11 +945,6 @@ fn address_keys_match_canonical_addresses() {
             }
         }
         let hits: Vec<u32> = by_fields.hits().iter().map(|h| h.seq).collect();
-        let line = out.wire.strip_prefix("* SEARCH").unwrap().trim_end();
-        let got: Vec<u32> = line
-            .split_whitespace()
-            .map(|n| n.parse().unwrap())
-            .collect();
         assert_eq!(got, hits, "SEARCH {criteria}: message and cached fields");
         got
     };
