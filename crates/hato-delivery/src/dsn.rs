@@ -349,7 +349,7 @@ fn clean(text: &str) -> String {
 }
 
 /// The header of a message: up to (excluding) the empty line, or all of it.
-fn header_of(message: &[u8]) -> &[u8] {
+pub fn header_of(message: &[u8]) -> &[u8] {
     let crlf = message.windows(4).position(|w| w == b"\r\n\r\n");
     let lf = message.windows(2).position(|w| w == b"\n\n");
     match (crlf, lf) {

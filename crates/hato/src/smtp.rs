@@ -391,17 +391,14 @@ impl Conn<'_> {
         };
         let (nlocal, nremote) = (delivery.local.len(), delivery.remote.len());
         // The report returns the header only: keep just that, not a copy of the whole message.
-        let data_for_report = (!success.is_empty())
-            .then(|| delivery.data.prefix(REPORT_HEADER_MAX).ok())
-            .flatten()
-            .map(|mut d| {
-                let end = d
-                    .windows(4)
-                    .position(|w| w == b"\r\n\r\n")
-                    .map_or(d.len(), |i| i + 4);
-                d.truncate(end);
-                d
-            });
+        let data_for_report = (!success.is_empty()).then(|| match delivery.data.as_slice() {
+            Some(d) => dsn::header_of(d).to_vec(),
+            None => delivery
+                .data
+                .prefix(REPORT_HEADER_MAX)
+                .map(|d| dsn::header_of(&d).to_vec())
+                .unwrap_or_default(),
+        });
         // RFC 3461 / RFC 8689 parameters travel with the remote recipients (same order).
         let params = QueueParams {
             ret: env.ret.map(|r| r.as_str().to_owned()),
